@@ -1,0 +1,174 @@
+# perf_manual — one front door: `make` builds bin/perf_manual (host + BPF
+# objects), `make test` runs every test, `make demo` the built-in demo.
+# Quiet by default; V=1 shows the full commands.
+
+.DELETE_ON_ERROR:
+.SECONDARY:
+.PHONY: all deps demo test test-c test-lua test-e2e bench lint install clean workloads
+
+PREFIX   ?= /usr/local
+VERSION  := 0.1.0
+CC       ?= cc
+CLANG    ?= clang
+BPFTOOL  ?= bpftool
+ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+
+PKGS       := luajit libbpf libelf zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -Wall -Wextra -D_GNU_SOURCE -DPM_VERSION='"$(VERSION)"' \
+            -Iruntime -Ibuild $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -lsqlite3 -lm -lpthread
+LDFLAGS  += -Wl,-E
+
+ifeq ($(V),1)
+  Q =
+  msg =
+else
+  Q = @
+  msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+# Debian packages the project needs to build, test and demo.
+DEB_PKGS := build-essential pkg-config clang llvm libluajit-5.1-dev luajit libbpf-dev \
+            libelf-dev zlib1g-dev libsqlite3-dev bpftool linux-perf bpftrace lua-lpeg \
+            lua-busted lua-argparse lua-yaml lua-cjson lua-sql-sqlite3 lua-cosmo lua-posix \
+            lua-check util-linux procps strace
+DEB_STAMP := build/.deps-ok
+
+RUNTIME_SRC := $(sort $(wildcard runtime/*.c runtime/*/*.c))
+RUNTIME_OBJ := $(patsubst runtime/%.c,build/runtime/%.o,$(RUNTIME_SRC))
+BPF_SRC     := $(sort $(wildcard bpf/*.bpf.c))
+BPF_OBJ     := $(patsubst bpf/%.bpf.c,build/bpf/%.bpf.o,$(BPF_SRC))
+BPF_NAMES   := $(patsubst bpf/%.bpf.c,%,$(BPF_SRC))
+WORKLOAD_SRC := $(sort $(wildcard tests/workloads/*.c))
+WORKLOADS    := $(patsubst tests/workloads/%.c,build/workloads/%,$(WORKLOAD_SRC))
+CTEST_SRC    := $(sort $(wildcard tests/c/test_*.c))
+CTESTS       := $(patsubst tests/c/%.c,build/tests/%,$(CTEST_SRC))
+
+all: bin/perf_manual workloads
+
+# ---- dependencies -------------------------------------------------------
+deps: $(DEB_STAMP)
+
+$(DEB_STAMP):
+	$(Q)missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "  DEPS     installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root to install:$$missing" >&2; exit 2; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	fi
+	$(Q)mkdir -p $(@D) && touch $@
+
+# ---- host ---------------------------------------------------------------
+bin/perf_manual: $(RUNTIME_OBJ) build/runtime/modules.o build/runtime/bpf_objects.o
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+build/runtime/%.o: runtime/%.c runtime/pm.h $(wildcard runtime/*.h runtime/*/*.h bpf/*.h) | build/bpf/.dir
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+# every `int luaopen_pm_<name>(lua_State *L)` in runtime/ becomes
+# package.preload["perf_manual._c.<name>"]
+build/runtime/modules.c: $(RUNTIME_SRC) Makefile
+	$(call msg,GEN,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)names=$$(sed -n 's/^int luaopen_pm_\([a-z0-9_]*\)(lua_State \*L)$$/\1/p' $(RUNTIME_SRC) | sort -u); \
+	{ echo '#include <lauxlib.h>'; echo '#include "pm.h"'; \
+	  for n in $$names; do echo "int luaopen_pm_$$n(lua_State *L);"; done; \
+	  echo 'void pm_modules_register(lua_State *L) {'; \
+	  echo '  lua_getglobal(L, "package"); lua_getfield(L, -1, "preload");'; \
+	  for n in $$names; do echo "  lua_pushcfunction(L, luaopen_pm_$$n); lua_setfield(L, -2, \"perf_manual._c.$$n\");"; done; \
+	  echo '  lua_pop(L, 2);'; echo '}'; } > $@
+
+build/runtime/modules.o: build/runtime/modules.c
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+# ---- BPF: bpf/%.bpf.c -> build/bpf/%.bpf.o, embedded into the binary -------
+build/bpf/.dir:
+	$(Q)mkdir -p build/bpf && touch $@
+
+build/vmlinux.h: | build/bpf/.dir
+	$(call msg,BTF,$@)
+	$(Q)test -r /sys/kernel/btf/vmlinux || { echo "build: /sys/kernel/btf/vmlinux is missing: this kernel has no BTF, BPF objects cannot be built" >&2; exit 2; }
+	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@
+
+build/bpf/%.bpf.o: bpf/%.bpf.c build/vmlinux.h $(wildcard bpf/*.h bpf/common/*.h)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Ibuild -Ibpf -c $< -o $@
+	$(Q)llvm-strip -g $@ 2>/dev/null || true
+
+build/runtime/bpf_objects.c: $(BPF_OBJ) Makefile | build/bpf/.dir
+	$(call msg,GEN,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q){ echo '#include <stddef.h>'; echo '#include "bpf_objects.h"'; \
+	  for n in $(BPF_NAMES); do \
+	    echo "__asm__(\".section .rodata\\n.balign 8\\n.global pm_bpfobj_$${n}_start\\npm_bpfobj_$${n}_start:\\n.incbin \\\"$(CURDIR)/build/bpf/$$n.bpf.o\\\"\\n.global pm_bpfobj_$${n}_end\\npm_bpfobj_$${n}_end:\\n.previous\");"; \
+	    echo "extern const char pm_bpfobj_$${n}_start[], pm_bpfobj_$${n}_end[];"; \
+	  done; \
+	  echo 'const struct pm_bpf_object pm_bpf_objects[] = {'; \
+	  for n in $(BPF_NAMES); do echo "  { \"$$n\", pm_bpfobj_$${n}_start, pm_bpfobj_$${n}_end },"; done; \
+	  echo '  { NULL, NULL, NULL } };'; } > $@
+
+build/runtime/bpf_objects.o: build/runtime/bpf_objects.c $(BPF_OBJ)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+# ---- workloads and C tests ---------------------------------------------------
+workloads: $(WORKLOADS)
+
+build/workloads/%: tests/workloads/%.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) -std=gnu11 -O1 -g -fno-omit-frame-pointer -fno-inline -Wall -Wextra -o $@ $< -lpthread -lm
+
+build/tests/%: tests/c/%.c $(filter-out build/runtime/main.o,$(RUNTIME_OBJ)) build/runtime/modules.o build/runtime/bpf_objects.o
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---- tests ---------------------------------------------------------------
+# test-c and test-lua append their counts to build/test-results; the last
+# line is the summary CI reads.
+test: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)rm -f build/test-results
+	$(Q)$(MAKE) --no-print-directory -k test-c test-lua; rc=$$?; \
+	  tests/summary.sh build/test-results; s=$$?; [ $$rc = 0 ] && exit $$s || exit $$rc
+
+test-c: $(CTESTS)
+	$(Q)tests/run_c_tests.sh $(CTESTS)
+
+BUSTED_ARGS ?=
+TEST_FILE ?= tests/spec tests/e2e
+test-lua: bin/perf_manual workloads
+	$(Q)bin/perf_manual --lua tests/busted_runner.lua -- $(BUSTED_ARGS) $(TEST_FILE)
+
+bench: bin/perf_manual workloads
+	$(Q)tests/bench/run.sh
+
+lint:
+	$(Q)luacheck -q lib playbooks tests/spec tests/e2e
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)tests/demo.sh
+
+# ---- install ---------------------------------------------------------------
+install: bin/perf_manual
+	$(Q)install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/perf_manual
+	$(Q)install -m 755 bin/perf_manual $(DESTDIR)$(PREFIX)/bin/perf_manual
+	$(Q)cp -R lib playbooks templates $(DESTDIR)$(PREFIX)/share/perf_manual/
+	$(Q)echo "installed $(DESTDIR)$(PREFIX)/bin/perf_manual"
+
+clean:
+	$(Q)rm -rf build bin

@@ -1,0 +1,201 @@
+--- Command line: `perf_manual [global options] <command> [options]`.
+--- Every command is a playbook found on the playbook search path; `list`,
+--- `run FILE` and `help` are built in.
+local M = {}
+
+local function host() return require('perf_manual._host') end
+
+local function usage_error(msg, usage)
+  local util = require('perf_manual.util')
+  util.user_error(msg .. (usage and ('\n' .. usage) or ''))
+end
+
+--- The argparse parser of a playbook, built from its declaration.
+function M.parser(pb, prog)
+  local argparse = require('argparse')
+  local p = argparse(prog, pb.summary, pb.description)
+  p:add_help(false)
+  p:flag('-h --help', 'Show this help and exit.')
+  if pb.examples then p:epilog('Examples:\n' .. pb.examples) end
+  for _, spec in ipairs(pb.params) do
+    local flagname = '--' .. spec.name:gsub('_', '-')
+    local desc = spec.desc or ''
+    if spec.choices then desc = desc .. ' (' .. table.concat(spec.choices, '|') .. ')' end
+    if spec.default ~= nil and spec.kind ~= 'flag' then desc = desc .. ' [default: ' .. tostring(spec.default) .. ']' end
+    if spec.positional then
+      local a = p:argument(spec.name, desc)
+      if spec.optional then a:args('?') end
+    elseif spec.kind == 'flag' then
+      local names = spec.short and ('-' .. spec.short .. ' ' .. flagname) or flagname
+      p:flag(names, desc):target(spec.name)
+    else
+      local names = spec.short and ('-' .. spec.short .. ' ' .. flagname) or flagname
+      local o = p:option(names, desc):target(spec.name)
+      o:argname('<' .. spec.kind .. '>')
+      if spec.kind == 'list' then o:count('*') end
+    end
+  end
+  return p
+end
+
+--- Parses argv for a playbook: returns converted params.
+function M.parse_params(pb, argv, prog)
+  local util = require('perf_manual.util')
+  local p = M.parser(pb, prog)
+  for _, a in ipairs(argv) do
+    if a == '-h' or a == '--help' then
+      io.stdout:write(p:get_help(), '\n')
+      return nil
+    end
+    if a == '--' then break end
+  end
+  local ok, args = p:pparse(argv)
+  if not ok then usage_error(args, p:get_usage()) end
+  local params = {}
+  for _, spec in ipairs(pb.params) do
+    local raw = args[spec.name]
+    if spec.kind == 'list' and type(raw) == 'table' then
+      local flat = {}
+      for _, v in ipairs(raw) do for item in tostring(v):gmatch('[^,%s]+') do flat[#flat + 1] = item end end
+      raw = #flat > 0 and flat or nil
+    end
+    if spec.kind == 'flag' and not raw then raw = nil end
+    if raw == nil then raw = spec.default end
+    if raw == nil then
+      if not spec.optional then
+        usage_error(string.format('%s: missing %s', pb.name,
+          spec.positional and ('<' .. spec.name .. '>') or ('--' .. spec.name:gsub('_', '-'))), p:get_usage())
+      end
+    else
+      local v, err = spec:convert(raw)
+      if v == nil then
+        usage_error(string.format("%s: bad value for --%s '%s': %s", pb.name, spec.name:gsub('_', '-'), tostring(raw), err))
+      end
+      params[spec.name] = v
+    end
+  end
+  if pb.params_check then pb.params_check(params) end
+  return params
+end
+
+local function global_help(dirs)
+  local playbook = require('perf_manual.playbook')
+  local lines = {
+    'Usage: perf_manual [--playbooks DIR] <command> [options]',
+    '       perf_manual <command> --help',
+    '       perf_manual run FILE.lua [options]',
+    '',
+    'A Linux performance-investigation runtime: USE/RED checks, eBPF tracers,',
+    'profilers and guided investigations, written as Lua playbooks.',
+    '',
+    'Commands:',
+  }
+  for _, e in ipairs(playbook.list(dirs)) do
+    if not (e.pb and e.pb.hidden) then
+      lines[#lines + 1] = string.format('  %-18s %s', e.name, e.pb and e.pb.summary or ('(broken: ' .. e.err .. ')'))
+    end
+  end
+  lines[#lines + 1] = string.format('  %-18s %s', 'list', 'List the playbooks on the search path and where each comes from.')
+  lines[#lines + 1] = string.format('  %-18s %s', 'run FILE.lua', 'Run a playbook file.')
+  lines[#lines + 1] = ''
+  lines[#lines + 1] = 'Global options:'
+  lines[#lines + 1] = '  --playbooks DIR    Also look for playbooks in DIR (before the others).'
+  lines[#lines + 1] = '  --version          Print the version.'
+  lines[#lines + 1] = '  -h, --help         Show this help.'
+  lines[#lines + 1] = ''
+  lines[#lines + 1] = 'Playbook search path: --playbooks DIR, $PERF_MANUAL_PLAYBOOKS,'
+  lines[#lines + 1] = '~/.config/perf_manual/playbooks, then the built-in playbooks/.'
+  io.stdout:write(table.concat(lines, '\n'), '\n')
+end
+
+local function list(dirs, as_json)
+  local playbook = require('perf_manual.playbook')
+  local entries = playbook.list(dirs)
+  if as_json then
+    local util = require('perf_manual.util')
+    local out = util.array()
+    for _, e in ipairs(entries) do
+      out[#out + 1] = { name = e.name, path = e.path, summary = e.pb and e.pb.summary, error = e.err }
+    end
+    io.stdout:write(util.json_encode(out, true), '\n')
+    return 0
+  end
+  for _, e in ipairs(entries) do
+    io.stdout:write(string.format('%-18s %-60s %s\n', e.name,
+      e.pb and e.pb.summary or ('BROKEN: ' .. e.err), e.path))
+  end
+  return 0
+end
+
+--- Runs one playbook with argv (the arguments after the command).
+function M.run_playbook(pb, argv, prog)
+  local playbook = require('perf_manual.playbook')
+  local params = M.parse_params(pb, argv, prog)
+  if not params then return 0 end
+  local inv = playbook.run(pb, params)
+  return inv.exit_status or 0
+end
+
+--- Entry point from the host: argv is arg-style (arg[1..n]).
+function M.main(argv)
+  local args = {}
+  for i = 1, #argv do args[i] = argv[i] end
+  local extra_dirs = {}
+  -- global options come before the command
+  while args[1] and args[1]:sub(1, 1) == '-' do
+    local a = table.remove(args, 1)
+    if a == '--version' or a == '-V' then
+      io.stdout:write('perf_manual ', host().version, '\n')
+      return 0
+    elseif a == '--playbooks' then
+      local d = table.remove(args, 1)
+      if not d then usage_error('--playbooks needs a directory') end
+      extra_dirs[#extra_dirs + 1] = d
+    elseif a:match('^%-%-playbooks=') then
+      extra_dirs[#extra_dirs + 1] = a:match('^%-%-playbooks=(.*)$')
+    elseif a == '-h' or a == '--help' then
+      global_help(require('perf_manual.playbook').search_path(extra_dirs))
+      return 0
+    else
+      usage_error("unknown option '" .. a .. "'", 'Usage: perf_manual [--playbooks DIR] <command> [options] (see perf_manual --help)')
+    end
+  end
+  local playbook = require('perf_manual.playbook')
+  local dirs = playbook.search_path(extra_dirs)
+  local cmd = table.remove(args, 1)
+  if not cmd or cmd == 'help' then
+    if cmd == 'help' and args[1] then
+      cmd = table.remove(args, 1)
+      args = { '--help' }
+    else
+      global_help(dirs)
+      return cmd and 0 or 2
+    end
+  end
+  if cmd == 'list' then
+    return list(dirs, args[1] == '--json')
+  end
+  if cmd == 'run' then
+    local file = table.remove(args, 1)
+    if not file or file == '--help' or file == '-h' then
+      if file then
+        io.stdout:write('Usage: perf_manual run FILE.lua [options]\n\nRuns the playbook in FILE.lua; FILE.lua --help shows its options.\n')
+        return 0
+      end
+      usage_error('run: missing FILE.lua', 'Usage: perf_manual run FILE.lua [options]')
+    end
+    local f = io.open(file, 'r')
+    if not f then usage_error('run: cannot open ' .. file) end
+    f:close()
+    local pb = playbook.load(file)
+    return M.run_playbook(pb, args, 'perf_manual run ' .. file)
+  end
+  local path = playbook.find(cmd, dirs)
+  if not path then
+    usage_error("unknown command '" .. cmd .. "'", 'Usage: perf_manual <command> [options]; `perf_manual list` shows the commands')
+  end
+  local pb = playbook.load(path)
+  return M.run_playbook(pb, args, 'perf_manual ' .. cmd)
+end
+
+return M

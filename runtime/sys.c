@@ -1,0 +1,349 @@
+/* pm.sys: what the runtime loop needs that luaposix does not give cleanly:
+ * clocks, the stop flag set by SIGINT/SIGTERM, interruptible sleep, spawning
+ * and reaping workloads, and the process's own resource usage. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "pm.h"
+
+static volatile sig_atomic_t stop_count;
+
+static void on_signal(int sig)
+{
+  if (++stop_count >= 2) {
+    /* second signal: leave now, with the conventional status */
+    signal(sig, SIG_DFL);
+    raise(sig);
+  }
+}
+
+void pm_signals_install(void)
+{
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  /* no SA_RESTART: a sleep or poll in progress returns at once */
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int pm_stop_requested(void) { return stop_count > 0; }
+
+static double ts_sec(const struct timespec *ts) { return ts->tv_sec + ts->tv_nsec / 1e9; }
+
+/// now() -> monotonic seconds (float)
+static int pm_sys_now(lua_State *L)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, ts_sec(&ts));
+  return 1;
+}
+
+/// realtime() -> seconds since the epoch (float)
+static int pm_sys_realtime(lua_State *L)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, ts_sec(&ts));
+  return 1;
+}
+
+/// monotonic_ns() -> nanoseconds as a float (exact below 2^53)
+static int pm_sys_monotonic_ns(lua_State *L)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec);
+  return 1;
+}
+
+/// sleep(seconds) -> true when slept fully, false when a stop was requested
+static int pm_sys_sleep(lua_State *L)
+{
+  double s = luaL_checknumber(L, 1);
+  if (s < 0)
+    s = 0;
+  struct timespec req = { (time_t)s, (long)((s - (time_t)s) * 1e9) }, rem;
+  while (!pm_stop_requested() && nanosleep(&req, &rem) < 0 && errno == EINTR)
+    req = rem;
+  lua_pushboolean(L, !pm_stop_requested());
+  return 1;
+}
+
+static int pm_sys_stop_requested(lua_State *L)
+{
+  lua_pushboolean(L, pm_stop_requested());
+  return 1;
+}
+
+/// request_stop(): as if SIGINT arrived once (tests, --max-overhead)
+static int pm_sys_request_stop(lua_State *L)
+{
+  (void)L;
+  if (stop_count == 0)
+    stop_count = 1;
+  return 0;
+}
+
+static int pm_sys_clear_stop(lua_State *L)
+{
+  (void)L;
+  stop_count = 0;
+  return 0;
+}
+
+static int pm_sys_isatty(lua_State *L)
+{
+  lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
+  return 1;
+}
+
+static int pm_sys_getpid(lua_State *L)
+{
+  lua_pushinteger(L, getpid());
+  return 1;
+}
+
+/// rusage([who]) -> {utime=, stime=, maxrss_kb=, minflt=, majflt=, nvcsw=, nivcsw=}
+/// who: "self" (default) or "children"
+static int pm_sys_rusage(lua_State *L)
+{
+  const char *who = luaL_optstring(L, 1, "self");
+  struct rusage ru;
+  if (getrusage(strcmp(who, "children") == 0 ? RUSAGE_CHILDREN : RUSAGE_SELF, &ru) < 0)
+    return pm_push_errno(L, "getrusage", errno);
+  lua_createtable(L, 0, 7);
+  lua_pushnumber(L, ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6);
+  lua_setfield(L, -2, "utime");
+  lua_pushnumber(L, ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+  lua_setfield(L, -2, "stime");
+  lua_pushinteger(L, ru.ru_maxrss);
+  lua_setfield(L, -2, "maxrss_kb");
+  lua_pushinteger(L, ru.ru_minflt);
+  lua_setfield(L, -2, "minflt");
+  lua_pushinteger(L, ru.ru_majflt);
+  lua_setfield(L, -2, "majflt");
+  lua_pushinteger(L, ru.ru_nvcsw);
+  lua_setfield(L, -2, "nvcsw");
+  lua_pushinteger(L, ru.ru_nivcsw);
+  lua_setfield(L, -2, "nivcsw");
+  return 1;
+}
+
+/// spawn(argv[, opts]) -> pid | nil, err, errno
+/// opts.join = path of a cgroup.procs / tasks file the child writes its own
+/// pid into before exec (so the workload never runs outside it);
+/// opts.stdout / opts.stderr = file path (or "null") to redirect to.
+static int pm_sys_spawn(lua_State *L)
+{
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int n = (int)lua_objlen(L, 1);
+  luaL_argcheck(L, n > 0, 1, "expected 'spawn(argv table, opts?)' with a non-empty argv");
+  const char **av = calloc(n + 1, sizeof *av);
+  if (!av)
+    return luaL_error(L, "spawn: out of memory");
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, 1, i + 1);
+    av[i] = lua_tostring(L, -1);
+    lua_pop(L, 1);  /* strings stay alive: they are referenced by argv */
+    if (!av[i]) {
+      free(av);
+      return luaL_argerror(L, 1, "argv entries must be strings");
+    }
+  }
+  const char *join = NULL, *out = NULL, *err = NULL;
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "join");
+    join = lua_tostring(L, -1);
+    lua_getfield(L, 2, "stdout");
+    out = lua_tostring(L, -1);
+    lua_getfield(L, 2, "stderr");
+    err = lua_tostring(L, -1);
+    lua_pop(L, 3);  /* still referenced by the opts table */
+  }
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    free(av);
+    return pm_push_errno(L, "spawn: pipe", errno);
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    int e = errno;
+    free(av);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    return pm_push_errno(L, "spawn: fork", e);
+  }
+  if (pid == 0) {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+    int e = 0;
+    if (join) {
+      FILE *f = fopen(join, "w");
+      if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0)
+        e = errno ? errno : EIO;
+    }
+    if (!e && out) {
+      int fd = open(strcmp(out, "null") == 0 ? "/dev/null" : out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0 || dup2(fd, 1) < 0)
+        e = errno;
+    }
+    if (!e && err) {
+      int fd = open(strcmp(err, "null") == 0 ? "/dev/null" : err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0 || dup2(fd, 2) < 0)
+        e = errno;
+    }
+    if (!e) {
+      execvp(av[0], (char *const *)av);
+      e = errno;
+    }
+    (void)!write(pipefd[1], &e, sizeof e);
+    _exit(127);
+  }
+  free(av);
+  close(pipefd[1]);
+  int e = 0;
+  ssize_t r;
+  do
+    r = read(pipefd[0], &e, sizeof e);
+  while (r < 0 && errno == EINTR);
+  close(pipefd[0]);
+  if (r == (ssize_t)sizeof e) {
+    waitpid(pid, NULL, 0);
+    lua_rawgeti(L, 1, 1);
+    const char *prog = lua_tostring(L, -1);
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot start %s: %s", prog, strerror(e));
+    lua_pushinteger(L, e);
+    return 3;
+  }
+  lua_pushinteger(L, pid);
+  return 1;
+}
+
+/// wait(pid[, nohang]) -> "running" | "exited", code | "signaled", signo
+static int pm_sys_wait(lua_State *L)
+{
+  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  int nohang = lua_toboolean(L, 2);
+  int st;
+  pid_t r;
+  do
+    r = waitpid(pid, &st, nohang ? WNOHANG : 0);
+  while (r < 0 && errno == EINTR && !pm_stop_requested());
+  if (r < 0)
+    return pm_push_errno(L, "wait", errno);
+  if (r == 0) {
+    lua_pushstring(L, "running");
+    return 1;
+  }
+  if (WIFEXITED(st)) {
+    lua_pushstring(L, "exited");
+    lua_pushinteger(L, WEXITSTATUS(st));
+  } else {
+    lua_pushstring(L, "signaled");
+    lua_pushinteger(L, WTERMSIG(st));
+  }
+  return 2;
+}
+
+/// kill(pid, signo) -> true | nil, err, errno
+static int pm_sys_kill(lua_State *L)
+{
+  if (kill((pid_t)luaL_checkinteger(L, 1), (int)luaL_optinteger(L, 2, SIGTERM)) < 0)
+    return pm_push_errno(L, "kill", errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/// sysconf facts: {clk_tck=, page_size=, ncpu=, ncpu_conf=}
+static int pm_sys_info(lua_State *L)
+{
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, sysconf(_SC_CLK_TCK));
+  lua_setfield(L, -2, "clk_tck");
+  lua_pushinteger(L, sysconf(_SC_PAGESIZE));
+  lua_setfield(L, -2, "page_size");
+  lua_pushinteger(L, sysconf(_SC_NPROCESSORS_ONLN));
+  lua_setfield(L, -2, "ncpu");
+  lua_pushinteger(L, sysconf(_SC_NPROCESSORS_CONF));
+  lua_setfield(L, -2, "ncpu_conf");
+  return 1;
+}
+
+/// geteuid() -> uid
+static int pm_sys_geteuid(lua_State *L)
+{
+  lua_pushinteger(L, geteuid());
+  return 1;
+}
+
+/// flock(path) -> fd: waits for an exclusive flock on path (created if
+/// needed); the same lock that `flock(1)` takes in the shell scripts.
+static int pm_sys_flock(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0)
+    return pm_push_errno(L, "flock: open", errno);
+  while (flock(fd, LOCK_EX) < 0) {
+    if (errno != EINTR) {
+      int e = errno;
+      close(fd);
+      return pm_push_errno(L, "flock", e);
+    }
+  }
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+/// unlock(fd): releases a lock taken by flock()
+static int pm_sys_unlock(lua_State *L)
+{
+  close((int)luaL_checkinteger(L, 1));
+  return 0;
+}
+
+static const luaL_Reg pm_sys_funcs[] = {
+  { "flock", pm_sys_flock },
+  { "unlock", pm_sys_unlock },
+  { "now", pm_sys_now },
+  { "realtime", pm_sys_realtime },
+  { "monotonic_ns", pm_sys_monotonic_ns },
+  { "sleep", pm_sys_sleep },
+  { "stop_requested", pm_sys_stop_requested },
+  { "request_stop", pm_sys_request_stop },
+  { "clear_stop", pm_sys_clear_stop },
+  { "isatty", pm_sys_isatty },
+  { "getpid", pm_sys_getpid },
+  { "geteuid", pm_sys_geteuid },
+  { "rusage", pm_sys_rusage },
+  { "spawn", pm_sys_spawn },
+  { "wait", pm_sys_wait },
+  { "kill", pm_sys_kill },
+  { "info", pm_sys_info },
+  { NULL, NULL },
+};
+
+int luaopen_pm_sys(lua_State *L)
+{
+  lua_newtable(L);
+  luaL_register(L, NULL, pm_sys_funcs);
+  return 1;
+}

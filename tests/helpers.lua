@@ -1,0 +1,56 @@
+-- Helpers for specs and e2e tests (loaded by tests/spec/preload.lua).
+local M = {}
+local host = require('perf_manual._host')
+M.root = host.root
+
+--- Contents of tests/fixtures/<rel>.
+function M.fixture(rel)
+  local f = assert(io.open(M.root .. '/tests/fixtures/' .. rel, 'rb'))
+  local s = f:read('*a'); f:close()
+  return s
+end
+
+--- Path of ../shared (conformance data), read at test time, never copied.
+function M.shared(rel)
+  return M.root .. '/../shared/' .. rel
+end
+
+--- For tests that need root/BPF: returns true when they may run; otherwise
+--- marks the test pending with the reason, or fails it when PM_REQUIRE_BPF=1.
+function M.need_root(reason)
+  local sys = require('perf_manual._c.sys')
+  if sys.geteuid() == 0 then return true end
+  local why = 'needs root: ' .. (reason or 'BPF and perf_event_open')
+  if os.getenv('PM_REQUIRE_BPF') == '1' then error(why .. ' (PM_REQUIRE_BPF=1: a skip is a failure)', 2) end
+  pending(why)
+  return false
+end
+
+--- Runs bin/perf_manual with args (a string, already shell-quoted); returns
+--- stdout, stderr, exit status.
+function M.pm(args, env)
+  local out, err = os.tmpname(), os.tmpname()
+  local cmd = string.format('%s %s/bin/perf_manual %s >%s 2>%s', env or '', M.root, args, out, err)
+  local ok, how, code = os.execute(cmd)
+  -- LuaJIT 5.1: os.execute returns the raw wait status
+  local status = type(ok) == 'number' and math.floor(ok / 256) or code
+  local function slurp(p) local f = io.open(p); local s = f:read('*a'); f:close(); os.remove(p); return s end
+  return slurp(out), slurp(err), status
+end
+
+M.lock_path = '/tmp/perf_manual-machine.lock'
+
+function M.workload(name) return M.root .. '/build/workloads/' .. name end
+
+--- Runs fn while holding the machine lock, so tests that judge the machine
+--- never overlap each other, a benchmark or a build.
+function M.with_machine_lock(fn)
+  local sys = require('perf_manual._c.sys')
+  local fd = assert(sys.flock(M.lock_path))
+  local ok, err = xpcall(fn, debug.traceback)
+  sys.unlock(fd)
+  if not ok then error(err, 0) end
+  return err
+end
+
+return M
