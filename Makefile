@@ -35,7 +35,8 @@ endif
 DEB_PKGS := build-essential pkg-config clang llvm libluajit-5.1-dev luajit libbpf-dev \
             libelf-dev zlib1g-dev libsqlite3-dev bpftool linux-perf bpftrace lua-lpeg \
             lua-busted lua-argparse lua-yaml lua-cjson lua-sql-sqlite3 lua-cosmo lua-posix \
-            lua-check util-linux procps strace
+            lua-check util-linux procps strace \
+            nginx libnginx-mod-http-echo chromium wrk
 DEB_STAMP := build/.deps-ok
 
 RUNTIME_SRC := $(sort $(wildcard runtime/*.c runtime/*/*.c))
