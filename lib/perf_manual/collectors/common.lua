@@ -58,7 +58,11 @@ function M.read(path)
   end
   local s, rerr = f:read('*a')
   f:close()
-  if not s then return nil, path .. ': ' .. tostring(rerr) end
+  if not s then
+    -- /proc/PID/io opens but refuses the read to a non-owner
+    if tostring(rerr):match('ermission denied') then return nil, 'permission denied: ' .. path end
+    return nil, path .. ': ' .. tostring(rerr)
+  end
   return s
 end
 

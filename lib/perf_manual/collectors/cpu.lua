@@ -26,7 +26,7 @@
 ---
 --- Per task: `sample_task(pid)` sums schedstat over the threads of pid →
 --- { time=, pid=, run_ns=, wait_ns=, timeslices=, threads= } or nil, "no process N";
---- `task_rates(prev, cur)` → { elapsed=, cpu_pct= (% of one core),
+--- `task_rates(prev, cur[, elapsed])` → { elapsed=, cpu_pct= (% of one core),
 ---   runq_wait_pct= (thread-seconds waiting for a CPU per second, in %),
 ---   wait_per_slice_ms=, timeslices_per_s= }.
 local lpeg = require('lpeg')
@@ -191,8 +191,9 @@ end
 
 --- Rates between two task snapshots. Threads that exit between samples take
 --- their counters with them, so a negative delta is reported as missing.
-function M.task_rates(prev, cur)
-  local e = common.elapsed(prev, cur)
+--- `elapsed` overrides the snapshots' own clocks (a caller that timed them).
+function M.task_rates(prev, cur, elapsed)
+  local e = elapsed or common.elapsed(prev, cur)
   local out = { elapsed = e }
   local run = common.rate(prev.run_ns, cur.run_ns, e)
   local wait = common.rate(prev.wait_ns, cur.wait_ns, e)

@@ -40,7 +40,7 @@ describe('perf_manual.collectors.cpu', function()
     assert.same({ load1 = 0, load5 = 0.01, load15 = 0, runnable = 2, threads = 90, last_pid = 4786 },
       cpu.parse_loadavg(fixture('proc/t0/loadavg')))
     assert.same({ run_ns = 304945097, wait_ns = 2028902, timeslices = 37 },
-      cpu.parse_schedstat(fixture('proc/t0/pid/schedstat')))
+      cpu.parse_schedstat(fixture('proc/t0/4782/schedstat')))
   end)
 
   it('computes busy, iowait, steal and context switch rates between two captures', function()
@@ -72,8 +72,8 @@ describe('perf_manual.collectors.cpu', function()
   end)
 
   it('turns task schedstat into CPU % of one core and run-queue wait', function()
-    local a = cpu.parse_schedstat(fixture('proc/t0/pid/schedstat')); a.time = 0
-    local b = cpu.parse_schedstat(fixture('proc/t1/pid/schedstat')); b.time = INTERVAL
+    local a = cpu.parse_schedstat(fixture('proc/t0/4782/schedstat')); a.time = 0
+    local b = cpu.parse_schedstat(fixture('proc/t1/4782/schedstat')); b.time = INTERVAL
     local r = cpu.task_rates(a, b)
     assert.near((1276460398 - 304945097) / INTERVAL / 1e7, r.cpu_pct, 1e-9)
     assert.near((32628638 - 2028902) / INTERVAL / 1e7, r.runq_wait_pct, 1e-9)
