@@ -35,7 +35,7 @@ endif
 DEB_PKGS := build-essential pkg-config clang llvm libluajit-5.1-dev luajit libbpf-dev \
             libelf-dev zlib1g-dev libsqlite3-dev bpftool linux-perf bpftrace lua-lpeg \
             lua-busted lua-argparse lua-yaml lua-cjson lua-sql-sqlite3 lua-cosmo lua-posix \
-            lua-check util-linux procps strace \
+            lua-check util-linux procps strace libc6-dbg \
             nginx libnginx-mod-http-echo chromium wrk
 DEB_STAMP := build/.deps-ok
 
@@ -94,6 +94,17 @@ build/runtime/modules.o: build/runtime/modules.c
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
+# syscall number -> name table for pm.bpf (runtime/bpf.c), from the kernel's
+# syscall headers
+build/syscall_names.h: | build/bpf/.dir
+	$(call msg,GEN,$@)
+	$(Q){ echo 'static const struct { int nr; const char *name; } pm_syscall_names[] = {'; \
+	  echo '#include <sys/syscall.h>' | $(CC) -E -dM -x c - | \
+	    sed -n 's/^#define __NR_\([a-z0-9_]*\) \([0-9][0-9]*\)$$/  { \2, "\1" },/p' | sort -t, -k1.4n; \
+	  echo '};'; } > $@
+
+build/runtime/bpf.o: build/syscall_names.h
+
 # ---- BPF: bpf/%.bpf.c -> build/bpf/%.bpf.o, embedded into the binary -------
 build/bpf/.dir:
 	$(Q)mkdir -p build/bpf && touch $@
@@ -113,7 +124,7 @@ build/runtime/bpf_objects.c: $(BPF_OBJ) Makefile | build/bpf/.dir
 	$(Q)mkdir -p $(@D)
 	$(Q){ echo '#include <stddef.h>'; echo '#include "bpf_objects.h"'; \
 	  for n in $(BPF_NAMES); do \
-	    echo "__asm__(\".section .rodata\\n.balign 8\\n.global pm_bpfobj_$${n}_start\\npm_bpfobj_$${n}_start:\\n.incbin \\\"$(CURDIR)/build/bpf/$$n.bpf.o\\\"\\n.global pm_bpfobj_$${n}_end\\npm_bpfobj_$${n}_end:\\n.previous\");"; \
+	    printf '__asm__(".section .rodata\\n.balign 8\\n.global pm_bpfobj_%s_start\\npm_bpfobj_%s_start:\\n.incbin \\"%s\\"\\n.global pm_bpfobj_%s_end\\npm_bpfobj_%s_end:\\n.previous");\n' $$n $$n "$(CURDIR)/build/bpf/$$n.bpf.o" $$n $$n; \
 	    echo "extern const char pm_bpfobj_$${n}_start[], pm_bpfobj_$${n}_end[];"; \
 	  done; \
 	  echo 'const struct pm_bpf_object pm_bpf_objects[] = {'; \
