@@ -86,6 +86,7 @@ struct pm_bpf_rbh {
 /* The last warning libbpf printed, so a failed load says why in one line.
  * PM_BPF_DEBUG=1 prints everything (verifier logs included). */
 static char last_msg[512];
+static int have_prog_msg; /* last_msg holds a program's verifier reason: keep it */
 static int debug_print = -1;
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -96,16 +97,34 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
     return vfprintf(stderr, fmt, ap);
   if (level == LIBBPF_DEBUG)
     return 0;
-  char buf[512];
+  char buf[4096];
   vsnprintf(buf, sizeof buf, fmt, ap);
+  const char *log = strstr(buf, "-- BEGIN PROG LOAD LOG --\n");
+  if (log) {
+    /* "prog 'x': <first line of the verifier log>" */
+    const char *prog = strstr(buf, "prog '");
+    const char *pend = prog ? strchr(prog + 6, '\'') : NULL;
+    log += strlen("-- BEGIN PROG LOAD LOG --\n");
+    const char *lend = strchr(log, '\n');
+    snprintf(last_msg, sizeof last_msg, "%.*s: %.*s", pend ? (int)(pend + 1 - prog) : 4,
+             pend ? prog : "prog", lend ? (int)(lend - log) : 200, log);
+    have_prog_msg = 1;
+    return 0;
+  }
+  if (have_prog_msg)
+    return 0;
   size_t n = strlen(buf);
   while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
     buf[--n] = '\0';
-  if (n && strncmp(buf, "libbpf: prog '", 14) != 0)  // skip per-line verifier noise
-    snprintf(last_msg, sizeof last_msg, "%s", strncmp(buf, "libbpf: ", 8) == 0 ? buf + 8 : buf);
-  else if (n && !last_msg[0])
-    snprintf(last_msg, sizeof last_msg, "%s", buf + 8);
+  if (n)
+    snprintf(last_msg, sizeof last_msg, "%.500s", strncmp(buf, "libbpf: ", 8) == 0 ? buf + 8 : buf);
   return 0;
+}
+
+static void clear_msg(void)
+{
+  last_msg[0] = '\0';
+  have_prog_msg = 0;
 }
 
 /* nil, "bpf: <op> <what>: <strerror>[ (<libbpf said>)]", errno */
@@ -232,7 +251,7 @@ static int pm_bpf_ncpu(lua_State *L)
 static struct bpf_object *open_embedded(const struct pm_bpf_object *o, int *err)
 {
   LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = o->name);
-  last_msg[0] = '\0';
+  clear_msg();
   struct bpf_object *obj = bpf_object__open_mem(o->start, (size_t)(o->end - o->start), &opts);
   *err = obj ? 0 : -errno;
   return obj;
@@ -494,7 +513,7 @@ static int obj_load(lua_State *L)
   }
   if (po->loaded)
     return luaL_error(L, "bpf: load %s: already loaded", po->name);
-  last_msg[0] = '\0';
+  clear_msg();
   int err = bpf_object__load(po->obj);
   if (err)
     return push_fail(L, "load", po->name, err, 1);
@@ -524,7 +543,7 @@ static int add_link(struct pm_bpf_obj *po, struct bpf_link *link, struct bpf_pro
 
 static int attach_one(lua_State *L, struct pm_bpf_obj *po, struct bpf_program *prog, int first_new)
 {
-  last_msg[0] = '\0';
+  clear_msg();
   struct bpf_link *link = bpf_program__attach(prog);
   int err = link ? 0 : -errno;
   if (!err && (err = add_link(po, link, prog, prog_kind(prog))) != 0)
@@ -635,7 +654,7 @@ static int obj_attach_perf_event(lua_State *L)
   int fd = perf_event_open(&attr, pid, cpu);
   if (fd < 0)
     return push_fail(L, "perf_event_open", what, errno, 0);
-  last_msg[0] = '\0';
+  clear_msg();
   struct bpf_link *link = bpf_program__attach_perf_event(prog, fd);
   if (!link) {
     int err = errno;
