@@ -119,6 +119,8 @@ function M.playbook(def)
     steps = {},
     run_fn = def.run,
     hidden = def.hidden,
+    investigation = def.investigation,
+    check = def.check,
   }, Playbook)
   for name, p in pairs(def.params or {}) do
     if getmetatable(p) ~= Param then
@@ -137,7 +139,50 @@ function M.playbook(def)
   if not pb.run_fn and #pb.steps == 0 then
     error(string.format("playbook '%s': no steps and no run function", def.name), 2)
   end
+  if pb.investigation then M.add_engine_params(pb) end
+  if pb.check then pb.params_check = pb.check end
   return pb
+end
+
+--- The options every investigation playbook gets from the engine. Its own
+--- required params become optional on the command line when --resume
+--- names a stored investigation (they come from its metadata then).
+function M.add_engine_params(pb)
+  local have = {}
+  for _, p in ipairs(pb.params) do have[p.name] = true end
+  local extra = {
+    { 'store', param.path { 'investigation store directory [default: $PERF_MANUAL_STORE or ./investigations]' } },
+    { 'answers', param.path { 'YAML file answering the questions (question text or key: answer)' } },
+    { 'answer', param.list { 'answer one question: KEY=ANSWER (repeatable)' } },
+    { 'batch', param.flag { 'never prompt, even on a terminal (unanswered questions take their defaults)' } },
+    { 'resume', param.investigation { 'continue a stored investigation from its last completed step' } },
+    { 'replay', param.path { 'run against a recorded data dir (collect output or investigation) instead of the live system' } },
+    { 'name', param.string { 'name of the investigation folder [default: from the symptom]' } },
+  }
+  local required = {}
+  for _, p in ipairs(pb.params) do
+    if not p.optional then p.optional = true; required[#required + 1] = p end
+  end
+  for _, e in ipairs(extra) do
+    if not have[e[1]] then
+      e[2].name = e[1]
+      e[2].engine = true
+      e[2].optional = true
+      pb.params[#pb.params + 1] = e[2]
+    end
+  end
+  local own_check = pb.check
+  pb.check = function(params)
+    if not params.resume then
+      for _, p in ipairs(required) do
+        if params[p.name] == nil then
+          util.user_error(string.format('%s: missing %s', pb.name,
+            p.positional and ('<' .. p.name .. '>') or ('--' .. p.name:gsub('_', '-'))))
+        end
+      end
+    end
+    if own_check then own_check(params) end
+  end
 end
 
 -- Loading ------------------------------------------------------------------
@@ -220,15 +265,39 @@ end
 
 -- Running ------------------------------------------------------------------
 
+local function iso(t)
+  t = t or require('perf_manual._c.sys').realtime()
+  local ms = math.floor((t - math.floor(t)) * 1000)
+  return os.date('!%Y-%m-%dT%H:%M:%S', math.floor(t)) .. string.format('.%03dZ', ms)
+end
+M.iso = iso
+
 local Context = {}
-Context.__index = Context
 M.Context = Context
+
+-- Fields a playbook sets on `inv` (inv.next = use.verdict) live in
+-- inv.state, which an investigation saves, so a resumed run still sees
+-- what skipped steps decided. Methods not defined here come from
+-- perf_manual.investigation (use_check, trace, profile, collect, ...).
+Context.__index = function(t, k)
+  local v = Context[k]
+  if v ~= nil then return v end
+  local state = rawget(t, 'state')
+  if state and state[k] ~= nil then return state[k] end
+  local methods = require('perf_manual.investigation').methods
+  return methods[k]
+end
+Context.__newindex = function(t, k, v)
+  local state = rawget(t, 'state')
+  if state and type(k) == 'string' and k:sub(1, 1) ~= '_' then state[k] = v
+  else rawset(t, k, v) end
+end
 
 --- A run's context: what steps see as `inv`. perf_manual.investigation
 --- extends it with the on-disk store.
 function M.context(pb, params, opts)
   opts = opts or {}
-  return setmetatable({
+  local inv = setmetatable({
     playbook = pb,
     params = params,
     out = opts.out or io.stdout,
@@ -236,8 +305,18 @@ function M.context(pb, params, opts)
     findings = {},
     notes = {},
     timeline = {},
+    checklist = {},
+    hypotheses = {},
+    artifacts = {},
+    steps = {},
     quiet = opts.quiet,
+    answers = opts.answers or {},
+    batch = opts.batch,
+    exit_status = nil,
+    _stopped = false,
   }, Context)
+  rawset(inv, 'state', {})
+  return inv
 end
 
 function Context:printf(fmt, ...)
@@ -250,32 +329,232 @@ function Context:print(...)
   self.out:write(table.concat(parts, ' '), '\n')
 end
 
---- Shows text, or anything with a :render() method.
+--- Shows text, or anything with a :render() method (or a .text field).
 function Context:show(x)
-  if type(x) == 'table' and x.render then x = x:render() end
+  if type(x) == 'table' then
+    if x.render then x = x:render()
+    elseif x.text then x = x.text
+    elseif x.available == false then x = 'not available: ' .. tostring(x.why) end
+  end
+  if x == nil then return end
   self.out:write(tostring(x))
   if not tostring(x):match('\n$') then self.out:write('\n') end
 end
 
-function Context:log(kind, what)
-  local sys = require('perf_manual._c.sys')
-  self.timeline[#self.timeline + 1] = { t = sys.realtime(), kind = kind, what = what }
+--- Appends to the timeline: {t = ISO time, kind =, what =, step =}.
+function Context:log(kind, what, extra)
+  local e = { t = iso(), kind = kind, what = what, step = rawget(self, '_step') }
+  if extra then for k, v in pairs(extra) do e[k] = v end end
+  self.timeline[#self.timeline + 1] = e
+  self:_changed()
+  return e
 end
+
+-- investigation contexts persist here; a plain run keeps it in memory
+function Context:_changed() end
 
 function Context:note(text)
   self.notes[#self.notes + 1] = text
   self:log('note', text)
 end
 
+local SEVERITIES = { ok = 0, info = 1, low = 2, medium = 3, warning = 3, high = 4, critical = 5 }
+M.SEVERITIES = SEVERITIES
+
 --- Records a finding {resource=, metric=, value=, severity=, evidence=, summary=}.
 function Context:finding(f)
+  f.severity = f.severity or 'info'
+  f.summary = f.summary or (tostring(f.resource or '?') .. ' ' .. tostring(f.metric or '')
+    .. (f.value ~= nil and (' = ' .. tostring(f.value)) or ''))
+  f.step = f.step or rawget(self, '_step')
   self.findings[#self.findings + 1] = f
-  self:log('finding', f.summary or (tostring(f.resource) .. ' ' .. tostring(f.metric)))
+  self:log('finding', f.summary, { severity = f.severity })
   return f
 end
 
+--- A check: when `ok` is false, records a finding (severity default
+--- "medium"); either way the outcome goes on the timeline. Returns ok.
+---   inv:check("run queue below the CPU count", rq <= ncpu,
+---             { resource = "cpu", metric = "runq", value = rq, severity = "high" })
+function Context:check(desc, ok, f)
+  if ok then
+    self:log('check-passed', desc)
+  else
+    f = f or {}
+    f.summary = f.summary or ('failed check: ' .. desc)
+    f.severity = f.severity or 'medium'
+    f.check = desc
+    self:finding(f)
+  end
+  return ok and true or false
+end
+
+--- Every row of a result that is not "ok" becomes a finding. Understands
+--- results with .findings (list) or .rows ({resource, status|severity, ...}).
+function Context:finding_from(result)
+  if type(result) ~= 'table' then return {} end
+  local made = {}
+  local src = result.findings
+  if not src and result.rows then
+    src = {}
+    for _, r in ipairs(result.rows) do
+      local sev = r.severity or r.status
+      if sev and sev ~= 'ok' and sev ~= 'OK' and sev ~= 'none' then
+        src[#src + 1] = { resource = r.resource, metric = r.metric or 'use', value = r.value,
+          severity = sev, summary = r.summary or (tostring(r.resource) .. ': ' .. tostring(sev)) }
+      end
+    end
+  end
+  for _, f in ipairs(src or {}) do
+    local sev = tostring(f.severity or 'info'):lower()
+    if sev ~= 'ok' then
+      local copy = {}
+      for k, v in pairs(f) do copy[k] = v end
+      copy.severity = sev
+      copy.evidence = copy.evidence or result.artifact
+      made[#made + 1] = self:finding(copy)
+    end
+  end
+  return made
+end
+
+-- Questions ------------------------------------------------------------------
+
+local function qkey(text)
+  return (tostring(text):lower():gsub('[^%w]+', '_'):gsub('^_+', ''):gsub('_+$', ''))
+end
+M.question_key = qkey
+
+--- Asks a question. Answered, in order, from: --answer KEY=..., the
+--- --answers file (by key, by the question's text or its slug), an earlier
+--- run of this investigation (resume), a prompt on a terminal; otherwise the
+--- declared default, recorded as not answered.
+---   inv:ask "When did it start?"
+---   inv:ask { "Is there a baseline?", key = "baseline", default = "no" }
+function Context:ask(q, opts)
+  if type(q) == 'table' then opts = q; q = q[1] end
+  opts = opts or {}
+  if type(opts) == 'string' then opts = { default = opts } end
+  local key = opts.key or qkey(q)
+  for _, prev in ipairs(self.checklist) do
+    if prev.key == key then return prev.answer, prev end
+  end
+  local a = self.answers
+  local answer, source = a[key], 'answers'
+  if answer == nil then answer = a[q] end
+  if answer == nil then answer = a[qkey(q)] end
+  local sys = require('perf_manual._c.sys')
+  if answer == nil and not self.batch and sys.isatty(0) and sys.isatty(2) then
+    self.err:write('? ', q, opts.default and (' [' .. tostring(opts.default) .. ']') or '', ' ')
+    self.err:flush()
+    local line = io.stdin:read('*l')
+    if line and line:match('%S') then answer, source = util.trim(line), 'terminal'
+    elseif line then answer, source = opts.default, 'terminal (default accepted)' end
+  end
+  local entry = { key = key, question = q, t = iso() }
+  if answer == nil then
+    entry.answer, entry.answered, entry.source = opts.default, false, 'default'
+  else
+    entry.answer, entry.answered, entry.source = answer, true, source
+  end
+  self.checklist[#self.checklist + 1] = entry
+  self:log('answer', q .. ' → ' .. tostring(entry.answer) .. (entry.answered and '' or ' (not answered)'),
+    { key = key })
+  return entry.answer, entry
+end
+
+-- Hypotheses and evidence -----------------------------------------------------
+
+local Hypothesis = {}
+Hypothesis.__index = Hypothesis
+M.Hypothesis = Hypothesis
+
+local function artifact_ref(a)
+  if type(a) == 'string' then return a end
+  if type(a) == 'table' then
+    return a.artifact or a.path or a.name or a.kind or 'result'
+  end
+  return tostring(a)
+end
+
+--- Recomputes a hypothesis' status from its evidence: refuting evidence
+--- weighs double (seek disconfirmation, not confirmation).
+function Hypothesis:update()
+  local sup, ref = 0, 0
+  for _, e in ipairs(self.evidence) do
+    local w = e.weight or 1
+    if e.stance == 'supports' then sup = sup + w else ref = ref + w end
+  end
+  self.score = sup - 2 * ref
+  if sup == 0 and ref == 0 then self.status = 'open'
+  elseif ref == 0 then self.status = 'supported'
+  elseif sup == 0 then self.status = 'refuted'
+  elseif self.score > 0 then self.status = 'supported'
+  elseif self.score < 0 then self.status = 'refuted'
+  else self.status = 'contested' end
+  return self.status
+end
+
+function Hypothesis:supported_by(artifact, note, weight)
+  return self._inv:evidence(self, artifact, 'supports', note, weight)
+end
+
+function Hypothesis:refuted_by(artifact, note, weight)
+  return self._inv:evidence(self, artifact, 'refutes', note, weight)
+end
+
+--- Records a hypothesis (returns the existing one for the same text).
+function Context:hypothesis(text, opts)
+  for _, h in ipairs(self.hypotheses) do
+    if h.text == text then return h end
+  end
+  local h = setmetatable({ id = 'H' .. (#self.hypotheses + 1), text = text, status = 'open',
+    evidence = {}, source = opts and opts.source, created = iso(), _inv = self }, Hypothesis)
+  self.hypotheses[#self.hypotheses + 1] = h
+  self:log('hypothesis', h.id .. ': ' .. text)
+  return h
+end
+
+--- Links an artifact to a hypothesis: stance "supports" or "refutes".
+function Context:evidence(h, artifact, stance, note, weight)
+  if type(h) == 'string' then h = self:hypothesis(h) end
+  if stance ~= 'supports' and stance ~= 'refutes' then
+    error("[perf_manual.playbook] evidence: stance must be 'supports' or 'refutes'", 2)
+  end
+  local e = { artifact = artifact_ref(artifact), stance = stance, note = note, weight = weight, t = iso() }
+  -- a resumed step re-links the same evidence: keep one
+  for _, old in ipairs(h.evidence) do
+    if old.artifact == e.artifact and old.stance == stance and old.note == note then return old end
+  end
+  h.evidence[#h.evidence + 1] = e
+  h:update()
+  self:log('evidence', string.format('%s %s %s: %s', e.artifact, stance, h.id, note or ''),
+    { hypothesis = h.id })
+  return e
+end
+
+--- Hypotheses best-supported first; logs the ranking.
+function Context:rank_hypotheses()
+  local list = {}
+  for _, h in ipairs(self.hypotheses) do h:update(); list[#list + 1] = h end
+  table.sort(list, function(a, b)
+    if a.score ~= b.score then return a.score > b.score end
+    return a.id < b.id
+  end)
+  local parts = {}
+  for _, h in ipairs(list) do parts[#parts + 1] = h.id .. '=' .. h.status end
+  self:log('decision', 'hypotheses ranked: ' .. table.concat(parts, ', '))
+  return list
+end
+
+--- States the conclusion of the investigation.
+function Context:conclude(text, opts)
+  self.conclusion = { text = text, evidence = opts and opts.evidence and artifact_ref(opts.evidence) }
+  self:log('conclusion', text)
+end
+
 --- Ends the run after the current step.
-function Context:stop() self._stopped = true end
+function Context:stop() rawset(self, '_stopped', true) end
 
 --- A progress line on stderr when it is a terminal; silent otherwise.
 function Context:progress(text)
@@ -292,47 +571,104 @@ function Context:progress_done()
   if not self.quiet and sys.isatty(2) then self.err:write('\r\27[K') self.err:flush() end
 end
 
+function Context:warn(text)
+  self.err:write('perf_manual: ', text, '\n')
+  self:log('warning', text)
+end
+
+-- Step hooks: a plain run keeps the original behaviour (a failing step is
+-- an internal error with a traceback); an investigation records it instead.
+function Context:_begin() end
+function Context:_skip(_) return false end
+function Context:_step_start(s) rawset(self, '_step', s.name) self:log('step-start', s.name) end
+function Context:_step_end(s, status, why)
+  self:log('step-' .. status, s.name, why and { reason = why } or nil)
+  rawset(self, '_step', nil)
+end
+function Context:_step_failed(s, err, pb)
+  self:_step_end(s, 'failed')
+  error(string.format("%s: step '%s' failed: %s", pb.path or pb.name, s.name, err), 0)
+end
+function Context:_finish() end
+
 local checks = {
   root = function()
     if require('perf_manual._c.sys').geteuid() ~= 0 then
       return 'needs root (or CAP_BPF and CAP_PERFMON): run it with sudo'
     end
   end,
+  bpf = function()
+    if require('perf_manual._c.sys').geteuid() ~= 0 then
+      return 'needs BPF: run it as root (or with CAP_BPF and CAP_PERFMON)'
+    end
+    local f = io.open('/sys/kernel/btf/vmlinux', 'r')
+    if not f then return 'needs BPF: the kernel has no BTF (/sys/kernel/btf/vmlinux)' end
+    f:close()
+  end,
 }
 M.checks = checks
 
 --- Runs a playbook with converted params. Returns the context.
 function M.run(pb, params, opts)
-  for _, need in ipairs(pb.needs) do
-    local check = checks[need]
-    local why = check and check(params)
-    if why then util.user_error(pb.name .. ': ' .. why) end
+  opts = opts or {}
+  -- replay reads recorded data: nothing of the live system is needed
+  if not params.replay then
+    for _, need in ipairs(pb.needs) do
+      local check = checks[need]
+      local why = check and check(params)
+      if why then util.user_error(pb.name .. ': ' .. why) end
+    end
   end
-  local inv = (opts and opts.context) or M.context(pb, params, opts)
+  local inv = opts.context
+  if not inv then
+    if pb.investigation then
+      inv = require('perf_manual.investigation').context(pb, params, opts)
+    else
+      inv = M.context(pb, params, opts)
+    end
+  end
+  params = inv.params or params
   local steps = pb.steps
   if pb.run_fn then steps = { { name = pb.name, fn = pb.run_fn } } end
   local sys = require('perf_manual._c.sys')
+  inv:_begin(steps)
   for i, s in ipairs(steps) do
-    if i > 1 and sys.stop_requested() then
-      inv:log('step-skipped', s.name)
+    if inv:_skip(s, i) then
+      inv:log('step-skipped', s.name, { reason = 'completed in an earlier run' })
+    elseif i > 1 and sys.stop_requested() then
+      inv:log('step-skipped', s.name, { reason = 'stop requested' })
       break
+    else
+      inv:_step_start(s, i)
+      local t0 = sys.now()
+      local ok, err = xpcall(function() return s.fn(inv, params) end, function(e)
+        if util.is_user_error(e) then return e end
+        return debug.traceback(tostring(e), 2)
+      end)
+      if not ok then
+        if util.is_user_error(err) then
+          inv:_step_end(s, 'failed', err.user_error)
+          inv:_finish('failed')
+          error(err, 0)
+        end
+        inv:_step_failed(s, err, pb)
+        return inv
+      end
+      local elapsed = sys.now() - t0
+      if s.budget and elapsed > s.budget then
+        inv:warn(string.format("step '%s' ran past its %s budget (%s): conclude, escalate or write down the uncertainty",
+          s.name, util.fmt_duration(s.budget), util.fmt_duration(elapsed)))
+      end
+      if sys.stop_requested() then
+        inv:_step_end(s, 'interrupted', 'Ctrl-C (stop requested)')
+        inv:_finish('interrupted')
+        return inv
+      end
+      inv:_step_end(s, 'done')
+      if rawget(inv, '_stopped') then break end
     end
-    inv:log('step-start', s.name)
-    local t0 = sys.now()
-    local ok, err = xpcall(function() return s.fn(inv, params) end, function(e)
-      if util.is_user_error(e) then return e end
-      return debug.traceback(tostring(e), 2)
-    end)
-    inv:log(ok and 'step-done' or 'step-failed', s.name)
-    if not ok then
-      if util.is_user_error(err) then error(err, 0) end
-      error(string.format("%s: step '%s' failed: %s", pb.path or pb.name, s.name, err), 0)
-    end
-    if s.budget and sys.now() - t0 > s.budget then
-      inv.err:write(string.format("perf_manual: step '%s' ran past its %s budget\n", s.name, util.fmt_duration(s.budget)))
-    end
-    if inv._stopped then break end
   end
+  inv:_finish('complete')
   return inv
 end
 

@@ -1,0 +1,863 @@
+--- The investigation context: the run context of perf_manual.playbook,
+--- backed by a folder in the store (perf_manual.store). Every answer,
+--- finding, hypothesis, evidence link and step lands in metadata.yaml as it
+--- happens, so a run that is interrupted, fails or is killed leaves a
+--- readable folder that `--resume` continues.
+---
+--- `methods` are the toolkit adapters every context has (`inv:use_check{}`,
+--- `inv:trace{}`, `inv:profile{}`, `inv:collect{}`, ...). Each calls the
+--- toolkit module that does the work, stores its result as an artifact and
+--- returns it; in replay mode it reads the recorded artifact instead. A
+--- module that is not there yet gives `{available = false, why = ...}` and
+--- a loud "not available" line, never invented data.
+local util = require('perf_manual.util')
+local store = require('perf_manual.store')
+local playbook = require('perf_manual.playbook')
+
+local M = {}
+local methods = {}
+M.methods = methods
+
+local function sys() return require('perf_manual._c.sys') end
+
+-- Artifacts --------------------------------------------------------------------
+
+--- Writes a file inside the investigation folder (atomically). Paths are
+--- relative to the folder; anything that would leave it is refused. A run
+--- without a store keeps the data in memory.
+function methods.write(inv, rel, data)
+  local handle = rawget(inv, 'handle')
+  if not handle then
+    local clean, why = store.safe_rel(rel)
+    if not clean then util.user_error("refusing to write '" .. tostring(rel) .. "' (" .. why .. ')') end
+    inv._memory = inv._memory or {}
+    inv._memory[clean] = data
+    return clean
+  end
+  return handle:write(rel, data)
+end
+
+-- next free name for an artifact: use-check.json, use-check-2.json, ...
+local function artifact_name(inv, base, ext)
+  inv._names = inv._names or {}
+  local n = (inv._names[base .. ext] or 0) + 1
+  inv._names[base .. ext] = n
+  return n == 1 and (base .. ext) or string.format('%s-%d%s', base, n, ext)
+end
+
+--- Records an artifact: `data` (a table → JSON, a string → as is) written to
+--- raw_data/<name>; returns its relative path.
+function methods.save_artifact(inv, name, data, kind)
+  local rel = 'raw_data/' .. name
+  local text = type(data) == 'table' and (util.json_encode(data, true) .. '\n') or tostring(data)
+  rel = inv:write(rel, text)
+  local a = { path = rel, kind = kind or name:match('^([%w_]+)'), step = rawget(inv, '_step'), bytes = #text }
+  for i, old in ipairs(inv.artifacts) do
+    if old.path == rel then table.remove(inv.artifacts, i) break end
+  end
+  inv.artifacts[#inv.artifacts + 1] = a
+  inv:log('artifact', rel)
+  return rel
+end
+
+-- reads a recorded artifact from the replay data dir
+local function recorded(inv, name)
+  local dir = inv.replay
+  for _, p in ipairs({ dir .. '/raw_data/' .. name, dir .. '/' .. name }) do
+    local text = util.readfile(p)
+    if text then
+      if name:match('%.json$') then
+        local v, err = util.json_decode(text)
+        if not v then util.user_error('replay: ' .. p .. ': bad JSON: ' .. tostring(err)) end
+        return v
+      end
+      return text
+    end
+  end
+  return nil, 'not in the recorded data (' .. dir .. '/raw_data/' .. name .. ')'
+end
+M.recorded = recorded
+
+-- runs `live` (or reads the recording), stores and returns the result
+local function adapter(inv, base, live)
+  local name = artifact_name(inv, base, '.json')
+  local result, why
+  if inv.replay then
+    result, why = recorded(inv, name)
+  else
+    local ok, r, w = xpcall(live, function(e)
+      if util.is_user_error(e) then return e end
+      return debug.traceback(tostring(e), 2)
+    end)
+    if not ok then
+      if util.is_user_error(r) then error(r, 0) end
+      error(r, 0)
+    end
+    result, why = r, w
+  end
+  if result == nil then result = { available = false, why = why or 'no result' } end
+  if result.available == false then
+    inv:warn(base .. ': not available: ' .. tostring(result.why))
+  end
+  result.artifact = inv:save_artifact(name, result, base)
+  return result
+end
+M.adapter = adapter
+
+local function try_require(name)
+  local ok, mod = pcall(require, name)
+  if ok then return mod end
+  if tostring(mod):match("module '" .. name:gsub('%p', '%%%0') .. "' not found") then
+    return nil, 'module ' .. name .. ' is not installed yet'
+  end
+  error(mod, 0)
+end
+M.try_require = try_require
+
+-- Targets ----------------------------------------------------------------------
+
+-- the pid a step option names: a number, or the investigation's workload
+local function target_pid(inv, v)
+  if type(v) == 'number' then return v end
+  if type(v) == 'table' and v.pid then return v.pid end
+  if type(v) == 'string' and tonumber(v) then return tonumber(v) end
+  local w = inv.workload_info
+  if w and w.pid then return w.pid end
+  return nil
+end
+M.target_pid = target_pid
+
+-- USE ------------------------------------------------------------------------------
+
+local RESOURCE_ORDER = { 'cpu', 'memory', 'disk', 'network', 'lock' }
+
+--- Normalises a USE result: rows by resource (use.disk.status), a verdict
+--- ("cpu" | "memory" | "disk" | "lock" | nil) and a text table.
+function M.normalize_use(r)
+  if type(r) ~= 'table' then return r end
+  r.rows = r.rows or {}
+  for _, row in ipairs(r.rows) do
+    local res = row.resource and tostring(row.resource):lower()
+    if res then
+      res = ({ mem = 'memory', io = 'disk', net = 'network', mutex = 'lock' })[res] or res
+      row.key = row.key or res
+      if r[row.key] == nil then r[row.key] = row end
+    end
+  end
+  if r.verdict == nil then
+    local best, rank = nil, 1
+    for _, row in ipairs(r.rows) do
+      local sev = playbook.SEVERITIES[tostring(row.severity or row.status or 'ok'):lower()] or 0
+      if sev > rank then best, rank = row.key, sev end
+    end
+    r.verdict = best
+  end
+  if r.verdict == util.json_null then r.verdict = nil end
+  if not r.text then
+    local lines = { string.format('%-10s %-16s %-16s %-10s %s', 'Resource', 'Utilization', 'Saturation', 'Errors', 'Status') }
+    for _, row in ipairs(r.rows) do
+      local function cell(x)
+        if x == nil or x == util.json_null then return 'not measured' end
+        if type(x) == 'table' then return tostring(x.text or x.value or '?') end
+        return tostring(x)
+      end
+      lines[#lines + 1] = string.format('%-10s %-16s %-16s %-10s %s', tostring(row.resource),
+        cell(row.utilization), cell(row.saturation), cell(row.errors), tostring(row.status or row.severity or '?'))
+    end
+    lines[#lines + 1] = 'verdict: ' .. (r.verdict or 'no saturated resource')
+    r.text = table.concat(lines, '\n')
+  end
+  r.table = r.table or r.text
+  return r
+end
+
+--- USE check of a target (pid, service, cgroup, "system"): calls the USE
+--- analyzer (perf_manual.analyzers.use).
+---   inv:use_check { target = p.pid, duration = 5, only = "disk" }
+function methods.use_check(inv, opts)
+  opts = opts or {}
+  local r = adapter(inv, 'use-check', function()
+    local use, why = try_require('perf_manual.analyzers.use')
+    if not use then return nil, why end
+    local target = opts.target
+    if target == nil and inv.workload_info then target = inv.workload_info.pid end
+    local args = { target = target and tostring(target) or 'system', duration = opts.duration or inv.params.duration or 5,
+      only = opts.only, interval = opts.interval }
+    local fn = use.check or use.run
+    if not fn then return nil, 'perf_manual.analyzers.use has no check()' end
+    return fn(args)
+  end)
+  r = M.normalize_use(r)
+  if r.verdict then inv:log('decision', 'USE verdict: ' .. r.verdict) end
+  return r
+end
+
+-- Tracers and profilers ------------------------------------------------------------
+
+-- runs a tracer for `duration` seconds (stops early on Ctrl-C)
+local function run_tracer(mod, opts, duration)
+  local h = assert(mod.start(opts))
+  local ok, err = pcall(function()
+    local deadline = sys().now() + duration
+    while sys().now() < deadline do
+      if not sys().sleep(math.min(0.25, deadline - sys().now())) then break end
+    end
+  end)
+  local data
+  if ok then
+    if type(h) == 'table' and h.read then data = h:read()
+    elseif mod.read then data = mod.read(h) end
+  end
+  if type(h) == 'table' and h.stop then h:stop() elseif mod.stop then mod.stop(h) end
+  if not ok then error(err, 0) end
+  return data
+end
+
+--- Runs a tracer (perf_manual.tracers.<name>) for a while and stores what it
+--- read. `share_of_time` etc. come from the tracer.
+---   inv:trace { "io", pid = p.pid, duration = 5, snoop = true }
+function methods.trace(inv, opts)
+  opts = opts or {}
+  local name = opts[1] or opts.tracer
+  if not name then error('[perf_manual.investigation] trace: which tracer? inv:trace { "io", ... }', 2) end
+  return adapter(inv, 'trace-' .. name, function()
+    local mod, why = try_require('perf_manual.tracers.' .. name)
+    if not mod then return nil, why end
+    if not mod.start then return nil, 'perf_manual.tracers.' .. name .. ' has no start()' end
+    local o = {}
+    for k, v in pairs(opts) do if type(k) == 'string' then o[k] = v end end
+    o.pid = target_pid(inv, opts.pid)
+    local duration = opts.duration or inv.params.duration or 5
+    o.duration = nil
+    local ok, data = pcall(run_tracer, mod, o, duration)
+    if not ok then
+      if util.is_user_error(data) then return nil, data.user_error end
+      return nil, tostring(data):match('^[^\n]*')
+    end
+    if type(data) ~= 'table' then return nil, 'tracer returned nothing' end
+    data.tracer = name
+    return data
+  end)
+end
+
+--- Profiles a process: on-CPU by default, off-CPU with off_cpu = true
+--- (perf_manual.profilers.cpu / .offcpu). Stores the result and, when the
+--- profiler returns folded stacks, a .folded file next to it.
+function methods.profile(inv, opts)
+  opts = opts or {}
+  local kind = opts.off_cpu and 'offcpu' or (opts.kind or 'cpu')
+  local r = adapter(inv, 'profile-' .. kind, function()
+    local mod, why = try_require('perf_manual.profilers.' .. kind)
+    if not mod then return nil, why end
+    local o = {}
+    for k, v in pairs(opts) do if type(k) == 'string' then o[k] = v end end
+    o.pid = target_pid(inv, opts.pid)
+    o.duration = opts.duration or inv.params.duration or 5
+    local fn = mod.profile or mod.run or mod.record
+    local ok, res
+    if fn then
+      ok, res = pcall(fn, o)
+    elseif mod.start then
+      local d = o.duration; o.duration = nil
+      ok, res = pcall(run_tracer, mod, o, d)
+    else
+      return nil, 'perf_manual.profilers.' .. kind .. ' has no profile()'
+    end
+    if not ok then
+      if util.is_user_error(res) then return nil, res.user_error end
+      return nil, tostring(res):match('^[^\n]*')
+    end
+    if type(res) ~= 'table' then return nil, 'profiler returned nothing' end
+    return res
+  end)
+  if r.available ~= false and type(r.folded) == 'string' and not inv.replay then
+    r.folded_path = inv:save_artifact(r.artifact:gsub('^raw_data/', ''):gsub('%.json$', '.folded'), r.folded, 'profile')
+  end
+  return r
+end
+
+-- Collection -----------------------------------------------------------------------
+
+--- Samples /proc collectors (or a whole suite) for a while; stores the
+--- series as JSON lines and returns a summary.
+---   inv:collect { "memory", pid = p.pid, psi = true, duration = 5 }
+function methods.collect(inv, opts)
+  opts = opts or {}
+  local what = opts[1] or opts.suite or 'basic'
+  return adapter(inv, 'collect-' .. what, function()
+    local suites = require('perf_manual.suites')
+    local o = {}
+    for k, v in pairs(opts) do if type(k) == 'string' then o[k] = v end end
+    o.pid = target_pid(inv, opts.pid)
+    o.duration = opts.duration or inv.params.duration or 5
+    local res = suites.run(what, o, inv)
+    return res
+  end)
+end
+
+-- Knowledge base and baselines -----------------------------------------------------
+
+--- Shows the most similar past investigations for `text` (the symptom).
+function methods.similar_past(inv, text, opts)
+  text = text or inv.params.symptom
+  local root = inv.store_root or store.root(inv.params.store)
+  local hits, why = require('perf_manual.kb').search(root, text or '', { limit = (opts and opts.limit) or 3,
+    exclude = inv.id })
+  if why and #hits == 0 then
+    inv:log('similar-past', 'none (' .. why .. ')')
+    return hits
+  end
+  if #hits == 0 then
+    inv:print('Similar past investigations: none')
+    inv:log('similar-past', 'none')
+  else
+    inv:print('Similar past investigations:')
+    local ids = {}
+    for _, h in ipairs(hits) do
+      inv:printf('  %-40s %s%s\n', h.id, h.symptom or '', h.verdict and ('  [' .. h.verdict .. ']') or '')
+      ids[#ids + 1] = h.id
+    end
+    inv:log('similar-past', table.concat(ids, ', '))
+  end
+  inv.similar = hits
+  return hits
+end
+
+--- Quantifies the symptom on the workload: CPU %, run-queue wait, context
+--- switches over a short window (from /proc, via the collectors), stored as
+--- quantify.json. Returns the numbers.
+function methods.quantify(inv, opts)
+  opts = opts or {}
+  return adapter(inv, 'quantify', function()
+    local pid = target_pid(inv, opts.pid)
+    local cpu, why = try_require('perf_manual.collectors.cpu')
+    if not cpu then return nil, why end
+    local duration = opts.duration or math.min(inv.params.duration or 5, 3)
+    local out = { duration = duration, pid = pid }
+    local s0 = cpu.sample()
+    local t0 = pid and cpu.sample_task and cpu.sample_task(pid)
+    sys().sleep(duration)
+    local s1 = cpu.sample()
+    local t1 = pid and cpu.sample_task and cpu.sample_task(pid)
+    local r = cpu.rates(s0, s1)
+    out.system = { busy_pct = r.total and r.total.busy_pct, iowait_pct = r.total and r.total.iowait_pct,
+      load1 = r.load1, procs_running = r.procs_running, procs_blocked = r.procs_blocked,
+      ctxt_per_s = r.ctxt_per_s }
+    if t0 and t1 then
+      local tr = cpu.task_rates(t0, t1)
+      out.process = { cpu_pct = tr.cpu_pct, runq_wait_pct = tr.runq_wait_pct,
+        timeslices_per_s = tr.timeslices_per_s, threads = t1.threads }
+    elseif pid then
+      out.missing = { process = 'process ' .. pid .. ' exited or is not readable' }
+    end
+    return out
+  end)
+end
+
+local function flat_numbers(t, prefix, out)
+  out = out or {}
+  for k, v in pairs(t or {}) do
+    local key = prefix and (prefix .. '.' .. k) or k
+    if type(v) == 'number' then out[key] = v
+    elseif type(v) == 'table' and k ~= 'missing' then flat_numbers(v, key, out) end
+  end
+  return out
+end
+
+--- Compares this run's quantify numbers with a baseline investigation's.
+function methods.compare_with(inv, baseline_id, current)
+  local root = inv.store_root or store.root(inv.params.store)
+  local base = store.open(root, baseline_id)
+  local text = util.readfile(base.dir .. '/raw_data/quantify.json')
+  if not text then
+    inv:warn('baseline ' .. base.id .. ' has no quantify data: comparison not possible')
+    return nil
+  end
+  local b = util.json_decode(text) or {}
+  current = current or inv.state.quantify
+  local fb, fc = flat_numbers(b), flat_numbers(current or {})
+  local rows = {}
+  for _, k in ipairs(util.keys(fb)) do
+    if k ~= 'duration' and k ~= 'pid' then
+      local before, after = fb[k], fc[k]
+      local change = (before and after and before ~= 0) and ((after - before) / math.abs(before) * 100) or nil
+      rows[#rows + 1] = { metric = k, before = before, after = after, change_pct = change }
+    end
+  end
+  local res = { baseline = base.id, rows = rows }
+  inv:save_artifact(artifact_name(inv, 'compare', '.json'), res, 'compare')
+  local lines = { string.format('%-28s %12s %12s %10s', 'metric (vs ' .. base.id .. ')', 'baseline', 'now', 'change') }
+  for _, r in ipairs(rows) do
+    lines[#lines + 1] = string.format('%-28s %12s %12s %10s', r.metric,
+      r.before and string.format('%.2f', r.before) or 'not measured',
+      r.after and string.format('%.2f', r.after) or 'not measured',
+      r.change_pct and string.format('%+.0f%%', r.change_pct) or '-')
+  end
+  res.text = table.concat(lines, '\n')
+  inv:log('decision', 'compared with baseline ' .. base.id)
+  return res
+end
+
+-- Report ---------------------------------------------------------------------------
+
+--- The metadata of a context as it is written to metadata.yaml.
+function M.metadata(inv)
+  local hyps = {}
+  for _, h in ipairs(inv.hypotheses) do
+    local ev = {}
+    for i, e in ipairs(h.evidence) do ev[i] = e end
+    hyps[#hyps + 1] = { id = h.id, text = h.text, status = h.status, score = h.score,
+      source = h.source, created = h.created, evidence = ev }
+  end
+  local params = {}
+  for k, v in pairs(inv.params or {}) do
+    if k ~= 'resume' and k ~= 'answer' then params[k] = v end
+  end
+  local m = rawget(inv, 'meta') or {}
+  m.name = inv.name
+  m.symptom = inv.params.symptom
+  m.playbook = inv.playbook.name
+  m.status = inv.status
+  m.params = params
+  m.checklist = inv.checklist
+  m.hypotheses = hyps
+  m.findings = inv.findings
+  m.steps = inv.steps
+  m.timeline = inv.timeline
+  m.artifacts = inv.artifacts
+  m.notes = inv.notes
+  m.conclusion = inv.conclusion
+  m.root_cause = inv.conclusion and inv.conclusion.text
+  m.verdict = inv.state.next or inv.state.verdict
+  m.state = inv.state
+  m.replay = inv.replay
+  return m
+end
+
+--- A plain Markdown report of an investigation's metadata (used when the
+--- report module is not there, and by `analyze`).
+function M.report_markdown(meta, kind)
+  local L = {}
+  local function add(s) L[#L + 1] = s or '' end
+  add('# Performance Investigation Report: ' .. tostring(meta.name or meta.id or '?'))
+  add()
+  add('*Draft (' .. (kind or 'technical') .. '), generated by perf_manual ' .. tostring(meta.tool_version or '')
+    .. ' from ' .. tostring(meta.id or 'a data dir') .. '.*')
+  add()
+  add('## Executive Summary')
+  add()
+  add('- **Issue**: ' .. tostring(meta.symptom or 'not stated'))
+  local imp
+  for _, q in ipairs(meta.checklist or {}) do if q.key == 'impact' then imp = q end end
+  add('- **Impact**: ' .. (imp and imp.answered and tostring(imp.answer) or 'not answered'))
+  local best
+  for _, h in ipairs(meta.hypotheses or {}) do
+    if h.status == 'supported' and (not best or (h.score or 0) > (best.score or 0)) then best = h end
+  end
+  add('- **Root Cause**: ' .. (meta.root_cause or (best and (best.text .. ' (supported hypothesis ' .. best.id .. ')')) or 'not established'))
+  add('- **Bottleneck (USE)**: ' .. tostring(meta.verdict or 'no saturated resource found'))
+  add('- **Status**: ' .. tostring(meta.status or '?'))
+  add()
+  if meta.checklist and #meta.checklist > 0 then
+    add('## Checklist')
+    add()
+    add('| Question | Answer | |')
+    add('|---|---|---|')
+    for _, q in ipairs(meta.checklist) do
+      add(string.format('| %s | %s | %s |', q.question, tostring(q.answer or ''):gsub('|', '\\|'),
+        q.answered and '' or '**not answered** (default)'))
+    end
+    add()
+  end
+  add('## Timeline')
+  add()
+  for _, e in ipairs(meta.timeline or {}) do
+    if e.kind ~= 'artifact' and e.kind ~= 'step-start' and e.kind ~= 'check-passed' then
+      add(string.format('- %s: %s %s', e.t, e.kind, tostring(e.what or '')))
+    end
+  end
+  add()
+  add('## Technical Details')
+  add()
+  add('### Findings')
+  add()
+  if not meta.findings or #meta.findings == 0 then add('No findings.') end
+  local byres = {}
+  for _, f in ipairs(meta.findings or {}) do
+    local r = f.resource or 'other'
+    byres[r] = byres[r] or {}
+    table.insert(byres[r], f)
+  end
+  for _, r in ipairs(util.keys(byres)) do
+    add('#### ' .. r)
+    add()
+    for _, f in ipairs(byres[r]) do
+      add(string.format('- **%s** %s%s', tostring(f.severity):upper(), tostring(f.summary),
+        f.evidence and type(f.evidence) == 'string' and (' (evidence: `' .. f.evidence .. '`)') or ''))
+    end
+    add()
+  end
+  add('### Hypotheses')
+  add()
+  if not meta.hypotheses or #meta.hypotheses == 0 then add('None recorded.') end
+  for _, h in ipairs(meta.hypotheses or {}) do
+    add(string.format('- **%s** %s — *%s*', h.id, h.text, h.status))
+    for _, e in ipairs(h.evidence or {}) do
+      add(string.format('  - %s `%s`: %s', e.stance, e.artifact, tostring(e.note or '')))
+    end
+  end
+  add()
+  add('## Appendix')
+  add()
+  for _, a in ipairs(meta.artifacts or {}) do
+    add(string.format('- `%s` (%s)', a.path, util.fmt_bytes(a.bytes)))
+  end
+  local unanswered = {}
+  for _, q in ipairs(meta.checklist or {}) do if not q.answered then unanswered[#unanswered + 1] = q.question end end
+  if #unanswered > 0 then
+    add()
+    add('Not answered (defaults used): ' .. table.concat(unanswered, '; '))
+  end
+  return table.concat(L, '\n') .. '\n'
+end
+
+--- Writes report.md: H7's report module when present, else the plain writer.
+function methods.draft_report(inv, kind)
+  kind = kind or 'technical'
+  local meta = M.metadata(inv)
+  meta.id = inv.id
+  local text
+  local rep = try_require('perf_manual.report')
+  if rep and type(rep.investigation) == 'function' then
+    local ok, t = pcall(rep.investigation, meta, { format = kind, dir = inv.dir })
+    if ok and type(t) == 'string' then text = t
+    else inv:warn('report module failed (' .. tostring(t):match('^[^\n]*') .. '); using the plain report') end
+  end
+  text = text or M.report_markdown(meta, kind)
+  local rel = inv:write('report.md', text)
+  inv:log('report', rel .. ' (' .. kind .. ' draft)')
+  return rel
+end
+
+-- The stored context ---------------------------------------------------------------
+
+local Inv = setmetatable({}, { __index = playbook.Context })
+M.Context = Inv
+local ctx_index = playbook.Context.__index
+Inv.__index = function(t, k)
+  local v = rawget(Inv, k)
+  if v ~= nil then return v end
+  return ctx_index(t, k)
+end
+Inv.__newindex = playbook.Context.__newindex
+
+local function parse_answers(params)
+  local answers = {}
+  if params.answers then
+    local text, err = util.readfile(params.answers)
+    if not text then util.user_error('--answers: cannot read ' .. params.answers .. ': ' .. tostring(err):gsub('^[^:]*: ', '')) end
+    local ok, t = pcall(require('lyaml').load, text)
+    if not ok then util.user_error('--answers ' .. params.answers .. ': ' .. tostring(t)) end
+    if type(t) ~= 'table' then util.user_error('--answers ' .. params.answers .. ': expected a mapping of question: answer') end
+    for k, v in pairs(t) do answers[tostring(k)] = v end
+  end
+  for _, kv in ipairs(params.answer or {}) do
+    local k, v = kv:match('^([^=]+)=(.*)$')
+    if not k then util.user_error("--answer: expected KEY=ANSWER, got '" .. kv .. "'") end
+    answers[k] = v
+  end
+  return answers
+end
+
+local function restore_hypotheses(inv, list)
+  for _, h in ipairs(list or {}) do
+    local obj = setmetatable({ id = h.id, text = h.text, status = h.status or 'open', score = h.score,
+      source = h.source, created = h.created, evidence = h.evidence or {} }, playbook.Hypothesis)
+    rawset(obj, '_inv', inv)
+    inv.hypotheses[#inv.hypotheses + 1] = obj
+  end
+end
+
+--- The context of an investigation playbook run: creates (or, with
+--- params.resume, reopens) the investigation folder and takes its lock.
+function M.context(pb, params, opts)
+  opts = opts or {}
+  local inv = playbook.context(pb, params, opts)
+  setmetatable(inv, Inv)
+  local root = store.root(params.store)
+  rawset(inv, 'store_root', root)
+  rawset(inv, 'answers', parse_answers(params))
+  rawset(inv, 'batch', params.batch or opts.batch)
+  rawset(inv, 'replay', params.replay)
+  if params.replay and not store.is_dir(params.replay) then
+    util.user_error('--replay: no data dir ' .. params.replay)
+  end
+  local handle, meta
+  if params.resume then
+    handle = store.open(root, params.resume)
+    handle:lock()
+    local err, partial
+    meta, err, partial = handle:load_metadata()
+    if not meta then util.user_error('cannot resume: ' .. err .. (partial and '' or '')) end
+    -- the stored params, overridden by what was given now
+    local merged = {}
+    for k, v in pairs(meta.params or {}) do merged[k] = v end
+    for k, v in pairs(params) do if k ~= 'resume' then merged[k] = v end end
+    merged.resume = params.resume
+    rawset(inv, 'params', merged)
+    rawset(inv, 'replay', merged.replay)
+    for _, k in ipairs({ 'checklist', 'findings', 'notes', 'timeline', 'artifacts', 'steps' }) do
+      rawset(inv, k, meta[k] or {})
+    end
+    restore_hypotheses(inv, meta.hypotheses)
+    rawset(inv, 'state', meta.state or {})
+    rawset(inv, 'conclusion', meta.conclusion)
+    for _, a in ipairs(inv.artifacts) do
+      local base, n = a.path:match('^raw_data/(.-)%-(%d+)(%.%w+)$')
+      local ext
+      if base then ext = a.path:match('(%.%w+)$') else
+        base, ext = a.path:match('^raw_data/(.-)(%.%w+)$'); n = 1
+      end
+      if base then
+        inv._names = inv._names or {}
+        inv._names[base .. ext] = math.max(inv._names[base .. ext] or 0, tonumber(n))
+      end
+    end
+  else
+    local name = params.name or (params.symptom and params.symptom ~= '' and params.symptom) or pb.name
+    handle = store.create(root, name)
+    meta = store.host_facts()
+    meta.created = store.iso()
+    meta.name = store.slug(name)
+  end
+  rawset(inv, 'handle', handle)
+  rawset(inv, 'id', handle.id)
+  rawset(inv, 'dir', handle.dir)
+  rawset(inv, 'meta', meta)
+  rawset(inv, 'name', meta.name)
+  rawset(inv, 'status', 'running')
+  return inv
+end
+
+function Inv:_changed()
+  if rawget(self, '_saving') then return end
+  rawset(self, '_saving', true)
+  local ok, err = pcall(function() self.handle:save_metadata(M.metadata(self)) end)
+  rawset(self, '_saving', false)
+  if not ok then error(err, 0) end
+end
+
+function Inv:_begin(steps)
+  local resumed = self.params.resume ~= nil
+  self:log(resumed and 'resumed' or 'started', (resumed and 'resumed by ' or 'started by ')
+    .. tostring(store.host_facts().created_by) .. (self.replay and (' (replay of ' .. self.replay .. ')') or ''))
+  if not resumed then
+    self.out:write(string.format('Investigation %s (%s)\n', self.id, self.dir))
+  else
+    self.out:write(string.format('Resuming investigation %s\n', self.id))
+  end
+  -- the workload: launched, or found by pid/name
+  if self.playbook.launches_workload ~= false and self.params.workload and not self.replay then
+    rawset(self, 'workload_info', M.resolve_workload(self, self.params.workload))
+  end
+  self._nsteps = #steps
+end
+
+function Inv:_skip(s, i)
+  local rec = self.steps[i]
+  return rec ~= nil and rec.name == s.name and rec.status == 'done'
+end
+
+function Inv:_step_start(s, i)
+  rawset(self, '_step', s.name)
+  rawset(self, '_step_index', i)
+  self.steps[i] = { name = s.name, status = 'running', started = store.iso(),
+    budget = s.budget and util.fmt_duration(s.budget) or nil }
+  self.out:write(string.format('\n== %d/%d %s\n', i, self._nsteps or i, s.name))
+  self:log('step-start', s.name)
+end
+
+function Inv:_step_end(s, status, why)
+  local i = rawget(self, '_step_index')
+  if i and self.steps[i] then
+    self.steps[i].status = status
+    self.steps[i].ended = store.iso()
+    self.steps[i].reason = why
+  end
+  if #self.findings > 0 then
+    self.handle:write_json('analysis/findings.json', self.findings)
+  end
+  self:log('step-' .. status, s.name, why and { reason = why } or nil)
+  rawset(self, '_step', nil)
+end
+
+function Inv:_step_failed(s, err, pb)
+  local line = tostring(err):match('^[^\n]*')
+  local old = util.readfile(self.dir .. '/log.txt') or ''
+  util.write_atomic(self.dir .. '/log.txt', old .. string.format('%s step %q failed:\n%s\n\n', store.iso(), s.name, tostring(err)))
+  self:_step_end(s, 'failed', line)
+  self:_finish('failed')
+  self.err:write(string.format("perf_manual: step '%s' failed: %s\n  traceback in %s/log.txt; `perf_manual %s --resume %s` continues from this step\n",
+    s.name, line, self.dir, pb.name, self.id))
+  rawset(self, 'exit_status', 70)
+end
+
+function Inv:_finish(status)
+  if status == 'complete' and rawget(self, '_stopped') then status = 'complete' end
+  rawset(self, 'status', status)
+  self:log('finished', status)
+  if status == 'interrupted' then
+    self.err:write(string.format('perf_manual: interrupted; the investigation is saved in %s; `perf_manual %s --resume %s` continues from the interrupted step\n',
+      self.dir, self.playbook.name, self.id))
+    rawset(self, 'exit_status', 130)
+  end
+  M.stop_workload(self)
+  self.handle:unlock()
+end
+
+-- Workloads -------------------------------------------------------------------------
+
+local function pid_alive(pid)
+  local f = io.open('/proc/' .. pid .. '/stat', 'r')
+  if f then f:close() return true end
+  return false
+end
+
+--- --workload: a pid, a process name, a service or a command to launch.
+--- Returns {pid=, label=, launched=bool, argv=}.
+function M.resolve_workload(inv, w)
+  w = tostring(w)
+  if w:match('^%d+$') then
+    local pid = tonumber(w)
+    if not pid_alive(pid) then util.user_error('--workload: no process ' .. pid) end
+    return { pid = pid, label = 'pid ' .. pid, launched = false }
+  end
+  local argv = {}
+  for a in w:gmatch('%S+') do argv[#argv + 1] = a end
+  local exe = argv[1]
+  local function executable(p)
+    return require('posix.unistd').access(p, 'x') == 0 and not store.is_dir(p)
+  end
+  local launch = #argv > 1 or exe:find('/', 1, true)
+  if not launch then
+    -- a running process by name?
+    local dirent = require('posix.dirent')
+    local ok, names = pcall(dirent.dir, '/proc')
+    local found = {}
+    if ok then
+      for _, n in ipairs(names) do
+        if n:match('^%d+$') then
+          local comm = util.readfile('/proc/' .. n .. '/comm')
+          if comm and util.trim(comm) == exe:sub(1, 15) and tonumber(n) ~= sys().getpid() then found[#found + 1] = tonumber(n) end
+        end
+      end
+    end
+    table.sort(found)
+    if #found > 0 then
+      return { pid = found[1], label = exe .. ' (pid ' .. found[1] .. (#found > 1 and (', ' .. (#found - 1) .. ' more') or '') .. ')', launched = false }
+    end
+  end
+  if launch or (exe and executable(exe)) then
+    if exe:find('/', 1, true) and not executable(exe) then
+      util.user_error('--workload: cannot run ' .. exe .. ' (not an executable file)')
+    end
+    if not exe:find('/', 1, true) then
+      local found
+      for d in (os.getenv('PATH') or '/usr/bin:/bin'):gmatch('[^:]+') do
+        if executable(d .. '/' .. exe) then found = d .. '/' .. exe break end
+      end
+      if not found then util.user_error("--workload: no process or command named '" .. exe .. "'") end
+      argv[1] = found
+    end
+    local logrel = 'raw_data/workload.log'
+    local logpath = inv.dir .. '/' .. logrel
+    local pid, err = sys().spawn(argv, { stdout = logpath, stderr = logpath })
+    if not pid then util.user_error('--workload: cannot start ' .. w .. ': ' .. tostring(err)) end
+    sys().sleep(0.3)
+    local st = sys().wait(pid, true)
+    if st ~= 'running' then
+      util.user_error('--workload: ' .. w .. ' exited at once (see ' .. logpath .. ')')
+    end
+    inv:log('workload', 'launched ' .. w .. ' as pid ' .. pid)
+    return { pid = pid, label = w .. ' (pid ' .. pid .. ', launched)', launched = true, argv = argv }
+  end
+  local ok, t = pcall(function() return require('perf_manual.target').resolve(w) end)
+  if ok and t and t.kind ~= 'system' then
+    local pids = ok and require('perf_manual.target').pids and require('perf_manual.target').pids(t)
+    return { pid = pids and pids[1], label = t.label, target = w, launched = false }
+  end
+  util.user_error("--workload: no process, service or command named '" .. w .. "'")
+end
+
+function M.stop_workload(inv)
+  local w = rawget(inv, 'workload_info')
+  if w and w.launched and w.pid and not w.stopped then
+    sys().kill(w.pid, 15)
+    for _ = 1, 20 do
+      if sys().wait(w.pid, true) ~= 'running' then break end
+      sys().sleep(0.05)
+    end
+    if sys().wait(w.pid, true) == 'running' then sys().kill(w.pid, 9); sys().wait(w.pid) end
+    w.stopped = true
+    inv:log('workload', 'stopped launched pid ' .. w.pid)
+  end
+end
+
+-- Schema check -----------------------------------------------------------------------
+
+local STEP_STATUS = { done = true, failed = true, interrupted = true, running = true, skipped = true }
+local HYP_STATUS = { open = true, supported = true, refuted = true, contested = true }
+
+--- Checks an investigation folder against the schema. Returns a list of
+--- problems (empty when it is well-formed).
+function M.validate(dir)
+  local problems = {}
+  local function bad(fmt, ...) problems[#problems + 1] = string.format(fmt, ...) end
+  local text = util.readfile(dir .. '/metadata.yaml')
+  if not text then bad('metadata.yaml missing') return problems end
+  local meta, err = store.parse_metadata(text, dir .. '/metadata.yaml')
+  if not meta then bad('%s', err) return problems end
+  for _, k in ipairs({ 'id', 'name', 'status', 'created', 'created_by', 'host', 'kernel', 'tool_version', 'playbook' }) do
+    if type(meta[k]) ~= 'string' or meta[k] == '' then bad('field %s missing or not text', k) end
+  end
+  for _, k in ipairs({ 'params', 'checklist', 'hypotheses', 'timeline', 'steps', 'findings', 'artifacts' }) do
+    if type(meta[k]) ~= 'table' then bad('field %s missing', k) end
+  end
+  for _, d in ipairs(store.SUBDIRS) do
+    if not store.is_dir(dir .. '/' .. d) then bad('%s/ missing', d) end
+  end
+  local prev
+  for i, e in ipairs(meta.timeline or {}) do
+    if type(e.t) ~= 'string' or not e.t:match('^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$') then
+      bad('timeline[%d]: bad time %s', i, tostring(e.t))
+    elseif prev and e.t < prev then bad('timeline[%d]: out of order', i) end
+    prev = e.t
+    if type(e.kind) ~= 'string' then bad('timeline[%d]: no kind', i) end
+  end
+  for i, s in ipairs(meta.steps or {}) do
+    if not STEP_STATUS[s.status] then bad('steps[%d]: bad status %s', i, tostring(s.status)) end
+  end
+  for i, q in ipairs(meta.checklist or {}) do
+    if type(q.question) ~= 'string' or type(q.answered) ~= 'boolean' then bad('checklist[%d]: needs question and answered', i) end
+  end
+  local paths = {}
+  for _, a in ipairs(meta.artifacts or {}) do
+    paths[a.path] = true
+    local f = io.open(dir .. '/' .. a.path, 'r')
+    if not f then bad('artifact %s missing', a.path) else f:close() end
+  end
+  for _, h in ipairs(meta.hypotheses or {}) do
+    if not HYP_STATUS[h.status] then bad('hypothesis %s: bad status %s', tostring(h.id), tostring(h.status)) end
+    for _, e in ipairs(h.evidence or {}) do
+      if e.stance ~= 'supports' and e.stance ~= 'refutes' then bad('hypothesis %s: bad stance', tostring(h.id)) end
+      if not paths[e.artifact] then bad('hypothesis %s: evidence %s is not an artifact', tostring(h.id), tostring(e.artifact)) end
+    end
+  end
+  for i, f in ipairs(meta.findings or {}) do
+    if not playbook.SEVERITIES[tostring(f.severity)] then bad('findings[%d]: bad severity %s', i, tostring(f.severity)) end
+  end
+  if meta.status == 'complete' and not io.open(dir .. '/report.md', 'r') then bad('report.md missing') end
+  return problems
+end
+
+return M
