@@ -1,0 +1,745 @@
+--- The USE method (Utilization, Saturation, Errors) for CPU, memory, each
+--- busy disk, each network interface with traffic, and locks.
+---
+---   local use = require('perf_manual.analyzers.use')
+---   local r = use.check { target = 'system' | pid | 'svc' | '/cgroup', duration = 5, interval = 1 }
+---   r.rows     -- { Row, ... } in table order
+---   r.verdict  -- { resource = 'cpu'|'memory'|'disk'|'network'|'lock'|nil, name=, status=, text= }
+---   use.render(r) -- the text table
+---
+--- Row = { resource=, name=, status = 'ok'|'warn'|'HIGH'|'not measured', score=,
+---   utilization = Cell, saturation = Cell, errors = Cell, why = { text, ... },
+---   notes = { text, ... } }
+--- Cell = { text=, source=, value= } or { missing = why, text = 'not measured (why)', source= }
+---
+--- Everything a team may want to tune sits at the top: thresholds, what is
+--- not a disk, and the "trap" rules that keep a symptom from being named as
+--- the cause. The collection (`collect`) only gathers numbers; `analyze` is
+--- pure (numbers in, rows out), so the rules are tested on recorded data.
+local util = require('perf_manual.util')
+
+local M = {}
+
+-- ---------------------------------------------------------------------------
+-- Thresholds. Percentages are 0..100. "warn" means worth a look, "HIGH" means
+-- this resource is saturated (a candidate for the verdict).
+-- ---------------------------------------------------------------------------
+M.thresholds = {
+  cpu = {
+    util_warn = 70, util_high = 90,   -- share of all CPUs busy (/proc/stat)
+    psi_warn = 10, psi_high = 30,     -- PSI cpu some: share of time someone waited for a CPU
+    task_runq_warn = 10,              -- target's threads waiting for a CPU, thread-seconds
+    task_runq_high = 50,              --   per second in % (50 = half a thread always waiting)
+    throttled_warn = 5,               -- share of cgroup CPU periods throttled by the quota, %
+    throttled_high = 25,
+  },
+  memory = {
+    psi_warn = 2, psi_high = 10,      -- PSI memory some
+    direct_scan_warn = 1,             -- pages/s scanned by direct reclaim (allocations stalled)
+    limit_near_pct = 90,              -- cgroup usage as % of its limit
+    limit_hits_high = 1,              -- cgroup limit hits per second while near the limit
+    majflt_warn = 50,                 -- target's major faults per second
+    swap_warn = 1,                    -- pages/s swapped in or out
+  },
+  disk = {
+    busy_util = 2,                    -- below this utilisation (and no I/O errors) a disk is idle: no row
+    util_warn = 50, util_high = 80,   -- io_ticks share (%util of iostat -x)
+    aqu_warn = 1, aqu_high = 4,       -- average queue size (aqu-sz)
+    psi_warn = 5, psi_high = 20,      -- PSI io some (system-wide: judged with the device's %util)
+  },
+  network = {
+    active_bytes_per_s = 1024,        -- an interface with less traffic than this gets no row
+    util_warn = 60, util_high = 90,   -- throughput / link speed
+    drops_warn = 1, drops_high = 100, -- packets dropped per second
+    errors_warn = 1,                  -- errors per second
+    retrans_warn = 10,                -- TCP retransmits per second (system-wide)
+  },
+  lock = {
+    wait_share_warn = 20,             -- share of the target's thread-time blocked in futex waits
+    wait_share_high = 50,
+    waiters_high = 2,                 -- threads waiting at once, on average
+    min_cpu_pct = 10,                 -- below this the process is idle: waiting threads are a parked pool
+  },
+}
+
+-- ---------------------------------------------------------------------------
+-- Rules per resource. Each takes the measures (see collect) and returns a Row.
+-- ---------------------------------------------------------------------------
+
+local function fmt_pct(x) return x and string.format('%.0f%%', x) or nil end
+local function fmt_rate(x, unit)
+  if not x then return nil end
+  if x >= 100 then return string.format('%.0f%s', x, unit or '/s') end
+  if x >= 10 then return string.format('%.1f%s', x, unit or '/s') end
+  return string.format('%.2f%s', x, unit or '/s')
+end
+M.fmt_pct = fmt_pct
+
+local function cell(text, source, value)
+  return { text = text, source = source, value = value }
+end
+
+local function missing(why, source)
+  return { missing = why or 'not measured', text = 'not measured (' .. (why or 'no data') .. ')', source = source }
+end
+M.missing_cell = missing
+
+local RANK = { ok = 0, ['not measured'] = 0, warn = 1, HIGH = 2 }
+M.RANK = RANK
+
+--- A row under construction: raise(status, score, why) keeps the worst.
+local function new_row(resource, name)
+  local r = { resource = resource, name = name, status = 'ok', score = 0, why = {}, why_high = {}, notes = {} }
+  function r.raise(status, score, why)
+    if RANK[status] > RANK[r.status] then r.status = status end
+    if status == 'HIGH' and (score or 0) > r.score then r.score = score end
+    if why then
+      r.why[#r.why + 1] = why
+      if status == 'HIGH' then r.why_high[#r.why_high + 1] = why end
+    end
+  end
+  return r
+end
+
+local function joined(parts, sep)
+  local out = {}
+  for _, p in ipairs(parts) do if p then out[#out + 1] = p end end
+  return #out > 0 and table.concat(out, sep or ', ') or nil
+end
+
+M.rules = {}
+
+function M.rules.cpu(m, T)
+  T = T.cpu
+  local c, task, cg = m.cpu or {}, m.task, m.cgroup_cpu
+  local row = new_row('cpu', 'CPU')
+  -- Utilization
+  if c.busy_pct then
+    local text = string.format('%s of %d CPUs busy (user %s, sys %s)', fmt_pct(c.busy_pct), m.ncpu or 0,
+      fmt_pct(c.user_pct) or '?', fmt_pct(c.system_pct) or '?')
+    if task and task.cpu_pct then
+      text = text .. string.format('; target %s of one CPU', fmt_pct(task.cpu_pct))
+    end
+    row.utilization = cell(text, task and '/proc/stat, /proc/PID/schedstat' or '/proc/stat', c.busy_pct)
+  else
+    row.utilization = missing(c.missing_stat or 'no /proc/stat', '/proc/stat')
+  end
+  -- Saturation
+  local sat, src = {}, {}
+  if c.psi_some_pct then sat[#sat + 1] = 'PSI some ' .. fmt_pct(c.psi_some_pct); src[#src + 1] = 'PSI cpu some' end
+  if c.runnable_avg then
+    sat[#sat + 1] = string.format('%.1f runnable', c.runnable_avg); src[#src + 1] = '/proc/stat procs_running'
+  end
+  if task and task.runq_wait_pct then
+    sat[#sat + 1] = 'target run-queue wait ' .. fmt_pct(task.runq_wait_pct); src[#src + 1] = 'schedstat'
+  end
+  if cg and cg.throttled_pct then
+    sat[#sat + 1] = 'throttled ' .. fmt_pct(cg.throttled_pct) .. ' of periods'; src[#src + 1] = 'cgroup cpu.stat'
+  end
+  if #sat > 0 then
+    row.saturation = cell(table.concat(sat, ', '), table.concat(src, ', '), task and task.runq_wait_pct or c.psi_some_pct)
+  else
+    row.saturation = missing(c.missing_psi or 'no PSI and no run queue data', 'PSI cpu some')
+  end
+  row.errors = cell('-', 'none for CPUs in /proc')
+  if not c.busy_pct then row.status = 'not measured'; return row end
+
+  local busy = c.busy_pct
+  if task then
+    -- a process: its own wait for a CPU, on a machine with no idle core
+    local w = task.runq_wait_pct
+    if w and w >= T.task_runq_high and busy >= T.util_high then
+      row.raise('HIGH', w / T.task_runq_high, string.format('target waits for a CPU %s with %s busy', fmt_pct(w), fmt_pct(busy)))
+    elseif w and w >= T.task_runq_warn then
+      row.raise('warn', nil, 'target waits for a CPU ' .. fmt_pct(w))
+    end
+  else
+    local p = c.psi_some_pct
+    local queued = c.runnable_avg and m.ncpu and c.runnable_avg > m.ncpu
+    if busy >= T.util_high and ((p and p >= T.psi_high) or queued) then
+      row.raise('HIGH', math.max((p or 0) / T.psi_high, busy / T.util_high),
+        string.format('%s busy and %s', fmt_pct(busy), p and ('PSI some ' .. fmt_pct(p)) or 'more runnable than CPUs'))
+    end
+  end
+  if cg and cg.throttled_pct then
+    if cg.throttled_pct >= T.throttled_high then
+      row.raise('HIGH', cg.throttled_pct / T.throttled_high, 'cgroup CPU quota throttles ' .. fmt_pct(cg.throttled_pct) .. ' of periods')
+    elseif cg.throttled_pct >= T.throttled_warn then
+      row.raise('warn', nil, 'cgroup CPU quota throttles ' .. fmt_pct(cg.throttled_pct) .. ' of periods')
+    end
+  end
+  if busy >= T.util_warn then row.raise('warn', nil, fmt_pct(busy) .. ' busy') end
+  local p = c.psi_some_pct
+  if p and p >= T.psi_warn then
+    if busy < T.util_warn then
+      -- the futex trap: wake-ups make tasks wait briefly although cores are idle
+      row.raise('warn', nil, 'PSI some ' .. fmt_pct(p))
+      row.notes[#row.notes + 1] = string.format('CPU pressure %s while %s of the CPUs sit idle: wake-up storms '
+        .. '(lock hand-offs), not a CPU shortage', fmt_pct(p), fmt_pct(100 - busy))
+    else
+      row.raise('warn', nil, 'PSI some ' .. fmt_pct(p))
+    end
+  end
+  return row
+end
+
+function M.rules.memory(m, T)
+  T = T.memory
+  local mm, task, cg = m.memory or {}, m.task, m.cgroup_memory
+  local row = new_row('memory', 'Memory')
+  -- Utilization
+  local u = {}
+  if mm.used_pct then u[#u + 1] = fmt_pct(mm.used_pct) .. ' used' end
+  if task and task.rss_bytes then u[#u + 1] = 'target RSS ' .. util.fmt_bytes(task.rss_bytes) end
+  if cg and cg.limit_bytes and cg.usage_bytes then
+    u[#u + 1] = string.format('cgroup %s of %s (%s)', util.fmt_bytes(cg.usage_bytes), util.fmt_bytes(cg.limit_bytes),
+      fmt_pct(cg.usage_pct))
+  elseif cg and cg.usage_bytes then
+    u[#u + 1] = 'cgroup ' .. util.fmt_bytes(cg.usage_bytes) .. ', no limit'
+  end
+  if #u > 0 then
+    row.utilization = cell(table.concat(u, ', '), cg and '/proc/meminfo, cgroup memory' or '/proc/meminfo', mm.used_pct)
+  else
+    row.utilization = missing(mm.missing_meminfo or 'no /proc/meminfo', '/proc/meminfo')
+  end
+  -- Saturation
+  local s, src = {}, {}
+  if mm.psi_some_pct then s[#s + 1] = 'PSI some ' .. fmt_pct(mm.psi_some_pct); src[#src + 1] = 'PSI memory some' end
+  if mm.pgscan_direct_per_s and mm.pgscan_direct_per_s > 0 then
+    s[#s + 1] = 'direct reclaim ' .. fmt_rate(mm.pgscan_direct_per_s, ' pages/s'); src[#src + 1] = '/proc/vmstat'
+  end
+  local swap = (mm.pswpin_per_s or 0) + (mm.pswpout_per_s or 0)
+  if swap > 0 then s[#s + 1] = 'swapping ' .. fmt_rate(swap, ' pages/s') end
+  if cg and cg.limit_hits_per_s then
+    s[#s + 1] = 'cgroup limit hits ' .. fmt_rate(cg.limit_hits_per_s); src[#src + 1] = cg.version == 1 and 'memory.failcnt' or 'memory.events max'
+  end
+  if cg and cg.refault_per_s and cg.refault_per_s > 0 then
+    s[#s + 1] = 'cgroup refaults ' .. fmt_rate(cg.refault_per_s, ' pages/s'); src[#src + 1] = 'memory.stat'
+  end
+  if task and task.majflt_per_s then s[#s + 1] = 'target major faults ' .. fmt_rate(task.majflt_per_s); src[#src + 1] = '/proc/PID/stat' end
+  if #s > 0 then
+    row.saturation = cell(table.concat(s, ', '), table.concat(src, ', '), mm.psi_some_pct)
+  else
+    row.saturation = missing(mm.missing_psi or 'no PSI and no /proc/vmstat', 'PSI memory some')
+  end
+  -- Errors: OOM kills
+  local e, esrc = {}, {}
+  if mm.oom_kill ~= nil then e[#e + 1] = string.format('%d OOM kills', mm.oom_kill); esrc[#esrc + 1] = '/proc/vmstat oom_kill' end
+  if cg and cg.oom_kills ~= nil then
+    e[#e + 1] = string.format('cgroup %d OOM kills', cg.oom_kills)
+    esrc[#esrc + 1] = cg.version == 1 and 'memory.oom_control' or 'memory.events oom_kill'
+  end
+  row.errors = #e > 0 and cell(table.concat(e, ', '), table.concat(esrc, ', '), (mm.oom_kill or 0) + (cg and cg.oom_kills or 0))
+    or missing(mm.missing_oom or 'no oom_kill counter', '/proc/vmstat oom_kill')
+  if not mm.psi_some_pct and not mm.used_pct and not cg then row.status = 'not measured'; return row end
+
+  local kills = (mm.oom_kill or 0) + (cg and cg.oom_kills or 0)
+  if kills > 0 then row.raise('HIGH', 10 * kills, string.format('%d OOM kills', kills)) end
+  local p = mm.psi_some_pct
+  if p and p >= T.psi_high then row.raise('HIGH', p / T.psi_high, 'PSI some ' .. fmt_pct(p))
+  elseif p and p >= T.psi_warn then row.raise('warn', nil, 'PSI some ' .. fmt_pct(p)) end
+  if cg and cg.limit_hits_per_s and cg.limit_hits_per_s >= T.limit_hits_high
+    and cg.usage_pct and cg.usage_pct >= T.limit_near_pct then
+    -- the cgroup lives at its limit: every allocation reclaims first
+    row.raise('HIGH', math.max(1, math.log10(cg.limit_hits_per_s)),
+      string.format('cgroup at %s of its limit, %s limit hits', fmt_pct(cg.usage_pct), fmt_rate(cg.limit_hits_per_s)))
+  elseif cg and cg.usage_pct and cg.usage_pct >= T.limit_near_pct then
+    row.raise('warn', nil, 'cgroup at ' .. fmt_pct(cg.usage_pct) .. ' of its limit')
+  end
+  if mm.pgscan_direct_per_s and mm.pgscan_direct_per_s >= T.direct_scan_warn then
+    row.raise('warn', nil, 'direct reclaim ' .. fmt_rate(mm.pgscan_direct_per_s, ' pages/s'))
+  end
+  if swap >= T.swap_warn then row.raise('warn', nil, 'swapping') end
+  if task and task.majflt_per_s and task.majflt_per_s >= T.majflt_warn then
+    row.raise('warn', nil, 'target major faults ' .. fmt_rate(task.majflt_per_s))
+  end
+  return row
+end
+
+function M.rules.disk(d, m, T)
+  T = T.disk
+  local row = new_row('disk', d.name)
+  if d.util_pct then
+    row.utilization = cell(string.format('%s busy, %s r/s %s w/s, %s read %s written', fmt_pct(d.util_pct),
+      fmt_rate(d.r_s or 0, ''), fmt_rate(d.w_s or 0, ''), util.fmt_bytes((d.rkB_s or 0) * 1024) .. '/s',
+      util.fmt_bytes((d.wkB_s or 0) * 1024) .. '/s'), '/proc/diskstats %util', d.util_pct)
+  else
+    row.utilization = missing(d.missing or 'no io_ticks', '/proc/diskstats')
+  end
+  local s = {}
+  if d.aqu_sz then s[#s + 1] = string.format('aqu-sz %.2f', d.aqu_sz) end
+  local await = d.w_await or d.r_await
+  if d.r_await or d.w_await then
+    s[#s + 1] = string.format('await r %s w %s', d.r_await and string.format('%.2fms', d.r_await) or '-',
+      d.w_await and string.format('%.2fms', d.w_await) or '-')
+  end
+  local psi_io = m.io and m.io.psi_some_pct
+  if psi_io then s[#s + 1] = 'PSI io some ' .. fmt_pct(psi_io) end
+  row.saturation = #s > 0 and cell(table.concat(s, ', '), '/proc/diskstats aqu-sz, PSI io some', d.aqu_sz)
+    or missing('no queue data', '/proc/diskstats aqu-sz')
+  row.errors = cell('not exposed', 'the kernel counts no I/O errors in /proc/diskstats')
+  local ut = d.util_pct or 0
+  if d.aqu_sz and d.aqu_sz >= T.aqu_high then
+    row.raise('HIGH', d.aqu_sz / T.aqu_high, string.format('queue %.1f deep', d.aqu_sz))
+  end
+  if ut >= T.util_high and psi_io and psi_io >= T.psi_warn then
+    row.raise('HIGH', ut / T.util_high, string.format('%s busy, tasks stall on I/O %s', fmt_pct(ut), fmt_pct(psi_io)))
+  end
+  if psi_io and psi_io >= T.psi_high and ut >= T.util_warn then
+    row.raise('HIGH', psi_io / T.psi_high, string.format('tasks stall on I/O %s with the disk %s busy', fmt_pct(psi_io), fmt_pct(ut)))
+  end
+  if ut >= T.util_warn then row.raise('warn', nil, fmt_pct(ut) .. ' busy') end
+  if d.aqu_sz and d.aqu_sz >= T.aqu_warn then row.raise('warn', nil, string.format('aqu-sz %.2f', d.aqu_sz)) end
+  row.await = await
+  return row
+end
+
+function M.rules.network(n, m, T)
+  T = T.network
+  local row = new_row('network', n.name)
+  local bps = (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0)
+  local traffic = string.format('rx %s/s tx %s/s', util.fmt_bytes(n.rx_bytes_per_s or 0), util.fmt_bytes(n.tx_bytes_per_s or 0))
+  if n.speed_bytes_per_s and n.speed_bytes_per_s > 0 then
+    n.util_pct = 100 * math.max(n.rx_bytes_per_s or 0, n.tx_bytes_per_s or 0) / n.speed_bytes_per_s
+    row.utilization = cell(fmt_pct(n.util_pct) .. ' of link, ' .. traffic, '/proc/net/dev, /sys/class/net speed', n.util_pct)
+  else
+    row.utilization = cell(traffic .. ' (link speed unknown)', '/proc/net/dev', nil)
+  end
+  local drops = (n.rx_drop_per_s or 0) + (n.tx_drop_per_s or 0)
+  local s = { string.format('drops %s', fmt_rate(drops)) }
+  local tcp = m.tcp or {}
+  if tcp.retrans_per_s then s[#s + 1] = 'TCP retrans ' .. fmt_rate(tcp.retrans_per_s) end
+  if tcp.listen_overflows and tcp.listen_overflows > 0 then s[#s + 1] = string.format('%d listen overflows', tcp.listen_overflows) end
+  row.saturation = cell(table.concat(s, ', '), '/proc/net/dev drop, /proc/net/snmp, /proc/net/netstat', drops)
+  local errs = (n.rx_errs_per_s or 0) + (n.tx_errs_per_s or 0)
+  row.errors = cell(string.format('%s errors', fmt_rate(errs)), '/proc/net/dev errs', errs)
+  if n.util_pct and n.util_pct >= T.util_high then row.raise('HIGH', n.util_pct / T.util_high, fmt_pct(n.util_pct) .. ' of the link')
+  elseif n.util_pct and n.util_pct >= T.util_warn then row.raise('warn', nil, fmt_pct(n.util_pct) .. ' of the link') end
+  if drops >= T.drops_high then row.raise('HIGH', drops / T.drops_high, fmt_rate(drops) .. ' dropped')
+  elseif drops >= T.drops_warn then row.raise('warn', nil, fmt_rate(drops) .. ' dropped') end
+  if errs >= T.errors_warn then row.raise('warn', nil, fmt_rate(errs) .. ' errors') end
+  if tcp.listen_overflows and tcp.listen_overflows > 0 then row.raise('warn', nil, 'listen queue overflows') end
+  if tcp.retrans_per_s and tcp.retrans_per_s >= T.retrans_warn then row.raise('warn', nil, 'TCP retransmits') end
+  row.bytes_per_s = bps
+  return row
+end
+
+function M.rules.lock(m, T)
+  T = T.lock
+  local row = new_row('lock', 'Mutex/locks')
+  local l = m.lock
+  if not l or l.missing then
+    local why = l and l.missing or 'needs a PID or the BPF lock tracer'
+    row.utilization = missing(why, 'thread states')
+    row.saturation = missing(why, 'thread states')
+    row.errors = missing(why, 'thread states')
+    row.status = 'not measured'
+    return row
+  end
+  local src = string.format('/proc/PID/task/*/{stat,syscall,wchan} sampled %d times', l.samples or 0)
+  row.utilization = cell(string.format('%s of thread-time in futex waits (%d threads)', fmt_pct(l.futex_share_pct), l.threads or 0),
+    src, l.futex_share_pct)
+  row.saturation = cell(string.format('%.1f threads waiting at once (max %d)', l.waiters_avg or 0, l.waiters_max or 0),
+    src, l.waiters_avg)
+  row.errors = cell('-', 'no lock errors in /proc')
+  local busy = m.task and m.task.cpu_pct
+  local share, waiters = l.futex_share_pct or 0, l.waiters_avg or 0
+  if share >= T.wait_share_high and waiters >= T.waiters_high then
+    if busy and busy < T.min_cpu_pct then
+      row.raise('warn', nil, 'threads parked in futex waits while the process is idle')
+      row.notes[#row.notes + 1] = string.format('%s of thread-time in futex waits but the process uses %s of a CPU: '
+        .. 'an idle pool waiting for work, not contention', fmt_pct(share), fmt_pct(busy))
+    else
+      row.raise('HIGH', math.max(share / T.wait_share_high, waiters / T.waiters_high),
+        string.format('%s of thread-time in futex waits, %.1f threads waiting at once', fmt_pct(share), waiters))
+    end
+  elseif share >= T.wait_share_warn then
+    row.raise('warn', nil, fmt_pct(share) .. ' of thread-time in futex waits')
+  end
+  return row
+end
+
+-- ---------------------------------------------------------------------------
+-- Trap rules: a symptom must not be named as the cause. Each gets the rows
+-- by resource and the measures, and may lower a row, saying why.
+-- ---------------------------------------------------------------------------
+
+local function demote(row, to, note)
+  if RANK[row.status] > RANK[to] then
+    row.status = to
+    row.score = 0
+    row.notes[#row.notes + 1] = note
+    row.demoted = true
+  end
+end
+
+M.traps = {
+  -- A thread doing memory reclaim is on-CPU in the kernel: that is memory
+  -- pressure, not a CPU shortage.
+  { name = 'reclaim is memory, not CPU', fn = function(rows, m)
+    local mem, cpu = rows.memory, rows.cpu
+    if not (mem and cpu and mem.status == 'HIGH' and cpu.status == 'HIGH') then return end
+    local c = m.task or m.cpu or {}
+    local sys, usr = c.system_pct, c.user_pct
+    if sys and usr and sys >= usr then
+      demote(cpu, 'warn', 'CPU time is mostly kernel time while memory is under pressure: reclaim work, '
+        .. 'so memory (not CPU) is the bottleneck')
+    end
+  end },
+  -- Page-cache refaults under memory pressure turn into disk reads: the disk
+  -- is busy because memory is short.
+  { name = 'refaults are memory, not disk', fn = function(rows, m)
+    local mem = rows.memory
+    if not (mem and mem.status == 'HIGH') then return end
+    local page = m.page_size or 4096
+    local refault_pages = (m.cgroup_memory and m.cgroup_memory.refault_per_s) or (m.memory and m.memory.refault_per_s) or 0
+    local refault_kB = refault_pages * page / 1024
+    for _, d in ipairs(rows.disks or {}) do
+      local rk = d.measure and d.measure.rkB_s or 0
+      if d.status == 'HIGH' and rk > 0 and refault_kB >= 0.5 * rk then
+        demote(d, 'warn', string.format('%s/s of its reads are page-cache refaults of memory under pressure: '
+          .. 'memory, not the disk, is short', util.fmt_bytes(refault_kB * 1024)))
+      end
+    end
+  end },
+  -- For a process: a busy disk it does not use is somebody else's problem.
+  { name = 'not this process\'s disk', fn = function(rows, m)
+    local t = m.task
+    if not t or t.io_bytes_per_s == nil then return end
+    if t.io_bytes_per_s > 0 or (t.syscw_per_s or 0) > 0 and (t.write_bytes_per_s or 0) > 0 then return end
+    for _, d in ipairs(rows.disks or {}) do
+      demote(d, 'warn', 'busy, but the target did no disk I/O during the check')
+    end
+  end },
+}
+
+-- ---------------------------------------------------------------------------
+-- Analysis: measures in, rows and verdict out.
+-- ---------------------------------------------------------------------------
+
+--- Judges measures (as returned by collect) with the thresholds.
+---@param m table measures
+---@param opts table? { thresholds = } to override
+function M.analyze(m, opts)
+  local T = (opts and opts.thresholds) or M.thresholds
+  local by = { disks = {}, nets = {} }
+  local rows = {}
+  by.cpu = M.rules.cpu(m, T); rows[#rows + 1] = by.cpu
+  by.memory = M.rules.memory(m, T); rows[#rows + 1] = by.memory
+  for _, d in ipairs(m.disks or {}) do
+    local r = M.rules.disk(d, m, T)
+    r.measure = d
+    by.disks[#by.disks + 1] = r; rows[#rows + 1] = r
+  end
+  for _, n in ipairs(m.nets or {}) do
+    local r = M.rules.network(n, m, T)
+    by.nets[#by.nets + 1] = r; rows[#rows + 1] = r
+  end
+  by.lock = M.rules.lock(m, T); rows[#rows + 1] = by.lock
+  for _, trap in ipairs(M.traps) do trap.fn(by, m) end
+
+  local best
+  for _, r in ipairs(rows) do
+    if r.status == 'HIGH' and (not best or r.score > best.score) then best = r end
+  end
+  local verdict
+  if best then
+    verdict = { resource = best.resource, name = best.name, status = best.status,
+      text = string.format('%s is the most saturated resource: %s', best.resource == 'disk' and ('disk ' .. best.name)
+        or best.resource == 'network' and ('network ' .. best.name) or best.name, table.concat(best.why_high, '; ')) }
+  else
+    local warns = {}
+    for _, r in ipairs(rows) do if r.status == 'warn' then warns[#warns + 1] = r.name end end
+    verdict = { text = 'no resource saturated' .. (#warns > 0 and (' (worth a look: ' .. table.concat(warns, ', ') .. ')') or '') }
+  end
+  local out = {}
+  for _, r in ipairs(rows) do
+    out[#out + 1] = { resource = r.resource, name = r.name, status = r.status, score = r.score,
+      utilization = r.utilization, saturation = r.saturation, errors = r.errors,
+      why = util.array(r.why), notes = util.array(r.notes) }
+  end
+  return { rows = out, verdict = verdict }
+end
+
+-- ---------------------------------------------------------------------------
+-- Collection: numbers from the collectors, sampled over the duration.
+-- ---------------------------------------------------------------------------
+
+local function collector(name)
+  local ok, mod = pcall(require, 'perf_manual.collectors.' .. name)
+  if ok then return mod end
+  return nil, 'collector ' .. name .. ' not available'
+end
+
+local function first_missing(...)
+  for i = 1, select('#', ...) do
+    local t = select(i, ...)
+    if t and t.missing then
+      for _, v in pairs(t.missing) do return v end
+    end
+  end
+end
+
+--- System-wide measures between two snapshot sets.
+local function system_measures(m, a, b, gauges)
+  local cpu, memory, disk = collector('cpu'), collector('memory'), collector('disk')
+  if a.cpu and b.cpu then
+    local r = cpu.rates(a.cpu, b.cpu)
+    local t = r.total or {}
+    m.ncpu = r.ncpu or m.ncpu
+    m.cpu = { busy_pct = t.busy_pct, user_pct = t.user_pct, system_pct = t.system_pct, iowait_pct = t.iowait_pct,
+      steal_pct = t.steal_pct, psi_some_pct = r.psi and r.psi.some_pct, ctxt_per_s = r.ctxt_per_s,
+      load1 = r.load1 }
+    if gauges.running_n > 0 then m.cpu.runnable_avg = gauges.running_sum / gauges.running_n end
+    if not t.busy_pct then m.cpu.missing_stat = (r.missing or {}).stat or 'no /proc/stat' end
+    if not m.cpu.psi_some_pct then m.cpu.missing_psi = (r.missing or {}).psi end
+  end
+  if a.memory and b.memory then
+    local r = memory.rates(a.memory, b.memory)
+    m.memory = { used_pct = r.used_pct, available_bytes = r.available_bytes, total_bytes = r.total_bytes,
+      psi_some_pct = r.psi and r.psi.some_pct, psi_full_pct = r.psi and r.psi.full_pct,
+      pgscan_direct_per_s = r.pgscan_direct_per_s, pgscan_kswapd_per_s = r.pgscan_kswapd_per_s,
+      pswpin_per_s = r.pswpin_per_s, pswpout_per_s = r.pswpout_per_s, refault_per_s = r.refault_per_s,
+      pgmajfault_per_s = r.pgmajfault_per_s, oom_kill = r.oom_kill }
+    local miss = r.missing or {}
+    if not r.used_pct then m.memory.missing_meminfo = miss.meminfo or miss.used_pct end
+    if not m.memory.psi_some_pct then m.memory.missing_psi = miss.psi end
+    if r.oom_kill == nil then m.memory.missing_oom = miss.oom_kill or miss.vmstat end
+  end
+  if a.disk and b.disk then
+    local r = disk.rates(a.disk, b.disk)
+    m.io = { psi_some_pct = r.psi and r.psi.some_pct, psi_full_pct = r.psi and r.psi.full_pct }
+    m.disks, m.not_disks = {}, {}
+    for _, d in ipairs(r.devices or {}) do
+      if d.skip_reason or not d.is_disk then
+        -- RAM-backed and virtual devices are not disks: never a USE row
+        if d.whole_disk ~= false then
+          m.not_disks[#m.not_disks + 1] = { name = d.name, why = d.skip_reason or ('not a disk (' .. tostring(d.kind) .. ')') }
+        end
+      elseif d.whole_disk ~= false and (d.util_pct or 0) >= M.thresholds.disk.busy_util then
+        m.disks[#m.disks + 1] = { name = d.name, util_pct = d.util_pct, aqu_sz = d.aqu_sz, r_s = d.r_s, w_s = d.w_s,
+          rkB_s = d.rkB_s, wkB_s = d.wkB_s, r_await = d.r_await, w_await = d.w_await, f_s = d.f_s }
+      end
+    end
+  end
+  local network = collector('network')
+  if network and a.network and b.network then
+    local r = network.rates(a.network, b.network)
+    m.nets = {}
+    for _, n in ipairs(r.interfaces or {}) do
+      local bps = (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0)
+      if bps >= M.thresholds.network.active_bytes_per_s then
+        m.nets[#m.nets + 1] = { name = n.name, rx_bytes_per_s = n.rx_bytes_per_s, tx_bytes_per_s = n.tx_bytes_per_s,
+          rx_drop_per_s = n.rx_drop_per_s, tx_drop_per_s = n.tx_drop_per_s, rx_errs_per_s = n.rx_errs_per_s,
+          tx_errs_per_s = n.tx_errs_per_s, speed_bytes_per_s = n.speed_bytes_per_s }
+      end
+    end
+    m.tcp = { retrans_per_s = r.tcp and r.tcp.retrans_segs_per_s, listen_overflows = r.tcp and r.tcp.listen_overflows,
+      listen_drops = r.tcp and r.tcp.listen_drops }
+  end
+end
+
+--- Measures of one process between two process snapshots.
+local function task_measures(m, a, b)
+  local process = collector('process')
+  local r, err = process.rates(a, b)
+  if not r then m.notes[#m.notes + 1] = err; return end
+  local t = { pid = r.pid, comm = r.comm, cpu_pct = r.cpu_pct, runq_wait_pct = r.runq_wait_pct,
+    rss_bytes = r.rss_bytes, majflt_per_s = r.majflt_per_s, read_bytes_per_s = r.read_bytes_per_s,
+    write_bytes_per_s = r.write_bytes_per_s, threads = r.threads, vol_ctxt_per_s = r.vol_ctxt_per_s }
+  if r.cpu_pct and r.cpu_pct > 0 then
+    -- shares of the target's own CPU time, for the reclaim trap
+    t.user_pct = 100 * r.user_pct / r.cpu_pct
+    t.system_pct = 100 * r.sys_pct / r.cpu_pct
+  end
+  if r.read_bytes_per_s and r.write_bytes_per_s then t.io_bytes_per_s = r.read_bytes_per_s + r.write_bytes_per_s end
+  if m.cpu and m.cpu.busy_pct and m.ncpu and r.cpu_pct then
+    local sys_busy = m.cpu.busy_pct * m.ncpu -- in % of one CPU
+    t.share_pct = sys_busy > 0 and math.min(100, 100 * r.cpu_pct / sys_busy) or nil
+  end
+  t.missing = r.missing
+  m.task = t
+end
+
+--- Samples the target for opts.duration seconds; returns the measures
+--- the rules judge. opts: target (string or resolved table), duration,
+--- interval, progress = function(text), lock_hz.
+function M.collect(opts)
+  local sys = require('perf_manual._c.sys')
+  local targets = require('perf_manual.target')
+  local t = type(opts.target) == 'table' and opts.target or targets.resolve(opts.target or 'system')
+  local duration = opts.duration or 5
+  local interval = math.min(opts.interval or 1, duration > 0 and duration or 1)
+  local info = sys.info()
+  local m = { target = { kind = t.kind, label = t.label, pid = t.pid, unit = t.unit, cgroup = t.cgroup },
+    duration = duration, interval = interval, ncpu = info.ncpu, page_size = info.page_size,
+    notes = util.array() }
+
+  local function snap_system()
+    local s = {}
+    for _, name in ipairs({ 'cpu', 'memory', 'disk', 'network' }) do
+      local c = collector(name)
+      if c then s[name] = c.sample() end
+    end
+    return s
+  end
+  local process = t.kind == 'pid' and collector('process')
+  local threads = t.kind == 'pid' and collector('threads')
+  local function snap_task()
+    if not process then return nil end
+    return process.sample(t.pid)
+  end
+
+  local gauges = { running_sum = 0, running_n = 0 }
+  local function gauge(s)
+    local st = s.cpu and s.cpu.stat
+    if st and st.procs_running then
+      -- the checker itself is one of the running tasks
+      gauges.running_sum = gauges.running_sum + math.max(0, st.procs_running - 1)
+      gauges.running_n = gauges.running_n + 1
+    end
+  end
+
+  local t0 = sys.now()
+  local first_sys, first_task = snap_system(), snap_task()
+  if t.kind == 'pid' and process and not first_task then util.user_error('no process ' .. t.pid) end
+  local last_sys, last_task = first_sys, first_task
+  local lock_state
+  if threads then
+    lock_state = threads.start and threads.start(t.pid, { hz = opts.lock_hz }) or nil
+  end
+  local tick = interval
+  if lock_state and threads.period then tick = math.min(interval, threads.period(lock_state)) end
+  local next_snap = t0 + interval
+  local samples = 0
+  while true do
+    local now = sys.now()
+    if now - t0 >= duration then break end
+    local wake = math.min(next_snap, t0 + duration, now + tick)
+    if not sys.sleep(math.max(0, wake - now)) then m.stopped = true end
+    if lock_state and not m.stopped then threads.sample(lock_state) end
+    now = sys.now()
+    if m.stopped or now >= next_snap or now - t0 >= duration then
+      local s = snap_system()
+      local ts = snap_task()
+      if t.kind == 'pid' and process and (not ts or not targets.alive(t)) then
+        m.exited = true
+        m.alive_s = (last_task and last_task.time or now) - t0
+      else
+        last_sys, last_task = s, ts
+        gauge(s)
+        samples = samples + 1
+      end
+      next_snap = next_snap + interval
+      if opts.progress then
+        opts.progress(string.format('use-check %s: %.0f/%.0f s', t.label, math.min(now - t0, duration), duration))
+      end
+    end
+    if m.stopped or m.exited then break end
+  end
+  m.elapsed = (last_sys.cpu and first_sys.cpu and last_sys.cpu.time - first_sys.cpu.time) or (sys.now() - t0)
+  m.samples = samples
+  if m.stopped then
+    m.partial = true
+    m.notes[#m.notes + 1] = string.format('stopped after %.1f s of %.1f s: results cover what was collected', m.elapsed, duration)
+  end
+  if m.exited then
+    m.partial = true
+    m.notes[#m.notes + 1] = string.format('the target exited after %.1f s: results cover the time it was alive', m.alive_s or 0)
+  end
+  if samples == 0 then
+    m.notes[#m.notes + 1] = 'no complete interval was collected'
+    return m
+  end
+  system_measures(m, first_sys, last_sys, gauges)
+  if first_task and last_task and last_task ~= first_task then task_measures(m, first_task, last_task) end
+  if t.kind == 'pid' then
+    if lock_state then
+      m.lock = threads.summary(lock_state)
+    else
+      m.lock = { missing = threads == nil and 'thread-state sampler not available' or 'no thread samples' }
+    end
+  else
+    m.lock = { missing = 'needs a PID or the BPF lock tracer' }
+  end
+  return m
+end
+
+--- collect + analyze: the Lua API the playbook and the investigation use.
+---@param opts table { target=, duration=, interval=, progress=, thresholds= }
+---@return table result { target=, rows=, verdict=, measures=, notes=, partial= }
+function M.check(opts)
+  util.validate('opts', opts, 'table')
+  local m = M.collect(opts)
+  local r = M.analyze(m, opts)
+  r.target = m.target
+  r.duration, r.elapsed, r.samples = m.duration, m.elapsed, m.samples
+  r.partial, r.stopped, r.exited, r.alive_s = m.partial, m.stopped, m.exited, m.alive_s
+  r.notes = m.notes
+  r.measures = m
+  return r
+end
+
+-- ---------------------------------------------------------------------------
+-- Text rendering.
+-- ---------------------------------------------------------------------------
+
+local function wrap(text, width)
+  local lines, line = {}, ''
+  for word in tostring(text):gmatch('%S+') do
+    if #line > 0 and #line + 1 + #word > width then lines[#lines + 1] = line; line = word
+    else line = #line > 0 and (line .. ' ' .. word) or word end
+  end
+  if #line > 0 or #lines == 0 then lines[#lines + 1] = line end
+  return lines
+end
+
+--- The USE table as text.
+function M.render(r)
+  local out = {}
+  local head = string.format('USE check of %s over %.1f s (%d samples)', r.target and r.target.label or '?',
+    r.elapsed or 0, r.samples or 0)
+  if r.partial then head = head .. ' [partial]' end
+  out[#out + 1] = head
+  local W = 34
+  local function pad(s, n) return s .. string.rep(' ', n - #s) end
+  out[#out + 1] = string.format('%-12s %-12s %s %s %s', 'RESOURCE', 'STATUS', pad('UTILIZATION', W), pad('SATURATION', W), 'ERRORS')
+  for _, row in ipairs(r.rows) do
+    local cols = {}
+    for i, c in ipairs({ row.utilization, row.saturation, row.errors }) do
+      local lines = wrap(c.text, W)
+      if c.source then
+        for _, l in ipairs(wrap('[' .. c.source .. ']', W)) do lines[#lines + 1] = l end
+      end
+      cols[i] = lines
+    end
+    local n = math.max(#cols[1], #cols[2], #cols[3])
+    for i = 1, n do
+      out[#out + 1] = (string.format('%-12s %-12s %s %s %s', i == 1 and row.name or '', i == 1 and row.status or '',
+        pad(cols[1][i] or '', W), pad(cols[2][i] or '', W), cols[3][i] or '')):gsub('%s+$', '')
+    end
+    for _, note in ipairs(row.notes or {}) do out[#out + 1] = string.rep(' ', 26) .. 'note: ' .. note end
+  end
+  local m = r.measures or {}
+  if m.not_disks and #m.not_disks > 0 then
+    local names = {}
+    for _, d in ipairs(m.not_disks) do names[#names + 1] = d.name end
+    out[#out + 1] = 'not disks (RAM-backed or virtual, no row): ' .. table.concat(names, ' ')
+  end
+  if m.task then
+    local t = m.task
+    out[#out + 1] = string.format('target %s: CPU %s of one core%s, run-queue wait %s, RSS %s, major faults %s, '
+      .. 'I/O read %s/s write %s/s, %s threads', r.target.label, fmt_pct(t.cpu_pct) or '?',
+      t.share_pct and (' (' .. fmt_pct(t.share_pct) .. ' of the busy CPU time)') or '',
+      fmt_pct(t.runq_wait_pct) or 'not measured', t.rss_bytes and util.fmt_bytes(t.rss_bytes) or 'not measured',
+      fmt_rate(t.majflt_per_s) or 'not measured',
+      t.read_bytes_per_s and util.fmt_bytes(t.read_bytes_per_s) or 'not measured',
+      t.write_bytes_per_s and util.fmt_bytes(t.write_bytes_per_s) or 'not measured', tostring(t.threads or '?'))
+  end
+  for _, line in ipairs(m.cgroup_lines or {}) do out[#out + 1] = line end
+  for _, note in ipairs(r.notes or {}) do out[#out + 1] = 'note: ' .. note end
+  out[#out + 1] = 'verdict: ' .. r.verdict.text
+  return table.concat(out, '\n') .. '\n'
+end
+
+return M
