@@ -1,0 +1,337 @@
+--- Before/after statistics: is a change real or noise?
+---
+--- * Mann-Whitney U (two-sided) for two samples of a metric: exact p-value
+---   for small samples without ties, otherwise the normal approximation with
+---   tie correction and continuity correction.
+--- * Bootstrap confidence intervals (percentile method, seeded, so the same
+---   data always gives the same interval) for the change of the median, p99
+---   or mean.
+--- * `compare` puts both together into one verdict per metric, and
+---   `check_expectation` tells whether a stated effect ("p99 -20%") was met.
+local M = {}
+
+-- Basics --------------------------------------------------------------------
+
+local function copy_sorted(x)
+  local s = {}
+  for i = 1, #x do s[i] = x[i] end
+  table.sort(s)
+  return s
+end
+
+--- Quantile of a sorted array, linear interpolation between order
+--- statistics (the "type 7" definition used by R and numpy).
+function M.quantile_sorted(s, q)
+  local n = #s
+  if n == 0 then return nil end
+  if n == 1 then return s[1] end
+  local h = (n - 1) * q + 1
+  local lo = math.floor(h)
+  if lo >= n then return s[n] end
+  return s[lo] + (h - lo) * (s[lo + 1] - s[lo])
+end
+
+function M.quantile(x, q) return M.quantile_sorted(copy_sorted(x), q) end
+function M.median(x) return M.quantile(x, 0.5) end
+
+function M.mean(x)
+  if #x == 0 then return nil end
+  local s = 0
+  for i = 1, #x do s = s + x[i] end
+  return s / #x
+end
+
+function M.stddev(x)
+  local n = #x
+  if n < 2 then return nil end
+  local m = M.mean(x)
+  local s = 0
+  for i = 1, n do s = s + (x[i] - m) ^ 2 end
+  return math.sqrt(s / (n - 1))
+end
+
+--- Complementary error function, W. J. Cody's rational approximations as
+--- tabulated in Numerical Recipes' erfcc (relative error < 1.2e-7).
+function M.erfc(x)
+  local z = math.abs(x)
+  local t = 1 / (1 + 0.5 * z)
+  local r = t * math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+    t * (-0.82215223 + t * 0.17087277)))))))))
+  if x >= 0 then return r end
+  return 2 - r
+end
+
+--- Standard normal upper tail P(Z > z).
+function M.norm_sf(z) return 0.5 * M.erfc(z / math.sqrt(2)) end
+
+-- Mann-Whitney U ------------------------------------------------------------
+
+-- Ranks of the pooled samples (average ranks for ties); returns the rank
+-- sum of `a` and the tie correction term sum(t^3 - t).
+local function rank_sum(a, b)
+  local pooled = {}
+  for i = 1, #a do pooled[#pooled + 1] = { a[i], 1 } end
+  for i = 1, #b do pooled[#pooled + 1] = { b[i], 2 } end
+  table.sort(pooled, function(x, y) return x[1] < y[1] end)
+  local r1, ties, i, n = 0, 0, 1, #pooled
+  while i <= n do
+    local j = i
+    while j < n and pooled[j + 1][1] == pooled[i][1] do j = j + 1 end
+    local avg = (i + j) / 2
+    local t = j - i + 1
+    if t > 1 then ties = ties + t ^ 3 - t end
+    for k = i, j do if pooled[k][2] == 1 then r1 = r1 + avg end end
+    i = j + 1
+  end
+  return r1, ties
+end
+
+-- Exact two-sided p-value of U for sizes m, n without ties: counts the
+-- arrangements giving each U by the recurrence f(m,n,u) = f(m-1,n,u-n) + f(m,n-1,u).
+local function exact_p(u, m, n)
+  -- dp[j][k]: number of arrangements of i a's and j b's with U = k, for the current i
+  local maxu = m * n
+  local prev = {}
+  for j = 0, n do
+    prev[j] = {}
+    for k = 0, maxu do prev[j][k] = 0 end
+    prev[j][0] = 1                           -- zero a's: U = 0
+  end
+  for i = 1, m do
+    local cur = {}
+    for j = 0, n do
+      cur[j] = {}
+      for k = 0, maxu do
+        -- the largest element is an a (it beats all j b's) or a b
+        local v = (k - j >= 0) and prev[j][k - j] or 0
+        if j > 0 then v = v + cur[j - 1][k] end
+        cur[j][k] = v
+      end
+    end
+    prev = cur
+  end
+  local dist = prev[n]
+  local total = 0
+  for k = 0, maxu do total = total + dist[k] end
+  -- two-sided: twice the smaller tail, capped at 1
+  local lo, hi = 0, 0
+  for k = 0, maxu do
+    if k <= u then lo = lo + dist[k] end
+    if k >= u then hi = hi + dist[k] end
+  end
+  return math.min(1, 2 * math.min(lo, hi) / total)
+end
+
+M.EXACT_MAX = 20   -- exact p-values when both samples are at most this size
+
+--- Two-sided Mann-Whitney U test of a against b.
+--- Returns {u1, u2, n1, n2, z, p, method, ps} where u1 counts pairs with
+--- a > b (ties half) and ps = u1/(n1*n2) is the probability that a value
+--- from a exceeds one from b (0.5: no shift).
+function M.mann_whitney(a, b, opts)
+  opts = opts or {}
+  local n1, n2 = #a, #b
+  if n1 == 0 or n2 == 0 then return nil, 'empty sample' end
+  local r1, ties = rank_sum(a, b)
+  local u1 = r1 - n1 * (n1 + 1) / 2
+  local u2 = n1 * n2 - u1
+  local res = { u1 = u1, u2 = u2, n1 = n1, n2 = n2, ps = u1 / (n1 * n2) }
+  local method = opts.method
+  if not method then
+    method = (ties == 0 and n1 <= M.EXACT_MAX and n2 <= M.EXACT_MAX) and 'exact' or 'normal'
+  end
+  if method == 'exact' then
+    if ties ~= 0 then return nil, 'exact p-value needs samples without ties' end
+    res.p = exact_p(math.min(u1, u2), n1, n2)
+  else
+    local N = n1 + n2
+    local mu = n1 * n2 / 2
+    local var = n1 * n2 / 12 * ((N + 1) - ties / (N * (N - 1)))
+    if var <= 0 then
+      res.z, res.p = 0, 1                      -- every value equal: no evidence of a shift
+    else
+      local d = math.abs(u1 - mu) - 0.5        -- continuity correction
+      if d < 0 then d = 0 end
+      res.z = (u1 > mu and 1 or -1) * d / math.sqrt(var)
+      res.p = math.min(1, 2 * M.norm_sf(math.abs(res.z)))
+    end
+  end
+  res.method = method
+  return res
+end
+
+-- Seeded bootstrap -------------------------------------------------------------
+
+local bit = require('bit')
+
+--- A small seeded generator (xorshift32): the same seed gives the same
+--- intervals on every machine; math.random's state is left alone.
+function M.rng(seed)
+  local x = bit.tobit(seed or 2463534242)
+  if x == 0 then x = 2463534242 end
+  return function(n)
+    x = bit.bxor(x, bit.lshift(x, 13))
+    x = bit.bxor(x, bit.rshift(x, 17))
+    x = bit.bxor(x, bit.lshift(x, 5))
+    local u = (x % 4294967296) / 4294967296
+    return math.floor(u * n) + 1
+  end
+end
+
+-- k-th smallest of x[1..n] (in place, Hoare quickselect): O(n) per resample.
+local function select_k(x, n, k)
+  local lo, hi = 1, n
+  while lo < hi do
+    local pivot = x[math.floor((lo + hi) / 2)]
+    local i, j = lo, hi
+    while i <= j do
+      while x[i] < pivot do i = i + 1 end
+      while x[j] > pivot do j = j - 1 end
+      if i <= j then x[i], x[j] = x[j], x[i]; i = i + 1; j = j - 1 end
+    end
+    if k <= j then hi = j elseif k >= i then lo = i else return x[k] end
+  end
+  return x[k]
+end
+
+-- A statistic on a scratch array of n values (reordered freely).
+local function stat_fn(name)
+  if name == 'mean' then
+    return function(x, n) local s = 0; for i = 1, n do s = s + x[i] end; return s / n end
+  end
+  local q = name == 'median' and 0.5 or tonumber((name:match('^p([%d.]+)$'))) / 100
+  if not q then error('[perf_manual.analyzers.stats] unknown statistic: ' .. tostring(name), 3) end
+  return function(x, n)
+    if n == 1 then return x[1] end
+    local h = (n - 1) * q + 1
+    local lo = math.floor(h)
+    local a = select_k(x, n, lo)
+    if lo >= n then return a end
+    -- after selecting lo, the (lo+1)-th smallest is the minimum of the upper part
+    local b = math.huge
+    for i = lo + 1, n do if x[i] < b then b = x[i] end end
+    return a + (h - lo) * (b - a)
+  end
+end
+M.stat_fn = stat_fn
+
+--- Value of a named statistic ('median', 'mean', 'p99', 'p99.9') on x.
+function M.statistic(x, name)
+  local s = {}
+  for i = 1, #x do s[i] = x[i] end
+  return stat_fn(name)(s, #s)
+end
+
+--- Bootstrap percentile CI of the relative change stat(b)/stat(a) - 1
+--- (and the absolute difference). opts: stat ('median'), iterations (2000),
+--- level (0.95), seed.
+function M.bootstrap_change(a, b, opts)
+  opts = opts or {}
+  local f = stat_fn(opts.stat or 'median')
+  local iters = opts.iterations or 2000
+  local level = opts.level or 0.95
+  local rnd = M.rng(opts.seed or 20260101)
+  local na, nb = #a, #b
+  if na == 0 or nb == 0 then return nil, 'empty sample' end
+  local sa, sb = {}, {}
+  local rel, diff = {}, {}
+  for it = 1, iters do
+    for i = 1, na do sa[i] = a[rnd(na)] end
+    for i = 1, nb do sb[i] = b[rnd(nb)] end
+    local va, vb = f(sa, na), f(sb, nb)
+    diff[it] = vb - va
+    rel[it] = va ~= 0 and (vb / va - 1) or (vb == 0 and 0 or math.huge)
+  end
+  table.sort(rel)
+  table.sort(diff)
+  local alpha = (1 - level) / 2
+  local pa, pb = M.statistic(a, opts.stat or 'median'), M.statistic(b, opts.stat or 'median')
+  return {
+    stat = opts.stat or 'median', before = pa, after = pb,
+    diff = pb - pa, rel = pa ~= 0 and (pb / pa - 1) or nil,
+    diff_lo = M.quantile_sorted(diff, alpha), diff_hi = M.quantile_sorted(diff, 1 - alpha),
+    rel_lo = M.quantile_sorted(rel, alpha), rel_hi = M.quantile_sorted(rel, 1 - alpha),
+    level = level, iterations = iters,
+  }
+end
+
+-- Verdicts ------------------------------------------------------------------
+
+M.ALPHA = 0.05
+
+--- Compares two samples of one metric. Returns
+--- {n_before, n_after, median/p99 before and after, test = mann_whitney,
+---  ci = {median = bootstrap, p99 = bootstrap}, significant, verdict}.
+--- Needs at least 2 values on each side.
+function M.compare(a, b, opts)
+  opts = opts or {}
+  if #a < 2 or #b < 2 then
+    return { n_before = #a, n_after = #b, verdict = 'not enough samples (need 2 on each side)' }
+  end
+  local mw = M.mann_whitney(a, b)
+  local ci = {
+    median = M.bootstrap_change(a, b, { stat = 'median', seed = opts.seed, iterations = opts.iterations }),
+    p99 = M.bootstrap_change(a, b, { stat = 'p99', seed = opts.seed, iterations = opts.iterations }),
+    mean = M.bootstrap_change(a, b, { stat = 'mean', seed = opts.seed, iterations = opts.iterations }),
+  }
+  local alpha = opts.alpha or M.ALPHA
+  local m = ci.median
+  local significant = mw.p < alpha
+  local verdict
+  if not significant then
+    verdict = 'no significant change'
+  else
+    local dir = mw.ps < 0.5 and 'higher' or 'lower'   -- ps < 0.5: after tends to exceed before
+    if m.rel then
+      verdict = string.format('%s: median %+.1f%% (%d%% CI %+.1f%% .. %+.1f%%)', dir, m.rel * 100,
+        math.floor(m.level * 100 + 0.5), m.rel_lo * 100, m.rel_hi * 100)
+    else
+      verdict = dir
+    end
+  end
+  return {
+    n_before = #a, n_after = #b, test = mw, ci = ci, significant = significant,
+    p = mw.p, verdict = verdict,
+  }
+end
+
+--- Parses an expectation: "p99 -20%", "median +5%", "latency p99 -20%",
+--- "mean -10%". Returns {metric=?, stat=, change=} or nil, err.
+function M.parse_expectation(text)
+  if type(text) ~= 'string' then return nil, 'empty expectation' end
+  local words = {}
+  for w in text:gmatch('%S+') do words[#words + 1] = w end
+  if #words < 2 or #words > 3 then return nil, "expected '<statistic> <+/-N%>' like 'p99 -20%'" end
+  local pct = words[#words]:match('^([+-]%d+%.?%d*)%%$')
+  if not pct then return nil, "the change must be signed with a %, like -20% or +5%" end
+  local stat = words[#words - 1]
+  if stat == 'p50' then stat = 'median' end
+  if not (stat == 'median' or stat == 'mean' or stat:match('^p%d+%.?%d*$')) then
+    return nil, "unknown statistic '" .. stat .. "' (median, mean, p90, p99, p99.9 ...)"
+  end
+  return { metric = #words == 3 and words[1] or nil, stat = stat, change = tonumber(pct) / 100, text = text }
+end
+
+--- Whether a measured change meets the expectation. `ci` is a
+--- bootstrap_change result for the expectation's statistic.
+--- met: the whole interval is at least the expected effect;
+--- likely: the estimate is, but the interval reaches past it;
+--- not met: the estimate falls short.
+function M.check_expectation(exp, ci)
+  if not ci or not ci.rel then return { status = 'not measured', text = 'no data for ' .. exp.stat } end
+  local want = exp.change
+  local better = want < 0 and function(x) return x <= want end or function(x) return x >= want end
+  local far = want < 0 and ci.rel_hi or ci.rel_lo   -- the interval end farthest from the goal
+  local status
+  if better(far) then status = 'met'
+  elseif better(ci.rel) then status = 'likely met (the interval reaches past the goal)'
+  else status = 'not met' end
+  return {
+    status = status, expected = want, measured = ci.rel, lo = ci.rel_lo, hi = ci.rel_hi,
+    text = string.format('expected %s %+.0f%%, measured %+.1f%% (%d%% CI %+.1f%% .. %+.1f%%): %s',
+      exp.stat, want * 100, ci.rel * 100, math.floor(ci.level * 100 + 0.5), ci.rel_lo * 100, ci.rel_hi * 100, status),
+  }
+end
+
+return M

@@ -1,0 +1,956 @@
+/* pm.http: a small HTTP/1.1 load generator for the RED check.
+ *
+ * Open loop: request i is *intended* at t0 + i/rate, whatever the server
+ * does; an idle keep-alive connection takes the oldest due request, and its
+ * latency is counted from the intended time, so a slow server cannot hide
+ * its queueing (no coordinated omission). With rate 0 every connection sends
+ * again as soon as it has its answer (closed loop, wrk's mode).
+ *
+ * Mechanism only: Lua parses the URL, decides what an error is and prints.
+ * Latencies go into a log-linear histogram (64 linear sub-buckets per power
+ * of two of microseconds: <1.6% relative error), read back as percentiles. */
+#include <errno.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "pm.h"
+
+/* ---- histogram ------------------------------------------------------- */
+
+#define H_SUB 64            /* linear sub-buckets per power of two */
+#define H_MAXBIT 42         /* up to 2^42 us (~50 days) */
+#define H_BUCKETS ((H_MAXBIT - 5) * H_SUB + 2 * H_SUB)
+
+struct hist {
+  uint64_t c[H_BUCKETS];
+  uint64_t n;
+  uint64_t min, max;        /* exact, in us */
+  double sum;
+};
+
+static int h_index(uint64_t v)
+{
+  if (v < 2 * H_SUB)
+    return (int)v;
+  int msb = 63 - __builtin_clzll(v);
+  if (msb > H_MAXBIT)
+    return H_BUCKETS - 1;
+  int shift = msb - 6;      /* v >> shift is in [64, 127] */
+  return shift * H_SUB + (int)(v >> shift);
+}
+
+static uint64_t h_lower(int i)
+{
+  if (i < 2 * H_SUB)
+    return (uint64_t)i;
+  int shift = i / H_SUB - 1;
+  return (uint64_t)(i % H_SUB + H_SUB) << shift;
+}
+
+static uint64_t h_width(int i)
+{
+  if (i < 2 * H_SUB)
+    return 1;
+  return (uint64_t)1 << (i / H_SUB - 1);
+}
+
+static void h_add(struct hist *h, uint64_t us)
+{
+  h->c[h_index(us)]++;
+  if (h->n == 0 || us < h->min)
+    h->min = us;
+  if (us > h->max)
+    h->max = us;
+  h->n++;
+  h->sum += (double)us;
+}
+
+/* Value at quantile q: the middle of the bucket holding the rank, clamped
+ * to the exact min and max. */
+static double h_quantile(const struct hist *h, double q)
+{
+  if (h->n == 0)
+    return NAN;
+  uint64_t rank = (uint64_t)ceil(q * (double)h->n);
+  if (rank < 1)
+    rank = 1;
+  uint64_t seen = 0;
+  for (int i = 0; i < H_BUCKETS; i++) {
+    seen += h->c[i];
+    if (seen >= rank) {
+      double v = (double)h_lower(i) + (double)(h_width(i) - 1) / 2.0;
+      if (v > (double)h->max)
+        v = (double)h->max;
+      if (v < (double)h->min)
+        v = (double)h->min;
+      return v;
+    }
+  }
+  return (double)h->max;
+}
+
+/* ---- HTTP/1.1 response parser --------------------------------------- */
+
+enum { P_HEAD, P_BODY_LEN, P_CHUNK_SIZE, P_CHUNK_DATA, P_CHUNK_CRLF, P_TRAILER, P_BODY_EOF, P_DONE };
+enum { R_MORE = 0, R_DONE = 1, R_ERROR = -1 };
+
+struct resp {
+  int state;
+  int status;
+  int close;                /* server said Connection: close (or HTTP/1.0) */
+  uint64_t left;            /* body bytes (or chunk bytes) still to come */
+  uint64_t body;            /* body bytes seen */
+  const char *err;
+};
+
+static void resp_reset(struct resp *r)
+{
+  memset(r, 0, sizeof *r);
+  r->state = P_HEAD;
+}
+
+static const char *find_crlf(const char *p, size_t n)
+{
+  for (size_t i = 0; i + 1 < n; i++)
+    if (p[i] == '\r' && p[i + 1] == '\n')
+      return p + i;
+  return NULL;
+}
+
+static int hdr_is(const char *line, size_t len, const char *name, const char **val, size_t *vlen)
+{
+  size_t nl = strlen(name);
+  if (len <= nl || line[nl] != ':' || strncasecmp(line, name, nl) != 0)
+    return 0;
+  const char *v = line + nl + 1, *end = line + len;
+  while (v < end && (*v == ' ' || *v == '\t'))
+    v++;
+  while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+    end--;
+  *val = v;
+  *vlen = (size_t)(end - v);
+  return 1;
+}
+
+static int has_token(const char *v, size_t n, const char *tok)
+{
+  size_t tl = strlen(tok);
+  for (size_t i = 0; i + tl <= n; i++)
+    if (strncasecmp(v + i, tok, tl) == 0)
+      return 1;
+  return 0;
+}
+
+/* Parses the head in buf[0..n) (complete, ending with an empty line). */
+static int parse_head(struct resp *r, const char *buf, size_t n)
+{
+  const char *eol = find_crlf(buf, n);
+  if (!eol || eol - buf < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ') {
+    r->err = "bad status line";
+    return R_ERROR;
+  }
+  if (buf[9] < '1' || buf[9] > '5' || buf[10] < '0' || buf[10] > '9' || buf[11] < '0' || buf[11] > '9') {
+    r->err = "bad status code";
+    return R_ERROR;
+  }
+  r->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+  r->close = buf[7] == '0';
+  int chunked = 0, have_len = 0;
+  uint64_t len = 0;
+  const char *p = eol + 2, *end = buf + n;
+  while (p < end) {
+    const char *e = find_crlf(p, (size_t)(end - p));
+    if (!e || e == p)
+      break;
+    const char *v;
+    size_t vl;
+    if (hdr_is(p, (size_t)(e - p), "Content-Length", &v, &vl)) {
+      if (vl == 0 || vl > 18) {
+        r->err = "bad Content-Length";
+        return R_ERROR;
+      }
+      len = 0;
+      for (size_t i = 0; i < vl; i++) {
+        if (v[i] < '0' || v[i] > '9') {
+          r->err = "bad Content-Length";
+          return R_ERROR;
+        }
+        len = len * 10 + (uint64_t)(v[i] - '0');
+      }
+      have_len = 1;
+    } else if (hdr_is(p, (size_t)(e - p), "Transfer-Encoding", &v, &vl)) {
+      chunked = has_token(v, vl, "chunked");
+    } else if (hdr_is(p, (size_t)(e - p), "Connection", &v, &vl)) {
+      if (has_token(v, vl, "close"))
+        r->close = 1;
+      else if (has_token(v, vl, "keep-alive"))
+        r->close = 0;
+    }
+    p = e + 2;
+  }
+  if (r->status == 204 || r->status == 304 || r->status < 200) {
+    r->state = P_DONE;
+  } else if (chunked) {
+    r->state = P_CHUNK_SIZE;
+  } else if (have_len) {
+    r->left = len;
+    r->state = len ? P_BODY_LEN : P_DONE;
+  } else {
+    r->close = 1;             /* the body ends when the server closes */
+    r->state = P_BODY_EOF;
+  }
+  return R_MORE;
+}
+
+/* Feeds buf[0..n); *used says how many bytes belong to this response.
+ * Returns R_DONE when a full response was read, R_MORE, or R_ERROR. */
+static int resp_feed(struct resp *r, const char *buf, size_t n, size_t *used)
+{
+  size_t off = 0;
+  *used = 0;
+  for (;;) {
+    switch (r->state) {
+    case P_HEAD: {
+      const char *end = NULL;
+      for (size_t i = off; i + 3 < n; i++)
+        if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n') {
+          end = buf + i + 4;
+          break;
+        }
+      if (!end) {
+        if (n - off > 65536) {
+          r->err = "response head over 64 KiB";
+          return R_ERROR;
+        }
+        *used = off;
+        return R_MORE;
+      }
+      if (parse_head(r, buf + off, (size_t)(end - buf - off)) == R_ERROR)
+        return R_ERROR;
+      off = (size_t)(end - buf);
+      if (r->status < 200 && r->state == P_DONE) {
+        /* 1xx interim answer: the real one follows */
+        r->state = P_HEAD;
+        continue;
+      }
+      break;
+    }
+    case P_BODY_LEN: {
+      uint64_t take = n - off < r->left ? n - off : r->left;
+      off += take;
+      r->left -= take;
+      r->body += take;
+      if (r->left == 0)
+        r->state = P_DONE;
+      else {
+        *used = off;
+        return R_MORE;
+      }
+      break;
+    }
+    case P_CHUNK_SIZE: {
+      const char *e = find_crlf(buf + off, n - off);
+      if (!e) {
+        if (n - off > 1024) {
+          r->err = "chunk size line too long";
+          return R_ERROR;
+        }
+        *used = off;
+        return R_MORE;
+      }
+      uint64_t sz = 0;
+      const char *q = buf + off;
+      int digits = 0;
+      for (; q < e; q++, digits++) {
+        int d;
+        if (*q >= '0' && *q <= '9') d = *q - '0';
+        else if (*q >= 'a' && *q <= 'f') d = *q - 'a' + 10;
+        else if (*q >= 'A' && *q <= 'F') d = *q - 'A' + 10;
+        else break;
+        if (digits >= 15) {
+          r->err = "chunk size too large";
+          return R_ERROR;
+        }
+        sz = sz * 16 + (uint64_t)d;
+      }
+      if (digits == 0 || (q < e && *q != ';' && *q != ' ' && *q != '\t')) {
+        r->err = "bad chunk size";
+        return R_ERROR;
+      }
+      off = (size_t)(e - buf) + 2;
+      r->left = sz;
+      r->state = sz ? P_CHUNK_DATA : P_TRAILER;
+      break;
+    }
+    case P_CHUNK_DATA: {
+      uint64_t take = n - off < r->left ? n - off : r->left;
+      off += take;
+      r->left -= take;
+      r->body += take;
+      if (r->left) {
+        *used = off;
+        return R_MORE;
+      }
+      r->state = P_CHUNK_CRLF;
+      break;
+    }
+    case P_CHUNK_CRLF:
+      if (n - off < 2) {
+        *used = off;
+        return R_MORE;
+      }
+      if (buf[off] != '\r' || buf[off + 1] != '\n') {
+        r->err = "missing CRLF after chunk";
+        return R_ERROR;
+      }
+      off += 2;
+      r->state = P_CHUNK_SIZE;
+      break;
+    case P_TRAILER: {
+      const char *e = find_crlf(buf + off, n - off);
+      if (!e) {
+        *used = off;
+        return R_MORE;
+      }
+      int empty = e == buf + off;
+      off = (size_t)(e - buf) + 2;
+      if (empty)
+        r->state = P_DONE;
+      break;
+    }
+    case P_BODY_EOF:
+      r->body += n - off;
+      *used = n;
+      return R_MORE;
+    case P_DONE:
+      *used = off;
+      return R_DONE;
+    }
+  }
+}
+
+/// _parse(chunks) -> {status=, body=, close=, used=} | nil, err
+/// Feeds the strings in `chunks` one after another, as reads would; for specs.
+static int pm_http_parse(lua_State *L)
+{
+  luaL_checktype(L, 1, LUA_TTABLE);
+  struct resp r;
+  resp_reset(&r);
+  size_t nchunks = lua_objlen(L, 1);
+  char *buf = NULL;
+  size_t len = 0, total_used = 0;
+  int rc = R_MORE;
+  for (size_t i = 1; i <= nchunks && rc == R_MORE; i++) {
+    lua_rawgeti(L, 1, (int)i);
+    size_t cl;
+    const char *c = luaL_checklstring(L, -1, &cl);
+    char *nb = realloc(buf, len + cl + 1);
+    if (!nb) {
+      free(buf);
+      return luaL_error(L, "http: parse: out of memory");
+    }
+    buf = nb;
+    memcpy(buf + len, c, cl);
+    len += cl;
+    lua_pop(L, 1);
+    size_t used;
+    rc = resp_feed(&r, buf, len, &used);
+    if (rc == R_ERROR)
+      break;
+    memmove(buf, buf + used, len - used);
+    len -= used;
+    total_used += used;
+  }
+  free(buf);
+  if (rc == R_ERROR) {
+    lua_pushnil(L);
+    lua_pushstring(L, r.err);
+    return 2;
+  }
+  if (rc == R_MORE && r.state == P_BODY_EOF)
+    rc = R_DONE;            /* end of input = end of an until-close body */
+  if (rc != R_DONE) {
+    lua_pushnil(L);
+    lua_pushstring(L, "incomplete response");
+    return 2;
+  }
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, r.status);
+  lua_setfield(L, -2, "status");
+  lua_pushnumber(L, (double)r.body);
+  lua_setfield(L, -2, "body");
+  lua_pushboolean(L, r.close);
+  lua_setfield(L, -2, "close");
+  lua_pushnumber(L, (double)(total_used));
+  lua_setfield(L, -2, "used");
+  lua_pushinteger(L, (lua_Integer)len);
+  lua_setfield(L, -2, "left_over");
+  return 1;
+}
+
+/* ---- the load loop ---------------------------------------------------- */
+
+enum { C_DOWN, C_CONNECTING, C_IDLE, C_SENDING, C_READING };
+
+struct conn {
+  int fd;
+  int state;
+  double intended;          /* intended send time of the request in flight */
+  double started;           /* when connect or send began (timeouts) */
+  size_t woff;              /* bytes of the request written */
+  struct resp r;
+  char *buf;
+  size_t blen;
+  double retry_at;          /* after a failed connect: not before */
+};
+
+#define RBUF 65536
+#define SERIES_BUCKETS 32   /* per-second log2(us) latency buckets for heat maps */
+
+struct sec {
+  uint32_t responses, errors;
+  uint32_t lat[SERIES_BUCKETS];
+};
+
+struct run {
+  struct addrinfo *ai;
+  const char *req;
+  size_t reqlen;
+  double rate, duration, timeout;
+  int nconn;
+  struct conn *c;
+  int ep;
+  double t0;
+  uint64_t next_i;          /* next request index to become due */
+  uint64_t backlog;         /* due but not yet sent */
+  /* counters */
+  uint64_t sent, responses, status[6];
+  uint64_t e_connect, e_timeout, e_read, e_parse, e_closed, unfinished;
+  uint64_t connects, connect_ok;
+  int last_errno;
+  struct hist h;
+  struct sec *secs;
+  int nsecs;
+};
+
+static double now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sec_add(struct run *R, double t, int is_err, double lat)
+{
+  int s = (int)(t - R->t0);
+  if (s < 0 || s >= R->nsecs)
+    return;
+  if (is_err) {
+    R->secs[s].errors++;
+    return;
+  }
+  R->secs[s].responses++;
+  uint64_t us = lat > 0 ? (uint64_t)(lat * 1e6) : 0;
+  int b = us ? 64 - __builtin_clzll(us) : 0;
+  if (b >= SERIES_BUCKETS)
+    b = SERIES_BUCKETS - 1;
+  R->secs[s].lat[b]++;
+}
+
+static void conn_close(struct run *R, struct conn *c)
+{
+  if (c->fd >= 0) {
+    epoll_ctl(R->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+  }
+  c->fd = -1;
+  c->state = C_DOWN;
+  c->blen = 0;
+}
+
+static void watch(struct run *R, struct conn *c, uint32_t ev)
+{
+  struct epoll_event e = { .events = ev, .data.ptr = c };
+  if (epoll_ctl(R->ep, EPOLL_CTL_MOD, c->fd, &e) < 0)
+    epoll_ctl(R->ep, EPOLL_CTL_ADD, c->fd, &e);
+}
+
+/* A request failed before any answer: count it where it belongs. */
+static void fail(struct run *R, struct conn *c, uint64_t *counter, double t, int err)
+{
+  (*counter)++;
+  if (err)
+    R->last_errno = err;
+  sec_add(R, t, 1, 0);
+  conn_close(R, c);
+}
+
+static void try_write(struct run *R, struct conn *c, double t)
+{
+  while (c->woff < R->reqlen) {
+    ssize_t w = write(c->fd, R->req + c->woff, R->reqlen - c->woff);
+    if (w < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        watch(R, c, EPOLLOUT);
+        return;
+      }
+      if (errno == EINTR)
+        continue;
+      fail(R, c, &R->e_closed, t, errno);
+      return;
+    }
+    c->woff += (size_t)w;
+  }
+  c->state = C_READING;
+  resp_reset(&c->r);
+  watch(R, c, EPOLLIN);
+}
+
+/* Gives a due request to connection c (which is idle or down). */
+static void start_request(struct run *R, struct conn *c, double intended, double t)
+{
+  c->intended = intended;
+  c->started = t;
+  c->woff = 0;
+  R->sent++;
+  if (c->state == C_IDLE) {
+    c->state = C_SENDING;
+    try_write(R, c, t);
+    return;
+  }
+  /* down: connect first, then send */
+  R->connects++;
+  int fd = socket(R->ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    fail(R, c, &R->e_connect, t, errno);
+    return;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  c->fd = fd;
+  if (connect(fd, R->ai->ai_addr, R->ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+    c->retry_at = t + 0.01;
+    fail(R, c, &R->e_connect, t, errno);
+    return;
+  }
+  c->state = C_CONNECTING;
+  struct epoll_event e = { .events = EPOLLOUT, .data.ptr = c };
+  epoll_ctl(R->ep, EPOLL_CTL_ADD, fd, &e);
+}
+
+static void on_response(struct run *R, struct conn *c, double t)
+{
+  double lat = t - c->intended;
+  int cls = c->r.status / 100;
+  if (cls >= 1 && cls <= 5)
+    R->status[cls]++;
+  R->responses++;
+  h_add(&R->h, lat > 0 ? (uint64_t)(lat * 1e6 + 0.5) : 0);
+  sec_add(R, t, cls == 5, lat);
+  if (c->r.close)
+    conn_close(R, c);
+  else
+    c->state = C_IDLE;
+}
+
+static void on_readable(struct run *R, struct conn *c, double t)
+{
+  for (;;) {
+    if (c->blen == RBUF) {
+      /* a body with no length reading until close: drop what we hold */
+      c->blen = 0;
+    }
+    ssize_t n = read(c->fd, c->buf + c->blen, RBUF - c->blen);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return;
+      if (errno == EINTR)
+        continue;
+      fail(R, c, &R->e_read, t, errno);
+      return;
+    }
+    if (n == 0) {
+      if (c->state == C_READING && c->r.state == P_BODY_EOF) {
+        on_response(R, c, t);
+        conn_close(R, c);
+      } else if (c->state == C_READING) {
+        fail(R, c, &R->e_closed, t, 0);
+      } else {
+        conn_close(R, c);      /* idle keep-alive closed by the server */
+      }
+      return;
+    }
+    c->blen += (size_t)n;
+    if (c->state != C_READING) {
+      c->blen = 0;             /* bytes nobody asked for */
+      continue;
+    }
+    size_t used;
+    int rc = resp_feed(&c->r, c->buf, c->blen, &used);
+    if (rc == R_ERROR) {
+      fail(R, c, &R->e_parse, t, 0);
+      return;
+    }
+    memmove(c->buf, c->buf + used, c->blen - used);
+    c->blen -= used;
+    if (rc == R_DONE) {
+      on_response(R, c, t);
+      if (c->state != C_IDLE)
+        return;
+      c->blen = 0;             /* no pipelining: leftovers are not ours */
+      return;
+    }
+  }
+}
+
+static void on_event(struct run *R, struct conn *c, uint32_t ev, double t)
+{
+  if (c->state == C_CONNECTING) {
+    int err = 0;
+    socklen_t el = sizeof err;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err || (ev & (EPOLLERR | EPOLLHUP))) {
+      c->retry_at = t + 0.01;
+      fail(R, c, &R->e_connect, t, err ? err : ECONNREFUSED);
+      return;
+    }
+    R->connect_ok++;
+    c->state = C_SENDING;
+    try_write(R, c, t);
+    return;
+  }
+  if (c->state == C_SENDING) {
+    try_write(R, c, t);
+    return;
+  }
+  if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))
+    on_readable(R, c, t);
+}
+
+static struct conn *free_conn(struct run *R, double t)
+{
+  struct conn *down = NULL;
+  for (int i = 0; i < R->nconn; i++) {
+    struct conn *c = &R->c[i];
+    if (c->state == C_IDLE)
+      return c;
+    if (c->state == C_DOWN && !down && c->retry_at <= t)
+      down = c;
+  }
+  return down;
+}
+
+static void check_timeouts(struct run *R, double t)
+{
+  for (int i = 0; i < R->nconn; i++) {
+    struct conn *c = &R->c[i];
+    if (c->state == C_CONNECTING && t - c->started > R->timeout)
+      fail(R, c, &R->e_connect, t, ETIMEDOUT);
+    else if ((c->state == C_SENDING || c->state == C_READING) && t - c->intended > R->timeout
+             && t - c->started > R->timeout)
+      fail(R, c, &R->e_timeout, t, ETIMEDOUT);
+  }
+}
+
+static void run_loop(struct run *R)
+{
+  struct epoll_event evs[256];
+  double end = R->t0 + R->duration;
+  double drain_end = end + (R->timeout < 2.0 ? R->timeout : 2.0);
+  double last_to = R->t0;
+  for (;;) {
+    double t = now_s();
+    if (pm_stop_requested() && end > t) {
+      end = t;
+      drain_end = t + 0.5;
+    }
+    int issuing = t < end;
+    if (issuing) {
+      if (R->rate > 0) {
+        /* every request whose intended time has come is due */
+        while (R->t0 + (double)R->next_i / R->rate <= t) {
+          R->next_i++;
+          R->backlog++;
+        }
+        while (R->backlog) {
+          struct conn *c = free_conn(R, t);
+          if (!c)
+            break;
+          double intended = R->t0 + (double)(R->next_i - R->backlog) / R->rate;
+          R->backlog--;
+          start_request(R, c, intended, t);
+        }
+      } else {
+        struct conn *c;
+        while ((c = free_conn(R, t)) != NULL)
+          start_request(R, c, t, t);
+      }
+    } else {
+      int busy = 0;
+      for (int i = 0; i < R->nconn; i++)
+        if (R->c[i].state == C_CONNECTING || R->c[i].state == C_SENDING || R->c[i].state == C_READING)
+          busy++;
+      if (busy == 0 || t >= drain_end) {
+        R->unfinished += (uint64_t)busy;
+        break;
+      }
+    }
+    if (t - last_to > 0.01) {
+      check_timeouts(R, t);
+      last_to = t;
+    }
+    /* sleep until the next request is due, an event, or 10 ms */
+    double wait = 0.01;
+    if (issuing && R->rate > 0) {
+      double due = R->t0 + (double)R->next_i / R->rate - t;
+      if (due < wait)
+        wait = due;
+    }
+    if (R->backlog)
+      wait = 0.001;          /* a connection may come back any moment */
+    if (wait < 0)
+      wait = 0;
+    struct timespec ts = { (time_t)wait, (long)((wait - (time_t)wait) * 1e9) };
+    int n = epoll_pwait2(R->ep, evs, 256, &ts, NULL);
+    if (n < 0 && errno == ENOSYS)
+      n = epoll_wait(R->ep, evs, 256, (int)ceil(wait * 1000));
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    t = now_s();
+    for (int i = 0; i < n; i++)
+      on_event(R, evs[i].data.ptr, evs[i].events, t);
+  }
+}
+
+static void set_num(lua_State *L, const char *k, double v)
+{
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static double opt_num(lua_State *L, const char *k, double def)
+{
+  lua_getfield(L, 1, k);
+  double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : def;
+  lua_pop(L, 1);
+  return v;
+}
+
+static const char *opt_str(lua_State *L, const char *k)
+{
+  lua_getfield(L, 1, k);
+  const char *s = lua_tostring(L, -1);
+  lua_pop(L, 1);     /* the string stays alive in the options table */
+  return s;
+}
+
+/// run{host=, port=, request=, rate=, connections=, duration=, timeout=}
+///   -> result table | nil, "op: strerror", errno (address resolution)
+static int pm_http_run(lua_State *L)
+{
+  luaL_checktype(L, 1, LUA_TTABLE);
+  const char *host = opt_str(L, "host");
+  const char *port = opt_str(L, "port");
+  size_t reqlen = 0;
+  lua_getfield(L, 1, "request");
+  const char *req = lua_tolstring(L, -1, &reqlen);
+  lua_pop(L, 1);
+  luaL_argcheck(L, host && port && req && reqlen, 1, "host, port and request are required");
+  struct run R;
+  memset(&R, 0, sizeof R);
+  R.req = req;
+  R.reqlen = reqlen;
+  R.rate = opt_num(L, "rate", 0);
+  R.duration = opt_num(L, "duration", 1);
+  R.timeout = opt_num(L, "timeout", 5);
+  R.nconn = (int)opt_num(L, "connections", 10);
+  luaL_argcheck(L, R.nconn >= 1 && R.nconn <= 100000, 1, "connections must be 1..100000");
+  luaL_argcheck(L, R.duration > 0 && R.duration <= 86400, 1, "duration must be in (0, 86400]");
+  luaL_argcheck(L, R.rate >= 0, 1, "rate must be >= 0");
+  R.ep = -1;
+  int result = 0;
+
+  struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+  int gai = getaddrinfo(host, port, &hints, &R.ai);
+  if (gai != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "resolve %s: %s", host, gai_strerror(gai));
+    return 2;
+  }
+  R.ep = epoll_create1(EPOLL_CLOEXEC);
+  if (R.ep < 0) {
+    result = pm_push_errno(L, "epoll_create1", errno);
+    goto cleanup;
+  }
+  R.c = calloc((size_t)R.nconn, sizeof *R.c);
+  R.nsecs = (int)ceil(R.duration) + 4;
+  R.secs = calloc((size_t)R.nsecs, sizeof *R.secs);
+  if (!R.c || !R.secs) {
+    result = pm_push_errno(L, "calloc", ENOMEM);
+    goto cleanup;
+  }
+  for (int i = 0; i < R.nconn; i++) {
+    R.c[i].fd = -1;
+    R.c[i].buf = malloc(RBUF);
+    if (!R.c[i].buf) {
+      result = pm_push_errno(L, "malloc", ENOMEM);
+      goto cleanup;
+    }
+  }
+
+  R.t0 = now_s();
+  run_loop(&R);
+  double elapsed = now_s() - R.t0;
+  double issue_time = elapsed < R.duration ? elapsed : R.duration;
+
+  lua_createtable(L, 0, 24);  // [res]
+  set_num(L, "elapsed", elapsed);
+  set_num(L, "issue_time", issue_time);
+  set_num(L, "asked_rate", R.rate);
+  set_num(L, "connections", R.nconn);
+  set_num(L, "sent", (double)R.sent);
+  set_num(L, "responses", (double)R.responses);
+  set_num(L, "backlog", (double)R.backlog);
+  set_num(L, "unfinished", (double)R.unfinished);
+  set_num(L, "due", (double)(R.rate > 0 ? R.next_i : R.sent));
+  set_num(L, "connects", (double)R.connects);
+  set_num(L, "connects_ok", (double)R.connect_ok);
+  if (R.last_errno) {
+    lua_pushstring(L, strerror(R.last_errno));
+    lua_setfield(L, -2, "last_error");
+  }
+  lua_createtable(L, 0, 5);  // [res, status]
+  static const char *cls[] = { NULL, "1xx", "2xx", "3xx", "4xx", "5xx" };
+  for (int i = 1; i <= 5; i++)
+    set_num(L, cls[i], (double)R.status[i]);
+  lua_setfield(L, -2, "status");
+  lua_createtable(L, 0, 5);  // [res, errors]
+  set_num(L, "connect", (double)R.e_connect);
+  set_num(L, "timeout", (double)R.e_timeout);
+  set_num(L, "read", (double)R.e_read);
+  set_num(L, "parse", (double)R.e_parse);
+  set_num(L, "closed", (double)R.e_closed);
+  lua_setfield(L, -2, "errors");
+  if (R.h.n) {
+    lua_createtable(L, 0, 10);  // [res, latency] seconds
+    set_num(L, "min", (double)R.h.min / 1e6);
+    set_num(L, "max", (double)R.h.max / 1e6);
+    set_num(L, "mean", R.h.sum / (double)R.h.n / 1e6);
+    static const struct { const char *k; double q; } qs[] = {
+      { "p50", 0.50 }, { "p75", 0.75 }, { "p90", 0.90 }, { "p99", 0.99 },
+      { "p99.9", 0.999 }, { "p99.99", 0.9999 },
+    };
+    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++)
+      set_num(L, qs[i].k, h_quantile(&R.h, qs[i].q) / 1e6);
+    lua_setfield(L, -2, "latency");
+    /* non-empty buckets: {lo, hi, count} in seconds */
+    lua_newtable(L);  // [res, hist]
+    int k = 0;
+    for (int i = 0; i < H_BUCKETS; i++)
+      if (R.h.c[i]) {
+        lua_createtable(L, 3, 0);
+        lua_pushnumber(L, (double)h_lower(i) / 1e6);
+        lua_rawseti(L, -2, 1);
+        lua_pushnumber(L, (double)(h_lower(i) + h_width(i)) / 1e6);
+        lua_rawseti(L, -2, 2);
+        lua_pushnumber(L, (double)R.h.c[i]);
+        lua_rawseti(L, -2, 3);
+        lua_rawseti(L, -2, ++k);
+      }
+    lua_setfield(L, -2, "histogram");
+  }
+  /* per second: responses, errors and log2(us) latency buckets */
+  lua_newtable(L);  // [res, series]
+  int last = (int)ceil(elapsed);
+  if (last > R.nsecs)
+    last = R.nsecs;
+  for (int s = 0; s < last; s++) {
+    lua_createtable(L, 0, 3);
+    set_num(L, "t", s);
+    set_num(L, "responses", R.secs[s].responses);
+    set_num(L, "errors", R.secs[s].errors);
+    lua_createtable(L, SERIES_BUCKETS, 0);
+    for (int b = 0; b < SERIES_BUCKETS; b++) {
+      lua_pushnumber(L, R.secs[s].lat[b]);
+      lua_rawseti(L, -2, b + 1);
+    }
+    lua_setfield(L, -2, "lat_log2_us");
+    lua_rawseti(L, -2, s + 1);
+  }
+  lua_setfield(L, -2, "series");
+  result = 1;
+
+cleanup:
+  if (R.c) {
+    for (int i = 0; i < R.nconn; i++) {
+      if (R.c[i].fd >= 0)
+        close(R.c[i].fd);
+      free(R.c[i].buf);
+    }
+    free(R.c);
+  }
+  free(R.secs);
+  if (R.ep >= 0)
+    close(R.ep);
+  freeaddrinfo(R.ai);
+  return result;
+}
+
+/// _hist(values_us) -> {p50=, p99=, max=, buckets=n}: the histogram alone, for specs
+static int pm_http_hist(lua_State *L)
+{
+  luaL_checktype(L, 1, LUA_TTABLE);
+  struct hist *h = calloc(1, sizeof *h);
+  if (!h)
+    return luaL_error(L, "http: hist: out of memory");
+  size_t n = lua_objlen(L, 1);
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, (int)i);
+    double v = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    h_add(h, v > 0 ? (uint64_t)v : 0);
+  }
+  lua_createtable(L, 0, 6);
+  set_num(L, "p50", h_quantile(h, 0.5));
+  set_num(L, "p90", h_quantile(h, 0.9));
+  set_num(L, "p99", h_quantile(h, 0.99));
+  set_num(L, "p99.9", h_quantile(h, 0.999));
+  set_num(L, "max", (double)h->max);
+  set_num(L, "min", (double)h->min);
+  int used = 0;
+  for (int i = 0; i < H_BUCKETS; i++)
+    used += h->c[i] != 0;
+  set_num(L, "buckets", used);
+  free(h);
+  return 1;
+}
+
+static const luaL_Reg pm_http_funcs[] = {
+  { "run", pm_http_run },
+  { "_parse", pm_http_parse },
+  { "_hist", pm_http_hist },
+  { NULL, NULL },
+};
+
+int luaopen_pm_http(lua_State *L)
+{
+  lua_newtable(L);
+  luaL_register(L, NULL, pm_http_funcs);
+  return 1;
+}
