@@ -1,0 +1,335 @@
+// SPDX-License-Identifier: GPL-2.0
+/* lock: who waits, where and for how long.
+ *
+ * Kernel locks: lock:contention_begin/end per lock address (tp_btf, raw_tp
+ * fallback). User-space locks: futex wait operations, timed from the futex
+ * syscall's entry to its exit, per (tgid, futex address) and per thread,
+ * with the waiting user stack when asked. The futex hooks exist on
+ * syscalls:sys_{enter,exit}_futex (fires only for futex) and on
+ * raw_syscalls (every syscall, filtered on the futex number) for kernels
+ * without per-syscall tracepoints; user space autoloads one set. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "common.h"
+#include "lock.h"
+
+const volatile bool lock_user_stacks = false;  /* record the waiting user stack */
+const volatile bool lock_kernel = true;        /* kernel lock contention */
+const volatile bool lock_futex = true;         /* futex waits */
+
+#if defined(__TARGET_ARCH_arm64)
+#define FUTEX_NR 98
+#else
+#define FUTEX_NR 202
+#endif
+
+#define FUTEX_CMD_MASK (~(128 | 256))  /* without PRIVATE and CLOCK_REALTIME */
+
+struct pm_futex_start {
+  __u64 ts;
+  __u64 uaddr;
+  __s32 stack_id;
+  __u32 pad;
+};
+
+struct pm_kstart_key {
+  __u64 addr;
+  __u32 pid;
+  __u32 pad;
+};
+
+struct pm_kstart {
+  __u64 ts;
+  __u32 flags;
+  __u32 pad;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, LOCK_MAX_INFLIGHT);
+  __type(key, __u32);
+  __type(value, struct pm_futex_start);
+} fstarts SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, LOCK_MAX_INFLIGHT);
+  __type(key, struct pm_kstart_key);
+  __type(value, struct pm_kstart);
+} kstarts SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, LOCK_MAX_KLOCKS);
+  __type(key, struct pm_lock_kkey);
+  __type(value, struct pm_lock_stat);
+} klocks SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, LOCK_MAX_FUTEXES);
+  __type(key, struct pm_lock_fkey);
+  __type(value, struct pm_lock_stat);
+} futexes SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, LOCK_MAX_THREADS);
+  __type(key, struct pm_lock_tkey);
+  __type(value, struct pm_lock_tval);
+} threads SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, LOCK_MAX_STACKS);
+  __type(key, struct pm_lock_skey);
+  __type(value, struct pm_lock_sval);
+} fstacks SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_STACK_TRACE);
+  __uint(max_entries, LOCK_MAX_STACKS);
+  __uint(key_size, sizeof(__u32));
+  __uint(value_size, 127 * sizeof(__u64));
+} stacks SEC(".maps");
+
+/* plain array: the waiter gauge must be shared between CPUs */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, LOCK_C_NR);
+  __type(key, __u32);
+  __type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline __u64 *counter(__u32 which)
+{
+  return bpf_map_lookup_elem(&counters, &which);
+}
+
+static __always_inline void count(__u32 which)
+{
+  __u64 *v = counter(which);
+  if (v)
+    __sync_fetch_and_add(v, 1);
+}
+
+static __always_inline __u32 outcome(long ret)
+{
+  switch (ret) {
+  case 0: return LOCK_R_OK;
+  case -11: return LOCK_R_EAGAIN;
+  case -110: return LOCK_R_ETIMEDOUT;
+  case -4: return LOCK_R_EINTR;
+  case -35: return LOCK_R_EDEADLK;
+  case -130: return LOCK_R_EOWNERDEAD;
+  default: return ret > 0 ? LOCK_R_OK : LOCK_R_OTHER;
+  }
+}
+
+static __always_inline void stat_add(struct pm_lock_stat *s, __u64 delta, __u32 res)
+{
+  __u32 slot = pm_log2_slot(delta / 1000);
+  if (slot < LOCK_SLOTS)
+    __sync_fetch_and_add(&s->slots[slot], 1);
+  __sync_fetch_and_add(&s->count, 1);
+  __sync_fetch_and_add(&s->total_ns, delta);
+  if (delta > s->max_ns)
+    s->max_ns = delta;  /* racy max: fine for a report */
+  if (res < LOCK_R_NR)
+    __sync_fetch_and_add(&s->results[res], 1);
+}
+
+/* ---- futex waits ---------------------------------------------------------- */
+
+static __always_inline bool futex_is_wait(int op)
+{
+  switch (op & FUTEX_CMD_MASK) {
+  case 0:   /* FUTEX_WAIT */
+  case 6:   /* FUTEX_LOCK_PI */
+  case 9:   /* FUTEX_WAIT_BITSET */
+  case 11:  /* FUTEX_WAIT_REQUEUE_PI */
+  case 13:  /* FUTEX_LOCK_PI2 */
+    return true;
+  }
+  return false;
+}
+
+static __always_inline int futex_enter(void *ctx, __u64 uaddr, int op)
+{
+  if (!lock_futex || !futex_is_wait(op) || !!pm_skip_current())
+    return 0;
+  __u32 pid = (__u32)bpf_get_current_pid_tgid();
+  struct pm_futex_start s = {};
+  s.uaddr = uaddr;
+  s.stack_id = -1;
+  if (lock_user_stacks) {
+    s.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+    if (s.stack_id < 0)
+      count(LOCK_C_STACK_ERR);
+  }
+  s.ts = bpf_ktime_get_ns();
+  if (bpf_map_update_elem(&fstarts, &pid, &s, BPF_ANY)) {
+    pm_stat_add(PM_STAT_LOST, 1);
+    return 0;
+  }
+  __u64 *cur = counter(LOCK_C_CUR_WAITERS);
+  if (cur) {
+    __sync_fetch_and_add(cur, 1);
+    __u64 *max = counter(LOCK_C_MAX_WAITERS);
+    __u64 now = *cur;   /* gauge read after the add: approximate under races */
+    if (max && now > *max && now < (1ull << 32))
+      *max = now;
+  }
+  return 0;
+}
+
+static __always_inline int futex_exit(long ret)
+{
+  __u64 id = bpf_get_current_pid_tgid();
+  __u32 pid = (__u32)id;
+  struct pm_futex_start *s = bpf_map_lookup_elem(&fstarts, &pid);
+  if (!s)
+    return 0;
+  __u64 delta = bpf_ktime_get_ns() - s->ts;
+  __u32 res = outcome(ret);
+  struct pm_futex_start st = *s;
+  bpf_map_delete_elem(&fstarts, &pid);
+  __u64 *cur = counter(LOCK_C_CUR_WAITERS);
+  if (cur)
+    __sync_fetch_and_add(cur, -1);
+
+  struct pm_lock_fkey fk = { .uaddr = st.uaddr, .tgid = id >> 32 };
+  struct pm_lock_stat *fs = bpf_map_lookup_elem(&futexes, &fk);
+  if (!fs) {
+    struct pm_lock_stat zero = {};
+    bpf_map_update_elem(&futexes, &fk, &zero, BPF_NOEXIST);
+    fs = bpf_map_lookup_elem(&futexes, &fk);
+  }
+  if (!fs) {
+    pm_stat_add(PM_STAT_LOST, 1);
+    return 0;
+  }
+  stat_add(fs, delta, res);
+  pm_stat_add(PM_STAT_EVENTS, 1);
+  count(LOCK_C_FUTEX_WAITS);
+
+  struct pm_lock_tkey tk = { .tgid = id >> 32, .pid = pid };
+  struct pm_lock_tval *tv = bpf_map_lookup_elem(&threads, &tk);
+  if (!tv) {
+    struct pm_lock_tval zero = {};
+    bpf_get_current_comm(zero.comm, sizeof zero.comm);
+    bpf_map_update_elem(&threads, &tk, &zero, BPF_NOEXIST);
+    tv = bpf_map_lookup_elem(&threads, &tk);
+  }
+  if (tv) {
+    __sync_fetch_and_add(&tv->count, 1);
+    __sync_fetch_and_add(&tv->total_ns, delta);
+    if (delta > tv->max_ns)
+      tv->max_ns = delta;
+    if (res == LOCK_R_ETIMEDOUT || res == LOCK_R_EDEADLK || res == LOCK_R_EOWNERDEAD ||
+        res == LOCK_R_OTHER)
+      __sync_fetch_and_add(&tv->errors, 1);
+  }
+
+  if (lock_user_stacks && st.stack_id >= 0) {
+    struct pm_lock_skey sk = { .uaddr = st.uaddr, .tgid = id >> 32, .stack_id = st.stack_id };
+    struct pm_lock_sval *sv = bpf_map_lookup_elem(&fstacks, &sk);
+    if (!sv) {
+      struct pm_lock_sval zero = {};
+      bpf_map_update_elem(&fstacks, &sk, &zero, BPF_NOEXIST);
+      sv = bpf_map_lookup_elem(&fstacks, &sk);
+    }
+    if (sv) {
+      __sync_fetch_and_add(&sv->count, 1);
+      __sync_fetch_and_add(&sv->total_ns, delta);
+    }
+  }
+  return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_futex")
+int futex_enter_tp(struct trace_event_raw_sys_enter *ctx)
+{
+  return futex_enter(ctx, ctx->args[0], (int)ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_futex")
+int futex_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+  return futex_exit(ctx->ret);
+}
+
+SEC("raw_tp/sys_enter")
+int BPF_PROG(futex_enter_raw, struct pt_regs *regs, long id)
+{
+  if (id != FUTEX_NR)
+    return 0;
+  return futex_enter(ctx, PT_REGS_PARM1_CORE_SYSCALL(regs), (int)PT_REGS_PARM2_CORE_SYSCALL(regs));
+}
+
+SEC("raw_tp/sys_exit")
+int BPF_PROG(futex_exit_raw, struct pt_regs *regs, long ret)
+{
+  return futex_exit(ret);
+}
+
+/* ---- kernel lock contention --------------------------------------------- */
+
+static __always_inline int kbegin(void *lock, __u32 flags)
+{
+  if (!lock_kernel || !!pm_skip_current())
+    return 0;
+  struct pm_kstart_key k = { .addr = (__u64)lock, .pid = (__u32)bpf_get_current_pid_tgid() };
+  struct pm_kstart *s = bpf_map_lookup_elem(&kstarts, &k);
+  if (s) {
+    /* a mutex spins, then begins again before sleeping: keep the first
+     * timestamp, note the latest kind */
+    s->flags = flags;
+    return 0;
+  }
+  struct pm_kstart n = { .ts = bpf_ktime_get_ns(), .flags = flags };
+  if (bpf_map_update_elem(&kstarts, &k, &n, BPF_ANY))
+    pm_stat_add(PM_STAT_LOST, 1);
+  return 0;
+}
+
+static __always_inline int kend(void *lock, int ret)
+{
+  if (!lock_kernel)
+    return 0;
+  struct pm_kstart_key k = { .addr = (__u64)lock, .pid = (__u32)bpf_get_current_pid_tgid() };
+  struct pm_kstart *s = bpf_map_lookup_elem(&kstarts, &k);
+  if (!s)
+    return 0;
+  __u64 delta = bpf_ktime_get_ns() - s->ts;
+  struct pm_lock_kkey kk = { .addr = (__u64)lock, .flags = s->flags };
+  bpf_map_delete_elem(&kstarts, &k);
+  struct pm_lock_stat *st = bpf_map_lookup_elem(&klocks, &kk);
+  if (!st) {
+    struct pm_lock_stat zero = {};
+    bpf_map_update_elem(&klocks, &kk, &zero, BPF_NOEXIST);
+    st = bpf_map_lookup_elem(&klocks, &kk);
+  }
+  if (!st) {
+    pm_stat_add(PM_STAT_LOST, 1);
+    return 0;
+  }
+  stat_add(st, delta, outcome(ret));
+  pm_stat_add(PM_STAT_EVENTS, 1);
+  count(LOCK_C_KLOCK_WAITS);
+  return 0;
+}
+
+SEC("tp_btf/contention_begin")
+int BPF_PROG(klock_begin_btf, void *lock, unsigned int flags) { return kbegin(lock, flags); }
+
+SEC("tp_btf/contention_end")
+int BPF_PROG(klock_end_btf, void *lock, int ret) { return kend(lock, ret); }
+
+SEC("raw_tp/contention_begin")
+int BPF_PROG(klock_begin_raw, void *lock, unsigned int flags) { return kbegin(lock, flags); }
+
+SEC("raw_tp/contention_end")
+int BPF_PROG(klock_end_raw, void *lock, int ret) { return kend(lock, ret); }

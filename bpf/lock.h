@@ -1,0 +1,85 @@
+/* Shared between bpf/lock.bpf.c and lib/perf_manual/tracers/lock.lua (which
+ * mirrors these structs with ffi.cdef; a spec checks the sizes). */
+#ifndef PM_LOCK_H
+#define PM_LOCK_H
+
+#define LOCK_SLOTS 32           /* log2(wait in us) */
+#define LOCK_MAX_KLOCKS 4096
+#define LOCK_MAX_FUTEXES 4096
+#define LOCK_MAX_THREADS 4096
+#define LOCK_MAX_STACKS 4096
+#define LOCK_MAX_INFLIGHT 8192
+#define LOCK_COMM_LEN 16
+
+/* futex wait outcomes, from the syscall's return value */
+enum lock_outcome {
+  LOCK_R_OK = 0,         /* woken: got the lock / the value changed */
+  LOCK_R_EAGAIN = 1,     /* value already changed: no real wait */
+  LOCK_R_ETIMEDOUT = 2,
+  LOCK_R_EINTR = 3,
+  LOCK_R_EDEADLK = 4,    /* PI futex: caller already owns it */
+  LOCK_R_EOWNERDEAD = 5, /* robust futex: the owner died */
+  LOCK_R_OTHER = 6,      /* any other error */
+  LOCK_R_NR = 7,
+};
+
+/* wait statistics shared by every table */
+struct pm_lock_stat {
+  __u64 slots[LOCK_SLOTS];
+  __u64 count;
+  __u64 total_ns;
+  __u64 max_ns;
+  __u64 results[LOCK_R_NR];
+};
+
+/* kernel lock contention (lock:contention_begin/end), per lock address */
+struct pm_lock_kkey {
+  __u64 addr;
+  __u32 flags;   /* LCB_F_* of contention_begin: spin, read, write, rt, per-cpu, mutex */
+  __u32 pad;
+};
+
+/* user-space futex waits per (tgid, futex address) */
+struct pm_lock_fkey {
+  __u64 uaddr;
+  __u32 tgid;
+  __u32 pad;
+};
+
+/* per waiting thread */
+struct pm_lock_tkey {
+  __u32 tgid;
+  __u32 pid;
+};
+
+struct pm_lock_tval {
+  __u64 count;
+  __u64 total_ns;
+  __u64 max_ns;
+  __u64 errors;   /* ETIMEDOUT, EDEADLK, EOWNERDEAD, other (not EAGAIN/EINTR) */
+  char comm[LOCK_COMM_LEN];
+};
+
+/* waiting user stacks per (tgid, futex), when stacks are asked for */
+struct pm_lock_skey {
+  __u64 uaddr;
+  __u32 tgid;
+  __s32 stack_id;
+};
+
+struct pm_lock_sval {
+  __u64 count;
+  __u64 total_ns;
+};
+
+/* counters map (array; events seen and lost are in common.h's pm_stats) */
+enum lock_counter {
+  LOCK_C_FUTEX_WAITS = 0,    /* futex waits completed and counted */
+  LOCK_C_KLOCK_WAITS = 1,    /* kernel contentions completed and counted */
+  LOCK_C_STACK_ERR = 2,      /* user stack not captured (bpf_get_stackid failed) */
+  LOCK_C_CUR_WAITERS = 3,    /* futex waiters right now (gauge) */
+  LOCK_C_MAX_WAITERS = 4,    /* largest gauge value seen (approximate) */
+  LOCK_C_NR = 5,
+};
+
+#endif
