@@ -1,0 +1,194 @@
+local fold = require('perf_manual.fold')
+
+local function lines(text)
+  local out = {}
+  for l in text:gmatch('[^\n]+') do out[#out + 1] = l end
+  return out
+end
+
+local function tmpfile(content)
+  local path = os.tmpname()
+  local f = assert(io.open(path, 'wb')); f:write(content); f:close()
+  return path
+end
+
+describe('perf_manual.fold', function()
+  describe('perf script text', function()
+    it('folds a real capture of the calltree workload (perf record -g, user stacks)', function()
+      local text = fixture('perf/calltree_user.perf.txt')
+      local p, stats = fold.from_perf_script(text)
+      assert.truthy(p, stats)
+      assert.equal(40, stats.samples)
+      assert.equal(0, stats.bad)
+      -- every sample of the capture carries period 2004008 (cpu-clock at 499 Hz)
+      assert.equal(40 * 2004008, p:total())
+      for _, l in ipairs(lines(p:folded())) do
+        assert.matches('^calltree;__libc_start_call_main;main;', l)
+        -- offsets like "spin+0x20" are stripped
+        assert.is_nil(l:find('+0x', 1, true))
+      end
+      -- the leaf is always spin, under alpha, beta or main
+      local leaves = {}
+      for _, e in ipairs(p:stacks()) do leaves[e[1]:match('[^;]+;[^;]+$')] = true end
+      for k in pairs(leaves) do assert.matches(';spin$', ';' .. k) end
+    end)
+
+    it('annotates kernel frames with --kernel and keeps comm as the root', function()
+      local text = fixture('perf/system_kernel.perf.txt')
+      local plain = assert(fold.from_perf_script(text))
+      local k = assert(fold.from_perf_script(text, { kernel = true }))
+      assert.equal(plain:total(), k:total())
+      assert.matches('kdamond.0;ret_from_fork_asm;ret_from_fork;kthread;kdamond_fn', plain:folded(), 1, true)
+      assert.matches('kdamond.0;ret_from_fork_asm_[k];ret_from_fork_[k];kthread_[k];kdamond_fn_[k]', k:folded(), 1, true)
+      local withpid = assert(fold.from_perf_script(text, { pid = true }))
+      assert.matches('kdamond.0-?;ret_from_fork_asm;', withpid:folded(), 1, true)
+      local withtid = assert(fold.from_perf_script(text, { tid = true }))
+      assert.matches('kdamond.0-?/77;ret_from_fork_asm;', withtid:folded(), 1, true)
+    end)
+
+    local sample = table.concat({
+      '# cmdline : /usr/bin/perf record -g ./app',
+      'V8 WorkerThread 24636/25607 [000] 94564.109216:     100 cycles: ',
+      '\t     7f0a inner_fn+0x10 (/usr/lib/libfoo.so)',
+      '\t     7f0b outer_fn->inlined_fn (/usr/lib/libfoo.so)',
+      '\t     1234 [unknown] (/tmp/perf-25607.map)',
+      '\t     5678 [unknown] ([unknown])',
+      '\tffffffff81 do_syscall_64 ([kernel.kallsyms])',
+      '\t     9abc weird;name"x"(int, char) (/usr/bin/app)',
+      '',
+      'V8 WorkerThread 24636/25607 [000] 94564.109217:     50 instructions: ',
+      '\t     7f0a inner_fn (/usr/lib/libfoo.so)',
+      '',
+      '',
+    }, '\n')
+
+    it('handles pid/tid, spaces in comm, inlined frames, unknowns and tidying', function()
+      local p = assert(fold.from_perf_script(sample, { tid = true, all = true, addrs = true }))
+      assert.equal(
+        'V8_WorkerThread-24636/25607;weird:namex;do_syscall_64_[k];[unknown <5678>];[perf-25607.map <1234>]_[j];'
+        .. 'outer_fn;inlined_fn_[i];inner_fn 100\n', p:folded())
+      -- the instructions sample is filtered: only the first event type is folded
+      local _, stats = fold.from_perf_script(sample)
+      assert.equal(1, stats.samples)
+      assert.equal(1, stats.filtered_events)
+    end)
+
+    it('reports bad lines with their numbers and skips them', function()
+      local text = 'app 12 1.0: 1 cycles:\n\t 10 f (/x)\n!!garbage line\n\t 11 main (/x)\n\napp 12 1.1: 1 cycles:\n\t 12 g (/x)\n'
+      local p, stats = fold.from_perf_script(text)
+      assert.truthy(p)
+      assert.equal('app;main;f 1\n', p:folded())
+      assert.equal(2, stats.bad)
+      assert.same({ line = 3, reason = 'not a perf script sample header or stack line', text = '!!garbage line' }, stats.errors[1])
+      assert.equal(6, stats.errors[2].line)
+      assert.matches('truncated sample', stats.errors[2].reason)
+    end)
+
+    it('fails on the first bad line with strict', function()
+      local p, err = fold.from_perf_script('app 12 1.0: 1 cycles:\n\t 10 f (/x)\n!!garbage\n\n', { strict = true })
+      assert.is_nil(p)
+      assert.equal('line 3: not a perf script sample header or stack line', err)
+    end)
+
+    it('never crashes on binary junk or truncated text', function()
+      local text = fixture('perf/system_kernel.perf.txt')
+      math.randomseed(7)
+      for i = 1, 200 do
+        local cut = text:sub(1, math.random(1, #text))
+        local junk = {}
+        for j = 1, math.random(0, 50) do junk[j] = string.char(math.random(0, 255)) end
+        local p, stats = fold.from_perf_script(cut .. table.concat(junk) .. cut:sub(1, math.random(0, 200)), { all = true, addrs = true, tid = true })
+        assert.truthy(p, stats)
+        assert.truthy(p:total() >= 0)
+        local q = assert(fold.from_folded(p:folded()))
+        assert.equal(p:total(), q:total())
+      end
+    end)
+  end)
+
+  describe('folded format', function()
+    it('reads, merges duplicate stacks and writes sorted lines', function()
+      local p, stats = fold.from_folded('a;b;c 3\na;b 2\r\na;b;c 4\n\nb 1\n')
+      assert.truthy(p)
+      assert.equal(0, stats.bad)
+      assert.equal(10, p:total())
+      assert.equal(3, p:unique())
+      assert.equal('a;b 2\na;b;c 7\nb 1\n', p:folded())
+      assert.equal(7, p:count('a;b;c'))
+      assert.equal(0, p:count('zzz'))
+    end)
+
+    it('reports malformed lines by number', function()
+      local p, stats = fold.from_folded('a;b 1\nno count here\na;b x1\n 5\na;b 99999999999999999999\nc 2')
+      assert.truthy(p)
+      assert.equal('a;b 1\nc 2\n', p:folded())
+      assert.equal(4, stats.bad)
+      assert.same({ 2, 3, 4, 5 }, { stats.errors[1].line, stats.errors[2].line, stats.errors[3].line, stats.errors[4].line })
+      assert.equal('sample count too large', stats.errors[4].reason)
+      local q, err = fold.from_folded('a;b 1\nbad\n', { strict = true })
+      assert.is_nil(q)
+      assert.equal('line 2: no sample count at the end of the line', err)
+    end)
+
+    it('merges profiles and round-trips through a file', function()
+      local a = fold.from_table({ ['x;y'] = 2, ['x'] = 1 })
+      local b = fold.from_table({ { 'x;y', 3 }, { 'z', 5 } })
+      local m = fold.merge(a, b)
+      assert.equal('x 1\nx;y 5\nz 5\n', m:folded())
+      assert.equal(3, a:total()) -- inputs untouched
+      local path = os.tmpname()
+      assert(fold.write(path, m))
+      local r, _, fmt = fold.read({ path = path })
+      assert.equal('folded', fmt)
+      assert.equal(m:folded(), r:folded())
+      os.remove(path)
+    end)
+
+    it('guesses the format of its input', function()
+      local _, _, f1 = fold.read(fixture('perf/calltree_user.perf.txt'))
+      assert.equal('perf', f1)
+      local _, _, f2 = fold.read('# comment\nmain;f 10\n')
+      assert.equal('folded', f2)
+    end)
+
+    it('loads a directory holding one folded file, and says why not otherwise', function()
+      local dir = os.tmpname(); os.remove(dir)
+      assert(require('posix.sys.stat').mkdir(dir))
+      local p, err = fold.load(dir)
+      assert.is_nil(p)
+      assert.matches('no folded file', err)
+      local f = assert(io.open(dir .. '/cpu.folded', 'w')); f:write('m;a 4\n'); f:close()
+      local q, _, path = assert(fold.load(dir))
+      assert.equal(4, q:total())
+      assert.equal(dir .. '/cpu.folded', path)
+      os.remove(dir .. '/cpu.folded'); os.remove(dir)
+      local r, rerr = fold.load('/nonexistent/x.folded')
+      assert.is_nil(r)
+      assert.matches('no such file', rerr)
+    end)
+  end)
+
+  it('computes self and total per function', function()
+    local p = fold.from_table({ ['app;main;f;g'] = 6, ['app;main;f'] = 2, ['app;main;g'] = 2 })
+    local t, total = fold.function_totals(p, true)
+    assert.equal(10, total)
+    assert.same({ self = 2, total = 8 }, t.f)
+    assert.same({ self = 8, total = 8 }, t.g)
+    assert.same({ self = 0, total = 10 }, t.main)
+    assert.is_nil(t.app)
+  end)
+
+  it('names frame kinds by suffix', function()
+    assert.equal('kernel', fold.frame_kind('do_syscall_64_[k]'))
+    assert.equal('jit', fold.frame_kind('Lfoo;.bar_[j]'))
+    assert.equal('user', fold.frame_kind('main'))
+  end)
+
+  it('rejects bad arguments at the edge', function()
+    assert.has_error(function() fold.from_folded(42) end, '[perf_manual.fold] expected text, {path=} or {fd=}')
+    local p = fold.new()
+    assert.has_error(function() p:add('a', -1) end)
+    p:close(); p:close()
+    assert.has_error(function() p:total() end)
+  end)
+end)
