@@ -236,19 +236,13 @@ end
 --- Adds a snapshot taken elsewhere (for example from a saved profile).
 function Resolver:add_snapshot(s) self.snaps[s.pid] = s end
 
---- Resolves a batch of user addresses of one process to frame names,
---- innermost first as given. Frames after the first are return addresses:
---- they are looked up at addr-1 so a call at a function's very end still
---- names its caller. Captures the snapshot if none was taken yet.
----@param pid integer
----@param addrs number[]
----@return string[] names
-function Resolver:user(pid, addrs)
+-- Names for a flat list of lookup addresses of one process (already
+-- adjusted for return addresses), grouped so each binary is asked once.
+function Resolver:_resolve(pid, looks)
   local snap = self.snaps[pid] or self:snapshot(pid)
   local names = {}
   local groups = {}  -- binary -> {offsets, idx}
-  for i, a in ipairs(addrs) do
-    local look = i > 1 and a - 1 or a
+  for i, look in ipairs(looks) do
     local m = snap and bsearch(snap.maps, look)
     if m and look < m.stop then
       local path = m.path
@@ -261,6 +255,8 @@ function Resolver:user(pid, addrs)
           g.offsets[#g.offsets + 1] = look - m.start + m.offset
           g.idx[#g.idx + 1] = i
         end
+        names[i] = '[' .. basename(path) .. ']'
+      elseif path and path:find(' %(deleted%)$') then
         names[i] = '[' .. basename(path:gsub(' %(deleted%)$', '')) .. ']'
       elseif path and path:sub(1, 1) == '[' then
         names[i] = path
@@ -279,6 +275,37 @@ function Resolver:user(pid, addrs)
     end
   end
   return names
+end
+
+--- Resolves a batch of user addresses of one process to frame names,
+--- innermost first as given. Frames after the first are return addresses:
+--- they are looked up at addr-1 so a call at a function's very end still
+--- names its caller. Captures the snapshot if none was taken yet.
+---@param pid integer
+---@param addrs number[]
+---@return string[] names
+function Resolver:user(pid, addrs)
+  local looks = {}
+  for i, a in ipairs(addrs) do looks[i] = i > 1 and a - 1 or a end
+  return self:_resolve(pid, looks)
+end
+
+--- The batch form for many stacks of one process: a list of address lists
+--- (each innermost first) to a list of name lists, in one pass per binary.
+function Resolver:user_stacks(pid, stacks)
+  local looks, bounds = {}, {}
+  for s, addrs in ipairs(stacks) do
+    bounds[s] = #looks
+    for i, a in ipairs(addrs) do looks[#looks + 1] = i > 1 and a - 1 or a end
+  end
+  local names = self:_resolve(pid, looks)
+  local out = {}
+  for s, addrs in ipairs(stacks) do
+    local list, base = {}, bounds[s]
+    for i = 1, #addrs do list[i] = names[base + i] end
+    out[s] = list
+  end
+  return out
 end
 
 --- Kernel frame names from a packed u64 stack (a BPF stack map value) or a

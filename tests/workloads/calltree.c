@@ -12,25 +12,34 @@
 
 static volatile unsigned long sink;
 
-/* One unit of work: about 1 ms of integer arithmetic at -O1. */
+void tick(void) { sink++; }
+
+/* One unit of work: about 1 ms of integer arithmetic at -O1. The call to
+ * tick() makes spin a non-leaf function: gcc omits the frame pointer of
+ * leaf functions, which would hide spin's caller from the stacks. */
 void spin(unsigned units)
 {
-  for (unsigned u = 0; u < units; u++)
+  for (unsigned u = 0; u < units; u++) {
     for (unsigned long i = 0; i < 300000; i++)
       sink += i ^ (sink >> 3);
+    tick();
+  }
 }
 
-void beta(void) { spin(6); }
-void alpha(void) { beta(); }
-void gamma_(void) { spin(3); }
-void delta(void) { spin(1); }
+/* the `sink++` after each call keeps it a real call (no tail call), so
+ * every function has its own frame in the stacks */
+void beta(void) { spin(6); sink++; }
+void alpha(void) { beta(); sink++; }
+void gamma_(void) { spin(3); sink++; }
+void delta(void) { spin(1); sink++; }
 
 void deep_sleep(void)
 {
   struct timespec ts = { 0, 20 * 1000 * 1000 };
   nanosleep(&ts, NULL);
+  sink++;
 }
-void snooze(void) { deep_sleep(); }
+void snooze(void) { deep_sleep(); sink++; }
 
 static double now(void)
 {

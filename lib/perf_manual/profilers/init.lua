@@ -1,0 +1,214 @@
+--- Profiles: what the on-CPU, off-CPU and perf-fallback profilers return,
+--- and what is done with one: stack quality, top functions, folded text,
+--- output files (folded, SVG flame graph, speedscope) and the text summary.
+---
+--- A profile is a table
+---   { kind = 'oncpu'|'offcpu', source = 'bpf'|'perf', unit = 'samples'|'us',
+---     stacks = { {frames = {comm, root…leaf}, count, pid, truncated}, … },
+---     total, duration, freq, lost_samples, lost_stacks, idle_samples,
+---     binaries = { {path, name, symbols, frame_pointers}, … }, quality = {…} }
+local util = require('perf_manual.util')
+
+local M = {}
+
+-- frames that begin a complete user stack: a stack whose outermost user
+-- frame is something else was cut short (usually a missing frame pointer)
+M.ROOT_FRAMES = {
+  _start = true, __libc_start_main = true, __libc_start_call_main = true,
+  start_thread = true, clone = true, clone3 = true, __clone = true, __clone3 = true,
+  _dl_start_user = true, ['runtime.goexit'] = true, ['runtime.main'] = true,
+}
+
+--- Frames that name no function: an address outside every mapping, inside a
+--- file without a symbol there, or a stack the kernel could not store.
+function M.is_unknown(name)
+  if name == '[unknown]' then return true end
+  if name:sub(1, 1) == '[' and name:sub(-1) == ']' then
+    return not (name == '[vdso]' or name == '[vsyscall]')
+  end
+  return false
+end
+
+local function is_kernel(name) return name:sub(-4) == '_[k]' end
+
+--- Measures stack quality: samples, lost samples and stacks, shares of
+--- samples with unnamed frames, truncated at the depth limit, or whose user
+--- stack stops before reaching a start function; binaries without frame pointers.
+function M.quality(p)
+  local total, unknown, truncated, user_total, short = 0, 0, 0, 0, 0
+  for _, s in ipairs(p.stacks) do
+    total = total + s.count
+    local has_unknown, outer_user = false, nil
+    for i = 2, #s.frames do
+      local f = s.frames[i]
+      if M.is_unknown(f) then has_unknown = true end
+      if not outer_user and not is_kernel(f) then outer_user = f end
+    end
+    if has_unknown then unknown = unknown + s.count end
+    if s.truncated then truncated = truncated + s.count end
+    if outer_user and outer_user ~= '[missing user stack]' then
+      user_total = user_total + s.count
+      if not M.ROOT_FRAMES[outer_user] and not s.truncated then short = short + s.count end
+    end
+  end
+  local no_fp = {}
+  for _, b in ipairs(p.binaries or {}) do
+    if b.frame_pointers == false then no_fp[#no_fp + 1] = b.name end
+  end
+  table.sort(no_fp)
+  local function share(n, d) return d > 0 and n / d or nil end
+  return {
+    samples = total,
+    lost_samples = p.lost_samples,
+    lost_stacks = p.lost_stacks,
+    idle_samples = p.idle_samples,
+    unknown_share = share(unknown, total),
+    truncated_share = share(truncated, total),
+    short_user_share = share(short, user_total),
+    without_frame_pointers = util.array(no_fp),
+  }
+end
+
+--- Completes a profile table (total, quality) and returns it.
+function M.new(p)
+  p.total = 0
+  for _, s in ipairs(p.stacks) do p.total = p.total + s.count end
+  table.sort(p.stacks, function(a, b)
+    if a.count ~= b.count then return a.count > b.count end
+    return table.concat(a.frames, ';') < table.concat(b.frames, ';')
+  end)
+  p.quality = M.quality(p)
+  return p
+end
+
+--- A frame name made safe for the folded format (no ';', no line breaks).
+function M.clean(name)
+  return (name:gsub('[;\r\n]', ':'))
+end
+
+--- Folded lines ("comm;root;…;leaf count"), one per distinct stack, sorted.
+function M.folded(p)
+  local merged, keys = {}, {}
+  for _, s in ipairs(p.stacks) do
+    local parts = {}
+    for i, f in ipairs(s.frames) do parts[i] = M.clean(f) end
+    local k = table.concat(parts, ';')
+    if not merged[k] then merged[k] = 0; keys[#keys + 1] = k end
+    merged[k] = merged[k] + s.count
+  end
+  table.sort(keys)
+  local out = {}
+  for i, k in ipairs(keys) do out[i] = string.format('%s %d', k, merged[k]) end
+  return table.concat(out, '\n') .. (#out > 0 and '\n' or '')
+end
+
+--- Top functions by self (leaf) and inclusive share, process names left
+--- out. Returns { self = {{name, count, share}}, inclusive = {…} }, n each.
+function M.top(p, n)
+  n = n or 15
+  local self_c, incl_c = {}, {}
+  for _, s in ipairs(p.stacks) do
+    local seen = {}
+    for i = 2, #s.frames do
+      local f = s.frames[i]
+      if not seen[f] then seen[f] = true; incl_c[f] = (incl_c[f] or 0) + s.count end
+    end
+    if #s.frames >= 2 then
+      local leaf = s.frames[#s.frames]
+      self_c[leaf] = (self_c[leaf] or 0) + s.count
+    end
+  end
+  local function list(t)
+    local out = {}
+    for name, c in pairs(t) do out[#out + 1] = { name = name, count = c, share = p.total > 0 and c / p.total or 0 } end
+    table.sort(out, function(a, b)
+      if a.count ~= b.count then return a.count > b.count end
+      return a.name < b.name
+    end)
+    while #out > n do out[#out] = nil end
+    return util.array(out)
+  end
+  return { self = list(self_c), inclusive = list(incl_c) }
+end
+
+--- Inclusive share of the first frame whose name matches `pattern`
+--- (a Lua pattern) anywhere in a stack.
+function M.inclusive_share(p, pattern)
+  if p.total == 0 then return 0 end
+  local c = 0
+  for _, s in ipairs(p.stacks) do
+    for i = 2, #s.frames do
+      if s.frames[i]:match(pattern) then c = c + s.count; break end
+    end
+  end
+  return c / p.total
+end
+
+local function pct(x) return x and string.format('%.1f%%', x * 100) or 'not measured' end
+
+local function fmt_count(p, c)
+  if p.unit == 'us' then return util.fmt_duration(c / 1e6) end
+  return tostring(c)
+end
+
+--- The quality lines (also used in reports).
+function M.quality_lines(p)
+  local q = p.quality
+  local lines = {}
+  local lost = q.lost_samples and tostring(q.lost_samples) or 'not measured (' .. (p.lost_why or 'unknown source') .. ')'
+  lines[#lines + 1] = string.format('samples %s, lost %s%s', q.samples, lost,
+    q.lost_stacks and string.format(', stacks lost %d', q.lost_stacks) or '')
+  lines[#lines + 1] = string.format('stacks with unnamed frames %s, truncated at %d frames %s, user stacks cut short %s',
+    pct(q.unknown_share), p.max_depth or 127, pct(q.truncated_share), pct(q.short_user_share))
+  if #q.without_frame_pointers > 0 then
+    lines[#lines + 1] = 'built without frame pointers (their callers are missing from stacks through them): '
+      .. table.concat(q.without_frame_pointers, ', ')
+  elseif p.source == 'perf' then
+    lines[#lines + 1] = 'frame pointer check: not measured (perf fallback)'
+  end
+  return lines
+end
+
+--- Text summary: header, quality, top functions.
+function M.render(p, opts)
+  opts = opts or {}
+  local out = {}
+  local what = p.kind == 'offcpu' and 'off-CPU' or 'on-CPU'
+  out[#out + 1] = string.format('%s profile of %s for %s via %s%s', what, p.target or 'the system',
+    util.fmt_duration(p.duration), p.source == 'bpf' and 'BPF' or 'perf record (fallback: ' .. (p.fallback_why or 'BPF unavailable') .. ')',
+    p.freq and string.format(' at %d Hz', p.freq) or '')
+  for _, l in ipairs(M.quality_lines(p)) do out[#out + 1] = '  ' .. l end
+  if p.total == 0 then
+    out[#out + 1] = p.kind == 'offcpu' and 'no blocked time recorded: the target did not block above the threshold'
+      or 'no samples: the target did not run on a CPU during the capture'
+    return table.concat(out, '\n') .. '\n'
+  end
+  local top = M.top(p, opts.top or 10)
+  local unit = p.unit == 'us' and 'blocked' or 'samples'
+  for _, which in ipairs({ 'inclusive', 'self' }) do
+    out[#out + 1] = ''
+    out[#out + 1] = string.format('top functions by %s %s:', which, unit)
+    for _, t in ipairs(top[which]) do
+      out[#out + 1] = string.format('  %6.1f%%  %10s  %s', t.share * 100, fmt_count(p, t.count), t.name)
+    end
+  end
+  if p.files then
+    out[#out + 1] = ''
+    for _, f in ipairs(p.files) do out[#out + 1] = 'wrote ' .. f end
+  end
+  return table.concat(out, '\n') .. '\n'
+end
+
+--- The profile as plain data for --json (stacks as folded lines).
+function M.to_json(p, opts)
+  local top = M.top(p, (opts and opts.top) or 20)
+  return {
+    kind = p.kind, source = p.source, unit = p.unit, target = p.target,
+    duration_s = p.duration, freq = p.freq, total = p.total,
+    fallback = p.fallback_why, quality = p.quality, top = top,
+    binaries = util.array(p.binaries or {}), files = p.files and util.array(p.files) or nil,
+    bpf_run_time_ns = p.bpf_run_time_ns,
+  }
+end
+
+return M

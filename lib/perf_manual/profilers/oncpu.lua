@@ -1,0 +1,176 @@
+--- On-CPU profiler: bpf/profile.bpf.c sampling every CPU through perf
+--- events, stacks counted in the kernel per (process, thread name, user
+--- stack, kernel stack); the maps are read once when the profile stops, then
+--- symbolised in a batch with perf_manual.sym.
+---
+---   local s = assert(oncpu.start{ pid = 123, freq = 99 })
+---   while collecting do s:poll() sys.sleep(0.1) end  -- names processes that exit
+---   local profile = s:stop()
+local ffi = require('ffi')
+local bpf = require('perf_manual.bpf')
+local sym = require('perf_manual.sym')
+local sys = require('perf_manual._c.sys')
+local profilers = require('perf_manual.profilers')
+
+local M = {}
+
+M.MAX_DEPTH = 127  -- bpf/profile.h PROFILE_MAX_DEPTH
+local EFAULT = -14
+
+ffi.cdef [[
+struct pm_profile_key { uint32_t tgid; int32_t user_stack_id, kern_stack_id; uint32_t pad; char comm[16]; };
+]]
+local key_t = ffi.typeof('const struct pm_profile_key *')
+local KEY_SIZE = ffi.sizeof('struct pm_profile_key')
+
+--- Size of the key as Lua decodes it (a spec checks it against the object's BTF).
+function M.key_size() return KEY_SIZE end
+
+--- Decodes a counts-map key.
+function M.decode_key(kb)
+  assert(#kb == KEY_SIZE, 'oncpu: bad key size ' .. #kb)
+  local k = ffi.cast(key_t, kb)
+  return { tgid = k.tgid, user_stack_id = k.user_stack_id, kern_stack_id = k.kern_stack_id,
+           comm = ffi.string(k.comm) }
+end
+
+local function u32(b) return ffi.cast('const uint32_t *', b)[0] end
+local function u64(b) return tonumber(ffi.cast('const uint64_t *', b)[0]) end
+
+local Session = {}
+Session.__index = Session
+
+--- Starts sampling. opts: pid, cgroup_id, freq (default 99), user_stacks,
+--- kernel_stacks (default true). Returns the session or nil, err.
+function M.start(opts)
+  opts = opts or {}
+  local freq = opts.freq or 99
+  local obj, err = bpf.open('profile')
+  if not obj then return nil, err end
+  obj:set_config {
+    targ_tgid = opts.pid or 0,
+    targ_cgroup_id = opts.cgroup_id or 0,
+    profile_user_stacks = opts.user_stacks ~= false,
+    profile_kernel_stacks = opts.kernel_stacks ~= false,
+  }
+  local ok, lerr = obj:load { stats = opts.stats }
+  if not ok then obj:close() return nil, lerr end
+  local ncpu = sys.info().ncpu
+  local attached = 0
+  for cpu = 0, ncpu - 1 do
+    local aok, aerr, code = obj:attach_perf_event('do_sample', { cpu = cpu, freq = freq })
+    if aok then
+      attached = attached + 1
+    elseif code ~= 19 then  -- ENODEV: an offline CPU
+      obj:close()
+      return nil, aerr
+    end
+  end
+  local s = setmetatable({
+    obj = obj, resolver = opts.resolver or sym.new(), freq = freq, ncpu = attached,
+    t0 = sys.now(), pid = opts.pid,
+  }, Session)
+  if opts.pid then s.resolver:snapshot(opts.pid) end
+  return s
+end
+
+--- Captures the mappings of processes sampled for the first time since the
+--- last poll, while they are alive. Call it every ~100 ms while sampling.
+function Session:poll()
+  local fresh = self.obj:map('fresh'):read { clear = true }
+  for _, e in ipairs(fresh or {}) do
+    self.resolver:snapshot(u32(e.key))
+  end
+end
+
+--- Stops sampling, reads the maps once and returns the profile (see
+--- perf_manual.profilers): stacks symbolised, stack quality measured.
+function Session:stop()
+  self:poll()
+  self.obj:detach()
+  self.duration = sys.now() - self.t0
+  local obj = self.obj
+  local entries = assert(obj:map('counts'):read())
+  local counters = assert(obj:map('counters'):read())
+  local c = {}
+  for _, e in ipairs(counters) do c[u32(e.key) + 1] = u64(e.value) end
+  local stats = obj:stats() or {}
+  local info = obj:info()
+
+  -- stack ids -> raw packed bytes, fetched once each
+  local raw = {}
+  local function stack(id)
+    if id < 0 then return nil end
+    if raw[id] == nil then
+      local _, bytes = obj:stack('stacks', id)
+      raw[id] = bytes or false
+    end
+    return raw[id] or nil
+  end
+
+  -- group by process so each process's user stacks resolve in one batch
+  local per_pid, samples = {}, {}
+  for _, e in ipairs(entries) do
+    local k = M.decode_key(e.key)
+    k.count = u64(e.value)
+    k.user = stack(k.user_stack_id)
+    k.kern = stack(k.kern_stack_id)
+    samples[#samples + 1] = k
+    if k.user then
+      local g = per_pid[k.tgid]
+      if not g then g = { stacks = {}, idx = {} }; per_pid[k.tgid] = g end
+      local addrs = sym.unpack(k.user)
+      g.stacks[#g.stacks + 1] = addrs
+      g.idx[#g.idx + 1] = k
+    end
+  end
+  local r = self.resolver
+  for pid, g in pairs(per_pid) do
+    local names = r:user_stacks(pid, g.stacks)
+    for i, k in ipairs(g.idx) do k.user_frames = names[i] end
+  end
+  local kcache = {}
+  local stacks = {}
+  for _, k in ipairs(samples) do
+    local frames = { k.comm ~= '' and k.comm or ('pid ' .. k.tgid) }
+    local truncated = false
+    if k.user_frames then
+      for i = #k.user_frames, 1, -1 do frames[#frames + 1] = k.user_frames[i] end
+      truncated = #k.user_frames >= M.MAX_DEPTH
+    elseif k.user_stack_id ~= EFAULT and k.user_stack_id < 0 then
+      frames[#frames + 1] = '[missing user stack]'
+    end
+    if k.kern then
+      local kf = kcache[k.kern_stack_id]
+      if not kf then kf = r:kernel(k.kern); kcache[k.kern_stack_id] = kf end
+      for i = #kf, 1, -1 do frames[#frames + 1] = kf[i] end
+      truncated = truncated or #kf >= M.MAX_DEPTH
+    elseif k.kern_stack_id ~= EFAULT and k.kern_stack_id < 0 then
+      frames[#frames + 1] = '[missing kernel stack]'
+    end
+    stacks[#stacks + 1] = { frames = frames, count = k.count, pid = k.tgid, truncated = truncated }
+  end
+
+  local prog = info and info.progs and info.progs.do_sample
+  local p = profilers.new {
+    kind = 'oncpu', source = 'bpf', unit = 'samples', freq = self.freq, ncpu = self.ncpu,
+    duration = self.duration, stacks = stacks,
+    lost_samples = stats.lost or 0,
+    lost_stacks = c[2] or 0,
+    idle_samples = c[1] or 0,
+    bpf_run_time_ns = prog and prog.run_time_ns,
+    bpf_run_cnt = prog and prog.run_cnt,
+    binaries = r:binaries(),
+    unsnapshotted = r.failed,
+  }
+  obj:close()
+  self.obj = nil
+  return p
+end
+
+--- Closes without reading (error paths).
+function Session:close()
+  if self.obj then self.obj:close() self.obj = nil end
+end
+
+return M
