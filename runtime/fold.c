@@ -920,7 +920,7 @@ static int get_input(lua_State *L, int idx, struct input *in)
     if (fd < 0) {
       int err = errno;
       lua_pushnil(L);
-      lua_pushfstring(L, "%s: %s", path, strerror(err));
+      lua_pushfstring(L, "cannot read %s: %s", path, strerror(err));
       return 2;
     }
   }
@@ -931,7 +931,7 @@ static int get_input(lua_State *L, int idx, struct input *in)
     close(fd);
   if (err) {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", path ? path : "read", strerror(err));
+    lua_pushfstring(L, "cannot read %s: %s", path ? path : "input", strerror(err));
     return 2;
   }
   return 0;
@@ -1274,9 +1274,13 @@ static void frame_color(struct layout *ly, const char *s, size_t n, int kind, do
     return;
   }
   if (ly->palette == PAL_KIND) {
-    if (kind == 'k') { *r = (int)(200 + 55 * v1); *g = (int)(120 + 60 * v2); *b = (int)(20 * v3); return; }
+    if (kind == 'k') { *r = (int)(225 + 30 * v1); *g = (int)(160 + 50 * v2); *b = (int)(40 * v3); return; }
     if (kind == 'j') { *r = (int)(60 + 60 * v1); *g = (int)(190 + 55 * v2); *b = (int)(60 + 50 * v3); return; }
     if (kind == 'i') { *r = (int)(70 + 50 * v1); *g = (int)(200 + 55 * v2); *b = (int)(200 + 55 * v3); return; }
+  }
+  if (ly->palette == PAL_KIND) { /* user code: reds, apart from the kernel's amber */
+    *r = (int)(205 + 50 * v3); *g = (int)(40 + 90 * v1); *b = (int)(30 + 50 * v2);
+    return;
   }
   *r = (int)(205 + 50 * v3); *g = (int)(230 * v1); *b = (int)(55 * v2);
 }

@@ -99,7 +99,7 @@ function M.load(path)
   util.validate('path', path, 'string')
   local stat = require('posix.sys.stat')
   local st = stat.stat(path)
-  if not st then return nil, path .. ': no such file or directory' end
+  if not st then return nil, 'cannot read ' .. path .. ': No such file or directory' end
   if stat.S_ISDIR(st.st_mode) ~= 0 then
     local dirent = require('posix.dirent')
     local found = {}
