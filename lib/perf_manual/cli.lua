@@ -32,7 +32,7 @@ function M.parser(pb, prog)
       local names = spec.short and ('-' .. spec.short .. ' ' .. flagname) or flagname
       local o = p:option(names, desc):target(spec.name)
       o:argname('<' .. spec.kind .. '>')
-      if spec.kind == 'list' then o:count('*') end
+      if spec.kind == 'list' or spec.kind == 'strings' then o:count('*') end
     end
   end
   return p

@@ -79,11 +79,12 @@ end
 M.recorded = recorded
 
 -- runs `live` (or reads the recording), stores and returns the result
-local function adapter(inv, base, live)
+local function adapter(inv, base, live, rejudge)
   local name = artifact_name(inv, base, '.json')
   local result, why
   if inv.replay then
     result, why = recorded(inv, name)
+    if result and rejudge then result = rejudge(result) end
   else
     local ok, r, w = xpcall(live, function(e)
       if util.is_user_error(e) then return e end
@@ -129,66 +130,68 @@ M.target_pid = target_pid
 
 -- USE ------------------------------------------------------------------------------
 
-local RESOURCE_ORDER = { 'cpu', 'memory', 'disk', 'network', 'lock' }
+local STATUS_SEVERITY = { HIGH = 'high', high = 'high', warn = 'medium', ok = 'ok' }
+M.STATUS_SEVERITY = STATUS_SEVERITY
 
---- Normalises a USE result: rows by resource (use.disk.status), a verdict
---- ("cpu" | "memory" | "disk" | "lock" | nil) and a text table.
+--- Normalises a USE result (perf_manual.analyzers.use shape): rows by
+--- resource (`use.disk.status`, the worst row when there are several
+--- disks), `verdict` as a word ("cpu" | "memory" | "disk" | "network" |
+--- "lock" | nil; the analyzer's table stays in `verdict_detail`) and `text`.
 function M.normalize_use(r)
-  if type(r) ~= 'table' then return r end
-  r.rows = r.rows or {}
-  for _, row in ipairs(r.rows) do
-    local res = row.resource and tostring(row.resource):lower()
-    if res then
-      res = ({ mem = 'memory', io = 'disk', net = 'network', mutex = 'lock' })[res] or res
-      row.key = row.key or res
-      if r[row.key] == nil then r[row.key] = row end
-    end
-  end
-  if r.verdict == nil then
-    local best, rank = nil, 1
-    for _, row in ipairs(r.rows) do
-      local sev = playbook.SEVERITIES[tostring(row.severity or row.status or 'ok'):lower()] or 0
-      if sev > rank then best, rank = row.key, sev end
-    end
-    r.verdict = best
+  if type(r) ~= 'table' or r.available == false then return r end
+  if type(r.verdict) == 'table' then
+    r.verdict_detail = r.verdict
+    r.verdict = r.verdict.resource
   end
   if r.verdict == util.json_null then r.verdict = nil end
-  if not r.text then
-    local lines = { string.format('%-10s %-16s %-16s %-10s %s', 'Resource', 'Utilization', 'Saturation', 'Errors', 'Status') }
-    for _, row in ipairs(r.rows) do
-      local function cell(x)
-        if x == nil or x == util.json_null then return 'not measured' end
-        if type(x) == 'table' then return tostring(x.text or x.value or '?') end
-        return tostring(x)
-      end
-      lines[#lines + 1] = string.format('%-10s %-16s %-16s %-10s %s', tostring(row.resource),
-        cell(row.utilization), cell(row.saturation), cell(row.errors), tostring(row.status or row.severity or '?'))
+  r.rows = r.rows or {}
+  for _, row in ipairs(r.rows) do
+    local key = row.resource
+    if key then
+      local cur = r[key]
+      if type(cur) ~= 'table' or (row.score or 0) > (cur.score or 0) then r[key] = row end
     end
-    lines[#lines + 1] = 'verdict: ' .. (r.verdict or 'no saturated resource')
-    r.text = table.concat(lines, '\n')
   end
-  r.table = r.table or r.text
+  if not r.text then
+    local ok, use = pcall(require, 'perf_manual.analyzers.use')
+    if ok and use.render and r.verdict_detail then
+      local rok, text = pcall(use.render, setmetatable({ verdict = r.verdict_detail }, { __index = r }))
+      if rok then r.text = text end
+    end
+  end
+  r.table = r.text
   return r
 end
 
 --- USE check of a target (pid, service, cgroup, "system"): calls the USE
---- analyzer (perf_manual.analyzers.use).
----   inv:use_check { target = p.pid, duration = 5, only = "disk" }
+--- analyzer (perf_manual.analyzers.use). In replay mode the recorded
+--- measures are judged again by the current rules.
+---   inv:use_check { target = p.pid, duration = 5 }
 function methods.use_check(inv, opts)
   opts = opts or {}
+  local use = try_require('perf_manual.analyzers.use')
   local r = adapter(inv, 'use-check', function()
-    local use, why = try_require('perf_manual.analyzers.use')
-    if not use then return nil, why end
+    local why
+    if not use then _, why = try_require('perf_manual.analyzers.use') return nil, why end
     local target = opts.target
     if target == nil and inv.workload_info then target = inv.workload_info.pid end
-    local args = { target = target and tostring(target) or 'system', duration = opts.duration or inv.params.duration or 5,
-      only = opts.only, interval = opts.interval }
-    local fn = use.check or use.run
-    if not fn then return nil, 'perf_manual.analyzers.use has no check()' end
-    return fn(args)
+    local t = require('perf_manual.target').resolve(tostring(target or 'system'))
+    local duration = opts.duration or inv.params.duration or 5
+    local res = use.check { target = t, duration = duration, interval = opts.interval or math.min(1, duration / 2),
+      progress = function(text) inv:progress(text) end }
+    inv:progress_done()
+    res.text = use.render(res)
+    return res
+  end, inv.replay and use and use.analyze and function(rec)
+    -- the recorded numbers, judged by today's rules
+    if type(rec.measures) ~= 'table' then return rec end
+    local fresh = use.analyze(rec.measures, {})
+    rec.rows, rec.verdict, rec.text, rec.table = fresh.rows, fresh.verdict, nil, nil
+    rec.text = use.render(setmetatable({ verdict = fresh.verdict }, { __index = rec }))
+    return rec
   end)
   r = M.normalize_use(r)
-  if r.verdict then inv:log('decision', 'USE verdict: ' .. r.verdict) end
+  inv:log('decision', 'USE verdict: ' .. (r.verdict or (r.available == false and 'not available') or 'no saturated resource'))
   return r
 end
 
@@ -274,6 +277,28 @@ function methods.profile(inv, opts)
     r.folded_path = inv:save_artifact(r.artifact:gsub('^raw_data/', ''):gsub('%.json$', '.folded'), r.folded, 'profile')
   end
   return r
+end
+
+--- RED check of an endpoint (perf_manual.analyzers.red + perf_manual.http).
+function methods.red_check(inv, opts)
+  opts = opts or {}
+  return adapter(inv, 'red-check', function()
+    local red, why = try_require('perf_manual.analyzers.red')
+    if not red then return nil, why end
+    local http, hwhy = try_require('perf_manual.http')
+    if not http then return nil, hwhy end
+    local u, uerr = http.parse_url(opts.endpoint)
+    if not u then util.user_error("red-check: malformed URL '" .. tostring(opts.endpoint) .. "': " .. tostring(uerr)) end
+    local res, err = http.load { url = opts.endpoint, duration = opts.duration or inv.params.duration or 5,
+      rate = opts.rate, connections = opts.connections or 2 }
+    if not res then return nil, 'red-check: ' .. tostring(err) end
+    local s = red.summarize(res)
+    s.series = nil
+    s.findings = red.findings(s)
+    local ok, text = pcall(red.render, s, {})
+    if ok then s.text = text end
+    return s
+  end)
 end
 
 -- Collection -----------------------------------------------------------------------
@@ -396,6 +421,34 @@ function methods.compare_with(inv, baseline_id, current)
   res.text = table.concat(lines, '\n')
   inv:log('decision', 'compared with baseline ' .. base.id)
   return res
+end
+
+-- Hypotheses from the data ---------------------------------------------------------
+
+--- Scores a hypothesis against everything this investigation has recorded
+--- so far (perf_manual.analyzers.root_cause) and links the evidence.
+function methods.test_hypothesis(inv, text, opts)
+  local rc = require('perf_manual.analyzers.root_cause')
+  local dir = rawget(inv, 'dir')
+  local data = dir and require('perf_manual.analyzers.findings').load(dir) or { traces = {}, profiles = {} }
+  local res = rc.score(text, data)
+  local h = inv:hypothesis(text, opts)
+  for _, e in ipairs(res.evidence) do inv:evidence(h, e.artifact, e.stance, e.note, e.weight) end
+  for _, m in ipairs(res.missing) do inv:log('missing-evidence', h.id .. ': ' .. m) end
+  return h, res
+end
+
+--- Hypotheses made from the findings and the USE verdict, each scored
+--- against the recorded evidence. Returns the hypotheses.
+function methods.auto_hypotheses(inv)
+  local rc = require('perf_manual.analyzers.root_cause')
+  local dir = rawget(inv, 'dir')
+  local data = dir and require('perf_manual.analyzers.findings').load(dir) or { traces = {}, profiles = {} }
+  local out = {}
+  for _, text in ipairs(rc.candidates(data, inv.findings)) do
+    out[#out + 1] = (inv:test_hypothesis(text, { source = 'auto' }))
+  end
+  return out
 end
 
 -- Report ---------------------------------------------------------------------------
@@ -639,10 +692,16 @@ function M.context(pb, params, opts)
   return inv
 end
 
-function Inv:_changed()
+-- every event rewrites metadata.yaml; the search index follows at step
+-- boundaries, answers, findings, hypotheses and the end of the run
+local INDEXED = { started = true, resumed = true, answer = true, finding = true, hypothesis = true,
+  evidence = true, conclusion = true, finished = true, ['step-done'] = true, ['step-failed'] = true,
+  ['step-interrupted'] = true, note = true }
+
+function Inv:_changed(kind)
   if rawget(self, '_saving') then return end
   rawset(self, '_saving', true)
-  local ok, err = pcall(function() self.handle:save_metadata(M.metadata(self)) end)
+  local ok, err = pcall(function() self.handle:save_metadata(M.metadata(self), { index = INDEXED[kind] or false }) end)
   rawset(self, '_saving', false)
   if not ok then error(err, 0) end
 end
@@ -669,6 +728,12 @@ function Inv:_skip(s, i)
 end
 
 function Inv:_step_start(s, i)
+  -- a step run again after a failure or Ctrl-C starts its findings afresh
+  if self.steps[i] then
+    local keep = {}
+    for _, f in ipairs(self.findings) do if f.step ~= s.name then keep[#keep + 1] = f end end
+    rawset(self, 'findings', keep)
+  end
   rawset(self, '_step', s.name)
   rawset(self, '_step_index', i)
   self.steps[i] = { name = s.name, status = 'running', started = store.iso(),

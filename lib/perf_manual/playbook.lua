@@ -71,6 +71,11 @@ param.list = make('list', function(v)
   for item in tostring(v):gmatch('[^,%s]+') do out[#out + 1] = item end
   return out
 end)
+-- repeatable text option, kept whole (no splitting at commas or spaces)
+param.strings = make('strings', function(v)
+  if type(v) == 'table' then return v end
+  return { tostring(v) }
+end)
 param.choice = make('choice', function(v, p)
   for _, c in ipairs(p.choices or {}) do
     if c == v then return v end
@@ -153,7 +158,7 @@ function M.add_engine_params(pb)
   local extra = {
     { 'store', param.path { 'investigation store directory [default: $PERF_MANUAL_STORE or ./investigations]' } },
     { 'answers', param.path { 'YAML file answering the questions (question text or key: answer)' } },
-    { 'answer', param.list { 'answer one question: KEY=ANSWER (repeatable)' } },
+    { 'answer', param.strings { 'answer one question: KEY=ANSWER (repeatable)' } },
     { 'batch', param.flag { 'never prompt, even on a terminal (unanswered questions take their defaults)' } },
     { 'resume', param.investigation { 'continue a stored investigation from its last completed step' } },
     { 'replay', param.path { 'run against a recorded data dir (collect output or investigation) instead of the live system' } },
@@ -346,7 +351,7 @@ function Context:log(kind, what, extra)
   local e = { t = iso(), kind = kind, what = what, step = rawget(self, '_step') }
   if extra then for k, v in pairs(extra) do e[k] = v end end
   self.timeline[#self.timeline + 1] = e
-  self:_changed()
+  self:_changed(kind)
   return e
 end
 
@@ -397,11 +402,16 @@ function Context:finding_from(result)
   local src = result.findings
   if not src and result.rows then
     src = {}
+    -- USE rows: HIGH → high, warn → medium; ok and "not measured" are not findings
+    local map = { HIGH = 'high', high = 'high', warn = 'medium', medium = 'medium', critical = 'critical', low = 'low' }
     for _, r in ipairs(result.rows) do
-      local sev = r.severity or r.status
-      if sev and sev ~= 'ok' and sev ~= 'OK' and sev ~= 'none' then
-        src[#src + 1] = { resource = r.resource, metric = r.metric or 'use', value = r.value,
-          severity = sev, summary = r.summary or (tostring(r.resource) .. ': ' .. tostring(sev)) }
+      local sev = map[r.severity or r.status]
+      if sev then
+        local sat = type(r.saturation) == 'table' and r.saturation or {}
+        local why = type(r.why) == 'table' and table.concat(r.why, '; ') or nil
+        src[#src + 1] = { resource = r.resource, metric = r.metric or 'saturation', value = r.value or sat.value,
+          severity = sev, name = r.name,
+          summary = r.summary or (tostring(r.name or r.resource) .. ': ' .. (why ~= '' and why or tostring(r.status))) }
       end
     end
   end
@@ -431,6 +441,7 @@ M.question_key = qkey
 --- declared default, recorded as not answered.
 ---   inv:ask "When did it start?"
 ---   inv:ask { "Is there a baseline?", key = "baseline", default = "no" }
+---   inv:ask { "What is the symptom?", key = "symptom", given = p.symptom }  -- answered by a flag
 function Context:ask(q, opts)
   if type(q) == 'table' then opts = q; q = q[1] end
   opts = opts or {}
@@ -441,6 +452,7 @@ function Context:ask(q, opts)
   end
   local a = self.answers
   local answer, source = a[key], 'answers'
+  if answer == nil and opts.given ~= nil then answer, source = opts.given, 'flag' end
   if answer == nil then answer = a[q] end
   if answer == nil then answer = a[qkey(q)] end
   local sys = require('perf_manual._c.sys')

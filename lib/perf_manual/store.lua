@@ -391,14 +391,15 @@ function Inv:load_metadata()
 end
 
 --- Writes metadata.yaml atomically and updates the search index (in one
---- SQLite transaction). The index is a cache: failing to update it warns.
-function Inv:save_metadata(meta)
+--- SQLite transaction; `opts.index = false` skips it for small timeline
+--- events). The index is a cache: failing to update it warns.
+function Inv:save_metadata(meta, opts)
   meta.schema = meta.schema or M.SCHEMA_VERSION
   meta.id = self.id
   meta.updated = M.iso()
   local ok, err = util.write_atomic(self.dir .. '/' .. M.METADATA, M.yaml_dump(meta))
   if not ok then util.user_error(err) end
-  if not self.no_index then
+  if not self.no_index and not (opts and opts.index == false) then
     local iok, ierr = pcall(function() require('perf_manual.kb').update(self.root, self.id, meta) end)
     if not iok then
       io.stderr:write('perf_manual: search index not updated (', tostring(ierr), '); run `perf_manual reindex`\n')

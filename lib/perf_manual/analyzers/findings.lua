@@ -1,0 +1,189 @@
+--- Findings from recorded results: a USE check, tracer and profiler
+--- results, collector series. Plain tables in, findings out
+--- ({resource=, metric=, value=, severity=, summary=, evidence=}).
+--- `load(dir)` reads a data dir (collect output or investigation folder)
+--- without touching files it does not need.
+local util = require('perf_manual.util')
+
+local M = {}
+
+-- thresholds a team may tune
+M.thresholds = {
+  io_p99_ms_medium = 10,     -- block I/O latency p99 worth a look
+  io_p99_ms_high = 50,
+  lock_wait_share_medium = 0.2,
+  lock_wait_share_high = 0.5,
+  hot_function_share = 0.3,  -- one function holding this share of on-CPU samples
+}
+
+local SEV = { HIGH = 'high', warn = 'medium' }
+
+--- USE rows that are not ok.
+function M.from_use(use)
+  local out = {}
+  if type(use) ~= 'table' or use.available == false then return out end
+  for _, r in ipairs(use.rows or {}) do
+    local sev = SEV[r.status]
+    if sev then
+      local why = type(r.why) == 'table' and table.concat(r.why, '; ') or ''
+      out[#out + 1] = { resource = r.resource, metric = 'use', name = r.name, severity = sev,
+        value = type(r.saturation) == 'table' and r.saturation.value or nil,
+        summary = (r.name or r.resource) .. ': ' .. (why ~= '' and why or r.status),
+        evidence = use.artifact }
+    end
+  end
+  return out
+end
+
+-- p99 in ms from a row that carries it in any of the usual shapes
+local function p99_ms(row)
+  if type(row) ~= 'table' then return nil end
+  if row.p99_ms then return row.p99_ms end
+  if row.p99_ns then return row.p99_ns / 1e6 end
+  if row.p99_us then return row.p99_us / 1e3 end
+  if type(row.lat_hist) == 'table' or type(row.hist) == 'table' then
+    local ok, io = pcall(require, 'perf_manual.tracers.io')
+    local h = row.lat_hist or row.hist
+    if ok and io.percentile then
+      local v = io.percentile(h, 0.99)
+      -- io histograms are in microseconds (log2 slots)
+      if v then return v / 1e3 end
+    end
+  end
+  return nil
+end
+M.p99_ms = p99_ms
+
+--- Findings from a tracer result (io, lock, offcpu, syscall).
+function M.from_trace(kind, t)
+  local out = {}
+  if type(t) ~= 'table' or t.available == false then return out end
+  local T = M.thresholds
+  if kind == 'io' then
+    for _, d in ipairs(t.devices or t.rows or {}) do
+      local p = p99_ms(d)
+      if p and p >= T.io_p99_ms_medium then
+        out[#out + 1] = { resource = 'disk', metric = 'io_latency_p99_ms', value = p,
+          severity = p >= T.io_p99_ms_high and 'high' or 'medium',
+          summary = string.format('%s %s I/O latency p99 %.1f ms', tostring(d.name or d.dev or '?'),
+            tostring(d.op or 'all'), p), evidence = t.artifact }
+      end
+    end
+  elseif kind == 'lock' then
+    local u = type(t.use) == 'table' and (t.use.utilisation or t.use.utilization)
+    if u and u >= T.lock_wait_share_medium then
+      out[#out + 1] = { resource = 'lock', metric = 'futex_wait_share', value = u,
+        severity = u >= T.lock_wait_share_high and 'high' or 'medium',
+        summary = string.format('threads spend %.0f%% of their time waiting on futexes', u * 100),
+        evidence = t.artifact }
+    end
+  elseif kind == 'syscall' then
+    local share = t.share_of_time
+    if share and share > 0.5 then
+      out[#out + 1] = { resource = 'disk', metric = 'syscall_time_share', value = share, severity = 'medium',
+        summary = string.format('%.0f%% of syscall time in the traced calls', share * 100), evidence = t.artifact }
+    end
+  end
+  return out
+end
+
+--- The hottest function of a profile result: {name, share} or nil.
+function M.hot_function(p)
+  if type(p) ~= 'table' or p.available == false then return nil end
+  local top = p.top or p.functions
+  if type(top) == 'table' and top[1] then
+    local f = top[1]
+    local share = f.share or (f.pct and f.pct / 100) or (f.samples and p.samples and p.samples > 0 and f.samples / p.samples)
+    return { name = f.name or f.func or f[1], share = share }
+  end
+  if type(p.folded) == 'string' then
+    -- leaf frames of folded stacks
+    local counts, total = {}, 0
+    for line in p.folded:gmatch('[^\n]+') do
+      local stack, n = line:match('^(.*) (%d+)$')
+      if stack then
+        n = tonumber(n)
+        local leaf = stack:match('([^;]+)$')
+        counts[leaf] = (counts[leaf] or 0) + n
+        total = total + n
+      end
+    end
+    local best, bn = nil, 0
+    for k, v in pairs(counts) do if v > bn then best, bn = k, v end end
+    if best then return { name = best, share = total > 0 and bn / total or nil } end
+  end
+  return nil
+end
+
+function M.from_profile(p)
+  local out = {}
+  local hot = M.hot_function(p)
+  if hot and hot.share and hot.share >= M.thresholds.hot_function_share then
+    out[#out + 1] = { resource = 'cpu', metric = 'hot_function', value = hot.share, severity = 'medium',
+      summary = string.format('%s holds %.0f%% of on-CPU samples', tostring(hot.name), hot.share * 100),
+      evidence = p.artifact }
+  end
+  return out
+end
+
+local function read_json(path)
+  local text = util.readfile(path)
+  if not text then return nil end
+  local v = util.json_decode(text)
+  return v
+end
+
+--- Reads the results in a data dir: {use=, traces={kind=result}, profiles={kind=result},
+--- manifest=, files={name...}}. Only *.json result files are read.
+function M.load(dir)
+  local dirent = require('posix.dirent')
+  local res = { dir = dir, traces = {}, profiles = {}, collects = {}, files = {} }
+  local raw = dir .. '/raw_data'
+  local ok, names = pcall(dirent.dir, raw)
+  if not ok or not names then
+    raw = dir
+    ok, names = pcall(dirent.dir, raw)
+  end
+  if not ok or not names then util.user_error('no data dir ' .. dir) end
+  table.sort(names)
+  local prefix = raw == dir and '' or 'raw_data/'
+  for _, n in ipairs(names) do
+    if n:match('%.json$') and not n:match('%.tmp%.') then
+      res.files[#res.files + 1] = n
+      local v
+      local function get()
+        v = v or read_json(raw .. '/' .. n)
+        if type(v) == 'table' then v.artifact = v.artifact or (prefix .. n) end
+        return v
+      end
+      local base = n:gsub('%.json$', '')
+      if base:match('^use%-check') then res.use = res.use or get()
+      elseif base:match('^trace%-') then
+        local kind = base:match('^trace%-([%w_]+)')
+        res.traces[kind] = res.traces[kind] or get()
+      elseif base:match('^profile%-') then
+        local kind = base:match('^profile%-([%w_]+)')
+        res.profiles[kind] = res.profiles[kind] or get()
+      elseif base:match('^collect%-') then
+        res.collects[base:match('^collect%-(.*)$')] = get()
+      end
+    end
+  end
+  res.manifest = read_json(dir .. '/manifest.json')
+  if res.use then
+    require('perf_manual.investigation').normalize_use(res.use)
+  end
+  return res
+end
+
+--- Every finding from a loaded data dir.
+function M.all(data)
+  local out = {}
+  local function add(list) for _, f in ipairs(list) do out[#out + 1] = f end end
+  add(M.from_use(data.use))
+  for _, k in ipairs(util.keys(data.traces)) do add(M.from_trace(k, data.traces[k])) end
+  for _, k in ipairs(util.keys(data.profiles)) do add(M.from_profile(data.profiles[k])) end
+  return out
+end
+
+return M

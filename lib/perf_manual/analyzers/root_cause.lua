@@ -1,0 +1,163 @@
+--- Evidence correlation: scores a hypothesis in words ("the disk is
+--- saturated", "lock contention on the queue mutex") against the results of
+--- a data dir (USE rows, I/O latency histograms, lock waits, profiles) and
+--- says what supports it and what refutes it. Refuting evidence weighs
+--- double: the point is to look for disconfirmation.
+local M = {}
+
+-- words that tie a hypothesis to a resource (first match in this order)
+M.WORDS = {
+  { 'lock', { 'lock', 'mutex', 'contention', 'contended', 'futex', 'spinlock', 'semaphore' } },
+  { 'disk', { 'disk', 'i/o', 'io', 'fsync', 'fdatasync', 'storage', 'block', 'write', 'writes', 'iops', 'ssd', 'nvme', 'device' } },
+  { 'memory', { 'memory', 'swap', 'swapping', 'reclaim', 'oom', 'page', 'pages', 'fault', 'faults', 'rss', 'leak', 'cache' } },
+  { 'network', { 'network', 'net', 'packet', 'packets', 'tcp', 'socket', 'bandwidth', 'nic', 'retransmit' } },
+  { 'cpu', { 'cpu', 'cpus', 'compute', 'cpu-bound', 'hot', 'loop', 'spin', 'busy', 'core', 'cores', 'runqueue', 'scheduler' } },
+}
+
+local NEGATIONS = { ['not'] = true, ['no'] = true, ["isn't"] = true, ["aren't"] = true, never = true,
+  ["doesn't"] = true, ['neither'] = true }
+
+--- The resource a hypothesis is about and whether it is negated
+--- ("disks are not the bottleneck").
+function M.classify(text)
+  local words, neg = {}, false
+  for w in tostring(text):lower():gmatch("[%w/%-']+") do
+    words[w] = true
+    if NEGATIONS[w] then neg = true end
+  end
+  for _, e in ipairs(M.WORDS) do
+    for _, w in ipairs(e[2]) do
+      if words[w] then return e[1], neg end
+    end
+  end
+  return nil, neg
+end
+
+local function add(list, artifact, stance, note, weight)
+  list[#list + 1] = { artifact = artifact, stance = stance, note = note, weight = weight or 1 }
+end
+
+local function cell_text(c)
+  if type(c) ~= 'table' then return c and tostring(c) or 'not measured' end
+  return tostring(c.text or c.missing or '?')
+end
+
+--- Scores `text` against loaded data (analyzers.findings.load). Returns
+--- { resource=, negated=, evidence = { {artifact, stance, note, weight} },
+---   supports=, refutes=, verdict = 'supported'|'refuted'|'contested'|'inconclusive',
+---   missing = { what could not be judged } }.
+function M.score(text, data)
+  local findings = require('perf_manual.analyzers.findings')
+  local resource, negated = M.classify(text)
+  local ev, missing = {}, {}
+  local res = { hypothesis = text, resource = resource, negated = negated, evidence = ev, missing = missing }
+  if not resource then
+    missing[#missing + 1] = 'the hypothesis names no resource this tool measures (cpu, memory, disk, network, lock)'
+  end
+  local use = data.use
+  if resource and use and use.available ~= false then
+    local row = use[resource]
+    local a = use.artifact or 'use-check'
+    if type(row) == 'table' then
+      local line = string.format('USE %s: %s (utilization %s; saturation %s)', tostring(row.name or resource),
+        tostring(row.status), cell_text(row.utilization), cell_text(row.saturation))
+      if row.status == 'HIGH' then add(ev, a, 'supports', line, 2)
+      elseif row.status == 'warn' then add(ev, a, 'supports', line, 1)
+      elseif row.status == 'ok' then add(ev, a, 'refutes', line, 2)
+      else missing[#missing + 1] = 'USE ' .. resource .. ' row not measured' end
+    elseif resource == 'disk' or resource == 'network' then
+      add(ev, a, 'refutes', 'USE: no ' .. resource .. ' was busy enough to get a row', 1)
+    else
+      missing[#missing + 1] = 'no USE ' .. resource .. ' row'
+    end
+    if use.verdict and use.verdict ~= resource then
+      add(ev, a, 'refutes', 'USE names ' .. use.verdict .. ' as the most saturated resource', 1)
+    end
+  elseif resource then
+    missing[#missing + 1] = 'no USE check in the data'
+  end
+  local T = findings.thresholds
+  if resource == 'disk' then
+    local io = data.traces and data.traces.io
+    if io and io.available ~= false then
+      local worst, wname
+      for _, d in ipairs(io.devices or io.rows or {}) do
+        local p = findings.p99_ms(d)
+        if p and (not worst or p > worst) then worst, wname = p, d.name or d.dev end
+      end
+      if worst then
+        local line = string.format('I/O latency p99 %.1f ms on %s', worst, tostring(wname))
+        add(ev, io.artifact, worst >= T.io_p99_ms_medium and 'supports' or 'refutes', line, 1)
+      end
+    else
+      missing[#missing + 1] = 'no I/O latency histogram (trace io)'
+    end
+  elseif resource == 'lock' then
+    local lk = data.traces and data.traces.lock
+    local u = lk and type(lk.use) == 'table' and (lk.use.utilisation or lk.use.utilization)
+    if u then
+      add(ev, lk.artifact, u >= T.lock_wait_share_medium and 'supports' or 'refutes',
+        string.format('threads wait on futexes %.0f%% of their time', u * 100), 1)
+    else
+      missing[#missing + 1] = 'no lock tracer result'
+    end
+  elseif resource == 'cpu' then
+    local p = data.profiles and data.profiles.cpu
+    local hot = findings.hot_function(p)
+    if hot and hot.share then
+      add(ev, p.artifact, 'supports', string.format('on-CPU profile: %s holds %.0f%% of samples', tostring(hot.name), hot.share * 100), 1)
+    elseif not p then
+      missing[#missing + 1] = 'no on-CPU profile'
+    end
+  end
+  if negated then
+    for _, e in ipairs(ev) do e.stance = e.stance == 'supports' and 'refutes' or 'supports' end
+  end
+  local sup, ref = 0, 0
+  for _, e in ipairs(ev) do
+    if e.stance == 'supports' then sup = sup + e.weight else ref = ref + e.weight end
+  end
+  res.supports, res.refutes, res.score = sup, ref, sup - 2 * ref
+  if sup == 0 and ref == 0 then res.verdict = 'inconclusive'
+  elseif res.score > 0 then res.verdict = 'supported'
+  elseif res.score < 0 then res.verdict = 'refuted'
+  else res.verdict = 'contested' end
+  return res
+end
+
+-- what a bottleneck usually means, in words a colleague would use
+M.TEXT = {
+  cpu = 'the workload is CPU-bound: on-CPU work saturates the CPUs',
+  disk = 'the workload waits on disk I/O (synchronous writes or a saturated device)',
+  lock = 'lock contention: threads wait on a shared mutex',
+  memory = 'memory pressure: reclaim, swapping or faults stall the workload',
+  network = 'the network is saturated (bandwidth, drops or retransmits)',
+}
+
+--- Hypotheses worth testing given the data: the USE verdict's resource,
+--- the resources with findings, and (to seek disconfirmation) the usual
+--- suspects cpu and disk. Returns a list of texts, most likely first.
+function M.candidates(data, found)
+  local out, seen = {}, {}
+  local function push(r) if r and M.TEXT[r] and not seen[r] then seen[r] = true; out[#out + 1] = M.TEXT[r] end end
+  if data.use then push(data.use.verdict) end
+  for _, f in ipairs(found or {}) do
+    if f.severity == 'high' then push(f.resource) end
+  end
+  push('cpu'); push('disk')
+  return out
+end
+
+--- One line for the terminal.
+function M.render(res)
+  local lines = { string.format('Hypothesis: %s', res.hypothesis),
+    string.format('Verdict:    %s (for %g, against %g; refuting evidence counts double)', res.verdict:upper(),
+      res.supports, res.refutes) }
+  for _, e in ipairs(res.evidence) do
+    lines[#lines + 1] = string.format('  %-8s %s  [%s]', e.stance, e.note, tostring(e.artifact))
+  end
+  for _, m in ipairs(res.missing) do lines[#lines + 1] = '  missing  ' .. m end
+  return table.concat(lines, '\n') .. '\n'
+end
+
+return M

@@ -1,0 +1,120 @@
+-- perf_manual investigate: from a symptom to a root cause, step by step.
+-- The built-in guided investigation; copy it, adapt it, share it through
+-- the playbook search path. Everything it does lands in the investigation
+-- folder (metadata.yaml, raw_data/, analysis/, report.md).
+return playbook {
+  name    = "investigate",
+  summary = "Guided investigation: checklist, quantify, USE, drill-down, hypotheses, draft report",
+  investigation = true,
+  examples = '  perf_manual investigate --workload 1234 --symptom "p99 latency doubled since Monday"\n'
+    .. '  perf_manual investigate --workload "./build/workloads/fsync_writer" --symptom "writes are slow" --batch\n'
+    .. '  perf_manual investigate --workload api --symptom "slow" --answers answers.yaml --baseline 2026-01-10_slow\n'
+    .. '  perf_manual investigate --resume 2026-11-22_slow',
+  params  = {
+    workload = param.target   { "pid, process name, service, or a command to launch" },
+    symptom  = param.string   { "what people see, in their words" },
+    baseline = param.investigation { "an earlier investigation to compare with", optional = true },
+    duration = param.duration { "how long each measurement runs", default = "5s" },
+    endpoint = param.string   { "URL of the service, for a RED check", optional = true },
+  },
+  check = function(p)
+    if not p.resume and not p.symptom then
+      require('perf_manual.util').user_error('investigate: missing --symptom')
+    end
+    if not p.resume and not p.replay and not p.workload then
+      require('perf_manual.util').user_error('investigate: missing --workload (a pid, a name or a command)')
+    end
+  end,
+
+  step "checklist" { budget = "10m",
+    function(inv, p)
+      inv:ask { "What is the symptom (latency, throughput, resource usage)?", key = "symptom", given = p.symptom }
+      inv:ask { "When did it start?", key = "when", default = "unknown" }
+      inv:ask { "How is it measured (metric, tool, dashboard)?", key = "measured", default = "not stated" }
+      inv:ask { "What is normal (the baseline)?", key = "baseline", default = p.baseline or "no baseline" }
+      inv:ask { "What changed around then (deploy, config, traffic, hardware)?", key = "changed", default = "nothing known" }
+      inv:ask { "Who is affected (all users, a subset, some operations)?", key = "who", default = "unknown" }
+      inv:ask { "What is the business impact (SLA, revenue, experience)?", key = "impact", default = "unknown" }
+      inv:similar_past(p.symptom)
+    end,
+  },
+
+  step "quantify" { budget = "30m",
+    function(inv, p)
+      local q = inv:quantify {}
+      inv.quantify = q
+      if q.available ~= false then
+        local s, pr = q.system or {}, q.process
+        inv:printf('system: %s busy, %s iowait, load %s; %s\n',
+          s.busy_pct and string.format('%.0f%%', s.busy_pct) or 'not measured',
+          s.iowait_pct and string.format('%.0f%%', s.iowait_pct) or 'not measured',
+          s.load1 or 'not measured',
+          pr and string.format('workload: %.0f%% of a CPU, run-queue wait %s', pr.cpu_pct or 0,
+            pr.runq_wait_pct and string.format('%.0f%%', pr.runq_wait_pct) or 'not measured') or 'workload: not measured')
+      end
+      if p.baseline then
+        local cmp = inv:compare_with(p.baseline, q)
+        if cmp then inv:show(cmp.text) end
+      end
+    end,
+  },
+
+  step "USE and RED" { budget = "1h",
+    function(inv, p)
+      local use = inv:use_check { duration = p.duration }
+      inv:show(use)
+      inv:finding_from(use)
+      inv.next = use.verdict                          -- "cpu" | "memory" | "disk" | "lock" | nil
+      if p.endpoint then
+        local red = inv:red_check { endpoint = p.endpoint, duration = p.duration }
+        inv:show(red)
+        inv:finding_from(red)
+      end
+    end,
+  },
+
+  step "drill down" { budget = "2h",
+    function(inv, p)
+      local drill = {
+        cpu    = function() return inv:profile { duration = p.duration } end,
+        disk   = function()
+          inv:trace { "io", duration = p.duration, snoop = true }
+          return inv:trace { "syscall", only = { "fsync", "fdatasync", "write" }, duration = p.duration }
+        end,
+        lock   = function()
+          inv:trace { "lock", duration = p.duration }
+          return inv:profile { off_cpu = true, duration = p.duration }
+        end,
+        memory = function() return inv:collect { "memory", psi = true, duration = p.duration } end,
+      }
+      if drill[inv.next] then
+        inv:note("drill-down for " .. inv.next)
+        drill[inv.next]()
+      else
+        inv:note "no saturated resource: no drill-down (check the symptom's measurement and the baseline)"
+      end
+    end,
+  },
+
+  step "hypotheses" {
+    function(inv)
+      inv:auto_hypotheses()                         -- from the findings and the USE verdict
+      for _, h in ipairs(inv:rank_hypotheses()) do
+        inv:printf('%-4s %-10s %s\n', h.id, h.status, h.text)
+      end
+    end,
+  },
+
+  step "root cause and report" {
+    function(inv)
+      local best = inv:rank_hypotheses()[1]
+      if best and best.status == 'supported' then
+        inv:conclude(best.text, { evidence = best.evidence[1] and best.evidence[1].artifact })
+      else
+        inv:note "no hypothesis is supported by the evidence: root cause not established"
+      end
+      local report = inv:draft_report "technical"
+      inv:printf('\nBottleneck: %s\nDraft report: %s/%s\n', inv.next or 'none found', inv.dir, report)
+    end,
+  },
+}

@@ -1,0 +1,31 @@
+-- perf_manual list-investigations: what the store holds, newest first.
+return playbook {
+  name    = "list-investigations",
+  summary = "List stored investigations, newest first",
+  params  = {
+    store = param.path    { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]" },
+    limit = param.integer { "at most this many", default = 50 },
+    json  = param.flag    { "print JSON" },
+  },
+
+  run = function(inv, p)
+    local store, util = require('perf_manual.store'), require('perf_manual.util')
+    local root = store.root(p.store)
+    if not store.is_dir(root) then util.user_error('no investigation store at ' .. root) end
+    local ids = store.list(root)
+    local rows = util.array()
+    for i = #ids, math.max(1, #ids - p.limit + 1), -1 do
+      local h = store.open(root, ids[i])
+      local meta, err, partial = h:load_metadata()
+      meta = meta or partial or {}
+      rows[#rows + 1] = { id = ids[i], status = meta.status or (err and 'unreadable') or '?',
+        symptom = meta.symptom, verdict = meta.verdict, error = err }
+    end
+    if p.json then inv:print(util.json_encode(rows, true)) return end
+    if #rows == 0 then inv:print('no investigations in ' .. root) return end
+    inv:printf('%-40s %-11s %-8s %s\n', 'ID', 'STATUS', 'VERDICT', 'SYMPTOM')
+    for _, r in ipairs(rows) do
+      inv:printf('%-40s %-11s %-8s %s\n', r.id, r.status, r.verdict or '-', r.symptom or '')
+    end
+  end,
+}
