@@ -11,31 +11,6 @@ local function user_err(fn, ...)
 end
 
 describe('perf_manual.target', function()
-  it('finds v1 controllers and the v2 hierarchy in a captured mountinfo', function()
-    local mounts = T.parse_mounts(fixture('target/mountinfo_v1_hybrid'))
-    local by = {}
-    for _, m in ipairs(mounts) do by[m.dir] = m end
-    assert.equal(1, by['/sys/fs/cgroup/memory'].version)
-    assert.is_true(by['/sys/fs/cgroup/memory'].controllers.memory)
-    assert.is_true(by['/sys/fs/cgroup/systemd'].controllers['name=systemd'])
-    assert.equal(2, by['/sys/fs/cgroup/unified'].version)
-    -- the tmpfs holding the hierarchies is not a cgroup mount
-    assert.is_nil(by['/sys/fs/cgroup'])
-    assert.is_nil(by['/proc'])
-  end)
-
-  it('parses /proc/PID/cgroup lines, v1 and v2', function()
-    local cg = T.parse_proc_cgroup(fixture('target/proc_cgroup_v1_hybrid'))
-    local mem, v2
-    for _, e in ipairs(cg) do
-      if e.controllers[1] == 'memory' then mem = e end
-      if e.id == 0 then v2 = e end
-    end
-    assert.matches('^/process_api/', mem.path)
-    assert.equal('/', v2.path)
-    assert.same({}, v2.controllers)
-  end)
-
   it('resolves system and a live pid', function()
     assert.same({ kind = 'system', label = 'system' }, T.resolve('system'))
     local me = sys.getpid()
@@ -56,12 +31,12 @@ describe('perf_manual.target', function()
   end)
 
   it('resolves a cgroup by its full path or by its path inside the hierarchies', function()
-    local own = assert(T.process_cgroups(sys.getpid()))
-    local dir = own.memory or own.unified or own.cpu
+    local own = assert(require('perf_manual.collectors.cgroup').resolve({ pid = sys.getpid() }))
+    local dir = own.memory or own.v2 or own.cpu
     assert.is_string(dir)
     local t = T.resolve(dir)
     assert.equal('cgroup', t.kind)
-    assert.equal(dir, t.dirs.memory or t.dirs.unified or t.dirs.cpu)
+    assert.equal(dir, t.dirs.memory or t.dirs.v2 or t.dirs.cpu)
     local rel = t.cgroup
     local t2 = T.resolve(rel)
     assert.equal(rel, t2.cgroup)
@@ -69,6 +44,27 @@ describe('perf_manual.target', function()
     local found = false
     for _, p in ipairs(T.pids(t)) do if p == sys.getpid() then found = true end end
     assert.is_true(found)
+  end)
+
+  it('resolves a systemd service to its cgroup', function()
+    if not test_helpers.need_root('creating a cgroup') then return end
+    local cg = require('perf_manual.collectors.cgroup')
+    local m = cg.mounts()
+    local tree = m.v1['name=systemd'] or m.v2
+    if not tree then pending('no systemd or v2 cgroup tree'); return end
+    local unit = 'perf-manual-spec-' .. sys.getpid() .. '.service'
+    local dir = tree.dir .. '/' .. unit
+    assert(require('posix.sys.stat').mkdir(dir))
+    local ok, err = pcall(function()
+      local t = T.resolve('perf-manual-spec-' .. sys.getpid())
+      assert.equal('service', t.kind)
+      assert.equal(unit, t.unit)
+      assert.equal('/' .. unit, t.cgroup)
+      assert.same({}, T.pids(t))
+      assert.is_true(T.alive(t))
+    end)
+    require('posix.unistd').rmdir(dir)
+    assert(ok, err)
   end)
 
   it('sees a process exit', function()

@@ -101,12 +101,6 @@ local function new_row(resource, name)
   return r
 end
 
-local function joined(parts, sep)
-  local out = {}
-  for _, p in ipairs(parts) do if p then out[#out + 1] = p end end
-  return #out > 0 and table.concat(out, sep or ', ') or nil
-end
-
 M.rules = {}
 
 function M.rules.cpu(m, T)
@@ -205,6 +199,9 @@ function M.rules.memory(m, T)
   -- Saturation
   local s, src = {}, {}
   if mm.psi_some_pct then s[#s + 1] = 'PSI some ' .. fmt_pct(mm.psi_some_pct); src[#src + 1] = 'PSI memory some' end
+  if cg and cg.psi_some_pct then
+    s[#s + 1] = 'cgroup PSI some ' .. fmt_pct(cg.psi_some_pct); src[#src + 1] = 'cgroup memory.pressure'
+  end
   if mm.pgscan_direct_per_s and mm.pgscan_direct_per_s > 0 then
     s[#s + 1] = 'direct reclaim ' .. fmt_rate(mm.pgscan_direct_per_s, ' pages/s'); src[#src + 1] = '/proc/vmstat'
   end
@@ -235,7 +232,9 @@ function M.rules.memory(m, T)
 
   local kills = (mm.oom_kill or 0) + (cg and cg.oom_kills or 0)
   if kills > 0 then row.raise('HIGH', 10 * kills, string.format('%d OOM kills', kills)) end
+  -- the cgroup's own pressure (v2) is closer to the target than the system's
   local p = mm.psi_some_pct
+  if cg and cg.psi_some_pct and (not p or cg.psi_some_pct > p) then p = cg.psi_some_pct end
   if p and p >= T.psi_high then row.raise('HIGH', p / T.psi_high, 'PSI some ' .. fmt_pct(p))
   elseif p and p >= T.psi_warn then row.raise('warn', nil, 'PSI some ' .. fmt_pct(p)) end
   if cg and cg.limit_hits_per_s and cg.limit_hits_per_s >= T.limit_hits_high
@@ -402,6 +401,17 @@ M.traps = {
       end
     end
   end },
+  -- Threads queued behind one lock run one at a time: the process cannot use
+  -- much more than one CPU, so its wait for a CPU (wake-ups of lock
+  -- hand-offs) is the lock's doing, and more CPUs would not help.
+  { name = 'serialised on a lock, not short of CPU', fn = function(rows, m)
+    local lock, cpu, t = rows.lock, rows.cpu, m.task
+    if not (lock and cpu and t and lock.status == 'HIGH' and cpu.status == 'HIGH') then return end
+    if t.cpu_pct and t.cpu_pct <= 120 then
+      demote(cpu, 'warn', string.format('the target uses %s of one CPU: its threads take turns on a lock, '
+        .. 'so the lock (not the CPU) limits it', fmt_pct(t.cpu_pct)))
+    end
+  end },
   -- For a process: a busy disk it does not use is somebody else's problem.
   { name = 'not this process\'s disk', fn = function(rows, m)
     local t = m.task
@@ -474,9 +484,8 @@ end
 local function first_missing(...)
   for i = 1, select('#', ...) do
     local t = select(i, ...)
-    if t and t.missing then
-      for _, v in pairs(t.missing) do return v end
-    end
+    local _, why = next(t and t.missing or {})
+    if why then return why end
   end
 end
 
@@ -561,6 +570,38 @@ local function task_measures(m, a, b)
   m.task = t
 end
 
+--- Cgroup measures (memory limit, usage, limit hits, OOM kills, refaults;
+--- CPU quota and throttling) between two cgroup snapshots.
+local function cgroup_measures(m, a, b)
+  local cg = collector('cgroup')
+  local r = cg.rates(a, b)
+  local e = r.elapsed
+  if r.memory and b.memory then
+    local rm = r.memory
+    local mem = { version = b.memory.version, dir = b.memory.dir, limit_bytes = rm.limit_bytes,
+      usage_bytes = rm.usage_bytes, usage_pct = rm.usage_pct, max_usage_bytes = b.memory.max_usage_bytes,
+      limit_hits = rm.limit_hits, oom_kills = rm.oom_kills, under_oom = rm.under_oom,
+      psi_some_pct = r.pressure and r.pressure.memory and r.pressure.memory.some_pct }
+    if rm.limit_hits and e then mem.limit_hits_per_s = rm.limit_hits / e end
+    local sa, sb = a.memory and a.memory.stat, b.memory.stat
+    if sa and sb and e then
+      local function refaults(st)
+        local f = st.workingset_refault_file or st.workingset_refault
+        return f and (f + (st.workingset_refault_anon or 0))
+      end
+      local ra, rb = refaults(sa), refaults(sb)
+      if ra and rb and rb >= ra then mem.refault_per_s = (rb - ra) / e end
+    end
+    m.cgroup_memory = mem
+  end
+  if r.cpu and b.cpu then
+    local rc = r.cpu
+    m.cgroup_cpu = { version = b.cpu.version, dir = b.cpu.dir, quota_cores = rc.quota_cores, usage_pct = rc.usage_pct,
+      throttled_pct = rc.throttled_pct, nr_throttled = rc.nr_throttled, throttled_ms_per_s = rc.throttled_ms_per_s }
+  end
+  m.cgroup_missing = r.missing
+end
+
 --- Samples the target for opts.duration seconds; returns the measures
 --- the rules judge. opts: target (string or resolved table), duration,
 --- interval, progress = function(text), lock_hz.
@@ -590,6 +631,27 @@ function M.collect(opts)
     return process.sample(t.pid)
   end
 
+  -- the cgroups the target lives in (a pid's, or the cgroup/service itself)
+  local cgc = collector('cgroup')
+  local cg_dirs
+  if cgc and t.kind == 'pid' then cg_dirs = cgc.resolve({ pid = t.pid })
+  elseif cgc and t.dirs then cg_dirs = t.dirs end
+  if cg_dirs then
+    -- a hierarchy's root is the whole machine, already in the system rows
+    local mounts, roots = cgc.mounts(), {}
+    if mounts.v2 then roots[mounts.v2.dir] = true end
+    for _, mt in pairs(mounts.v1) do roots[mt.dir] = true end
+    local kept, any = { path = cg_dirs.path }, false
+    for k, d in pairs(cg_dirs) do
+      if k ~= 'path' and not roots[d] then kept[k] = d; any = true end
+    end
+    cg_dirs = any and kept or nil
+  end
+  local function snap_cgroup()
+    if not cg_dirs then return nil end
+    return cgc.sample_dirs(cg_dirs)
+  end
+
   local gauges = { running_sum = 0, running_n = 0 }
   local function gauge(s)
     local st = s.cpu and s.cpu.stat
@@ -601,15 +663,16 @@ function M.collect(opts)
   end
 
   local t0 = sys.now()
-  local first_sys, first_task = snap_system(), snap_task()
+  local first_sys, first_task, first_cg = snap_system(), snap_task(), snap_cgroup()
   if t.kind == 'pid' and process and not first_task then util.user_error('no process ' .. t.pid) end
-  local last_sys, last_task = first_sys, first_task
-  local lock_state
-  if threads then
-    lock_state = threads.start and threads.start(t.pid, { hz = opts.lock_hz }) or nil
-  end
+  local last_sys, last_task, last_cg = first_sys, first_task, first_cg
   local tick = interval
-  if lock_state and threads.period then tick = math.min(interval, threads.period(lock_state)) end
+  local sampler
+  if threads then
+    local hz = opts.lock_hz or 50
+    sampler = threads.sampler(t.pid, { hz = hz })
+    if sampler then tick = math.min(interval, 1 / hz) end
+  end
   local next_snap = t0 + interval
   local samples = 0
   while true do
@@ -617,16 +680,17 @@ function M.collect(opts)
     if now - t0 >= duration then break end
     local wake = math.min(next_snap, t0 + duration, now + tick)
     if not sys.sleep(math.max(0, wake - now)) then m.stopped = true end
-    if lock_state and not m.stopped then threads.sample(lock_state) end
+    if sampler and not m.stopped then sampler:tick() end
     now = sys.now()
     if m.stopped or now >= next_snap or now - t0 >= duration then
       local s = snap_system()
       local ts = snap_task()
-      if t.kind == 'pid' and process and (not ts or not targets.alive(t)) then
+      local cs = snap_cgroup()
+      if t.kind ~= 'system' and (not targets.alive(t) or t.kind == 'pid' and process and not ts) then
         m.exited = true
         m.alive_s = (last_task and last_task.time or now) - t0
       else
-        last_sys, last_task = s, ts
+        last_sys, last_task, last_cg = s, ts, cs
         gauge(s)
         samples = samples + 1
       end
@@ -653,9 +717,15 @@ function M.collect(opts)
   end
   system_measures(m, first_sys, last_sys, gauges)
   if first_task and last_task and last_task ~= first_task then task_measures(m, first_task, last_task) end
+  if first_cg and last_cg and last_cg ~= first_cg then cgroup_measures(m, first_cg, last_cg) end
   if t.kind == 'pid' then
-    if lock_state then
-      m.lock = threads.summary(lock_state)
+    if sampler then
+      local l = sampler:result()
+      sampler:close()
+      m.lock = { futex_share_pct = l.futex_share and 100 * l.futex_share, waiters_avg = l.futex_waiting_mean,
+        waiters_max = l.futex_waiting_max, runnable_avg = l.runnable_mean, threads = l.threads_seen,
+        samples = l.samples, hz = l.hz, source = l.source, top_futex = l.top_futex, cost = l.cost }
+      if not l.futex_share then m.lock.missing = (l.missing and (l.missing.futex_share or first_missing(l))) or 'no thread samples' end
     else
       m.lock = { missing = threads == nil and 'thread-state sampler not available' or 'no thread samples' }
     end
@@ -736,7 +806,22 @@ function M.render(r)
       t.read_bytes_per_s and util.fmt_bytes(t.read_bytes_per_s) or 'not measured',
       t.write_bytes_per_s and util.fmt_bytes(t.write_bytes_per_s) or 'not measured', tostring(t.threads or '?'))
   end
-  for _, line in ipairs(m.cgroup_lines or {}) do out[#out + 1] = line end
+  local cm, cc = m.cgroup_memory, m.cgroup_cpu
+  if cm then
+    out[#out + 1] = string.format('cgroup memory (%s %s): limit %s, usage %s%s, peak %s, limit hits %s, OOM kills %s',
+      cm.version or '?', cm.dir or '?', cm.limit_bytes and util.fmt_bytes(cm.limit_bytes) or 'none',
+      cm.usage_bytes and util.fmt_bytes(cm.usage_bytes) or 'not measured',
+      cm.usage_pct and (' (' .. fmt_pct(cm.usage_pct) .. ')') or '',
+      cm.max_usage_bytes and util.fmt_bytes(cm.max_usage_bytes) or 'not measured',
+      cm.limit_hits and string.format('%d (%s)', cm.limit_hits, fmt_rate(cm.limit_hits_per_s or 0)) or 'not measured',
+      cm.oom_kills and tostring(cm.oom_kills) or 'not measured')
+  end
+  if cc then
+    out[#out + 1] = string.format('cgroup cpu (%s %s): %s, usage %s of one CPU, throttled %s',
+      cc.version or '?', cc.dir or '?', cc.quota_cores and string.format('quota %.2f CPUs', cc.quota_cores) or 'no quota',
+      fmt_pct(cc.usage_pct) or 'not measured',
+      cc.nr_throttled and string.format('%d periods (%s)', cc.nr_throttled, fmt_pct(cc.throttled_pct or 0)) or 'not measured')
+  end
   for _, note in ipairs(r.notes or {}) do out[#out + 1] = 'note: ' .. note end
   out[#out + 1] = 'verdict: ' .. r.verdict.text
   return table.concat(out, '\n') .. '\n'

@@ -1,0 +1,159 @@
+-- use-check against workloads of known behaviour: the verdict must name the
+-- resource each one saturates, and none for the sleeping control.
+local h = test_helpers
+local W = require('e2e.workload')
+local util = require('perf_manual.util')
+local sys = require('perf_manual._c.sys')
+
+local MiB = 1024 * 1024
+
+-- runs the real CLI with --json; returns the decoded document
+local function use_check(target, duration)
+  local out, err, st = h.pm(string.format('use-check --target %s --duration %s --interval 1 --json', target, duration))
+  assert.equal(0, st, 'use-check failed: ' .. err)
+  local doc, jerr = util.json_decode(out)
+  assert(doc, 'use-check printed no JSON: ' .. tostring(jerr) .. '\n' .. out)
+  return doc
+end
+
+local function row(doc, resource)
+  for _, r in ipairs(doc.rows) do
+    if r.resource == resource then return r end
+  end
+end
+
+local function explain(doc)
+  local lines = { 'verdict: ' .. doc.verdict.text }
+  for _, r in ipairs(doc.rows) do
+    lines[#lines + 1] = string.format('  %s %s | %s | %s', r.name, r.status, r.utilization.text, r.saturation.text)
+  end
+  return table.concat(lines, '\n')
+end
+
+describe('use-check end to end', function()
+  teardown(function() W.cleanup_scratch() end)
+
+  it('names the CPU for more runnable threads than cores (pid and system)', function()
+    h.with_machine_lock(function()
+      W.with('cpu_burn', { 4, 12 }, {}, function(w)
+        sys.sleep(0.3)
+        local d = use_check(w.pid, 3)
+        assert.equal('cpu', d.verdict.resource, explain(d))
+        assert.equal('HIGH', row(d, 'cpu').status)
+        assert.is_true(d.measures.task.runq_wait_pct > 50, explain(d))
+        local s = use_check('system', 3)
+        assert.equal('cpu', s.verdict.resource, explain(s))
+        assert.matches('not measured %(needs a PID', row(s, 'lock').utilization.text)
+      end)
+    end)
+  end)
+
+  it('names memory, not CPU or disk, for reclaim inside a 64 MiB cgroup', function()
+    if not h.need_root('memory cgroups') then return end
+    h.with_machine_lock(function()
+      W.with('mem_pressure', { 15, W.scratch(), 96, 40 }, { memory_limit = 64 * MiB }, function(w)
+        sys.sleep(2) -- let it write its file and reach the limit
+        local d = use_check(w.pid, 4)
+        assert.equal('memory', d.verdict.resource, explain(d))
+        assert.are_not.equal('HIGH', row(d, 'cpu').status)
+        local cg = d.measures.cgroup_memory
+        assert.is_table(cg, 'no cgroup memory measures')
+        assert.equal(64 * MiB, cg.limit_bytes)
+        assert.is_true(cg.limit_hits_per_s > 0, explain(d))
+      end)
+    end)
+  end)
+
+  it('names the disk for an fsync-heavy writer', function()
+    h.with_machine_lock(function()
+      W.with('fsync_writer', { 12, W.scratch() }, {}, function(w)
+        sys.sleep(0.5)
+        local d = use_check(w.pid, 4)
+        assert.equal('disk', d.verdict.resource, explain(d))
+        assert.is_nil(d.verdict.name:match('^zram') or d.verdict.name:match('^loop'))
+        assert.are_not.equal('HIGH', row(d, 'cpu').status)
+      end)
+    end)
+  end)
+
+  it('names the lock, not the CPU, for 8 threads on one mutex', function()
+    h.with_machine_lock(function()
+      W.with('mutex_contention', { 8, 12 }, {}, function(w)
+        sys.sleep(0.3)
+        local d = use_check(w.pid, 3)
+        assert.equal('lock', d.verdict.resource, explain(d))
+        assert.are_not.equal('HIGH', row(d, 'cpu').status)
+        assert.is_true(d.measures.lock.waiters_avg >= 2, explain(d))
+      end)
+    end)
+  end)
+
+  it('names nothing for the sleeping control', function()
+    h.with_machine_lock(function()
+      W.with('sleeper', { 12 }, {}, function(w)
+        local d = use_check(w.pid, 3)
+        assert.is_nil(d.verdict.resource, explain(d))
+        assert.matches('^no resource saturated', d.verdict.text)
+        for _, r in ipairs(d.rows) do assert.are_not.equal('HIGH', r.status, explain(d)) end
+      end)
+    end)
+  end)
+
+  it('covers the time a target was alive when it exits mid-collection', function()
+    W.with('sleeper', { 1 }, {}, function(w)
+      -- nobody reaps it while use-check runs: it turns into a zombie, which
+      -- has exited all the same
+      local d = use_check(w.pid, 4)
+      assert.is_true(d.exited)
+      assert.is_true(d.partial)
+      assert.is_true(d.elapsed < 3, 'elapsed ' .. tostring(d.elapsed))
+      local found = false
+      for _, n in ipairs(d.notes) do if n:match('exited after') then found = true end end
+      assert.is_true(found, 'no note about the exit')
+    end)
+  end)
+
+  it('prints what it collected when interrupted (Ctrl-C)', function()
+    local out = os.tmpname()
+    local pid = assert(sys.spawn({ h.root .. '/bin/perf_manual', 'use-check', '--duration', '20', '--json' },
+      { stdout = out, stderr = 'null' }))
+    local ok, err = pcall(function()
+      sys.sleep(2.5)
+      assert(sys.kill(pid, 2))
+      local how, code = sys.wait(pid)
+      assert.equal('exited', how)
+      assert.equal(0, code)
+      local d = assert(util.json_decode(assert(util.readfile(out))))
+      assert.is_true(d.stopped)
+      assert.is_true(d.partial)
+      assert.is_true(d.samples >= 1 and d.elapsed < 10)
+      assert.is_string(row(d, 'cpu').utilization.text)
+      assert.is_number(row(d, 'cpu').utilization.value)
+    end)
+    if not ok then sys.kill(pid, 9); sys.wait(pid) end
+    os.remove(out)
+    assert(ok, err)
+  end)
+
+  it('rejects a service that has no cgroup', function()
+    local out, err, st = h.pm('use-check --target no-such-service-x --duration 1')
+    assert.equal(2, st)
+    assert.equal('', out)
+    assert.equal("perf_manual: no systemd service 'no-such-service-x' (no cgroup for no-such-service-x.service)\n", err)
+  end)
+
+  it('rejects a pid that does not exist with one line and exit 2', function()
+    local out, err, st = h.pm('use-check --target 999999999 --duration 1')
+    assert.equal(2, st)
+    assert.equal('', out)
+    assert.equal('perf_manual: no process 999999999\n', err)
+  end)
+
+  it('rejects an unknown flag with a usage line and exit 2', function()
+    local out, err, st = h.pm('use-check --bogus 1')
+    assert.equal(2, st)
+    assert.equal('', out)
+    assert.matches('^perf_manual: .*%-%-bogus', err)
+    assert.matches('Usage: perf_manual use%-check', err)
+  end)
+end)
