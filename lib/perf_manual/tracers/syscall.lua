@@ -1,0 +1,242 @@
+--- Syscall tracer: per-syscall counts, errors by errno and latency
+--- histograms, like `syscount -L` / `perf trace -s`. Kernel side:
+--- bpf/syscall.bpf.c (raw_syscalls:sys_enter/sys_exit as raw tracepoints),
+--- structs mirrored from bpf/syscall.h.
+---
+---   local t = assert(syscall.start{ pid = 1234 })   -- mode = 'latency' | 'count'
+---   local r = t:read{ clear = true }                -- per interval
+---   local final = t:stop()
+---   io.write(syscall.render(final))
+local ffi = require('ffi')
+local base = require('perf_manual.tracers.base')
+local hist = require('perf_manual.report.hist')
+
+local M = {}
+
+M.name = 'syscall'
+M.event = 'syscalls'
+M.summary = 'per-syscall counts, errors by errno and latency (syscount -L)'
+M.tracepoints = { 'raw_syscalls/sys_enter', 'raw_syscalls/sys_exit' }
+M.SLOTS = 32
+
+ffi.cdef [[
+struct pm_syscall_stat { uint64_t count, errors, total_ns; uint64_t slots[32]; };
+struct pm_syscall_err_key { uint32_t nr, err; };
+]]
+
+local stat_t = ffi.typeof('const struct pm_syscall_stat *')
+local errkey_t = ffi.typeof('const struct pm_syscall_err_key *')
+local u64_t = ffi.typeof('const uint64_t *')
+local u32_t = ffi.typeof('const uint32_t *')
+
+--- FFI mirror sizes, checked by the spec against the object's BTF.
+function M.sizeof()
+  return { stat = ffi.sizeof('struct pm_syscall_stat'), err_key = ffi.sizeof('struct pm_syscall_err_key') }
+end
+
+--- Decodes one `stats` entry (array index key, summed value).
+function M.decode_stat(kb, vb)
+  assert(#vb == ffi.sizeof('struct pm_syscall_stat'), 'syscall: bad stat size ' .. #vb)
+  local v = ffi.cast(stat_t, vb)
+  local slots = {}
+  for i = 0, M.SLOTS - 1 do slots[i + 1] = tonumber(v.slots[i]) end
+  return { nr = tonumber(ffi.cast(u32_t, kb)[0]), count = tonumber(v.count), errors = tonumber(v.errors),
+           total_ns = tonumber(v.total_ns), slots = slots }
+end
+
+--- Decodes one `errs` entry.
+function M.decode_err(kb, vb)
+  local k = ffi.cast(errkey_t, kb)
+  return { nr = tonumber(k.nr), errno = tonumber(k.err), count = tonumber(ffi.cast(u64_t, vb)[0]) }
+end
+
+local errno_names
+--- "ENOENT" for 2 (from luaposix's errno constants), or "errno N".
+function M.errno_name(n)
+  if not errno_names then
+    errno_names = {}
+    local ok, e = pcall(require, 'posix.errno')
+    if ok then
+      for k, v in pairs(e) do
+        if type(v) == 'number' and k:match('^E[A-Z0-9]+$') and (not errno_names[v] or #k < #errno_names[v]) then
+          errno_names[v] = k
+        end
+      end
+      -- prefer the usual spelling where the C library has aliases
+      errno_names[11] = 'EAGAIN'
+    end
+  end
+  return errno_names[n] or ('errno ' .. n)
+end
+
+--- Decoded stats and errs -> a result table:
+--- { syscalls = { {nr, name, count, errors, total_ns, avg_ns, rate, buckets, errnos} ... }
+---   (sorted by count, then time), total = {count, errors, total_ns}, buckets = all syscalls }
+---@param names table<integer, string> syscall number -> name
+function M.aggregate(stats, errs, names, seconds)
+  local byno, list = {}, {}
+  local total = { count = 0, errors = 0, total_ns = 0 }
+  local all = {}
+  for i = 1, M.SLOTS do all[i] = 0 end
+  for _, s in ipairs(stats) do
+    if s.count > 0 then
+      local row = {
+        nr = s.nr, name = names[s.nr] or ('syscall_' .. s.nr), count = s.count, errors = s.errors,
+        total_ns = s.total_ns, errnos = {},
+      }
+      if s.total_ns > 0 then row.avg_ns = s.total_ns / s.count end
+      if seconds and seconds > 0 then row.rate = s.count / seconds end
+      row.buckets = hist.log2_buckets(s.slots)
+      local sum = hist.summary(row.buckets)
+      row.p50_ns, row.p99_ns = sum.p50, sum.p99
+      hist.add_slots(all, s.slots)
+      byno[s.nr] = row
+      list[#list + 1] = row
+      total.count = total.count + s.count
+      total.errors = total.errors + s.errors
+      total.total_ns = total.total_ns + s.total_ns
+    end
+  end
+  for _, e in ipairs(errs or {}) do
+    local row = byno[e.nr]
+    if row then row.errnos[#row.errnos + 1] = { errno = e.errno, name = M.errno_name(e.errno), count = e.count } end
+  end
+  for _, row in ipairs(list) do
+    table.sort(row.errnos, function(a, b) return a.count > b.count or a.count == b.count and a.errno < b.errno end)
+  end
+  table.sort(list, function(a, b)
+    if a.count ~= b.count then return a.count > b.count end
+    return a.nr < b.nr
+  end)
+  return { syscalls = list, total = total, buckets = hist.log2_buckets(all) }
+end
+
+-- Live tracer ----------------------------------------------------------------
+
+local Syscall = setmetatable({}, { __index = base.Tracer })
+Syscall.__index = Syscall
+
+--- Starts tracing. opts: pid | tid | cgroup (filter), mode = 'latency'
+--- (default: counts, errors and latency) | 'count' (counts only, cheapest),
+--- stats = false (do not measure the programs' run time).
+---@return table? tracer, string? err
+function M.start(opts)
+  opts = opts or {}
+  local mode = opts.mode or 'latency'
+  if mode ~= 'latency' and mode ~= 'count' then
+    error("[perf_manual.tracers.syscall] mode must be 'latency' or 'count'", 2)
+  end
+  local cfg, err = base.filter_config(opts)
+  if not cfg then return nil, err end
+  cfg.targ_latency = mode == 'latency'
+  local progs = mode == 'latency' and { 'sys_enter', 'sys_exit' } or { 'sys_enter' }
+  local keep = mode == 'count' and { sys_exit = false } or nil
+  local obj, v = base.load_variants('syscall', cfg, { { name = 'raw_tp', progs = progs } }, { keep = keep, stats = opts.stats })
+  if not obj then return nil, v end
+  local t = base.Tracer.new('syscall', obj, { attach_path = v })
+  t.mode = mode
+  t.names = require('perf_manual.bpf').syscall_names()
+  t.stats_map = obj:map('stats')
+  t.errs_map = obj:map('errs')
+  t.since = t.t0
+  return setmetatable(t, Syscall)
+end
+
+--- Reads the maps: the result since start (or since the last clearing read).
+--- opts.clear: reset the counts after reading (per-interval output).
+function Syscall:read(opts)
+  opts = opts or {}
+  local sys = require('perf_manual._c.sys')
+  local now = sys.now()
+  local res
+  if self.closed then
+    res = self.final or { syscalls = {}, total = { count = 0, errors = 0, total_ns = 0 }, buckets = {} }
+  else
+    local stats = {}
+    for _, e in ipairs(assert(self.stats_map:read{ nonzero = true, clear = opts.clear })) do
+      stats[#stats + 1] = M.decode_stat(e.key, e.value)
+    end
+    local errs = {}
+    for _, e in ipairs(assert(self.errs_map:read{ clear = opts.clear })) do
+      errs[#errs + 1] = M.decode_err(e.key, e.value)
+    end
+    res = M.aggregate(stats, errs, self.names, now - self.since)
+  end
+  res.tracer = 'syscall'
+  res.mode = self.mode
+  res.seconds = now - self.since
+  res.quality = self:quality()
+  -- the programs do not count events (hot path): calls seen are the counts
+  local seen = (self.seen or 0) + res.total.count
+  res.quality.events_seen = seen
+  if opts.clear then self.since = now; self.seen = seen end
+  return res
+end
+
+--- Final read, then detach and free everything. Returns the final result.
+function Syscall:stop()
+  if self.closed then return self.final end
+  self.final = self:read()
+  self:close()
+  return self.final
+end
+
+-- Text -------------------------------------------------------------------------
+
+local util = require('perf_manual.util')
+
+local function us(ns) return ns and string.format('%.3f', ns / 1e3) or '-' end
+
+--- Text for a result: top table (like syscount -L), errors, and the latency
+--- histogram of all traced syscalls. opts.top (default 10).
+function M.render(res, opts)
+  opts = opts or {}
+  local top = opts.top or 10
+  local out = {}
+  local rows = {}
+  for i = 1, math.min(top, #res.syscalls) do rows[i] = res.syscalls[i] end
+  if #rows == 0 then
+    out[#out + 1] = 'no syscalls seen\n'
+  elseif res.mode == 'count' then
+    out[#out + 1] = hist.table(rows, {
+      { key = 'name', title = 'SYSCALL', align = 'l' },
+      { key = 'count', title = 'COUNT' },
+    })
+  else
+    out[#out + 1] = hist.table(rows, {
+      { key = 'name', title = 'SYSCALL', align = 'l' },
+      { key = 'count', title = 'COUNT' },
+      { key = 'errors', title = 'ERRORS' },
+      { key = 'total_ns', title = 'TIME (us)', fmt = function(v) return us(v) end },
+      { key = 'avg_ns', title = 'AVG (us)', fmt = function(v) return us(v) end },
+      { key = 'p99_ns', title = 'P99 <= (us)', fmt = function(v) return us(v) end },
+    })
+    local errl = {}
+    for _, r in ipairs(rows) do
+      for _, e in ipairs(r.errnos) do
+        errl[#errl + 1] = string.format('  %-16s %-12s %d', r.name, e.name, e.count)
+      end
+    end
+    if #errl > 0 then out[#out + 1] = 'errors:\n' .. table.concat(errl, '\n') .. '\n' end
+    if #res.buckets > 0 then
+      out[#out + 1] = '\nsyscall latency, all traced syscalls:\n'
+      out[#out + 1] = hist.render_log2(res.buckets, { unit = 'nsecs' })
+    end
+  end
+  if #res.syscalls > top then
+    out[#out + 1] = string.format('(%d more syscalls; %d calls in total)\n', #res.syscalls - top, res.total.count)
+  end
+  if res.quality then out[#out + 1] = 'quality: ' .. base.quality_line(res.quality) .. '\n' end
+  return table.concat(out)
+end
+
+--- JSON-ready copy (arrays marked so empty ones stay arrays).
+function M.to_json(res)
+  local copy = {}
+  for k, v in pairs(res) do copy[k] = v end
+  copy.syscalls = util.array(res.syscalls)
+  copy.buckets = util.array(res.buckets)
+  return copy
+end
+
+return M
