@@ -63,7 +63,10 @@ struct pm_ksyms {
 
 static int tab_add(struct pm_symtab *t, uint64_t addr, uint64_t size, const char *name, int global)
 {
-  size_t len = strlen(name) + 1;
+  /* "clock_nanosleep@GLIBC_2.2.5": the symbol version is not part of the
+   * function's name in a stack */
+  const char *at = name[0] ? strchr(name + 1, '@') : NULL;
+  size_t len = (at ? (size_t)(at - name) : strlen(name)) + 1;
   if (t->n == t->cap) {
     size_t cap = t->cap ? t->cap * 2 : 1024;
     struct pm_sym *s = realloc(t->syms, cap * sizeof *s);
@@ -82,7 +85,8 @@ static int tab_add(struct pm_symtab *t, uint64_t addr, uint64_t size, const char
     t->pool = p;
     t->pool_cap = cap;
   }
-  memcpy(t->pool + t->pool_len, name, len);
+  memcpy(t->pool + t->pool_len, name, len - 1);
+  t->pool[t->pool_len + len - 1] = 0;
   t->syms[t->n].addr = addr;
   t->syms[t->n].size = size;
   t->syms[t->n].name = (uint32_t)t->pool_len;

@@ -308,6 +308,26 @@ function Resolver:user_stacks(pid, stacks)
   return out
 end
 
+-- the tracing machinery a stack taken inside a BPF program starts with
+local TRACING = { '^bpf_prog_', '^bpf_trace_run', '^__bpf_trace_', '^__traceiter_', '^bpf_overflow_handler',
+                  '^__perf_event_overflow', '^perf_trace_' }
+
+--- Drops the innermost kernel frames that belong to the BPF program that
+--- took the stack (they say nothing about the traced code). In place.
+function M.trim_tracing_frames(frames)
+  local n = 0
+  while n < #frames do
+    local f, hit = frames[n + 1], false
+    for _, pat in ipairs(TRACING) do if f:find(pat) then hit = true break end end
+    if not hit then break end
+    n = n + 1
+  end
+  if n > 0 and n < #frames then
+    for _ = 1, n do table.remove(frames, 1) end
+  end
+  return frames
+end
+
 --- Kernel frame names from a packed u64 stack (a BPF stack map value) or a
 --- list of addresses (numbers or "0x…" strings), innermost first, each
 --- suffixed `_[k]`; `[unknown]` where kallsyms has no symbol.
@@ -320,6 +340,7 @@ function Resolver:kernel(stack)
       for i = 1, #C.unpack(stack) do names[i] = false end
     end
     for i, n in ipairs(names) do out[i] = n and (n .. '_[k]') or '[unknown]' end
+    M.trim_tracing_frames(out)
   else
     for i, a in ipairs(stack) do
       local n = k and k:lookup(a)

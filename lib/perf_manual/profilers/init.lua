@@ -199,6 +199,70 @@ function M.render(p, opts)
   return table.concat(out, '\n') .. '\n'
 end
 
+--- The profile as a perf_manual.fold profile (folded stacks with counts).
+function M.to_fold(p)
+  local fold = require('perf_manual.fold')
+  local t = {}
+  for _, s in ipairs(p.stacks) do
+    local parts = {}
+    for i, f in ipairs(s.frames) do parts[i] = M.clean(f) end
+    local k = table.concat(parts, ';')
+    t[k] = (t[k] or 0) + s.count
+  end
+  return fold.from_table(t)
+end
+
+M.FORMATS = { svg = true, folded = true, speedscope = true }
+
+--- Writes the profile into dir (created if missing) in the given formats
+--- ("svg", "folded", "speedscope") plus profile.json (meta and quality).
+--- Returns the list of paths written, or nil, err.
+function M.write(p, dir, formats)
+  local stat = require('posix.sys.stat')
+  local st = stat.stat(dir)
+  if not st then
+    local ok, err = os.execute(string.format("mkdir -p '%s'", dir:gsub("'", "'\\''")))
+    if ok ~= 0 and ok ~= true then return nil, 'cannot create ' .. dir .. ': ' .. tostring(err) end
+  elseif stat.S_ISDIR(st.st_mode) == 0 then
+    return nil, dir .. ' exists and is not a directory'
+  end
+  local fp = M.to_fold(p)
+  local files = {}
+  local what = p.kind == 'offcpu' and 'Off-CPU Time Flame Graph' or 'CPU Flame Graph'
+  for _, f in ipairs(formats) do
+    local path, ok, err
+    if f == 'folded' then
+      path = dir .. '/profile.folded'
+      ok, err = require('perf_manual.fold').write(path, fp)
+    elseif f == 'svg' then
+      path = dir .. '/profile.svg'
+      ok, err = require('perf_manual.report.flamegraph').write_file(path, fp, {
+        title = what,
+        meta = { target = p.target or 'system', duration = p.duration, samples = p.total,
+                 lost = p.lost_samples, unit = p.unit == 'us' and 'us' or 'samples' },
+        colors = p.kind == 'offcpu' and 'offcpu' or 'kind',
+        unit = p.unit,
+      })
+    elseif f == 'speedscope' then
+      path = dir .. '/profile.speedscope.json'
+      local has, sp = pcall(require, 'perf_manual.report.speedscope')
+      if not has then return nil, 'speedscope export is not available: ' .. tostring(sp):match('^[^\n]*') end
+      local fn = sp.write_file or sp.write
+      ok, err = fn(path, fp, { name = what .. ' of ' .. (p.target or 'system'), unit = p.unit })
+    else
+      return nil, 'unknown format ' .. tostring(f)
+    end
+    if not ok then fp:close() return nil, err end
+    files[#files + 1] = path
+  end
+  fp:close()
+  local jpath = dir .. '/profile.json'
+  local ok, err = util.write_atomic(jpath, util.json_encode(M.to_json(p), true) .. '\n')
+  if not ok then return nil, err end
+  files[#files + 1] = jpath
+  return files
+end
+
 --- The profile as plain data for --json (stacks as folded lines).
 function M.to_json(p, opts)
   local top = M.top(p, (opts and opts.top) or 20)

@@ -1,0 +1,146 @@
+--- Off-CPU profiler: blocked time per stack, in microseconds, from the
+--- offcpu tracer's BPF object (bpf/offcpu.bpf.c: sched_switch, blocks
+--- shorter than a threshold counted but not kept), symbolised like on-CPU
+--- profiles. Decoding is the tracer's (perf_manual.tracers.offcpu).
+local bpf = require('perf_manual.bpf')
+local sym = require('perf_manual.sym')
+local sys = require('perf_manual._c.sys')
+local ffi = require('ffi')
+local tracer = require('perf_manual.tracers.offcpu')
+local profilers = require('perf_manual.profilers')
+
+local M = {}
+
+local EFAULT = -14
+M.MAX_DEPTH = 127
+
+local function u64(b) return tonumber(ffi.cast('const uint64_t *', b)[0]) end
+
+local function load(opts, prog)
+  local obj, err = bpf.open('offcpu')
+  if not obj then return nil, err end
+  obj:set_config {
+    targ_tgid = opts.pid or 0,
+    targ_cgroup_id = opts.cgroup_id or 0,
+    offcpu_min_us = math.floor(opts.min_us or 1),
+  }
+  -- one of the two sched_switch programs: tp_btf where the kernel has BTF
+  -- for it, the raw tracepoint otherwise
+  for _, p in ipairs(obj:programs()) do obj:autoload(p.name, p.name == prog) end
+  local ok, lerr = obj:load { stats = opts.stats }
+  if ok then ok, lerr = obj:attach() end
+  if not ok then obj:close() return nil, lerr end
+  return obj
+end
+
+local Session = {}
+Session.__index = Session
+
+--- Starts tracing blocked time. opts: pid, cgroup_id, min_us (blocks
+--- shorter than this are counted, not kept; default 1).
+function M.start(opts)
+  opts = opts or {}
+  local obj, err = load(opts, 'offcpu_switch_btf')
+  if not obj then
+    local err2
+    obj, err2 = load(opts, 'offcpu_switch_raw')
+    if not obj then return nil, err .. '; ' .. err2 end
+  end
+  local s = setmetatable({ obj = obj, resolver = opts.resolver or sym.new(), t0 = sys.now(),
+                           last_poll = 0, min_us = opts.min_us or 1 }, Session)
+  if opts.pid then s.resolver:snapshot(opts.pid) end
+  return s
+end
+
+--- Captures the mappings of processes that blocked since the last look
+--- (at most once a second: the blocked map is read whole).
+function Session:poll()
+  local now = sys.now()
+  if now - self.last_poll < 1 then return end
+  self.last_poll = now
+  for _, e in ipairs(self.obj:map('blocked'):read() or {}) do
+    local tgid = tracer.decode(e.key, e.value).tgid
+    if not self.resolver.snaps[tgid] and not self.resolver.failed[tgid] then
+      self.resolver:snapshot(tgid)
+    end
+  end
+end
+
+--- Stops, reads the maps once and returns the profile (unit: microseconds).
+function Session:stop()
+  self:poll()
+  self.last_poll = 0
+  self:poll()
+  self.obj:detach()
+  local obj = self.obj
+  local duration = sys.now() - self.t0
+  local entries = {}
+  for _, e in ipairs(obj:map('blocked'):read() or {}) do entries[#entries + 1] = tracer.decode(e.key, e.value) end
+  local raw = {}
+  local function stack(id)
+    if id < 0 then return nil end
+    if raw[id] == nil then
+      local _, bytes = obj:stack('stacks', id)
+      raw[id] = bytes or false
+    end
+    return raw[id] or nil
+  end
+  local per_pid = {}
+  for _, e in ipairs(entries) do
+    e.user = stack(e.user_stack_id)
+    e.kern = stack(e.kern_stack_id)
+    if e.user then
+      local g = per_pid[e.tgid]
+      if not g then g = { stacks = {}, idx = {} }; per_pid[e.tgid] = g end
+      g.stacks[#g.stacks + 1] = sym.unpack(e.user)
+      g.idx[#g.idx + 1] = e
+    end
+  end
+  local r = self.resolver
+  for pid, g in pairs(per_pid) do
+    local names = r:user_stacks(pid, g.stacks)
+    for i, e in ipairs(g.idx) do e.user_frames = names[i] end
+  end
+  local stacks = {}
+  local kcache = {}
+  for _, e in ipairs(entries) do
+    local frames = { e.comm ~= '' and e.comm or ('pid ' .. e.tgid) }
+    local truncated = false
+    if e.user_frames then
+      for i = #e.user_frames, 1, -1 do frames[#frames + 1] = e.user_frames[i] end
+      truncated = #e.user_frames >= M.MAX_DEPTH
+    elseif e.user_stack_id ~= EFAULT and e.user_stack_id < 0 then
+      frames[#frames + 1] = '[missing user stack]'
+    end
+    if e.kern then
+      local kf = kcache[e.kern_stack_id]
+      if not kf then kf = r:kernel(e.kern); kcache[e.kern_stack_id] = kf end
+      for i = #kf, 1, -1 do frames[#frames + 1] = kf[i] end
+      truncated = truncated or #kf >= M.MAX_DEPTH
+    elseif e.kern_stack_id ~= EFAULT and e.kern_stack_id < 0 then
+      frames[#frames + 1] = '[missing kernel stack]'
+    end
+    stacks[#stacks + 1] = { frames = frames, count = e.total_us, pid = e.tgid, blocks = e.count,
+                            truncated = truncated }
+  end
+  local counters = {}
+  for _, e in ipairs(obj:map('counters'):read() or {}) do
+    counters[ffi.cast('const uint32_t *', e.key)[0] + 1] = u64(e.value)
+  end
+  local st = obj:stats() or {}
+  local p = profilers.new {
+    kind = 'offcpu', source = 'bpf', unit = 'us', duration = duration, stacks = stacks,
+    lost_samples = st.lost or 0, lost_stacks = counters[2] or 0,
+    short_blocks = counters[1] or 0, min_us = self.min_us,
+    binaries = r:binaries(), unsnapshotted = r.failed,
+  }
+  obj:close()
+  self.obj = nil
+  return p
+end
+
+function Session:close()
+  if self.obj then self.obj:close() self.obj = nil end
+end
+
+return M

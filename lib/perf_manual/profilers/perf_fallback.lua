@@ -1,0 +1,136 @@
+--- On-CPU profiles without BPF: `perf record -g` for the duration, then
+--- `perf script` folded with perf_manual.fold (stackcollapse-perf.pl rules,
+--- kernel frames `_[k]`, JIT frames `_[j]`). Lost samples come from
+--- `perf report --stats`; frame pointer use of the binaries perf named is
+--- checked with perf_manual.sym.
+local sys = require('perf_manual._c.sys')
+local util = require('perf_manual.util')
+local profilers = require('perf_manual.profilers')
+
+local M = {}
+
+M.perf = os.getenv('PERF') or 'perf'
+
+local function run(argv, out, err)
+  local pid, serr = sys.spawn(argv, { stdout = out or 'null', stderr = err or 'null' })
+  if not pid then return nil, serr end
+  local how, code = sys.wait(pid)
+  return how == 'exited' and code == 0, how, code
+end
+
+--- true | false, why
+function M.available()
+  local ok = run({ M.perf, '--version' })
+  if not ok then return false, "'perf' (Debian package linux-perf) is not installed or does not run" end
+  return true
+end
+
+local Session = {}
+Session.__index = Session
+
+--- Starts `perf record -g` at opts.freq (99) on opts.pid, opts.cgroup (a
+--- path under the cgroup v2 root) or every CPU, for opts.duration seconds.
+function M.start(opts)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -m 700 '" .. dir .. "'"))
+  local s = setmetatable({ dir = dir, data = dir .. '/perf.data', freq = opts.freq or 99,
+                           t0 = sys.now() }, Session)
+  local argv = { M.perf, 'record', '-F', tostring(s.freq), '-g', '-o', s.data }
+  if opts.pid then
+    argv[#argv + 1] = '-p'; argv[#argv + 1] = tostring(opts.pid)
+  else
+    argv[#argv + 1] = '-a'
+    if opts.cgroup then argv[#argv + 1] = '-G'; argv[#argv + 1] = opts.cgroup end
+  end
+  for _, a in ipairs({ '--', 'sleep', tostring(opts.duration) }) do argv[#argv + 1] = a end
+  local pid, err = sys.spawn(argv, { stdout = 'null', stderr = dir .. '/record.err' })
+  if not pid then s:close() return nil, err end
+  s.pid = pid
+  return s
+end
+
+--- Nothing to do while perf records (perf tracks mappings itself).
+function Session:poll() end
+
+--- True while perf record is still running.
+function Session:running()
+  return self.pid and sys.wait(self.pid, true) == 'running'
+end
+
+local function slurp(path)
+  local s = util.readfile(path)
+  return s and util.trim(s) or ''
+end
+
+--- Ends the recording (early on Ctrl-C), folds it and returns the profile.
+function Session:stop()
+  if self:running() then sys.kill(self.pid, 2) end
+  local how, code = sys.wait(self.pid)
+  self.duration = sys.now() - self.t0
+  self.pid = nil
+  local f = io.open(self.data)
+  if not f then
+    local why = slurp(self.dir .. '/record.err')
+    self:close()
+    return nil, 'perf record failed (' .. tostring(how) .. ' ' .. tostring(code) .. '): ' .. why
+  end
+  f:close()
+  local script = self.dir .. '/script.txt'
+  -- no period field: the folded counts are samples, not nanoseconds
+  local ok = run({ M.perf, 'script', '-i', self.data, '-F', 'comm,pid,tid,time,event,ip,sym,dso' },
+                 script, self.dir .. '/script.err')
+  if not ok then
+    local why = slurp(self.dir .. '/script.err')
+    self:close()
+    return nil, 'perf script failed: ' .. why
+  end
+  local fold = require('perf_manual.fold')
+  local fp, stats = fold.from_perf_script({ path = script }, { kernel = true, jit = true })
+  if not fp then self:close() return nil, 'perf script: ' .. tostring(stats) end
+
+  -- lost samples: perf prints a LOST line only when some were lost
+  local lost
+  if run({ M.perf, 'report', '-i', self.data, '--stats' }, self.dir .. '/stats.txt') then
+    local text = util.readfile(self.dir .. '/stats.txt') or ''
+    lost = 0
+    for n in text:gmatch('LOST[_%a]* events:%s*(%d+)') do lost = lost + tonumber(n) end
+  end
+  -- the binaries perf named, for the frame pointer hint
+  local binaries, seen = {}, {}
+  local text = util.readfile(script) or ''
+  local sym = require('perf_manual.sym')
+  for path in text:gmatch('%((/[^)\n]+)%)\n') do
+    if not seen[path] then
+      seen[path] = true
+      local b = sym.binary(path)
+      if b and b.info then
+        binaries[#binaries + 1] = { path = b.path, name = b.name, frame_pointers = b.frame_pointers,
+          symbols = b.symelf and 'debug' or b.info.has_symtab and 'symtab' or 'dynsym' }
+      end
+    end
+  end
+  table.sort(binaries, function(a, b) return a.path < b.path end)
+
+  local stacks = {}
+  for _, e in ipairs(fp:stacks()) do
+    local frames = {}
+    for part in (e[1] .. ';'):gmatch('(.-);') do frames[#frames + 1] = part end
+    -- perf's default callchain depth limit is 127 frames, as for BPF
+    stacks[#stacks + 1] = { frames = frames, count = e[2], truncated = #frames - 1 >= 127 }
+  end
+  fp:close()
+  self:close()
+  return profilers.new {
+    kind = 'oncpu', source = 'perf', unit = 'samples', freq = self.freq, duration = self.duration,
+    stacks = stacks, lost_samples = lost, lost_why = 'perf report --stats failed',
+    bad_lines = stats.bad, binaries = binaries,
+  }
+end
+
+function Session:close()
+  if self.pid then sys.kill(self.pid, 9) sys.wait(self.pid) self.pid = nil end
+  if self.dir then os.execute("rm -rf '" .. self.dir .. "'") self.dir = nil end
+end
+
+return M

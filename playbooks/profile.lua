@@ -1,0 +1,145 @@
+-- profile: where the CPU time goes (on-CPU), or where threads wait
+-- (--off-cpu), as flame graphs. BPF samples every CPU and counts stacks in
+-- the kernel; without BPF, perf record -g does the sampling (and we say so).
+local util = require('perf_manual.util')
+
+local function cgroup_id(path)
+  local stat = require('posix.sys.stat')
+  local dir = path:sub(1, 15) == '/sys/fs/cgroup/' and path or '/sys/fs/cgroup/' .. path:gsub('^/', '')
+  local st = stat.stat(dir)
+  if not st or stat.S_ISDIR(st.st_mode) == 0 then
+    util.user_error('profile: no cgroup ' .. path .. ' (looked for ' .. dir .. ' in the cgroup v2 hierarchy)')
+  end
+  return st.st_ino, dir:sub(16)
+end
+
+local function check_pid(pid)
+  local sym = require('perf_manual.sym')
+  local snap, err, code = sym.snapshot(pid)
+  if not snap then
+    if code == 2 then util.user_error('profile: no process ' .. pid .. ' (it does not exist or has exited)') end
+    util.user_error('profile: process ' .. pid .. ': ' .. err .. (code == 13 and ' (run as root or as its owner)' or ''))
+  end
+  return snap
+end
+
+return playbook {
+  name = 'profile',
+  summary = 'On-CPU or off-CPU profile with flame graphs (BPF, or perf record as a fallback)',
+  examples = [[
+  perf_manual profile --all --duration 10s --output prof/
+  perf_manual profile --pid 1234 --duration 30s --freq 199 --format svg,folded,speedscope
+  perf_manual profile --pid 1234 --off-cpu --min-block 1ms --duration 10s
+  perf_manual profile --cgroup system.slice/nginx.service --duration 10s --json]],
+  params = {
+    pid = param.pid { 'profile this process only', optional = true },
+    cgroup = param.string { 'profile this cgroup v2 (path under /sys/fs/cgroup)', optional = true },
+    all = param.flag { 'profile every process (the default)' },
+    duration = param.duration { 'how long to sample', default = '10s' },
+    freq = param.integer { 'samples per second on each CPU', default = 99 },
+    off_cpu = param.flag { 'blocked time per stack (sched_switch) instead of CPU samples' },
+    min_block = param.duration { 'off-CPU: blocks shorter than this are not kept', default = '1us' },
+    output = param.path { 'directory for the flame graph and folded stacks', default = 'profile' },
+    format = param.list { 'files to write: svg, folded, speedscope', default = 'svg,folded' },
+    backend = param.choice { 'sampling backend', choices = { 'auto', 'bpf', 'perf' }, default = 'auto' },
+    top = param.integer { 'functions listed in the summary', default = 10 },
+    json = param.flag { 'print the profile summary as JSON' },
+  },
+
+  step 'profile' {
+    function(inv, p)
+      local sys = require('perf_manual._c.sys')
+      local profilers = require('perf_manual.profilers')
+      local nt = (p.pid and 1 or 0) + (p.cgroup and 1 or 0) + (p.all and 1 or 0)
+      if nt > 1 then util.user_error('profile: give one of --pid, --cgroup, --all') end
+      if p.duration <= 0 then util.user_error('profile: --duration must be above 0') end
+      if p.freq < 1 or p.freq > 10000 then util.user_error('profile: --freq must be between 1 and 10000 Hz') end
+      for _, f in ipairs(p.format) do
+        if not profilers.FORMATS[f] then
+          util.user_error("profile: unknown --format '" .. f .. "' (svg, folded, speedscope)")
+        end
+        if f == 'speedscope' and not pcall(require, 'perf_manual.report.speedscope') then
+          util.user_error('profile: --format speedscope: the speedscope exporter is not installed')
+        end
+      end
+
+      local opts = { freq = p.freq, min_us = p.min_block * 1e6 }
+      local target = 'system'
+      if p.pid then
+        local snap = check_pid(p.pid)
+        opts.pid = p.pid
+        target = string.format('pid %d (%s)', p.pid, snap.comm or '?')
+      elseif p.cgroup then
+        opts.cgroup_id, opts.cgroup = cgroup_id(p.cgroup)
+        target = 'cgroup ' .. opts.cgroup
+      end
+
+      -- backend: BPF when it works, perf record otherwise (said out loud)
+      local backend, why = p.backend, nil
+      if backend ~= 'perf' then
+        local ok, bwhy = require('perf_manual.bpf').available()
+        if not ok then
+          if backend == 'bpf' then util.user_error('profile: BPF is not available: ' .. bwhy) end
+          backend, why = 'perf', 'BPF is not available: ' .. bwhy
+        else
+          backend = 'bpf'
+        end
+      else
+        why = '--backend perf'
+      end
+      if p.off_cpu and backend ~= 'bpf' then
+        util.user_error('profile: --off-cpu needs BPF (sched_switch tracing): ' .. (why or 'unavailable'))
+      end
+
+      local mod
+      if backend == 'perf' then
+        mod = require('perf_manual.profilers.perf_fallback')
+        local ok, perr = mod.available()
+        if not ok then util.user_error('profile: no way to sample: ' .. (why or '') .. '; and ' .. perr) end
+        opts.duration = p.duration
+        inv.err:write('perf_manual: profile: using perf record -g (' .. why .. ')\n')
+      else
+        mod = require(p.off_cpu and 'perf_manual.profilers.offcpu' or 'perf_manual.profilers.oncpu')
+      end
+
+      local session, err = mod.start(opts)
+      if not session then util.user_error('profile: cannot start: ' .. tostring(err)) end
+      local t_end = sys.now() + p.duration
+      local ok, perr = pcall(function()
+        while sys.now() < t_end and not sys.stop_requested() do
+          if session.running and not session:running() then break end
+          session:poll()
+          inv:progress(string.format('profile: %s, %.0fs left (Ctrl-C stops early)', target, math.max(0, t_end - sys.now())))
+          sys.sleep(math.min(0.1, math.max(0.001, t_end - sys.now())))
+        end
+      end)
+      inv:progress_done()
+      if not ok then session:close() error(perr, 0) end
+      if sys.stop_requested() then inv:note('stopped early by the user') end
+
+      local t_stop = sys.now()
+      local prof, serr = session:stop()
+      if not prof then util.user_error('profile: ' .. tostring(serr)) end
+      prof.target = target
+      prof.fallback_why = why
+      local files, werr = profilers.write(prof, p.output, p.format)
+      if not files then util.user_error('profile: ' .. werr) end
+      prof.files = files
+      prof.stop_to_files_s = sys.now() - t_stop
+      inv.profile = prof
+
+      if prof.total == 0 then
+        inv:finding { resource = 'cpu', metric = 'profile.samples', value = 0, severity = 'info',
+                      summary = 'no samples: the flame graph is empty' }
+      end
+      for _, b in ipairs(prof.quality.without_frame_pointers) do
+        inv:note(b .. ' has no frame pointers: stacks through it lose their callers')
+      end
+      if p.json then
+        inv:print(util.json_encode(profilers.to_json(prof, { top = p.top }), true))
+      else
+        inv:show(profilers.render(prof, { top = p.top }))
+      end
+    end,
+  },
+}
