@@ -1,0 +1,480 @@
+--- Lock tracer: user-space futex waits per (tgid, futex address) and per
+--- thread, with the waiting user stacks when asked, and kernel lock
+--- contention (lock:contention_begin/end) per lock address. Gives the USE
+--- method's Mutex row: utilisation (share of thread-time spent waiting),
+--- saturation (waiters) and errors (futex timeouts, EDEADLK, EOWNERDEAD).
+--- Kernel side: bpf/lock.bpf.c, structs mirrored from bpf/lock.h.
+---
+---   local t = assert(lock.start{ pid = 1234, stacks = true })
+---   local r = t:read{ clear = true }      -- r.futex, r.threads, r.kernel, r.use
+---   io.write(lock.render(t:stop()))
+local ffi = require('ffi')
+local bit = require('bit')
+local base = require('perf_manual.tracers.base')
+local hist = require('perf_manual.report.hist')
+local util = require('perf_manual.util')
+
+local M = {}
+
+M.name = 'lock'
+M.event = 'lock'
+M.summary = 'futex waits per address and thread, kernel lock contention (USE Mutex row)'
+-- each half needs its own tracepoints; a half that is missing is reported
+-- as unavailable and the other half runs
+M.tracepoints = {
+  futex = { 'syscalls/sys_enter_futex', 'syscalls/sys_exit_futex' },
+  futex_raw = { 'raw_syscalls/sys_enter', 'raw_syscalls/sys_exit' },
+  kernel = { 'lock/contention_begin', 'lock/contention_end' },
+}
+
+ffi.cdef [[
+struct pm_lock_stat {
+  uint64_t slots[32];
+  uint64_t count, total_ns, max_ns;
+  uint64_t results[7];
+};
+struct pm_lock_kkey { uint64_t addr; uint32_t flags, pad; };
+struct pm_lock_fkey { uint64_t uaddr; uint32_t tgid, pad; };
+struct pm_lock_tkey { uint32_t tgid, pid; };
+struct pm_lock_tval { uint64_t count, total_ns, max_ns, errors; char comm[16]; };
+struct pm_lock_skey { uint64_t uaddr; uint32_t tgid; int32_t stack_id; };
+struct pm_lock_sval { uint64_t count, total_ns; };
+]]
+
+M.SLOTS = 32
+-- enum lock_outcome, in order
+M.RESULTS = { 'ok', 'eagain', 'etimedout', 'eintr', 'edeadlk', 'eownerdead', 'other' }
+-- outcomes that are errors for the USE method (EAGAIN and EINTR are normal)
+M.ERRORS = { etimedout = true, edeadlk = true, eownerdead = true, other = true }
+-- enum lock_counter
+M.COUNTERS = { 'futex_waits', 'klock_waits', 'stack_errors', 'cur_waiters', 'max_waiters' }
+
+local function u64(x) return tonumber(x) end
+
+local function cast(ctype, b, what)
+  assert(#b == ffi.sizeof(ctype), string.format('lock: bad %s size %d', what, #b))
+  return ffi.cast('const ' .. ctype .. ' *', b)
+end
+
+function M.sizeof()
+  local t = {}
+  for _, n in ipairs({ 'stat', 'kkey', 'fkey', 'tkey', 'tval', 'skey', 'sval' }) do
+    t[n] = ffi.sizeof('struct pm_lock_' .. n)
+  end
+  return t
+end
+
+local function decode_stat(vb)
+  local v = cast('struct pm_lock_stat', vb, 'stat')
+  local s = { count = u64(v.count), total_ns = u64(v.total_ns), max_ns = u64(v.max_ns),
+              slots = {}, results = {} }
+  for i = 0, M.SLOTS - 1 do s.slots[i + 1] = u64(v.slots[i]) end
+  for i, name in ipairs(M.RESULTS) do s.results[name] = u64(v.results[i - 1]) end
+  return s
+end
+
+--- Kernel lock kind from the contention_begin flags (LCB_F_*).
+function M.lock_kind(flags)
+  local spin, read, write = bit.band(flags, 1) ~= 0, bit.band(flags, 2) ~= 0, bit.band(flags, 4) ~= 0
+  local rt, percpu, mutex = bit.band(flags, 8) ~= 0, bit.band(flags, 16) ~= 0, bit.band(flags, 32) ~= 0
+  local rw = read and ':read' or write and ':write' or ''
+  if percpu then return 'percpu-rwsem' .. rw end
+  if mutex then return (rt and 'rtmutex' or 'mutex') .. (spin and ':spin' or '') end
+  if rt then return 'rtmutex' end
+  if read or write then return (spin and 'rwlock' or 'rwsem') .. rw end
+  if spin then return 'spinlock' end
+  return 'lock'
+end
+
+function M.decode_futex(kb, vb)
+  local k = cast('struct pm_lock_fkey', kb, 'futex key')
+  local s = decode_stat(vb)
+  s.uaddr, s.tgid = u64(k.uaddr), k.tgid
+  return s
+end
+
+function M.decode_klock(kb, vb)
+  local k = cast('struct pm_lock_kkey', kb, 'klock key')
+  local s = decode_stat(vb)
+  -- kernel addresses pass 2^53: kept exact as a hex string
+  s.addr, s.flags, s.kind = '0x' .. bit.tohex(k.addr), k.flags, M.lock_kind(k.flags)
+  return s
+end
+
+function M.decode_thread(kb, vb)
+  local k = cast('struct pm_lock_tkey', kb, 'thread key')
+  local v = cast('struct pm_lock_tval', vb, 'thread value')
+  return { tgid = k.tgid, pid = k.pid, comm = ffi.string(v.comm), count = u64(v.count),
+           total_ns = u64(v.total_ns), max_ns = u64(v.max_ns), errors = u64(v.errors) }
+end
+
+function M.decode_stack(kb, vb)
+  local k = cast('struct pm_lock_skey', kb, 'stack key')
+  local v = cast('struct pm_lock_sval', vb, 'stack value')
+  return { uaddr = u64(k.uaddr), tgid = k.tgid, stack_id = k.stack_id,
+           count = u64(v.count), total_ns = u64(v.total_ns) }
+end
+
+--- Address as printed in tables: 0x7f....
+function M.hex(addr)
+  if type(addr) == 'string' then return addr end
+  return string.format('0x%x', addr)
+end
+
+local function by_total(a, b)
+  if a.total_ns ~= b.total_ns then return a.total_ns > b.total_ns end
+  return tostring(a.uaddr or a.addr or a.pid or 0) < tostring(b.uaddr or b.addr or b.pid or 0)
+end
+
+--- Turns decoded tables into the tracer's result.
+---@param d table { futexes=, klocks=, threads=, stacks=, counters= } decoded lists
+---@param seconds number length of the interval
+---@param nthreads number? threads of the target (nil: the threads seen waiting)
+function M.analyse(d, seconds, nthreads)
+  local r = { futex = {}, kernel = {}, threads = {} }
+  local ftotal, fwaits = 0, 0
+  local errors = { etimedout = 0, edeadlk = 0, eownerdead = 0, other = 0 }
+  local by_futex = {}
+  for _, f in ipairs(d.futexes or {}) do
+    f.mean_ns = f.count > 0 and f.total_ns / f.count or nil
+    f.stacks = {}
+    ftotal = ftotal + f.total_ns
+    fwaits = fwaits + f.count
+    for name in pairs(errors) do errors[name] = errors[name] + (f.results[name] or 0) end
+    r.futex[#r.futex + 1] = f
+    by_futex[f.tgid .. '/' .. f.uaddr] = f
+  end
+  for _, f in ipairs(r.futex) do f.share = ftotal > 0 and f.total_ns / ftotal or nil end
+  table.sort(r.futex, by_total)
+  for _, s in ipairs(d.stacks or {}) do
+    local f = by_futex[s.tgid .. '/' .. s.uaddr]
+    if f then f.stacks[#f.stacks + 1] = s end
+  end
+  for _, f in ipairs(r.futex) do table.sort(f.stacks, by_total) end
+
+  for _, t in ipairs(d.threads or {}) do
+    t.mean_ns = t.count > 0 and t.total_ns / t.count or nil
+    t.wait_share = seconds > 0 and math.min(1, t.total_ns / (seconds * 1e9)) or nil
+    r.threads[#r.threads + 1] = t
+  end
+  table.sort(r.threads, by_total)
+
+  local ktotal = 0
+  for _, k in ipairs(d.klocks or {}) do
+    k.mean_ns = k.count > 0 and k.total_ns / k.count or nil
+    ktotal = ktotal + k.total_ns
+    r.kernel[#r.kernel + 1] = k
+  end
+  table.sort(r.kernel, by_total)
+
+  r.futex_wait_ns, r.futex_waits, r.kernel_wait_ns = ftotal, fwaits, ktotal
+  -- USE Mutex row. Utilisation: share of the threads' time spent waiting
+  -- (the only lock "busy" signal visible without instrumenting the holder).
+  -- Saturation: mean waiters over the interval (Little's law: total wait /
+  -- elapsed) and the largest number of simultaneous waiters seen.
+  local basis = nthreads and 'threads of the target' or 'threads seen waiting'
+  local n = nthreads or #r.threads
+  local c = d.counters or {}
+  local total_errors = 0
+  for _, v in pairs(errors) do total_errors = total_errors + v end
+  r.use = {
+    utilisation = (seconds > 0 and n > 0) and math.min(1, ftotal / (n * seconds * 1e9)) or nil,
+    utilisation_basis = string.format('%d %s', n, basis),
+    saturation = {
+      mean_waiters = seconds > 0 and ftotal / (seconds * 1e9) or nil,
+      max_waiters = c.max_waiters,
+    },
+    errors = { total = total_errors, by_kind = errors },
+  }
+  return r
+end
+
+-- Live tracer ----------------------------------------------------------------
+
+local Lock = setmetatable({}, { __index = base.Tracer })
+Lock.__index = Lock
+
+local FUTEX_PROGS = { tp = { 'futex_enter_tp', 'futex_exit_tp' }, raw_tp = { 'futex_enter_raw', 'futex_exit_raw' } }
+local KLOCK_PROGS = { tp_btf = { 'klock_begin_btf', 'klock_end_btf' }, raw_tp = { 'klock_begin_raw', 'klock_end_raw' } }
+
+local function has_all(tps)
+  for _, tp in ipairs(tps) do
+    if base.tracepoint_exists(tp) == false then return false, tp:gsub('/', ':', 1) end
+  end
+  return true
+end
+
+--- Program sets to try, best first, for the halves the kernel has: futex on
+--- syscalls:sys_*_futex (tp) or raw_syscalls (raw_tp), kernel locks on
+--- tp_btf or raw_tp. Returns variants and the notes on what is missing.
+function M.plan(want_futex, want_kernel, exists)
+  exists = exists or has_all
+  local notes = {}
+  local futex_kinds, klock_kinds = {}, {}
+  if want_futex then
+    if exists(M.tracepoints.futex) then futex_kinds[#futex_kinds + 1] = 'tp' end
+    if exists(M.tracepoints.futex_raw) then futex_kinds[#futex_kinds + 1] = 'raw_tp' end
+    if #futex_kinds == 0 then notes[#notes + 1] = base.unavailable('syscalls:sys_enter_futex (futex waits)') end
+  end
+  if want_kernel then
+    local ok, what = exists(M.tracepoints.kernel)
+    if ok then klock_kinds = { 'tp_btf', 'raw_tp' }
+    else notes[#notes + 1] = base.unavailable((what or 'lock:contention_begin') .. ' (kernel lock contention)') end
+  end
+  if #futex_kinds == 0 then futex_kinds = { false } end
+  if #klock_kinds == 0 then klock_kinds = { false } end
+  local variants = {}
+  for _, fk in ipairs(futex_kinds) do
+    for _, kk in ipairs(klock_kinds) do
+      if fk or kk then
+        local progs, names = {}, {}
+        if fk then
+          for _, p in ipairs(FUTEX_PROGS[fk]) do progs[#progs + 1] = p end
+          names[#names + 1] = fk .. ' (futex)'
+        end
+        if kk then
+          for _, p in ipairs(KLOCK_PROGS[kk]) do progs[#progs + 1] = p end
+          names[#names + 1] = kk .. ' (kernel locks)'
+        end
+        variants[#variants + 1] = { name = table.concat(names, ' + '), progs = progs, futex = fk, kernel = kk }
+      end
+    end
+  end
+  return variants, notes
+end
+
+-- The variants share programs (the futex pair appears with both kernel-lock
+-- sets), so each is loaded on its own with every other program left out.
+local function load_one_of(cfg, variants, stats)
+  local errs = {}
+  for _, v in ipairs(variants) do
+    local keep = {}
+    for _, set in pairs(FUTEX_PROGS) do for _, p in ipairs(set) do keep[p] = false end end
+    for _, set in pairs(KLOCK_PROGS) do for _, p in ipairs(set) do keep[p] = false end end
+    for _, p in ipairs(v.progs) do keep[p] = true end
+    local obj, err = base.load_variants('lock', cfg, { { name = v.name, progs = {} } }, { keep = keep, stats = stats })
+    if obj then
+      local ok, aerr = obj:attach(v.progs)
+      if ok then return obj, v end
+      obj:close()
+      err = aerr
+    end
+    errs[#errs + 1] = v.name .. ': ' .. tostring(err)
+  end
+  return nil, table.concat(errs, '; ')
+end
+
+--- Starts tracing. opts: pid | tid | cgroup (filter, on the waiting task),
+--- stacks = true (record the waiting user stack per futex), futex = false /
+--- kernel = false (leave a half out), stats = false.
+---@return table? tracer, string? err
+function M.start(opts)
+  opts = opts or {}
+  local cfg, err = base.filter_config(opts)
+  if not cfg then return nil, err end
+  local want_futex, want_kernel = opts.futex ~= false, opts.kernel ~= false
+  local variants, notes = M.plan(want_futex, want_kernel)
+  if #variants == 0 then return nil, table.concat(notes, '; ') end
+  cfg.lock_user_stacks = opts.stacks and true or false
+  cfg.lock_futex = want_futex
+  cfg.lock_kernel = want_kernel
+  local obj, chosen = load_one_of(cfg, variants, opts.stats)
+  if not obj then return nil, chosen end
+  local t = base.Tracer.new('lock', obj, { attach_path = chosen.name })
+  t.notes = notes
+  t.stacks = opts.stacks and true or false
+  t.futex_on, t.kernel_on = chosen.futex and true or false, chosen.kernel and true or false
+  t.target = opts.pid or opts.tgid
+  t.maps = {}
+  for _, n in ipairs({ 'futexes', 'klocks', 'threads', 'fstacks', 'counters' }) do t.maps[n] = obj:map(n) end
+  t.since = t.t0
+  return setmetatable(t, Lock)
+end
+
+local function count_tasks(pid)
+  local dir = require('posix.dirent')
+  local ok, list = pcall(dir.dir, '/proc/' .. pid .. '/task')
+  if not ok or not list then return nil end
+  local n = 0
+  for _, name in ipairs(list) do if name:match('^%d+$') then n = n + 1 end end
+  return n
+end
+
+--- Reads the tables: the result since start (or the last clearing read).
+--- opts.clear: reset after reading (per-interval output).
+function Lock:read(opts)
+  opts = opts or {}
+  local now = require('perf_manual._c.sys').now()
+  local res
+  if self.closed then
+    res = self.final or M.analyse({}, 0)
+  else
+    local d = { futexes = {}, klocks = {}, threads = {}, stacks = {}, counters = {} }
+    local clear = opts.clear
+    local function each(map, list, decode)
+      for _, e in ipairs(assert(self.maps[map]:read{ clear = clear })) do list[#list + 1] = decode(e.key, e.value) end
+    end
+    each('futexes', d.futexes, M.decode_futex)
+    each('klocks', d.klocks, M.decode_klock)
+    each('threads', d.threads, M.decode_thread)
+    each('fstacks', d.stacks, M.decode_stack)
+    local ffi_ = require('ffi')
+    for _, e in ipairs(assert(self.maps.counters:read())) do
+      local idx = ffi_.cast('const uint32_t *', e.key)[0]
+      local name = M.COUNTERS[idx + 1]
+      if name then d.counters[name] = tonumber(ffi_.cast('const uint64_t *', e.value)[0]) end
+    end
+    for _, s in ipairs(d.stacks) do
+      local addrs = self.obj:stack('stacks', s.stack_id)
+      s.addrs = addrs or {}
+    end
+    if self.target then
+      local n = count_tasks(self.target)
+      if n then self.nthreads = math.max(self.nthreads or 0, n) end
+    end
+    res = M.analyse(d, now - self.since, self.nthreads)
+    res.counters = d.counters
+    if self.stacks then M.name_stacks(res) end
+  end
+  res.tracer = 'lock'
+  res.notes = self.notes
+  res.futex_traced, res.kernel_traced = self.futex_on, self.kernel_on
+  res.seconds = now - self.since
+  res.quality = self:quality()
+  if opts.clear then self.since = now end
+  return res
+end
+
+--- Adds frame names to the recorded user stacks (perf_manual.sym), while
+--- the processes are alive. Stacks keep their raw addresses either way.
+function M.name_stacks(res)
+  local ok, sym = pcall(require, 'perf_manual.sym')
+  if not ok then return end
+  local r = sym.new()
+  for _, f in ipairs(res.futex) do
+    for _, s in ipairs(f.stacks) do
+      local okn, names = pcall(r.user, r, f.tgid, s.addrs)
+      if okn then s.frames = names end
+    end
+  end
+end
+
+--- Final read, then detach and free everything. Returns the final result.
+function Lock:stop()
+  if self.closed then return self.final end
+  self.final = self:read()
+  self:close()
+  return self.final
+end
+
+-- Text -------------------------------------------------------------------------
+
+local function ms(ns) return ns and string.format('%.3f', ns / 1e6) or '-' end
+local function us(ns) return ns and string.format('%.1f', ns / 1e3) or '-' end
+local function pct(x) return x and string.format('%.1f%%', x * 100) or '-' end
+
+--- Text for a result: futex waits per address and per thread, the wait
+--- histogram of the busiest futex, kernel locks, and the USE Mutex row.
+--- opts.top (default 10).
+function M.render(res, opts)
+  opts = opts or {}
+  local top = opts.top or 10
+  local out = {}
+  local function head(list) local t = {} for i = 1, math.min(top, #list) do t[i] = list[i] end return t end
+  for _, n in ipairs(res.notes or {}) do out[#out + 1] = n .. '\n' end
+  if res.futex_traced ~= false then
+    if #res.futex == 0 then
+      out[#out + 1] = 'no futex waits\n'
+    else
+      out[#out + 1] = 'futex waits by address:\n'
+      out[#out + 1] = hist.table(head(res.futex), {
+        { key = 'tgid', title = 'PID' },
+        { key = 'uaddr', title = 'FUTEX', align = 'l', fmt = function(v) return M.hex(v) end },
+        { key = 'count', title = 'WAITS' },
+        { key = 'total_ns', title = 'TOTAL (ms)', fmt = function(v) return ms(v) end },
+        { key = 'mean_ns', title = 'AVG (us)', fmt = function(v) return us(v) end },
+        { key = 'max_ns', title = 'MAX (us)', fmt = function(v) return us(v) end },
+        { key = 'share', title = 'SHARE', fmt = function(v) return pct(v) end },
+        { key = 'results', title = 'TIMEOUTS', fmt = function(v) return tostring(v.etimedout) end },
+        { key = 'results', title = 'EAGAIN', fmt = function(v) return tostring(v.eagain) end },
+      })
+      out[#out + 1] = '\nfutex waits by thread:\n'
+      out[#out + 1] = hist.table(head(res.threads), {
+        { key = 'tgid', title = 'PID' },
+        { key = 'pid', title = 'TID' },
+        { key = 'comm', title = 'COMM', align = 'l' },
+        { key = 'count', title = 'WAITS' },
+        { key = 'total_ns', title = 'TOTAL (ms)', fmt = function(v) return ms(v) end },
+        { key = 'wait_share', title = 'WAITING', fmt = function(v) return pct(v) end },
+        { key = 'errors', title = 'ERRORS' },
+      })
+      local f = res.futex[1]
+      out[#out + 1] = string.format('\nfutex %s (pid %d): wait time\n', M.hex(f.uaddr), f.tgid)
+      out[#out + 1] = hist.render_log2(hist.log2_buckets(f.slots), { unit = 'usecs' })
+      for i = 1, math.min(3, #f.stacks) do
+        local s = f.stacks[i]
+        out[#out + 1] = string.format('  waiting stack #%d: %d waits, %s ms\n', i, s.count, ms(s.total_ns))
+        for j, a in ipairs(s.addrs or {}) do
+          local name = s.frames and s.frames[j]
+          out[#out + 1] = string.format('    %s%s\n', type(a) == 'number' and string.format('0x%x', a) or a,
+            name and ('  ' .. name) or '')
+        end
+      end
+    end
+  end
+  if res.kernel_traced ~= false then
+    if #res.kernel == 0 then
+      out[#out + 1] = '\nno kernel lock contention\n'
+    else
+      out[#out + 1] = '\nkernel lock contention:\n'
+      out[#out + 1] = hist.table(head(res.kernel), {
+        { key = 'addr', title = 'LOCK', align = 'l', fmt = function(v) return M.hex(v) end },
+        { key = 'kind', title = 'KIND', align = 'l' },
+        { key = 'count', title = 'WAITS' },
+        { key = 'total_ns', title = 'TOTAL (us)', fmt = function(v) return us(v) end },
+        { key = 'mean_ns', title = 'AVG (us)', fmt = function(v) return us(v) end },
+        { key = 'max_ns', title = 'MAX (us)', fmt = function(v) return us(v) end },
+      })
+    end
+  end
+  local u = res.use
+  if u and res.futex_traced ~= false then
+    out[#out + 1] = string.format('\nUSE Mutex: utilisation %s of thread time waiting (%s), saturation %s waiters'
+      .. ' on average, max %s at once, errors %d (timeouts %d, EDEADLK %d, EOWNERDEAD %d, other %d)\n',
+      pct(u.utilisation), u.utilisation_basis,
+      u.saturation.mean_waiters and string.format('%.2f', u.saturation.mean_waiters) or '-',
+      u.saturation.max_waiters and tostring(u.saturation.max_waiters) or 'not measured',
+      u.errors.total, u.errors.by_kind.etimedout, u.errors.by_kind.edeadlk, u.errors.by_kind.eownerdead,
+      u.errors.by_kind.other)
+  end
+  if res.quality then out[#out + 1] = 'quality: ' .. base.quality_line(res.quality) .. '\n' end
+  return table.concat(out)
+end
+
+--- JSON-ready copy (arrays marked so empty ones stay arrays).
+function M.to_json(res)
+  local copy = {}
+  for k, v in pairs(res) do copy[k] = v end
+  for _, key in ipairs({ 'futex', 'kernel', 'threads' }) do
+    local list = {}
+    for i, r in ipairs(res[key] or {}) do
+      local c = {}
+      for k, v in pairs(r) do c[k] = v end
+      c.slots = util.array(r.slots)
+      if r.stacks then
+        local st = {}
+        for j, s in ipairs(r.stacks) do
+          st[j] = { count = s.count, total_ns = s.total_ns, stack_id = s.stack_id,
+                    addrs = util.array(s.addrs or {}), frames = s.frames and util.array(s.frames) }
+        end
+        c.stacks = util.array(st)
+      end
+      list[i] = c
+    end
+    copy[key] = util.array(list)
+  end
+  copy.notes = util.array(res.notes or {})
+  return copy
+end
+
+return M

@@ -1,0 +1,255 @@
+--- Off-CPU tracer: time tasks spend blocked, per (tgid, pid, kernel stack,
+--- user stack), from sched_switch: the raw material of off-CPU flame graphs.
+--- read() returns raw stack addresses (innermost first) with tgid and comm;
+--- symbolisation is the profiler's job (pm.sym). Kernel side:
+--- bpf/offcpu.bpf.c, structs mirrored from bpf/offcpu.h.
+---
+---   local t = assert(offcpu.start{ pid = 1234, min_us = 100 })
+---   local r = t:stop()   -- r.entries: {tgid, pid, comm, total_us, count, kern_stack, user_stack}
+local ffi = require('ffi')
+local bit = require('bit')
+local base = require('perf_manual.tracers.base')
+local hist = require('perf_manual.report.hist')
+local util = require('perf_manual.util')
+
+local M = {}
+
+M.name = 'offcpu'
+M.event = 'offcpu'
+M.summary = 'blocked time per task and kernel+user stack (off-CPU flame graph input)'
+M.tracepoints = { 'sched/sched_switch' }
+
+ffi.cdef [[
+struct pm_offcpu_key { uint32_t tgid, pid; int32_t kern_stack_id, user_stack_id; };
+struct pm_offcpu_val {
+  uint64_t total_us, count, max_us;
+  uint32_t state, pad;
+  char comm[16];
+};
+]]
+
+-- enum offcpu_counter
+M.COUNTERS = { 'short', 'stack_errors' }
+
+local key_t = ffi.typeof('const struct pm_offcpu_key *')
+local val_t = ffi.typeof('const struct pm_offcpu_val *')
+
+function M.sizeof()
+  return { key = ffi.sizeof('struct pm_offcpu_key'), val = ffi.sizeof('struct pm_offcpu_val') }
+end
+
+--- Task state letter(s) from prev_state (TASK_* bits).
+function M.state_name(state)
+  if state == 0 then return 'R' end   -- preempted while runnable
+  local s = ''
+  if bit.band(state, 1) ~= 0 then s = s .. 'S' end      -- interruptible sleep
+  if bit.band(state, 2) ~= 0 then s = s .. 'D' end      -- uninterruptible
+  if bit.band(state, 4) ~= 0 then s = s .. 'T' end      -- stopped
+  if bit.band(state, 8) ~= 0 then s = s .. 't' end      -- traced
+  if bit.band(state, 0x400) ~= 0 then s = s .. 'I' end  -- TASK_NOLOAD (idle kthread)
+  return s ~= '' and s or string.format('0x%x', state)
+end
+
+function M.decode(kb, vb)
+  assert(#kb == ffi.sizeof('struct pm_offcpu_key'), 'offcpu: bad key size ' .. #kb)
+  assert(#vb == ffi.sizeof('struct pm_offcpu_val'), 'offcpu: bad value size ' .. #vb)
+  local k, v = ffi.cast(key_t, kb), ffi.cast(val_t, vb)
+  return {
+    tgid = k.tgid, pid = k.pid, kern_stack_id = k.kern_stack_id, user_stack_id = k.user_stack_id,
+    total_us = tonumber(v.total_us), count = tonumber(v.count), max_us = tonumber(v.max_us),
+    state = M.state_name(v.state), comm = ffi.string(v.comm),
+  }
+end
+
+--- Resolves stack ids to address lists with `stack(id)` (nil or a list of
+--- addresses), sorts by blocked time and adds totals.
+---@param entries table decoded entries
+---@param stack fun(id: integer): integer[]|nil
+function M.resolve(entries, stack)
+  local cache, total = {}, 0
+  local function get(id)
+    if id < 0 then return nil end
+    if cache[id] == nil then cache[id] = stack(id) or false end
+    return cache[id] or nil
+  end
+  for _, e in ipairs(entries) do
+    e.kern_stack = get(e.kern_stack_id)
+    e.user_stack = get(e.user_stack_id)
+    total = total + e.total_us
+  end
+  table.sort(entries, function(a, b)
+    if a.total_us ~= b.total_us then return a.total_us > b.total_us end
+    if a.pid ~= b.pid then return a.pid < b.pid end
+    return a.kern_stack_id < b.kern_stack_id
+  end)
+  return entries, total
+end
+
+--- Blocked time summed per task: { {tgid, pid, comm, total_us, count} } sorted.
+function M.by_task(entries)
+  local t, list = {}, {}
+  for _, e in ipairs(entries) do
+    local r = t[e.pid]
+    if not r then
+      r = { tgid = e.tgid, pid = e.pid, comm = e.comm, total_us = 0, count = 0 }
+      t[e.pid] = r
+      list[#list + 1] = r
+    end
+    r.total_us = r.total_us + e.total_us
+    r.count = r.count + e.count
+  end
+  table.sort(list, function(a, b)
+    if a.total_us ~= b.total_us then return a.total_us > b.total_us end
+    return a.pid < b.pid
+  end)
+  return list
+end
+
+--- Addresses from a packed u64 stack (a stack map value), innermost first,
+--- stopping at the first 0: numbers below 2^53, "0x..." strings above (kernel
+--- addresses), so no bit is lost (the convention of perf_manual.sym).
+function M.unpack(raw)
+  local n = math.floor(#raw / 8)
+  local p = ffi.cast('const uint64_t *', raw)
+  local out = {}
+  for i = 0, n - 1 do
+    local v = p[i]
+    if v == 0 then break end
+    if v < 9007199254740992ULL then out[#out + 1] = tonumber(v)
+    else out[#out + 1] = '0x' .. bit.tohex(v) end
+  end
+  return out
+end
+
+-- Live tracer ----------------------------------------------------------------
+
+local Offcpu = setmetatable({}, { __index = base.Tracer })
+Offcpu.__index = Offcpu
+
+--- Starts tracing. opts: pid | tid | cgroup (filter, on the blocked task),
+--- min_us (default 1) / max_us: keep blocks in this range, preempted = true
+--- (also count time runnable but preempted, not only blocked), kernel_stacks
+--- = false / user_stacks = false, stats = false.
+---@return table? tracer, string? err
+function M.start(opts)
+  opts = opts or {}
+  local cfg, err = base.filter_config(opts)
+  if not cfg then return nil, err end
+  for _, tp in ipairs(M.tracepoints) do
+    if base.tracepoint_exists(tp) == false then return nil, base.unavailable((tp:gsub('/', ':', 1))) end
+  end
+  cfg.offcpu_min_us = opts.min_us or 1
+  if opts.max_us then cfg.offcpu_max_us = opts.max_us end
+  cfg.offcpu_blocked_only = not opts.preempted
+  cfg.offcpu_kernel_stacks = opts.kernel_stacks ~= false
+  cfg.offcpu_user_stacks = opts.user_stacks ~= false
+  local obj, v = base.load_variants('offcpu', cfg, {
+    { name = 'tp_btf', progs = { 'offcpu_switch_btf' } },
+    { name = 'raw_tp', progs = { 'offcpu_switch_raw' } },
+  }, { stats = opts.stats })
+  if not obj then return nil, v end
+  local t = base.Tracer.new('offcpu', obj, { attach_path = v })
+  t.blocked = obj:map('blocked')
+  t.counters = obj:map('counters')
+  t.min_us = cfg.offcpu_min_us
+  t.since = t.t0
+  return setmetatable(t, Offcpu)
+end
+
+--- Reads the blocked-time table: entries since start (or the last clearing
+--- read) with their stacks resolved to addresses. opts.clear resets it.
+function Offcpu:read(opts)
+  opts = opts or {}
+  local now = require('perf_manual._c.sys').now()
+  local res
+  if self.closed then
+    res = self.final or { entries = {}, tasks = {}, total_us = 0 }
+  else
+    local entries = {}
+    for _, e in ipairs(assert(self.blocked:read{ clear = opts.clear })) do
+      entries[#entries + 1] = M.decode(e.key, e.value)
+    end
+    local obj = self.obj
+    local _, total = M.resolve(entries, function(id)
+      local _, raw = obj:stack('stacks', id)
+      if type(raw) ~= 'string' or #raw % 8 ~= 0 or #raw == 0 then return nil end
+      return M.unpack(raw)
+    end)
+    res = { entries = entries, tasks = M.by_task(entries), total_us = total }
+    res.counters = {}
+    for _, e in ipairs(assert(self.counters:read{ clear = opts.clear })) do
+      local idx = ffi.cast('const uint32_t *', e.key)[0]
+      local name = M.COUNTERS[idx + 1]
+      if name then res.counters[name] = tonumber(ffi.cast('const uint64_t *', e.value)[0]) end
+    end
+  end
+  res.tracer = 'offcpu'
+  res.min_us = self.min_us
+  res.seconds = now - self.since
+  res.quality = self:quality()
+  if opts.clear then self.since = now end
+  return res
+end
+
+--- Final read, then detach and free everything. Returns the final result.
+function Offcpu:stop()
+  if self.closed then return self.final end
+  self.final = self:read()
+  self:close()
+  return self.final
+end
+
+-- Text -------------------------------------------------------------------------
+
+local function addr_text(a) return type(a) == 'number' and string.format('0x%x', a) or tostring(a) end
+
+--- Text for a result: blocked time per task, then the top stacks as raw
+--- addresses (the profiler names them). opts.top (default 10), opts.stacks
+--- (default 3).
+function M.render(res, opts)
+  opts = opts or {}
+  local top, nstacks = opts.top or 10, opts.stacks or 3
+  local out = {}
+  if #res.entries == 0 then
+    out[#out + 1] = string.format('no task blocked longer than %d us\n', res.min_us or 1)
+  else
+    local rows = {}
+    for i = 1, math.min(top, #res.tasks) do rows[i] = res.tasks[i] end
+    out[#out + 1] = hist.table(rows, {
+      { key = 'tgid', title = 'PID' },
+      { key = 'pid', title = 'TID' },
+      { key = 'comm', title = 'COMM', align = 'l' },
+      { key = 'count', title = 'BLOCKS' },
+      { key = 'total_us', title = 'OFF-CPU (ms)', fmt = function(v) return string.format('%.3f', v / 1e3) end },
+    })
+    for i = 1, math.min(nstacks, #res.entries) do
+      local e = res.entries[i]
+      out[#out + 1] = string.format('\n%s (pid %d, tid %d, state %s): %.3f ms in %d blocks, max %.3f ms\n',
+        e.comm, e.tgid, e.pid, e.state, e.total_us / 1e3, e.count, e.max_us / 1e3)
+      for _, a in ipairs(e.kern_stack or {}) do out[#out + 1] = '    ' .. addr_text(a) .. ' [k]\n' end
+      if e.kern_stack and e.user_stack then out[#out + 1] = '    --\n' end
+      for _, a in ipairs(e.user_stack or {}) do out[#out + 1] = '    ' .. addr_text(a) .. '\n' end
+    end
+  end
+  if res.quality then out[#out + 1] = 'quality: ' .. base.quality_line(res.quality) .. '\n' end
+  return table.concat(out)
+end
+
+--- JSON-ready copy (arrays marked so empty ones stay arrays).
+function M.to_json(res)
+  local copy = {}
+  for k, v in pairs(res) do copy[k] = v end
+  local list = {}
+  for i, e in ipairs(res.entries or {}) do
+    local c = {}
+    for k, v in pairs(e) do c[k] = v end
+    c.kern_stack = e.kern_stack and util.array(e.kern_stack)
+    c.user_stack = e.user_stack and util.array(e.user_stack)
+    list[i] = c
+  end
+  copy.entries = util.array(list)
+  copy.tasks = util.array(res.tasks or {})
+  return copy
+end
+
+return M
