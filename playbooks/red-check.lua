@@ -19,6 +19,7 @@ return playbook {
     timeout = param.duration { 'per-request timeout', default = '5s' },
     passive = param.pid { 'measure this server process from its syscalls instead of sending load', optional = true },
     json = param.flag { 'print the result as JSON' },
+    save = param.path { 'also write DIR/red-check.json (histogram and per-second series) for diff and report', optional = true },
   },
 
   step 'load the endpoint' {
@@ -43,6 +44,12 @@ return playbook {
         s = red.summarize(res)
       end
       for _, f in ipairs(red.findings(s)) do inv:finding(f) end
+      if p.save then
+        local mok, merr = require('perf_manual.store').mkdir_p(p.save)
+        if not mok then util.user_error('red-check: ' .. merr) end
+        local wok, werr = util.write_atomic(p.save .. '/red-check.json', util.json_encode(s, true) .. '\n')
+        if not wok then util.user_error('red-check: ' .. werr) end
+      end
       if p.json then
         local out = {}
         for k, v in pairs(s) do if k ~= 'series' then out[k] = v end end
