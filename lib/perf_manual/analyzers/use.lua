@@ -46,6 +46,8 @@ M.thresholds = {
     util_warn = 50, util_high = 80,   -- io_ticks share (%util of iostat -x)
     aqu_warn = 1, aqu_high = 4,       -- average queue size (aqu-sz)
     psi_warn = 5, psi_high = 20,      -- PSI io some (system-wide: judged with the device's %util)
+    task_wait_warn = 10,              -- share of the target's thread-time in D state (waiting on I/O),
+    task_wait_high = 25,              --   judged on the busiest disk when the target does disk I/O
   },
   network = {
     active_bytes_per_s = 1024,        -- an interface with less traffic than this gets no row
@@ -168,8 +170,10 @@ function M.rules.cpu(m, T)
     if busy < T.util_warn then
       -- the futex trap: wake-ups make tasks wait briefly although cores are idle
       row.raise('warn', nil, 'PSI some ' .. fmt_pct(p))
-      row.notes[#row.notes + 1] = string.format('CPU pressure %s while %s of the CPUs sit idle: wake-up storms '
-        .. '(lock hand-offs), not a CPU shortage', fmt_pct(p), fmt_pct(100 - busy))
+      if p >= T.psi_high then
+        row.notes[#row.notes + 1] = string.format('CPU pressure %s while %s of the CPUs sit idle: short waits after '
+          .. 'wake-ups (lock hand-offs), not a CPU shortage', fmt_pct(p), fmt_pct(100 - busy))
+      end
     else
       row.raise('warn', nil, 'PSI some ' .. fmt_pct(p))
     end
@@ -255,9 +259,12 @@ function M.rules.memory(m, T)
   return row
 end
 
-function M.rules.disk(d, m, T)
+function M.rules.disk(d, m, T, busiest)
   T = T.disk
   local row = new_row('disk', d.name)
+  -- a process's own experience: its threads blocked in uninterruptible I/O
+  local tw = busiest and m.task and m.task.io_bytes_per_s and m.task.io_bytes_per_s > 0 and m.lock
+    and m.lock.disk_share_pct
   if d.util_pct then
     row.utilization = cell(string.format('%s busy, %s r/s %s w/s, %s read %s written', fmt_pct(d.util_pct),
       fmt_rate(d.r_s or 0, ''), fmt_rate(d.w_s or 0, ''), util.fmt_bytes((d.rkB_s or 0) * 1024) .. '/s',
@@ -274,7 +281,9 @@ function M.rules.disk(d, m, T)
   end
   local psi_io = m.io and m.io.psi_some_pct
   if psi_io then s[#s + 1] = 'PSI io some ' .. fmt_pct(psi_io) end
-  row.saturation = #s > 0 and cell(table.concat(s, ', '), '/proc/diskstats aqu-sz, PSI io some', d.aqu_sz)
+  if tw then s[#s + 1] = 'target blocked on I/O ' .. fmt_pct(tw) .. ' of thread-time' end
+  row.saturation = #s > 0 and cell(table.concat(s, ', '),
+    '/proc/diskstats aqu-sz, PSI io some' .. (tw and ', thread states (D)' or ''), d.aqu_sz)
     or missing('no queue data', '/proc/diskstats aqu-sz')
   row.errors = cell('not exposed', 'the kernel counts no I/O errors in /proc/diskstats')
   local ut = d.util_pct or 0
@@ -286,6 +295,11 @@ function M.rules.disk(d, m, T)
   end
   if psi_io and psi_io >= T.psi_high and ut >= T.util_warn then
     row.raise('HIGH', psi_io / T.psi_high, string.format('tasks stall on I/O %s with the disk %s busy', fmt_pct(psi_io), fmt_pct(ut)))
+  end
+  if tw and tw >= T.task_wait_high then
+    row.raise('HIGH', tw / T.task_wait_high, string.format('target blocked on I/O %s of its thread-time', fmt_pct(tw)))
+  elseif tw and tw >= T.task_wait_warn then
+    row.raise('warn', nil, 'target blocked on I/O ' .. fmt_pct(tw))
   end
   if ut >= T.util_warn then row.raise('warn', nil, fmt_pct(ut) .. ' busy') end
   if d.aqu_sz and d.aqu_sz >= T.aqu_warn then row.raise('warn', nil, string.format('aqu-sz %.2f', d.aqu_sz)) end
@@ -436,8 +450,12 @@ function M.analyze(m, opts)
   local rows = {}
   by.cpu = M.rules.cpu(m, T); rows[#rows + 1] = by.cpu
   by.memory = M.rules.memory(m, T); rows[#rows + 1] = by.memory
+  local busiest
   for _, d in ipairs(m.disks or {}) do
-    local r = M.rules.disk(d, m, T)
+    if not busiest or (d.util_pct or 0) > (busiest.util_pct or 0) then busiest = d end
+  end
+  for _, d in ipairs(m.disks or {}) do
+    local r = M.rules.disk(d, m, T, d == busiest)
     r.measure = d
     by.disks[#by.disks + 1] = r; rows[#rows + 1] = r
   end
@@ -724,7 +742,8 @@ function M.collect(opts)
       sampler:close()
       m.lock = { futex_share_pct = l.futex_share and 100 * l.futex_share, waiters_avg = l.futex_waiting_mean,
         waiters_max = l.futex_waiting_max, runnable_avg = l.runnable_mean, threads = l.threads_seen,
-        samples = l.samples, hz = l.hz, source = l.source, top_futex = l.top_futex, cost = l.cost }
+        samples = l.samples, hz = l.hz, source = l.source, top_futex = l.top_futex, cost = l.cost,
+        disk_share_pct = l.shares and l.shares.disk and 100 * l.shares.disk, disk_waiting_avg = l.disk_waiting_mean }
       if not l.futex_share then m.lock.missing = (l.missing and (l.missing.futex_share or first_missing(l))) or 'no thread samples' end
     else
       m.lock = { missing = threads == nil and 'thread-state sampler not available' or 'no thread samples' }

@@ -1,0 +1,198 @@
+-- The USE rules on measures recorded from the real workloads
+-- (tests/fixtures/use/*.json, see the README there), plus the trap rules and
+-- the collection's handling of RAM disks and unreadable files.
+local use = require('perf_manual.analyzers.use')
+local util = require('perf_manual.util')
+
+local function recorded(name)
+  return assert(util.json_decode(fixture('use/' .. name .. '.json')))
+end
+
+local function row(r, resource)
+  for _, x in ipairs(r.rows) do
+    if x.resource == resource then return x end
+  end
+end
+
+local function deep_copy(t)
+  if type(t) ~= 'table' then return t end
+  local c = {}
+  for k, v in pairs(t) do c[k] = deep_copy(v) end
+  return c
+end
+
+local function has_note(x, pattern)
+  for _, n in ipairs(x.notes or {}) do
+    if n:match(pattern) then return true end
+  end
+  return false
+end
+
+describe('perf_manual.analyzers.use', function()
+  describe('verdicts on recorded workloads', function()
+    local cases = {
+      { 'cpu_burn_pid', 'cpu' },
+      { 'cpu_burn_system', 'cpu' },
+      { 'mem_pressure_pid', 'memory' },
+      { 'fsync_writer_pid', 'disk' },
+      { 'mutex_contention_pid', 'lock' },
+      { 'mutex_contention_system', nil },
+      { 'sleeper_pid', nil },
+    }
+    for _, c in ipairs(cases) do
+      it(c[1] .. ' -> ' .. tostring(c[2] or 'none'), function()
+        local r = use.analyze(recorded(c[1]))
+        assert.equal(c[2], r.verdict.resource, r.verdict.text)
+        if c[2] then
+          assert.equal('HIGH', r.verdict.status)
+        else
+          assert.matches('^no resource saturated', r.verdict.text)
+        end
+      end)
+    end
+  end)
+
+  it('gives every cell a text and a source, and every row a known status', function()
+    for _, name in ipairs({ 'cpu_burn_pid', 'mem_pressure_pid', 'fsync_writer_pid', 'mutex_contention_system' }) do
+      local r = use.analyze(recorded(name))
+      for _, x in ipairs(r.rows) do
+        assert.is_not_nil(use.RANK[x.status], x.status)
+        for _, col in ipairs({ 'utilization', 'saturation', 'errors' }) do
+          assert.is_string(x[col].text, name .. ' ' .. x.name .. ' ' .. col)
+          assert.is_string(x[col].source, name .. ' ' .. x.name .. ' ' .. col)
+        end
+      end
+    end
+  end)
+
+  it('names the disk for a busy disk in a process that does not reclaim', function()
+    local r = use.analyze(recorded('fsync_writer_pid'))
+    assert.equal('vda', r.verdict.name)
+    assert.matches('/proc/diskstats aqu%-sz', row(r, 'disk').saturation.source)
+  end)
+
+  describe('traps', function()
+    it('page-cache refaults make the disk busy: memory is named, the disk is lowered', function()
+      local m = recorded('mem_pressure_pid')
+      local r = use.analyze(m)
+      local disk = row(r, 'disk')
+      assert.equal('warn', disk.status)
+      assert.is_true(has_note(disk, 'refaults'))
+      -- the same numbers judged without the memory rules: the disk would win
+      local T = deep_copy(use.thresholds)
+      T.memory.psi_high, T.memory.limit_hits_high = 1e9, 1e18
+      local r2 = use.analyze(recorded('mem_pressure_pid'), { thresholds = T })
+      assert.equal('disk', r2.verdict.resource)
+    end)
+
+    it('reclaim burning CPU in the kernel is memory pressure, not CPU', function()
+      local m = recorded('mem_pressure_pid')
+      -- as when reclaim keeps the cores busy: mostly kernel time, queued tasks
+      m.cpu.busy_pct, m.cpu.user_pct, m.cpu.system_pct = 100, 10, 90
+      m.task.runq_wait_pct, m.task.user_pct, m.task.system_pct = 80, 10, 90
+      local r = use.analyze(m)
+      assert.equal('memory', r.verdict.resource)
+      local cpu = row(r, 'cpu')
+      assert.equal('warn', cpu.status)
+      assert.is_true(has_note(cpu, 'reclaim'))
+      -- user-space burning with memory pressure on the side stays CPU HIGH
+      local m2 = recorded('mem_pressure_pid')
+      m2.cpu.busy_pct, m2.cpu.user_pct, m2.cpu.system_pct = 100, 90, 10
+      m2.task.runq_wait_pct, m2.task.user_pct, m2.task.system_pct = 80, 90, 10
+      assert.equal('HIGH', row(use.analyze(m2), 'cpu').status)
+    end)
+
+    it('CPU pressure with idle cores is not a CPU shortage', function()
+      local m = recorded('mutex_contention_system')
+      assert.is_true(m.cpu.psi_some_pct >= use.thresholds.cpu.psi_high)
+      assert.is_true(m.cpu.busy_pct < use.thresholds.cpu.util_warn)
+      local cpu = row(use.analyze(m), 'cpu')
+      assert.are_not.equal('HIGH', cpu.status)
+      assert.is_true(has_note(cpu, 'sit idle'))
+    end)
+
+    it('threads taking turns on one lock: the lock is named even when the CPUs are busy', function()
+      local m = recorded('mutex_contention_pid')
+      -- another process keeps the other core busy, so the woken threads queue
+      m.cpu.busy_pct, m.task.runq_wait_pct = 97, 236
+      local r = use.analyze(m)
+      assert.equal('lock', r.verdict.resource)
+      assert.is_true(has_note(row(r, 'cpu'), 'take turns on a lock'))
+    end)
+
+    it('threads parked in futex waits of an idle process are not contention', function()
+      local m = recorded('mutex_contention_pid')
+      m.task.cpu_pct = 1
+      local r = use.analyze(m)
+      assert.are_not.equal('HIGH', row(r, 'lock').status)
+      assert.is_true(has_note(row(r, 'lock'), 'idle pool'))
+    end)
+
+    it('a busy disk the target does not use is not its bottleneck', function()
+      local m = recorded('fsync_writer_pid')
+      m.task.io_bytes_per_s, m.task.read_bytes_per_s, m.task.write_bytes_per_s = 0, 0, 0
+      local r = use.analyze(m)
+      assert.are_not.equal('disk', r.verdict.resource)
+      assert.is_true(has_note(row(r, 'disk'), 'did no disk I/O'))
+    end)
+  end)
+
+  it('thresholds are plain Lua a team can change', function()
+    local T = deep_copy(use.thresholds)
+    T.cpu.util_high, T.cpu.task_runq_high = 101, 1e9
+    local r = use.analyze(recorded('cpu_burn_system'), { thresholds = T })
+    assert.is_nil(r.verdict.resource)
+    assert.equal('warn', row(r, 'cpu').status)
+  end)
+
+  it('says the Mutex row needs a PID for the system target', function()
+    local r = use.analyze(recorded('cpu_burn_system'))
+    local l = row(r, 'lock')
+    assert.equal('not measured', l.status)
+    assert.equal('not measured (needs a PID or the BPF lock tracer)', l.utilization.text)
+  end)
+
+  it('renders the table with sources and the verdict', function()
+    local r = use.analyze(recorded('fsync_writer_pid'))
+    r.target = { label = 'pid 1 (fsync_writer)' }
+    r.measures = recorded('fsync_writer_pid')
+    local text = use.render(r)
+    assert.matches('RESOURCE%s+STATUS%s+UTILIZATION%s+SATURATION%s+ERRORS', text)
+    assert.matches('\nvda%s+HIGH', text)
+    assert.matches('%[/proc/diskstats %%util%]', text)
+    assert.matches('\nverdict: disk vda is the most saturated resource', text)
+    assert.matches('not disks %(RAM%-backed or virtual, no row%):', text)
+  end)
+
+  describe('collection on this machine', function()
+    it('never gives a RAM-backed or loop device a disk row', function()
+      local m = use.collect { target = 'system', duration = 0.3, interval = 0.3 }
+      for _, d in ipairs(m.disks) do
+        assert.is_nil(d.name:match('^zram') or d.name:match('^loop') or d.name:match('^ram%d'), d.name)
+      end
+      local f = io.open('/sys/block/zram0/size')
+      if f then
+        f:close()
+        local seen = false
+        for _, d in ipairs(m.not_disks) do if d.name == 'zram0' then seen = true end end
+        assert.is_true(seen, 'zram0 should be listed as not a disk')
+      end
+    end)
+
+    it('shows an unreadable source as not measured, never as 0', function()
+      local memory = require('perf_manual.collectors.memory')
+      local saved = memory.paths
+      memory.paths = { meminfo = '/nonexistent/meminfo', vmstat = '/nonexistent/vmstat', psi = '/nonexistent/memory' }
+      local ok, m = pcall(use.collect, { target = 'system', duration = 0.3, interval = 0.3 })
+      memory.paths = saved
+      assert(ok, m)
+      local r = use.analyze(m)
+      local mem = row(r, 'memory')
+      assert.equal('not measured', mem.status)
+      assert.matches('^not measured %(.*/nonexistent/', mem.utilization.text)
+      assert.matches('^not measured %(', mem.saturation.text)
+      assert.is_nil(mem.utilization.value)
+      assert.is_nil(m.memory.psi_some_pct)
+    end)
+  end)
+end)
