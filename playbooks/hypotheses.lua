@@ -5,7 +5,7 @@ return playbook {
   summary = "List an investigation's hypotheses with status and evidence",
   params  = {
     id    = param.investigation { "investigation id (or a unique part of it)", positional = true },
-    store = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]" },
+    store = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]", optional = true },
     json  = param.flag { "print JSON" },
   },
 

@@ -3,7 +3,7 @@ return playbook {
   name    = "list-investigations",
   summary = "List stored investigations, newest first",
   params  = {
-    store = param.path    { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]" },
+    store = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]", optional = true },
     limit = param.integer { "at most this many", default = 50 },
     json  = param.flag    { "print JSON" },
   },

@@ -3,7 +3,7 @@ return playbook {
   name    = "reindex",
   summary = "Rebuild the search index of the investigation store",
   params  = {
-    store = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]" },
+    store = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]", optional = true },
   },
 
   run = function(inv, p)

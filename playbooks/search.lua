@@ -6,7 +6,7 @@ return playbook {
   params  = {
     text  = param.string  { "words to look for", positional = true },
     limit = param.integer { "at most this many results", default = 10 },
-    store = param.path    { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]" },
+    store = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]", optional = true },
     json  = param.flag    { "print JSON" },
   },
 

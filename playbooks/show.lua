@@ -5,7 +5,7 @@ return playbook {
   summary = "Show a stored investigation (metadata, findings, hypotheses, files)",
   params  = {
     id       = param.investigation { "investigation id (or a unique part of it)", positional = true },
-    store    = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]" },
+    store    = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]", optional = true },
     timeline = param.flag { "print the whole timeline" },
     json     = param.flag { "print the metadata as JSON" },
   },

@@ -197,84 +197,56 @@ end
 
 -- Tracers and profilers ------------------------------------------------------------
 
--- runs a tracer for `duration` seconds (stops early on Ctrl-C)
-local function run_tracer(mod, opts, duration)
-  local h = assert(mod.start(opts))
-  local ok, err = pcall(function()
-    local deadline = sys().now() + duration
-    while sys().now() < deadline do
-      if not sys().sleep(math.min(0.25, deadline - sys().now())) then break end
-    end
-  end)
-  local data
-  if ok then
-    if type(h) == 'table' and h.read then data = h:read()
-    elseif mod.read then data = mod.read(h) end
-  end
-  if type(h) == 'table' and h.stop then h:stop() elseif mod.stop then mod.stop(h) end
-  if not ok then error(err, 0) end
-  return data
-end
-
 --- Runs a tracer (perf_manual.tracers.<name>) for a while and stores what it
---- read. `share_of_time` etc. come from the tracer.
+--- read.
 ---   inv:trace { "io", pid = p.pid, duration = 5, snoop = true }
 function methods.trace(inv, opts)
   opts = opts or {}
   local name = opts[1] or opts.tracer
   if not name then error('[perf_manual.investigation] trace: which tracer? inv:trace { "io", ... }', 2) end
-  return adapter(inv, 'trace-' .. name, function()
-    local mod, why = try_require('perf_manual.tracers.' .. name)
-    if not mod then return nil, why end
-    if not mod.start then return nil, 'perf_manual.tracers.' .. name .. ' has no start()' end
-    local o = {}
-    for k, v in pairs(opts) do if type(k) == 'string' then o[k] = v end end
-    o.pid = target_pid(inv, opts.pid)
-    local duration = opts.duration or inv.params.duration or 5
-    o.duration = nil
-    local ok, data = pcall(run_tracer, mod, o, duration)
-    if not ok then
-      if util.is_user_error(data) then return nil, data.user_error end
-      return nil, tostring(data):match('^[^\n]*')
-    end
-    if type(data) ~= 'table' then return nil, 'tracer returned nothing' end
+  local r = adapter(inv, 'trace-' .. name, function()
+    local spec = { name }
+    for k, v in pairs(opts) do if type(k) == 'string' and k ~= 'duration' and k ~= 'only' then spec[k] = v end end
+    spec.pid = target_pid(inv, opts.pid)
+    local data, why = require('perf_manual.suites').record('tracer', spec, {}, opts.duration or inv.params.duration or 5)
+    if type(data) ~= 'table' then return nil, why end
     data.tracer = name
+    -- syscalls: the share of syscall time spent in the ones asked about
+    if opts.only and type(data.syscalls) == 'table' then
+      local want, part, all = {}, 0, 0
+      for _, n in ipairs(opts.only) do want[n] = true end
+      for _, sc in ipairs(data.syscalls) do
+        all = all + (sc.total_ns or 0)
+        if want[sc.name] then part = part + (sc.total_ns or 0) end
+      end
+      data.only = opts.only
+      data.share_of_time = all > 0 and part / all or nil
+    end
     return data
   end)
+  return r
 end
 
 --- Profiles a process: on-CPU by default, off-CPU with off_cpu = true
---- (perf_manual.profilers.cpu / .offcpu). Stores the result and, when the
---- profiler returns folded stacks, a .folded file next to it.
+--- (perf_manual.profilers.oncpu / .offcpu). Stores the profile's summary
+--- and its folded stacks next to it.
 function methods.profile(inv, opts)
   opts = opts or {}
   local kind = opts.off_cpu and 'offcpu' or (opts.kind or 'cpu')
   local r = adapter(inv, 'profile-' .. kind, function()
-    local mod, why = try_require('perf_manual.profilers.' .. kind)
-    if not mod then return nil, why end
-    local o = {}
-    for k, v in pairs(opts) do if type(k) == 'string' then o[k] = v end end
-    o.pid = target_pid(inv, opts.pid)
-    o.duration = opts.duration or inv.params.duration or 5
-    local fn = mod.profile or mod.run or mod.record
-    local ok, res
-    if fn then
-      ok, res = pcall(fn, o)
-    elseif mod.start then
-      local d = o.duration; o.duration = nil
-      ok, res = pcall(run_tracer, mod, o, d)
-    else
-      return nil, 'perf_manual.profilers.' .. kind .. ' has no profile()'
-    end
-    if not ok then
-      if util.is_user_error(res) then return nil, res.user_error end
-      return nil, tostring(res):match('^[^\n]*')
-    end
-    if type(res) ~= 'table' then return nil, 'profiler returned nothing' end
-    return res
+    local spec = { kind }
+    for k, v in pairs(opts) do if type(k) == 'string' and k ~= 'duration' and k ~= 'off_cpu' then spec[k] = v end end
+    spec.pid = target_pid(inv, opts.pid)
+    local data, why = require('perf_manual.suites').record('profiler', spec, {}, opts.duration or inv.params.duration or 5)
+    if type(data) ~= 'table' then return nil, why end
+    return data
   end)
   if r.available ~= false and type(r.folded) == 'string' and not inv.replay then
     r.folded_path = inv:save_artifact(r.artifact:gsub('^raw_data/', ''):gsub('%.json$', '.folded'), r.folded, 'profile')
+  end
+  local hot = require('perf_manual.analyzers.findings').hot_function(r)
+  if hot then
+    inv:log('decision', string.format('hottest function %s (%.0f%% of samples)', tostring(hot.name), (hot.share or 0) * 100))
   end
   return r
 end
@@ -315,8 +287,10 @@ function methods.collect(inv, opts)
     for k, v in pairs(opts) do if type(k) == 'string' then o[k] = v end end
     o.pid = target_pid(inv, opts.pid)
     o.duration = opts.duration or inv.params.duration or 5
-    local res = suites.run(what, o, inv)
-    return res
+    o.progress = function(text) inv:progress(text) end
+    local manifest = suites.run(what, o, function(n, data, kind) return inv:save_artifact(n, data, kind) end)
+    inv:progress_done()
+    return manifest
   end)
 end
 

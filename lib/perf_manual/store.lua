@@ -486,6 +486,17 @@ local function distance(a, b)
   return prev[#b]
 end
 
+--- A handle on any folder (a `collect` output dir): the same confined,
+--- atomic writes, no metadata. Creates the folder.
+function M.attach(dir)
+  local ok, err = mkdir_p(dir)
+  if not ok then util.user_error(err) end
+  local r, base = dir:gsub('/+$', ''):match('^(.-)/?([^/]+)$')
+  local h = new_handle(r ~= '' and r or '.', base)
+  h.dir = dir:gsub('/+$', '')
+  return h
+end
+
 --- Ids close to `id` (substring matches first, then by edit distance).
 function M.close_matches(root, id, max)
   max = max or 5
@@ -519,6 +530,12 @@ function M.open(root, id)
   for _, n in ipairs(M.list(root)) do
     local slug = n:match('^%d%d%d%d%-%d%d%-%d%d_(.*)$')
     if slug == id or n:sub(1, #id) == id then hits[#hits + 1] = n end
+  end
+  if #hits == 0 then
+    -- a unique part of the name will do
+    for _, n in ipairs(M.list(root)) do
+      if n:find(id, 1, true) then hits[#hits + 1] = n end
+    end
   end
   if #hits == 1 then return new_handle(root, hits[1]) end
   if #hits > 1 then

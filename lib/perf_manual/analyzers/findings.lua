@@ -9,6 +9,7 @@ local M = {}
 
 -- thresholds a team may tune
 M.thresholds = {
+  io_p99_ms_fast = 1,        -- below this the disk answers fast: evidence against a disk problem
   io_p99_ms_medium = 10,     -- block I/O latency p99 worth a look
   io_p99_ms_high = 50,
   lock_wait_share_medium = 0.2,
@@ -65,13 +66,15 @@ function M.from_trace(kind, t)
       if p and p >= T.io_p99_ms_medium then
         out[#out + 1] = { resource = 'disk', metric = 'io_latency_p99_ms', value = p,
           severity = p >= T.io_p99_ms_high and 'high' or 'medium',
-          summary = string.format('%s %s I/O latency p99 %.1f ms', tostring(d.name or d.dev or '?'),
+          summary = string.format('%s %s I/O latency p99 %.1f ms', tostring(d.name or d.device or d.dev or '?'),
             tostring(d.op or 'all'), p), evidence = t.artifact }
       end
     end
   elseif kind == 'lock' then
     local u = type(t.use) == 'table' and (t.use.utilisation or t.use.utilization)
-    if u and u >= T.lock_wait_share_medium then
+    -- system-wide, "threads seen waiting" are mostly idle pools: judge a target only
+    local of_target = type(t.use) == 'table' and tostring(t.use.utilisation_basis or ''):match('target')
+    if u and of_target and u >= T.lock_wait_share_medium then
       out[#out + 1] = { resource = 'lock', metric = 'futex_wait_share', value = u,
         severity = u >= T.lock_wait_share_high and 'high' or 'medium',
         summary = string.format('threads spend %.0f%% of their time waiting on futexes', u * 100),
@@ -91,8 +94,15 @@ end
 function M.hot_function(p)
   if type(p) ~= 'table' or p.available == false then return nil end
   local top = p.top or p.functions
+  if type(top) == 'table' and top.self then top = top.self end
   if type(top) == 'table' and top[1] then
-    local f = top[1]
+    -- the hottest function that has a name
+    local f
+    for _, x in ipairs(top) do
+      local n = tostring(x.name or x.func or x[1] or '')
+      if n ~= '' and not n:match('^%[unknown') and not n:match('^bpf_prog_') then f = x break end
+    end
+    if not f then return nil end
     local share = f.share or (f.pct and f.pct / 100) or (f.samples and p.samples and p.samples > 0 and f.samples / p.samples)
     return { name = f.name or f.func or f[1], share = share }
   end
@@ -182,8 +192,109 @@ function M.all(data)
   local function add(list) for _, f in ipairs(list) do out[#out + 1] = f end end
   add(M.from_use(data.use))
   for _, k in ipairs(util.keys(data.traces)) do add(M.from_trace(k, data.traces[k])) end
-  for _, k in ipairs(util.keys(data.profiles)) do add(M.from_profile(data.profiles[k])) end
+  if data.profiles.cpu then add(M.from_profile(data.profiles.cpu)) end
   return out
+end
+
+local RESOURCES = {
+  { 'cpu', 'CPU' }, { 'memory', 'Memory' }, { 'disk', 'Disk I/O' }, { 'network', 'Network' }, { 'lock', 'Locks' },
+}
+
+local function cell(c)
+  if type(c) ~= 'table' then return c ~= nil and tostring(c) or 'not measured' end
+  local t = tostring(c.text or c.missing or 'not measured')
+  return (t:gsub('|', '/'))
+end
+
+--- A Markdown report of a data dir: what was collected, then one section
+--- per resource (USE row, findings, tracer/profile figures).
+function M.report(data, found)
+  local L = {}
+  local function add(s) L[#L + 1] = s or '' end
+  add('# Analysis of ' .. tostring(data.dir))
+  add()
+  local m = data.manifest
+  if m then
+    add(string.format('Suite **%s** on %s (kernel %s), %s to %s%s.', tostring(m.suite), tostring(m.host),
+      tostring(m.kernel), tostring(m.started), tostring(m.ended), m.stopped and ', stopped early' or ''))
+    add()
+    add('| Item | Kind | File | Notes |')
+    add('|---|---|---|---|')
+    for _, it in ipairs(m.items or {}) do
+      add(string.format('| %s | %s | %s | %s |', tostring(it.name), tostring(it.kind), it.file and ('`' .. it.file .. '`') or '-',
+        it.error or ((it.samples and (it.samples .. ' samples') or 'ok') .. ((it.lost_events or 0) > 0 and (', ' .. it.lost_events .. ' lost events') or ''))))
+    end
+    add()
+  end
+  local use = data.use
+  add('## Summary')
+  add()
+  if use and use.available ~= false then
+    add('- **Bottleneck (USE)**: ' .. (use.verdict or 'no saturated resource')
+      .. (use.verdict_detail and use.verdict_detail.text and (' — ' .. use.verdict_detail.text) or ''))
+  else
+    add('- **Bottleneck (USE)**: not measured (no USE check in the data)')
+  end
+  add(string.format('- **Findings**: %d', #found))
+  add()
+  for _, r in ipairs(RESOURCES) do
+    local key, title = r[1], r[2]
+    add('## ' .. title)
+    add()
+    local rows = {}
+    for _, row in ipairs(use and use.rows or {}) do if row.resource == key then rows[#rows + 1] = row end end
+    if #rows > 0 then
+      add('| Name | Status | Utilization | Saturation | Errors |')
+      add('|---|---|---|---|---|')
+      for _, row in ipairs(rows) do
+        add(string.format('| %s | %s | %s | %s | %s |', tostring(row.name), tostring(row.status),
+          cell(row.utilization), cell(row.saturation), cell(row.errors)))
+      end
+    elseif use then
+      add(key == 'disk' and 'No disk was busy enough for a USE row.' or key == 'network' and 'No interface carried traffic.'
+        or 'Not measured.')
+    else
+      add('Not measured (no USE check).')
+    end
+    add()
+    if key == 'disk' and data.traces.io then
+      local io = data.traces.io
+      add('I/O latency (io tracer, `' .. tostring(io.artifact) .. '`):')
+      add()
+      for _, d in ipairs(io.devices or {}) do
+        local p = p99_ms(d)
+        add(string.format('- %s: %s requests/s, mean %s, p99 %s', tostring(d.device or d.name or d.dev),
+          d.iops and string.format('%.0f', d.iops) or 'not measured',
+          d.mean_ns and util.fmt_duration(d.mean_ns / 1e9) or 'not measured',
+          p and util.fmt_duration(p / 1e3) or 'not measured'))
+      end
+      add()
+    end
+    if key == 'lock' and data.traces.lock and type(data.traces.lock.use) == 'table' then
+      local u = data.traces.lock.use
+      add(string.format('Lock tracer (`%s`): threads wait %s of their time; %s waiters on average.',
+        tostring(data.traces.lock.artifact), u.utilisation and string.format('%.0f%%', u.utilisation * 100) or 'not measured',
+        type(u.saturation) == 'table' and u.saturation.mean_waiters and string.format('%.1f', u.saturation.mean_waiters) or 'not measured'))
+      add()
+    end
+    if key == 'cpu' and data.profiles.cpu then
+      local hot = M.hot_function(data.profiles.cpu)
+      if hot then
+        add(string.format('On-CPU profile (`%s`): hottest function %s (%.0f%% of samples).',
+          tostring(data.profiles.cpu.artifact), tostring(hot.name), (hot.share or 0) * 100))
+        add()
+      end
+    end
+    local mine = {}
+    for _, f in ipairs(found) do if f.resource == key then mine[#mine + 1] = f end end
+    if #mine > 0 then
+      add('Findings:')
+      add()
+      for _, f in ipairs(mine) do add(string.format('- **%s** %s', f.severity:upper(), f.summary)) end
+      add()
+    end
+  end
+  return table.concat(L, '\n') .. '\n'
 end
 
 return M

@@ -83,19 +83,30 @@ function M.score(text, data)
       local worst, wname
       for _, d in ipairs(io.devices or io.rows or {}) do
         local p = findings.p99_ms(d)
-        if p and (not worst or p > worst) then worst, wname = p, d.name or d.dev end
+        if p and (not worst or p > worst) then worst, wname = p, d.name or d.device or d.dev end
       end
       if worst then
         local line = string.format('I/O latency p99 %.1f ms on %s', worst, tostring(wname))
-        add(ev, io.artifact, worst >= T.io_p99_ms_medium and 'supports' or 'refutes', line, 1)
+        if worst >= T.io_p99_ms_medium then add(ev, io.artifact, 'supports', line, 1)
+        elseif worst < T.io_p99_ms_fast then add(ev, io.artifact, 'refutes', line .. ' (fast)', 1)
+        else missing[#missing + 1] = line .. ': neither fast nor slow, no weight either way' end
       end
     else
       missing[#missing + 1] = 'no I/O latency histogram (trace io)'
     end
+    local sc = data.traces and data.traces.syscall
+    if sc and sc.share_of_time then
+      local line = string.format('%.0f%% of the process\'s syscall time is in %s', sc.share_of_time * 100,
+        table.concat(sc.only or { 'the traced calls' }, '/'))
+      if sc.share_of_time > 0.5 then add(ev, sc.artifact, 'supports', line, 1)
+      elseif sc.share_of_time < 0.1 then add(ev, sc.artifact, 'refutes', line, 1) end
+    end
   elseif resource == 'lock' then
     local lk = data.traces and data.traces.lock
     local u = lk and type(lk.use) == 'table' and (lk.use.utilisation or lk.use.utilization)
-    if u then
+    if u and not tostring(lk.use.utilisation_basis or ''):match('target') then
+      missing[#missing + 1] = 'the lock tracer ran system-wide: its wait share counts idle thread pools (give a pid)'
+    elseif u then
       add(ev, lk.artifact, u >= T.lock_wait_share_medium and 'supports' or 'refutes',
         string.format('threads wait on futexes %.0f%% of their time', u * 100), 1)
     else

@@ -1,0 +1,55 @@
+-- perf_manual root-cause: score a hypothesis against the evidence in an
+-- investigation or a data dir, and record it there.
+return playbook {
+  name    = "root-cause",
+  summary = "Score a hypothesis against recorded evidence; print the verdict and the evidence used",
+  examples = '  perf_manual root-cause --hypothesis "the disk is saturated" --evidence /tmp/data\n'
+    .. '  perf_manual root-cause --hypothesis "lock contention on the queue" --evidence 2026-11-22_slow-api',
+  params  = {
+    hypothesis = param.string { "the hypothesis, in words" },
+    evidence   = param.string { "data dir, or an investigation id in the store" },
+    store = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]", optional = true },
+    json       = param.flag   { "print the verdict as JSON" },
+  },
+
+  step "score" {
+    function(inv, p)
+      local F, rc = require('perf_manual.analyzers.findings'), require('perf_manual.analyzers.root_cause')
+      local store, util = require('perf_manual.store'), require('perf_manual.util')
+      local handle, meta
+      if not store.is_dir(p.evidence) then
+        handle = store.open(store.root(p.store), p.evidence)          -- an id: unknown → close matches, exit 2
+      elseif util.readfile(p.evidence .. '/metadata.yaml') then
+        handle = store.open(store.root(p.store), p.evidence:find('/', 1, true) and p.evidence or ('./' .. p.evidence))
+      end
+      local dir = handle and handle.dir or p.evidence
+      local res = rc.score(p.hypothesis, F.load(dir))
+      if handle then
+        -- record it in the investigation: hypothesis, evidence, timeline
+        handle:lock()
+        local err, partial
+        meta, err, partial = handle:load_metadata()
+        if not meta then util.user_error('cannot record the hypothesis: ' .. err) end
+        meta.hypotheses = meta.hypotheses or {}
+        meta.timeline = meta.timeline or {}
+        local id = 'H' .. (#meta.hypotheses + 1)
+        local now = store.iso()
+        meta.hypotheses[#meta.hypotheses + 1] = { id = id, text = p.hypothesis, status = res.verdict == 'inconclusive' and 'open' or res.verdict,
+          score = res.score, source = 'root-cause', created = now, evidence = res.evidence }
+        meta.timeline[#meta.timeline + 1] = { t = now, kind = 'hypothesis', what = id .. ': ' .. p.hypothesis .. ' → ' .. res.verdict }
+        handle:save_metadata(meta)
+        handle:unlock()
+        res.recorded = handle.id .. ' ' .. id
+      else
+        local h = store.attach(dir)
+        local prev = util.json_decode(util.readfile(dir .. '/analysis/hypotheses.json') or '[]') or {}
+        prev[#prev + 1] = { text = p.hypothesis, verdict = res.verdict, score = res.score, t = store.iso(), evidence = res.evidence }
+        h:write_json('analysis/hypotheses.json', util.array(prev))
+        res.recorded = dir .. '/analysis/hypotheses.json'
+      end
+      if p.json then inv:print(util.json_encode(res, true)) return end
+      inv:show(rc.render(res))
+      inv:print('recorded in ' .. res.recorded)
+    end,
+  },
+}
