@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -279,10 +280,6 @@ struct perf_opts {
   int pid, tid, kernel, jit, addrs;
 };
 
-struct frame {
-  uint32_t off, len;
-};
-
 struct perf_state {
   struct perf_opts o;
   struct buf pname;
@@ -290,20 +287,33 @@ struct perf_state {
   uint64_t period;
   struct buf filter;
   int have_filter, filtered_events;
-  struct buf text;   /* processed frame names, concatenated */
-  struct frame *fr;  /* frames in input order (leaf first) */
-  size_t nfr, frcap;
-  struct buf key;
+  /* the folded stack grows leftwards: perf prints the leaf first, the
+   * folded line starts at the root; stack = pre[pos..cap) */
+  char *pre;
+  size_t pos, cap;
   struct buf tmp;
   uint64_t samples;
 };
 
-static inline int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v' || c == '\n'; }
-static inline int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-static inline int is_word(unsigned char c)
-{
-  return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-}
+/* character classes by table: the folding loop looks at every byte */
+enum { C_WS = 1, C_WORD = 2, C_DIGIT = 4 };
+#define W4(c) [c] = C_WORD, [c + 1] = C_WORD, [c + 2] = C_WORD, [c + 3] = C_WORD
+#define W26(c) W4(c), W4(c + 4), W4(c + 8), W4(c + 12), W4(c + 16), W4(c + 20), [c + 24] = C_WORD, [c + 25] = C_WORD
+static const unsigned char cls[256] = {
+  [' '] = C_WS, ['\t'] = C_WS, ['\r'] = C_WS, ['\f'] = C_WS, ['\v'] = C_WS, ['\n'] = C_WS,
+  W26('a'), W26('A'), ['_'] = C_WORD,
+  ['0'] = C_WORD | C_DIGIT, ['1'] = C_WORD | C_DIGIT, ['2'] = C_WORD | C_DIGIT, ['3'] = C_WORD | C_DIGIT,
+  ['4'] = C_WORD | C_DIGIT, ['5'] = C_WORD | C_DIGIT, ['6'] = C_WORD | C_DIGIT, ['7'] = C_WORD | C_DIGIT,
+  ['8'] = C_WORD | C_DIGIT, ['9'] = C_WORD | C_DIGIT,
+};
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+static inline int has_byte_below(uint64_t v, unsigned n) { return ((v - ONES * n) & ~v & HIGHS) != 0; }
+static inline int has_byte(uint64_t v, unsigned char c) { return has_byte_below(v ^ (ONES * c), 1); }
+
+static inline int is_ws(unsigned char c) { return cls[c] & C_WS; }
+static inline int is_digit(unsigned char c) { return cls[c] & C_DIGIT; }
+static inline int is_word(unsigned char c) { return cls[c] & C_WORD; }
 
 /* The regex `^(\S.+?)\s+(\d+)/?(\d+)?\s+` (slashes repeat): the shortest comm (2+ chars) followed by
  * "pid" or "pid/tid" and whitespace. */
@@ -391,21 +401,32 @@ static int match_period(const char *s, size_t n, const char **per, size_t *pern,
   return 0;
 }
 
+/* Puts ";" + frame in front of the stack being built. */
 static int push_frame(struct perf_state *st, const char *f, size_t n)
 {
-  if (st->nfr == st->frcap) {
-    size_t cap = st->frcap ? st->frcap * 2 : 64;
-    struct frame *nf = realloc(st->fr, cap * sizeof *nf);
-    if (!nf)
+  if (st->pos < n + 1) {
+    size_t used = st->cap - st->pos;
+    size_t cap = st->cap ? st->cap * 2 : 65536;
+    while (cap - used < n + 1)
+      cap *= 2;
+    char *np = malloc(cap);
+    if (!np)
       return -1;
-    st->fr = nf;
-    st->frcap = cap;
+    if (used)
+      memcpy(np + cap - used, st->pre + st->pos, used);
+    free(st->pre);
+    st->pre = np;
+    st->pos = cap - used;
+    st->cap = cap;
   }
-  st->fr[st->nfr].off = (uint32_t)st->text.n;
-  st->fr[st->nfr].len = (uint32_t)n;
-  st->nfr++;
-  return buf_add(&st->text, f, n);
+  st->pos -= n + 1;
+  st->pre[st->pos] = ';';
+  memcpy(st->pre + st->pos + 1, f, n);
+  return 0;
 }
+
+/* bytes that send a symbol down the slow path: ';' '(' quotes, "->" */
+static const unsigned char special[256] = { [';'] = 1, ['('] = 1, ['"'] = 1, ['\''] = 1, ['-'] = 1 };
 
 static int has_suffix(const char *s, size_t n, const char *suf)
 {
@@ -422,6 +443,22 @@ static int contains(const char *s, size_t n, const char *needle)
     if (s[i] == needle[0] && memcmp(s + i, needle, m) == 0)
       return 1;
   return 0;
+}
+
+/* The suffix a frame gets for its module: kernel "_[k]" (with --kernel),
+ * JIT "_[j]" (with --jit, a /tmp/perf-N.map module), or none. */
+static const char *annotation(const struct perf_state *st, const char *s, size_t n, const char *mod, size_t modn)
+{
+  if (st->o.kernel && ((modn > 0 && mod[0] == '[' && !contains(mod, modn, "unknown")) || has_suffix(mod, modn, "vmlinux")))
+    return "_[k]";
+  if (st->o.jit && modn > 10 && memcmp(mod, "/tmp/perf-", 10) == 0) {
+    size_t i = 10;
+    while (i < modn && is_digit((unsigned char)mod[i]))
+      i++;
+    if (i > 10 && modn - i >= 4 && memcmp(mod + i, ".map", 4) == 0 && !contains(s, n, "_[j]"))
+      return "_[j]";
+  }
+  return NULL;
 }
 
 /* One function name of a stack line, tidied and annotated into st->tmp. */
@@ -494,18 +531,11 @@ static int tidy_func(struct perf_state *st, const char *func, size_t fn, const c
   if (inlined) {
     if (!contains(s, n, "_[i]") && buf_add(t, "_[i]", 4))
       return -1;
-  } else if (st->o.kernel && ((modn > 0 && mod[0] == '[' && !contains(mod, modn, "unknown")) || has_suffix(mod, modn, "vmlinux"))) {
-    if (buf_add(t, "_[k]", 4))
-      return -1;
-  } else if (st->o.jit && modn > 10 && memcmp(mod, "/tmp/perf-", 10) == 0) {
-    /* m:/tmp/perf-\d+\.map: */
-    size_t i = 10;
-    while (i < modn && is_digit((unsigned char)mod[i]))
-      i++;
-    if (i > 10 && modn - i >= 4 && memcmp(mod + i, ".map", 4) == 0 && !contains(s, n, "_[j]") &&
-        buf_add(t, "_[j]", 4))
-      return -1;
+    return 0;
   }
+  const char *suf = annotation(st, s, n, mod, modn);
+  if (suf && buf_add(t, suf, 4))
+    return -1;
   return 0;
 }
 
@@ -514,6 +544,16 @@ static int match_stack_line(const char *s, size_t n, const char **pc, size_t *pc
                             size_t *fnn, const char **mod, size_t *modn)
 {
   size_t w0 = 0;
+  if (n > 0 && s[0] == '\t')
+    w0 = 1;
+  /* perf pads addresses with runs of spaces: skip them 8 at a time */
+  while (w0 + 8 <= n) {
+    uint64_t v;
+    memcpy(&v, s + w0, 8);
+    if (v != 0x2020202020202020ull)
+      break;
+    w0 += 8;
+  }
   while (w0 < n && is_ws((unsigned char)s[w0]))
     w0++;
   size_t w1 = w0;
@@ -525,15 +565,27 @@ static int match_stack_line(const char *s, size_t n, const char **pc, size_t *pc
   while (f < n && is_ws((unsigned char)s[f]))
     f++;
   /* rightmost " (" whose following non-space run holds a ')' */
-  for (size_t p = n; p-- > 1;) {
-    if (s[p - 1] != ' ' || s[p] != '(')
+  for (size_t p = n; p > 1;) {
+    const char *o = memrchr(s + 1, '(', p - 1);
+    if (!o)
+      break;
+    p = (size_t)(o - s);
+    if (s[p - 1] != ' ')
       continue;
     size_t q = p + 1, last = 0;
-    while (q < n && !is_ws((unsigned char)s[q])) {
-      if (s[q] == ')')
-        last = q;
-      q++;
+    /* 8 bytes at a time while none of them can be whitespace (<= 0x20) */
+    while (q + 8 <= n) {
+      uint64_t v;
+      memcpy(&v, s + q, 8);
+      if (has_byte_below(v, 0x21))
+        break;
+      q += 8;
     }
+    while (q < n && !is_ws((unsigned char)s[q]))
+      q++;
+    const char *cl = memrchr(s + p + 1, ')', q - (p + 1));
+    if (cl)
+      last = (size_t)(cl - s);
     if (!last)
       continue;
     size_t sp = p - 1; /* the ' ' before '(' */
@@ -572,8 +624,29 @@ static int perf_stack_line(struct perf_state *st, const char *s, size_t n, int *
   }
   if (fnn > 0 && fn[0] == '(')
     return 0; /* a process name in parentheses, not a frame */
+  /* the common case: a plain symbol that needs no tidying or annotation */
+  if (!(st->pname.n == 4 && fnn > 0 && fn[0] == 'L')) {
+    int plain = fnn > 0 && fn[0] != '[';
+    size_t i = 0;
+    for (; plain && i + 8 <= fnn; i += 8) {
+      uint64_t v;
+      memcpy(&v, fn + i, 8);
+      if (has_byte(v, ';') || has_byte(v, '(') || has_byte(v, '"') || has_byte(v, '\'') || has_byte(v, '-'))
+        break;
+    }
+    for (; plain && i < fnn; i++)
+      plain = !special[(unsigned char)fn[i]];
+    if (plain) {
+      const char *suf = annotation(st, fn, fnn, mod, modn);
+      if (!suf)
+        return push_frame(st, fn, fnn);
+      st->tmp.n = 0;
+      if (buf_add(&st->tmp, fn, fnn) || buf_add(&st->tmp, suf, 4))
+        return -1;
+      return push_frame(st, st->tmp.p, st->tmp.n);
+    }
+  }
   /* inlined frames "a->b->c"; trailing empty pieces vanish like Perl's split */
-  size_t first = st->nfr;
   const char *pieces[64];
   size_t plen[64];
   size_t np = 0, a = 0;
@@ -592,18 +665,13 @@ static int perf_stack_line(struct perf_state *st, const char *s, size_t n, int *
   }
   while (np > 0 && plen[np - 1] == 0)
     np--;
-  for (size_t k = 0; k < np; k++) {
+  /* the first piece is the outermost of the inline chain: it ends up
+   * left of the others, so it goes in last */
+  for (size_t k = np; k-- > 0;) {
     if (tidy_func(st, pieces[k], plen[k], pc, pcn, mod, modn, k > 0))
       return -1;
     if (push_frame(st, st->tmp.p, st->tmp.n))
       return -1;
-  }
-  /* frames within one line go root-ward in reverse: the first piece is the
-   * outermost of the inline chain, so reverse this line's block */
-  for (size_t i = first, j = st->nfr; j > i + 1; i++, j--) {
-    struct frame t = st->fr[i];
-    st->fr[i] = st->fr[j - 1];
-    st->fr[j - 1] = t;
   }
   return 0;
 }
@@ -611,23 +679,16 @@ static int perf_stack_line(struct perf_state *st, const char *s, size_t n, int *
 static int perf_end_sample(struct perf_state *st, struct profile *p)
 {
   if (!st->have_pname) {
-    st->nfr = 0;
-    st->text.n = 0;
+    st->pos = st->cap;
     return 0;
   }
-  struct buf *k = &st->key;
-  k->n = 0;
-  if (buf_add(k, st->pname.p, st->pname.n))
+  /* the process name is the root frame: push it, then drop its ';' */
+  if (push_frame(st, st->pname.p, st->pname.n))
     return -1;
-  for (size_t i = st->nfr; i-- > 0;) {
-    if (buf_add(k, ";", 1) || buf_add(k, st->text.p + st->fr[i].off, st->fr[i].len))
-      return -1;
-  }
-  if (profile_add(p, k->p, k->n, st->period))
+  if (profile_add(p, st->pre + st->pos + 1, st->cap - st->pos - 1, st->period))
     return -1;
   st->samples++;
-  st->nfr = 0;
-  st->text.n = 0;
+  st->pos = st->cap;
   st->have_pname = 0;
   return 0;
 }
@@ -779,10 +840,8 @@ static int fold_perf_text(lua_State *L, struct profile *p, const char *s, size_t
                s + 0, 0);
   buf_free(&st.pname);
   buf_free(&st.filter);
-  buf_free(&st.text);
-  buf_free(&st.key);
   buf_free(&st.tmp);
-  free(st.fr);
+  free(st.pre);
   if (oom)
     return luaL_error(L, "fold: perf script: out of memory");
   if (r.failed) {
@@ -864,14 +923,33 @@ struct input {
   const char *s;
   size_t n;
   char *owned;
+  void *map; /* a regular file is mapped, not copied */
+  size_t maplen;
 };
+
+static void input_free(struct input *in)
+{
+  free(in->owned);
+  if (in->map)
+    munmap(in->map, in->maplen);
+}
 
 static int read_all(int fd, struct input *in)
 {
   size_t cap = 1 << 20, n = 0;
   struct stat sb;
-  if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0)
+  if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
+    void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    if (m != MAP_FAILED) {
+      madvise(m, (size_t)sb.st_size, MADV_SEQUENTIAL);
+      in->map = m;
+      in->maplen = (size_t)sb.st_size;
+      in->s = m;
+      in->n = (size_t)sb.st_size;
+      return 0;
+    }
     cap = (size_t)sb.st_size + 1;
+  }
   char *p = malloc(cap);
   if (!p)
     return ENOMEM;
@@ -946,7 +1024,7 @@ static int profile_add_perf_script(lua_State *L)
   if (r)
     return r;
   int nret = fold_perf_text(L, p, in.s, in.n, 3);
-  free(in.owned);
+  input_free(&in);
   return nret;
 }
 
@@ -958,7 +1036,7 @@ static int profile_add_folded(lua_State *L)
   if (r)
     return r;
   int nret = fold_folded_text(L, p, in.s, in.n, 3);
-  free(in.owned);
+  input_free(&in);
   return nret;
 }
 
@@ -990,7 +1068,7 @@ static int profile_add_auto(lua_State *L)
     break;
   }
   int nret = folded ? fold_folded_text(L, p, in.s, in.n, 3) : fold_perf_text(L, p, in.s, in.n, 3);
-  free(in.owned);
+  input_free(&in);
   lua_pushstring(L, folded ? "folded" : "perf");
   return nret + 1;
 }
