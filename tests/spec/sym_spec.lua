@@ -98,6 +98,9 @@ describe('perf_manual.sym', function()
       -- alpha and main (looked up at addr-1)
       local names = r:user(pid, { addrs.beta + 4, addrs.alpha + 5, addrs.main + 20 })
       assert.same({ 'beta', 'alpha', 'main' }, names)
+      -- the batch form: many stacks of one process, each innermost first
+      assert.same({ { 'beta', 'alpha' }, { 'gamma_', 'main' } },
+        r:user_stacks(pid, { { addrs.beta + 4, addrs.alpha + 5 }, { addrs.gamma + 1, addrs.main + 20 } }))
       stop(pid)
       -- the process is gone: the snapshot still names its frames
       assert.is_nil(sym.snapshot(pid))
