@@ -1,0 +1,441 @@
+--- Thread-state sampler for the USE "Mutex" row without BPF, the way
+--- 0x.tools samples thread states: many times a second, look at every
+--- thread of a process and classify it: running / runnable / sleeping /
+--- blocked in a futex wait / disk wait (D).
+---
+--- Cheap by construction. Every tick reads each thread's schedstat (the
+--- cheapest per-thread file, ~1-2 µs): a thread that has not been on a CPU
+--- since the last tick is still in the same wait (or, if it was R, still
+--- waiting for a CPU), so its class is reused. Only threads that ran get
+--- /proc/PID/task/TID/wchan read: "0" exactly when the thread is on a run
+--- queue (R), "futex_…" in a futex wait, another kernel symbol in other
+--- sleeps; stat (S or D) is read only when that symbol changes. A thread
+--- idle for 2+ looks is looked at every 2nd tick, for 8+ every 4th. When a
+--- thread is next seen to have run, its schedstat deltas say how long it ran
+--- and waited for a CPU during the reused ticks, and that many samples move
+--- from its old class to running / runnable (shares stay time-weighted;
+--- per-tick maxima can be off by threads that changed within 4 ticks). Files are opened once and re-read
+--- with pread(2) into one buffer, no Lua strings on the hot path; the
+--- thread list is refreshed every few ticks.
+--- When wchan is hidden (no ptrace access), stat gives the state and
+--- /proc/…/syscall (futex = 202 on x86_64) the futex waits.
+---
+--- `sampler(pid, opts)` → Sampler or nil, "no process N"
+---   opts = { hz = 50, refresh_every = 25 (ticks between thread-list refreshes),
+---            max_threads = 4096, mode = nil|'wchan'|'stat' (force a source) }
+---   Sampler:tick() → true, or false when the process is gone
+---   Sampler:run(seconds) → true, or false when stopped early (process gone
+---     or Ctrl-C via stop_requested()); ticks at opts.hz
+---   Sampler:result() → Result;  Sampler:close()
+--- `sample(pid, opts)` = sampler + run(opts.duration or 1) + result + close.
+---
+--- Result = {
+---   pid=, hz=, samples= (ticks taken), duration_s=, threads_seen=,
+---   thread_samples= (sum over ticks of threads seen),
+---   shares = { running=, runnable=, sleeping=, futex=, disk=, other=, unknown= },
+---     -- fractions of thread-time (sum 1); futex = blocked in a futex wait,
+---     -- disk = D state (uninterruptible, usually disk I/O), sleeping = other S
+---   futex_share= (= shares.futex), futex_waiting_max=, futex_waiting_mean=,
+---   runnable_max=, runnable_mean=, disk_waiting_max=, disk_waiting_mean=,
+---   top_futex = { { tid=, comm=, share= }, … } (up to 5 threads by futex time),
+---   source = 'wchan' | 'stat+syscall' (how states and futex waits were read),
+---   exited = bool (the process ended while sampled), stopped = bool (Ctrl-C),
+---   cost = { cpu_s=, cpu_pct= (% of one CPU while sampling), per_tick_us= },
+---   missing = { field = why } }
+local ffi = require('ffi')
+local common = require('perf_manual.collectors.common')
+
+local M = {}
+
+for _, decl in ipairs({
+  'int open(const char *pathname, int flags, ...);',
+  'int64_t pread(int fd, void *buf, size_t count, int64_t offset);',
+  'int close(int fd);',
+  'int memcmp(const void *a, const void *b, size_t n);',
+  'struct pm_timespec { long tv_sec; long tv_nsec; };',
+  'int clock_gettime(int clk, struct pm_timespec *ts);',
+}) do
+  pcall(ffi.cdef, decl) -- another module may have declared it already
+end
+
+local O_RDONLY_CLOEXEC = 0x80000
+local CLOCK_THREAD_CPUTIME_ID = 3
+local BUFSZ = 1024
+local buf = ffi.new('uint8_t[?]', BUFSZ)
+local ts = ffi.new('struct pm_timespec')
+
+-- futex(2) syscall number by architecture
+local FUTEX_NR = ({ x64 = 202, x86 = 240, arm64 = 98, arm = 240 })[jit.arch]
+local FUTEX_WAITV_NR = ({ x64 = 449, arm64 = 449 })[jit.arch]
+
+local function thread_cpu()
+  ffi.C.clock_gettime(CLOCK_THREAD_CPUTIME_ID, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+local function fopen(path) return ffi.C.open(path, O_RDONLY_CLOEXEC) end
+
+local function pread(fd)
+  if fd < 0 then return -1 end
+  return tonumber(ffi.C.pread(fd, buf, BUFSZ - 1, 0))
+end
+
+-- Parses the unsigned decimal at buf[i]; returns value, index after it.
+local function num_at(i, n)
+  local v = 0
+  while i < n do
+    local c = buf[i]
+    if c < 48 or c > 57 then break end
+    v = v * 10 + (c - 48)
+    i = i + 1
+  end
+  return v, i
+end
+
+-- State letter of a stat line in buf: after the LAST ')' (comm may hold
+-- parens). pid ≤ 10 digits and comm ≤ 15 bytes put it within 40 bytes.
+local function stat_state(n)
+  local i = n < 40 and n - 1 or 40
+  while i > 0 and buf[i] ~= 41 do i = i - 1 end
+  if i == 0 or i + 2 >= n then return nil end
+  return buf[i + 2]
+end
+
+local S_R, S_S, S_D, Z, XX = string.byte('R'), string.byte('S'), string.byte('D'), string.byte('Z'), string.byte('X')
+local F, U, T, E, X = string.byte('f', 1), string.byte('u'), string.byte('t'), string.byte('e'), string.byte('x')
+
+local Sampler = {}
+Sampler.__index = Sampler
+
+local function open_thread(self, tid)
+  local base = self.task_dir .. tid .. '/'
+  local th = { tid = tid, base = base, stat = -1, wchan = -1, syscall = -1, sched = -1, futex = 0,
+    wsym = nil, wstate = nil, last_run = nil, last_wait = nil }
+  th.sched = fopen(base .. 'schedstat')
+  th.prev = ffi.new('uint8_t[64]') -- last schedstat text, to skip parsing when unchanged
+  th.prev_n = 0
+  if th.sched < 0 then return nil end
+  if self.mode == 'stat' then th.stat = fopen(base .. 'stat') else th.wchan = fopen(base .. 'wchan') end
+  th.reused, th.streak = 0, 0
+  local c = common.read(base .. 'comm')
+  th.comm = c and c:gsub('\n$', '') or '?'
+  return th
+end
+
+local function close_thread(th)
+  for _, k in ipairs({ 'stat', 'wchan', 'syscall', 'sched' }) do
+    if th[k] >= 0 then ffi.C.close(th[k]); th[k] = -1 end
+  end
+end
+
+local function lazy(th, key, file)
+  if th[key] < 0 and not th[key .. '_tried'] then
+    th[key .. '_tried'] = true
+    th[key] = fopen(th.base .. file)
+  end
+  return th[key]
+end
+
+-- State letter from the thread's stat file (opened on first need).
+local function read_state(th)
+  local n = pread(lazy(th, 'stat', 'stat'))
+  return n > 0 and stat_state(n) or nil
+end
+
+local function refresh(self)
+  local ok, list = pcall(require('posix.dirent').dir, self.task_dir)
+  if not ok then return false end
+  local seen = {}
+  for _, name in ipairs(list) do
+    local tid = tonumber(name)
+    if tid then
+      seen[tid] = true
+      if not self.byid[tid] and #self.list < self.max_threads then
+        local th = open_thread(self, tid)
+        if th then
+          self.byid[tid] = th
+          self.list[#self.list + 1] = th
+          self.all[tid] = th
+        end
+      end
+    end
+  end
+  local kept = {}
+  for _, th in ipairs(self.list) do
+    if seen[th.tid] then kept[#kept + 1] = th else close_thread(th); self.byid[th.tid] = nil end
+  end
+  self.list = kept
+  -- an exited process not yet reaped keeps its zombie leader listed
+  if #kept == 1 and kept[1].tid == self.pid then
+    local st = read_state(kept[1])
+    if st == nil or st == Z or st == XX then return false end
+  end
+  return true
+end
+
+-- In stat mode (wchan hidden): is this S thread in futex(2)? nil = unknown.
+local function syscall_futex(self, th)
+  local n = pread(lazy(th, 'syscall', 'syscall'))
+  if n > 0 and buf[0] >= 48 and buf[0] <= 57 then
+    local nr = num_at(0, n)
+    return nr == FUTEX_NR or nr == FUTEX_WAITV_NR
+  end
+  return nil
+end
+
+-- Class codes of one thread sample
+local C_RUN, C_SLEEP, C_FUTEX, C_DISK, C_OTHER, C_GONE, C_UNKNOWN = 1, 2, 3, 4, 5, 6, 7
+local CLASS_KEY = { 'running', 'sleeping', 'futex', 'disk', 'other', nil, 'unknown' }
+
+local function class_of_state(st)
+  if st == S_S then return C_SLEEP elseif st == S_D then return C_DISK end
+  return C_OTHER
+end
+
+--- wchan mode, one read per thread in the common case: "0" means on a run
+--- queue (R); "futex…" a futex wait; any other symbol a sleep whose S/D
+--- state is read from stat only when the symbol changes for that thread.
+local function classify_wchan(th)
+  local n = pread(th.wchan)
+  if n <= 0 then return C_GONE end
+  if n == 1 and buf[0] == 48 then return C_RUN end
+  if n >= 5 and buf[0] == F and buf[1] == U and buf[2] == T and buf[3] == E and buf[4] == X then
+    th.wsym = nil
+    return C_FUTEX
+  end
+  local h = n
+  for i = 0, n - 1 do h = (h * 31 + buf[i]) % 2147483647 end
+  if h ~= th.wsym then
+    local st = read_state(th)
+    if not st then return C_GONE end
+    th.wsym = h
+    th.wstate = st == S_R and C_SLEEP or class_of_state(st) -- R here: it woke between the reads
+  end
+  return th.wstate
+end
+
+local function classify_stat(self, th)
+  local n = pread(th.stat)
+  local st = n > 0 and stat_state(n)
+  if not st then return C_GONE end
+  if st == S_R then return C_RUN end
+  if st == S_S then
+    local f = syscall_futex(self, th)
+    if f == nil then return C_UNKNOWN end
+    self.via_syscall = true
+    return f and C_FUTEX or C_SLEEP
+  end
+  return class_of_state(st)
+end
+
+function Sampler:tick()
+  if self.closed then return false end
+  local c0 = thread_cpu()
+  if self.ticks % self.refresh_every == 0 then
+    if not refresh(self) or #self.list == 0 then self.exited = true; return false end
+  end
+  local a = self.acc
+  local running, runnable, sleeping, futex, disk, other, unknown, count = 0, 0, 0, 0, 0, 0, 0, 0
+  local gone = false
+  local wmode = self.mode == 'wchan'
+  local period_ns = 1e9 / self.hz
+  local list = self.list
+  local tick = self.ticks
+  for i = 1, #list do
+    local th = list[i]
+    local c, w = nil, 0
+    local n
+    if th.class and th.streak >= 2 and (tick + th.tid) % (th.streak >= 8 and 4 or 2) ~= 0 then
+      n = -2 -- idle for a while: look every 2nd/4th tick, reuse the class between
+    else
+      n = pread(th.sched)
+    end
+    local run, wait, slices
+    if n == -2 or (n > 0 and th.class and n == th.prev_n and ffi.C.memcmp(buf, th.prev, n) == 0) then
+      -- schedstat unchanged: not on a CPU since the last look, so still in
+      -- the same wait, or (if it was R) still waiting for a CPU
+      c = th.class
+      if c == C_RUN then w = 1 end
+      th.reused = th.reused + 1
+      if n ~= -2 then th.streak = th.streak + 1 end
+    elseif n <= 0 then
+      c = C_GONE
+    else
+      local j
+      run, j = num_at(0, n)
+      wait, j = num_at(j + 1, n)
+      slices = num_at(j + 1, n)
+      if n < 64 then ffi.copy(th.prev, buf, n); th.prev_n = n else th.prev_n = 0 end
+      if th.class and th.class ~= C_RUN and th.reused > 0 then
+        -- during the reused ticks it ran for dr and waited for a CPU for dw:
+        -- move that many samples from its old class to running / runnable
+        local kr = math.min(th.reused, math.floor((run - th.last_run) / period_ns + 0.5))
+        local kw = math.min(th.reused - kr, math.floor((wait - th.last_wait) / period_ns + 0.5))
+        if kr + kw > 0 then
+          local key = CLASS_KEY[th.class]
+          a[key] = a[key] - kr - kw
+          a.running, a.runnable = a.running + kr, a.runnable + kw
+          if th.class == C_FUTEX then th.futex = th.futex - kr - kw; a.futex_sum = a.futex_sum - kr - kw end
+        end
+      end
+      th.streak = 0
+      c = wmode and classify_wchan(th) or classify_stat(self, th)
+      if c == C_RUN and th.last_run then
+        local dr, dw = run - th.last_run, wait - th.last_wait
+        if dr + dw > 0 then w = dw / (dr + dw) end
+      end
+      th.reused = 0
+      if c ~= C_GONE then th.last_run, th.last_wait = run, wait end
+    end
+    if c == C_GONE then
+      gone = true
+    else
+      th.class = c
+      count = count + 1
+      if c == C_FUTEX then futex = futex + 1; th.futex = th.futex + 1
+      elseif c == C_SLEEP then sleeping = sleeping + 1
+      elseif c == C_RUN then runnable = runnable + w; running = running + 1 - w
+      elseif c == C_DISK then disk = disk + 1
+      elseif c == C_UNKNOWN then unknown = unknown + 1
+      else other = other + 1 end
+    end
+  end
+  if gone then
+    -- threads that exited: drop them now; the next refresh sees new ones
+    local kept = {}
+    for _, th in ipairs(list) do
+      if pread(th.sched) > 0 then kept[#kept + 1] = th
+      else close_thread(th); self.byid[th.tid] = nil end
+    end
+    self.list = kept
+    if #kept == 0 and not (refresh(self) and #self.list > 0) then self.exited = true; return false end
+  end
+  a.running, a.runnable, a.sleeping = a.running + running, a.runnable + runnable, a.sleeping + sleeping
+  a.futex, a.disk, a.other, a.unknown = a.futex + futex, a.disk + disk, a.other + other, a.unknown + unknown
+  a.thread_samples = a.thread_samples + count
+  a.futex_sum = a.futex_sum + futex
+  if futex > a.futex_max then a.futex_max = futex end
+  local rq = math.floor(runnable + 0.5)
+  a.runnable_sum = a.runnable_sum + runnable
+  if rq > a.runnable_max then a.runnable_max = rq end
+  a.disk_sum = a.disk_sum + disk
+  if disk > a.disk_max then a.disk_max = disk end
+  self.ticks = self.ticks + 1
+  self.tick_cpu = self.tick_cpu + (thread_cpu() - c0)
+  return true
+end
+
+function Sampler:run(seconds)
+  local sys = require('perf_manual._c.sys')
+  local period = 1 / self.hz
+  local t0, c0 = sys.now(), thread_cpu()
+  if not self.started then self.started = t0 end
+  local k = 0
+  local ok = true
+  while true do
+    if not self:tick() then ok = false; break end
+    k = k + 1
+    local nxt = t0 + k * period
+    if nxt - t0 >= seconds then break end
+    local now = sys.now()
+    if nxt > now then
+      if not sys.sleep(nxt - now) then self.stopped = true; ok = false; break end
+    elseif sys.stop_requested() then
+      self.stopped = true; ok = false; break
+    end
+  end
+  self.wall = self.wall + (sys.now() - t0)
+  self.run_cpu = self.run_cpu + (thread_cpu() - c0)
+  return ok
+end
+
+function Sampler:result()
+  local a = self.acc
+  local r = { pid = self.pid, hz = self.hz, samples = self.ticks, duration_s = self.wall,
+    thread_samples = a.thread_samples, exited = self.exited or false, stopped = self.stopped or false }
+  local seen = 0
+  for _ in pairs(self.all) do seen = seen + 1 end
+  r.threads_seen = seen
+  if a.thread_samples > 0 then
+    local n = a.thread_samples
+    r.shares = { running = a.running / n, runnable = a.runnable / n, sleeping = a.sleeping / n,
+      futex = a.futex / n, disk = a.disk / n, other = a.other / n, unknown = a.unknown / n }
+    r.futex_share = r.shares.futex
+  else
+    common.miss(r, 'shares', 'no thread sampled')
+  end
+  if self.ticks > 0 then
+    r.futex_waiting_max, r.futex_waiting_mean = a.futex_max, a.futex_sum / self.ticks
+    r.runnable_max, r.runnable_mean = a.runnable_max, a.runnable_sum / self.ticks
+    r.disk_waiting_max, r.disk_waiting_mean = a.disk_max, a.disk_sum / self.ticks
+  end
+  local top = {}
+  for tid, th in pairs(self.all) do
+    if th.futex > 0 then top[#top + 1] = { tid = tid, comm = th.comm, share = th.futex / math.max(1, self.ticks) } end
+  end
+  table.sort(top, function(x, y) return x.share > y.share or (x.share == y.share and x.tid < y.tid) end)
+  for i = 6, #top do top[i] = nil end
+  r.top_futex = require('perf_manual.util').array(top)
+  r.source = self.mode == 'wchan' and 'wchan' or 'stat+syscall'
+  if a.unknown > 0 and a.unknown >= (a.futex + a.sleeping) then
+    common.miss(r, 'futex_share', 'neither wchan nor syscall readable for these threads (needs ptrace access)')
+    r.futex_share = nil
+  end
+  r.cost = { cpu_s = self.run_cpu, per_tick_us = self.ticks > 0 and self.tick_cpu / self.ticks * 1e6 or nil }
+  if self.wall > 0 then r.cost.cpu_pct = 100 * self.run_cpu / self.wall end
+  return r
+end
+
+function Sampler:close()
+  if self.closed then return end
+  for _, th in ipairs(self.list) do close_thread(th) end
+  self.list, self.byid, self.closed = {}, {}, true
+end
+
+Sampler.__gc = Sampler.close
+
+---@param pid integer
+---@param opts table? { hz=50, refresh_every=10, max_threads=4096, proc='/proc' }
+---@return table? sampler, string? err
+function M.sampler(pid, opts)
+  require('perf_manual.util').validate('pid', pid, 'number')
+  opts = opts or {}
+  local self = setmetatable({
+    pid = pid, hz = opts.hz or 50, refresh_every = opts.refresh_every or 25,
+    max_threads = opts.max_threads or 4096, task_dir = (opts.proc or '/proc') .. '/' .. pid .. '/task/',
+    list = {}, byid = {}, all = {}, ticks = 0, mode = 'wchan', tick_cpu = 0, run_cpu = 0, wall = 0,
+    acc = { running = 0, runnable = 0, sleeping = 0, futex = 0, disk = 0, other = 0, thread_samples = 0,
+      unknown = 0, futex_sum = 0, futex_max = 0, runnable_sum = 0, runnable_max = 0, disk_sum = 0, disk_max = 0 },
+  }, Sampler)
+  if not refresh(self) or #self.list == 0 then return nil, 'no process ' .. pid end
+  -- wchan reads "0" for every thread when the reader may not ptrace the
+  -- target; then a sleeping thread (stat S/D) shows it, and stat mode is used.
+  local hidden = opts.mode == 'stat'
+  for _, th in ipairs(opts.mode == nil and self.list or {}) do
+    local n = pread(th.wchan)
+    if n > 1 then hidden = false; break end
+    local st = read_state(th)
+    if st == S_R then hidden = false end
+  end
+  if hidden then
+    self:close(); self.closed = false
+    self.mode = 'stat'
+    if not refresh(self) or #self.list == 0 then return nil, 'no process ' .. pid end
+  end
+  -- LuaJIT 2.1 runs __gc on tables only through a proxy: close fds on collection
+  self.proxy = newproxy(true)
+  getmetatable(self.proxy).__gc = function() self:close() end
+  return self
+end
+
+--- Samples pid for opts.duration seconds (default 1) at opts.hz (default 50).
+function M.sample(pid, opts)
+  local s, err = M.sampler(pid, opts)
+  if not s then return nil, err end
+  s:run((opts and opts.duration) or 1)
+  local r = s:result()
+  s:close()
+  return r
+end
+
+return M

@@ -1,0 +1,97 @@
+local threads = require('perf_manual.collectors.threads')
+local sys = require('perf_manual._c.sys')
+local h = test_helpers
+
+-- Starts tests/workloads/threads100 (N threads, mode) and waits until all
+-- threads exist; returns its pid.
+local function start(n, mode)
+  local pid = assert(sys.spawn({ h.workload('threads100'), tostring(n), mode, '20' }, { stdout = '/dev/null' }))
+  for _ = 1, 200 do
+    local ok, list = pcall(require('posix.dirent').dir, '/proc/' .. pid .. '/task')
+    if ok and #list >= n + 3 then break end
+    sys.sleep(0.01)
+  end
+  sys.sleep(0.1)
+  return pid
+end
+
+local function stop(pid) sys.kill(pid, 9); sys.wait(pid) end
+
+describe('perf_manual.collectors.threads', function()
+  it('sees threads queued on one mutex as futex waits, many at once', function()
+    local pid = start(20, 'mutex')
+    local r, err = threads.sample(pid, { duration = 0.5 })
+    stop(pid)
+    assert(r, err)
+    assert.equal('wchan', r.source)
+    assert.equal(21, r.threads_seen)
+    assert.is_true(r.samples >= 20)
+    assert.is_true(r.futex_share > 0.7, 'futex share ' .. r.futex_share)
+    assert.is_true(r.futex_waiting_max >= 15)
+    assert.is_true(r.futex_waiting_mean >= 12)
+    assert.equal(5, #r.top_futex)
+    assert.is_true(r.cost.cpu_s > 0 and r.cost.cpu_pct > 0)
+  end)
+
+  it('sees sleeping threads as sleeping, not futex', function()
+    local pid = start(20, 'sleep')
+    local r = assert(threads.sample(pid, { duration = 0.5 }))
+    stop(pid)
+    assert.is_true(r.futex_share < 0.05, 'futex share ' .. r.futex_share)
+    assert.is_true(r.shares.sleeping > 0.9)
+    local sum = 0
+    for _, v in pairs(r.shares) do sum = sum + v end
+    assert.near(1, sum, 1e-9)
+  end)
+
+  it('falls back to stat + syscall and still finds the futex waits', function()
+    local pid = start(20, 'mutex')
+    local r = assert(threads.sample(pid, { duration = 0.5, mode = 'stat' }))
+    stop(pid)
+    assert.equal('stat+syscall', r.source)
+    assert.is_true(r.futex_share > 0.7, 'futex share ' .. r.futex_share)
+  end)
+
+  it('counts a CPU-bound thread as running or runnable', function()
+    local pid = assert(sys.spawn({ 'sh', '-c', 'while :; do :; done' }))
+    sys.sleep(0.05)
+    local r = assert(threads.sample(pid, { duration = 0.4 }))
+    stop(pid)
+    assert.is_true(r.shares.running + r.shares.runnable > 0.9)
+  end)
+
+  it('stops with what it has when the process exits', function()
+    local pid = assert(sys.spawn({ h.workload('threads100'), '4', 'sleep', '1' }, { stdout = '/dev/null' }))
+    sys.sleep(0.2)
+    local s = assert(threads.sampler(pid))
+    local ok = s:run(3)
+    local r = s:result()
+    s:close()
+    sys.wait(pid)
+    assert.is_false(ok)
+    assert.is_true(r.exited)
+    assert.is_true(r.samples > 10)
+    assert.is_true(r.duration_s < 2.5)
+  end)
+
+  it('stops cleanly when Ctrl-C asked to stop, keeping what it sampled', function()
+    local pid = start(4, 'sleep')
+    local s = assert(threads.sampler(pid))
+    assert.is_true(s:run(0.1))
+    sys.request_stop()
+    local ok = s:run(5)
+    sys.clear_stop()
+    local r = s:result()
+    s:close()
+    stop(pid)
+    assert.is_false(ok)
+    assert.is_true(r.stopped)
+    assert.is_true(r.samples >= 5 and r.duration_s < 1)
+  end)
+
+  it('returns "no process N" for a vanished pid', function()
+    local r, err = threads.sample(4194305)
+    assert.is_nil(r)
+    assert.equal('no process 4194305', err)
+  end)
+end)
