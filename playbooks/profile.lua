@@ -18,7 +18,7 @@ local function check_pid(pid)
   local snap, err, code = sym.snapshot(pid)
   if not snap then
     if code == 2 then util.user_error('profile: no process ' .. pid .. ' (it does not exist or has exited)') end
-    util.user_error('profile: process ' .. pid .. ': ' .. err .. (code == 13 and ' (run as root or as its owner)' or ''))
+    util.user_error('profile: ' .. err .. ((code == 13 or code == 1) and ' (run it as root or as the process owner)' or ''))
   end
   return snap
 end

@@ -1,0 +1,150 @@
+-- perf_manual profile, end to end: the real CLI against calltree, a workload
+-- with a known call tree (main -> alpha -> beta 60%, main -> gamma_ 30%,
+-- main -> delta 10%, frame pointers on), on both sampling backends.
+local sys = require('perf_manual._c.sys')
+local util = require('perf_manual.util')
+local h = test_helpers
+
+local function start(mode, secs)
+  return assert(sys.spawn({ h.workload('calltree'), mode, tostring(secs) }, { stdout = 'null' }))
+end
+local function reap(pid) sys.kill(pid, 9) sys.wait(pid) end
+
+local function tmpdir()
+  local d = os.tmpname(); os.remove(d)
+  return d
+end
+
+-- inclusive share of a frame in folded text (once per stack), among the
+-- stacks whose root is `comm`
+local function share(folded, comm, frame)
+  local total, hit = 0, 0
+  for line in folded:gmatch('[^\n]+') do
+    local stack, n = line:match('^(.*) (%d+)$')
+    if stack:match('^[^;]*') == comm then
+      total = total + tonumber(n)
+      if (';' .. stack .. ';'):find(';' .. frame .. ';', 1, true) then hit = hit + tonumber(n) end
+    end
+  end
+  return total > 0 and hit / total or 0, total
+end
+
+local function profile(args, dir)
+  local out, err, status = h.pm('profile ' .. args .. ' --output ' .. dir)
+  assert.equal(0, status, err)
+  return out, err, assert(util.readfile(dir .. '/profile.folded'))
+end
+
+describe('perf_manual profile', function()
+  for _, backend in ipairs({ 'bpf', 'perf' }) do
+    it('finds the known call tree shares with the ' .. backend .. ' backend', function()
+      if not h.need_root() then return end
+      h.with_machine_lock(function()
+        local pid, dir = start('burn', 20), tmpdir()
+        local ok, e = pcall(function()
+          local out, err, folded = profile(string.format('--pid %d --duration 3 --backend %s --format svg,folded', pid, backend), dir)
+          local beta, n = share(folded, 'calltree', 'beta')
+          assert.is_true(n >= 150, 'samples: ' .. n)
+          assert.near(0.60, beta, 0.08)
+          assert.near(0.60, share(folded, 'calltree', 'alpha'), 0.08)
+          assert.near(0.30, share(folded, 'calltree', 'gamma_'), 0.08)
+          assert.near(0.10, share(folded, 'calltree', 'delta'), 0.06)
+          -- alpha calls beta: never beta without alpha above it
+          assert.is_nil(folded:find(';main;beta', 1, true))
+          assert.matches('top functions by inclusive samples', out)
+          assert.matches('samples %d+, lost 0', out)
+          assert.matches('without frame pointers[^\n]*libc%.so%.6', out)
+          if backend == 'perf' then
+            assert.matches('using perf record %-g', err)
+            assert.matches('via perf record', out)
+          else
+            assert.matches('via BPF at 99 Hz', out)
+          end
+          local svg = assert(util.readfile(dir .. '/profile.svg'))
+          assert.matches('</svg>%s*$', svg)
+          assert.matches('>beta', svg)
+        end)
+        reap(pid)
+        os.execute("rm -rf '" .. dir .. "'")
+        assert(ok, e)
+      end)
+    end)
+  end
+
+  it('keeps naming the frames of a process that exits during the capture', function()
+    if not h.need_root() then return end
+    h.with_machine_lock(function()
+      local dir = tmpdir()
+      -- calltree starts after the capture and exits 1 s later, before the
+      -- maps are read and symbolised
+      local runner = assert(sys.spawn({ 'sh', '-c', 'sleep 0.5; exec ' .. h.workload('calltree') .. ' burn 1' }, { stdout = 'null' }))
+      local ok, e = pcall(function()
+        local _, _, folded = profile('--all --duration 2.5', dir)
+        local beta, n = share(folded, 'calltree', 'beta')
+        assert.is_true(n >= 50, 'calltree samples: ' .. n)
+        assert.near(0.60, beta, 0.15)
+        assert.is_nil(folded:find('calltree;[unknown]', 1, true))
+      end)
+      reap(runner)
+      os.execute("rm -rf '" .. dir .. "'")
+      assert(ok, e)
+    end)
+  end)
+
+  it('profiles blocked time with --off-cpu in the function that sleeps', function()
+    if not h.need_root() then return end
+    local pid, dir = start('block', 20), tmpdir()
+    local ok, e = pcall(function()
+      local out, _, folded = profile(string.format('--pid %d --duration 2 --off-cpu --min-block 1ms', pid), dir)
+      local snooze, total_us = share(folded, 'calltree', 'snooze')
+      assert.near(1.0, snooze, 0.02)
+      assert.near(2e6, total_us, 0.4e6)
+      assert.near(1.0, share(folded, 'calltree', 'do_nanosleep_[k]'), 0.02)
+      assert.matches('off%-CPU profile of pid %d+ %(calltree%)', out)
+      assert.matches('top functions by inclusive blocked', out)
+    end)
+    reap(pid)
+    os.execute("rm -rf '" .. dir .. "'")
+    assert(ok, e)
+  end)
+
+  it('writes an empty but valid flame graph when the target never ran', function()
+    if not h.need_root() then return end
+    local pid = assert(sys.spawn({ 'sleep', '30' }))
+    local dir = tmpdir()
+    local ok, e = pcall(function()
+      local out = profile(string.format('--pid %d --duration 1 --json', pid), dir)
+      local j = assert(util.json_decode(out))
+      assert.equal(0, j.total)
+      assert.equal(0, j.quality.samples)
+      local svg = assert(util.readfile(dir .. '/profile.svg'))
+      assert.matches('^<%?xml', svg)
+      assert.matches('</svg>%s*$', svg)
+    end)
+    reap(pid)
+    os.execute("rm -rf '" .. dir .. "'")
+    assert(ok, e)
+  end)
+
+  it('rejects a process that does not exist and conflicting targets with exit 2', function()
+    local _, err, status = h.pm('profile --pid 999999999 --duration 1 --output /tmp/pm-none')
+    assert.equal(2, status)
+    assert.equal('perf_manual: profile: no process 999999999 (it does not exist or has exited)\n', err)
+    _, err, status = h.pm('profile --pid 1 --all --duration 1')
+    assert.equal(2, status)
+    assert.equal('perf_manual: profile: give one of --pid, --cgroup, --all\n', err)
+    _, err, status = h.pm('profile --cgroup no/such/group --duration 1')
+    assert.equal(2, status)
+    assert.matches('^perf_manual: profile: no cgroup no/such/group', err)
+    if sys.geteuid() == 0 then
+      -- as an unprivileged user, another user's process cannot be read
+      _, err, status = h.pm('profile --pid 1 --duration 1 --output /tmp/pm-none', 'setpriv --reuid=65534 --regid=65534 --clear-groups')
+      assert.equal(2, status)
+      assert.equal('perf_manual: profile: cannot read the mappings of process 1: /proc/1/maps: Permission denied'
+        .. ' (run it as root or as the process owner)\n', err)
+    end
+    _, err, status = h.pm('profile --format png --duration 1')
+    assert.equal(2, status)
+    assert.matches("unknown %-%-format 'png'", err)
+  end)
+end)
