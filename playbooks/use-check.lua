@@ -12,6 +12,7 @@ return playbook {
     duration = param.duration { 'how long to sample', default = '5s' },
     interval = param.duration { 'time between samples', default = '1s' },
     json = param.flag { 'print the result as one JSON document' },
+    save = param.path { 'also write the JSON document to this file', optional = true },
   },
 
   step 'sample and judge' {
@@ -36,13 +37,17 @@ return playbook {
                         severity = 'high', evidence = row, summary = row.name .. ': ' .. table.concat(row.why, '; ') }
         end
       end
+      local util = require('perf_manual.util')
+      local doc = {
+        target = r.target, duration = r.duration, elapsed = r.elapsed, samples = r.samples,
+        partial = r.partial or false, stopped = r.stopped or false, exited = r.exited or false,
+        rows = util.array(r.rows), verdict = r.verdict, notes = util.array(r.notes), measures = r.measures,
+      }
+      if p.save then
+        local ok, err = util.write_atomic(p.save, util.json_encode(doc, true) .. '\n')
+        if not ok then util.user_error('use-check: ' .. err) end
+      end
       if p.json then
-        local util = require('perf_manual.util')
-        local doc = {
-          target = r.target, duration = r.duration, elapsed = r.elapsed, samples = r.samples,
-          partial = r.partial or false, stopped = r.stopped or false, exited = r.exited or false,
-          rows = util.array(r.rows), verdict = r.verdict, notes = util.array(r.notes), measures = r.measures,
-        }
         inv:print(util.json_encode(doc, true))
       else
         inv:show(use.render(r))

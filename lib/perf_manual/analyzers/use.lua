@@ -344,12 +344,13 @@ function M.rules.lock(m, T)
   if not l or l.missing then
     local why = l and l.missing or 'needs a PID or the BPF lock tracer'
     row.utilization = missing(why, 'thread states')
-    row.saturation = missing(why, 'thread states')
-    row.errors = missing(why, 'thread states')
+    -- the reason once is enough on screen; JSON keeps it in every cell
+    row.saturation = missing(why, 'thread states'); row.saturation.text = 'not measured'
+    row.errors = missing(why, 'thread states'); row.errors.text = 'not measured'
     row.status = 'not measured'
     return row
   end
-  local src = string.format('/proc/PID/task/*/{stat,syscall,wchan} sampled %d times', l.samples or 0)
+  local src = string.format('thread states in /proc/PID/task, %d samples', l.samples or 0)
   row.utilization = cell(string.format('%s of thread-time in futex waits (%d threads)', fmt_pct(l.futex_share_pct), l.threads or 0),
     src, l.futex_share_pct)
   row.saturation = cell(string.format('%.1f threads waiting at once (max %d)', l.waiters_avg or 0, l.waiters_max or 0),
