@@ -11,8 +11,8 @@ return playbook {
     .. '  perf_manual investigate --workload api --symptom "slow" --answers answers.yaml --baseline 2026-01-10_slow\n'
     .. '  perf_manual investigate --resume 2026-11-22_slow',
   params  = {
-    workload = param.target   { "pid, process name, service, or a command to launch" },
-    symptom  = param.string   { "what people see, in their words" },
+    workload = param.target   { "pid, process name, service, or a command to launch", optional = true },
+    symptom  = param.string   { "what people see, in their words", optional = true },
     baseline = param.investigation { "an earlier investigation to compare with", optional = true },
     duration = param.duration { "how long each measurement runs", default = "5s" },
     endpoint = param.string   { "URL of the service, for a RED check", optional = true },
