@@ -44,8 +44,11 @@ return playbook {
     if p.interval and p.interval <= 0 then util.user_error('trace: --interval must be more than 0') end
     if p.max_overhead <= 0 then util.user_error('trace: --max-overhead must be more than 0') end
     if p.top < 1 then util.user_error('trace: --top must be at least 1') end
+    -- a zombie has exited too (its parent has not reaped it yet)
     local function alive(pid)
-      return require('posix.sys.stat').stat('/proc/' .. pid) ~= nil
+      local stat = util.readfile('/proc/' .. pid .. '/stat')
+      local state = stat and stat:match('%) (%a)')
+      return state ~= nil and state ~= 'Z' and state ~= 'X'
     end
     if p.pid and not alive(p.pid) then util.user_error('trace: no process ' .. p.pid) end
     local bpf = require('perf_manual.bpf')
