@@ -149,6 +149,24 @@ describe('use-check end to end', function()
     assert.equal('perf_manual: no process 999999999\n', err)
   end)
 
+  it('rejects a zero or malformed duration with exit 2', function()
+    local out, err, st = h.pm('use-check --duration 0')
+    assert.equal(2, st)
+    assert.equal('', out)
+    assert.equal('perf_manual: use-check: --duration must be more than 0\n', err)
+    _, err, st = h.pm('use-check --duration soon')
+    assert.equal(2, st)
+    assert.matches("^perf_manual: use%-check: bad value for %-%-duration 'soon'", err)
+  end)
+
+  it('documents its flags in --help', function()
+    local out, _, st = h.pm('use-check --help')
+    assert.equal(0, st)
+    for _, flag in ipairs({ '--target', '--duration', '--interval', '--json', '--save' }) do
+      assert.is_truthy(out:find(flag, 1, true), flag)
+    end
+  end)
+
   it('rejects an unknown flag with a usage line and exit 2', function()
     local out, err, st = h.pm('use-check --bogus 1')
     assert.equal(2, st)

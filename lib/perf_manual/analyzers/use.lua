@@ -115,6 +115,8 @@ function M.rules.cpu(m, T)
       fmt_pct(c.user_pct) or '?', fmt_pct(c.system_pct) or '?')
     if task and task.cpu_pct then
       text = text .. string.format('; target %s of one CPU', fmt_pct(task.cpu_pct))
+    elseif cg and cg.usage_pct then
+      text = text .. string.format('; cgroup %s of one CPU', fmt_pct(cg.usage_pct))
     end
     row.utilization = cell(text, task and '/proc/stat, /proc/PID/schedstat' or '/proc/stat', c.busy_pct)
   else
@@ -837,9 +839,9 @@ function M.render(r)
       cm.oom_kills and tostring(cm.oom_kills) or 'not measured')
   end
   if cc then
-    out[#out + 1] = string.format('cgroup cpu (%s %s): %s, usage %s of one CPU, throttled %s',
+    out[#out + 1] = string.format('cgroup cpu (%s %s): %s, usage %s, throttled %s',
       cc.version or '?', cc.dir or '?', cc.quota_cores and string.format('quota %.2f CPUs', cc.quota_cores) or 'no quota',
-      fmt_pct(cc.usage_pct) or 'not measured',
+      cc.usage_pct and (fmt_pct(cc.usage_pct) .. ' of one CPU') or 'not measured',
       cc.nr_throttled and string.format('%d periods (%s)', cc.nr_throttled, fmt_pct(cc.throttled_pct or 0)) or 'not measured')
   end
   for _, note in ipairs(r.notes or {}) do out[#out + 1] = 'note: ' .. note end
