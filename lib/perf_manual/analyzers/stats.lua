@@ -236,24 +236,28 @@ function M.bootstrap_change(a, b, opts)
   if na == 0 or nb == 0 then return nil, 'empty sample' end
   local sa, sb = {}, {}
   local rel, diff = {}, {}
+  local rel_defined = true   -- a relative change from 0 has no meaning
   for it = 1, iters do
     for i = 1, na do sa[i] = a[rnd(na)] end
     for i = 1, nb do sb[i] = b[rnd(nb)] end
     local va, vb = f(sa, na), f(sb, nb)
     diff[it] = vb - va
-    rel[it] = va ~= 0 and (vb / va - 1) or (vb == 0 and 0 or math.huge)
+    if va == 0 then rel_defined = false; rel[it] = 0 else rel[it] = vb / va - 1 end
   end
   table.sort(rel)
   table.sort(diff)
   local alpha = (1 - level) / 2
   local pa, pb = M.statistic(a, opts.stat or 'median'), M.statistic(b, opts.stat or 'median')
-  return {
+  local r = {
     stat = opts.stat or 'median', before = pa, after = pb,
     diff = pb - pa, rel = pa ~= 0 and (pb / pa - 1) or nil,
     diff_lo = M.quantile_sorted(diff, alpha), diff_hi = M.quantile_sorted(diff, 1 - alpha),
-    rel_lo = M.quantile_sorted(rel, alpha), rel_hi = M.quantile_sorted(rel, 1 - alpha),
     level = level, iterations = iters,
   }
+  if rel_defined and r.rel then
+    r.rel_lo, r.rel_hi = M.quantile_sorted(rel, alpha), M.quantile_sorted(rel, 1 - alpha)
+  end
+  return r
 end
 
 -- Verdicts ------------------------------------------------------------------
@@ -283,7 +287,7 @@ function M.compare(a, b, opts)
     verdict = 'no significant change'
   else
     local dir = mw.ps < 0.5 and 'higher' or 'lower'   -- ps < 0.5: after tends to exceed before
-    if m.rel then
+    if m.rel and m.rel_lo then
       verdict = string.format('%s: median %+.1f%% (%d%% CI %+.1f%% .. %+.1f%%)', dir, m.rel * 100,
         math.floor(m.level * 100 + 0.5), m.rel_lo * 100, m.rel_hi * 100)
     else
@@ -319,7 +323,9 @@ end
 --- likely: the estimate is, but the interval reaches past it;
 --- not met: the estimate falls short.
 function M.check_expectation(exp, ci)
-  if not ci or not ci.rel then return { status = 'not measured', text = 'no data for ' .. exp.stat } end
+  if not ci or not ci.rel or not ci.rel_lo then
+    return { status = 'not measured', text = 'no relative change of ' .. exp.stat .. ' (no data, or it was 0 before)' }
+  end
   local want = exp.change
   local better = want < 0 and function(x) return x <= want end or function(x) return x >= want end
   local far = want < 0 and ci.rel_hi or ci.rel_lo   -- the interval end farthest from the goal
@@ -332,6 +338,121 @@ function M.check_expectation(exp, ci)
     text = string.format('expected %s %+.0f%%, measured %+.1f%% (%d%% CI %+.1f%% .. %+.1f%%): %s',
       exp.stat, want * 100, ci.rel * 100, math.floor(ci.level * 100 + 0.5), ci.rel_lo * 100, ci.rel_hi * 100, status),
   }
+end
+
+-- Dataset diff ---------------------------------------------------------------
+
+local function fmt_val(v, unit)
+  if v == nil then return 'not measured' end
+  if unit == 's' then
+    local util = require('perf_manual.util')
+    return util.fmt_duration(v)
+  end
+  local a = math.abs(v)
+  if a >= 1e6 then return string.format('%.3g', v) end
+  if a >= 100 then return string.format('%.0f', v) end
+  if a >= 1 then return string.format('%.2f', v) end
+  return string.format('%.3g', v)
+end
+M.fmt_val = fmt_val
+
+local function is_latency(name, unit)
+  return unit == 's' or name:find('latency') or name:find('duration') or name:find('await')
+end
+
+--- Compares two datasets ({samples = {name = {values=, unit=}}, scalars =
+--- {name = number}, histograms = {...}}, as perf_manual.report.load reads
+--- them). Metrics present on both sides are compared; the rest are listed
+--- as missing on one side. opts: expect (parsed expectation), seed,
+--- iterations, alpha. Returns
+--- { metrics = { {metric, kind, n_before, n_after, before, after, change, ci, p, verdict, ...} },
+---   latency = { {metric, p50 = {before, after}, ...} }, only_before = {}, only_after = {},
+---   expectation = {...} }
+function M.diff(before, after, opts)
+  opts = opts or {}
+  local res = { metrics = {}, latency = {}, only_before = {}, only_after = {} }
+  local names = {}
+  for k in pairs(before.samples or {}) do names[k] = true end
+  for k in pairs(after.samples or {}) do names[k] = true end
+  for k in pairs(before.scalars or {}) do names[k] = true end
+  for k in pairs(after.scalars or {}) do names[k] = true end
+  local sorted = {}
+  for k in pairs(names) do sorted[#sorted + 1] = k end
+  table.sort(sorted)
+  for _, name in ipairs(sorted) do
+    local sa, sb = before.samples and before.samples[name], after.samples and after.samples[name]
+    local ca, cb = before.scalars and before.scalars[name], after.scalars and after.scalars[name]
+    if (sa or ca) and not (sb or cb) then res.only_before[#res.only_before + 1] = name
+    elseif (sb or cb) and not (sa or ca) then res.only_after[#res.only_after + 1] = name
+    elseif sa and sb then
+      local unit = sa.unit or sb.unit
+      local c = M.compare(sa.values, sb.values, opts)
+      local row = { metric = name, kind = 'samples', unit = unit, n_before = #sa.values, n_after = #sb.values,
+        verdict = c.verdict, p = c.p, significant = c.significant }
+      if c.ci then
+        local m = c.ci.median
+        row.before, row.after, row.change = m.before, m.after, m.rel
+        row.ci_lo, row.ci_hi = m.rel_lo, m.rel_hi
+        row.p99_before, row.p99_after, row.p99_change = c.ci.p99.before, c.ci.p99.after, c.ci.p99.rel
+        row.p99_ci_lo, row.p99_ci_hi = c.ci.p99.rel_lo, c.ci.p99.rel_hi
+        row.mean_before, row.mean_after = c.ci.mean.before, c.ci.mean.after
+        row.u = c.test.u1
+        row.before_text, row.after_text = 'median ' .. fmt_val(m.before, unit), 'median ' .. fmt_val(m.after, unit)
+        row.change_text = m.rel and string.format('%+.1f%%', m.rel * 100) or 'n/a'
+        row.ci_text = m.rel_lo and string.format('%+.1f%% .. %+.1f%%', m.rel_lo * 100, m.rel_hi * 100) or ''
+        row._ci = c.ci
+      else
+        row.before_text, row.after_text, row.change_text = fmt_val(M.median(sa.values), unit), fmt_val(M.median(sb.values), unit), 'n/a'
+      end
+      res.metrics[#res.metrics + 1] = row
+      if is_latency(name, unit) then
+        local lat = { metric = name, unit = unit, percentiles = {} }
+        local pl = lat.percentiles
+        for _, q in ipairs({ 'median', 'p90', 'p99', 'p99.9' }) do
+          pl[#pl + 1] = { stat = q == 'median' and 'p50' or q, before = M.statistic(sa.values, q), after = M.statistic(sb.values, q) }
+        end
+        local ha = before.histograms and before.histograms[name]
+        local hb = after.histograms and after.histograms[name]
+        if ha and hb and ha.percentiles and hb.percentiles then
+          -- the exact histogram percentiles beat the ones of thinned samples
+          for _, e in ipairs(pl) do
+            e.before = ha.percentiles[e.stat] or e.before
+            e.after = hb.percentiles[e.stat] or e.after
+          end
+          pl[#pl + 1] = { stat = 'max', before = ha.percentiles.max, after = hb.percentiles.max }
+        end
+        res.latency[#res.latency + 1] = lat
+      end
+    elseif ca and cb then
+      local rel = ca ~= 0 and (cb / ca - 1) or nil
+      res.metrics[#res.metrics + 1] = { metric = name, kind = 'single value', before = ca, after = cb, change = rel,
+        before_text = fmt_val(ca), after_text = fmt_val(cb), change_text = rel and string.format('%+.1f%%', rel * 100) or 'n/a',
+        ci_text = '', verdict = 'one value per side: no test possible' }
+    else
+      res.only_before[#res.only_before + 1] = name .. ' (samples on one side, a single value on the other)'
+    end
+  end
+  if opts.expect then
+    local e = opts.expect
+    local target
+    for _, row in ipairs(res.metrics) do
+      if row._ci and (not e.metric and is_latency(row.metric, row.unit) or (e.metric and row.metric:find(e.metric, 1, true))) then
+        target = row
+        break
+      end
+    end
+    if not target then
+      res.expectation = { status = 'not measured', text = 'expected ' .. e.text .. ': no matching metric with samples on both sides' }
+    else
+      local ci = target._ci[e.stat] or M.bootstrap_change(before.samples[target.metric].values, after.samples[target.metric].values,
+        { stat = e.stat, seed = opts.seed, iterations = opts.iterations })
+      res.expectation = M.check_expectation(e, ci)
+      res.expectation.metric = target.metric
+      res.expectation.text = target.metric .. ': ' .. res.expectation.text
+    end
+  end
+  for _, row in ipairs(res.metrics) do row._ci = nil end
+  return res
 end
 
 return M

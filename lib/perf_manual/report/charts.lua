@@ -307,14 +307,15 @@ local TICKS = { '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█' }
 function M.sparkline(values, opts)
   opts = opts or {}
   local lo, hi = opts.min, opts.max
-  for _, v in ipairs(values) do
+  for i = 1, opts.n or table.maxn(values) do
+    local v = values[i]
     if v ~= nil then
       if lo == nil or v < lo then lo = v end
       if hi == nil or v > hi then hi = v end
     end
   end
   local out = {}
-  for i = 1, #values do
+  for i = 1, opts.n or table.maxn(values) do
     local v = values[i]
     if v == nil then out[i] = ' '
     elseif hi == lo then out[i] = TICKS[v > 0 and 4 or 1]

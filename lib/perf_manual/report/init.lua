@@ -1,0 +1,607 @@
+--- Reports: what an investigation (or a plain data dir) leaves behind for
+--- other people. This module reads the data into one plain table (a
+--- "dataset"), builds the view a template fills (`view`), and renders it
+--- (`render`: Markdown, self-contained HTML, or slides).
+---
+--- Data it understands, in <dir>/raw_data/ (or <dir>/ itself for a data dir):
+---   metadata.yaml            (investigation) symptom, checklist, findings, hypotheses, timeline, artifacts
+---   use-check*.json          USE rows (perf_manual.analyzers.use shape)
+---   *.jsonl                  time series: one JSON object per line, a time field
+---                            (t, time, ts or timestamp) and numbers (nested objects
+---                            are flattened to dotted names: cpu.busy_pct)
+---   *.samples.json           samples: { name = {v, ...} } or { metric=, unit=, values= }
+---   red-check*.json          a RED check (latency histogram, per-second series)
+---   *.hist.json              { name=, unit=, buckets = {{lo, hi, count}, ...} }
+---   *.folded                 folded stacks (profiles)
+---   quantify*.json           single numbers
+---   analysis/findings.json, analysis/fix-validation.json (from `diff --output`)
+local util = require('perf_manual.util')
+
+local M = {}
+
+local function is_dir(p)
+  local st = require('posix.sys.stat').stat(p)
+  return st ~= nil and require('posix.sys.stat').S_ISDIR(st.st_mode) ~= 0
+end
+M.is_dir = is_dir
+
+local function listdir(d)
+  local ok, names = pcall(require('posix.dirent').dir, d)
+  if not ok or not names then return {} end
+  local out = {}
+  for _, n in ipairs(names) do
+    if n ~= '.' and n ~= '..' then out[#out + 1] = n end
+  end
+  table.sort(out)
+  return out
+end
+
+local function decode_json(text, path)
+  local ok, v = pcall(require('cjson').decode, text)
+  if not ok then return nil, path .. ': bad JSON: ' .. tostring(v):gsub('^.-: ', '') end
+  return v
+end
+
+local function null_to_nil(v)
+  if v == require('cjson').null then return nil end
+  return v
+end
+
+-- numbers in a nested table, flattened to dotted names
+local function flatten(t, prefix, out)
+  for k, v in pairs(t) do
+    v = null_to_nil(v)
+    local key = prefix and (prefix .. '.' .. tostring(k)) or tostring(k)
+    if type(v) == 'number' then out[key] = v
+    elseif type(v) == 'table' then flatten(v, key, out) end
+  end
+  return out
+end
+M.flatten = flatten
+
+local TIME_KEYS = { 't', 'time', 'ts', 'timestamp' }
+
+--- Reads a JSON-lines series file into ds.series[name] = {points = {{t, v}}}.
+local function read_jsonl(ds, path, base)
+  local f = io.open(path, 'rb')
+  if not f then return end
+  local cjson = require('cjson')
+  local n, bad = 0, 0
+  local t0
+  for line in f:lines() do
+    n = n + 1
+    if line:match('%S') then
+      local ok, rec = pcall(cjson.decode, line)
+      if ok and type(rec) == 'table' then
+        local t
+        for _, k in ipairs(TIME_KEYS) do
+          local v = null_to_nil(rec[k])
+          if type(v) == 'number' then t = v; rec[k] = nil; break end
+        end
+        t = t or n
+        t0 = t0 or t
+        for name, v in pairs(flatten(rec, nil, {})) do
+          local full = base .. '.' .. name
+          local s = ds.series[full]
+          if not s then s = { name = full, points = {} }; ds.series[full] = s end
+          s.points[#s.points + 1] = { t - t0, v }
+        end
+      else
+        bad = bad + 1
+      end
+    end
+  end
+  f:close()
+  if bad > 0 then ds.warnings[#ds.warnings + 1] = string.format('%s: %d unreadable lines skipped', path, bad) end
+end
+
+local function add_samples(ds, name, values, unit)
+  local clean = {}
+  for _, v in ipairs(values) do
+    v = null_to_nil(v)
+    if type(v) == 'number' then clean[#clean + 1] = v end
+  end
+  ds.samples[name] = { name = name, values = clean, unit = unit }
+end
+
+-- A histogram as samples for the tests: every bucket's middle, `count`
+-- times, thinned evenly to at most `cap` values so a bootstrap stays quick.
+function M.histogram_samples(buckets, cap)
+  cap = cap or 4000
+  local total = 0
+  for _, b in ipairs(buckets) do total = total + b[3] end
+  local step = total > cap and total / cap or 1
+  local out, acc, nexti = {}, 0, 0
+  for _, b in ipairs(buckets) do
+    local mid = (b[1] + b[2]) / 2
+    local c = b[3]
+    while nexti < acc + c do
+      out[#out + 1] = mid
+      nexti = nexti + step
+    end
+    acc = acc + c
+  end
+  return out
+end
+
+local function read_red(ds, path, name)
+  local text = util.readfile(path)
+  local r = text and decode_json(text, path)
+  if type(r) ~= 'table' then
+    ds.warnings[#ds.warnings + 1] = path .. ': unreadable RED result'
+    return
+  end
+  ds.red = ds.red or r
+  local hist = null_to_nil(r.histogram)
+  if type(hist) == 'table' and #hist > 0 then
+    local key = name .. '.latency'
+    ds.histograms[key] = { name = key, unit = 's', buckets = hist, percentiles = r.latency }
+    ds.samples[key] = { name = key, unit = 's', values = M.histogram_samples(hist), from_histogram = true }
+  end
+  if type(r.series) == 'table' then
+    local rps, eps, cols = {}, {}, {}
+    for _, s in ipairs(r.series) do
+      rps[#rps + 1] = { s.t, s.responses }
+      eps[#eps + 1] = { s.t, s.errors }
+      local counts = {}
+      for i, c in ipairs(s.lat_log2_us or {}) do if c > 0 then counts[i] = c end end
+      cols[#cols + 1] = { t = s.t, counts = counts }
+    end
+    ds.series[name .. '.responses_per_s'] = { name = name .. '.responses_per_s', points = rps }
+    ds.series[name .. '.errors_per_s'] = { name = name .. '.errors_per_s', points = eps }
+    ds.heatmap = ds.heatmap or { name = name, columns = cols }
+  end
+  local rate = r.rate or {}
+  ds.scalars[name .. '.rate_completed'] = null_to_nil(rate.completed)
+  if type(r.errors) == 'table' then ds.scalars[name .. '.error_ratio'] = null_to_nil(r.errors.ratio) end
+end
+
+local function read_file(ds, dir, fname)
+  local path = dir .. '/' .. fname
+  local base = fname:gsub('%.[%w]+$', '')
+  if fname:match('%.jsonl$') then
+    read_jsonl(ds, path, base)
+  elseif fname:match('%.folded$') then
+    ds.profiles[#ds.profiles + 1] = { name = base, path = path }
+  elseif fname:match('^use%-check.*%.json$') then
+    local r = decode_json(util.readfile(path) or '', path)
+    if type(r) == 'table' then
+      local ok, inv = pcall(require, 'perf_manual.investigation')
+      if ok and inv.normalize_use then r = inv.normalize_use(r) end
+      ds.use = ds.use or r
+    end
+  elseif fname:match('^red%-check.*%.json$') then
+    read_red(ds, path, base)
+  elseif fname:match('%.samples%.json$') then
+    local r = decode_json(util.readfile(path) or '', path)
+    if type(r) == 'table' and r.values then
+      add_samples(ds, r.metric or r.name or base:gsub('%.samples$', ''), r.values, r.unit)
+    elseif type(r) == 'table' then
+      for k, v in pairs(r) do if type(v) == 'table' then add_samples(ds, k, v) end end
+    end
+  elseif fname:match('%.hist%.json$') then
+    local r = decode_json(util.readfile(path) or '', path)
+    if type(r) == 'table' and type(r.buckets) == 'table' then
+      local key = r.name or base:gsub('%.hist$', '')
+      ds.histograms[key] = { name = key, unit = r.unit, buckets = r.buckets, percentiles = r.percentiles }
+      ds.samples[key] = { name = key, unit = r.unit, values = M.histogram_samples(r.buckets), from_histogram = true }
+    end
+  elseif fname:match('^quantify.*%.json$') then
+    local r = decode_json(util.readfile(path) or '', path)
+    if type(r) == 'table' then
+      for k, v in pairs(flatten(r, base, {})) do
+        if not k:match('%.duration$') and not k:match('%.pid$') then ds.scalars[k] = v end
+      end
+    end
+  end
+end
+
+--- Reads an investigation folder or a data dir into a dataset:
+--- { dir, id, kind, meta, use, series, samples, histograms, scalars,
+---   profiles, red, heatmap, findings, fix_validation, artifacts, warnings }.
+--- Returns nil, why when the path is not a readable directory.
+function M.load(path)
+  if not is_dir(path) then return nil, path .. ': not a directory' end
+  local ds = { dir = path, id = path:gsub('/+$', ''):match('[^/]+$'), meta = {}, series = {}, samples = {},
+    histograms = {}, scalars = {}, profiles = {}, findings = {}, artifacts = {}, warnings = {} }
+  local mtext = util.readfile(path .. '/metadata.yaml')
+  if mtext then
+    local ok, store = pcall(require, 'perf_manual.store')
+    local meta, err
+    if ok and store.parse_metadata then meta, err = store.parse_metadata(mtext, path .. '/metadata.yaml')
+    else
+      local lok, lyaml = pcall(require, 'lyaml')
+      if lok then meta = lyaml.load(mtext) end
+    end
+    if type(meta) == 'table' then
+      ds.meta = meta; ds.kind = 'investigation'
+      if type(meta.id) == 'string' then ds.id = meta.id end
+    else ds.warnings[#ds.warnings + 1] = tostring(err) end
+  end
+  ds.kind = ds.kind or 'data dir'
+  local data_dir = is_dir(path .. '/raw_data') and (path .. '/raw_data') or path
+  for _, f in ipairs(listdir(data_dir)) do
+    read_file(ds, data_dir, f)
+    local st = require('posix.sys.stat').stat(data_dir .. '/' .. f)
+    if st and require('posix.sys.stat').S_ISREG(st.st_mode) ~= 0 then
+      ds.artifacts[#ds.artifacts + 1] = { path = (data_dir == path and '' or 'raw_data/') .. f, bytes = st.st_size }
+    end
+  end
+  -- profile-cpu.folded before profile-cpu-2.folded: recording order
+  local function order(name)
+    local b, n = name:match('^(.-)%-(%d+)$')
+    if b then return b, tonumber(n) end
+    return name, 1
+  end
+  table.sort(ds.profiles, function(a, b)
+    local ba, na = order(a.name)
+    local bb, nb = order(b.name)
+    if ba ~= bb then return ba < bb end
+    return na < nb
+  end)
+  local ftext = util.readfile(path .. '/analysis/findings.json')
+  if ftext then ds.findings = decode_json(ftext, 'analysis/findings.json') or {} end
+  if #ds.findings == 0 and type(ds.meta.findings) == 'table' then ds.findings = ds.meta.findings end
+  local fv = util.readfile(path .. '/analysis/fix-validation.json')
+  if fv then ds.fix_validation = decode_json(fv, 'analysis/fix-validation.json') end
+  -- values of each time series are samples too (for diff)
+  for name, s in pairs(ds.series) do
+    if not ds.samples[name] then
+      local v = {}
+      for i, p in ipairs(s.points) do v[i] = p[2] end
+      ds.samples[name] = { name = name, values = v, from_series = true }
+    end
+  end
+  return ds
+end
+
+--- Resolves a command-line argument: an investigation id in the store, or a
+--- directory. Returns the dataset or raises a user error.
+function M.open(arg, store_root)
+  if is_dir(arg) then
+    local ds, err = M.load(arg)
+    if not ds then util.user_error(err) end
+    return ds
+  end
+  local ok, store = pcall(require, 'perf_manual.store')
+  if ok and store.open then
+    local h = store.open(store.root(store_root), arg)   -- user error with close matches when unknown
+    local ds, err = M.load(h.dir)
+    if not ds then util.user_error(err) end
+    ds.id = h.id or ds.id
+    return ds
+  end
+  util.user_error(arg .. ': no such directory or investigation')
+end
+
+-- Rendering -------------------------------------------------------------------
+
+-- The view ---------------------------------------------------------------------
+
+--- Which series go on which chart: the first spec whose pattern matches a
+--- series name takes it. Teams add their own metric names here.
+M.chart_specs = {
+  { key = 'cpu', title = 'CPU busy', unit = '%', ymax = 100, match = { 'busy_pct$', 'cpu_pct$', 'cpu%.util' } },
+  { key = 'runq', title = 'Run queue', unit = '', match = { 'procs_running$', 'runq', 'run_queue', 'load1$' } },
+  { key = 'psi_mem', title = 'Memory pressure (PSI some)', unit = '%', match = { 'memory.*some', 'psi.*mem' } },
+  { key = 'disk_util', title = 'Disk utilization', unit = '%', ymax = 100, match = { 'disk.*util_pct$', 'util_pct$' } },
+  { key = 'disk_await', title = 'Disk await', unit = 'ms', match = { 'await' } },
+  { key = 'net', title = 'Network', unit = 'B/s', match = { 'rx_bytes', 'tx_bytes', 'net.*bytes' } },
+  { key = 'red_rate', title = 'Requests answered and failed', unit = 'req/s', match = { 'responses_per_s$', 'errors_per_s$' } },
+}
+M.MAX_SERIES_PER_CHART = 6
+
+local function pct(x) return x and string.format('%+.1f%%', x * 100) or 'n/a' end
+
+local function fmt_metric(v, unit)
+  if v == nil then return 'not measured' end
+  return require('perf_manual.report.charts').fmt_value(v, unit)
+end
+M.fmt_metric = fmt_metric
+
+local function short_name(name)
+  -- "collect-basic.cpu.busy_pct" -> "cpu.busy_pct"
+  return (name:gsub('^[^.]*%.', '', 1))
+end
+
+local function build_charts(ds)
+  local charts = require('perf_manual.report.charts')
+  local taken, out = {}, {}
+  local names = util.keys(ds.series)
+  for _, spec in ipairs(M.chart_specs) do
+    local series = {}
+    for _, n in ipairs(names) do
+      if not taken[n] and #series < M.MAX_SERIES_PER_CHART then
+        for _, pat in ipairs(spec.match) do
+          if n:lower():find(pat) then
+            taken[n] = true
+            series[#series + 1] = { name = short_name(n), points = ds.series[n].points }
+            break
+          end
+        end
+      end
+    end
+    if #series > 0 then
+      out[#out + 1] = { key = spec.key, title = spec.title, file = spec.key .. '.svg',
+        svg = charts.timeseries { title = spec.title, unit = spec.unit, ymax = spec.ymax, series = series } }
+    end
+  end
+  return out
+end
+
+local function latency_charts(ds)
+  local charts = require('perf_manual.report.charts')
+  local out = {}
+  for _, name in ipairs(util.keys(ds.histograms)) do
+    local h = ds.histograms[name]
+    local b = {}
+    for i, x in ipairs(h.buckets) do b[i] = { x[1] or x.lo, x[2] or x.hi, x[3] or x.count } end
+    local label = name:gsub('%.latency$', '')
+    out[#out + 1] = { key = 'hist', title = 'Latency distribution (' .. label .. ')', file = 'latency-' .. label:gsub('[^%w]+', '-') .. '.svg',
+      svg = charts.histogram { title = 'Latency distribution (' .. label .. ')', buckets = b, percentiles = h.percentiles } }
+  end
+  if ds.heatmap then
+    out[#out + 1] = { key = 'heatmap', title = 'Latency over time', file = 'latency-heatmap.svg',
+      svg = charts.heatmap { title = 'Latency over time (each column one second)', columns = ds.heatmap.columns } }
+  end
+  return out
+end
+
+-- CPU profile evidence: flame graph of the last profile, hotspot shift
+-- between the first and the last when there are two.
+local function profile_evidence(ds, v)
+  if #ds.profiles == 0 then return end
+  local okf, fold = pcall(require, 'perf_manual.fold')
+  if not okf then v.profile_note = 'profiles present, but perf_manual.fold is not available'; return end
+  local last = ds.profiles[#ds.profiles]
+  local prof, err = fold.load(last.path)
+  if not prof then v.profile_note = 'could not read ' .. last.name .. ': ' .. tostring(err); return end
+  local okg, fg = pcall(require, 'perf_manual.report.flamegraph')
+  if okg and fg.render then
+    local ok, svg = pcall(fg.render, prof, { title = 'CPU flame graph: ' .. last.name, minwidth = '0.1%' })
+    if ok and svg then v.flamegraph = { svg = svg, file = 'flamegraph.svg', name = last.name } end
+  end
+  if not v.flamegraph then v.profile_note = 'flame graph renderer not available: top functions shown instead' end
+  local totals, total = fold.function_totals(prof, true)
+  local top = {}
+  for name, t in pairs(totals) do top[#top + 1] = { func = name, self = t.self, total = t.total } end
+  table.sort(top, function(a, b) if a.self ~= b.self then return a.self > b.self end return a.func < b.func end)
+  v.top_functions = {}
+  for i = 1, math.min(10, #top) do
+    local t = top[i]
+    v.top_functions[i] = { func = t.func, self_pct = string.format('%.1f%%', t.self / total * 100),
+      total_pct = string.format('%.1f%%', t.total / total * 100) }
+  end
+  v.profile_samples = total
+  if #ds.profiles >= 2 then
+    local before = fold.load(ds.profiles[1].path)
+    if before then v.hotspots = M.hotspot_shift(before, prof, 8) end
+    v.hotspot_from, v.hotspot_to = ds.profiles[1].name, last.name
+  end
+end
+
+--- Hotspot shift between two profiles: functions whose share of samples
+--- (anywhere on the stack) changed most. Uses H4's flamediff when present.
+function M.hotspot_shift(before, after, n)
+  local ok, fd = pcall(require, 'perf_manual.report.flamediff')
+  if ok and fd.top_changes then
+    local rok, rows = pcall(fd.top_changes, before, after, n)
+    if rok and type(rows) == 'table' then
+      local out = {}
+      for i, r in ipairs(rows) do
+        local b, a = r.before_share or r.before or 0, r.after_share or r.after or 0
+        out[i] = { func = r.func or r.name or r.frame, before = string.format('%.1f%%', b * 100),
+          after = string.format('%.1f%%', a * 100), change = string.format('%+.1f pts', (a - b) * 100) }
+      end
+      return out
+    end
+  end
+  local fold = require('perf_manual.fold')
+  local tb, nb = fold.function_totals(before, true)
+  local ta, na = fold.function_totals(after, true)
+  local rows = {}
+  local seen = {}
+  for name in pairs(tb) do seen[name] = true end
+  for name in pairs(ta) do seen[name] = true end
+  for name in pairs(seen) do
+    local b = tb[name] and tb[name].total / math.max(nb, 1) or 0
+    local a = ta[name] and ta[name].total / math.max(na, 1) or 0
+    rows[#rows + 1] = { func = name, b = b, a = a, d = a - b }
+  end
+  table.sort(rows, function(x, y)
+    if math.abs(x.d) ~= math.abs(y.d) then return math.abs(x.d) > math.abs(y.d) end
+    return x.func < y.func
+  end)
+  local out = {}
+  for i = 1, math.min(n or 10, #rows) do
+    local r = rows[i]
+    out[i] = { func = r.func, before = string.format('%.1f%%', r.b * 100), after = string.format('%.1f%%', r.a * 100),
+      change = (r.b == 0 and 'new' or r.a == 0 and 'gone' or string.format('%+.1f pts', r.d * 100)) }
+  end
+  return out
+end
+
+local function cell_text(c)
+  if type(c) ~= 'table' then return c and tostring(c) or 'not measured' end
+  return tostring(c.text or (c.missing and ('not measured (' .. c.missing .. ')')) or 'not measured')
+end
+
+local PLAIN_STATUS = {
+  complete = 'The investigation is complete.',
+  running = 'The investigation is still running.',
+  interrupted = 'The investigation was interrupted before it finished; what it found so far is below.',
+  failed = 'A step of the investigation failed; the results are partial.',
+}
+
+--- Builds the view of a dataset: every field a template may name.
+function M.view(ds, opts)
+  opts = opts or {}
+  local redact = require('perf_manual.report.redact')
+  local meta = redact.deep(ds.meta or {})
+  local findings = redact.deep(ds.findings or {})
+  local v = {
+    title = 'Performance Investigation Report' .. (meta.name and (': ' .. tostring(meta.name)) or (ds.id and (': ' .. ds.id) or '')),
+    id = ds.id or 'data', kind = ds.kind or 'data dir',
+    generated = os.date('!%Y-%m-%d %H:%M UTC'),
+    tool_version = require('perf_manual._host').version or '',
+    warnings = ds.warnings or {},
+  }
+  -- executive summary
+  local impact
+  for _, q in ipairs(meta.checklist or {}) do
+    if q.key == 'impact' and q.answered then impact = tostring(q.answer) end
+  end
+  local best
+  for _, h in ipairs(meta.hypotheses or {}) do
+    if h.status == 'supported' and (not best or (h.score or 0) > (best.score or 0)) then best = h end
+  end
+  local root_cause = meta.root_cause or (best and best.text)
+  v.summary = {
+    issue = tostring(meta.symptom or (ds.red and ('RED check of ' .. tostring(ds.red.url))) or 'not stated'),
+    impact = impact or 'not answered',
+    root_cause = root_cause or 'not established',
+    fix = tostring(meta.fix or 'not recorded'),
+    status = tostring(meta.status or (ds.kind == 'data dir' and 'data only' or 'unknown')),
+    status_plain = PLAIN_STATUS[meta.status] or 'Collected data, without a recorded investigation.',
+    bottleneck = meta.verdict and meta.verdict ~= '' and tostring(meta.verdict) or 'no saturated resource found',
+  }
+  -- timeline
+  v.timeline = {}
+  for _, e in ipairs(meta.timeline or {}) do
+    if e.kind ~= 'artifact' and e.kind ~= 'step-start' and e.kind ~= 'check-passed' then
+      v.timeline[#v.timeline + 1] = { t = tostring(e.t or ''), what = tostring(e.kind or '') .. ': ' .. tostring(e.what or '') }
+    end
+  end
+  -- symptom quantification: RED numbers, quantify scalars
+  v.quantification = {}
+  if ds.red then
+    local r = ds.red
+    local lat = r.latency or {}
+    local rate = r.rate or {}
+    local errs = r.errors or {}
+    local add = function(m, val) v.quantification[#v.quantification + 1] = { metric = m, value = val } end
+    add('requests answered per second', fmt_metric(rate.completed))
+    if rate.asked then add('requests asked per second', fmt_metric(rate.asked)) end
+    add('error ratio', errs.ratio and string.format('%.2f%%', errs.ratio * 100) or 'not measured')
+    for _, k in ipairs({ 'p50', 'p90', 'p99', 'p99.9', 'max' }) do
+      add('latency ' .. k, lat[k] and util.fmt_duration(lat[k]) or 'not measured')
+    end
+  end
+  for _, k in ipairs(util.keys(ds.scalars)) do
+    if not k:match('^red%-check') then
+      v.quantification[#v.quantification + 1] = { metric = k, value = fmt_metric(ds.scalars[k]) }
+    end
+  end
+  -- USE table
+  v.use_rows = {}
+  if type(ds.use) == 'table' and ds.use.available ~= false then
+    for _, r in ipairs(ds.use.rows or {}) do
+      v.use_rows[#v.use_rows + 1] = {
+        resource = tostring(r.name or r.resource or '?'),
+        utilization = cell_text(r.utilization), saturation = cell_text(r.saturation), errors = cell_text(r.errors),
+        status = tostring(r.status or ''), status_class = (r.status == 'HIGH' and 'high') or (r.status == 'warn' and 'warn') or 'ok',
+      }
+    end
+    local vd = ds.use.verdict_detail
+    v.use_verdict = (type(vd) == 'table' and vd.text) or (ds.use.verdict and (tostring(ds.use.verdict) .. ' is the saturated resource'))
+      or 'No resource is saturated.'
+  elseif type(ds.use) == 'table' then
+    v.use_verdict = 'USE check not available: ' .. tostring(ds.use.why)
+  end
+  -- charts
+  v.charts = build_charts(ds)
+  for _, c in ipairs(latency_charts(ds)) do v.charts[#v.charts + 1] = c end
+  -- the key chart: latency first (what users feel), then CPU
+  local order = { heatmap = 1, hist = 2, red_rate = 3, cpu = 4 }
+  local key
+  for _, c in ipairs(v.charts) do
+    if not key or (order[c.key] or 9) < (order[key.key] or 9) then key = c end
+  end
+  v.key_chart = key
+  -- profile evidence
+  profile_evidence(ds, v)
+  -- root cause and hypotheses
+  v.root_cause = root_cause or 'Not established.'
+  v.hypotheses = {}
+  for _, h in ipairs(meta.hypotheses or {}) do
+    local ev = {}
+    for _, e in ipairs(h.evidence or {}) do
+      ev[#ev + 1] = tostring(e.stance or '') .. ' ' .. tostring(e.artifact or '') .. (e.note and (': ' .. tostring(e.note)) or '')
+    end
+    v.hypotheses[#v.hypotheses + 1] = { id = tostring(h.id or ''), text = tostring(h.text or ''), status = tostring(h.status or ''),
+      evidence = table.concat(ev, '; ') }
+  end
+  v.findings = {}
+  for _, f in ipairs(findings) do
+    v.findings[#v.findings + 1] = { severity = tostring(f.severity or ''):upper(), resource = tostring(f.resource or ''),
+      summary = tostring(f.summary or f.metric or '') }
+  end
+  -- fix validation (from `perf_manual diff --output <inv>/analysis/fix-validation.json`)
+  v.fix_validation = {}
+  local fv = ds.fix_validation
+  if type(fv) == 'table' and type(fv.metrics) == 'table' then
+    for _, m in ipairs(fv.metrics) do
+      if m.before_text then
+        v.fix_validation[#v.fix_validation + 1] = { metric = m.metric, before = m.before_text, after = m.after_text,
+          change = m.change_text, ci = m.ci_text or '', verdict = m.verdict or '' }
+      end
+    end
+    if fv.expectation then v.fix_expectation = fv.expectation.text end
+  end
+  -- recommendations: recorded ones, else one per HIGH finding
+  v.recommendations = {}
+  for _, r in ipairs(meta.recommendations or {}) do
+    if type(r) == 'table' then v.recommendations[#v.recommendations + 1] = { status = tostring(r.status or 'PLANNED'), text = tostring(r.text or '') }
+    else v.recommendations[#v.recommendations + 1] = { status = 'PLANNED', text = tostring(r) } end
+  end
+  if #v.recommendations == 0 then
+    for _, f in ipairs(v.findings) do
+      if f.severity == 'HIGH' then
+        v.recommendations[#v.recommendations + 1] = { status = 'OPEN', text = 'Address: ' .. f.summary }
+      end
+    end
+  end
+  if #v.recommendations == 0 then
+    v.recommendations[1] = { status = 'OPEN', text = 'No recommendation recorded.' }
+  end
+  -- appendix
+  v.appendix = {}
+  for _, a in ipairs(ds.artifacts or {}) do
+    v.appendix[#v.appendix + 1] = { path = redact.string(a.path), size = util.fmt_bytes(a.bytes) }
+  end
+  v.has_quantification = #v.quantification > 0 or nil
+  v.has_fix_validation = #v.fix_validation > 0 or nil
+  return v
+end
+
+--- Renders a dataset. opts.format = 'technical' | 'executive' | 'slides',
+--- opts.output = 'md' | 'html'. Returns text (and, for Markdown, a list of
+--- {name=, svg=} chart files to write next to it).
+function M.render(ds, opts)
+  opts = opts or {}
+  local v = M.view(ds, opts)
+  if opts.format == 'slides' then
+    return require('perf_manual.report.slides').render(v, opts)
+  elseif opts.output == 'html' then
+    return require('perf_manual.report.html').render(v, opts)
+  end
+  return require('perf_manual.report.markdown').render(v, opts)
+end
+
+--- The hook the investigation engine calls for report.md: metadata as the
+--- engine holds it, the folder for the data.
+function M.investigation(meta, opts)
+  opts = opts or {}
+  local ds
+  if opts.dir then ds = M.load(opts.dir) end
+  ds = ds or { meta = {}, series = {}, samples = {}, histograms = {}, scalars = {}, profiles = {}, findings = {},
+    artifacts = {}, warnings = {} }
+  ds.meta = meta
+  ds.id = meta.id or ds.id
+  ds.kind = 'investigation'
+  if meta.findings then ds.findings = meta.findings end
+  local text = M.render(ds, { format = opts.format or 'technical', output = 'md', assets_dir = nil })
+  return text
+end
+
+return M

@@ -1,0 +1,141 @@
+-- diff: did it change, or is it noise? Before/after comparison of two data
+-- dirs or investigations (every metric on both sides, with a real test and
+-- a confidence interval), latency percentiles side by side, the hotspot
+-- shift between two CPU profiles, and whether a stated expectation was met.
+local util = require('perf_manual.util')
+
+local function fmt_change(b, a)
+  if not b or not a or b == 0 then return 'n/a' end
+  return string.format('%+.1f%%', (a / b - 1) * 100)
+end
+
+local function is_file(p)
+  local st = require('posix.sys.stat').stat(p)
+  return st and require('posix.sys.stat').S_ISREG(st.st_mode) ~= 0
+end
+
+-- a folded file, or a dir whose only data is a folded profile
+local function profile_path(p)
+  if is_file(p) then return p end
+  local report = require('perf_manual.report')
+  if report.is_dir(p) then
+    local ds = report.load(p)
+    if ds and #ds.profiles > 0 and next(ds.samples) == nil and next(ds.scalars) == nil then return ds.profiles[#ds.profiles].path end
+  end
+end
+
+local function flamediff_svg(before, after, path)
+  local ok, fd = pcall(require, 'perf_manual.report.flamediff')
+  if not ok or not fd.render then return nil, 'the differential flame graph renderer (perf_manual.report.flamediff) is not available' end
+  local rok, svg = pcall(fd.render, before, after, { title = 'Differential flame graph (red: more after, blue: less)' })
+  if not rok or type(svg) ~= 'string' then return nil, 'flamediff failed: ' .. tostring(svg):match('^[^\n]*') end
+  local wok, err = util.write_atomic(path, svg)
+  if not wok then util.user_error('diff: ' .. err) end
+  return path
+end
+
+return playbook {
+  name = 'diff',
+  summary = 'Before/after comparison with significance tests, percentiles and hotspot shift',
+  examples = [[
+  perf_manual diff --before runs/before --after runs/after
+  perf_manual diff --before 2026-01-20_slow-api --after 2026-01-21_after-fix --expect "p99 -20%"
+  perf_manual diff --before old.folded --after new.folded --output shift.md
+  perf_manual diff --before a --after b --output inv/analysis/fix-validation.json   (the report's Fix Validation table)]],
+  params = {
+    before = param.string { 'data dir, investigation, or folded profile before the change' },
+    after = param.string { 'data dir, investigation, or folded profile after the change' },
+    expect = param.string { 'expected effect, stated before measuring: "p99 -20%", "latency median -10%"', optional = true },
+    output = param.path { 'write the result to FILE (.md, or .json for the data)', optional = true },
+    json = param.flag { 'print JSON instead of Markdown' },
+    seed = param.integer { 'bootstrap seed (same seed, same intervals)', default = 1 },
+    iterations = param.integer { 'bootstrap resamples', default = 2000 },
+    store = param.path { 'investigation store (default ./investigations or $PERF_MANUAL_STORE)', optional = true },
+  },
+
+  step 'compare' {
+    function(inv, p)
+      local stats = require('perf_manual.analyzers.stats')
+      local report = require('perf_manual.report')
+      local template = require('perf_manual.report.template')
+      local exp
+      if p.expect then
+        local err
+        exp, err = stats.parse_expectation(p.expect)
+        if not exp then util.user_error('diff: bad --expect "' .. p.expect .. '": ' .. err) end
+      end
+      if p.iterations < 100 then util.user_error('diff: --iterations must be at least 100') end
+      local out = { before = p.before, after = p.after, alpha = stats.ALPHA, seed = p.seed, iterations = p.iterations }
+      local pb, pa = profile_path(p.before), profile_path(p.after)
+      local hot_before, hot_after
+      if pb and pa then
+        -- two profiles: the hotspot shift and the differential flame graph only
+        local fold = require('perf_manual.fold')
+        hot_before = fold.load(pb) or util.user_error('diff: cannot read profile ' .. pb)
+        hot_after = fold.load(pa) or util.user_error('diff: cannot read profile ' .. pa)
+        out.before_id, out.after_id = p.before, p.after
+        out.metrics, out.latency, out.only_before, out.only_after = {}, {}, {}, {}
+      else
+        if pb or pa then util.user_error('diff: one side is a profile and the other a data dir; give two of a kind') end
+        local db = report.open(p.before, p.store)
+        local da = report.open(p.after, p.store)
+        out.before_id, out.after_id = db.id, da.id
+        local d = stats.diff(db, da, { expect = exp, seed = p.seed, iterations = p.iterations })
+        for k, v in pairs(d) do out[k] = v end
+        if #db.profiles > 0 and #da.profiles > 0 then
+          local fold = require('perf_manual.fold')
+          hot_before = fold.load(db.profiles[#db.profiles].path)
+          hot_after = fold.load(da.profiles[#da.profiles].path)
+        end
+      end
+      if hot_before and hot_after then
+        out.hotspots = report.hotspot_shift(hot_before, hot_after, 10)
+        local svgpath = p.output and (p.output:gsub('%.%w+$', '') .. '.flamediff.svg') or 'flamediff.svg'
+        local path, why = flamediff_svg(hot_before, hot_after, svgpath)
+        out.flamediff = path
+        if not path then inv:note(why); out.flamediff_missing = why end
+      end
+      if p.expect and not out.expectation then
+        out.expectation = { status = 'not measured', text = 'expected ' .. p.expect .. ': no samples to check it with' }
+      end
+      if #out.metrics == 0 and not out.hotspots then
+        inv.err:write('perf_manual: diff: nothing to compare: no metric on both sides\n')
+      end
+
+      local as_json = p.json or (p.output and p.output:match('%.json$'))
+      local text
+      if as_json then
+        text = util.json_encode(out, true) .. '\n'
+      else
+        local rows = {}
+        for i, m in ipairs(out.metrics) do
+          rows[i] = { metric = m.metric, before = m.before_text, after = m.after_text, change = m.change_text,
+            ci = m.ci_text ~= '' and m.ci_text or '-', p = m.p and string.format('%.3g', m.p) or '-', verdict = m.verdict }
+        end
+        local lat = {}
+        for _, l in ipairs(out.latency) do
+          for _, e in ipairs(l.percentiles) do
+            lat[#lat + 1] = { metric = l.metric, stat = e.stat, before = stats.fmt_val(e.before, 's'),
+              after = stats.fmt_val(e.after, 's'), change = fmt_change(e.before, e.after) }
+          end
+        end
+        local view = {
+          before_id = out.before_id, after_id = out.after_id, expectation = out.expectation, rows = rows, latency = lat,
+          hotspots = out.hotspots, flamediff = out.flamediff,
+          only_before = table.concat(out.only_before, ', '), only_after = table.concat(out.only_after, ', '),
+          alpha = out.alpha, iterations = out.iterations, seed = out.seed,
+        }
+        local tree = template.load(require('perf_manual._host').root .. '/templates/diff.md', 'diff.md')
+        text = template.render(tree, view, { escape = require('perf_manual.report.markdown').escape })
+        if out.flamediff_missing then text = text .. '\n*' .. out.flamediff_missing .. '.*\n' end
+      end
+      if p.output then
+        local ok, err = util.write_atomic(p.output, text)
+        if not ok then util.user_error('diff: ' .. err) end
+        inv:print('wrote ' .. p.output .. (out.flamediff and (' and ' .. out.flamediff) or ''))
+      else
+        inv.out:write(text)
+      end
+    end,
+  },
+}

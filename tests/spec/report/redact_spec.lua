@@ -1,0 +1,41 @@
+local redact = require('perf_manual.report.redact')
+
+describe('perf_manual.report.redact', function()
+  local cases = {
+    { 'myapp --db-password=hunter2 --port 80 --api-key s3cr3t --verbose',
+      'myapp --db-password=[REDACTED] --port 80 --api-key [REDACTED] --verbose' },
+    { 'PGPASSWORD=x API_TOKEN=abcd PATH=/usr/bin HOME=/root', 'PGPASSWORD=[REDACTED] API_TOKEN=[REDACTED] PATH=/usr/bin HOME=/root' },
+    { 'curl https://user:hunter2@example.com/x', 'curl https://[REDACTED]@example.com/x' },
+    { 'key AKIAIOSFODNN7EXAMPLE and ghp_abcdefghijklmnop1234', 'key [REDACTED] and [REDACTED]' },
+    { 'jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOjF9.c2lnbmF0dXJl end', 'jwt [REDACTED] end' },
+    { 'reading /home/bob/.ssh/id_rsa and /var/log/app.log', 'reading [REDACTED](secret path) and /var/log/app.log' },
+    { 'cert /etc/nginx/tls/server.key', 'cert [REDACTED](secret path)' },
+    { 'header Authorization: Bearer abc.def', 'header Authorization: [REDACTED] [REDACTED]' },
+    -- ordinary words that only contain a secret word stay
+    { 'sort_key=3 compass=north author=me passes=4', 'sort_key=3 compass=north author=me passes=4' },
+    { 'db_pass=x session=y', 'db_pass=[REDACTED] session=[REDACTED]' },
+  }
+  for _, c in ipairs(cases) do
+    it('redacts ' .. c[1], function()
+      assert.equal(c[2], (redact.string(c[1])))
+    end)
+  end
+
+  it('hides the argument after a secret flag in an argv list', function()
+    assert.same({ 'app', '--password', '[REDACTED]', '--user', 'bob' }, (redact.argv({ 'app', '--password', 'hunter2', '--user', 'bob' })))
+  end)
+
+  it('redacts environments by name and nested tables deeply', function()
+    assert.same({ AWS_SECRET_ACCESS_KEY = '[REDACTED]', LANG = 'C' }, redact.env({ AWS_SECRET_ACCESS_KEY = 'abc', LANG = 'C' }))
+    local t = { params = { cmd = 'run --token abc', token = 'zzz', count = 3 }, list = { 'PASSWORD=1' } }
+    assert.same({ params = { cmd = 'run --token [REDACTED]', token = '[REDACTED]', count = 3 }, list = { 'PASSWORD=[REDACTED]' } }, redact.deep(t))
+    assert.equal('run --token abc', t.params.cmd)   -- the original is left alone
+  end)
+
+  it('takes rules a team adds in Lua', function()
+    table.insert(redact.rules, { why = 'customer ids', pattern = 'cust%-%d+', replace = 'cust-[REDACTED]' })
+    local s = redact.string('slow for cust-12345')
+    table.remove(redact.rules)
+    assert.equal('slow for cust-[REDACTED]', s)
+  end)
+end)
