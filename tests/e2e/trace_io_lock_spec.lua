@@ -1,0 +1,174 @@
+-- The io, lock and offcpu tracers and `perf_manual trace --events io,lock`
+-- against real workloads: fsync_writer (block completions on its disk),
+-- mutex_contention (futex wait dominated by its one lock), offcpu_blocker
+-- (blocked time with a known user call chain).
+local h = test_helpers
+local sys = require('perf_manual._c.sys')
+local W = require('e2e.workload')
+local util = require('perf_manual.util')
+
+-- name of the whole disk holding a directory (/var/tmp -> "vda")
+local function disk_of(dir)
+  local st = assert(require('posix.sys.stat').stat(dir))
+  local dev = st.st_dev
+  local major, minor = math.floor(dev / 256) % 4096, dev % 256 + math.floor(dev / 1048576) * 256
+  local sysdir = '/sys/dev/block/' .. major .. ':' .. minor
+  local uevent = util.readfile(sysdir .. '/uevent')
+  if not uevent then return nil end
+  local name = uevent:match('DEVNAME=([^\n]+)')
+  if util.readfile(sysdir .. '/partition') then
+    -- a partition: its disk is the parent directory in sysfs
+    local link = require('posix.unistd').readlink(sysdir)
+    name = link and link:match('/([^/]+)/[^/]+$') or name
+  end
+  return name
+end
+
+local function row(res, device, op)
+  for _, r in ipairs(res.rows) do
+    if r.device == device and r.op == op then return r end
+  end
+end
+
+describe('io, lock and offcpu tracers e2e #priv', function()
+  it('io: the fsync writer shows write and flush completions on its disk, owned by it', function()
+    if not h.need_root() then return end
+    local io_t = require('perf_manual.tracers.io')
+    local disk = assert(disk_of('/var/tmp'), '/var/tmp is not on a block device')
+    h.with_machine_lock(function()
+      W.with('fsync_writer', { '3', '/var/tmp' }, {}, function(w)
+        -- the same second seen twice: for the writer only, and system-wide
+        -- (the journal commit and the flush are issued by kernel threads)
+        local mine = assert(io_t.start { pid = w.pid, snoop = true })
+        local all = assert(io_t.start { snoop = true })
+        -- drained the way trace --snoop does, every 100 ms
+        local events, all_events = {}, {}
+        local deadline = sys.now() + 1
+        while sys.now() < deadline do
+          sys.sleep(0.1)
+          for _, e in ipairs(mine:poll(0)) do events[#events + 1] = e end
+          for _, e in ipairs(all:poll(0)) do all_events[#all_events + 1] = e end
+        end
+        local res, all_res = mine:stop(), all:stop()
+        local writes = assert(row(res, disk, 'write'), 'no write row on ' .. disk)
+        assert.is_true(writes.count >= 10, 'writes: ' .. writes.count)
+        assert.is_true(writes.p99_us ~= nil and writes.mean_ns > 0)
+        -- the pid filter: every request is the writer's
+        assert.is_true(#events >= 10)
+        for _, e in ipairs(events) do
+          assert.equal(w.pid, e.tgid)
+          assert.equal('fsync_writer', e.comm)
+          assert.equal(disk, e.device)
+        end
+        assert.equal(0, res.quality.events_lost)
+        assert.is_true(res.quality.events_seen >= writes.count)
+        assert.equal('tp_btf', res.quality.attach_path)
+        assert.is_true(res.quality.bpf_run_cnt > 0)
+        -- system-wide: at least the writer's requests, and fsync reaches the
+        -- disk as a flush request or preflush/FUA writes
+        local all_writes = assert(row(all_res, disk, 'write'))
+        assert.is_true(all_writes.count >= writes.count)
+        local flush = row(all_res, disk, 'flush')
+        local fua = 0
+        for _, e in ipairs(all_events) do if e.rwbs:match('^F') or e.rwbs:match('^W.*F') then fua = fua + 1 end end
+        assert.is_true((flush and flush.count > 0) or fua > 0, 'no flush reached ' .. disk)
+        assert.equal(0, all_res.quality.events_lost)
+      end)
+    end)
+  end)
+
+  it('lock: the 8-thread mutex workload waits on one futex, with stacks and a USE row', function()
+    if not h.need_root() then return end
+    local lock = require('perf_manual.tracers.lock')
+    h.with_machine_lock(function()
+      W.with('mutex_contention', { '8', '3' }, {}, function(w)
+        sys.sleep(0.2)
+        local t = assert(lock.start { pid = w.pid, stacks = true })
+        sys.sleep(1)
+        local res = t:stop()
+        assert.is_true(#res.futex >= 1)
+        local top = res.futex[1]
+        assert.equal(w.pid, top.tgid)
+        assert.is_true(top.share > 0.8, 'top futex share ' .. top.share)
+        assert.is_true(top.count >= 50, 'waits ' .. top.count)
+        local waiting = 0
+        for _, th in ipairs(res.threads) do
+          assert.equal(w.pid, th.tgid)
+          if th.wait_share > 0.2 then waiting = waiting + 1 end
+        end
+        assert.is_true(waiting >= 6, waiting .. ' threads waited over 20% of the time')
+        assert.is_true(res.use.utilisation > 0.3, 'utilisation ' .. res.use.utilisation)
+        assert.is_true(res.use.saturation.mean_waiters > 1)
+        assert.is_true(res.use.saturation.max_waiters >= 2)
+        assert.equal(0, res.use.errors.total)
+        -- the waiting stack, named while the process lives
+        local s = assert(top.stacks[1], 'no waiting stack')
+        assert.is_true(#s.addrs >= 1)
+        local names = table.concat(s.frames or {}, ';')
+        assert.matches('lock_wait', names)
+        assert.equal('tp (futex) + tp_btf (kernel locks)', res.quality.attach_path)
+        assert.equal(0, res.quality.events_lost)
+      end)
+    end)
+  end)
+
+  it('offcpu: blocked time of the blocker, with its user call chain', function()
+    if not h.need_root() then return end
+    local off = require('perf_manual.tracers.offcpu')
+    h.with_machine_lock(function()
+      W.with('offcpu_blocker', { '3', '20' }, {}, function(w)
+        sys.sleep(0.1)
+        local t = assert(off.start { pid = w.pid, min_us = 1000 })
+        sys.sleep(1)
+        local resolver = require('perf_manual.sym').new()
+        assert(resolver:snapshot(w.pid))
+        local res = t:stop()
+        local main
+        for _, e in ipairs(res.entries) do
+          assert.equal(w.pid, e.tgid)
+          assert.is_true(e.max_us >= 1000)
+          if e.pid == w.pid and (not main or e.total_us > main.total_us) then main = e end
+        end
+        assert.truthy(main, 'the blocked main thread is missing')
+        -- 1 s of 20 ms blocks: most of the second off-CPU
+        assert.is_true(main.total_us > 500000, 'blocked ' .. main.total_us .. ' us')
+        assert.is_true(#main.kern_stack >= 3)
+        local names = resolver:user(w.pid, main.user_stack)
+        assert.same({ 'blocker_read', 'blocker_wait', 'main' }, { names[1], names[2], names[3] })
+        assert.equal(0, res.quality.events_lost)
+      end)
+    end)
+  end)
+
+  it('trace --events io,lock --json on a pid, and --snoop streams block requests', function()
+    if not h.need_root() then return end
+    h.with_machine_lock(function()
+      W.with('mutex_contention', { '8', '3' }, {}, function(w)
+        local out, err, st = h.pm('trace --events io,lock --pid ' .. w.pid .. ' --duration 1 --json')
+        assert.equal(0, st, err)
+        local doc = assert(util.json_decode(out))
+        local res = doc.intervals[#doc.intervals].results
+        assert.truthy(res.io, 'no io result')
+        assert.is_true(res.lock.futex[1].share > 0.8)
+        assert.equal(w.pid, res.lock.futex[1].tgid)
+        assert.truthy(res.lock.use.utilisation)
+        assert.is_number(res.io.quality.events_lost)
+      end)
+      W.with('fsync_writer', { '3', '/var/tmp' }, {}, function(w)
+        local out, err, st = h.pm('trace --events io --snoop --pid ' .. w.pid .. ' --duration 1')
+        assert.equal(0, st, err)
+        assert.matches('TIME%(s%)%s+COMM%s+PID%s+DISK', out)
+        assert.matches('\n[%d.]+%s+fsync_writer%s+' .. w.pid .. '%s', out)
+        assert.matches('== io', out)
+        assert.matches('quality: attach tp_btf, events %d+, lost 0', out)
+      end)
+    end)
+  end)
+
+  it('trace lists io, lock and offcpu among the valid events', function()
+    local _, err, st = h.pm('trace --events nosuch --duration 1')
+    assert.equal(2, st)
+    assert.matches("unknown event 'nosuch'", err)
+    for _, ev in ipairs({ 'io', 'lock', 'offcpu' }) do assert.matches('%f[%w]' .. ev .. '%f[%W]', err) end
+  end)
+end)
