@@ -108,7 +108,7 @@ describe('use-check end to end', function()
       assert.is_true(d.partial)
       assert.is_true(d.elapsed < 3, 'elapsed ' .. tostring(d.elapsed))
       local found = false
-      for _, n in ipairs(d.notes) do if n:match('exited after') then found = true end end
+      for _, n in ipairs(d.notes) do if n:match('exited within') then found = true end end
       assert.is_true(found, 'no note about the exit')
     end)
   end)

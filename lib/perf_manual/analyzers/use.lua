@@ -707,13 +707,16 @@ function M.collect(opts)
       local s = snap_system()
       local ts = snap_task()
       local cs = snap_cgroup()
+      -- the system stays measurable when the target goes; the target's own
+      -- figures keep their last good sample
+      last_sys = s
+      gauge(s)
+      samples = samples + 1
       if t.kind ~= 'system' and (not targets.alive(t) or t.kind == 'pid' and process and not ts) then
         m.exited = true
-        m.alive_s = (last_task and last_task.time or now) - t0
+        m.alive_s = now - t0
       else
-        last_sys, last_task, last_cg = s, ts, cs
-        gauge(s)
-        samples = samples + 1
+        last_task, last_cg = ts, cs
       end
       next_snap = next_snap + interval
       if opts.progress then
@@ -730,7 +733,8 @@ function M.collect(opts)
   end
   if m.exited then
     m.partial = true
-    m.notes[#m.notes + 1] = string.format('the target exited after %.1f s: results cover the time it was alive', m.alive_s or 0)
+    m.notes[#m.notes + 1] = string.format('the target exited within the first %.1f s: its figures cover the time '
+      .. 'it was alive, the system rows the whole %.1f s', m.alive_s or 0, m.elapsed)
   end
   if samples == 0 then
     m.notes[#m.notes + 1] = 'no complete interval was collected'
