@@ -461,6 +461,19 @@ function M.metadata(inv)
   return m
 end
 
+--- The checklist as a Markdown section; questions that took their default
+--- are marked "not answered". nil when nothing was asked.
+function M.checklist_markdown(meta)
+  if not meta.checklist or #meta.checklist == 0 then return nil end
+  local L = { '## Checklist', '', '| Question | Answer | |', '|---|---|---|' }
+  for _, q in ipairs(meta.checklist) do
+    L[#L + 1] = string.format('| %s | %s | %s |', q.question, (tostring(q.answer or ''):gsub('|', '\\|'):gsub('\n', ' ')),
+      q.answered and '' or '**not answered** (default)')
+  end
+  L[#L + 1] = ''
+  return table.concat(L, '\n')
+end
+
 --- A plain Markdown report of an investigation's metadata (used when the
 --- report module is not there, and by `analyze`).
 function M.report_markdown(meta, kind)
@@ -485,17 +498,8 @@ function M.report_markdown(meta, kind)
   add('- **Bottleneck (USE)**: ' .. tostring(meta.verdict or 'no saturated resource found'))
   add('- **Status**: ' .. tostring(meta.status or '?'))
   add()
-  if meta.checklist and #meta.checklist > 0 then
-    add('## Checklist')
-    add()
-    add('| Question | Answer | |')
-    add('|---|---|---|')
-    for _, q in ipairs(meta.checklist) do
-      add(string.format('| %s | %s | %s |', q.question, tostring(q.answer or ''):gsub('|', '\\|'),
-        q.answered and '' or '**not answered** (default)'))
-    end
-    add()
-  end
+  local cl = M.checklist_markdown(meta)
+  if cl then add(cl) end
   add('## Timeline')
   add()
   for _, e in ipairs(meta.timeline or {}) do
@@ -559,6 +563,14 @@ function methods.draft_report(inv, kind)
     local ok, t = pcall(rep.investigation, meta, { format = kind, dir = inv.dir })
     if ok and type(t) == 'string' then text = t
     else inv:warn('report module failed (' .. tostring(t):match('^[^\n]*') .. '); using the plain report') end
+  end
+  if text and not text:find('## Checklist', 1, true) then
+    -- the report module leaves the checklist out: put it before the details
+    local cl = M.checklist_markdown(meta)
+    if cl then
+      local at = text:find('\n## Technical Details', 1, true)
+      text = at and (text:sub(1, at) .. cl .. '\n' .. text:sub(at + 1)) or (text .. '\n' .. cl)
+    end
   end
   text = text or M.report_markdown(meta, kind)
   local rel = inv:write('report.md', text)

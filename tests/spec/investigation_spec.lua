@@ -1,0 +1,210 @@
+-- The engine v2 (perf_manual.playbook + perf_manual.investigation): batch
+-- answers, timeline order, resume after a failure and after Ctrl-C,
+-- confinement of writes, hypotheses and the schema check. Playbooks run
+-- through the real CLI, in a temporary store.
+local store = require('perf_manual.store')
+local inv_mod = require('perf_manual.investigation')
+local util = require('perf_manual.util')
+local h = test_helpers
+
+local function tmpdir()
+  local d = os.tmpname(); os.remove(d)
+  assert(store.mkdir_p(d))
+  return d
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, 'w')); f:write(text); f:close()
+end
+
+local function meta_of(root)
+  local ids = store.list(root)
+  assert.equal(1, #ids)
+  local m = assert(store.open(root, ids[1]):load_metadata())
+  return m, root .. '/' .. ids[1]
+end
+
+local function kinds(m)
+  local out = {}
+  for _, e in ipairs(m.timeline) do out[#out + 1] = e.kind .. ':' .. tostring(e.what) end
+  return out
+end
+
+-- a playbook whose step 2 fails while FAIL_FILE exists, and whose step 2
+-- asks for a stop (as Ctrl-C does) while STOP_FILE exists
+local PLAYBOOK = [[
+return playbook {
+  name = "engine-test", summary = "engine test", investigation = true,
+  params = { symptom = param.string { "s" }, dir = param.path { "control dir" } },
+  step "questions" { function(inv, p)
+    inv:ask { "When did it start?", key = "when", default = "unknown" }
+    inv:ask { "Who is affected?", key = "who", default = "everyone" }
+    inv:ask { "What changed?", default = "nothing" }
+    inv:ask { "What is the symptom?", key = "symptom", given = p.symptom }
+    inv.decided = "disk"
+  end },
+  step "work" { budget = "1ms", function(inv, p)
+    local f = io.open(p.dir .. "/stop")
+    if f then f:close(); os.remove(p.dir .. "/stop"); require("perf_manual._c.sys").request_stop() return end
+    local path = inv:save_artifact("numbers.json", { p99_ms = 180 })
+    local hyp = inv:hypothesis "the disk is slow"
+    hyp:supported_by(path, "p99 is 180 ms")
+    inv:finding { resource = "disk", metric = "p99", value = 180, severity = "high" }
+    local g = io.open(p.dir .. "/fail")
+    if g then g:close(); error("boom in work") end
+    local t0 = require("perf_manual._c.sys").now()
+    while require("perf_manual._c.sys").now() - t0 < 0.01 do end
+    inv:print("decided " .. tostring(inv.decided))
+  end },
+  step "report" { function(inv)
+    local h2 = inv:hypothesis "the CPU is saturated"
+    h2:refuted_by("raw_data/numbers.json", "not measured as busy")
+    inv:draft_report "technical"
+  end },
+}
+]]
+
+describe('investigation engine', function()
+  local root, dir, pb
+  before_each(function()
+    root, dir = tmpdir(), tmpdir()
+    pb = dir .. '/engine-test.lua'
+    write(pb, PLAYBOOK)
+  end)
+  after_each(function() os.execute('rm -rf ' .. root .. ' ' .. dir) end)
+
+  local function run(args)
+    return h.pm(string.format('run %s --store %s --dir %s %s', pb, root, dir, args))
+  end
+
+  it('answers from an answers file and flags in batch mode, defaults marked not answered', function()
+    write(dir .. '/answers.yaml', 'when: Monday 10:00\n"Who is affected?": the EU customers\n')
+    local out, err, st = run('--symptom "p99 doubled" --batch --answers ' .. dir .. '/answers.yaml --answer "what_changed=deploy 4.2, config"')
+    assert.equal(0, st, err)
+    assert.matches('decided disk', out)
+    local m = meta_of(root)
+    local by = {}
+    for _, q in ipairs(m.checklist) do by[q.key] = q end
+    assert.same({ 'Monday 10:00', true, 'answers' }, { by.when.answer, by.when.answered, by.when.source })
+    assert.same({ 'the EU customers', true }, { by.who.answer, by.who.answered })
+    assert.same({ 'deploy 4.2, config', true }, { by.what_changed.answer, by.what_changed.answered })
+    assert.same({ 'p99 doubled', 'flag' }, { by.symptom.answer, by.symptom.source })
+    -- a run with nothing given takes the defaults and says so in the report
+    os.execute('rm -rf ' .. root .. '/*')
+    _, err, st = run('--symptom x --batch')
+    assert.equal(0, st, err)
+    local m2, folder = meta_of(root)
+    for _, q in ipairs(m2.checklist) do
+      if q.key ~= 'symptom' then assert.is_false(q.answered); assert.equal('default', q.source) end
+    end
+    local report = assert(util.readfile(folder .. '/report.md'))
+    assert.matches('| When did it start%? | unknown | %*%*not answered%*%* %(default%) |', report)
+  end)
+
+  it('keeps the timeline in order, timestamped, with every step, answer, finding and link', function()
+    local _, err, st = run('--symptom x --batch')
+    assert.equal(0, st, err)
+    local m, folder = meta_of(root)
+    local prev = ''
+    for _, e in ipairs(m.timeline) do
+      assert.matches('^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$', e.t)
+      assert.is_true(e.t >= prev)
+      prev = e.t
+    end
+    local k = kinds(m)
+    local function pos(s)
+      for i, v in ipairs(k) do if v == s then return i end end
+      error('not in timeline: ' .. s .. '\n' .. table.concat(k, '\n'))
+    end
+    assert.is_true(pos('step-start:questions') < pos('answer:When did it start? → unknown (not answered)'))
+    assert.is_true(pos('step-done:questions') < pos('step-start:work'))
+    assert.is_true(pos('artifact:raw_data/numbers.json') < pos('hypothesis:H1: the disk is slow'))
+    assert.is_true(pos('hypothesis:H1: the disk is slow') < pos('evidence:raw_data/numbers.json supports H1: p99 is 180 ms'))
+    assert.is_true(pos('finding:disk p99 = 180') < pos('step-done:work'))
+    assert.equal('finished:complete', k[#k])
+    -- the budget of "work" (1ms) was exceeded: a warning on screen and in the timeline
+    assert.matches("step 'work' ran past its 1%.0ms budget", err)
+    pos('step-done:report')
+    assert.same({}, inv_mod.validate(folder))
+    assert.equal('supported', m.hypotheses[1].status)
+    assert.equal('refuted', m.hypotheses[2].status)
+    assert.equal('disk', m.state.decided)
+  end)
+
+  it('records a failing step with its traceback in the log and resumes from it', function()
+    write(dir .. '/fail', '')
+    local out, err, st = run('--symptom x --batch')
+    assert.equal(70, st)
+    assert.not_matches('decided', out)
+    local m, folder = meta_of(root)
+    assert.same({ 'done', 'failed' }, { m.steps[1].status, m.steps[2].status })
+    assert.equal('failed', m.status)
+    assert.matches("^perf_manual: step 'work' failed: [^\n]*engine%-test%.lua:%d+: boom in work\n", err)
+    assert.not_matches('stack traceback', err)
+    local log = assert(util.readfile(folder .. '/log.txt'))
+    assert.matches('boom in work', log)
+    assert.matches('stack traceback', log)
+    -- fixed: resume skips the completed step and keeps what it decided
+    os.remove(dir .. '/fail')
+    out, err, st = h.pm(string.format('run %s --store %s --resume %s', pb, root, m.id))
+    assert.equal(0, st, err)
+    assert.matches('decided disk', out)
+    local m2 = meta_of(root)
+    assert.same({ 'done', 'done', 'done' }, { m2.steps[1].status, m2.steps[2].status, m2.steps[3].status })
+    assert.equal('complete', m2.status)
+    local k = kinds(m2)
+    local skipped, resumed = false, false
+    for _, v in ipairs(k) do
+      if v == 'step-skipped:questions' then skipped = true end
+      if v:match('^resumed:') then resumed = true end
+    end
+    assert.is_true(skipped and resumed)
+    -- the failed attempt's finding was replaced, not duplicated
+    assert.equal(1, #m2.findings)
+    assert.equal(1, #m2.hypotheses[1].evidence)
+  end)
+
+  it('marks a step interrupted on Ctrl-C and resumes from that step', function()
+    write(dir .. '/stop', '')
+    local out, err, st = run('--symptom x --batch')
+    assert.equal(130, st)
+    local m = meta_of(root)
+    assert.equal('interrupted', m.steps[2].status)
+    assert.equal('interrupted', m.status)
+    assert.is_nil(m.steps[3])
+    assert.truthy(err:find('--resume ' .. m.id, 1, true), err)
+    out, err, st = h.pm(string.format('run %s --store %s --resume %s', pb, root, m.id))
+    assert.equal(0, st, err)
+    assert.matches('decided disk', out)
+    local m2 = meta_of(root)
+    assert.same({ 'done', 'done', 'done' }, { m2.steps[1].status, m2.steps[2].status, m2.steps[3].status })
+  end)
+
+  it('refuses writes outside the investigation folder through inv:write', function()
+    write(dir .. '/escape.lua', [[
+      return playbook { name = "escape", summary = "s", investigation = true,
+        step "try" { function(inv) inv:write("../../escaped.txt", "x") end } }]])
+    local _, err, st = h.pm(string.format('run %s/escape.lua --store %s --batch', dir, root))
+    assert.equal(2, st)
+    assert.matches("refusing to write '%.%./%.%./escaped%.txt'", err)
+    assert.is_nil(io.open(root .. '/../escaped.txt', 'r'))
+  end)
+
+  it('turns USE rows into findings and a verdict word', function()
+    local playbook = require('perf_manual.playbook')
+    local ctx = playbook.context(playbook.playbook { name = 't', summary = 's', run = function() end }, {},
+      { out = io.open('/dev/null', 'w') })
+    local use = inv_mod.normalize_use {
+      rows = { { resource = 'cpu', name = 'CPU', status = 'ok', score = 0 },
+               { resource = 'disk', name = 'vda', status = 'HIGH', score = 3, why = { 'aqu-sz 4' }, saturation = { value = 4 } },
+               { resource = 'lock', name = 'Mutex/locks', status = 'warn', score = 1, why = { '30% waits' } },
+               { resource = 'memory', name = 'Memory', status = 'not measured' } },
+      verdict = { resource = 'disk', name = 'vda', text = 'disk vda is the most saturated' },
+    }
+    assert.equal('disk', use.verdict)
+    assert.equal('HIGH', use.disk.status)
+    local made = ctx:finding_from(use)
+    assert.same({ 'high', 'medium' }, { made[1].severity, made[2].severity })
+    assert.equal('vda: aqu-sz 4', made[1].summary)
+  end)
+end)
