@@ -314,11 +314,14 @@ function M.rules.network(n, m, T)
   local row = new_row('network', n.name)
   local bps = (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0)
   local traffic = string.format('rx %s/s tx %s/s', util.fmt_bytes(n.rx_bytes_per_s or 0), util.fmt_bytes(n.tx_bytes_per_s or 0))
+  local util_pct
   if n.speed_bytes_per_s and n.speed_bytes_per_s > 0 then
-    n.util_pct = 100 * math.max(n.rx_bytes_per_s or 0, n.tx_bytes_per_s or 0) / n.speed_bytes_per_s
-    row.utilization = cell(fmt_pct(n.util_pct) .. ' of link, ' .. traffic, '/proc/net/dev, /sys/class/net speed', n.util_pct)
+    -- the busier direction: links are full duplex
+    util_pct = 100 * math.max(n.rx_bytes_per_s or 0, n.tx_bytes_per_s or 0) / n.speed_bytes_per_s
+    row.utilization = cell(fmt_pct(util_pct) .. ' of link, ' .. traffic, '/proc/net/dev, /sys/class/net speed', util_pct)
   else
-    row.utilization = cell(traffic .. ' (link speed unknown)', '/proc/net/dev', nil)
+    row.utilization = cell(traffic .. (n.virtual and ' (virtual, no link speed)' or ' (link speed unknown)'),
+      '/proc/net/dev', nil)
   end
   local drops = (n.rx_drop_per_s or 0) + (n.tx_drop_per_s or 0)
   local s = { string.format('drops %s', fmt_rate(drops)) }
@@ -328,8 +331,8 @@ function M.rules.network(n, m, T)
   row.saturation = cell(table.concat(s, ', '), '/proc/net/dev drop, /proc/net/snmp, /proc/net/netstat', drops)
   local errs = (n.rx_errs_per_s or 0) + (n.tx_errs_per_s or 0)
   row.errors = cell(string.format('%s errors', fmt_rate(errs)), '/proc/net/dev errs', errs)
-  if n.util_pct and n.util_pct >= T.util_high then row.raise('HIGH', n.util_pct / T.util_high, fmt_pct(n.util_pct) .. ' of the link')
-  elseif n.util_pct and n.util_pct >= T.util_warn then row.raise('warn', nil, fmt_pct(n.util_pct) .. ' of the link') end
+  if util_pct and util_pct >= T.util_high then row.raise('HIGH', util_pct / T.util_high, fmt_pct(util_pct) .. ' of the link')
+  elseif util_pct and util_pct >= T.util_warn then row.raise('warn', nil, fmt_pct(util_pct) .. ' of the link') end
   if drops >= T.drops_high then row.raise('HIGH', drops / T.drops_high, fmt_rate(drops) .. ' dropped')
   elseif drops >= T.drops_warn then row.raise('warn', nil, fmt_rate(drops) .. ' dropped') end
   if errs >= T.errors_warn then row.raise('warn', nil, fmt_rate(errs) .. ' errors') end
@@ -561,11 +564,13 @@ local function system_measures(m, a, b, gauges)
       if bps >= M.thresholds.network.active_bytes_per_s then
         m.nets[#m.nets + 1] = { name = n.name, rx_bytes_per_s = n.rx_bytes_per_s, tx_bytes_per_s = n.tx_bytes_per_s,
           rx_drop_per_s = n.rx_drop_per_s, tx_drop_per_s = n.tx_drop_per_s, rx_errs_per_s = n.rx_errs_per_s,
-          tx_errs_per_s = n.tx_errs_per_s, speed_bytes_per_s = n.speed_bytes_per_s }
+          tx_errs_per_s = n.tx_errs_per_s, speed_bytes_per_s = n.speed_mbps and n.speed_mbps * 1e6 / 8,
+          virtual = n.virtual }
       end
     end
-    m.tcp = { retrans_per_s = r.tcp and r.tcp.retrans_segs_per_s, listen_overflows = r.tcp and r.tcp.listen_overflows,
-      listen_drops = r.tcp and r.tcp.listen_drops }
+    local tcp, ext = r.tcp or {}, r.tcpext or {}
+    m.tcp = { retrans_per_s = tcp.retrans_segs_per_s, retrans_pct = tcp.retrans_pct,
+      listen_overflows = ext.listen_overflows, listen_drops = ext.listen_drops }
   end
 end
 

@@ -137,6 +137,35 @@ describe('perf_manual.analyzers.use', function()
     end)
   end)
 
+  describe('network rows', function()
+    local function with_net(n)
+      local m = recorded('sleeper_pid')
+      n.name = 'eth0'
+      m.nets = { n }
+      return use.analyze(m)
+    end
+
+    it('is saturated when it drops packets or fills its link, fine otherwise', function()
+      local r = with_net { rx_bytes_per_s = 5e6, tx_bytes_per_s = 1e6, rx_drop_per_s = 250, speed_bytes_per_s = 125e6 }
+      assert.equal('network', r.verdict.resource)
+      assert.equal('eth0', r.verdict.name)
+      assert.matches('dropped', r.verdict.text)
+      r = with_net { rx_bytes_per_s = 120e6, tx_bytes_per_s = 1e6, speed_bytes_per_s = 125e6 }
+      assert.equal('network', r.verdict.resource)
+      assert.matches('96%% of the link', r.verdict.text)
+      r = with_net { rx_bytes_per_s = 5e6, tx_bytes_per_s = 1e6, speed_bytes_per_s = 125e6 }
+      assert.equal('ok', row(r, 'network').status)
+      assert.is_nil(r.verdict.resource)
+    end)
+
+    it('says when a link speed is unknown instead of inventing a utilisation', function()
+      local r = with_net { rx_bytes_per_s = 5e6, tx_bytes_per_s = 1e6 }
+      local n = row(r, 'network')
+      assert.is_nil(n.utilization.value)
+      assert.matches('link speed unknown', n.utilization.text)
+    end)
+  end)
+
   it('thresholds are plain Lua a team can change', function()
     local T = deep_copy(use.thresholds)
     T.cpu.util_high, T.cpu.task_runq_high = 101, 1e9
