@@ -17,7 +17,7 @@
 ---   tcp = { in_segs_per_s=, out_segs_per_s=, retrans_segs_per_s=, retrans_pct=
 ---     (retransmitted / sent segments), in_errs_per_s=, out_rsts_per_s=,
 ---     active_opens_per_s=, passive_opens_per_s=, attempt_fails_per_s=,
----     estab_resets_per_s=, curr_estab= },
+---     estab_resets_per_s=, curr_estab=, listen_overflows=, listen_drops= (as in tcpext) },
 ---   tcpext = { listen_overflows=, listen_drops= (during the interval),
 ---     listen_overflows_per_s=, listen_drops_per_s=, timeouts_per_s=,
 ---     syncookies_sent= , backlog_drops= },
@@ -26,7 +26,7 @@
 ---   IfRate = { name=, rx_bytes_per_s=, tx_bytes_per_s=, rx_packets_per_s=, tx_packets_per_s=,
 ---     rx_errs_per_s=, tx_errs_per_s=, rx_drop_per_s=, tx_drop_per_s=,
 ---     rx_errs=, tx_errs=, rx_drop=, tx_drop= (counts in the interval),
----     speed_mbps=?, util_pct=? (busier direction vs speed; nil without speed),
+---     speed_mbps=?, speed_bytes_per_s=?, util_pct=? (busier direction vs speed; nil without speed),
 ---     operstate=?, virtual= (lo, ifb, veth, bridges… no wire of its own) }
 local lpeg = require('lpeg')
 local common = require('perf_manual.collectors.common')
@@ -137,7 +137,8 @@ function M.rates(prev, cur)
     for name, b in pairs(cur.interfaces) do
       local a = prev.interfaces[name]
       if a then
-        local r = { name = name, speed_mbps = b.speed_mbps, operstate = b.operstate, virtual = b.virtual }
+        local r = { name = name, speed_mbps = b.speed_mbps, operstate = b.operstate, virtual = b.virtual,
+          speed_bytes_per_s = b.speed_mbps and b.speed_mbps * 1e6 / 8 }
         for _, f in ipairs({ 'rx_bytes', 'tx_bytes', 'rx_packets', 'tx_packets', 'rx_errs', 'tx_errs', 'rx_drop', 'tx_drop' }) do
           r[f .. '_per_s'] = common.rate(a[f], b[f], e)
         end
@@ -163,6 +164,11 @@ function M.rates(prev, cur)
       active_opens_per_s = 'ActiveOpens', passive_opens_per_s = 'PassiveOpens',
       attempt_fails_per_s = 'AttemptFails', estab_resets_per_s = 'EstabResets' })
     t.curr_estab = cs.Tcp.CurrEstab
+    local pn, cn = prev.netstat and prev.netstat.TcpExt, cur.netstat and cur.netstat.TcpExt
+    if pn and cn then -- also under tcpext; here too, next to the other TCP figures
+      t.listen_overflows = common.delta(pn.ListenOverflows, cn.ListenOverflows)
+      t.listen_drops = common.delta(pn.ListenDrops, cn.ListenDrops)
+    end
     local dout, dre = common.delta(ps.Tcp.OutSegs, cs.Tcp.OutSegs), common.delta(ps.Tcp.RetransSegs, cs.Tcp.RetransSegs)
     if dout and dre and dout > 0 then t.retrans_pct = 100 * dre / dout
     else common.miss(out, 'tcp.retrans_pct', 'no TCP segments sent') end

@@ -40,7 +40,9 @@
 ---   top_futex = { { tid=, comm=, share= }, … } (up to 5 threads by futex time),
 ---   source = 'wchan' | 'stat+syscall' (how states and futex waits were read),
 ---   exited = bool (the process ended while sampled), stopped = bool (Ctrl-C),
----   cost = { cpu_s=, cpu_pct= (% of one CPU while sampling), per_tick_us= },
+---   cost = { cpu_s=, cpu_pct= (% of one CPU while sampling), per_tick_us= }
+---     (with run(): all CPU of the sampling loop; with a caller's own loop
+---     of tick(): the CPU inside tick() over the span of the ticks),
 ---   missing = { field = why } }
 local ffi = require('ffi')
 local common = require('perf_manual.collectors.common')
@@ -322,6 +324,9 @@ function Sampler:tick()
   if disk > a.disk_max then a.disk_max = disk end
   self.ticks = self.ticks + 1
   self.tick_cpu = self.tick_cpu + (thread_cpu() - c0)
+  local now = require('perf_manual._c.sys').now()
+  self.t_first = self.t_first or now
+  self.t_last = now
   return true
 end
 
@@ -351,7 +356,11 @@ end
 
 function Sampler:result()
   local a = self.acc
-  local r = { pid = self.pid, hz = self.hz, samples = self.ticks, duration_s = self.wall,
+  -- driven by run(): its wall time and CPU (sleeps included); driven by a
+  -- caller's own loop with tick(): the span of the ticks and their CPU
+  local wall = self.wall > 0 and self.wall or (self.t_last and self.t_first and self.t_last - self.t_first) or 0
+  local cpu_s = self.wall > 0 and self.run_cpu or self.tick_cpu
+  local r = { pid = self.pid, hz = self.hz, samples = self.ticks, duration_s = wall,
     thread_samples = a.thread_samples, exited = self.exited or false, stopped = self.stopped or false }
   local seen = 0
   for _ in pairs(self.all) do seen = seen + 1 end
@@ -381,8 +390,8 @@ function Sampler:result()
     common.miss(r, 'futex_share', 'neither wchan nor syscall readable for these threads (needs ptrace access)')
     r.futex_share = nil
   end
-  r.cost = { cpu_s = self.run_cpu, per_tick_us = self.ticks > 0 and self.tick_cpu / self.ticks * 1e6 or nil }
-  if self.wall > 0 then r.cost.cpu_pct = 100 * self.run_cpu / self.wall end
+  r.cost = { cpu_s = cpu_s, per_tick_us = self.ticks > 0 and self.tick_cpu / self.ticks * 1e6 or nil }
+  if wall > 0 then r.cost.cpu_pct = 100 * cpu_s / wall end
   return r
 end
 

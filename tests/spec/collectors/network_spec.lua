@@ -49,6 +49,7 @@ describe('perf_manual.collectors.network', function()
     assert.equal(6, r.tcp.curr_estab)
     assert.equal(18, r.tcpext.listen_overflows)
     assert.equal(18, r.tcpext.listen_drops)
+    assert.equal(18, r.tcp.listen_overflows)
     assert.near(18 / INTERVAL, r.tcpext.listen_overflows_per_s, 1e-9)
     -- no link speed in the fixture: utilisation is missing, not 0
     assert.is_nil(lo.util_pct)
@@ -60,6 +61,7 @@ describe('perf_manual.collectors.network', function()
     a.interfaces.lo.speed_mbps, b.interfaces.lo.speed_mbps = 1000, 1000
     local r = network.rates(a, b)
     assert.near(100 * (146610722 - 125587322) * 8 / 1e9, r.by_name.lo.util_pct, 1e-9)
+    assert.equal(125e6, r.by_name.lo.speed_bytes_per_s)
   end)
 
   it('reads this machine\'s interfaces, never reporting a speed of 0', function()

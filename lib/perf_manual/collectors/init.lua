@@ -1,0 +1,17 @@
+--- The /proc collectors, loaded the first time each is used:
+--- `require('perf_manual.collectors').cpu` (or `require('perf_manual').collectors.cpu`).
+--- Each exposes `sample(...)` → snapshot and `rates(prev, cur)` → per-second
+--- values; shapes are documented in each module and in _meta/collectors.lua.
+local M = {}
+
+M.names = { 'cpu', 'memory', 'disk', 'network', 'psi', 'process', 'cgroup', 'threads' }
+M.system = { 'cpu', 'memory', 'disk', 'network' }
+
+return setmetatable(M, {
+  __index = function(t, k)
+    local ok, mod = pcall(require, 'perf_manual.collectors.' .. k)
+    if not ok then error('[perf_manual.collectors] no collector ' .. tostring(k) .. ': ' .. tostring(mod), 2) end
+    rawset(t, k, mod)
+    return mod
+  end,
+})
