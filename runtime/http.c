@@ -455,7 +455,11 @@ static double now_s(void)
 
 static void sec_add(struct run *R, double t, int is_err, double lat)
 {
+  /* answers that arrive while draining after the end count in the last second */
+  int last = (int)ceil(R->duration) - 1;
   int s = (int)(t - R->t0);
+  if (s > last)
+    s = last;
   if (s < 0 || s >= R->nsecs)
     return;
   if (is_err) {
@@ -877,7 +881,7 @@ static int pm_http_run(lua_State *L)
   }
   /* per second: responses, errors and log2(us) latency buckets */
   lua_newtable(L);  // [res, series]
-  int last = (int)ceil(elapsed);
+  int last = (int)ceil(issue_time);
   if (last > R.nsecs)
     last = R.nsecs;
   for (int s = 0; s < last; s++) {

@@ -197,14 +197,24 @@ function M.histogram(opts)
     out[#out + 1] = '</svg>'
     return table.concat(out, '\n')
   end
-  -- regroup into log2 bins so the bars have equal widths on a log axis
+  -- regroup into bins of equal width on a log axis: whole octaves for wide
+  -- distributions, finer (up to 1/32 octave) when everything is close together
+  local lmin, lmax = math.huge, -math.huge
+  for _, x in ipairs(b) do
+    local l = math.log(math.max(x[1], 1e-7)) / math.log(2)
+    if l < lmin then lmin = l end
+    if l > lmax then lmax = l end
+  end
+  local sub = 1
+  while sub < 32 and (lmax - lmin) * sub < 12 do sub = sub * 2 end
   local bins, bmin, bmax = {}, math.huge, -math.huge
   for _, x in ipairs(b) do
-    local k = math.floor(math.log(math.max(x[1], 1e-7)) / math.log(2))
+    local k = math.floor(math.log(math.max(x[1], 1e-7)) / math.log(2) * sub + 1e-9)
     bins[k] = (bins[k] or 0) + x[3]
     if k < bmin then bmin = k end
     if k > bmax then bmax = k end
   end
+  local function edge(k) return 2 ^ (k / sub) end
   local n = bmax - bmin + 1
   local cmax = 0
   for k = bmin, bmax do if (bins[k] or 0) > cmax then cmax = bins[k] end end
@@ -216,10 +226,10 @@ function M.histogram(opts)
     local h = cmax > 0 and c / cmax * ph or 0
     local x = left + (k - bmin) * bw
     out[#out + 1] = fmt('<rect x="%s" y="%s" width="%s" height="%s" fill="#1f77b4"><title>%s - %s: %d (%.1f%%)</title></rect>',
-      num(x + 1), num(top + ph - h), num(math.max(bw - 2, 1)), num(h), esc(util.fmt_duration(2 ^ k)), esc(util.fmt_duration(2 ^ (k + 1))),
+      num(x + 1), num(top + ph - h), num(math.max(bw - 2, 1)), num(h), esc(util.fmt_duration(edge(k))), esc(util.fmt_duration(edge(k + 1))),
       c, total > 0 and c / total * 100 or 0)
-    if n <= 24 or (k - bmin) % math.ceil(n / 12) == 0 then
-      out[#out + 1] = fmt('<text x="%s" y="%d" text-anchor="middle" fill="#555">%s</text>', num(x + bw / 2), top + ph + 14, esc(util.fmt_duration(2 ^ k)))
+    if n <= 12 or (k - bmin) % math.ceil(n / 8) == 0 then
+      out[#out + 1] = fmt('<text x="%s" y="%d" text-anchor="middle" fill="#555">%s</text>', num(x + bw / 2), top + ph + 14, esc(util.fmt_duration(edge(k))))
     end
   end
   out[#out + 1] = fmt('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#888"/>', left, top + ph, left + pw, top + ph)
@@ -229,8 +239,8 @@ function M.histogram(opts)
   local py = top + 12
   for _, k in ipairs({ 'p50', 'p90', 'p99', 'p99.9' }) do
     local v = opts.percentiles and opts.percentiles[k]
-    if v and v > 0 then
-      local x = left + (math.log(v) / math.log(2) - bmin) * bw
+    local x = v and v > 0 and left + (math.log(v) / math.log(2) * sub - bmin) * bw
+    if x and x >= left and x <= left + pw then
       out[#out + 1] = fmt('<line x1="%s" y1="%d" x2="%s" y2="%d" stroke="#d62728" stroke-dasharray="3 2"/>', num(x), top, num(x), top + ph)
       out[#out + 1] = fmt('<text x="%s" y="%d" fill="#d62728">%s %s</text>', num(x + 3), py, esc(k), esc(util.fmt_duration(v)))
       py = py + 12

@@ -34,7 +34,7 @@ describe('perf_manual report (Markdown)', function()
     end
     assert.matches('| CPU | 100%% of 2 CPUs busy', text)
     assert.matches('Hotspot shift %(profile%-cpu → profile%-cpu%-2', text)
-    assert.matches('| red%-check.latency | median 50.4ms | median 330.0us | %-99.3%% |', text)
+    assert.matches('| red%-check.latency | median 5%d.%dms | median %d+.%dus | %-99.%d%% |', text)
     assert.matches('Expectation: red%-check.latency: expected p99 %-20%%, measured %-9%d.%d%% %(95%% CI', text)
     assert.matches('%(report%-charts/cpu.svg%)', text)
     assert.is_truthy(io.open(dir .. '/out/report-charts/cpu.svg'))
@@ -87,10 +87,23 @@ describe('perf_manual diff', function()
     assert.is_true(by['red-check.latency'].significant)
     assert.is_true(by['red-check.latency'].p < 1e-50)
     assert.is_true(by['red-check.latency'].ci_hi < -0.9)
-    assert.equal('no significant change', by['collect-cpu.cpu.load1'].verdict)
+    assert.is_true(by['collect-cpu.cpu.busy_pct'].significant)   -- a burner before, idle after
     assert.equal('one value per side: no test possible', by['red-check.rate_completed'].verdict)
     assert.equal('red-check.latency', d.latency[1].metric)
     assert.equal('burn', d.hotspots[1].func)
+  end)
+
+  it('finds no significant change between a data dir and itself', function()
+    local out, err, status = h.pm(string.format("diff --before '%s/before' --after '%s/before' --iterations 200 --json", fx, fx))
+    assert.equal(0, status, err)
+    local d = cjson.decode(out)
+    assert.is_true(#d.metrics >= 6)
+    for _, m in ipairs(d.metrics) do
+      if m.kind == 'samples' then
+        assert.equal('no significant change', m.verdict, m.metric)
+        assert.equal(1, m.p)
+      end
+    end
   end)
 
   it('compares the intersection and lists what is missing on each side', function()
@@ -119,6 +132,6 @@ describe('perf_manual diff', function()
     local out, err, status = h.pm(string.format("diff --before '%s/before/profile-cpu.folded' --after '%s/after/profile-cpu.folded'", fx, fx))
     assert.equal(0, status, err)
     assert.matches('| burn | 100.0%% | 0.0%% | gone |', out)
-    assert.matches('| spin | 0.0%% | 100.0%% | new |', out)
+    assert.matches('| spin | 0.0%% | 9%d.%d%% | new |', out)
   end)
 end)
