@@ -663,6 +663,11 @@ function M.context(pb, params, opts)
       end
     end
   else
+    -- a pid that is not there fails before any folder is made
+    local w = params.workload and not params.replay and tostring(params.workload)
+    if w and w:match('^%d+$') and not util.readfile('/proc/' .. w .. '/stat') then
+      util.user_error('--workload: no process ' .. w)
+    end
     local name = params.name or (params.symptom and params.symptom ~= '' and params.symptom) or pb.name
     handle = store.create(root, name)
     meta = store.host_facts()

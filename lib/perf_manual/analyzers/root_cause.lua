@@ -23,6 +23,7 @@ function M.classify(text)
   local words, neg = {}, false
   for w in tostring(text):lower():gmatch("[%w/%-']+") do
     words[w] = true
+    if #w > 3 and w:sub(-1) == 's' then words[w:sub(1, -2)] = true end  -- disks, locks
     if NEGATIONS[w] then neg = true end
   end
   for _, e in ipairs(M.WORDS) do
