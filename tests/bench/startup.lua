@@ -41,5 +41,6 @@ for i, c in ipairs(cases) do
     pct(t, 0.5) * 1e3, pct(t, 0.1) * 1e3, pct(t, 0.9) * 1e3))
 end
 local m, floor = pct(res[1], 0.5) * 1e3, pct(res[2], 0.5) * 1e3
-print(string.format('  perf_manual --version: %.2f ms median, %.2f ms above the luajit floor (%.1fx); target < 15 ms: %s',
+print(string.format('  perf_manual --version: %.2f ms median, %.2f ms above the luajit floor (%.1fx); '
+  .. 'target < 15 ms: %s',
   m, m - floor, m / floor, m < 15 and 'met' or 'NOT met'))

@@ -135,7 +135,8 @@ function M.rules.cpu(m, T)
     sat[#sat + 1] = 'throttled ' .. fmt_pct(cg.throttled_pct) .. ' of periods'; src[#src + 1] = 'cgroup cpu.stat'
   end
   if #sat > 0 then
-    row.saturation = cell(table.concat(sat, ', '), table.concat(src, ', '), task and task.runq_wait_pct or c.psi_some_pct)
+    row.saturation = cell(table.concat(sat, ', '), table.concat(src, ', '),
+      task and task.runq_wait_pct or c.psi_some_pct)
   else
     row.saturation = missing(c.missing_psi or 'no PSI and no run queue data', 'PSI cpu some')
   end
@@ -147,7 +148,8 @@ function M.rules.cpu(m, T)
     -- a process: its own wait for a CPU, on a machine with no idle core
     local w = task.runq_wait_pct
     if w and w >= T.task_runq_high and busy >= T.util_high then
-      row.raise('HIGH', w / T.task_runq_high, string.format('target waits for a CPU %s with %s busy', fmt_pct(w), fmt_pct(busy)))
+      row.raise('HIGH', w / T.task_runq_high,
+        string.format('target waits for a CPU %s with %s busy', fmt_pct(w), fmt_pct(busy)))
     elseif w and w >= T.task_runq_warn then
       row.raise('warn', nil, 'target waits for a CPU ' .. fmt_pct(w))
     end
@@ -161,7 +163,8 @@ function M.rules.cpu(m, T)
   end
   if cg and cg.throttled_pct then
     if cg.throttled_pct >= T.throttled_high then
-      row.raise('HIGH', cg.throttled_pct / T.throttled_high, 'cgroup CPU quota throttles ' .. fmt_pct(cg.throttled_pct) .. ' of periods')
+      row.raise('HIGH', cg.throttled_pct / T.throttled_high,
+        'cgroup CPU quota throttles ' .. fmt_pct(cg.throttled_pct) .. ' of periods')
     elseif cg.throttled_pct >= T.throttled_warn then
       row.raise('warn', nil, 'cgroup CPU quota throttles ' .. fmt_pct(cg.throttled_pct) .. ' of periods')
     end
@@ -214,12 +217,15 @@ function M.rules.memory(m, T)
   local swap = (mm.pswpin_per_s or 0) + (mm.pswpout_per_s or 0)
   if swap > 0 then s[#s + 1] = 'swapping ' .. fmt_rate(swap, ' pages/s') end
   if cg and cg.limit_hits_per_s then
-    s[#s + 1] = 'cgroup limit hits ' .. fmt_rate(cg.limit_hits_per_s); src[#src + 1] = cg.version == 1 and 'memory.failcnt' or 'memory.events max'
+    s[#s + 1] = 'cgroup limit hits ' .. fmt_rate(cg.limit_hits_per_s)
+    src[#src + 1] = cg.version == 'v1' and 'memory.failcnt' or 'memory.events max'
   end
   if cg and cg.refault_per_s and cg.refault_per_s > 0 then
     s[#s + 1] = 'cgroup refaults ' .. fmt_rate(cg.refault_per_s, ' pages/s'); src[#src + 1] = 'memory.stat'
   end
-  if task and task.majflt_per_s then s[#s + 1] = 'target major faults ' .. fmt_rate(task.majflt_per_s); src[#src + 1] = '/proc/PID/stat' end
+  if task and task.majflt_per_s then
+    s[#s + 1] = 'target major faults ' .. fmt_rate(task.majflt_per_s); src[#src + 1] = '/proc/PID/stat'
+  end
   if #s > 0 then
     row.saturation = cell(table.concat(s, ', '), table.concat(src, ', '), mm.psi_some_pct)
   else
@@ -227,12 +233,15 @@ function M.rules.memory(m, T)
   end
   -- Errors: OOM kills
   local e, esrc = {}, {}
-  if mm.oom_kill ~= nil then e[#e + 1] = string.format('%d OOM kills', mm.oom_kill); esrc[#esrc + 1] = '/proc/vmstat oom_kill' end
+  if mm.oom_kill ~= nil then
+    e[#e + 1] = string.format('%d OOM kills', mm.oom_kill); esrc[#esrc + 1] = '/proc/vmstat oom_kill'
+  end
   if cg and cg.oom_kills ~= nil then
     e[#e + 1] = string.format('cgroup %d OOM kills', cg.oom_kills)
-    esrc[#esrc + 1] = cg.version == 1 and 'memory.oom_control' or 'memory.events oom_kill'
+    esrc[#esrc + 1] = cg.version == 'v1' and 'memory.oom_control' or 'memory.events oom_kill'
   end
-  row.errors = #e > 0 and cell(table.concat(e, ', '), table.concat(esrc, ', '), (mm.oom_kill or 0) + (cg and cg.oom_kills or 0))
+  row.errors = #e > 0
+    and cell(table.concat(e, ', '), table.concat(esrc, ', '), (mm.oom_kill or 0) + (cg and cg.oom_kills or 0))
     or missing(mm.missing_oom or 'no oom_kill counter', '/proc/vmstat oom_kill')
   if not mm.psi_some_pct and not mm.used_pct and not cg then row.status = 'not measured'; return row end
 
@@ -296,7 +305,8 @@ function M.rules.disk(d, m, T, busiest)
     row.raise('HIGH', ut / T.util_high, string.format('%s busy, tasks stall on I/O %s', fmt_pct(ut), fmt_pct(psi_io)))
   end
   if psi_io and psi_io >= T.psi_high and ut >= T.util_warn then
-    row.raise('HIGH', psi_io / T.psi_high, string.format('tasks stall on I/O %s with the disk %s busy', fmt_pct(psi_io), fmt_pct(ut)))
+    row.raise('HIGH', psi_io / T.psi_high,
+      string.format('tasks stall on I/O %s with the disk %s busy', fmt_pct(psi_io), fmt_pct(ut)))
   end
   if tw and tw >= T.task_wait_high then
     row.raise('HIGH', tw / T.task_wait_high, string.format('target blocked on I/O %s of its thread-time', fmt_pct(tw)))
@@ -313,12 +323,14 @@ function M.rules.network(n, m, T)
   T = T.network
   local row = new_row('network', n.name)
   local bps = (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0)
-  local traffic = string.format('rx %s/s tx %s/s', util.fmt_bytes(n.rx_bytes_per_s or 0), util.fmt_bytes(n.tx_bytes_per_s or 0))
+  local traffic = string.format('rx %s/s tx %s/s', util.fmt_bytes(n.rx_bytes_per_s or 0),
+    util.fmt_bytes(n.tx_bytes_per_s or 0))
   local util_pct
   if n.speed_bytes_per_s and n.speed_bytes_per_s > 0 then
     -- the busier direction: links are full duplex
     util_pct = 100 * math.max(n.rx_bytes_per_s or 0, n.tx_bytes_per_s or 0) / n.speed_bytes_per_s
-    row.utilization = cell(fmt_pct(util_pct) .. ' of link, ' .. traffic, '/proc/net/dev, /sys/class/net speed', util_pct)
+    row.utilization = cell(fmt_pct(util_pct) .. ' of link, ' .. traffic, '/proc/net/dev, /sys/class/net speed',
+      util_pct)
   else
     row.utilization = cell(traffic .. (n.virtual and ' (virtual, no link speed)' or ' (link speed unknown)'),
       '/proc/net/dev', nil)
@@ -327,11 +339,14 @@ function M.rules.network(n, m, T)
   local s = { string.format('drops %s', fmt_rate(drops)) }
   local tcp = m.tcp or {}
   if tcp.retrans_per_s then s[#s + 1] = 'TCP retrans ' .. fmt_rate(tcp.retrans_per_s) end
-  if tcp.listen_overflows and tcp.listen_overflows > 0 then s[#s + 1] = string.format('%d listen overflows', tcp.listen_overflows) end
+  if tcp.listen_overflows and tcp.listen_overflows > 0 then
+    s[#s + 1] = string.format('%d listen overflows', tcp.listen_overflows)
+  end
   row.saturation = cell(table.concat(s, ', '), '/proc/net/dev drop, /proc/net/snmp, /proc/net/netstat', drops)
   local errs = (n.rx_errs_per_s or 0) + (n.tx_errs_per_s or 0)
   row.errors = cell(string.format('%s errors', fmt_rate(errs)), '/proc/net/dev errs', errs)
-  if util_pct and util_pct >= T.util_high then row.raise('HIGH', util_pct / T.util_high, fmt_pct(util_pct) .. ' of the link')
+  if util_pct and util_pct >= T.util_high then
+    row.raise('HIGH', util_pct / T.util_high, fmt_pct(util_pct) .. ' of the link')
   elseif util_pct and util_pct >= T.util_warn then row.raise('warn', nil, fmt_pct(util_pct) .. ' of the link') end
   if drops >= T.drops_high then row.raise('HIGH', drops / T.drops_high, fmt_rate(drops) .. ' dropped')
   elseif drops >= T.drops_warn then row.raise('warn', nil, fmt_rate(drops) .. ' dropped') end
@@ -356,7 +371,8 @@ function M.rules.lock(m, T)
     return row
   end
   local src = string.format('thread states in /proc/PID/task, %d samples', l.samples or 0)
-  row.utilization = cell(string.format('%s of thread-time in futex waits (%d threads)', fmt_pct(l.futex_share_pct), l.threads or 0),
+  row.utilization = cell(string.format('%s of thread-time in futex waits (%d threads)', fmt_pct(l.futex_share_pct),
+    l.threads or 0),
     src, l.futex_share_pct)
   row.saturation = cell(string.format('%.1f threads waiting at once (max %d)', l.waiters_avg or 0, l.waiters_max or 0),
     src, l.waiters_avg)
@@ -411,7 +427,8 @@ M.traps = {
     local mem = rows.memory
     if not (mem and mem.status == 'HIGH') then return end
     local page = m.page_size or 4096
-    local refault_pages = (m.cgroup_memory and m.cgroup_memory.refault_per_s) or (m.memory and m.memory.refault_per_s) or 0
+    local refault_pages = (m.cgroup_memory and m.cgroup_memory.refault_per_s)
+      or (m.memory and m.memory.refault_per_s) or 0
     local refault_kB = refault_pages * page / 1024
     for _, d in ipairs(rows.disks or {}) do
       local rk = d.measure and d.measure.rkB_s or 0
@@ -484,7 +501,8 @@ function M.analyze(m, opts)
   else
     local warns = {}
     for _, r in ipairs(rows) do if r.status == 'warn' then warns[#warns + 1] = r.name end end
-    verdict = { text = 'no resource saturated' .. (#warns > 0 and (' (worth a look: ' .. table.concat(warns, ', ') .. ')') or '') }
+    verdict = { text = 'no resource saturated'
+      .. (#warns > 0 and (' (worth a look: ' .. table.concat(warns, ', ') .. ')') or '') }
   end
   local out = {}
   for _, r in ipairs(rows) do
@@ -547,7 +565,8 @@ local function system_measures(m, a, b, gauges)
       if d.skip_reason or not d.is_disk then
         -- RAM-backed and virtual devices are not disks: never a USE row
         if d.whole_disk ~= false then
-          m.not_disks[#m.not_disks + 1] = { name = d.name, why = d.skip_reason or ('not a disk (' .. tostring(d.kind) .. ')') }
+          m.not_disks[#m.not_disks + 1] = { name = d.name,
+            why = d.skip_reason or ('not a disk (' .. tostring(d.kind) .. ')') }
         end
       elseif d.whole_disk ~= false and (d.util_pct or 0) >= M.thresholds.disk.busy_util then
         m.disks[#m.disks + 1] = { name = d.name, util_pct = d.util_pct, aqu_sz = d.aqu_sz, r_s = d.r_s, w_s = d.w_s,
@@ -734,7 +753,8 @@ function M.collect(opts)
   m.samples = samples
   if m.stopped then
     m.partial = true
-    m.notes[#m.notes + 1] = string.format('stopped after %.1f s of %.1f s: results cover what was collected', m.elapsed, duration)
+    m.notes[#m.notes + 1] = string.format('stopped after %.1f s of %.1f s: results cover what was collected',
+      m.elapsed, duration)
   end
   if m.exited then
     m.partial = true
@@ -756,7 +776,9 @@ function M.collect(opts)
         waiters_max = l.futex_waiting_max, runnable_avg = l.runnable_mean, threads = l.threads_seen,
         samples = l.samples, hz = l.hz, source = l.source, top_futex = l.top_futex, cost = l.cost,
         disk_share_pct = l.shares and l.shares.disk and 100 * l.shares.disk, disk_waiting_avg = l.disk_waiting_mean }
-      if not l.futex_share then m.lock.missing = (l.missing and (l.missing.futex_share or first_missing(l))) or 'no thread samples' end
+      if not l.futex_share then
+        m.lock.missing = (l.missing and (l.missing.futex_share or first_missing(l))) or 'no thread samples'
+      end
     else
       m.lock = { missing = threads == nil and 'thread-state sampler not available' or 'no thread samples' }
     end
@@ -804,7 +826,8 @@ function M.render(r)
   out[#out + 1] = head
   local W = 34
   local function pad(s, n) return s .. string.rep(' ', n - #s) end
-  out[#out + 1] = string.format('%-12s %-12s %s %s %s', 'RESOURCE', 'STATUS', pad('UTILIZATION', W), pad('SATURATION', W), 'ERRORS')
+  out[#out + 1] = string.format('%-12s %-12s %s %s %s', 'RESOURCE', 'STATUS', pad('UTILIZATION', W),
+    pad('SATURATION', W), 'ERRORS')
   for _, row in ipairs(r.rows) do
     local cols = {}
     for i, c in ipairs({ row.utilization, row.saturation, row.errors }) do
@@ -849,9 +872,11 @@ function M.render(r)
   end
   if cc then
     out[#out + 1] = string.format('cgroup cpu (%s %s): %s, usage %s, throttled %s',
-      cc.version or '?', cc.dir or '?', cc.quota_cores and string.format('quota %.2f CPUs', cc.quota_cores) or 'no quota',
+      cc.version or '?', cc.dir or '?',
+      cc.quota_cores and string.format('quota %.2f CPUs', cc.quota_cores) or 'no quota',
       cc.usage_pct and (fmt_pct(cc.usage_pct) .. ' of one CPU') or 'not measured',
-      cc.nr_throttled and string.format('%d periods (%s)', cc.nr_throttled, fmt_pct(cc.throttled_pct or 0)) or 'not measured')
+      cc.nr_throttled and string.format('%d periods (%s)', cc.nr_throttled, fmt_pct(cc.throttled_pct or 0))
+        or 'not measured')
   end
   for _, note in ipairs(r.notes or {}) do out[#out + 1] = 'note: ' .. note end
   out[#out + 1] = 'verdict: ' .. r.verdict.text
