@@ -28,6 +28,7 @@ return playbook {
     local util = require('perf_manual.util')
     local sys = require('perf_manual._c.sys')
     local registry = require('perf_manual.tracers')
+    local base = require('perf_manual.tracers.base')
 
     -- what to trace ---------------------------------------------------------
     local tracers, seen = {}, {}
@@ -85,6 +86,7 @@ return playbook {
     if not p.json then
       inv:print(string.format('Tracing %s for %s, %s%s... Hit Ctrl-C to end.', table.concat(names, ', '), target,
         util.fmt_duration(p.duration), p.interval and (', every ' .. util.fmt_duration(p.interval)) or ''))
+      io.stdout:flush()
     end
 
     local intervals = {}
@@ -117,7 +119,8 @@ return playbook {
     while true do
       local now = sys.now()
       if now >= deadline then break end
-      local wake = math.min(deadline, next_interval or deadline, now + (p.snoop and 0.1 or 0.25))
+      local toggle = base.stats_tick(now) -- BPF run-time sampling windows
+      local wake = math.min(deadline, next_interval or deadline, now + (p.snoop and 0.1 or 0.25), toggle or deadline)
       if not sys.sleep(math.max(0, wake - now)) then ended_by = 'interrupted'; break end
       now = sys.now()
       if p.snoop then

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/perf_event.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +154,29 @@ static int ncpus(void)
 }
 
 /* ---- module functions ------------------------------------------------ */
+
+/* BPF_ENABLE_STATS is system-wide while any fd from it is open, and costs
+ * two clock reads per program run: the Lua side turns it on in short
+ * sampling windows with stats_enable() instead of for a whole trace. */
+static int g_stats_fd = -1;
+static int g_stats_ever;
+
+/// stats_enable(on) -> true | nil, err, errno: program run time accounting on/off
+static int pm_bpf_stats_enable(lua_State *L)
+{
+  int on = lua_toboolean(L, 1);
+  if (on && g_stats_fd < 0) {
+    g_stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    if (g_stats_fd < 0)
+      return push_fail(L, "enable_stats", "run_time", errno, 0);
+    g_stats_ever = 1;
+  } else if (!on && g_stats_fd >= 0) {
+    close(g_stats_fd);
+    g_stats_fd = -1;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
 
 static const struct pm_bpf_object *find_embedded(const char *name)
 {
@@ -518,6 +542,9 @@ static int obj_load(lua_State *L)
   if (err)
     return push_fail(L, "load", po->name, err, 1);
   po->loaded = 1;
+#ifdef __GLIBC__
+  malloc_trim(0);  // give back the kernel BTF libbpf parsed for CO-RE (~11 MB)
+#endif
   if (stats)
     po->stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);  // -1: run time stays "not measured"
   lua_pushboolean(L, 1);
@@ -683,14 +710,16 @@ static int obj_detach(lua_State *L)
 
 /// info() -> { name=, attach = { prog = kind }, progs = { prog = {run_time_ns=,
 ///   run_cnt=, kind=} }, run_time_ns=, run_cnt=, stats = bool }
-/// run_time_ns/run_cnt are nil (not measured) when BPF_ENABLE_STATS is off.
+/// stats: run time accounting is on now. run_time_ns/run_cnt are nil (not
+/// measured) when it was never on (load{stats=true} or stats_enable(true)).
 static int obj_info(lua_State *L)
 {
   struct pm_bpf_obj *po = obj_check(L, 1);
   lua_createtable(L, 0, 6);  // [info]
   lua_pushstring(L, po->name);
   lua_setfield(L, -2, "name");
-  lua_pushboolean(L, po->stats_fd >= 0);
+  int measured = po->stats_fd >= 0 || g_stats_ever;
+  lua_pushboolean(L, po->stats_fd >= 0 || g_stats_fd >= 0);
   lua_setfield(L, -2, "stats");
   lua_newtable(L);  // [info, attach]
   for (int i = 0; i < po->nlinks; i++) {
@@ -715,7 +744,7 @@ static int obj_info(lua_State *L)
       lua_createtable(L, 0, 3);
       lua_pushstring(L, prog_kind(prog));
       lua_setfield(L, -2, "kind");
-      if (po->stats_fd >= 0) {
+      if (measured) {
         lua_pushnumber(L, (double)pi.run_time_ns);
         lua_setfield(L, -2, "run_time_ns");
         lua_pushnumber(L, (double)pi.run_cnt);
@@ -729,7 +758,7 @@ static int obj_info(lua_State *L)
     }
   }
   lua_setfield(L, -2, "progs");
-  if (po->stats_fd >= 0) {
+  if (measured) {
     lua_pushnumber(L, (double)total_ns);
     lua_setfield(L, -2, "run_time_ns");
     lua_pushnumber(L, (double)total_cnt);
@@ -1276,6 +1305,7 @@ static const luaL_Reg pm_bpf_funcs[] = {
   { "syscall_names", pm_bpf_syscall_names },
   { "ncpu", pm_bpf_ncpu },
   { "btf_type", pm_bpf_btf_type },
+  { "stats_enable", pm_bpf_stats_enable },
   { NULL, NULL },
 };
 

@@ -20,6 +20,7 @@ M.objects = c.objects
 M.tracefs = c.tracefs
 M.ncpu = c.ncpu
 M.btf_type = c.btf_type
+M.stats_enable = c.stats_enable
 
 local syscall_names
 --- { [nr] = name } from the kernel's syscall table (cached).

@@ -41,6 +41,13 @@ function bpf.ncpu() end
 ---@return {size: integer, members: table<string, integer>}?
 function bpf.btf_type(object, type_name) end
 
+--- Turns BPF program run-time accounting (BPF_ENABLE_STATS, system-wide) on
+--- or off. It costs two clock reads per program run, so tracers sample it in
+--- short windows (perf_manual.tracers.base.stats_tick) rather than keep it on.
+---@param on boolean
+---@return true?, string? err, integer? errno
+function bpf.stats_enable(on) end
+
 ---@class perf_manual.bpf.Object
 local Object = {}
 
@@ -79,7 +86,8 @@ function Object:attach_perf_event(prog, opts) end
 function Object:detach() end
 
 --- Attach path per attached program and the programs' own cost.
---- run_time_ns / run_cnt are nil (not measured) when stats are off.
+--- stats: accounting is on now; run_time_ns / run_cnt (counted only while it
+--- is on) are nil (not measured) when it was never on.
 ---@return {name: string, stats: boolean, attach: table<string, string>, progs: table<string, {kind: string, run_time_ns: number?, run_cnt: number?, recursion_misses: number}>, run_time_ns: number?, run_cnt: number?}
 function Object:info() end
 

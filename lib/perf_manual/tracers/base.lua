@@ -13,6 +13,8 @@ local sys = require('perf_manual._c.sys')
 
 local M = {}
 
+local wants_stats -- objects whose run time is sampled (weak keys)
+
 --- The message a tracer gives when the kernel lacks what it needs.
 function M.unavailable(what)
   return 'unavailable on this kernel: ' .. what
@@ -75,15 +77,71 @@ function M.load_variants(name, config, variants, opts)
       for _, p in ipairs(other.progs) do obj:autoload(p, other == v) end
     end
     for prog, on in pairs(opts.keep or {}) do obj:autoload(prog, on) end
-    local ok, lerr = obj:load{ stats = opts.stats }
+    -- run time is sampled in windows (see stats_tick), not counted all along
+    local ok, lerr = obj:load{ stats = false }
     if ok then
       ok, lerr = obj:attach(v.progs)
-      if ok then return obj, v.name end
+      if ok then
+        wants_stats[obj] = opts.stats ~= false
+        return obj, v.name
+      end
     end
     obj:close()
     errs[#errs + 1] = v.name .. ': ' .. tostring(lerr)
   end
   return nil, table.concat(errs, '; ')
+end
+
+-- Sampling the programs' run time ------------------------------------------
+--
+-- BPF_ENABLE_STATS costs two clock reads per program run (on this kind of VM
+-- more than the program itself), so it is on only in windows: STATS_WINDOW
+-- seconds every STATS_PERIOD while a tracer runs. A tracer's cost is the run
+-- time measured inside the windows divided by the share of its lifetime they
+-- covered (reported as bpf_stats_coverage). Loops call M.stats_tick().
+M.STATS_WINDOW = 0.1
+M.STATS_PERIOD = 1.0
+
+wants_stats = setmetatable({}, { __mode = 'k' })
+local sampler = { on = false, on_total = 0, users = 0 }
+
+local function stats_on_time(now)
+  return sampler.on_total + (sampler.on and (now - sampler.on_since) or 0)
+end
+
+local function set_stats(on, now)
+  if on == sampler.on then return true end
+  local ok, err = require('perf_manual._c.bpf').stats_enable(on)
+  if not ok then sampler.err = err; return false end
+  if on then
+    sampler.on_since = now
+  else
+    sampler.on_total = sampler.on_total + (now - sampler.on_since)
+  end
+  sampler.on = on
+  return true
+end
+
+--- Opens or closes the sampling window when due. Returns the time of the
+--- next change (nil when no tracer wants run time).
+function M.stats_tick(now)
+  now = now or sys.now()
+  if sampler.users <= 0 then
+    set_stats(false, now)
+    sampler.next_toggle = nil
+    return nil
+  end
+  if not sampler.next_toggle or now >= sampler.next_toggle then
+    if sampler.on then
+      set_stats(false, now)
+      sampler.next_toggle = now + (M.STATS_PERIOD - M.STATS_WINDOW)
+    elseif set_stats(true, now) then
+      sampler.next_toggle = now + M.STATS_WINDOW
+    else
+      sampler.next_toggle = now + M.STATS_PERIOD
+    end
+  end
+  return sampler.next_toggle
 end
 
 -- Measurement quality ------------------------------------------------------
@@ -95,12 +153,29 @@ M.Tracer = Tracer
 --- Wraps a loaded, attached object. meta.attach_path names the variant used.
 function Tracer.new(name, obj, meta)
   local info = obj:info()
-  return setmetatable({
+  local now = sys.now()
+  local t = setmetatable({
     name = name, obj = obj, meta = meta or {},
-    t0 = sys.now(), ru0 = sys.rusage(),
-    run_ns0 = info.run_time_ns, run_cnt0 = info.run_cnt,
+    t0 = now, ru0 = sys.rusage(),
+    run_ns0 = info.run_time_ns or 0, run_cnt0 = info.run_cnt or 0,
     detached = nil,
   }, Tracer)
+  if (meta and meta.stats) ~= false and wants_stats[obj] ~= false then
+    t.sampled = true
+    sampler.users = sampler.users + 1
+    sampler.next_toggle = nil -- open a window now
+    M.stats_tick(now)
+    t.cov0 = stats_on_time(now)
+  end
+  return t
+end
+
+function Tracer:_release()
+  if self.sampled then
+    self.sampled = false
+    sampler.users = sampler.users - 1
+    M.stats_tick()
+  end
 end
 
 local function attach_path(attach)
@@ -116,27 +191,38 @@ M.attach_path = attach_path
 --- Measurement quality since the tracer started (plain table).
 --- Missing figures are nil (not measured), never 0.
 function Tracer:quality()
-  local q = { elapsed_s = sys.now() - self.t0 }
-  if self.obj and self.obj.info and not self.closed then
+  local now = sys.now()
+  local q = { elapsed_s = now - self.t0 }
+  if self.obj and not self.closed and not self.detached_at then
     local info = self.obj:info()
     local st = self.obj:stats() or {}
     q.events_seen, q.events_lost, q.events_missed = st.events, st.lost, st.missed
     q.attach = info.attach
-    self.last_attach = info.attach
-    if info.run_time_ns and self.run_ns0 then
-      q.bpf_run_time_ns = info.run_time_ns - self.run_ns0
-      q.bpf_run_cnt = info.run_cnt - self.run_cnt0
+    if self.sampled and info.run_time_ns then
+      local covered = stats_on_time(now) - self.cov0
+      q.bpf_stats_coverage = q.elapsed_s > 0 and covered / q.elapsed_s or nil
+      local ns, cnt = info.run_time_ns - self.run_ns0, info.run_cnt - self.run_cnt0
+      if covered > 0 and q.bpf_stats_coverage > 0 then
+        q.bpf_run_time_ns = ns / q.bpf_stats_coverage -- estimate over the whole trace
+        if cnt > 0 then q.bpf_ns_per_run = ns / cnt end
+        q.bpf_runs_sampled = cnt
+      end
     end
     self.last_q = q
   elseif self.last_q then
-    for k, v in pairs(self.last_q) do if q[k] == nil then q[k] = v end end
+    -- detached or closed: the figures stop where the programs stopped
+    for k, v in pairs(self.last_q) do q[k] = v end
+    q.elapsed_s = now - self.t0
   end
   q.attach_path = self.meta.attach_path or (q.attach and attach_path(q.attach))
-  if q.bpf_run_time_ns and q.elapsed_s > 0 then
-    q.bpf_cpu_pct = q.bpf_run_time_ns / (q.elapsed_s * 1e9) * 100
-    if q.bpf_run_cnt and q.bpf_run_cnt > 0 then q.bpf_ns_per_run = q.bpf_run_time_ns / q.bpf_run_cnt end
+  local active = self.last_q and self.last_q.elapsed_s or q.elapsed_s
+  if q.bpf_run_time_ns and active > 0 then
+    q.bpf_cpu_pct = q.bpf_run_time_ns / (active * 1e9) * 100
   end
-  if not q.bpf_run_time_ns then q.bpf_cost_note = 'not measured (BPF_ENABLE_STATS unavailable)' end
+  if not q.bpf_run_time_ns then
+    q.bpf_cost_note = not self.sampled and 'not measured (stats off)'
+      or sampler.err and ('not measured (' .. sampler.err .. ')') or 'not measured yet'
+  end
   local ru = sys.rusage()
   q.self_cpu_s = (ru.utime + ru.stime) - (self.ru0.utime + self.ru0.stime)
   if q.elapsed_s > 0 then q.self_cpu_pct = q.self_cpu_s / q.elapsed_s * 100 end
@@ -157,19 +243,22 @@ end
 
 --- Detaches the programs (maps stay readable) and remembers why.
 function Tracer:detach(why)
-  if self.obj and not self.closed then
+  if self.obj and not self.closed and not self.detached_at then
     self:quality() -- keep the last figures
     self.obj:detach()
+    self.detached_at = sys.now()
   end
   self.detached = why or 'detached'
+  self:_release()
 end
 
 function Tracer:close()
   if self.obj and not self.closed then
-    self:quality()
+    if not self.detached_at then self:quality() end
     self.obj:close()
   end
   self.closed = true
+  self:_release()
 end
 
 --- One line of measurement quality, for text output.
@@ -181,8 +270,9 @@ function M.quality_line(q)
   parts[#parts + 1] = string.format('lost %s', q.events_lost and string.format('%d', q.events_lost) or 'not measured')
   if q.events_missed and q.events_missed > 0 then parts[#parts + 1] = string.format('unpaired %d', q.events_missed) end
   if q.bpf_cpu_pct then
-    parts[#parts + 1] = string.format('bpf cost %s (%.2f%% of a CPU%s)', util.fmt_duration(q.bpf_run_time_ns / 1e9),
-      q.bpf_cpu_pct, q.bpf_ns_per_run and string.format(', %.0f ns/run', q.bpf_ns_per_run) or '')
+    parts[#parts + 1] = string.format('bpf cost %s (%.2f%% of a CPU%s, sampled %.0f%% of the time)',
+      util.fmt_duration(q.bpf_run_time_ns / 1e9), q.bpf_cpu_pct,
+      q.bpf_ns_per_run and string.format(', %.0f ns/run', q.bpf_ns_per_run) or '', (q.bpf_stats_coverage or 0) * 100)
   else
     parts[#parts + 1] = 'bpf cost ' .. (q.bpf_cost_note or 'not measured')
   end
