@@ -720,6 +720,7 @@ function M.collect(opts)
   end
   local next_snap = t0 + interval
   local samples = 0
+  if opts.progress then opts.progress(string.format('use-check %s: 0/%.0f s', t.label, duration)) end
   while true do
     local now = sys.now()
     if now - t0 >= duration then break end
@@ -767,6 +768,11 @@ function M.collect(opts)
   end
   system_measures(m, first_sys, last_sys, gauges)
   if first_task and last_task and last_task ~= first_task then task_measures(m, first_task, last_task) end
+  if m.task and m.task.io_bytes_per_s and m.disks then
+    local total = 0
+    for _, d in ipairs(m.disks) do total = total + ((d.rkB_s or 0) + (d.wkB_s or 0)) * 1024 end
+    if total > 0 then m.task.io_share_pct = math.min(100, 100 * m.task.io_bytes_per_s / total) end
+  end
   if first_cg and last_cg and last_cg ~= first_cg then cgroup_measures(m, first_cg, last_cg) end
   if t.kind == 'pid' then
     if sampler then
@@ -853,12 +859,13 @@ function M.render(r)
   if m.task then
     local t = m.task
     out[#out + 1] = string.format('target %s: CPU %s of one core%s, run-queue wait %s, RSS %s, major faults %s, '
-      .. 'I/O read %s/s write %s/s, %s threads', r.target.label, fmt_pct(t.cpu_pct) or '?',
+      .. 'I/O read %s/s write %s/s%s, %s threads', r.target.label, fmt_pct(t.cpu_pct) or '?',
       t.share_pct and (' (' .. fmt_pct(t.share_pct) .. ' of the busy CPU time)') or '',
       fmt_pct(t.runq_wait_pct) or 'not measured', t.rss_bytes and util.fmt_bytes(t.rss_bytes) or 'not measured',
       fmt_rate(t.majflt_per_s) or 'not measured',
       t.read_bytes_per_s and util.fmt_bytes(t.read_bytes_per_s) or 'not measured',
-      t.write_bytes_per_s and util.fmt_bytes(t.write_bytes_per_s) or 'not measured', tostring(t.threads or '?'))
+      t.write_bytes_per_s and util.fmt_bytes(t.write_bytes_per_s) or 'not measured',
+      t.io_share_pct and (' (' .. fmt_pct(t.io_share_pct) .. ' of the disk traffic)') or '', tostring(t.threads or '?'))
   end
   local cm, cc = m.cgroup_memory, m.cgroup_cpu
   if cm then
