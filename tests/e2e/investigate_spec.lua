@@ -1,0 +1,69 @@
+-- investigate end to end, live, in batch mode: it launches each workload
+-- itself (--workload accepts a command), must name the resource it
+-- saturates and take the matching drill-down, and leave a folder that
+-- passes the schema check. Root: the drill-downs load BPF programs.
+local h = test_helpers
+local W = require('e2e.workload')
+local store = require('perf_manual.store')
+local investigation = require('perf_manual.investigation')
+
+local function investigate(command, root)
+  local out, err, st = h.pm(string.format('investigate --workload "%s" --symptom "it is slow" --batch --duration 2 --store %s',
+    command, root))
+  assert.equal(0, st, 'investigate failed:\n' .. out .. err)
+  local id = store.list(root)[1]
+  local meta = assert(store.open(root, id):load_metadata())
+  return meta, root .. '/' .. id, out, err
+end
+
+local function has_artifact(meta, path)
+  for _, a in ipairs(meta.artifacts) do if a.path == path then return a end end
+end
+
+local function explain(meta)
+  local lines = { 'verdict: ' .. tostring(meta.verdict) }
+  for _, f in ipairs(meta.findings) do lines[#lines + 1] = '  ' .. f.severity .. ' ' .. f.summary end
+  return table.concat(lines, '\n')
+end
+
+local CASES = {
+  { workload = 'cpu_burn', args = '4 30', verdict = 'cpu', drill = { 'raw_data/profile-cpu.json', 'raw_data/profile-cpu.folded' },
+    supported = 'CPU%-bound' },
+  { workload = 'fsync_writer', args = '30 SCRATCH', verdict = 'disk', drill = { 'raw_data/trace-io.json', 'raw_data/trace-syscall.json' },
+    supported = 'disk I/O' },
+  { workload = 'mutex_contention', args = '8 30', verdict = 'lock', drill = { 'raw_data/trace-lock.json', 'raw_data/profile-offcpu.json' },
+    supported = 'lock contention' },
+}
+
+describe('investigate end to end', function()
+  teardown(function() W.cleanup_scratch() end)
+
+  for _, c in ipairs(CASES) do
+    it(string.format('names %s for %s and drills down accordingly', c.verdict, c.workload), function()
+      if not h.need_root('the drill-downs load BPF tracers and profilers') then return end
+      h.with_machine_lock(function()
+        local root = os.tmpname(); os.remove(root)
+        local cmd = h.workload(c.workload) .. ' ' .. c.args:gsub('SCRATCH', W.scratch())
+        local ok, err = pcall(function()
+          local meta, dir, out, stderr = investigate(cmd, root)
+          assert.equal(c.verdict, meta.verdict, explain(meta))
+          for _, p in ipairs(c.drill) do assert.truthy(has_artifact(meta, p), p .. ' missing\n' .. out .. stderr) end
+          local best
+          for _, x in ipairs(meta.hypotheses) do if x.text:match(c.supported) then best = x end end
+          assert.equal('supported', best.status)
+          assert.equal('complete', meta.status)
+          assert.same({}, investigation.validate(dir))
+          -- it launched the workload itself, and stopped it at the end
+          local pid
+          for _, e in ipairs(meta.timeline) do
+            pid = pid or tonumber(tostring(e.what):match('^launched .* as pid (%d+)$'))
+          end
+          assert.is_number(pid)
+          assert.is_nil(io.open('/proc/' .. pid .. '/stat'))
+        end)
+        os.execute('rm -rf ' .. root)
+        if not ok then error(err, 0) end
+      end)
+    end)
+  end
+end)
