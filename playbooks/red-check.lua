@@ -12,7 +12,7 @@ return playbook {
   perf_manual red-check --endpoint http://127.0.0.1:8080/ --duration 5s --connections 50 --json
   perf_manual red-check --passive 1234 --duration 10s]],
   params = {
-    endpoint = param.string { 'http://host[:port]/path to load' },
+    endpoint = param.string { 'http://host[:port]/path to load', optional = true },
     duration = param.duration { 'how long to send requests', default = '10s' },
     rate = param.number { 'requests per second, open loop (omit: as fast as the connections go)', optional = true },
     connections = param.integer { 'keep-alive connections', default = 10 },

@@ -62,6 +62,34 @@ describe('red-check e2e', function()
     end)
   end)
 
+  it('measures RED passively from the nginx worker\'s own syscalls while someone else loads it', function()
+    if not h.need_root('BPF syscall tracer') then return end
+    with_nginx(function(n)
+      local sys = require('perf_manual._c.sys')
+      local worker
+      for line in io.popen('pgrep -P ' .. n.pid):lines() do worker = tonumber(line) end
+      assert(worker, 'no nginx worker')
+      local out, err = os.tmpname(), os.tmpname()
+      local pid = assert(sys.spawn({ h.root .. '/bin/perf_manual', 'red-check', '--passive', tostring(worker), '--duration', '2', '--json' },
+        { stdout = out, stderr = err }))
+      sys.sleep(0.5)
+      local res = assert(require('perf_manual.http').load { url = n.url('/ok'), rate = 200, connections = 5, duration = 1 })
+      local _, code = sys.wait(pid)
+      local text = io.open(out):read('*a')
+      local etext = io.open(err):read('*a')
+      os.remove(out); os.remove(err)
+      assert.equal(0, code, etext)
+      local r = cjson.decode(text)
+      assert.equal('passive', r.mode)
+      assert.equal(200, res.responses)
+      -- one write-side call per response: the tracer saw every one of them
+      local writes = r.syscalls.write.count
+      assert.is_true(writes >= 200 and writes <= 210, 'writes ' .. writes)
+      assert.is_true(r.syscalls.accept.count >= 1)
+      assert.equal(0, r.errors.total)
+    end)
+  end)
+
   it('counts a port that refuses as connect errors and exits 2 when none worked', function()
     local socket = require('posix.sys.socket')
     -- a port nobody listens on: bind it, do not listen

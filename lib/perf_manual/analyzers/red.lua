@@ -75,6 +75,7 @@ end
 
 --- The RED table as text.
 function M.render(s, opts)
+  if s.mode == 'passive' then return M.render_passive(s) end
   opts = opts or {}
   local charts = opts.charts
   local L = {}
@@ -115,6 +116,118 @@ function M.render(s, opts)
     end
   else
     add('  not measured (no response received)')
+  end
+  return table.concat(L, '\n') .. '\n'
+end
+
+-- Passive mode ------------------------------------------------------------------
+
+-- Syscalls that stand for RED events of a network server. A response is one
+-- write-side call (nginx: writev/sendfile; others: write/sendto/sendmsg);
+-- EAGAIN on non-blocking sockets is normal flow, not an error.
+M.passive_calls = {
+  accept = { 'accept', 'accept4' },
+  read = { 'read', 'readv', 'recvfrom', 'recvmsg', 'recvmmsg' },
+  write = { 'write', 'writev', 'sendto', 'sendmsg', 'sendmmsg', 'sendfile', 'sendfile64' },
+}
+M.passive_benign_errnos = { EAGAIN = true, EWOULDBLOCK = true, EINTR = true }
+
+--- RED of a running server from its own syscalls (H3a's syscall tracer),
+--- without sending any load. Pure part: a syscall tracer result in, a
+--- summary out.
+function M.summarize_passive(res, pid, seconds)
+  local groups, member, slots = {}, {}, {}
+  for g, names in pairs(M.passive_calls) do
+    groups[g] = { count = 0, errors = 0, errnos = {}, buckets = {} }
+    member[g], slots[g] = {}, {}
+    for _, n in ipairs(names) do member[g][n] = true end
+  end
+  for _, row in ipairs(res.syscalls or {}) do
+    for g in pairs(M.passive_calls) do
+      local G = groups[g]
+      if member[g][row.name] then
+        G.count = G.count + row.count
+        for _, e in ipairs(row.errnos or {}) do
+          if not M.passive_benign_errnos[e.name] then
+            G.errors = G.errors + e.count
+            G.errnos[e.name] = (G.errnos[e.name] or 0) + e.count
+          end
+        end
+        -- log2 slots of different syscalls line up by their bounds
+        for _, b in ipairs(row.buckets or {}) do
+          if b.count == 0 then goto next_bucket end
+          local m = slots[g][b.lo]
+          if not m then m = { lo = b.lo, hi = b.hi, count = 0 }; slots[g][b.lo] = m; G.buckets[#G.buckets + 1] = m end
+          m.count = m.count + b.count
+          ::next_bucket::
+        end
+      end
+    end
+  end
+  for _, G in pairs(groups) do table.sort(G.buckets, function(a, b) return a.lo < b.lo end) end
+  local secs = seconds or res.seconds
+  local errs = groups.accept.errors + groups.read.errors + groups.write.errors
+  local attempts = groups.write.count
+  local s = {
+    mode = 'passive', pid = pid, duration_s = secs, open_loop = false,
+    rate = {
+      completed = secs and secs > 0 and groups.write.count / secs or nil,
+      accepts = secs and secs > 0 and groups.accept.count / secs or nil,
+      reads = secs and secs > 0 and groups.read.count / secs or nil,
+    },
+    errors = { total = errs, attempts = attempts, ratio = attempts > 0 and errs / attempts or nil,
+      by_errno = {}, status = {}, transport = {} },
+    syscalls = groups,
+    -- request latency needs per-connection events; the aggregate tracer
+    -- gives syscall latencies only, so Duration is marked as not measured
+    latency = nil,
+    duration_note = 'request latency not measured in passive mode (needs per-connection events); '
+      .. 'syscall latencies of the write calls are shown instead',
+    quality = res.quality,
+  }
+  for g, G in pairs(groups) do
+    for name, n in pairs(G.errnos) do s.errors.by_errno[g .. ' ' .. name] = n end
+  end
+  return s
+end
+
+--- Runs the syscall tracer on pid for `seconds` (Ctrl-C stops early).
+function M.passive(pid, seconds, inv)
+  local util = require('perf_manual.util')
+  local sys = require('perf_manual._c.sys')
+  local ok, tracer = pcall(require, 'perf_manual.tracers.syscall')
+  if not ok then util.user_error('red-check: --passive needs the syscall tracer (perf_manual.tracers.syscall): ' .. tostring(tracer)) end
+  if sys.geteuid() ~= 0 then util.user_error('red-check: --passive needs root (BPF syscall tracing)') end
+  if not io.open('/proc/' .. pid .. '/stat') then util.user_error('red-check: no process ' .. pid) end
+  local t, err = tracer.start { pid = pid, mode = 'latency' }
+  if not t then util.user_error('red-check: cannot trace syscalls of ' .. pid .. ': ' .. tostring(err)) end
+  if inv then inv:progress(string.format('red-check: watching pid %d for %s ...', pid, util.fmt_duration(seconds))) end
+  local t0 = sys.now()
+  sys.sleep(seconds)
+  local res = t:stop()
+  if inv then inv:progress_done() end
+  return M.summarize_passive(res, pid, sys.now() - t0)
+end
+
+function M.render_passive(s)
+  local util = require('perf_manual.util')
+  local L = {}
+  local function add(fmt, ...) L[#L + 1] = string.format(fmt, ...) end
+  add('RED check (passive, from syscalls): pid %d over %s', s.pid, util.fmt_duration(s.duration_s or 0))
+  add('')
+  add('Rate')
+  add('  responses  %10.1f /s   (write-side calls: %s)', s.rate.completed or 0, table.concat(M.passive_calls.write, ' '))
+  add('  accepts    %10.1f /s   reads %.1f /s', s.rate.accepts or 0, s.rate.reads or 0)
+  add('')
+  add('Errors     %d (%s of responses)', s.errors.total, s.errors.ratio and string.format('%.2f%%', s.errors.ratio * 100) or 'no responses')
+  for _, k in ipairs(util.keys(s.errors.by_errno)) do add('  %-24s %d', k, s.errors.by_errno[k]) end
+  add('')
+  add('Duration   %s', s.duration_note)
+  local w = s.syscalls.write
+  if #w.buckets > 0 then
+    local hist = require('perf_manual.report.hist')
+    local ok, sum = pcall(hist.summary, w.buckets)
+    if ok and sum then add('  write-side syscall latency p50 %s  p99 %s', util.fmt_duration((sum.p50 or 0) / 1e9), util.fmt_duration((sum.p99 or 0) / 1e9)) end
   end
   return table.concat(L, '\n') .. '\n'
 end

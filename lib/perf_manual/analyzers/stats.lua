@@ -98,7 +98,7 @@ local function exact_p(u, m, n)
     for k = 0, maxu do prev[j][k] = 0 end
     prev[j][0] = 1                           -- zero a's: U = 0
   end
-  for i = 1, m do
+  for _ = 1, m do
     local cur = {}
     for j = 0, n do
       cur[j] = {}
