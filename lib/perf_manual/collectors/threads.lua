@@ -3,20 +3,21 @@
 --- thread of a process and classify it: running / runnable / sleeping /
 --- blocked in a futex wait / disk wait (D).
 ---
---- Cheap by construction. Every tick reads each thread's schedstat (the
---- cheapest per-thread file, ~1-2 µs): a thread that has not been on a CPU
---- since the last tick is still in the same wait (or, if it was R, still
---- waiting for a CPU), so its class is reused. Only threads that ran get
---- /proc/PID/task/TID/wchan read: "0" exactly when the thread is on a run
---- queue (R), "futex_…" in a futex wait, another kernel symbol in other
---- sleeps; stat (S or D) is read only when that symbol changes. A thread
---- idle for 2+ looks is looked at every 2nd tick, for 8+ every 4th. When a
+--- Cheap by construction (target: < 2% of one CPU at 50 Hz on 100 threads):
+--- each look at a thread reads its schedstat (the cheapest per-thread file):
+--- a thread that has not been on a CPU since the last look is still in the
+--- same wait (or, if it was R, still waiting for a CPU), so its class is
+--- reused. Only threads that ran get /proc/PID/task/TID/wchan read: "0"
+--- exactly when the thread is on a run queue (R), "futex_…" in a futex
+--- wait, another kernel symbol in other sleeps; stat (S or D) is read only
+--- when that symbol changes. Sleeping threads are looked at every 2nd tick,
+--- after 2 unchanged looks every 4th; runnable ones every tick. When a
 --- thread is next seen to have run, its schedstat deltas say how long it ran
 --- and waited for a CPU during the reused ticks, and that many samples move
---- from its old class to running / runnable (shares stay time-weighted;
---- per-tick maxima can be off by threads that changed within 4 ticks). Files are opened once and re-read
---- with pread(2) into one buffer, no Lua strings on the hot path; the
---- thread list is refreshed every few ticks.
+--- from its old class to running / runnable, so shares stay time-weighted
+--- (per-tick maxima can be off by threads that changed within 4 ticks).
+--- Files are opened once and re-read with pread(2) into one buffer, no Lua
+--- strings on the hot path; the thread list is refreshed every 25 ticks.
 --- When wchan is hidden (no ptrace access), stat gives the state and
 --- /proc/…/syscall (futex = 202 on x86_64) the futex waits.
 ---
@@ -247,7 +248,7 @@ function Sampler:tick()
     local th = list[i]
     local c, w = nil, 0
     local n
-    if th.class and th.streak >= 2 and (tick + th.tid) % (th.streak >= 8 and 4 or 2) ~= 0 then
+    if th.class and th.class ~= C_RUN and (tick + th.tid) % (th.streak >= 2 and 4 or 2) ~= 0 then
       n = -2 -- idle for a while: look every 2nd/4th tick, reuse the class between
     else
       n = pread(th.sched)
