@@ -105,21 +105,31 @@ return playbook {
       local session, err = mod.start(opts)
       if not session then util.user_error('profile: cannot start: ' .. tostring(err)) end
       local t_end = sys.now() + p.duration
+      local t_start, ru0 = sys.now(), sys.rusage()
       local ok, perr = pcall(function()
         while sys.now() < t_end and not sys.stop_requested() do
           if session.running and not session:running() then break end
           session:poll()
           inv:progress(string.format('profile: %s, %.0fs left (Ctrl-C stops early)', target, math.max(0, t_end - sys.now())))
-          sys.sleep(math.min(0.1, math.max(0.001, t_end - sys.now())))
+          sys.sleep(math.min(0.25, math.max(0.001, t_end - sys.now())))
         end
       end)
       inv:progress_done()
       if not ok then session:close() error(perr, 0) end
       if sys.stop_requested() then inv:note('stopped early by the user') end
 
-      local t_stop = sys.now()
+      local t_stop, ru1 = sys.now(), sys.rusage()
       local prof, serr = session:stop()
       if not prof then util.user_error('profile: ' .. tostring(serr)) end
+      -- what the tool itself cost while sampling: this process, plus the
+      -- BPF program's run time in the kernel (perf record's own cost is
+      -- not separable from its post-processing: left unmeasured)
+      if backend == 'bpf' and t_stop > t_start then
+        local user_s = (ru1.utime - ru0.utime) + (ru1.stime - ru0.stime)
+        prof.cost = { user_sys_s = user_s, bpf_s = prof.bpf_run_time_ns and prof.bpf_run_time_ns / 1e9,
+                      wall_s = t_stop - t_start }
+        prof.cost.cpu_share = prof.cost.bpf_s and (user_s + prof.cost.bpf_s) / (t_stop - t_start)
+      end
       prof.target = target
       prof.fallback_why = why
       local files, werr = profilers.write(prof, p.output, p.format)

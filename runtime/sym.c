@@ -21,6 +21,7 @@
 
 #define PM_META_ELF "perf_manual.sym.elf"
 #define PM_META_KSYMS "perf_manual.sym.ksyms"
+#define KSYMS_MAGIC "PMKSYM1" /* binary table written by ksyms:save() */
 
 struct pm_sym {
   uint64_t addr;
@@ -57,6 +58,8 @@ struct pm_elf {
 struct pm_ksyms {
   struct pm_symtab tab;
   int restricted;  /* every address read as 0: kptr_restrict */
+  uint64_t etext;  /* end of the core kernel's text (0: unknown) */
+  int core_only;   /* a saved table: nothing at or above etext (BPF, modules) */
 };
 
 /* ---- symbol table --------------------------------------------------------- */
@@ -114,7 +117,11 @@ static void tab_finish(struct pm_symtab *t)
 {
   if (t->n == 0)
     return;
-  qsort(t->syms, t->n, sizeof *t->syms, sym_cmp);
+  size_t i = 1;
+  while (i < t->n && sym_cmp(&t->syms[i - 1], &t->syms[i]) <= 0)
+    i++;
+  if (i < t->n)  /* a saved table comes back sorted: skip the sort */
+    qsort(t->syms, t->n, sizeof *t->syms, sym_cmp);
   size_t w = 1;
   for (size_t r = 1; r < t->n; r++)
     if (t->syms[r].addr != t->syms[w - 1].addr)
@@ -578,6 +585,8 @@ static void ksyms_destroy(struct pm_ksyms *k)
   free(k);
 }
 
+static int ksyms_read_binary(FILE *f, struct pm_ksyms *k);
+
 /// load_kallsyms([path]) -> ksyms | nil, err, errno   (text symbols only)
 static int pm_sym_load_kallsyms(lua_State *L)
 {
@@ -585,11 +594,18 @@ static int pm_sym_load_kallsyms(lua_State *L)
   FILE *f = fopen(path, "re");
   if (!f)
     return pm_push_errno(L, path, errno);
+  setvbuf(f, NULL, _IOFBF, 1 << 20);
   struct pm_ksyms *k = calloc(1, sizeof *k);
   int err = 0, nonzero = 0;
   char line[512];
   if (!k) {
     err = ENOMEM;
+    goto cleanup;
+  }
+  int c = fgetc(f);
+  ungetc(c, f);
+  if (c == KSYMS_MAGIC[0]) {
+    err = ksyms_read_binary(f, k);
     goto cleanup;
   }
   while (fgets(line, sizeof line, f)) {
@@ -604,6 +620,8 @@ static int pm_sym_load_kallsyms(lua_State *L)
     name[strcspn(name, "\t\n")] = 0;
     if (a)
       nonzero = 1;
+    if (strcmp(name, "_etext") == 0)
+      k->etext = a;
     if (tab_add(&k->tab, a, 0, name, type == 'T' || type == 'W')) {
       err = ENOMEM;
       goto cleanup;
@@ -651,7 +669,83 @@ static int ksyms_tostring(lua_State *L)
   return 1;
 }
 
-/// ksyms:info() -> {nsyms, restricted}
+/// ksyms:save(path) -> true | nil, err, errno: writes the table in a binary
+/// form load_kallsyms reads back in a few ms (mode 0600: kernel addresses
+/// are sensitive), a cache that spares the next run the kernel's slow
+/// /proc/kallsyms generation and our parse of it.
+static int ksyms_save(lua_State *L)
+{
+  struct pm_ksyms *k = ksyms_check(L, 1);
+  const char *path = luaL_checkstring(L, 2);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return pm_push_errno(L, path, errno);
+  luaL_argcheck(L, k->etext != 0, 1, "no _etext in this table: nothing to save");
+  /* only the core kernel: BPF programs and modules come and go */
+  size_t n = 0;
+  while (n < k->tab.n && k->tab.syms[n].addr < k->etext)
+    n++;
+  uint64_t hdr[3] = { n, k->tab.pool_len, k->etext };
+  struct iovec {
+    const void *p;
+    size_t n;
+  } parts[] = {
+    { KSYMS_MAGIC, 8 }, { hdr, sizeof hdr },
+    { k->tab.syms, n * sizeof *k->tab.syms }, { k->tab.pool, k->tab.pool_len },
+  };
+  int err = 0;
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0] && !err; i++) {
+    const char *p = parts[i].p;
+    size_t left = parts[i].n;
+    while (left > 0) {
+      ssize_t w = write(fd, p, left);
+      if (w < 0) {
+        if (errno == EINTR)
+          continue;
+        err = errno;
+        break;
+      }
+      p += w;
+      left -= (size_t)w;
+    }
+  }
+  if (close(fd) != 0 && !err)
+    err = errno;
+  if (err)
+    return pm_push_errno(L, path, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Reads a table written by ksyms_save; 0, or an errno (EINVAL: not one). */
+static int ksyms_read_binary(FILE *f, struct pm_ksyms *k)
+{
+  char magic[8];
+  uint64_t hdr[3];
+  if (fread(magic, 1, 8, f) != 8 || memcmp(magic, KSYMS_MAGIC, 8) != 0)
+    return EINVAL;
+  if (fread(hdr, sizeof hdr, 1, f) != 1 || hdr[0] > (1u << 26) || hdr[1] > (1u << 30))
+    return EINVAL;
+  k->tab.syms = malloc((hdr[0] ? hdr[0] : 1) * sizeof *k->tab.syms);
+  k->tab.pool = malloc(hdr[1] ? hdr[1] : 1);
+  if (!k->tab.syms || !k->tab.pool)
+    return ENOMEM;
+  k->tab.n = k->tab.cap = hdr[0];
+  k->tab.pool_len = k->tab.pool_cap = hdr[1];
+  if (fread(k->tab.syms, sizeof *k->tab.syms, hdr[0], f) != hdr[0] ||
+      fread(k->tab.pool, 1, hdr[1], f) != hdr[1])
+    return EINVAL;
+  for (size_t i = 0; i < k->tab.n; i++)
+    if (k->tab.syms[i].name >= hdr[1] || (i && k->tab.syms[i].addr < k->tab.syms[i - 1].addr))
+      return EINVAL;
+  if (hdr[1] && k->tab.pool[hdr[1] - 1] != 0)
+    return EINVAL;
+  k->etext = hdr[2];
+  k->core_only = 1;
+  return 0;
+}
+
+/// ksyms:info() -> {nsyms, restricted, core_only}
 static int ksyms_info(lua_State *L)
 {
   struct pm_ksyms *k = ksyms_check(L, 1);
@@ -660,6 +754,8 @@ static int ksyms_info(lua_State *L)
   lua_setfield(L, -2, "nsyms");
   lua_pushboolean(L, k->restricted);
   lua_setfield(L, -2, "restricted");
+  lua_pushboolean(L, k->core_only);
+  lua_setfield(L, -2, "core_only");
   return 1;
 }
 
@@ -667,34 +763,41 @@ static int ksyms_info(lua_State *L)
 static int ksyms_lookup(lua_State *L)
 {
   struct pm_ksyms *k = ksyms_check(L, 1);
-  if (k->restricted)
+  uint64_t a = check_addr(L, 2);
+  if (k->restricted || (k->core_only && a >= k->etext))
     return 0;
-  return push_lookup(L, &k->tab, check_addr(L, 2));
+  return push_lookup(L, &k->tab, a);
 }
 
-/// ksyms:resolve_packed(bytes) -> names: a packed u64 stack (BPF stack map
-/// value) to names, innermost first, stopping at the first 0; false for an
-/// address no symbol covers.
+/// ksyms:resolve_packed(bytes) -> names, beyond: a packed u64 stack (BPF
+/// stack map value) to names, innermost first, stopping at the first 0; false
+/// for an address no symbol covers. `beyond` counts addresses past the core
+/// kernel that a saved (core-only) table cannot name: load the full table.
 static int ksyms_resolve_packed(lua_State *L)
 {
   struct pm_ksyms *k = ksyms_check(L, 1);
   size_t len;
   const char *b = luaL_checklstring(L, 2, &len);
   lua_createtable(L, (int)(len / 8), 0);
-  int n = 0;
+  int n = 0, beyond = 0;
   for (size_t i = 0; i + 8 <= len; i += 8) {
     uint64_t a;
     memcpy(&a, b + i, 8);
     if (a == 0)
       break;
-    const struct pm_sym *s = k->restricted ? NULL : tab_find(&k->tab, a);
+    const struct pm_sym *s = NULL;
+    if (k->core_only && a >= k->etext)
+      beyond++;
+    else if (!k->restricted)
+      s = tab_find(&k->tab, a);
     if (s)
       lua_pushstring(L, k->tab.pool + s->name);
     else
       lua_pushboolean(L, 0);
     lua_rawseti(L, -2, ++n);
   }
-  return 1;
+  lua_pushinteger(L, beyond);
+  return 2;
 }
 
 static const luaL_Reg elf_methods[] = {
@@ -712,6 +815,7 @@ static const luaL_Reg ksyms_methods[] = {
   { "info", ksyms_info },
   { "lookup", ksyms_lookup },
   { "resolve_packed", ksyms_resolve_packed },
+  { "save", ksyms_save },
   { "close", ksyms_close },
   { "__gc", ksyms_close },
   { "__tostring", ksyms_tostring },

@@ -200,14 +200,48 @@ function M.binary_resolve(b, offsets)
   return b.elf:resolve(offsets)
 end
 
---- The kernel symbol table (cached), or nil, err.
-function M.kernel()
-  if not kernel_syms then
-    local k, err = C.load_kallsyms()
+--- Where the kallsyms cache lives (nil: no cache). Only root caches: the
+--- addresses are what KASLR hides from everyone else.
+function M.cache_dir()
+  local env = os.getenv('PERF_MANUAL_CACHE')
+  if env then return env ~= '' and env or nil end
+  if require('perf_manual._c.sys').geteuid() ~= 0 then return nil end
+  return '/var/cache/perf_manual'
+end
+
+-- The cache file for this boot and this set of loaded modules: the kernel's
+-- symbol addresses change with neither otherwise.
+local function kallsyms_cache_path(dir)
+  local boot = read_file('/proc/sys/kernel/random/boot_id')
+  -- a kernel built without modules has no /proc/modules: nothing can change
+  local crc, _, code = C.crc32_file('/proc/modules')
+  if not crc and code == 2 then crc = 0 end
+  if not boot or not crc then return nil end
+  return string.format('%s/kallsyms-%s-%08x', dir, util.trim(boot), crc)
+end
+
+--- The kernel symbol table (cached in memory, and across runs on disk in
+--- cache_dir(): generating /proc/kallsyms costs the kernel ~50 ms), or nil, err.
+function M.kernel(full)
+  if kernel_syms and not (full and kernel_syms:info().core_only) then return kernel_syms end
+  local dir = M.cache_dir()
+  local cache = not full and dir and kallsyms_cache_path(dir)
+  local k = cache and C.load_kallsyms(cache)
+  if k and (k:info().nsyms == 0 or k:info().restricted) then k:close() k = nil end
+  if not k then
+    local err
+    k, err = C.load_kallsyms()
     if not k then return nil, err end
-    kernel_syms = k
+    cache = dir and kallsyms_cache_path(dir)
+    if cache and not k:info().restricted and not full then
+      os.execute(string.format("mkdir -p -m 700 '%s' && rm -f '%s'/kallsyms-*", dir, dir))
+      local tmp = cache .. '.tmp'
+      if pcall(k.save, k, tmp) then os.rename(tmp, cache) else os.remove(tmp) end
+    end
   end
-  return kernel_syms
+  if kernel_syms then kernel_syms:close() end
+  kernel_syms = k
+  return k
 end
 
 -- resolver ----------------------------------------------------------------------
@@ -335,7 +369,13 @@ function Resolver:kernel(stack)
   local k = M.kernel()
   local out = {}
   if type(stack) == 'string' then
-    local names = k and k:resolve_packed(stack) or {}
+    local names, beyond = {}, 0
+    if k then names, beyond = k:resolve_packed(stack) end
+    if beyond > 0 then
+      -- BPF programs or modules: only the full /proc/kallsyms names them
+      k = M.kernel(true)
+      if k then names = k:resolve_packed(stack) end
+    end
     if not k then
       for i = 1, #C.unpack(stack) do names[i] = false end
     end
@@ -344,6 +384,10 @@ function Resolver:kernel(stack)
   else
     for i, a in ipairs(stack) do
       local n = k and k:lookup(a)
+      if not n and k and k:info().core_only then
+        k = M.kernel(true)
+        n = k and k:lookup(a)
+      end
       out[i] = n and (n .. '_[k]') or '[unknown]'
     end
   end

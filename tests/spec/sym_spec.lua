@@ -231,6 +231,51 @@ describe('perf_manual.sym', function()
       assert.is_nil(k:lookup('0xffffffff81000000'))
     end)
 
+    it('caches the core kernel table per boot and still names BPF programs beyond it', function()
+      if not test_helpers.need_root('/proc/kallsyms shows addresses only to root') then return end
+      local stdlib = require('posix.stdlib')
+      local dir = os.tmpname(); os.remove(dir)
+      local old = os.getenv('PERF_MANUAL_CACHE')
+      stdlib.setenv('PERF_MANUAL_CACHE', dir)
+      local ok, err = pcall(function()
+        -- a BPF program of our own, so one address lies past the core kernel
+        local obj = assert(require('perf_manual.bpf').load('profile', { attach = false }))
+        local f = assert(io.open('/proc/kallsyms'))
+        local sched, bpfprog, bpfname
+        for line in f:lines() do
+          sched = sched or line:match('^(%x+) T schedule$')
+          if not bpfprog then bpfprog, bpfname = line:match('^(%x+) t (bpf_prog_%x+_do_sample)') end
+        end
+        f:close()
+        assert.is_not_nil(bpfprog)
+        sym.clear_cache()
+        local k = assert(sym.kernel())
+        assert.is_false(k:info().core_only)
+        local files = {}
+        for name in io.popen('ls ' .. dir):lines() do files[#files + 1] = name end
+        assert.equal(1, #files)
+        assert.matches('^kallsyms%-', files[1])
+        sym.clear_cache()
+        k = assert(sym.kernel())
+        assert.is_true(k:info().core_only)   -- read back from the cache
+        assert.equal('schedule', (k:lookup('0x' .. sched)))
+        -- the program's address is past the cached table: the full one names it
+        local r = sym.new()
+        assert.same({ 'schedule_[k]', bpfname .. '_[k]' }, r:kernel({ '0x' .. sched, '0x' .. bpfprog }))
+        obj:close()
+        -- a damaged cache file is not trusted
+        sym.clear_cache()
+        local cf = assert(io.open(dir .. '/' .. files[1], 'r+b'))
+        cf:write('PMKSYM1\0\255\255\255\255'); cf:close()
+        k = assert(sym.kernel())
+        assert.is_false(k:info().core_only)
+      end)
+      stdlib.setenv('PERF_MANUAL_CACHE', old)
+      sym.clear_cache()
+      os.execute("rm -rf '" .. dir .. "'")
+      assert(ok, err)
+    end)
+
     it('names the running kernel from /proc/kallsyms with the _[k] suffix', function()
       if not test_helpers.need_root('/proc/kallsyms shows addresses only to root') then return end
       local f = assert(io.open('/proc/kallsyms'))

@@ -57,16 +57,23 @@ function elf:resolve(offsets, via) end
 --- Idempotent; also run by __gc.
 function elf:close() end
 
----@return {nsyms: integer, restricted: boolean}
+---@return {nsyms: integer, restricted: boolean, core_only: boolean}
 function ksyms:info() end
+
+--- Saves the core kernel part (below _etext) in a binary form that
+--- load_kallsyms reads back in a few ms; mode 0600. Raises without _etext.
+---@param path string
+---@return true?, string? err, integer? errno
+function ksyms:save(path) end
 
 ---@param addr number|string
 ---@return string? name, number? offset
 function ksyms:lookup(addr) end
 
---- A packed u64 stack to names (false where unknown), innermost first.
+--- A packed u64 stack to names (false where unknown), innermost first, and
+--- how many addresses lay past a core-only (saved) table.
 ---@param bytes string
----@return (string|false)[]
+---@return (string|false)[], integer beyond
 function ksyms:resolve_packed(bytes) end
 
 function ksyms:close() end

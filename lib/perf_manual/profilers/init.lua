@@ -73,9 +73,11 @@ end
 function M.new(p)
   p.total = 0
   for _, s in ipairs(p.stacks) do p.total = p.total + s.count end
+  -- the joined frames break ties, joined once per stack (not per comparison)
+  for _, s in ipairs(p.stacks) do s.key = s.key or table.concat(s.frames, ';') end
   table.sort(p.stacks, function(a, b)
     if a.count ~= b.count then return a.count > b.count end
-    return table.concat(a.frames, ';') < table.concat(b.frames, ';')
+    return a.key < b.key
   end)
   p.quality = M.quality(p)
   return p
@@ -192,6 +194,13 @@ function M.render(p, opts)
       out[#out + 1] = string.format('  %6.1f%%  %10s  %s', t.share * 100, fmt_count(p, t.count), t.name)
     end
   end
+  if p.cost then
+    out[#out + 1] = ''
+    out[#out + 1] = string.format('profiler cost while sampling: %s of one CPU (user+sys %s, BPF program %s)',
+      p.cost.cpu_share and string.format('%.2f%%', p.cost.cpu_share * 100) or 'not measured',
+      util.fmt_duration(p.cost.user_sys_s),
+      p.cost.bpf_s and util.fmt_duration(p.cost.bpf_s) or 'not measured (BPF stats off)')
+  end
   if p.files then
     out[#out + 1] = ''
     for _, f in ipairs(p.files) do out[#out + 1] = 'wrote ' .. f end
@@ -271,7 +280,7 @@ function M.to_json(p, opts)
     duration_s = p.duration, freq = p.freq, total = p.total,
     fallback = p.fallback_why, quality = p.quality, top = top,
     binaries = util.array(p.binaries or {}), files = p.files and util.array(p.files) or nil,
-    bpf_run_time_ns = p.bpf_run_time_ns,
+    bpf_run_time_ns = p.bpf_run_time_ns, cost = p.cost, stop_to_files_s = p.stop_to_files_s,
   }
 end
 

@@ -128,11 +128,12 @@ function Session:stop()
     counters[ffi.cast('const uint32_t *', e.key)[0] + 1] = u64(e.value)
   end
   local st = obj:stats() or {}
+  local info = obj:info() or {}
   local p = profilers.new {
     kind = 'offcpu', source = 'bpf', unit = 'us', duration = duration, stacks = stacks,
     lost_samples = st.lost or 0, lost_stacks = counters[2] or 0,
     short_blocks = counters[1] or 0, min_us = self.min_us,
-    binaries = r:binaries(), unsnapshotted = r.failed,
+    binaries = r:binaries(), unsnapshotted = r.failed, bpf_run_time_ns = info.run_time_ns,
   }
   obj:close()
   self.obj = nil
