@@ -52,7 +52,9 @@ describe('use-check end to end', function()
     if not h.need_root('memory cgroups') then return end
     h.with_machine_lock(function()
       W.with('mem_pressure', { 15, W.scratch(), 96, 40 }, { memory_limit = 64 * MiB }, function(w)
-        sys.sleep(2) -- let it write its file and reach the limit
+        -- wait until it has written its file and re-reads it under the limit
+        assert(W.wait_until(function() return (W.io(w.pid, 'rchar') or 0) > 128 * MiB end, 20),
+          'mem_pressure did not start re-reading its file')
         local d = use_check(w.pid, 4)
         assert.equal('memory', d.verdict.resource, explain(d))
         assert.are_not.equal('HIGH', row(d, 'cpu').status)

@@ -34,16 +34,50 @@ local function isdir(p)
   return st ~= nil and pstat.S_ISDIR(st.st_mode) ~= 0
 end
 
---- A scratch directory on the real disk (build/e2e/<pid>, never tmpfs),
---- created on first use and removed by W.cleanup_scratch().
+local function fs_type(dir)
+  local f = io.popen("stat -f -c %T '" .. dir .. "' 2>/dev/null")
+  local t = f and f:read('*l')
+  if f then f:close() end
+  return t
+end
+
+local scratch_dir
+--- A scratch directory on a real disk (build/e2e/<pid>, or /var/tmp when
+--- the tree sits on tmpfs), created on first use and removed by
+--- W.cleanup_scratch().
 function W.scratch()
+  if scratch_dir then return scratch_dir end
   local d = h.root .. '/build/e2e/' .. sys.getpid()
   os.execute('mkdir -p ' .. d)
+  local t = fs_type(d)
+  if t == 'tmpfs' or t == 'ramfs' then
+    os.execute('rm -rf ' .. d)
+    d = '/var/tmp/perf_manual_e2e_' .. sys.getpid()
+    os.execute('mkdir -p ' .. d)
+  end
+  scratch_dir = d
   return d
 end
 
 function W.cleanup_scratch()
-  os.execute('rm -rf ' .. h.root .. '/build/e2e/' .. sys.getpid())
+  if scratch_dir then os.execute('rm -rf ' .. scratch_dir) end
+  scratch_dir = nil
+end
+
+--- Waits up to `timeout` seconds for pred() to be true; returns its last value.
+function W.wait_until(pred, timeout)
+  local t0 = sys.now()
+  while true do
+    local v = pred()
+    if v or sys.now() - t0 > timeout then return v end
+    sys.sleep(0.1)
+  end
+end
+
+--- A counter of /proc/PID/io (rchar, read_bytes, ...), or nil.
+function W.io(pid, key)
+  local s = read('/proc/' .. pid .. '/io')
+  return s and tonumber(s:match(key .. ': (%d+)'))
 end
 
 --- Where a memory-limited cgroup can be made: v2 when the unified hierarchy
