@@ -45,7 +45,6 @@ local files = {
 }
 local N = 500
 print(string.format('collectors: median of %d samples each (floor = reading the same /proc files, no parsing)', N))
-local total_all, floor_all = 0, 0
 for _, name in ipairs({ 'cpu', 'memory', 'disk', 'network', 'psi' }) do
   local c = collectors[name]
   local m = time_median(function() c.sample() end, N)
@@ -122,10 +121,12 @@ local d = default.res
 print(string.format('  100 threads, 100 ms naps (default): %.2f%% of one CPU (%d ticks, %.0f us/tick); '
   .. 'naive open/read/close sampler %.2f%%; target < 2%%: %s',
   d.cost.cpu_pct, d.samples, d.cost.per_tick_us, default.peer, d.cost.cpu_pct < 2 and 'met' or 'NOT met'))
-for _, case in ipairs({ { 'sleep', '20', '20 ms naps' }, { 'sleep', '1000', '1 s naps' }, { 'mutex', '100', 'one contended mutex' } }) do
+local cases = { { 'sleep', '20', '20 ms naps' }, { 'sleep', '1000', '1 s naps' },
+  { 'mutex', '100', 'one contended mutex' } }
+for _, case in ipairs(cases) do
   local res = with_workload({ wl, '100', case[1], '600', case[2] }, function(pid)
     return assert(threads.sample(pid, { duration = seconds }))
   end)
-  print(string.format('  100 threads, %-20s %.2f%% of one CPU (futex share %.2f)', case[3] .. ':', res.cost.cpu_pct,
-    res.futex_share or -1))
+  print(string.format('  100 threads, %-20s %.2f%% of one CPU (futex share %.2f)', case[3] .. ':',
+    res.cost.cpu_pct, res.futex_share or -1))
 end

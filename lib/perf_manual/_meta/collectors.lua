@@ -64,7 +64,7 @@ error('perf_manual.collectors: this file only describes shapes')
 ---@class perf_manual.collectors.CpuSample
 ---@field time number
 ---@field stat perf_manual.collectors.CpuStat?
----@field loadavg {load1:number, load5:number, load15:number, runnable:integer, threads:integer, last_pid:integer}?
+---@field loadavg perf_manual.collectors.Loadavg?
 ---@field psi perf_manual.collectors.Psi?
 ---@field missing perf_manual.collectors.Missing?
 
@@ -208,9 +208,9 @@ error('perf_manual.collectors: this file only describes shapes')
 ---@field elapsed number?
 ---@field interfaces perf_manual.collectors.IfRate[]
 ---@field by_name table<string, perf_manual.collectors.IfRate>
----@field tcp {in_segs_per_s:number?, out_segs_per_s:number?, retrans_segs_per_s:number?, retrans_pct:number?, in_errs_per_s:number?, out_rsts_per_s:number?, active_opens_per_s:number?, passive_opens_per_s:number?, attempt_fails_per_s:number?, estab_resets_per_s:number?, curr_estab:integer?, listen_overflows:integer?, listen_drops:integer?}?
----@field tcpext {listen_overflows:integer?, listen_drops:integer?, listen_overflows_per_s:number?, listen_drops_per_s:number?, timeouts_per_s:number?, syncookies_sent:integer?, backlog_drops:integer?}?
----@field udp {in_errors_per_s:number?, rcvbuf_errors_per_s:number?, sndbuf_errors_per_s:number?, no_ports_per_s:number?}?
+---@field tcp perf_manual.collectors.TcpRates?
+---@field tcpext perf_manual.collectors.TcpExtRates?
+---@field udp perf_manual.collectors.UdpRates?
 ---@field missing perf_manual.collectors.Missing?
 
 -- ------------------------------------------------------------ process ----
@@ -218,7 +218,8 @@ error('perf_manual.collectors: this file only describes shapes')
 ---@class perf_manual.collectors.ProcessSample  process.sample(pid) or nil, "no process N"
 ---@field time number
 ---@field pid integer
----@field stat table     parse_stat: pid, comm, state, ppid, utime, stime (ticks), majflt, num_threads, starttime, vsize, rss (pages), processor, delayacct_blkio_ticks…
+---@field stat table     parse_stat: pid, comm, state, ppid, utime, stime (ticks), majflt,
+---                       num_threads, starttime, vsize, rss (pages), processor, …
 ---@field status table?  parse_status: VmRSS (bytes), Threads, voluntary_ctxt_switches, …
 ---@field io table?      rchar, wchar, syscr, syscw, read_bytes, write_bytes, cancelled_write_bytes
 ---@field fd_count integer?
@@ -265,17 +266,17 @@ error('perf_manual.collectors: this file only describes shapes')
 ---@class perf_manual.collectors.CgroupSample
 ---@field time number
 ---@field path string?
----@field memory {version:string, dir:string, usage_bytes:number?, limit_bytes:number?, unlimited:boolean?, max_usage_bytes:number?, failcnt:integer?, events:table?, oom_control:table?, stat:table?, limit_hits:integer?, oom_kills:integer?}?
----@field cpu {version:string, dir:string, quota_us:number?, period_us:number?, nr_periods:integer?, nr_throttled:integer?, throttled_us:number?, usage_us:number?}?
----@field pressure {cpu:perf_manual.collectors.Psi?, memory:perf_manual.collectors.Psi?, io:perf_manual.collectors.Psi?}
+---@field memory perf_manual.collectors.CgroupMemory?
+---@field cpu perf_manual.collectors.CgroupCpu?
+---@field pressure table<string, perf_manual.collectors.Psi>  cpu/memory/io, where present
 ---@field missing perf_manual.collectors.Missing?
 
 ---@class perf_manual.collectors.CgroupRates
 ---@field elapsed number?
 ---@field path string?
----@field memory {usage_bytes:number?, limit_bytes:number?, usage_pct:number?, limit_hits:integer?, oom_kills:integer?, oom_kills_total:integer?, under_oom:boolean?}?
----@field cpu {usage_pct:number?, quota_cores:number?, throttled_pct:number?, nr_throttled:integer?, throttled_ms_per_s:number?}?
----@field pressure {cpu:perf_manual.collectors.PsiRate?, memory:perf_manual.collectors.PsiRate?, io:perf_manual.collectors.PsiRate?}
+---@field memory perf_manual.collectors.CgroupMemoryRates?
+---@field cpu perf_manual.collectors.CgroupCpuRates?
+---@field pressure table<string, perf_manual.collectors.PsiRate>  cpu/memory/io, where present
 ---@field missing perf_manual.collectors.Missing?
 
 -- ------------------------------------------------------------ threads ----
@@ -287,7 +288,7 @@ error('perf_manual.collectors: this file only describes shapes')
 ---@field duration_s number
 ---@field threads_seen integer
 ---@field thread_samples number
----@field shares {running:number, runnable:number, sleeping:number, futex:number, disk:number, other:number, unknown:number}?  fractions of thread-time
+---@field shares perf_manual.collectors.ThreadShares?
 ---@field futex_share number?      nil (missing) when neither wchan nor syscall is readable
 ---@field futex_waiting_max integer?
 ---@field futex_waiting_mean number?
@@ -301,3 +302,92 @@ error('perf_manual.collectors: this file only describes shapes')
 ---@field stopped boolean
 ---@field cost {cpu_s:number, cpu_pct:number?, per_tick_us:number?}
 ---@field missing perf_manual.collectors.Missing?
+
+-- ------------------------------------------------------ nested shapes ----
+
+---@class perf_manual.collectors.Loadavg
+---@field load1 number
+---@field load5 number
+---@field load15 number
+---@field runnable integer
+---@field threads integer
+---@field last_pid integer
+
+---@class perf_manual.collectors.TcpRates
+---@field in_segs_per_s number?
+---@field out_segs_per_s number?
+---@field retrans_segs_per_s number?
+---@field retrans_pct number?     retransmitted / sent segments
+---@field in_errs_per_s number?
+---@field out_rsts_per_s number?
+---@field active_opens_per_s number?
+---@field passive_opens_per_s number?
+---@field attempt_fails_per_s number?
+---@field estab_resets_per_s number?
+---@field curr_estab integer?
+---@field listen_overflows integer?  in the interval (as in tcpext)
+---@field listen_drops integer?
+
+---@class perf_manual.collectors.TcpExtRates
+---@field listen_overflows integer?
+---@field listen_drops integer?
+---@field listen_overflows_per_s number?
+---@field listen_drops_per_s number?
+---@field timeouts_per_s number?
+---@field syncookies_sent integer?
+---@field backlog_drops integer?
+
+---@class perf_manual.collectors.UdpRates
+---@field in_errors_per_s number?
+---@field rcvbuf_errors_per_s number?
+---@field sndbuf_errors_per_s number?
+---@field no_ports_per_s number?
+
+---@class perf_manual.collectors.CgroupMemory
+---@field version string       'v1' | 'v2'
+---@field dir string
+---@field usage_bytes number?
+---@field limit_bytes number?  nil when unlimited
+---@field unlimited boolean?
+---@field max_usage_bytes number?
+---@field failcnt integer?     v1
+---@field events table?        v2 memory.events: low, high, max, oom, oom_kill
+---@field oom_control table?   v1: oom_kill_disable, under_oom, oom_kill
+---@field stat table?
+---@field limit_hits integer?  v2 events.max / v1 failcnt
+---@field oom_kills integer?   v2 events.oom_kill / v1 oom_control.oom_kill
+
+---@class perf_manual.collectors.CgroupCpu
+---@field version string
+---@field dir string
+---@field quota_us number?     nil when unlimited
+---@field period_us number?
+---@field nr_periods integer?
+---@field nr_throttled integer?
+---@field throttled_us number?
+---@field usage_us number?
+
+---@class perf_manual.collectors.CgroupMemoryRates
+---@field usage_bytes number?
+---@field limit_bytes number?
+---@field usage_pct number?      of the limit
+---@field limit_hits integer?    in the interval
+---@field oom_kills integer?     in the interval
+---@field oom_kills_total integer?
+---@field under_oom boolean?
+
+---@class perf_manual.collectors.CgroupCpuRates
+---@field usage_pct number?      % of one core
+---@field quota_cores number?
+---@field throttled_pct number?  share of periods throttled
+---@field nr_throttled integer?
+---@field throttled_ms_per_s number?
+
+---@class perf_manual.collectors.ThreadShares  fractions of thread-time, summing to 1
+---@field running number
+---@field runnable number
+---@field sleeping number
+---@field futex number
+---@field disk number     D state
+---@field other number
+---@field unknown number  stat mode without a readable syscall file

@@ -271,7 +271,9 @@ function M.sample_dirs(d)
   elseif v2cpu then cpu = v2cpu
   else err = 'no cpu controller for this cgroup' end
   if cpu then s.cpu = cpu else common.miss(s, 'cpu', err) end
-  if cpu and cpu.nr_throttled == nil then common.miss(s, 'cpu_throttling', 'cpu controller not enabled for this cgroup') end
+  if cpu and cpu.nr_throttled == nil then
+    common.miss(s, 'cpu_throttling', 'cpu controller not enabled for this cgroup')
+  end
   for _, res in ipairs({ 'cpu', 'memory', 'io' }) do
     local p, perr
     if d.v2 then p, perr = psi.read(d.v2 .. '/' .. res .. '.pressure') else perr = 'no cgroup v2 pressure files' end

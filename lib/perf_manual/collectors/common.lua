@@ -2,7 +2,7 @@
 --- file reading that keeps the reason a file could not be read, the clock,
 --- and delta/rate helpers that propagate "missing" instead of inventing 0.
 local lpeg = require('lpeg')
-local P, R, S, C, Ct, Cg, Cf, Cc = lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Ct, lpeg.Cg, lpeg.Cf, lpeg.Cc
+local P, R, S, C, Ct, Cg, Cf = lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Ct, lpeg.Cg, lpeg.Cf
 
 local M = {}
 

@@ -32,7 +32,7 @@
 local lpeg = require('lpeg')
 local common = require('perf_manual.collectors.common')
 local psi = require('perf_manual.collectors.psi')
-local P, R, C, Cg, Ct, Cf, Cc = lpeg.P, lpeg.R, lpeg.C, lpeg.Cg, lpeg.Ct, lpeg.Cf, lpeg.Cc
+local P, Cg, Ct = lpeg.P, lpeg.Cg, lpeg.Ct
 
 local M = {}
 

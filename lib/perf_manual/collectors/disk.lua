@@ -22,7 +22,7 @@
 local lpeg = require('lpeg')
 local common = require('perf_manual.collectors.common')
 local psi = require('perf_manual.collectors.psi')
-local P, C, Cg, Ct = lpeg.P, lpeg.C, lpeg.Cg, lpeg.Ct
+local P, C, Ct = lpeg.P, lpeg.C, lpeg.Ct
 
 local M = {}
 

@@ -21,7 +21,7 @@
 local lpeg = require('lpeg')
 local common = require('perf_manual.collectors.common')
 local psi = require('perf_manual.collectors.psi')
-local P, C, Cg, Ct, Cf, Cc = lpeg.P, lpeg.C, lpeg.Cg, lpeg.Ct, lpeg.Cf, lpeg.Cc
+local P, C, Cg, Ct, Cf = lpeg.P, lpeg.C, lpeg.Cg, lpeg.Ct, lpeg.Cf
 
 local M = {}
 

@@ -30,7 +30,7 @@
 ---     operstate=?, virtual= (lo, ifb, veth, bridges… no wire of its own) }
 local lpeg = require('lpeg')
 local common = require('perf_manual.collectors.common')
-local P, C, Cg, Ct, S = lpeg.P, lpeg.C, lpeg.Cg, lpeg.Ct, lpeg.S
+local P, C, Ct, S = lpeg.P, lpeg.C, lpeg.Ct, lpeg.S
 
 local M = {}
 
@@ -45,7 +45,8 @@ local function dev_row(name, nums)
 end
 
 local ifname = C((1 - S(' \t:\n')) ^ 1)
-local dev_line = common.osp * ifname * ':' * Ct((common.osp * common.uint) ^ 1) * common.osp * (common.nl + -P(1)) / dev_row
+local dev_line = common.osp * ifname * ':' * Ct((common.osp * common.uint) ^ 1) * common.osp
+  * (common.nl + -P(1)) / dev_row
 local dev_grammar = lpeg.Cf(Ct('') * common.skip_line * common.skip_line * lpeg.Cg(dev_line) ^ 0, rawset) * -P(1)
 
 ---@return table? interfaces, string? err
@@ -139,7 +140,8 @@ function M.rates(prev, cur)
       if a then
         local r = { name = name, speed_mbps = b.speed_mbps, operstate = b.operstate, virtual = b.virtual,
           speed_bytes_per_s = b.speed_mbps and b.speed_mbps * 1e6 / 8 }
-        for _, f in ipairs({ 'rx_bytes', 'tx_bytes', 'rx_packets', 'tx_packets', 'rx_errs', 'tx_errs', 'rx_drop', 'tx_drop' }) do
+        for _, f in ipairs({ 'rx_bytes', 'tx_bytes', 'rx_packets', 'tx_packets', 'rx_errs', 'tx_errs',
+          'rx_drop', 'tx_drop' }) do
           r[f .. '_per_s'] = common.rate(a[f], b[f], e)
         end
         for _, f in ipairs({ 'rx_errs', 'tx_errs', 'rx_drop', 'tx_drop' }) do r[f] = common.delta(a[f], b[f]) end
@@ -169,7 +171,8 @@ function M.rates(prev, cur)
       t.listen_overflows = common.delta(pn.ListenOverflows, cn.ListenOverflows)
       t.listen_drops = common.delta(pn.ListenDrops, cn.ListenDrops)
     end
-    local dout, dre = common.delta(ps.Tcp.OutSegs, cs.Tcp.OutSegs), common.delta(ps.Tcp.RetransSegs, cs.Tcp.RetransSegs)
+    local dout = common.delta(ps.Tcp.OutSegs, cs.Tcp.OutSegs)
+    local dre = common.delta(ps.Tcp.RetransSegs, cs.Tcp.RetransSegs)
     if dout and dre and dout > 0 then t.retrans_pct = 100 * dre / dout
     else common.miss(out, 'tcp.retrans_pct', 'no TCP segments sent') end
     out.tcp = t

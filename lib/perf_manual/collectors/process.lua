@@ -68,7 +68,8 @@ function M.parse_status(text)
   return t
 end
 
-local io_grammar = Cf(Ct('') * (Cg(C(common.word) * ':' * common.sp * common.uint) * common.nl ^ -1) ^ 0, rawset) * -P(1)
+local io_line = Cg(C(common.word) * ':' * common.sp * common.uint) * common.nl ^ -1
+local io_grammar = Cf(Ct('') * io_line ^ 0, rawset) * -P(1)
 
 function M.parse_io(text)
   local t = type(text) == 'string' and io_grammar:match(text)
@@ -188,7 +189,8 @@ function M.rates(prev, cur)
   end
   if prev.status and cur.status then
     out.vol_ctxt_per_s = common.rate(prev.status.voluntary_ctxt_switches, cur.status.voluntary_ctxt_switches, e)
-    out.nonvol_ctxt_per_s = common.rate(prev.status.nonvoluntary_ctxt_switches, cur.status.nonvoluntary_ctxt_switches, e)
+    out.nonvol_ctxt_per_s = common.rate(prev.status.nonvoluntary_ctxt_switches,
+      cur.status.nonvoluntary_ctxt_switches, e)
   end
   if prev.io and cur.io then
     for _, k in ipairs({ 'read_bytes', 'write_bytes', 'rchar', 'wchar' }) do

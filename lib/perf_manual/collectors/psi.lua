@@ -65,7 +65,9 @@ function M.rates(prev, cur)
   for _, res in ipairs({ 'cpu', 'memory', 'io' }) do
     local r = M.rate(prev[res], cur[res], e)
     if r then out[res] = r
-    else common.miss(out, res, (cur.missing and cur.missing[res]) or (prev.missing and prev.missing[res]) or 'no interval') end
+    else
+      common.miss(out, res, (cur.missing and cur.missing[res]) or (prev.missing and prev.missing[res]) or 'no interval')
+    end
   end
   return out
 end

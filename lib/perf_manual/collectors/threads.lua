@@ -177,7 +177,7 @@ local function refresh(self)
 end
 
 -- In stat mode (wchan hidden): is this S thread in futex(2)? nil = unknown.
-local function syscall_futex(self, th)
+local function syscall_futex(th)
   local n = pread(lazy(th, 'syscall', 'syscall'))
   if n > 0 and buf[0] >= 48 and buf[0] <= 57 then
     local nr = num_at(0, n)
@@ -223,7 +223,7 @@ local function classify_stat(self, th)
   if not st then return C_GONE end
   if st == S_R then return C_RUN end
   if st == S_S then
-    local f = syscall_futex(self, th)
+    local f = syscall_futex(th)
     if f == nil then return C_UNKNOWN end
     self.via_syscall = true
     return f and C_FUTEX or C_SLEEP
@@ -246,14 +246,15 @@ function Sampler:tick()
   local tick = self.ticks
   for i = 1, #list do
     local th = list[i]
-    local c, w = nil, 0
+    local c
+    local w = 0
     local n
     if th.class and th.class ~= C_RUN and (tick + th.tid) % (th.streak >= 2 and 4 or 2) ~= 0 then
       n = -2 -- idle for a while: look every 2nd/4th tick, reuse the class between
     else
       n = pread(th.sched)
     end
-    local run, wait, slices
+    local run, wait
     if n == -2 or (n > 0 and th.class and n == th.prev_n and ffi.C.memcmp(buf, th.prev, n) == 0) then
       -- schedstat unchanged: not on a CPU since the last look, so still in
       -- the same wait, or (if it was R) still waiting for a CPU
@@ -266,8 +267,7 @@ function Sampler:tick()
     else
       local j
       run, j = num_at(0, n)
-      wait, j = num_at(j + 1, n)
-      slices = num_at(j + 1, n)
+      wait = num_at(j + 1, n)
       if n < 64 then ffi.copy(th.prev, buf, n); th.prev_n = n else th.prev_n = 0 end
       if th.class and th.class ~= C_RUN and th.reused > 0 then
         -- during the reused ticks it ran for dr and waited for a CPU for dw:

@@ -78,7 +78,8 @@ describe('perf_manual.collectors.cgroup', function()
 
   it('finds a systemd unit\'s cgroup in a systemd-shaped tree, or says there is none', function()
     local dir = os.tmpname(); os.remove(dir)
-    os.execute('mkdir -p ' .. dir .. '/system.slice/pm-demo.service ' .. dir .. '/user.slice/user-0.slice/pm-user.service')
+    os.execute('mkdir -p ' .. dir .. '/system.slice/pm-demo.service '
+      .. dir .. '/user.slice/user-0.slice/pm-user.service')
     io.open(dir .. '/system.slice/pm-demo.service/cgroup.procs', 'w'):close()
     io.open(dir .. '/user.slice/user-0.slice/pm-user.service/cgroup.procs', 'w'):close()
     local m = { v1 = { ['name=systemd'] = { dir = dir, root = '/' } } }

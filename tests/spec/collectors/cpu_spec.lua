@@ -3,7 +3,8 @@ local fx = test_helpers.root .. '/tests/fixtures/proc/'
 local INTERVAL = 1.003466 -- tests/fixtures/proc/interval
 
 local function snap(dir, t)
-  local s = cpu.sample({ stat = fx .. dir .. '/stat', loadavg = fx .. dir .. '/loadavg', psi = fx .. dir .. '/pressure_cpu' })
+  local s = cpu.sample({ stat = fx .. dir .. '/stat', loadavg = fx .. dir .. '/loadavg',
+    psi = fx .. dir .. '/pressure_cpu' })
   s.time = t
   return s
 end

@@ -52,9 +52,11 @@ describe('perf_manual.collectors.memory', function()
   end)
 
   it('sums per-zone counters of older kernels without the throttle event', function()
-    local v = memory.parse_vmstat('pgscan_kswapd_dma 1\npgscan_kswapd_normal 10\npgscan_direct_normal 5\npgscan_direct_throttle 99\n'
+    local v = memory.parse_vmstat('pgscan_kswapd_dma 1\npgscan_kswapd_normal 10\npgscan_direct_normal 5\n'
+      .. 'pgscan_direct_throttle 99\n'
       .. 'pgsteal_kswapd_normal 7\npgsteal_direct_normal 2\n')
-    local w = memory.parse_vmstat('pgscan_kswapd_dma 3\npgscan_kswapd_normal 30\npgscan_direct_normal 9\npgscan_direct_throttle 500\n'
+    local w = memory.parse_vmstat('pgscan_kswapd_dma 3\npgscan_kswapd_normal 30\npgscan_direct_normal 9\n'
+      .. 'pgscan_direct_throttle 500\n'
       .. 'pgsteal_kswapd_normal 17\npgsteal_direct_normal 4\n')
     local r = memory.rates({ time = 0, vmstat = v }, { time = 2, vmstat = w })
     assert.equal(11, r.pgscan_kswapd_per_s)
