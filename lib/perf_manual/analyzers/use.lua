@@ -486,6 +486,18 @@ function M.analyze(m, opts)
     local r = M.rules.network(n, m, T)
     by.nets[#by.nets + 1] = r; rows[#rows + 1] = r
   end
+  -- a source that could not be read is a row that says so, not an absent row
+  for _, gone in ipairs({ { 'disk', 'Disks', m.disks_missing, '/proc/diskstats' },
+                          { 'network', 'Network', m.nets_missing, '/proc/net/dev' } }) do
+    if gone[3] then
+      local r = new_row(gone[1], gone[2])
+      r.status = 'not measured'
+      r.utilization, r.saturation, r.errors = missing(gone[3], gone[4]), missing(gone[3], gone[4]),
+        missing(gone[3], gone[4])
+      r.saturation.text, r.errors.text = 'not measured', 'not measured'
+      rows[#rows + 1] = r
+    end
+  end
   by.lock = M.rules.lock(m, T); rows[#rows + 1] = by.lock
   for _, trap in ipairs(M.traps) do trap.fn(by, m) end
 
@@ -561,6 +573,7 @@ local function system_measures(m, a, b, gauges)
     local r = disk.rates(a.disk, b.disk)
     m.io = { psi_some_pct = r.psi and r.psi.some_pct, psi_full_pct = r.psi and r.psi.full_pct }
     m.disks, m.not_disks = {}, {}
+    if r.missing and r.missing.devices then m.disks_missing = r.missing.devices end
     for _, d in ipairs(r.devices or {}) do
       if d.skip_reason or not d.is_disk then
         -- RAM-backed and virtual devices are not disks: never a USE row
@@ -578,6 +591,7 @@ local function system_measures(m, a, b, gauges)
   if network and a.network and b.network then
     local r = network.rates(a.network, b.network)
     m.nets = {}
+    if r.missing and r.missing.interfaces then m.nets_missing = r.missing.interfaces end
     for _, n in ipairs(r.interfaces or {}) do
       local bps = (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0)
       if bps >= M.thresholds.network.active_bytes_per_s then

@@ -223,5 +223,22 @@ describe('perf_manual.analyzers.use', function()
       assert.is_nil(mem.utilization.value)
       assert.is_nil(m.memory.psi_some_pct)
     end)
+
+    it('shows unreadable disk and network statistics as rows that are not measured', function()
+      local disk, net = require('perf_manual.collectors.disk'), require('perf_manual.collectors.network')
+      local sd, sn = disk.paths, net.paths
+      disk.paths = { diskstats = '/nonexistent/diskstats', psi = sd.psi, sys = sd.sys }
+      net.paths = { dev = '/nonexistent/dev', snmp = sn.snmp, netstat = sn.netstat, sys = sn.sys }
+      local ok, m = pcall(use.collect, { target = 'system', duration = 0.3, interval = 0.3 })
+      disk.paths, net.paths = sd, sn
+      assert(ok, m)
+      local r = use.analyze(m)
+      local d, n = row(r, 'disk'), row(r, 'network')
+      assert.equal('Disks', d.name)
+      assert.equal('not measured', d.status)
+      assert.matches('^not measured %(.*/nonexistent/diskstats', d.utilization.text)
+      assert.equal('Network', n.name)
+      assert.matches('^not measured %(.*/nonexistent/dev', n.utilization.text)
+    end)
   end)
 end)
