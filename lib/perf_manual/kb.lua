@@ -78,13 +78,22 @@ function M.document(id, meta)
   }
 end
 
-local function insert(db, doc)
-  exec(db, 'DELETE FROM docs WHERE id = ' .. sq(doc.id))
-  exec(db, string.format('INSERT INTO docs (id, symptom, root_cause, findings, hypotheses, notes, answers, name) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)',
-    sq(doc.id), sq(doc.symptom), sq(doc.root_cause), sq(doc.findings), sq(doc.hypotheses),
-    sq(doc.notes), sq(doc.answers), sq(doc.name)))
-  exec(db, string.format('INSERT OR REPLACE INTO inv (id, date, name, symptom, status, verdict, root_cause) VALUES (%s, %s, %s, %s, %s, %s, %s)',
+-- one row in inv per investigation; its rowid is the docs rowid, so an
+-- update finds the old FTS entry without scanning
+local function insert(db, doc, fresh)
+  exec(db, string.format([[INSERT INTO inv (id, date, name, symptom, status, verdict, root_cause)
+      VALUES (%s, %s, %s, %s, %s, %s, %s)
+      ON CONFLICT(id) DO UPDATE SET date = excluded.date, name = excluded.name, symptom = excluded.symptom,
+        status = excluded.status, verdict = excluded.verdict, root_cause = excluded.root_cause]],
     sq(doc.id), sq(doc.date), sq(doc.name), sq(doc.symptom), sq(doc.status), sq(doc.verdict), sq(doc.root_cause)))
+  local cur = db:execute('SELECT rowid FROM inv WHERE id = ' .. sq(doc.id))
+  local rowid = cur and tonumber(cur:fetch())
+  if cur then cur:close() end
+  if not rowid then error('[perf_manual.kb] no row for ' .. doc.id, 2) end
+  if not fresh then exec(db, 'DELETE FROM docs WHERE rowid = ' .. rowid) end
+  exec(db, string.format('INSERT INTO docs (rowid, id, symptom, root_cause, findings, hypotheses, notes, answers, name) VALUES (%d, %s, %s, %s, %s, %s, %s, %s, %s)',
+    rowid, sq(doc.id), sq(doc.symptom), sq(doc.root_cause), sq(doc.findings), sq(doc.hypotheses),
+    sq(doc.notes), sq(doc.answers), sq(doc.name)))
 end
 
 local function in_tx(db, fn)
@@ -124,7 +133,7 @@ function M.reindex(root)
         res.unreadable[#res.unreadable + 1] = { id = id, err = merr }
         meta = partial or {}
       end
-      insert(db, M.document(id, meta))
+      insert(db, M.document(id, meta), true)
       res.indexed = res.indexed + 1
     end
   end)
@@ -173,7 +182,7 @@ function M.search(root, text, opts)
   local sql = string.format([[SELECT d.id, i.name, i.symptom, i.status, i.verdict, i.date,
       bm25(docs, %s) AS score,
       snippet(docs, -1, '[', ']', '...', 10)
-    FROM docs d LEFT JOIN inv i ON i.id = d.id
+    FROM docs d LEFT JOIN inv i ON i.rowid = d.rowid
     WHERE docs MATCH %s %s ORDER BY score LIMIT %d]],
     WEIGHTS, sq(q), opts.exclude and ('AND d.id != ' .. sq(opts.exclude)) or '', opts.limit or 10)
   local cur, qerr = db:execute(sql)
