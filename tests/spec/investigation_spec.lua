@@ -101,6 +101,17 @@ describe('investigation engine', function()
     assert.matches('| When did it start%? | unknown | %*%*not answered%*%* %(default%) |', report)
   end)
 
+  it('prompts on a terminal; Enter accepts the default', function()
+    -- script(1) gives the run a pseudo-terminal; the answers come on its stdin
+    local cmd = string.format("printf 'since the deploy\\n\\n\\n' | script -qec '%s/bin/perf_manual run %s --store %s --dir %s --symptom x' /dev/null",
+      h.root, pb, root, dir)
+    local out = io.popen(cmd):read('*a')
+    assert.matches('%? When did it start%? %[unknown%]', out)
+    local m = meta_of(root)
+    assert.same({ 'since the deploy', true, 'terminal' }, { m.checklist[1].answer, m.checklist[1].answered, m.checklist[1].source })
+    assert.same({ 'everyone', true, 'terminal (default accepted)' }, { m.checklist[2].answer, m.checklist[2].answered, m.checklist[2].source })
+  end)
+
   it('keeps the timeline in order, timestamped, with every step, answer, finding and link', function()
     local _, err, st = run('--symptom x --batch')
     assert.equal(0, st, err)
