@@ -199,8 +199,13 @@ function M.run(name, opts, save)
     end
     cols[#cols + 1] = c
   end
+  local last_sample
   local function sample_all()
     for _, rec in ipairs(recs) do M.tick(rec) end
+    -- ticks closer than half an interval would give noisy rates: skip them
+    local now = sys().now()
+    if last_sample and now - last_sample < interval / 2 then return end
+    last_sample = now
     for _, c in ipairs(cols) do
       if c.fn then
         local ok, snap = pcall(c.fn)
