@@ -114,6 +114,13 @@ function M.score(text, data)
       missing[#missing + 1] = 'no lock tracer result'
     end
   elseif resource == 'cpu' then
+    -- the workload's own CPU use: a busy machine is not a CPU-bound workload
+    local task = use and type(use.measures) == 'table' and type(use.measures.task) == 'table' and use.measures.task
+    if task and task.cpu_pct then
+      local line = string.format('the workload uses %.0f%% of one CPU', task.cpu_pct)
+      if task.cpu_pct < 10 then add(ev, use.artifact, 'refutes', line, 2)
+      elseif task.cpu_pct >= 80 then add(ev, use.artifact, 'supports', line, 1) end
+    end
     local p = data.profiles and data.profiles.cpu
     local hot = findings.hot_function(p)
     if hot and hot.share then

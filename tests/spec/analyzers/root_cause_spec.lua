@@ -45,6 +45,16 @@ describe('perf_manual.analyzers.root_cause', function()
     assert.equal('supports', seen['raw_data/use-check.json'])
   end)
 
+  it('does not call an idle workload CPU-bound on a busy machine', function()
+    local d = data('cpu_burn')
+    d.use.measures.task.cpu_pct = 0.5          -- the same machine, a workload that sleeps
+    local r = rc.score('the workload is CPU-bound', d)
+    assert.equal('refuted', r.verdict)
+    local seen
+    for _, e in ipairs(r.evidence) do if e.note == 'the workload uses 0% of one CPU' then seen = e.stance end end
+    assert.equal('refutes', seen)
+  end)
+
   it('says inconclusive when nothing measured speaks to the hypothesis', function()
     local r = rc.score('cosmic rays flip bits', data('cpu_burn'))
     assert.equal('inconclusive', r.verdict)
