@@ -47,7 +47,7 @@ describe('perf_manual.analyzers.root_cause', function()
 
   it('does not call an idle workload CPU-bound on a busy machine', function()
     local d = data('cpu_burn')
-    d.use.measures.task.cpu_pct = 0.5          -- the same machine, a workload that sleeps
+    d.use.measures.task.cpu_pct = 0.2          -- the same machine, a workload that sleeps
     local r = rc.score('the workload is CPU-bound', d)
     assert.equal('refuted', r.verdict)
     local seen
