@@ -825,8 +825,8 @@ function M.resolve_workload(inv, w)
       if not found then util.user_error("--workload: no process or command named '" .. exe .. "'") end
       argv[1] = found
     end
-    local logrel = 'raw_data/workload.log'
-    local logpath = inv.dir .. '/' .. logrel
+    local logpath = inv.dir .. '/raw_data/workload.log'
+    store.mkdir_p(inv.dir .. '/raw_data')
     local pid, err = sys().spawn(argv, { stdout = logpath, stderr = logpath })
     if not pid then util.user_error('--workload: cannot start ' .. w .. ': ' .. tostring(err)) end
     sys().sleep(0.3)

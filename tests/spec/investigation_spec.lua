@@ -201,6 +201,28 @@ describe('investigation engine', function()
     assert.is_nil(io.open(root .. '/../escaped.txt', 'r'))
   end)
 
+  it('resolves --workload as a pid, a process name or a command to launch', function()
+    local sys = require('perf_manual._c.sys')
+    local pid = assert(sys.spawn({ h.workload('sleeper'), '30' }, { stdout = 'null', stderr = 'null' }))
+    sys.sleep(0.2)
+    local fake = { dir = dir, log = function() end }
+    local ok, err = pcall(function()
+      assert.same({ pid = pid, label = 'pid ' .. pid, launched = false }, inv_mod.resolve_workload(fake, tostring(pid)))
+      local by_name = inv_mod.resolve_workload(fake, 'sleeper')
+      assert.is_false(by_name.launched)
+      assert.is_number(by_name.pid)
+      local launched = inv_mod.resolve_workload(fake, h.workload('sleeper') .. ' 30')
+      assert.is_true(launched.launched)
+      assert.equal('running', (sys.wait(launched.pid, true)))
+      inv_mod.stop_workload({ workload_info = launched, log = function() end })
+      assert.is_nil(io.open('/proc/' .. launched.pid .. '/stat'))
+      local e = select(2, pcall(inv_mod.resolve_workload, fake, 'no-such-thing-here'))
+      assert.equal("--workload: no process, service or command named 'no-such-thing-here'", e.user_error)
+    end)
+    sys.kill(pid, 9); sys.wait(pid)
+    if not ok then error(err, 0) end
+  end)
+
   it('turns USE rows into findings and a verdict word', function()
     local playbook = require('perf_manual.playbook')
     local ctx = playbook.context(playbook.playbook { name = 't', summary = 's', run = function() end }, {},
