@@ -297,6 +297,11 @@ error('perf_manual.collectors: this file only describes shapes')
 ---@field disk_waiting_max integer?
 ---@field disk_waiting_mean number?
 ---@field top_futex {tid:integer, comm:string, share:number}[]
+---@field futex_lock_share number?   FUTEX_WAIT/LOCK_PI waits (mutexes, rwlocks, joins); nil without ptrace access
+---@field futex_wait_share number?   FUTEX_WAIT_BITSET/futex_waitv waits (condition variables, semaphores)
+---@field futex_lock_waiting_max integer?
+---@field futex_lock_waiting_mean number?
+---@field top_futex_addrs perf_manual.collectors.FutexAddr[]  up to 5, most waiters first
 ---@field source string            'wchan' | 'stat+syscall'
 ---@field exited boolean
 ---@field stopped boolean
@@ -391,3 +396,9 @@ error('perf_manual.collectors: this file only describes shapes')
 ---@field disk number     D state
 ---@field other number
 ---@field unknown number  stat mode without a readable syscall file
+
+---@class perf_manual.collectors.FutexAddr
+---@field uaddr string        "0x…" futex word address in the target
+---@field kind string         'lock' | 'wait' | 'other'
+---@field mean_waiters number
+---@field max_waiters integer

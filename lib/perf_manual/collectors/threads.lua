@@ -39,6 +39,14 @@
 ---   futex_share= (= shares.futex), futex_waiting_max=, futex_waiting_mean=,
 ---   runnable_max=, runnable_mean=, disk_waiting_max=, disk_waiting_mean=,
 ---   top_futex = { { tid=, comm=, share= }, … } (up to 5 threads by futex time),
+---   futex_lock_share=, futex_wait_share= (thread-time in FUTEX_WAIT/LOCK_PI
+---     waits, as glibc mutexes, rwlocks and joins use, vs FUTEX_WAIT_BITSET /
+---     futex_waitv, as condition variables and semaphores use; from the
+---     syscall file, nil + missing without ptrace access),
+---   futex_lock_waiting_max=, futex_lock_waiting_mean=,
+---   top_futex_addrs = { { uaddr = "0x…", kind = 'lock'|'wait'|'other',
+---     mean_waiters=, max_waiters= }, … } (up to 5, by waiters; one hot
+---     address with many 'lock' waiters is one contended lock),
 ---   source = 'wchan' | 'stat+syscall' (how states and futex waits were read),
 ---   exited = bool (the process ended while sampled), stopped = bool (Ctrl-C),
 ---   cost = { cpu_s=, cpu_pct= (% of one CPU while sampling), per_tick_us= }
@@ -181,8 +189,61 @@ local function syscall_futex(th)
   local n = pread(lazy(th, 'syscall', 'syscall'))
   if n > 0 and buf[0] >= 48 and buf[0] <= 57 then
     local nr = num_at(0, n)
-    return nr == FUTEX_NR or nr == FUTEX_WAITV_NR
+    return nr == FUTEX_NR or nr == FUTEX_WAITV_NR, n
   end
+  return nil
+end
+
+-- Parses the syscall file text in buf ("202 0xUADDR 0xOP 0xVAL …"):
+-- futex kind (K_LOCK: FUTEX_WAIT / LOCK_PI, as glibc mutexes, rwlocks and
+-- joins wait; K_WAIT: FUTEX_WAIT_BITSET / futex_waitv, as condition
+-- variables and semaphores wait; K_OTHER) and the futex address.
+local K_LOCK, K_WAIT, K_OTHER = 1, 2, 3
+local KIND_NAME = { 'lock', 'wait', 'other' }
+local function hex_at(i, n)
+  -- expects "0x…" at i; returns value (up to 2^53), start, end index
+  if i + 1 >= n or buf[i] ~= 48 or buf[i + 1] ~= 120 then return nil, i, i end
+  local v, j = 0, i + 2
+  while j < n do
+    local c = buf[j]
+    local d = (c >= 48 and c <= 57 and c - 48) or (c >= 97 and c <= 102 and c - 87) or nil
+    if not d then break end
+    v = v * 16 + d
+    j = j + 1
+  end
+  return v, i, j
+end
+
+local function futex_args(n)
+  local nr, i = num_at(0, n)
+  if nr == FUTEX_WAITV_NR then return K_WAIT, nil end
+  if nr ~= FUTEX_NR then return nil end
+  local _, a0, a1 = hex_at(i + 1, n)
+  local op, _, j = hex_at(a1 + 1, n)
+  if not op then return nil end
+  local cmd = op % 128
+  local kind = (cmd == 0 or cmd == 6 or cmd == 13) and K_LOCK or (cmd == 9 or cmd == 11) and K_WAIT or K_OTHER
+  return kind, ffi.string(buf + a0, a1 - a0), j
+end
+
+--- Parses the text of /proc/PID/task/TID/syscall: { nr=, futex = 'lock'|'wait'|'other'?,
+--- uaddr = "0x…"? } (futex fields only for futex(2) / futex_waitv(2)); nil
+--- for "running" or other non-numeric text.
+function M.parse_syscall(text)
+  if type(text) ~= 'string' or #text == 0 or #text >= BUFSZ then return nil end
+  ffi.copy(buf, text, #text)
+  local n = #text
+  if buf[0] < 48 or buf[0] > 57 then return nil end
+  local nr = num_at(0, n)
+  local kind, uaddr = futex_args(n)
+  return { nr = nr, futex = kind and KIND_NAME[kind] or nil, uaddr = uaddr }
+end
+
+-- Futex kind and address of a thread seen entering a futex wait, from its
+-- syscall file (ptrace access needed); nil when unreadable or it moved on.
+local function futex_kind(th)
+  local n = pread(lazy(th, 'syscall', 'syscall'))
+  if n > 0 and buf[0] >= 48 and buf[0] <= 57 then return futex_args(n) end
   return nil
 end
 
@@ -223,10 +284,11 @@ local function classify_stat(self, th)
   if not st then return C_GONE end
   if st == S_R then return C_RUN end
   if st == S_S then
-    local f = syscall_futex(th)
+    local f, n2 = syscall_futex(th)
     if f == nil then return C_UNKNOWN end
     self.via_syscall = true
-    return f and C_FUTEX or C_SLEEP
+    if f then th.fkind, th.faddr = futex_args(n2); return C_FUTEX end
+    return C_SLEEP
   end
   return class_of_state(st)
 end
@@ -239,6 +301,7 @@ function Sampler:tick()
   end
   local a = self.acc
   local running, runnable, sleeping, futex, disk, other, unknown, count = 0, 0, 0, 0, 0, 0, 0, 0
+  local locks = 0
   local gone = false
   local wmode = self.mode == 'wchan'
   local period_ns = 1e9 / self.hz
@@ -278,11 +341,16 @@ function Sampler:tick()
           local key = CLASS_KEY[th.class]
           a[key] = a[key] - kr - kw
           a.running, a.runnable = a.running + kr, a.runnable + kw
-          if th.class == C_FUTEX then th.futex = th.futex - kr - kw; a.futex_sum = a.futex_sum - kr - kw end
+          if th.class == C_FUTEX then
+            th.futex = th.futex - kr - kw; a.futex_sum = a.futex_sum - kr - kw
+            if th.fkind then a.kind[th.fkind] = a.kind[th.fkind] - kr - kw end
+            if th.faddr then a.addr[th.faddr].samples = a.addr[th.faddr].samples - kr - kw end
+          end
         end
       end
       th.streak = 0
       c = wmode and classify_wchan(th) or classify_stat(self, th)
+      if c == C_FUTEX and wmode then th.fkind, th.faddr = futex_kind(th) end
       if c == C_RUN and th.last_run then
         local dr, dw = run - th.last_run, wait - th.last_wait
         if dr + dw > 0 then w = dw / (dr + dw) end
@@ -295,7 +363,20 @@ function Sampler:tick()
     else
       th.class = c
       count = count + 1
-      if c == C_FUTEX then futex = futex + 1; th.futex = th.futex + 1
+      if c == C_FUTEX then
+        futex = futex + 1; th.futex = th.futex + 1
+        local k = th.fkind
+        if k == K_LOCK then locks = locks + 1 end
+        if k then a.kind[k] = a.kind[k] + 1; self.kinds_seen = true end
+        local fa = th.faddr
+        if fa then
+          local e = a.addr[fa]
+          if not e then e = { samples = 0, max = 0, kind = k, now = 0, tick = -1 }; a.addr[fa] = e end
+          e.samples = e.samples + 1
+          if e.tick ~= tick then e.tick, e.now = tick, 0 end
+          e.now = e.now + 1
+          if e.now > e.max then e.max = e.now end
+        end
       elseif c == C_SLEEP then sleeping = sleeping + 1
       elseif c == C_RUN then runnable = runnable + w; running = running + 1 - w
       elseif c == C_DISK then disk = disk + 1
@@ -318,6 +399,8 @@ function Sampler:tick()
   a.thread_samples = a.thread_samples + count
   a.futex_sum = a.futex_sum + futex
   if futex > a.futex_max then a.futex_max = futex end
+  a.lock_sum = a.lock_sum + locks
+  if locks > a.lock_max then a.lock_max = locks end
   local rq = math.floor(runnable + 0.5)
   a.runnable_sum = a.runnable_sum + runnable
   if rq > a.runnable_max then a.runnable_max = rq end
@@ -371,11 +454,17 @@ function Sampler:result()
     r.shares = { running = a.running / n, runnable = a.runnable / n, sleeping = a.sleeping / n,
       futex = a.futex / n, disk = a.disk / n, other = a.other / n, unknown = a.unknown / n }
     r.futex_share = r.shares.futex
+    if self.kinds_seen then
+      r.futex_lock_share, r.futex_wait_share = a.kind[K_LOCK] / n, a.kind[K_WAIT] / n
+    end
   else
     common.miss(r, 'shares', 'no thread sampled')
   end
   if self.ticks > 0 then
     r.futex_waiting_max, r.futex_waiting_mean = a.futex_max, a.futex_sum / self.ticks
+    if self.kinds_seen then
+      r.futex_lock_waiting_max, r.futex_lock_waiting_mean = a.lock_max, a.lock_sum / self.ticks
+    end
     r.runnable_max, r.runnable_mean = a.runnable_max, a.runnable_sum / self.ticks
     r.disk_waiting_max, r.disk_waiting_mean = a.disk_max, a.disk_sum / self.ticks
   end
@@ -386,6 +475,20 @@ function Sampler:result()
   table.sort(top, function(x, y) return x.share > y.share or (x.share == y.share and x.tid < y.tid) end)
   for i = 6, #top do top[i] = nil end
   r.top_futex = require('perf_manual.util').array(top)
+  local addrs = {}
+  for fa, e in pairs(a.addr) do
+    if e.samples > 0 then
+      addrs[#addrs + 1] = { uaddr = fa, kind = KIND_NAME[e.kind] or 'other', max_waiters = e.max,
+        mean_waiters = e.samples / math.max(1, self.ticks) }
+    end
+  end
+  table.sort(addrs, function(x, y) return x.mean_waiters > y.mean_waiters or
+    (x.mean_waiters == y.mean_waiters and x.uaddr < y.uaddr) end)
+  for i = 6, #addrs do addrs[i] = nil end
+  r.top_futex_addrs = require('perf_manual.util').array(addrs)
+  if a.futex > 0 and not self.kinds_seen then
+    common.miss(r, 'futex_lock_share', 'syscall files not readable: futex kinds unknown (needs ptrace access)')
+  end
   r.source = self.mode == 'wchan' and 'wchan' or 'stat+syscall'
   if a.unknown > 0 and a.unknown >= (a.futex + a.sleeping) then
     common.miss(r, 'futex_share', 'neither wchan nor syscall readable for these threads (needs ptrace access)')
@@ -415,7 +518,8 @@ function M.sampler(pid, opts)
     max_threads = opts.max_threads or 4096, task_dir = (opts.proc or '/proc') .. '/' .. pid .. '/task/',
     list = {}, byid = {}, all = {}, ticks = 0, mode = 'wchan', tick_cpu = 0, run_cpu = 0, wall = 0,
     acc = { running = 0, runnable = 0, sleeping = 0, futex = 0, disk = 0, other = 0, thread_samples = 0,
-      unknown = 0, futex_sum = 0, futex_max = 0, runnable_sum = 0, runnable_max = 0, disk_sum = 0, disk_max = 0 },
+      unknown = 0, futex_sum = 0, futex_max = 0, lock_sum = 0, lock_max = 0, kind = { 0, 0, 0 }, addr = {},
+      runnable_sum = 0, runnable_max = 0, disk_sum = 0, disk_max = 0 },
   }, Sampler)
   if not refresh(self) or #self.list == 0 then return nil, 'no process ' .. pid end
   -- wchan reads "0" for every thread when the reader may not ptrace the
