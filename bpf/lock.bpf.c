@@ -31,7 +31,7 @@ struct pm_futex_start {
   __u64 ts;
   __u64 uaddr;
   __s32 stack_id;
-  __u32 pad;
+  __u32 active;  /* a wait is in progress */
 };
 
 struct pm_kstart_key {
@@ -46,10 +46,12 @@ struct pm_kstart {
   __u32 pad;
 };
 
+/* per-task storage, not a hash keyed by tid: no hashing and no insert or
+ * delete on the futex hot path */
 struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, LOCK_MAX_INFLIGHT);
-  __type(key, __u32);
+  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
   __type(value, struct pm_futex_start);
 } fstarts SEC(".maps");
 
@@ -158,22 +160,23 @@ static __always_inline bool futex_is_wait(int op)
 
 static __always_inline int futex_enter(void *ctx, __u64 uaddr, int op)
 {
-  if (!lock_futex || !futex_is_wait(op) || !!pm_skip_current())
+  if (!lock_futex || !futex_is_wait(op) || pm_skip_current())
     return 0;
-  __u32 pid = (__u32)bpf_get_current_pid_tgid();
-  struct pm_futex_start s = {};
-  s.uaddr = uaddr;
-  s.stack_id = -1;
-  if (lock_user_stacks) {
-    s.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-    if (s.stack_id < 0)
-      count(LOCK_C_STACK_ERR);
-  }
-  s.ts = bpf_ktime_get_ns();
-  if (bpf_map_update_elem(&fstarts, &pid, &s, BPF_ANY)) {
+  struct pm_futex_start *s = bpf_task_storage_get(&fstarts, bpf_get_current_task_btf(), 0,
+                                                   BPF_LOCAL_STORAGE_GET_F_CREATE);
+  if (!s) {
     pm_stat_add(PM_STAT_LOST, 1);
     return 0;
   }
+  s->uaddr = uaddr;
+  s->stack_id = -1;
+  if (lock_user_stacks) {
+    s->stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+    if (s->stack_id < 0)
+      count(LOCK_C_STACK_ERR);
+  }
+  s->active = 1;
+  s->ts = bpf_ktime_get_ns();
   __u64 *cur = counter(LOCK_C_CUR_WAITERS);
   if (cur) {
     __sync_fetch_and_add(cur, 1);
@@ -187,15 +190,15 @@ static __always_inline int futex_enter(void *ctx, __u64 uaddr, int op)
 
 static __always_inline int futex_exit(long ret)
 {
+  struct pm_futex_start *s = bpf_task_storage_get(&fstarts, bpf_get_current_task_btf(), 0, 0);
+  if (!s || !s->active)
+    return 0;
+  s->active = 0;
+  __u64 delta = bpf_ktime_get_ns() - s->ts;
   __u64 id = bpf_get_current_pid_tgid();
   __u32 pid = (__u32)id;
-  struct pm_futex_start *s = bpf_map_lookup_elem(&fstarts, &pid);
-  if (!s)
-    return 0;
-  __u64 delta = bpf_ktime_get_ns() - s->ts;
   __u32 res = outcome(ret);
   struct pm_futex_start st = *s;
-  bpf_map_delete_elem(&fstarts, &pid);
   __u64 *cur = counter(LOCK_C_CUR_WAITERS);
   if (cur)
     __sync_fetch_and_add(cur, -1);
@@ -279,7 +282,7 @@ int BPF_PROG(futex_exit_raw, struct pt_regs *regs, long ret)
 
 static __always_inline int kbegin(void *lock, __u32 flags)
 {
-  if (!lock_kernel || !!pm_skip_current())
+  if (!lock_kernel || pm_skip_current())
     return 0;
   struct pm_kstart_key k = { .addr = (__u64)lock, .pid = (__u32)bpf_get_current_pid_tgid() };
   struct pm_kstart *s = bpf_map_lookup_elem(&kstarts, &k);
