@@ -109,16 +109,23 @@ describe('perf_manual.collectors.cgroup', function()
     assert.equal('no cgroup /no/such/cgroup', err)
   end)
 
-  it('reads a real memory-limited v1 cgroup created for the test', function()
+  it('reads a real memory-limited cgroup created for the test (v1, or v2 with the memory controller)', function()
     if not test_helpers.need_root('creates a cgroup') then return end
     local m = cgroup.mounts()
-    if not m.v1.memory then pending('no v1 memory controller here') return end
-    local dir = m.v1.memory.dir .. '/pm_spec_' .. require('perf_manual._c.sys').getpid()
+    local base, limit_file
+    if m.v1.memory then
+      base, limit_file = m.v1.memory.dir, 'memory.limit_in_bytes'
+    elseif m.v2 and (io.open(m.v2.dir .. '/cgroup.subtree_control'):read('*a') or ''):match('memory') then
+      base, limit_file = m.v2.dir, 'memory.max'
+    else
+      pending('no memory controller to create a cgroup under') return
+    end
+    local dir = base .. '/pm_spec_' .. require('perf_manual._c.sys').getpid()
     assert(os.execute('mkdir ' .. dir) == 0)
     local ok, err = pcall(function()
-      local f = assert(io.open(dir .. '/memory.limit_in_bytes', 'w')); f:write('16777216'); f:close()
+      local f = assert(io.open(dir .. '/' .. limit_file, 'w')); f:write('16777216'); f:close()
       local d = assert(cgroup.resolve({ path = dir }))
-      assert.equal(dir, d.memory)
+      assert.equal(dir, d.memory or d.v2)
       local s = cgroup.sample_dirs(d)
       assert.equal(16777216, s.memory.limit_bytes)
       assert.equal(0, s.memory.oom_kills)
