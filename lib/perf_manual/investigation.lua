@@ -171,8 +171,7 @@ function methods.use_check(inv, opts)
   opts = opts or {}
   local use = try_require('perf_manual.analyzers.use')
   local r = adapter(inv, 'use-check', function()
-    local why
-    if not use then _, why = try_require('perf_manual.analyzers.use') return nil, why end
+    if not use then return nil, select(2, try_require('perf_manual.analyzers.use')) end
     local target = opts.target
     if target == nil and inv.workload_info then target = inv.workload_info.pid end
     local t = require('perf_manual.target').resolve(tostring(target or 'system'))
@@ -191,7 +190,8 @@ function methods.use_check(inv, opts)
     return rec
   end)
   r = M.normalize_use(r)
-  inv:log('decision', 'USE verdict: ' .. (r.verdict or (r.available == false and 'not available') or 'no saturated resource'))
+  local verdict = r.verdict or (r.available == false and 'not available') or 'no saturated resource'
+  inv:log('decision', 'USE verdict: ' .. verdict)
   return r
 end
 
@@ -208,7 +208,8 @@ function methods.trace(inv, opts)
     local spec = { name }
     for k, v in pairs(opts) do if type(k) == 'string' and k ~= 'duration' and k ~= 'only' then spec[k] = v end end
     spec.pid = target_pid(inv, opts.pid)
-    local data, why = require('perf_manual.suites').record('tracer', spec, {}, opts.duration or inv.params.duration or 5)
+    local data, why = require('perf_manual.suites').record('tracer',
+      spec, {}, opts.duration or inv.params.duration or 5)
     if type(data) ~= 'table' then return nil, why end
     data.tracer = name
     -- syscalls: the share of syscall time spent in the ones asked about
@@ -237,7 +238,8 @@ function methods.profile(inv, opts)
     local spec = { kind }
     for k, v in pairs(opts) do if type(k) == 'string' and k ~= 'duration' and k ~= 'off_cpu' then spec[k] = v end end
     spec.pid = target_pid(inv, opts.pid)
-    local data, why = require('perf_manual.suites').record('profiler', spec, {}, opts.duration or inv.params.duration or 5)
+    local data, why = require('perf_manual.suites').record('profiler',
+      spec, {}, opts.duration or inv.params.duration or 5)
     if type(data) ~= 'table' then return nil, why end
     return data
   end)
@@ -246,7 +248,8 @@ function methods.profile(inv, opts)
   end
   local hot = require('perf_manual.analyzers.findings').hot_function(r)
   if hot then
-    inv:log('decision', string.format('hottest function %s (%.0f%% of samples)', tostring(hot.name), (hot.share or 0) * 100))
+    inv:log('decision', string.format('hottest function %s (%.0f%% of samples)',
+      tostring(hot.name), (hot.share or 0) * 100))
   end
   return r
 end
@@ -260,7 +263,9 @@ function methods.red_check(inv, opts)
     local http, hwhy = try_require('perf_manual.http')
     if not http then return nil, hwhy end
     local u, uerr = http.parse_url(opts.endpoint)
-    if not u then util.user_error("red-check: malformed URL '" .. tostring(opts.endpoint) .. "': " .. tostring(uerr)) end
+    if not u then
+      util.user_error("red-check: malformed URL '" .. tostring(opts.endpoint) .. "': " .. tostring(uerr))
+    end
     local res, err = http.load { url = opts.endpoint, duration = opts.duration or inv.params.duration or 5,
       rate = opts.rate, connections = opts.connections or 2 }
     if not res then return nil, 'red-check: ' .. tostring(err) end
@@ -467,7 +472,8 @@ function M.checklist_markdown(meta)
   if not meta.checklist or #meta.checklist == 0 then return nil end
   local L = { '## Checklist', '', '| Question | Answer | |', '|---|---|---|' }
   for _, q in ipairs(meta.checklist) do
-    L[#L + 1] = string.format('| %s | %s | %s |', q.question, (tostring(q.answer or ''):gsub('|', '\\|'):gsub('\n', ' ')),
+    L[#L + 1] = string.format('| %s | %s | %s |', q.question, (tostring(q.answer or ''):gsub('|', '\\|'):gsub('\n',
+      ' ')),
       q.answered and '' or '**not answered** (default)')
   end
   L[#L + 1] = ''
@@ -494,7 +500,8 @@ function M.report_markdown(meta, kind)
   for _, h in ipairs(meta.hypotheses or {}) do
     if h.status == 'supported' and (not best or (h.score or 0) > (best.score or 0)) then best = h end
   end
-  add('- **Root Cause**: ' .. (meta.root_cause or (best and (best.text .. ' (supported hypothesis ' .. best.id .. ')')) or 'not established'))
+  local cause = meta.root_cause or (best and (best.text .. ' (supported hypothesis ' .. best.id .. ')'))
+  add('- **Root Cause**: ' .. (cause or 'not established'))
   add('- **Bottleneck (USE)**: ' .. tostring(meta.verdict or 'no saturated resource found'))
   add('- **Status**: ' .. tostring(meta.status or '?'))
   add()
@@ -594,10 +601,14 @@ local function parse_answers(params)
   local answers = {}
   if params.answers then
     local text, err = util.readfile(params.answers)
-    if not text then util.user_error('--answers: cannot read ' .. params.answers .. ': ' .. tostring(err):gsub('^[^:]*: ', '')) end
+    if not text then
+      util.user_error('--answers: cannot read ' .. params.answers .. ': ' .. tostring(err):gsub('^[^:]*: ', ''))
+    end
     local ok, t = pcall(require('lyaml').load, text)
     if not ok then util.user_error('--answers ' .. params.answers .. ': ' .. tostring(t)) end
-    if type(t) ~= 'table' then util.user_error('--answers ' .. params.answers .. ': expected a mapping of question: answer') end
+    if type(t) ~= 'table' then
+      util.user_error('--answers ' .. params.answers .. ': expected a mapping of question: answer')
+    end
     for k, v in pairs(t) do answers[tostring(k)] = v end
   end
   for _, kv in ipairs(params.answer or {}) do
@@ -750,10 +761,12 @@ end
 function Inv:_step_failed(s, err, pb)
   local line = tostring(err):match('^[^\n]*')
   local old = util.readfile(self.dir .. '/log.txt') or ''
-  util.write_atomic(self.dir .. '/log.txt', old .. string.format('%s step %q failed:\n%s\n\n', store.iso(), s.name, tostring(err)))
+  util.write_atomic(self.dir .. '/log.txt', old .. string.format('%s step %q failed:\n%s\n\n',
+    store.iso(), s.name, tostring(err)))
   self:_step_end(s, 'failed', line)
   self:_finish('failed')
-  self.err:write(string.format("perf_manual: step '%s' failed: %s\n  traceback in %s/log.txt; `perf_manual %s --resume %s` continues from this step\n",
+  self.err:write(string.format("perf_manual: step '%s' failed: %s\n  traceback in %s/log.txt; "
+    .. '`perf_manual %s --resume %s` continues from this step\n',
     s.name, line, self.dir, pb.name, self.id))
   rawset(self, 'exit_status', 70)
 end
@@ -763,7 +776,8 @@ function Inv:_finish(status)
   rawset(self, 'status', status)
   self:log('finished', status)
   if status == 'interrupted' then
-    self.err:write(string.format('perf_manual: interrupted; the investigation is saved in %s; `perf_manual %s --resume %s` continues from the interrupted step\n',
+    self.err:write(string.format('perf_manual: interrupted; the investigation is saved in %s; '
+      .. '`perf_manual %s --resume %s` continues from the interrupted step\n',
       self.dir, self.playbook.name, self.id))
     rawset(self, 'exit_status', 130)
   end
@@ -804,13 +818,15 @@ function M.resolve_workload(inv, w)
       for _, n in ipairs(names) do
         if n:match('^%d+$') then
           local comm = util.readfile('/proc/' .. n .. '/comm')
-          if comm and util.trim(comm) == exe:sub(1, 15) and tonumber(n) ~= sys().getpid() then found[#found + 1] = tonumber(n) end
+          if comm and util.trim(comm) == exe:sub(1,
+            15) and tonumber(n) ~= sys().getpid() then found[#found + 1] = tonumber(n) end
         end
       end
     end
     table.sort(found)
     if #found > 0 then
-      return { pid = found[1], label = exe .. ' (pid ' .. found[1] .. (#found > 1 and (', ' .. (#found - 1) .. ' more') or '') .. ')', launched = false }
+      local more = #found > 1 and (', ' .. (#found - 1) .. ' more') or ''
+      return { pid = found[1], label = exe .. ' (pid ' .. found[1] .. more .. ')', launched = false }
     end
   end
   if launch or (exe and executable(exe)) then
@@ -873,7 +889,8 @@ function M.validate(dir)
   if not text then bad('metadata.yaml missing') return problems end
   local meta, err = store.parse_metadata(text, dir .. '/metadata.yaml')
   if not meta then bad('%s', err) return problems end
-  for _, k in ipairs({ 'id', 'name', 'status', 'created', 'created_by', 'host', 'kernel', 'tool_version', 'playbook' }) do
+  for _, k in ipairs({ 'id', 'name', 'status', 'created', 'created_by', 'host', 'kernel', 'tool_version',
+    'playbook' }) do
     if type(meta[k]) ~= 'string' or meta[k] == '' then bad('field %s missing or not text', k) end
   end
   for _, k in ipairs({ 'params', 'checklist', 'hypotheses', 'timeline', 'steps', 'findings', 'artifacts' }) do
@@ -894,7 +911,9 @@ function M.validate(dir)
     if not STEP_STATUS[s.status] then bad('steps[%d]: bad status %s', i, tostring(s.status)) end
   end
   for i, q in ipairs(meta.checklist or {}) do
-    if type(q.question) ~= 'string' or type(q.answered) ~= 'boolean' then bad('checklist[%d]: needs question and answered', i) end
+    if type(q.question) ~= 'string' or type(q.answered) ~= 'boolean' then
+      bad('checklist[%d]: needs question and answered', i)
+    end
   end
   local paths = {}
   for _, a in ipairs(meta.artifacts or {}) do
@@ -906,11 +925,13 @@ function M.validate(dir)
     if not HYP_STATUS[h.status] then bad('hypothesis %s: bad status %s', tostring(h.id), tostring(h.status)) end
     for _, e in ipairs(h.evidence or {}) do
       if e.stance ~= 'supports' and e.stance ~= 'refutes' then bad('hypothesis %s: bad stance', tostring(h.id)) end
-      if not paths[e.artifact] then bad('hypothesis %s: evidence %s is not an artifact', tostring(h.id), tostring(e.artifact)) end
+      if not paths[e.artifact] then bad('hypothesis %s: evidence %s is not an artifact',
+        tostring(h.id), tostring(e.artifact)) end
     end
   end
   for i, f in ipairs(meta.findings or {}) do
-    if not playbook.SEVERITIES[tostring(f.severity)] then bad('findings[%d]: bad severity %s', i, tostring(f.severity)) end
+    if not playbook.SEVERITIES[tostring(f.severity)] then bad('findings[%d]: bad severity %s',
+      i, tostring(f.severity)) end
   end
   if meta.status == 'complete' and not io.open(dir .. '/report.md', 'r') then bad('report.md missing') end
   return problems

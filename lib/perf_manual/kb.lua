@@ -91,7 +91,8 @@ local function insert(db, doc, fresh)
   if cur then cur:close() end
   if not rowid then error('[perf_manual.kb] no row for ' .. doc.id, 2) end
   if not fresh then exec(db, 'DELETE FROM docs WHERE rowid = ' .. rowid) end
-  exec(db, string.format('INSERT INTO docs (rowid, id, symptom, root_cause, findings, hypotheses, notes, answers, name) VALUES (%d, %s, %s, %s, %s, %s, %s, %s, %s)',
+  exec(db, string.format('INSERT INTO docs (rowid, id, symptom, root_cause, findings, hypotheses, notes, answers, '
+    .. 'name) VALUES (%d, %s, %s, %s, %s, %s, %s, %s, %s)',
     rowid, sq(doc.id), sq(doc.symptom), sq(doc.root_cause), sq(doc.findings), sq(doc.hypotheses),
     sq(doc.notes), sq(doc.answers), sq(doc.name)))
 end

@@ -161,7 +161,8 @@ function M.add_engine_params(pb)
     { 'answer', param.strings { 'answer one question: KEY=ANSWER (repeatable)' } },
     { 'batch', param.flag { 'never prompt, even on a terminal (unanswered questions take their defaults)' } },
     { 'resume', param.investigation { 'continue a stored investigation from its last completed step' } },
-    { 'replay', param.path { 'run against a recorded data dir (collect output or investigation) instead of the live system' } },
+    { 'replay', param.path { 'run against a recorded data dir (collect output or investigation) '
+      .. 'instead of the live system' } },
     { 'name', param.string { 'name of the investigation folder [default: from the symptom]' } },
   }
   local required = {}
@@ -356,7 +357,7 @@ function Context:log(kind, what, extra)
 end
 
 -- investigation contexts persist here; a plain run keeps it in memory
-function Context:_changed() end
+function Context._changed() end
 
 function Context:note(text)
   self.notes[#self.notes + 1] = text
@@ -590,8 +591,8 @@ end
 
 -- Step hooks: a plain run keeps the original behaviour (a failing step is
 -- an internal error with a traceback); an investigation records it instead.
-function Context:_begin() end
-function Context:_skip(_) return false end
+function Context._begin() end
+function Context._skip() return false end
 function Context:_step_start(s) rawset(self, '_step', s.name) self:log('step-start', s.name) end
 function Context:_step_end(s, status, why)
   self:log('step-' .. status, s.name, why and { reason = why } or nil)
@@ -601,7 +602,7 @@ function Context:_step_failed(s, err, pb)
   self:_step_end(s, 'failed')
   error(string.format("%s: step '%s' failed: %s", pb.path or pb.name, s.name, err), 0)
 end
-function Context:_finish() end
+function Context._finish() end
 
 local checks = {
   root = function()
@@ -668,7 +669,8 @@ function M.run(pb, params, opts)
       end
       local elapsed = sys.now() - t0
       if s.budget and elapsed > s.budget then
-        inv:warn(string.format("step '%s' ran past its %s budget (%s): conclude, escalate or write down the uncertainty",
+        inv:warn(string.format("step '%s' ran past its %s budget (%s): "
+          .. 'conclude, escalate or write down the uncertainty',
           s.name, util.fmt_duration(s.budget), util.fmt_duration(elapsed)))
       end
       if sys.stop_requested() then

@@ -246,7 +246,7 @@ function M.parse_metadata(text, file)
   local ok, res = pcall(lyaml.load, text)
   if not ok then
     local msg = tostring(res)
-    local line, col, why = msg:match('(%d+):(%d+): (.*)$')
+    local line, why = msg:match('(%d+):%d+: (.*)$')
     line = tonumber(line)
     local field = line and field_at_line(text, line)
     -- read what we can: each top-level block on its own
@@ -319,7 +319,8 @@ end
 function Inv:path(rel)
   local clean, why = M.safe_rel(rel)
   if not clean then
-    util.user_error(string.format("investigation %s: refusing to write '%s' (%s): playbooks write only inside their investigation folder", self.id, tostring(rel), why))
+    util.user_error(string.format("investigation %s: refusing to write '%s' (%s): "
+      .. 'playbooks write only inside their investigation folder', self.id, tostring(rel), why))
   end
   return self.dir .. '/' .. clean, clean
 end
@@ -544,7 +545,8 @@ function M.open(root, id)
   end
   local close = M.close_matches(root, id)
   if #close > 0 then
-    util.user_error(string.format("no investigation '%s' in %s; close matches: %s", id, root, table.concat(close, ', ')))
+    util.user_error(string.format("no investigation '%s' in %s; close matches: %s",
+      id, root, table.concat(close, ', ')))
   end
   util.user_error(string.format("no investigation '%s' in %s (`perf_manual list-investigations` shows them)", id, root))
 end

@@ -103,7 +103,8 @@ function M.hot_function(p)
       if n ~= '' and not n:match('^%[unknown') and not n:match('^bpf_prog_') then f = x break end
     end
     if not f then return nil end
-    local share = f.share or (f.pct and f.pct / 100) or (f.samples and p.samples and p.samples > 0 and f.samples / p.samples)
+    local share = f.share or (f.pct and f.pct / 100)
+      or (f.samples and p.samples and p.samples > 0 and f.samples / p.samples)
     return { name = f.name or f.func or f[1], share = share }
   end
   if type(p.folded) == 'string' then
@@ -221,8 +222,10 @@ function M.report(data, found)
     add('| Item | Kind | File | Notes |')
     add('|---|---|---|---|')
     for _, it in ipairs(m.items or {}) do
-      add(string.format('| %s | %s | %s | %s |', tostring(it.name), tostring(it.kind), it.file and ('`' .. it.file .. '`') or '-',
-        it.error or ((it.samples and (it.samples .. ' samples') or 'ok') .. ((it.lost_events or 0) > 0 and (', ' .. it.lost_events .. ' lost events') or ''))))
+      add(string.format('| %s | %s | %s | %s |',
+        tostring(it.name), tostring(it.kind), it.file and ('`' .. it.file .. '`') or '-',
+        it.error or ((it.samples and (it.samples .. ' samples') or 'ok')
+          .. ((it.lost_events or 0) > 0 and (', ' .. it.lost_events .. ' lost events') or ''))))
     end
     add()
   end
@@ -251,7 +254,8 @@ function M.report(data, found)
           cell(row.utilization), cell(row.saturation), cell(row.errors)))
       end
     elseif use then
-      add(key == 'disk' and 'No disk was busy enough for a USE row.' or key == 'network' and 'No interface carried traffic.'
+      add(key == 'disk' and 'No disk was busy enough for a USE row.'
+        or key == 'network' and 'No interface carried traffic.'
         or 'Not measured.')
     else
       add('Not measured (no USE check).')
@@ -273,8 +277,10 @@ function M.report(data, found)
     if key == 'lock' and data.traces.lock and type(data.traces.lock.use) == 'table' then
       local u = data.traces.lock.use
       add(string.format('Lock tracer (`%s`): threads wait %s of their time; %s waiters on average.',
-        tostring(data.traces.lock.artifact), u.utilisation and string.format('%.0f%%', u.utilisation * 100) or 'not measured',
-        type(u.saturation) == 'table' and u.saturation.mean_waiters and string.format('%.1f', u.saturation.mean_waiters) or 'not measured'))
+        tostring(data.traces.lock.artifact), u.utilisation and string.format('%.0f%%',
+          u.utilisation * 100) or 'not measured',
+        type(u.saturation) == 'table' and u.saturation.mean_waiters and string.format('%.1f',
+          u.saturation.mean_waiters) or 'not measured'))
       add()
     end
     if key == 'cpu' and data.profiles.cpu then

@@ -8,10 +8,13 @@ local M = {}
 -- words that tie a hypothesis to a resource (first match in this order)
 M.WORDS = {
   { 'lock', { 'lock', 'mutex', 'contention', 'contended', 'futex', 'spinlock', 'semaphore' } },
-  { 'disk', { 'disk', 'i/o', 'io', 'fsync', 'fdatasync', 'storage', 'block', 'write', 'writes', 'iops', 'ssd', 'nvme', 'device' } },
-  { 'memory', { 'memory', 'swap', 'swapping', 'reclaim', 'oom', 'page', 'pages', 'fault', 'faults', 'rss', 'leak', 'cache' } },
+  { 'disk', { 'disk', 'i/o', 'io', 'fsync', 'fdatasync', 'storage', 'block', 'write', 'writes', 'iops', 'ssd', 'nvme',
+    'device' } },
+  { 'memory', { 'memory', 'swap', 'swapping', 'reclaim', 'oom', 'page', 'pages', 'fault', 'faults', 'rss', 'leak',
+    'cache' } },
   { 'network', { 'network', 'net', 'packet', 'packets', 'tcp', 'socket', 'bandwidth', 'nic', 'retransmit' } },
-  { 'cpu', { 'cpu', 'cpus', 'compute', 'cpu-bound', 'hot', 'loop', 'spin', 'busy', 'core', 'cores', 'runqueue', 'scheduler' } },
+  { 'cpu', { 'cpu', 'cpus', 'compute', 'cpu-bound', 'hot', 'loop', 'spin', 'busy', 'core', 'cores', 'runqueue',
+    'scheduler' } },
 }
 
 local NEGATIONS = { ['not'] = true, ['no'] = true, ["isn't"] = true, ["aren't"] = true, never = true,
@@ -124,7 +127,8 @@ function M.score(text, data)
     local p = data.profiles and data.profiles.cpu
     local hot = findings.hot_function(p)
     if hot and hot.share then
-      add(ev, p.artifact, 'supports', string.format('on-CPU profile: %s holds %.0f%% of samples', tostring(hot.name), hot.share * 100), 1)
+      add(ev, p.artifact, 'supports', string.format('on-CPU profile: %s holds %.0f%% of samples',
+        tostring(hot.name), hot.share * 100), 1)
     elseif not p then
       missing[#missing + 1] = 'no on-CPU profile'
     end

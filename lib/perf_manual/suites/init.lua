@@ -97,7 +97,8 @@ function M.start_recorder(kind, spec, opts)
   local ok, h, err = pcall(mod.start, o)
   if not ok or not h then
     local e = not ok and h or err
-    rec.error = 'not available: ' .. (util.is_user_error(e) and e.user_error or tostring(e or 'start failed'):match('^[^\n]*'))
+    local msg = util.is_user_error(e) and e.user_error or tostring(e or 'start failed'):match('^[^\n]*')
+    rec.error = 'not available: ' .. msg
     return rec
   end
   rec.mod, rec.handle = mod, h
@@ -189,7 +190,8 @@ function M.run(name, opts, save)
 
   local cols = {}
   for _, cname in ipairs(suite.collectors) do
-    local c = { name = cname, kind = 'collector', source = 'perf_manual.collectors.' .. cname, series = {}, samples = 0 }
+    local c = { name = cname, kind = 'collector',
+      source = 'perf_manual.collectors.' .. cname, series = {}, samples = 0 }
     local mod, merr = try_require(c.source)
     if mod then
       local fn, serr = sampler(cname, mod, opts)
@@ -249,7 +251,8 @@ function M.run(name, opts, save)
     while sys().now() - t0 < duration do
       if not sys().sleep(math.min(interval, duration - (sys().now() - t0))) then manifest.stopped = true break end
       sample_all()
-      if opts.progress then opts.progress(string.format('collect %s: %.0f/%.0f s', suite.name, sys().now() - t0, duration)) end
+      if opts.progress then opts.progress(string.format('collect %s: %.0f/%.0f s',
+        suite.name, sys().now() - t0, duration)) end
     end
   end
   if sys().stop_requested() then manifest.stopped = true end
