@@ -5,6 +5,7 @@
  * palette choice and the page around the frames. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,34 +243,44 @@ static int profile_tostring(lua_State *L)
 
 /* ---- bad-line reporting ------------------------------------------------- */
 
-struct report {
-  lua_State *L;
-  int errtab;  /* stack index of the errors table */
-  size_t bad;  /* every bad line, kept or not */
-  int strict;
-  char msg[200];
-  int failed;
+struct bad_line {
+  size_t line;
+  const char *reason; /* a static string */
+  char text[121];
 };
 
-/* Records a bad line; in strict mode leaves the message and returns -1. */
+/* Bad lines of one pass over text (one thread's chunk): kept in C, turned
+ * into Lua tables after the threads are done. */
+struct report {
+  struct bad_line *v;
+  size_t nv;
+  size_t bad; /* every bad line, kept or not */
+  int strict, failed;
+  size_t fail_line;
+  const char *fail_reason;
+};
+
+/* Records a bad line; in strict mode remembers it and returns -1. */
 static int report_bad(struct report *r, size_t lineno, const char *reason, const char *line, size_t len)
 {
   r->bad++;
   if (r->strict) {
-    snprintf(r->msg, sizeof r->msg, "line %zu: %s", lineno, reason);
     r->failed = 1;
+    r->fail_line = lineno;
+    r->fail_reason = reason;
     return -1;
   }
-  if (r->bad <= MAX_ERRORS_KEPT) {
-    lua_State *L = r->L;
-    lua_createtable(L, 0, 3);
-    lua_pushnumber(L, (lua_Number)lineno);
-    lua_setfield(L, -2, "line");
-    lua_pushstring(L, reason);
-    lua_setfield(L, -2, "reason");
-    lua_pushlstring(L, line, len > 120 ? 120 : len);
-    lua_setfield(L, -2, "text");
-    lua_rawseti(L, r->errtab, (int)r->bad);
+  if (r->nv < MAX_ERRORS_KEPT) {
+    if (!r->v)
+      r->v = malloc(MAX_ERRORS_KEPT * sizeof *r->v);
+    if (r->v) {
+      struct bad_line *b = &r->v[r->nv++];
+      b->line = lineno;
+      b->reason = reason;
+      size_t k = len > 120 ? 120 : len;
+      memcpy(b->text, line, k);
+      b->text[k] = 0;
+    }
   }
   return 0;
 }
@@ -428,6 +439,22 @@ static int push_frame(struct perf_state *st, const char *f, size_t n)
 /* bytes that send a symbol down the slow path: ';' '(' quotes, "->" */
 static const unsigned char special[256] = { [';'] = 1, ['('] = 1, ['"'] = 1, ['\''] = 1, ['-'] = 1 };
 
+/* any of ; ( " ' in s — the bytes the generic tidying acts on */
+static int has_special(const char *s, size_t n)
+{
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v;
+    memcpy(&v, s + i, 8);
+    if (has_byte(v, ';') || has_byte(v, '(') || has_byte(v, '"') || has_byte(v, '\''))
+      return 1;
+  }
+  for (; i < n; i++)
+    if (s[i] == ';' || s[i] == '(' || s[i] == '"' || s[i] == '\'')
+      return 1;
+  return 0;
+}
+
 static int has_suffix(const char *s, size_t n, const char *suf)
 {
   size_t m = strlen(suf);
@@ -492,6 +519,8 @@ static int tidy_func(struct perf_state *st, const char *func, size_t fn, const c
    * name looks like JavaScript "a.(b).c"; drop quotes */
   char *s = t->p;
   size_t n = t->n;
+  if (!has_special(s, n))
+    goto java; /* nothing to tidy: the usual case, "[unknown]" included */
   for (size_t i = 0; i < n; i++)
     if (s[i] == ';')
       s[i] = ':';
@@ -521,6 +550,7 @@ static int tidy_func(struct perf_state *st, const char *func, size_t fn, const c
     if (s[i] != '"' && s[i] != '\'')
       s[w++] = s[i];
   n = w;
+java:
   /* Java: "Lorg/x/Y:.m" -> "org/x/Y:.m" when the process is plain "java" */
   if (st->pname.n == 4 && memcmp(st->pname.p, "java", 4) == 0 && n > 0 && s[0] == 'L' &&
       memchr(s, '/', n)) {
@@ -766,37 +796,71 @@ static double opt_num(lua_State *L, int idx, const char *name, double dflt)
   return v;
 }
 
-/* Pushes the stats table {samples, lines, bad, errors, filtered_events}. */
-static void push_stats(lua_State *L, struct report *r, uint64_t samples, size_t lines, int filtered)
+/* Pushes the stats table {samples, lines, bad, errors, filtered_events};
+ * reports[i]'s line numbers are shifted by offsets[i]. */
+static void push_stats(lua_State *L, struct report *reps, const size_t *offsets, int nrep, uint64_t samples,
+                       size_t lines, int filtered)
 {
-  lua_pushvalue(L, r->errtab);
   lua_createtable(L, 0, 5);
-  lua_insert(L, -2);
+  lua_newtable(L);
+  size_t k = 0, bad = 0;
+  for (int i = 0; i < nrep; i++) {
+    bad += reps[i].bad;
+    for (size_t j = 0; j < reps[i].nv && k < MAX_ERRORS_KEPT; j++) {
+      lua_createtable(L, 0, 3);
+      lua_pushnumber(L, (lua_Number)(reps[i].v[j].line + offsets[i]));
+      lua_setfield(L, -2, "line");
+      lua_pushstring(L, reps[i].v[j].reason);
+      lua_setfield(L, -2, "reason");
+      lua_pushstring(L, reps[i].v[j].text);
+      lua_setfield(L, -2, "text");
+      lua_rawseti(L, -2, (int)++k);
+    }
+  }
   lua_setfield(L, -2, "errors");
   lua_pushnumber(L, (lua_Number)samples);
   lua_setfield(L, -2, "samples");
   lua_pushnumber(L, (lua_Number)lines);
   lua_setfield(L, -2, "lines");
-  lua_pushnumber(L, (lua_Number)r->bad);
+  lua_pushnumber(L, (lua_Number)bad);
   lua_setfield(L, -2, "bad");
   lua_pushnumber(L, filtered);
   lua_setfield(L, -2, "filtered_events");
 }
 
-static int fold_perf_text(lua_State *L, struct profile *p, const char *s, size_t n, int opts)
+/* One thread's share of a perf script text: it starts after a blank line,
+ * where the folding state is empty, so chunks fold independently. */
+struct chunk {
+  struct perf_opts o;
+  const char *s;
+  size_t n;
+  int last;                  /* the final chunk: may end mid-sample */
+  const char *filter;        /* the event type to fold, found up front */
+  size_t filterlen;
+  int have_filter;
+  struct profile *p;
+  struct report r;
+  size_t lines;
+  uint64_t samples;
+  int filtered, oom;
+};
+
+static void *fold_chunk(void *arg)
 {
+  struct chunk *c = arg;
   struct perf_state st;
   memset(&st, 0, sizeof st);
-  st.o.pid = opt_bool(L, opts, "pid");
-  st.o.tid = opt_bool(L, opts, "tid");
-  st.o.kernel = opt_bool(L, opts, "kernel") || opt_bool(L, opts, "all");
-  st.o.jit = opt_bool(L, opts, "jit") || opt_bool(L, opts, "all");
-  st.o.addrs = opt_bool(L, opts, "addrs");
-  lua_newtable(L);
-  struct report r = { .L = L, .errtab = lua_gettop(L), .strict = opt_bool(L, opts, "strict") };
-  size_t lineno = 0, pos = 0;
-  int oom = 0, in_sample = 0;
-  size_t sample_line = 0;
+  st.o = c->o;
+  if (c->have_filter) {
+    if (buf_add(&st.filter, c->filter, c->filterlen)) {
+      c->oom = 1;
+      return NULL;
+    }
+    st.have_filter = 1;
+  }
+  const char *s = c->s;
+  size_t n = c->n, lineno = 0, pos = 0, sample_line = 0;
+  int in_sample = 0;
   while (pos < n) {
     const char *line = s + pos;
     const char *nl = memchr(line, '\n', n - pos);
@@ -808,8 +872,8 @@ static int fold_perf_text(lua_State *L, struct profile *p, const char *s, size_t
     if (len > 0 && line[len - 1] == '\r')
       len--;
     if (len == 0) {
-      if (perf_end_sample(&st, p)) {
-        oom = 1;
+      if (perf_end_sample(&st, c->p)) {
+        c->oom = 1;
         break;
       }
       in_sample = 0;
@@ -817,7 +881,7 @@ static int fold_perf_text(lua_State *L, struct profile *p, const char *s, size_t
     }
     int ev = perf_event_line(&st, line, len);
     if (ev < 0) {
-      oom = 1;
+      c->oom = 1;
       break;
     }
     if (ev) {
@@ -827,38 +891,166 @@ static int fold_perf_text(lua_State *L, struct profile *p, const char *s, size_t
     }
     int matched;
     if (perf_stack_line(&st, line, len, &matched)) {
-      oom = 1;
+      c->oom = 1;
       break;
     }
-    if (!matched && report_bad(&r, lineno, "not a perf script sample header or stack line", line, len))
+    if (!matched && report_bad(&c->r, lineno, "not a perf script sample header or stack line", line, len))
       break;
   }
   /* stackcollapse-perf.pl drops a last sample with no blank line after it;
    * so do we, but we say so */
-  if (!oom && !r.failed && in_sample && st.have_pname)
-    report_bad(&r, sample_line, "truncated sample at end of input (no blank line after its stack)",
-               s + 0, 0);
+  if (!c->oom && !c->r.failed && in_sample && st.have_pname)
+    report_bad(&c->r, sample_line, "truncated sample at end of input (no blank line after its stack)", "", 0);
+  c->lines = lineno;
+  c->samples = st.samples;
+  c->filtered = st.filtered_events;
   buf_free(&st.pname);
   buf_free(&st.filter);
   buf_free(&st.tmp);
   free(st.pre);
-  if (oom)
-    return luaL_error(L, "fold: perf script: out of memory");
-  if (r.failed) {
-    lua_pushnil(L);
-    lua_pushstring(L, r.msg);
-    return 2;
+  return NULL;
+}
+
+/* The event type stackcollapse folds: that of the first sample header
+ * which names one. */
+static int first_event(const char *s, size_t n, const char **ev, size_t *evn)
+{
+  size_t pos = 0;
+  while (pos < n) {
+    const char *line = s + pos;
+    const char *nl = memchr(line, '\n', n - pos);
+    size_t len = nl ? (size_t)(nl - line) : n - pos;
+    pos += len + 1;
+    if (len == 0 || line[0] == '#' || is_ws((unsigned char)line[0]))
+      continue;
+    if (line[len - 1] == '\r')
+      len--;
+    size_t cl, pidn, tidn, pern;
+    const char *pid, *tid, *per;
+    if (match_event(line, len, &cl, &pid, &pidn, &tid, &tidn) && match_period(line, len, &per, &pern, ev, evn))
+      return 1;
   }
-  push_stats(L, &r, st.samples, lineno, st.filtered_events);
-  return 1;
+  return 0;
+}
+
+#define MAX_THREADS 8
+#define MIN_CHUNK (4u << 20)
+
+static int fold_perf_text(lua_State *L, struct profile *p, const char *s, size_t n, int opts)
+{
+  struct perf_opts o = { 0 };
+  o.pid = opt_bool(L, opts, "pid");
+  o.tid = opt_bool(L, opts, "tid");
+  o.kernel = opt_bool(L, opts, "kernel") || opt_bool(L, opts, "all");
+  o.jit = opt_bool(L, opts, "jit") || opt_bool(L, opts, "all");
+  o.addrs = opt_bool(L, opts, "addrs");
+  int strict = opt_bool(L, opts, "strict");
+  int threads = (int)opt_num(L, opts, "threads", 0);
+  if (threads <= 0) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = ncpu > 0 ? (int)ncpu : 1;
+  }
+  if (threads > MAX_THREADS)
+    threads = MAX_THREADS;
+  if ((size_t)threads > n / MIN_CHUNK + 1)
+    threads = (int)(n / MIN_CHUNK + 1);
+  const char *ev = NULL;
+  size_t evn = 0;
+  int have_filter = first_event(s, n, &ev, &evn);
+
+  struct chunk c[MAX_THREADS];
+  memset(c, 0, sizeof c);
+  int nc = 0;
+  size_t start = 0;
+  for (int i = 0; i < threads && start < n; i++) {
+    size_t end = n;
+    if (i < threads - 1) {
+      /* cut after the next blank line past an even share */
+      size_t want = start + (n - start) / (size_t)(threads - i);
+      const char *q = want < n ? memmem(s + want, n - want, "\n\n", 2) : NULL;
+      end = q ? (size_t)(q - s) + 2 : n;
+    }
+    c[nc].o = o;
+    c[nc].s = s + start;
+    c[nc].n = end - start;
+    c[nc].filter = ev;
+    c[nc].filterlen = evn;
+    c[nc].have_filter = have_filter;
+    c[nc].r.strict = strict;
+    c[nc].p = nc == 0 ? p : calloc(1, sizeof(struct profile));
+    if (!c[nc].p)
+      break;
+    nc++;
+    start = end;
+  }
+  int oom = start < n;
+  if (nc > 0)
+    c[nc - 1].last = 1;
+  pthread_t tid[MAX_THREADS];
+  int started[MAX_THREADS] = { 0 };
+  for (int i = 1; i < nc && !oom; i++)
+    started[i] = pthread_create(&tid[i], NULL, fold_chunk, &c[i]) == 0;
+  for (int i = 1; i < nc; i++)
+    if (!started[i])
+      fold_chunk(&c[i]); /* no thread: fold it here */
+  if (nc > 0)
+    fold_chunk(&c[0]);
+  for (int i = 1; i < nc; i++)
+    if (started[i])
+      pthread_join(tid[i], NULL);
+
+  size_t offsets[MAX_THREADS] = { 0 }, lines = 0;
+  uint64_t samples = 0;
+  int filtered = 0, failed = -1;
+  for (int i = 0; i < nc; i++) {
+    offsets[i] = lines;
+    lines += c[i].lines;
+    samples += c[i].samples;
+    filtered += c[i].filtered;
+    oom |= c[i].oom;
+    if (failed < 0 && c[i].r.failed)
+      failed = i;
+    /* a strict failure hides what later chunks saw */
+    if (failed >= 0)
+      break;
+  }
+  for (int i = 1; i < nc && !oom && failed < 0; i++) {
+    struct profile *q = c[i].p;
+    for (size_t k = 0; k < q->n; k++)
+      if (profile_add(p, q->ents[k].key, q->ents[k].len, q->ents[k].count)) {
+        oom = 1;
+        break;
+      }
+  }
+  int nret;
+  if (oom) {
+    nret = -1;
+  } else if (failed >= 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "line %d: %s", (int)(c[failed].r.fail_line + offsets[failed]), c[failed].r.fail_reason);
+    nret = 2;
+  } else {
+    struct report reps[MAX_THREADS];
+    for (int i = 0; i < nc; i++)
+      reps[i] = c[i].r;
+    push_stats(L, reps, offsets, nc, samples, lines, filtered);
+    nret = 1;
+  }
+  for (int i = 0; i < nc; i++) {
+    free(c[i].r.v);
+    if (i > 0)
+      profile_destroy(c[i].p);
+  }
+  if (nret < 0)
+    return luaL_error(L, "fold: perf script: out of memory");
+  return nret;
 }
 
 /* ---- folded format -------------------------------------------------------- */
 
 static int fold_folded_text(lua_State *L, struct profile *p, const char *s, size_t n, int opts)
 {
-  lua_newtable(L);
-  struct report r = { .L = L, .errtab = lua_gettop(L), .strict = opt_bool(L, opts, "strict") };
+  struct report r = { .strict = opt_bool(L, opts, "strict") };
   size_t lineno = 0, pos = 0;
   uint64_t samples = 0;
   while (pos < n) {
@@ -904,16 +1096,21 @@ static int fold_folded_text(lua_State *L, struct profile *p, const char *s, size
     }
     if (c == 0)
       continue;
-    if (profile_add(p, line, kl, c))
+    if (profile_add(p, line, kl, c)) {
+      free(r.v);
       return luaL_error(L, "fold: folded: out of memory");
+    }
     samples += c;
   }
+  size_t zero = 0;
   if (r.failed) {
+    free(r.v);
     lua_pushnil(L);
-    lua_pushstring(L, r.msg);
+    lua_pushfstring(L, "line %d: %s", (int)r.fail_line, r.fail_reason);
     return 2;
   }
-  push_stats(L, &r, samples, lineno, 0);
+  push_stats(L, &r, &zero, 1, samples, lineno, 0);
+  free(r.v);
   return 1;
 }
 

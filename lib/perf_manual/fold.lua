@@ -19,6 +19,8 @@
 ---   pid    root frame "comm-PID"       tid   root frame "comm-PID/TID"
 ---   kernel kernel frames get "_[k]"    jit   JIT frames (/tmp/perf-N.map) get "_[j]"
 ---   all    kernel + jit                addrs "[module <addr>]" for unknown symbols
+---   threads  folding threads for big inputs (default: one per CPU; inputs are
+---          cut at blank lines, so the result is the same)
 --- Without pid/tid the root frame is the process name (spaces become "_");
 --- "?" stands for a pid perf script did not print. Only the first event type
 --- in the input is folded (mixing cycles and instructions would mislead).
@@ -52,6 +54,7 @@ local function copy_opts(opts)
   local o = {}
   for _, k in ipairs(PERF_OPTS) do o[k] = opts[k] and true or nil end
   o.strict = opts.strict and true or nil
+  o.threads = opts.threads
   return o
 end
 

@@ -90,6 +90,26 @@ describe('perf_manual.fold', function()
       assert.equal('line 3: not a perf script sample header or stack line', err)
     end)
 
+    it('folds big inputs in parallel chunks with the same result and line numbers', function()
+      local one = fixture('perf/calltree_user.perf.txt')
+      local parts = {}
+      for i = 1, 800 do
+        parts[#parts + 1] = one
+        if i == 700 then parts[#parts + 1] = 'junk line\n\n' end
+      end
+      local text = table.concat(parts) -- ~10 MB: cut into chunks
+      local p1, s1 = assert(fold.from_perf_script(text, { threads = 1, tid = true }))
+      local p3, s3 = assert(fold.from_perf_script(text, { threads = 3, tid = true }))
+      assert.equal(p1:folded(), p3:folded())
+      assert.equal(800 * 40, s3.samples)
+      assert.same(s1.errors, s3.errors)
+      local lines_per_copy = select(2, one:gsub('\n', ''))
+      assert.equal(700 * lines_per_copy + 1, s3.errors[1].line)
+      assert.equal(s1.lines, s3.lines)
+      local _, err = fold.from_perf_script(text, { threads = 3, strict = true })
+      assert.equal('line ' .. (700 * lines_per_copy + 1) .. ': not a perf script sample header or stack line', err)
+    end)
+
     it('never crashes on binary junk or truncated text', function()
       local text = fixture('perf/system_kernel.perf.txt')
       math.randomseed(7)
