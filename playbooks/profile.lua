@@ -132,7 +132,9 @@ return playbook {
       end
       prof.target = target
       prof.fallback_why = why
-      local files, werr = profilers.write(prof, p.output, p.format)
+      local files, werr = profilers.write(prof, p.output, p.format, {
+        svg_written = function() prof.stop_to_svg_s = sys.now() - t_stop end,
+      })
       if not files then util.user_error('profile: ' .. werr) end
       prof.files = files
       prof.stop_to_files_s = sys.now() - t_stop

@@ -73,8 +73,14 @@ end
 function M.new(p)
   p.total = 0
   for _, s in ipairs(p.stacks) do p.total = p.total + s.count end
-  -- the joined frames break ties, joined once per stack (not per comparison)
-  for _, s in ipairs(p.stacks) do s.key = s.key or table.concat(s.frames, ';') end
+  -- the folded line's stack, joined once: breaks ties here, keys the output
+  for _, s in ipairs(p.stacks) do
+    if not s.key then
+      local parts = {}
+      for i, f in ipairs(s.frames) do parts[i] = M.clean(f) end
+      s.key = table.concat(parts, ';')
+    end
+  end
   table.sort(p.stacks, function(a, b)
     if a.count ~= b.count then return a.count > b.count end
     return a.key < b.key
@@ -92,9 +98,7 @@ end
 function M.folded(p)
   local merged, keys = {}, {}
   for _, s in ipairs(p.stacks) do
-    local parts = {}
-    for i, f in ipairs(s.frames) do parts[i] = M.clean(f) end
-    local k = table.concat(parts, ';')
+    local k = s.key
     if not merged[k] then merged[k] = 0; keys[#keys + 1] = k end
     merged[k] = merged[k] + s.count
   end
@@ -158,8 +162,14 @@ function M.quality_lines(p)
   local q = p.quality
   local lines = {}
   local lost = q.lost_samples and tostring(q.lost_samples) or 'not measured (' .. (p.lost_why or 'unknown source') .. ')'
-  lines[#lines + 1] = string.format('samples %s, lost %s%s', q.samples, lost,
-    q.lost_stacks and string.format(', stacks lost %d', q.lost_stacks) or '')
+  if p.unit == 'us' then
+    lines[#lines + 1] = string.format('blocked %s in total, lost blocks %s%s%s', util.fmt_duration(q.samples / 1e6), lost,
+      q.lost_stacks and string.format(', stacks lost %d', q.lost_stacks) or '',
+      p.short_blocks and string.format(', %d blocks under %s not kept', p.short_blocks, util.fmt_duration((p.min_us or 1) / 1e6)) or '')
+  else
+    lines[#lines + 1] = string.format('samples %s, lost %s%s', q.samples, lost,
+      q.lost_stacks and string.format(', stacks lost %d', q.lost_stacks) or '')
+  end
   lines[#lines + 1] = string.format('stacks with unnamed frames %s, truncated at %d frames %s, user stacks cut short %s',
     pct(q.unknown_share), p.max_depth or 127, pct(q.truncated_share), pct(q.short_user_share))
   if #q.without_frame_pointers > 0 then
@@ -212,12 +222,7 @@ end
 function M.to_fold(p)
   local fold = require('perf_manual.fold')
   local t = {}
-  for _, s in ipairs(p.stacks) do
-    local parts = {}
-    for i, f in ipairs(s.frames) do parts[i] = M.clean(f) end
-    local k = table.concat(parts, ';')
-    t[k] = (t[k] or 0) + s.count
-  end
+  for _, s in ipairs(p.stacks) do t[s.key] = (t[s.key] or 0) + s.count end
   return fold.from_table(t)
 end
 
@@ -225,8 +230,9 @@ M.FORMATS = { svg = true, folded = true, speedscope = true }
 
 --- Writes the profile into dir (created if missing) in the given formats
 --- ("svg", "folded", "speedscope") plus profile.json (meta and quality).
+--- opts.svg_written() is called right after the SVG is on disk.
 --- Returns the list of paths written, or nil, err.
-function M.write(p, dir, formats)
+function M.write(p, dir, formats, opts)
   local stat = require('posix.sys.stat')
   local st = stat.stat(dir)
   if not st then
@@ -237,6 +243,11 @@ function M.write(p, dir, formats)
   end
   local fp = M.to_fold(p)
   local files = {}
+  -- the flame graph first: it is what a person opens
+  local ordered = {}
+  for _, f in ipairs(formats) do if f == 'svg' then ordered[#ordered + 1] = f end end
+  for _, f in ipairs(formats) do if f ~= 'svg' then ordered[#ordered + 1] = f end end
+  formats = ordered
   local what = p.kind == 'offcpu' and 'Off-CPU Time Flame Graph' or 'CPU Flame Graph'
   for _, f in ipairs(formats) do
     local path, ok, err
@@ -263,6 +274,7 @@ function M.write(p, dir, formats)
     end
     if not ok then fp:close() return nil, err end
     files[#files + 1] = path
+    if f == 'svg' and opts and opts.svg_written then opts.svg_written() end
   end
   fp:close()
   local jpath = dir .. '/profile.json'
@@ -280,7 +292,7 @@ function M.to_json(p, opts)
     duration_s = p.duration, freq = p.freq, total = p.total,
     fallback = p.fallback_why, quality = p.quality, top = top,
     binaries = util.array(p.binaries or {}), files = p.files and util.array(p.files) or nil,
-    bpf_run_time_ns = p.bpf_run_time_ns, cost = p.cost, stop_to_files_s = p.stop_to_files_s,
+    bpf_run_time_ns = p.bpf_run_time_ns, cost = p.cost, stop_to_files_s = p.stop_to_files_s, stop_to_svg_s = p.stop_to_svg_s,
   }
 end
 

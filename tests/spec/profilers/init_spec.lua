@@ -19,6 +19,12 @@ local function load(text, extra, unset)
   return profilers.new(p)
 end
 
+local function files_seen(dir)
+  local out = {}
+  for name in io.popen('ls ' .. dir):lines() do out[#out + 1] = name end
+  return out
+end
+
 local function tmpdir()
   local d = os.tmpname(); os.remove(d)
   return d
@@ -90,8 +96,11 @@ describe('perf_manual.profilers', function()
     local dir = tmpdir()
     local p = load(FOLDED)
     p.target = 'system'
-    local files = assert(profilers.write(p, dir, { 'folded', 'svg' }))
-    assert.same({ dir .. '/profile.folded', dir .. '/profile.svg', dir .. '/profile.json' }, files)
+    local svg_at
+    local files = assert(profilers.write(p, dir, { 'folded', 'svg' }, { svg_written = function() svg_at = #files_seen(dir) end }))
+    -- the flame graph is written first
+    assert.same({ dir .. '/profile.svg', dir .. '/profile.folded', dir .. '/profile.json' }, files)
+    assert.equal(1, svg_at)
     local util = require('perf_manual.util')
     assert.equal(FOLDED, util.readfile(dir .. '/profile.folded'))
     local svg = util.readfile(dir .. '/profile.svg')
