@@ -84,8 +84,14 @@ describe('io, lock and offcpu tracers e2e #priv', function()
       W.with('mutex_contention', { '8', '3' }, {}, function(w)
         sys.sleep(0.2)
         local t = assert(lock.start { pid = w.pid, stacks = true })
-        sys.sleep(1)
+        sys.sleep(0.5)
+        local first = t:read { clear = true }
+        sys.sleep(0.7)
         local res = t:stop()
+        -- two intervals, each with its own waits
+        assert.is_true(first.futex[1].count >= 20 and first.futex[1].share > 0.8)
+        assert.is_true(res.seconds < 1, 'the second interval starts at the clearing read')
+        assert.equal(first.futex[1].uaddr, res.futex[1].uaddr)
         assert.is_true(#res.futex >= 1)
         local top = res.futex[1]
         assert.equal(w.pid, top.tgid)

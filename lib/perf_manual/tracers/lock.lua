@@ -324,6 +324,11 @@ function Lock:read(opts)
       local name = M.COUNTERS[idx + 1]
       if name then d.counters[name] = tonumber(ffi_.cast('const uint64_t *', e.value)[0]) end
     end
+    if clear and d.counters.cur_waiters then
+      -- the next interval's maximum starts from the waiters present now
+      local v = ffi_.new('uint64_t[1]', d.counters.cur_waiters)
+      self.maps.counters:update(4, ffi_.string(v, 8))
+    end
     for _, s in ipairs(d.stacks) do
       local addrs = self.obj:stack('stacks', s.stack_id)
       s.addrs = addrs or {}
