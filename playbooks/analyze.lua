@@ -12,7 +12,8 @@ return playbook {
 
   step "analyze" {
     function(inv, p)
-      local F, util, store = require('perf_manual.analyzers.findings'), require('perf_manual.util'), require('perf_manual.store')
+      local F, util, store = require('perf_manual.analyzers.findings'), require('perf_manual.util'),
+        require('perf_manual.store')
       local data = F.load(p.data)
       local found = F.all(data)
       store.attach(p.data):write_json('analysis/findings.json', util.array(found))

@@ -16,19 +16,22 @@ return playbook {
 
   step "collect" {
     function(inv, p)
-      local suites, store, util = require('perf_manual.suites'), require('perf_manual.store'), require('perf_manual.util')
+      local suites, store, util = require('perf_manual.suites'), require('perf_manual.store'),
+        require('perf_manual.util')
       if p.duration <= 0 then util.user_error('collect: --duration must be more than 0') end
       if not suites.get(p.suite) then
         util.user_error("collect: no suite '" .. p.suite .. "' (suites: " .. table.concat(suites.list(), ', ') .. ')')
       end
       local f = io.open(p.output .. '/manifest.json', 'r')
-      if f then f:close() util.user_error('collect: ' .. p.output .. ' already holds a collection (manifest.json); pick a new --output') end
+      if f then f:close() util.user_error('collect: ' .. p.output
+        .. ' already holds a collection (manifest.json); pick a new --output') end
       local out = store.attach(p.output)
       out:lock()
       local manifest = suites.run(p.suite, { duration = p.duration, interval = p.interval, pid = p.pid,
           progress = function(t) inv:progress(t) end },
         function(name, data)
-          return out:write('raw_data/' .. name, type(data) == 'table' and (util.json_encode(data, true) .. '\n') or data)
+          return out:write('raw_data/' .. name, type(data) == 'table' and (util.json_encode(data, true)
+            .. '\n') or data)
         end)
       inv:progress_done()
       out:write_json('manifest.json', manifest)

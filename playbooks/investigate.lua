@@ -32,7 +32,8 @@ return playbook {
       inv:ask { "When did it start?", key = "when", default = "unknown" }
       inv:ask { "How is it measured (metric, tool, dashboard)?", key = "measured", default = "not stated" }
       inv:ask { "What is normal (the baseline)?", key = "baseline", default = p.baseline or "no baseline" }
-      inv:ask { "What changed around then (deploy, config, traffic, hardware)?", key = "changed", default = "nothing known" }
+      inv:ask { "What changed around then (deploy, config, traffic, hardware)?", key = "changed",
+        default = "nothing known" }
       inv:ask { "Who is affected (all users, a subset, some operations)?", key = "who", default = "unknown" }
       inv:ask { "What is the business impact (SLA, revenue, experience)?", key = "impact", default = "unknown" }
       inv:similar_past(p.symptom)
@@ -50,7 +51,8 @@ return playbook {
           s.iowait_pct and string.format('%.0f%%', s.iowait_pct) or 'not measured',
           s.load1 or 'not measured',
           pr and string.format('workload: %.0f%% of a CPU, run-queue wait %s', pr.cpu_pct or 0,
-            pr.runq_wait_pct and string.format('%.0f%%', pr.runq_wait_pct) or 'not measured') or 'workload: not measured')
+            pr.runq_wait_pct and string.format('%.0f%%',
+              pr.runq_wait_pct) or 'not measured') or 'workload: not measured')
       end
       if p.baseline then
         local cmp = inv:compare_with(p.baseline, q)

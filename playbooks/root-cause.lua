@@ -27,23 +27,26 @@ return playbook {
       if handle then
         -- record it in the investigation: hypothesis, evidence, timeline
         handle:lock()
-        local err, partial
-        meta, err, partial = handle:load_metadata()
+        local err
+        meta, err = handle:load_metadata()
         if not meta then util.user_error('cannot record the hypothesis: ' .. err) end
         meta.hypotheses = meta.hypotheses or {}
         meta.timeline = meta.timeline or {}
         local id = 'H' .. (#meta.hypotheses + 1)
         local now = store.iso()
-        meta.hypotheses[#meta.hypotheses + 1] = { id = id, text = p.hypothesis, status = res.verdict == 'inconclusive' and 'open' or res.verdict,
+        meta.hypotheses[#meta.hypotheses + 1] = { id = id, text = p.hypothesis,
+          status = res.verdict == 'inconclusive' and 'open' or res.verdict,
           score = res.score, source = 'root-cause', created = now, evidence = res.evidence }
-        meta.timeline[#meta.timeline + 1] = { t = now, kind = 'hypothesis', what = id .. ': ' .. p.hypothesis .. ' → ' .. res.verdict }
+        meta.timeline[#meta.timeline + 1] = { t = now, kind = 'hypothesis', what = id .. ': ' .. p.hypothesis
+          .. ' → ' .. res.verdict }
         handle:save_metadata(meta)
         handle:unlock()
         res.recorded = handle.id .. ' ' .. id
       else
         local h = store.attach(dir)
         local prev = util.json_decode(util.readfile(dir .. '/analysis/hypotheses.json') or '[]') or {}
-        prev[#prev + 1] = { text = p.hypothesis, verdict = res.verdict, score = res.score, t = store.iso(), evidence = res.evidence }
+        prev[#prev + 1] = { text = p.hypothesis, verdict = res.verdict, score = res.score, t = store.iso(),
+          evidence = res.evidence }
         h:write_json('analysis/hypotheses.json', util.array(prev))
         res.recorded = dir .. '/analysis/hypotheses.json'
       end

@@ -24,7 +24,8 @@ return playbook {
     if #hits == 0 then inv:print('no investigation matches "' .. p.text .. '"') inv.exit_status = 1 return end
     for i, h in ipairs(hits) do
       inv:printf('%2d. %-40s %-9s %s\n', i, h.id, h.status or '', h.symptom or '')
-      inv:printf('    %s%s\n', (h.snippet or ''):gsub('%s+', ' '), h.verdict and ('  [bottleneck: ' .. h.verdict .. ']') or '')
+      inv:printf('    %s%s\n', (h.snippet or ''):gsub('%s+', ' '), h.verdict and ('  [bottleneck: ' .. h.verdict
+        .. ']') or '')
     end
   end,
 }

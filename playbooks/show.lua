@@ -37,7 +37,8 @@ return playbook {
     if type(meta.checklist) == 'table' and #meta.checklist > 0 then
       inv:print('\nChecklist:')
       for _, q in ipairs(meta.checklist) do
-        inv:printf('  %-50s %s%s\n', tostring(q.question), tostring(q.answer), q.answered == false and '  (not answered)' or '')
+        inv:printf('  %-50s %s%s\n', tostring(q.question), tostring(q.answer),
+          q.answered == false and '  (not answered)' or '')
       end
     end
     if type(meta.steps) == 'table' and #meta.steps > 0 then
@@ -55,7 +56,8 @@ return playbook {
     if type(meta.hypotheses) == 'table' and #meta.hypotheses > 0 then
       inv:print('\nHypotheses:')
       for _, x in ipairs(meta.hypotheses) do
-        inv:printf('  %-4s %-10s %s (%d evidence)\n', tostring(x.id), tostring(x.status), tostring(x.text), #(x.evidence or {}))
+        inv:printf('  %-4s %-10s %s (%d evidence)\n', tostring(x.id), tostring(x.status), tostring(x.text),
+          #(x.evidence or {}))
       end
     end
     if type(meta.timeline) == 'table' and #meta.timeline > 0 then

@@ -23,7 +23,8 @@ return playbook {
       inv:show(use)
       local cpu = use.cpu or {}
       inv:check("the CPUs are not saturated", cpu.status ~= "HIGH",
-        { resource = "cpu", metric = "saturation", severity = "high", summary = "CPU saturated: " .. tostring(cpu.name) })
+        { resource = "cpu", metric = "saturation", severity = "high", summary = "CPU saturated: "
+          .. tostring(cpu.name) })
       inv.cpu_saturated = cpu.status == "HIGH"
     end,
   },

@@ -45,7 +45,8 @@ for i = 1, N do
   local d = dir .. '/' .. id
   assert(store.mkdir_p(d))
   local f = assert(io.open(d .. '/metadata.yaml', 'w'))
-  f:write(store.yaml_dump({ id = id, name = s, symptom = s .. ' ' .. symptoms[math.random(#symptoms)], status = 'complete',
+  f:write(store.yaml_dump({ id = id, name = s, symptom = s .. ' ' .. symptoms[math.random(#symptoms)],
+    status = 'complete',
     root_cause = causes[c], verdict = res_of[c],
     findings = { { resource = res_of[c], severity = 'high', summary = res_of[c] .. ' saturated in ' .. s } },
     notes = { 'ticket PERF-' .. i }, hypotheses = {}, checklist = {}, timeline = {} }))
@@ -55,12 +56,13 @@ local gen = sys.now() - t0
 t0 = sys.now()
 local r = kb.reindex(dir)
 local reindex = sys.now() - t0
-print(string.format('store: corpus of %d investigations (generated in %.1f s); reindex %.2f s', r.indexed, gen, reindex))
+print(string.format('store: corpus of %d investigations (generated in %.1f s); reindex %.2f s', r.indexed, gen,
+  reindex))
 
 local queries = { 'fsync latency', 'lock contention mutex', 'OOM kills memory leak', 'checkout slow after the deploy',
   'CPU pegged', 'timeouts backups disk', 'swap storm', 'throughput dropped' }
 local lib = {}
-for round = 1, 5 do
+for _ = 1, 5 do
   for _, q in ipairs(queries) do
     local s0 = sys.now()
     local hits = kb.search(dir, q)
@@ -69,10 +71,12 @@ for round = 1, 5 do
   end
 end
 table.sort(lib)
-print(string.format('  search in-process (kb.search, top 10)    median %7.2f ms   p90 %7.2f ms   over %d investigations',
+print(string.format('  search in-process (kb.search, top 10)    median %7.2f ms   p90 %7.2f ms   over %d '
+  .. 'investigations',
   lib[math.ceil(#lib / 2)] * 1e3, lib[math.ceil(#lib * 0.9)] * 1e3, N))
 local m, p90 = median_spawn({ root .. '/bin/perf_manual', 'search', '--store', dir, 'fsync latency' }, 21)
-print(string.format('  perf_manual search (whole command)       median %7.2f ms   p90 %7.2f ms   target < 50 ms', m, p90))
+print(string.format('  perf_manual search (whole command)       median %7.2f ms   p90 %7.2f ms   target < 50 ms', m,
+  p90))
 m, p90 = median_spawn({ 'sh', '-c', 'grep -ril fsync ' .. dir .. ' >/dev/null' }, 5)
 print(string.format('  peer: grep -ril fsync (no ranking)       median %7.2f ms   p90 %7.2f ms', m, p90))
 
@@ -90,7 +94,8 @@ end
 local total = 0
 for _, fi in ipairs(inv:files()) do total = total + fi.bytes end
 m, p90 = median_spawn({ root .. '/bin/perf_manual', 'show', '--store', dir, inv.id }, 21)
-print(string.format('  perf_manual show (%d MiB raw data)      median %7.2f ms   p90 %7.2f ms   target < 100 ms', total / 2^20, m, p90))
+print(string.format('  perf_manual show (%d MiB raw data)      median %7.2f ms   p90 %7.2f ms   target < 100 ms',
+  total / 2^20, m, p90))
 m, p90 = median_spawn({ 'sh', '-c', 'cat ' .. inv.dir .. '/raw_data/* >/dev/null' }, 5)
 print(string.format('  peer: cat of the raw data (page cache)   median %7.2f ms   p90 %7.2f ms', m, p90))
 m, p90 = median_spawn({ root .. '/bin/perf_manual', '--version' }, 21)

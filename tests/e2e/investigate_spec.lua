@@ -8,7 +8,8 @@ local store = require('perf_manual.store')
 local investigation = require('perf_manual.investigation')
 
 local function investigate(command, root)
-  local out, err, st = h.pm(string.format('investigate --workload "%s" --symptom "it is slow" --batch --duration 2 --store %s',
+  local out, err, st = h.pm(string.format('investigate --workload "%s" --symptom "it is slow" --batch '
+    .. '--duration 2 --store %s',
     command, root))
   assert.equal(0, st, 'investigate failed:\n' .. out .. err)
   local id = store.list(root)[1]
@@ -27,11 +28,14 @@ local function explain(meta)
 end
 
 local CASES = {
-  { workload = 'cpu_burn', args = '4 30', verdict = 'cpu', drill = { 'raw_data/profile-cpu.json', 'raw_data/profile-cpu.folded' },
+  { workload = 'cpu_burn', args = '4 30', verdict = 'cpu', drill = { 'raw_data/profile-cpu.json',
+    'raw_data/profile-cpu.folded' },
     supported = 'CPU%-bound' },
-  { workload = 'fsync_writer', args = '30 SCRATCH', verdict = 'disk', drill = { 'raw_data/trace-io.json', 'raw_data/trace-syscall.json' },
+  { workload = 'fsync_writer', args = '30 SCRATCH', verdict = 'disk', drill = { 'raw_data/trace-io.json',
+    'raw_data/trace-syscall.json' },
     supported = 'disk I/O' },
-  { workload = 'mutex_contention', args = '8 30', verdict = 'lock', drill = { 'raw_data/trace-lock.json', 'raw_data/profile-offcpu.json' },
+  { workload = 'mutex_contention', args = '8 30', verdict = 'lock', drill = { 'raw_data/trace-lock.json',
+    'raw_data/profile-offcpu.json' },
     supported = 'lock contention' },
 }
 

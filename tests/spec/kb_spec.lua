@@ -6,14 +6,18 @@ local h = test_helpers
 
 local CORPUS = {
   { date = '2025-03-01', name = 'checkout latency', symptom = 'checkout p99 latency tripled after the deploy',
-    root_cause = 'N+1 query pattern in fetch_related', findings = { { resource = 'cpu', summary = 'db_query holds 62% of samples', severity = 'high' } } },
+    root_cause = 'N+1 query pattern in fetch_related', findings = { { resource = 'cpu',
+      summary = 'db_query holds 62% of samples', severity = 'high' } } },
   { date = '2025-04-11', name = 'ingest stalls', symptom = 'ingest workers stall every few seconds',
-    root_cause = 'fsync after every record on a saturated disk', findings = { { resource = 'disk', summary = 'vda aqu-sz 4.2, await 38 ms', severity = 'high' } },
+    root_cause = 'fsync after every record on a saturated disk', findings = { { resource = 'disk',
+      summary = 'vda aqu-sz 4.2, await 38 ms', severity = 'high' } },
     notes = { 'moved the WAL to its own device' } },
   { date = '2025-05-20', name = 'batch slow', symptom = 'nightly batch runs twice as long',
-    root_cause = 'lock contention on the global queue mutex', findings = { { resource = 'lock', summary = '77% of thread-time in futex waits', severity = 'high' } } },
+    root_cause = 'lock contention on the global queue mutex', findings = { { resource = 'lock',
+      summary = '77% of thread-time in futex waits', severity = 'high' } } },
   { date = '2025-06-02', name = 'api oom', symptom = 'API pods restart with OOM kills',
-    root_cause = 'memory leak in the session cache', findings = { { resource = 'memory', summary = 'cgroup limit hits 12/s', severity = 'high' } } },
+    root_cause = 'memory leak in the session cache', findings = { { resource = 'memory',
+      summary = 'cgroup limit hits 12/s', severity = 'high' } } },
   { date = '2025-07-15', name = 'report slow', symptom = 'reports are slow to render',
     notes = { 'someone mentioned fsync once but the disk was idle' },
     root_cause = 'single-threaded PDF rendering is CPU-bound' },
@@ -100,6 +104,7 @@ describe('perf_manual.kb', function()
     assert.matches('^ 1%. 2025%-0[48]%-%d%d_[a-z-]+ +complete', out)
     assert.matches('\n 2%. 2025%-0[48]%-%d%d_', out)
     assert.matches('ingest%-stalls', out)
+    local _
     out, _, st = h.pm('search --store ' .. root .. ' --json --limit 2 disk')
     assert.equal(0, st)
     local hits = require('perf_manual.util').json_decode(out)

@@ -44,12 +44,14 @@ describe('analyze, root-cause, show', function()
 
   it('root-cause records into an investigation; hypotheses lists it; show is lazy and survives corruption', function()
     local root = os.tmpname(); os.remove(root)
-    local _, err, st = h.pm(string.format('investigate --replay %s/tests/fixtures/datadirs/fsync_writer --symptom "slow writes" --batch --store %s',
+    local _, err, st = h.pm(string.format('investigate --replay %s/tests/fixtures/datadirs/fsync_writer '
+      .. '--symptom "slow writes" --batch --store %s',
       h.root, root))
     assert.equal(0, st, err)
     local id = store.list(root)[1]
     local out
-    out, err, st = h.pm(string.format('root-cause --hypothesis "synchronous writes (fsync) dominate the latency" --evidence %s --store %s', id, root))
+    out, err, st = h.pm(string.format('root-cause --hypothesis "synchronous writes (fsync) dominate the '
+      .. 'latency" --evidence %s --store %s', id, root))
     assert.equal(0, st, err)
     assert.matches('Verdict: +SUPPORTED', out)
     out, _, st = h.pm(string.format('hypotheses slow-writes --store %s', root))
@@ -62,7 +64,8 @@ describe('analyze, root-cause, show', function()
     -- corrupt it: the error names file, line and field; the rest still shows
     local path = root .. '/' .. id .. '/metadata.yaml'
     local text = util.readfile(path)
-    local f = io.open(path, 'w'); f:write((text:gsub('\nplaybook: investigate\n', '\nplaybook: [investigate\n'))); f:close()
+    local f = io.open(path, 'w'); f:write((text:gsub('\nplaybook: investigate\n',
+      '\nplaybook: [investigate\n'))); f:close()
     out, err, st = h.pm(string.format('show %s --store %s', id, root))
     assert.equal(1, st)
     assert.matches("^perf_manual: " .. path:gsub('%p', '%%%0') .. ":%d+: field 'playbook': ", err)

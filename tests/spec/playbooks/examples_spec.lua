@@ -4,7 +4,8 @@ local h = test_helpers
 
 local function run(example, fixture, extra)
   local root = os.tmpname(); os.remove(root)
-  local out, err, st = h.pm(string.format('run %s/playbooks/examples/%s.lua --replay %s/tests/fixtures/datadirs/%s --batch --store %s %s',
+  local out, err, st = h.pm(string.format('run %s/playbooks/examples/%s.lua --replay '
+    .. '%s/tests/fixtures/datadirs/%s --batch --store %s %s',
     h.root, example, h.root, fixture, root, extra or ''))
   assert.equal(0, st, out .. err)
   local meta = assert(store.open(root, store.list(root)[1]):load_metadata())

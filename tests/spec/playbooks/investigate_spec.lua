@@ -8,7 +8,8 @@ local h = test_helpers
 
 local function replay(name, extra)
   local root = os.tmpname(); os.remove(root)
-  local out, err, st = h.pm(string.format('investigate --replay %s/tests/fixtures/datadirs/%s --symptom "%s is slow" --batch --store %s %s',
+  local out, err, st = h.pm(string.format('investigate --replay %s/tests/fixtures/datadirs/%s --symptom "%s '
+    .. 'is slow" --batch --store %s %s',
     h.root, name, name, root, extra or ''))
   assert.equal(0, st, err)
   local id = store.list(root)[1]
@@ -80,7 +81,8 @@ describe('investigate (replay of recorded workloads)', function()
 
   it('finds the earlier investigation as similar past work', function()
     local _, _, _, root = replay('fsync_writer')
-    local out, err, st = h.pm(string.format('investigate --replay %s/tests/fixtures/datadirs/fsync_writer --symptom "writes slow fsync_writer" --batch --store %s',
+    local out, err, st = h.pm(string.format('investigate --replay %s/tests/fixtures/datadirs/fsync_writer '
+      .. '--symptom "writes slow fsync_writer" --batch --store %s',
       h.root, root))
     assert.equal(0, st, err)
     assert.matches('Similar past investigations:\n  %d%d%d%d%-%d%d%-%d%d_fsync%-writer%-is%-slow', out)
@@ -90,7 +92,8 @@ describe('investigate (replay of recorded workloads)', function()
   it('compares with a baseline investigation', function()
     local _, _, _, root = replay('cpu_burn')
     local base = store.list(root)[1]
-    local out, err, st = h.pm(string.format('investigate --replay %s/tests/fixtures/datadirs/fsync_writer --symptom "after" --batch --store %s --baseline %s',
+    local out, err, st = h.pm(string.format('investigate --replay %s/tests/fixtures/datadirs/fsync_writer '
+      .. '--symptom "after" --batch --store %s --baseline %s',
       h.root, root, base))
     assert.equal(0, st, err)
     assert.matches('metric %(vs ' .. base:gsub('%-', '%%-') .. '%)', out)
@@ -102,7 +105,8 @@ describe('investigate (replay of recorded workloads)', function()
     local _, err, st = h.pm('investigate --symptom x --batch --store /tmp/pm-none')
     assert.equal(2, st)
     assert.equal('perf_manual: investigate: missing --workload (a pid, a name or a command)\n', err)
-    _, err, st = h.pm('investigate --workload 999999999 --symptom x --batch --store /tmp/pm-none-' .. require('perf_manual._c.sys').getpid())
+    _, err, st = h.pm('investigate --workload 999999999 --symptom x --batch --store /tmp/pm-none-'
+      .. require('perf_manual._c.sys').getpid())
     assert.equal(2, st)
     assert.matches('perf_manual: %-%-workload: no process 999999999', err)
     -- no half-made investigation is left behind
