@@ -45,7 +45,7 @@ end
 
 local function measure(label, cmd, pattern, tracers)
   local res = {}
-  for name, start in pairs(tracers) do res[name] = {} end
+  for name in pairs(tracers) do res[name] = {} end
   res.untraced = {}
   for _ = 1, REPS do
     res.untraced[#res.untraced + 1] = run(cmd, pattern)
@@ -97,9 +97,14 @@ measure('offcpu: per blocking round trip (pingpong ' .. ROUNDS .. ', one CPU)',
     ['bpftrace offcpu (k+u stacks)'] = function()
       return bpftrace([[
 tracepoint:sched:sched_switch {
-  if (args->prev_state != 0) { @s[args->prev_pid] = nsecs; @k[args->prev_pid] = kstack; @u[args->prev_pid] = ustack; }
+  if (args->prev_state != 0) {
+    @s[args->prev_pid] = nsecs; @k[args->prev_pid] = kstack; @u[args->prev_pid] = ustack;
+  }
   $t = @s[args->next_pid];
-  if ($t) { @[@k[args->next_pid], @u[args->next_pid], args->next_comm] = sum((nsecs - $t) / 1000); delete(@s[args->next_pid]); }
+  if ($t) {
+    @[@k[args->next_pid], @u[args->next_pid], args->next_comm] = sum((nsecs - $t) / 1000);
+    delete(@s[args->next_pid]);
+  }
 }
 ]])
     end,
@@ -116,5 +121,6 @@ do
     local q = r.quality
     per[#per + 1] = q.bpf_run_time_ns / q.events_seen   -- 3-4 program runs per request
   end
-  print(string.format('io: BPF run time per block request (fsync_writer 1 s): %.0f ns (median of %d)', median(per), REPS))
+  print(string.format('io: BPF run time per block request (fsync_writer 1 s): %.0f ns (median of %d)',
+    median(per), REPS))
 end
