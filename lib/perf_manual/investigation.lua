@@ -705,7 +705,23 @@ function Inv:_changed(kind)
   rawset(self, '_saving', true)
   local ok, err = pcall(function() self.handle:save_metadata(M.metadata(self), { index = INDEXED[kind] or false }) end)
   rawset(self, '_saving', false)
-  if not ok then error(err, 0) end
+  if not ok then
+    -- a new investigation that could not even write its metadata (full or
+    -- read-only disk) is removed rather than left half-made
+    if not rawget(self, '_saved_once') and not self.params.resume then M.discard(self) end
+    error(err, 0)
+  end
+  rawset(self, '_saved_once', true)
+end
+
+--- Removes a just-created investigation folder that holds nothing yet.
+function M.discard(inv)
+  local unistd = require('posix.unistd')
+  inv.handle:unlock()
+  os.remove(inv.dir .. '/.lock')
+  for _, d in ipairs(store.SUBDIRS) do unistd.rmdir(inv.dir .. '/' .. d) end
+  for _, f in ipairs({ 'metadata.yaml' }) do os.remove(inv.dir .. '/' .. f) end
+  unistd.rmdir(inv.dir)
 end
 
 function Inv:_begin(steps)

@@ -208,6 +208,22 @@ describe('investigation engine', function()
     assert.is_nil(io.open(root .. '/../escaped.txt', 'r'))
   end)
 
+  it('on a full disk: one clear error and no half-made investigation', function()
+    if not h.need_root('mounts a tiny tmpfs to fill') then return end
+    local mnt = dir .. '/full'
+    os.execute('mkdir -p ' .. mnt)
+    assert.is_true(os.execute('mount -t tmpfs -o size=256k tmpfs ' .. mnt) == 0)
+    local ok, err = pcall(function()
+      os.execute('mkdir ' .. mnt .. '/store; dd if=/dev/zero of=' .. mnt .. '/fill bs=4k count=1000 2>/dev/null')
+      local _, e, st = h.pm(string.format('run %s --store %s/store --dir %s --symptom x --batch', pb, mnt, dir))
+      assert.equal(2, st)
+      assert.matches('^perf_manual: cannot write [^\n]*/metadata%.yaml[^\n]*: No space left on device\n$', e)
+      assert.same({}, store.list(mnt .. '/store'))
+    end)
+    os.execute('umount ' .. mnt)
+    if not ok then error(err, 0) end
+  end)
+
   it('resolves --workload as a pid, a process name or a command to launch', function()
     local sys = require('perf_manual._c.sys')
     local pid = assert(sys.spawn({ h.workload('sleeper'), '30' }, { stdout = 'null', stderr = 'null' }))
