@@ -411,10 +411,12 @@ struct conn {
   double intended;          /* intended send time of the request in flight */
   double started;           /* when connect or send began (timeouts) */
   size_t woff;              /* bytes of the request written */
+  uint32_t events;          /* what epoll watches now (0: not registered) */
   struct resp r;
   char *buf;
   size_t blen;
   double retry_at;          /* after a failed connect: not before */
+  int in_idle;              /* on the idle stack */
 };
 
 #define RBUF 65536
@@ -432,6 +434,9 @@ struct run {
   double rate, duration, timeout;
   int nconn;
   struct conn *c;
+  struct conn **idle;       /* keep-alive connections ready for a request */
+  int nidle;
+  int ndown;                /* connections with no socket */
   int ep;
   double t0;
   uint64_t next_i;          /* next request index to become due */
@@ -474,22 +479,37 @@ static void sec_add(struct run *R, double t, int is_err, double lat)
   R->secs[s].lat[b]++;
 }
 
+static void push_idle(struct run *R, struct conn *c)
+{
+  if (!c->in_idle) {
+    c->in_idle = 1;
+    R->idle[R->nidle++] = c;
+  }
+}
+
 static void conn_close(struct run *R, struct conn *c)
 {
+  if (c->state != C_DOWN)
+    R->ndown++;
   if (c->fd >= 0) {
     epoll_ctl(R->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
   }
   c->fd = -1;
+  c->events = 0;
   c->state = C_DOWN;
   c->blen = 0;
 }
 
+/* Changes what epoll watches only when it differs: a keep-alive request
+ * then costs one write and one read, no epoll_ctl. */
 static void watch(struct run *R, struct conn *c, uint32_t ev)
 {
+  if (c->events == ev)
+    return;
   struct epoll_event e = { .events = ev, .data.ptr = c };
-  if (epoll_ctl(R->ep, EPOLL_CTL_MOD, c->fd, &e) < 0)
-    epoll_ctl(R->ep, EPOLL_CTL_ADD, c->fd, &e);
+  epoll_ctl(R->ep, c->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &e);
+  c->events = ev;
 }
 
 /* A request failed before any answer: count it where it belongs. */
@@ -536,6 +556,8 @@ static void start_request(struct run *R, struct conn *c, double intended, double
     return;
   }
   /* down: connect first, then send */
+  c->state = C_CONNECTING;
+  R->ndown--;
   R->connects++;
   int fd = socket(R->ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -551,8 +573,8 @@ static void start_request(struct run *R, struct conn *c, double intended, double
     return;
   }
   c->state = C_CONNECTING;
-  struct epoll_event e = { .events = EPOLLOUT, .data.ptr = c };
-  epoll_ctl(R->ep, EPOLL_CTL_ADD, fd, &e);
+  c->events = 0;
+  watch(R, c, EPOLLOUT);
 }
 
 static void on_response(struct run *R, struct conn *c, double t)
@@ -564,10 +586,12 @@ static void on_response(struct run *R, struct conn *c, double t)
   R->responses++;
   h_add(&R->h, lat > 0 ? (uint64_t)(lat * 1e6 + 0.5) : 0);
   sec_add(R, t, cls == 5, lat);
-  if (c->r.close)
+  if (c->r.close) {
     conn_close(R, c);
-  else
+  } else {
     c->state = C_IDLE;
+    push_idle(R, c);
+  }
 }
 
 static void on_readable(struct run *R, struct conn *c, double t)
@@ -644,17 +668,24 @@ static void on_event(struct run *R, struct conn *c, uint32_t ev, double t)
     on_readable(R, c, t);
 }
 
+/* A connection that can take a request now: an idle keep-alive one, else
+ * one without a socket whose retry delay has passed. */
 static struct conn *free_conn(struct run *R, double t)
 {
-  struct conn *down = NULL;
+  while (R->nidle) {
+    struct conn *c = R->idle[--R->nidle];
+    c->in_idle = 0;
+    if (c->state == C_IDLE || (c->state == C_DOWN && c->retry_at <= t))
+      return c;
+  }
+  if (R->ndown == 0)
+    return NULL;
   for (int i = 0; i < R->nconn; i++) {
     struct conn *c = &R->c[i];
-    if (c->state == C_IDLE)
+    if (c->state == C_DOWN && c->retry_at <= t)
       return c;
-    if (c->state == C_DOWN && !down && c->retry_at <= t)
-      down = c;
   }
-  return down;
+  return NULL;
 }
 
 static void check_timeouts(struct run *R, double t)
@@ -803,9 +834,11 @@ static int pm_http_run(lua_State *L)
     goto cleanup;
   }
   R.c = calloc((size_t)R.nconn, sizeof *R.c);
+  R.idle = calloc((size_t)R.nconn, sizeof *R.idle);
+  R.ndown = R.nconn;
   R.nsecs = (int)ceil(R.duration) + 4;
   R.secs = calloc((size_t)R.nsecs, sizeof *R.secs);
-  if (!R.c || !R.secs) {
+  if (!R.c || !R.idle || !R.secs) {
     result = pm_push_errno(L, "calloc", ENOMEM);
     goto cleanup;
   }
@@ -909,6 +942,7 @@ cleanup:
     }
     free(R.c);
   }
+  free(R.idle);
   free(R.secs);
   if (R.ep >= 0)
     close(R.ep);

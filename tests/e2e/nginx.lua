@@ -63,6 +63,7 @@ function M.start()
   local prefix = string.format('%s/build/nginx-test-%d', root, sys.getpid())
   os.execute(string.format("mkdir -p '%s/tmp' '%s/logs'", prefix, prefix))
   local port
+  math.randomseed(sys.getpid() + os.time())
   for _ = 1, 50 do
     local cand = 20000 + math.random(0, 20000)
     if port_free(cand) then port = cand; break end
