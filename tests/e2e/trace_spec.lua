@@ -78,6 +78,20 @@ describe('trace e2e #priv', function()
     end)
   end)
 
+  it('measures run-queue latency through the raw_tp fallback too', function()
+    if not h.need_root() then return end
+    local sched = require('perf_manual.tracers.sched')
+    W.with('cpu_burn', { tostring(sys.info().ncpu * 2), '3' }, {}, function(w)
+      local t = assert(sched.start { pid = w.pid, attach = 'raw_tp', per = 'process' })
+      sys.sleep(0.5)
+      local res = t:stop()
+      assert.equal('raw_tp', res.quality.attach_path)
+      assert.is_true(res.count > 0)
+      assert.equal(w.pid, res.groups[1].pid)
+      assert.equal('cpu_burn', res.groups[1].comm)
+    end)
+  end)
+
   it('trace stops cleanly with what it had when the traced process exits', function()
     if not h.need_root() then return end
     W.with('syscall_loop', { '50000', 'wait' }, {}, function(w)

@@ -99,26 +99,37 @@ end
 -- seconds every STATS_PERIOD while a tracer runs. A tracer's cost is the run
 -- time measured inside the windows divided by the share of its lifetime they
 -- covered (reported as bpf_stats_coverage). Loops call M.stats_tick().
-M.STATS_WINDOW = 0.1
-M.STATS_PERIOD = 1.0
+-- (The estimate assumes the load is steady across windows; a burst that
+-- falls between windows is missed, one inside a window is magnified.)
+M.STATS_WINDOW = 0.02
+M.STATS_PERIOD = 0.2
 
 wants_stats = setmetatable({}, { __mode = 'k' })
-local sampler = { on = false, on_total = 0, users = 0 }
+local sampler = { on = false, users = 0, tracers = setmetatable({}, { __mode = 'k' }) }
 
-local function stats_on_time(now)
-  return sampler.on_total + (sampler.on and (now - sampler.on_since) or 0)
+-- Accounting is system-wide: another process may have it on while our
+-- window is closed. So a period counts as covered when our window was open
+-- or when the programs' run count still grew during it.
+local function account(t, now, was_on)
+  local cnt = t.obj:info().run_cnt or 0
+  if was_on or cnt > t.acc_cnt then t.covered = t.covered + (now - t.acc_t) end
+  t.acc_t = now
+end
+
+-- the run count at the start of a period, read after the switch
+local function baseline(t)
+  t.acc_cnt = t.obj:info().run_cnt or 0
 end
 
 local function set_stats(on, now)
   if on == sampler.on then return true end
+  -- account before switching: our own info() reads are syscalls the syscall
+  -- tracer sees, and must not look like someone else's accounting
+  for t in pairs(sampler.tracers) do account(t, now, sampler.on) end
   local ok, err = require('perf_manual._c.bpf').stats_enable(on)
   if not ok then sampler.err = err; return false end
-  if on then
-    sampler.on_since = now
-  else
-    sampler.on_total = sampler.on_total + (now - sampler.on_since)
-  end
   sampler.on = on
+  for t in pairs(sampler.tracers) do baseline(t) end
   return true
 end
 
@@ -162,10 +173,11 @@ function Tracer.new(name, obj, meta)
   }, Tracer)
   if (meta and meta.stats) ~= false and wants_stats[obj] ~= false then
     t.sampled = true
+    t.covered, t.acc_t, t.acc_cnt = 0, now, info.run_cnt or 0
     sampler.users = sampler.users + 1
+    sampler.tracers[t] = true
     sampler.next_toggle = nil -- open a window now
     M.stats_tick(now)
-    t.cov0 = stats_on_time(now)
   end
   return t
 end
@@ -173,6 +185,7 @@ end
 function Tracer:_release()
   if self.sampled then
     self.sampled = false
+    sampler.tracers[self] = nil
     sampler.users = sampler.users - 1
     M.stats_tick()
   end
@@ -199,7 +212,8 @@ function Tracer:quality()
     q.events_seen, q.events_lost, q.events_missed = st.events, st.lost, st.missed
     q.attach = info.attach
     if self.sampled and info.run_time_ns then
-      local covered = stats_on_time(now) - self.cov0
+      local covered = self.covered
+      if sampler.on or (info.run_cnt or 0) > self.acc_cnt then covered = covered + (now - self.acc_t) end
       q.bpf_stats_coverage = q.elapsed_s > 0 and covered / q.elapsed_s or nil
       local ns, cnt = info.run_time_ns - self.run_ns0, info.run_cnt - self.run_cnt0
       if covered > 0 and q.bpf_stats_coverage > 0 then

@@ -119,7 +119,8 @@ local VARIANTS = {
 --- Starts tracing. opts: pid | tid | cgroup (whose wakeups are measured),
 --- per = 'all' (default) | 'cpu' | 'process', ns = true (histogram in ns,
 --- default us), runqlen = false (no run-queue length sampling),
---- sample_hz (default 99), stats = false.
+--- sample_hz (default 99), stats = false, attach = 'tp_btf' | 'raw_tp' (force
+--- one program set; default: tp_btf, then raw_tp if the kernel refuses it).
 ---@return table? tracer, string? err
 function M.start(opts)
   opts = opts or {}
@@ -136,7 +137,13 @@ function M.start(opts)
   cfg.targ_per_process = per == 'process'
   cfg.targ_ns = opts.ns and true or false
   local want_runq = opts.runqlen ~= false
-  local obj, v = base.load_variants('sched', cfg, VARIANTS, { keep = { runq_sample = want_runq }, stats = opts.stats })
+  local variants = VARIANTS
+  if opts.attach then -- force one program set (tests, or a kernel where tp_btf misbehaves)
+    variants = {}
+    for _, v in ipairs(VARIANTS) do if v.name == opts.attach then variants[1] = v end end
+    if #variants == 0 then error("[perf_manual.tracers.sched] attach must be 'tp_btf' or 'raw_tp'", 2) end
+  end
+  local obj, v = base.load_variants('sched', cfg, variants, { keep = { runq_sample = want_runq }, stats = opts.stats })
   if not obj then return nil, v end
   local t = base.Tracer.new('sched', obj, { attach_path = v })
   t.per, t.unit = per, opts.ns and 'nsecs' or 'usecs'
