@@ -47,6 +47,7 @@ return playbook {
     after = param.string { 'data dir, investigation, or folded profile after the change' },
     expect = param.string { 'expected effect, stated before measuring: "p99 -20%", "latency median -10%"', optional = true },
     output = param.path { 'write the result to FILE (.md, or .json for the data)', optional = true },
+    flamediff = param.path { 'write the differential flame graph (SVG) of the two profiles here (default with --output: next to it)', optional = true },
     json = param.flag { 'print JSON instead of Markdown' },
     seed = param.integer { 'bootstrap seed (same seed, same intervals)', default = 1 },
     iterations = param.integer { 'bootstrap resamples', default = 2000 },
@@ -90,10 +91,12 @@ return playbook {
       end
       if hot_before and hot_after then
         out.hotspots = report.hotspot_shift(hot_before, hot_after, 10)
-        local svgpath = p.output and (p.output:gsub('%.%w+$', '') .. '.flamediff.svg') or 'flamediff.svg'
-        local path, why = flamediff_svg(hot_before, hot_after, svgpath)
-        out.flamediff = path
-        if not path then inv:note(why); out.flamediff_missing = why end
+        local svgpath = p.flamediff or (p.output and (p.output:gsub('%.%w+$', '') .. '.flamediff.svg'))
+        if svgpath then
+          local path, why = flamediff_svg(hot_before, hot_after, svgpath)
+          out.flamediff = path
+          if not path then inv:note(why); out.flamediff_missing = why end
+        end
       end
       if p.expect and not out.expectation then
         out.expectation = { status = 'not measured', text = 'expected ' .. p.expect .. ': no samples to check it with' }

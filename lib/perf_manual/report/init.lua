@@ -385,13 +385,14 @@ end
 function M.hotspot_shift(before, after, n)
   local ok, fd = pcall(require, 'perf_manual.report.flamediff')
   if ok and fd.top_changes then
-    local rok, rows = pcall(fd.top_changes, before, after, n)
-    if rok and type(rows) == 'table' then
+    -- H4's flamediff: shares of stacks each function is on, in percent
+    local rok, ch = pcall(fd.top_changes, before, after, n, { skip_root = true })
+    if rok and type(ch) == 'table' and type(ch.total) == 'table' then
       local out = {}
-      for i, r in ipairs(rows) do
-        local b, a = r.before_share or r.before or 0, r.after_share or r.after or 0
-        out[i] = { func = r.func or r.name or r.frame, before = string.format('%.1f%%', b * 100),
-          after = string.format('%.1f%%', a * 100), change = string.format('%+.1f pts', (a - b) * 100) }
+      for i, r in ipairs(ch.total) do
+        local b, a = r.before or 0, r.after or 0
+        out[i] = { func = tostring(r.name), before = string.format('%.1f%%', b), after = string.format('%.1f%%', a),
+          change = (b == 0 and 'new' or a == 0 and 'gone' or string.format('%+.1f pts', r.delta or (a - b))) }
       end
       return out
     end
@@ -472,6 +473,12 @@ function M.view(ds, opts)
       v.timeline[#v.timeline + 1] = { t = tostring(e.t or ''), what = tostring(e.kind or '') .. ': ' .. tostring(e.what or '') }
     end
   end
+  -- the checklist questions and what was answered
+  v.checklist = {}
+  for _, q in ipairs(meta.checklist or {}) do
+    v.checklist[#v.checklist + 1] = { question = tostring(q.question or q.key or ''), answer = tostring(q.answer or ''),
+      note = q.answered and '' or 'not answered (default)' }
+  end
   -- symptom quantification: RED numbers, quantify scalars
   v.quantification = {}
   if ds.red then
@@ -520,6 +527,8 @@ function M.view(ds, opts)
   v.key_chart = key
   -- profile evidence
   profile_evidence(ds, v)
+  -- without a time series or latency chart, the flame graph is the key chart
+  if not v.key_chart and v.flamegraph then v.key_chart = v.flamegraph end
   -- root cause and hypotheses
   v.root_cause = root_cause or 'Not established.'
   v.hypotheses = {}

@@ -30,7 +30,7 @@ function M.render(v, opts)
   opts = opts or {}
   local files = {}
   local function link(c)
-    if not c then return end
+    if not c or c.md then return end
     if opts.assets then
       files[#files + 1] = { name = c.file, data = c.svg }
       c.md = string.format('![%s](%s/%s)', M.escape(c.title), opts.assets, c.file)
