@@ -1336,8 +1336,19 @@ static int cmp_bytes(const void *a, const void *b)
 static int cmp_frames(const void *a, const void *b)
 {
   const struct entry *x = *(const struct entry *const *)a, *y = *(const struct entry *const *)b;
-  size_t m = x->len < y->len ? x->len : y->len;
-  for (size_t i = 0; i < m; i++) {
+  size_t m = x->len < y->len ? x->len : y->len, i = 0;
+  /* stacks share long prefixes: find the first difference 8 bytes a step */
+  while (i + 8 <= m) {
+    uint64_t u, v;
+    memcpy(&u, x->key + i, 8);
+    memcpy(&v, y->key + i, 8);
+    if (u != v) {
+      i += (size_t)__builtin_ctzll(u ^ v) / 8; /* little-endian: lowest byte first */
+      break;
+    }
+    i += 8;
+  }
+  for (; i < m; i++) {
     unsigned char cx = (unsigned char)x->key[i], cy = (unsigned char)y->key[i];
     if (cx == cy)
       continue;

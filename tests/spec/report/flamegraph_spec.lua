@@ -79,6 +79,20 @@ describe('perf_manual.report.flamegraph', function()
     end
   end)
 
+  it('keeps a frame whole when a sibling name extends it (a;b, a;b!x, a;b;c)', function()
+    local long = string.rep('f', 40)
+    local p = fold.from_table({ ['a;' .. long] = 2, ['a;' .. long .. '!x'] = 3, ['a;' .. long .. ';c'] = 5,
+      ['a;' .. long .. ' x;d'] = 7 })
+    local count = {}
+    for _, f in ipairs(frames((fg.render(p, { minwidth = 0 })))) do
+      count[f.name] = (count[f.name] or 0) + 1
+      if f.name == long then assert.equal(7, f.n) end
+    end
+    assert.equal(1, count[long])
+    assert.equal(1, count[long .. '!x'])
+    assert.equal(1, count[long .. ' x'])
+  end)
+
   it('escapes frame names: <script> stays text', function()
     local p = fold.from_table({ ['app;<script>alert(1)</script>;a&b "q" \'x\''] = 5, ['app;bad\1byte\255'] = 5 })
     local svg = fg.render(p, { title = '<b>title</b>', subtitle = 'x & y' })
