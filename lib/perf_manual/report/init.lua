@@ -61,6 +61,39 @@ M.flatten = flatten
 
 local TIME_KEYS = { 't', 'time', 'ts', 'timestamp' }
 
+--- Series not worth a chart or a test: sampling bookkeeping, devices that
+--- are not disks, and per-index duplicates of per-name tables. Editable.
+M.ignore_series = { '%.elapsed$', '%.ncpu$', '%.id$', 'loop%d+', 'zram%d+', '%.ram%d+%.', '%.devices%.%d+%.' }
+
+local function ignored(name)
+  for _, p in ipairs(M.ignore_series) do
+    if name:find(p) then return true end
+  end
+  return false
+end
+
+-- days since 1970-01-01 of a civil date (proleptic Gregorian)
+local function days_from_civil(y, m, d)
+  y = m <= 2 and y - 1 or y
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * (m + (m > 2 and -3 or 9)) + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+--- "2026-11-22T05:44:17.703Z" (or a number) -> epoch seconds, else nil.
+function M.parse_time(v)
+  if type(v) == 'number' then return v end
+  if type(v) ~= 'string' then return nil end
+  local Y, Mo, D, h, mi, sec, rest = v:match('^(%d%d%d%d)%-(%d%d)%-(%d%d)[T ](%d%d):(%d%d):(%d%d%.?%d*)(.*)$')
+  if not Y then return nil end
+  local t = days_from_civil(tonumber(Y), tonumber(Mo), tonumber(D)) * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+  local sign, oh, om = rest:match('^([+-])(%d%d):?(%d%d)$')
+  if sign then t = t - (sign == '+' and 1 or -1) * (tonumber(oh) * 3600 + tonumber(om) * 60) end
+  return t
+end
+
 --- Reads a JSON-lines series file into ds.series[name] = {points = {{t, v}}}.
 local function read_jsonl(ds, path, base)
   local f = io.open(path, 'rb')
@@ -75,16 +108,18 @@ local function read_jsonl(ds, path, base)
       if ok and type(rec) == 'table' then
         local t
         for _, k in ipairs(TIME_KEYS) do
-          local v = null_to_nil(rec[k])
-          if type(v) == 'number' then t = v; rec[k] = nil; break end
+          local v = M.parse_time(null_to_nil(rec[k]))
+          if v then t = v; rec[k] = nil; break end
         end
         t = t or n
         t0 = t0 or t
         for name, v in pairs(flatten(rec, nil, {})) do
           local full = base .. '.' .. name
           local s = ds.series[full]
+          if not s and ignored(full) then goto skip end
           if not s then s = { name = full, points = {} }; ds.series[full] = s end
           s.points[#s.points + 1] = { t - t0, v }
+          ::skip::
         end
       else
         bad = bad + 1
@@ -281,9 +316,9 @@ end
 --- Which series go on which chart: the first spec whose pattern matches a
 --- series name takes it. Teams add their own metric names here.
 M.chart_specs = {
-  { key = 'cpu', title = 'CPU busy', unit = '%', ymax = 100, match = { 'busy_pct$', 'cpu_pct$', 'cpu%.util' } },
+  { key = 'cpu', title = 'CPU busy', unit = '%', ymax = 100, match = { 'total%.busy_pct$', 'busy_pct$', 'cpu_pct$', 'cpu%.util' } },
   { key = 'runq', title = 'Run queue', unit = '', match = { 'procs_running$', 'runq', 'run_queue', 'load1$' } },
-  { key = 'psi_mem', title = 'Memory pressure (PSI some)', unit = '%', match = { 'memory.*some', 'psi.*mem' } },
+  { key = 'psi_mem', title = 'Memory pressure (PSI some)', unit = '%', match = { 'memory.*some_pct$', 'psi.*mem.*some' } },
   { key = 'disk_util', title = 'Disk utilization', unit = '%', ymax = 100, match = { 'disk.*util_pct$', 'util_pct$' } },
   { key = 'disk_await', title = 'Disk await', unit = 'ms', match = { 'await' } },
   { key = 'net', title = 'Network', unit = 'B/s', match = { 'rx_bytes', 'tx_bytes', 'net.*bytes' } },
@@ -310,14 +345,12 @@ local function build_charts(ds)
   local names = util.keys(ds.series)
   for _, spec in ipairs(M.chart_specs) do
     local series = {}
-    for _, n in ipairs(names) do
-      if not taken[n] and #series < M.MAX_SERIES_PER_CHART then
-        for _, pat in ipairs(spec.match) do
-          if n:lower():find(pat) then
-            taken[n] = true
-            series[#series + 1] = { name = short_name(n), points = ds.series[n].points }
-            break
-          end
+    -- earlier patterns first (the total before per-CPU lines)
+    for _, pat in ipairs(spec.match) do
+      for _, n in ipairs(names) do
+        if not taken[n] and #series < M.MAX_SERIES_PER_CHART and n:lower():find(pat) then
+          taken[n] = true
+          series[#series + 1] = { name = short_name(n), points = ds.series[n].points }
         end
       end
     end

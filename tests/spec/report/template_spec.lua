@@ -63,7 +63,8 @@ describe('perf_manual.report.template', function()
   it('renders every shipped template from real data and from an empty data dir', function()
     local root = test_helpers.root
     local empty = os.tmpname(); os.remove(empty); os.execute("mkdir -p '" .. empty .. "'")
-    for _, dir in ipairs({ root .. '/tests/fixtures/report/before', root .. '/tests/fixtures/report/after', empty }) do
+    for _, dir in ipairs({ root .. '/tests/fixtures/report/before', root .. '/tests/fixtures/report/after',
+                           root .. '/tests/fixtures/report/collect', empty }) do
       local ds = assert(report.load(dir))
       for _, f in ipairs({ { 'technical', 'md' }, { 'executive', 'md' }, { 'technical', 'html' }, { 'executive', 'html' }, { 'slides', 'html' } }) do
         local text = report.render(ds, { format = f[1], output = f[2], assets = 'a' })
@@ -71,5 +72,30 @@ describe('perf_manual.report.template', function()
       end
     end
     os.execute("rm -rf '" .. empty .. "'")
+  end)
+end)
+
+describe('perf_manual.report.load', function()
+  it('reads a collect data dir: ISO times, nested numbers as dotted series, noise left out', function()
+    local ds = assert(report.load(test_helpers.root .. '/tests/fixtures/report/collect'))
+    local busy = assert(ds.series['cpu.rates.total.busy_pct'])
+    assert.equal(3, #busy.points)
+    -- seconds from the first sample, from "2026-...T..Z" stamps one second apart
+    assert.equal(0, busy.points[1][1])
+    assert.is_true(math.abs(busy.points[2][1] - 1) < 0.1, busy.points[2][1])
+    assert.is_nil(ds.series['cpu.rates.elapsed'])
+    for name in pairs(ds.series) do assert.is_nil(name:find('loop%d'), name) end
+    assert.is_table(ds.use)
+    -- the CPU chart shows the total first, labelled at its end
+    local v = report.view(ds)
+    assert.equal('cpu', v.charts[1].key)
+    assert.matches('<text[^>]*>rates.total.busy_pct [%d.]+%%</text>', v.charts[1].svg)
+  end)
+
+  it('parses ISO-8601 times with Z or an offset', function()
+    assert.equal(0, report.parse_time('1970-01-01T00:00:00Z'))
+    assert.equal(1795326257.703, report.parse_time('2026-11-22T05:44:17.703Z'))
+    assert.equal(951868800, report.parse_time('2000-03-01T01:00:00+01:00'))
+    assert.is_nil(report.parse_time('yesterday'))
   end)
 end)
