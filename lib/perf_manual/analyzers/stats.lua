@@ -290,7 +290,8 @@ function M.compare(a, b, opts)
   local ta, tb = M.thin(a, M.BOOT_MAX), M.thin(b, M.BOOT_MAX)
   local bo = { seed = opts.seed, iterations = opts.iterations }
   local ci = {}
-  for _, st in ipairs({ 'median', 'p99', 'mean' }) do
+  -- intervals cost resamples: the median always, others when asked
+  for _, st in ipairs(opts.stats or { 'median' }) do
     bo.stat = st
     ci[st] = M.bootstrap_change(ta, tb, bo)
     -- the point estimates come from all values
@@ -406,16 +407,22 @@ function M.diff(before, after, opts)
     elseif (sb or cb) and not (sa or ca) then res.only_after[#res.only_after + 1] = name
     elseif sa and sb then
       local unit = sa.unit or sb.unit
-      local c = M.compare(sa.values, sb.values, opts)
+      local want = { 'median' }
+      if is_latency(name, unit) then want[#want + 1] = 'p99' end
+      if opts.expect and opts.expect.stat ~= 'median' and opts.expect.stat ~= 'p99' then want[#want + 1] = opts.expect.stat end
+      local copts = { seed = opts.seed, iterations = opts.iterations, alpha = opts.alpha, stats = want }
+      local c = M.compare(sa.values, sb.values, copts)
       local row = { metric = name, kind = 'samples', unit = unit, n_before = #sa.values, n_after = #sb.values,
         verdict = c.verdict, p = c.p, significant = c.significant }
       if c.ci then
         local m = c.ci.median
         row.before, row.after, row.change = m.before, m.after, m.rel
         row.ci_lo, row.ci_hi = m.rel_lo, m.rel_hi
-        row.p99_before, row.p99_after, row.p99_change = c.ci.p99.before, c.ci.p99.after, c.ci.p99.rel
-        row.p99_ci_lo, row.p99_ci_hi = c.ci.p99.rel_lo, c.ci.p99.rel_hi
-        row.mean_before, row.mean_after = c.ci.mean.before, c.ci.mean.after
+        if c.ci.p99 then
+          row.p99_before, row.p99_after, row.p99_change = c.ci.p99.before, c.ci.p99.after, c.ci.p99.rel
+          row.p99_ci_lo, row.p99_ci_hi = c.ci.p99.rel_lo, c.ci.p99.rel_hi
+        end
+        row.mean_before, row.mean_after = M.mean(sa.values), M.mean(sb.values)
         row.u = c.test.u1
         row.before_text, row.after_text = 'median ' .. fmt_val(m.before, unit), 'median ' .. fmt_val(m.after, unit)
         row.change_text = m.rel and string.format('%+.1f%%', m.rel * 100) or 'n/a'
