@@ -7,10 +7,12 @@
 --- each look at a thread reads its schedstat (the cheapest per-thread file):
 --- a thread that has not been on a CPU since the last look is still in the
 --- same wait (or, if it was R, still waiting for a CPU), so its class is
---- reused. Only threads that ran get /proc/PID/task/TID/wchan read: "0"
---- exactly when the thread is on a run queue (R), "futex_…" in a futex
---- wait, another kernel symbol in other sleeps; stat (S or D) is read only
---- when that symbol changes. Sleeping threads are looked at every 2nd tick,
+--- reused. Only threads that ran get /proc/PID/task/TID/wchan read:
+--- "futex_…" in a futex wait, another kernel symbol in other sleeps (stat,
+--- S or D, is read only when that symbol changes), "0" when still on a run
+--- queue (then stat tells R from a sleeper kept queued by EEVDF delayed
+--- dequeue, 6.12+, and the syscall file whether it sleeps in futex).
+--- Sleeping threads are looked at every 2nd tick,
 --- after 2 unchanged looks every 4th; runnable ones every tick. When a
 --- thread is next seen to have run, its schedstat deltas say how long it ran
 --- and waited for a CPU during the reused ticks, and that many samples move
@@ -262,7 +264,19 @@ end
 local function classify_wchan(th)
   local n = pread(th.wchan)
   if n <= 0 then return C_GONE end
-  if n == 1 and buf[0] == 48 then return C_RUN end
+  if n == 1 and buf[0] == 48 then
+    -- "0": on a run queue. Since 6.12 a sleeping task can stay queued a
+    -- while (EEVDF delayed dequeue) and read "0" too, so stat says which.
+    local st = read_state(th)
+    if not st then return C_GONE end
+    if st == S_R then return C_RUN end
+    if st == S_S then
+      local f, n2 = syscall_futex(th)
+      if f then th.fkind, th.faddr = futex_args(n2); th.fkind_fresh = true; th.wsym = nil; return C_FUTEX end
+      return C_SLEEP
+    end
+    return class_of_state(st)
+  end
   if n >= 5 and buf[0] == F and buf[1] == U and buf[2] == T and buf[3] == E and buf[4] == X then
     th.wsym = nil
     return C_FUTEX
@@ -350,7 +364,9 @@ function Sampler:tick()
       end
       th.streak = 0
       c = wmode and classify_wchan(th) or classify_stat(self, th)
-      if c == C_FUTEX and wmode then th.fkind, th.faddr = futex_kind(th) end
+      if c == C_FUTEX and wmode then
+        if th.fkind_fresh then th.fkind_fresh = false else th.fkind, th.faddr = futex_kind(th) end
+      end
       if c == C_RUN and th.last_run then
         local dr, dw = run - th.last_run, wait - th.last_wait
         if dr + dw > 0 then w = dw / (dr + dw) end

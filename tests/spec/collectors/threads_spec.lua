@@ -88,6 +88,17 @@ describe('perf_manual.collectors.threads', function()
     assert.is_true(r.shares.running + r.shares.runnable > 0.9)
   end)
 
+  it('reads the state from stat when a thread sleeps somewhere else than futex (stopped: T)', function()
+    local pid = start(4, 'sleep')
+    sys.kill(pid, 19) -- SIGSTOP
+    sys.sleep(0.1)
+    local r = assert(threads.sample(pid, { duration = 0.3 }))
+    sys.kill(pid, 18)
+    stop(pid)
+    assert.is_true(r.shares.other > 0.9, 'other ' .. r.shares.other)
+    assert.equal(0, r.futex_share)
+  end)
+
   it('stops with what it has when the process exits', function()
     local pid = assert(sys.spawn({ h.workload('threads100'), '4', 'sleep', '1' }, { stdout = '/dev/null' }))
     sys.sleep(0.2)
