@@ -91,6 +91,11 @@ function M.render(s, opts)
   add('  sent       %10.1f req/s%s', s.rate.sent or 0,
     s.rate.asked and s.rate.sent and s.rate.sent < 0.95 * s.rate.asked and '   << below the asked rate' or '')
   add('  completed  %10.1f req/s', s.rate.completed or 0)
+  if charts and s.series and #s.series > 1 then
+    local per = {}
+    for i, x in ipairs(s.series) do per[i] = x.responses end
+    add('  per second %s  (%d .. %d)', charts.sparkline(per, { min = 0 }), math.min(unpack(per)), math.max(unpack(per)))
+  end
   if (s.rate.backlog or 0) > 0 or (s.rate.unfinished or 0) > 0 then
     add('  not sent   %10d (due, no free connection)   unfinished at end %d', s.rate.backlog or 0, s.rate.unfinished or 0)
   end
