@@ -43,7 +43,7 @@ return playbook {
   step "quantify" { budget = "30m",
     function(inv, p)
       local q = inv:quantify {}
-      inv.quantify = q
+      inv.quantified = q
       if q.available ~= false then
         local s, pr = q.system or {}, q.process
         inv:printf('system: %s busy, %s iowait, load %s; %s\n',

@@ -378,7 +378,7 @@ function methods.compare_with(inv, baseline_id, current)
     return nil
   end
   local b = util.json_decode(text) or {}
-  current = current or inv.state.quantify
+  current = current or inv.state.quantified
   local fb, fc = flat_numbers(b), flat_numbers(current or {})
   local rows = {}
   for _, k in ipairs(util.keys(fb)) do

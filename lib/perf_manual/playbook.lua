@@ -288,15 +288,24 @@ M.Context = Context
 Context.__index = function(t, k)
   local v = Context[k]
   if v ~= nil then return v end
+  v = require('perf_manual.investigation').methods[k]
+  if v ~= nil then return v end
   local state = rawget(t, 'state')
-  if state and state[k] ~= nil then return state[k] end
-  local methods = require('perf_manual.investigation').methods
-  return methods[k]
+  if state then return state[k] end
 end
 Context.__newindex = function(t, k, v)
   local state = rawget(t, 'state')
-  if state and type(k) == 'string' and k:sub(1, 1) ~= '_' then state[k] = v
-  else rawset(t, k, v) end
+  if state and type(k) == 'string' and k:sub(1, 1) ~= '_' then
+    -- a field named like a method stays in this run only: saved state
+    -- must never hide a method after a resume
+    if Context[k] ~= nil or require('perf_manual.investigation').methods[k] ~= nil then
+      rawset(t, k, v)
+    else
+      state[k] = v
+    end
+  else
+    rawset(t, k, v)
+  end
 end
 
 --- A run's context: what steps see as `inv`. perf_manual.investigation

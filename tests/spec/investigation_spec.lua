@@ -198,6 +198,38 @@ describe('investigation engine', function()
     assert.same({ 'done', 'done', 'done' }, { m2.steps[1].status, m2.steps[2].status, m2.steps[3].status })
   end)
 
+  it('a real SIGINT during investigate marks the step interrupted; --resume continues there', function()
+    local sys = require('perf_manual._c.sys')
+    local log = dir .. '/out.txt'
+    local pid = assert(sys.spawn({ h.root .. '/bin/perf_manual', 'investigate', '--workload', h.workload('sleeper') .. ' 60',
+      '--symptom', 'slow', '--batch', '--duration', '10', '--store', root }, { stdout = log, stderr = log }))
+    -- wait until it is measuring (the quantify step), then Ctrl-C it
+    local m
+    for _ = 1, 100 do
+      sys.sleep(0.1)
+      local id = store.list(root)[1]
+      m = id and store.open(root, id):load_metadata()
+      if m and m.steps and m.steps[2] and m.steps[2].status == 'running' then break end
+    end
+    sys.kill(pid, 2)
+    local how, code = sys.wait(pid)
+    assert.same({ 'exited', 130 }, { how, code }, util.readfile(log))
+    m = meta_of(root)
+    assert.same({ 'done', 'interrupted' }, { m.steps[1].status, m.steps[2].status })
+    assert.equal('interrupted', m.status)
+    -- the launched workload was stopped with the run
+    local launched
+    for _, e in ipairs(m.timeline) do launched = launched or tonumber(tostring(e.what):match('as pid (%d+)$')) end
+    assert.is_nil(io.open('/proc/' .. launched .. '/stat'))
+    local out, err, st = h.pm(string.format('investigate --resume %s --store %s --duration 1', m.id, root))
+    assert.equal(0, st, err)
+    assert.matches('== 2/6 quantify', out)
+    assert.not_matches('== 1/6', out)
+    local m2 = meta_of(root)
+    assert.equal('complete', m2.status)
+    assert.equal('done', m2.steps[2].status)
+  end)
+
   it('refuses writes outside the investigation folder through inv:write', function()
     write(dir .. '/escape.lua', [[
       return playbook { name = "escape", summary = "s", investigation = true,
