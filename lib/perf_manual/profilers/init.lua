@@ -268,7 +268,8 @@ function M.write(p, dir, formats, opts)
       local has, sp = pcall(require, 'perf_manual.report.speedscope')
       if not has then return nil, 'speedscope export is not available: ' .. tostring(sp):match('^[^\n]*') end
       local fn = sp.write_file or sp.write
-      ok, err = fn(path, fp, { name = what .. ' of ' .. (p.target or 'system'), unit = p.unit })
+      ok, err = fn(path, fp, { name = what .. ' of ' .. (p.target or 'system'),
+                               unit = p.unit == 'us' and 'microseconds' or 'none' })
     else
       return nil, 'unknown format ' .. tostring(f)
     end

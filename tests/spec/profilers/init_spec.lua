@@ -107,6 +107,13 @@ describe('perf_manual.profilers', function()
     assert.matches('^<%?xml', svg)
     assert.matches('</svg>%s*$', svg)
     assert.matches('>alpha', svg)
+    -- speedscope: one sample per unique stack, weighted by its count
+    assert(profilers.write(p, dir, { 'speedscope' }))
+    local sp = assert(util.json_decode(util.readfile(dir .. '/profile.speedscope.json')))
+    local weights = 0
+    for _, w in ipairs(sp.profiles[1].weights) do weights = weights + w end
+    assert.equal(423, weights)
+    assert.equal('none', sp.profiles[1].unit)
     local j = util.json_decode(util.readfile(dir .. '/profile.json'))
     assert.equal(423, j.total)
     assert.equal('bpf', j.source)
