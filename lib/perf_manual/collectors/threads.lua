@@ -12,7 +12,9 @@
 --- S or D, is read only when that symbol changes), "0" when still on a run
 --- queue (then stat tells R from a sleeper kept queued by EEVDF delayed
 --- dequeue, 6.12+, and the syscall file whether it sleeps in futex).
---- Sleeping threads are looked at every 2nd tick,
+--- A thread that ran only briefly and, the last 3 times it did, went back
+--- to the same wait is assumed to have done so again (wchan re-checked at
+--- every 4th such run). Sleeping threads are looked at every 2nd tick,
 --- after 2 unchanged looks every 4th; runnable ones every tick. When a
 --- thread is next seen to have run, its schedstat deltas say how long it ran
 --- and waited for a CPU during the reused ticks, and that many samples move
@@ -129,7 +131,7 @@ local function open_thread(self, tid)
   th.prev_n = 0
   if th.sched < 0 then return nil end
   if self.mode == 'stat' then th.stat = fopen(base .. 'stat') else th.wchan = fopen(base .. 'wchan') end
-  th.reused, th.streak = 0, 0
+  th.reused, th.streak, th.trust, th.skips = 0, 0, 0, 0
   local c = common.read(base .. 'comm')
   th.comm = c and c:gsub('\n$', '') or '?'
   return th
@@ -346,33 +348,48 @@ function Sampler:tick()
       run, j = num_at(0, n)
       wait = num_at(j + 1, n)
       if n < 64 then ffi.copy(th.prev, buf, n); th.prev_n = n else th.prev_n = 0 end
-      if th.class and th.class ~= C_RUN and th.reused > 0 then
-        -- during the reused ticks it ran for dr and waited for a CPU for dw:
-        -- move that many samples from its old class to running / runnable
-        local kr = math.min(th.reused, math.floor((run - th.last_run) / period_ns + 0.5))
-        local kw = math.min(th.reused - kr, math.floor((wait - th.last_wait) / period_ns + 0.5))
-        if kr + kw > 0 then
-          local key = CLASS_KEY[th.class]
-          a[key] = a[key] - kr - kw
-          a.running, a.runnable = a.running + kr, a.runnable + kw
-          if th.class == C_FUTEX then
-            th.futex = th.futex - kr - kw; a.futex_sum = a.futex_sum - kr - kw
-            if th.fkind then a.kind[th.fkind] = a.kind[th.fkind] - kr - kw end
-            if th.faddr then a.addr[th.faddr].samples = a.addr[th.faddr].samples - kr - kw end
+      local prior = th.class
+      local sleeper = prior == C_SLEEP or prior == C_FUTEX or prior == C_DISK
+      local short = th.last_run and run - th.last_run < period_ns and wait - th.last_wait < period_ns
+      if wmode and sleeper and short and th.trust >= 3 and th.skips < 3 then
+        -- it ran briefly, and the last 3 times it did it went back to the
+        -- same wait: assume so again (checked every 4th time); counted as a
+        -- reused tick, so the run/wait correction still covers it
+        c = prior
+        th.skips = th.skips + 1
+        th.reused = th.reused + 1
+        th.streak = 0
+      else
+        if th.class and th.class ~= C_RUN and th.reused > 0 then
+          -- during the reused ticks it ran for dr and waited for a CPU for dw:
+          -- move that many samples from its old class to running / runnable
+          local kr = math.min(th.reused, math.floor((run - th.last_run) / period_ns + 0.5))
+          local kw = math.min(th.reused - kr, math.floor((wait - th.last_wait) / period_ns + 0.5))
+          if kr + kw > 0 then
+            local key = CLASS_KEY[th.class]
+            a[key] = a[key] - kr - kw
+            a.running, a.runnable = a.running + kr, a.runnable + kw
+            if th.class == C_FUTEX then
+              th.futex = th.futex - kr - kw; a.futex_sum = a.futex_sum - kr - kw
+              if th.fkind then a.kind[th.fkind] = a.kind[th.fkind] - kr - kw end
+              if th.faddr then a.addr[th.faddr].samples = a.addr[th.faddr].samples - kr - kw end
+            end
           end
         end
+        th.streak = 0
+        c = wmode and classify_wchan(th) or classify_stat(self, th)
+        if c == C_FUTEX and wmode then
+          if th.fkind_fresh then th.fkind_fresh = false else th.fkind, th.faddr = futex_kind(th) end
+        end
+        if c == C_RUN and th.last_run then
+          local dr, dw = run - th.last_run, wait - th.last_wait
+          if dr + dw > 0 then w = dw / (dr + dw) end
+        end
+        th.reused = 0
+        if sleeper and short and c == prior then th.trust = th.trust + 1 else th.trust = 0 end
+        th.skips = 0
+        if c ~= C_GONE then th.last_run, th.last_wait = run, wait end
       end
-      th.streak = 0
-      c = wmode and classify_wchan(th) or classify_stat(self, th)
-      if c == C_FUTEX and wmode then
-        if th.fkind_fresh then th.fkind_fresh = false else th.fkind, th.faddr = futex_kind(th) end
-      end
-      if c == C_RUN and th.last_run then
-        local dr, dw = run - th.last_run, wait - th.last_wait
-        if dr + dw > 0 then w = dw / (dr + dw) end
-      end
-      th.reused = 0
-      if c ~= C_GONE then th.last_run, th.last_wait = run, wait end
     end
     if c == C_GONE then
       gone = true
