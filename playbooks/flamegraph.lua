@@ -10,7 +10,8 @@ return playbook {
   perf_manual flamegraph --inverted --minwidth 0.5% app.folded > icicle.svg
   perf_manual flamegraph --colors offcpu offcpu.folded > offcpu.svg]],
   params = {
-    input = param.path { 'folded stacks (or perf script text); - or absent: stdin', positional = true, optional = true },
+    input = param.path { 'folded stacks (or perf script text); - or absent: stdin',
+                         positional = true, optional = true },
     title = param.string { 'title at the top', optional = true },
     subtitle = param.string { 'second line under the title', optional = true },
     inverted = param.flag { 'icicle graph: roots at the top' },
@@ -25,9 +26,13 @@ return playbook {
     function(inv, p)
       local fold = require('perf_manual.fold')
       local fg = require('perf_manual.report.flamegraph')
-      if p.width < 100 or p.width > 100000 then util.user_error('flamegraph: --width must be between 100 and 100000') end
+      if p.width < 100 or p.width > 100000 then
+        util.user_error('flamegraph: --width must be between 100 and 100000')
+      end
       local ok_mw, mw = pcall(fg.minwidth_px, p.minwidth, p.width)
-      if not ok_mw then util.user_error("flamegraph: bad value for --minwidth '" .. p.minwidth .. "': expected pixels or N%") end
+      if not ok_mw then
+        util.user_error("flamegraph: bad value for --minwidth '" .. p.minwidth .. "': expected pixels or N%")
+      end
       local label = (p.input == nil or p.input == '-') and '<stdin>' or p.input
       local prof, stats = fold.read(fold.source(p.input), { strict = p.strict })
       if not prof then

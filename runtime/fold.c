@@ -1089,11 +1089,6 @@ static int fold_folded_text(lua_State *L, struct profile *p, const char *s, size
       continue;
     }
     size_t kl = e - 1;
-    if (memchr(line, '\0', kl)) {
-      if (report_bad(&r, lineno, "NUL byte in the stack", line, len))
-        break;
-      continue;
-    }
     if (c == 0)
       continue;
     if (profile_add(p, line, kl, c)) {

@@ -42,7 +42,7 @@ describe('flame graph in headless Chromium', function()
       pending('chromium is not installed (make deps installs it)')
       return
     end
-    profile = assert(fold.from_perf_script(fixture('perf/calltree_user.perf.txt')))
+    profile = assert(fold.from_perf_script(test_helpers.fixture('perf/calltree_user.perf.txt')))
     profile:add('calltree;__libc_start_call_main;main;<script>document.title="pwned"</script>', 10000000)
     svg_path = os.tmpname() .. '.svg'
     local f = assert(io.open(svg_path, 'wb'))

@@ -15,7 +15,7 @@ end
 describe('perf_manual.fold', function()
   describe('perf script text', function()
     it('folds a real capture of the calltree workload (perf record -g, user stacks)', function()
-      local text = fixture('perf/calltree_user.perf.txt')
+      local text = test_helpers.fixture('perf/calltree_user.perf.txt')
       local p, stats = fold.from_perf_script(text)
       assert.truthy(p, stats)
       assert.equal(40, stats.samples)
@@ -34,12 +34,13 @@ describe('perf_manual.fold', function()
     end)
 
     it('annotates kernel frames with --kernel and keeps comm as the root', function()
-      local text = fixture('perf/system_kernel.perf.txt')
+      local text = test_helpers.fixture('perf/system_kernel.perf.txt')
       local plain = assert(fold.from_perf_script(text))
       local k = assert(fold.from_perf_script(text, { kernel = true }))
       assert.equal(plain:total(), k:total())
       assert.matches('kdamond.0;ret_from_fork_asm;ret_from_fork;kthread;kdamond_fn', plain:folded(), 1, true)
-      assert.matches('kdamond.0;ret_from_fork_asm_[k];ret_from_fork_[k];kthread_[k];kdamond_fn_[k]', k:folded(), 1, true)
+      assert.matches('kdamond.0;ret_from_fork_asm_[k];ret_from_fork_[k];kthread_[k];kdamond_fn_[k]',
+        k:folded(), 1, true)
       local withpid = assert(fold.from_perf_script(text, { pid = true }))
       assert.matches('kdamond.0-?;ret_from_fork_asm;', withpid:folded(), 1, true)
       local withtid = assert(fold.from_perf_script(text, { tid = true }))
@@ -74,12 +75,14 @@ describe('perf_manual.fold', function()
     end)
 
     it('reports bad lines with their numbers and skips them', function()
-      local text = 'app 12 1.0: 1 cycles:\n\t 10 f (/x)\n!!garbage line\n\t 11 main (/x)\n\napp 12 1.1: 1 cycles:\n\t 12 g (/x)\n'
+      local text = 'app 12 1.0: 1 cycles:\n\t 10 f (/x)\n!!garbage line\n\t 11 main (/x)\n\n'
+        .. 'app 12 1.1: 1 cycles:\n\t 12 g (/x)\n'
       local p, stats = fold.from_perf_script(text)
       assert.truthy(p)
       assert.equal('app;main;f 1\n', p:folded())
       assert.equal(2, stats.bad)
-      assert.same({ line = 3, reason = 'not a perf script sample header or stack line', text = '!!garbage line' }, stats.errors[1])
+      assert.same({ line = 3, reason = 'not a perf script sample header or stack line', text = '!!garbage line' },
+        stats.errors[1])
       assert.equal(6, stats.errors[2].line)
       assert.matches('truncated sample', stats.errors[2].reason)
     end)
@@ -91,7 +94,7 @@ describe('perf_manual.fold', function()
     end)
 
     it('folds big inputs in parallel chunks with the same result and line numbers', function()
-      local one = fixture('perf/calltree_user.perf.txt')
+      local one = test_helpers.fixture('perf/calltree_user.perf.txt')
       local parts = {}
       for i = 1, 800 do
         parts[#parts + 1] = one
@@ -111,13 +114,14 @@ describe('perf_manual.fold', function()
     end)
 
     it('never crashes on binary junk or truncated text', function()
-      local text = fixture('perf/system_kernel.perf.txt')
+      local text = test_helpers.fixture('perf/system_kernel.perf.txt')
       math.randomseed(7)
-      for i = 1, 200 do
+      for _ = 1, 200 do
         local cut = text:sub(1, math.random(1, #text))
         local junk = {}
         for j = 1, math.random(0, 50) do junk[j] = string.char(math.random(0, 255)) end
-        local p, stats = fold.from_perf_script(cut .. table.concat(junk) .. cut:sub(1, math.random(0, 200)), { all = true, addrs = true, tid = true })
+        local p, stats = fold.from_perf_script(cut .. table.concat(junk) .. cut:sub(1, math.random(0, 200)),
+          { all = true, addrs = true, tid = true })
         assert.truthy(p, stats)
         assert.truthy(p:total() >= 0)
         local q = assert(fold.from_folded(p:folded()))
@@ -143,7 +147,8 @@ describe('perf_manual.fold', function()
       assert.truthy(p)
       assert.equal('a;b 1\nc 2\n', p:folded())
       assert.equal(4, stats.bad)
-      assert.same({ 2, 3, 4, 5 }, { stats.errors[1].line, stats.errors[2].line, stats.errors[3].line, stats.errors[4].line })
+      local e = stats.errors
+      assert.same({ 2, 3, 4, 5 }, { e[1].line, e[2].line, e[3].line, e[4].line })
       assert.equal('sample count too large', stats.errors[4].reason)
       local q, err = fold.from_folded('a;b 1\nbad\n', { strict = true })
       assert.is_nil(q)
@@ -165,7 +170,7 @@ describe('perf_manual.fold', function()
     end)
 
     it('guesses the format of its input', function()
-      local _, _, f1 = fold.read(fixture('perf/calltree_user.perf.txt'))
+      local _, _, f1 = fold.read(test_helpers.fixture('perf/calltree_user.perf.txt'))
       assert.equal('perf', f1)
       local _, _, f2 = fold.read('# comment\nmain;f 10\n')
       assert.equal('folded', f2)
@@ -219,7 +224,8 @@ describe('perf_manual.fold', function()
     it('folds a file, stdin and "-" alike, with the stackcollapse options', function()
       local out, err, status = h.pm('fold --kernel --tid ' .. fx)
       assert.equal(0, status, err)
-      local p = assert(fold.from_perf_script(fixture('perf/system_kernel.perf.txt'), { kernel = true, tid = true }))
+      local p = assert(fold.from_perf_script(test_helpers.fixture('perf/system_kernel.perf.txt'),
+        { kernel = true, tid = true }))
       assert.equal(p:folded(), out)
       local out2 = h.pm('fold --kernel --tid - < ' .. fx)
       local out3 = h.pm('fold --kernel --tid < ' .. fx)
@@ -240,7 +246,8 @@ describe('perf_manual.fold', function()
       local out, err, status = h.pm('fold ' .. path)
       assert.equal(0, status)
       assert.equal('app;f 1\n', out)
-      assert.equal('perf_manual: fold: ' .. path .. ':3: not a perf script sample header or stack line (skipped)\n', err)
+      assert.equal('perf_manual: fold: ' .. path .. ':3: not a perf script sample header or stack line (skipped)\n',
+        err)
       out, err, status = h.pm('fold --strict ' .. path)
       os.remove(path)
       assert.equal(2, status)

@@ -37,7 +37,9 @@ local function to_profile(p, which)
     if not prof then error('[perf_manual.report.flamediff] ' .. which .. ': ' .. tostring(err), 3) end
     return prof
   end
-  if type(p) ~= 'userdata' then error('[perf_manual.report.flamediff] ' .. which .. ': expected a profile or folded text', 3) end
+  if type(p) ~= 'userdata' then
+    error('[perf_manual.report.flamediff] ' .. which .. ': expected a profile or folded text', 3)
+  end
   return p
 end
 

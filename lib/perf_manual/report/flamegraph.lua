@@ -121,7 +121,9 @@ function zoom(z) {
 }
 function unzoom() {
   resetBtn.setAttribute("class", "hide");
-  for (var i = 0; i < frames.length; i++) { frames[i].g.setAttribute("class", ""); place(frames[i], frames[i].x, frames[i].w); }
+  for (var i = 0; i < frames.length; i++) {
+    frames[i].g.setAttribute("class", ""); place(frames[i], frames[i].x, frames[i].w);
+  }
 }
 function askSearch() {
   var term = window.prompt("Search frames (regular expression):", searching || "");
@@ -156,7 +158,8 @@ function search(term) {
 function clearSearch() {
   searching = null;
   for (var i = 0; i < frames.length; i++) {
-    if (frames[i].g.getAttribute("data-match")) { frames[i].r.setAttribute("fill", frames[i].fill); frames[i].g.removeAttribute("data-match"); }
+    var f = frames[i];
+    if (f.g.getAttribute("data-match")) { f.r.setAttribute("fill", f.fill); f.g.removeAttribute("data-match"); }
   }
   svg.removeAttribute("data-matched");
   searchBtn.textContent = "Search";
@@ -190,7 +193,9 @@ local function minwidth_px(v, width)
   local pct = tostring(v):match('^%s*([%d%.]+)%%%s*$')
   if pct then return tonumber(pct) / 100 * (width - 2 * XPAD) end
   local n = tonumber(v)
-  if not n or n < 0 then error("[perf_manual.report.flamegraph] minwidth: expected pixels or 'N%', got " .. tostring(v), 3) end
+  if not n or n < 0 then
+    error("[perf_manual.report.flamegraph] minwidth: expected pixels or 'N%', got " .. tostring(v), 3)
+  end
   return n
 end
 M.minwidth_px = minwidth_px

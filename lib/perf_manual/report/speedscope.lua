@@ -15,7 +15,8 @@ local util = require('perf_manual.util')
 local M = {}
 
 M.SCHEMA = 'https://www.speedscope.app/file-format-schema.json'
-local UNITS = { none = true, nanoseconds = true, microseconds = true, milliseconds = true, seconds = true, bytes = true }
+local UNITS = { none = true, nanoseconds = true, microseconds = true, milliseconds = true, seconds = true,
+  bytes = true }
 
 function M.document(profile, opts)
   opts = opts or {}

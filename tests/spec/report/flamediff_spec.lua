@@ -3,7 +3,8 @@ local flamediff = require('perf_manual.report.flamediff')
 
 local function frame_fills(svg)
   local out = {}
-  for title, r, g, b, n in svg:gmatch('<g><title>(.-)</title><rect [^>]-fill="rgb%((%d+),(%d+),(%d+)%)" data%-n="(%d+)"') do
+  local pat = '<g><title>(.-)</title><rect [^>]-fill="rgb%((%d+),(%d+),(%d+)%)" data%-n="(%d+)"'
+  for title, r, g, b, n in svg:gmatch(pat) do
     out[title:match('^(.-) %(')] = { r = tonumber(r), g = tonumber(g), b = tonumber(b), n = tonumber(n), title = title }
   end
   return out
@@ -11,7 +12,7 @@ end
 
 -- the calltree capture, and the same program after fetch_related grew
 local function profiles()
-  local before = assert(fold.from_perf_script(fixture('perf/calltree_user.perf.txt')))
+  local before = assert(fold.from_perf_script(test_helpers.fixture('perf/calltree_user.perf.txt')))
   local after = fold.new()
   after:merge(before)
   local grown = before:total()
@@ -37,7 +38,7 @@ describe('perf_manual.report.flamediff', function()
   end)
 
   it('colours an unchanged profile white', function()
-    local before = assert(fold.from_perf_script(fixture('perf/calltree_user.perf.txt')))
+    local before = assert(fold.from_perf_script(test_helpers.fixture('perf/calltree_user.perf.txt')))
     local f = frame_fills((flamediff.render(before, before, {})))
     for name, c in pairs(f) do
       if name ~= 'all' then assert.same({ 255, 255, 255 }, { c.r, c.g, c.b }) end

@@ -39,7 +39,7 @@ local function well_formed(svg)
 end
 
 local function calltree()
-  return assert(fold.from_perf_script(fixture('perf/calltree_user.perf.txt')))
+  return assert(fold.from_perf_script(test_helpers.fixture('perf/calltree_user.perf.txt')))
 end
 
 describe('perf_manual.report.flamegraph', function()
@@ -71,7 +71,8 @@ describe('perf_manual.report.flamegraph', function()
     for _, parent in ipairs(fr) do
       local sum = 0
       for _, c in ipairs(fr) do
-        if math.abs(c.y - (parent.y - 16)) < 0.01 and c.x >= parent.x - 0.01 and c.x + c.w <= parent.x + parent.w + 0.01 then
+        local above = math.abs(c.y - (parent.y - 16)) < 0.01
+        if above and c.x >= parent.x - 0.01 and c.x + c.w <= parent.x + parent.w + 0.01 then
           sum = sum + c.n
         end
       end
@@ -140,7 +141,8 @@ describe('perf_manual.report.flamegraph', function()
   end)
 
   it('colours frames by kind', function()
-    local p = fold.from_table({ ['app;main;read;sys_read_[k]'] = 10, ['app;main;Lfoo;.bar_[j]'] = 10, ['app;main;inl_[i]'] = 10 })
+    local p = fold.from_table({ ['app;main;read;sys_read_[k]'] = 10, ['app;main;Lfoo;.bar_[j]'] = 10,
+      ['app;main;inl_[i]'] = 10 })
     local kinds = {}
     for _, f in ipairs(frames(fg.render(p, {}))) do
       local r, g, b = f.fill:match('rgb%((%d+),(%d+),(%d+)%)')

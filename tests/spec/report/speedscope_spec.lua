@@ -4,7 +4,7 @@ local cjson = require('cjson')
 
 describe('perf_manual.report.speedscope', function()
   it('exports a sampled profile with shared frames that adds up to the folded counts', function()
-    local p = assert(fold.from_perf_script(fixture('perf/calltree_user.perf.txt')))
+    local p = assert(fold.from_perf_script(test_helpers.fixture('perf/calltree_user.perf.txt')))
     local doc = cjson.decode(speedscope.encode(p, { name = 'calltree' }))
     assert.equal('https://www.speedscope.app/file-format-schema.json', doc['$schema'])
     assert.equal(0, doc.activeProfileIndex)
