@@ -560,8 +560,7 @@ function M.report_markdown(meta, kind)
 end
 
 --- Writes report.md: H7's report module when present, else the plain writer.
-function methods.draft_report(inv, kind)
-  kind = kind or 'technical'
+local function report_text(inv, kind, quiet)
   local meta = M.metadata(inv)
   meta.id = inv.id
   local text
@@ -569,7 +568,9 @@ function methods.draft_report(inv, kind)
   if rep and type(rep.investigation) == 'function' then
     local ok, t = pcall(rep.investigation, meta, { format = kind, dir = inv.dir })
     if ok and type(t) == 'string' then text = t
-    else inv:warn('report module failed (' .. tostring(t):match('^[^\n]*') .. '); using the plain report') end
+    elseif not quiet then
+      inv:warn('report module failed (' .. tostring(t):match('^[^\n]*') .. '); using the plain report')
+    end
   end
   if text and not text:find('## Checklist', 1, true) then
     -- the report module leaves the checklist out: put it before the details
@@ -579,8 +580,13 @@ function methods.draft_report(inv, kind)
       text = at and (text:sub(1, at) .. cl .. '\n' .. text:sub(at + 1)) or (text .. '\n' .. cl)
     end
   end
-  text = text or M.report_markdown(meta, kind)
-  local rel = inv:write('report.md', text)
+  return text or M.report_markdown(meta, kind)
+end
+
+function methods.draft_report(inv, kind)
+  kind = kind or 'technical'
+  local rel = inv:write('report.md', report_text(inv, kind))
+  rawset(inv, '_report_kind', kind)
   inv:log('report', rel .. ' (' .. kind .. ' draft)')
   return rel
 end
@@ -791,6 +797,9 @@ function Inv:_finish(status)
   if status == 'complete' and rawget(self, '_stopped') then status = 'complete' end
   rawset(self, 'status', status)
   self:log('finished', status)
+  -- a report drafted during the run is written again with the final status
+  local kind = rawget(self, '_report_kind')
+  if kind then pcall(function() self:write('report.md', report_text(self, kind, true)) end) end
   if status == 'interrupted' then
     self.err:write(string.format('perf_manual: interrupted; the investigation is saved in %s; '
       .. '`perf_manual %s --resume %s` continues from the interrupted step\n',

@@ -100,7 +100,7 @@ describe('investigation engine', function()
       if q.key ~= 'symptom' then assert.is_false(q.answered); assert.equal('default', q.source) end
     end
     local report = assert(util.readfile(folder .. '/report.md'))
-    assert.matches('| When did it start%? | unknown | %*%*not answered%*%* %(default%) |', report)
+    assert.matches('| When did it start%? | unknown | %**not answered%** %(default%) |', report)
   end)
 
   it('prompts on a terminal; Enter accepts the default', function()
