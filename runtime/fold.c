@@ -1434,6 +1434,7 @@ struct layout {
   struct profile *before_incl; /* its inclusive counts per path prefix */
   double before_total;
   double maxdelta;
+  char unit[32]; /* what a count is: "samples", "us", ... */
   int oom;
 };
 
@@ -1631,10 +1632,10 @@ static void emit_frame(struct layout *ly, const struct open_frame *f, int depth,
   int k;
   if (ly->palette == PAL_DIFF && depth > 0) {
     double bpct = ly->before_total > 0 ? 100.0 * bincl / ly->before_total : 0;
-    k = snprintf(tmp, sizeof tmp, " (%s samples, %.2f%%; before %.2f%%, %+.2f pts; self %+.2f pts)",
-                 cnt, pct, bpct, pct - bpct, 100.0 * delta);
+    k = snprintf(tmp, sizeof tmp, " (%s %s, %.2f%%; before %.2f%%, %+.2f pts; self %+.2f pts)",
+                 cnt, ly->unit, pct, bpct, pct - bpct, 100.0 * delta);
   } else {
-    k = snprintf(tmp, sizeof tmp, " (%s samples, %.2f%%)", cnt, pct);
+    k = snprintf(tmp, sizeof tmp, " (%s %s, %.2f%%)", cnt, ly->unit, pct);
   }
   if (buf_add(o, tmp, (size_t)k))
     goto oom;
@@ -1748,6 +1749,18 @@ static int profile_svg_frames(lua_State *L)
   ly.fontwidth = opt_num(L, 2, "font_width", 0.59);
   ly.minwidth = opt_num(L, 2, "minwidth", 0.1);
   ly.inverted = opt_bool(L, 2, "inverted");
+  lua_getfield(L, 2, "unit");
+  const char *unit = lua_tostring(L, -1);
+  /* a plain word: it sits inside the XML title unescaped */
+  size_t ui = 0;
+  for (; unit && unit[ui] && ui + 1 < sizeof ly.unit; ui++) {
+    unsigned char ch = (unsigned char)unit[ui];
+    ly.unit[ui] = is_word(ch) || ch == ' ' || ch == '-' || ch == '/' ? (char)ch : '?';
+  }
+  ly.unit[ui] = 0;
+  lua_pop(L, 1);
+  if (!ly.unit[0])
+    strcpy(ly.unit, "samples");
   lua_getfield(L, 2, "palette");
   const char *pal = lua_tostring(L, -1);
   lua_pop(L, 1);

@@ -214,7 +214,7 @@ function M.emit(emit, profile, opts)
   local frames, info = profile:svg_frames({
     width = width, xpad = XPAD, frame_height = FRAME_H, top = TOP, font_size = FONT, font_width = FONT_W,
     minwidth = minwidth_px(opts.minwidth, width), inverted = opts.inverted and true or false,
-    palette = palette, before = opts.before,
+    palette = palette, before = opts.before, unit = opts.unit,
   })
   local total = profile:total()
   local height = (total > 0 and info.bottom or TOP + 40) + 46
@@ -236,8 +236,8 @@ function M.emit(emit, profile, opts)
   emit(string.format('<text id="details" x="10" y="%d"> </text>\n', height - 26))
   local prune_note = ''
   if info.pruned_frames > 0 then
-    prune_note = string.format('%s narrow frames not drawn (their %s samples are in their parents\' widths)',
-      commas(info.pruned_frames), commas(info.pruned_samples))
+    prune_note = string.format('%s narrow frames not drawn (their %s %s are in their parents\' widths)',
+      commas(info.pruned_frames), commas(info.pruned_samples), opts.unit or 'samples')
   end
   emit(string.format('<text id="pruned" x="10" y="%d" fill="#777">%s</text>\n', height - 8, esc(prune_note)))
   emit(string.format('<text id="matched" x="%d" y="%d" text-anchor="end"> </text>\n', width - 10, height - 26))

@@ -168,6 +168,8 @@ describe('perf_manual.report.flamegraph', function()
     assert.truthy(svg:find('target: pid 14478 · duration: 1.00s · 40 samples · lost samples: 0', 1, true))
     local s2 = fg.render(calltree(), { meta = { samples = 40 } })
     assert.truthy(s2:find('lost samples: not measured', 1, true))
+    local s3 = fg.render(fold.from_table({ ['app;read'] = 1500 }), { unit = 'us', colors = 'offcpu' })
+    assert.truthy(s3:find('<title>read (1,500 us, 100.00%)</title>', 1, true))
   end)
 
   it('draws an empty but valid SVG for an empty profile', function()
