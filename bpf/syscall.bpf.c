@@ -2,8 +2,8 @@
  * (raw_syscalls:sys_enter / sys_exit as raw tracepoints).
  *
  * Hot path: the target filter (rodata constants), one task-local storage
- * lookup per event and one per-CPU array slot indexed by the syscall number:
- * no hash maps and no string keys. The objects uses no CO-RE relocation, so
+ * lookup per event and one per-CPU array slot found from the syscall number:
+ * no hash maps and no string keys. The object uses no CO-RE relocation, so
  * libbpf does not need to parse the kernel's BTF at load (fast start).
  *
  * Modes: count (attach sys_enter only: calls counted when they start) or
@@ -15,10 +15,17 @@ const volatile bool targ_latency = true;
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, PM_SYSCALL_MAX);
+  __uint(max_entries, PM_SYSCALL_MAX / PM_SYSCALL_GROUP);
   __type(key, __u32);
-  __type(value, struct syscall_stat);
+  __type(value, struct syscall_stat_group);
 } stats SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct syscall_counts);
+} counts SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -40,10 +47,10 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
   if (pm_skip_current())
     return 0;
   if (!targ_latency) {
-    __u32 nr = (__u32)id;
-    struct syscall_stat *st = bpf_map_lookup_elem(&stats, &nr);
-    if (st)
-      st->count++;
+    __u32 zero = 0;
+    struct syscall_counts *c = bpf_map_lookup_elem(&counts, &zero);
+    if (c && (__u64)id < PM_SYSCALL_MAX)
+      c->count[id & (PM_SYSCALL_MAX - 1)]++;
     else
       pm_stat_add(PM_STAT_MISSED, 1);
     return 0;
@@ -70,13 +77,19 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
     return 0;
   }
   __u64 delta = bpf_ktime_get_ns() - s->ts;
-  __u32 nr = (__u32)s->nr;
+  __u64 nr64 = s->nr;
   s->ts = 0;
-  struct syscall_stat *st = bpf_map_lookup_elem(&stats, &nr);
-  if (!st) {
+  if (nr64 >= PM_SYSCALL_MAX) {
     pm_stat_add(PM_STAT_MISSED, 1);
     return 0;
   }
+  __u32 nr = (__u32)nr64, key = nr / PM_SYSCALL_GROUP;
+  struct syscall_stat_group *g = bpf_map_lookup_elem(&stats, &key);
+  if (!g) {
+    pm_stat_add(PM_STAT_MISSED, 1);
+    return 0;
+  }
+  struct syscall_stat *st = &g->s[nr & (PM_SYSCALL_GROUP - 1)];
   st->count++;
   st->total_ns += delta;
   pm_hist_add(&st->hist, delta);

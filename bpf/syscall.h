@@ -5,7 +5,10 @@
 #include "common/pm_types.h"
 
 /* syscall numbers at or above this are counted in pm_stats "missed" */
-#define PM_SYSCALL_MAX 1024
+#define PM_SYSCALL_MAX 512
+/* latency stats are grouped 8 syscalls per map entry: a per-CPU array
+ * allocates per entry at creation, and 512 entries took milliseconds */
+#define PM_SYSCALL_GROUP 8
 
 /* per syscall number, per CPU; every field a u64 so per-CPU copies sum */
 struct syscall_stat {
@@ -13,6 +16,15 @@ struct syscall_stat {
   __u64 errors;   /* returned < 0 */
   __u64 total_ns; /* time inside the syscall (latency mode) */
   struct pm_log2_hist hist; /* latency, ns */
+};
+
+struct syscall_stat_group {
+  struct syscall_stat s[PM_SYSCALL_GROUP]; /* syscall nr = key * 8 + index */
+};
+
+/* count mode: one per-CPU entry holding every counter */
+struct syscall_counts {
+  __u64 count[PM_SYSCALL_MAX];
 };
 
 struct syscall_err_key {

@@ -950,6 +950,73 @@ static size_t value_buf_size(struct pm_bpf_map *pm)
   return is_percpu(bpf_map__type(pm->map)) ? ((vs + 7) & ~7u) * (size_t)ncpus() : vs;
 }
 
+/* Pushes {key=, value=} into the list at the stack top unless nonzero
+ * filters it out; returns the next list index. */
+static int push_entry(lua_State *L, struct pm_bpf_map *pm, const void *key, const char *val, char *tmp,
+                      enum percpu_mode mode, int nonzero, int out)
+{
+  lua_createtable(L, 0, 2);  // [.., list, entry]
+  if (!push_value(L, pm, val, tmp, mode, nonzero)) {
+    lua_pop(L, 1);
+    return out;
+  }
+  lua_setfield(L, -2, "value");
+  lua_pushlstring(L, key, bpf_map__key_size(pm->map));
+  lua_setfield(L, -2, "key");
+  lua_rawseti(L, -2, out);
+  return out + 1;
+}
+
+/* Arrays in a few batch syscalls instead of one per entry (a 1024-entry
+ * per-CPU array is read every interval). Returns 1 with the list pushed, or
+ * 0 with nothing pushed when batches are not supported (caller walks keys). */
+static int read_array_batch(lua_State *L, struct pm_bpf_map *pm, enum percpu_mode mode, int clear, int nonzero,
+                            char *tmp)
+{
+  int fd = bpf_map__fd(pm->map);
+  __u32 max = bpf_map__max_entries(pm->map);
+  size_t vbuf = value_buf_size(pm);
+  __u32 chunk = max < 256 ? max : 256;
+  __u32 *keys = malloc(chunk * sizeof *keys);
+  char *vals = malloc(chunk * vbuf), *zero = clear ? calloc(chunk, vbuf) : NULL;
+  int rc = 0;
+  if (!keys || !vals || (clear && !zero))
+    goto cleanup;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  __u32 token = 0;
+  int first = 1, out = 1;
+  lua_newtable(L);  // [.., list]
+  for (;;) {
+    __u32 count = chunk;
+    int end = 0;
+    if (bpf_map_lookup_batch(fd, first ? NULL : &token, &token, keys, vals, &count, &opts) != 0) {
+      if (errno != ENOENT) {
+        if (first) {
+          lua_pop(L, 1);  // not supported here: let the caller walk the keys
+          goto cleanup;
+        }
+        break;  // keep what was read
+      }
+      end = 1;
+    }
+    first = 0;
+    for (__u32 i = 0; i < count; i++)
+      out = push_entry(L, pm, &keys[i], vals + i * vbuf, tmp, mode, nonzero, out);
+    if (clear && count) {
+      __u32 c = count;
+      bpf_map_update_batch(fd, keys, zero, &c, &opts);
+    }
+    if (end || count == 0)
+      break;
+  }
+  rc = 1;
+cleanup:
+  free(keys);
+  free(vals);
+  free(zero);
+  return rc;
+}
+
 /// read([{clear=bool, nonzero=bool, percpu="sum"|"list"}]) -> { {key=, value=}, ... } | nil, err
 /// Per-CPU values are summed word by word (u64 counters) unless percpu="list".
 /// clear: delete hash entries / zero array entries after reading them.
@@ -970,6 +1037,10 @@ static int map_read(lua_State *L)
     goto cleanup;
   }
   if (is_array(t)) {
+    if (read_array_batch(L, pm, mode, clear, nonzero, tmp)) {
+      rc = 1;
+      goto cleanup;
+    }
     nkeys = max;
   } else {
     /* collect the keys first, so clearing does not disturb the walk */
@@ -1004,15 +1075,7 @@ static int map_read(lua_State *L)
       else
         bpf_map_delete_elem(fd, key);
     }
-    lua_createtable(L, 0, 2);  // [.., list, entry]
-    if (!push_value(L, pm, val, tmp, mode, nonzero)) {
-      lua_pop(L, 1);
-      continue;
-    }
-    lua_setfield(L, -2, "value");
-    lua_pushlstring(L, key, ks);
-    lua_setfield(L, -2, "key");
-    lua_rawseti(L, -2, out++);
+    out = push_entry(L, pm, key, val, tmp, mode, nonzero, out);
   }
   rc = 1;
 cleanup:

@@ -73,8 +73,9 @@ describe('trace e2e #priv', function()
       local lo_avg = lo.avg or 0
       assert.is_true(hi.avg > 3 * lo_avg and hi.avg > 500,
         string.format('avg run-queue latency: 1 thread %.1f us, %d threads %.1f us', lo_avg, ncpu * 3, hi.avg))
-      assert.is_true(hi.runqlen.mean > lo.runqlen.mean)
-      assert.is_true(hi.runqlen.mean > 2)
+      -- run-queue length is system-wide (other load counts too): with 3 spinning
+      -- threads per CPU every CPU holds at least 3 runnable tasks
+      assert.is_true(hi.runqlen.mean > 2.5, 'run-queue length mean ' .. hi.runqlen.mean)
     end)
   end)
 

@@ -19,29 +19,59 @@ M.summary = 'per-syscall counts, errors by errno and latency (syscount -L)'
 M.tracepoints = { 'raw_syscalls/sys_enter', 'raw_syscalls/sys_exit' }
 M.SLOTS = 32
 
+M.MAX = 512  -- PM_SYSCALL_MAX
+M.GROUP = 8  -- PM_SYSCALL_GROUP
+
 ffi.cdef [[
 struct pm_syscall_stat { uint64_t count, errors, total_ns; uint64_t slots[32]; };
+struct pm_syscall_stat_group { struct pm_syscall_stat s[8]; };
+struct pm_syscall_counts { uint64_t count[512]; };
 struct pm_syscall_err_key { uint32_t nr, err; };
 ]]
 
 local stat_t = ffi.typeof('const struct pm_syscall_stat *')
+local group_t = ffi.typeof('const struct pm_syscall_stat_group *')
+local counts_t = ffi.typeof('const struct pm_syscall_counts *')
 local errkey_t = ffi.typeof('const struct pm_syscall_err_key *')
 local u64_t = ffi.typeof('const uint64_t *')
 local u32_t = ffi.typeof('const uint32_t *')
 
 --- FFI mirror sizes, checked by the spec against the object's BTF.
 function M.sizeof()
-  return { stat = ffi.sizeof('struct pm_syscall_stat'), err_key = ffi.sizeof('struct pm_syscall_err_key') }
+  return { stat = ffi.sizeof('struct pm_syscall_stat'), group = ffi.sizeof('struct pm_syscall_stat_group'),
+           counts = ffi.sizeof('struct pm_syscall_counts'), err_key = ffi.sizeof('struct pm_syscall_err_key') }
 end
 
---- Decodes one `stats` entry (array index key, summed value).
-function M.decode_stat(kb, vb)
-  assert(#vb == ffi.sizeof('struct pm_syscall_stat'), 'syscall: bad stat size ' .. #vb)
-  local v = ffi.cast(stat_t, vb)
+local function decode_one(v, nr)
   local slots = {}
   for i = 0, M.SLOTS - 1 do slots[i + 1] = tonumber(v.slots[i]) end
-  return { nr = tonumber(ffi.cast(u32_t, kb)[0]), count = tonumber(v.count), errors = tonumber(v.errors),
-           total_ns = tonumber(v.total_ns), slots = slots }
+  return { nr = nr, count = tonumber(v.count), errors = tonumber(v.errors), total_ns = tonumber(v.total_ns),
+           slots = slots }
+end
+
+--- Decodes one `stats` entry (latency mode): key = group index, value = 8
+--- syscalls' stats (summed over CPUs). Returns the syscalls that were called.
+function M.decode_group(kb, vb)
+  assert(#vb == ffi.sizeof('struct pm_syscall_stat_group'), 'syscall: bad stats size ' .. #vb)
+  local g = ffi.cast(group_t, vb)
+  local base_nr = tonumber(ffi.cast(u32_t, kb)[0]) * M.GROUP
+  local out = {}
+  for i = 0, M.GROUP - 1 do
+    if g.s[i].count > 0 then out[#out + 1] = decode_one(g.s[i], base_nr + i) end
+  end
+  return out
+end
+
+--- Decodes the `counts` entry (count mode): calls per syscall number.
+function M.decode_counts(vb)
+  assert(#vb == ffi.sizeof('struct pm_syscall_counts'), 'syscall: bad counts size ' .. #vb)
+  local c = ffi.cast(counts_t, vb)
+  local out = {}
+  for nr = 0, M.MAX - 1 do
+    local n = c.count[nr]
+    if n > 0 then out[#out + 1] = { nr = nr, count = tonumber(n) } end
+  end
+  return out
 end
 
 --- Decodes one `errs` entry.
@@ -76,25 +106,29 @@ end
 function M.aggregate(stats, errs, names, seconds)
   local byno, list = {}, {}
   local total = { count = 0, errors = 0, total_ns = 0 }
+  if stats[1] and not stats[1].slots then total.errors, total.total_ns = nil, nil end
   local all = {}
   for i = 1, M.SLOTS do all[i] = 0 end
   for _, s in ipairs(stats) do
     if s.count > 0 then
+      -- count mode has counts only: errors and time stay nil (not measured)
       local row = {
         nr = s.nr, name = names[s.nr] or ('syscall_' .. s.nr), count = s.count, errors = s.errors,
         total_ns = s.total_ns, errnos = {},
       }
-      if s.total_ns > 0 then row.avg_ns = s.total_ns / s.count end
+      if s.total_ns and s.total_ns > 0 then row.avg_ns = s.total_ns / s.count end
       if seconds and seconds > 0 then row.rate = s.count / seconds end
-      row.buckets = hist.log2_buckets(s.slots)
-      local sum = hist.summary(row.buckets)
-      row.p50_ns, row.p99_ns = sum.p50, sum.p99
-      hist.add_slots(all, s.slots)
+      if s.slots then
+        row.buckets = hist.log2_buckets(s.slots)
+        local sum = hist.summary(row.buckets)
+        row.p50_ns, row.p99_ns = sum.p50, sum.p99
+        hist.add_slots(all, s.slots)
+      end
       byno[s.nr] = row
       list[#list + 1] = row
       total.count = total.count + s.count
-      total.errors = total.errors + s.errors
-      total.total_ns = total.total_ns + s.total_ns
+      total.errors = s.errors and total.errors + s.errors or nil
+      total.total_ns = s.total_ns and total.total_ns + s.total_ns or nil
     end
   end
   for _, e in ipairs(errs or {}) do
@@ -136,7 +170,7 @@ function M.start(opts)
   local t = base.Tracer.new('syscall', obj, { attach_path = v })
   t.mode = mode
   t.names = require('perf_manual.bpf').syscall_names()
-  t.stats_map = obj:map('stats')
+  t.stats_map = obj:map(mode == 'latency' and 'stats' or 'counts')
   t.errs_map = obj:map('errs')
   t.since = t.t0
   return setmetatable(t, Syscall)
@@ -154,7 +188,9 @@ function Syscall:read(opts)
   else
     local stats = {}
     for _, e in ipairs(assert(self.stats_map:read{ nonzero = true, clear = opts.clear })) do
-      stats[#stats + 1] = M.decode_stat(e.key, e.value)
+      for _, st in ipairs(self.mode == 'latency' and M.decode_group(e.key, e.value) or M.decode_counts(e.value)) do
+        stats[#stats + 1] = st
+      end
     end
     local errs = {}
     for _, e in ipairs(assert(self.errs_map:read{ clear = opts.clear })) do

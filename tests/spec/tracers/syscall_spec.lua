@@ -1,6 +1,7 @@
 -- Decoding and aggregation on map bytes recorded from a real run
--- (tests/fixtures/bpf/maps.txt: the tracer traced its own process while it
--- opened a missing file 7 times and /etc/hostname 3 times).
+-- (tests/fixtures/bpf/maps.txt, made by record.lua beside it: the tracer
+-- traced its own process while it opened a missing file 7 times and
+-- /etc/hostname 3 times, in latency mode and then in count mode).
 local syscall = require('perf_manual.tracers.syscall')
 local bpf = require('perf_manual._c.bpf')
 
@@ -17,7 +18,9 @@ end
 
 local function decoded()
   local stats, errs = {}, {}
-  for _, e in ipairs(recorded('syscall.stats')) do stats[#stats + 1] = syscall.decode_stat(e.key, e.value) end
+  for _, e in ipairs(recorded('syscall.stats')) do
+    for _, st in ipairs(syscall.decode_group(e.key, e.value)) do stats[#stats + 1] = st end
+  end
   for _, e in ipairs(recorded('syscall.errs')) do errs[#errs + 1] = syscall.decode_err(e.key, e.value) end
   return stats, errs
 end
@@ -30,6 +33,8 @@ describe('perf_manual.tracers.syscall', function()
     assert.equal(stat.members.total_ns, ffi.offsetof('struct pm_syscall_stat', 'total_ns'))
     assert.equal(stat.members.hist, ffi.offsetof('struct pm_syscall_stat', 'slots'))
     assert.equal(assert(bpf.btf_type('syscall', 'syscall_err_key')).size, syscall.sizeof().err_key)
+    assert.equal(assert(bpf.btf_type('syscall', 'syscall_stat_group')).size, syscall.sizeof().group)
+    assert.equal(assert(bpf.btf_type('syscall', 'syscall_counts')).size, syscall.sizeof().counts)
     assert.is_nil(bpf.btf_type('syscall', 'struct no_such_thing'))
   end)
 
@@ -74,6 +79,21 @@ describe('perf_manual.tracers.syscall', function()
     local total = 0
     for _, r in ipairs(res.syscalls) do total = total + r.count end
     assert.equal(total, res.total.count)
+  end)
+
+  it('decodes count-mode counters: the same calls, no errors or time', function()
+    local e = recorded('syscall.counts')[1]
+    local stats = syscall.decode_counts(e.value)
+    local res = syscall.aggregate(stats, {}, bpf.syscall_names(), 1)
+    local openat
+    for _, r in ipairs(res.syscalls) do
+      if r.name == 'openat' then openat = r end
+    end
+    assert.equal(10, openat.count) -- counted on entry: the 7 failing and 3 good opens
+    assert.is_nil(openat.errors)
+    assert.is_nil(openat.avg_ns)
+    assert.is_nil(res.total.errors)
+    assert.same({}, res.buckets)
   end)
 
   it('renders like syscount -L, and counts only in count mode', function()
