@@ -41,7 +41,7 @@ local n = nginx.start()
 local ok, err = pcall(function()
   print(string.format('red-check vs wrk, nginx %s, %ds each, 1 nginx worker, 2 CPUs shared by server and client', n.url('/ok'), DURATION))
   -- three alternating rounds per tool (the machine is shared): the median round counts
-  local function median(list, key)
+  local function median(list)
     table.sort(list, function(a, b) return a.rps < b.rps end)
     return list[math.ceil(#list / 2)]
   end

@@ -198,7 +198,6 @@ end
 
 --- Runs the syscall tracer on pid for `seconds` (Ctrl-C stops early).
 function M.passive(pid, seconds, inv)
-  local util = require('perf_manual.util')
   local sys = require('perf_manual._c.sys')
   local ok, tracer = pcall(require, 'perf_manual.tracers.syscall')
   if not ok then util.user_error('red-check: --passive needs the syscall tracer (perf_manual.tracers.syscall): ' .. tostring(tracer)) end
@@ -215,7 +214,6 @@ function M.passive(pid, seconds, inv)
 end
 
 function M.render_passive(s)
-  local util = require('perf_manual.util')
   local L = {}
   local function add(fmt, ...) L[#L + 1] = string.format(fmt, ...) end
   add('RED check (passive, from syscalls): pid %d over %s', s.pid, util.fmt_duration(s.duration_s or 0))
@@ -224,15 +222,15 @@ function M.render_passive(s)
   add('  responses  %10.1f /s   (write-side calls: %s)', s.rate.completed or 0, table.concat(M.passive_calls.write, ' '))
   add('  accepts    %10.1f /s   reads %.1f /s', s.rate.accepts or 0, s.rate.reads or 0)
   add('')
-  add('Errors     %d (%s of responses)', s.errors.total, s.errors.ratio and string.format('%.2f%%', s.errors.ratio * 100) or 'no responses')
+  add('Errors     %d (%s)', s.errors.total, s.errors.ratio and string.format('%.2f%% of responses', s.errors.ratio * 100) or 'no responses seen')
   for _, k in ipairs(util.keys(s.errors.by_errno)) do add('  %-24s %d', k, s.errors.by_errno[k]) end
   add('')
   add('Duration   %s', s.duration_note)
   local w = s.syscalls.write
   if #w.buckets > 0 then
     local hist = require('perf_manual.report.hist')
-    local ok, sum = pcall(hist.summary, w.buckets)
-    if ok and sum then add('  write-side syscall latency p50 %s  p99 %s', util.fmt_duration((sum.p50 or 0) / 1e9), util.fmt_duration((sum.p99 or 0) / 1e9)) end
+    local ok, q = pcall(hist.summary, w.buckets)
+    if ok and q then add('  write-side syscall latency p50 %s  p99 %s', util.fmt_duration((q.p50 or 0) / 1e9), util.fmt_duration((q.p99 or 0) / 1e9)) end
   end
   return table.concat(L, '\n') .. '\n'
 end

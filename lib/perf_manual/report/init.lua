@@ -326,8 +326,6 @@ M.chart_specs = {
 }
 M.MAX_SERIES_PER_CHART = 6
 
-local function pct(x) return x and string.format('%+.1f%%', x * 100) or 'n/a' end
-
 local function fmt_metric(v, unit)
   if v == nil then return 'not measured' end
   return require('perf_manual.report.charts').fmt_value(v, unit)
@@ -468,8 +466,7 @@ local PLAIN_STATUS = {
 }
 
 --- Builds the view of a dataset: every field a template may name.
-function M.view(ds, opts)
-  opts = opts or {}
+function M.view(ds)
   local redact = require('perf_manual.report.redact')
   local meta = redact.deep(ds.meta or {})
   local findings = redact.deep(ds.findings or {})

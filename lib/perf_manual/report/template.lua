@@ -55,8 +55,7 @@ function M.compile(text, name)
     if triple == '{' then
       if not body:match('^[%w_.@]+$') then tmpl_error(name, tag_line, "bad field name '" .. body .. "'") end
       add({ kind = 'raw', path = body, line = tag_line })
-    elseif body:sub(1, 1) == '!' then
-      -- comment
+    elseif body:sub(1, 1) == '!' then -- luacheck: ignore 542 (a comment renders nothing)
     elseif body:match('^#each%s') or body:match('^#if%s') then
       local kw, path = body:match('^#(%a+)%s+([%w_.@]+)$')
       if not kw then tmpl_error(name, tag_line, "bad block tag '{{" .. body .. "}}'") end

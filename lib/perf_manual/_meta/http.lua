@@ -1,0 +1,33 @@
+---@meta
+--- perf_manual._c.http (runtime/http.c): the open-loop HTTP/1.1 load
+--- generator behind `red-check`. Use it through perf_manual.http, which
+--- parses URLs and builds the request.
+error('perf_manual._c.http: this file only describes the C API')
+
+local http = {}
+
+--- Sends GET requests for `duration` seconds over keep-alive connections.
+--- rate > 0: open loop, request i due at start + i/rate, latency counted from
+--- that due time; rate = 0: closed loop (each connection sends again when
+--- answered). Blocks until done or a stop was requested (Ctrl-C).
+---@param opts {host: string, port: string, request: string, rate: number?, connections: integer?, duration: number?, timeout: number?}
+---@return table? result  -- elapsed, issue_time, asked_rate, connections, sent, responses, due,
+---                       -- backlog, unfinished, connects, connects_ok, last_error?,
+---                       -- status = {['1xx'..'5xx']}, errors = {connect, timeout, read, parse, closed},
+---                       -- latency? = {min, max, mean, p50, p75, p90, p99, ['p99.9'], ['p99.99']} (seconds),
+---                       -- histogram? = {{lo, hi, count}, ...} (seconds),
+---                       -- series = {{t, responses, errors, lat_log2_us = {32 counts}}, ...}
+---@return string? err  -- "resolve HOST: reason"
+function http.run(opts) end
+
+--- Parses a response fed as `chunks` (as reads would cut it); for specs.
+---@param chunks string[]
+---@return {status: integer, body: number, close: boolean, used: number, left_over: integer}?, string? err
+function http._parse(chunks) end
+
+--- Percentiles of values (microseconds) through the histogram alone; for specs.
+---@param values number[]
+---@return {p50: number, p90: number, p99: number, ['p99.9']: number, min: number, max: number, buckets: integer}
+function http._hist(values) end
+
+return http
