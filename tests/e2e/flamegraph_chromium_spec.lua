@@ -77,6 +77,31 @@ describe('flame graph in headless Chromium', function()
     assert.truthy(dom:find('Matched: ' .. want .. '%', 1, true))
   end)
 
+  it('zooms into a frame from the URL', function()
+    if not svg_path then return end
+    local dom = dump_dom(svg_path, '?zoom=%5Ealpha%24')
+    local function g_of(name)
+      return dom:match('<g[^>]*><title>' .. name:gsub('%p', '%%%0') .. ' %(.-</g>')
+    end
+    -- alpha fills the plot (1200 - 2 * 10 px), its ancestors stay as faded parents
+    local alpha = assert(g_of('alpha'), 'no alpha frame in the DOM')
+    assert.equal('1180.00', alpha:match('<rect[^>]- width="([%d%.]+)"'))
+    assert.truthy(g_of('main'):find('^<g class="parent"'))
+    -- a frame outside alpha's subtree is hidden; spin under alpha is scaled up
+    local hidden, spins = 0, 0
+    for g in dom:gmatch('<g class="hide"><title>(.-)</title>') do
+      hidden = hidden + 1
+      assert.falsy(g:find('^alpha '))
+    end
+    assert.truthy(hidden > 0)
+    for g in dom:gmatch('<g class=""><title>spin .-</g>') do
+      spins = spins + 1
+      assert.equal('1180.00', g:match('width="([%d%.]+)"'))
+    end
+    assert.equal(1, spins)
+    assert.truthy(dom:find('<text id="reset" class="" ', 1, true) or dom:find('id="reset" class=""', 1, true))
+  end)
+
   it('keeps a frame named <script> as text', function()
     if not svg_path then return end
     local dom = dump_dom(svg_path, '?s=script')

@@ -22,8 +22,9 @@
 --- Frame widths are exact to the counts: width = count * (width - 20) / total.
 --- Each frame is `<g><title>NAME (N samples, P%)</title><rect ... data-n="N"
 --- data-k="KIND"/><text>label</text></g>`. In a browser: hover shows details,
---- click zooms, "Reset Zoom" resets, "Search" (or Ctrl-F, or `?s=REGEX` in the
---- URL) highlights matches and shows the share of samples matched.
+--- click zooms (`?zoom=REGEX` in the URL opens zoomed into the widest match),
+--- "Reset Zoom" resets, "Search" (or Ctrl-F, or `?s=REGEX` in the URL)
+--- highlights matches and shows the share of samples matched.
 --- `info` = { frames=, pruned_frames=, pruned_samples=, total=, max_depth= }.
 local util = require('perf_manual.util')
 
@@ -93,6 +94,15 @@ function init(evt) {
   });
   var q = /[?&]s=([^&]*)/.exec(window.location.search || "");
   if (q) search(decodeURIComponent(q[1].replace(/\+/g, " ")));
+  // ?zoom=REGEX: open zoomed into the widest frame whose name matches
+  var z = /[?&]zoom=([^&]*)/.exec(window.location.search || "");
+  if (z) {
+    var re = new RegExp(decodeURIComponent(z[1].replace(/\+/g, " "))), best = null;
+    for (var k = 0; k < frames.length; k++) {
+      if (!frames[k].root && re.test(frames[k].name) && (!best || frames[k].w > best.w)) best = frames[k];
+    }
+    if (best) zoom(best);
+  }
 }
 function label(f, w) {
   var fit = Math.floor((w - 3) / CW);
