@@ -32,8 +32,40 @@ local M = {}
 
 local WIDTH, XPAD, FRAME_H, TOP, FONT, FONT_W = 1200, 10, 16, 64, 12, 0.59
 
+--- s with every byte that is not part of valid UTF-8 replaced by '?'.
+local function utf8_clean(s)
+  if not s:find('[\128-\255]') then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local need = c < 0x80 and 1 or (c >= 0xc2 and c <= 0xdf) and 2 or (c >= 0xe0 and c <= 0xef) and 3
+      or (c >= 0xf0 and c <= 0xf4) and 4 or 0
+    local ok = need > 0 and i + need - 1 <= n
+    for k = 1, need - 1 do
+      local d = ok and s:byte(i + k)
+      if not d or d < 0x80 or d > 0xbf then ok = false end
+    end
+    if ok and need == 3 then
+      local d = s:byte(i + 1)
+      if (c == 0xe0 and d < 0xa0) or (c == 0xed and d >= 0xa0) then ok = false end
+    elseif ok and need == 4 then
+      local d = s:byte(i + 1)
+      if (c == 0xf0 and d < 0x90) or (c == 0xf4 and d >= 0x90) then ok = false end
+    end
+    if ok then
+      out[#out + 1] = s:sub(i, i + need - 1)
+      i = i + need
+    else
+      out[#out + 1] = '?'
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+M.utf8_clean = utf8_clean
+
 local function esc(s)
-  s = tostring(s):gsub('[%z\1-\8\11\12\14-\31\127]', '?')
+  s = utf8_clean(tostring(s)):gsub('[%z\1-\8\11\12\14-\31\127]', '?')
   return (s:gsub('[&<>"\']', { ['&'] = '&amp;', ['<'] = '&lt;', ['>'] = '&gt;', ['"'] = '&quot;', ["'"] = '&#39;' }))
 end
 M.escape = esc

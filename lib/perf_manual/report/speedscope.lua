@@ -11,6 +11,7 @@
 --- opts: name (profile name), unit ("none" for sample counts; "microseconds"
 --- for off-CPU time, ...), exporter (defaults to "perf_manual <version>").
 local util = require('perf_manual.util')
+local clean = require('perf_manual.report.flamegraph').utf8_clean
 
 local M = {}
 
@@ -36,7 +37,8 @@ function M.document(profile, opts)
     for name in (e[1] .. ';'):gmatch('([^;]*);') do
       local i = index[name]
       if not i then
-        frames[#frames + 1] = { name = name }
+        -- JSON must be UTF-8: broken bytes become '?'
+        frames[#frames + 1] = { name = clean(name) }
         i = #frames - 1
         index[name] = i
       end

@@ -105,6 +105,10 @@ describe('perf_manual.report.flamegraph', function()
     assert.truthy(svg:find('bad?byte? (5 samples', 1, true))
     assert.truthy(svg:find('&lt;b&gt;title&lt;/b&gt;', 1, true))
     assert.truthy(svg:find('x &amp; y', 1, true))
+    assert.equal('caf\195\169 ? ?x? \226\130\172', fg.utf8_clean('caf\195\169 \255 \195x\237 \226\130\172'))
+    assert.equal('???', fg.utf8_clean('\237\160\128')) -- a UTF-16 surrogate is not UTF-8
+    local t = fg.render(fold.new(), { title = 'bad \255 title' })
+    assert.truthy(t:find('>bad ? title<', 1, true))
   end)
 
   it('prunes narrow frames but keeps their samples in the totals', function()

@@ -37,6 +37,13 @@ describe('perf_manual.report.speedscope', function()
     assert.equal(p:total(), total)
   end)
 
+  it('writes broken UTF-8 in frame names as ?', function()
+    local doc = cjson.decode(speedscope.encode(fold.from_table({ ['app;caf\195\169;bad\255'] = 2 })))
+    local names = {}
+    for _, f in ipairs(doc.shared.frames) do names[#names + 1] = f.name end
+    assert.same({ 'app', 'caf\195\169', 'bad?' }, names)
+  end)
+
   it('keeps an empty profile valid and checks its unit', function()
     local json = speedscope.encode(fold.new(), { unit = 'microseconds' })
     local doc = cjson.decode(json)
