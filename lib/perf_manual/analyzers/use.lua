@@ -58,8 +58,8 @@ M.thresholds = {
   },
   lock = {
     wait_share_warn = 20,             -- share of the target's thread-time blocked in futex waits
-    wait_share_high = 50,
-    waiters_high = 2,                 -- threads waiting at once, on average
+    wait_share_high = 50,             --   (when futex kinds are unknown; else lock waits only)
+    waiters_high = 2,                 -- threads queued on the hottest lock at once, on average
     min_cpu_pct = 10,                 -- below this the process is idle: waiting threads are a parked pool
   },
 }
@@ -374,22 +374,40 @@ function M.rules.lock(m, T)
   row.utilization = cell(string.format('%s of thread-time in futex waits (%d threads)', fmt_pct(l.futex_share_pct),
     l.threads or 0),
     src, l.futex_share_pct)
-  row.saturation = cell(string.format('%.1f threads waiting at once (max %d)', l.waiters_avg or 0, l.waiters_max or 0),
-    src, l.waiters_avg)
+  local sat = string.format('%.1f threads waiting at once (max %d)', l.waiters_avg or 0, l.waiters_max or 0)
+  if l.hot then
+    sat = sat .. string.format('; hottest lock %s: %.1f waiters (max %d)', l.hot.uaddr, l.hot.mean_waiters,
+      l.hot.max_waiters or 0)
+  end
+  row.saturation = cell(sat, src, l.hot and l.hot.mean_waiters or l.waiters_avg)
   row.errors = cell('-', 'no lock errors in /proc')
   local busy = m.task and m.task.cpu_pct
   local share, waiters = l.futex_share_pct or 0, l.waiters_avg or 0
-  if share >= T.wait_share_high and waiters >= T.waiters_high then
+  local saturated
+  if l.lock_share_pct ~= nil then
+    -- futex kinds are known: count mutex-style waits only, and the queue on
+    -- the hottest single lock (many threads each parked on their own futex,
+    -- or on condition variables waiting for work, are not contention)
+    share, waiters = l.lock_share_pct, l.hot and l.hot.mean_waiters or 0
+    if (l.cond_share_pct or 0) >= T.wait_share_high then
+      row.notes[#row.notes + 1] = string.format('%s of thread-time waits on condition variables or semaphores '
+        .. '(workers waiting for work), not on locks', fmt_pct(l.cond_share_pct))
+    end
+    saturated = waiters >= T.waiters_high
+  else
+    saturated = share >= T.wait_share_high and waiters >= T.waiters_high
+  end
+  if saturated then
     if busy and busy < T.min_cpu_pct then
       row.raise('warn', nil, 'threads parked in futex waits while the process is idle')
-      row.notes[#row.notes + 1] = string.format('%s of thread-time in futex waits but the process uses %s of a CPU: '
-        .. 'an idle pool waiting for work, not contention', fmt_pct(share), fmt_pct(busy))
+      row.notes[#row.notes + 1] = string.format('%.1f threads wait on futexes but the process uses %s of a CPU: '
+        .. 'an idle pool waiting for work, not contention', waiters, fmt_pct(busy))
     else
       row.raise('HIGH', math.max(share / T.wait_share_high, waiters / T.waiters_high),
-        string.format('%s of thread-time in futex waits, %.1f threads waiting at once', fmt_pct(share), waiters))
+        string.format('%.1f threads queued on one lock, %s of thread-time in lock waits', waiters, fmt_pct(share)))
     end
-  elseif share >= T.wait_share_warn then
-    row.raise('warn', nil, fmt_pct(share) .. ' of thread-time in futex waits')
+  elseif waiters >= 1 and share >= T.wait_share_warn then
+    row.raise('warn', nil, string.format('%.1f threads waiting on a lock', waiters))
   end
   return row
 end
@@ -795,7 +813,16 @@ function M.collect(opts)
       m.lock = { futex_share_pct = l.futex_share and 100 * l.futex_share, waiters_avg = l.futex_waiting_mean,
         waiters_max = l.futex_waiting_max, runnable_avg = l.runnable_mean, threads = l.threads_seen,
         samples = l.samples, hz = l.hz, source = l.source, top_futex = l.top_futex, cost = l.cost,
-        disk_share_pct = l.shares and l.shares.disk and 100 * l.shares.disk, disk_waiting_avg = l.disk_waiting_mean }
+        disk_share_pct = l.shares and l.shares.disk and 100 * l.shares.disk, disk_waiting_avg = l.disk_waiting_mean,
+        lock_share_pct = l.futex_lock_share and 100 * l.futex_lock_share,
+        cond_share_pct = l.futex_wait_share and 100 * l.futex_wait_share }
+      -- the futex most threads queue on: one hot lock is contention, many
+      -- threads each parked on their own futex are not
+      for _, a in ipairs(l.top_futex_addrs or {}) do
+        if a.kind == 'lock' and (not m.lock.hot or a.mean_waiters > m.lock.hot.mean_waiters) then
+          m.lock.hot = { uaddr = a.uaddr, mean_waiters = a.mean_waiters, max_waiters = a.max_waiters }
+        end
+      end
       if not l.futex_share then
         m.lock.missing = (l.missing and (l.missing.futex_share or first_missing(l))) or 'no thread samples'
       end
