@@ -221,6 +221,10 @@ local function read_file(ds, dir, fname)
       ds.histograms[key] = { name = key, unit = r.unit, buckets = r.buckets, percentiles = r.percentiles }
       ds.samples[key] = { name = key, unit = r.unit, values = M.histogram_samples(r.buckets), from_histogram = true }
     end
+  elseif fname:match('^compare.*%.json$') then
+    -- the engine's comparison with a baseline investigation
+    local r = decode_json(util.readfile(path) or '', path)
+    if type(r) == 'table' and type(r.rows) == 'table' then ds.baseline = r end
   elseif fname:match('^quantify.*%.json$') then
     local r = decode_json(util.readfile(path) or '', path)
     if type(r) == 'table' then
@@ -516,7 +520,7 @@ function M.view(ds)
     local lat = r.latency or {}
     local rate = r.rate or {}
     local errs = r.errors or {}
-    local add = function(m, val) v.quantification[#v.quantification + 1] = { metric = m, value = val } end
+    local add = function(m, val) v.quantification[#v.quantification + 1] = { metric = m, value = val, baseline = '', change = '' } end
     add('requests answered per second', fmt_metric(rate.completed))
     if rate.asked then add('requests asked per second', fmt_metric(rate.asked)) end
     add('error ratio', errs.ratio and string.format('%.2f%%', errs.ratio * 100) or 'not measured')
@@ -524,9 +528,20 @@ function M.view(ds)
       add('latency ' .. k, lat[k] and util.fmt_duration(lat[k]) or 'not measured')
     end
   end
+  -- baseline comparison rows replace the plain quantify values they cover
+  local covered = {}
+  if ds.baseline then
+    v.baseline_id = tostring(null_to_nil(ds.baseline.baseline) or 'baseline')
+    for _, r in ipairs(ds.baseline.rows) do
+      local b, a, c = null_to_nil(r.before), null_to_nil(r.after), null_to_nil(r.change_pct)
+      v.quantification[#v.quantification + 1] = { metric = tostring(r.metric), baseline = fmt_metric(b), value = fmt_metric(a),
+        change = c and string.format('%+.0f%%', c) or '' }
+      covered['quantify.' .. tostring(r.metric)] = true
+    end
+  end
   for _, k in ipairs(util.keys(ds.scalars)) do
-    if not k:match('^red%-check') then
-      v.quantification[#v.quantification + 1] = { metric = k, value = fmt_metric(ds.scalars[k]) }
+    if not k:match('^red%-check') and not covered[k] then
+      v.quantification[#v.quantification + 1] = { metric = k, value = fmt_metric(ds.scalars[k]), baseline = '', change = '' }
     end
   end
   -- USE table

@@ -12,8 +12,8 @@ function M.make()
   local dir = os.tmpname()
   os.remove(dir)
   local fx = h.root .. '/tests/fixtures/report'
-  assert(os.execute(string.format("mkdir -p '%s/raw_data' '%s/analysis' && cp '%s'/before/* '%s/raw_data/' && cp '%s/after/profile-cpu.folded' '%s/raw_data/profile-cpu-2.folded'",
-    dir, dir, fx, dir, fx, dir)) == 0)
+  assert(os.execute(string.format("mkdir -p '%s/raw_data' '%s/analysis' && cp '%s'/before/* '%s/raw_data/' && cp '%s/after/profile-cpu.folded' '%s/raw_data/profile-cpu-2.folded' && cp '%s/compare.json' '%s/raw_data/'",
+    dir, dir, fx, dir, fx, dir, fx, dir)) == 0)
   local meta = {
     id = '2026-11-22_slow-api', name = 'slow-api', symptom = 'API p99 went from 5 ms to 50 ms ' .. M.HOSTILE,
     status = 'complete', playbook = 'investigate',
