@@ -120,6 +120,30 @@ describe('perf_manual.analyzers.use', function()
       assert.is_true(has_note(row(r, 'cpu'), 'take turns on a lock'))
     end)
 
+    it('many threads queued on one hot lock is contention; threads each on their own futex are not', function()
+      local m = recorded('mutex_contention_pid')
+      assert.is_number(m.lock.lock_share_pct, 'recorded with futex kinds known')
+      local r = use.analyze(m)
+      local l = row(r, 'lock')
+      assert.equal('HIGH', l.status)
+      assert.matches('hottest lock 0x%x+: [%d.]+ waiters', l.saturation.text)
+      assert.matches('threads queued on one lock', r.verdict.text)
+      -- the same futex time spread over threads parked each on its own
+      -- futex (joins, private waits): no queue on any one lock
+      m.lock.hot = nil
+      r = use.analyze(m)
+      assert.are_not.equal('HIGH', row(r, 'lock').status)
+      assert.are_not.equal('lock', r.verdict.resource)
+    end)
+
+    it('workers waiting on a condition variable are waiting for work, not for a lock', function()
+      local m = recorded('mutex_contention_pid')
+      m.lock.lock_share_pct, m.lock.cond_share_pct, m.lock.hot = 0, 80, nil
+      local l = row(use.analyze(m), 'lock')
+      assert.equal('ok', l.status)
+      assert.is_true(has_note(l, 'condition variables'))
+    end)
+
     it('threads parked in futex waits of an idle process are not contention', function()
       local m = recorded('mutex_contention_pid')
       m.task.cpu_pct = 1
