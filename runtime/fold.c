@@ -1326,36 +1326,6 @@ static int cmp_bytes(const void *a, const void *b)
   return (x->len > y->len) - (x->len < y->len);
 }
 
-/* frame order: ';' sorts before every other byte, so every frame's
- * descendants are contiguous (needed by the layout pass) */
-static int cmp_frames(const void *a, const void *b)
-{
-  const struct entry *x = *(const struct entry *const *)a, *y = *(const struct entry *const *)b;
-  size_t m = x->len < y->len ? x->len : y->len, i = 0;
-  /* stacks share long prefixes: find the first difference 8 bytes a step */
-  while (i + 8 <= m) {
-    uint64_t u, v;
-    memcpy(&u, x->key + i, 8);
-    memcpy(&v, y->key + i, 8);
-    if (u != v) {
-      i += (size_t)__builtin_ctzll(u ^ v) / 8; /* little-endian: lowest byte first */
-      break;
-    }
-    i += 8;
-  }
-  for (; i < m; i++) {
-    unsigned char cx = (unsigned char)x->key[i], cy = (unsigned char)y->key[i];
-    if (cx == cy)
-      continue;
-    if (cx == ';')
-      return -1;
-    if (cy == ';')
-      return 1;
-    return cx < cy ? -1 : 1;
-  }
-  return (x->len > y->len) - (x->len < y->len);
-}
-
 static struct entry **sorted(struct profile *p, int (*cmp)(const void *, const void *))
 {
   struct entry **v = malloc((p->n ? p->n : 1) * sizeof *v);
@@ -1364,6 +1334,60 @@ static struct entry **sorted(struct profile *p, int (*cmp)(const void *, const v
   for (size_t i = 0; i < p->n; i++)
     v[i] = &p->ents[i];
   qsort(v, p->n, sizeof *v, cmp);
+  return v;
+}
+
+/* Frame order by plain memcmp: each key copied with ';' turned into 0x00,
+ * the smallest byte, so libc's vectorised memcmp does the work (stacks share
+ * long prefixes). A NUL inside a name then ties with ';': the layout stays
+ * valid, such a frame may just be drawn in two pieces. */
+struct fkey {
+  const char *k;
+  size_t len;
+  struct entry *e;
+};
+
+static int cmp_fkeys(const void *a, const void *b)
+{
+  const struct fkey *x = a, *y = b;
+  size_t m = x->len < y->len ? x->len : y->len;
+  int c = memcmp(x->k, y->k, m);
+  if (c)
+    return c;
+  return (x->len > y->len) - (x->len < y->len);
+}
+
+static struct entry **sorted_frames(struct profile *p)
+{
+  size_t bytes = 0;
+  for (size_t i = 0; i < p->n; i++)
+    bytes += p->ents[i].len;
+  struct fkey *fk = malloc((p->n ? p->n : 1) * sizeof *fk);
+  char *t = malloc(bytes ? bytes : 1);
+  struct entry **v = malloc((p->n ? p->n : 1) * sizeof *v);
+  if (!fk || !t || !v) {
+    free(fk);
+    free(t);
+    free(v);
+    return NULL;
+  }
+  size_t off = 0;
+  for (size_t i = 0; i < p->n; i++) {
+    const struct entry *e = &p->ents[i];
+    char *d = t + off;
+    memcpy(d, e->key, e->len);
+    for (char *q = memchr(d, ';', e->len); q; q = memchr(q + 1, ';', e->len - (size_t)(q + 1 - d)))
+      *q = 0;
+    fk[i].k = d;
+    fk[i].len = e->len;
+    fk[i].e = &p->ents[i];
+    off += e->len;
+  }
+  qsort(fk, p->n, sizeof *fk, cmp_fkeys);
+  for (size_t i = 0; i < p->n; i++)
+    v[i] = fk[i].e;
+  free(fk);
+  free(t);
   return v;
 }
 
@@ -1810,7 +1834,7 @@ static int profile_svg_frames(lua_State *L)
       }
     }
   }
-  struct entry **v = sorted(p, cmp_frames);
+  struct entry **v = sorted_frames(p);
   if (!v) {
     if (incl)
       profile_destroy(incl);
