@@ -51,6 +51,18 @@ describe('red-check e2e', function()
     end)
   end)
 
+  it('counts answers slower than --timeout as timeouts, not as latency', function()
+    with_nginx(function(n)
+      local out, err, status = h.pm("red-check --endpoint '" .. n.url('/delay50') .. "' --duration 1s --rate 50 --connections 10 --timeout 20ms --json")
+      assert.equal(0, status, err)
+      local r = cjson.decode(out)
+      assert.equal(0, r.errors.status['2xx'])
+      assert.is_true(r.errors.transport.timeout >= 40, 'timeouts ' .. r.errors.transport.timeout)
+      assert.equal(r.errors.attempts, r.errors.total)
+      assert.is_nil(r.latency)   -- no answer came back: not measured, not 0
+    end)
+  end)
+
   it('reads chunked bodies at full speed (closed loop) without parse errors', function()
     with_nginx(function(n)
       local out, err, status = h.pm("red-check --endpoint '" .. n.url('/chunked') .. "' --duration 1s --connections 4 --json")
