@@ -196,8 +196,9 @@ if not have_bpftrace then io.write('bpftrace: not installed, peer figures not me
 
 local a, s, ba, bs = startup()
 
+-- each traced run is paired with an untraced run just before it, and the
+-- added cost is the median of the pairs' differences (the VM's speed drifts)
 local cfgs = {
-  { key = 'untraced', fn = ns_untraced },
   { key = 'count', fn = function() return ns_cli({ '--count-only' }) end },
   { key = 'latency', fn = function() return ns_cli({}) end },
   { key = 'latency_nostats', fn = function() return ns_ours('latency', false) end },
@@ -207,20 +208,23 @@ if have_bpftrace then
   cfgs[#cfgs + 1] = { key = 'bt_count', fn = function() return ns_bpftrace(BT_COUNT) end }
   cfgs[#cfgs + 1] = { key = 'bt_hist', fn = function() return ns_bpftrace(BT_HIST) end }
 end
-local samples = {}
+local diffs, base_ns = {}, {}
 for _ = 1, ROUNDS do
   for _, c in ipairs(cfgs) do
-    samples[c.key] = samples[c.key] or {}
+    local u = ns_untraced()
+    base_ns[#base_ns + 1] = u
     local ns = c.fn()
-    if ns then table.insert(samples[c.key], ns) end
+    if ns then
+      diffs[c.key] = diffs[c.key] or {}
+      table.insert(diffs[c.key], ns - u)
+    end
   end
 end
-local med = {}
-for k, v in pairs(samples) do med[k] = median(v) end
-local function added(k) return med[k] and med.untraced and med[k] - med.untraced end
+local med = { untraced = median(base_ns) }
+local function added(k) return diffs[k] and median(diffs[k]) end
 
 local rss_ours, rss_ours_now = peak_rss_kb({ PM, 'trace', '--events', 'syscalls', '--pid', tostring(idle_pid), '--duration', '1' })
-local rss_both = peak_rss_kb({ PM, 'trace', '--events', 'syscalls,sched', '--duration', '1' })
+local rss_both, rss_both_now = peak_rss_kb({ PM, 'trace', '--events', 'syscalls,sched', '--duration', '1' })
 local rss_bt
 if have_bpftrace then
   rss_bt = peak_rss_kb({ 'bpftrace', '-e', string.format('tracepoint:raw_syscalls:sys_enter /pid == %d/ { @ = count(); } interval:s:1 { exit(); }', idle_pid) })
@@ -249,8 +253,13 @@ for _, r in ipairs(rows) do
   io.write(string.format('%-' .. w[1] .. 's  %' .. math.max(w[2], 12) .. 's  %' .. math.max(w[3], 12) .. 's  %-6s %s\n',
     r[1], r[2], r[3], r[4], r[5]))
 end
-io.write(string.format('(RSS while tracing, after load: %.1f MB; bpftrace "attached" = its "Attaching N probes" line)\n',
-  rss_ours_now / 1024))
+io.write(string.format('(VmRSS sampled every 10 ms, largest: %.1f MB syscalls, %.1f MB syscalls,sched; the VmHWM peak of\n'
+  .. ' the second is libbpf parsing the kernel BTF for CO-RE during load, a few ms; bpftrace "attached" = its "Attaching N probes" line)\n',
+  rss_ours_now / 1024, rss_both_now / 1024))
+if ba and bs then
+  io.write(string.format('relative to bpftrace in this run: start %.1fx faster, whole session %.1fx faster (target 10x)\n',
+    ba / a, bs / s))
+end
 -- This VM's syscalls cost several times the reference VM's (46.6 ns untraced,
 -- bpftrace +89 ns count / +263 ns hist): compare through the peer's ratio.
 if added('bt_count') and added('bt_hist') then

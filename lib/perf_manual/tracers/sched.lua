@@ -165,6 +165,8 @@ function M.start(opts)
     t.runq_err = 'not asked'
   end
   t.comm_cache = {}
+  -- the target may be gone by the time the histograms are read
+  if opts.pid then t.comm_cache[opts.pid] = read_comm(opts.pid) or false end
   return setmetatable(t, Sched)
 end
 
