@@ -119,6 +119,32 @@ describe('trace e2e #priv', function()
     end)
   end)
 
+  it('Ctrl-C prints the final histograms and flushes the JSON', function()
+    if not h.need_root() then return end
+    local out, err = os.tmpname(), os.tmpname()
+    local pid = assert(sys.spawn({ h.root .. '/bin/perf_manual', 'trace', '--events', 'syscalls', '--duration', '120',
+      '--json' }, { stdout = out, stderr = err }))
+    -- attached once the process holds a BPF link (its fdinfo names a link_type)
+    local dirent = require('posix.dirent')
+    local attached = false
+    for _ = 1, 1000 do
+      for _, fd in ipairs(dirent.dir('/proc/' .. pid .. '/fdinfo') or {}) do
+        if (util.readfile('/proc/' .. pid .. '/fdinfo/' .. fd) or ''):match('link_type') then attached = true end
+      end
+      if attached then break end
+      sys.sleep(0.01)
+    end
+    sys.kill(pid, 2)
+    local how, code = sys.wait(pid)
+    local text = util.readfile(out)
+    os.remove(out); os.remove(err)
+    assert.is_true(attached)
+    assert.same({ 'exited', 0 }, { how, code })
+    local doc = assert(util.json_decode(text))
+    assert.equal('interrupted', doc.ended_by)
+    assert.is_number(doc.intervals[1].results.syscalls.total.count)
+  end)
+
   it('trace --json gives every tracer with its quality and detaches over budget', function()
     if not h.need_root() then return end
     local out, err, st = h.pm('trace --events syscalls,sched --duration 1.5 --max-overhead 0.00001 --json')

@@ -83,7 +83,8 @@ describe('perf_manual.bpf #priv', function()
   it('sets config only by known names and only before load', function()
     if not h.need_root() then return end
     local obj = assert(bpf.open('syscall'))
-    assert.has_error(function() obj:set_config{ no_such = 1 } end, "bpf: set_config syscall: no config variable 'no_such'")
+    assert.has_error(function() obj:set_config{ no_such = 1 } end,
+      "bpf: set_config syscall: no config variable 'no_such'")
     obj:set_config{ targ_tgid = 1 }
     assert.is_true(obj:load{ stats = false })
     assert.has_error(function() obj:set_config{ targ_tgid = 2 } end,

@@ -1,4 +1,5 @@
 ---@meta
+-- luacheck: no unused args, no unused, no max line length
 --- API of the native module perf_manual._c.bpf (runtime/bpf.c), re-exported
 --- with argument checks by perf_manual.bpf. Stubs only: the bodies are in C.
 ---

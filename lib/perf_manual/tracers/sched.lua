@@ -248,7 +248,8 @@ function M.render(res, opts)
   if res.runqlen then
     local r = res.runqlen
     if r.samples > 0 then
-      out[#out + 1] = string.format('\nrun-queue length (running task included), %d samples at %d Hz per CPU: mean %.2f, a task waiting in %.1f%% of samples\n',
+      out[#out + 1] = string.format('\nrun-queue length (running task included), %d samples at %d Hz per CPU: '
+        .. 'mean %.2f, a task waiting in %.1f%% of samples\n',
         r.samples, r.sample_hz, r.mean, r.waiting_pct)
       out[#out + 1] = hist.render_linear(r.buckets, { unit = 'runqlen' })
     else

@@ -29,7 +29,6 @@ struct pm_syscall_counts { uint64_t count[512]; };
 struct pm_syscall_err_key { uint32_t nr, err; };
 ]]
 
-local stat_t = ffi.typeof('const struct pm_syscall_stat *')
 local group_t = ffi.typeof('const struct pm_syscall_stat_group *')
 local counts_t = ffi.typeof('const struct pm_syscall_counts *')
 local errkey_t = ffi.typeof('const struct pm_syscall_err_key *')
@@ -165,7 +164,8 @@ function M.start(opts)
   cfg.targ_latency = mode == 'latency'
   local progs = mode == 'latency' and { 'sys_enter', 'sys_exit' } or { 'sys_enter' }
   local keep = mode == 'count' and { sys_exit = false } or nil
-  local obj, v = base.load_variants('syscall', cfg, { { name = 'raw_tp', progs = progs } }, { keep = keep, stats = opts.stats })
+  local obj, v = base.load_variants('syscall', cfg, { { name = 'raw_tp', progs = progs } },
+    { keep = keep, stats = opts.stats })
   if not obj then return nil, v end
   local t = base.Tracer.new('syscall', obj, { attach_path = v })
   t.mode = mode

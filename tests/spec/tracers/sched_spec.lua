@@ -8,7 +8,7 @@ local function unhex(s) return (s:gsub('%x%x', function(h) return string.char(to
 
 local function recorded(map)
   local out = {}
-  for line in fixture('bpf/maps.txt'):gmatch('[^\n]+') do
+  for line in test_helpers.fixture('bpf/maps.txt'):gmatch('[^\n]+') do
     local m, k, v = line:match('^(%S+)\t(%S+)\t(%S+)$')
     if m == map then out[#out + 1] = { key = k, value = unhex(v) } end
   end
@@ -16,7 +16,7 @@ local function recorded(map)
 end
 
 local function burner_pid()
-  return tonumber(fixture('bpf/maps.txt'):match('burner%.pid\t(%d+)'))
+  return tonumber(test_helpers.fixture('bpf/maps.txt'):match('burner%.pid\t(%d+)'))
 end
 
 local function groups()

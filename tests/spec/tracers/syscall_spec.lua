@@ -9,7 +9,7 @@ local function unhex(s) return (s:gsub('%x%x', function(h) return string.char(to
 
 local function recorded(map)
   local out = {}
-  for line in fixture('bpf/maps.txt'):gmatch('[^\n]+') do
+  for line in test_helpers.fixture('bpf/maps.txt'):gmatch('[^\n]+') do
     local m, k, v = line:match('^(%S+)\t(%S+)\t(%S+)$')
     if m == map then out[#out + 1] = { key = unhex(k), value = unhex(v) } end
   end
