@@ -89,7 +89,14 @@ return playbook {
       io.stdout:flush()
     end
 
-    local intervals = {}
+    local intervals, snooped = {}, {}
+    if p.snoop then
+      local any = false
+      for _, t in ipairs(running) do any = any or t.mod.snoop end
+      if not any then
+        note('--snoop: none of ' .. table.concat(names, ', ') .. ' streams events (io does); showing histograms only')
+      end
+    end
     local function render(t, res)
       if t.mod.render then return t.mod.render(res, { top = p.top }) end
       return util.json_encode(res, true) .. '\n'
@@ -126,7 +133,16 @@ return playbook {
       if p.snoop then
         for _, t in ipairs(running) do
           if t.inst.snoop and not t.inst.detached then
-            for _, line in ipairs(t.inst:snoop(1024) or {}) do inv:print(line) end
+            if p.json then
+              -- keep stdout one JSON document: events go into it
+              local evs = t.inst.poll and t.inst:poll(0, 1024) or t.inst:snoop(1024) or {}
+              local list = snooped[t.event] or util.array()
+              snooped[t.event] = list
+              for _, e in ipairs(evs) do list[#list + 1] = e end
+            else
+              for _, line in ipairs(t.inst:snoop(1024) or {}) do inv:print(line) end
+              io.stdout:flush()
+            end
           end
         end
       end
@@ -166,7 +182,7 @@ return playbook {
       local doc = {
         target = { pid = p.pid, cgroup = p.cgroup }, events = util.array(names),
         duration_s = sys.now() - t0, ended_by = ended_by, notes = util.array(notes),
-        unavailable = {}, intervals = util.array(intervals),
+        unavailable = {}, intervals = util.array(intervals), snoop = p.snoop and snooped or nil,
       }
       for _, t in ipairs(tracers) do
         if t.error then doc.unavailable[t.event] = t.error end

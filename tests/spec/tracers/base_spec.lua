@@ -1,0 +1,45 @@
+local base = require('perf_manual.tracers.base')
+
+describe('perf_manual.tracers.base', function()
+  it('turns target options into the rodata filter of bpf/common.h', function()
+    assert.same({ targ_tgid = 0, targ_pid = 0, targ_cgroup_id = 0 }, base.filter_config({}))
+    assert.same({ targ_tgid = 42, targ_pid = 7, targ_cgroup_id = 0 }, base.filter_config({ pid = 42, tid = 7 }))
+    assert.same({ targ_tgid = 9, targ_pid = 0, targ_cgroup_id = 0 }, base.filter_config({ tgid = 9 }))
+    assert.equal(123, base.filter_config({ cgroup = 123 }).targ_cgroup_id)
+    assert.equal(77, base.filter_config({ cgroup = '77' }).targ_cgroup_id)
+  end)
+
+  it('finds a cgroup id from its path, or says which path is missing', function()
+    local st = require('posix.sys.stat').stat('/sys/fs/cgroup')
+    if st then
+      assert.equal(st.st_ino, base.cgroup_id('/sys/fs/cgroup'))
+      assert.equal(st.st_ino, base.cgroup_id('/'))
+    end
+    local id, err = base.cgroup_id('no/such/group')
+    assert.is_nil(id)
+    assert.equal('no cgroup no/such/group (/sys/fs/cgroup/no/such/group)', err)
+    local cfg, cerr = base.filter_config({ cgroup = 'no/such/group' })
+    assert.is_nil(cfg)
+    assert.matches('^no cgroup', cerr)
+  end)
+
+  it('says what the kernel lacks in one phrase', function()
+    assert.equal('unavailable on this kernel: tracepoint sched/sched_switch',
+      base.unavailable('tracepoint sched/sched_switch'))
+  end)
+
+  it('prints measurement quality in one line, missing figures as missing', function()
+    local line = base.quality_line({ attach_path = 'raw_tp', events_seen = 10, events_lost = 0, events_missed = 2,
+      bpf_run_time_ns = 5e6, bpf_cpu_pct = 0.5, bpf_ns_per_run = 120, bpf_stats_coverage = 0.1, self_cpu_pct = 1.25 })
+    assert.equal('attach raw_tp, events 10, lost 0, unpaired 2, bpf cost 5.0ms (0.50% of a CPU, 120 ns/run, '
+      .. 'sampled 10% of the time), tool cpu 1.25%', line)
+    local missing = base.quality_line({ attach_path = 'tp_btf', bpf_cost_note = 'not measured (stats off)',
+      detached = 'over budget' })
+    assert.equal('attach tp_btf, lost not measured, bpf cost not measured (stats off), DETACHED: over budget', missing)
+  end)
+
+  it('names the attach path from the programs attached', function()
+    assert.equal('raw_tp', base.attach_path({ a = 'raw_tp', b = 'raw_tp' }))
+    assert.equal('perf_event+tp_btf', base.attach_path({ a = 'tp_btf', b = 'perf_event' }))
+  end)
+end)
