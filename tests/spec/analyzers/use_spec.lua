@@ -5,7 +5,7 @@ local use = require('perf_manual.analyzers.use')
 local util = require('perf_manual.util')
 
 local function recorded(name)
-  return assert(util.json_decode(fixture('use/' .. name .. '.json')))
+  return assert(util.json_decode(test_helpers.fixture('use/' .. name .. '.json')))
 end
 
 local function row(r, resource)
