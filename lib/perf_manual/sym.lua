@@ -270,37 +270,51 @@ end
 --- Adds a snapshot taken elsewhere (for example from a saved profile).
 function Resolver:add_snapshot(s) self.snaps[s.pid] = s end
 
+-- What a mapping holds, worked out once per mapping: its label when no
+-- symbol names an address, and its binary when it maps an ELF file.
+local function classify(m)
+  local path = m.path
+  if path and path:sub(1, 1) == '/' then
+    local deleted = path:find(' %(deleted%)$')
+    local clean = deleted and path:sub(1, deleted - 1) or path
+    m.label = '[' .. basename(clean) .. ']'
+    if not deleted then m.binary = M.binary(path, m.dev .. ':' .. m.inode) or false end
+  elseif path and path:sub(1, 1) == '[' then
+    m.label = path
+  else
+    m.label = false  -- anonymous: JIT code, if anything
+  end
+  return m
+end
+
 -- Names for a flat list of lookup addresses of one process (already
 -- adjusted for return addresses), grouped so each binary is asked once.
 function Resolver:_resolve(pid, looks)
   local snap = self.snaps[pid] or self:snapshot(pid)
+  local maps, jit = snap and snap.maps or {}, snap and snap.jit
   local names = {}
   local groups = {}  -- binary -> {offsets, idx}
   for i, look in ipairs(looks) do
-    local m = snap and bsearch(snap.maps, look)
+    local m = bsearch(maps, look)
+    local name
     if m and look < m.stop then
-      local path = m.path
-      if path and path:sub(1, 1) == '/' and not path:find(' %(deleted%)$') then
-        local b = M.binary(path, m.dev .. ':' .. m.inode)
-        if b then
-          self.used[b] = true
-          local g = groups[b]
-          if not g then g = { offsets = {}, idx = {} }; groups[b] = g end
-          g.offsets[#g.offsets + 1] = look - m.start + m.offset
-          g.idx[#g.idx + 1] = i
-        end
-        names[i] = '[' .. basename(path) .. ']'
-      elseif path and path:find(' %(deleted%)$') then
-        names[i] = '[' .. basename(path:gsub(' %(deleted%)$', '')) .. ']'
-      elseif path and path:sub(1, 1) == '[' then
-        names[i] = path
+      if m.label == nil then classify(m) end
+      local b = m.binary
+      if b then
+        self.used[b] = true
+        local g = groups[b]
+        if not g then g = { offsets = {}, idx = {} }; groups[b] = g end
+        local n = #g.offsets + 1
+        g.offsets[n] = look - m.start + m.offset
+        g.idx[n] = i
       end
+      name = m.label or nil
     end
-    if not names[i] and snap and snap.jit then
-      local j = bsearch(snap.jit, look)
-      if j and look < j.stop then names[i] = j.name .. '_[j]' end
+    if not name and jit then
+      local j = bsearch(jit, look)
+      if j and look < j.stop then name = j.name .. '_[j]' end
     end
-    names[i] = names[i] or '[unknown]'
+    names[i] = name or '[unknown]'
   end
   for b, g in pairs(groups) do
     local got = M.binary_resolve(b, g.offsets)

@@ -14,13 +14,15 @@ static volatile unsigned long sink;
 
 void tick(void) { sink++; }
 
-/* One unit of work: about 1 ms of integer arithmetic at -O1. The call to
+/* One unit of work: about 6 ms of integer arithmetic at -O1 (a cycle of
+ * all units, ~60 ms, is several sampling periods long: no lock step with
+ * 99 Hz sampling). The call to
  * tick() makes spin a non-leaf function: gcc omits the frame pointer of
  * leaf functions, which would hide spin's caller from the stacks. */
 void spin(unsigned units)
 {
   for (unsigned u = 0; u < units; u++) {
-    for (unsigned long i = 0; i < 300000; i++)
+    for (unsigned long i = 0; i < 6000000; i++)
       sink += i ^ (sink >> 3);
     tick();
   }
@@ -62,7 +64,9 @@ int main(int argc, char **argv)
     fprintf(stderr, "usage: calltree burn|block [SECONDS]\n");
     return 2;
   }
+  unsigned long cycles = 0;
   while (!end || now() < end) {
+    cycles++;
     if (block) {
       snooze();
     } else {
@@ -71,5 +75,6 @@ int main(int argc, char **argv)
       delta();
     }
   }
+  fprintf(stderr, "cycles %lu\n", cycles);
   return 0;
 }

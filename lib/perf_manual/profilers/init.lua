@@ -91,6 +91,7 @@ end
 
 --- A frame name made safe for the folded format (no ';', no line breaks).
 function M.clean(name)
+  if not name:find('[;\r\n]') then return name end
   return (name:gsub('[;\r\n]', ':'))
 end
 
