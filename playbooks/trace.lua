@@ -52,6 +52,10 @@ return playbook {
       return state ~= nil and state ~= 'Z' and state ~= 'X'
     end
     if p.pid and not alive(p.pid) then util.user_error('trace: no process ' .. p.pid) end
+    if p.cgroup then
+      local id, cerr = base.cgroup_id(p.cgroup)
+      if not id then util.user_error('trace: ' .. cerr) end
+    end
     local bpf = require('perf_manual.bpf')
     local ok, why = bpf.available()
     if not ok then util.user_error('trace: ' .. why) end

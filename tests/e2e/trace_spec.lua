@@ -15,6 +15,13 @@ local function wait_blocked_usr1(pid)
   error('syscall_loop never got ready')
 end
 
+-- getppid() calls made by the test process itself (outside the target)
+local ffi = require('ffi')
+pcall(ffi.cdef, 'int getppid(void);')
+local function getppid_burst()
+  for _ = 1, 1000 do ffi.C.getppid() end
+end
+
 local function getppid_row(res)
   for _, r in ipairs(res.syscalls) do
     if r.name == 'getppid' then return r end
@@ -52,6 +59,34 @@ describe('trace e2e #priv', function()
         end
       end)
     end
+  end)
+
+  it('filters by cgroup: counts the getppid calls of a process in it, not ours', function()
+    if not h.need_root() then return end
+    local syscall = require('perf_manual.tracers.syscall')
+    local root = require('perf_manual.tracers.base').cgroup2_root()
+    assert(root, 'no cgroup v2 hierarchy mounted')
+    local dir = root .. '/pm_trace_test_' .. sys.getpid()
+    assert(os.execute('mkdir ' .. dir) == 0, 'cannot make ' .. dir)
+    local out = os.tmpname()
+    local ok, err = pcall(function()
+      local pid = assert(sys.spawn({ h.workload('syscall_loop'), '20000', 'wait' },
+        { join = dir .. '/cgroup.procs', stdout = out }))
+      local t = assert(syscall.start { cgroup = dir, mode = 'count' })
+      getppid_burst()
+      wait_blocked_usr1(pid)
+      sys.kill(pid, 10)
+      sys.wait(pid)
+      local res = t:stop()
+      local row = assert(getppid_row(res))
+      assert.equal(20000, row.count) -- exactly the workload's: ours are outside the cgroup
+    end)
+    os.remove(out)
+    for _ = 1, 50 do
+      if os.execute('rmdir ' .. dir .. ' 2>/dev/null') == 0 then break end
+      sys.sleep(0.02)
+    end
+    if not ok then error(err, 0) end
   end)
 
   it('run-queue latency grows with more runnable threads than cores', function()
@@ -175,6 +210,9 @@ describe('trace CLI bad input', function()
     _, err, st = h.pm('trace --pid 1 --cgroup x --duration 1')
     assert.equal(2, st)
     assert.equal('perf_manual: trace: give --pid or --cgroup, not both\n', err)
+    _, err, st = h.pm('trace --cgroup no/such/group --duration 1')
+    assert.equal(2, st)
+    assert.matches('^perf_manual: trace: no cgroup no/such/group %(', err)
     _, err, st = h.pm('trace --duration 0')
     assert.equal(2, st)
     assert.equal('perf_manual: trace: --duration must be more than 0\n', err)

@@ -20,16 +20,35 @@ function M.unavailable(what)
   return 'unavailable on this kernel: ' .. what
 end
 
---- cgroup v2 id (the inode number of its directory) of a path under
---- /sys/fs/cgroup, absolute or relative; a number passes through.
+--- Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or
+--- /sys/fs/cgroup/unified on hybrid v1/v2 systems), or nil.
+function M.cgroup2_root()
+  local f = io.open('/proc/self/mounts')
+  if not f then return nil end
+  for line in f:lines() do
+    local mnt, fstype = line:match('^%S+ (%S+) (%S+)')
+    if fstype == 'cgroup2' then f:close() return mnt end
+  end
+  f:close()
+end
+
+--- cgroup v2 id (the inode number of its directory, what
+--- bpf_get_current_cgroup_id returns) of a cgroup path: relative to the v2
+--- root, or absolute inside it; a number passes through.
 ---@return integer?, string? err
 function M.cgroup_id(cg)
   if type(cg) == 'number' then return cg end
   if type(cg) ~= 'string' or cg == '' then return nil, 'expected a cgroup path or id' end
   if cg:match('^%d+$') then return tonumber(cg) end
-  local path = cg
-  if path:sub(1, 1) ~= '/' or not path:match('^/sys/fs/cgroup') then
-    path = '/sys/fs/cgroup/' .. path:gsub('^/', '')
+  local root = M.cgroup2_root()
+  if not root then return nil, 'no cgroup v2 hierarchy is mounted: BPF filters by cgroup v2 id' end
+  local path
+  if cg == root or cg:sub(1, #root + 1) == root .. '/' then
+    path = cg
+  elseif cg:match('^/sys/fs/cgroup/') then
+    return nil, cg .. ' is not in the cgroup v2 hierarchy (mounted at ' .. root .. ')'
+  else
+    path = root .. '/' .. cg:gsub('^/', '')
   end
   local st = require('posix.sys.stat').stat(path)
   if not st then return nil, 'no cgroup ' .. cg .. ' (' .. path .. ')' end

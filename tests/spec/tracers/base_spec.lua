@@ -9,18 +9,22 @@ describe('perf_manual.tracers.base', function()
     assert.equal(77, base.filter_config({ cgroup = '77' }).targ_cgroup_id)
   end)
 
-  it('finds a cgroup id from its path, or says which path is missing', function()
-    local st = require('posix.sys.stat').stat('/sys/fs/cgroup')
-    if st then
-      assert.equal(st.st_ino, base.cgroup_id('/sys/fs/cgroup'))
-      assert.equal(st.st_ino, base.cgroup_id('/'))
-    end
+  it('finds a cgroup v2 id from its path, or says which path is missing', function()
+    local root = base.cgroup2_root()
+    if not root then return pending('no cgroup v2 hierarchy on this machine') end
+    local st = require('posix.sys.stat').stat(root)
+    assert.equal(st.st_ino, base.cgroup_id(root))
+    assert.equal(st.st_ino, base.cgroup_id('/'))
     local id, err = base.cgroup_id('no/such/group')
     assert.is_nil(id)
-    assert.equal('no cgroup no/such/group (/sys/fs/cgroup/no/such/group)', err)
+    assert.equal('no cgroup no/such/group (' .. root .. '/no/such/group)', err)
     local cfg, cerr = base.filter_config({ cgroup = 'no/such/group' })
     assert.is_nil(cfg)
     assert.matches('^no cgroup', cerr)
+    if root ~= '/sys/fs/cgroup' then -- hybrid v1/v2: a v1 path cannot be a BPF filter
+      local _, verr = base.cgroup_id('/sys/fs/cgroup/memory')
+      assert.equal('/sys/fs/cgroup/memory is not in the cgroup v2 hierarchy (mounted at ' .. root .. ')', verr)
+    end
   end)
 
   it('says what the kernel lacks in one phrase', function()
