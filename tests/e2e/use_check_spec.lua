@@ -66,6 +66,37 @@ describe('use-check end to end', function()
     end)
   end)
 
+  it('counts an OOM kill in a cgroup target and names memory', function()
+    if not h.need_root('memory cgroups') then return end
+    h.with_machine_lock(function()
+      -- a quiet process keeps the 64 MiB cgroup alive and is the target's tenant
+      W.with('sleeper', { 15 }, { memory_limit = 64 * MiB }, function(quiet)
+        local out = os.tmpname()
+        local pm = assert(sys.spawn({ h.root .. '/bin/perf_manual', 'use-check', '--target', quiet.cgroup.dir,
+          '--duration', '4', '--json' }, { stdout = out, stderr = 'null' }))
+        local ok, err = pcall(function()
+          sys.sleep(1)
+          -- 100 MiB of anonymous memory cannot fit: the OOM killer takes it
+          local hog = W.start('mem_pressure', { 10, W.scratch(), 1, 100 }, { join = quiet.cgroup })
+          local how, sig = hog:wait(10)
+          assert.equal('signaled', how)
+          assert.equal(9, sig)
+          local st, code = sys.wait(pm)
+          assert.equal('exited', st)
+          assert.equal(0, code)
+          local d = assert(util.json_decode(assert(util.readfile(out))))
+          assert.equal('cgroup', d.target.kind)
+          assert.equal('memory', d.verdict.resource, explain(d))
+          assert.is_true(d.measures.cgroup_memory.oom_kills >= 1, explain(d))
+          assert.matches('cgroup %d+ OOM kills', row(d, 'memory').errors.text)
+        end)
+        if not ok then sys.kill(pm, 9); sys.wait(pm) end
+        os.remove(out)
+        assert(ok, err)
+      end)
+    end)
+  end)
+
   it('names the disk for an fsync-heavy writer', function()
     h.with_machine_lock(function()
       W.with('fsync_writer', { 12, W.scratch() }, {}, function(w)

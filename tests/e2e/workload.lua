@@ -132,7 +132,8 @@ function W.remove_cgroup(cg)
 end
 
 --- Starts build/workloads/<name> with args (strings); opts.memory_limit puts
---- it into a fresh memory cgroup of that many bytes before it runs.
+--- it into a fresh memory cgroup of that many bytes before it runs;
+--- opts.join = another handle's cgroup puts it there instead.
 --- Returns a handle { pid=, name=, cgroup= } with :stop().
 function W.start(name, args, opts)
   opts = opts or {}
@@ -143,7 +144,9 @@ function W.start(name, args, opts)
   for _, a in ipairs(args or {}) do argv[#argv + 1] = tostring(a) end
   local w = setmetatable({ name = name }, { __index = W })
   if opts.memory_limit then w.cgroup = W.memory_cgroup(opts.memory_limit) end
-  local pid, err = sys.spawn(argv, { join = w.cgroup and w.cgroup.procs, stdout = 'null' })
+  -- opts.join = the cgroup of another handle (its owner removes it)
+  local join = (w.cgroup or opts.join) and (w.cgroup or opts.join).procs
+  local pid, err = sys.spawn(argv, { join = join, stdout = 'null', stderr = 'null' })
   if not pid then
     if w.cgroup then W.remove_cgroup(w.cgroup) end
     error(err)

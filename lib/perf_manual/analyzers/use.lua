@@ -241,12 +241,13 @@ function M.rules.memory(m, T)
     esrc[#esrc + 1] = cg.version == 'v1' and 'memory.oom_control' or 'memory.events oom_kill'
   end
   row.errors = #e > 0
-    and cell(table.concat(e, ', '), table.concat(esrc, ', '), (mm.oom_kill or 0) + (cg and cg.oom_kills or 0))
+    and cell(table.concat(e, ', '), table.concat(esrc, ', '), math.max(mm.oom_kill or 0, cg and cg.oom_kills or 0))
     or missing(mm.missing_oom or 'no oom_kill counter', '/proc/vmstat oom_kill')
   if not mm.psi_some_pct and not mm.used_pct and not cg then row.status = 'not measured'; return row end
 
-  local kills = (mm.oom_kill or 0) + (cg and cg.oom_kills or 0)
-  if kills > 0 then row.raise('HIGH', 10 * kills, string.format('%d OOM kills', kills)) end
+  -- a kill in the cgroup is counted in /proc/vmstat too: take the larger
+  local kills = math.max(mm.oom_kill or 0, cg and cg.oom_kills or 0)
+  if kills > 0 then row.raise('HIGH', 10 * kills, string.format('%d OOM kill%s', kills, kills > 1 and 's' or '')) end
   -- the cgroup's own pressure (v2) is closer to the target than the system's
   local p = mm.psi_some_pct
   if cg and cg.psi_some_pct and (not p or cg.psi_some_pct > p) then p = cg.psi_some_pct end
