@@ -18,6 +18,7 @@ const volatile bool io_snoop = false;     /* stream events to the ring buffer */
 const volatile bool io_queued = false;    /* latency from insert, not issue */
 
 struct pm_io_start {
+  __u64 start_ns;
   __u64 insert_ns;
   __u64 issue_ns;
   __u32 pid;
@@ -108,6 +109,7 @@ static __always_inline int on_start(struct request *rq)
   s.pid = (__u32)id;
   s.tgid = id >> 32;
   s.owned = 1;
+  s.start_ns = bpf_ktime_get_ns();
   bpf_get_current_comm(s.comm, sizeof s.comm);
   bpf_map_update_elem(&starts, &key, &s, BPF_ANY);
   return 0;
@@ -158,6 +160,11 @@ static __always_inline int on_complete(struct request *rq, int error, __u32 nr_b
   if (!s)
     return 0;
   __u64 from = io_queued && s->insert_ns ? s->insert_ns : s->issue_ns;
+  /* a request the target started that is never issued itself (an empty
+   * flush served by the flush machinery) is timed from its start; only with
+   * a filter, since system-wide the flush request issued for it is counted */
+  if (!from && filter_active() && s->owned)
+    from = s->start_ns;
   if (!from) {
     /* completed without an issue we saw (merged away, or started before us) */
     bpf_map_delete_elem(&starts, &key);
@@ -175,6 +182,9 @@ static __always_inline int on_complete(struct request *rq, int error, __u32 nr_b
   /* __data_len is already consumed at completion; the tracepoint's nr_bytes
    * is what this completion covered */
   __u32 bytes = nr_bytes;
+  /* an empty write is a preflush (fsync's cache flush): count it as one */
+  if (k.op == IO_OP_WRITE && bytes == 0)
+    k.op = IO_OP_FLUSH;
 
   struct pm_io_hist *h = bpf_map_lookup_elem(&hists, &k);
   if (!h) {

@@ -94,7 +94,7 @@ function M.decode_event(b)
   local op = M.OPS[e.op] or 'other'
   return {
     ts_ns = num(e.ts_ns), lat_ns = num(e.lat_ns), queue_ns = num(e.queue_ns),
-    sector = num(e.sector), bytes = e.bytes, pid = e.pid, tgid = e.tgid,
+    sector = e.sector ~= 0xffffffffffffffffULL and num(e.sector) or nil, bytes = e.bytes, pid = e.pid, tgid = e.tgid,
     major = e.major, minor = e.minor, op = op, flags = e.flags,
     rwbs = M.rwbs(op, e.flags), error = e.error, comm = ffi.string(e.comm),
   }
@@ -214,6 +214,8 @@ end
 ---@return table? tracer, string? err
 function M.start(opts)
   opts = opts or {}
+  -- snoop times count from here: requests may complete while we attach
+  local t0_ns = require('perf_manual._c.sys').monotonic_ns()
   local cfg, err = base.filter_config(opts)
   if not cfg then return nil, err end
   for _, tp in ipairs(M.tracepoints) do
@@ -238,7 +240,7 @@ function M.start(opts)
   t.owner_from = have_start and 'block_io_start' or 'block_rq_issue'
   if t.snooping then t.rb = obj:ringbuf('events') end
   t.since = t.t0
-  t.t0_ns = require('perf_manual._c.sys').monotonic_ns()
+  t.t0_ns = t0_ns
   t.names = {}
   return setmetatable(t, Io)
 end
@@ -354,13 +356,15 @@ function M.render(res, opts)
   return table.concat(out)
 end
 
---- Header and lines of the snoop stream (biosnoop columns).
+--- Header and lines of the snoop stream (biosnoop columns; PID is the
+--- process, the thread is in the event's `pid`).
 M.SNOOP_HEADER = string.format('%-11s %-14s %-7s %-7s %-5s %-12s %-7s %9s', 'TIME(s)', 'COMM', 'PID',
   'DISK', 'T', 'SECTOR', 'BYTES', 'LAT(ms)')
 
 function M.render_event(e)
-  return string.format('%-11.6f %-14.14s %-7d %-7s %-5s %-12d %-7d %9.3f%s', e.t_s or e.ts_ns / 1e9, e.comm, e.pid,
-    e.device or (e.major .. ':' .. e.minor), e.rwbs, e.sector, e.bytes, e.lat_ns / 1e6,
+  return string.format('%-11.6f %-14.14s %-7d %-7s %-5s %-12s %-7d %9.3f%s', e.t_s or e.ts_ns / 1e9, e.comm, e.tgid,
+    e.device or (e.major .. ':' .. e.minor), e.rwbs, e.sector and string.format('%d', e.sector) or '-', e.bytes,
+    e.lat_ns / 1e6,
     e.error ~= 0 and ('  error ' .. e.error) or '')
 end
 
