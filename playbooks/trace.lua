@@ -169,7 +169,7 @@ return playbook {
         next_interval = next_interval + p.interval
         local results = {}
         for _, t in ipairs(running) do results[#results + 1] = { t = t, res = t.inst:read{ clear = true } } end
-        emit(results, os.date('%H:%M:%S'))
+        emit(results, string.format('%s  +%.1fs', os.date('%H:%M:%S'), now - t0))
       end
       inv:progress(string.format('tracing %s: %s of %s', table.concat(names, ','), util.fmt_duration(now - t0),
         util.fmt_duration(p.duration)))
@@ -179,7 +179,7 @@ return playbook {
     -- final ------------------------------------------------------------------
     local results = {}
     for _, t in ipairs(running) do results[#results + 1] = { t = t, res = t.inst:stop() } end
-    local label = p.interval and os.date('%H:%M:%S') or nil
+    local label = p.interval and string.format('%s  +%.1fs', os.date('%H:%M:%S'), sys.now() - t0) or nil
     if ended_by == 'interrupted' then note('interrupted: final histograms below') end
     emit(results, label)
     if p.json then
