@@ -538,6 +538,9 @@ static int obj_load(lua_State *L)
   if (po->loaded)
     return luaL_error(L, "bpf: load %s: already loaded", po->name);
   clear_msg();
+#ifdef __GLIBC__
+  malloc_trim(0);  // lower the base before libbpf's kernel-BTF peak
+#endif
   int err = bpf_object__load(po->obj);
   if (err)
     return push_fail(L, "load", po->name, err, 1);
