@@ -18,6 +18,10 @@ const volatile __u64 offcpu_max_us = ~0ull;   /* and longer ones */
 const volatile bool offcpu_blocked_only = true;  /* skip preempted (runnable) tasks */
 const volatile bool offcpu_kernel_stacks = true;
 const volatile bool offcpu_user_stacks = true;
+/* kernel frames of the tracing machinery above __schedule: this program and
+ * bpf_trace_run4 (its return address moves when run-time stats toggle, which
+ * would split one stack into two) */
+const volatile __u32 offcpu_kern_skip = 2;
 
 struct pm_ostart {
   __u64 ts;
@@ -73,7 +77,7 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
     s.ts = bpf_ktime_get_ns();
     s.tgid = BPF_CORE_READ(prev, tgid);
     s.state = prev_state;
-    s.kern_stack_id = offcpu_kernel_stacks ? bpf_get_stackid(ctx, &stacks, 0) : -1;
+    s.kern_stack_id = offcpu_kernel_stacks ? bpf_get_stackid(ctx, &stacks, offcpu_kern_skip & BPF_F_SKIP_FIELD_MASK) : -1;
     s.user_stack_id = offcpu_user_stacks ? bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK) : -1;
     /* kernel threads have no user stack: -EFAULT is expected there */
     if ((offcpu_kernel_stacks && s.kern_stack_id < 0 && s.kern_stack_id != -14) ||

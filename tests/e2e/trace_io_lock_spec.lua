@@ -145,6 +145,9 @@ describe('io, lock and offcpu tracers e2e #priv', function()
         -- 1 s of 20 ms blocks: most of the second off-CPU
         assert.is_true(main.total_us > 500000, 'blocked ' .. main.total_us .. ' us')
         assert.is_true(#main.kern_stack >= 3)
+        -- the kernel stack starts at the scheduler, not in the tracing machinery
+        local ksyms = assert(require('perf_manual.sym').kernel())
+        assert.equal('__schedule', (ksyms:lookup(main.kern_stack[1])))
         local names = resolver:user(w.pid, main.user_stack)
         assert.same({ 'blocker_read', 'blocker_wait', 'main' }, { names[1], names[2], names[3] })
         assert.equal(0, res.quality.events_lost)

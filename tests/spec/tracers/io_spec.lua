@@ -51,7 +51,7 @@ describe('perf_manual.tracers.io', function()
       assert.is_true(e.lat_ns > 0)
       assert.equal(0, e.bytes % 512)
       assert.truthy(e.rwbs:match('^F?[RWDFN]'), e.rwbs)
-      if e.pid == rec.pid then
+      if e.tgid == rec.pid then   -- the writer's threads
         mine = mine + 1
         assert.equal('fsync_writer', e.comm)
       end
