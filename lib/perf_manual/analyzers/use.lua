@@ -234,10 +234,11 @@ function M.rules.memory(m, T)
   -- Errors: OOM kills
   local e, esrc = {}, {}
   if mm.oom_kill ~= nil then
-    e[#e + 1] = string.format('%d OOM kills', mm.oom_kill); esrc[#esrc + 1] = '/proc/vmstat oom_kill'
+    e[#e + 1] = string.format('%d OOM kill%s', mm.oom_kill, mm.oom_kill == 1 and '' or 's')
+    esrc[#esrc + 1] = '/proc/vmstat oom_kill'
   end
   if cg and cg.oom_kills ~= nil then
-    e[#e + 1] = string.format('cgroup %d OOM kills', cg.oom_kills)
+    e[#e + 1] = string.format('cgroup %d OOM kill%s', cg.oom_kills, cg.oom_kills == 1 and '' or 's')
     esrc[#esrc + 1] = cg.version == 'v1' and 'memory.oom_control' or 'memory.events oom_kill'
   end
   row.errors = #e > 0
