@@ -92,6 +92,8 @@ int do_sample(struct bpf_perf_event_data *ctx)
   __u64 *n = bpf_map_lookup_elem(&counts, &key);
   if (n) {
     __sync_fetch_and_add(n, 1);
+    pm_stat_add(PM_STAT_EVENTS, 1);
+    return 0;
   } else {
     __u64 one = 1;
     if (bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST) != 0) {
@@ -106,6 +108,7 @@ int do_sample(struct bpf_perf_event_data *ctx)
   }
   pm_stat_add(PM_STAT_EVENTS, 1);
 
+  /* a process's first sample always makes a new key: only then can it be new */
   if (!bpf_map_lookup_elem(&seen, &tgid)) {
     __u8 yes = 1;
     __u64 now = bpf_ktime_get_ns();

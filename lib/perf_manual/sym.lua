@@ -38,13 +38,17 @@ function M.parse_maps(text)
   util.validate('text', text, 'string')
   local out = {}
   for line in text:gmatch('[^\n]+') do
-    local s, e, perms, off, dev, inode, path =
-      line:match('^(%x+)%-(%x+)%s+(%S+)%s+(%x+)%s+(%S+)%s+(%d+)%s*(.-)%s*$')
-    if s and perms:find('x', 1, true) then
-      out[#out + 1] = {
-        start = tonumber(s, 16), stop = tonumber(e, 16), offset = tonumber(off, 16),
-        perms = perms, dev = dev, inode = tonumber(inode), path = path ~= '' and path or nil,
-      }
+    -- the full match only for executable lines (perms "..x.")
+    local sp = line:find(' ', 1, true)
+    if sp and line:byte(sp + 3) == 120 then
+      local s, e, perms, off, dev, inode, path =
+        line:match('^(%x+)%-(%x+) (%S+) (%x+) (%S+) (%d+)%s*(.-)%s*$')
+      if s then
+        out[#out + 1] = {
+          start = tonumber(s, 16), stop = tonumber(e, 16), offset = tonumber(off, 16),
+          perms = perms, dev = dev, inode = tonumber(inode), path = path ~= '' and path or nil,
+        }
+      end
     end
   end
   table.sort(out, function(a, b) return a.start < b.start end)
@@ -102,8 +106,17 @@ function M.snapshot(pid, root)
   local snap = {
     pid = pid,
     comm = comm and comm:gsub('\n$', '') or nil,
-    maps = M.parse_maps(text),
+    maps_text = text,
   }
+  -- parsed when first needed: sampling stays cheap, resolution pays once
+  setmetatable(snap, { __index = function(t, k)
+    if k == 'maps' then
+      local m = M.parse_maps(t.maps_text)
+      rawset(t, 'maps', m)
+      t.maps_text = nil
+      return m
+    end
+  end })
   local jit = read_file(string.format('/tmp/perf-%d.map', pid))
   if jit then snap.jit = M.parse_perf_map(jit) end
   return snap
