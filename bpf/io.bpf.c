@@ -137,6 +137,13 @@ static __always_inline int on_issue(struct request *rq)
   struct pm_io_start *s = bpf_map_lookup_elem(&starts, &key);
   if (s) {
     s->issue_ns = bpf_ktime_get_ns();
+    if (!s->owned && !s->tgid) {
+      /* seen from the insert only: the issuing task is the best owner */
+      __u64 id = bpf_get_current_pid_tgid();
+      s->pid = (__u32)id;
+      s->tgid = id >> 32;
+      bpf_get_current_comm(s->comm, sizeof s->comm);
+    }
     return 0;
   }
   if (filter_active())
