@@ -18,7 +18,8 @@ local function check_pid(pid)
   local snap, err, code = sym.snapshot(pid)
   if not snap then
     if code == 2 then util.user_error('profile: no process ' .. pid .. ' (it does not exist or has exited)') end
-    util.user_error('profile: ' .. err .. ((code == 13 or code == 1) and ' (run it as root or as the process owner)' or ''))
+    local hint = (code == 13 or code == 1) and ' (run it as root or as the process owner)' or ''
+    util.user_error('profile: ' .. err .. hint)
   end
   return snap
 end
@@ -110,7 +111,8 @@ return playbook {
         while sys.now() < t_end and not sys.stop_requested() do
           if session.running and not session:running() then break end
           session:poll()
-          inv:progress(string.format('profile: %s, %.0fs left (Ctrl-C stops early)', target, math.max(0, t_end - sys.now())))
+          inv:progress(string.format('profile: %s, %.0fs left (Ctrl-C stops early)', target,
+            math.max(0, t_end - sys.now())))
           sys.sleep(math.min(0.25, math.max(0.001, t_end - sys.now())))
         end
       end)

@@ -392,7 +392,7 @@ end
 --- Kernel frame names from a packed u64 stack (a BPF stack map value) or a
 --- list of addresses (numbers or "0x…" strings), innermost first, each
 --- suffixed `_[k]`; `[unknown]` where kallsyms has no symbol.
-function Resolver:kernel(stack)
+function Resolver:kernel(stack) -- luacheck: no unused args
   local k = M.kernel()
   local out = {}
   if type(stack) == 'string' then

@@ -80,16 +80,16 @@ local function measure(name, argv, outfile)
   return r
 end
 
-local total = WARMUP + WINDOW + 1
+local capture = WARMUP + WINDOW + 1
 local results = {}
 local ok, err = pcall(function()
   results[#results + 1] = measure('perf_manual profile',
-    { root .. '/bin/perf_manual', 'profile', '--all', '--duration', tostring(total), '--freq', '99',
+    { root .. '/bin/perf_manual', 'profile', '--all', '--duration', tostring(capture), '--freq', '99',
       '--output', tmp .. '/pm', '--json' }, tmp .. '/pm.json')
   results[#results + 1] = measure('perf record -g',
-    { 'perf', 'record', '-F', '99', '-a', '-g', '-o', tmp .. '/perf.data', '--', 'sleep', tostring(total) })
+    { 'perf', 'record', '-F', '99', '-a', '-g', '-o', tmp .. '/perf.data', '--', 'sleep', tostring(capture) })
   results[#results + 1] = measure('bpftrace profile',
-    { 'bpftrace', '-e', string.format('profile:hz:99 { @[kstack, ustack, comm] = count(); } interval:s:%d { exit(); }', total) })
+    { 'bpftrace', '-e', string.format('profile:hz:99 { @[kstack, ustack, comm] = count(); } interval:s:%d { exit(); }', capture) })
 end)
 
 for _, b in ipairs(burners) do sys.kill(b, 9) sys.wait(b) end

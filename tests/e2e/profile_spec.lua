@@ -42,7 +42,8 @@ describe('perf_manual profile', function()
       h.with_machine_lock(function()
         local pid, dir = start('burn', 20), tmpdir()
         local ok, e = pcall(function()
-          local out, err, folded = profile(string.format('--pid %d --duration 3 --backend %s --format svg,folded', pid, backend), dir)
+          local out, err, folded = profile(
+            string.format('--pid %d --duration 3 --backend %s --format svg,folded', pid, backend), dir)
           local beta, n = share(folded, 'calltree', 'beta')
           assert.is_true(n >= 60, 'samples: ' .. n)
           assert.near(0.60, beta, 0.08)
@@ -77,7 +78,8 @@ describe('perf_manual profile', function()
       local dir = tmpdir()
       -- calltree starts after the capture and exits 1 s later, before the
       -- maps are read and symbolised
-      local runner = assert(sys.spawn({ 'sh', '-c', 'sleep 0.5; exec ' .. h.workload('calltree') .. ' burn 1' }, { stdout = 'null' }))
+      local runner = assert(sys.spawn({ 'sh', '-c', 'sleep 0.5; exec ' .. h.workload('calltree') .. ' burn 1' },
+        { stdout = 'null', stderr = 'null' }))
       local ok, e = pcall(function()
         local _, _, folded = profile('--all --duration 2.5', dir)
         local beta, n = share(folded, 'calltree', 'beta')
@@ -138,7 +140,8 @@ describe('perf_manual profile', function()
     assert.matches('^perf_manual: profile: no cgroup no/such/group', err)
     if sys.geteuid() == 0 then
       -- as an unprivileged user, another user's process cannot be read
-      _, err, status = h.pm('profile --pid 1 --duration 1 --output /tmp/pm-none', 'setpriv --reuid=65534 --regid=65534 --clear-groups')
+      _, err, status = h.pm('profile --pid 1 --duration 1 --output /tmp/pm-none',
+        'setpriv --reuid=65534 --regid=65534 --clear-groups')
       assert.equal(2, status)
       assert.equal('perf_manual: profile: cannot read the mappings of process 1: /proc/1/maps: Permission denied'
         .. ' (run it as root or as the process owner)\n', err)

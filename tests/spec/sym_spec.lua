@@ -38,7 +38,7 @@ describe('perf_manual.sym', function()
 
   describe('parse_maps', function()
     it('keeps the executable mappings of a real capture, sorted, with dev:inode', function()
-      local maps = sym.parse_maps(fixture('sym/maps_calltree'))
+      local maps = sym.parse_maps(test_helpers.fixture('sym/maps_calltree'))
       assert.is_true(#maps >= 5)
       for i, m in ipairs(maps) do
         assert.matches('x', m.perms)
@@ -163,7 +163,8 @@ describe('perf_manual.sym', function()
 
     it('finds the debug file beside a stripped binary and checks its CRC', function()
       local bin, dbg = dir .. '/ct', dir .. '/ct.debug'
-      sh(string.format('objcopy --only-keep-debug %s %s && objcopy --strip-all --remove-section=.note.gnu.build-id --add-gnu-debuglink=%s %s %s',
+      sh(string.format('objcopy --only-keep-debug %s %s && objcopy --strip-all '
+        .. '--remove-section=.note.gnu.build-id --add-gnu-debuglink=%s %s %s',
         calltree, dbg, dbg, calltree, bin))
       local e = assert(sym._c.open_elf(bin))
       local info = e:info()
@@ -205,7 +206,7 @@ describe('perf_manual.sym', function()
     end
 
     it('looks up 64-bit addresses from hex strings and packed stacks without losing bits', function()
-      local text = fixture('sym/kallsyms_excerpt')
+      local text = test_helpers.fixture('sym/kallsyms_excerpt')
       local k = load(text)
       local a3, n3 = text:match('\n(%x+) [tT] (%S+)\n(%x+) [tT] (%S+)\n')
       assert.equal(n3, (k:lookup('0x' .. a3)))
@@ -226,7 +227,7 @@ describe('perf_manual.sym', function()
     end)
 
     it('says when kptr_restrict hides every address', function()
-      local k = load(fixture('sym/kallsyms_restricted'))
+      local k = load(test_helpers.fixture('sym/kallsyms_restricted'))
       assert.is_true(k:info().restricted)
       assert.is_nil(k:lookup('0xffffffff81000000'))
     end)

@@ -1,4 +1,5 @@
 ---@meta
+-- luacheck: no unused args, no unused, no max line length
 --- perf_manual._c.sym (runtime/sym.c): ELF and kallsyms symbol tables.
 --- Environmental failures return nil, err, errno; bad arguments raise.
 error('perf_manual._c.sym: this file only describes the C API')

@@ -162,16 +162,20 @@ end
 function M.quality_lines(p)
   local q = p.quality
   local lines = {}
-  local lost = q.lost_samples and tostring(q.lost_samples) or 'not measured (' .. (p.lost_why or 'unknown source') .. ')'
+  local lost = q.lost_samples and tostring(q.lost_samples)
+    or 'not measured (' .. (p.lost_why or 'unknown source') .. ')'
   if p.unit == 'us' then
-    lines[#lines + 1] = string.format('blocked %s in total, lost blocks %s%s%s', util.fmt_duration(q.samples / 1e6), lost,
+    lines[#lines + 1] = string.format('blocked %s in total, lost blocks %s%s%s',
+      util.fmt_duration(q.samples / 1e6), lost,
       q.lost_stacks and string.format(', stacks lost %d', q.lost_stacks) or '',
-      p.short_blocks and string.format(', %d blocks under %s not kept', p.short_blocks, util.fmt_duration((p.min_us or 1) / 1e6)) or '')
+      p.short_blocks and string.format(', %d blocks under %s not kept', p.short_blocks,
+        util.fmt_duration((p.min_us or 1) / 1e6)) or '')
   else
     lines[#lines + 1] = string.format('samples %s, lost %s%s', q.samples, lost,
       q.lost_stacks and string.format(', stacks lost %d', q.lost_stacks) or '')
   end
-  lines[#lines + 1] = string.format('stacks with unnamed frames %s, truncated at %d frames %s, user stacks cut short %s',
+  lines[#lines + 1] = string.format(
+    'stacks with unnamed frames %s, truncated at %d frames %s, user stacks cut short %s',
     pct(q.unknown_share), p.max_depth or 127, pct(q.truncated_share), pct(q.short_user_share))
   if #q.without_frame_pointers > 0 then
     lines[#lines + 1] = 'built without frame pointers (their callers are missing from stacks through them): '
@@ -188,7 +192,8 @@ function M.render(p, opts)
   local out = {}
   local what = p.kind == 'offcpu' and 'off-CPU' or 'on-CPU'
   out[#out + 1] = string.format('%s profile of %s for %s via %s%s', what, p.target or 'the system',
-    util.fmt_duration(p.duration), p.source == 'bpf' and 'BPF' or 'perf record (fallback: ' .. (p.fallback_why or 'BPF unavailable') .. ')',
+    util.fmt_duration(p.duration),
+    p.source == 'bpf' and 'BPF' or 'perf record (fallback: ' .. (p.fallback_why or 'BPF unavailable') .. ')',
     p.freq and string.format(' at %d Hz', p.freq) or '')
   for _, l in ipairs(M.quality_lines(p)) do out[#out + 1] = '  ' .. l end
   if p.total == 0 then
@@ -294,7 +299,8 @@ function M.to_json(p, opts)
     duration_s = p.duration, freq = p.freq, total = p.total,
     fallback = p.fallback_why, quality = p.quality, top = top,
     binaries = util.array(p.binaries or {}), files = p.files and util.array(p.files) or nil,
-    bpf_run_time_ns = p.bpf_run_time_ns, cost = p.cost, stop_to_files_s = p.stop_to_files_s, stop_to_svg_s = p.stop_to_svg_s,
+    bpf_run_time_ns = p.bpf_run_time_ns, cost = p.cost,
+    stop_to_files_s = p.stop_to_files_s, stop_to_svg_s = p.stop_to_svg_s,
   }
 end
 

@@ -51,7 +51,7 @@ function M.start(opts)
 end
 
 --- Nothing to do while perf records (perf tracks mappings itself).
-function Session:poll() end
+function Session.poll() end
 
 --- True while perf record is still running.
 function Session:running()

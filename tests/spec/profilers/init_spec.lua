@@ -2,7 +2,7 @@ local profilers = require('perf_manual.profilers')
 
 -- A real 3 s system-wide capture (perf_manual profile --all while calltree
 -- ran and exited): user, kernel, unnamed and one 127-frame stack.
-local FOLDED = fixture('profile/system_3s.folded')
+local FOLDED = test_helpers.fixture('profile/system_3s.folded')
 
 local function load(text, extra, unset)
   local stacks = {}
@@ -97,7 +97,8 @@ describe('perf_manual.profilers', function()
     local p = load(FOLDED)
     p.target = 'system'
     local svg_at
-    local files = assert(profilers.write(p, dir, { 'folded', 'svg' }, { svg_written = function() svg_at = #files_seen(dir) end }))
+    local files = assert(profilers.write(p, dir, { 'folded', 'svg' },
+      { svg_written = function() svg_at = #files_seen(dir) end }))
     -- the flame graph is written first
     assert.same({ dir .. '/profile.svg', dir .. '/profile.folded', dir .. '/profile.json' }, files)
     assert.equal(1, svg_at)
