@@ -3,14 +3,19 @@
 -- the kernel; without BPF, perf record -g does the sampling (and we say so).
 local util = require('perf_manual.util')
 
+-- The cgroup v2 id (the inode of its directory) that the BPF programs
+-- filter on, and its path inside the hierarchy.
 local function cgroup_id(path)
   local stat = require('posix.sys.stat')
-  local dir = path:sub(1, 15) == '/sys/fs/cgroup/' and path or '/sys/fs/cgroup/' .. path:gsub('^/', '')
-  local st = stat.stat(dir)
-  if not st or stat.S_ISDIR(st.st_mode) == 0 then
-    util.user_error('profile: no cgroup ' .. path .. ' (looked for ' .. dir .. ' in the cgroup v2 hierarchy)')
+  local d, err = require('perf_manual.collectors.cgroup').resolve { path = path }
+  if not d then util.user_error('profile: ' .. err) end
+  if not d.v2 then
+    util.user_error('profile: cgroup ' .. path .. ' is not in the cgroup v2 hierarchy'
+      .. ' (the profiler filters by cgroup v2 id; give its path under the cgroup2 mount)')
   end
-  return st.st_ino, dir:sub(16)
+  local st = stat.stat(d.v2)
+  if not st then util.user_error('profile: no cgroup ' .. path) end
+  return st.st_ino, d.path
 end
 
 local function check_pid(pid)
@@ -73,6 +78,7 @@ return playbook {
       elseif p.cgroup then
         opts.cgroup_id, opts.cgroup = cgroup_id(p.cgroup)
         target = 'cgroup ' .. opts.cgroup
+        opts.cgroup = opts.cgroup:gsub('^/', '')  -- perf record -G wants it relative
       end
 
       -- backend: BPF when it works, perf record otherwise (said out loud)

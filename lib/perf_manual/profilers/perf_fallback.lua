@@ -41,7 +41,10 @@ function M.start(opts)
     argv[#argv + 1] = '-p'; argv[#argv + 1] = tostring(opts.pid)
   else
     argv[#argv + 1] = '-a'
-    if opts.cgroup then argv[#argv + 1] = '-G'; argv[#argv + 1] = opts.cgroup end
+    -- perf wants the event named before the cgroup it applies to
+    if opts.cgroup then
+      for _, a in ipairs({ '-e', 'cpu-clock', '-G', opts.cgroup }) do argv[#argv + 1] = a end
+    end
   end
   for _, a in ipairs({ '--', 'sleep', tostring(opts.duration) }) do argv[#argv + 1] = a end
   local pid, err = sys.spawn(argv, { stdout = 'null', stderr = dir .. '/record.err' })
@@ -55,7 +58,11 @@ function Session.poll() end
 
 --- True while perf record is still running.
 function Session:running()
-  return self.pid and sys.wait(self.pid, true) == 'running'
+  if not self.pid or self.status then return false end
+  local how, code = sys.wait(self.pid, true)
+  if how == 'running' then return true end
+  self.status = { how, code }  -- reaped here: keep what stop() reports
+  return false
 end
 
 local function slurp(path)
@@ -66,7 +73,8 @@ end
 --- Ends the recording (early on Ctrl-C), folds it and returns the profile.
 function Session:stop()
   if self:running() then sys.kill(self.pid, 2) end
-  local how, code = sys.wait(self.pid)
+  local how, code
+  if self.status then how, code = self.status[1], self.status[2] else how, code = sys.wait(self.pid) end
   self.duration = sys.now() - self.t0
   self.pid = nil
   local f = io.open(self.data)
