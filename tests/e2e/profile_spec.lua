@@ -72,6 +72,33 @@ describe('perf_manual profile', function()
     end)
   end
 
+  it('falls back to perf record by itself without BPF privileges, and says so', function()
+    if not h.need_root('setpriv to an unprivileged user') then return end
+    local paranoid = tonumber(util.readfile('/proc/sys/kernel/perf_event_paranoid') or '')
+    if not paranoid or paranoid > 2 then
+      pending('kernel.perf_event_paranoid > 2: unprivileged perf record cannot sample here')
+      return
+    end
+    local nobody = 'setpriv --reuid=65534 --regid=65534 --clear-groups'
+    local pid = assert(sys.spawn({ 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
+      h.workload('calltree'), 'burn', '20' }, { stdout = 'null', stderr = 'null' }))
+    local dir = tmpdir()
+    local ok, e = pcall(function()
+      sys.sleep(0.1)
+      local out, err, status = h.pm(string.format('profile --pid %d --duration 2 --freq 299 --output %s', pid, dir), nobody)
+      assert.equal(0, status, err)
+      assert.matches('using perf record %-g %(BPF is not available: BPF needs root', err)
+      assert.matches('via perf record %(fallback: BPF is not available', out)
+      local folded = assert(util.readfile(dir .. '/profile.folded'))
+      local beta, n = share(folded, 'calltree', 'beta')
+      assert.is_true(n >= 100, 'samples: ' .. n)
+      assert.near(0.60, beta, 0.12)
+    end)
+    reap(pid)
+    os.execute("rm -rf '" .. dir .. "'")
+    assert(ok, e)
+  end)
+
   it('keeps naming the frames of a process that exits during the capture', function()
     if not h.need_root() then return end
     h.with_machine_lock(function()
