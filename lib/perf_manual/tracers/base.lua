@@ -285,6 +285,15 @@ function Tracer:detach(why)
   self:_release()
 end
 
+--- Final read, then detach and free everything. Returns the final result;
+--- later calls return the same result.
+function Tracer:stop()
+  if self.closed then return self.final end
+  self.final = self:read()
+  self:close()
+  return self.final
+end
+
 function Tracer:close()
   if self.obj and not self.closed then
     if not self.detached_at then self:quality() end

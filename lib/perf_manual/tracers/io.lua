@@ -312,14 +312,6 @@ function Io:read(opts)
   return res
 end
 
---- Final read, then detach and free everything. Returns the final result.
-function Io:stop()
-  if self.closed then return self.final end
-  self.final = self:read()
-  self:close()
-  return self.final
-end
-
 -- Text -------------------------------------------------------------------------
 
 local function us(ns) return ns and string.format('%.1f', ns / 1e3) or '-' end

@@ -364,14 +364,6 @@ function M.name_stacks(res)
   end
 end
 
---- Final read, then detach and free everything. Returns the final result.
-function Lock:stop()
-  if self.closed then return self.final end
-  self.final = self:read()
-  self:close()
-  return self.final
-end
-
 -- Text -------------------------------------------------------------------------
 
 local function ms(ns) return ns and string.format('%.3f', ns / 1e6) or '-' end

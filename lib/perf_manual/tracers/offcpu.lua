@@ -191,14 +191,6 @@ function Offcpu:read(opts)
   return res
 end
 
---- Final read, then detach and free everything. Returns the final result.
-function Offcpu:stop()
-  if self.closed then return self.final end
-  self.final = self:read()
-  self:close()
-  return self.final
-end
-
 -- Text -------------------------------------------------------------------------
 
 local function addr_text(a) return type(a) == 'number' and string.format('0x%x', a) or tostring(a) end

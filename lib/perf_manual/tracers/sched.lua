@@ -210,13 +210,6 @@ function Sched:read(opts)
   return res
 end
 
-function Sched:stop()
-  if self.closed then return self.final end
-  self.final = self:read()
-  self:close()
-  return self.final
-end
-
 -- Text -------------------------------------------------------------------------
 
 local function n2(v) return v and string.format('%d', v) or '-' end

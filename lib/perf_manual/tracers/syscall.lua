@@ -209,14 +209,6 @@ function Syscall:read(opts)
   return res
 end
 
---- Final read, then detach and free everything. Returns the final result.
-function Syscall:stop()
-  if self.closed then return self.final end
-  self.final = self:read()
-  self:close()
-  return self.final
-end
-
 -- Text -------------------------------------------------------------------------
 
 local util = require('perf_manual.util')
