@@ -35,9 +35,14 @@ endif
 DEB_PKGS := build-essential pkg-config clang llvm libluajit-5.1-dev luajit libbpf-dev \
             libelf-dev zlib1g-dev libsqlite3-dev bpftool linux-perf bpftrace lua-lpeg \
             lua-busted lua-argparse lua-yaml lua-cjson lua-sql-sqlite3 lua-cosmo lua-posix \
-            lua-check util-linux procps strace libc6-dbg \
+            lua-check lua-expat util-linux procps strace libc6-dbg \
             nginx libnginx-mod-http-echo chromium wrk
 DEB_STAMP := build/.deps-ok
+# npm packages for the browser tests, into the git-ignored build/node; Node.js
+# itself comes from apt when the machine has none. No browser is downloaded:
+# the tests drive Debian's /usr/bin/chromium.
+NPM_PKGS   := playwright-core@1.61.1
+NPM_STAMP  := build/node/.installed-$(subst @,-,$(subst $() ,+,$(NPM_PKGS)))
 
 RUNTIME_SRC := $(sort $(wildcard runtime/*.c runtime/*/*.c))
 RUNTIME_OBJ := $(patsubst runtime/%.c,build/runtime/%.o,$(RUNTIME_SRC))
@@ -52,7 +57,7 @@ CTESTS       := $(patsubst tests/c/%.c,build/tests/%,$(CTEST_SRC))
 all: bin/perf_manual workloads
 
 # ---- dependencies -------------------------------------------------------
-deps: $(DEB_STAMP)
+deps: $(DEB_STAMP) $(NPM_STAMP)
 
 $(DEB_STAMP):
 	$(Q)missing=""; for p in $(DEB_PKGS); do \
@@ -65,6 +70,19 @@ $(DEB_STAMP):
 	  apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
 	fi
 	$(Q)mkdir -p $(@D) && touch $@
+
+$(NPM_STAMP): | $(DEB_STAMP)
+	$(Q)if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  echo "  DEPS     installing: nodejs npm"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root to install: nodejs npm" >&2; exit 2; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null || exit 1; \
+	fi
+	$(call msg,NPM,$(NPM_PKGS))
+	$(Q)rm -rf build/node && mkdir -p build/node
+	$(Q)PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix build/node --prefer-offline --save-exact --no-audit --no-fund \
+	  --no-update-notifier --loglevel=error $(NPM_PKGS) >/dev/null
+	$(Q)touch $@
 
 # ---- host ---------------------------------------------------------------
 bin/perf_manual: $(RUNTIME_OBJ) build/runtime/modules.o build/runtime/bpf_objects.o
