@@ -1,5 +1,5 @@
 --- A self-contained HTML slide deck of a report view (templates/slides.html):
---- one <section> per slide, arrow keys / PageUp / PageDown / Home / End to
+--- one <section> per slide, arrow keys / Space / PageUp / PageDown / Home / End to
 --- move, and a print stylesheet that puts one slide per page (Chromium's
 --- "Save as PDF" or --print-to-pdf).
 local template = require('perf_manual.report.template')
