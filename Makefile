@@ -161,10 +161,11 @@ build/workloads/%: tests/workloads/%.c
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) -std=gnu11 -O1 -g -fno-omit-frame-pointer -fno-inline -Wall -Wextra -o $@ $< -lpthread -lm
 
-build/tests/%: tests/c/%.c $(filter-out build/runtime/main.o,$(RUNTIME_OBJ)) build/runtime/modules.o build/runtime/bpf_objects.o
+build/tests/%: tests/c/%.c $(filter-out build/runtime/main.o,$(RUNTIME_OBJ)) build/runtime/modules.o build/runtime/bpf_objects.o \
+               $(wildcard tests/c/*.h runtime/*.h)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
 # ---- tests ---------------------------------------------------------------
 # test-c and test-lua append their counts to build/test-results; the last

@@ -27,21 +27,11 @@
 #include <lauxlib.h>
 
 #include "pm.h"
+#include "http_internal.h"
 
 /* ---- histogram ------------------------------------------------------- */
 
-#define H_SUB 64            /* linear sub-buckets per power of two */
-#define H_MAXBIT 42         /* up to 2^42 us (~50 days) */
-#define H_BUCKETS ((H_MAXBIT - 5) * H_SUB + 2 * H_SUB)
-
-struct hist {
-  uint64_t c[H_BUCKETS];
-  uint64_t n;
-  uint64_t min, max;        /* exact, in us */
-  double sum;
-};
-
-static int h_index(uint64_t v)
+int pm_hist_index(uint64_t v)
 {
   if (v < 2 * H_SUB)
     return (int)v;
@@ -52,7 +42,7 @@ static int h_index(uint64_t v)
   return shift * H_SUB + (int)(v >> shift);
 }
 
-static uint64_t h_lower(int i)
+uint64_t pm_hist_lower(int i)
 {
   if (i < 2 * H_SUB)
     return (uint64_t)i;
@@ -60,16 +50,16 @@ static uint64_t h_lower(int i)
   return (uint64_t)(i % H_SUB + H_SUB) << shift;
 }
 
-static uint64_t h_width(int i)
+uint64_t pm_hist_width(int i)
 {
   if (i < 2 * H_SUB)
     return 1;
   return (uint64_t)1 << (i / H_SUB - 1);
 }
 
-static void h_add(struct hist *h, uint64_t us)
+void pm_hist_add(struct hist *h, uint64_t us)
 {
-  h->c[h_index(us)]++;
+  h->c[pm_hist_index(us)]++;
   if (h->n == 0 || us < h->min)
     h->min = us;
   if (us > h->max)
@@ -79,19 +69,21 @@ static void h_add(struct hist *h, uint64_t us)
 }
 
 /* Value at quantile q: the middle of the bucket holding the rank, clamped
- * to the exact min and max. */
-static double h_quantile(const struct hist *h, double q)
+ * to the exact min and max; the first and last rank are min and max. */
+double pm_hist_quantile(const struct hist *h, double q)
 {
   if (h->n == 0)
     return NAN;
   uint64_t rank = (uint64_t)ceil(q * (double)h->n);
-  if (rank < 1)
-    rank = 1;
+  if (rank <= 1)
+    return (double)h->min;
+  if (rank >= h->n)
+    return (double)h->max;
   uint64_t seen = 0;
   for (int i = 0; i < H_BUCKETS; i++) {
     seen += h->c[i];
     if (seen >= rank) {
-      double v = (double)h_lower(i) + (double)(h_width(i) - 1) / 2.0;
+      double v = (double)pm_hist_lower(i) + (double)(pm_hist_width(i) - 1) / 2.0;
       if (v > (double)h->max)
         v = (double)h->max;
       if (v < (double)h->min)
@@ -104,19 +96,7 @@ static double h_quantile(const struct hist *h, double q)
 
 /* ---- HTTP/1.1 response parser --------------------------------------- */
 
-enum { P_HEAD, P_BODY_LEN, P_CHUNK_SIZE, P_CHUNK_DATA, P_CHUNK_CRLF, P_TRAILER, P_BODY_EOF, P_DONE };
-enum { R_MORE = 0, R_DONE = 1, R_ERROR = -1 };
-
-struct resp {
-  int state;
-  int status;
-  int close;                /* server said Connection: close (or HTTP/1.0) */
-  uint64_t left;            /* body bytes (or chunk bytes) still to come */
-  uint64_t body;            /* body bytes seen */
-  const char *err;
-};
-
-static void resp_reset(struct resp *r)
+void pm_resp_reset(struct resp *r)
 {
   memset(r, 0, sizeof *r);
   r->state = P_HEAD;
@@ -158,11 +138,13 @@ static int has_token(const char *v, size_t n, const char *tok)
 static int parse_head(struct resp *r, const char *buf, size_t n)
 {
   const char *eol = find_crlf(buf, n);
-  if (!eol || eol - buf < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ') {
+  if (!eol || eol - buf < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || buf[7] < '0' || buf[7] > '9' || buf[8] != ' ') {
     r->err = "bad status line";
     return R_ERROR;
   }
-  if (buf[9] < '1' || buf[9] > '5' || buf[10] < '0' || buf[10] > '9' || buf[11] < '0' || buf[11] > '9') {
+  /* three digits, then the reason phrase's space or the end of the line */
+  if (buf[9] < '1' || buf[9] > '5' || buf[10] < '0' || buf[10] > '9' || buf[11] < '0' || buf[11] > '9' ||
+      (eol - buf > 12 && buf[12] != ' ')) {
     r->err = "bad status code";
     return R_ERROR;
   }
@@ -182,14 +164,21 @@ static int parse_head(struct resp *r, const char *buf, size_t n)
         r->err = "bad Content-Length";
         return R_ERROR;
       }
-      len = 0;
+      uint64_t l = 0;
       for (size_t i = 0; i < vl; i++) {
         if (v[i] < '0' || v[i] > '9') {
           r->err = "bad Content-Length";
           return R_ERROR;
         }
-        len = len * 10 + (uint64_t)(v[i] - '0');
+        l = l * 10 + (uint64_t)(v[i] - '0');
       }
+      /* two lengths that differ: the body's end is unknowable, and a
+       * keep-alive connection would read the next answer out of step */
+      if (have_len && l != len) {
+        r->err = "conflicting Content-Length";
+        return R_ERROR;
+      }
+      len = l;
       have_len = 1;
     } else if (hdr_is(p, (size_t)(e - p), "Transfer-Encoding", &v, &vl)) {
       chunked = has_token(v, vl, "chunked");
@@ -217,7 +206,7 @@ static int parse_head(struct resp *r, const char *buf, size_t n)
 
 /* Feeds buf[0..n); *used says how many bytes belong to this response.
  * Returns R_DONE when a full response was read, R_MORE, or R_ERROR. */
-static int resp_feed(struct resp *r, const char *buf, size_t n, size_t *used)
+int pm_resp_feed(struct resp *r, const char *buf, size_t n, size_t *used)
 {
   size_t off = 0;
   *used = 0;
@@ -280,7 +269,8 @@ static int resp_feed(struct resp *r, const char *buf, size_t n, size_t *used)
         else if (*q >= 'a' && *q <= 'f') d = *q - 'a' + 10;
         else if (*q >= 'A' && *q <= 'F') d = *q - 'A' + 10;
         else break;
-        if (digits >= 15) {
+        /* below 2^60; leading zeros are fine */
+        if (sz >> 56) {
           r->err = "chunk size too large";
           return R_ERROR;
         }
@@ -348,7 +338,7 @@ static int pm_http_parse(lua_State *L)
 {
   luaL_checktype(L, 1, LUA_TTABLE);
   struct resp r;
-  resp_reset(&r);
+  pm_resp_reset(&r);
   size_t nchunks = lua_objlen(L, 1);
   char *buf = NULL;
   size_t len = 0, total_used = 0;
@@ -367,7 +357,7 @@ static int pm_http_parse(lua_State *L)
     len += cl;
     lua_pop(L, 1);
     size_t used;
-    rc = resp_feed(&r, buf, len, &used);
+    rc = pm_resp_feed(&r, buf, len, &used);
     if (rc == R_ERROR)
       break;
     memmove(buf, buf + used, len - used);
@@ -539,7 +529,7 @@ static void try_write(struct run *R, struct conn *c, double t)
     c->woff += (size_t)w;
   }
   c->state = C_READING;
-  resp_reset(&c->r);
+  pm_resp_reset(&c->r);
   watch(R, c, EPOLLIN);
 }
 
@@ -584,7 +574,7 @@ static void on_response(struct run *R, struct conn *c, double t)
   if (cls >= 1 && cls <= 5)
     R->status[cls]++;
   R->responses++;
-  h_add(&R->h, lat > 0 ? (uint64_t)(lat * 1e6 + 0.5) : 0);
+  pm_hist_add(&R->h, lat > 0 ? (uint64_t)(lat * 1e6 + 0.5) : 0);
   sec_add(R, t, cls == 5, lat);
   if (c->r.close) {
     conn_close(R, c);
@@ -627,7 +617,7 @@ static void on_readable(struct run *R, struct conn *c, double t)
       continue;
     }
     size_t used;
-    int rc = resp_feed(&c->r, c->buf, c->blen, &used);
+    int rc = pm_resp_feed(&c->r, c->buf, c->blen, &used);
     if (rc == R_ERROR) {
       fail(R, c, &R->e_parse, t, 0);
       return;
@@ -894,7 +884,7 @@ static int pm_http_run(lua_State *L)
       { "p99.9", 0.999 }, { "p99.99", 0.9999 },
     };
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++)
-      set_num(L, qs[i].k, h_quantile(&R.h, qs[i].q) / 1e6);
+      set_num(L, qs[i].k, pm_hist_quantile(&R.h, qs[i].q) / 1e6);
     lua_setfield(L, -2, "latency");
     /* non-empty buckets: {lo, hi, count} in seconds */
     lua_newtable(L);  // [res, hist]
@@ -902,9 +892,9 @@ static int pm_http_run(lua_State *L)
     for (int i = 0; i < H_BUCKETS; i++)
       if (R.h.c[i]) {
         lua_createtable(L, 3, 0);
-        lua_pushnumber(L, (double)h_lower(i) / 1e6);
+        lua_pushnumber(L, (double)pm_hist_lower(i) / 1e6);
         lua_rawseti(L, -2, 1);
-        lua_pushnumber(L, (double)(h_lower(i) + h_width(i)) / 1e6);
+        lua_pushnumber(L, (double)(pm_hist_lower(i) + pm_hist_width(i)) / 1e6);
         lua_rawseti(L, -2, 2);
         lua_pushnumber(L, (double)R.h.c[i]);
         lua_rawseti(L, -2, 3);
@@ -962,13 +952,13 @@ static int pm_http_hist(lua_State *L)
     lua_rawgeti(L, 1, (int)i);
     double v = lua_tonumber(L, -1);
     lua_pop(L, 1);
-    h_add(h, v > 0 ? (uint64_t)v : 0);
+    pm_hist_add(h, v > 0 ? (uint64_t)v : 0);
   }
   lua_createtable(L, 0, 6);
-  set_num(L, "p50", h_quantile(h, 0.5));
-  set_num(L, "p90", h_quantile(h, 0.9));
-  set_num(L, "p99", h_quantile(h, 0.99));
-  set_num(L, "p99.9", h_quantile(h, 0.999));
+  set_num(L, "p50", pm_hist_quantile(h, 0.5));
+  set_num(L, "p90", pm_hist_quantile(h, 0.9));
+  set_num(L, "p99", pm_hist_quantile(h, 0.99));
+  set_num(L, "p99.9", pm_hist_quantile(h, 0.999));
   set_num(L, "max", (double)h->max);
   set_num(L, "min", (double)h->min);
   int used = 0;
