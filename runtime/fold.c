@@ -17,10 +17,9 @@
 #include <lauxlib.h>
 
 #include "pm.h"
+#include "fold_internal.h"
 
 #define PM_META_PROFILE "perf_manual.profile"
-#define MAX_ERRORS_KEPT 100
-#define MAX_COUNT 9007199254740992ull /* 2^53: exact in a Lua number */
 
 /* ---- growable buffer --------------------------------------------------- */
 
@@ -68,23 +67,7 @@ struct arena_blk {
   char data[];
 };
 
-struct entry {
-  const char *key;
-  uint32_t len;
-  uint64_t hash;
-  uint64_t count;
-};
-
-struct profile {
-  struct entry *ents;
-  size_t n, ecap;
-  uint32_t *slots; /* 0 = empty, else entry index + 1 */
-  size_t scap;     /* power of two */
-  struct arena_blk *arena;
-  uint64_t total;
-};
-
-static uint64_t hash_bytes(const char *s, size_t n)
+uint64_t pm_fold_hash(const char *s, size_t n)
 {
   uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xff51afd7ed558ccdull);
   while (n >= 8) {
@@ -139,7 +122,7 @@ static int slots_grow(struct profile *p)
   return 0;
 }
 
-static struct entry *profile_find(const struct profile *p, const char *key, size_t len, uint64_t h)
+struct entry *pm_profile_find(const struct profile *p, const char *key, size_t len, uint64_t h)
 {
   if (!p->scap)
     return NULL;
@@ -154,10 +137,10 @@ static struct entry *profile_find(const struct profile *p, const char *key, size
 }
 
 /* Adds count to stack `key`; -1 on out of memory. */
-static int profile_add(struct profile *p, const char *key, size_t len, uint64_t count)
+int pm_profile_add(struct profile *p, const char *key, size_t len, uint64_t count)
 {
-  uint64_t h = hash_bytes(key, len);
-  struct entry *e = profile_find(p, key, len, h);
+  uint64_t h = pm_fold_hash(key, len);
+  struct entry *e = pm_profile_find(p, key, len, h);
   p->total += count;
   if (e) {
     e->count += count;
@@ -190,7 +173,7 @@ static int profile_add(struct profile *p, const char *key, size_t len, uint64_t 
   return 0;
 }
 
-static void profile_destroy(struct profile *p)
+void pm_profile_destroy(struct profile *p)
 {
   free(p->ents);
   free(p->slots);
@@ -225,7 +208,7 @@ static int profile_close(lua_State *L)
 {
   struct profile **ud = luaL_checkudata(L, 1, PM_META_PROFILE);
   if (*ud) {
-    profile_destroy(*ud);
+    pm_profile_destroy(*ud);
     *ud = NULL;
   }
   return 0;
@@ -242,23 +225,6 @@ static int profile_tostring(lua_State *L)
 }
 
 /* ---- bad-line reporting ------------------------------------------------- */
-
-struct bad_line {
-  size_t line;
-  const char *reason; /* a static string */
-  char text[121];
-};
-
-/* Bad lines of one pass over text (one thread's chunk): kept in C, turned
- * into Lua tables after the threads are done. */
-struct report {
-  struct bad_line *v;
-  size_t nv;
-  size_t bad; /* every bad line, kept or not */
-  int strict, failed;
-  size_t fail_line;
-  const char *fail_reason;
-};
 
 /* Records a bad line; in strict mode remembers it and returns -1. */
 static int report_bad(struct report *r, size_t lineno, const char *reason, const char *line, size_t len)
@@ -286,10 +252,6 @@ static int report_bad(struct report *r, size_t lineno, const char *reason, const
 }
 
 /* ---- perf script folding (stackcollapse-perf.pl semantics) --------------- */
-
-struct perf_opts {
-  int pid, tid, kernel, jit, addrs;
-};
 
 struct perf_state {
   struct perf_opts o;
@@ -328,7 +290,7 @@ static inline int is_word(unsigned char c) { return cls[c] & C_WORD; }
 
 /* The regex `^(\S.+?)\s+(\d+)/?(\d+)?\s+` (slashes repeat): the shortest comm (2+ chars) followed by
  * "pid" or "pid/tid" and whitespace. */
-static int match_event(const char *s, size_t n, size_t *comm_len, const char **pid, size_t *pidn,
+int pm_fold_match_event(const char *s, size_t n, size_t *comm_len, const char **pid, size_t *pidn,
                        const char **tid, size_t *tidn)
 {
   if (n < 2 || is_ws((unsigned char)s[0]))
@@ -363,7 +325,7 @@ static int match_event(const char *s, size_t n, size_t *comm_len, const char **p
 }
 
 /* `:\s*(\d+)*\s+(\S+):\s*$` at the leftmost ':' where it matches. */
-static int match_period(const char *s, size_t n, const char **per, size_t *pern, const char **ev, size_t *evn)
+int pm_fold_match_period(const char *s, size_t n, const char **per, size_t *pern, const char **ev, size_t *evn)
 {
   size_t end = n;
   while (end > 0 && is_ws((unsigned char)s[end - 1]))
@@ -715,7 +677,7 @@ static int perf_end_sample(struct perf_state *st, struct profile *p)
   /* the process name is the root frame: push it, then drop its ';' */
   if (push_frame(st, st->pname.p, st->pname.n))
     return -1;
-  if (profile_add(p, st->pre + st->pos + 1, st->cap - st->pos - 1, st->period))
+  if (pm_profile_add(p, st->pre + st->pos + 1, st->cap - st->pos - 1, st->period))
     return -1;
   st->samples++;
   st->pos = st->cap;
@@ -727,11 +689,11 @@ static int perf_event_line(struct perf_state *st, const char *s, size_t n)
 {
   size_t cl, pidn, tidn;
   const char *pid, *tid;
-  if (!match_event(s, n, &cl, &pid, &pidn, &tid, &tidn))
+  if (!pm_fold_match_event(s, n, &cl, &pid, &pidn, &tid, &tidn))
     return 0;
   const char *per = NULL, *ev;
   size_t pern = 0, evn;
-  if (match_period(s, n, &per, &pern, &ev, &evn)) {
+  if (pm_fold_match_period(s, n, &per, &pern, &ev, &evn)) {
     if (!st->have_filter) {
       /* only the first event type: mixing cycles and instructions misleads */
       if (buf_add(&st->filter, ev, evn))
@@ -828,24 +790,7 @@ static void push_stats(lua_State *L, struct report *reps, const size_t *offsets,
   lua_setfield(L, -2, "filtered_events");
 }
 
-/* One thread's share of a perf script text: it starts after a blank line,
- * where the folding state is empty, so chunks fold independently. */
-struct chunk {
-  struct perf_opts o;
-  const char *s;
-  size_t n;
-  int last;                  /* the final chunk: may end mid-sample */
-  const char *filter;        /* the event type to fold, found up front */
-  size_t filterlen;
-  int have_filter;
-  struct profile *p;
-  struct report r;
-  size_t lines;
-  uint64_t samples;
-  int filtered, oom;
-};
-
-static void *fold_chunk(void *arg)
+void *pm_fold_chunk(void *arg)
 {
   struct chunk *c = arg;
   struct perf_state st;
@@ -927,7 +872,8 @@ static int first_event(const char *s, size_t n, const char **ev, size_t *evn)
       len--;
     size_t cl, pidn, tidn, pern;
     const char *pid, *tid, *per;
-    if (match_event(line, len, &cl, &pid, &pidn, &tid, &tidn) && match_period(line, len, &per, &pern, ev, evn))
+    if (pm_fold_match_event(line, len, &cl, &pid, &pidn, &tid, &tidn) &&
+        pm_fold_match_period(line, len, &per, &pern, ev, evn))
       return 1;
   }
   return 0;
@@ -989,12 +935,12 @@ static int fold_perf_text(lua_State *L, struct profile *p, const char *s, size_t
   pthread_t tid[MAX_THREADS];
   int started[MAX_THREADS] = { 0 };
   for (int i = 1; i < nc && !oom; i++)
-    started[i] = pthread_create(&tid[i], NULL, fold_chunk, &c[i]) == 0;
+    started[i] = pthread_create(&tid[i], NULL, pm_fold_chunk, &c[i]) == 0;
   for (int i = 1; i < nc; i++)
     if (!started[i])
-      fold_chunk(&c[i]); /* no thread: fold it here */
+      pm_fold_chunk(&c[i]); /* no thread: fold it here */
   if (nc > 0)
-    fold_chunk(&c[0]);
+    pm_fold_chunk(&c[0]);
   for (int i = 1; i < nc; i++)
     if (started[i])
       pthread_join(tid[i], NULL);
@@ -1017,7 +963,7 @@ static int fold_perf_text(lua_State *L, struct profile *p, const char *s, size_t
   for (int i = 1; i < nc && !oom && failed < 0; i++) {
     struct profile *q = c[i].p;
     for (size_t k = 0; k < q->n; k++)
-      if (profile_add(p, q->ents[k].key, q->ents[k].len, q->ents[k].count)) {
+      if (pm_profile_add(p, q->ents[k].key, q->ents[k].len, q->ents[k].count)) {
         oom = 1;
         break;
       }
@@ -1039,7 +985,7 @@ static int fold_perf_text(lua_State *L, struct profile *p, const char *s, size_t
   for (int i = 0; i < nc; i++) {
     free(c[i].r.v);
     if (i > 0)
-      profile_destroy(c[i].p);
+      pm_profile_destroy(c[i].p);
   }
   if (nret < 0)
     return luaL_error(L, "fold: perf script: out of memory");
@@ -1048,11 +994,11 @@ static int fold_perf_text(lua_State *L, struct profile *p, const char *s, size_t
 
 /* ---- folded format -------------------------------------------------------- */
 
-static int fold_folded_text(lua_State *L, struct profile *p, const char *s, size_t n, int opts)
+int pm_fold_folded(struct profile *p, const char *s, size_t n, struct report *r, uint64_t *samples,
+                   size_t *lines)
 {
-  struct report r = { .strict = opt_bool(L, opts, "strict") };
   size_t lineno = 0, pos = 0;
-  uint64_t samples = 0;
+  *samples = 0;
   while (pos < n) {
     const char *line = s + pos;
     const char *nl = memchr(line, '\n', n - pos);
@@ -1084,27 +1030,37 @@ static int fold_folded_text(lua_State *L, struct profile *p, const char *s, size
       }
     }
     if (why) {
-      if (report_bad(&r, lineno, why, line, len))
+      if (report_bad(r, lineno, why, line, len))
         break;
       continue;
     }
     size_t kl = e - 1;
     if (c == 0)
       continue;
-    if (profile_add(p, line, kl, c)) {
-      free(r.v);
-      return luaL_error(L, "fold: folded: out of memory");
-    }
-    samples += c;
+    if (pm_profile_add(p, line, kl, c))
+      return -1;
+    *samples += c;
   }
-  size_t zero = 0;
+  *lines = lineno;
+  return 0;
+}
+
+static int fold_folded_text(lua_State *L, struct profile *p, const char *s, size_t n, int opts)
+{
+  struct report r = { .strict = opt_bool(L, opts, "strict") };
+  uint64_t samples;
+  size_t lines, zero = 0;
+  if (pm_fold_folded(p, s, n, &r, &samples, &lines)) {
+    free(r.v);
+    return luaL_error(L, "fold: folded: out of memory");
+  }
   if (r.failed) {
     free(r.v);
     lua_pushnil(L);
     lua_pushfstring(L, "line %d: %s", (int)r.fail_line, r.fail_reason);
     return 2;
   }
-  push_stats(L, &r, &zero, 1, samples, lineno, 0);
+  push_stats(L, &r, &zero, 1, samples, lines, 0);
   free(r.v);
   return 1;
 }
@@ -1274,7 +1230,7 @@ static int profile_add1(lua_State *L)
   luaL_argcheck(L, c >= 0 && c <= (lua_Number)MAX_COUNT && c == (lua_Number)(uint64_t)c, 3,
                 "expected a non-negative integer count");
   luaL_argcheck(L, n > 0, 2, "empty stack");
-  if (c > 0 && profile_add(p, k, n, (uint64_t)c))
+  if (c > 0 && pm_profile_add(p, k, n, (uint64_t)c))
     return luaL_error(L, "fold: add: out of memory");
   return 0;
 }
@@ -1287,7 +1243,7 @@ static int profile_merge(lua_State *L)
   size_t n = o->n; /* merging into itself doubles counts, safely */
   for (size_t i = 0; i < n; i++) {
     uint64_t c = scale == 1 ? o->ents[i].count : (uint64_t)(o->ents[i].count * scale + 0.5);
-    if (c && profile_add(p, o->ents[i].key, o->ents[i].len, c))
+    if (c && pm_profile_add(p, o->ents[i].key, o->ents[i].len, c))
       return luaL_error(L, "fold: merge: out of memory");
   }
   return 0;
@@ -1310,7 +1266,7 @@ static int profile_count(lua_State *L)
   struct profile *p = profile_check(L, 1);
   size_t n;
   const char *k = luaL_checklstring(L, 2, &n);
-  struct entry *e = profile_find(p, k, n, hash_bytes(k, n));
+  struct entry *e = pm_profile_find(p, k, n, pm_fold_hash(k, n));
   lua_pushnumber(L, e ? (lua_Number)e->count : 0);
   return 1;
 }
@@ -1629,10 +1585,10 @@ static void emit_frame(struct layout *ly, const struct open_frame *f, int depth,
   double delta = 0, bincl = 0;
   if (ly->palette == PAL_DIFF && depth > 0) {
     double aself = ly->total ? (double)f->self / (double)ly->total : 0;
-    struct entry *be = profile_find(ly->before, f->path, f->pathlen, hash_bytes(f->path, f->pathlen));
+    struct entry *be = pm_profile_find(ly->before, f->path, f->pathlen, pm_fold_hash(f->path, f->pathlen));
     double bself = be && ly->before_total > 0 ? (double)be->count / ly->before_total : 0;
     delta = aself - bself;
-    struct entry *bi = profile_find(ly->before_incl, f->path, f->pathlen, hash_bytes(f->path, f->pathlen));
+    struct entry *bi = pm_profile_find(ly->before_incl, f->path, f->pathlen, pm_fold_hash(f->path, f->pathlen));
     bincl = bi ? (double)bi->count : 0;
   }
   int r, g, b;
@@ -1810,15 +1766,15 @@ static int profile_svg_frames(lua_State *L)
     for (size_t i = 0; i < ly.before->n; i++) {
       const struct entry *e = &ly.before->ents[i];
       for (size_t k = 0; k <= e->len; k++)
-        if ((k == e->len || e->key[k] == ';') && profile_add(incl, e->key, k, e->count)) {
-          profile_destroy(incl);
+        if ((k == e->len || e->key[k] == ';') && pm_profile_add(incl, e->key, k, e->count)) {
+          pm_profile_destroy(incl);
           return luaL_error(L, "fold: svg: out of memory");
         }
     }
     ly.before_incl = incl;
     /* the largest |self delta| sets full colour */
     for (size_t i = 0; i < p->n; i++) {
-      struct entry *be = profile_find(ly.before, p->ents[i].key, p->ents[i].len, p->ents[i].hash);
+      struct entry *be = pm_profile_find(ly.before, p->ents[i].key, p->ents[i].len, p->ents[i].hash);
       double a = p->total ? (double)p->ents[i].count / (double)p->total : 0;
       double b = be && ly.before_total > 0 ? (double)be->count / ly.before_total : 0;
       double d = a > b ? a - b : b - a;
@@ -1826,7 +1782,7 @@ static int profile_svg_frames(lua_State *L)
         ly.maxdelta = d;
     }
     for (size_t i = 0; i < ly.before->n; i++) {
-      struct entry *ae = profile_find(p, ly.before->ents[i].key, ly.before->ents[i].len, ly.before->ents[i].hash);
+      struct entry *ae = pm_profile_find(p, ly.before->ents[i].key, ly.before->ents[i].len, ly.before->ents[i].hash);
       if (!ae && ly.before_total > 0) {
         double d = (double)ly.before->ents[i].count / ly.before_total;
         if (d > ly.maxdelta)
@@ -1837,7 +1793,7 @@ static int profile_svg_frames(lua_State *L)
   struct entry **v = sorted_frames(p);
   if (!v) {
     if (incl)
-      profile_destroy(incl);
+      pm_profile_destroy(incl);
     return luaL_error(L, "fold: svg: out of memory");
   }
   ly.pass = 1;
@@ -1848,7 +1804,7 @@ static int profile_svg_frames(lua_State *L)
   }
   free(v);
   if (incl)
-    profile_destroy(incl);
+    pm_profile_destroy(incl);
   if (err) {
     buf_free(&ly.out);
     return luaL_error(L, "fold: svg: out of memory");
