@@ -18,42 +18,11 @@
 #include <lauxlib.h>
 
 #include "pm.h"
+#include "sym_internal.h"
 
 #define PM_META_ELF "perf_manual.sym.elf"
 #define PM_META_KSYMS "perf_manual.sym.ksyms"
 #define KSYMS_MAGIC "PMKSYM1" /* binary table written by ksyms:save() */
-
-struct pm_sym {
-  uint64_t addr;
-  uint64_t size;
-  uint32_t name;  /* offset into the string pool */
-  uint8_t global;
-};
-
-struct pm_symtab {
-  struct pm_sym *syms;
-  size_t n, cap;
-  char *pool;
-  size_t pool_len, pool_cap;
-};
-
-struct pm_load {
-  uint64_t vaddr, offset, filesz, memsz;
-  uint32_t flags;
-};
-
-struct pm_elf {
-  struct pm_symtab tab;
-  struct pm_load *loads;
-  size_t nloads;
-  char *path;
-  char build_id[65];
-  char debuglink[256];
-  uint32_t debuglink_crc;
-  int has_symtab, has_dynsym, type;
-  /* frame pointer check over function prologues in executable sections */
-  unsigned fp_checked, fp_with;
-};
 
 struct pm_ksyms {
   struct pm_symtab tab;
@@ -64,7 +33,7 @@ struct pm_ksyms {
 
 /* ---- symbol table --------------------------------------------------------- */
 
-static int tab_add(struct pm_symtab *t, uint64_t addr, uint64_t size, const char *name, int global)
+int pm_symtab_add(struct pm_symtab *t, uint64_t addr, uint64_t size, const char *name, int global)
 {
   /* "clock_nanosleep@GLIBC_2.2.5": the symbol version is not part of the
    * function's name in a stack */
@@ -113,7 +82,7 @@ static int sym_cmp(const void *a, const void *b)
 }
 
 /* Sorts and keeps one symbol per address. */
-static void tab_finish(struct pm_symtab *t)
+void pm_symtab_finish(struct pm_symtab *t)
 {
   if (t->n == 0)
     return;
@@ -129,7 +98,7 @@ static void tab_finish(struct pm_symtab *t)
   t->n = w;
 }
 
-static void tab_free(struct pm_symtab *t)
+void pm_symtab_free(struct pm_symtab *t)
 {
   free(t->syms);
   free(t->pool);
@@ -138,7 +107,7 @@ static void tab_free(struct pm_symtab *t)
 
 /* The symbol covering addr: inside [addr, addr+size) of a sized symbol, or
  * the nearest preceding unsized one. NULL when none. */
-static const struct pm_sym *tab_find(const struct pm_symtab *t, uint64_t addr)
+const struct pm_sym *pm_symtab_find(const struct pm_symtab *t, uint64_t addr)
 {
   size_t lo = 0, hi = t->n;
   while (lo < hi) {
@@ -230,7 +199,7 @@ static int read_symbols(struct pm_elf *e, Elf *elf, Elf_Scn *scn, GElf_Shdr *sh)
     if (!name || !*name)
       continue;
     int bind = GELF_ST_BIND(s.st_info);
-    if (tab_add(&e->tab, s.st_value, s.st_size, name, bind == STB_GLOBAL || bind == STB_WEAK))
+    if (pm_symtab_add(&e->tab, s.st_value, s.st_size, name, bind == STB_GLOBAL || bind == STB_WEAK))
       return -ENOMEM;
   }
   return 0;
@@ -293,11 +262,11 @@ static void check_frame_pointers(struct pm_elf *e, Elf *elf)
   }
 }
 
-static void elf_destroy(struct pm_elf *e)
+void pm_elf_destroy(struct pm_elf *e)
 {
   if (!e)
     return;
-  tab_free(&e->tab);
+  pm_symtab_free(&e->tab);
   free(e->loads);
   free(e->path);
   free(e);
@@ -310,20 +279,15 @@ static struct pm_elf *elf_check(lua_State *L, int idx)
   return *ud;
 }
 
-/// open_elf(path) -> elf | nil, err, errno
-static int pm_sym_open_elf(lua_State *L)
+int pm_elf_open(const char *path, struct pm_elf **out)
 {
-  const char *path = luaL_checkstring(L, 1);
   int fd = -1, err = 0;
   Elf *elf = NULL;
   struct pm_elf *e = NULL;
-  const char *what = "open";
 
-  if (elf_version(EV_CURRENT) == EV_NONE) {
-    lua_pushnil(L);
-    lua_pushstring(L, "elf: libelf version mismatch");
-    return 2;
-  }
+  *out = NULL;
+  if (elf_version(EV_CURRENT) == EV_NONE)
+    return ELIBBAD;
   fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     err = errno;
@@ -332,7 +296,6 @@ static int pm_sym_open_elf(lua_State *L)
   elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
   GElf_Ehdr eh;
   if (!elf || elf_kind(elf) != ELF_K_ELF || !gelf_getehdr(elf, &eh)) {
-    what = "not an ELF file";
     err = ENOEXEC;
     goto cleanup;
   }
@@ -392,7 +355,7 @@ static int pm_sym_open_elf(lua_State *L)
         read_debuglink(e, d);
     }
   }
-  tab_finish(&e->tab);
+  pm_symtab_finish(&e->tab);
   if (eh.e_machine == EM_X86_64)
     check_frame_pointers(e, elf);
 
@@ -402,14 +365,29 @@ cleanup:
   if (fd >= 0)
     close(fd);
   if (err) {
-    elf_destroy(e);
+    pm_elf_destroy(e);
+    return err;
+  }
+  *out = e;
+  return 0;
+}
+
+/// open_elf(path) -> elf | nil, err, errno
+static int pm_sym_open_elf(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  struct pm_elf *e;
+  int err = pm_elf_open(path, &e);
+  if (err) {
     lua_pushnil(L);
-    if (err == ENOEXEC)
-      lua_pushfstring(L, "elf: %s: %s", path, what);
+    if (err == ELIBBAD)
+      lua_pushstring(L, "elf: libelf version mismatch");
+    else if (err == ENOEXEC)
+      lua_pushfstring(L, "elf: %s: not an ELF file", path);
     else
       lua_pushfstring(L, "elf: %s: %s", path, strerror(err));
     lua_pushinteger(L, err);
-    return 3;
+    return err == ELIBBAD ? 2 : 3;
   }
   struct pm_elf **ud = lua_newuserdata(L, sizeof *ud);
   *ud = e;
@@ -422,7 +400,7 @@ static int elf_close(lua_State *L)
 {
   struct pm_elf **ud = luaL_checkudata(L, 1, PM_META_ELF);
   if (*ud) {
-    elf_destroy(*ud);
+    pm_elf_destroy(*ud);
     *ud = NULL;
   }
   return 0;
@@ -490,7 +468,7 @@ static int elf_info(lua_State *L)
 
 /* File offset -> link-time virtual address through the PT_LOAD segment
  * that holds it; (uint64_t)-1 when no segment does. */
-static uint64_t elf_offset_to_vaddr(const struct pm_elf *e, uint64_t off)
+uint64_t pm_elf_offset_to_vaddr(const struct pm_elf *e, uint64_t off)
 {
   for (size_t i = 0; i < e->nloads; i++) {
     const struct pm_load *l = &e->loads[i];
@@ -504,7 +482,7 @@ static uint64_t elf_offset_to_vaddr(const struct pm_elf *e, uint64_t off)
 static int elf_vaddr(lua_State *L)
 {
   struct pm_elf *e = elf_check(L, 1);
-  uint64_t v = elf_offset_to_vaddr(e, check_addr(L, 2));
+  uint64_t v = pm_elf_offset_to_vaddr(e, check_addr(L, 2));
   if (v == (uint64_t)-1)
     return 0;
   push_addr(L, v);
@@ -513,7 +491,7 @@ static int elf_vaddr(lua_State *L)
 
 static int push_lookup(lua_State *L, const struct pm_symtab *t, uint64_t addr)
 {
-  const struct pm_sym *s = tab_find(t, addr);
+  const struct pm_sym *s = pm_symtab_find(t, addr);
   if (!s)
     return 0;
   lua_pushstring(L, t->pool + s->name);
@@ -544,8 +522,8 @@ static int elf_resolve(lua_State *L)
     lua_rawgeti(L, 2, i);
     uint64_t off = check_addr(L, -1);
     lua_pop(L, 1);
-    uint64_t v = elf_offset_to_vaddr(via, off);
-    const struct pm_sym *s = v == (uint64_t)-1 ? NULL : tab_find(&e->tab, v);
+    uint64_t v = pm_elf_offset_to_vaddr(via, off);
+    const struct pm_sym *s = v == (uint64_t)-1 ? NULL : pm_symtab_find(&e->tab, v);
     if (s)
       lua_pushstring(L, e->tab.pool + s->name);
     else
@@ -581,7 +559,7 @@ static void ksyms_destroy(struct pm_ksyms *k)
 {
   if (!k)
     return;
-  tab_free(&k->tab);
+  pm_symtab_free(&k->tab);
   free(k);
 }
 
@@ -622,14 +600,14 @@ static int pm_sym_load_kallsyms(lua_State *L)
       nonzero = 1;
     if (strcmp(name, "_etext") == 0)
       k->etext = a;
-    if (tab_add(&k->tab, a, 0, name, type == 'T' || type == 'W')) {
+    if (pm_symtab_add(&k->tab, a, 0, name, type == 'T' || type == 'W')) {
       err = ENOMEM;
       goto cleanup;
     }
   }
   if (ferror(f))
     err = EIO;
-  tab_finish(&k->tab);
+  pm_symtab_finish(&k->tab);
   k->restricted = k->tab.n > 0 && !nonzero;
 
 cleanup:
@@ -789,7 +767,7 @@ static int ksyms_resolve_packed(lua_State *L)
     if (k->core_only && a >= k->etext)
       beyond++;
     else if (!k->restricted)
-      s = tab_find(&k->tab, a);
+      s = pm_symtab_find(&k->tab, a);
     if (s)
       lua_pushstring(L, k->tab.pool + s->name);
     else
