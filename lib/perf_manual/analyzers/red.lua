@@ -75,8 +75,8 @@ end
 
 --- The RED table as text.
 function M.render(s, opts)
-  if s.mode == 'passive' then return M.render_passive(s) end
   opts = opts or {}
+  if s.mode == 'passive' then return M.render_passive(s, opts) end
   local charts = opts.charts
   local L = {}
   local function add(fmt, ...) L[#L + 1] = string.format(fmt, ...) end
@@ -126,112 +126,152 @@ function M.render(s, opts)
 end
 
 -- Passive mode ------------------------------------------------------------------
+--
+-- The request tracer (perf_manual.tracers.red, bpf/red.bpf.c) pairs, per
+-- connection, the read that brings a request with the first write that
+-- answers it. Duration is that time as the server spends it; Rate is paired
+-- requests per second; Errors are failed calls on connections (and accept
+-- errors) plus requests whose connection closed before any answer.
 
--- Syscalls that stand for RED events of a network server. A response is one
--- write-side call (nginx: writev/sendfile; others: write/sendto/sendmsg);
--- EAGAIN on non-blocking sockets is normal flow, not an error.
-M.passive_calls = {
-  accept = { 'accept', 'accept4' },
-  read = { 'read', 'readv', 'recvfrom', 'recvmsg', 'recvmmsg' },
-  write = { 'write', 'writev', 'sendto', 'sendmsg', 'sendmmsg', 'sendfile', 'sendfile64' },
-}
-M.passive_benign_errnos = { EAGAIN = true, EWOULDBLOCK = true, EINTR = true }
+--- The syscalls of each kind, as the tracer classifies them.
+M.passive_calls = require('perf_manual.tracers.red').calls
+M.passive_benign_errnos = require('perf_manual.tracers.red').benign_errnos
 
---- RED of a running server from its own syscalls (H3a's syscall tracer),
---- without sending any load. Pure part: a syscall tracer result in, a
---- summary out.
+M.passive_duration_note = 'server time per request: end of its read -> start of the first write back'
+
+--- RED of a running server from its own syscalls. Pure part: a request
+--- tracer result (tracers/red.lua) in, a summary of the active mode's shape
+--- out (latency in seconds: p50 p75 p90 p99 p99.9 p99.99 min max mean).
 function M.summarize_passive(res, pid, seconds)
-  local groups, member, slots = {}, {}, {}
-  for g, names in pairs(M.passive_calls) do
-    groups[g] = { count = 0, errors = 0, errnos = {}, buckets = {} }
-    member[g], slots[g] = {}, {}
-    for _, n in ipairs(names) do member[g][n] = true end
-  end
-  for _, row in ipairs(res.syscalls or {}) do
-    for g in pairs(M.passive_calls) do
-      local G = groups[g]
-      if member[g][row.name] then
-        G.count = G.count + row.count
-        for _, e in ipairs(row.errnos or {}) do
-          if not M.passive_benign_errnos[e.name] then
-            G.errors = G.errors + e.count
-            G.errnos[e.name] = (G.errnos[e.name] or 0) + e.count
-          end
-        end
-        -- log2 slots of different syscalls line up by their bounds
-        for _, b in ipairs(row.buckets or {}) do
-          if b.count == 0 then goto next_bucket end
-          local m = slots[g][b.lo]
-          if not m then m = { lo = b.lo, hi = b.hi, count = 0 }; slots[g][b.lo] = m; G.buckets[#G.buckets + 1] = m end
-          m.count = m.count + b.count
-          ::next_bucket::
-        end
-      end
-    end
-  end
-  for _, G in pairs(groups) do table.sort(G.buckets, function(a, b) return a.lo < b.lo end) end
+  util.validate('res', res, 'table')
   local secs = seconds or res.seconds
-  local errs = groups.accept.errors + groups.read.errors + groups.write.errors
-  local attempts = groups.write.count
+  local function per(n) return secs and secs > 0 and n / secs or nil end
+  local by_errno, n_sys = {}, 0
+  for k, n in pairs(res.errors and res.errors.by or {}) do
+    by_errno[k] = n
+    n_sys = n_sys + n
+  end
+  local closed = res.closed_without_response or 0
+  local total = n_sys + closed
+  local attempts = res.requests + total
+  local groups = {}
+  for _, kind in ipairs({ 'accept', 'read', 'write', 'close' }) do
+    local g = { count = res.calls[kind] or 0, errors = 0, errnos = {} }
+    for k, n in pairs(res.errors and res.errors.by or {}) do
+      local kk, name = k:match('^(%S+) (.+)$')
+      if kk == kind then g.errors = g.errors + n; g.errnos[name] = n end
+    end
+    groups[kind] = g
+  end
   local s = {
-    mode = 'passive', pid = pid, duration_s = secs, open_loop = false,
+    mode = 'passive', pid = pid, processes = res.processes, duration_s = secs, open_loop = false,
     rate = {
-      completed = secs and secs > 0 and groups.write.count / secs or nil,
-      accepts = secs and secs > 0 and groups.accept.count / secs or nil,
-      reads = secs and secs > 0 and groups.read.count / secs or nil,
+      completed = per(res.requests),
+      accepts = per(res.accepted or 0),
+      reads = per(res.calls.read or 0),
+      writes = per(res.calls.write or 0),
     },
-    errors = { total = errs, attempts = attempts, ratio = attempts > 0 and errs / attempts or nil,
-      by_errno = {}, status = {}, transport = {} },
+    errors = {
+      total = total, attempts = attempts, ratio = attempts > 0 and total / attempts or nil,
+      by_errno = by_errno, closed_without_response = closed, benign = res.errors and res.errors.benign,
+      status = {}, transport = {},
+    },
+    latency = res.latency,         -- nil when no request was answered
+    histogram = res.histogram,
+    duration_note = M.passive_duration_note,
+    requests = {
+      paired = res.requests,
+      started = res.started,
+      closed_without_response = closed,
+      in_flight_at_end = res.conns and res.conns.pending,
+      unpaired_writes = res.unpaired_writes,
+      connections_at_start = res.conns and res.conns.at_start,
+      connections_accepted = res.accepted,
+      connections_evicted = res.conns and res.conns.evicted,
+    },
     syscalls = groups,
-    -- request latency needs per-connection events; the aggregate tracer
-    -- gives syscall latencies only, so Duration is marked as not measured
-    latency = nil,
-    duration_note = 'request latency not measured in passive mode (needs per-connection events); '
-      .. 'syscall latencies of the write calls are shown instead',
+    other_fd = res.other_fd,
     quality = res.quality,
   }
-  for g, G in pairs(groups) do
-    for name, n in pairs(G.errnos) do s.errors.by_errno[g .. ' ' .. name] = n end
-  end
   return s
 end
 
---- Runs the syscall tracer on pid for `seconds` (Ctrl-C stops early).
+--- Runs the request tracer on pid and its children for `seconds` (Ctrl-C
+--- stops early).
 function M.passive(pid, seconds, inv)
   local sys = require('perf_manual._c.sys')
-  local ok, tracer = pcall(require, 'perf_manual.tracers.syscall')
-  if not ok then util.user_error('red-check: --passive needs the syscall tracer (perf_manual.tracers.syscall): ' .. tostring(tracer)) end
   if sys.geteuid() ~= 0 then util.user_error('red-check: --passive needs root (BPF syscall tracing)') end
   if not io.open('/proc/' .. pid .. '/stat') then util.user_error('red-check: no process ' .. pid) end
-  local t, err = tracer.start { pid = pid, mode = 'latency' }
-  if not t then util.user_error('red-check: cannot trace syscalls of ' .. pid .. ': ' .. tostring(err)) end
-  if inv then inv:progress(string.format('red-check: watching pid %d for %s ...', pid, util.fmt_duration(seconds))) end
+  if seconds <= 0 then util.user_error('red-check: --duration must be above 0') end
+  local ok, why = require('perf_manual.bpf').available()
+  if not ok then util.user_error('red-check: --passive: ' .. why) end
+  local tracer = require('perf_manual.tracers.red')
+  local t, err = tracer.start { pid = pid }
+  if not t then util.user_error('red-check: cannot trace the syscalls of ' .. pid .. ': ' .. tostring(err)) end
+  if inv then
+    inv:progress(string.format('red-check: watching pid %d%s for %s ...', pid,
+      #t.pids > 1 and string.format(' and %d children', #t.pids - 1) or '', util.fmt_duration(seconds)))
+  end
+  local base = require('perf_manual.tracers.base')
   local t0 = sys.now()
-  sys.sleep(seconds)
+  local deadline = t0 + seconds
+  while true do
+    local now = sys.now()
+    if now >= deadline then break end
+    local toggle = base.stats_tick(now) -- BPF run-time sampling windows
+    if not sys.sleep(math.max(0, math.min(deadline, toggle or deadline, now + 0.25) - now)) then break end
+  end
   local res = t:stop()
   if inv then inv:progress_done() end
   return M.summarize_passive(res, pid, sys.now() - t0)
 end
 
-function M.render_passive(s)
+local function plural(n, one, many) return n == 1 and one or many end
+
+function M.render_passive(s, opts)
+  opts = opts or {}
   local L = {}
   local function add(fmt, ...) L[#L + 1] = string.format(fmt, ...) end
-  add('RED check (passive, from syscalls): pid %d over %s', s.pid, util.fmt_duration(s.duration_s or 0))
+  local procs = s.processes or { s.pid }
+  local kids = {}
+  for i = 2, #procs do kids[#kids + 1] = tostring(procs[i]) end
+  add('RED check (passive, from syscalls): pid %d%s over %s', s.pid,
+    #kids > 0 and string.format(' and its %s %s', plural(#kids, 'child', 'children'), table.concat(kids, ' ')) or '',
+    util.fmt_duration(s.duration_s or 0))
   add('')
   add('Rate')
-  add('  responses  %10.1f /s   (write-side calls: %s)', s.rate.completed or 0, table.concat(M.passive_calls.write, ' '))
-  add('  accepts    %10.1f /s   reads %.1f /s', s.rate.accepts or 0, s.rate.reads or 0)
+  add('  requests   %10.1f req/s   (%d answered: a read on a connection, then the first write back)',
+    s.rate.completed or 0, s.requests.paired)
+  add('  accepts    %10.1f /s      reads %.1f /s   writes %.1f /s', s.rate.accepts or 0, s.rate.reads or 0,
+    s.rate.writes or 0)
   add('')
-  add('Errors     %d (%s)', s.errors.total, s.errors.ratio and string.format('%.2f%% of responses', s.errors.ratio * 100) or 'no responses seen')
+  add('Errors     %d of %d (%s)', s.errors.total, s.errors.attempts,
+    s.errors.ratio and string.format('%.2f%%', s.errors.ratio * 100) or 'no requests seen')
+  add('  closed without response  %d', s.errors.closed_without_response or 0)
   for _, k in ipairs(util.keys(s.errors.by_errno)) do add('  %-24s %d', k, s.errors.by_errno[k]) end
   add('')
-  add('Duration   %s', s.duration_note)
-  local w = s.syscalls.write
-  if #w.buckets > 0 then
-    local hist = require('perf_manual.report.hist')
-    local ok, q = pcall(hist.summary, w.buckets)
-    if ok and q then add('  write-side syscall latency p50 %s  p99 %s', util.fmt_duration((q.p50 or 0) / 1e9), util.fmt_duration((q.p99 or 0) / 1e9)) end
+  add('Duration (%s)', s.duration_note)
+  if s.latency then
+    local parts = {}
+    for _, k in ipairs(M.percentiles) do parts[#parts + 1] = string.format('%s %s', k, ms(s.latency[k])) end
+    add('  %s', table.concat(parts, '  '))
+    if opts.charts and s.histogram then
+      add('')
+      for _, line in ipairs(opts.charts.log2_bars(s.histogram)) do add('  %s', line) end
+    end
+  else
+    add('  not measured (no request was answered)')
   end
+  add('')
+  local r = s.requests
+  add('Not counted: %s in flight at the end, %d %s with no request pending '
+    .. '(the rest of a response, or the answer to a request read before tracing)',
+    r.in_flight_at_end and tostring(r.in_flight_at_end) or '?', r.unpaired_writes or 0,
+    plural(r.unpaired_writes or 0, 'write', 'writes'))
+  add('Connections: %d open at start, %d accepted, %d evicted from the table; calls on other fds: read %d, write %d',
+    r.connections_at_start or 0, r.connections_accepted or 0, r.connections_evicted or 0,
+    s.other_fd and s.other_fd.read or 0, s.other_fd and s.other_fd.write or 0)
+  if s.quality then add('quality: %s', require('perf_manual.tracers.base').quality_line(s.quality)) end
   return table.concat(L, '\n') .. '\n'
 end
 
