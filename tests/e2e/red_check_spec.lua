@@ -74,32 +74,178 @@ describe('red-check e2e', function()
     end)
   end)
 
-  it('measures RED passively from the nginx worker\'s own syscalls while someone else loads it', function()
-    if not h.need_root('BPF syscall tracer') then return end
+  -- Passive mode: `red-check --passive PID --json` in a child process while
+  -- this process loads nginx; the load starts once the tracer's programs
+  -- are attached (its BPF links show in /proc/PID/fdinfo).
+  local function bpf_links(pid)
+    local n = 0
+    for _, fd in ipairs(require('posix.dirent').dir('/proc/' .. pid .. '/fdinfo') or {}) do
+      local info = fd:match('^%d+$') and require('perf_manual.util').readfile('/proc/' .. pid .. '/fdinfo/' .. fd)
+      if info and info:match('link_type:') then n = n + 1 end
+    end
+    return n
+  end
+
+  local function passive_under_load(target, seconds, load)
+    local sys = require('perf_manual._c.sys')
+    local out, err = os.tmpname(), os.tmpname()
+    local pid = assert(sys.spawn({ h.root .. '/bin/perf_manual', 'red-check', '--passive', tostring(target),
+      '--duration', tostring(seconds), '--json' }, { stdout = out, stderr = err }))
+    local attached = false
+    for _ = 1, 400 do
+      if bpf_links(pid) >= 3 then attached = true; break end
+      if sys.wait(pid, true) ~= 'running' then break end
+      sys.sleep(0.025)
+    end
+    local res = attached and assert(require('perf_manual.http').load(load))
+    if not attached then sys.kill(pid, 15) end
+    local _, code = sys.wait(pid)
+    local text, etext = io.open(out):read('*a'), io.open(err):read('*a')
+    os.remove(out); os.remove(err)
+    assert(attached, 'the passive tracer never attached: ' .. etext)
+    assert.equal(0, code, etext)
+    return cjson.decode(text), res
+  end
+
+  local function worker_of(n)
+    local worker
+    for line in io.popen('pgrep -P ' .. n.pid):lines() do worker = tonumber(line) end
+    return assert(worker, 'no nginx worker')
+  end
+
+  it('measures Duration passively from the nginx master and its worker: the 50 ms endpoint at about 50 ms', function()
+    if not h.need_root('BPF request tracer') then return end
     with_nginx(function(n)
-      local sys = require('perf_manual._c.sys')
-      local worker
-      for line in io.popen('pgrep -P ' .. n.pid):lines() do worker = tonumber(line) end
-      assert(worker, 'no nginx worker')
-      local out, err = os.tmpname(), os.tmpname()
-      local pid = assert(sys.spawn({ h.root .. '/bin/perf_manual', 'red-check', '--passive', tostring(worker), '--duration', '2', '--json' },
-        { stdout = out, stderr = err }))
-      sys.sleep(0.5)
-      local res = assert(require('perf_manual.http').load { url = n.url('/ok'), rate = 200, connections = 5, duration = 1 })
-      local _, code = sys.wait(pid)
-      local text = io.open(out):read('*a')
-      local etext = io.open(err):read('*a')
-      os.remove(out); os.remove(err)
-      assert.equal(0, code, etext)
-      local r = cjson.decode(text)
+      local worker = worker_of(n)
+      local r, res = passive_under_load(n.pid, 3,
+        { url = n.url('/delay50'), rate = 200, connections = 20, duration = 1 })
       assert.equal('passive', r.mode)
+      assert.same({ n.pid, worker }, r.processes)
       assert.equal(200, res.responses)
-      -- one write-side call per response: the tracer saw every one of them
-      local writes = r.syscalls.write.count
-      assert.is_true(writes >= 200 and writes <= 210, 'writes ' .. writes)
-      assert.is_true(r.syscalls.accept.count >= 1)
+      -- every answer the load generator got is one request paired by the tracer
+      assert.is_true(math.abs(r.requests.paired - res.responses) <= 2,
+        'paired ' .. r.requests.paired .. ', responses ' .. res.responses)
+      -- server time: 50 ms of echo_sleep, a little under what the client saw
+      assert.is_true(r.latency.p50 >= 0.045 and r.latency.p50 <= 0.060, 'p50 ' .. r.latency.p50)
+      assert.is_true(r.latency.p50 <= res.latency.p50 * 1.02,
+        'passive p50 ' .. r.latency.p50 .. ', load generator p50 ' .. res.latency.p50)
+      assert.is_true(r.latency.max >= r.latency['p99.9'] and r.latency['p99.9'] >= r.latency.p50)
+      assert.equal(0, r.errors.total)
+      assert.equal(0, r.requests.closed_without_response)
+      assert.equal(0, r.requests.in_flight_at_end)
+      assert.is_true(r.requests.connections_accepted >= 1)
+      assert.is_true(r.rate.completed > 0)
+    end)
+  end)
+
+  it('measures a fast endpoint from the worker alone far below 50 ms', function()
+    if not h.need_root('BPF request tracer') then return end
+    with_nginx(function(n)
+      local worker = worker_of(n)
+      local r, res = passive_under_load(worker, 3, { url = n.url('/ok'), rate = 500, connections = 5, duration = 1 })
+      assert.same({ worker }, r.processes)
+      assert.equal(500, res.responses)
+      assert.is_true(math.abs(r.requests.paired - res.responses) <= 2,
+        'paired ' .. r.requests.paired .. ', responses ' .. res.responses)
+      assert.is_true(r.latency.p50 < 0.005, 'p50 ' .. r.latency.p50)
       assert.equal(0, r.errors.total)
     end)
+  end)
+
+  -- a tiny HTTP/1.1 client: one request, the whole /ok answer back
+  local sock = require('posix.sys.socket')
+  local unistd = require('posix.unistd')
+  local function connect(n)
+    local fd = assert(sock.socket(sock.AF_INET, sock.SOCK_STREAM, 0))
+    assert(sock.connect(fd, { family = sock.AF_INET, addr = '127.0.0.1', port = n.port }))
+    return fd
+  end
+  local function get_ok(fd)
+    assert(sock.send(fd, 'GET /ok HTTP/1.1\r\nHost: x\r\n\r\n'))
+    local got = ''
+    while not got:find('\r\n\r\nok\n', 1, true) do got = got .. assert(sock.recv(fd, 4096)) end
+  end
+  -- polls the live tracer (bounded) until cond(result) holds
+  local function until_seen(t, cond)
+    local sys = require('perf_manual._c.sys')
+    for _ = 1, 400 do
+      if cond(t:read()) then return true end
+      sys.sleep(0.025)
+    end
+    return false
+  end
+
+  it('counts requests on connections opened before tracing, and a request whose client hung up', function()
+    if not h.need_root('BPF request tracer') then return end
+    with_nginx(function(n)
+      local tracer = require('perf_manual.tracers.red')
+      local before = {}
+      for i = 1, 3 do before[i] = connect(n); get_ok(before[i]) end
+      local t = assert(tracer.start { pid = n.pid })
+      local ok, err = pcall(function()
+        assert.equal(3, t.conns_at_start)
+        for _ = 1, 5 do
+          for _, fd in ipairs(before) do get_ok(fd) end
+        end
+        -- half a request, then hang up: nginx reads it, sees EOF, closes
+        local half = connect(n)
+        assert(sock.send(half, 'GET /ok HTTP/1.1\r\nHo'))
+        assert.is_true(until_seen(t, function(r) return r.started == 16 end), 'the half request was not read')
+        unistd.close(half)
+        for _, fd in ipairs(before) do unistd.close(fd) end
+        before = {}
+        assert.is_true(until_seen(t, function(r) return r.conns.tracked == 0 end), 'nginx kept connections open')
+      end)
+      for _, fd in ipairs(before) do unistd.close(fd) end
+      local res = t:stop()
+      if not ok then error(err, 0) end
+      assert.equal(15, res.requests)
+      assert.equal(1, res.closed_without_response)
+      assert.equal(0, res.unpaired_writes)
+      assert.equal(1, res.accepted)
+      assert.equal(3, res.conns.at_start)
+      assert.equal(0, res.conns.evicted)
+      assert.equal(0, res.conns.pending)
+      local s = require('perf_manual.analyzers.red').summarize_passive(res, n.pid)
+      assert.equal(1, s.errors.total)
+      assert.equal(16, s.errors.attempts)
+    end)
+  end)
+
+  it('does not make requests out of reads and writes on a file', function()
+    if not h.need_root('BPF request tracer') then return end
+    local sys = require('perf_manual._c.sys')
+    local tracer = require('perf_manual.tracers.red')
+    local script, file, go = os.tmpname(), os.tmpname(), os.tmpname()
+    os.remove(go)
+    local f = assert(io.open(script, 'w'))
+    f:write(string.format([[
+      local fcntl, unistd, st = require('posix.fcntl'), require('posix.unistd'), require('posix.sys.stat')
+      local sys = require('perf_manual._c.sys')
+      for _ = 1, 2000 do if st.stat(%q) then break end sys.sleep(0.005) end
+      local fd = assert(fcntl.open(%q, fcntl.O_RDWR))
+      for i = 1, 50 do
+        assert(unistd.write(fd, 'request ' .. i .. '\n'))
+        assert(unistd.lseek(fd, 0, unistd.SEEK_SET))
+        assert(unistd.read(fd, 64))
+        assert(unistd.write(fd, 'answer\n'))
+      end
+      unistd.close(fd)
+    ]], go, file))
+    f:close()
+    local pid = assert(sys.spawn({ h.root .. '/bin/perf_manual', '--lua', script }))
+    local t, terr = tracer.start { pid = pid }
+    io.open(go, 'w'):close()
+    local _, code = sys.wait(pid)
+    local res = t and t:stop()
+    os.remove(script); os.remove(file); os.remove(go)
+    assert(t, terr)
+    assert.equal(0, code)
+    assert.equal(0, res.requests)
+    assert.equal(0, res.started)
+    assert.equal(0, res.calls.read + res.calls.write)
+    assert.is_true(res.other_fd.read >= 50, 'reads ' .. res.other_fd.read)
+    assert.is_true(res.other_fd.write >= 100, 'writes ' .. res.other_fd.write)
   end)
 
   it('counts a port that refuses as connect errors and exits 2 when none worked', function()
