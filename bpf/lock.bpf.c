@@ -31,7 +31,8 @@ struct pm_futex_start {
   __u64 ts;
   __u64 uaddr;
   __s32 stack_id;
-  __u32 active;  /* a wait is in progress */
+  __u16 active;  /* a wait is in progress */
+  __u16 kind;    /* enum lock_fkind */
 };
 
 struct pm_kstart_key {
@@ -145,22 +146,25 @@ static __always_inline void stat_add(struct pm_lock_stat *s, __u64 delta, __u32 
 
 /* ---- futex waits ---------------------------------------------------------- */
 
-static __always_inline bool futex_is_wait(int op)
+/* 0 when the op is not a wait, else its style (enum lock_fkind) */
+static __always_inline __u16 futex_wait_kind(int op)
 {
   switch (op & FUTEX_CMD_MASK) {
   case 0:   /* FUTEX_WAIT */
   case 6:   /* FUTEX_LOCK_PI */
+  case 13:  /* FUTEX_LOCK_PI2 */
+    return LOCK_FK_LOCK;
   case 9:   /* FUTEX_WAIT_BITSET */
   case 11:  /* FUTEX_WAIT_REQUEUE_PI */
-  case 13:  /* FUTEX_LOCK_PI2 */
-    return true;
+    return LOCK_FK_WAIT;
   }
-  return false;
+  return 0;
 }
 
 static __always_inline int futex_enter(void *ctx, __u64 uaddr, int op)
 {
-  if (!lock_futex || !futex_is_wait(op) || pm_skip_current())
+  __u16 kind = futex_wait_kind(op);
+  if (!lock_futex || !kind || pm_skip_current())
     return 0;
   struct pm_futex_start *s = bpf_task_storage_get(&fstarts, bpf_get_current_task_btf(), 0,
                                                    BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -176,6 +180,7 @@ static __always_inline int futex_enter(void *ctx, __u64 uaddr, int op)
       count(LOCK_C_STACK_ERR);
   }
   s->active = 1;
+  s->kind = kind;
   s->ts = bpf_ktime_get_ns();
   __u64 *cur = counter(LOCK_C_CUR_WAITERS);
   if (cur) {
@@ -203,7 +208,7 @@ static __always_inline int futex_exit(long ret)
   if (cur)
     __sync_fetch_and_add(cur, -1);
 
-  struct pm_lock_fkey fk = { .uaddr = st.uaddr, .tgid = id >> 32 };
+  struct pm_lock_fkey fk = { .uaddr = st.uaddr, .tgid = id >> 32, .kind = st.kind };
   struct pm_lock_stat *fs = bpf_map_lookup_elem(&futexes, &fk);
   if (!fs) {
     struct pm_lock_stat zero = {};

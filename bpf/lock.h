@@ -39,11 +39,19 @@ struct pm_lock_kkey {
   __u32 pad;
 };
 
-/* user-space futex waits per (tgid, futex address) */
+/* futex wait styles, by the op of the wait (glibc: mutexes and rwlocks use
+ * FUTEX_WAIT or the PI lock ops; condition variables and semaphores
+ * FUTEX_WAIT_BITSET or WAIT_REQUEUE_PI) */
+enum lock_fkind {
+  LOCK_FK_LOCK = 1,
+  LOCK_FK_WAIT = 2,
+};
+
+/* user-space futex waits per (tgid, futex address, wait style) */
 struct pm_lock_fkey {
   __u64 uaddr;
   __u32 tgid;
-  __u32 pad;
+  __u32 kind;    /* enum lock_fkind */
 };
 
 /* per waiting thread */

@@ -101,6 +101,7 @@ describe('io, lock and offcpu tracers e2e #priv', function()
         assert.is_true(#res.futex >= 1)
         local top = res.futex[1]
         assert.equal(w.pid, top.tgid)
+        assert.equal('lock', top.kind)
         assert.is_true(top.share > 0.8, 'top futex share ' .. top.share)
         assert.is_true(top.count >= 50, 'waits ' .. top.count)
         local waiting = 0

@@ -34,7 +34,7 @@ struct pm_lock_stat {
   uint64_t results[7];
 };
 struct pm_lock_kkey { uint64_t addr; uint32_t flags, pad; };
-struct pm_lock_fkey { uint64_t uaddr; uint32_t tgid, pad; };
+struct pm_lock_fkey { uint64_t uaddr; uint32_t tgid, kind; };
 struct pm_lock_tkey { uint32_t tgid, pid; };
 struct pm_lock_tval { uint64_t count, total_ns, max_ns, errors; char comm[16]; };
 struct pm_lock_skey { uint64_t uaddr; uint32_t tgid; int32_t stack_id; };
@@ -44,6 +44,9 @@ struct pm_lock_sval { uint64_t count, total_ns; };
 M.SLOTS = 32
 -- enum lock_outcome, in order
 M.RESULTS = { 'ok', 'eagain', 'etimedout', 'eintr', 'edeadlk', 'eownerdead', 'other' }
+-- wait style of a futex (bpf/lock.h enum lock_fkind): 'lock' for mutex-style
+-- waits, 'wait' for condition variables and semaphores (waiting for work)
+M.FUTEX_KINDS = { 'lock', 'wait' }
 -- outcomes that are errors for the USE method (EAGAIN and EINTR are normal)
 M.ERRORS = { etimedout = true, edeadlk = true, eownerdead = true, other = true }
 -- enum lock_counter
@@ -90,6 +93,7 @@ function M.decode_futex(kb, vb)
   local k = cast('struct pm_lock_fkey', kb, 'futex key')
   local s = decode_stat(vb)
   s.uaddr, s.tgid = u64(k.uaddr), k.tgid
+  s.kind = M.FUTEX_KINDS[k.kind] or 'other'
   return s
 end
 
@@ -142,7 +146,8 @@ function M.analyse(d, seconds, nthreads)
     fwaits = fwaits + f.count
     for name in pairs(errors) do errors[name] = errors[name] + (f.results[name] or 0) end
     r.futex[#r.futex + 1] = f
-    by_futex[f.tgid .. '/' .. f.uaddr] = f
+    local key = f.tgid .. '/' .. f.uaddr
+    if not by_futex[key] or f.kind == 'lock' then by_futex[key] = f end
   end
   for _, f in ipairs(r.futex) do f.share = ftotal > 0 and f.total_ns / ftotal or nil end
   table.sort(r.futex, by_total)
@@ -387,6 +392,7 @@ function M.render(res, opts)
       out[#out + 1] = hist.table(head(res.futex), {
         { key = 'tgid', title = 'PID' },
         { key = 'uaddr', title = 'FUTEX', align = 'l', fmt = function(v) return M.hex(v) end },
+        { key = 'kind', title = 'KIND', align = 'l' },
         { key = 'count', title = 'WAITS' },
         { key = 'total_ns', title = 'TOTAL (ms)', fmt = function(v) return ms(v) end },
         { key = 'mean_ns', title = 'AVG (us)', fmt = function(v) return us(v) end },

@@ -59,6 +59,7 @@ describe('perf_manual.tracers.lock', function()
     local r = lock.analyse(decoded(), rec.seconds, 9)
     local top = r.futex[1]
     assert.is_true(top.share > 0.9, 'top futex share ' .. tostring(top.share))
+    assert.equal('lock', top.kind) -- a pthread mutex waits with FUTEX_WAIT
     assert.is_true(top.count > 50)
     for i = 2, #r.futex do assert.is_true(r.futex[i - 1].total_ns >= r.futex[i].total_ns) end
     -- 8 threads on one lock: most of them wait most of the time
