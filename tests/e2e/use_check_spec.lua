@@ -8,8 +8,9 @@ local sys = require('perf_manual._c.sys')
 local MiB = 1024 * 1024
 
 -- runs the real CLI with --json; returns the decoded document
-local function use_check(target, duration)
-  local out, err, st = h.pm(string.format('use-check --target %s --duration %s --interval 1 --json', target, duration))
+local function use_check(target, duration, extra)
+  local out, err, st = h.pm(string.format('use-check --target %s --duration %s --interval 1 --json %s', target, duration,
+    extra or ''))
   assert.equal(0, st, 'use-check failed: ' .. err)
   local doc, jerr = util.json_decode(out)
   assert(doc, 'use-check printed no JSON: ' .. tostring(jerr) .. '\n' .. out)
@@ -43,7 +44,22 @@ describe('use-check end to end', function()
         assert.is_true(d.measures.task.runq_wait_pct > 50, explain(d))
         local s = use_check('system', 3)
         assert.equal('cpu', s.verdict.resource, explain(s))
-        assert.matches('not measured %(needs a PID', row(s, 'lock').utilization.text)
+        if h.need_root('BPF run-queue latency') then
+          -- the pid's saturation came from BPF run-queue latency, and agrees
+          -- with the kernel's own schedstat accounting of the same waits
+          assert.equal('bpf', d.sources.cpu_saturation.source)
+          assert.equal('sched', d.sources.cpu_saturation.tracer)
+          assert.matches('^BPF run%-queue latency %(sched tracer', row(d, 'cpu').saturation.source)
+          local rq = d.measures.bpf.runq
+          -- 4 spinning threads on 2 cores: about 2 of them wait at any time
+          assert.is_true(rq.waiting_avg > 1.2 and rq.waiting_avg < 3, explain(d))
+          assert.is_true(math.abs(100 * rq.waiting_avg - d.measures.task.runq_wait_pct) < 40,
+            string.format('BPF %.0f%% vs schedstat %.0f%%', 100 * rq.waiting_avg, d.measures.task.runq_wait_pct))
+          assert.is_true(rq.p99_ns > 1e6, 'p99 run-queue latency ' .. rq.p99_ns .. ' ns')
+          assert.equal('bpf', s.sources.cpu_saturation.source)
+          assert.is_true(s.measures.bpf.runq.waiting_avg / s.measures.ncpu >= 0.5, explain(s))
+          assert.matches('run%-queue latency avg', row(s, 'cpu').saturation.text)
+        end
       end)
     end)
   end)
@@ -105,6 +121,16 @@ describe('use-check end to end', function()
         assert.equal('disk', d.verdict.resource, explain(d))
         assert.is_nil(d.verdict.name:match('^zram') or d.verdict.name:match('^loop'))
         assert.are_not.equal('HIGH', row(d, 'cpu').status)
+        if h.need_root('BPF block I/O latency') then
+          local disk = row(d, 'disk')
+          assert.equal('bpf', d.sources.disk_saturation.source)
+          assert.matches('^block latency p50 ', disk.saturation.text)
+          assert.matches('^BPF block I/O latency %(io tracer', disk.saturation.source)
+          assert.matches('^%d+ I/O errors?$', disk.errors.text)
+          local dev = d.measures.bpf.io.devices[d.verdict.name]
+          assert.is_table(dev, 'no BPF figures for ' .. d.verdict.name)
+          assert.is_true(dev.count > 100, 'requests ' .. dev.count)
+        end
       end)
     end)
   end)
@@ -117,6 +143,50 @@ describe('use-check end to end', function()
         assert.equal('lock', d.verdict.resource, explain(d))
         assert.are_not.equal('HIGH', row(d, 'cpu').status)
         assert.is_true(d.measures.lock.waiters_avg >= 2, explain(d))
+        if h.need_root('BPF lock tracer') then
+          assert.equal('bpf', d.sources.locks.source)
+          assert.equal('bpf', d.measures.lock.source)
+          assert.matches('^BPF futex waits %(lock tracer', row(d, 'lock').saturation.source)
+          -- the one mutex all 8 threads share is the hot lock, of the lock kind
+          assert.equal(w.pid, d.measures.lock.hot.tgid)
+          assert.is_true(d.measures.lock.hot.mean_waiters >= 2, explain(d))
+          assert.is_true(d.measures.lock.lock_share_pct > 50, explain(d))
+          assert.equal(0, d.measures.lock.errors.total)
+        end
+      end)
+    end)
+  end)
+
+  it('names a process queued on its own lock from a system-wide check (BPF)', function()
+    if not h.need_root('BPF lock tracer') then return end
+    h.with_machine_lock(function()
+      W.with('mutex_contention', { 8, 12 }, {}, function(w)
+        sys.sleep(0.3)
+        local s = use_check('system', 3)
+        local lock = row(s, 'lock')
+        assert.equal('bpf', s.sources.locks.source)
+        assert.equal(w.pid, s.measures.lock.hot.tgid, explain(s))
+        assert.matches('hottest user lock 0x%x+ in pid ' .. w.pid .. ' %(mutex_contentio%)', lock.saturation.text)
+        assert.equal('warn', lock.status, explain(s))
+        assert.matches('run use%-check %-%-target ' .. w.pid, lock.notes[1])
+      end)
+    end)
+  end)
+
+  it('falls back to /proc, PSI and schedstat with --no-bpf, and says so', function()
+    h.with_machine_lock(function()
+      W.with('cpu_burn', { 4, 12 }, {}, function(w)
+        sys.sleep(0.3)
+        local d = use_check(w.pid, 2, '--no-bpf')
+        assert.equal('cpu', d.verdict.resource, explain(d))
+        assert.equal('schedstat, PSI, /proc/stat', d.sources.cpu_saturation.source)
+        assert.equal('turned off (--no-bpf)', d.sources.cpu_saturation.why)
+        assert.equal('thread states in /proc/PID/task', d.sources.locks.source)
+        assert.is_nil(d.measures.bpf.runq)
+        assert.matches('schedstat', row(d, 'cpu').saturation.source)
+        local out = h.pm('use-check --target ' .. w.pid .. ' --duration 1 --no-bpf')
+        assert.matches('\nsource: CPU saturation from schedstat, PSI, /proc/stat; disk saturation from '
+          .. '/proc/diskstats, PSI; locks from thread states in /proc/PID/task %(BPF not used: turned off %(%-%-no%-bpf%)%)', out)
       end)
     end)
   end)
@@ -196,7 +266,7 @@ describe('use-check end to end', function()
   it('documents its flags in --help', function()
     local out, _, st = h.pm('use-check --help')
     assert.equal(0, st)
-    for _, flag in ipairs({ '--target', '--duration', '--interval', '--json', '--save' }) do
+    for _, flag in ipairs({ '--target', '--duration', '--interval', '--json', '--save', '--no-bpf', '--max-overhead' }) do
       assert.is_truthy(out:find(flag, 1, true), flag)
     end
   end)

@@ -32,6 +32,8 @@ M.thresholds = {
     task_runq_high = 50,              --   per second in % (50 = half a thread always waiting)
     throttled_warn = 5,               -- share of cgroup CPU periods throttled by the quota, %
     throttled_high = 25,
+    runq_per_cpu_warn = 0.1,          -- BPF run-queue latency: tasks waiting for a CPU on average,
+    runq_per_cpu_high = 0.5,          --   per CPU (Little's law over the run-queue wait)
   },
   memory = {
     psi_warn = 2, psi_high = 10,      -- PSI memory some
@@ -48,6 +50,7 @@ M.thresholds = {
     psi_warn = 5, psi_high = 20,      -- PSI io some (system-wide: judged with the device's %util)
     task_wait_warn = 10,              -- share of the target's thread-time in D state (waiting on I/O),
     task_wait_high = 25,              --   judged on the busiest disk when the target does disk I/O
+    lat_p99_warn_ms = 50,             -- BPF block I/O latency (queue + device), p99
   },
   network = {
     active_bytes_per_s = 1024,        -- an interface with less traffic than this gets no row
@@ -76,6 +79,14 @@ local function fmt_rate(x, unit)
   return string.format('%.2f%s', x, unit or '/s')
 end
 M.fmt_pct = fmt_pct
+local function fmt_ns(ns)
+  if not ns then return '?' end
+  if ns >= 1e9 then return string.format('%.1fs', ns / 1e9) end
+  if ns >= 1e6 then return string.format('%.1fms', ns / 1e6) end
+  if ns >= 1e3 then return string.format('%.0fus', ns / 1e3) end
+  return string.format('%.0fns', ns)
+end
+M.fmt_ns = fmt_ns
 
 local function cell(text, source, value)
   return { text = text, source = source, value = value }
@@ -122,13 +133,24 @@ function M.rules.cpu(m, T)
   else
     row.utilization = missing(c.missing_stat or 'no /proc/stat', '/proc/stat')
   end
-  -- Saturation
+  -- Saturation: BPF run-queue latency first, when it ran
   local sat, src = {}, {}
+  local rq = m.bpf and m.bpf.runq
+  local bpf_wait -- target's thread-time waiting for a CPU, % (BPF)
+  if rq and rq.count and rq.count > 0 then
+    if task then bpf_wait = 100 * (rq.waiting_avg or 0) end
+    sat[#sat + 1] = string.format('run-queue latency avg %s p99 %s, %.2f tasks waiting', fmt_ns(rq.avg_ns),
+      fmt_ns(rq.p99_ns), rq.waiting_avg or 0)
+    src[#src + 1] = 'BPF run-queue latency (sched tracer, ' .. tostring(rq.attach) .. ')'
+  elseif rq then
+    sat[#sat + 1] = 'no run-queue waits'
+    src[#src + 1] = 'BPF run-queue latency (sched tracer, ' .. tostring(rq.attach) .. ')'
+  end
   if c.psi_some_pct then sat[#sat + 1] = 'PSI some ' .. fmt_pct(c.psi_some_pct); src[#src + 1] = 'PSI cpu some' end
   if c.runnable_avg then
     sat[#sat + 1] = string.format('%.1f runnable', c.runnable_avg); src[#src + 1] = '/proc/stat procs_running'
   end
-  if task and task.runq_wait_pct then
+  if task and task.runq_wait_pct and not bpf_wait then
     sat[#sat + 1] = 'target run-queue wait ' .. fmt_pct(task.runq_wait_pct); src[#src + 1] = 'schedstat'
   end
   if cg and cg.throttled_pct then
@@ -136,7 +158,7 @@ function M.rules.cpu(m, T)
   end
   if #sat > 0 then
     row.saturation = cell(table.concat(sat, ', '), table.concat(src, ', '),
-      task and task.runq_wait_pct or c.psi_some_pct)
+      task and (bpf_wait or task.runq_wait_pct) or c.psi_some_pct)
   else
     row.saturation = missing(c.missing_psi or 'no PSI and no run queue data', 'PSI cpu some')
   end
@@ -146,7 +168,7 @@ function M.rules.cpu(m, T)
   local busy = c.busy_pct
   if task then
     -- a process: its own wait for a CPU, on a machine with no idle core
-    local w = task.runq_wait_pct
+    local w = bpf_wait or task.runq_wait_pct
     if w and w >= T.task_runq_high and busy >= T.util_high then
       row.raise('HIGH', w / T.task_runq_high,
         string.format('target waits for a CPU %s with %s busy', fmt_pct(w), fmt_pct(busy)))
@@ -156,9 +178,16 @@ function M.rules.cpu(m, T)
   else
     local p = c.psi_some_pct
     local queued = c.runnable_avg and m.ncpu and c.runnable_avg > m.ncpu
+    local per_cpu = rq and rq.waiting_avg and m.ncpu and m.ncpu > 0 and rq.waiting_avg / m.ncpu
+    if per_cpu and per_cpu >= T.runq_per_cpu_high then queued = true end
     if busy >= T.util_high and ((p and p >= T.psi_high) or queued) then
-      row.raise('HIGH', math.max((p or 0) / T.psi_high, busy / T.util_high),
-        string.format('%s busy and %s', fmt_pct(busy), p and ('PSI some ' .. fmt_pct(p)) or 'more runnable than CPUs'))
+      row.raise('HIGH', math.max((p or 0) / T.psi_high, busy / T.util_high, (per_cpu or 0) / T.runq_per_cpu_high),
+        string.format('%s busy and %s', fmt_pct(busy), p and ('PSI some ' .. fmt_pct(p))
+          or per_cpu and string.format('%.2f tasks per CPU waiting in the run queue', per_cpu)
+          or 'more runnable than CPUs'))
+    elseif per_cpu and per_cpu >= T.runq_per_cpu_warn then
+      row.raise('warn', nil, string.format('%.2f tasks per CPU waiting in the run queue (p99 %s)', per_cpu,
+        fmt_ns(rq.p99_ns)))
     end
   end
   if cg and cg.throttled_pct then
@@ -295,13 +324,33 @@ function M.rules.disk(d, m, T, busiest)
   local psi_io = m.io and m.io.psi_some_pct
   if psi_io then s[#s + 1] = 'PSI io some ' .. fmt_pct(psi_io) end
   if tw then s[#s + 1] = 'target blocked on I/O ' .. fmt_pct(tw) .. ' of thread-time' end
+  local bio = m.bpf and m.bpf.io
+  local bd = bio and bio.devices[d.name]
+  local bsrc = bio and ('BPF block I/O latency (io tracer, ' .. tostring(bio.attach) .. ')')
+  if bd and bd.count > 0 then
+    -- queue + device time of every request on the device, from the tracer
+    table.insert(s, 1, string.format('block latency p50 %s p99 %s over %d requests, %.2f in flight',
+      fmt_ns(bd.p50_us and bd.p50_us * 1e3), fmt_ns(bd.p99_us and bd.p99_us * 1e3), bd.count, bd.inflight_mean or 0))
+  end
+  local queue = d.aqu_sz
+  if bd and bd.inflight_mean and (not queue or bd.inflight_mean > queue) then queue = bd.inflight_mean end
   row.saturation = #s > 0 and cell(table.concat(s, ', '),
-    '/proc/diskstats aqu-sz, PSI io some' .. (tw and ', thread states (D)' or ''), d.aqu_sz)
+    (bd and bsrc .. ', ' or '') .. '/proc/diskstats aqu-sz, PSI io some' .. (tw and ', thread states (D)' or ''), queue)
     or missing('no queue data', '/proc/diskstats aqu-sz')
-  row.errors = cell('not exposed', 'the kernel counts no I/O errors in /proc/diskstats')
+  if bio then
+    local n = bd and bd.errors or 0
+    row.errors = cell(string.format('%d I/O error%s', n, n == 1 and '' or 's'),
+      'BPF io tracer (block_rq_complete error)', n)
+    if n > 0 then row.raise('warn', nil, string.format('%d I/O errors', n)) end
+  else
+    row.errors = cell('not exposed', 'the kernel counts no I/O errors in /proc/diskstats')
+  end
   local ut = d.util_pct or 0
-  if d.aqu_sz and d.aqu_sz >= T.aqu_high then
-    row.raise('HIGH', d.aqu_sz / T.aqu_high, string.format('queue %.1f deep', d.aqu_sz))
+  if queue and queue >= T.aqu_high then
+    row.raise('HIGH', queue / T.aqu_high, string.format('queue %.1f deep', queue))
+  end
+  if bd and bd.p99_us and bd.p99_us / 1e3 >= T.lat_p99_warn_ms then
+    row.raise('warn', nil, 'block latency p99 ' .. fmt_ns(bd.p99_us * 1e3))
   end
   if ut >= T.util_high and psi_io and psi_io >= T.psi_warn then
     row.raise('HIGH', ut / T.util_high, string.format('%s busy, tasks stall on I/O %s', fmt_pct(ut), fmt_pct(psi_io)))
@@ -316,7 +365,7 @@ function M.rules.disk(d, m, T, busiest)
     row.raise('warn', nil, 'target blocked on I/O ' .. fmt_pct(tw))
   end
   if ut >= T.util_warn then row.raise('warn', nil, fmt_pct(ut) .. ' busy') end
-  if d.aqu_sz and d.aqu_sz >= T.aqu_warn then row.raise('warn', nil, string.format('aqu-sz %.2f', d.aqu_sz)) end
+  if queue and queue >= T.aqu_warn then row.raise('warn', nil, string.format('queue %.2f deep', queue)) end
   row.await = await
   return row
 end
@@ -372,17 +421,31 @@ function M.rules.lock(m, T)
     row.status = 'not measured'
     return row
   end
-  local src = string.format('thread states in /proc/PID/task, %d samples', l.samples or 0)
+  if l.system then return M.rules.lock_system(row, l, T) end
+  local src = l.source == 'bpf' and ('BPF futex waits (lock tracer, ' .. tostring(l.attach) .. ')')
+    or string.format('thread states in /proc/PID/task, %d samples', l.samples or 0)
   row.utilization = cell(string.format('%s of thread-time in futex waits (%d threads)', fmt_pct(l.futex_share_pct),
     l.threads or 0),
     src, l.futex_share_pct)
   local sat = string.format('%.1f threads waiting at once (max %d)', l.waiters_avg or 0, l.waiters_max or 0)
   if l.hot then
-    sat = sat .. string.format('; hottest lock %s: %.1f waiters (max %d)', l.hot.uaddr, l.hot.mean_waiters,
-      l.hot.max_waiters or 0)
+    sat = sat .. string.format('; hottest lock %s: %.1f waiters', l.hot.uaddr, l.hot.mean_waiters)
+      .. (l.hot.max_waiters and string.format(' (max %d)', l.hot.max_waiters) or '')
+  end
+  if l.kernel_hot and l.kernel_hot.mean_waiters >= 0.01 then
+    sat = sat .. string.format('; kernel %s %s: %.2f waiters', l.kernel_hot.kind, l.kernel_hot.addr,
+      l.kernel_hot.mean_waiters)
   end
   row.saturation = cell(sat, src, l.hot and l.hot.mean_waiters or l.waiters_avg)
-  row.errors = cell('-', 'no lock errors in /proc')
+  if l.errors then
+    local e = l.errors
+    row.errors = cell(string.format('%d failed lock waits (timeouts %d, EDEADLK %d, owner died %d)', e.total,
+      e.by_kind.etimedout or 0,
+      e.by_kind.edeadlk or 0, e.by_kind.eownerdead or 0), 'BPF futex wait results (lock tracer)', e.total)
+    if e.total > 0 then row.raise('warn', nil, string.format('%d failed lock waits', e.total)) end
+  else
+    row.errors = cell('-', 'no lock errors in /proc')
+  end
   local busy = m.task and m.task.cpu_pct
   local share, waiters = l.futex_share_pct or 0, l.waiters_avg or 0
   local saturated
@@ -410,6 +473,44 @@ function M.rules.lock(m, T)
     end
   elseif waiters >= 1 and share >= T.wait_share_warn then
     row.raise('warn', nil, string.format('%.1f threads waiting on a lock', waiters))
+  end
+  return row
+end
+
+--- The Mutex row of the whole machine (BPF only): kernel lock contention
+--- judges it; a process queued on one of its own locks is named, for a
+--- use-check of that process (whether it is busy or a parked pool is
+--- judged there).
+function M.rules.lock_system(row, l, T)
+  local src = 'BPF kernel lock contention and futex waits (lock tracer, ' .. tostring(l.attach) .. ')'
+  local secs = l.seconds or 0
+  local kms = secs > 0 and (l.kernel_wait_ns or 0) / secs / 1e6 or 0
+  row.utilization = cell(string.format('kernel lock waits %.1f ms/s%s', kms,
+    l.kernel_traced == false and ' (not traced)' or ''), src, kms)
+  local sat = {}
+  local k, u = l.kernel_hot, l.hot
+  if k then sat[#sat + 1] = string.format('hottest kernel lock %s %s: %.2f waiters', k.kind, k.addr, k.mean_waiters) end
+  if u then
+    sat[#sat + 1] = string.format('hottest user lock %s in pid %d (%s): %.2f waiters', u.uaddr, u.tgid,
+      u.comm or '?', u.mean_waiters)
+  end
+  if #sat == 0 then sat[1] = 'no lock waits' end
+  row.saturation = cell(table.concat(sat, '; '), src, k and k.mean_waiters or 0)
+  local e = l.errors or { total = 0, by_kind = {} }
+  row.errors = cell(string.format('%d failed lock waits (timeouts %d, EDEADLK %d, owner died %d)', e.total,
+    e.by_kind.etimedout or 0, e.by_kind.edeadlk or 0, e.by_kind.eownerdead or 0),
+    'BPF futex wait results (lock tracer)', e.total)
+  if k and k.mean_waiters >= T.waiters_high then
+    row.raise('HIGH', k.mean_waiters / T.waiters_high,
+      string.format('%.1f tasks queued on kernel %s %s', k.mean_waiters, k.kind, k.addr))
+  elseif k and k.mean_waiters >= 1 then
+    row.raise('warn', nil, string.format('%.1f tasks waiting on kernel %s', k.mean_waiters, k.kind))
+  end
+  if u and u.mean_waiters >= T.waiters_high then
+    row.raise('warn', nil, string.format('pid %d (%s): %.1f threads queued on one lock', u.tgid, u.comm or '?',
+      u.mean_waiters))
+    row.notes[#row.notes + 1] = string.format('run use-check --target %d to judge that lock against the process\'s '
+      .. 'CPU use', u.tgid)
   end
   return row
 end
@@ -681,6 +782,149 @@ local function cgroup_measures(m, a, b)
   m.cgroup_missing = r.missing
 end
 
+-- ---------------------------------------------------------------------------
+-- BPF sources: when the kernel side is available, run-queue latency (sched
+-- tracer) judges CPU saturation, block I/O latency (io tracer) disk
+-- saturation and errors, and futex/kernel lock waits (lock tracer) the
+-- Mutex row. Each measure says where it came from; without BPF the /proc,
+-- PSI and thread-state figures stand alone and the reason is given.
+-- ---------------------------------------------------------------------------
+
+--- Starts the tracers for a resolved target. Returns { tracers = {name =
+--- tracer}, errors = {name = why}, off = why-not-at-all }.
+function M.bpf_start(t, opts)
+  local src = { tracers = {}, errors = {}, budget = opts.max_overhead or 5, detached = {} }
+  if opts.bpf == false then src.off = 'turned off (--no-bpf)'; return src end
+  local ok, why = require('perf_manual.bpf').available()
+  if not ok then src.off = why; return src end
+  local filter = {}
+  if t.kind == 'pid' then
+    filter.pid = t.pid
+  elseif t.kind ~= 'system' then
+    -- cgroup or service: BPF filters on the cgroup v2 id
+    local v2 = t.dirs and t.dirs.v2
+    if not v2 then
+      src.off = 'the target has no cgroup v2 directory to filter on (BPF filters by cgroup v2 id)'
+      return src
+    end
+    filter.cgroup = v2
+  end
+  local function try(name, o)
+    local tok, mod = pcall(require, 'perf_manual.tracers.' .. name)
+    if not tok then src.errors[name] = tostring(mod); return end
+    local tr, err = mod.start(o)
+    if tr then src.tracers[name] = tr else src.errors[name] = tostring(err) end
+  end
+  try('sched', { pid = filter.pid, cgroup = filter.cgroup, ns = true, runqlen = t.kind == 'system' })
+  -- devices are shared: their latency is every requester's, whatever the target
+  try('io', { queued = true })
+  if t.kind == 'system' then
+    try('lock', {})
+  else
+    try('lock', { pid = filter.pid, cgroup = filter.cgroup })
+  end
+  return src
+end
+
+--- Sampling windows of the tracers' own cost, and the overhead budget:
+--- returns the time the loop must wake next (nil: no deadline).
+function M.bpf_tick(src)
+  if not next(src.tracers) then return nil end
+  local base = require('perf_manual.tracers.base')
+  local nxt = base.stats_tick()
+  local now = require('perf_manual._c.sys').now()
+  if not src.next_budget or now >= src.next_budget then
+    src.next_budget = now + 0.5
+    for name, tr in pairs(src.tracers) do
+      if not tr.detached then
+        local over, why = tr:over_budget(src.budget)
+        if over then tr:detach(why); src.detached[name] = why end
+      end
+    end
+  end
+  return nxt
+end
+
+local function hist_ns(buckets)
+  local s = require('perf_manual.report.hist').summary(buckets or {})
+  return s
+end
+
+--- Stops the tracers and turns their results into measures (m.bpf).
+function M.bpf_finish(src, m)
+  local b = { off = src.off, errors = src.errors, detached = src.detached }
+  m.bpf = b
+  local elapsed = m.elapsed or 0
+  local sched = src.tracers.sched and src.tracers.sched:stop()
+  if sched and not src.detached.sched then
+    local secs = sched.seconds or elapsed
+    local s = hist_ns(sched.buckets)
+    local total = 0
+    for _, g in ipairs(sched.groups or {}) do total = total + (g.total or 0) end
+    b.runq = { count = sched.count, avg_ns = sched.avg, p50_ns = s.p50, p90_ns = s.p90, p99_ns = s.p99,
+      total_ns = total, seconds = secs,
+      -- Little's law: total wait over the interval = tasks waiting on average
+      waiting_avg = secs > 0 and total / (secs * 1e9) or nil,
+      attach = sched.quality and sched.quality.attach_path, quality = sched.quality }
+    if sched.runqlen and sched.runqlen.samples and sched.runqlen.samples > 0 then
+      b.runq.runqlen_mean, b.runq.runqlen_waiting_pct = sched.runqlen.mean, sched.runqlen.waiting_pct
+    end
+  end
+  local io = src.tracers.io and src.tracers.io:stop()
+  if io and not src.detached.io then
+    b.io = { devices = {}, attach = io.quality and io.quality.attach_path, quality = io.quality, seconds = io.seconds }
+    for _, d in ipairs(io.devices or {}) do
+      local s = hist_ns(d.buckets)
+      b.io.devices[d.device] = { count = d.count, iops = d.iops, mean_ns = d.mean_ns, max_ns = d.max_ns,
+        p50_us = s.p50, p90_us = s.p90, p99_us = s.p99, inflight_mean = d.inflight_mean, errors = d.errors }
+    end
+  end
+  local lk = src.tracers.lock and src.tracers.lock:stop()
+  if lk and not src.detached.lock then
+    local secs = lk.seconds or elapsed
+    local n = lk.use and lk.use.utilisation_basis and tonumber(lk.use.utilisation_basis:match('^(%d+)'))
+    local by_kind = { lock = 0, wait = 0, other = 0 }
+    local hot, hot_wait
+    -- a timed wait on a condition variable that times out is a worker's idle
+    -- tick; on a lock (pthread_mutex_timedlock) it is a failed acquisition
+    local errors = { total = 0, by_kind = { etimedout = 0, edeadlk = 0, eownerdead = 0, other = 0 } }
+    for _, f in ipairs(lk.futex or {}) do
+      for name in pairs(errors.by_kind) do
+        local c = f.results and f.results[name] or 0
+        if name == 'etimedout' and f.kind ~= 'lock' then c = 0 end
+        errors.by_kind[name] = errors.by_kind[name] + c
+        errors.total = errors.total + c
+      end
+    end
+    for _, f in ipairs(lk.futex or {}) do
+      by_kind[f.kind or 'other'] = (by_kind[f.kind or 'other'] or 0) + f.total_ns
+      local mw = secs > 0 and f.total_ns / (secs * 1e9) or 0
+      if f.kind == 'lock' and (not hot or mw > hot.mean_waiters) then
+        hot = { uaddr = require('perf_manual.tracers.lock').hex(f.uaddr), tgid = f.tgid, mean_waiters = mw,
+          waits = f.count, mean_ns = f.mean_ns, max_ns = f.max_ns }
+      elseif f.kind ~= 'lock' and (not hot_wait or mw > hot_wait.mean_waiters) then
+        hot_wait = { uaddr = require('perf_manual.tracers.lock').hex(f.uaddr), tgid = f.tgid, mean_waiters = mw }
+      end
+    end
+    local function share(ns) return (n and n > 0 and secs > 0) and 100 * math.min(1, ns / (n * secs * 1e9)) or nil end
+    local k = lk.kernel and lk.kernel[1]
+    b.lock = { seconds = secs, threads = n, futex_traced = lk.futex_traced, kernel_traced = lk.kernel_traced,
+      futex_share_pct = lk.use and lk.use.utilisation and 100 * lk.use.utilisation,
+      lock_share_pct = share(by_kind.lock), cond_share_pct = share(by_kind.wait),
+      waiters_avg = lk.use and lk.use.saturation.mean_waiters, waiters_max = lk.use and lk.use.saturation.max_waiters,
+      hot = hot, hot_wait = hot_wait, errors = errors, futex_waits = lk.futex_waits,
+      kernel_wait_ns = lk.kernel_wait_ns,
+      kernel_hot = k and { addr = k.addr, kind = k.kind, waits = k.count,
+        mean_waiters = secs > 0 and k.total_ns / (secs * 1e9) or 0, max_ns = k.max_ns } or nil,
+      notes = lk.notes, attach = lk.quality and lk.quality.attach_path, quality = lk.quality }
+    if hot then
+      local comm = util.readfile('/proc/' .. hot.tgid .. '/comm')
+      hot.comm = comm and comm:gsub('\n$', '') or nil
+    end
+  end
+  return b
+end
+
 --- Samples the target for opts.duration seconds; returns the measures
 --- the rules judge. opts: target (string or resolved table), duration,
 --- interval, progress = function(text), lock_hz.
@@ -741,6 +985,8 @@ function M.collect(opts)
     end
   end
 
+  -- tracers first, so they cover the whole interval
+  local bsrc = M.bpf_start(t, opts)
   local t0 = sys.now()
   local first_sys, first_task, first_cg = snap_system(), snap_task(), snap_cgroup()
   if t.kind == 'pid' and process and not first_task then util.user_error('no process ' .. t.pid) end
@@ -759,6 +1005,8 @@ function M.collect(opts)
     local now = sys.now()
     if now - t0 >= duration then break end
     local wake = math.min(next_snap, t0 + duration, now + tick)
+    local bt = M.bpf_tick(bsrc)
+    if bt then wake = math.min(wake, bt) end
     if not sys.sleep(math.max(0, wake - now)) then m.stopped = true end
     if sampler and not m.stopped then sampler:tick() end
     now = sys.now()
@@ -786,6 +1034,7 @@ function M.collect(opts)
   end
   m.elapsed = (last_sys.cpu and first_sys.cpu and last_sys.cpu.time - first_sys.cpu.time) or (sys.now() - t0)
   m.samples = samples
+  M.bpf_finish(bsrc, m)
   if m.stopped then
     m.partial = true
     m.notes[#m.notes + 1] = string.format('stopped after %.1f s of %.1f s: results cover what was collected',
@@ -831,10 +1080,74 @@ function M.collect(opts)
     else
       m.lock = { missing = threads == nil and 'thread-state sampler not available' or 'no thread samples' }
     end
-  else
-    m.lock = { missing = 'needs a PID or the BPF lock tracer' }
+  end
+  local bl = m.bpf.lock
+  if bl then
+    -- BPF sees every wait, not samples of them: it judges the Mutex row;
+    -- the thread states still tell how much of the time went to disk waits
+    local sampled = m.lock
+    m.lock = { source = 'bpf', attach = bl.attach, system = t.kind == 'system' or nil,
+      futex_share_pct = bl.futex_share_pct, lock_share_pct = bl.lock_share_pct, cond_share_pct = bl.cond_share_pct,
+      waiters_avg = bl.waiters_avg, waiters_max = bl.waiters_max, threads = bl.threads, hot = bl.hot,
+      errors = bl.errors, kernel_hot = bl.kernel_hot, kernel_wait_ns = bl.kernel_wait_ns, seconds = bl.seconds,
+      kernel_traced = bl.kernel_traced }
+    if sampled and not sampled.missing then
+      m.lock.disk_share_pct, m.lock.disk_waiting_avg = sampled.disk_share_pct, sampled.disk_waiting_avg
+      m.lock_sampled = sampled
+    end
+  elseif t.kind ~= 'pid' then
+    m.lock = { missing = 'needs a PID or the BPF lock tracer' .. (m.bpf.off and (': ' .. m.bpf.off)
+      or m.bpf.errors.lock and (': ' .. m.bpf.errors.lock) or '') }
   end
   return m
+end
+
+--- Where the saturation figures came from: per measure, BPF (tracer,
+--- attach path, its own cost) or the /proc fallback and why.
+function M.sources(m)
+  local b = m.bpf or { errors = {}, detached = {} }
+  local out = {}
+  local pid = m.target and m.target.kind == 'pid'
+  local function one(key, name, what, fallback)
+    local x = b[name == 'sched' and 'runq' or name]
+    if x then
+      local q = x.quality or {}
+      out[key] = { source = 'bpf', tracer = name, what = what, attach = x.attach, cost_pct = q.bpf_cpu_pct,
+        events = q.events_seen, lost = q.events_lost }
+    else
+      out[key] = { source = fallback, why = b.off or (b.detached or {})[name] or (b.errors or {})[name]
+        or (m.bpf and 'no result' or 'BPF not run') }
+    end
+  end
+  one('cpu_saturation', 'sched', 'run-queue latency', pid and 'schedstat, PSI, /proc/stat' or 'PSI, /proc/stat')
+  one('disk_saturation', 'io', 'block I/O latency', '/proc/diskstats, PSI')
+  one('locks', 'lock', 'futex and kernel lock waits', pid and 'thread states in /proc/PID/task' or 'not measured')
+  return out
+end
+
+local SOURCE_NAMES = { cpu_saturation = 'CPU saturation', disk_saturation = 'disk saturation', locks = 'locks' }
+
+--- The sources as lines of text.
+function M.render_sources(src)
+  local lines, fallback, whys = {}, {}, {}
+  for _, key in ipairs({ 'cpu_saturation', 'disk_saturation', 'locks' }) do
+    local x = src[key]
+    if x and x.source == 'bpf' then
+      lines[#lines + 1] = string.format('source: %s from BPF %s (%s tracer, %s%s)', SOURCE_NAMES[key], x.what,
+        x.tracer, tostring(x.attach), x.cost_pct and string.format(', %.2f%% of a CPU', x.cost_pct) or '')
+    elseif x then
+      fallback[#fallback + 1] = x.source == 'not measured' and (SOURCE_NAMES[key] .. ' not measured')
+        or string.format('%s from %s', SOURCE_NAMES[key], x.source)
+      local why = tostring(x.why)
+      if not whys[why] then whys[why] = true; whys[#whys + 1] = why end
+    end
+  end
+  if #fallback > 0 then
+    -- one reason (BPF unavailable) usually covers them all: say it once
+    lines[#lines + 1] = string.format('source: %s (BPF not used: %s)', table.concat(fallback, '; '),
+      table.concat(whys, '; '))
+  end
+  return lines
 end
 
 --- collect + analyze: the Lua API the playbook and the investigation use.
@@ -848,6 +1161,8 @@ function M.check(opts)
   r.duration, r.elapsed, r.samples = m.duration, m.elapsed, m.samples
   r.partial, r.stopped, r.exited, r.alive_s = m.partial, m.stopped, m.exited, m.alive_s
   r.notes = m.notes
+  r.sources = M.sources(m)
+  for _, why in pairs(m.bpf and m.bpf.detached or {}) do r.notes[#r.notes + 1] = why end
   r.measures = m
   return r
 end
@@ -928,6 +1243,7 @@ function M.render(r)
       cc.nr_throttled and string.format('%d periods (%s)', cc.nr_throttled, fmt_pct(cc.throttled_pct or 0))
         or 'not measured')
   end
+  for _, line in ipairs(M.render_sources(r.sources or M.sources(m))) do out[#out + 1] = line end
   for _, note in ipairs(r.notes or {}) do out[#out + 1] = 'note: ' .. note end
   out[#out + 1] = 'verdict: ' .. r.verdict.text
   return table.concat(out, '\n') .. '\n'

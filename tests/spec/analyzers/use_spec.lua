@@ -217,6 +217,114 @@ describe('perf_manual.analyzers.use', function()
     assert.matches('not disks %(RAM%-backed or virtual, no row%):', text)
   end)
 
+  describe('with the BPF tracers as sources (recorded with BPF on)', function()
+    local cases = {
+      { 'cpu_burn_pid_bpf', 'cpu' },
+      { 'cpu_burn_system_bpf', 'cpu' },
+      { 'fsync_writer_pid_bpf', 'disk' },
+      { 'mutex_contention_pid_bpf', 'lock' },
+      { 'mutex_contention_system_bpf', nil },
+      { 'sleeper_pid_bpf', nil },
+    }
+    for _, c in ipairs(cases) do
+      it(c[1] .. ' -> ' .. tostring(c[2] or 'none'), function()
+        local r = use.analyze(recorded(c[1]))
+        assert.equal(c[2], r.verdict.resource, r.verdict.text)
+      end)
+    end
+
+    it('says which source each saturation figure came from', function()
+      local src = use.sources(recorded('fsync_writer_pid_bpf'))
+      assert.same({ 'bpf', 'sched', 'tp_btf' }, { src.cpu_saturation.source, src.cpu_saturation.tracer,
+        src.cpu_saturation.attach })
+      assert.same({ 'bpf', 'io' }, { src.disk_saturation.source, src.disk_saturation.tracer })
+      assert.same({ 'bpf', 'lock' }, { src.locks.source, src.locks.tracer })
+      local old = use.sources(recorded('fsync_writer_pid'))
+      assert.equal('schedstat, PSI, /proc/stat', old.cpu_saturation.source)
+      assert.equal('thread states in /proc/PID/task', old.locks.source)
+      local lines = use.render_sources(old)
+      assert.equal(1, #lines)
+      assert.matches('^source: CPU saturation from schedstat, PSI, /proc/stat; disk saturation from /proc/diskstats, '
+        .. 'PSI; locks from thread states', lines[1])
+      local m = recorded('cpu_burn_system_bpf')
+      m.bpf.off = 'BPF needs root'
+      m.bpf.runq, m.bpf.io, m.bpf.lock = nil, nil, nil
+      lines = use.render_sources(use.sources(m))
+      assert.matches('locks not measured %(BPF not used: BPF needs root%)$', lines[1])
+    end)
+
+    it('judges CPU saturation from run-queue latency alone when PSI and the run queue gauge are missing', function()
+      local m = recorded('cpu_burn_system_bpf')
+      m.cpu.psi_some_pct, m.cpu.runnable_avg = nil, nil
+      local r = use.analyze(m)
+      local cpu = row(r, 'cpu')
+      assert.equal('HIGH', cpu.status)
+      assert.matches('tasks per CPU waiting in the run queue', cpu.why[1])
+      assert.matches('^run%-queue latency avg ', cpu.saturation.text)
+      -- the same machine with a quiet run queue is not saturated
+      m.bpf.runq.waiting_avg = 0.05
+      assert.are_not.equal('HIGH', row(use.analyze(m), 'cpu').status)
+    end)
+
+    it('uses the BPF run-queue wait of the target, which agrees with schedstat', function()
+      local m = recorded('cpu_burn_pid_bpf')
+      local r = use.analyze(m)
+      assert.equal(100 * m.bpf.runq.waiting_avg, row(r, 'cpu').saturation.value)
+      assert.is_true(math.abs(100 * m.bpf.runq.waiting_avg - m.task.runq_wait_pct) < 40)
+    end)
+
+    it('shows block latency and I/O errors of the disk, and warns on either', function()
+      local m = recorded('fsync_writer_pid_bpf')
+      local disk = row(use.analyze(m), 'disk')
+      assert.matches('^block latency p50 %S+ p99 %S+ over %d+ requests', disk.saturation.text)
+      assert.equal('0 I/O errors', disk.errors.text)
+      assert.equal('BPF io tracer (block_rq_complete error)', disk.errors.source)
+      m.bpf.io.devices.vda.errors = 3
+      disk = row(use.analyze(m), 'disk')
+      assert.equal('3 I/O errors', disk.errors.text)
+      local found = false
+      for _, w in ipairs(disk.why) do if w == '3 I/O errors' then found = true end end
+      assert.is_true(found)
+      -- a slow tail on an otherwise idle disk is worth a look
+      m = recorded('fsync_writer_pid_bpf')
+      m.disks[1].util_pct, m.disks[1].aqu_sz, m.io.psi_some_pct, m.lock.disk_share_pct = 10, 0.1, 0, 0
+      m.bpf.io.devices.vda.inflight_mean, m.bpf.io.devices.vda.p99_us = 0.1, 120000
+      disk = row(use.analyze(m), 'disk')
+      assert.equal('warn', disk.status)
+      assert.matches('block latency p99 ', table.concat(disk.why, '; '))
+    end)
+
+    it('names the process queued on its own lock from the system view, and kernel lock queues as HIGH', function()
+      local m = recorded('mutex_contention_system_bpf')
+      local lock = row(use.analyze(m), 'lock')
+      assert.equal('warn', lock.status)
+      assert.matches('hottest user lock 0x%x+ in pid %d+', lock.saturation.text)
+      assert.matches('^run use%-check %-%-target %d+', lock.notes[1])
+      m.lock.kernel_hot = { addr = '0xffff888100000000', kind = 'rwsem:write', waits = 500, mean_waiters = 3.2 }
+      local r = use.analyze(m)
+      assert.equal('HIGH', row(r, 'lock').status)
+      assert.matches('3%.2 tasks queued on kernel rwsem:write', r.verdict.text)
+    end)
+
+    it('counts a timed-out lock wait as an error, a timed-out condition variable wait not', function()
+      local fake = { stop = function()
+        return { seconds = 1, futex_traced = true, kernel_traced = true, kernel = {}, kernel_wait_ns = 0,
+          use = { utilisation = 0.1, utilisation_basis = '4 threads of the target', saturation = { mean_waiters = 0.4 } },
+          futex = {
+            { uaddr = 0x1000, tgid = 1, kind = 'wait', count = 9, total_ns = 3e8, results = { etimedout = 7 } },
+            { uaddr = 0x2000, tgid = 1, kind = 'lock', count = 5, total_ns = 1e8,
+              results = { etimedout = 2, edeadlk = 1 } },
+          } }
+      end }
+      local b = use.bpf_finish({ tracers = { lock = fake }, errors = {}, detached = {} }, { elapsed = 1 })
+      assert.equal(3, b.lock.errors.total)
+      assert.equal(2, b.lock.errors.by_kind.etimedout)
+      assert.equal('0x2000', b.lock.hot.uaddr)
+      assert.equal('0x1000', b.lock.hot_wait.uaddr)
+      assert.is_true(math.abs(b.lock.cond_share_pct - 7.5) < 1e-9) -- 0.3 s of 4 thread-seconds
+    end)
+  end)
+
   describe('collection on this machine', function()
     it('never gives a RAM-backed or loop device a disk row', function()
       local m = use.collect { target = 'system', duration = 0.3, interval = 0.3 }
