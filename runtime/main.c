@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,10 @@ int main(int argc, char **argv)
     return PM_EXIT_USER;
   }
   pm_signals_install();
+  /* libbpf parses the kernel's BTF (megabytes) once per object and frees it;
+   * a fixed threshold keeps such blocks in their own mappings, returned on
+   * free, instead of glibc raising the threshold and leaving them on the heap */
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
   lua_State *L = luaL_newstate();
   if (!L) {
