@@ -4,7 +4,7 @@
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all deps demo test test-c test-lua test-e2e bench lint install clean workloads
+.PHONY: FORCE all deps demo test test-c test-lua test-e2e bench lint install clean workloads
 
 PREFIX   ?= /usr/local
 VERSION  := 0.1.0
@@ -137,19 +137,38 @@ build/bpf/%.bpf.o: bpf/%.bpf.c build/vmlinux.h $(wildcard bpf/*.h bpf/common/*.h
 	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Ibuild -Ibpf -c $< -o $@
 	$(Q)llvm-strip -g $@ 2>/dev/null || true
 
+# CO-RE needs the kernel's BTF, and libbpf parses all of it (megabytes, twice
+# in memory) for every object it loads. The few types the objects use, cut out
+# here, serve instead on the kernel they were cut from: runtime/bpf.c compares
+# the fingerprint (/proc/version and the BTF's size) before using them.
+build/bpf/min_core.id: FORCE | build/bpf/.dir
+	$(Q){ cat /proc/version; stat -c %s /sys/kernel/btf/vmlinux 2>/dev/null; } > $@.tmp; \
+	  if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+build/bpf/min_core.btf: $(BPF_OBJ) build/bpf/min_core.id
+	$(call msg,BTFGEN,$@)
+	$(Q)$(BPFTOOL) gen min_core_btf /sys/kernel/btf/vmlinux $@ $(BPF_OBJ) >/dev/null 2>&1 || : > $@
+
+FORCE:
+
 build/runtime/bpf_objects.c: $(BPF_OBJ) Makefile | build/bpf/.dir
 	$(call msg,GEN,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q){ echo '#include <stddef.h>'; echo '#include "bpf_objects.h"'; \
-	  for n in $(BPF_NAMES); do \
-	    printf '__asm__(".section .rodata\\n.balign 8\\n.global pm_bpfobj_%s_start\\npm_bpfobj_%s_start:\\n.incbin \\"%s\\"\\n.global pm_bpfobj_%s_end\\npm_bpfobj_%s_end:\\n.previous");\n' $$n $$n "$(CURDIR)/build/bpf/$$n.bpf.o" $$n $$n; \
+	  for n in $(BPF_NAMES) min_core_btf min_core_id; do \
+	    f="$(CURDIR)/build/bpf/$$n.bpf.o"; \
+	    case $$n in min_core_btf) f="$(CURDIR)/build/bpf/min_core.btf";; min_core_id) f="$(CURDIR)/build/bpf/min_core.id";; esac; \
+	    printf '__asm__(".section .rodata\\n.balign 8\\n.global pm_bpfobj_%s_start\\npm_bpfobj_%s_start:\\n.incbin \\"%s\\"\\n.global pm_bpfobj_%s_end\\npm_bpfobj_%s_end:\\n.previous");\n' $$n $$n "$$f" $$n $$n; \
 	    echo "extern const char pm_bpfobj_$${n}_start[], pm_bpfobj_$${n}_end[];"; \
 	  done; \
 	  echo 'const struct pm_bpf_object pm_bpf_objects[] = {'; \
 	  for n in $(BPF_NAMES); do echo "  { \"$$n\", pm_bpfobj_$${n}_start, pm_bpfobj_$${n}_end },"; done; \
-	  echo '  { NULL, NULL, NULL } };'; } > $@
+	  echo '  { NULL, NULL, NULL } };'; \
+	  echo 'const struct pm_bpf_object pm_min_core_btf = { "min_core_btf", pm_bpfobj_min_core_btf_start, pm_bpfobj_min_core_btf_end };'; \
+	  echo 'const struct pm_bpf_object pm_min_core_id = { "min_core_id", pm_bpfobj_min_core_id_start, pm_bpfobj_min_core_id_end };'; \
+	} > $@
 
-build/runtime/bpf_objects.o: build/runtime/bpf_objects.c $(BPF_OBJ)
+build/runtime/bpf_objects.o: build/runtime/bpf_objects.c $(BPF_OBJ) build/bpf/min_core.btf build/bpf/min_core.id
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 

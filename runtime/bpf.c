@@ -272,9 +272,70 @@ static int pm_bpf_ncpu(lua_State *L)
   return 1;
 }
 
+/* The build's cut-down kernel BTF (see the Makefile), when this is the
+ * kernel it was cut from: a path libbpf can open, else NULL and why. */
+static const char *min_btf_why = "not checked yet";
+static const char *min_core_btf_path(void)
+{
+  static int state; /* 0 unknown, 1 usable, -1 not */
+  static char path[64];
+  if (state)
+    return state > 0 ? path : NULL;
+  state = -1;
+  size_t n = (size_t)(pm_min_core_btf.end - pm_min_core_btf.start);
+  size_t idn = (size_t)(pm_min_core_id.end - pm_min_core_id.start);
+  if (getenv("PM_NO_MIN_BTF")) {
+    min_btf_why = "turned off (PM_NO_MIN_BTF)";
+    return NULL;
+  }
+  if (n == 0 || idn == 0) {
+    min_btf_why = "not built (bpftool gen min_core_btf failed at build time)";
+    return NULL;
+  }
+  char id[2048];
+  size_t len = 0;
+  FILE *f = fopen("/proc/version", "re");
+  if (f) {
+    len = fread(id, 1, sizeof id - 32, f);
+    fclose(f);
+  }
+  struct stat st;
+  if (stat("/sys/kernel/btf/vmlinux", &st) == 0)
+    len += (size_t)snprintf(id + len, sizeof id - len, "%lld\n", (long long)st.st_size);
+  if (len != idn || memcmp(id, pm_min_core_id.start, idn) != 0) {
+    min_btf_why = "built on another kernel";
+    return NULL;
+  }
+  int fd = (int)syscall(SYS_memfd_create, "pm_min_core_btf", 1u /* MFD_CLOEXEC */);
+  if (fd < 0 || write(fd, pm_min_core_btf.start, n) != (ssize_t)n) {
+    if (fd >= 0)
+      close(fd);
+    min_btf_why = "cannot hold it in a memfd";
+    return NULL;
+  }
+  /* kept open for the life of the process: libbpf opens it by path */
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  state = 1;
+  min_btf_why = NULL;
+  return path;
+}
+
+/// min_btf() -> true | false, why: whether CO-RE uses the build's cut-down
+/// kernel BTF instead of parsing the whole of /sys/kernel/btf/vmlinux
+static int pm_bpf_min_btf(lua_State *L)
+{
+  const char *p = min_core_btf_path();
+  lua_pushboolean(L, p != NULL);
+  if (p)
+    return 1;
+  lua_pushstring(L, min_btf_why);
+  return 2;
+}
+
 static struct bpf_object *open_embedded(const struct pm_bpf_object *o, int *err)
 {
   LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = o->name);
+  opts.btf_custom_path = min_core_btf_path();
   clear_msg();
   struct bpf_object *obj = bpf_object__open_mem(o->start, (size_t)(o->end - o->start), &opts);
   *err = obj ? 0 : -errno;
@@ -1370,6 +1431,7 @@ static const luaL_Reg pm_bpf_funcs[] = {
   { "tracefs", pm_bpf_tracefs },
   { "syscall_names", pm_bpf_syscall_names },
   { "ncpu", pm_bpf_ncpu },
+  { "min_btf", pm_bpf_min_btf },
   { "btf_type", pm_bpf_btf_type },
   { "stats_enable", pm_bpf_stats_enable },
   { NULL, NULL },

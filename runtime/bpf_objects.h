@@ -12,4 +12,10 @@ struct pm_bpf_object {
 /// Terminated by an entry whose name is NULL.
 extern const struct pm_bpf_object pm_bpf_objects[];
 
+/// The kernel BTF types the objects' CO-RE relocations use (bpftool gen
+/// min_core_btf at build time; empty when that failed), and the fingerprint
+/// of the kernel they were cut from (/proc/version, then the BTF's size).
+extern const struct pm_bpf_object pm_min_core_btf;
+extern const struct pm_bpf_object pm_min_core_id;
+
 #endif

@@ -56,6 +56,24 @@ describe('perf_manual.bpf #priv', function()
     obj:close()
   end)
 
+  it('loads CO-RE objects with the cut-down BTF built for this kernel, and the full BTF without it', function()
+    if not h.need_root() then return end
+    -- the build runs on the kernel the tests run on, so the fingerprint matches
+    local ok, why = c.min_btf()
+    assert.is_true(ok, tostring(why))
+    local util = require('perf_manual.util')
+    local function attach(env)
+      local out, err, st = h.pm('trace --events sched,io --duration 0.3 --json', env)
+      assert.equal(0, st, err)
+      local res = assert(util.json_decode(out)).intervals[1].results
+      assert.is_true(res.sched.count >= 0 and res.io.rows ~= nil)
+      return res.sched.quality.attach_path, res.io.quality.attach_path
+    end
+    -- raw_tp needs no BTF but the cut-down one; tp_btf must parse the kernel's
+    assert.same({ 'raw_tp', 'raw_tp' }, { attach() })
+    assert.same({ 'tp_btf', 'tp_btf' }, { attach('PM_NO_MIN_BTF=1') })
+  end)
+
   it('updates, looks up and deletes hash entries; absent keys are nil / false', function()
     if not h.need_root() then return end
     local obj = assert(bpf.load('syscall', { attach = false, stats = false }))

@@ -78,6 +78,14 @@ function M.tracepoint_exists(tp)
   return require('posix.sys.stat').stat(root .. '/events/' .. tp) ~= nil
 end
 
+--- true when CO-RE uses the cut-down kernel BTF built with the objects (this
+--- is the kernel they were built on), so raw_tp programs, which need no other
+--- BTF, load without libbpf parsing all of /sys/kernel/btf/vmlinux.
+function M.prefer_raw_tp()
+  local c = require('perf_manual._c.bpf')
+  return c.min_btf ~= nil and c.min_btf() == true
+end
+
 --- Opens `name`, sets config, and loads the first program set the kernel
 --- accepts. variants: list of { name = 'tp_btf', progs = { ... } }: the
 --- programs of one variant are loaded, those of the others are not.
@@ -87,6 +95,16 @@ end
 function M.load_variants(name, config, variants, opts)
   opts = opts or {}
   local bpf = require('perf_manual.bpf')
+  if M.prefer_raw_tp() then
+    -- with the build's cut-down BTF, raw_tp programs load without parsing the
+    -- kernel's whole BTF (tp_btf needs it to find its attach point)
+    local raw, rest = {}, {}
+    for _, v in ipairs(variants) do
+      if v.name == 'raw_tp' then raw[#raw + 1] = v else rest[#rest + 1] = v end
+    end
+    for _, v in ipairs(rest) do raw[#raw + 1] = v end
+    variants = raw
+  end
   local errs = {}
   for _, v in ipairs(variants) do
     local obj, err = bpf.open(name)

@@ -212,7 +212,7 @@ end
 --- Program sets to try, best first, for the halves the kernel has: futex on
 --- syscalls:sys_*_futex (tp) or raw_syscalls (raw_tp), kernel locks on
 --- tp_btf or raw_tp. Returns variants and the notes on what is missing.
-function M.plan(want_futex, want_kernel, exists)
+function M.plan(want_futex, want_kernel, exists, prefer_raw)
   exists = exists or has_all
   local notes = {}
   local futex_kinds, klock_kinds = {}, {}
@@ -223,7 +223,7 @@ function M.plan(want_futex, want_kernel, exists)
   end
   if want_kernel then
     local ok, what = exists(M.tracepoints.kernel)
-    if ok then klock_kinds = { 'tp_btf', 'raw_tp' }
+    if ok then klock_kinds = prefer_raw and { 'raw_tp', 'tp_btf' } or { 'tp_btf', 'raw_tp' }
     else notes[#notes + 1] = base.unavailable((what or 'lock:contention_begin') .. ' (kernel lock contention)') end
   end
   if #futex_kinds == 0 then futex_kinds = { false } end
@@ -278,7 +278,7 @@ function M.start(opts)
   local cfg, err = base.filter_config(opts)
   if not cfg then return nil, err end
   local want_futex, want_kernel = opts.futex ~= false, opts.kernel ~= false
-  local variants, notes = M.plan(want_futex, want_kernel)
+  local variants, notes = M.plan(want_futex, want_kernel, nil, base.prefer_raw_tp())
   if #variants == 0 then return nil, table.concat(notes, '; ') end
   cfg.lock_user_stacks = opts.stacks and true or false
   cfg.lock_futex = want_futex

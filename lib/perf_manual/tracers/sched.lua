@@ -143,7 +143,12 @@ function M.start(opts)
     for _, v in ipairs(VARIANTS) do if v.name == opts.attach then variants[1] = v end end
     if #variants == 0 then error("[perf_manual.tracers.sched] attach must be 'tp_btf' or 'raw_tp'", 2) end
   end
-  local obj, v = base.load_variants('sched', cfg, variants, { keep = { runq_sample = want_runq }, stats = opts.stats })
+  local keep = { runq_sample = want_runq }
+  for _, v in ipairs(VARIANTS) do
+    -- a forced set leaves the other one out entirely
+    if variants[1] ~= v and #variants == 1 then for _, p in ipairs(v.progs) do keep[p] = false end end
+  end
+  local obj, v = base.load_variants('sched', cfg, variants, { keep = keep, stats = opts.stats })
   if not obj then return nil, v end
   local t = base.Tracer.new('sched', obj, { attach_path = v })
   t.per, t.unit = per, opts.ns and 'nsecs' or 'usecs'

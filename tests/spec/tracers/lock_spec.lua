@@ -149,6 +149,10 @@ describe('perf_manual.tracers.lock', function()
     v = lock.plan(false, true, all)
     assert.equal(2, #v)
     assert.equal('tp_btf (kernel locks)', v[1].name)
+    -- with the cut-down BTF, raw_tp comes first: it needs no full kernel BTF
+    v = lock.plan(true, true, all, true)
+    assert.equal('tp (futex) + raw_tp (kernel locks)', v[1].name)
+    assert.equal('tp (futex) + tp_btf (kernel locks)', v[2].name)
   end)
 
   it('renders the tables, the busiest futex histogram and the USE Mutex row', function()
