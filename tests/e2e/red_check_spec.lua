@@ -26,8 +26,10 @@ describe('red-check e2e', function()
       assert.equal(0, status, err)
       local r = cjson.decode(out)
       assert.is_true(r.open_loop)
-      assert.is_true(r.latency.p50 >= 0.050 and r.latency.p50 < 0.060, 'p50 ' .. r.latency.p50)
-      assert.is_true(r.latency.p99 >= 0.050, 'p99 ' .. r.latency.p99)
+      -- nginx's timers fire on its cached millisecond clock, and a percentile is
+      -- a histogram bucket's value: a hair under 50 ms is still the 50 ms endpoint
+      assert.is_true(r.latency.p50 >= 0.049 and r.latency.p50 < 0.060, 'p50 ' .. r.latency.p50)
+      assert.is_true(r.latency.p99 >= 0.049, 'p99 ' .. r.latency.p99)
       assert.equal(0, r.errors.total)
       -- 100 req/s for 2 s: about 200 sent and answered
       assert.is_true(r.errors.status['2xx'] >= 190 and r.errors.status['2xx'] <= 201, 'answered ' .. r.errors.status['2xx'])
