@@ -69,6 +69,8 @@ return playbook {
     end
 
     -- start ---------------------------------------------------------------
+    -- the loop below drives the run-time sampling windows from the start
+    require('perf_manual.tracers.base').stats_lazy = true
     local running = {}
     for _, t in ipairs(tracers) do
       local inst, err = t.mod.start {

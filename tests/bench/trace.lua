@@ -134,6 +134,8 @@ local probe = os.tmpname() .. '.lua'
 do
   local f = assert(io.open(probe, 'w'))
   f:write([[
+-- as `trace` does: its loop opens the run-time sampling windows afterwards
+require('perf_manual.tracers.base').stats_lazy = true
 local t = assert(require('perf_manual.tracers.syscall').start { pid = tonumber(arg[1]), mode = 'count' })
 io.stdout:write('attached\n'); io.stdout:flush()
 t:stop()

@@ -206,6 +206,7 @@ function M.passive(pid, seconds, inv)
   local ok, why = require('perf_manual.bpf').available()
   if not ok then util.user_error('red-check: --passive: ' .. why) end
   local tracer = require('perf_manual.tracers.red')
+  require('perf_manual.tracers.base').stats_lazy = true -- the loop below ticks
   local t, err = tracer.start { pid = pid }
   if not t then util.user_error('red-check: cannot trace the syscalls of ' .. pid .. ': ' .. tostring(err)) end
   if inv then

@@ -809,6 +809,7 @@ function M.bpf_start(t, opts)
     end
     filter.cgroup = v2
   end
+  require('perf_manual.tracers.base').stats_lazy = true -- collect's loop ticks
   local function try(name, o)
     local tok, mod = pcall(require, 'perf_manual.tracers.' .. name)
     if not tok then src.errors[name] = tostring(mod); return end

@@ -143,6 +143,12 @@ end
 -- the switching) rather than 20 ms every 0.2 s (3.4%).
 M.STATS_WINDOW = 0.1
 M.STATS_PERIOD = 1.0
+-- Set by commands whose loop calls stats_tick: the first window opens
+-- STATS_FIRST seconds after a tracer starts instead of inside start(). API
+-- users with no loop keep the default: a window opened at start, never
+-- closed, so run time is counted all along.
+M.stats_lazy = false
+M.STATS_FIRST = 0.1
 
 wants_stats = setmetatable({}, { __mode = 'k' })
 local sampler = { on = false, users = 0, tracers = setmetatable({}, { __mode = 'k' }) }
@@ -216,8 +222,14 @@ function Tracer.new(name, obj, meta)
     t.covered, t.acc_t, t.acc_cnt = 0, now, info.run_cnt or 0
     sampler.users = sampler.users + 1
     sampler.tracers[t] = true
-    sampler.next_toggle = nil -- open a window now
-    M.stats_tick(now)
+    if M.stats_lazy then
+      -- the caller's loop opens the first window a moment later: a switch
+      -- costs milliseconds, and a trace that ends first needs none
+      if not sampler.on and not sampler.next_toggle then sampler.next_toggle = now + M.STATS_FIRST end
+    else
+      sampler.next_toggle = nil -- open a window now
+      M.stats_tick(now)
+    end
   end
   return t
 end
