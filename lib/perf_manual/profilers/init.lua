@@ -69,6 +69,60 @@ function M.quality(p)
   }
 end
 
+--- Symbolised frames of stacks counted by a BPF object (its `stacks` map):
+--- entries carry tgid, comm, user_stack_id, kern_stack_id. Returns, per
+--- entry, { frames = {comm, root…leaf}, truncated } (at max_depth frames).
+--- User stacks resolve in one batch per process; each stack id is read once.
+function M.bpf_frames(obj, resolver, entries, max_depth)
+  local EFAULT = -14 -- bpf_get_stackid had no frames to record (a kernel thread's user stack)
+  local raw = {}
+  local function stack(id)
+    if id < 0 then return nil end
+    if raw[id] == nil then
+      local _, bytes = obj:stack('stacks', id)
+      raw[id] = bytes or false
+    end
+    return raw[id] or nil
+  end
+  local sym = require('perf_manual.sym')
+  local per_pid, user, kern, user_frames = {}, {}, {}, {}
+  for i, e in ipairs(entries) do
+    user[i], kern[i] = stack(e.user_stack_id), stack(e.kern_stack_id)
+    if user[i] then
+      local g = per_pid[e.tgid]
+      if not g then g = { stacks = {}, idx = {} }; per_pid[e.tgid] = g end
+      g.stacks[#g.stacks + 1] = sym.unpack(user[i])
+      g.idx[#g.idx + 1] = i
+    end
+  end
+  for pid, g in pairs(per_pid) do
+    local names = resolver:user_stacks(pid, g.stacks)
+    for j, i in ipairs(g.idx) do user_frames[i] = names[j] end
+  end
+  local kcache, out = {}, {}
+  for i, e in ipairs(entries) do
+    local frames = { e.comm ~= '' and e.comm or ('pid ' .. e.tgid) }
+    local truncated = false
+    local uf = user_frames[i]
+    if uf then
+      for j = #uf, 1, -1 do frames[#frames + 1] = uf[j] end
+      truncated = #uf >= max_depth
+    elseif e.user_stack_id ~= EFAULT and e.user_stack_id < 0 then
+      frames[#frames + 1] = '[missing user stack]'
+    end
+    if kern[i] then
+      local kf = kcache[e.kern_stack_id]
+      if not kf then kf = resolver:kernel(kern[i]); kcache[e.kern_stack_id] = kf end
+      for j = #kf, 1, -1 do frames[#frames + 1] = kf[j] end
+      truncated = truncated or #kf >= max_depth
+    elseif e.kern_stack_id ~= EFAULT and e.kern_stack_id < 0 then
+      frames[#frames + 1] = '[missing kernel stack]'
+    end
+    out[i] = { frames = frames, truncated = truncated }
+  end
+  return out
+end
+
 --- Completes a profile table (total, quality) and returns it.
 function M.new(p)
   p.total = 0

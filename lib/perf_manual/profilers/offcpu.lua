@@ -11,7 +11,6 @@ local profilers = require('perf_manual.profilers')
 
 local M = {}
 
-local EFAULT = -14
 M.MAX_DEPTH = 127
 
 local function u64(b) return tonumber(ffi.cast('const uint64_t *', b)[0]) end
@@ -76,52 +75,12 @@ function Session:stop()
   local duration = sys.now() - self.t0
   local entries = {}
   for _, e in ipairs(obj:map('blocked'):read() or {}) do entries[#entries + 1] = tracer.decode(e.key, e.value) end
-  local raw = {}
-  local function stack(id)
-    if id < 0 then return nil end
-    if raw[id] == nil then
-      local _, bytes = obj:stack('stacks', id)
-      raw[id] = bytes or false
-    end
-    return raw[id] or nil
-  end
-  local per_pid = {}
-  for _, e in ipairs(entries) do
-    e.user = stack(e.user_stack_id)
-    e.kern = stack(e.kern_stack_id)
-    if e.user then
-      local g = per_pid[e.tgid]
-      if not g then g = { stacks = {}, idx = {} }; per_pid[e.tgid] = g end
-      g.stacks[#g.stacks + 1] = sym.unpack(e.user)
-      g.idx[#g.idx + 1] = e
-    end
-  end
   local r = self.resolver
-  for pid, g in pairs(per_pid) do
-    local names = r:user_stacks(pid, g.stacks)
-    for i, e in ipairs(g.idx) do e.user_frames = names[i] end
-  end
   local stacks = {}
-  local kcache = {}
-  for _, e in ipairs(entries) do
-    local frames = { e.comm ~= '' and e.comm or ('pid ' .. e.tgid) }
-    local truncated = false
-    if e.user_frames then
-      for i = #e.user_frames, 1, -1 do frames[#frames + 1] = e.user_frames[i] end
-      truncated = #e.user_frames >= M.MAX_DEPTH
-    elseif e.user_stack_id ~= EFAULT and e.user_stack_id < 0 then
-      frames[#frames + 1] = '[missing user stack]'
-    end
-    if e.kern then
-      local kf = kcache[e.kern_stack_id]
-      if not kf then kf = r:kernel(e.kern); kcache[e.kern_stack_id] = kf end
-      for i = #kf, 1, -1 do frames[#frames + 1] = kf[i] end
-      truncated = truncated or #kf >= M.MAX_DEPTH
-    elseif e.kern_stack_id ~= EFAULT and e.kern_stack_id < 0 then
-      frames[#frames + 1] = '[missing kernel stack]'
-    end
-    stacks[#stacks + 1] = { frames = frames, count = e.total_us, pid = e.tgid, blocks = e.count,
-                            truncated = truncated }
+  for i, f in ipairs(profilers.bpf_frames(obj, r, entries, M.MAX_DEPTH)) do
+    local e = entries[i]
+    stacks[i] = { frames = f.frames, count = e.total_us, pid = e.tgid, blocks = e.count,
+                  truncated = f.truncated }
   end
   local counters = {}
   for _, e in ipairs(obj:map('counters'):read() or {}) do

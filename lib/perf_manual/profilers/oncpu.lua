@@ -15,7 +15,6 @@ local profilers = require('perf_manual.profilers')
 local M = {}
 
 M.MAX_DEPTH = 127  -- bpf/profile.h PROFILE_MAX_DEPTH
-local EFAULT = -14
 
 ffi.cdef [[
 struct pm_profile_key { uint32_t tgid; int32_t user_stack_id, kern_stack_id; uint32_t pad; char comm[16]; };
@@ -97,58 +96,17 @@ function Session:stop()
   local stats = obj:stats() or {}
   local info = obj:info()
 
-  -- stack ids -> raw packed bytes, fetched once each
-  local raw = {}
-  local function stack(id)
-    if id < 0 then return nil end
-    if raw[id] == nil then
-      local _, bytes = obj:stack('stacks', id)
-      raw[id] = bytes or false
-    end
-    return raw[id] or nil
-  end
-
-  -- group by process so each process's user stacks resolve in one batch
-  local per_pid, samples = {}, {}
-  for _, e in ipairs(entries) do
+  local samples = {}
+  for i, e in ipairs(entries) do
     local k = M.decode_key(e.key)
     k.count = u64(e.value)
-    k.user = stack(k.user_stack_id)
-    k.kern = stack(k.kern_stack_id)
-    samples[#samples + 1] = k
-    if k.user then
-      local g = per_pid[k.tgid]
-      if not g then g = { stacks = {}, idx = {} }; per_pid[k.tgid] = g end
-      local addrs = sym.unpack(k.user)
-      g.stacks[#g.stacks + 1] = addrs
-      g.idx[#g.idx + 1] = k
-    end
+    samples[i] = k
   end
   local r = self.resolver
-  for pid, g in pairs(per_pid) do
-    local names = r:user_stacks(pid, g.stacks)
-    for i, k in ipairs(g.idx) do k.user_frames = names[i] end
-  end
-  local kcache = {}
   local stacks = {}
-  for _, k in ipairs(samples) do
-    local frames = { k.comm ~= '' and k.comm or ('pid ' .. k.tgid) }
-    local truncated = false
-    if k.user_frames then
-      for i = #k.user_frames, 1, -1 do frames[#frames + 1] = k.user_frames[i] end
-      truncated = #k.user_frames >= M.MAX_DEPTH
-    elseif k.user_stack_id ~= EFAULT and k.user_stack_id < 0 then
-      frames[#frames + 1] = '[missing user stack]'
-    end
-    if k.kern then
-      local kf = kcache[k.kern_stack_id]
-      if not kf then kf = r:kernel(k.kern); kcache[k.kern_stack_id] = kf end
-      for i = #kf, 1, -1 do frames[#frames + 1] = kf[i] end
-      truncated = truncated or #kf >= M.MAX_DEPTH
-    elseif k.kern_stack_id ~= EFAULT and k.kern_stack_id < 0 then
-      frames[#frames + 1] = '[missing kernel stack]'
-    end
-    stacks[#stacks + 1] = { frames = frames, count = k.count, pid = k.tgid, truncated = truncated }
+  for i, f in ipairs(profilers.bpf_frames(obj, r, samples, M.MAX_DEPTH)) do
+    local k = samples[i]
+    stacks[i] = { frames = f.frames, count = k.count, pid = k.tgid, truncated = f.truncated }
   end
 
   local prog = info and info.progs and info.progs.do_sample
