@@ -19,7 +19,7 @@ return function(options)
     return '?'
   end
 
-  handler.testEnd = function(element, parent, status)
+  handler.testEnd = function(element, _parent, status)
     local name = handler.getFullName(element)
     if status == 'success' then
       io.write('  ok    ', name, '\n')
@@ -31,7 +31,7 @@ return function(options)
   end
 
   local function on_fail(kind)
-    return function(element, parent, message, trace)
+    return function(element, _parent, _message, _trace)
       io.write('  ', kind, '  ', handler.getFullName(element), '\n')
       io.flush()
       return nil, true
@@ -60,7 +60,7 @@ return function(options)
   busted.subscribe({ 'test', 'end' }, handler.testEnd, { predicate = handler.cancelOnPending })
   busted.subscribe({ 'failure', 'it' }, on_fail('FAIL'))
   busted.subscribe({ 'error', 'it' }, on_fail('ERROR'))
-  busted.subscribe({ 'error' }, function(element, parent, message)
+  busted.subscribe({ 'error' }, function(element, _parent, message)
     if element.descriptor ~= 'it' then io.write('  ERROR ', msg(message), '\n') end
     return nil, true
   end)

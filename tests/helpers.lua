@@ -31,7 +31,7 @@ end
 function M.pm(args, env)
   local out, err = os.tmpname(), os.tmpname()
   local cmd = string.format('%s %s/bin/perf_manual %s >%s 2>%s', env or '', M.root, args, out, err)
-  local ok, how, code = os.execute(cmd)
+  local ok, _, code = os.execute(cmd)
   -- LuaJIT 5.1: os.execute returns the raw wait status
   local status = type(ok) == 'number' and math.floor(ok / 256) or code
   local function slurp(p) local f = io.open(p); local s = f:read('*a'); f:close(); os.remove(p); return s end

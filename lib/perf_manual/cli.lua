@@ -40,7 +40,6 @@ end
 
 --- Parses argv for a playbook: returns converted params.
 function M.parse_params(pb, argv, prog)
-  local util = require('perf_manual.util')
   local p = M.parser(pb, prog)
   for _, a in ipairs(argv) do
     if a == '-h' or a == '--help' then
