@@ -489,12 +489,15 @@ function M.rules.lock_system(row, l, T)
     l.kernel_traced == false and ' (not traced)' or ''), src, kms)
   local sat = {}
   local k, u = l.kernel_hot, l.hot
+  -- a lock with next to no waiting is not worth a line
+  if k and k.mean_waiters < 0.01 then k = nil end
+  if u and u.mean_waiters < 0.01 then u = nil end
   if k then sat[#sat + 1] = string.format('hottest kernel lock %s %s: %.2f waiters', k.kind, k.addr, k.mean_waiters) end
   if u then
     sat[#sat + 1] = string.format('hottest user lock %s in pid %d (%s): %.2f waiters', u.uaddr, u.tgid,
       u.comm or '?', u.mean_waiters)
   end
-  if #sat == 0 then sat[1] = 'no lock waits' end
+  if #sat == 0 then sat[1] = 'no lock with waiters' end
   row.saturation = cell(table.concat(sat, '; '), src, k and k.mean_waiters or 0)
   local e = l.errors or { total = 0, by_kind = {} }
   row.errors = cell(string.format('%d failed lock waits (timeouts %d, EDEADLK %d, owner died %d)', e.total,
