@@ -8,6 +8,7 @@
 ---   local t = base.Tracer.new('syscall', obj, meta)   -- meta: attach variant etc.
 ---   t:quality()  -> measurement quality since start
 ---   t:over_budget(pct) -> true, why   when its BPF cost passed pct% of one CPU
+---   t:finish_read(res, now, opts)   -> res with tracer, seconds, quality (end of read())
 ---   t:close()
 local sys = require('perf_manual._c.sys')
 
@@ -66,6 +67,18 @@ function M.filter_config(opts)
     local id, err = M.cgroup_id(opts.cgroup)
     if not id then return nil, err end
     cfg.targ_cgroup_id = id
+  end
+  return cfg
+end
+
+--- The filter config of a tracer's start() (see filter_config), or nil, err
+--- when the kernel lacks one of its tracepoints.
+---@return table? config, string? err
+function M.start_config(opts, tracepoints)
+  local cfg, err = M.filter_config(opts)
+  if not cfg then return nil, err end
+  for _, tp in ipairs(tracepoints or {}) do
+    if M.tracepoint_exists(tp) == false then return nil, M.unavailable((tp:gsub('/', ':', 1))) end
   end
   return cfg
 end
@@ -213,7 +226,7 @@ function Tracer.new(name, obj, meta)
   local now = sys.now()
   local t = setmetatable({
     name = name, obj = obj, meta = meta or {},
-    t0 = now, ru0 = sys.rusage(),
+    t0 = now, since = now, ru0 = sys.rusage(),
     run_ns0 = info.run_time_ns or 0, run_cnt0 = info.run_cnt or 0,
     detached = nil,
   }, Tracer)
@@ -297,6 +310,17 @@ function Tracer:quality()
   return q
 end
 
+--- Ends a read(): stamps res with the tracer's name, the seconds since
+--- start (or the last clearing read) and the quality now; a clearing read
+--- (opts.clear) starts the next interval at `now`. Returns res.
+function Tracer:finish_read(res, now, opts)
+  res.tracer = self.name
+  res.seconds = now - self.since
+  res.quality = self:quality()
+  if opts.clear then self.since = now end
+  return res
+end
+
 --- true, why when the tracer's kernel-side cost passed pct% of one CPU.
 function Tracer:over_budget(pct)
   local q = self:quality()
@@ -334,6 +358,16 @@ function Tracer:close()
   end
   self.closed = true
   self:_release()
+end
+
+--- A shallow copy of a result (or row) for JSON, the lists named in
+--- `arrays` marked as arrays so empty ones stay [] (a missing one becomes []).
+function M.json_copy(t, arrays)
+  local util = require('perf_manual.util')
+  local copy = {}
+  for k, v in pairs(t) do copy[k] = v end
+  for _, key in ipairs(arrays or {}) do copy[key] = util.array(t[key]) end
+  return copy
 end
 
 --- One line of measurement quality, for text output.

@@ -216,11 +216,8 @@ function M.start(opts)
   opts = opts or {}
   -- snoop times count from here: requests may complete while we attach
   local t0_ns = require('perf_manual._c.sys').monotonic_ns()
-  local cfg, err = base.filter_config(opts)
+  local cfg, err = base.start_config(opts, M.tracepoints)
   if not cfg then return nil, err end
-  for _, tp in ipairs(M.tracepoints) do
-    if base.tracepoint_exists(tp) == false then return nil, base.unavailable((tp:gsub('/', ':', 1))) end
-  end
   cfg.io_snoop = opts.snoop and true or false
   cfg.io_queued = opts.queued and true or false
   -- block_io_start (6.5+) runs in the submitter's context: it names the
@@ -239,7 +236,6 @@ function M.start(opts)
   t.snooping = opts.snoop and true or false
   t.owner_from = have_start and 'block_io_start' or 'block_rq_issue'
   if t.snooping then t.rb = obj:ringbuf('events') end
-  t.since = t.t0
   t.t0_ns = t0_ns
   t.names = {}
   return setmetatable(t, Io)
@@ -303,13 +299,9 @@ function Io:read(opts)
     end)
     res = { rows = finish_rows(rows), devices = finish_rows(devices) }
   end
-  res.tracer = 'io'
   res.snoop = self.snooping
   res.owner_from = self.owner_from
-  res.seconds = now - self.since
-  res.quality = self:quality()
-  if opts.clear then self.since = now end
-  return res
+  return self:finish_read(res, now, opts)
 end
 
 -- Text -------------------------------------------------------------------------
@@ -362,16 +354,10 @@ end
 
 --- JSON-ready copy (arrays marked so empty ones stay arrays).
 function M.to_json(res)
-  local copy = {}
-  for k, v in pairs(res) do copy[k] = v end
+  local copy = base.json_copy(res)
   for _, key in ipairs({ 'rows', 'devices' }) do
     local list = {}
-    for i, r in ipairs(res[key] or {}) do
-      local c = {}
-      for k, v in pairs(r) do c[k] = v end
-      c.buckets, c.size_buckets = util.array(r.buckets), util.array(r.size_buckets)
-      list[i] = c
-    end
+    for i, r in ipairs(res[key] or {}) do list[i] = base.json_copy(r, { 'buckets', 'size_buckets' }) end
     copy[key] = util.array(list)
   end
   return copy

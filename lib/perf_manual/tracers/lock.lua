@@ -292,7 +292,6 @@ function M.start(opts)
   t.target = opts.pid or opts.tgid
   t.maps = {}
   for _, n in ipairs({ 'futexes', 'klocks', 'threads', 'fstacks', 'counters' }) do t.maps[n] = obj:map(n) end
-  t.since = t.t0
   return setmetatable(t, Lock)
 end
 
@@ -346,13 +345,9 @@ function Lock:read(opts)
     res.counters = d.counters
     if self.stacks then M.name_stacks(res) end
   end
-  res.tracer = 'lock'
   res.notes = self.notes
   res.futex_traced, res.kernel_traced = self.futex_on, self.kernel_on
-  res.seconds = now - self.since
-  res.quality = self:quality()
-  if opts.clear then self.since = now end
-  return res
+  return self:finish_read(res, now, opts)
 end
 
 --- Adds frame names to the recorded user stacks (perf_manual.sym), while
@@ -456,14 +451,11 @@ end
 
 --- JSON-ready copy (arrays marked so empty ones stay arrays).
 function M.to_json(res)
-  local copy = {}
-  for k, v in pairs(res) do copy[k] = v end
+  local copy = base.json_copy(res, { 'notes' })
   for _, key in ipairs({ 'futex', 'kernel', 'threads' }) do
     local list = {}
     for i, r in ipairs(res[key] or {}) do
-      local c = {}
-      for k, v in pairs(r) do c[k] = v end
-      c.slots = util.array(r.slots)
+      local c = base.json_copy(r, { 'slots' })
       if r.stacks then
         local st = {}
         for j, s in ipairs(r.stacks) do
@@ -476,7 +468,6 @@ function M.to_json(res)
     end
     copy[key] = util.array(list)
   end
-  copy.notes = util.array(res.notes or {})
   return copy
 end
 

@@ -133,11 +133,8 @@ Offcpu.__index = Offcpu
 ---@return table? tracer, string? err
 function M.start(opts)
   opts = opts or {}
-  local cfg, err = base.filter_config(opts)
+  local cfg, err = base.start_config(opts, M.tracepoints)
   if not cfg then return nil, err end
-  for _, tp in ipairs(M.tracepoints) do
-    if base.tracepoint_exists(tp) == false then return nil, base.unavailable((tp:gsub('/', ':', 1))) end
-  end
   cfg.offcpu_min_us = opts.min_us or 1
   if opts.max_us then cfg.offcpu_max_us = opts.max_us end
   cfg.offcpu_blocked_only = not opts.preempted
@@ -152,7 +149,6 @@ function M.start(opts)
   t.blocked = obj:map('blocked')
   t.counters = obj:map('counters')
   t.min_us = cfg.offcpu_min_us
-  t.since = t.t0
   return setmetatable(t, Offcpu)
 end
 
@@ -183,12 +179,8 @@ function Offcpu:read(opts)
       if name then res.counters[name] = tonumber(ffi.cast('const uint64_t *', e.value)[0]) end
     end
   end
-  res.tracer = 'offcpu'
   res.min_us = self.min_us
-  res.seconds = now - self.since
-  res.quality = self:quality()
-  if opts.clear then self.since = now end
-  return res
+  return self:finish_read(res, now, opts)
 end
 
 -- Text -------------------------------------------------------------------------
@@ -229,18 +221,15 @@ end
 
 --- JSON-ready copy (arrays marked so empty ones stay arrays).
 function M.to_json(res)
-  local copy = {}
-  for k, v in pairs(res) do copy[k] = v end
+  local copy = base.json_copy(res, { 'tasks' })
   local list = {}
   for i, e in ipairs(res.entries or {}) do
-    local c = {}
-    for k, v in pairs(e) do c[k] = v end
+    local c = base.json_copy(e)
     c.kern_stack = e.kern_stack and util.array(e.kern_stack)
     c.user_stack = e.user_stack and util.array(e.user_stack)
     list[i] = c
   end
   copy.entries = util.array(list)
-  copy.tasks = util.array(res.tasks or {})
   return copy
 end
 

@@ -364,11 +364,8 @@ Red.__index = Red
 function M.start(opts)
   opts = opts or {}
   if opts.tid then return nil, 'requests: a connection belongs to a process: give a pid, not a thread id' end
-  local cfg, err = base.filter_config(opts)
+  local cfg, err = base.start_config(opts, M.tracepoints)
   if not cfg then return nil, err end
-  for _, tp in ipairs(M.tracepoints) do
-    if base.tracepoint_exists(tp) == false then return nil, base.unavailable((tp:gsub('/', ':', 1))) end
-  end
   local pids
   if opts.pid then
     pids = opts.children == false and { opts.pid } or M.descendants(opts.pid)
@@ -389,7 +386,6 @@ function M.start(opts)
   local t = base.Tracer.new('red', obj, { attach_path = 'raw_tp', stats = opts.stats })
   t.conns = obj:map('conns')
   t.stats_map = obj:map('stats')
-  t.since = t.t0
   t.pids = pids
   -- connections accepted before we attached: inbound sockets open now (an
   -- entry the programs made meanwhile is kept: it may hold a request)
@@ -487,8 +483,7 @@ function M.render(res)
 end
 
 function M.to_json(res)
-  local copy = {}
-  for k, v in pairs(res) do copy[k] = v end
+  local copy = base.json_copy(res)
   copy.slots = nil -- the histogram says it with fewer numbers
   return copy
 end

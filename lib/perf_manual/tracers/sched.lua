@@ -153,7 +153,6 @@ function M.start(opts)
   local t = base.Tracer.new('sched', obj, { attach_path = v })
   t.per, t.unit = per, opts.ns and 'nsecs' or 'usecs'
   t.hists = obj:map('hists')
-  t.since = t.t0
   if want_runq then
     local ncpu = require('perf_manual.bpf').ncpu()
     for cpu = 0, ncpu - 1 do
@@ -208,11 +207,7 @@ function Sched:read(opts)
   else
     res.runqlen_note = 'not measured (' .. tostring(self.runq_err) .. ')'
   end
-  res.tracer = 'sched'
-  res.seconds = now - self.since
-  res.quality = self:quality()
-  if opts.clear then self.since = now end
-  return res
+  return self:finish_read(res, now, opts)
 end
 
 -- Text -------------------------------------------------------------------------
@@ -261,11 +256,7 @@ function M.render(res, opts)
 end
 
 function M.to_json(res)
-  local copy = {}
-  for k, v in pairs(res) do copy[k] = v end
-  copy.groups = util.array(res.groups)
-  copy.buckets = util.array(res.buckets)
-  return copy
+  return base.json_copy(res, { 'groups', 'buckets' })
 end
 
 return M

@@ -172,7 +172,6 @@ function M.start(opts)
   t.names = require('perf_manual.bpf').syscall_names()
   t.stats_map = obj:map(mode == 'latency' and 'stats' or 'counts')
   t.errs_map = obj:map('errs')
-  t.since = t.t0
   return setmetatable(t, Syscall)
 end
 
@@ -198,20 +197,16 @@ function Syscall:read(opts)
     end
     res = M.aggregate(stats, errs, self.names, now - self.since)
   end
-  res.tracer = 'syscall'
   res.mode = self.mode
-  res.seconds = now - self.since
-  res.quality = self:quality()
+  self:finish_read(res, now, opts)
   -- the programs do not count events (hot path): calls seen are the counts
   local seen = (self.seen or 0) + res.total.count
   res.quality.events_seen = seen
-  if opts.clear then self.since = now; self.seen = seen end
+  if opts.clear then self.seen = seen end
   return res
 end
 
 -- Text -------------------------------------------------------------------------
-
-local util = require('perf_manual.util')
 
 local function us(ns) return ns and string.format('%.3f', ns / 1e3) or '-' end
 
@@ -260,11 +255,7 @@ end
 
 --- JSON-ready copy (arrays marked so empty ones stay arrays).
 function M.to_json(res)
-  local copy = {}
-  for k, v in pairs(res) do copy[k] = v end
-  copy.syscalls = util.array(res.syscalls)
-  copy.buckets = util.array(res.buckets)
-  return copy
+  return base.json_copy(res, { 'syscalls', 'buckets' })
 end
 
 return M
