@@ -4,43 +4,21 @@
 -- ($FLAMEGRAPH_DIR or PATH). Target: under 0.4 s and under 100 MB RSS
 -- (flamegraph.pl took 4.2 s and 445 MB here).
 --   tests/bench/run.sh flamegraph   (or bin/perf_manual --lua tests/bench/flamegraph.lua)
-local sys = require('perf_manual._c.sys')
 local root = require('perf_manual._host').root
 local NSTACKS = tonumber(os.getenv('PM_BENCH_FG_STACKS') or '') or 50000
 local MB = 17
 local RUNS = 3
 
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == 0 or ok == true
-end
+package.path = root .. '/tests/?.lua;' .. package.path
+local common = require('bench.common')
+local sh = common.sh
 
 -- `--measure OUT cmd...` (internal): cmd alone in a fresh process, so the
 -- peak RSS read from rusage is cmd's own
-if arg[1] == '--measure' then
-  local argv = {}
-  for i = 3, #arg do argv[#argv + 1] = arg[i] end
-  local t0 = sys.now()
-  local pid = assert(sys.spawn(argv, { stdout = arg[2], stderr = 'null' }))
-  local how, code = sys.wait(pid)
-  io.write(string.format('%s %s %.4f %d\n', how, tostring(code), sys.now() - t0, sys.rusage('children').maxrss_kb))
-  os.exit(0)
-end
+common.measure_child(arg, { stderr = 'null' })
 
 local function measure(argv, out)
-  local best, rss, status = math.huge, 0, nil
-  for _ = 1, RUNS do
-    local q = {}
-    for i, a in ipairs(argv) do q[i] = "'" .. a .. "'" end
-    local p = io.popen(string.format('%s/bin/perf_manual --lua %s/tests/bench/flamegraph.lua --measure %s %s',
-      root, root, out, table.concat(q, ' ')))
-    local line = p:read('*l') or ''
-    p:close()
-    local how, code, t, kb = line:match('^(%S+) (%S+) (%S+) (%S+)$')
-    status = how == 'exited' and tonumber(code) or -1
-    if tonumber(t) and tonumber(t) < best then best, rss = tonumber(t), tonumber(kb) end
-  end
-  return best, rss, status
+  return common.measure('tests/bench/flamegraph.lua', argv, out, RUNS)
 end
 
 -- The synthetic profile: random walks down a fixed call tree (frames share
@@ -79,8 +57,7 @@ local function generate(path)
   return n, size
 end
 
-local tmp = os.tmpname(); os.remove(tmp)
-assert(sh('mkdir -p ' .. tmp))
+local tmp = common.tmpdir()
 local ok, err = xpcall(function()
   local folded = tmp .. '/50k.folded'
   local n, size = generate(folded)
@@ -91,10 +68,7 @@ local ok, err = xpcall(function()
   local svg = assert(io.open(tmp .. '/ours.svg', 'rb')):read('*a')
   assert(svg:find('</svg>', 1, true), 'the SVG is incomplete')
   rows[#rows + 1] = { 'perf_manual flamegraph', t, rss, #svg }
-  local peer
-  local fgdir = os.getenv('FLAMEGRAPH_DIR')
-  if fgdir and sh('test -x ' .. fgdir .. '/flamegraph.pl') then peer = fgdir .. '/flamegraph.pl'
-  elseif sh('command -v flamegraph.pl >/dev/null 2>&1') then peer = 'flamegraph.pl' end
+  local peer = common.flamegraph_script('flamegraph.pl')
   if peer then
     local pt, prss, pst = measure({ peer, folded }, tmp .. '/peer.svg')
     local psize = #(assert(io.open(tmp .. '/peer.svg', 'rb')):read('*a'))

@@ -10,48 +10,24 @@ local root = require('perf_manual._host').root
 local MB = tonumber(os.getenv('PM_BENCH_FOLD_MB') or '') or 100
 local RUNS = 3
 
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == 0 or ok == true
-end
+package.path = root .. '/tests/?.lua;' .. package.path
+local common = require('bench.common')
+local sh = common.sh
 
 -- `--measure OUT cmd...` (internal): runs cmd with stdout to OUT in a fresh
 -- process whose only child is cmd, so its peak RSS is cmd's own
-if arg[1] == '--measure' then
-  local argv = {}
-  for i = 3, #arg do argv[#argv + 1] = arg[i] end
-  local t0 = sys.now()
-  local pid = assert(sys.spawn(argv, { stdout = arg[2] }))
-  local how, code = sys.wait(pid)
-  local t = sys.now() - t0
-  local ru = sys.rusage('children')
-  io.write(string.format('%s %s %.4f %d\n', how, tostring(code), t, ru.maxrss_kb))
-  os.exit(0)
-end
+common.measure_child(arg)
 
 -- best of RUNS: wall seconds, peak RSS KB, exit status of the last run
 local function measure(argv, out)
-  local best, rss, status = math.huge, 0, nil
-  for _ = 1, RUNS do
-    local q = {}
-    for i, a in ipairs(argv) do q[i] = "'" .. a .. "'" end
-    local p = io.popen(string.format("%s/bin/perf_manual --lua %s/tests/bench/fold.lua --measure %s %s",
-      root, root, out or '/dev/null', table.concat(q, ' ')))
-    local line = p:read('*l') or ''
-    p:close()
-    local how, code, t, kb = line:match('^(%S+) (%S+) (%S+) (%S+)$')
-    status = how == 'exited' and tonumber(code) or -1
-    if tonumber(t) and tonumber(t) < best then best, rss = tonumber(t), tonumber(kb) end
-  end
-  return best, rss, status
+  return common.measure('tests/bench/fold.lua', argv, out, RUNS)
 end
 
 if sys.geteuid() ~= 0 then
   io.stderr:write('fold bench: needs root (perf record -a)\n')
   os.exit(2)
 end
-local tmp = os.tmpname(); os.remove(tmp)
-assert(sh('mkdir -p ' .. tmp))
+local tmp = common.tmpdir()
 local function cleanup() sh('rm -rf ' .. tmp) end
 
 local ok, err = xpcall(function()
@@ -93,11 +69,9 @@ local ok, err = xpcall(function()
 
   -- 4. the peer
   local peer_name, peer_argv
-  local fgdir = os.getenv('FLAMEGRAPH_DIR')
-  if fgdir and sh('test -x ' .. fgdir .. '/stackcollapse-perf.pl') then
-    peer_name, peer_argv = 'stackcollapse-perf.pl', { fgdir .. '/stackcollapse-perf.pl', file }
-  elseif sh('command -v stackcollapse-perf.pl >/dev/null 2>&1') then
-    peer_name, peer_argv = 'stackcollapse-perf.pl', { 'stackcollapse-perf.pl', file }
+  local script = common.flamegraph_script('stackcollapse-perf.pl')
+  if script then
+    peer_name, peer_argv = 'stackcollapse-perf.pl', { script, file }
   else
     -- stand-in: the minimum a script must do (comm root, frames reversed,
     -- offsets stripped, counts summed); far less than stackcollapse does

@@ -11,11 +11,8 @@ local FUTEX_CALLS, ROUNDS = 1000000, 100000
 
 if sys.geteuid() ~= 0 then print('io_lock_offcpu: needs root (BPF); skipped') return end
 
-local function median(t)
-  table.sort(t)
-  local n = #t
-  return n % 2 == 1 and t[(n + 1) / 2] or (t[n / 2] + t[n / 2 + 1]) / 2
-end
+package.path = root .. '/tests/?.lua;' .. package.path
+local median = require('bench.common').median
 
 local function run(cmd, pattern)
   local p = assert(io.popen(cmd))

@@ -24,14 +24,8 @@ local PM = root .. '/bin/perf_manual'
 local LOOP = root .. '/build/workloads/syscall_loop'
 local have_bpftrace = os.execute('command -v bpftrace >/dev/null 2>&1') == 0
 
-local function median(xs)
-  local t = {}
-  for i, x in ipairs(xs) do t[i] = x end
-  table.sort(t)
-  if #t == 0 then return nil end
-  if #t % 2 == 1 then return t[(#t + 1) / 2] end
-  return (t[#t / 2] + t[#t / 2 + 1]) / 2
-end
+package.path = root .. '/tests/?.lua;' .. package.path
+local median = require('bench.common').median
 
 local function tmpfile()
   local p = os.tmpname()

@@ -1,0 +1,82 @@
+-- What several benchmarks share: shell calls, a scratch directory, the
+-- median of repeated runs, finding a FlameGraph script to compare with, and
+-- timing a command alone in a fresh process so its peak RSS is its own.
+--   package.path = root .. '/tests/?.lua;' .. package.path
+--   local common = require('bench.common')
+local sys = require('perf_manual._c.sys')
+local root = require('perf_manual._host').root
+
+local M = {}
+
+--- Runs a shell command; true when it exited 0.
+function M.sh(cmd)
+  local ok = os.execute(cmd)
+  return ok == 0 or ok == true
+end
+
+--- A new empty directory under the temporary directory (remove it with
+--- M.sh('rm -rf ' .. dir)).
+function M.tmpdir()
+  local tmp = os.tmpname(); os.remove(tmp)
+  assert(M.sh('mkdir -p ' .. tmp))
+  return tmp
+end
+
+--- Median of a list of numbers (the mean of the two middle ones for an
+--- even count), nil for an empty list; the list is left as it was.
+function M.median(xs)
+  local t = {}
+  for i, x in ipairs(xs) do t[i] = x end
+  table.sort(t)
+  if #t == 0 then return nil end
+  if #t % 2 == 1 then return t[(#t + 1) / 2] end
+  return (t[#t / 2] + t[#t / 2 + 1]) / 2
+end
+
+--- The FlameGraph script `name` (flamegraph.pl, stackcollapse-perf.pl) from
+--- $FLAMEGRAPH_DIR, else from PATH, or nil when it is not installed.
+function M.flamegraph_script(name)
+  local fgdir = os.getenv('FLAMEGRAPH_DIR')
+  if fgdir and M.sh('test -x ' .. fgdir .. '/' .. name) then return fgdir .. '/' .. name end
+  if M.sh('command -v ' .. name .. ' >/dev/null 2>&1') then return name end
+  return nil
+end
+
+--- The child side of M.measure: when the script runs as `--measure OUT
+--- cmd...`, runs cmd with stdout to OUT (spawn options in `spawn_opts`, e.g.
+--- stderr = 'null'), prints "how code seconds maxrss_kb" and exits. cmd is
+--- this process's only child, so the peak RSS from rusage is cmd's own.
+function M.measure_child(argv, spawn_opts)
+  if argv[1] ~= '--measure' then return end
+  local cmd = {}
+  for i = 3, #argv do cmd[#cmd + 1] = argv[i] end
+  local o = { stdout = argv[2] }
+  for k, v in pairs(spawn_opts or {}) do o[k] = v end
+  local t0 = sys.now()
+  local pid = assert(sys.spawn(cmd, o))
+  local how, code = sys.wait(pid)
+  local t = sys.now() - t0
+  io.write(string.format('%s %s %.4f %d\n', how, tostring(code), t, sys.rusage('children').maxrss_kb))
+  os.exit(0)
+end
+
+--- Best of `runs` runs of argv (stdout to `out`, default /dev/null), each
+--- through `script --measure` (a bench that calls M.measure_child first).
+--- Returns wall seconds, peak RSS KB, exit status of the last run.
+function M.measure(script, argv, out, runs)
+  local best, rss, status = math.huge, 0, nil
+  for _ = 1, runs do
+    local q = {}
+    for i, a in ipairs(argv) do q[i] = "'" .. a .. "'" end
+    local p = io.popen(string.format('%s/bin/perf_manual --lua %s/%s --measure %s %s',
+      root, root, script, out or '/dev/null', table.concat(q, ' ')))
+    local line = p:read('*l') or ''
+    p:close()
+    local how, code, t, kb = line:match('^(%S+) (%S+) (%S+) (%S+)$')
+    status = how == 'exited' and tonumber(code) or -1
+    if tonumber(t) and tonumber(t) < best then best, rss = tonumber(t), tonumber(kb) end
+  end
+  return best, rss, status
+end
+
+return M
