@@ -16,11 +16,17 @@ ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 PKGS       := luajit libbpf libelf zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# LuaJIT, libbpf, libelf and zlib go into the binary (Debian's .a files): fewer
+# libraries for the loader to map and relocate at every start (about 1 ms of
+# the time to "attached" on this VM), and nothing to keep in step at run time.
+# Lua C modules loaded later (lpeg, posix, cjson) find Lua's API in the
+# binary, which exports it (-Wl,-E).
+STATIC_LIBS := -Wl,-Bstatic -lluajit-5.1 -lbpf -lelf -lz -Wl,-Bdynamic -ldl
 
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -Wall -Wextra -D_GNU_SOURCE -DPM_VERSION='"$(VERSION)"' \
             -Iruntime -Ibuild $(PKG_CFLAGS)
-LDLIBS   += $(PKG_LIBS) -lsqlite3 -lm -lpthread
+LDLIBS   += $(STATIC_LIBS) -lm -lpthread
 LDFLAGS  += -Wl,-E
 
 ifeq ($(V),1)
