@@ -1,5 +1,5 @@
 -- The USE rules on measures recorded from the real workloads
--- (tests/fixtures/use/*.json, see the README there), plus the trap rules and
+-- (tests/fixtures/use/*.json, recorded by record.lua there), plus the trap rules and
 -- the collection's handling of RAM disks and unreadable files.
 local use = require('perf_manual.analyzers.use')
 local util = require('perf_manual.util')
