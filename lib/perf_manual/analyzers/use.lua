@@ -849,11 +849,6 @@ function M.bpf_tick(src)
   return nxt
 end
 
-local function hist_ns(buckets)
-  local s = require('perf_manual.report.hist').summary(buckets or {})
-  return s
-end
-
 --- Stops the tracers and turns their results into measures (m.bpf).
 function M.bpf_finish(src, m)
   local b = { off = src.off, errors = src.errors, detached = src.detached }
@@ -862,10 +857,10 @@ function M.bpf_finish(src, m)
   local sched = src.tracers.sched and src.tracers.sched:stop()
   if sched and not src.detached.sched then
     local secs = sched.seconds or elapsed
-    local s = hist_ns(sched.buckets)
     local total = 0
     for _, g in ipairs(sched.groups or {}) do total = total + (g.total or 0) end
-    b.runq = { count = sched.count, avg_ns = sched.avg, p50_ns = s.p50, p90_ns = s.p90, p99_ns = s.p99,
+    -- percentiles as the tracer computed them (ns: started with ns = true)
+    b.runq = { count = sched.count, avg_ns = sched.avg, p50_ns = sched.p50, p90_ns = sched.p90, p99_ns = sched.p99,
       total_ns = total, seconds = secs,
       -- Little's law: total wait over the interval = tasks waiting on average
       waiting_avg = secs > 0 and total / (secs * 1e9) or nil,
@@ -878,9 +873,8 @@ function M.bpf_finish(src, m)
   if io and not src.detached.io then
     b.io = { devices = {}, attach = io.quality and io.quality.attach_path, quality = io.quality, seconds = io.seconds }
     for _, d in ipairs(io.devices or {}) do
-      local s = hist_ns(d.buckets)
       b.io.devices[d.device] = { count = d.count, iops = d.iops, mean_ns = d.mean_ns, max_ns = d.max_ns,
-        p50_us = s.p50, p90_us = s.p90, p99_us = s.p99, inflight_mean = d.inflight_mean, errors = d.errors }
+        p50_us = d.p50_us, p99_us = d.p99_us, inflight_mean = d.inflight_mean, errors = d.errors }
     end
   end
   local lk = src.tracers.lock and src.tracers.lock:stop()
@@ -889,6 +883,7 @@ function M.bpf_finish(src, m)
     local n = lk.use and lk.use.utilisation_basis and tonumber(lk.use.utilisation_basis:match('^(%d+)'))
     local by_kind = { lock = 0, wait = 0, other = 0 }
     local hot, hot_wait
+    local hex = require('perf_manual.tracers.lock').hex
     -- a timed wait on a condition variable that times out is a worker's idle
     -- tick; on a lock (pthread_mutex_timedlock) it is a failed acquisition
     local errors = { total = 0, by_kind = { etimedout = 0, edeadlk = 0, eownerdead = 0, other = 0 } }
@@ -904,10 +899,10 @@ function M.bpf_finish(src, m)
       by_kind[f.kind or 'other'] = (by_kind[f.kind or 'other'] or 0) + f.total_ns
       local mw = secs > 0 and f.total_ns / (secs * 1e9) or 0
       if f.kind == 'lock' and (not hot or mw > hot.mean_waiters) then
-        hot = { uaddr = require('perf_manual.tracers.lock').hex(f.uaddr), tgid = f.tgid, mean_waiters = mw,
+        hot = { uaddr = hex(f.uaddr), tgid = f.tgid, mean_waiters = mw,
           waits = f.count, mean_ns = f.mean_ns, max_ns = f.max_ns }
       elseif f.kind ~= 'lock' and (not hot_wait or mw > hot_wait.mean_waiters) then
-        hot_wait = { uaddr = require('perf_manual.tracers.lock').hex(f.uaddr), tgid = f.tgid, mean_waiters = mw }
+        hot_wait = { uaddr = hex(f.uaddr), tgid = f.tgid, mean_waiters = mw }
       end
     end
     local function share(ns) return (n and n > 0 and secs > 0) and 100 * math.min(1, ns / (n * secs * 1e9)) or nil end
