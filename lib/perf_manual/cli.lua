@@ -33,6 +33,11 @@ function M.parser(pb, prog)
       local o = p:option(names, desc):target(spec.name)
       o:argname('<' .. spec.kind .. '>')
       if spec.kind == 'list' or spec.kind == 'strings' then o:count('*') end
+      -- --pid N is --target pid:N: each alias is its own option, merged below
+      for _, a in ipairs(spec.aliases or {}) do
+        p:option('--' .. a.name:gsub('_', '-'), a.desc or ('same as --' .. flagname:sub(3) .. ' ' .. a.prefix .. 'VALUE'))
+          :target(spec.name .. '@' .. a.name):argname('<' .. (a.argname or a.name) .. '>')
+      end
     end
   end
   return p
@@ -53,6 +58,15 @@ function M.parse_params(pb, argv, prog)
   local params = {}
   for _, spec in ipairs(pb.params) do
     local raw = args[spec.name]
+    local given = raw ~= nil and { '--' .. spec.name:gsub('_', '-') } or {}
+    for _, a in ipairs(spec.aliases or {}) do
+      local v = args[spec.name .. '@' .. a.name]
+      if v ~= nil then
+        raw = a.prefix .. tostring(v)
+        given[#given + 1] = '--' .. a.name:gsub('_', '-')
+      end
+    end
+    if #given > 1 then usage_error(string.format('%s: give %s, not both', pb.name, table.concat(given, ' or '))) end
     if spec.kind == 'list' and type(raw) == 'table' then
       local flat = {}
       for _, v in ipairs(raw) do for item in tostring(v):gmatch('[^,%s]+') do flat[#flat + 1] = item end end
@@ -70,6 +84,8 @@ function M.parse_params(pb, argv, prog)
       if v == nil then
         usage_error(string.format("%s: bad value for --%s '%s': %s", pb.name, spec.name:gsub('_', '-'), tostring(raw), err))
       end
+      local range = spec:out_of_range(v)
+      if range then usage_error(string.format('%s: --%s %s', pb.name, spec.name:gsub('_', '-'), range)) end
       params[spec.name] = v
     end
   end

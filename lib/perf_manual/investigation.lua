@@ -4,21 +4,24 @@
 --- happens, so a run that is interrupted, fails or is killed leaves a
 --- readable folder that `--resume` continues.
 ---
---- `methods` are the toolkit adapters every context has (`inv:use_check{}`,
---- `inv:trace{}`, `inv:profile{}`, `inv:collect{}`, ...). Each calls the
---- toolkit module that does the work, stores its result as an artifact and
---- returns it; in replay mode it reads the recorded artifact instead. A
---- module that is not there yet gives `{available = false, why = ...}` and
---- a loud "not available" line, never invented data.
+--- `methods` are what an investigation adds to every context: artifacts,
+--- the knowledge base, baselines, hypotheses from the data and report
+--- drafts. The measuring verbs (`inv:use_check{}`, `inv:trace{}`,
+--- `inv:profile{}`, `inv:collect{}`, ...) are perf_manual.verbs.
 local util = require('perf_manual.util')
 local store = require('perf_manual.store')
 local playbook = require('perf_manual.playbook')
+local verbs_common = require('perf_manual.verbs.common')
+local targets = require('perf_manual.measure.target')
+local use = require('perf_manual.analyzers.use')
 
 local M = {}
 local methods = {}
+
+-- kept for the callers that still ask the engine; the USE analyzer owns it
+M.normalize_use = use.normalize
 M.methods = methods
 
-local function sys() return require('perf_manual._c.sys') end
 
 -- Artifacts --------------------------------------------------------------------
 
@@ -37,14 +40,6 @@ function methods.write(inv, rel, data)
   return handle:write(rel, data)
 end
 
--- next free name for an artifact: use-check.json, use-check-2.json, ...
-local function artifact_name(inv, base, ext)
-  inv._names = inv._names or {}
-  local n = (inv._names[base .. ext] or 0) + 1
-  inv._names[base .. ext] = n
-  return n == 1 and (base .. ext) or string.format('%s-%d%s', base, n, ext)
-end
-
 --- Records an artifact: `data` (a table → JSON, a string → as is) written to
 --- raw_data/<name>; returns its relative path.
 function methods.save_artifact(inv, name, data, kind)
@@ -58,245 +53,6 @@ function methods.save_artifact(inv, name, data, kind)
   inv.artifacts[#inv.artifacts + 1] = a
   inv:log('artifact', rel)
   return rel
-end
-
--- reads a recorded artifact from the replay data dir
-local function recorded(inv, name)
-  local dir = inv.replay
-  for _, p in ipairs({ dir .. '/raw_data/' .. name, dir .. '/' .. name }) do
-    local text = util.readfile(p)
-    if text then
-      if name:match('%.json$') then
-        local v, err = util.json_decode(text)
-        if not v then util.user_error('replay: ' .. p .. ': bad JSON: ' .. tostring(err)) end
-        return v
-      end
-      return text
-    end
-  end
-  return nil, 'not in the recorded data (' .. dir .. '/raw_data/' .. name .. ')'
-end
-M.recorded = recorded
-
--- runs `live` (or reads the recording), stores and returns the result
-local function adapter(inv, base, live, rejudge)
-  local name = artifact_name(inv, base, '.json')
-  local result, why
-  if inv.replay then
-    result, why = recorded(inv, name)
-    if result and rejudge then result = rejudge(result) end
-  else
-    local ok, r, w = xpcall(live, function(e)
-      if util.is_user_error(e) then return e end
-      return debug.traceback(tostring(e), 2)
-    end)
-    if not ok then
-      if util.is_user_error(r) then error(r, 0) end
-      error(r, 0)
-    end
-    result, why = r, w
-  end
-  if result == nil then result = { available = false, why = why or 'no result' } end
-  if result.available == false then
-    inv:warn(base .. ': not available: ' .. tostring(result.why))
-  end
-  result.artifact = inv:save_artifact(name, result, base)
-  return result
-end
-M.adapter = adapter
-
-local function try_require(name)
-  local ok, mod = pcall(require, name)
-  if ok then return mod end
-  if tostring(mod):match("module '" .. name:gsub('%p', '%%%0') .. "' not found") then
-    return nil, 'module ' .. name .. ' is not installed yet'
-  end
-  error(mod, 0)
-end
-M.try_require = try_require
-
--- Targets ----------------------------------------------------------------------
-
--- the pid a step option names: a number, or the investigation's workload
-local function target_pid(inv, v)
-  if type(v) == 'number' then return v end
-  if type(v) == 'table' and v.pid then return v.pid end
-  if type(v) == 'string' and tonumber(v) then return tonumber(v) end
-  local w = inv.workload_info
-  if w and w.pid then return w.pid end
-  return nil
-end
-M.target_pid = target_pid
-
--- USE ------------------------------------------------------------------------------
-
-local STATUS_SEVERITY = { HIGH = 'high', high = 'high', warn = 'medium', ok = 'ok' }
-M.STATUS_SEVERITY = STATUS_SEVERITY
-
---- Normalises a USE result (perf_manual.analyzers.use shape): rows by
---- resource (`use.disk.status`, the worst row when there are several
---- disks), `verdict` as a word ("cpu" | "memory" | "disk" | "network" |
---- "lock" | nil; the analyzer's table stays in `verdict_detail`) and `text`.
-function M.normalize_use(r)
-  if type(r) ~= 'table' or r.available == false then return r end
-  if type(r.verdict) == 'table' then
-    r.verdict_detail = r.verdict
-    r.verdict = r.verdict.resource
-  end
-  if r.verdict == util.json_null then r.verdict = nil end
-  r.rows = r.rows or {}
-  for _, row in ipairs(r.rows) do
-    local key = row.resource
-    if key then
-      local cur = r[key]
-      if type(cur) ~= 'table' or (row.score or 0) > (cur.score or 0) then r[key] = row end
-    end
-  end
-  if not r.text then
-    local ok, use = pcall(require, 'perf_manual.analyzers.use')
-    if ok and use.render and r.verdict_detail then
-      local rok, text = pcall(use.render, setmetatable({ verdict = r.verdict_detail }, { __index = r }))
-      if rok then r.text = text end
-    end
-  end
-  r.table = r.text
-  return r
-end
-
---- USE check of a target (pid, service, cgroup, "system"): calls the USE
---- analyzer (perf_manual.analyzers.use). In replay mode the recorded
---- measures are judged again by the current rules.
----   inv:use_check { target = p.pid, duration = 5 }
-function methods.use_check(inv, opts)
-  opts = opts or {}
-  local use = try_require('perf_manual.analyzers.use')
-  local r = adapter(inv, 'use-check', function()
-    if not use then return nil, select(2, try_require('perf_manual.analyzers.use')) end
-    local target = opts.target
-    if target == nil and inv.workload_info then target = inv.workload_info.pid end
-    local t = require('perf_manual.target').resolve(tostring(target or 'system'))
-    local duration = opts.duration or inv.params.duration or 5
-    local res = use.check { target = t, duration = duration, interval = opts.interval or math.min(1, duration / 2),
-      progress = function(text) inv:progress(text) end }
-    inv:progress_done()
-    res.text = use.render(res)
-    return res
-  end, inv.replay and use and use.analyze and function(rec)
-    -- the recorded numbers, judged by today's rules
-    if type(rec.measures) ~= 'table' then return rec end
-    local fresh = use.analyze(rec.measures, {})
-    rec.rows, rec.verdict, rec.text, rec.table = fresh.rows, fresh.verdict, nil, nil
-    rec.text = use.render(setmetatable({ verdict = fresh.verdict }, { __index = rec }))
-    return rec
-  end)
-  r = M.normalize_use(r)
-  local verdict = r.verdict or (r.available == false and 'not available') or 'no saturated resource'
-  inv:log('decision', 'USE verdict: ' .. verdict)
-  return r
-end
-
--- Tracers and profilers ------------------------------------------------------------
-
---- Runs a tracer (perf_manual.tracers.<name>) for a while and stores what it
---- read.
----   inv:trace { "io", pid = p.pid, duration = 5, snoop = true }
-function methods.trace(inv, opts)
-  opts = opts or {}
-  local name = opts[1] or opts.tracer
-  if not name then error('[perf_manual.investigation] trace: which tracer? inv:trace { "io", ... }', 2) end
-  local r = adapter(inv, 'trace-' .. name, function()
-    local spec = { name }
-    for k, v in pairs(opts) do if type(k) == 'string' and k ~= 'duration' and k ~= 'only' then spec[k] = v end end
-    spec.pid = target_pid(inv, opts.pid)
-    local data, why = require('perf_manual.suites').record('tracer',
-      spec, {}, opts.duration or inv.params.duration or 5)
-    if type(data) ~= 'table' then return nil, why end
-    data.tracer = name
-    -- syscalls: the share of syscall time spent in the ones asked about
-    if opts.only and type(data.syscalls) == 'table' then
-      local want, part, all = {}, 0, 0
-      for _, n in ipairs(opts.only) do want[n] = true end
-      for _, sc in ipairs(data.syscalls) do
-        all = all + (sc.total_ns or 0)
-        if want[sc.name] then part = part + (sc.total_ns or 0) end
-      end
-      data.only = opts.only
-      data.share_of_time = all > 0 and part / all or nil
-    end
-    return data
-  end)
-  return r
-end
-
---- Profiles a process: on-CPU by default, off-CPU with off_cpu = true
---- (perf_manual.profilers.oncpu / .offcpu). Stores the profile's summary
---- and its folded stacks next to it.
-function methods.profile(inv, opts)
-  opts = opts or {}
-  local kind = opts.off_cpu and 'offcpu' or (opts.kind or 'cpu')
-  local r = adapter(inv, 'profile-' .. kind, function()
-    local spec = { kind }
-    for k, v in pairs(opts) do if type(k) == 'string' and k ~= 'duration' and k ~= 'off_cpu' then spec[k] = v end end
-    spec.pid = target_pid(inv, opts.pid)
-    local data, why = require('perf_manual.suites').record('profiler',
-      spec, {}, opts.duration or inv.params.duration or 5)
-    if type(data) ~= 'table' then return nil, why end
-    return data
-  end)
-  if r.available ~= false and type(r.folded) == 'string' and not inv.replay then
-    r.folded_path = inv:save_artifact(r.artifact:gsub('^raw_data/', ''):gsub('%.json$', '.folded'), r.folded, 'profile')
-  end
-  local hot = require('perf_manual.analyzers.findings').hot_function(r)
-  if hot then
-    inv:log('decision', string.format('hottest function %s (%.0f%% of samples)',
-      tostring(hot.name), (hot.share or 0) * 100))
-  end
-  return r
-end
-
---- RED check of an endpoint (perf_manual.analyzers.red + perf_manual.http).
-function methods.red_check(inv, opts)
-  opts = opts or {}
-  return adapter(inv, 'red-check', function()
-    local red, why = try_require('perf_manual.analyzers.red')
-    if not red then return nil, why end
-    local http, hwhy = try_require('perf_manual.http')
-    if not http then return nil, hwhy end
-    local u, uerr = http.parse_url(opts.endpoint)
-    if not u then
-      util.user_error("red-check: malformed URL '" .. tostring(opts.endpoint) .. "': " .. tostring(uerr))
-    end
-    local res, err = http.load { url = opts.endpoint, duration = opts.duration or inv.params.duration or 5,
-      rate = opts.rate, connections = opts.connections or 2 }
-    if not res then return nil, 'red-check: ' .. tostring(err) end
-    local s = red.summarize(res)
-    s.series = nil
-    s.findings = red.findings(s)
-    local ok, text = pcall(red.render, s, {})
-    if ok then s.text = text end
-    return s
-  end)
-end
-
--- Collection -----------------------------------------------------------------------
-
---- Samples /proc collectors (or a whole suite) for a while; stores the
---- series as JSON lines and returns a summary.
----   inv:collect { "memory", pid = p.pid, psi = true, duration = 5 }
-function methods.collect(inv, opts)
-  opts = opts or {}
-  local what = opts[1] or opts.suite or 'basic'
-  return adapter(inv, 'collect-' .. what, function()
-    local suites = require('perf_manual.suites')
-    local o = {}
-    for k, v in pairs(opts) do if type(k) == 'string' then o[k] = v end end
-    o.pid = target_pid(inv, opts.pid)
-    o.duration = opts.duration or inv.params.duration or 5
-    o.progress = function(text) inv:progress(text) end
-    local manifest = suites.run(what, o, function(n, data, kind) return inv:save_artifact(n, data, kind) end)
-    inv:progress_done()
-    return manifest
-  end)
 end
 
 -- Knowledge base and baselines -----------------------------------------------------
@@ -325,37 +81,6 @@ function methods.similar_past(inv, text, opts)
   end
   inv.similar = hits
   return hits
-end
-
---- Quantifies the symptom on the workload: CPU %, run-queue wait, context
---- switches over a short window (from /proc, via the collectors), stored as
---- quantify.json. Returns the numbers.
-function methods.quantify(inv, opts)
-  opts = opts or {}
-  return adapter(inv, 'quantify', function()
-    local pid = target_pid(inv, opts.pid)
-    local cpu, why = try_require('perf_manual.collectors.cpu')
-    if not cpu then return nil, why end
-    local duration = opts.duration or math.min(inv.params.duration or 5, 3)
-    local out = { duration = duration, pid = pid }
-    local s0 = cpu.sample()
-    local t0 = pid and cpu.sample_task and cpu.sample_task(pid)
-    sys().sleep(duration)
-    local s1 = cpu.sample()
-    local t1 = pid and cpu.sample_task and cpu.sample_task(pid)
-    local r = cpu.rates(s0, s1)
-    out.system = { busy_pct = r.total and r.total.busy_pct, iowait_pct = r.total and r.total.iowait_pct,
-      load1 = r.load1, procs_running = r.procs_running, procs_blocked = r.procs_blocked,
-      ctxt_per_s = r.ctxt_per_s }
-    if t0 and t1 then
-      local tr = cpu.task_rates(t0, t1)
-      out.process = { cpu_pct = tr.cpu_pct, runq_wait_pct = tr.runq_wait_pct,
-        timeslices_per_s = tr.timeslices_per_s, threads = t1.threads }
-    elseif pid then
-      out.missing = { process = 'process ' .. pid .. ' exited or is not readable' }
-    end
-    return out
-  end)
 end
 
 local function flat_numbers(t, prefix, out)
@@ -389,7 +114,7 @@ function methods.compare_with(inv, baseline_id, current)
     end
   end
   local res = { baseline = base.id, rows = rows }
-  inv:save_artifact(artifact_name(inv, 'compare', '.json'), res, 'compare')
+  inv:save_artifact(verbs_common.artifact_name(inv, 'compare', '.json'), res, 'compare')
   local lines = { string.format('%-28s %12s %12s %10s', 'metric (vs ' .. base.id .. ')', 'baseline', 'now', 'change') }
   for _, r in ipairs(rows) do
     lines[#lines + 1] = string.format('%-28s %12s %12s %10s', r.metric,
@@ -564,7 +289,7 @@ local function report_text(inv, kind, quiet)
   local meta = M.metadata(inv)
   meta.id = inv.id
   local text
-  local rep = try_require('perf_manual.report')
+  local rep = require('perf_manual.report')
   if rep and type(rep.investigation) == 'function' then
     local ok, t = pcall(rep.investigation, meta, { format = kind, dir = inv.dir })
     if ok and type(t) == 'string' then text = t
@@ -812,90 +537,34 @@ end
 
 -- Workloads -------------------------------------------------------------------------
 
-local function pid_alive(pid)
-  local f = io.open('/proc/' .. pid .. '/stat', 'r')
-  if f then f:close() return true end
-  return false
-end
-
---- --workload: a pid, a process name, a service or a command to launch.
---- Returns {pid=, label=, launched=bool, argv=}.
+--- --workload: what the investigation looks at, with the meaning --target
+--- has everywhere (perf_manual.measure.target); a command is launched
+--- here (its output in raw_data/workload.log) and stopped at the end.
+--- Returns {pid=, label=, launched=bool, argv=, target=}.
 function M.resolve_workload(inv, w)
-  w = tostring(w)
-  if w:match('^%d+$') then
-    local pid = tonumber(w)
-    if not pid_alive(pid) then util.user_error('--workload: no process ' .. pid) end
-    return { pid = pid, label = 'pid ' .. pid, launched = false }
+  local ok, t = pcall(targets.resolve, tostring(w))
+  if not ok then
+    if util.is_user_error(t) then util.user_error('--workload: ' .. t.user_error) end
+    error(t, 0)
   end
-  local argv = {}
-  for a in w:gmatch('%S+') do argv[#argv + 1] = a end
-  local exe = argv[1]
-  local function executable(p)
-    return require('posix.unistd').access(p, 'x') == 0 and not store.is_dir(p)
-  end
-  local launch = #argv > 1 or exe:find('/', 1, true)
-  if not launch then
-    -- a running process by name?
-    local dirent = require('posix.dirent')
-    local ok, names = pcall(dirent.dir, '/proc')
-    local found = {}
-    if ok then
-      for _, n in ipairs(names) do
-        if n:match('^%d+$') then
-          local comm = util.readfile('/proc/' .. n .. '/comm')
-          if comm and util.trim(comm) == exe:sub(1,
-            15) and tonumber(n) ~= sys().getpid() then found[#found + 1] = tonumber(n) end
-        end
-      end
-    end
-    table.sort(found)
-    if #found > 0 then
-      local more = #found > 1 and (', ' .. (#found - 1) .. ' more') or ''
-      return { pid = found[1], label = exe .. ' (pid ' .. found[1] .. more .. ')', launched = false }
-    end
-  end
-  if launch or (exe and executable(exe)) then
-    if exe:find('/', 1, true) and not executable(exe) then
-      util.user_error('--workload: cannot run ' .. exe .. ' (not an executable file)')
-    end
-    if not exe:find('/', 1, true) then
-      local found
-      for d in (os.getenv('PATH') or '/usr/bin:/bin'):gmatch('[^:]+') do
-        if executable(d .. '/' .. exe) then found = d .. '/' .. exe break end
-      end
-      if not found then util.user_error("--workload: no process or command named '" .. exe .. "'") end
-      argv[1] = found
-    end
+  if t.kind == 'command' then
     local logpath = inv.dir .. '/raw_data/workload.log'
     store.mkdir_p(inv.dir .. '/raw_data')
-    local pid, err = sys().spawn(argv, { stdout = logpath, stderr = logpath })
-    if not pid then util.user_error('--workload: cannot start ' .. w .. ': ' .. tostring(err)) end
-    sys().sleep(0.3)
-    local st = sys().wait(pid, true)
-    if st ~= 'running' then
-      util.user_error('--workload: ' .. w .. ' exited at once (see ' .. logpath .. ')')
+    local lok, lerr = pcall(targets.launch, t, { log = logpath })
+    if not lok then
+      if util.is_user_error(lerr) then util.user_error('--workload: ' .. lerr.user_error) end
+      error(lerr, 0)
     end
-    inv:log('workload', 'launched ' .. w .. ' as pid ' .. pid)
-    return { pid = pid, label = w .. ' (pid ' .. pid .. ', launched)', launched = true, argv = argv }
+    inv:log('workload', 'launched ' .. t.command .. ' as pid ' .. t.pid)
   end
-  local ok, t = pcall(function() return require('perf_manual.target').resolve(w) end)
-  if ok and t and t.kind ~= 'system' then
-    local pids = ok and require('perf_manual.target').pids and require('perf_manual.target').pids(t)
-    return { pid = pids and pids[1], label = t.label, target = w, launched = false }
-  end
-  util.user_error("--workload: no process, service or command named '" .. w .. "'")
+  local pid = t.pid or targets.pids(t)[1]
+  return { pid = pid, label = t.label, launched = t.launched or false, argv = t.argv, target = t }
 end
 
 function M.stop_workload(inv)
   local w = rawget(inv, 'workload_info')
-  if w and w.launched and w.pid and not w.stopped then
-    sys().kill(w.pid, 15)
-    for _ = 1, 20 do
-      if sys().wait(w.pid, true) ~= 'running' then break end
-      sys().sleep(0.05)
-    end
-    if sys().wait(w.pid, true) == 'running' then sys().kill(w.pid, 9); sys().wait(w.pid) end
-    w.stopped = true
+  if w and w.launched and w.target and not w.target.stopped then
+    targets.stop(w.target)
     inv:log('workload', 'stopped launched pid ' .. w.pid)
   end
 end

@@ -4,6 +4,8 @@
 --- `playbook`, `param` and `step` are provided in the file's environment; the
 --- rest of the environment is the ordinary Lua globals (no new globals are set).
 local util = require('perf_manual.util')
+local verbs = require('perf_manual.verbs')
+local store = require('perf_manual.store')
 
 local M = {}
 
@@ -24,7 +26,9 @@ local function make(kind, conv)
       kind = kind,
       desc = spec[1] or spec.desc,
       default = spec.default,
-      optional = spec.optional or spec.default ~= nil or kind == 'flag',
+      optional = not spec.required and (spec.optional or spec.default ~= nil or kind == 'flag'),
+      min = spec.min, max = spec.max, above = spec.above,
+      aliases = spec.aliases,
       positional = spec.positional,
       choices = spec.choices,
       short = spec.short,
@@ -83,8 +87,28 @@ param.choice = make('choice', function(v, p)
   return nil, 'expected one of: ' .. table.concat(p.choices or {}, ', ')
 end)
 
+--- The spellings every target parameter also takes: --pid N is --target pid:N,
+--- --cgroup PATH is --target cgroup:PATH.
+param.target_aliases = {
+  { name = 'pid', prefix = 'pid:', argname = 'pid', desc = 'same as --target PID' },
+  { name = 'cgroup', prefix = 'cgroup:', argname = 'path', desc = 'same as --target cgroup:PATH (path under the '
+    .. 'cgroup mounts, or a v2 id)' },
+}
+
 function Param:convert(v)
   return self.conv(v, self)
+end
+
+--- The range a number, integer or duration must be in (min, max inclusive;
+--- above exclusive): nil when v is in it, else what it must be.
+function Param:out_of_range(v)
+  if type(v) ~= 'number' then return nil end
+  local show = self.kind == 'duration' and function(x) return util.fmt_duration(x) end or tostring
+  if self.above and v <= self.above then
+    return 'must be more than ' .. (self.above == 0 and '0' or show(self.above))
+  end
+  if self.min and v < self.min then return 'must be at least ' .. show(self.min) end
+  if self.max and v > self.max then return 'must be at most ' .. show(self.max) end
 end
 
 -- Declarations -------------------------------------------------------------
@@ -288,6 +312,8 @@ M.Context = Context
 Context.__index = function(t, k)
   local v = Context[k]
   if v ~= nil then return v end
+  v = verbs.get(k)
+  if v ~= nil then return v end
   v = require('perf_manual.investigation').methods[k]
   if v ~= nil then return v end
   local state = rawget(t, 'state')
@@ -298,7 +324,7 @@ Context.__newindex = function(t, k, v)
   if state and type(k) == 'string' and k:sub(1, 1) ~= '_' then
     -- a field named like a method stays in this run only: saved state
     -- must never hide a method after a resume
-    if Context[k] ~= nil or require('perf_manual.investigation').methods[k] ~= nil then
+    if Context[k] ~= nil or verbs.get(k) ~= nil or require('perf_manual.investigation').methods[k] ~= nil then
       rawset(t, k, v)
     else
       state[k] = v
@@ -328,6 +354,7 @@ function M.context(pb, params, opts)
     answers = opts.answers or {},
     batch = opts.batch,
     exit_status = nil,
+    replay = params.replay,
     _stopped = false,
   }, Context)
   rawset(inv, 'state', {})
@@ -596,6 +623,55 @@ end
 function Context:warn(text)
   self.err:write('perf_manual: ', text, '\n')
   self:log('warning', text)
+end
+
+--- Flushes what was printed (live output between long waits).
+function Context:flush()
+  self.out:flush()
+end
+
+--- A list that stays a list in JSON when empty.
+function Context.list(_, t)
+  return util.array(t or {})
+end
+
+--- Seconds as people write them: 500ms, 10s, 2m.
+function Context.duration_text(_, s)
+  return util.fmt_duration(s)
+end
+
+--- Creates a folder the user named (and its parents); returns its path.
+function Context:mkdir(path)
+  local ok, err = store.mkdir_p(path)
+  if not ok then util.user_error(self.playbook.name .. ': ' .. tostring(err)) end
+  return path
+end
+
+--- A shallow copy of t without the given keys (for output).
+function Context.without(_, t, keys)
+  local drop, out = {}, {}
+  for _, k in ipairs(keys) do drop[k] = true end
+  for k, v in pairs(t) do if not drop[k] then out[k] = v end end
+  return setmetatable(out, getmetatable(t))
+end
+
+--- Ends the run with a one-line user error (exit 2, or `status`).
+function Context:fail(msg, status)
+  util.user_error(msg, status)
+end
+
+--- Prints a value as one pretty JSON document.
+function Context:json(v)
+  self:print(util.json_encode(v, true))
+end
+
+--- Writes a file the user named (a table as JSON), atomically; a failure
+--- is a user error that names the command.
+function Context:save_file(path, data)
+  local text = type(data) == 'table' and (util.json_encode(data, true) .. '\n') or tostring(data)
+  local ok, err = util.write_atomic(path, text)
+  if not ok then util.user_error(self.playbook.name .. ': ' .. tostring(err)) end
+  return path
 end
 
 -- Step hooks: a plain run keeps the original behaviour (a failing step is

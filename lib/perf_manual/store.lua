@@ -51,6 +51,11 @@ local function mkdir_p(path)
 end
 M.mkdir_p = mkdir_p
 
+--- True when something (a file, a folder) is at path.
+function M.exists(path)
+  return require('posix.sys.stat').stat(path) ~= nil
+end
+
 --- ISO-8601 UTC with milliseconds, from epoch seconds (default now).
 function M.iso(t)
   t = t or require('perf_manual._c.sys').realtime()
@@ -549,6 +554,21 @@ function M.open(root, id)
       id, root, table.concat(close, ', ')))
   end
   util.user_error(string.format("no investigation '%s' in %s (`perf_manual list-investigations` shows them)", id, root))
+end
+
+--- A recorded file of a data dir (an investigation or a `collect` output):
+--- raw_data/NAME, else NAME at the top. Returns its text and path, or nil
+--- and why.
+function M.read_recorded(dir, name)
+  for _, p in ipairs({ dir .. '/raw_data/' .. name, dir .. '/' .. name }) do
+    local f = io.open(p, 'rb')
+    if f then
+      local text = f:read('*a')
+      f:close()
+      return text, p
+    end
+  end
+  return nil, 'not in the recorded data (' .. dir .. '/raw_data/' .. name .. ')'
 end
 
 return M

@@ -133,10 +133,6 @@ end
 -- requests per second; Errors are failed calls on connections (and accept
 -- errors) plus requests whose connection closed before any answer.
 
---- The syscalls of each kind, as the tracer classifies them.
-M.passive_calls = require('perf_manual.tracers.red').calls
-M.passive_benign_errnos = require('perf_manual.tracers.red').benign_errnos
-
 M.passive_duration_note = 'server time per request: end of its read -> start of the first write back'
 
 --- RED of a running server from its own syscalls. Pure part: a request
@@ -194,37 +190,6 @@ function M.summarize_passive(res, pid, seconds)
     quality = res.quality,
   }
   return s
-end
-
---- Runs the request tracer on pid and its children for `seconds` (Ctrl-C
---- stops early).
-function M.passive(pid, seconds, inv)
-  local sys = require('perf_manual._c.sys')
-  if sys.geteuid() ~= 0 then util.user_error('red-check: --passive needs root (BPF syscall tracing)') end
-  if not io.open('/proc/' .. pid .. '/stat') then util.user_error('red-check: no process ' .. pid) end
-  if seconds <= 0 then util.user_error('red-check: --duration must be above 0') end
-  local ok, why = require('perf_manual.bpf').available()
-  if not ok then util.user_error('red-check: --passive: ' .. why) end
-  local tracer = require('perf_manual.tracers.red')
-  require('perf_manual.tracers.base').stats_lazy = true -- the loop below ticks
-  local t, err = tracer.start { pid = pid }
-  if not t then util.user_error('red-check: cannot trace the syscalls of ' .. pid .. ': ' .. tostring(err)) end
-  if inv then
-    inv:progress(string.format('red-check: watching pid %d%s for %s ...', pid,
-      #t.pids > 1 and string.format(' and %d children', #t.pids - 1) or '', util.fmt_duration(seconds)))
-  end
-  local base = require('perf_manual.tracers.base')
-  local t0 = sys.now()
-  local deadline = t0 + seconds
-  while true do
-    local now = sys.now()
-    if now >= deadline then break end
-    local toggle = base.stats_tick(now) -- BPF run-time sampling windows
-    if not sys.sleep(math.max(0, math.min(deadline, toggle or deadline, now + 0.25) - now)) then break end
-  end
-  local res = t:stop()
-  if inv then inv:progress_done() end
-  return M.summarize_passive(res, pid, sys.now() - t0)
 end
 
 local function plural(n, one, many) return n == 1 and one or many end

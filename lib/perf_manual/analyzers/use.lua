@@ -2,7 +2,8 @@
 --- busy disk, each network interface with traffic, and locks.
 ---
 ---   local use = require('perf_manual.analyzers.use')
----   local r = use.check { target = 'system' | pid | 'svc' | '/cgroup', duration = 5, interval = 1 }
+---   local m = require('perf_manual.measure.use').collect { target = 'system', duration = 5 }
+---   local r = use.analyze(m)
 ---   r.rows     -- { Row, ... } in table order
 ---   r.verdict  -- { resource = 'cpu'|'memory'|'disk'|'network'|'lock'|nil, name=, status=, text= }
 ---   use.render(r) -- the text table
@@ -14,8 +15,9 @@
 ---
 --- Everything a team may want to tune sits at the top: thresholds, what is
 --- not a disk, and the "trap" rules that keep a symptom from being named as
---- the cause. The collection (`collect`) only gathers numbers; `analyze` is
---- pure (numbers in, rows out), so the rules are tested on recorded data.
+--- the cause. The measurement (perf_manual.measure.use) only gathers numbers;
+--- this module is pure (numbers in, rows out), so the rules are tested on
+--- recorded data.
 local util = require('perf_manual.util')
 
 local M = {}
@@ -597,16 +599,24 @@ function M.analyze(m, opts)
   local rows = {}
   by.cpu = M.rules.cpu(m, T); rows[#rows + 1] = by.cpu
   by.memory = M.rules.memory(m, T); rows[#rows + 1] = by.memory
-  local busiest
+  -- the measures keep every disk and interface; idle ones get no row
+  local disks, nets = {}, {}
   for _, d in ipairs(m.disks or {}) do
+    if (d.util_pct or 0) >= T.disk.busy_util then disks[#disks + 1] = d end
+  end
+  for _, n in ipairs(m.nets or {}) do
+    if (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0) >= T.network.active_bytes_per_s then nets[#nets + 1] = n end
+  end
+  local busiest
+  for _, d in ipairs(disks) do
     if not busiest or (d.util_pct or 0) > (busiest.util_pct or 0) then busiest = d end
   end
-  for _, d in ipairs(m.disks or {}) do
+  for _, d in ipairs(disks) do
     local r = M.rules.disk(d, m, T, d == busiest)
     r.measure = d
     by.disks[#by.disks + 1] = r; rows[#rows + 1] = r
   end
-  for _, n in ipairs(m.nets or {}) do
+  for _, n in ipairs(nets) do
     local r = M.rules.network(n, m, T)
     by.nets[#by.nets + 1] = r; rows[#rows + 1] = r
   end
@@ -649,457 +659,6 @@ function M.analyze(m, opts)
   return { rows = out, verdict = verdict }
 end
 
--- ---------------------------------------------------------------------------
--- Collection: numbers from the collectors, sampled over the duration.
--- ---------------------------------------------------------------------------
-
-local function collector(name)
-  local ok, mod = pcall(require, 'perf_manual.collectors.' .. name)
-  if ok then return mod end
-  return nil, 'collector ' .. name .. ' not available'
-end
-
-local function first_missing(...)
-  for i = 1, select('#', ...) do
-    local t = select(i, ...)
-    local _, why = next(t and t.missing or {})
-    if why then return why end
-  end
-end
-
---- System-wide measures between two snapshot sets.
-local function system_measures(m, a, b, gauges)
-  local cpu, memory, disk = collector('cpu'), collector('memory'), collector('disk')
-  if a.cpu and b.cpu then
-    local r = cpu.rates(a.cpu, b.cpu)
-    local t = r.total or {}
-    m.ncpu = r.ncpu or m.ncpu
-    m.cpu = { busy_pct = t.busy_pct, user_pct = t.user_pct, system_pct = t.system_pct, iowait_pct = t.iowait_pct,
-      steal_pct = t.steal_pct, psi_some_pct = r.psi and r.psi.some_pct, ctxt_per_s = r.ctxt_per_s,
-      load1 = r.load1 }
-    if gauges.running_n > 0 then m.cpu.runnable_avg = gauges.running_sum / gauges.running_n end
-    if not t.busy_pct then m.cpu.missing_stat = (r.missing or {}).stat or 'no /proc/stat' end
-    if not m.cpu.psi_some_pct then m.cpu.missing_psi = (r.missing or {}).psi end
-  end
-  if a.memory and b.memory then
-    local r = memory.rates(a.memory, b.memory)
-    m.memory = { used_pct = r.used_pct, available_bytes = r.available_bytes, total_bytes = r.total_bytes,
-      psi_some_pct = r.psi and r.psi.some_pct, psi_full_pct = r.psi and r.psi.full_pct,
-      pgscan_direct_per_s = r.pgscan_direct_per_s, pgscan_kswapd_per_s = r.pgscan_kswapd_per_s,
-      pswpin_per_s = r.pswpin_per_s, pswpout_per_s = r.pswpout_per_s, refault_per_s = r.refault_per_s,
-      pgmajfault_per_s = r.pgmajfault_per_s, oom_kill = r.oom_kill }
-    local miss = r.missing or {}
-    if not r.used_pct then m.memory.missing_meminfo = miss.meminfo or miss.used_pct end
-    if not m.memory.psi_some_pct then m.memory.missing_psi = miss.psi end
-    if r.oom_kill == nil then m.memory.missing_oom = miss.oom_kill or miss.vmstat end
-  end
-  if a.disk and b.disk then
-    local r = disk.rates(a.disk, b.disk)
-    m.io = { psi_some_pct = r.psi and r.psi.some_pct, psi_full_pct = r.psi and r.psi.full_pct }
-    m.disks, m.not_disks = {}, {}
-    if r.missing and r.missing.devices then m.disks_missing = r.missing.devices end
-    for _, d in ipairs(r.devices or {}) do
-      if d.skip_reason or not d.is_disk then
-        -- RAM-backed and virtual devices are not disks: never a USE row
-        if d.whole_disk ~= false then
-          m.not_disks[#m.not_disks + 1] = { name = d.name,
-            why = d.skip_reason or ('not a disk (' .. tostring(d.kind) .. ')') }
-        end
-      elseif d.whole_disk ~= false and (d.util_pct or 0) >= M.thresholds.disk.busy_util then
-        m.disks[#m.disks + 1] = { name = d.name, util_pct = d.util_pct, aqu_sz = d.aqu_sz, r_s = d.r_s, w_s = d.w_s,
-          rkB_s = d.rkB_s, wkB_s = d.wkB_s, r_await = d.r_await, w_await = d.w_await, f_s = d.f_s }
-      end
-    end
-  end
-  local network = collector('network')
-  if network and a.network and b.network then
-    local r = network.rates(a.network, b.network)
-    m.nets = {}
-    if r.missing and r.missing.interfaces then m.nets_missing = r.missing.interfaces end
-    for _, n in ipairs(r.interfaces or {}) do
-      local bps = (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0)
-      if bps >= M.thresholds.network.active_bytes_per_s then
-        m.nets[#m.nets + 1] = { name = n.name, rx_bytes_per_s = n.rx_bytes_per_s, tx_bytes_per_s = n.tx_bytes_per_s,
-          rx_drop_per_s = n.rx_drop_per_s, tx_drop_per_s = n.tx_drop_per_s, rx_errs_per_s = n.rx_errs_per_s,
-          tx_errs_per_s = n.tx_errs_per_s, speed_bytes_per_s = n.speed_mbps and n.speed_mbps * 1e6 / 8,
-          virtual = n.virtual }
-      end
-    end
-    local tcp, ext = r.tcp or {}, r.tcpext or {}
-    m.tcp = { retrans_per_s = tcp.retrans_segs_per_s, retrans_pct = tcp.retrans_pct,
-      listen_overflows = ext.listen_overflows, listen_drops = ext.listen_drops }
-  end
-end
-
---- Measures of one process between two process snapshots.
-local function task_measures(m, a, b)
-  local process = collector('process')
-  local r, err = process.rates(a, b)
-  if not r then m.notes[#m.notes + 1] = err; return end
-  local t = { pid = r.pid, comm = r.comm, cpu_pct = r.cpu_pct, runq_wait_pct = r.runq_wait_pct,
-    rss_bytes = r.rss_bytes, majflt_per_s = r.majflt_per_s, read_bytes_per_s = r.read_bytes_per_s,
-    write_bytes_per_s = r.write_bytes_per_s, threads = r.threads, vol_ctxt_per_s = r.vol_ctxt_per_s }
-  if r.cpu_pct and r.cpu_pct > 0 then
-    -- shares of the target's own CPU time, for the reclaim trap
-    t.user_pct = 100 * r.user_pct / r.cpu_pct
-    t.system_pct = 100 * r.sys_pct / r.cpu_pct
-  end
-  if r.read_bytes_per_s and r.write_bytes_per_s then t.io_bytes_per_s = r.read_bytes_per_s + r.write_bytes_per_s end
-  if m.cpu and m.cpu.busy_pct and m.ncpu and r.cpu_pct then
-    local sys_busy = m.cpu.busy_pct * m.ncpu -- in % of one CPU
-    t.share_pct = sys_busy > 0 and math.min(100, 100 * r.cpu_pct / sys_busy) or nil
-  end
-  t.missing = r.missing
-  m.task = t
-end
-
---- Cgroup measures (memory limit, usage, limit hits, OOM kills, refaults;
---- CPU quota and throttling) between two cgroup snapshots.
-local function cgroup_measures(m, a, b)
-  local cg = collector('cgroup')
-  local r = cg.rates(a, b)
-  local e = r.elapsed
-  if r.memory and b.memory then
-    local rm = r.memory
-    local mem = { version = b.memory.version, dir = b.memory.dir, limit_bytes = rm.limit_bytes,
-      usage_bytes = rm.usage_bytes, usage_pct = rm.usage_pct, max_usage_bytes = b.memory.max_usage_bytes,
-      limit_hits = rm.limit_hits, oom_kills = rm.oom_kills, under_oom = rm.under_oom,
-      psi_some_pct = r.pressure and r.pressure.memory and r.pressure.memory.some_pct }
-    if rm.limit_hits and e then mem.limit_hits_per_s = rm.limit_hits / e end
-    local sa, sb = a.memory and a.memory.stat, b.memory.stat
-    if sa and sb and e then
-      local function refaults(st)
-        local f = st.workingset_refault_file or st.workingset_refault
-        return f and (f + (st.workingset_refault_anon or 0))
-      end
-      local ra, rb = refaults(sa), refaults(sb)
-      if ra and rb and rb >= ra then mem.refault_per_s = (rb - ra) / e end
-    end
-    m.cgroup_memory = mem
-  end
-  if r.cpu and b.cpu then
-    local rc = r.cpu
-    m.cgroup_cpu = { version = b.cpu.version, dir = b.cpu.dir, quota_cores = rc.quota_cores, usage_pct = rc.usage_pct,
-      throttled_pct = rc.throttled_pct, nr_throttled = rc.nr_throttled, throttled_ms_per_s = rc.throttled_ms_per_s }
-  end
-  m.cgroup_missing = r.missing
-end
-
--- ---------------------------------------------------------------------------
--- BPF sources: when the kernel side is available, run-queue latency (sched
--- tracer) judges CPU saturation, block I/O latency (io tracer) disk
--- saturation and errors, and futex/kernel lock waits (lock tracer) the
--- Mutex row. Each measure says where it came from; without BPF the /proc,
--- PSI and thread-state figures stand alone and the reason is given.
--- ---------------------------------------------------------------------------
-
---- Starts the tracers for a resolved target. Returns { tracers = {name =
---- tracer}, errors = {name = why}, off = why-not-at-all }.
-function M.bpf_start(t, opts)
-  local src = { tracers = {}, errors = {}, budget = opts.max_overhead or 5, detached = {} }
-  if opts.bpf == false then src.off = 'turned off (--no-bpf)'; return src end
-  local ok, why = require('perf_manual.bpf').available()
-  if not ok then src.off = why; return src end
-  local filter = {}
-  if t.kind == 'pid' then
-    filter.pid = t.pid
-  elseif t.kind ~= 'system' then
-    -- cgroup or service: BPF filters on the cgroup v2 id
-    local v2 = t.dirs and t.dirs.v2
-    if not v2 then
-      src.off = 'the target has no cgroup v2 directory to filter on (BPF filters by cgroup v2 id)'
-      return src
-    end
-    filter.cgroup = v2
-  end
-  require('perf_manual.tracers.base').stats_lazy = true -- collect's loop ticks
-  local function try(name, o)
-    local tok, mod = pcall(require, 'perf_manual.tracers.' .. name)
-    if not tok then src.errors[name] = tostring(mod); return end
-    local tr, err = mod.start(o)
-    if tr then src.tracers[name] = tr else src.errors[name] = tostring(err) end
-  end
-  try('sched', { pid = filter.pid, cgroup = filter.cgroup, ns = true, runqlen = t.kind == 'system' })
-  -- devices are shared: their latency is every requester's, whatever the target
-  try('io', { queued = true })
-  if t.kind == 'system' then
-    try('lock', {})
-  else
-    try('lock', { pid = filter.pid, cgroup = filter.cgroup })
-  end
-  return src
-end
-
---- Sampling windows of the tracers' own cost, and the overhead budget:
---- returns the time the loop must wake next (nil: no deadline).
-function M.bpf_tick(src)
-  if not next(src.tracers) then return nil end
-  local base = require('perf_manual.tracers.base')
-  local nxt = base.stats_tick()
-  local now = require('perf_manual._c.sys').now()
-  if not src.next_budget or now >= src.next_budget then
-    src.next_budget = now + 0.5
-    for name, tr in pairs(src.tracers) do
-      if not tr.detached then
-        local over, why = tr:over_budget(src.budget)
-        if over then tr:detach(why); src.detached[name] = why end
-      end
-    end
-  end
-  return nxt
-end
-
---- Stops the tracers and turns their results into measures (m.bpf).
-function M.bpf_finish(src, m)
-  local b = { off = src.off, errors = src.errors, detached = src.detached }
-  m.bpf = b
-  local elapsed = m.elapsed or 0
-  local sched = src.tracers.sched and src.tracers.sched:stop()
-  if sched and not src.detached.sched then
-    local secs = sched.seconds or elapsed
-    local total = 0
-    for _, g in ipairs(sched.groups or {}) do total = total + (g.total or 0) end
-    -- percentiles as the tracer computed them (ns: started with ns = true)
-    b.runq = { count = sched.count, avg_ns = sched.avg, p50_ns = sched.p50, p90_ns = sched.p90, p99_ns = sched.p99,
-      total_ns = total, seconds = secs,
-      -- Little's law: total wait over the interval = tasks waiting on average
-      waiting_avg = secs > 0 and total / (secs * 1e9) or nil,
-      attach = sched.quality and sched.quality.attach_path, quality = sched.quality }
-    if sched.runqlen and sched.runqlen.samples and sched.runqlen.samples > 0 then
-      b.runq.runqlen_mean, b.runq.runqlen_waiting_pct = sched.runqlen.mean, sched.runqlen.waiting_pct
-    end
-  end
-  local io = src.tracers.io and src.tracers.io:stop()
-  if io and not src.detached.io then
-    b.io = { devices = {}, attach = io.quality and io.quality.attach_path, quality = io.quality, seconds = io.seconds }
-    for _, d in ipairs(io.devices or {}) do
-      b.io.devices[d.device] = { count = d.count, iops = d.iops, mean_ns = d.mean_ns, max_ns = d.max_ns,
-        p50_us = d.p50_us, p99_us = d.p99_us, inflight_mean = d.inflight_mean, errors = d.errors }
-    end
-  end
-  local lk = src.tracers.lock and src.tracers.lock:stop()
-  if lk and not src.detached.lock then
-    local secs = lk.seconds or elapsed
-    local n = lk.use and lk.use.utilisation_basis and tonumber(lk.use.utilisation_basis:match('^(%d+)'))
-    local by_kind = { lock = 0, wait = 0, other = 0 }
-    local hot, hot_wait
-    local hex = require('perf_manual.tracers.lock').hex
-    -- a timed wait on a condition variable that times out is a worker's idle
-    -- tick; on a lock (pthread_mutex_timedlock) it is a failed acquisition
-    local errors = { total = 0, by_kind = { etimedout = 0, edeadlk = 0, eownerdead = 0, other = 0 } }
-    for _, f in ipairs(lk.futex or {}) do
-      for name in pairs(errors.by_kind) do
-        local c = f.results and f.results[name] or 0
-        if name == 'etimedout' and f.kind ~= 'lock' then c = 0 end
-        errors.by_kind[name] = errors.by_kind[name] + c
-        errors.total = errors.total + c
-      end
-    end
-    for _, f in ipairs(lk.futex or {}) do
-      by_kind[f.kind or 'other'] = (by_kind[f.kind or 'other'] or 0) + f.total_ns
-      local mw = secs > 0 and f.total_ns / (secs * 1e9) or 0
-      if f.kind == 'lock' and (not hot or mw > hot.mean_waiters) then
-        hot = { uaddr = hex(f.uaddr), tgid = f.tgid, mean_waiters = mw,
-          waits = f.count, mean_ns = f.mean_ns, max_ns = f.max_ns }
-      elseif f.kind ~= 'lock' and (not hot_wait or mw > hot_wait.mean_waiters) then
-        hot_wait = { uaddr = hex(f.uaddr), tgid = f.tgid, mean_waiters = mw }
-      end
-    end
-    local function share(ns) return (n and n > 0 and secs > 0) and 100 * math.min(1, ns / (n * secs * 1e9)) or nil end
-    local k = lk.kernel and lk.kernel[1]
-    b.lock = { seconds = secs, threads = n, futex_traced = lk.futex_traced, kernel_traced = lk.kernel_traced,
-      futex_share_pct = lk.use and lk.use.utilisation and 100 * lk.use.utilisation,
-      lock_share_pct = share(by_kind.lock), cond_share_pct = share(by_kind.wait),
-      waiters_avg = lk.use and lk.use.saturation.mean_waiters, waiters_max = lk.use and lk.use.saturation.max_waiters,
-      hot = hot, hot_wait = hot_wait, errors = errors, futex_waits = lk.futex_waits,
-      kernel_wait_ns = lk.kernel_wait_ns,
-      kernel_hot = k and { addr = k.addr, kind = k.kind, waits = k.count,
-        mean_waiters = secs > 0 and k.total_ns / (secs * 1e9) or 0, max_ns = k.max_ns } or nil,
-      notes = lk.notes, attach = lk.quality and lk.quality.attach_path, quality = lk.quality }
-    if hot then
-      local comm = util.readfile('/proc/' .. hot.tgid .. '/comm')
-      hot.comm = comm and comm:gsub('\n$', '') or nil
-    end
-  end
-  return b
-end
-
---- Samples the target for opts.duration seconds; returns the measures
---- the rules judge. opts: target (string or resolved table), duration,
---- interval, progress = function(text), lock_hz.
-function M.collect(opts)
-  local sys = require('perf_manual._c.sys')
-  local targets = require('perf_manual.target')
-  local t = type(opts.target) == 'table' and opts.target or targets.resolve(opts.target or 'system')
-  local duration = opts.duration or 5
-  local interval = math.min(opts.interval or 1, duration > 0 and duration or 1)
-  local info = sys.info()
-  local m = { target = { kind = t.kind, label = t.label, pid = t.pid, unit = t.unit, cgroup = t.cgroup },
-    duration = duration, interval = interval, ncpu = info.ncpu, page_size = info.page_size,
-    notes = util.array() }
-
-  local function snap_system()
-    local s = {}
-    for _, name in ipairs({ 'cpu', 'memory', 'disk', 'network' }) do
-      local c = collector(name)
-      if c then s[name] = c.sample() end
-    end
-    return s
-  end
-  local process = t.kind == 'pid' and collector('process')
-  local threads = t.kind == 'pid' and collector('threads')
-  local function snap_task()
-    if not process then return nil end
-    return process.sample(t.pid)
-  end
-
-  -- the cgroups the target lives in (a pid's, or the cgroup/service itself)
-  local cgc = collector('cgroup')
-  local cg_dirs
-  if cgc and t.kind == 'pid' then cg_dirs = cgc.resolve({ pid = t.pid })
-  elseif cgc and t.dirs then cg_dirs = t.dirs end
-  if cg_dirs then
-    -- a hierarchy's root is the whole machine, already in the system rows
-    local mounts, roots = cgc.mounts(), {}
-    if mounts.v2 then roots[mounts.v2.dir] = true end
-    for _, mt in pairs(mounts.v1) do roots[mt.dir] = true end
-    local kept, any = { path = cg_dirs.path }, false
-    for k, d in pairs(cg_dirs) do
-      if k ~= 'path' and not roots[d] then kept[k] = d; any = true end
-    end
-    cg_dirs = any and kept or nil
-  end
-  local function snap_cgroup()
-    if not cg_dirs then return nil end
-    return cgc.sample_dirs(cg_dirs)
-  end
-
-  local gauges = { running_sum = 0, running_n = 0 }
-  local function gauge(s)
-    local st = s.cpu and s.cpu.stat
-    if st and st.procs_running then
-      -- the checker itself is one of the running tasks
-      gauges.running_sum = gauges.running_sum + math.max(0, st.procs_running - 1)
-      gauges.running_n = gauges.running_n + 1
-    end
-  end
-
-  -- tracers first, so they cover the whole interval
-  local bsrc = M.bpf_start(t, opts)
-  local t0 = sys.now()
-  local first_sys, first_task, first_cg = snap_system(), snap_task(), snap_cgroup()
-  if t.kind == 'pid' and process and not first_task then util.user_error('no process ' .. t.pid) end
-  local last_sys, last_task, last_cg = first_sys, first_task, first_cg
-  local tick = interval
-  local sampler
-  if threads then
-    local hz = opts.lock_hz or 50
-    sampler = threads.sampler(t.pid, { hz = hz })
-    if sampler then tick = math.min(interval, 1 / hz) end
-  end
-  local next_snap = t0 + interval
-  local samples = 0
-  if opts.progress then opts.progress(string.format('use-check %s: 0/%.0f s', t.label, duration)) end
-  while true do
-    local now = sys.now()
-    if now - t0 >= duration then break end
-    local wake = math.min(next_snap, t0 + duration, now + tick)
-    local bt = M.bpf_tick(bsrc)
-    if bt then wake = math.min(wake, bt) end
-    if not sys.sleep(math.max(0, wake - now)) then m.stopped = true end
-    if sampler and not m.stopped then sampler:tick() end
-    now = sys.now()
-    if m.stopped or now >= next_snap or now - t0 >= duration then
-      local s = snap_system()
-      local ts = snap_task()
-      local cs = snap_cgroup()
-      -- the system stays measurable when the target goes; the target's own
-      -- figures keep their last good sample
-      last_sys = s
-      gauge(s)
-      samples = samples + 1
-      if t.kind ~= 'system' and (not targets.alive(t) or t.kind == 'pid' and process and not ts) then
-        m.exited = true
-        m.alive_s = now - t0
-      else
-        last_task, last_cg = ts, cs
-      end
-      next_snap = next_snap + interval
-      if opts.progress then
-        opts.progress(string.format('use-check %s: %.0f/%.0f s', t.label, math.min(now - t0, duration), duration))
-      end
-    end
-    if m.stopped or m.exited then break end
-  end
-  m.elapsed = (last_sys.cpu and first_sys.cpu and last_sys.cpu.time - first_sys.cpu.time) or (sys.now() - t0)
-  m.samples = samples
-  M.bpf_finish(bsrc, m)
-  if m.stopped then
-    m.partial = true
-    m.notes[#m.notes + 1] = string.format('stopped after %.1f s of %.1f s: results cover what was collected',
-      m.elapsed, duration)
-  end
-  if m.exited then
-    m.partial = true
-    m.notes[#m.notes + 1] = string.format('the target exited within the first %.1f s: its figures cover the time '
-      .. 'it was alive, the system rows the whole %.1f s', m.alive_s or 0, m.elapsed)
-  end
-  if samples == 0 then
-    m.notes[#m.notes + 1] = 'no complete interval was collected'
-    return m
-  end
-  system_measures(m, first_sys, last_sys, gauges)
-  if first_task and last_task and last_task ~= first_task then task_measures(m, first_task, last_task) end
-  if m.task and m.task.io_bytes_per_s and m.disks then
-    local total = 0
-    for _, d in ipairs(m.disks) do total = total + ((d.rkB_s or 0) + (d.wkB_s or 0)) * 1024 end
-    if total > 0 then m.task.io_share_pct = math.min(100, 100 * m.task.io_bytes_per_s / total) end
-  end
-  if first_cg and last_cg and last_cg ~= first_cg then cgroup_measures(m, first_cg, last_cg) end
-  if t.kind == 'pid' then
-    if sampler then
-      local l = sampler:result()
-      sampler:close()
-      m.lock = { futex_share_pct = l.futex_share and 100 * l.futex_share, waiters_avg = l.futex_waiting_mean,
-        waiters_max = l.futex_waiting_max, runnable_avg = l.runnable_mean, threads = l.threads_seen,
-        samples = l.samples, hz = l.hz, source = l.source, top_futex = l.top_futex, cost = l.cost,
-        disk_share_pct = l.shares and l.shares.disk and 100 * l.shares.disk, disk_waiting_avg = l.disk_waiting_mean,
-        lock_share_pct = l.futex_lock_share and 100 * l.futex_lock_share,
-        cond_share_pct = l.futex_wait_share and 100 * l.futex_wait_share }
-      -- the futex most threads queue on: one hot lock is contention, many
-      -- threads each parked on their own futex are not
-      for _, a in ipairs(l.top_futex_addrs or {}) do
-        if a.kind == 'lock' and (not m.lock.hot or a.mean_waiters > m.lock.hot.mean_waiters) then
-          m.lock.hot = { uaddr = a.uaddr, mean_waiters = a.mean_waiters, max_waiters = a.max_waiters }
-        end
-      end
-      if not l.futex_share then
-        m.lock.missing = (l.missing and (l.missing.futex_share or first_missing(l))) or 'no thread samples'
-      end
-    else
-      m.lock = { missing = threads == nil and 'thread-state sampler not available' or 'no thread samples' }
-    end
-  end
-  local bl = m.bpf.lock
-  if bl then
-    -- BPF sees every wait, not samples of them: it judges the Mutex row;
-    -- the thread states still tell how much of the time went to disk waits
-    local sampled = m.lock
-    m.lock = { source = 'bpf', attach = bl.attach, system = t.kind == 'system' or nil,
-      futex_share_pct = bl.futex_share_pct, lock_share_pct = bl.lock_share_pct, cond_share_pct = bl.cond_share_pct,
-      waiters_avg = bl.waiters_avg, waiters_max = bl.waiters_max, threads = bl.threads, hot = bl.hot,
-      errors = bl.errors, kernel_hot = bl.kernel_hot, kernel_wait_ns = bl.kernel_wait_ns, seconds = bl.seconds,
-      kernel_traced = bl.kernel_traced }
-    if sampled and not sampled.missing then
-      m.lock.disk_share_pct, m.lock.disk_waiting_avg = sampled.disk_share_pct, sampled.disk_waiting_avg
-      m.lock_sampled = sampled
-    end
-  elseif t.kind ~= 'pid' then
-    m.lock = { missing = 'needs a PID or the BPF lock tracer' .. (m.bpf.off and (': ' .. m.bpf.off)
-      or m.bpf.errors.lock and (': ' .. m.bpf.errors.lock) or '') }
-  end
-  return m
-end
 
 --- Where the saturation figures came from: per measure, BPF (tracer,
 --- attach path, its own cost) or the /proc fallback and why.
@@ -1147,23 +706,6 @@ function M.render_sources(src)
       table.concat(whys, '; '))
   end
   return lines
-end
-
---- collect + analyze: the Lua API the playbook and the investigation use.
----@param opts table { target=, duration=, interval=, progress=, thresholds= }
----@return table result { target=, rows=, verdict=, measures=, notes=, partial= }
-function M.check(opts)
-  util.validate('opts', opts, 'table')
-  local m = M.collect(opts)
-  local r = M.analyze(m, opts)
-  r.target = m.target
-  r.duration, r.elapsed, r.samples = m.duration, m.elapsed, m.samples
-  r.partial, r.stopped, r.exited, r.alive_s = m.partial, m.stopped, m.exited, m.alive_s
-  r.notes = m.notes
-  r.sources = M.sources(m)
-  for _, why in pairs(m.bpf and m.bpf.detached or {}) do r.notes[#r.notes + 1] = why end
-  r.measures = m
-  return r
 end
 
 -- ---------------------------------------------------------------------------
@@ -1246,6 +788,33 @@ function M.render(r)
   for _, note in ipairs(r.notes or {}) do out[#out + 1] = 'note: ' .. note end
   out[#out + 1] = 'verdict: ' .. r.verdict.text
   return table.concat(out, '\n') .. '\n'
+end
+
+--- Normalises a USE result for investigations: rows by resource
+--- (`r.disk` is the worst disk row), `verdict` as a word ("cpu" | "memory" |
+--- "disk" | "network" | "lock" | nil; the table stays in `verdict_detail`),
+--- and `text`/`table` the rendered table.
+function M.normalize(r)
+  if type(r) ~= 'table' or r.available == false then return r end
+  if type(r.verdict) == 'table' then
+    r.verdict_detail = r.verdict
+    r.verdict = r.verdict.resource
+  end
+  if r.verdict == util.json_null then r.verdict = nil end
+  r.rows = r.rows or {}
+  for _, row in ipairs(r.rows) do
+    local key = row.resource
+    if key then
+      local cur = r[key]
+      if type(cur) ~= 'table' or (row.score or 0) > (cur.score or 0) then r[key] = row end
+    end
+  end
+  if not r.text and r.verdict_detail then
+    local ok, text = pcall(M.render, setmetatable({ verdict = r.verdict_detail }, { __index = r }))
+    if ok then r.text = text end
+  end
+  r.table = r.text
+  return r
 end
 
 return M

@@ -7,6 +7,13 @@ local M = {}
 M.names = { 'cpu', 'memory', 'disk', 'network', 'psi', 'process', 'cgroup', 'threads' }
 M.system = { 'cpu', 'memory', 'disk', 'network' }
 
+--- The collector named `name`, or nil when there is none.
+function M.get(name)
+  for _, n in ipairs(M.names) do
+    if n == name then return M[n] end
+  end
+end
+
 return setmetatable(M, {
   __index = function(t, k)
     local ok, mod = pcall(require, 'perf_manual.collectors.' .. k)

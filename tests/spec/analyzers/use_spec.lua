@@ -1,6 +1,6 @@
 -- The USE rules on measures recorded from the real workloads
--- (tests/fixtures/use/*.json, recorded by record.lua there), plus the trap rules and
--- the collection's handling of RAM disks and unreadable files.
+-- (tests/fixtures/use/*.json, recorded by record.lua there), plus the trap rules.
+-- The collection is tests/spec/measure/use_spec.lua.
 local use = require('perf_manual.analyzers.use')
 local util = require('perf_manual.util')
 
@@ -304,74 +304,6 @@ describe('perf_manual.analyzers.use', function()
       local r = use.analyze(m)
       assert.equal('HIGH', row(r, 'lock').status)
       assert.matches('3%.2 tasks queued on kernel rwsem:write', r.verdict.text)
-    end)
-
-    it('counts a timed-out lock wait as an error, a timed-out condition variable wait not', function()
-      local fake = { stop = function()
-        return { seconds = 1, futex_traced = true, kernel_traced = true, kernel = {}, kernel_wait_ns = 0,
-          use = { utilisation = 0.1, utilisation_basis = '4 threads of the target', saturation = { mean_waiters = 0.4 } },
-          futex = {
-            { uaddr = 0x1000, tgid = 1, kind = 'wait', count = 9, total_ns = 3e8, results = { etimedout = 7 } },
-            { uaddr = 0x2000, tgid = 1, kind = 'lock', count = 5, total_ns = 1e8,
-              results = { etimedout = 2, edeadlk = 1 } },
-          } }
-      end }
-      local b = use.bpf_finish({ tracers = { lock = fake }, errors = {}, detached = {} }, { elapsed = 1 })
-      assert.equal(3, b.lock.errors.total)
-      assert.equal(2, b.lock.errors.by_kind.etimedout)
-      assert.equal('0x2000', b.lock.hot.uaddr)
-      assert.equal('0x1000', b.lock.hot_wait.uaddr)
-      assert.is_true(math.abs(b.lock.cond_share_pct - 7.5) < 1e-9) -- 0.3 s of 4 thread-seconds
-    end)
-  end)
-
-  -- the /proc side alone here; the BPF sources are judged by the e2e tests
-  describe('collection on this machine', function()
-    it('never gives a RAM-backed or loop device a disk row', function()
-      local m = use.collect { target = 'system', duration = 0.3, interval = 0.3, bpf = false }
-      for _, d in ipairs(m.disks) do
-        assert.is_nil(d.name:match('^zram') or d.name:match('^loop') or d.name:match('^ram%d'), d.name)
-      end
-      local f = io.open('/sys/block/zram0/size')
-      if f then
-        f:close()
-        local seen = false
-        for _, d in ipairs(m.not_disks) do if d.name == 'zram0' then seen = true end end
-        assert.is_true(seen, 'zram0 should be listed as not a disk')
-      end
-    end)
-
-    it('shows an unreadable source as not measured, never as 0', function()
-      local memory = require('perf_manual.collectors.memory')
-      local saved = memory.paths
-      memory.paths = { meminfo = '/nonexistent/meminfo', vmstat = '/nonexistent/vmstat', psi = '/nonexistent/memory' }
-      local ok, m = pcall(use.collect, { target = 'system', duration = 0.3, interval = 0.3, bpf = false })
-      memory.paths = saved
-      assert(ok, m)
-      local r = use.analyze(m)
-      local mem = row(r, 'memory')
-      assert.equal('not measured', mem.status)
-      assert.matches('^not measured %(.*/nonexistent/', mem.utilization.text)
-      assert.matches('^not measured %(', mem.saturation.text)
-      assert.is_nil(mem.utilization.value)
-      assert.is_nil(m.memory.psi_some_pct)
-    end)
-
-    it('shows unreadable disk and network statistics as rows that are not measured', function()
-      local disk, net = require('perf_manual.collectors.disk'), require('perf_manual.collectors.network')
-      local sd, sn = disk.paths, net.paths
-      disk.paths = { diskstats = '/nonexistent/diskstats', psi = sd.psi, sys = sd.sys }
-      net.paths = { dev = '/nonexistent/dev', snmp = sn.snmp, netstat = sn.netstat, sys = sn.sys }
-      local ok, m = pcall(use.collect, { target = 'system', duration = 0.3, interval = 0.3, bpf = false })
-      disk.paths, net.paths = sd, sn
-      assert(ok, m)
-      local r = use.analyze(m)
-      local d, n = row(r, 'disk'), row(r, 'network')
-      assert.equal('Disks', d.name)
-      assert.equal('not measured', d.status)
-      assert.matches('^not measured %(.*/nonexistent/diskstats', d.utilization.text)
-      assert.equal('Network', n.name)
-      assert.matches('^not measured %(.*/nonexistent/dev', n.utilization.text)
     end)
   end)
 end)

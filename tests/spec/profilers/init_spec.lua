@@ -1,4 +1,5 @@
 local profilers = require('perf_manual.profilers')
+local writer = require('perf_manual.verbs.profile')
 
 -- A real 3 s system-wide capture (perf_manual profile --all while calltree
 -- ran and exited): user, kernel, unnamed and one 127-frame stack.
@@ -97,7 +98,7 @@ describe('perf_manual.profilers', function()
     local p = load(FOLDED)
     p.target = 'system'
     local svg_at
-    local files = assert(profilers.write(p, dir, { 'folded', 'svg' },
+    local files = assert(writer.write(p, dir, { 'folded', 'svg' },
       { svg_written = function() svg_at = #files_seen(dir) end }))
     -- the flame graph is written first
     assert.same({ dir .. '/profile.svg', dir .. '/profile.folded', dir .. '/profile.json' }, files)
@@ -109,7 +110,7 @@ describe('perf_manual.profilers', function()
     assert.matches('</svg>%s*$', svg)
     assert.matches('>alpha', svg)
     -- speedscope: one sample per unique stack, weighted by its count
-    assert(profilers.write(p, dir, { 'speedscope' }))
+    assert(writer.write(p, dir, { 'speedscope' }))
     local sp = assert(util.json_decode(util.readfile(dir .. '/profile.speedscope.json')))
     local weights = 0
     for _, w in ipairs(sp.profiles[1].weights) do weights = weights + w end
@@ -121,7 +122,7 @@ describe('perf_manual.profilers', function()
 
     local empty = profilers.new { kind = 'oncpu', source = 'bpf', unit = 'samples', duration = 1, stacks = {},
                                   lost_samples = 0, target = 'pid 1 (init)' }
-    assert(profilers.write(empty, dir, { 'svg', 'folded' }))
+    assert(writer.write(empty, dir, { 'svg', 'folded' }))
     svg = util.readfile(dir .. '/profile.svg')
     assert.matches('^<%?xml', svg)
     assert.matches('</svg>%s*$', svg)
@@ -141,7 +142,7 @@ describe('perf_manual.profilers', function()
 
   it('refuses to write into a path that is a file', function()
     local f = os.tmpname()
-    local ok, err = profilers.write(load(FOLDED), f, { 'folded' })
+    local ok, err = writer.write(load(FOLDED), f, { 'folded' })
     os.remove(f)
     assert.is_nil(ok)
     assert.matches('is not a directory', err)

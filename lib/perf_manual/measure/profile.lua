@@ -1,0 +1,141 @@
+--- Profiling on a measurement session: on-CPU samples (BPF perf_event
+--- program, or `perf record -g` when BPF cannot be used — the fallback
+--- ladder, recorded in the result) or off-CPU blocked time (BPF only),
+--- for a target over a window.
+---
+---   local prof = require('perf_manual.measure.profile').run {
+---     target = '1234', duration = 10, freq = 99, off_cpu = false, min_block = 1e-6, backend = 'auto' }
+---   prof.backend ('bpf' | 'perf'), prof.fallback_why, prof.cost, prof.notes
+local util = require('perf_manual.util')
+local sys = require('perf_manual.sys')
+local measure = require('perf_manual.measure')
+local oncpu = require('perf_manual.profilers.oncpu')
+local offcpu = require('perf_manual.profilers.offcpu')
+local perf_fallback = require('perf_manual.profilers.perf_fallback')
+local sym = require('perf_manual.sym')
+local pstat = require('posix.sys.stat')
+
+local M = {}
+
+-- what the profilers filter on: pid, or the cgroup v2 id and its path
+-- (perf record -G wants the path relative to the mount)
+local function filter(t, fail)
+  if t.kind == 'system' then return {} end
+  if t.kind == 'pid' then
+    -- its stacks are symbolised from its mappings: unreadable ones fail here, not after sampling
+    local snap, err, code = sym.snapshot(t.pid)
+    if not snap then
+      if code == 2 then fail('no process ' .. t.pid .. ' (it has exited)') end
+      fail(tostring(err) .. ((code == 13 or code == 1) and ' (run it as root or as the process owner)' or ''))
+    end
+    return { pid = t.pid }
+  end
+  if t.id then return { cgroup_id = t.id, cgroup_label = 'cgroup id ' .. t.id } end
+  local v2 = t.dirs and t.dirs.v2
+  if not v2 then
+    fail(t.label .. ' is not in the cgroup v2 hierarchy (the profiler filters by cgroup v2 id; give its path '
+      .. 'under the cgroup2 mount)')
+  end
+  local st = pstat.stat(v2)
+  if not st then fail('no cgroup ' .. tostring(t.cgroup)) end
+  return { cgroup_id = st.st_ino, cgroup = (t.cgroup or ''):gsub('^/', '') }
+end
+
+--- Which backend samples, best first: BPF, then perf record (on-CPU only).
+--- Returns the profiler module, its name and why the better one was not used.
+local function choose(s, opts, fail)
+  local want = opts.backend or 'auto'
+  local mod, name, skipped = s:ladder('profile', {
+    { 'bpf', function()
+      if want == 'perf' then return nil, '--backend perf' end
+      local why = measure.bpf_unavailable()
+      if why then
+        if want == 'bpf' then fail('BPF is not available: ' .. why) end
+        return nil, 'BPF is not available: ' .. why
+      end
+      return opts.off_cpu and offcpu or oncpu
+    end },
+    { 'perf', function()
+      if opts.off_cpu then return nil, 'off-CPU profiles need BPF (sched_switch tracing)' end
+      local ok, perr = perf_fallback.available()
+      if not ok then return nil, perr end
+      return perf_fallback
+    end },
+  })
+  if not mod then
+    if opts.off_cpu then fail('--off-cpu needs BPF (sched_switch tracing): ' .. (skipped[1] or 'unavailable'):gsub('^bpf: ', '')) end
+    fail('no way to sample: ' .. table.concat(skipped, '; '))
+  end
+  local why = skipped[1] and skipped[1]:gsub('^bpf: ', '') or nil
+  return mod, name, why
+end
+
+--- Runs a profile. opts: target, duration, freq, off_cpu, min_block (s),
+--- backend ('auto' | 'bpf' | 'perf'), progress, note, soft (return nil, why
+--- instead of raising a user error).
+function M.run(opts)
+  return measure.with_session({ target = opts.target, duration = opts.duration, what = 'profile',
+    progress = opts.progress, note = opts.note }, function(s) return M.run_on(s, opts) end)
+end
+
+function M.run_on(s, opts)
+  local function fail(msg)
+    if opts.soft then error({ soft = msg }, 0) end
+    util.user_error('profile: ' .. msg)
+  end
+  local ok, res, why = pcall(function()
+    s:start()
+    local t = s.target
+    local f = filter(t, fail)
+    local mod, backend, fallback_why = choose(s, opts, fail)
+    local popts = { freq = opts.freq or 99, min_us = (opts.min_block or 1e-6) * 1e6, pid = f.pid,
+      cgroup_id = f.cgroup_id }
+    if backend == 'perf' then
+      if f.cgroup_id and not f.cgroup then fail('perf record filters a cgroup by path, not by id') end
+      popts.cgroup, popts.cgroup_id = f.cgroup, nil
+      popts.duration = s.duration
+      s:note('using perf record -g (' .. fallback_why .. ')')
+    end
+    local ps, err = mod.start(popts)
+    if not ps then fail('cannot start: ' .. tostring(err)) end
+    local t_start, ru0 = sys.now(), sys.rusage()
+    ps:poll()
+    local rok, rerr = pcall(s.run, s, {
+      tick = function()
+        if ps.running and not ps:running() then return false end
+        ps:poll()
+      end,
+      label = function(now)
+        return string.format('profile: %s, %.0fs left (Ctrl-C stops early)', t.label, math.max(0, s.deadline - now))
+      end,
+    })
+    if not rok then ps:close() error(rerr, 0) end
+    if s.ended_by == 'interrupted' then s:note('stopped early by the user') end
+    local t_stop, ru1 = sys.now(), sys.rusage()
+    local prof, serr = ps:stop()
+    if not prof then fail(tostring(serr)) end
+    -- what the tool itself cost while sampling: this process, plus the BPF
+    -- program's run time in the kernel (perf record's own cost is not
+    -- separable from its post-processing: left unmeasured)
+    if backend == 'bpf' and t_stop > t_start then
+      local user_s = (ru1.utime - ru0.utime) + (ru1.stime - ru0.stime)
+      prof.cost = { user_sys_s = user_s, bpf_s = prof.bpf_run_time_ns and prof.bpf_run_time_ns / 1e9,
+                    wall_s = t_stop - t_start }
+      prof.cost.cpu_share = prof.cost.bpf_s and (user_s + prof.cost.bpf_s) / (t_stop - t_start)
+    end
+    prof.target = t.label
+    prof.backend = backend
+    prof.fallback_why = fallback_why
+    prof.t_stop = t_stop
+    prof.notes = s.notes
+    prof.ended_by = s.ended_by
+    return prof
+  end)
+  if not ok then
+    if type(res) == 'table' and res.soft then return nil, res.soft end
+    error(res, 0)
+  end
+  return res, why
+end
+
+return M

@@ -1,0 +1,57 @@
+--- RED measurement of a service: active (open-loop HTTP load from
+--- perf_manual.http, latency counted from when each request was due) or
+--- passive (the request tracer on a server process and its children, on a
+--- measurement session). Returns raw results; perf_manual.analyzers.red
+--- summarises and judges them.
+local util = require('perf_manual.util')
+local sys = require('perf_manual.sys')
+local http = require('perf_manual.http')
+local measure = require('perf_manual.measure')
+local red_tracer = require('perf_manual.tracers.red')
+
+local M = {}
+
+--- Loads an endpoint. opts: endpoint, rate, connections, duration, timeout,
+--- progress. Returns the load result, or nil and why.
+function M.active(opts)
+  local u, uerr = http.parse_url(opts.endpoint)
+  if not u then
+    util.user_error("red-check: malformed URL '" .. tostring(opts.endpoint) .. "': " .. tostring(uerr))
+  end
+  if opts.progress then
+    opts.progress(string.format('red-check: %s for %s ...', opts.endpoint, util.fmt_duration(opts.duration)))
+  end
+  local res, err = http.load { url = opts.endpoint, rate = opts.rate, connections = opts.connections,
+    duration = opts.duration, timeout = opts.timeout }
+  if not res then return nil, 'red-check: ' .. tostring(err) end
+  return res
+end
+
+--- Traces the requests a server process answers. opts: target (a pid
+--- target), duration, progress, note, max_overhead. Returns the tracer's
+--- result, the pid and the seconds traced.
+function M.passive(opts)
+  if sys.geteuid() ~= 0 then util.user_error('red-check: --passive needs root (BPF syscall tracing)') end
+  local why = measure.bpf_unavailable()
+  if why then util.user_error('red-check: --passive: ' .. why) end
+  return measure.with_session({ target = opts.target, duration = opts.duration, what = 'red-check',
+    command = 'red-check', max_overhead = opts.max_overhead, progress = opts.progress, note = opts.note }, function(s)
+    s:start()
+    local pid = s.target.pid
+    if not pid then util.user_error('red-check: --passive needs a process, not ' .. s.target.label) end
+    local t, err = s:start_tracer('red', red_tracer, { pid = pid })
+    if not t then util.user_error('red-check: cannot trace the syscalls of ' .. pid .. ': ' .. tostring(err)) end
+    s:run {
+      label = function(now)
+        return string.format('red-check: watching pid %d%s, %s of %s', pid,
+          #t.pids > 1 and string.format(' and %d children', #t.pids - 1) or '', util.fmt_duration(now - s.t0),
+          util.fmt_duration(s.duration))
+      end,
+    }
+    local res = s:stop_tracers().red
+    if not res then util.user_error('red-check: reading the request tracer failed: ' .. tostring(s.errors.red)) end
+    return res, pid, sys.now() - s.t0
+  end)
+end
+
+return M

@@ -1,0 +1,270 @@
+--- What a command looks at. One resolver, one meaning on every command
+--- (`--target`, and the `--pid`, `--cgroup`, `--workload` aliases):
+---
+---   system                       the whole machine
+---   1234 | pid:1234              a process
+---   nginx.service | service:x    a systemd service (its cgroup)
+---   /a/b | a/b | cgroup:a/b      a cgroup (path inside the hierarchies, or
+---                                the full directory; cgroup:ID a v2 id)
+---   nginx | process:nginx        a running process by name (the oldest one)
+---   './prog arg' | cmd:prog arg  a command to launch (measure.target.launch)
+---
+--- A bare name is a systemd service when one with a cgroup exists, else a
+--- running process of that name, else a command on PATH.
+---
+--- resolve(spec) returns one of
+---   { kind = 'system', label = 'system' }
+---   { kind = 'pid', pid = 123, comm = 'nginx', label = 'pid 123 (nginx)' }
+---   { kind = 'cgroup', cgroup = '/a/b', dirs = Dirs, label = } (dirs nil for cgroup:ID, id set)
+---   { kind = 'service', unit = 'x.service', cgroup = '/system.slice/x.service', dirs = Dirs, label = }
+---   { kind = 'command', argv = {...}, label = } (launch() turns it into a pid target)
+--- `dirs` is what perf_manual.collectors.cgroup.resolve returns. Bad input
+--- is a user error (exit 2).
+local util = require('perf_manual.util')
+local sys = require('perf_manual.sys')
+local cgroups = require('perf_manual.collectors.cgroup')
+local pstat = require('posix.sys.stat')
+local unistd = require('posix.unistd')
+local dirent = require('posix.dirent')
+
+local M = {}
+
+--- The place /proc is read from (specs point it at fixtures).
+M.proc = '/proc'
+
+local function isdir(p)
+  local st = pstat.stat(p)
+  return st ~= nil and pstat.S_ISDIR(st.st_mode) ~= 0
+end
+
+local function executable(p)
+  return unistd.access(p, 'x') == 0 and not isdir(p)
+end
+
+local function read(p) return util.readfile(p) end
+
+--- The command name of a process, or nil when it does not exist.
+function M.comm(pid)
+  local s = read(M.proc .. '/' .. pid .. '/comm')
+  return s and (s:gsub('\n$', ''))
+end
+
+--- True while the target can still be measured.
+function M.alive(t)
+  if t.kind == 'pid' then
+    local s = read(M.proc .. '/' .. t.pid .. '/stat')
+    -- a zombie has exited: nothing left to measure
+    return s ~= nil and not s:match('%) [ZX] ')
+  elseif (t.kind == 'cgroup' or t.kind == 'service') and t.dirs then
+    for k, d in pairs(t.dirs) do
+      if k ~= 'path' and isdir(d) then return true end
+    end
+    return false
+  end
+  return true
+end
+
+--- Pids inside a cgroup target (from any hierarchy it exists in).
+function M.pids(t)
+  if t.kind == 'pid' then return { t.pid } end
+  if not t.dirs then return {} end
+  local seen, out = {}, {}
+  for k, d in pairs(t.dirs) do
+    local procs = k ~= 'path' and read(d .. '/cgroup.procs') or ''
+    for p in procs:gmatch('%d+') do
+      local n = tonumber(p)
+      if not seen[n] then seen[n] = true; out[#out + 1] = n end
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+--- What the BPF programs filter on: { pid = } or { cgroup = v2 dir or id },
+--- {} for the system; nil, why when the target cannot be filtered.
+function M.bpf_filter(t)
+  if t.kind == 'system' then return {} end
+  if t.kind == 'pid' then return { pid = t.pid } end
+  if t.id then return { cgroup = t.id } end
+  local v2 = t.dirs and t.dirs.v2
+  if not v2 then
+    return nil, 'the target has no cgroup v2 directory to filter on (BPF filters by cgroup v2 id)'
+  end
+  return { cgroup = v2 }
+end
+
+local function service_cgroup(unit)
+  -- systemd knows best when it is running; otherwise look for the unit's
+  -- cgroup in the hierarchies
+  if isdir('/run/systemd/system') then
+    local f = io.popen("systemctl show -p ControlGroup --value -- '" .. unit:gsub("'", '') .. "' 2>/dev/null")
+    if f then
+      local cg = util.trim(f:read('*a') or '')
+      f:close()
+      if cg ~= '' then
+        local dirs = cgroups.resolve({ path = cg })
+        if dirs then return cg, dirs end
+      end
+    end
+  end
+  local path = cgroups.find_unit(unit)
+  if not path then return nil end
+  local dirs = cgroups.resolve({ path = path })
+  if not dirs then
+    -- only in systemd's own named hierarchy: no controllers, but its processes
+    local sd = cgroups.mounts().v1['name=systemd']
+    dirs = { path = path, systemd = sd and (sd.dir .. path) }
+  end
+  return path, dirs
+end
+
+local function pid_target(pid, spec)
+  local comm = pid > 0 and M.comm(pid)
+  if not comm then util.user_error('no process ' .. spec) end
+  return { kind = 'pid', pid = pid, comm = comm, label = string.format('pid %d (%s)', pid, comm) }
+end
+
+local function cgroup_target(spec)
+  if spec:match('^%d+$') then
+    return { kind = 'cgroup', id = tonumber(spec), cgroup = spec, label = 'cgroup id ' .. spec }
+  end
+  local dirs = cgroups.resolve({ path = spec:sub(1, 1) == '/' and spec or ('/' .. spec) })
+  if not dirs then util.user_error('no cgroup ' .. spec) end
+  return { kind = 'cgroup', cgroup = dirs.path, dirs = dirs, label = 'cgroup ' .. dirs.path }
+end
+
+local function service_target(name)
+  local unit = name:match('%.%a+$') and name or (name .. '.service')
+  local cg, dirs = service_cgroup(unit)
+  if not cg then return nil, unit end
+  return { kind = 'service', unit = unit, cgroup = cg, dirs = dirs, label = 'service ' .. unit }
+end
+
+--- Running processes whose command name is `name` (as /proc/PID/comm
+--- keeps it: 15 characters), oldest (lowest pid) first, not this one.
+function M.by_name(name)
+  local ok, names = pcall(dirent.dir, M.proc)
+  local found, me = {}, sys.getpid()
+  for _, n in ipairs(ok and names or {}) do
+    if n:match('^%d+$') and tonumber(n) ~= me and M.comm(n) == name:sub(1, 15) then
+      local stat = read(M.proc .. '/' .. n .. '/stat')
+      if stat and not stat:match('%) [ZX] ') then found[#found + 1] = tonumber(n) end
+    end
+  end
+  table.sort(found)
+  return found
+end
+
+local function process_target(name)
+  local found = M.by_name(name)
+  if #found == 0 then return nil end
+  local t = pid_target(found[1], tostring(found[1]))
+  t.name = name
+  t.others = #found - 1
+  t.label = string.format('%s (pid %d%s)', name, found[1], #found > 1 and (', ' .. (#found - 1) .. ' more') or '')
+  return t
+end
+
+local function which(exe)
+  if exe:find('/', 1, true) then return executable(exe) and exe or nil end
+  for d in (os.getenv('PATH') or '/usr/bin:/bin'):gmatch('[^:]+') do
+    if executable(d .. '/' .. exe) then return d .. '/' .. exe end
+  end
+end
+
+local function command_target(text)
+  local argv = {}
+  for a in text:gmatch('%S+') do argv[#argv + 1] = a end
+  if #argv == 0 then util.user_error('cmd: expected a command to launch') end
+  local path = which(argv[1])
+  if not path then util.user_error("cannot run '" .. argv[1] .. "' (not an executable file, nor on PATH)") end
+  argv[1] = path
+  return { kind = 'command', argv = argv, command = text, label = text }
+end
+
+local PREFIXES = {
+  pid = function(v)
+    if not v:match('^%d+$') then util.user_error("bad pid '" .. v .. "': expected a process id") end
+    return pid_target(tonumber(v), v)
+  end,
+  cgroup = cgroup_target,
+  service = function(v)
+    local t, unit = service_target(v)
+    if not t then util.user_error(string.format("no systemd service '%s' (no cgroup for %s)", v, unit)) end
+    return t
+  end,
+  process = function(v)
+    return process_target(v) or util.user_error("no process named '" .. v .. "'")
+  end,
+  cmd = command_target,
+}
+
+--- Resolves target text into a target table (see the top of this file).
+---@param spec string|number
+function M.resolve(spec)
+  spec = util.trim(tostring(spec or 'system'))
+  if spec == '' or spec == 'system' then
+    return { kind = 'system', label = 'system' }
+  end
+  local prefix, rest = spec:match('^(%a+):(.*)$')
+  if prefix and PREFIXES[prefix] then return PREFIXES[prefix](util.trim(rest)) end
+  if spec:match('^%d+$') then return pid_target(tonumber(spec), spec) end
+  if spec:find('%s') then return command_target(spec) end
+  if spec:find('/', 1, true) then
+    -- a cgroup first (directories are not programs), then a program to run
+    local dirs = cgroups.resolve({ path = spec:sub(1, 1) == '/' and spec or ('/' .. spec) })
+    if dirs then return { kind = 'cgroup', cgroup = dirs.path, dirs = dirs, label = 'cgroup ' .. dirs.path } end
+    if executable(spec) then return command_target(spec) end
+    util.user_error('no cgroup or program ' .. spec)
+  end
+  if not spec:match('^[%w:_.@+\\-]+$') then
+    util.user_error("bad target '" .. spec .. "': expected system, a PID, a service, a cgroup path, "
+      .. 'a process name or a command')
+  end
+  local t = service_target(spec)
+  if t then return t end
+  t = process_target(spec)
+  if t then return t end
+  if not spec:match('%.service$') and which(spec) then return command_target(spec) end
+  util.user_error(string.format("no process, service or command named '%s'", spec))
+end
+
+--- Starts a command target; it becomes a pid target with launched = true.
+--- opts.log: where its stdout and stderr go (default /dev/null).
+function M.launch(t, opts)
+  if t.kind ~= 'command' then return t end
+  opts = opts or {}
+  local log = opts.log or 'null'
+  local pid, err = sys.spawn(t.argv, { stdout = log, stderr = log })
+  if not pid then util.user_error('cannot start ' .. t.command .. ': ' .. tostring(err)) end
+  -- a program that fails at once (bad arguments) is not a target
+  sys.sleep(opts.settle or 0.3)
+  if sys.wait(pid, true) ~= 'running' then
+    util.user_error(t.command .. ' exited at once' .. (opts.log and (' (see ' .. opts.log .. ')') or ''))
+  end
+  t.kind, t.pid, t.launched = 'pid', pid, true
+  t.comm = M.comm(pid)
+  t.label = string.format('%s (pid %d, launched)', t.command, pid)
+  return t
+end
+
+--- Stops a launched target (TERM, then KILL after a second); others are
+--- left alone.
+function M.stop(t)
+  if not (t and t.launched and t.pid) or t.stopped then return end
+  sys.kill(t.pid, 15)
+  for _ = 1, 20 do
+    if sys.wait(t.pid, true) ~= 'running' then break end
+    sys.sleep(0.05)
+  end
+  if sys.wait(t.pid, true) == 'running' then sys.kill(t.pid, 9); sys.wait(t.pid) end
+  t.stopped = true
+end
+
+--- The plain-data description of a target kept in results.
+function M.describe(t)
+  return { kind = t.kind, label = t.label, pid = t.pid, comm = t.comm, unit = t.unit, cgroup = t.cgroup,
+    command = t.command, launched = t.launched }
+end
+
+return M

@@ -1,0 +1,130 @@
+--- inv:profile { target =, duration =, off_cpu =, freq =, min_block =, backend = }
+--- On-CPU (or off-CPU) profile on perf_manual.measure.profile, like the
+--- `profile` command: BPF, or perf record when BPF cannot be used (said in
+--- the result). Returns the profile summary (top, total, quality, backend)
+--- with its folded stacks, also stored as a .folded artifact; `_profile`
+--- holds the live profile for writing flame graphs.
+local measure_profile = require('perf_manual.measure.profile')
+local profilers = require('perf_manual.profilers')
+local findings = require('perf_manual.analyzers.findings')
+local util = require('perf_manual.util')
+local sys = require('perf_manual.sys')
+local fold = require('perf_manual.fold')
+local store = require('perf_manual.store')
+local flamegraph = require('perf_manual.report.flamegraph')
+local speedscope = require('perf_manual.report.speedscope')
+local common = require('perf_manual.verbs.common')
+
+local M = {}
+
+function M.profile(inv, opts)
+  opts = opts or {}
+  local params = inv.params or {}
+  local kind = opts.off_cpu and 'offcpu' or (opts.kind or 'cpu')
+  local r = common.adapter(inv, 'profile-' .. kind, function()
+    local prof, why = measure_profile.run {
+      target = common.target(inv, opts), duration = opts.duration or params.duration or 5, freq = opts.freq,
+      off_cpu = opts.off_cpu or kind == 'offcpu', min_block = opts.min_block, backend = opts.backend,
+      progress = common.progress(inv), note = opts.note, soft = opts.soft ~= false,
+    }
+    inv:progress_done()
+    if not prof then return nil, why end
+    local out = profilers.to_json(prof, { top = opts.top })
+    out.folded = profilers.folded(prof)
+    out.lost_events = prof.lost_samples
+    out.backend, out.fallback_why, out.ended_by = prof.backend, prof.fallback_why, prof.ended_by
+    out.session_notes = util.array(prof.notes)
+    out._profile = prof
+    return out
+  end)
+  if r.artifact and r.available ~= false and type(r.folded) == 'string' and not inv.replay then
+    r.folded_path = inv:save_artifact(r.artifact:gsub('^raw_data/', ''):gsub('%.json$', '.folded'), r.folded, 'profile')
+  end
+  local hot = findings.hot_function(r)
+  if hot then
+    inv:log('decision', string.format('hottest function %s (%.0f%% of samples)',
+      tostring(hot.name), (hot.share or 0) * 100))
+  end
+  return r
+end
+
+M.FORMATS = { svg = true, folded = true, speedscope = true }
+
+--- Writes a profile into dir (created if missing) in the given formats
+--- ("svg", "folded", "speedscope") plus profile.json (meta and quality).
+--- opts.svg_written() is called right after the SVG is on disk.
+--- Returns the list of paths written, or nil, err.
+function M.write(p, dir, formats, opts)
+  if store.exists(dir) and not store.is_dir(dir) then return nil, dir .. ' exists and is not a directory' end
+  local ok, err = store.mkdir_p(dir)
+  if not ok then return nil, err end
+  local fp = profilers.to_fold(p)
+  local files = {}
+  -- the flame graph first: it is what a person opens
+  local ordered = {}
+  for _, f in ipairs(formats) do if f == 'svg' then ordered[#ordered + 1] = f end end
+  for _, f in ipairs(formats) do if f ~= 'svg' then ordered[#ordered + 1] = f end end
+  local what = p.kind == 'offcpu' and 'Off-CPU Time Flame Graph' or 'CPU Flame Graph'
+  for _, f in ipairs(ordered) do
+    local path
+    if f == 'folded' then
+      path = dir .. '/profile.folded'
+      ok, err = fold.write(path, fp)
+    elseif f == 'svg' then
+      path = dir .. '/profile.svg'
+      ok, err = flamegraph.write_file(path, fp, {
+        title = what,
+        meta = { target = p.target or 'system', duration = p.duration, samples = p.total,
+                 lost = p.lost_samples, unit = p.unit == 'us' and 'us' or 'samples' },
+        colors = p.kind == 'offcpu' and 'offcpu' or 'kind',
+        unit = p.unit,
+      })
+    elseif f == 'speedscope' then
+      path = dir .. '/profile.speedscope.json'
+      ok, err = speedscope.write(path, fp, { name = what .. ' of ' .. (p.target or 'system'),
+                                                  unit = p.unit == 'us' and 'microseconds' or 'none' })
+    else
+      fp:close()
+      return nil, 'unknown format ' .. tostring(f)
+    end
+    if not ok then fp:close() return nil, err end
+    files[#files + 1] = path
+    if f == 'svg' and opts and opts.svg_written then opts.svg_written() end
+  end
+  fp:close()
+  local jpath = dir .. '/profile.json'
+  ok, err = util.write_atomic(jpath, util.json_encode(profilers.to_json(p), true) .. '\n')
+  if not ok then return nil, err end
+  files[#files + 1] = jpath
+  return files
+end
+
+--- inv:check_profile_formats(list): a bad --format is a user error.
+function M.check_profile_formats(inv, formats)
+  for _, f in ipairs(formats) do
+    if not M.FORMATS[f] then inv:fail(inv.playbook.name .. ": unknown --format '" .. f .. "' (svg, folded, speedscope)") end
+  end
+end
+
+--- inv:write_profile(result, dir, formats): the flame graph and the other
+--- files of a live profile; returns the profile with files and timings.
+function M.write_profile(inv, r, dir, formats)
+  local prof = r._profile
+  if not prof then inv:fail(inv.playbook.name .. ': no live profile to write (' .. tostring(r.why or 'replay') .. ')') end
+  local files, werr = M.write(prof, dir, formats, {
+    svg_written = function() prof.stop_to_svg_s = sys.now() - prof.t_stop end,
+  })
+  if not files then inv:fail(inv.playbook.name .. ': ' .. tostring(werr)) end
+  prof.files = files
+  prof.stop_to_files_s = sys.now() - prof.t_stop
+  r.files = util.array(files)
+  return prof
+end
+
+function M.render_profile(_, prof, opts) return profilers.render(prof, opts) end
+function M.profile_json(_, prof, opts) return profilers.to_json(prof, opts) end
+
+M.verbs = { profile = M.profile, write_profile = M.write_profile, check_profile_formats = M.check_profile_formats,
+  render_profile = M.render_profile, profile_json = M.profile_json }
+
+return M
