@@ -65,9 +65,12 @@ local function recorded()
   -- the request tracer's log-linear ns slots with its exact min and max
   local red = require('perf_manual.tracers.red')
   local percpu = {}
-  for v in test_helpers.fixture('red/nginx_delay50.txt'):gmatch('red%.stats\t%d+\t(%x+)') do percpu[#percpu + 1] = unhex(v) end
+  for v in test_helpers.fixture('red/nginx_delay50.txt'):gmatch('red%.stats\t%d+\t(%x+)') do
+    percpu[#percpu + 1] = unhex(v)
+  end
   local d = red.decode_stats(percpu)
-  out[#out + 1] = { name = 'red nginx_delay50', buckets = red.buckets(d.slots), min = d.min_ns, max = d.max_ns, red = d }
+  out[#out + 1] = { name = 'red nginx_delay50', buckets = red.buckets(d.slots), min = d.min_ns, max = d.max_ns,
+                    red = d }
   return out
 end
 
@@ -91,7 +94,8 @@ describe('perf_manual.hist slots', function()
       hist.log2_buckets({ 1, 0, 4, 0, 0 }))
     assert.same({}, hist.log2_buckets({ 0, 0 }))
     assert.is_true(hist.log2_buckets({ 0, 1, 3 })[3].open)
-    assert.same({ { lo = 0, hi = 9, count = 5 }, { lo = 10, hi = 19, count = 2 } }, hist.linear_buckets({ 5, 2, 0 }, 10))
+    assert.same({ { lo = 0, hi = 9, count = 5 }, { lo = 10, hi = 19, count = 2 } },
+      hist.linear_buckets({ 5, 2, 0 }, 10))
     assert.same({ 2, 4, 3 }, hist.add_slots({ 1, 2, 3 }, { 1, 2, 0 }))
   end)
 
