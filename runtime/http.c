@@ -68,30 +68,55 @@ void pm_hist_add(struct hist *h, uint64_t us)
   h->sum += (double)us;
 }
 
-/* Value at quantile q: the middle of the bucket holding the rank, clamped
- * to the exact min and max; the first and last rank are min and max. */
-double pm_hist_quantile(const struct hist *h, double q)
+/* The quantile rule, the same as lib/perf_manual/hist.lua's quantile (a spec
+ * compares the two on recorded and made-up histograms, to the bit):
+ *   rank = ceil(q n - 1e-9)  (the 1e-9 keeps q n that should be whole, like
+ *                             0.07 * 100, from being rounded up a rank)
+ *   rank <= 1: min;  rank >= n: max;
+ *   else the middle of the bucket holding rank (max when the bucket is open:
+ *   its top is unknown), kept inside [min, max].
+ * Buckets hold whole numbers lo..hi; bucket(ud, i, ...) describes bucket i. */
+double pm_quantile(int nb, pm_bucket_fn bucket, const void *ud, uint64_t n, double min, double max, double q)
 {
-  if (h->n == 0)
+  if (n == 0)
     return NAN;
-  uint64_t rank = (uint64_t)ceil(q * (double)h->n);
-  if (rank <= 1)
-    return (double)h->min;
-  if (rank >= h->n)
-    return (double)h->max;
-  uint64_t seen = 0;
-  for (int i = 0; i < H_BUCKETS; i++) {
-    seen += h->c[i];
+  double r = ceil(q * (double)n - 1e-9);
+  if (r <= 1)
+    return min;
+  if (r >= (double)n)
+    return max;
+  uint64_t rank = (uint64_t)r, seen = 0;
+  for (int i = 0; i < nb; i++) {
+    uint64_t count;
+    double lo, hi;
+    int open;
+    bucket(ud, i, &count, &lo, &hi, &open);
+    seen += count;
     if (seen >= rank) {
-      double v = (double)pm_hist_lower(i) + (double)(pm_hist_width(i) - 1) / 2.0;
-      if (v > (double)h->max)
-        v = (double)h->max;
-      if (v < (double)h->min)
-        v = (double)h->min;
+      double v = open ? max : lo + (hi - lo) / 2.0;
+      if (v > max)
+        v = max;
+      if (v < min)
+        v = min;
       return v;
     }
   }
-  return (double)h->max;
+  return max;
+}
+
+static void hist_bucket(const void *ud, int i, uint64_t *count, double *lo, double *hi, int *open)
+{
+  const struct hist *h = ud;
+  *count = h->c[i];
+  *lo = (double)pm_hist_lower(i);
+  *hi = (double)(pm_hist_lower(i) + pm_hist_width(i) - 1);
+  *open = i == H_BUCKETS - 1; /* also holds everything past 2^H_MAXBIT us */
+}
+
+/* Value at quantile q, by the rule above with the exact min and max. */
+double pm_hist_quantile(const struct hist *h, double q)
+{
+  return pm_quantile(H_BUCKETS, hist_bucket, h, h->n, (double)h->min, (double)h->max, q);
 }
 
 /* ---- HTTP/1.1 response parser --------------------------------------- */
@@ -969,10 +994,100 @@ static int pm_http_hist(lua_State *L)
   return 1;
 }
 
+/* Buckets read from Lua for hist_quantile */
+struct lbuckets {
+  int n;
+  uint64_t *count;
+  double *lo, *hi;
+  int *open;
+};
+
+static void lbucket(const void *ud, int i, uint64_t *count, double *lo, double *hi, int *open)
+{
+  const struct lbuckets *b = ud;
+  *count = b->count[i];
+  *lo = b->lo[i];
+  *hi = b->hi[i];
+  *open = b->open[i];
+}
+
+/* t[k] as a number into *v; false when it is not one */
+static int field_num(lua_State *L, int t, const char *k, double *v)
+{
+  lua_getfield(L, t, k);
+  int ok = lua_isnumber(L, -1);
+  *v = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return ok;
+}
+
+/// hist_quantile(buckets, q, min?, max?) -> value | nil when empty: the C rule
+/// (pm_quantile) on Lua buckets {lo=, hi=, count=, open=}, so specs can hold
+/// lib/perf_manual/hist.lua's quantile to it. Without min/max they are the
+/// lowest and highest bound of the non-empty buckets (an open top bucket:
+/// its lo), as hist.lua takes them.
+static int pm_http_hist_quantile(lua_State *L)
+{
+  luaL_checktype(L, 1, LUA_TTABLE);
+  double q = luaL_checknumber(L, 2);
+  luaL_argcheck(L, q >= 0 && q <= 1, 2, "quantile must be in [0, 1]");
+  int has_min = !lua_isnoneornil(L, 3), has_max = !lua_isnoneornil(L, 4);
+  double min = has_min ? luaL_checknumber(L, 3) : 0, max = has_max ? luaL_checknumber(L, 4) : 0;
+  int nb = (int)lua_objlen(L, 1);
+  /* nothing below raises a Lua error until the arrays are freed */
+  struct lbuckets b = { nb, calloc(nb + 1, sizeof *b.count), calloc(nb + 1, sizeof *b.lo),
+                        calloc(nb + 1, sizeof *b.hi), calloc(nb + 1, sizeof *b.open) };
+  const char *bad = !b.count || !b.lo || !b.hi || !b.open ? "out of memory" : NULL;
+  uint64_t n = 0;
+  int first = -1, last = -1, where = 0;
+  for (int i = 0; i < nb && !bad; i++) {
+    double c;
+    where = i + 1;
+    lua_rawgeti(L, 1, i + 1);
+    if (!lua_istable(L, -1))
+      bad = "not a table";
+    else if (!field_num(L, -1, "count", &c) || c < 0 || c != floor(c) || c >= 18446744073709551616.0)
+      bad = "count is not a whole number >= 0";
+    else if (!field_num(L, -1, "lo", &b.lo[i]) || !field_num(L, -1, "hi", &b.hi[i]))
+      bad = "lo or hi is not a number";
+    if (!bad) {
+      lua_getfield(L, -1, "open");
+      b.open[i] = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+      b.count[i] = (uint64_t)c;
+      if (b.count[i]) {
+        n += b.count[i];
+        if (first < 0)
+          first = i;
+        last = i;
+      }
+    }
+    lua_pop(L, 1);
+  }
+  double v = 0;
+  if (!bad && n) {
+    if (!has_min)
+      min = b.lo[first];
+    if (!has_max)
+      max = b.open[last] ? b.lo[last] : b.hi[last];
+  }
+  if (!bad)
+    v = pm_quantile(nb, lbucket, &b, n, min, max, q);
+  free(b.count), free(b.lo), free(b.hi), free(b.open);
+  if (bad)
+    return luaL_error(L, "http: hist_quantile: bucket %d: %s", where, bad);
+  if (isnan(v))
+    lua_pushnil(L);
+  else
+    lua_pushnumber(L, v);
+  return 1;
+}
+
 static const luaL_Reg pm_http_funcs[] = {
   { "run", pm_http_run },
   { "_parse", pm_http_parse },
   { "_hist", pm_http_hist },
+  { "hist_quantile", pm_http_hist_quantile },
   { NULL, NULL },
 };
 

@@ -28,6 +28,11 @@ uint64_t pm_hist_width(int i);
 void pm_hist_add(struct hist *h, uint64_t us);
 /// Value at quantile q (0..1); NAN when empty.
 double pm_hist_quantile(const struct hist *h, double q);
+/// Bucket i of some histogram: its count, smallest and largest value, and
+/// whether it also holds values above hi (open).
+typedef void (*pm_bucket_fn)(const void *ud, int i, uint64_t *count, double *lo, double *hi, int *open);
+/// The quantile rule on nb buckets holding n values in [min, max]; NAN when n = 0.
+double pm_quantile(int nb, pm_bucket_fn bucket, const void *ud, uint64_t n, double min, double max, double q);
 
 /* ---- HTTP/1.1 response parser ---- */
 

@@ -30,4 +30,17 @@ function http._parse(chunks) end
 ---@return {p50: number, p90: number, p99: number, ['p99.9']: number, min: number, max: number, buckets: integer}
 function http._hist(values) end
 
+--- The quantile rule of the load generator's histogram (pm_quantile) on
+--- perf_manual.hist buckets, so specs can hold hist.quantile to it. min and
+--- max are the exact extremes when known; without them, the lo of the first
+--- non-empty bucket and the hi of the last (its lo when open).
+--- Errors: q outside [0, 1], a bucket that is not {lo=, hi=, count=} with a
+--- whole count >= 0.
+---@param buckets {lo: number, hi: number, count: number, open: boolean?}[]
+---@param q number 0..1
+---@param min number?
+---@param max number?
+---@return number? value  -- nil when the buckets are empty
+function http.hist_quantile(buckets, q, min, max) end
+
 return http

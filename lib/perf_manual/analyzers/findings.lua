@@ -3,6 +3,7 @@
 --- ({resource=, metric=, value=, severity=, summary=, evidence=}).
 --- `load(dir)` reads a data dir (collect output or investigation folder)
 --- without touching files it does not need.
+local hist = require('perf_manual.hist')
 local util = require('perf_manual.util')
 
 local M = {}
@@ -36,21 +37,19 @@ function M.from_use(use)
   return out
 end
 
--- p99 in ms from a row that carries it in any of the usual shapes
+-- p99 in ms of a row. Its buckets come first (the io tracer's log2 buckets of
+-- microseconds, held to the row's max_ns): one rule (perf_manual.hist) for
+-- every recording, whatever rule wrote its p99 field; then the p99 fields.
 local function p99_ms(row)
   if type(row) ~= 'table' then return nil end
+  if type(row.buckets) == 'table' and #row.buckets > 0 then
+    local max = hist.fitting_max(row.buckets, row.max_ns and math.floor(row.max_ns / 1e3))
+    local v = hist.quantile(row.buckets, 0.99, nil, max)
+    if v then return v / 1e3 end
+  end
   if row.p99_ms then return row.p99_ms end
   if row.p99_ns then return row.p99_ns / 1e6 end
   if row.p99_us then return row.p99_us / 1e3 end
-  if type(row.lat_hist) == 'table' or type(row.hist) == 'table' then
-    local ok, io = pcall(require, 'perf_manual.tracers.io')
-    local h = row.lat_hist or row.hist
-    if ok and io.percentile then
-      local v = io.percentile(h, 0.99)
-      -- io histograms are in microseconds (log2 slots)
-      if v then return v / 1e3 end
-    end
-  end
   return nil
 end
 M.p99_ms = p99_ms

@@ -237,7 +237,7 @@ function M.render_passive(s, opts)
   add('Connections: %d open at start, %d accepted, %d evicted from the table; calls on other fds: read %d, write %d',
     r.connections_at_start or 0, r.connections_accepted or 0, r.connections_evicted or 0,
     s.other_fd and s.other_fd.read or 0, s.other_fd and s.other_fd.write or 0)
-  if s.quality then add('quality: %s', require('perf_manual.tracers.base').quality_line(s.quality)) end
+  if s.quality then add('quality: %s', require('perf_manual.report.tracers').quality_line(s.quality)) end
   return table.concat(L, '\n') .. '\n'
 end
 

@@ -3,75 +3,12 @@
 --- small aligned "top" tables. Input is plain tables, so the same code
 --- renders live maps, recorded bytes and stored JSON.
 ---
---- Buckets are lists of `{ lo = n, hi = n, count = n }`. A log2 histogram from
---- the kernel (bpf/common.h) has slot i = [2^i, 2^(i+1)-1], slot 0 = [0, 1],
---- and its last slot also holds everything above it.
+--- Buckets are the bucket lists of perf_manual.hist (`{ lo = n, hi = n,
+--- count = n, open = true? }`), which also does the arithmetic: slots to
+--- buckets, merging, quantiles. This module only draws.
 local M = {}
 
 local fmt = string.format
-
---- Log2 slots (1-based list: slots[1] is slot 0) -> buckets, from slot 0 up
---- to the last non-empty slot (empty histogram: empty list).
----@param slots number[]
----@return {lo: number, hi: number, count: number}[]
-function M.log2_buckets(slots)
-  local last = 0
-  for i = 1, #slots do
-    if slots[i] > 0 then last = i end
-  end
-  local out = {}
-  for i = 1, last do
-    local s = i - 1
-    out[i] = { lo = s == 0 and 0 or 2 ^ s, hi = 2 ^ (s + 1) - 1, count = slots[i] }
-  end
-  if last == #slots and last > 0 then out[last].open = true end -- also holds larger values
-  return out
-end
-
---- Linear slots (slots[1] = value 0 .. with `step`) -> buckets up to the last
---- non-empty one.
-function M.linear_buckets(slots, step)
-  step = step or 1
-  local last = 0
-  for i = 1, #slots do
-    if slots[i] > 0 then last = i end
-  end
-  local out = {}
-  for i = 1, last do
-    out[i] = { lo = (i - 1) * step, hi = i * step - 1, count = slots[i] }
-  end
-  if last == #slots and last > 0 then out[last].open = true end
-  return out
-end
-
---- Adds slot counts of b into a (same length); returns a.
-function M.add_slots(a, b)
-  for i = 1, #b do a[i] = (a[i] or 0) + b[i] end
-  return a
-end
-
---- Count and percentiles of buckets. A percentile is the upper bound of the
---- bucket that holds it (what a log2 histogram can honestly say), nil when
---- the histogram is empty.
----@return {count: number, p50: number?, p90: number?, p99: number?, max_bucket_hi: number?}
-function M.summary(buckets)
-  local total = 0
-  for _, b in ipairs(buckets) do total = total + b.count end
-  local res = { count = total }
-  if total == 0 then return res end
-  for _, p in ipairs({ 50, 90, 99 }) do
-    local want, seen = total * p / 100, 0
-    for _, b in ipairs(buckets) do
-      seen = seen + b.count
-      if seen >= want and b.count > 0 then
-        res['p' .. p] = b.hi
-        break
-      end
-    end
-  end
-  res.max_bucket_hi = buckets[#buckets].hi
-  return res
-end
 
 local function stars(count, max, width)
   if max <= 0 then return string.rep(' ', width) end

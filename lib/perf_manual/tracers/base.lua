@@ -370,24 +370,4 @@ function M.json_copy(t, arrays)
   return copy
 end
 
---- One line of measurement quality, for text output.
-function M.quality_line(q)
-  local util = require('perf_manual.util')
-  local parts = {}
-  parts[#parts + 1] = 'attach ' .. (q.attach_path or '?')
-  if q.events_seen then parts[#parts + 1] = string.format('events %d', q.events_seen) end
-  parts[#parts + 1] = string.format('lost %s', q.events_lost and string.format('%d', q.events_lost) or 'not measured')
-  if q.events_missed and q.events_missed > 0 then parts[#parts + 1] = string.format('unpaired %d', q.events_missed) end
-  if q.bpf_cpu_pct then
-    parts[#parts + 1] = string.format('bpf cost %s (%.2f%% of a CPU%s, sampled %.0f%% of the time)',
-      util.fmt_duration(q.bpf_run_time_ns / 1e9), q.bpf_cpu_pct,
-      q.bpf_ns_per_run and string.format(', %.0f ns/run', q.bpf_ns_per_run) or '', (q.bpf_stats_coverage or 0) * 100)
-  else
-    parts[#parts + 1] = 'bpf cost ' .. (q.bpf_cost_note or 'not measured')
-  end
-  if q.self_cpu_pct then parts[#parts + 1] = string.format('tool cpu %.2f%%', q.self_cpu_pct) end
-  if q.detached then parts[#parts + 1] = 'DETACHED: ' .. q.detached end
-  return table.concat(parts, ', ')
-end
-
 return M

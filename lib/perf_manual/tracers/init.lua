@@ -11,7 +11,8 @@
 ---   tracer:read{ clear = bool } -> result (plain table, result.quality = measurement quality)
 ---   tracer:stop() -> final result (detaches and frees; idempotent)
 ---   tracer:over_budget(pct) -> bool, why     tracer:detach(why)
----   M.render(result, opts) -> text           M.to_json(result) -> table (optional)
+---   M.to_json(result) -> table (optional)
+---   (text: perf_manual.report.tracers.render(M.name, result, opts); tracers draw nothing)
 ---   M.snoop = true and tracer:snoop(max) -> { line, ... }  for `trace --snoop` (optional)
 local M = {}
 

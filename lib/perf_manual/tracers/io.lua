@@ -6,10 +6,10 @@
 ---   local t = assert(io_tracer.start{ pid = 1234, snoop = true })
 ---   for _, e in ipairs(t:poll(100)) do ... end     -- snoop stream
 ---   local r = t:read{ clear = true }               -- per interval
----   io.write(io_tracer.render(t:stop()))
+---   io.write(require('perf_manual.report.tracers').render('io', t:stop()))
 local ffi = require('ffi')
 local base = require('perf_manual.tracers.base')
-local hist = require('perf_manual.report.hist')
+local hist = require('perf_manual.hist')
 local util = require('perf_manual.util')
 
 local M = {}
@@ -269,11 +269,16 @@ function Io:snoop(max)
   return lines
 end
 
+--- Latency quantile (us) of a row's log2 buckets (us), held to its max_ns
+--- when that fits the buckets (hist.fitting_max).
+function M.p_us(buckets, q, max_ns)
+  return hist.quantile(buckets, q, nil, hist.fitting_max(buckets, max_ns and math.floor(max_ns / 1e3)))
+end
+
 local function finish_rows(rows)
   for _, r in ipairs(rows) do
     r.buckets = hist.log2_buckets(r.latency)
-    local s = hist.summary(r.buckets)
-    r.p50_us, r.p99_us = s.p50, s.p99
+    r.p50_us, r.p99_us = M.p_us(r.buckets, 0.5, r.max_ns), M.p_us(r.buckets, 0.99, r.max_ns)
     r.size_buckets = hist.log2_buckets(r.size)
     r.latency, r.size = nil, nil
   end
@@ -302,42 +307,6 @@ function Io:read(opts)
   res.snoop = self.snooping
   res.owner_from = self.owner_from
   return self:finish_read(res, now, opts)
-end
-
--- Text -------------------------------------------------------------------------
-
-local function us(ns) return ns and string.format('%.1f', ns / 1e3) or '-' end
-
---- Text for a result: one table per (disk, op), then the latency and size
---- histograms per disk, biolatency-style. opts.sizes = false hides sizes.
-function M.render(res, opts)
-  opts = opts or {}
-  local out = {}
-  if #res.rows == 0 then
-    out[#out + 1] = 'no block I/O completed\n'
-  else
-    out[#out + 1] = hist.table(res.rows, {
-      { key = 'device', title = 'DISK', align = 'l' },
-      { key = 'op', title = 'OP', align = 'l' },
-      { key = 'count', title = 'COUNT' },
-      { key = 'iops', title = 'IOPS', fmt = function(v) return v and string.format('%.1f', v) end },
-      { key = 'bytes_per_s', title = 'BYTES/s', fmt = function(v) return v and util.fmt_bytes(v) end },
-      { key = 'mean_ns', title = 'AVG (us)', fmt = function(v) return us(v) end },
-      { key = 'p99_us', title = 'P99 <= (us)' },
-      { key = 'max_ns', title = 'MAX (us)', fmt = function(v) return us(v) end },
-      { key = 'errors', title = 'ERRORS' },
-    })
-    for _, d in ipairs(res.devices) do
-      out[#out + 1] = string.format('\ndisk = %s (%s): block I/O latency, issue to completion\n', d.device, d.dev)
-      out[#out + 1] = hist.render_log2(d.buckets, { unit = 'usecs' })
-      if opts.sizes ~= false then
-        out[#out + 1] = string.format('\ndisk = %s: request size\n', d.device)
-        out[#out + 1] = hist.render_log2(d.size_buckets, { unit = 'bytes' })
-      end
-    end
-  end
-  if res.quality then out[#out + 1] = 'quality: ' .. base.quality_line(res.quality) .. '\n' end
-  return table.concat(out)
 end
 
 --- Header and lines of the snoop stream (biosnoop columns; PID is the

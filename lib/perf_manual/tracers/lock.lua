@@ -7,11 +7,10 @@
 ---
 ---   local t = assert(lock.start{ pid = 1234, stacks = true })
 ---   local r = t:read{ clear = true }      -- r.futex, r.threads, r.kernel, r.use
----   io.write(lock.render(t:stop()))
+---   io.write(require('perf_manual.report.tracers').render('lock', t:stop()))
 local ffi = require('ffi')
 local bit = require('bit')
 local base = require('perf_manual.tracers.base')
-local hist = require('perf_manual.report.hist')
 local util = require('perf_manual.util')
 
 local M = {}
@@ -362,91 +361,6 @@ function M.name_stacks(res)
       if okn then s.frames = names end
     end
   end
-end
-
--- Text -------------------------------------------------------------------------
-
-local function ms(ns) return ns and string.format('%.3f', ns / 1e6) or '-' end
-local function us(ns) return ns and string.format('%.1f', ns / 1e3) or '-' end
-local function pct(x) return x and string.format('%.1f%%', x * 100) or '-' end
-
---- Text for a result: futex waits per address and per thread, the wait
---- histogram of the busiest futex, kernel locks, and the USE Mutex row.
---- opts.top (default 10).
-function M.render(res, opts)
-  opts = opts or {}
-  local top = opts.top or 10
-  local out = {}
-  local function head(list) local t = {} for i = 1, math.min(top, #list) do t[i] = list[i] end return t end
-  for _, n in ipairs(res.notes or {}) do out[#out + 1] = n .. '\n' end
-  if res.futex_traced ~= false then
-    if #res.futex == 0 then
-      out[#out + 1] = 'no futex waits\n'
-    else
-      out[#out + 1] = 'futex waits by address:\n'
-      out[#out + 1] = hist.table(head(res.futex), {
-        { key = 'tgid', title = 'PID' },
-        { key = 'uaddr', title = 'FUTEX', align = 'l', fmt = function(v) return M.hex(v) end },
-        { key = 'kind', title = 'KIND', align = 'l' },
-        { key = 'count', title = 'WAITS' },
-        { key = 'total_ns', title = 'TOTAL (ms)', fmt = function(v) return ms(v) end },
-        { key = 'mean_ns', title = 'AVG (us)', fmt = function(v) return us(v) end },
-        { key = 'max_ns', title = 'MAX (us)', fmt = function(v) return us(v) end },
-        { key = 'share', title = 'SHARE', fmt = function(v) return pct(v) end },
-        { key = 'results', title = 'TIMEOUTS', fmt = function(v) return tostring(v.etimedout) end },
-        { key = 'results', title = 'EAGAIN', fmt = function(v) return tostring(v.eagain) end },
-      })
-      out[#out + 1] = '\nfutex waits by thread:\n'
-      out[#out + 1] = hist.table(head(res.threads), {
-        { key = 'tgid', title = 'PID' },
-        { key = 'pid', title = 'TID' },
-        { key = 'comm', title = 'COMM', align = 'l' },
-        { key = 'count', title = 'WAITS' },
-        { key = 'total_ns', title = 'TOTAL (ms)', fmt = function(v) return ms(v) end },
-        { key = 'wait_share', title = 'WAITING', fmt = function(v) return pct(v) end },
-        { key = 'errors', title = 'ERRORS' },
-      })
-      local f = res.futex[1]
-      out[#out + 1] = string.format('\nfutex %s (pid %d): wait time\n', M.hex(f.uaddr), f.tgid)
-      out[#out + 1] = hist.render_log2(hist.log2_buckets(f.slots), { unit = 'usecs' })
-      for i = 1, math.min(3, #f.stacks) do
-        local s = f.stacks[i]
-        out[#out + 1] = string.format('  waiting stack #%d: %d waits, %s ms\n', i, s.count, ms(s.total_ns))
-        for j, a in ipairs(s.addrs or {}) do
-          local name = s.frames and s.frames[j]
-          out[#out + 1] = string.format('    %s%s\n', type(a) == 'number' and string.format('0x%x', a) or a,
-            name and ('  ' .. name) or '')
-        end
-      end
-    end
-  end
-  if res.kernel_traced ~= false then
-    if #res.kernel == 0 then
-      out[#out + 1] = '\nno kernel lock contention\n'
-    else
-      out[#out + 1] = '\nkernel lock contention:\n'
-      out[#out + 1] = hist.table(head(res.kernel), {
-        { key = 'addr', title = 'LOCK', align = 'l', fmt = function(v) return M.hex(v) end },
-        { key = 'kind', title = 'KIND', align = 'l' },
-        { key = 'count', title = 'WAITS' },
-        { key = 'total_ns', title = 'TOTAL (us)', fmt = function(v) return us(v) end },
-        { key = 'mean_ns', title = 'AVG (us)', fmt = function(v) return us(v) end },
-        { key = 'max_ns', title = 'MAX (us)', fmt = function(v) return us(v) end },
-      })
-    end
-  end
-  local u = res.use
-  if u and res.futex_traced ~= false then
-    out[#out + 1] = string.format('\nUSE Mutex: utilisation %s of thread time waiting (%s), saturation %s waiters'
-      .. ' on average, max %s at once, errors %d (timeouts %d, EDEADLK %d, EOWNERDEAD %d, other %d)\n',
-      pct(u.utilisation), u.utilisation_basis,
-      u.saturation.mean_waiters and string.format('%.2f', u.saturation.mean_waiters) or '-',
-      u.saturation.max_waiters and tostring(u.saturation.max_waiters) or 'not measured',
-      u.errors.total, u.errors.by_kind.etimedout, u.errors.by_kind.edeadlk, u.errors.by_kind.eownerdead,
-      u.errors.by_kind.other)
-  end
-  if res.quality then out[#out + 1] = 'quality: ' .. base.quality_line(res.quality) .. '\n' end
-  return table.concat(out)
 end
 
 --- JSON-ready copy (arrays marked so empty ones stay arrays).

@@ -9,7 +9,6 @@
 local ffi = require('ffi')
 local bit = require('bit')
 local base = require('perf_manual.tracers.base')
-local hist = require('perf_manual.report.hist')
 local util = require('perf_manual.util')
 
 local M = {}
@@ -181,42 +180,6 @@ function Offcpu:read(opts)
   end
   res.min_us = self.min_us
   return self:finish_read(res, now, opts)
-end
-
--- Text -------------------------------------------------------------------------
-
-local function addr_text(a) return type(a) == 'number' and string.format('0x%x', a) or tostring(a) end
-
---- Text for a result: blocked time per task, then the top stacks as raw
---- addresses (the profiler names them). opts.top (default 10), opts.stacks
---- (default 3).
-function M.render(res, opts)
-  opts = opts or {}
-  local top, nstacks = opts.top or 10, opts.stacks or 3
-  local out = {}
-  if #res.entries == 0 then
-    out[#out + 1] = string.format('no task blocked longer than %d us\n', res.min_us or 1)
-  else
-    local rows = {}
-    for i = 1, math.min(top, #res.tasks) do rows[i] = res.tasks[i] end
-    out[#out + 1] = hist.table(rows, {
-      { key = 'tgid', title = 'PID' },
-      { key = 'pid', title = 'TID' },
-      { key = 'comm', title = 'COMM', align = 'l' },
-      { key = 'count', title = 'BLOCKS' },
-      { key = 'total_us', title = 'OFF-CPU (ms)', fmt = function(v) return string.format('%.3f', v / 1e3) end },
-    })
-    for i = 1, math.min(nstacks, #res.entries) do
-      local e = res.entries[i]
-      out[#out + 1] = string.format('\n%s (pid %d, tid %d, state %s): %.3f ms in %d blocks, max %.3f ms\n',
-        e.comm, e.tgid, e.pid, e.state, e.total_us / 1e3, e.count, e.max_us / 1e3)
-      for _, a in ipairs(e.kern_stack or {}) do out[#out + 1] = '    ' .. addr_text(a) .. ' [k]\n' end
-      if e.kern_stack and e.user_stack then out[#out + 1] = '    --\n' end
-      for _, a in ipairs(e.user_stack or {}) do out[#out + 1] = '    ' .. addr_text(a) .. '\n' end
-    end
-  end
-  if res.quality then out[#out + 1] = 'quality: ' .. base.quality_line(res.quality) .. '\n' end
-  return table.concat(out)
 end
 
 --- JSON-ready copy (arrays marked so empty ones stay arrays).

@@ -12,9 +12,10 @@
 ---
 ---   local t = assert(red.start{ pid = 1234 })   -- the process and its children
 ---   local r = t:read{ clear = true }            -- per interval
----   io.write(red.render(t:stop()))
+---   io.write(require('perf_manual.report.tracers').render('red', t:stop()))
 local ffi = require('ffi')
 local base = require('perf_manual.tracers.base')
+local hist = require('perf_manual.hist')
 local util = require('perf_manual.util')
 
 local M = {}
@@ -109,10 +110,23 @@ function M.slot_of(v)
   return M.SUB + (e - M.SUB_BITS) * M.SUB + math.floor(v / 2 ^ (e - M.SUB_BITS)) % M.SUB
 end
 
+--- Slots (1-based counts) -> perf_manual.hist buckets (ns) of the non-empty
+--- slots; the last slot is open (it also holds everything above).
+function M.buckets(slots)
+  local out = {}
+  for i = 1, #slots do
+    if slots[i] > 0 then
+      local lo, w = M.slot_bounds(i - 1)
+      out[#out + 1] = { lo = lo, hi = lo + w - 1, count = slots[i], open = i == M.SLOTS or nil }
+    end
+  end
+  return out
+end
+
 --- Percentiles (seconds) from slots (1-based list of counts) and the exact
---- min/max/sum: a percentile is the middle of the bucket that holds it,
---- kept inside [min, max] (the way the active mode's histogram answers).
---- Buckets are at most 1/32 of their value wide, so the error is under 1.6%.
+--- min/max/sum, by perf_manual.hist's quantile: the rule the active mode's
+--- histogram (runtime/http.c) answers with. Buckets are at most 1/32 of
+--- their value wide, so the error is under 1.6%.
 ---@return table? latency { p50, p75, p90, p99, 'p99.9', 'p99.99', min, max, mean }, table histogram
 function M.latency(slots, min_ns, max_ns, sum_ns)
   local n = 0
@@ -126,22 +140,9 @@ function M.latency(slots, min_ns, max_ns, sum_ns)
   end
   if n == 0 then return nil, histogram end
   local lat = { min = min_ns / 1e9, max = max_ns / 1e9, mean = sum_ns / n / 1e9 }
-  local qs = { { 'p50', 0.50 }, { 'p75', 0.75 }, { 'p90', 0.90 }, { 'p99', 0.99 }, { 'p99.9', 0.999 },
-               { 'p99.99', 0.9999 } }
-  for _, q in ipairs(qs) do
-    local rank = math.max(1, math.ceil(q[2] * n - 1e-9))
-    local seen = 0
-    for i = 1, #slots do
-      seen = seen + slots[i]
-      if seen >= rank then
-        local lo, w = M.slot_bounds(i - 1)
-        local v = lo + (w - 1) / 2
-        if i == #slots then v = max_ns end -- the open last slot: only max is known
-        v = math.min(math.max(v, min_ns), max_ns)
-        lat[q[1]] = v / 1e9
-        break
-      end
-    end
+  local buckets = M.buckets(slots)
+  for _, q in ipairs({ 0.50, 0.75, 0.90, 0.99, 0.999, 0.9999 }) do
+    lat[hist.name(q)] = hist.quantile(buckets, q, min_ns, max_ns) / 1e9
   end
   return lat, histogram
 end
@@ -452,34 +453,6 @@ function Red:read(opts)
     self.added_total, self.removed_total, self.evicted_prev = added, removed, evicted_total
   end
   return res
-end
-
--- Text -------------------------------------------------------------------------
-
-local function dur(s) return s and util.fmt_duration(s) or '-' end
-
---- Text for a result: requests, latency percentiles and log2 bars, what was
---- not counted, and the measurement quality.
-function M.render(res)
-  local L = {}
-  local function add(fmt, ...) L[#L + 1] = string.format(fmt, ...) end
-  add('requests %d (%.1f/s)  closed without response %d  in flight %s',
-    res.requests, res.rate or 0, res.closed_without_response, tostring(res.conns.pending or '-'))
-  if res.latency then
-    local parts = {}
-    for _, k in ipairs({ 'p50', 'p90', 'p99', 'p99.9', 'max' }) do
-      parts[#parts + 1] = k .. ' ' .. dur(res.latency[k])
-    end
-    add('latency  %s', table.concat(parts, '  '))
-    for _, line in ipairs(require('perf_manual.report.charts').log2_bars(res.histogram)) do add('  %s', line) end
-  else
-    add('latency  not measured (no request answered)')
-  end
-  add('connections %s tracked (%d found at start, %d accepted), %d evicted; calls on other fds: read %d write %d',
-    tostring(res.conns.tracked or '-'), res.conns.at_start or 0, res.accepted, res.conns.evicted or 0,
-    res.other_fd.read, res.other_fd.write)
-  if res.quality then add('quality: %s', base.quality_line(res.quality)) end
-  return table.concat(L, '\n') .. '\n'
 end
 
 function M.to_json(res)

@@ -6,10 +6,10 @@
 ---
 ---   local t = assert(sched.start{ per = 'process', pid = 1234 })
 ---   local r = t:read{ clear = true }
----   io.write(sched.render(t:stop()))
+---   io.write(require('perf_manual.report.tracers').render('sched', t:stop()))
 local ffi = require('ffi')
 local base = require('perf_manual.tracers.base')
-local hist = require('perf_manual.report.hist')
+local hist = require('perf_manual.hist')
 local util = require('perf_manual.util')
 
 local M = {}
@@ -208,51 +208,6 @@ function Sched:read(opts)
     res.runqlen_note = 'not measured (' .. tostring(self.runq_err) .. ')'
   end
   return self:finish_read(res, now, opts)
-end
-
--- Text -------------------------------------------------------------------------
-
-local function n2(v) return v and string.format('%d', v) or '-' end
-
---- Text for a result: the run-queue latency histogram (per group when
---- grouped) and the run-queue length distribution. opts.top groups (default 10).
-function M.render(res, opts)
-  opts = opts or {}
-  local out = {}
-  if res.count == 0 then
-    out[#out + 1] = 'run-queue latency: no wakeups of the target seen\n'
-  else
-    out[#out + 1] = string.format('run-queue latency (%s): %d wakeups, avg %.1f, p50 <= %s, p99 <= %s\n',
-      res.unit, res.count, res.avg, n2(res.p50), n2(res.p99))
-    if res.per == 'all' then
-      out[#out + 1] = hist.render_log2(res.buckets, { unit = res.unit })
-    else
-      local top = opts.top or 10
-      for i = 1, math.min(top, #res.groups) do
-        local g = res.groups[i]
-        local label = res.per == 'cpu' and ('cpu = ' .. g.cpu)
-          or string.format('pid = %d %s', g.pid, g.comm or '(exited)')
-        out[#out + 1] = string.format('\n%s  (%d wakeups, avg %.1f %s)\n', label, g.count, g.avg, res.unit)
-        out[#out + 1] = hist.render_log2(g.buckets, { unit = res.unit })
-      end
-      if #res.groups > top then out[#out + 1] = string.format('(%d more groups)\n', #res.groups - top) end
-    end
-  end
-  if res.runqlen then
-    local r = res.runqlen
-    if r.samples > 0 then
-      out[#out + 1] = string.format('\nrun-queue length (running task included), %d samples at %d Hz per CPU: '
-        .. 'mean %.2f, a task waiting in %.1f%% of samples\n',
-        r.samples, r.sample_hz, r.mean, r.waiting_pct)
-      out[#out + 1] = hist.render_linear(r.buckets, { unit = 'runqlen' })
-    else
-      out[#out + 1] = '\nrun-queue length: no samples\n'
-    end
-  elseif res.runqlen_note then
-    out[#out + 1] = '\nrun-queue length: ' .. res.runqlen_note .. '\n'
-  end
-  if res.quality then out[#out + 1] = 'quality: ' .. base.quality_line(res.quality) .. '\n' end
-  return table.concat(out)
 end
 
 function M.to_json(res)

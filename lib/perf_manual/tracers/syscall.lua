@@ -6,10 +6,10 @@
 ---   local t = assert(syscall.start{ pid = 1234 })   -- mode = 'latency' | 'count'
 ---   local r = t:read{ clear = true }                -- per interval
 ---   local final = t:stop()
----   io.write(syscall.render(final))
+---   io.write(require('perf_manual.report.tracers').render('syscall', final))
 local ffi = require('ffi')
 local base = require('perf_manual.tracers.base')
-local hist = require('perf_manual.report.hist')
+local hist = require('perf_manual.hist')
 
 local M = {}
 
@@ -204,53 +204,6 @@ function Syscall:read(opts)
   res.quality.events_seen = seen
   if opts.clear then self.seen = seen end
   return res
-end
-
--- Text -------------------------------------------------------------------------
-
-local function us(ns) return ns and string.format('%.3f', ns / 1e3) or '-' end
-
---- Text for a result: top table (like syscount -L), errors, and the latency
---- histogram of all traced syscalls. opts.top (default 10).
-function M.render(res, opts)
-  opts = opts or {}
-  local top = opts.top or 10
-  local out = {}
-  local rows = {}
-  for i = 1, math.min(top, #res.syscalls) do rows[i] = res.syscalls[i] end
-  if #rows == 0 then
-    out[#out + 1] = 'no syscalls seen\n'
-  elseif res.mode == 'count' then
-    out[#out + 1] = hist.table(rows, {
-      { key = 'name', title = 'SYSCALL', align = 'l' },
-      { key = 'count', title = 'COUNT' },
-    })
-  else
-    out[#out + 1] = hist.table(rows, {
-      { key = 'name', title = 'SYSCALL', align = 'l' },
-      { key = 'count', title = 'COUNT' },
-      { key = 'errors', title = 'ERRORS' },
-      { key = 'total_ns', title = 'TIME (us)', fmt = function(v) return us(v) end },
-      { key = 'avg_ns', title = 'AVG (us)', fmt = function(v) return us(v) end },
-      { key = 'p99_ns', title = 'P99 <= (us)', fmt = function(v) return us(v) end },
-    })
-    local errl = {}
-    for _, r in ipairs(rows) do
-      for _, e in ipairs(r.errnos) do
-        errl[#errl + 1] = string.format('  %-16s %-12s %d', r.name, e.name, e.count)
-      end
-    end
-    if #errl > 0 then out[#out + 1] = 'errors:\n' .. table.concat(errl, '\n') .. '\n' end
-    if #res.buckets > 0 then
-      out[#out + 1] = '\nsyscall latency, all traced syscalls:\n'
-      out[#out + 1] = hist.render_log2(res.buckets, { unit = 'nsecs' })
-    end
-  end
-  if #res.syscalls > top then
-    out[#out + 1] = string.format('(%d more syscalls; %d calls in total)\n', #res.syscalls - top, res.total.count)
-  end
-  if res.quality then out[#out + 1] = 'quality: ' .. base.quality_line(res.quality) .. '\n' end
-  return table.concat(out)
 end
 
 --- JSON-ready copy (arrays marked so empty ones stay arrays).

@@ -32,16 +32,6 @@ describe('perf_manual.tracers.base', function()
       base.unavailable('tracepoint sched/sched_switch'))
   end)
 
-  it('prints measurement quality in one line, missing figures as missing', function()
-    local line = base.quality_line({ attach_path = 'raw_tp', events_seen = 10, events_lost = 0, events_missed = 2,
-      bpf_run_time_ns = 5e6, bpf_cpu_pct = 0.5, bpf_ns_per_run = 120, bpf_stats_coverage = 0.1, self_cpu_pct = 1.25 })
-    assert.equal('attach raw_tp, events 10, lost 0, unpaired 2, bpf cost 5.0ms (0.50% of a CPU, 120 ns/run, '
-      .. 'sampled 10% of the time), tool cpu 1.25%', line)
-    local missing = base.quality_line({ attach_path = 'tp_btf', bpf_cost_note = 'not measured (stats off)',
-      detached = 'over budget' })
-    assert.equal('attach tp_btf, lost not measured, bpf cost not measured (stats off), DETACHED: over budget', missing)
-  end)
-
   it('names the attach path from the programs attached', function()
     assert.equal('raw_tp', base.attach_path({ a = 'raw_tp', b = 'raw_tp' }))
     assert.equal('perf_event+tp_btf', base.attach_path({ a = 'tp_btf', b = 'perf_event' }))

@@ -111,18 +111,19 @@ describe('perf_manual.tracers.io', function()
 
   it('renders a table, latency and size histograms, and snoop lines', function()
     local rows, devices = io_t.aggregate(decoded(), 0.5, function() return 'vda' end)
-    local hist = require('perf_manual.report.hist')
+    local hist = require('perf_manual.hist')
+    local render = function(r) return require('perf_manual.report.tracers').render('io', r) end
     for _, list in ipairs({ rows, devices }) do
       for _, r in ipairs(list) do
         r.buckets, r.size_buckets = hist.log2_buckets(r.latency), hist.log2_buckets(r.size)
       end
     end
-    local text = io_t.render({ rows = rows, devices = devices })
+    local text = render({ rows = rows, devices = devices })
     assert.matches('DISK%s+OP%s+COUNT', text)
     assert.matches('disk = vda %(254:0%): block I/O latency', text)
     assert.matches('usecs%s+: count', text)
     assert.matches('bytes%s+: count', text)
-    assert.equal('no block I/O completed\n', io_t.render({ rows = {}, devices = {} }))
+    assert.equal('no block I/O completed\n', render({ rows = {}, devices = {} }))
     local e = io_t.decode_event(unhex(rec.events[1]))
     e.t_s = 1.5
     local line = io_t.render_event(e)

@@ -157,7 +157,7 @@ describe('perf_manual.tracers.lock', function()
 
   it('renders the tables, the busiest futex histogram and the USE Mutex row', function()
     local r = lock.analyse(decoded(), rec.seconds, 9)
-    local text = lock.render(r)
+    local text = require('perf_manual.report.tracers').render('lock', r)
     assert.matches('futex waits by address:', text)
     assert.matches('futex waits by thread:', text)
     assert.matches(string.format('futex 0x%x %%(pid %d%%): wait time', r.futex[1].uaddr, rec.pid), text)

@@ -58,7 +58,7 @@ describe('perf_manual.tracers.sched', function()
     local all = {}
     for _, e in ipairs(recorded('sched.runq')) do
       local slots = sched.decode_runq(e.value)
-      require('perf_manual.report.hist').add_slots(all, slots)
+      require('perf_manual.hist').add_slots(all, slots)
     end
     local s = sched.runq_summary(all)
     assert.is_true(s.samples > 50)
@@ -71,13 +71,14 @@ describe('perf_manual.tracers.sched', function()
   it('renders per-process histograms and the run-queue length', function()
     local res = sched.aggregate(groups(), 'process', 'usecs', function() return 'cpu_burn' end)
     res.runqlen = { samples = 4, mean = 1.5, waiting_pct = 50, sample_hz = 99,
-                    buckets = require('perf_manual.report.hist').linear_buckets({ 0, 2, 2 }) }
-    local text = sched.render(res, { top = 2 })
+                    buckets = require('perf_manual.hist').linear_buckets({ 0, 2, 2 }) }
+    local render = require('perf_manual.report.tracers').render
+    local text = render('sched', res, { top = 2 })
     assert.matches('run%-queue latency %(usecs%): %d+ wakeups', text)
     assert.matches('pid = ' .. burner_pid() .. ' cpu_burn', text)
     assert.matches('more groups', text)
     assert.matches('runqlen', text)
-    local empty = sched.render(sched.aggregate({}, 'all', 'usecs'))
+    local empty = render('sched', sched.aggregate({}, 'all', 'usecs'))
     assert.matches('no wakeups of the target seen', empty)
   end)
 

@@ -100,12 +100,13 @@ describe('perf_manual.tracers.syscall', function()
     local stats, errs = decoded()
     local res = syscall.aggregate(stats, errs, bpf.syscall_names(), 1)
     res.mode = 'latency'
-    local text = syscall.render(res, { top = 3 })
+    local render = require('perf_manual.report.tracers').render
+    local text = render('syscall', res, { top = 3 })
     assert.matches('SYSCALL%s+COUNT%s+ERRORS%s+TIME %(us%)', text)
     assert.matches('nsecs%s+: count%s+distribution', text)
     assert.matches('more syscalls', text)
     res.mode = 'count'
-    local ctext = syscall.render(res)
+    local ctext = render('syscall', res)
     assert.matches('^SYSCALL%s+COUNT\n', ctext)
     assert.not_matches('ERRORS', ctext)
   end)
