@@ -298,6 +298,9 @@ function R.red(res)
   return table.concat(L, '\n') .. '\n'
 end
 
+--- True when this module has a text renderer for tracer `name`.
+function M.has(name) return R[name] ~= nil end
+
 --- Tracer names this module renders.
 function M.names()
   local out = {}

@@ -6,6 +6,7 @@
 --- in those.
 local util = require('perf_manual.util')
 local tracers = require('perf_manual.tracers')
+local report_tracers = require('perf_manual.report.tracers')
 local measure_trace = require('perf_manual.measure.trace')
 local common = require('perf_manual.verbs.common')
 
@@ -66,7 +67,7 @@ end
 --- inv:render_tracer(event, result, { top = }) → the tracer's text (histograms, tables).
 function M.render_tracer(_, event, res, opts)
   local mod = tracers.get(event)
-  if mod and mod.render then return mod.render(res, opts) end
+  if mod and report_tracers.has(mod.name) then return report_tracers.render(mod.name, res, opts) end
   return util.json_encode(res, true) .. '\n'
 end
 
