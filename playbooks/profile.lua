@@ -9,7 +9,8 @@ return playbook {
   perf_manual profile --duration 10s --output prof/
   perf_manual profile --pid 1234 --duration 30s --freq 199 --format svg,folded,speedscope
   perf_manual profile --pid 1234 --off-cpu --min-block 1ms --duration 10s
-  perf_manual profile --target nginx.service --duration 10s --json]],
+  perf_manual profile --target nginx.service --duration 10s --json
+  perf_manual profile --replay prof/ --output prof2/ --top 20]],
   params = {
     target = param.target { 'what to profile: system, a PID, a service, a cgroup path, a process name or a command',
       default = 'system', aliases = param.target_aliases },
@@ -23,15 +24,18 @@ return playbook {
     backend = param.choice { 'sampling backend', choices = { 'auto', 'bpf', 'perf' }, default = 'auto' },
     top = param.integer { 'functions listed in the summary', default = 10, min = 1 },
     json = param.flag { 'print the profile summary as JSON' },
+    replay = param.path { 'show the profile a --output DIR holds again (summary, and the files to --output)',
+      optional = true },
   },
 
   step 'profile' {
     function(inv, p)
       if p.all and p.target ~= 'system' then inv:fail('profile: give one of --pid, --cgroup, --target, --all') end
       inv:check_profile_formats(p.format)
-      local r = inv:profile { target = inv:target(p.target), duration = p.duration, freq = p.freq,
+      local r = inv:profile { target = not p.replay and inv:target(p.target) or nil, duration = p.duration, freq = p.freq,
         off_cpu = p.off_cpu, min_block = p.min_block, backend = p.backend, top = p.top, soft = false,
         note = function(text) inv:note(text) end }
+      if r.available == false then inv:fail('profile: ' .. tostring(r.why)) end
       if r.backend == 'perf' then inv.err:write('perf_manual: profile: using perf record -g (', r.fallback_why, ')\n') end
       local prof = inv:write_profile(r, p.output, p.format)
       if prof.total == 0 then

@@ -9,7 +9,8 @@ return playbook {
   examples = '  perf_manual trace --events syscalls --pid 1234 --duration 10\n'
     .. '  perf_manual trace --events sched,syscalls --duration 30 --interval 5\n'
     .. '  perf_manual trace --events io --snoop --duration 5\n'
-    .. '  perf_manual trace --events syscalls --target nginx.service --json',
+    .. '  perf_manual trace --events syscalls --target nginx.service --json\n'
+    .. '  perf_manual trace --events io --duration 30 --save /tmp/io && perf_manual trace --replay /tmp/io',
   params = {
     events = param.list { 'tracers to run, comma-separated', default = 'syscalls,sched' },
     target = param.target { 'what to trace: system, a PID, a service, a cgroup path, a process name or a command',
@@ -23,6 +24,8 @@ return playbook {
     max_overhead = param.number { 'detach a tracer whose BPF programs use more than PCT% of one CPU', default = 5,
       above = 0 },
     json = param.flag { 'print the results as one JSON document' },
+    save = param.path { 'also write DIR/trace.json (the final results) for --replay and reports', optional = true },
+    replay = param.path { "show the results recorded in DIR's trace.json again (no tracing)", optional = true },
   },
 
   run = function(inv, p)
@@ -39,7 +42,7 @@ return playbook {
       inv:flush()
     end
     local r = inv:trace {
-      events = p.events, target = inv:target(p.target), duration = p.duration, interval = p.interval,
+      events = p.events, target = not p.replay and inv:target(p.target) or nil, duration = p.duration, interval = p.interval,
       snoop = p.snoop, mode = p.count_only and 'count' or nil, per = p.per, max_overhead = p.max_overhead,
       json_snoop = p.json,
       note = function(text) inv:note(text); if not p.json then inv.err:write('trace: ', text, '\n') end end,
@@ -62,6 +65,8 @@ return playbook {
         end
       end,
     }
+    if r.available == false then inv:fail('trace: ' .. tostring(r.why)) end
+    if p.save then inv:save_file(inv:mkdir(p.save) .. '/trace.json', r) end
     local final = {}
     for _, ev in ipairs(r.order) do final[#final + 1] = { event = ev, res = r.results[ev] } end
     show(final, r.final_label)

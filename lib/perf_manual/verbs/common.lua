@@ -54,11 +54,11 @@ function M.adapter(inv, base, live, rejudge)
     result, why = live()
   end
   if result == nil then result = { available = false, why = why or 'no result' } end
+  -- a plain command keeps no folder: its result is printed (or refused), not stored
+  if inv.playbook and not inv.playbook.investigation then return result end
   if result.available == false then
     inv:warn(base .. ': not available: ' .. tostring(result.why))
   end
-  -- a plain command keeps no folder: its result is printed, not stored
-  if inv.playbook and not inv.playbook.investigation then return result end
   -- live-only handles (a profile's frame tree, ...) stay out of the file
   local saved = {}
   for k, v in pairs(result) do

@@ -17,10 +17,59 @@ local common = require('perf_manual.verbs.common')
 
 local M = {}
 
+--- A profile rebuilt from its recorded summary and folded stacks: the
+--- recorded quality figures stand (they were measured with the live maps).
+function M.rebuild(rec, folded)
+  local stacks = {}
+  for line in tostring(folded or ''):gmatch('[^\n]+') do
+    local key, n = line:match('^(.*) (%d+)$')
+    if key then
+      local frames = {}
+      for f in (key .. ';'):gmatch('(.-);') do frames[#frames + 1] = f end
+      stacks[#stacks + 1] = { frames = frames, count = tonumber(n), key = key }
+    end
+  end
+  local q = rec.quality or {}
+  local prof = profilers.new { kind = rec.kind, source = rec.source, unit = rec.unit, target = rec.target,
+    duration = rec.duration_s, freq = rec.freq, fallback_why = rec.fallback, stacks = stacks,
+    binaries = rec.binaries, lost_samples = q.lost_samples, lost_stacks = q.lost_stacks,
+    bpf_run_time_ns = rec.bpf_run_time_ns, cost = rec.cost }
+  for k, v in pairs(q) do prof.quality[k] = v end
+  prof.quality.without_frame_pointers = util.array(q.without_frame_pointers or {})
+  if prof.source ~= 'bpf' and not q.lost_samples then prof.lost_why = 'not recorded' end
+  prof.t_stop = sys.now()
+  return prof
+end
+
+-- replay: the investigation's profile-KIND.json, or the profile.json and
+-- profile.folded a `profile --output DIR` left
+local function replayed(inv, kind)
+  local rec = common.recorded(inv, 'profile-' .. kind .. '.json')
+  local folded
+  if rec then
+    folded = rec.folded or common.recorded(inv, 'profile-' .. kind .. '.folded')
+  else
+    local why
+    rec, why = common.recorded(inv, 'profile.json')
+    if not rec then return nil, why end
+    folded = common.recorded(inv, 'profile.folded')
+    if not folded then return nil, 'no profile.folded beside profile.json in ' .. inv.replay end
+  end
+  local out = rec
+  out.folded = folded
+  out._profile = M.rebuild(rec, folded)
+  return out
+end
+
 function M.profile(inv, opts)
   opts = opts or {}
   local params = inv.params or {}
   local kind = opts.off_cpu and 'offcpu' or (opts.kind or 'cpu')
+  if inv.replay and not (inv.playbook and inv.playbook.investigation) then
+    -- a command replaying a profile directory
+    local r, why = replayed(inv, kind)
+    return r or { available = false, why = why }
+  end
   local r = common.adapter(inv, 'profile-' .. kind, function()
     local prof, why = measure_profile.run {
       target = common.target(inv, opts), duration = opts.duration or params.duration or 5, freq = opts.freq,
@@ -36,6 +85,10 @@ function M.profile(inv, opts)
     out.session_notes = util.array(prof.notes)
     out._profile = prof
     return out
+  end, function(rec)
+    local folded = rec.folded or common.recorded(inv, 'profile-' .. kind .. '.folded')
+    if type(folded) == 'string' then rec._profile = M.rebuild(rec, folded) end
+    return rec
   end)
   if r.artifact and r.available ~= false and type(r.folded) == 'string' and not inv.replay then
     r.folded_path = inv:save_artifact(r.artifact:gsub('^raw_data/', ''):gsub('%.json$', '.folded'), r.folded, 'profile')
