@@ -11,20 +11,14 @@ return playbook {
     .. '  perf_manual investigate --workload api --symptom "slow" --answers answers.yaml --baseline 2026-01-10_slow\n'
     .. '  perf_manual investigate --resume 2026-11-22_slow',
   params  = {
-    workload = param.target   { "pid, process name, service, or a command to launch", optional = true },
-    symptom  = param.string   { "what people see, in their words", optional = true },
+    workload = param.target   { "pid, process name, service, cgroup or a command to launch", required = true,
+      unless = { "replay" }, aliases = { { name = "target", prefix = "", desc = "same as --workload" },
+        { name = "pid", prefix = "pid:", argname = "pid", desc = "same as --workload PID" } } },
+    symptom  = param.string   { "what people see, in their words", required = true },
     baseline = param.investigation { "an earlier investigation to compare with", optional = true },
-    duration = param.duration { "how long each measurement runs", default = "5s" },
+    duration = param.duration { "how long each measurement runs", default = "5s", above = 0 },
     endpoint = param.string   { "URL of the service, for a RED check", optional = true },
   },
-  check = function(p)
-    if not p.resume and not p.symptom then
-      require('perf_manual.util').user_error('investigate: missing --symptom')
-    end
-    if not p.resume and not p.replay and not p.workload then
-      require('perf_manual.util').user_error('investigate: missing --workload (a pid, a name or a command)')
-    end
-  end,
 
   step "checklist" { budget = "10m",
     function(inv, p)

@@ -4,7 +4,6 @@
 --- `playbook`, `param` and `step` are provided in the file's environment; the
 --- rest of the environment is the ordinary Lua globals (no new globals are set).
 local util = require('perf_manual.util')
-local verbs = require('perf_manual.verbs')
 local store = require('perf_manual.store')
 
 local M = {}
@@ -27,7 +26,7 @@ local function make(kind, conv)
       desc = spec[1] or spec.desc,
       default = spec.default,
       optional = not spec.required and (spec.optional or spec.default ~= nil or kind == 'flag'),
-      min = spec.min, max = spec.max, above = spec.above,
+      min = spec.min, max = spec.max, above = spec.above, unless = spec.unless,
       aliases = spec.aliases,
       positional = spec.positional,
       choices = spec.choices,
@@ -205,9 +204,12 @@ function M.add_engine_params(pb)
   pb.check = function(params)
     if not params.resume then
       for _, p in ipairs(required) do
-        if params[p.name] == nil then
-          util.user_error(string.format('%s: missing %s', pb.name,
-            p.positional and ('<' .. p.name .. '>') or ('--' .. p.name:gsub('_', '-'))))
+        local excused = false
+        for _, other in ipairs(p.unless or {}) do excused = excused or params[other] ~= nil end
+        if params[p.name] == nil and not excused then
+          util.user_error(string.format('%s: missing %s%s', pb.name,
+            p.positional and ('<' .. p.name .. '>') or ('--' .. p.name:gsub('_', '-')),
+            p.desc and (' (' .. p.desc .. ')') or ''))
         end
       end
     end
@@ -312,7 +314,8 @@ M.Context = Context
 Context.__index = function(t, k)
   local v = Context[k]
   if v ~= nil then return v end
-  v = verbs.get(k)
+  -- the verbs load what measuring needs: only a run that uses one pays for it
+  v = require('perf_manual.verbs').get(k)
   if v ~= nil then return v end
   v = require('perf_manual.investigation').methods[k]
   if v ~= nil then return v end
@@ -324,7 +327,8 @@ Context.__newindex = function(t, k, v)
   if state and type(k) == 'string' and k:sub(1, 1) ~= '_' then
     -- a field named like a method stays in this run only: saved state
     -- must never hide a method after a resume
-    if Context[k] ~= nil or verbs.get(k) ~= nil or require('perf_manual.investigation').methods[k] ~= nil then
+    if Context[k] ~= nil or require('perf_manual.verbs').get(k) ~= nil
+      or require('perf_manual.investigation').methods[k] ~= nil then
       rawset(t, k, v)
     else
       state[k] = v
