@@ -177,6 +177,9 @@ function M.main(argv)
   end
   local playbook = require('perf_manual.playbook')
   local dirs = playbook.search_path(extra_dirs)
+  -- a team's verbs/ and suites/ live beside its playbooks
+  require('perf_manual.verbs').set_path(dirs)
+  require('perf_manual.suites').set_path(dirs)
   local cmd = table.remove(args, 1)
   if not cmd or cmd == 'help' then
     if cmd == 'help' and args[1] then

@@ -17,8 +17,10 @@ local M = {}
 local builtin_dir = host.root .. '/lib/perf_manual/suites'
 local team_dirs = {}
 
---- Adds the `suites/` folders of the playbook directories (search order).
-function M.extend(dirs)
+--- The playbook directories whose `suites/` folders hold team suites
+--- (search order, first wins).
+function M.set_path(dirs)
+  team_dirs = {}
   for _, d in ipairs(dirs or {}) do team_dirs[#team_dirs + 1] = d .. '/suites' end
 end
 

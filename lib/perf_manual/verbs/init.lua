@@ -21,23 +21,21 @@ function M.register(name, fn, from)
   origin[name] = from or 'built-in'
 end
 
---- The verb named `name`, or nil.
-function M.get(name) return registry[name] end
+local team_dirs = {}
+local loaded = false
 
---- Every verb: list of { name =, from = }.
-function M.list()
-  local out = {}
-  for name in pairs(registry) do out[#out + 1] = { name = name, from = origin[name] } end
-  table.sort(out, function(a, b) return a.name < b.name end)
-  return out
+--- The playbook directories whose verbs/ folders hold team verbs (search
+--- order, first wins). Nothing is loaded until a verb is asked for.
+function M.set_path(dirs)
+  team_dirs = dirs or {}
+  loaded = false
 end
 
---- Loads the team verbs of each playbook directory (DIR/verbs/*.lua). The
---- first directory on the path wins, as for playbooks.
-function M.extend(dirs)
+-- loads a team's verbs/*.lua: a function(inv, opts), or a table of them
+local function load_team(dirs)
   local dirent = require('posix.dirent')
   local taken = {}
-  for _, d in ipairs(dirs or {}) do
+  for _, d in ipairs(dirs) do
     local ok, names = pcall(dirent.dir, d .. '/verbs')
     if ok and names then
       table.sort(names)
@@ -60,17 +58,38 @@ function M.extend(dirs)
   end
 end
 
-local builtin = {
-  require('perf_manual.verbs.target'),
-  require('perf_manual.verbs.use_check'),
-  require('perf_manual.verbs.trace'),
-  require('perf_manual.verbs.profile'),
-  require('perf_manual.verbs.red_check'),
-  require('perf_manual.verbs.collect'),
-  require('perf_manual.verbs.quantify'),
-}
-for _, mod in ipairs(builtin) do
-  for name, fn in pairs(mod.verbs) do M.register(name, fn) end
+-- the built-in verbs, then the team's (which may replace one)
+local function ensure()
+  if loaded then return end
+  loaded = true
+  local builtin = {
+    require('perf_manual.verbs.target'),
+    require('perf_manual.verbs.use_check'),
+    require('perf_manual.verbs.trace'),
+    require('perf_manual.verbs.profile'),
+    require('perf_manual.verbs.red_check'),
+    require('perf_manual.verbs.collect'),
+    require('perf_manual.verbs.quantify'),
+  }
+  for _, mod in ipairs(builtin) do
+    for name, fn in pairs(mod.verbs) do M.register(name, fn) end
+  end
+  load_team(team_dirs)
+end
+
+--- The verb named `name`, or nil.
+function M.get(name)
+  ensure()
+  return registry[name]
+end
+
+--- Every verb: list of { name =, from = }.
+function M.list()
+  ensure()
+  local out = {}
+  for name in pairs(registry) do out[#out + 1] = { name = name, from = origin[name] } end
+  table.sort(out, function(a, b) return a.name < b.name end)
+  return out
 end
 
 return M
