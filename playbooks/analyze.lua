@@ -14,7 +14,7 @@ return playbook {
     function(inv, p)
       local F, util, store = require('perf_manual.analyzers.findings'), require('perf_manual.util'),
         require('perf_manual.store')
-      local data = F.load(p.data)
+      local data = F.prepare(store.results(p.data))
       local found = F.all(data)
       store.attach(p.data):write_json('analysis/findings.json', util.array(found))
       local text = require('perf_manual.analyzers.findings').report(data, found)

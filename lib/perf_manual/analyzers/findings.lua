@@ -1,9 +1,9 @@
 --- Findings from recorded results: a USE check, tracer and profiler
 --- results, collector series. Plain tables in, findings out
 --- ({resource=, metric=, value=, severity=, summary=, evidence=}).
---- `load(dir)` reads a data dir (collect output or investigation folder)
---- without touching files it does not need.
+--- The results come from perf_manual.store.results(dir) through `prepare`.
 local util = require('perf_manual.util')
+local use = require('perf_manual.analyzers.use')
 
 local M = {}
 
@@ -137,57 +137,17 @@ function M.from_profile(p)
   return out
 end
 
-local function read_json(path)
-  local text = util.readfile(path)
-  if not text then return nil end
-  local v = util.json_decode(text)
-  return v
-end
-
---- Reads the results in a data dir: {use=, traces={kind=result}, profiles={kind=result},
---- manifest=, files={name...}}. Only *.json result files are read.
-function M.load(dir)
-  local dirent = require('posix.dirent')
-  local res = { dir = dir, traces = {}, profiles = {}, collects = {}, files = {} }
-  local raw = dir .. '/raw_data'
-  local ok, names = pcall(dirent.dir, raw)
-  if not ok or not names then
-    raw = dir
-    ok, names = pcall(dirent.dir, raw)
-  end
-  if not ok or not names then util.user_error('no data dir ' .. dir) end
-  table.sort(names)
-  local prefix = raw == dir and '' or 'raw_data/'
-  for _, n in ipairs(names) do
-    if n:match('%.json$') and not n:match('%.tmp%.') then
-      res.files[#res.files + 1] = n
-      local v
-      local function get()
-        v = v or read_json(raw .. '/' .. n)
-        if type(v) == 'table' then v.artifact = v.artifact or (prefix .. n) end
-        return v
-      end
-      local base = n:gsub('%.json$', '')
-      if base:match('^use%-check') then res.use = res.use or get()
-      elseif base:match('^trace%-') then
-        local kind = base:match('^trace%-([%w_]+)')
-        res.traces[kind] = res.traces[kind] or get()
-      elseif base:match('^profile%-') then
-        local kind = base:match('^profile%-([%w_]+)')
-        res.profiles[kind] = res.profiles[kind] or get()
-      elseif base:match('^collect%-') then
-        res.collects[base:match('^collect%-(.*)$')] = get()
-      end
-    end
-  end
-  res.manifest = read_json(dir .. '/manifest.json')
-  if res.use then
-    require('perf_manual.investigation').normalize_use(res.use)
-  end
+--- The results of a data dir as perf_manual.store.results(dir) reads them,
+--- ready for the analyzers here and in root_cause (the USE result
+--- normalised). Changes `res` in place and returns it.
+function M.prepare(res)
+  res.traces = res.traces or {}
+  res.profiles = res.profiles or {}
+  if res.use then use.normalize(res.use) end
   return res
 end
 
---- Every finding from a loaded data dir.
+--- Every finding from prepared results.
 function M.all(data)
   local out = {}
   local function add(list) for _, f in ipairs(list) do out[#out + 1] = f end end

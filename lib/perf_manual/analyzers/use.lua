@@ -1248,4 +1248,34 @@ function M.render(r)
   return table.concat(out, '\n') .. '\n'
 end
 
+
+--- Normalises a USE result (the shape check/analyze return, live or read
+--- back from JSON): rows by resource (`r.disk.status`, the worst row when
+--- there are several disks), `verdict` as a word ("cpu" | "memory" | "disk" |
+--- "network" | "lock" | nil; the analyzer's table stays in `verdict_detail`)
+--- and `text`. Changes `r` in place and returns it.
+function M.normalize(r)
+  if type(r) ~= 'table' or r.available == false then return r end
+  if type(r.verdict) == 'table' then
+    r.verdict_detail = r.verdict
+    r.verdict = r.verdict.resource
+  end
+  if r.verdict == util.json_null then r.verdict = nil end
+  r.rows = r.rows or {}
+  for _, row in ipairs(r.rows) do
+    local key = row.resource
+    if key then
+      local cur = r[key]
+      if type(cur) ~= 'table' or (row.score or 0) > (cur.score or 0) then r[key] = row end
+    end
+  end
+  if not r.text and r.verdict_detail then
+    -- a recorded result from before `text` was stored: render it again
+    local ok, text = pcall(M.render, setmetatable({ verdict = r.verdict_detail }, { __index = r }))
+    if ok then r.text = text end
+  end
+  r.table = r.text
+  return r
+end
+
 return M
