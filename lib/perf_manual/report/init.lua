@@ -20,6 +20,7 @@ local store = require('perf_manual.store')
 local host = require('perf_manual._host')
 local fold = require('perf_manual.fold')
 local use = require('perf_manual.analyzers.use')
+local findings = require('perf_manual.analyzers.findings')
 local charts = require('perf_manual.report.charts')
 local flamegraph = require('perf_manual.report.flamegraph')
 local flamediff = require('perf_manual.report.flamediff')
@@ -585,6 +586,94 @@ function M.render(ds, opts)
     return html.render(v, opts)
   end
   return markdown.render(v, opts)
+end
+
+-- The `analyze` report ----------------------------------------------------------
+
+local RESOURCES = {
+  { 'cpu', 'CPU' }, { 'memory', 'Memory' }, { 'disk', 'Disk I/O' }, { 'network', 'Network' }, { 'lock', 'Locks' },
+}
+
+local function use_cell(c)
+  if type(c) ~= 'table' then return c ~= nil and tostring(c) or 'not measured' end
+  return tostring(c.text or c.missing or 'not measured')
+end
+
+--- The view of templates/analysis.md: the results of a data dir
+--- (perf_manual.store.results + analyzers.findings.prepare) and their findings.
+function M.analysis_view(data, found)
+  local v = { dir = tostring(data.dir), findings_count = #found, resources = {}, manifest = false }
+  local m = data.manifest
+  -- a `collect` manifest (a recorded fixture's manifest says how it was made instead)
+  if m and m.suite then
+    local items = {}
+    for _, it in ipairs(m.items or {}) do
+      items[#items + 1] = { name = tostring(it.name), kind = tostring(it.kind), file = it.file or '-',
+        notes = it.error or ((it.samples and (it.samples .. ' samples') or 'ok')
+          .. ((it.lost_events or 0) > 0 and (', ' .. it.lost_events .. ' lost events') or '')) }
+    end
+    v.manifest = { suite = tostring(m.suite), host = tostring(m.host), kernel = tostring(m.kernel),
+      started = tostring(m.started), ended = tostring(m.ended), stopped = m.stopped and ', stopped early' or '',
+      items = items }
+  end
+  local use = data.use
+  if use and use.available ~= false then
+    v.bottleneck = (use.verdict or 'no saturated resource')
+      .. (use.verdict_detail and use.verdict_detail.text and (' — ' .. use.verdict_detail.text) or '')
+  else
+    v.bottleneck = 'not measured (no USE check in the data)'
+  end
+  for _, r in ipairs(RESOURCES) do
+    local key = r[1]
+    local sec = { title = r[2], rows = {}, io = false, lock = false, hot = false, findings = {} }
+    for _, row in ipairs(use and use.rows or {}) do
+      if row.resource == key then
+        sec.rows[#sec.rows + 1] = { name = tostring(row.name), status = tostring(row.status),
+          utilization = use_cell(row.utilization), saturation = use_cell(row.saturation), errors = use_cell(row.errors) }
+      end
+    end
+    if not use then sec.empty = 'Not measured (no USE check).'
+    elseif key == 'disk' then sec.empty = 'No disk was busy enough for a USE row.'
+    elseif key == 'network' then sec.empty = 'No interface carried traffic.'
+    else sec.empty = 'Not measured.' end
+    local io = data.traces and data.traces.io
+    if key == 'disk' and io then
+      sec.io = { artifact = tostring(io.artifact), devices = {} }
+      for _, d in ipairs(io.devices or {}) do
+        local p = findings.p99_ms(d)
+        sec.io.devices[#sec.io.devices + 1] = { name = tostring(d.device or d.name or d.dev),
+          iops = d.iops and string.format('%.0f', d.iops) or 'not measured',
+          mean = d.mean_ns and util.fmt_duration(d.mean_ns / 1e9) or 'not measured',
+          p99 = p and util.fmt_duration(p / 1e3) or 'not measured' }
+      end
+    end
+    local lock = data.traces and data.traces.lock
+    if key == 'lock' and lock and type(lock.use) == 'table' then
+      local u = lock.use
+      sec.lock = { artifact = tostring(lock.artifact),
+        wait = u.utilisation and string.format('%.0f%%', u.utilisation * 100) or 'not measured',
+        waiters = type(u.saturation) == 'table' and u.saturation.mean_waiters
+          and string.format('%.1f', u.saturation.mean_waiters) or 'not measured' }
+    end
+    local cpu = data.profiles and data.profiles.cpu
+    local hot = key == 'cpu' and cpu and findings.hot_function(cpu)
+    if hot then
+      sec.hot = { artifact = tostring(cpu.artifact), name = tostring(hot.name),
+        share = string.format('%.0f%%', (hot.share or 0) * 100) }
+    end
+    for _, f in ipairs(found) do
+      if f.resource == key then
+        sec.findings[#sec.findings + 1] = { severity = tostring(f.severity):upper(), summary = tostring(f.summary) }
+      end
+    end
+    v.resources[#v.resources + 1] = sec
+  end
+  return v
+end
+
+--- The Markdown report of `perf_manual analyze` (templates/analysis.md).
+function M.analysis(data, found, opts)
+  return markdown.render(M.analysis_view(data, found), { format = 'analysis', template = opts and opts.template })
 end
 
 --- The hook the investigation engine calls for report.md: metadata as the
