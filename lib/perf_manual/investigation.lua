@@ -30,7 +30,6 @@ local M = {}
 local methods = playbook.methods
 M.methods = methods
 
-
 -- Artifacts --------------------------------------------------------------------
 
 --- Writes a file inside the investigation folder (atomically). Paths are
