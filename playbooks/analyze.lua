@@ -14,10 +14,10 @@ return playbook {
     function(inv, p)
       local F, util, store = require('perf_manual.analyzers.findings'), require('perf_manual.util'),
         require('perf_manual.store')
-      local data = F.load(p.data)
+      local data = F.prepare(store.results(p.data))
       local found = F.all(data)
       store.attach(p.data):write_json('analysis/findings.json', util.array(found))
-      local text = require('perf_manual.analyzers.findings').report(data, found)
+      local text = require('perf_manual.report').analysis(data, found)
       local ok, err = util.write_atomic(p.output, text)
       if not ok then util.user_error(err) end
       if p.json then inv:print(util.json_encode(util.array(found), true)) return end

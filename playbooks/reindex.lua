@@ -12,7 +12,7 @@ return playbook {
     if not store.is_dir(root) then util.user_error('no investigation store at ' .. root) end
     local sys = require('perf_manual._c.sys')
     local t0 = sys.now()
-    local res = kb.reindex(root)
+    local res = store.reindex(root)
     inv:printf('indexed %d investigations in %s (%s)\n', res.indexed, root, util.fmt_duration(sys.now() - t0))
     for _, u in ipairs(res.unreadable) do
       inv.err:write('perf_manual: partly indexed (unreadable metadata): ', u.err, '\n')

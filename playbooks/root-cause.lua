@@ -23,7 +23,7 @@ return playbook {
         handle = store.open(store.root(p.store), p.evidence:find('/', 1, true) and p.evidence or ('./' .. p.evidence))
       end
       local dir = handle and handle.dir or p.evidence
-      local res = rc.score(p.hypothesis, F.load(dir))
+      local res = rc.score(p.hypothesis, F.prepare(store.results(dir)))
       if handle then
         -- record it in the investigation: hypothesis, evidence, timeline
         handle:lock()

@@ -1,6 +1,8 @@
 --- Command line: `perf_manual [global options] <command> [options]`.
 --- Every command is a playbook found on the playbook search path; `list`,
 --- `run FILE` and `help` are built in.
+local investigation = require('perf_manual.investigation')
+
 local M = {}
 
 local function host() return require('perf_manual._host') end
@@ -144,10 +146,9 @@ end
 
 --- Runs one playbook with argv (the arguments after the command).
 function M.run_playbook(pb, argv, prog)
-  local playbook = require('perf_manual.playbook')
   local params = M.parse_params(pb, argv, prog)
   if not params then return 0 end
-  local inv = playbook.run(pb, params)
+  local inv = investigation.run(pb, params)
   return inv.exit_status or 0
 end
 

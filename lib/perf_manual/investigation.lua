@@ -11,18 +11,21 @@
 local util = require('perf_manual.util')
 local store = require('perf_manual.store')
 local playbook = require('perf_manual.playbook')
+local report = require('perf_manual.report')
+local findings = require('perf_manual.analyzers.findings')
+local root_cause = require('perf_manual.analyzers.root_cause')
+local kb = require('perf_manual.kb')
+local use = require('perf_manual.analyzers.use')
 local verbs_common = require('perf_manual.verbs.common')
 local targets = require('perf_manual.measure.target')
-local use = require('perf_manual.analyzers.use')
+local lyaml = require('lyaml')
 
 local M = {}
-local methods = {}
-
+-- the inv: verbs live in the engine's registry; this module adds its own
+local methods = playbook.methods
+M.methods = methods
 -- kept for the callers that still ask the engine; the USE analyzer owns it
 M.normalize_use = use.normalize
-M.methods = methods
-
-
 -- Artifacts --------------------------------------------------------------------
 
 --- Writes a file inside the investigation folder (atomically). Paths are
@@ -43,7 +46,7 @@ end
 --- Records an artifact: `data` (a table → JSON, a string → as is) written to
 --- raw_data/<name>; returns its relative path.
 function methods.save_artifact(inv, name, data, kind)
-  local rel = 'raw_data/' .. name
+  local rel = store.artifact_rel(name)
   local text = type(data) == 'table' and (util.json_encode(data, true) .. '\n') or tostring(data)
   rel = inv:write(rel, text)
   local a = { path = rel, kind = kind or name:match('^([%w_]+)'), step = rawget(inv, '_step'), bytes = #text }
@@ -61,7 +64,7 @@ end
 function methods.similar_past(inv, text, opts)
   text = text or inv.params.symptom
   local root = inv.store_root or store.root(inv.params.store)
-  local hits, why = require('perf_manual.kb').search(root, text or '', { limit = (opts and opts.limit) or 3,
+  local hits, why = kb.search(root, text or '', { limit = (opts and opts.limit) or 3,
     exclude = inv.id })
   if why and #hits == 0 then
     inv:log('similar-past', 'none (' .. why .. ')')
@@ -97,7 +100,7 @@ end
 function methods.compare_with(inv, baseline_id, current)
   local root = inv.store_root or store.root(inv.params.store)
   local base = store.open(root, baseline_id)
-  local text = util.readfile(base.dir .. '/raw_data/quantify.json')
+  local text = base:read_artifact('quantify.json')
   if not text then
     inv:warn('baseline ' .. base.id .. ' has no quantify data: comparison not possible')
     return nil
@@ -129,13 +132,17 @@ end
 
 -- Hypotheses from the data ---------------------------------------------------------
 
+-- what this investigation has recorded so far, for the analyzers
+local function recorded_results(inv)
+  local dir = rawget(inv, 'dir')
+  if not dir then return { traces = {}, profiles = {} } end
+  return findings.prepare(store.results(dir))
+end
+
 --- Scores a hypothesis against everything this investigation has recorded
 --- so far (perf_manual.analyzers.root_cause) and links the evidence.
 function methods.test_hypothesis(inv, text, opts)
-  local rc = require('perf_manual.analyzers.root_cause')
-  local dir = rawget(inv, 'dir')
-  local data = dir and require('perf_manual.analyzers.findings').load(dir) or { traces = {}, profiles = {} }
-  local res = rc.score(text, data)
+  local res = root_cause.score(text, recorded_results(inv))
   local h = inv:hypothesis(text, opts)
   for _, e in ipairs(res.evidence) do inv:evidence(h, e.artifact, e.stance, e.note, e.weight) end
   for _, m in ipairs(res.missing) do inv:log('missing-evidence', h.id .. ': ' .. m) end
@@ -145,11 +152,8 @@ end
 --- Hypotheses made from the findings and the USE verdict, each scored
 --- against the recorded evidence. Returns the hypotheses.
 function methods.auto_hypotheses(inv)
-  local rc = require('perf_manual.analyzers.root_cause')
-  local dir = rawget(inv, 'dir')
-  local data = dir and require('perf_manual.analyzers.findings').load(dir) or { traces = {}, profiles = {} }
   local out = {}
-  for _, text in ipairs(rc.candidates(data, inv.findings)) do
+  for _, text in ipairs(root_cause.candidates(recorded_results(inv), inv.findings)) do
     out[#out + 1] = (inv:test_hypothesis(text, { source = 'auto' }))
   end
   return out
@@ -191,126 +195,17 @@ function M.metadata(inv)
   return m
 end
 
---- The checklist as a Markdown section; questions that took their default
---- are marked "not answered". nil when nothing was asked.
-function M.checklist_markdown(meta)
-  if not meta.checklist or #meta.checklist == 0 then return nil end
-  local L = { '## Checklist', '', '| Question | Answer | |', '|---|---|---|' }
-  for _, q in ipairs(meta.checklist) do
-    L[#L + 1] = string.format('| %s | %s | %s |', q.question, (tostring(q.answer or ''):gsub('|', '\\|'):gsub('\n',
-      ' ')),
-      q.answered and '' or '**not answered** (default)')
-  end
-  L[#L + 1] = ''
-  return table.concat(L, '\n')
-end
-
---- A plain Markdown report of an investigation's metadata (used when the
---- report module is not there, and by `analyze`).
-function M.report_markdown(meta, kind)
-  local L = {}
-  local function add(s) L[#L + 1] = s or '' end
-  add('# Performance Investigation Report: ' .. tostring(meta.name or meta.id or '?'))
-  add()
-  add('*Draft (' .. (kind or 'technical') .. '), generated by perf_manual ' .. tostring(meta.tool_version or '')
-    .. ' from ' .. tostring(meta.id or 'a data dir') .. '.*')
-  add()
-  add('## Executive Summary')
-  add()
-  add('- **Issue**: ' .. tostring(meta.symptom or 'not stated'))
-  local imp
-  for _, q in ipairs(meta.checklist or {}) do if q.key == 'impact' then imp = q end end
-  add('- **Impact**: ' .. (imp and imp.answered and tostring(imp.answer) or 'not answered'))
-  local best
-  for _, h in ipairs(meta.hypotheses or {}) do
-    if h.status == 'supported' and (not best or (h.score or 0) > (best.score or 0)) then best = h end
-  end
-  local cause = meta.root_cause or (best and (best.text .. ' (supported hypothesis ' .. best.id .. ')'))
-  add('- **Root Cause**: ' .. (cause or 'not established'))
-  add('- **Bottleneck (USE)**: ' .. tostring(meta.verdict or 'no saturated resource found'))
-  add('- **Status**: ' .. tostring(meta.status or '?'))
-  add()
-  local cl = M.checklist_markdown(meta)
-  if cl then add(cl) end
-  add('## Timeline')
-  add()
-  for _, e in ipairs(meta.timeline or {}) do
-    if e.kind ~= 'artifact' and e.kind ~= 'step-start' and e.kind ~= 'check-passed' then
-      add(string.format('- %s: %s %s', e.t, e.kind, tostring(e.what or '')))
-    end
-  end
-  add()
-  add('## Technical Details')
-  add()
-  add('### Findings')
-  add()
-  if not meta.findings or #meta.findings == 0 then add('No findings.') end
-  local byres = {}
-  for _, f in ipairs(meta.findings or {}) do
-    local r = f.resource or 'other'
-    byres[r] = byres[r] or {}
-    table.insert(byres[r], f)
-  end
-  for _, r in ipairs(util.keys(byres)) do
-    add('#### ' .. r)
-    add()
-    for _, f in ipairs(byres[r]) do
-      add(string.format('- **%s** %s%s', tostring(f.severity):upper(), tostring(f.summary),
-        f.evidence and type(f.evidence) == 'string' and (' (evidence: `' .. f.evidence .. '`)') or ''))
-    end
-    add()
-  end
-  add('### Hypotheses')
-  add()
-  if not meta.hypotheses or #meta.hypotheses == 0 then add('None recorded.') end
-  for _, h in ipairs(meta.hypotheses or {}) do
-    add(string.format('- **%s** %s — *%s*', h.id, h.text, h.status))
-    for _, e in ipairs(h.evidence or {}) do
-      add(string.format('  - %s `%s`: %s', e.stance, e.artifact, tostring(e.note or '')))
-    end
-  end
-  add()
-  add('## Appendix')
-  add()
-  for _, a in ipairs(meta.artifacts or {}) do
-    add(string.format('- `%s` (%s)', a.path, util.fmt_bytes(a.bytes)))
-  end
-  local unanswered = {}
-  for _, q in ipairs(meta.checklist or {}) do if not q.answered then unanswered[#unanswered + 1] = q.question end end
-  if #unanswered > 0 then
-    add()
-    add('Not answered (defaults used): ' .. table.concat(unanswered, '; '))
-  end
-  return table.concat(L, '\n') .. '\n'
-end
-
---- Writes report.md: H7's report module when present, else the plain writer.
-local function report_text(inv, kind, quiet)
+-- report.md from the report module's templates (templates/<kind>.md), with
+-- the metadata as the engine holds it now
+local function report_text(inv, kind)
   local meta = M.metadata(inv)
   meta.id = inv.id
-  local text
-  local rep = require('perf_manual.report')
-  if rep and type(rep.investigation) == 'function' then
-    local ok, t = pcall(rep.investigation, meta, { format = kind, dir = inv.dir })
-    if ok and type(t) == 'string' then text = t
-    elseif not quiet then
-      inv:warn('report module failed (' .. tostring(t):match('^[^\n]*') .. '); using the plain report')
-    end
-  end
-  if text and not text:find('## Checklist', 1, true) then
-    -- the report module leaves the checklist out: put it before the details
-    local cl = M.checklist_markdown(meta)
-    if cl then
-      local at = text:find('\n## Technical Details', 1, true)
-      text = at and (text:sub(1, at) .. cl .. '\n' .. text:sub(at + 1)) or (text .. '\n' .. cl)
-    end
-  end
-  return text or M.report_markdown(meta, kind)
+  return report.investigation(meta, { format = kind, dir = inv.dir })
 end
 
 function methods.draft_report(inv, kind)
   kind = kind or 'technical'
-  local rel = inv:write('report.md', report_text(inv, kind))
+  local rel = inv:write(store.REPORT, report_text(inv, kind))
   rawset(inv, '_report_kind', kind)
   inv:log('report', rel .. ' (' .. kind .. ' draft)')
   return rel
@@ -335,7 +230,7 @@ local function parse_answers(params)
     if not text then
       util.user_error('--answers: cannot read ' .. params.answers .. ': ' .. tostring(err):gsub('^[^:]*: ', ''))
     end
-    local ok, t = pcall(require('lyaml').load, text)
+    local ok, t = pcall(lyaml.load, text)
     if not ok then util.user_error('--answers ' .. params.answers .. ': ' .. tostring(t)) end
     if type(t) ~= 'table' then
       util.user_error('--answers ' .. params.answers .. ': expected a mapping of question: answer')
@@ -357,6 +252,15 @@ local function restore_hypotheses(inv, list)
     rawset(obj, '_inv', inv)
     inv.hypotheses[#inv.hypotheses + 1] = obj
   end
+end
+
+--- Runs a playbook: an investigation playbook in a stored context (below),
+--- any other in the engine's plain one.
+function M.run(pb, params, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  if pb.investigation and not o.context then o.new_context = M.context end
+  return playbook.run(pb, params, o)
 end
 
 --- The context of an investigation playbook run: creates (or, with
@@ -394,10 +298,11 @@ function M.context(pb, params, opts)
     rawset(inv, 'state', meta.state or {})
     rawset(inv, 'conclusion', meta.conclusion)
     for _, a in ipairs(inv.artifacts) do
-      local base, n = a.path:match('^raw_data/(.-)%-(%d+)(%.%w+)$')
+      local name = store.artifact_name(a.path)
+      local base, n = name:match('^(.-)%-(%d+)(%.%w+)$')
       local ext
-      if base then ext = a.path:match('(%.%w+)$') else
-        base, ext = a.path:match('^raw_data/(.-)(%.%w+)$'); n = 1
+      if base then ext = name:match('(%.%w+)$') else
+        base, ext = name:match('^(.-)(%.%w+)$'); n = 1
       end
       if base then
         inv._names = inv._names or {}
@@ -447,12 +352,7 @@ end
 
 --- Removes a just-created investigation folder that holds nothing yet.
 function M.discard(inv)
-  local unistd = require('posix.unistd')
-  inv.handle:unlock()
-  os.remove(inv.dir .. '/.lock')
-  for _, d in ipairs(store.SUBDIRS) do unistd.rmdir(inv.dir .. '/' .. d) end
-  for _, f in ipairs({ 'metadata.yaml' }) do os.remove(inv.dir .. '/' .. f) end
-  unistd.rmdir(inv.dir)
+  inv.handle:discard()
 end
 
 function Inv:_begin(steps)
@@ -499,7 +399,7 @@ function Inv:_step_end(s, status, why)
     self.steps[i].reason = why
   end
   if #self.findings > 0 then
-    self.handle:write_json('analysis/findings.json', self.findings)
+    self.handle:write_analysis_json('findings.json', self.findings)
   end
   self:log('step-' .. status, s.name, why and { reason = why } or nil)
   rawset(self, '_step', nil)
@@ -507,14 +407,12 @@ end
 
 function Inv:_step_failed(s, err, pb)
   local line = tostring(err):match('^[^\n]*')
-  local old = util.readfile(self.dir .. '/log.txt') or ''
-  util.write_atomic(self.dir .. '/log.txt', old .. string.format('%s step %q failed:\n%s\n\n',
-    store.iso(), s.name, tostring(err)))
+  local log = self.handle:append_log(string.format('%s step %q failed:\n%s\n\n', store.iso(), s.name, tostring(err)))
   self:_step_end(s, 'failed', line)
   self:_finish('failed')
-  self.err:write(string.format("perf_manual: step '%s' failed: %s\n  traceback in %s/log.txt; "
+  self.err:write(string.format("perf_manual: step '%s' failed: %s\n  traceback in %s; "
     .. '`perf_manual %s --resume %s` continues from this step\n',
-    s.name, line, self.dir, pb.name, self.id))
+    s.name, line, log, pb.name, self.id))
   rawset(self, 'exit_status', 70)
 end
 
@@ -524,7 +422,7 @@ function Inv:_finish(status)
   self:log('finished', status)
   -- a report drafted during the run is written again with the final status
   local kind = rawget(self, '_report_kind')
-  if kind then pcall(function() self:write('report.md', report_text(self, kind, true)) end) end
+  if kind then pcall(function() self:write(store.REPORT, report_text(self, kind)) end) end
   if status == 'interrupted' then
     self.err:write(string.format('perf_manual: interrupted; the investigation is saved in %s; '
       .. '`perf_manual %s --resume %s` continues from the interrupted step\n',
@@ -548,8 +446,8 @@ function M.resolve_workload(inv, w)
     error(t, 0)
   end
   if t.kind == 'command' then
-    local logpath = inv.dir .. '/raw_data/workload.log'
-    store.mkdir_p(inv.dir .. '/raw_data')
+    local logpath = inv.dir .. '/' .. store.artifact_rel('workload.log')
+    store.mkdir_p((logpath:match('^(.*)/')))
     local lok, lerr = pcall(targets.launch, t, { log = logpath })
     if not lok then
       if util.is_user_error(lerr) then util.user_error('--workload: ' .. lerr.user_error) end
@@ -579,9 +477,8 @@ local HYP_STATUS = { open = true, supported = true, refuted = true, contested = 
 function M.validate(dir)
   local problems = {}
   local function bad(fmt, ...) problems[#problems + 1] = string.format(fmt, ...) end
-  local text = util.readfile(dir .. '/metadata.yaml')
-  if not text then bad('metadata.yaml missing') return problems end
-  local meta, err = store.parse_metadata(text, dir .. '/metadata.yaml')
+  local meta, err = store.read_metadata(dir)
+  if not meta and not err then bad('%s missing', store.METADATA) return problems end
   if not meta then bad('%s', err) return problems end
   for _, k in ipairs({ 'id', 'name', 'status', 'created', 'created_by', 'host', 'kernel', 'tool_version',
     'playbook' }) do
@@ -627,7 +524,7 @@ function M.validate(dir)
     if not playbook.SEVERITIES[tostring(f.severity)] then bad('findings[%d]: bad severity %s',
       i, tostring(f.severity)) end
   end
-  if meta.status == 'complete' and not io.open(dir .. '/report.md', 'r') then bad('report.md missing') end
+  if meta.status == 'complete' and not util.readfile(store.report_path(dir)) then bad('%s missing', store.REPORT) end
   return problems
 end
 

@@ -4,6 +4,10 @@
 --- files: each investigation write replaces its row in one transaction, and
 --- `reindex` rebuilds it into a new file that is renamed over the old one.
 local util = require('perf_manual.util')
+local sys = require('perf_manual.sys')
+local sqlite3 = require('luasql.sqlite3')
+local fcntl = require('posix.fcntl')
+local unistd = require('posix.unistd')
 
 local M = {}
 
@@ -24,7 +28,7 @@ local function sq(s)
 end
 
 local function connect(path)
-  local driver = require('luasql.sqlite3').sqlite3()
+  local driver = sqlite3.sqlite3()
   local db, err = driver:connect(path)
   if not db then return nil, 'search index ' .. path .. ': ' .. tostring(err) end
   local c = db:execute('PRAGMA busy_timeout = 5000')
@@ -117,31 +121,29 @@ function M.update(root, id, meta)
   if not ok then error(ierr, 0) end
 end
 
---- Rebuilds the index from every metadata.yaml into a new file renamed over
---- the old one. Returns counts {indexed=, unreadable={ {id, err} }}.
-function M.reindex(root)
-  local store = require('perf_manual.store')
-  local tmp = string.format('%s/%s.tmp.%d', root, M.FILE, require('perf_manual._c.sys').getpid())
+--- Rebuilds the index into a new file renamed over the old one.
+--- `each(visit)` calls visit(id, meta, err, partial) for every investigation
+--- (perf_manual.store.reindex walks the store: the index does not know the
+--- folder layout). Returns counts {indexed=, unreadable={ {id, err} }}.
+function M.reindex(root, each)
+  local tmp = string.format('%s/%s.tmp.%d', root, M.FILE, sys.getpid())
   os.remove(tmp)
   local db, err = connect(tmp)
   if not db then util.user_error(err) end
   local res = { indexed = 0, unreadable = {} }
   local ok, ierr = pcall(in_tx, db, function()
-    for _, id in ipairs(store.list(root)) do
-      local inv = store.open(root, id)
-      local meta, merr, partial = inv:load_metadata()
+    each(function(id, meta, merr, partial)
       if not meta then
         res.unreadable[#res.unreadable + 1] = { id = id, err = merr }
         meta = partial or {}
       end
       insert(db, M.document(id, meta), true)
       res.indexed = res.indexed + 1
-    end
+    end)
   end)
   db:close()
   if not ok then os.remove(tmp); error(ierr, 0) end
   -- make the new index durable before it replaces the old one
-  local fcntl, unistd = require('posix.fcntl'), require('posix.unistd')
   local fd = fcntl.open(tmp, fcntl.O_RDONLY)
   if fd then unistd.fsync(fd); unistd.close(fd) end
   local rok, rerr = os.rename(tmp, root .. '/' .. M.FILE)

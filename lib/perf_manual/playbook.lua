@@ -5,6 +5,9 @@
 --- rest of the environment is the ordinary Lua globals (no new globals are set).
 local util = require('perf_manual.util')
 local store = require('perf_manual.store')
+local sys = require('perf_manual.sys')
+local host = require('perf_manual._host')
+local dirent = require('posix.dirent')
 
 local M = {}
 
@@ -255,7 +258,7 @@ function M.search_path(extra)
   end
   local home = os.getenv('HOME')
   if home then dirs[#dirs + 1] = home .. '/.config/perf_manual/playbooks' end
-  dirs[#dirs + 1] = require('perf_manual._host').root .. '/playbooks'
+  dirs[#dirs + 1] = host.root .. '/playbooks'
   return dirs
 end
 
@@ -274,7 +277,6 @@ end
 
 --- Every playbook on the path: list of {name, path, pb} (first wins).
 function M.list(dirs)
-  local dirent = require('posix.dirent')
   local seen, out = {}, {}
   for _, d in ipairs(dirs) do
     local ok, names = pcall(dirent.dir, d)
@@ -298,7 +300,7 @@ end
 -- Running ------------------------------------------------------------------
 
 local function iso(t)
-  t = t or require('perf_manual._c.sys').realtime()
+  t = t or sys.realtime()
   local ms = math.floor((t - math.floor(t)) * 1000)
   return os.date('!%Y-%m-%dT%H:%M:%S', math.floor(t)) .. string.format('.%03dZ', ms)
 end
@@ -307,17 +309,22 @@ M.iso = iso
 local Context = {}
 M.Context = Context
 
+--- The `inv:` verbs beyond the context's own methods (use_check, trace,
+--- profile, collect, ...): the modules that implement them add them here
+--- (perf_manual.investigation does), so the engine never requires them.
+local methods = {}
+M.methods = methods
+
 -- Fields a playbook sets on `inv` (inv.next = use.verdict) live in
 -- inv.state, which an investigation saves, so a resumed run still sees
--- what skipped steps decided. Methods not defined here come from
--- perf_manual.investigation (use_check, trace, profile, collect, ...).
+-- what skipped steps decided.
 Context.__index = function(t, k)
   local v = Context[k]
   if v ~= nil then return v end
-  -- the verbs load what measuring needs: only a run that uses one pays for it
-  v = require('perf_manual.verbs').get(k)
+  v = methods[k]
   if v ~= nil then return v end
-  v = require('perf_manual.investigation').methods[k]
+  -- the measuring verbs load what measuring needs: only a run that uses one pays for it
+  v = require('perf_manual.verbs').get(k)
   if v ~= nil then return v end
   local state = rawget(t, 'state')
   if state then return state[k] end
@@ -327,8 +334,7 @@ Context.__newindex = function(t, k, v)
   if state and type(k) == 'string' and k:sub(1, 1) ~= '_' then
     -- a field named like a method stays in this run only: saved state
     -- must never hide a method after a resume
-    if Context[k] ~= nil or require('perf_manual.verbs').get(k) ~= nil
-      or require('perf_manual.investigation').methods[k] ~= nil then
+    if Context[k] ~= nil or methods[k] ~= nil or require('perf_manual.verbs').get(k) ~= nil then
       rawset(t, k, v)
     else
       state[k] = v
@@ -496,7 +502,6 @@ function Context:ask(q, opts)
   if answer == nil and opts.given ~= nil then answer, source = opts.given, 'flag' end
   if answer == nil then answer = a[q] end
   if answer == nil then answer = a[qkey(q)] end
-  local sys = require('perf_manual._c.sys')
   if answer == nil and not self.batch and sys.isatty(0) and sys.isatty(2) then
     self.err:write('? ', q, opts.default and (' [' .. tostring(opts.default) .. ']') or '', ' ')
     self.err:flush()
@@ -612,7 +617,6 @@ function Context:stop() rawset(self, '_stopped', true) end
 --- A progress line on stderr when it is a terminal; silent otherwise.
 function Context:progress(text)
   if self.quiet then return end
-  local sys = require('perf_manual._c.sys')
   if sys.isatty(2) then
     self.err:write('\r\27[K', text)
     self.err:flush()
@@ -620,7 +624,6 @@ function Context:progress(text)
 end
 
 function Context:progress_done()
-  local sys = require('perf_manual._c.sys')
   if not self.quiet and sys.isatty(2) then self.err:write('\r\27[K') self.err:flush() end
 end
 
@@ -660,7 +663,7 @@ function Context.without(_, t, keys)
 end
 
 --- Ends the run with a one-line user error (exit 2, or `status`).
-function Context:fail(msg, status)
+function Context.fail(_, msg, status)
   util.user_error(msg, status)
 end
 
@@ -695,12 +698,12 @@ function Context._finish() end
 
 local checks = {
   root = function()
-    if require('perf_manual._c.sys').geteuid() ~= 0 then
+    if sys.geteuid() ~= 0 then
       return 'needs root (or CAP_BPF and CAP_PERFMON): run it with sudo'
     end
   end,
   bpf = function()
-    if require('perf_manual._c.sys').geteuid() ~= 0 then
+    if sys.geteuid() ~= 0 then
       return 'needs BPF: run it as root (or with CAP_BPF and CAP_PERFMON)'
     end
     local f = io.open('/sys/kernel/btf/vmlinux', 'r')
@@ -711,6 +714,7 @@ local checks = {
 M.checks = checks
 
 --- Runs a playbook with converted params. Returns the context.
+--- opts.context: a context to run in; opts.new_context(pb, params, opts): makes one.
 function M.run(pb, params, opts)
   opts = opts or {}
   -- replay reads recorded data: nothing of the live system is needed
@@ -723,16 +727,17 @@ function M.run(pb, params, opts)
   end
   local inv = opts.context
   if not inv then
-    if pb.investigation then
-      inv = require('perf_manual.investigation').context(pb, params, opts)
-    else
-      inv = M.context(pb, params, opts)
+    -- an investigation playbook needs the stored context
+    -- (perf_manual.investigation.run passes it): the engine sits below it
+    if pb.investigation and not opts.new_context then
+      error('[perf_manual.playbook] ' .. pb.name .. ' is an investigation: run it with '
+        .. 'perf_manual.investigation.run', 2)
     end
+    inv = (opts.new_context or M.context)(pb, params, opts)
   end
   params = inv.params or params
   local steps = pb.steps
   if pb.run_fn then steps = { { name = pb.name, fn = pb.run_fn } } end
-  local sys = require('perf_manual._c.sys')
   inv:_begin(steps)
   for i, s in ipairs(steps) do
     if inv:_skip(s, i) then

@@ -4,6 +4,17 @@
 --- file keeps two runs from writing one investigation. Nothing here reads
 --- raw data unless asked: `show` and `list` stay fast on big investigations.
 local util = require('perf_manual.util')
+local sys = require('perf_manual.sys')
+local kb = require('perf_manual.kb')
+local host = require('perf_manual._host')
+local lyaml = require('lyaml')
+local yaml = require('yaml')
+local dirent = require('posix.dirent')
+local errno_mod = require('posix.errno')
+local fcntl = require('posix.fcntl')
+local pstat = require('posix.sys.stat')
+local pwd = require('posix.pwd')
+local unistd = require('posix.unistd')
 
 local M = {}
 
@@ -30,19 +41,18 @@ function M.slug(text)
 end
 
 local function is_dir(path)
-  local st = require('posix.sys.stat').stat(path)
-  return st ~= nil and require('posix.sys.stat').S_ISDIR(st.st_mode) ~= 0
+  local st = pstat.stat(path)
+  return st ~= nil and pstat.S_ISDIR(st.st_mode) ~= 0
 end
 M.is_dir = is_dir
 
 local function mkdir_p(path)
-  local pstat = require('posix.sys.stat')
   local acc = path:sub(1, 1) == '/' and '' or nil
   for part in path:gmatch('[^/]+') do
     acc = acc and (acc .. '/' .. part) or part
     if not is_dir(acc) then
       local ok, err, errno = pstat.mkdir(acc, 493)
-      if not ok and errno ~= require('posix.errno').EEXIST then
+      if not ok and errno ~= errno_mod.EEXIST then
         return nil, 'cannot create ' .. acc .. ': ' .. tostring(err):gsub('^[^:]*: ', '')
       end
     end
@@ -58,7 +68,7 @@ end
 
 --- ISO-8601 UTC with milliseconds, from epoch seconds (default now).
 function M.iso(t)
-  t = t or require('perf_manual._c.sys').realtime()
+  t = t or sys.realtime()
   local ms = math.floor((t - math.floor(t)) * 1000)
   return os.date('!%Y-%m-%dT%H:%M:%S', math.floor(t)) .. string.format('.%03dZ', ms)
 end
@@ -72,9 +82,6 @@ end
 
 --- Facts about where an investigation ran.
 function M.host_facts()
-  local host = require('perf_manual._host')
-  local pwd = require('posix.pwd')
-  local unistd = require('posix.unistd')
   local user = os.getenv('SUDO_USER') or os.getenv('USER')
   if not user then
     local pw = pwd.getpwuid(unistd.geteuid())
@@ -156,7 +163,7 @@ end
 --- YAML text of a table, keys in a stable, reader-friendly order (libyaml's
 --- emitter does the quoting and escaping; lyaml.load reads it back).
 function M.yaml_dump(t)
-  local emitter = require('yaml').emitter()
+  local emitter = yaml.emitter()
   local function emit(ev)
     local ok, err = emitter.emit(ev)
     if not ok then error('[perf_manual.store] yaml: ' .. tostring(err), 0) end
@@ -207,7 +214,6 @@ function M.yaml_dump(t)
 end
 
 local function null_to_nil(v)
-  local lyaml = require('lyaml')
   if v == lyaml.null then return nil end
   if type(v) == 'table' then
     for k, x in pairs(v) do v[k] = null_to_nil(x) end
@@ -247,7 +253,6 @@ local FIELD_TYPES = {
 --- read from the lines before the error.
 function M.parse_metadata(text, file)
   file = file or M.METADATA
-  local lyaml = require('lyaml')
   local ok, res = pcall(lyaml.load, text)
   if not ok then
     local msg = tostring(res)
@@ -295,8 +300,6 @@ end
 -- Locking -----------------------------------------------------------------
 
 local function try_lock(path)
-  local fcntl = require('posix.fcntl')
-  local unistd = require('posix.unistd')
   local fd, err = fcntl.open(path, fcntl.O_RDWR + fcntl.O_CREAT, 420)
   if not fd then return nil, err end
   local ok = fcntl.fcntl(fd, fcntl.F_SETLK, { l_type = fcntl.F_WRLCK, l_whence = 0, l_start = 0, l_len = 0 })
@@ -307,7 +310,7 @@ local function try_lock(path)
   end
   -- fixed width, so a shorter pid never leaves digits of a longer one
   unistd.lseek(fd, 0, unistd.SEEK_SET or 0)
-  unistd.write(fd, string.format('%-15d\n', require('perf_manual._c.sys').getpid()))
+  unistd.write(fd, string.format('%-15d\n', sys.getpid()))
   return fd
 end
 
@@ -347,7 +350,7 @@ end
 
 function Inv:unlock()
   if self._lockfd then
-    require('posix.unistd').close(self._lockfd)
+    unistd.close(self._lockfd)
     self._lockfd = nil
   end
 end
@@ -406,7 +409,7 @@ function Inv:save_metadata(meta, opts)
   local ok, err = util.write_atomic(self.dir .. '/' .. M.METADATA, M.yaml_dump(meta))
   if not ok then util.user_error(err) end
   if not self.no_index and not (opts and opts.index == false) then
-    local iok, ierr = pcall(function() require('perf_manual.kb').update(self.root, self.id, meta) end)
+    local iok, ierr = pcall(kb.update, self.root, self.id, meta)
     if not iok then
       io.stderr:write('perf_manual: search index not updated (', tostring(ierr), '); run `perf_manual reindex`\n')
     end
@@ -415,8 +418,6 @@ end
 
 --- Files under raw_data/ and analysis/ with sizes (stat only, never read).
 function Inv:files()
-  local dirent = require('posix.dirent')
-  local pstat = require('posix.sys.stat')
   local out = {}
   local function walk(rel)
     local ok, names = pcall(dirent.dir, self.dir .. '/' .. rel)
@@ -444,12 +445,11 @@ function M.create(root, name, opts)
   local ok, err = mkdir_p(root)
   if not ok then util.user_error('store ' .. root .. ': ' .. err) end
   local base = (opts.date or os.date('!%Y-%m-%d')) .. '_' .. M.slug(name)
-  local pstat = require('posix.sys.stat')
   local id, n = base, 1
   while true do
     local mok, merr, errno = pstat.mkdir(root .. '/' .. id, 493)
     if mok then break end
-    if errno ~= require('posix.errno').EEXIST then
+    if errno ~= errno_mod.EEXIST then
       util.user_error('store ' .. root .. ': cannot create ' .. id .. ': ' .. tostring(merr):gsub('^[^:]*: ', ''))
     end
     n = n + 1
@@ -466,7 +466,6 @@ end
 
 --- Investigation ids in the store, sorted (oldest first).
 function M.list(root)
-  local dirent = require('posix.dirent')
   local ok, names = pcall(dirent.dir, root)
   local out = {}
   if not ok or not names then return out end
@@ -556,19 +555,149 @@ function M.open(root, id)
   util.user_error(string.format("no investigation '%s' in %s (`perf_manual list-investigations` shows them)", id, root))
 end
 
---- A recorded file of a data dir (an investigation or a `collect` output):
---- raw_data/NAME, else NAME at the top. Returns its text and path, or nil
---- and why.
-function M.read_recorded(dir, name)
-  for _, p in ipairs({ dir .. '/raw_data/' .. name, dir .. '/' .. name }) do
-    local f = io.open(p, 'rb')
-    if f then
-      local text = f:read('*a')
-      f:close()
-      return text, p
+-- The folder's contents, for the modules that read them ------------------
+-- (findings, reports, replay): they ask here instead of knowing the layout.
+
+M.RAW = 'raw_data'
+M.ANALYSIS = 'analysis'
+M.REPORT = 'report.md'
+
+--- The directory holding an investigation's (or a plain data dir's) raw
+--- data, and the prefix of artifact paths relative to `dir`
+--- ('raw_data/' for an investigation, '' for a `collect` output dir).
+function M.data_dir(dir)
+  local raw = dir .. '/' .. M.RAW
+  if is_dir(raw) then return raw, M.RAW .. '/' end
+  return dir, ''
+end
+
+--- The relative path of an artifact named `name` inside an investigation.
+function M.artifact_rel(name)
+  return M.RAW .. '/' .. name
+end
+
+--- The name of an artifact from its relative path ("raw_data/x.json" -> "x.json").
+function M.artifact_name(rel)
+  return (tostring(rel):gsub('^' .. M.RAW .. '/', ''))
+end
+
+--- Paths of the folder's fixed files: metadata.yaml, report.md, analysis/<name>.
+function M.metadata_path(dir) return dir .. '/' .. M.METADATA end
+function M.report_path(dir) return dir .. '/' .. M.REPORT end
+function M.analysis_path(dir, name) return dir .. '/' .. M.ANALYSIS .. '/' .. name end
+
+--- The artifacts of a data dir: { {name=, path=<relative to dir>, full=, bytes=} },
+--- sorted by name; temp files of unfinished writes are left out.
+function M.artifacts(dir)
+  local data, prefix = M.data_dir(dir)
+  local ok, names = pcall(dirent.dir, data)
+  local out = {}
+  if not ok or not names then return out end
+  table.sort(names)
+  for _, n in ipairs(names) do
+    if n ~= '.' and n ~= '..' and not n:match('%.tmp%.%d+$') then
+      local st = pstat.stat(data .. '/' .. n)
+      if st and pstat.S_ISREG(st.st_mode) ~= 0 then
+        out[#out + 1] = { name = n, path = prefix .. n, full = data .. '/' .. n, bytes = st.st_size }
+      end
     end
   end
-  return nil, 'not in the recorded data (' .. dir .. '/raw_data/' .. name .. ')'
+  return out
 end
+
+--- Reads an artifact by name from an investigation folder or a data dir
+--- (raw_data/<name>, else <dir>/<name>). Returns text, path or nil, why.
+function M.read_artifact(dir, name)
+  for _, p in ipairs({ dir .. '/' .. M.RAW .. '/' .. name, dir .. '/' .. name }) do
+    local text = util.readfile(p)
+    if text then return text, p end
+  end
+  return nil, 'not in the recorded data (' .. dir .. '/' .. M.RAW .. '/' .. name .. ')'
+end
+
+--- Reads a file under analysis/ (nil when absent).
+function M.read_analysis(dir, name)
+  return util.readfile(M.analysis_path(dir, name))
+end
+
+--- Reads and parses metadata.yaml of a folder: meta, or nil, err, partial;
+--- nil, nil when the folder has none (a plain data dir).
+function M.read_metadata(dir)
+  local path = M.metadata_path(dir)
+  local text = util.readfile(path)
+  if not text then return nil, nil end
+  return M.parse_metadata(text, path)
+end
+
+--- The recorded results of a data dir, by kind, for the analyzers:
+--- {dir=, use=, traces={kind=result}, profiles={kind=result}, collects={name=result},
+---  manifest=, files={name...}}. Only *.json result files are read, each
+--- tagged with its artifact path. User error when `dir` holds no data.
+function M.results(dir)
+  local res = { dir = dir, traces = {}, profiles = {}, collects = {}, files = {} }
+  local data, prefix = M.data_dir(dir)
+  local ok, names = pcall(dirent.dir, data)
+  if not ok or not names then util.user_error('no data dir ' .. dir) end
+  table.sort(names)
+  for _, n in ipairs(names) do
+    if n:match('%.json$') and not n:match('%.tmp%.') then
+      res.files[#res.files + 1] = n
+      local v
+      local function get()
+        if v == nil then v = util.json_decode(util.readfile(data .. '/' .. n) or '') or false end
+        if type(v) == 'table' then v.artifact = v.artifact or (prefix .. n) end
+        return v or nil
+      end
+      local base = n:gsub('%.json$', '')
+      if base:match('^use%-check') then res.use = res.use or get()
+      elseif base:match('^trace%-') then
+        local kind = base:match('^trace%-([%w_]+)')
+        res.traces[kind] = res.traces[kind] or get()
+      elseif base:match('^profile%-') then
+        local kind = base:match('^profile%-([%w_]+)')
+        res.profiles[kind] = res.profiles[kind] or get()
+      elseif base:match('^collect%-') then
+        res.collects[base:match('^collect%-(.*)$')] = get()
+      end
+    end
+  end
+  local mtext = util.readfile(dir .. '/manifest.json')
+  res.manifest = mtext and util.json_decode(mtext) or nil
+  return res
+end
+
+--- Rebuilds the store's search index from every metadata.yaml
+--- (perf_manual.kb.reindex). Returns its counts.
+function M.reindex(root)
+  return kb.reindex(root, function(visit)
+    for _, id in ipairs(M.list(root)) do
+      visit(id, M.open(root, id):load_metadata())
+    end
+  end)
+end
+
+--- Removes a just-created investigation folder that holds nothing yet.
+function Inv:discard()
+  self:unlock()
+  os.remove(self.dir .. '/.lock')
+  for _, d in ipairs(M.SUBDIRS) do unistd.rmdir(self.dir .. '/' .. d) end
+  os.remove(self.dir .. '/' .. M.METADATA)
+  unistd.rmdir(self.dir)
+end
+
+--- Appends text to the folder's log.txt (tracebacks of failed steps).
+--- Returns the log's path, and an error when it could not be written (the
+--- caller is already reporting a failure: it says where the log should be).
+function Inv:append_log(text)
+  local path = self.dir .. '/log.txt'
+  local ok, err = util.write_atomic(path, (util.readfile(path) or '') .. text)
+  return path, not ok and err or nil
+end
+
+--- Writes analysis/<name> as JSON.
+function Inv:write_analysis_json(name, t) return self:write_json(M.ANALYSIS .. '/' .. name, t) end
+
+--- Reads an artifact of this investigation by name (see M.read_artifact).
+function Inv:read_artifact(name) return M.read_artifact(self.dir, name) end
 
 return M

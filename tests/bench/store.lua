@@ -54,7 +54,7 @@ for i = 1, N do
 end
 local gen = sys.now() - t0
 t0 = sys.now()
-local r = kb.reindex(dir)
+local r = store.reindex(dir)
 local reindex = sys.now() - t0
 print(string.format('store: corpus of %d investigations (generated in %.1f s); reindex %.2f s', r.indexed, gen,
   reindex))

@@ -100,7 +100,7 @@ describe('investigation engine', function()
       if q.key ~= 'symptom' then assert.is_false(q.answered); assert.equal('default', q.source) end
     end
     local report = assert(util.readfile(folder .. '/report.md'))
-    assert.matches('| When did it start%? | unknown | %**not answered%** %(default%) |', report)
+    assert.matches('| When did it start%? | unknown | not answered %(default%) |', report)
   end)
 
   it('prompts on a terminal; Enter accepts the default', function()
@@ -285,7 +285,7 @@ describe('investigation engine', function()
     local playbook = require('perf_manual.playbook')
     local ctx = playbook.context(playbook.playbook { name = 't', summary = 's', run = function() end }, {},
       { out = io.open('/dev/null', 'w') })
-    local use = inv_mod.normalize_use {
+    local use = require('perf_manual.analyzers.use').normalize {
       rows = { { resource = 'cpu', name = 'CPU', status = 'ok', score = 0 },
                { resource = 'disk', name = 'vda', status = 'HIGH', score = 3, why = { 'aqu-sz 4' },
                  saturation = { value = 4 } },
@@ -298,5 +298,20 @@ describe('investigation engine', function()
     local made = ctx:finding_from(use)
     assert.same({ 'high', 'medium' }, { made[1].severity, made[2].severity })
     assert.equal('vda: aqu-sz 4', made[1].summary)
+  end)
+  it('runs an investigation playbook in a stored context; the engine alone refuses to', function()
+    local playbook = require('perf_manual.playbook')
+    local root = tmpdir()
+    local pb = playbook.playbook { name = 'ctx-test', summary = 's', investigation = true,
+      playbook.step 'one' { function(inv) inv:note('stored ' .. tostring(inv.dir ~= nil)) end } }
+    local ok, err = pcall(playbook.run, pb, { store = root, name = 'ctx', batch = true })
+    assert.is_false(ok)
+    assert.matches('ctx%-test is an investigation: run it with perf_manual.investigation.run', err)
+    assert.same({}, store.list(root))
+    local inv = inv_mod.run(pb, { store = root, name = 'ctx', batch = true }, { out = io.open('/dev/null', 'w') })
+    assert.equal('complete', inv.status)
+    local m = meta_of(root)
+    assert.equal('stored true', m.notes[1].text or m.notes[1])
+    os.execute('rm -rf ' .. root)
   end)
 end)

@@ -1,5 +1,6 @@
 local store = require('perf_manual.store')
 local util = require('perf_manual.util')
+local kb = require('perf_manual.kb')
 local sys = require('perf_manual._c.sys')
 local h = test_helpers
 
@@ -167,5 +168,78 @@ describe('perf_manual.store', function()
     assert.same({ { path = 'raw_data/a.jsonl', bytes = 8 }, { path = 'analysis/findings.json',
       bytes = #util.json_encode({ { severity = 'high' } }, true) + 1 } }, files)
     rm(root)
+  end)
+  describe('reading a folder for the other modules', function()
+    local fixture_dir = h.root .. '/tests/fixtures/datadirs/fsync_writer'
+
+    it('lists the artifacts of a recorded data dir and reads them by name', function()
+      local dir, prefix = store.data_dir(fixture_dir)
+      assert.equal(fixture_dir .. '/raw_data', dir)
+      assert.equal('raw_data/', prefix)
+      local names = {}
+      for _, a in ipairs(store.artifacts(fixture_dir)) do
+        names[#names + 1] = a.path
+        assert.is_true(a.bytes > 0)
+      end
+      assert.same({ 'raw_data/quantify.json', 'raw_data/trace-io.json', 'raw_data/trace-syscall.json',
+        'raw_data/use-check.json' }, names)
+      local text, path = store.read_artifact(fixture_dir, 'quantify.json')
+      assert.equal(fixture_dir .. '/raw_data/quantify.json', path)
+      assert.is_table(util.json_decode(text))
+      local none, why = store.read_artifact(fixture_dir, 'trace-lock.json')
+      assert.is_nil(none)
+      assert.matches('not in the recorded data', why)
+    end)
+
+    it('reads the results by kind, each tagged with its artifact path', function()
+      local res = store.results(fixture_dir)
+      assert.equal('raw_data/use-check.json', res.use.artifact)
+      assert.same({ 'io', 'syscall' }, util.keys(res.traces))
+      assert.equal('raw_data/trace-io.json', res.traces.io.artifact)
+      assert.equal('vm', res.manifest.host)
+      assert.equal(4, #res.files)
+      -- a collect output dir holds its files at the top
+      local flat = tmpdir()
+      assert(util.write_atomic(flat .. '/trace-io.json', (store.read_artifact(fixture_dir, 'trace-io.json'))))
+      assert.equal(flat, (store.data_dir(flat)))
+      assert.equal('trace-io.json', store.results(flat).traces.io.artifact)
+      rm(flat)
+      assert.equal('no data dir /nonexistent/x', user_err(function() store.results('/nonexistent/x') end))
+    end)
+
+    it('reads metadata and analysis files, and discards an empty new folder', function()
+      local root = tmpdir()
+      local inv = store.create(root, 'layout', { date = '2026-01-02' })
+      assert.same({ nil, nil }, { store.read_metadata(inv.dir) })
+      inv:save_metadata({ name = 'layout', status = 'running' }, { index = false })
+      assert.equal('layout', store.read_metadata(inv.dir).name)
+      inv:write_analysis_json('findings.json', { { severity = 'high' } })
+      assert.equal('high', util.json_decode(store.read_analysis(inv.dir, 'findings.json'))[1].severity)
+      assert.equal(inv.dir .. '/report.md', store.report_path(inv.dir))
+      assert.equal('raw_data/x.json', store.artifact_rel('x.json'))
+      assert.equal('x.json', store.artifact_name('raw_data/x.json'))
+      local log = inv:append_log('one\n')
+      inv:append_log('two\n')
+      assert.equal('one\ntwo\n', util.readfile(log))
+      os.remove(log)
+      os.remove(store.analysis_path(inv.dir, 'findings.json'))
+      inv:discard()
+      assert.is_false(store.is_dir(inv.dir))
+      rm(root)
+    end)
+
+    it('rebuilds the search index by walking the store', function()
+      local root = tmpdir()
+      for _, name in ipairs({ 'disk slow', 'lock wait' }) do
+        local inv = store.create(root, name, { date = '2026-01-02' })
+        inv:save_metadata({ name = name, symptom = name .. ' after deploy', status = 'complete' }, { index = false })
+        inv:unlock()
+      end
+      local res = store.reindex(root)
+      assert.equal(2, res.indexed)
+      assert.same({}, res.unreadable)
+      assert.equal('2026-01-02_lock-wait', kb.search(root, 'lock')[1].id)
+      rm(root)
+    end)
   end)
 end)

@@ -1,10 +1,10 @@
 --- Findings from recorded results: a USE check, tracer and profiler
 --- results, collector series. Plain tables in, findings out
 --- ({resource=, metric=, value=, severity=, summary=, evidence=}).
---- `load(dir)` reads a data dir (collect output or investigation folder)
---- without touching files it does not need.
+--- The results come from perf_manual.store.results(dir) through `prepare`.
 local hist = require('perf_manual.hist')
 local util = require('perf_manual.util')
+local use = require('perf_manual.analyzers.use')
 
 local M = {}
 
@@ -21,17 +21,17 @@ M.thresholds = {
 local SEV = { HIGH = 'high', warn = 'medium' }
 
 --- USE rows that are not ok.
-function M.from_use(use)
+function M.from_use(res)
   local out = {}
-  if type(use) ~= 'table' or use.available == false then return out end
-  for _, r in ipairs(use.rows or {}) do
+  if type(res) ~= 'table' or res.available == false then return out end
+  for _, r in ipairs(res.rows or {}) do
     local sev = SEV[r.status]
     if sev then
       local why = type(r.why) == 'table' and table.concat(r.why, '; ') or ''
       out[#out + 1] = { resource = r.resource, metric = 'use', name = r.name, severity = sev,
         value = type(r.saturation) == 'table' and r.saturation.value or nil,
         summary = (r.name or r.resource) .. ': ' .. (why ~= '' and why or r.status),
-        evidence = use.artifact }
+        evidence = res.artifact }
     end
   end
   return out
@@ -136,57 +136,17 @@ function M.from_profile(p)
   return out
 end
 
-local function read_json(path)
-  local text = util.readfile(path)
-  if not text then return nil end
-  local v = util.json_decode(text)
-  return v
-end
-
---- Reads the results in a data dir: {use=, traces={kind=result}, profiles={kind=result},
---- manifest=, files={name...}}. Only *.json result files are read.
-function M.load(dir)
-  local dirent = require('posix.dirent')
-  local res = { dir = dir, traces = {}, profiles = {}, collects = {}, files = {} }
-  local raw = dir .. '/raw_data'
-  local ok, names = pcall(dirent.dir, raw)
-  if not ok or not names then
-    raw = dir
-    ok, names = pcall(dirent.dir, raw)
-  end
-  if not ok or not names then util.user_error('no data dir ' .. dir) end
-  table.sort(names)
-  local prefix = raw == dir and '' or 'raw_data/'
-  for _, n in ipairs(names) do
-    if n:match('%.json$') and not n:match('%.tmp%.') then
-      res.files[#res.files + 1] = n
-      local v
-      local function get()
-        v = v or read_json(raw .. '/' .. n)
-        if type(v) == 'table' then v.artifact = v.artifact or (prefix .. n) end
-        return v
-      end
-      local base = n:gsub('%.json$', '')
-      if base:match('^use%-check') then res.use = res.use or get()
-      elseif base:match('^trace%-') then
-        local kind = base:match('^trace%-([%w_]+)')
-        res.traces[kind] = res.traces[kind] or get()
-      elseif base:match('^profile%-') then
-        local kind = base:match('^profile%-([%w_]+)')
-        res.profiles[kind] = res.profiles[kind] or get()
-      elseif base:match('^collect%-') then
-        res.collects[base:match('^collect%-(.*)$')] = get()
-      end
-    end
-  end
-  res.manifest = read_json(dir .. '/manifest.json')
-  if res.use then
-    require('perf_manual.investigation').normalize_use(res.use)
-  end
+--- The results of a data dir as perf_manual.store.results(dir) reads them,
+--- ready for the analyzers here and in root_cause (the USE result
+--- normalised). Changes `res` in place and returns it.
+function M.prepare(res)
+  res.traces = res.traces or {}
+  res.profiles = res.profiles or {}
+  if res.use then use.normalize(res.use) end
   return res
 end
 
---- Every finding from a loaded data dir.
+--- Every finding from prepared results.
 function M.all(data)
   local out = {}
   local function add(list) for _, f in ipairs(list) do out[#out + 1] = f end end
@@ -194,112 +154,6 @@ function M.all(data)
   for _, k in ipairs(util.keys(data.traces)) do add(M.from_trace(k, data.traces[k])) end
   if data.profiles.cpu then add(M.from_profile(data.profiles.cpu)) end
   return out
-end
-
-local RESOURCES = {
-  { 'cpu', 'CPU' }, { 'memory', 'Memory' }, { 'disk', 'Disk I/O' }, { 'network', 'Network' }, { 'lock', 'Locks' },
-}
-
-local function cell(c)
-  if type(c) ~= 'table' then return c ~= nil and tostring(c) or 'not measured' end
-  local t = tostring(c.text or c.missing or 'not measured')
-  return (t:gsub('|', '/'))
-end
-
---- A Markdown report of a data dir: what was collected, then one section
---- per resource (USE row, findings, tracer/profile figures).
-function M.report(data, found)
-  local L = {}
-  local function add(s) L[#L + 1] = s or '' end
-  add('# Analysis of ' .. tostring(data.dir))
-  add()
-  local m = data.manifest
-  if m then
-    add(string.format('Suite **%s** on %s (kernel %s), %s to %s%s.', tostring(m.suite), tostring(m.host),
-      tostring(m.kernel), tostring(m.started), tostring(m.ended), m.stopped and ', stopped early' or ''))
-    add()
-    add('| Item | Kind | File | Notes |')
-    add('|---|---|---|---|')
-    for _, it in ipairs(m.items or {}) do
-      add(string.format('| %s | %s | %s | %s |',
-        tostring(it.name), tostring(it.kind), it.file and ('`' .. it.file .. '`') or '-',
-        it.error or ((it.samples and (it.samples .. ' samples') or 'ok')
-          .. ((it.lost_events or 0) > 0 and (', ' .. it.lost_events .. ' lost events') or ''))))
-    end
-    add()
-  end
-  local use = data.use
-  add('## Summary')
-  add()
-  if use and use.available ~= false then
-    add('- **Bottleneck (USE)**: ' .. (use.verdict or 'no saturated resource')
-      .. (use.verdict_detail and use.verdict_detail.text and (' — ' .. use.verdict_detail.text) or ''))
-  else
-    add('- **Bottleneck (USE)**: not measured (no USE check in the data)')
-  end
-  add(string.format('- **Findings**: %d', #found))
-  add()
-  for _, r in ipairs(RESOURCES) do
-    local key, title = r[1], r[2]
-    add('## ' .. title)
-    add()
-    local rows = {}
-    for _, row in ipairs(use and use.rows or {}) do if row.resource == key then rows[#rows + 1] = row end end
-    if #rows > 0 then
-      add('| Name | Status | Utilization | Saturation | Errors |')
-      add('|---|---|---|---|---|')
-      for _, row in ipairs(rows) do
-        add(string.format('| %s | %s | %s | %s | %s |', tostring(row.name), tostring(row.status),
-          cell(row.utilization), cell(row.saturation), cell(row.errors)))
-      end
-    elseif use then
-      add(key == 'disk' and 'No disk was busy enough for a USE row.'
-        or key == 'network' and 'No interface carried traffic.'
-        or 'Not measured.')
-    else
-      add('Not measured (no USE check).')
-    end
-    add()
-    if key == 'disk' and data.traces.io then
-      local io = data.traces.io
-      add('I/O latency (io tracer, `' .. tostring(io.artifact) .. '`):')
-      add()
-      for _, d in ipairs(io.devices or {}) do
-        local p = p99_ms(d)
-        add(string.format('- %s: %s requests/s, mean %s, p99 %s', tostring(d.device or d.name or d.dev),
-          d.iops and string.format('%.0f', d.iops) or 'not measured',
-          d.mean_ns and util.fmt_duration(d.mean_ns / 1e9) or 'not measured',
-          p and util.fmt_duration(p / 1e3) or 'not measured'))
-      end
-      add()
-    end
-    if key == 'lock' and data.traces.lock and type(data.traces.lock.use) == 'table' then
-      local u = data.traces.lock.use
-      add(string.format('Lock tracer (`%s`): threads wait %s of their time; %s waiters on average.',
-        tostring(data.traces.lock.artifact), u.utilisation and string.format('%.0f%%',
-          u.utilisation * 100) or 'not measured',
-        type(u.saturation) == 'table' and u.saturation.mean_waiters and string.format('%.1f',
-          u.saturation.mean_waiters) or 'not measured'))
-      add()
-    end
-    if key == 'cpu' and data.profiles.cpu then
-      local hot = M.hot_function(data.profiles.cpu)
-      if hot then
-        add(string.format('On-CPU profile (`%s`): hottest function %s (%.0f%% of samples).',
-          tostring(data.profiles.cpu.artifact), tostring(hot.name), (hot.share or 0) * 100))
-        add()
-      end
-    end
-    local mine = {}
-    for _, f in ipairs(found) do if f.resource == key then mine[#mine + 1] = f end end
-    if #mine > 0 then
-      add('Findings:')
-      add()
-      for _, f in ipairs(mine) do add(string.format('- **%s** %s', f.severity:upper(), f.summary)) end
-      add()
-    end
-  end
-  return table.concat(L, '\n') .. '\n'
 end
 
 return M

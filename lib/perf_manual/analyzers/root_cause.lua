@@ -3,6 +3,8 @@
 --- a data dir (USE rows, I/O latency histograms, lock waits, profiles) and
 --- says what supports it and what refutes it. Refuting evidence weighs
 --- double: the point is to look for disconfirmation.
+local findings = require('perf_manual.analyzers.findings')
+
 local M = {}
 
 -- words that tie a hypothesis to a resource (first match in this order)
@@ -46,12 +48,11 @@ local function cell_text(c)
   return tostring(c.text or c.missing or '?')
 end
 
---- Scores `text` against loaded data (analyzers.findings.load). Returns
+--- Scores `text` against recorded results (store.results + findings.prepare). Returns
 --- { resource=, negated=, evidence = { {artifact, stance, note, weight} },
 ---   supports=, refutes=, verdict = 'supported'|'refuted'|'contested'|'inconclusive',
 ---   missing = { what could not be judged } }.
 function M.score(text, data)
-  local findings = require('perf_manual.analyzers.findings')
   local resource, negated = M.classify(text)
   local ev, missing = {}, {}
   local res = { hypothesis = text, resource = resource, negated = negated, evidence = ev, missing = missing }

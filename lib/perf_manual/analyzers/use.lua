@@ -790,10 +790,12 @@ function M.render(r)
   return table.concat(out, '\n') .. '\n'
 end
 
---- Normalises a USE result for investigations: rows by resource
---- (`r.disk` is the worst disk row), `verdict` as a word ("cpu" | "memory" |
---- "disk" | "network" | "lock" | nil; the table stays in `verdict_detail`),
---- and `text`/`table` the rendered table.
+
+--- Normalises a USE result (the shape check/analyze return, live or read
+--- back from JSON): rows by resource (`r.disk.status`, the worst row when
+--- there are several disks), `verdict` as a word ("cpu" | "memory" | "disk" |
+--- "network" | "lock" | nil; the analyzer's table stays in `verdict_detail`)
+--- and `text`. Changes `r` in place and returns it.
 function M.normalize(r)
   if type(r) ~= 'table' or r.available == false then return r end
   if type(r.verdict) == 'table' then
@@ -810,6 +812,7 @@ function M.normalize(r)
     end
   end
   if not r.text and r.verdict_detail then
+    -- a recorded result from before `text` was stored: render it again
     local ok, text = pcall(M.render, setmetatable({ verdict = r.verdict_detail }, { __index = r }))
     if ok then r.text = text end
   end

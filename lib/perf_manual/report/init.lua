@@ -16,34 +16,33 @@
 ---   quantify*.json           single numbers
 ---   analysis/findings.json, analysis/fix-validation.json (from `diff --output`)
 local util = require('perf_manual.util')
+local store = require('perf_manual.store')
+local host = require('perf_manual._host')
+local fold = require('perf_manual.fold')
+local use = require('perf_manual.analyzers.use')
+local findings = require('perf_manual.analyzers.findings')
+local charts = require('perf_manual.report.charts')
+local flamegraph = require('perf_manual.report.flamegraph')
+local flamediff = require('perf_manual.report.flamediff')
+local redact = require('perf_manual.report.redact')
+local markdown = require('perf_manual.report.markdown')
+local html = require('perf_manual.report.html')
+local slides = require('perf_manual.report.slides')
+local cjson = require('cjson')
 
 local M = {}
 
-local function is_dir(p)
-  local st = require('posix.sys.stat').stat(p)
-  return st ~= nil and require('posix.sys.stat').S_ISDIR(st.st_mode) ~= 0
-end
+local is_dir = store.is_dir
 M.is_dir = is_dir
 
-local function listdir(d)
-  local ok, names = pcall(require('posix.dirent').dir, d)
-  if not ok or not names then return {} end
-  local out = {}
-  for _, n in ipairs(names) do
-    if n ~= '.' and n ~= '..' then out[#out + 1] = n end
-  end
-  table.sort(out)
-  return out
-end
-
 local function decode_json(text, path)
-  local ok, v = pcall(require('cjson').decode, text)
+  local ok, v = pcall(cjson.decode, text)
   if not ok then return nil, path .. ': bad JSON: ' .. tostring(v):gsub('^.-: ', '') end
   return v
 end
 
 local function null_to_nil(v)
-  if v == require('cjson').null then return nil end
+  if v == cjson.null then return nil end
   return v
 end
 
@@ -98,7 +97,6 @@ end
 local function read_jsonl(ds, path, base)
   local f = io.open(path, 'rb')
   if not f then return end
-  local cjson = require('cjson')
   local n, bad = 0, 0
   local t0
   for line in f:lines() do
@@ -201,9 +199,7 @@ local function read_file(ds, dir, fname)
   elseif fname:match('^use%-check.*%.json$') then
     local r = decode_json(util.readfile(path) or '', path)
     if type(r) == 'table' then
-      local ok, inv = pcall(require, 'perf_manual.investigation')
-      if ok and inv.normalize_use then r = inv.normalize_use(r) end
-      ds.use = ds.use or r
+      ds.use = ds.use or use.normalize(r)
     end
   elseif fname:match('^red%-check.*%.json$') then
     read_red(ds, path, base)
@@ -243,28 +239,16 @@ function M.load(path)
   if not is_dir(path) then return nil, path .. ': not a directory' end
   local ds = { dir = path, id = path:gsub('/+$', ''):match('[^/]+$'), meta = {}, series = {}, samples = {},
     histograms = {}, scalars = {}, profiles = {}, findings = {}, artifacts = {}, warnings = {} }
-  local mtext = util.readfile(path .. '/metadata.yaml')
-  if mtext then
-    local ok, store = pcall(require, 'perf_manual.store')
-    local meta, err
-    if ok and store.parse_metadata then meta, err = store.parse_metadata(mtext, path .. '/metadata.yaml')
-    else
-      local lok, lyaml = pcall(require, 'lyaml')
-      if lok then meta = lyaml.load(mtext) end
-    end
-    if type(meta) == 'table' then
-      ds.meta = meta; ds.kind = 'investigation'
-      if type(meta.id) == 'string' then ds.id = meta.id end
-    else ds.warnings[#ds.warnings + 1] = tostring(err) end
-  end
+  local meta, err = store.read_metadata(path)
+  if type(meta) == 'table' then
+    ds.meta = meta; ds.kind = 'investigation'
+    if type(meta.id) == 'string' then ds.id = meta.id end
+  elseif err then ds.warnings[#ds.warnings + 1] = tostring(err) end
   ds.kind = ds.kind or 'data dir'
-  local data_dir = is_dir(path .. '/raw_data') and (path .. '/raw_data') or path
-  for _, f in ipairs(listdir(data_dir)) do
-    read_file(ds, data_dir, f)
-    local st = require('posix.sys.stat').stat(data_dir .. '/' .. f)
-    if st and require('posix.sys.stat').S_ISREG(st.st_mode) ~= 0 then
-      ds.artifacts[#ds.artifacts + 1] = { path = (data_dir == path and '' or 'raw_data/') .. f, bytes = st.st_size }
-    end
+  local data_dir = store.data_dir(path)
+  for _, a in ipairs(store.artifacts(path)) do
+    read_file(ds, data_dir, a.name)
+    ds.artifacts[#ds.artifacts + 1] = { path = a.path, bytes = a.bytes }
   end
   -- profile-cpu.folded before profile-cpu-2.folded: recording order
   local function order(name)
@@ -278,10 +262,10 @@ function M.load(path)
     if ba ~= bb then return ba < bb end
     return na < nb
   end)
-  local ftext = util.readfile(path .. '/analysis/findings.json')
+  local ftext = store.read_analysis(path, 'findings.json')
   if ftext then ds.findings = decode_json(ftext, 'analysis/findings.json') or {} end
   if #ds.findings == 0 and type(ds.meta.findings) == 'table' then ds.findings = ds.meta.findings end
-  local fv = util.readfile(path .. '/analysis/fix-validation.json')
+  local fv = store.read_analysis(path, 'fix-validation.json')
   if fv then ds.fix_validation = decode_json(fv, 'analysis/fix-validation.json') end
   -- values of each time series are samples too (for diff)
   for name, s in pairs(ds.series) do
@@ -302,15 +286,11 @@ function M.open(arg, store_root)
     if not ds then util.user_error(err) end
     return ds
   end
-  local ok, store = pcall(require, 'perf_manual.store')
-  if ok and store.open then
-    local h = store.open(store.root(store_root), arg)   -- user error with close matches when unknown
-    local ds, err = M.load(h.dir)
-    if not ds then util.user_error(err) end
-    ds.id = h.id or ds.id
-    return ds
-  end
-  util.user_error(arg .. ': no such directory or investigation')
+  local h = store.open(store.root(store_root), arg)   -- user error with close matches when unknown
+  local ds, err = M.load(h.dir)
+  if not ds then util.user_error(err) end
+  ds.id = h.id or ds.id
+  return ds
 end
 
 -- Rendering -------------------------------------------------------------------
@@ -332,7 +312,7 @@ M.MAX_SERIES_PER_CHART = 6
 
 local function fmt_metric(v, unit)
   if v == nil then return 'not measured' end
-  return require('perf_manual.report.charts').fmt_value(v, unit)
+  return charts.fmt_value(v, unit)
 end
 M.fmt_metric = fmt_metric
 
@@ -342,7 +322,6 @@ local function short_name(name)
 end
 
 local function build_charts(ds)
-  local charts = require('perf_manual.report.charts')
   local taken, out = {}, {}
   local names = util.keys(ds.series)
   for _, spec in ipairs(M.chart_specs) do
@@ -365,7 +344,6 @@ local function build_charts(ds)
 end
 
 local function latency_charts(ds)
-  local charts = require('perf_manual.report.charts')
   local out = {}
   for _, name in ipairs(util.keys(ds.histograms)) do
     local h = ds.histograms[name]
@@ -386,17 +364,15 @@ end
 -- between the first and the last when there are two.
 local function profile_evidence(ds, v)
   if #ds.profiles == 0 then return end
-  local okf, fold = pcall(require, 'perf_manual.fold')
-  if not okf then v.profile_note = 'profiles present, but perf_manual.fold is not available'; return end
   local last = ds.profiles[#ds.profiles]
   local prof, err = fold.load(last.path)
   if not prof then v.profile_note = 'could not read ' .. last.name .. ': ' .. tostring(err); return end
-  local okg, fg = pcall(require, 'perf_manual.report.flamegraph')
-  if okg and fg.render then
-    local ok, svg = pcall(fg.render, prof, { title = 'CPU flame graph: ' .. last.name, minwidth = '0.1%' })
-    if ok and svg then v.flamegraph = { svg = svg, file = 'flamegraph.svg', name = last.name } end
+  local ok, svg = pcall(flamegraph.render, prof, { title = 'CPU flame graph: ' .. last.name, minwidth = '0.1%' })
+  if ok and svg then
+    v.flamegraph = { svg = svg, file = 'flamegraph.svg', name = last.name }
+  else
+    v.profile_note = 'no flame graph (' .. tostring(svg):match('^[^\n]*') .. '): top functions shown instead'
   end
-  if not v.flamegraph then v.profile_note = 'flame graph renderer not available: top functions shown instead' end
   local totals, total = fold.function_totals(prof, true)
   local top = {}
   for name, t in pairs(totals) do top[#top + 1] = { func = name, self = t.self, total = t.total } end
@@ -416,43 +392,14 @@ local function profile_evidence(ds, v)
 end
 
 --- Hotspot shift between two profiles: functions whose share of samples
---- (anywhere on the stack) changed most. Uses H4's flamediff when present.
+--- (anywhere on the stack) changed most (perf_manual.report.flamediff).
 function M.hotspot_shift(before, after, n)
-  local ok, fd = pcall(require, 'perf_manual.report.flamediff')
-  if ok and fd.top_changes then
-    -- H4's flamediff: shares of stacks each function is on, in percent
-    local rok, ch = pcall(fd.top_changes, before, after, n, { skip_root = true })
-    if rok and type(ch) == 'table' and type(ch.total) == 'table' then
-      local out = {}
-      for i, r in ipairs(ch.total) do
-        local b, a = r.before or 0, r.after or 0
-        out[i] = { func = tostring(r.name), before = string.format('%.1f%%', b), after = string.format('%.1f%%', a),
-          change = (b == 0 and 'new' or a == 0 and 'gone' or string.format('%+.1f pts', r.delta or (a - b))) }
-      end
-      return out
-    end
-  end
-  local fold = require('perf_manual.fold')
-  local tb, nb = fold.function_totals(before, true)
-  local ta, na = fold.function_totals(after, true)
-  local rows = {}
-  local seen = {}
-  for name in pairs(tb) do seen[name] = true end
-  for name in pairs(ta) do seen[name] = true end
-  for name in pairs(seen) do
-    local b = tb[name] and tb[name].total / math.max(nb, 1) or 0
-    local a = ta[name] and ta[name].total / math.max(na, 1) or 0
-    rows[#rows + 1] = { func = name, b = b, a = a, d = a - b }
-  end
-  table.sort(rows, function(x, y)
-    if math.abs(x.d) ~= math.abs(y.d) then return math.abs(x.d) > math.abs(y.d) end
-    return x.func < y.func
-  end)
+  local ch = flamediff.top_changes(before, after, n or 10, { skip_root = true })
   local out = {}
-  for i = 1, math.min(n or 10, #rows) do
-    local r = rows[i]
-    out[i] = { func = r.func, before = string.format('%.1f%%', r.b * 100), after = string.format('%.1f%%', r.a * 100),
-      change = (r.b == 0 and 'new' or r.a == 0 and 'gone' or string.format('%+.1f pts', r.d * 100)) }
+  for i, r in ipairs(ch.total) do
+    local b, a = r.before or 0, r.after or 0
+    out[i] = { func = tostring(r.name), before = string.format('%.1f%%', b), after = string.format('%.1f%%', a),
+      change = (b == 0 and 'new' or a == 0 and 'gone' or string.format('%+.1f pts', r.delta or (a - b))) }
   end
   return out
 end
@@ -471,14 +418,13 @@ local PLAIN_STATUS = {
 
 --- Builds the view of a dataset: every field a template may name.
 function M.view(ds)
-  local redact = require('perf_manual.report.redact')
   local meta = redact.deep(ds.meta or {})
   local findings = redact.deep(ds.findings or {})
   local v = {
     title = 'Performance Investigation Report' .. (meta.name and (': ' .. tostring(meta.name)) or (ds.id and (': ' .. ds.id) or '')),
     id = ds.id or 'data', kind = ds.kind or 'data dir',
     generated = os.date('!%Y-%m-%d %H:%M UTC'),
-    tool_version = require('perf_manual._host').version or '',
+    tool_version = host.version or '',
     warnings = ds.warnings or {},
   }
   -- executive summary
@@ -635,11 +581,99 @@ function M.render(ds, opts)
   opts = opts or {}
   local v = M.view(ds, opts)
   if opts.format == 'slides' then
-    return require('perf_manual.report.slides').render(v, opts)
+    return slides.render(v, opts)
   elseif opts.output == 'html' then
-    return require('perf_manual.report.html').render(v, opts)
+    return html.render(v, opts)
   end
-  return require('perf_manual.report.markdown').render(v, opts)
+  return markdown.render(v, opts)
+end
+
+-- The `analyze` report ----------------------------------------------------------
+
+local RESOURCES = {
+  { 'cpu', 'CPU' }, { 'memory', 'Memory' }, { 'disk', 'Disk I/O' }, { 'network', 'Network' }, { 'lock', 'Locks' },
+}
+
+local function use_cell(c)
+  if type(c) ~= 'table' then return c ~= nil and tostring(c) or 'not measured' end
+  return tostring(c.text or c.missing or 'not measured')
+end
+
+--- The view of templates/analysis.md: the results of a data dir
+--- (perf_manual.store.results + analyzers.findings.prepare) and their findings.
+function M.analysis_view(data, found)
+  local v = { dir = tostring(data.dir), findings_count = #found, resources = {}, manifest = false }
+  local m = data.manifest
+  -- a `collect` manifest (a recorded fixture's manifest says how it was made instead)
+  if m and m.suite then
+    local items = {}
+    for _, it in ipairs(m.items or {}) do
+      items[#items + 1] = { name = tostring(it.name), kind = tostring(it.kind), file = it.file or '-',
+        notes = it.error or ((it.samples and (it.samples .. ' samples') or 'ok')
+          .. ((it.lost_events or 0) > 0 and (', ' .. it.lost_events .. ' lost events') or '')) }
+    end
+    v.manifest = { suite = tostring(m.suite), host = tostring(m.host), kernel = tostring(m.kernel),
+      started = tostring(m.started), ended = tostring(m.ended), stopped = m.stopped and ', stopped early' or '',
+      items = items }
+  end
+  local use = data.use
+  if use and use.available ~= false then
+    v.bottleneck = (use.verdict or 'no saturated resource')
+      .. (use.verdict_detail and use.verdict_detail.text and (' — ' .. use.verdict_detail.text) or '')
+  else
+    v.bottleneck = 'not measured (no USE check in the data)'
+  end
+  for _, r in ipairs(RESOURCES) do
+    local key = r[1]
+    local sec = { title = r[2], rows = {}, io = false, lock = false, hot = false, findings = {} }
+    for _, row in ipairs(use and use.rows or {}) do
+      if row.resource == key then
+        sec.rows[#sec.rows + 1] = { name = tostring(row.name), status = tostring(row.status),
+          utilization = use_cell(row.utilization), saturation = use_cell(row.saturation), errors = use_cell(row.errors) }
+      end
+    end
+    if not use then sec.empty = 'Not measured (no USE check).'
+    elseif key == 'disk' then sec.empty = 'No disk was busy enough for a USE row.'
+    elseif key == 'network' then sec.empty = 'No interface carried traffic.'
+    else sec.empty = 'Not measured.' end
+    local io = data.traces and data.traces.io
+    if key == 'disk' and io then
+      sec.io = { artifact = tostring(io.artifact), devices = {} }
+      for _, d in ipairs(io.devices or {}) do
+        local p = findings.p99_ms(d)
+        sec.io.devices[#sec.io.devices + 1] = { name = tostring(d.device or d.name or d.dev),
+          iops = d.iops and string.format('%.0f', d.iops) or 'not measured',
+          mean = d.mean_ns and util.fmt_duration(d.mean_ns / 1e9) or 'not measured',
+          p99 = p and util.fmt_duration(p / 1e3) or 'not measured' }
+      end
+    end
+    local lock = data.traces and data.traces.lock
+    if key == 'lock' and lock and type(lock.use) == 'table' then
+      local u = lock.use
+      sec.lock = { artifact = tostring(lock.artifact),
+        wait = u.utilisation and string.format('%.0f%%', u.utilisation * 100) or 'not measured',
+        waiters = type(u.saturation) == 'table' and u.saturation.mean_waiters
+          and string.format('%.1f', u.saturation.mean_waiters) or 'not measured' }
+    end
+    local cpu = data.profiles and data.profiles.cpu
+    local hot = key == 'cpu' and cpu and findings.hot_function(cpu)
+    if hot then
+      sec.hot = { artifact = tostring(cpu.artifact), name = tostring(hot.name),
+        share = string.format('%.0f%%', (hot.share or 0) * 100) }
+    end
+    for _, f in ipairs(found) do
+      if f.resource == key then
+        sec.findings[#sec.findings + 1] = { severity = tostring(f.severity):upper(), summary = tostring(f.summary) }
+      end
+    end
+    v.resources[#v.resources + 1] = sec
+  end
+  return v
+end
+
+--- The Markdown report of `perf_manual analyze` (templates/analysis.md).
+function M.analysis(data, found, opts)
+  return markdown.render(M.analysis_view(data, found), { format = 'analysis', template = opts and opts.template })
 end
 
 --- The hook the investigation engine calls for report.md: metadata as the

@@ -2,6 +2,7 @@
 --- Charts cannot be inlined in Markdown: they are written as SVG files in an
 --- assets folder next to the report and linked.
 local template = require('perf_manual.report.template')
+local host = require('perf_manual._host')
 
 local M = {}
 
@@ -20,7 +21,7 @@ end
 
 local function template_path(name, opts)
   if opts.template then return opts.template end
-  return require('perf_manual._host').root .. '/templates/' .. name .. '.md'
+  return host.root .. '/templates/' .. name .. '.md'
 end
 
 --- Renders the view. opts.format ('technical' | 'executive'), opts.assets

@@ -31,7 +31,7 @@ end
 --- Reads a recorded artifact from the replay data dir: a table for JSON,
 --- else text; nil, why when it is not there.
 function M.recorded(inv, name)
-  local text, path = store.read_recorded(inv.replay, name)
+  local text, path = store.read_artifact(inv.replay, name)
   if not text then return nil, path end
   if name:match('%.json$') then
     local v, err = util.json_decode(text)

@@ -1,9 +1,10 @@
 -- Evidence correlation on data recorded from the real workloads.
 local rc = require('perf_manual.analyzers.root_cause')
 local F = require('perf_manual.analyzers.findings')
+local store = require('perf_manual.store')
 local h = test_helpers
 
-local function data(name) return F.load(h.root .. '/tests/fixtures/datadirs/' .. name) end
+local function data(name) return F.prepare(store.results(h.root .. '/tests/fixtures/datadirs/' .. name)) end
 
 describe('perf_manual.analyzers.root_cause', function()
   it('ties a hypothesis to a resource, and sees negation', function()
