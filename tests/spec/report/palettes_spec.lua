@@ -5,7 +5,8 @@ local palettes = require('perf_manual.report.palettes')
 -- name -> {r, g, b} of every frame drawn (the root as "all")
 local function fills(svg)
   local out = {}
-  for name, r, g, b in svg:gmatch('<g><title>(.-) %([%d,]+ [^)]*%)</title><rect [^>]*fill="rgb%((%d+),(%d+),(%d+)%)"') do
+  local pat = '<g><title>(.-) %([%d,]+ [^)]*%)</title><rect [^>]*fill="rgb%((%d+),(%d+),(%d+)%)"'
+  for name, r, g, b in svg:gmatch(pat) do
     out[name] = { tonumber(r), tonumber(g), tonumber(b) }
   end
   return out
