@@ -105,7 +105,6 @@ struct palette {
   double fade; /* added to every channel of an unchanged frame (toward white) */
 };
 
-
 struct layout {
   double width, xpad, frameh, top, fontsize, fontwidth, minwidth, scale;
   int inverted, maxdepth, pass;
