@@ -1,15 +1,77 @@
-/* Internal to runtime/fold.c: the stack-count table, the perf script line
- * matchers, one pass of perf script folding and the folded-format reader,
- * declared here so the C unit tests (tests/c/test_fold.c) call them
- * directly. Not part of the Lua interface. */
+/* Shared by the pm.fold sources: fold.c (the stack-count table, the
+ * folded format, the Lua module), fold_perf.c (perf script folding) and
+ * fold_svg.c (flame-graph layout). The C unit tests (tests/c/test_fold.c)
+ * call the parsers directly through it. Not part of the Lua interface. */
 #ifndef PM_FOLD_INTERNAL_H
 #define PM_FOLD_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lua.h>
 
 #define MAX_ERRORS_KEPT 100
 #define MAX_COUNT 9007199254740992ull /* 2^53: exact in a Lua number */
+#define PM_META_PROFILE "perf_manual.profile"
+
+/* ---- growable buffer: inline, the folding loop adds to one per frame ---- */
+
+struct buf {
+  char *p;
+  size_t n, cap;
+};
+
+static inline int buf_reserve(struct buf *b, size_t extra)
+{
+  if (b->n + extra <= b->cap)
+    return 0;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < b->n + extra)
+    cap *= 2;
+  char *p = realloc(b->p, cap);
+  if (!p)
+    return -1;
+  b->p = p;
+  b->cap = cap;
+  return 0;
+}
+
+static inline int buf_add(struct buf *b, const char *s, size_t n)
+{
+  if (buf_reserve(b, n))
+    return -1;
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+  return 0;
+}
+
+static inline void buf_free(struct buf *b)
+{
+  free(b->p);
+  b->p = NULL;
+  b->n = b->cap = 0;
+}
+
+/* ---- character classes by table: the folding loop looks at every byte ---- */
+
+enum { C_WS = 1, C_WORD = 2, C_DIGIT = 4 };
+#define W4(c) [c] = C_WORD, [c + 1] = C_WORD, [c + 2] = C_WORD, [c + 3] = C_WORD
+#define W26(c) W4(c), W4(c + 4), W4(c + 8), W4(c + 12), W4(c + 16), W4(c + 20), [c + 24] = C_WORD, [c + 25] = C_WORD
+static const unsigned char pm_fold_cls[256] = {
+  [' '] = C_WS, ['\t'] = C_WS, ['\r'] = C_WS, ['\f'] = C_WS, ['\v'] = C_WS, ['\n'] = C_WS,
+  W26('a'), W26('A'), ['_'] = C_WORD,
+  ['0'] = C_WORD | C_DIGIT, ['1'] = C_WORD | C_DIGIT, ['2'] = C_WORD | C_DIGIT, ['3'] = C_WORD | C_DIGIT,
+  ['4'] = C_WORD | C_DIGIT, ['5'] = C_WORD | C_DIGIT, ['6'] = C_WORD | C_DIGIT, ['7'] = C_WORD | C_DIGIT,
+  ['8'] = C_WORD | C_DIGIT, ['9'] = C_WORD | C_DIGIT,
+};
+#undef W26
+#undef W4
+
+static inline int is_ws(unsigned char c) { return pm_fold_cls[c] & C_WS; }
+static inline int is_digit(unsigned char c) { return pm_fold_cls[c] & C_DIGIT; }
+static inline int is_word(unsigned char c) { return pm_fold_cls[c] & C_WORD; }
 
 /* ---- the profile: stack -> count hash ---- */
 
@@ -38,6 +100,8 @@ int pm_profile_add(struct profile *p, const char *key, size_t len, uint64_t coun
 /// The entry of `key` (h = pm_fold_hash(key, len)), or NULL.
 struct entry *pm_profile_find(const struct profile *p, const char *key, size_t len, uint64_t h);
 void pm_profile_destroy(struct profile *p);
+/// The open profile at stack index idx (a Lua error when it is not one).
+struct profile *pm_fold_check(lua_State *L, int idx);
 
 /* ---- bad-line reporting ---- */
 
@@ -57,6 +121,20 @@ struct report {
   size_t fail_line;
   const char *fail_reason;
 };
+
+/// Records a bad line; in strict mode remembers it and returns -1.
+int pm_fold_report_bad(struct report *r, size_t lineno, const char *reason, const char *line, size_t len);
+
+/* ---- options and results on the Lua side ---- */
+
+/// opts[name] as a boolean (false when opts is not a table).
+int pm_fold_opt_bool(lua_State *L, int idx, const char *name);
+/// opts[name] as a number, dflt when absent.
+double pm_fold_opt_num(lua_State *L, int idx, const char *name, double dflt);
+/// Pushes the stats table {samples, lines, bad, errors, filtered_events};
+/// reports[i]'s line numbers are shifted by offsets[i].
+void pm_fold_push_stats(lua_State *L, struct report *reps, const size_t *offsets, int nrep, uint64_t samples,
+                        size_t lines, int filtered);
 
 /* ---- perf script folding ---- */
 
@@ -97,5 +175,15 @@ void *pm_fold_chunk(void *arg);
 /// strict mode the first one stops the reading). -1 on out of memory.
 int pm_fold_folded(struct profile *p, const char *s, size_t n, struct report *r, uint64_t *samples,
                    size_t *lines);
+
+/// Folds perf script text s into p with the options at stack index opts,
+/// on up to one thread per CPU. Pushes stats (1) or nil, "line N: why" (2)
+/// and returns how many; raises on out of memory.
+int pm_fold_perf_text(lua_State *L, struct profile *p, const char *s, size_t n, int opts);
+
+/* ---- flame graph (fold_svg.c) ---- */
+
+/// profile:svg_frames(opts) -> text, info (a Lua method).
+int pm_fold_svg_frames(lua_State *L);
 
 #endif

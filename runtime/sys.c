@@ -1,6 +1,8 @@
 /* pm.sys: what the runtime loop needs that luaposix does not give cleanly:
  * clocks, the stop flag set by SIGINT/SIGTERM, interruptible sleep, spawning
- * and reaping workloads, and the process's own resource usage. */
+ * and reaping workloads, the process's own resource usage, and the few file
+ * and syscall facts the samplers use (file descriptors re-read with pread,
+ * the calling thread's CPU time, syscall numbers of this architecture). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -320,6 +323,98 @@ static int pm_sys_unlock(lua_State *L)
   return 0;
 }
 
+/// thread_cpu() -> CPU seconds used by the calling thread (float)
+static int pm_sys_thread_cpu(lua_State *L)
+{
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+    return pm_push_errno(L, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)", errno);
+  lua_pushnumber(L, ts_sec(&ts));
+  return 1;
+}
+
+/// open(path) -> fd | nil, "open PATH: why", errno: read-only, close-on-exec
+/// (for files re-read in place with pread, e.g. /proc/PID/task/TID/stat)
+static int pm_sys_open(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    return pm_push_errno(L, lua_pushfstring(L, "open %s", path), e);
+  }
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+#define PREAD_STACK 4096
+#define PREAD_MAX (1 << 24)
+
+/// pread(fd, max[, offset]) -> text (up to max bytes read at offset, 0 by
+/// default; "" at end of file) | nil, "pread: why", errno
+static int pm_sys_pread(lua_State *L)
+{
+  int fd = (int)luaL_checkinteger(L, 1);
+  lua_Integer max = luaL_checkinteger(L, 2);
+  lua_Number off = luaL_optnumber(L, 3, 0);
+  luaL_argcheck(L, max >= 0 && max <= PREAD_MAX, 2, "expected 0..16 MiB");
+  luaL_argcheck(L, off >= 0, 3, "expected an offset >= 0");
+  char stack[PREAD_STACK];
+  char *b = max <= PREAD_STACK ? stack : malloc((size_t)max);
+  if (!b)
+    return luaL_error(L, "pread: out of memory");
+  ssize_t n;
+  do
+    n = pread(fd, b, (size_t)max, (off_t)off);
+  while (n < 0 && errno == EINTR);
+  int e = errno;
+  if (n >= 0)
+    lua_pushlstring(L, b, (size_t)n);
+  if (b != stack)
+    free(b);
+  if (n < 0)
+    return pm_push_errno(L, "pread", e);
+  return 1;
+}
+
+/// close(fd) -> true | nil, "close: why", errno
+static int pm_sys_close(lua_State *L)
+{
+  if (close((int)luaL_checkinteger(L, 1)) < 0)
+    return pm_push_errno(L, "close", errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* the syscalls the Lua side recognises by number (in /proc/PID/task/TID/syscall) */
+static const struct {
+  const char *name;
+  long nr;
+} syscall_nrs[] = {
+#ifdef SYS_futex
+  { "futex", SYS_futex },
+#endif
+#ifdef SYS_futex_waitv
+  { "futex_waitv", SYS_futex_waitv },
+#endif
+  { NULL, 0 },
+};
+
+/// syscall_nr(name) -> the syscall's number on this architecture | nil when
+/// it has none (known: futex, futex_waitv)
+static int pm_sys_syscall_nr(lua_State *L)
+{
+  const char *name = luaL_checkstring(L, 1);
+  for (int i = 0; syscall_nrs[i].name; i++) {
+    if (strcmp(syscall_nrs[i].name, name) == 0) {
+      lua_pushinteger(L, syscall_nrs[i].nr);
+      return 1;
+    }
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
 static const luaL_Reg pm_sys_funcs[] = {
   { "flock", pm_sys_flock },
   { "unlock", pm_sys_unlock },
@@ -338,6 +433,11 @@ static const luaL_Reg pm_sys_funcs[] = {
   { "wait", pm_sys_wait },
   { "kill", pm_sys_kill },
   { "info", pm_sys_info },
+  { "thread_cpu", pm_sys_thread_cpu },
+  { "open", pm_sys_open },
+  { "pread", pm_sys_pread },
+  { "close", pm_sys_close },
+  { "syscall_nr", pm_sys_syscall_nr },
   { NULL, NULL },
 };
 

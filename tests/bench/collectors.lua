@@ -10,8 +10,7 @@
 local sys = require('perf_manual._c.sys')
 local root = require('perf_manual._host').root
 local collectors = require('perf_manual.collectors')
-local threads = collectors.threads -- also declares clock_gettime for the FFI
-local ffi = require('ffi')
+local threads = collectors.threads
 local seconds = tonumber(arg and arg[1]) or 5
 package.path = root .. '/tests/?.lua;' .. package.path
 local helpers = require('helpers') -- machine lock (already held under run.sh)
@@ -69,11 +68,7 @@ helpers.with_machine_lock(function()
   print(string.format('  cpu.rates(): %.1f us median', r * 1e6))
 
   -- ---------------------------------------------------------------- 2 ------
-  local ts = ffi.new('struct pm_timespec')
-  local function thread_cpu()
-    ffi.C.clock_gettime(3, ts)
-    return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-  end
+  local thread_cpu = sys.thread_cpu
 
   -- The peer: what a straightforward sampler does: every tick, list the
   -- threads and open/read/close each one's stat and wchan.

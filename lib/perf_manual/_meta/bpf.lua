@@ -35,6 +35,11 @@ function bpf.syscall_names() end
 ---@return integer number of possible CPUs (copies in a per-CPU value)
 function bpf.ncpu() end
 
+--- Whether CO-RE uses the build's cut-down kernel BTF (the kernel the
+--- binary was built on) instead of parsing all of /sys/kernel/btf/vmlinux.
+---@return boolean, string? why  why it does not
+function bpf.min_btf() end
+
 --- Layout of a struct as the BPF object was compiled (its BTF): FFI mirrors
 --- are checked against it.
 ---@param object string

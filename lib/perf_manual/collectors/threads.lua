@@ -20,8 +20,9 @@
 --- and waited for a CPU during the reused ticks, and that many samples move
 --- from its old class to running / runnable, so shares stay time-weighted
 --- (per-tick maxima can be off by threads that changed within 4 ticks).
---- Files are opened once and re-read with pread(2) into one buffer, no Lua
---- strings on the hot path; the thread list is refreshed every 25 ticks.
+--- Files are opened once and re-read with pread(2) (perf_manual._c.sys); an
+--- unchanged schedstat text is told by string identity, without parsing;
+--- the thread list is refreshed every 25 ticks.
 --- When wchan is hidden (no ptrace access), stat gives the state and
 --- /proc/…/syscall (futex = 202 on x86_64) the futex waits.
 ---
@@ -57,49 +58,41 @@
 ---     (with run(): all CPU of the sampling loop; with a caller's own loop
 ---     of tick(): the CPU inside tick() over the span of the ticks),
 ---   missing = { field = why } }
-local ffi = require('ffi')
 local common = require('perf_manual.collectors.common')
+local sys = require('perf_manual._c.sys')
 
 local M = {}
 
-for _, decl in ipairs({
-  'int open(const char *pathname, int flags, ...);',
-  'int64_t pread(int fd, void *buf, size_t count, int64_t offset);',
-  'int close(int fd);',
-  'int memcmp(const void *a, const void *b, size_t n);',
-  'struct pm_timespec { long tv_sec; long tv_nsec; };',
-  'int clock_gettime(int clk, struct pm_timespec *ts);',
-}) do
-  pcall(ffi.cdef, decl) -- another module may have declared it already
-end
+local byte, sub = string.byte, string.sub
+local sys_open, sys_pread, sys_close = sys.open, sys.pread, sys.close
+local thread_cpu = sys.thread_cpu
 
-local O_RDONLY_CLOEXEC = 0x80000
-local CLOCK_THREAD_CPUTIME_ID = 3
 local BUFSZ = 1024
-local buf = ffi.new('uint8_t[?]', BUFSZ)
-local ts = ffi.new('struct pm_timespec')
+-- the text last read: the parsers below look at it by 0-based index i,
+-- as byte(cur, i + 1), and only below the length pread returned
+local cur = ''
 
--- futex(2) syscall number by architecture
-local FUTEX_NR = ({ x64 = 202, x86 = 240, arm64 = 98, arm = 240 })[jit.arch]
-local FUTEX_WAITV_NR = ({ x64 = 449, arm64 = 449 })[jit.arch]
+-- syscall numbers of this architecture (nil where it has no such call)
+local FUTEX_NR = sys.syscall_nr('futex')
+local FUTEX_WAITV_NR = sys.syscall_nr('futex_waitv')
 
-local function thread_cpu()
-  ffi.C.clock_gettime(CLOCK_THREAD_CPUTIME_ID, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+-- an fd, or -1 when the file cannot be opened (thread gone, no access)
+local function fopen(path) return sys_open(path) or -1 end
 
-local function fopen(path) return ffi.C.open(path, O_RDONLY_CLOEXEC) end
-
+-- length of the text read into `cur`, or -1
 local function pread(fd)
   if fd < 0 then return -1 end
-  return tonumber(ffi.C.pread(fd, buf, BUFSZ - 1, 0))
+  local s = sys_pread(fd, BUFSZ - 1)
+  if not s then return -1 end
+  cur = s
+  return #s
 end
 
--- Parses the unsigned decimal at buf[i]; returns value, index after it.
+-- Parses the unsigned decimal at cur[i]; returns value, index after it.
 local function num_at(i, n)
   local v = 0
   while i < n do
-    local c = buf[i]
+    local c = byte(cur, i + 1)
     if c < 48 or c > 57 then break end
     v = v * 10 + (c - 48)
     i = i + 1
@@ -107,13 +100,13 @@ local function num_at(i, n)
   return v, i
 end
 
--- State letter of a stat line in buf: after the LAST ')' (comm may hold
+-- State letter of a stat line in cur: after the LAST ')' (comm may hold
 -- parens). pid ≤ 10 digits and comm ≤ 15 bytes put it within 40 bytes.
 local function stat_state(n)
   local i = n < 40 and n - 1 or 40
-  while i > 0 and buf[i] ~= 41 do i = i - 1 end
+  while i > 0 and byte(cur, i + 1) ~= 41 do i = i - 1 end
   if i == 0 or i + 2 >= n then return nil end
-  return buf[i + 2]
+  return byte(cur, i + 3)
 end
 
 local S_R, S_S, S_D, Z, XX = string.byte('R'), string.byte('S'), string.byte('D'), string.byte('Z'), string.byte('X')
@@ -127,8 +120,7 @@ local function open_thread(self, tid)
   local th = { tid = tid, base = base, stat = -1, wchan = -1, syscall = -1, sched = -1, futex = 0,
     wsym = nil, wstate = nil, last_run = nil, last_wait = nil }
   th.sched = fopen(base .. 'schedstat')
-  th.prev = ffi.new('uint8_t[64]') -- last schedstat text, to skip parsing when unchanged
-  th.prev_n = 0
+  th.prev = nil -- last schedstat text (when short), to skip parsing when unchanged
   if th.sched < 0 then return nil end
   if self.mode == 'stat' then th.stat = fopen(base .. 'stat') else th.wchan = fopen(base .. 'wchan') end
   th.reused, th.streak, th.trust, th.skips = 0, 0, 0, 0
@@ -139,7 +131,7 @@ end
 
 local function close_thread(th)
   for _, k in ipairs({ 'stat', 'wchan', 'syscall', 'sched' }) do
-    if th[k] >= 0 then ffi.C.close(th[k]); th[k] = -1 end
+    if th[k] >= 0 then sys_close(th[k]); th[k] = -1 end
   end
 end
 
@@ -191,14 +183,15 @@ end
 -- In stat mode (wchan hidden): is this S thread in futex(2)? nil = unknown.
 local function syscall_futex(th)
   local n = pread(lazy(th, 'syscall', 'syscall'))
-  if n > 0 and buf[0] >= 48 and buf[0] <= 57 then
+  local c = n > 0 and byte(cur, 1)
+  if c and c >= 48 and c <= 57 then
     local nr = num_at(0, n)
     return nr == FUTEX_NR or nr == FUTEX_WAITV_NR, n
   end
   return nil
 end
 
--- Parses the syscall file text in buf ("202 0xUADDR 0xOP 0xVAL …"):
+-- Parses the syscall file text in cur ("202 0xUADDR 0xOP 0xVAL …"):
 -- futex kind (K_LOCK: FUTEX_WAIT / LOCK_PI, as glibc mutexes, rwlocks and
 -- joins wait; K_WAIT: FUTEX_WAIT_BITSET / futex_waitv, as condition
 -- variables and semaphores wait; K_OTHER) and the futex address.
@@ -206,10 +199,10 @@ local K_LOCK, K_WAIT, K_OTHER = 1, 2, 3
 local KIND_NAME = { 'lock', 'wait', 'other' }
 local function hex_at(i, n)
   -- expects "0x…" at i; returns value (up to 2^53), start, end index
-  if i + 1 >= n or buf[i] ~= 48 or buf[i + 1] ~= 120 then return nil, i, i end
+  if i + 1 >= n or byte(cur, i + 1) ~= 48 or byte(cur, i + 2) ~= 120 then return nil, i, i end
   local v, j = 0, i + 2
   while j < n do
-    local c = buf[j]
+    local c = byte(cur, j + 1)
     local d = (c >= 48 and c <= 57 and c - 48) or (c >= 97 and c <= 102 and c - 87) or nil
     if not d then break end
     v = v * 16 + d
@@ -227,7 +220,7 @@ local function futex_args(n)
   if not op then return nil end
   local cmd = op % 128
   local kind = (cmd == 0 or cmd == 6 or cmd == 13) and K_LOCK or (cmd == 9 or cmd == 11) and K_WAIT or K_OTHER
-  return kind, ffi.string(buf + a0, a1 - a0), j
+  return kind, sub(cur, a0 + 1, a1), j
 end
 
 --- Parses the text of /proc/PID/task/TID/syscall: { nr=, futex = 'lock'|'wait'|'other'?,
@@ -235,9 +228,10 @@ end
 --- for "running" or other non-numeric text.
 function M.parse_syscall(text)
   if type(text) ~= 'string' or #text == 0 or #text >= BUFSZ then return nil end
-  ffi.copy(buf, text, #text)
+  cur = text
   local n = #text
-  if buf[0] < 48 or buf[0] > 57 then return nil end
+  local c = byte(text, 1)
+  if c < 48 or c > 57 then return nil end
   local nr = num_at(0, n)
   local kind, uaddr = futex_args(n)
   return { nr = nr, futex = kind and KIND_NAME[kind] or nil, uaddr = uaddr }
@@ -247,7 +241,8 @@ end
 -- syscall file (ptrace access needed); nil when unreadable or it moved on.
 local function futex_kind(th)
   local n = pread(lazy(th, 'syscall', 'syscall'))
-  if n > 0 and buf[0] >= 48 and buf[0] <= 57 then return futex_args(n) end
+  local c = n > 0 and byte(cur, 1)
+  if c and c >= 48 and c <= 57 then return futex_args(n) end
   return nil
 end
 
@@ -266,7 +261,7 @@ end
 local function classify_wchan(th)
   local n = pread(th.wchan)
   if n <= 0 then return C_GONE end
-  if n == 1 and buf[0] == 48 then
+  if n == 1 and byte(cur, 1) == 48 then
     -- "0": on a run queue. Since 6.12 a sleeping task can stay queued a
     -- while (EEVDF delayed dequeue) and read "0" too, so stat says which.
     local st = read_state(th)
@@ -279,16 +274,17 @@ local function classify_wchan(th)
     end
     return class_of_state(st)
   end
-  if n >= 5 and buf[0] == F and buf[1] == U and buf[2] == T and buf[3] == E and buf[4] == X then
+  local c0, c1, c2, c3, c4 = byte(cur, 1, 5)
+  if c0 == F and c1 == U and c2 == T and c3 == E and c4 == X then
     th.wsym = nil
     return C_FUTEX
   end
-  local h = n
-  for i = 0, n - 1 do h = (h * 31 + buf[i]) % 2147483647 end
-  if h ~= th.wsym then
+  -- the symbol text itself tells a changed wait (strings compare by identity)
+  local sym = cur
+  if sym ~= th.wsym then
     local st = read_state(th)
     if not st then return C_GONE end
-    th.wsym = h
+    th.wsym = sym
     th.wstate = st == S_R and C_SLEEP or class_of_state(st) -- R here: it woke between the reads
   end
   return th.wstate
@@ -334,7 +330,7 @@ function Sampler:tick()
       n = pread(th.sched)
     end
     local run, wait
-    if n == -2 or (n > 0 and th.class and n == th.prev_n and ffi.C.memcmp(buf, th.prev, n) == 0) then
+    if n == -2 or (n > 0 and th.class and cur == th.prev) then
       -- schedstat unchanged: not on a CPU since the last look, so still in
       -- the same wait, or (if it was R) still waiting for a CPU
       c = th.class
@@ -347,7 +343,7 @@ function Sampler:tick()
       local j
       run, j = num_at(0, n)
       wait = num_at(j + 1, n)
-      if n < 64 then ffi.copy(th.prev, buf, n); th.prev_n = n else th.prev_n = 0 end
+      if n < 64 then th.prev = cur else th.prev = nil end
       local prior = th.class
       local sleeper = prior == C_SLEEP or prior == C_FUTEX or prior == C_DISK
       local short = th.last_run and run - th.last_run < period_ns and wait - th.last_wait < period_ns
@@ -441,14 +437,13 @@ function Sampler:tick()
   if disk > a.disk_max then a.disk_max = disk end
   self.ticks = self.ticks + 1
   self.tick_cpu = self.tick_cpu + (thread_cpu() - c0)
-  local now = require('perf_manual._c.sys').now()
+  local now = sys.now()
   self.t_first = self.t_first or now
   self.t_last = now
   return true
 end
 
 function Sampler:run(seconds)
-  local sys = require('perf_manual._c.sys')
   local period = 1 / self.hz
   local t0, c0 = sys.now(), thread_cpu()
   if not self.started then self.started = t0 end

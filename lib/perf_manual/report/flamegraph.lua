@@ -13,9 +13,11 @@
 ---   minwidth             narrowest frame drawn, in pixels (0.1), or "N%" of
 ---                        the width; pruned frames' samples stay in their
 ---                        ancestors' widths and are counted in info
----   colors               "kind" (default: user red-yellow, kernel _[k] orange,
+---   colors               a palette of perf_manual.report.palettes by name:
+---                        "kind" (default: user red-yellow, kernel _[k] orange,
 ---                        JIT _[j] green, inline _[i] aqua, off-CPU _[o] blue),
----                        "hot", "offcpu" (all blue), "mem" (green)
+---                        "hot", "offcpu" (all blue), "mem" (green); or a
+---                        palette table of the same shape (a team's own)
 ---   width                pixels (1200)
 ---   unit                 what a count is ("samples", "us" for off-CPU time)
 ---
@@ -27,6 +29,7 @@
 --- highlights matches and shows the share of samples matched.
 --- `info` = { frames=, pruned_frames=, pruned_samples=, total=, max_depth= }.
 local util = require('perf_manual.util')
+local PALETTES = require('perf_manual.report.palettes')
 
 local M = {}
 
@@ -242,8 +245,95 @@ local function minwidth_px(v, width)
 end
 M.minwidth_px = minwidth_px
 
-local PALETTES = { kind = 'kind', hot = 'hot', offcpu = 'offcpu', mem = 'mem', diff = 'diff' }
+M.palettes = PALETTES
 M.COLORS = { 'kind', 'hot', 'offcpu', 'mem' }
+
+local KINDS = { kernel = 'k', jit = 'j', inline = 'i', offcpu = 'o', user = 'u' }
+local MAX_RULES = 64 -- what the C side holds
+local GREY = { 200, 200, 200 }
+
+local function is_byte(v) return type(v) == 'number' and v >= 0 and v <= 255 end
+
+local function rgb(v, what)
+  if type(v) ~= 'table' or not (is_byte(v[1]) and is_byte(v[2]) and is_byte(v[3])) then
+    return nil, what .. ': expected {r, g, b} with values 0..255'
+  end
+  return { v[1], v[2], v[3] }
+end
+
+-- a rule's channel, {from, to, n} or a fixed value, as C takes it: {base, span, n}
+local function channel(v, what)
+  if is_byte(v) then return { v, 0, 1 } end
+  if type(v) == 'table' and is_byte(v[1]) and is_byte(v[2]) and (v[3] == 1 or v[3] == 2 or v[3] == 3) then
+    return { v[1], v[2] - v[1], v[3] }
+  end
+  return nil, what .. ': expected a value 0..255 or {from, to, n} (n = 1, 2 or 3)'
+end
+
+local function list(v) return type(v) == 'table' and v or { v } end
+
+--- A palette (see perf_manual.report.palettes) checked and put in the form
+--- profile:svg_frames takes. Returns it | nil, err.
+function M.compile_palette(p)
+  if type(p) ~= 'table' then return nil, 'expected a palette table' end
+  local root, err = rgb(p.root or GREY, 'root')
+  if not root then return nil, err end
+  if p.diff ~= nil then
+    local d = p.diff
+    if type(d) ~= 'table' then return nil, 'diff: expected a table' end
+    local grow, shrink
+    grow, err = rgb(d.grow, 'diff.grow')
+    if grow then shrink, err = rgb(d.shrink, 'diff.shrink') end
+    if not shrink then return nil, err end
+    if not is_byte(d.fade) then return nil, 'diff.fade: expected a value 0..255' end
+    return { root = root, diff = { grow = grow, shrink = shrink, fade = d.fade } }
+  end
+  if type(p.rules) ~= 'table' then return nil, 'expected rules = { ... } or diff = { ... }' end
+  local rules = {}
+  for i, r in ipairs(p.rules) do
+    local what = 'rule ' .. i
+    if type(r) ~= 'table' then return nil, what .. ': expected a table' end
+    local kinds = ''
+    if r.kind ~= nil then
+      for _, k in ipairs(list(r.kind)) do
+        if not KINDS[k] then
+          return nil, what .. ': unknown kind ' .. tostring(k) .. ' (kernel, jit, inline, offcpu, user)'
+        end
+        kinds = kinds .. KINDS[k]
+      end
+      if kinds == '' then return nil, what .. ': kind: empty list' end
+    end
+    local c = {}
+    for _, ch in ipairs({ 'r', 'g', 'b' }) do
+      c[ch], err = channel(r[ch], what .. ' ' .. ch)
+      if not c[ch] then return nil, err end
+    end
+    -- a list of substrings: one C rule per substring, same colours
+    local needles = r.contains == nil and { false } or list(r.contains)
+    if #needles == 0 then return nil, what .. ': contains: empty list' end
+    for _, s in ipairs(needles) do
+      if s ~= false and (type(s) ~= 'string' or s == '') then
+        return nil, what .. ': contains: expected a non-empty string or a list of them'
+      end
+      rules[#rules + 1] = { kinds = kinds ~= '' and kinds or nil, contains = s or nil, r = c.r, g = c.g, b = c.b }
+    end
+  end
+  if #rules > MAX_RULES then return nil, 'more than ' .. MAX_RULES .. ' rules' end
+  return { root = root, rules = rules }
+end
+
+-- `colors`: a name in perf_manual.report.palettes or a palette table. Checked
+-- on every call: a handful of rules, and the tables may change between calls.
+local function palette_for(colors)
+  local p = colors
+  if type(colors) ~= 'table' then
+    p = PALETTES[colors]
+    if not p then error('[perf_manual.report.flamegraph] unknown colors: ' .. tostring(colors), 3) end
+  end
+  local c, err = M.compile_palette(p)
+  if not c then error('[perf_manual.report.flamegraph] colors: ' .. err, 3) end
+  return c
+end
 
 --- Writes the SVG in parts through `emit(str)`. Returns info.
 function M.emit(emit, profile, opts)
@@ -251,8 +341,7 @@ function M.emit(emit, profile, opts)
   util.validate('opts', opts, 'table')
   profile = to_profile(profile)
   local width = opts.width or WIDTH
-  local palette = PALETTES[opts.colors or 'kind']
-  if not palette then error('[perf_manual.report.flamegraph] unknown colors: ' .. tostring(opts.colors), 2) end
+  local palette = palette_for(opts.colors or 'kind')
   local frames, info = profile:svg_frames({
     width = width, xpad = XPAD, frame_height = FRAME_H, top = TOP, font_size = FONT, font_width = FONT_W,
     minwidth = minwidth_px(opts.minwidth, width), inverted = opts.inverted and true or false,
