@@ -10,7 +10,7 @@ return playbook {
     local kb, store, util = require('perf_manual.kb'), require('perf_manual.store'), require('perf_manual.util')
     local root = store.root(p.store)
     if not store.is_dir(root) then util.user_error('no investigation store at ' .. root) end
-    local sys = require('perf_manual._c.sys')
+    local sys = require('perf_manual.sys')
     local t0 = sys.now()
     local res = store.reindex(root)
     inv:printf('indexed %d investigations in %s (%s)\n', res.indexed, root, util.fmt_duration(sys.now() - t0))

@@ -21,6 +21,8 @@ M.tracefs = c.tracefs
 M.ncpu = c.ncpu
 M.btf_type = c.btf_type
 M.stats_enable = c.stats_enable
+--- true when the cut-down kernel BTF embedded at build time fits this kernel
+M.min_btf = function() return c.min_btf ~= nil and c.min_btf() == true end
 
 local syscall_names
 --- { [nr] = name } from the kernel's syscall table (cached).

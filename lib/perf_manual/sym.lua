@@ -218,7 +218,7 @@ end
 function M.cache_dir()
   local env = os.getenv('PERF_MANUAL_CACHE')
   if env then return env ~= '' and env or nil end
-  if require('perf_manual._c.sys').geteuid() ~= 0 then return nil end
+  if require('perf_manual.sys').geteuid() ~= 0 then return nil end
   return '/var/cache/perf_manual'
 end
 

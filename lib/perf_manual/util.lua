@@ -41,7 +41,7 @@ end
 function M.write_atomic(path, data)
   local posix_unistd = require('posix.unistd')
   local posix_fcntl = require('posix.fcntl')
-  local tmp = string.format('%s.tmp.%d', path, require('perf_manual._c.sys').getpid())
+  local tmp = string.format('%s.tmp.%d', path, require('perf_manual.sys').getpid())
   local fd, err = posix_fcntl.open(tmp, posix_fcntl.O_WRONLY + posix_fcntl.O_CREAT + posix_fcntl.O_TRUNC, 420)
   if not fd then return nil, 'cannot write ' .. path .. ': ' .. tostring(err) end
   local off = 1

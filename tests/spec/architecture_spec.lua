@@ -6,8 +6,7 @@
 -- under perf_manual.tracers). Comments and strings that mention require do not count.
 --
 -- ARCH_REPORT=1 prints the graph's counts and every violation;
--- ARCH_ROOT=/path/to/tree checks another checkout (e.g. an old commit);
--- ARCH_NO_PENDING=1 counts without the temporary allow-lists below.
+-- ARCH_ROOT=/path/to/tree checks another checkout (e.g. an old commit).
 local dirent = require('posix.dirent')
 local stat = require('posix.sys.stat')
 
@@ -19,73 +18,6 @@ local NATIVE_WRAPPERS = {
   ['perf_manual.http'] = true,
   ['perf_manual.sym'] = true,
   ['perf_manual.sys'] = true,
-  ['perf_manual.util'] = true,
-}
-
--- Temporary allow-lists: edges that break a rule today and go away with work
--- under way elsewhere (issue 10). Empty them; never add to them. An entry
--- that no longer matches an edge fails the spec, so the lists shrink as the
--- work lands.
-
--- Go when the measurement layer (lib/perf_manual/measure/) lands: the
--- collection code that still lives in analyzers/use.lua, analyzers/red.lua
--- passive(), suites/init.lua, profilers/init.lua (writing profile files) and
--- the built-in command playbooks.
-local PENDING_MEASURE_LAYER = {
-  'perf_manual.analyzers.use -> perf_manual.collectors.cgroup',
-  'perf_manual.analyzers.use -> perf_manual.collectors.common',
-  'perf_manual.analyzers.use -> perf_manual.collectors.cpu',
-  'perf_manual.analyzers.use -> perf_manual.collectors.disk',
-  'perf_manual.analyzers.use -> perf_manual.collectors.memory',
-  'perf_manual.analyzers.use -> perf_manual.collectors.network',
-  'perf_manual.analyzers.use -> perf_manual.collectors.process',
-  'perf_manual.analyzers.use -> perf_manual.collectors.psi',
-  'perf_manual.analyzers.use -> perf_manual.collectors.threads',
-  'perf_manual.analyzers.use -> perf_manual.tracers.base',
-  'perf_manual.analyzers.use -> perf_manual.tracers.io',
-  'perf_manual.analyzers.use -> perf_manual.tracers.lock',
-  'perf_manual.analyzers.use -> perf_manual.tracers.offcpu',
-  'perf_manual.analyzers.use -> perf_manual.tracers.red',
-  'perf_manual.analyzers.use -> perf_manual.tracers.sched',
-  'perf_manual.analyzers.use -> perf_manual.tracers.syscall',
-  'perf_manual.analyzers.use -> perf_manual._c.sys',
-  'perf_manual.analyzers.red -> perf_manual.tracers.red',
-  'perf_manual.analyzers.red -> perf_manual.tracers.base',
-  'perf_manual.analyzers.red -> perf_manual._c.sys',
-  'perf_manual.suites -> perf_manual._c.sys',
-  'perf_manual.profilers -> perf_manual.report.flamegraph',
-  'perf_manual.profilers -> perf_manual.report.speedscope',
-  'playbooks.profile -> perf_manual._c.sys',
-  'playbooks.trace -> perf_manual._c.sys',
-}
-
--- Go with the other branches of issue 10: histogram math out of report.hist
--- into one data module (tracers, findings' p99), text rendering out of
--- tracers/red.lua, and require('perf_manual._c.sys') / ('perf_manual._c.bpf')
--- replaced by the wrappers perf_manual.sys / perf_manual.bpf (one word per file).
-local PENDING_OTHER_BRANCHES = {
-  'perf_manual.analyzers.findings -> perf_manual.tracers.io',
-  'perf_manual.tracers.io -> perf_manual.report.hist',
-  'perf_manual.tracers.lock -> perf_manual.report.hist',
-  'perf_manual.tracers.offcpu -> perf_manual.report.hist',
-  'perf_manual.tracers.sched -> perf_manual.report.hist',
-  'perf_manual.tracers.syscall -> perf_manual.report.hist',
-  'perf_manual.tracers.red -> perf_manual.report.charts',
-  'perf_manual.collectors.common -> perf_manual._c.sys',
-  'perf_manual.collectors.process -> perf_manual._c.sys',
-  'perf_manual.collectors.threads -> perf_manual._c.sys',
-  'perf_manual.profilers.offcpu -> perf_manual._c.sys',
-  'perf_manual.profilers.oncpu -> perf_manual._c.sys',
-  'perf_manual.profilers.perf_fallback -> perf_manual._c.sys',
-  'perf_manual.tracers.base -> perf_manual._c.sys',
-  'perf_manual.tracers.base -> perf_manual._c.bpf',
-  'perf_manual.tracers.io -> perf_manual._c.sys',
-  'perf_manual.tracers.lock -> perf_manual._c.sys',
-  'perf_manual.tracers.offcpu -> perf_manual._c.sys',
-  'perf_manual.tracers.red -> perf_manual._c.sys',
-  'perf_manual.tracers.sched -> perf_manual._c.sys',
-  'perf_manual.tracers.syscall -> perf_manual._c.sys',
-  'playbooks.reindex -> perf_manual._c.sys',
 }
 
 -- Calls that load a module by name.
@@ -431,47 +363,27 @@ end
 local function check(root)
   local nodes = load_tree(root)
   local edges = edges_of(nodes)
-  local pending, listed = {}, {}
-  local lists = os.getenv('ARCH_NO_PENDING') and {} or { PENDING_MEASURE_LAYER, PENDING_OTHER_BRANCHES }
-  for _, list in ipairs(lists) do
-    for _, k in ipairs(list) do pending[k] = true; listed[#listed + 1] = k end
-  end
-  local forbidden, allowed, used = {}, {}, {}
+  local forbidden = {}
   for _, e in ipairs(edges) do
     local why = why_forbidden(e, nodes)
-    if why then
-      if pending[e.key] then
-        allowed[#allowed + 1] = { edge = e, why = why }
-        used[e.key] = true
-      else
-        forbidden[#forbidden + 1] = { edge = e, why = why }
-      end
-    end
+    if why then forbidden[#forbidden + 1] = { edge = e, why = why } end
   end
-  local stale = {}
-  for _, k in ipairs(listed) do if not used[k] then stale[#stale + 1] = k end end
   local in_fn = 0
   for _, e in ipairs(edges) do if e.in_function then in_fn = in_fn + 1 end end
-  return { nodes = nodes, edges = edges, forbidden = forbidden, pending = allowed, stale = stale,
-    cycles = cycles_of(nodes, edges), in_function = in_fn }
+  return { nodes = nodes, edges = edges, forbidden = forbidden, cycles = cycles_of(nodes, edges),
+    in_function = in_fn }
 end
 
 local function describe_result(r)
   local lines = {}
-  lines[#lines + 1] = string.format('%d forbidden edges, %d cycles (%d more allowed for now by the PENDING_ lists; '
-    .. '%d edges in all, %d of them from a require inside a function)',
-    #r.forbidden, #r.cycles, #r.pending, #r.edges, r.in_function)
+  lines[#lines + 1] = string.format('%d forbidden edges, %d cycles (%d edges in all, %d of them from a require '
+    .. 'inside a function)', #r.forbidden, #r.cycles, #r.edges, r.in_function)
   for _, f in ipairs(r.forbidden) do
     lines[#lines + 1] = string.format('  forbidden: %s  (%s; %s)', f.edge.key, f.edge.where, f.why)
   end
   for _, c in ipairs(r.cycles) do
     lines[#lines + 1] = '  cycle: ' .. c.path .. '  {' .. table.concat(c.members, ', ') .. '}'
     for _, e in ipairs(c.edges) do lines[#lines + 1] = '    edge in the cycle: ' .. e end
-  end
-  if os.getenv('ARCH_REPORT') then
-    for _, f in ipairs(r.pending) do
-      lines[#lines + 1] = string.format('  pending: %s  (%s; %s)', f.edge.key, f.edge.where, f.why)
-    end
   end
   return table.concat(lines, '\n')
 end
@@ -557,13 +469,6 @@ describe('architecture', function()
 
     it('has no forbidden edge and no cycle among lib/ modules', function()
       if #r.forbidden > 0 or #r.cycles > 0 then error(describe_result(r), 0) end
-    end)
-
-    it('keeps the PENDING_ lists to edges that still break a rule', function()
-      if #r.stale > 0 then
-        error('these edges are gone or allowed now, remove them from the PENDING_ lists: '
-          .. table.concat(r.stale, ', '), 0)
-      end
     end)
   end)
 end)

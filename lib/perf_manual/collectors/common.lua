@@ -2,6 +2,7 @@
 --- file reading that keeps the reason a file could not be read, the clock,
 --- and delta/rate helpers that propagate "missing" instead of inventing 0.
 local lpeg = require('lpeg')
+local sys = require('perf_manual.sys')
 local P, R, S, C, Ct, Cg, Cf = lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Ct, lpeg.Cg, lpeg.Cf
 
 local M = {}
@@ -28,23 +29,19 @@ function M.parse_kv(text)
   return M.kv_grammar:match(text)
 end
 
-local sys_ok, sys = pcall(require, 'perf_manual._c.sys')
 
 --- Monotonic seconds (float).
 function M.now()
-  if sys_ok then return sys.now() end
-  return os.clock()
+  return sys.now()
 end
 
 --- The clock ticks per second used by /proc/PID/stat times.
 function M.clk_tck()
-  if sys_ok then return sys.info().clk_tck end
-  return 100
+  return sys.info().clk_tck
 end
 
 function M.ncpu()
-  if sys_ok then return sys.info().ncpu end
-  return nil
+  return sys.info().ncpu
 end
 
 --- Reads a whole (pseudo) file: text, or nil and a short reason

@@ -178,7 +178,7 @@ function M.rates(prev, cur)
   end
   out.majflt_per_s = common.rate(a.majflt, b.majflt, e)
   out.minflt_per_s = common.rate(a.minflt, b.minflt, e)
-  out.rss_bytes = b.rss and b.rss * (require('perf_manual._c.sys').info().page_size)
+  out.rss_bytes = b.rss and b.rss * (require('perf_manual.sys').info().page_size)
   out.vsize_bytes = b.vsize
   out.threads = b.num_threads
   out.fd_count = cur.fd_count

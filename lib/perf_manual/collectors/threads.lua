@@ -59,7 +59,7 @@
 ---     of tick(): the CPU inside tick() over the span of the ticks),
 ---   missing = { field = why } }
 local common = require('perf_manual.collectors.common')
-local sys = require('perf_manual._c.sys')
+local sys = require('perf_manual.sys')
 
 local M = {}
 

@@ -4,7 +4,7 @@
 --- profiles. Decoding is the tracer's (perf_manual.tracers.offcpu).
 local bpf = require('perf_manual.bpf')
 local sym = require('perf_manual.sym')
-local sys = require('perf_manual._c.sys')
+local sys = require('perf_manual.sys')
 local ffi = require('ffi')
 local tracer = require('perf_manual.tracers.offcpu')
 local profilers = require('perf_manual.profilers')

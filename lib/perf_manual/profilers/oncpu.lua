@@ -9,7 +9,7 @@
 local ffi = require('ffi')
 local bpf = require('perf_manual.bpf')
 local sym = require('perf_manual.sym')
-local sys = require('perf_manual._c.sys')
+local sys = require('perf_manual.sys')
 local profilers = require('perf_manual.profilers')
 
 local M = {}

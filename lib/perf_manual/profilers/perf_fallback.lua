@@ -3,7 +3,7 @@
 --- kernel frames `_[k]`, JIT frames `_[j]`). Lost samples come from
 --- `perf report --stats`; frame pointer use of the binaries perf named is
 --- checked with perf_manual.sym.
-local sys = require('perf_manual._c.sys')
+local sys = require('perf_manual.sys')
 local util = require('perf_manual.util')
 local profilers = require('perf_manual.profilers')
 

@@ -10,7 +10,8 @@
 ---   t:over_budget(pct) -> true, why   when its BPF cost passed pct% of one CPU
 ---   t:finish_read(res, now, opts)   -> res with tracer, seconds, quality (end of read())
 ---   t:close()
-local sys = require('perf_manual._c.sys')
+local sys = require('perf_manual.sys')
+local bpf = require('perf_manual.bpf')
 
 local M = {}
 
@@ -86,7 +87,7 @@ end
 --- Does the kernel have this tracepoint ("sched/sched_switch")? nil when
 --- tracefs is not mounted (cannot tell).
 function M.tracepoint_exists(tp)
-  local root = require('perf_manual._c.bpf').tracefs()
+  local root = bpf.tracefs()
   if not root then return nil end
   return require('posix.sys.stat').stat(root .. '/events/' .. tp) ~= nil
 end
@@ -95,8 +96,7 @@ end
 --- is the kernel they were built on), so raw_tp programs, which need no other
 --- BTF, load without libbpf parsing all of /sys/kernel/btf/vmlinux.
 function M.prefer_raw_tp()
-  local c = require('perf_manual._c.bpf')
-  return c.min_btf ~= nil and c.min_btf() == true
+  return bpf.min_btf()
 end
 
 --- Opens `name`, sets config, and loads the first program set the kernel
@@ -185,7 +185,7 @@ local function set_stats(on, now)
   -- account before switching: our own info() reads are syscalls the syscall
   -- tracer sees, and must not look like someone else's accounting
   for t in pairs(sampler.tracers) do account(t, now, sampler.on) end
-  local ok, err = require('perf_manual._c.bpf').stats_enable(on)
+  local ok, err = bpf.stats_enable(on)
   if not ok then sampler.err = err; return false end
   sampler.on = on
   for t in pairs(sampler.tracers) do baseline(t) end

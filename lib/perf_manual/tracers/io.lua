@@ -215,7 +215,7 @@ end
 function M.start(opts)
   opts = opts or {}
   -- snoop times count from here: requests may complete while we attach
-  local t0_ns = require('perf_manual._c.sys').monotonic_ns()
+  local t0_ns = require('perf_manual.sys').monotonic_ns()
   local cfg, err = base.start_config(opts, M.tracepoints)
   if not cfg then return nil, err end
   cfg.io_snoop = opts.snoop and true or false
@@ -289,7 +289,7 @@ end
 --- opts.clear: reset after reading (per-interval output).
 function Io:read(opts)
   opts = opts or {}
-  local now = require('perf_manual._c.sys').now()
+  local now = require('perf_manual.sys').now()
   local res
   if self.closed then
     res = self.final or { rows = {}, devices = {} }

@@ -307,7 +307,7 @@ end
 --- opts.clear: reset after reading (per-interval output).
 function Lock:read(opts)
   opts = opts or {}
-  local now = require('perf_manual._c.sys').now()
+  local now = require('perf_manual.sys').now()
   local res
   if self.closed then
     res = self.final or M.analyse({}, 0)

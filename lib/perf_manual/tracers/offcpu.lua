@@ -155,7 +155,7 @@ end
 --- read) with their stacks resolved to addresses. opts.clear resets it.
 function Offcpu:read(opts)
   opts = opts or {}
-  local now = require('perf_manual._c.sys').now()
+  local now = require('perf_manual.sys').now()
   local res
   if self.closed then
     res = self.final or { entries = {}, tasks = {}, total_us = 0 }

@@ -421,7 +421,7 @@ function Red:stop()
   if self.obj and not self.detached_at then
     self:quality() -- keep the last figures, as Tracer:detach does
     self.obj:detach()
-    self.detached_at = require('perf_manual._c.sys').now()
+    self.detached_at = require('perf_manual.sys').now()
   end
   self.final = self:read()
   self:close()
@@ -433,7 +433,7 @@ end
 --- that interval's eviction count off by one; the final read is exact.
 function Red:read(opts)
   opts = opts or {}
-  local now = require('perf_manual._c.sys').now()
+  local now = require('perf_manual.sys').now()
   local res
   if self.closed then return self.final end
   local conns = self:conn_state()

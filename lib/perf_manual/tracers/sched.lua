@@ -177,7 +177,7 @@ end
 --- Reads the maps. opts.clear resets them (per-interval output).
 function Sched:read(opts)
   opts = opts or {}
-  local now = require('perf_manual._c.sys').now()
+  local now = require('perf_manual.sys').now()
   if self.closed then return self.final end
   local groups = {}
   for _, e in ipairs(assert(self.hists:read{ clear = opts.clear })) do

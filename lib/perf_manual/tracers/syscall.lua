@@ -179,7 +179,7 @@ end
 --- opts.clear: reset the counts after reading (per-interval output).
 function Syscall:read(opts)
   opts = opts or {}
-  local sys = require('perf_manual._c.sys')
+  local sys = require('perf_manual.sys')
   local now = sys.now()
   local res
   if self.closed then
