@@ -25,8 +25,7 @@ local function profile_path(p)
 end
 
 local function flamediff_svg(before, after, path)
-  local ok, fd = pcall(require, 'perf_manual.report.flamediff')
-  if not ok or not fd.render then return nil, 'the differential flame graph renderer (perf_manual.report.flamediff) is not available' end
+  local fd = require('perf_manual.report.flamediff')
   local rok, svg = pcall(fd.render, before, after, { title = 'Differential flame graph (red: more after, blue: less)' })
   if not rok or type(svg) ~= 'string' then return nil, 'flamediff failed: ' .. tostring(svg):match('^[^\n]*') end
   local wok, err = util.write_atomic(path, svg)

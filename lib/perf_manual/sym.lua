@@ -10,6 +10,8 @@
 --- without a symbol there, `[unknown]` an address outside every mapping.
 local C = require('perf_manual._c.sym')
 local util = require('perf_manual.util')
+local pstat = require('posix.sys.stat')
+local dirent = require('posix.dirent')
 
 local M = {}
 M._c = C
@@ -247,7 +249,16 @@ function M.kernel(full)
     if not k then return nil, err end
     cache = dir and kallsyms_cache_path(dir)
     if cache and not k:info().restricted and not full then
-      os.execute(string.format("mkdir -p -m 700 '%s' && rm -f '%s'/kallsyms-*", dir, dir))
+      -- one cache file per boot: older ones go
+      local acc = dir:sub(1, 1) == '/' and '' or '.'
+      for part in dir:gmatch('[^/]+') do
+        acc = acc .. '/' .. part
+        pstat.mkdir(acc, 448)
+      end
+      local lok, files = pcall(dirent.dir, dir)
+      for _, f in ipairs(lok and files or {}) do
+        if f:match('^kallsyms%-') then os.remove(dir .. '/' .. f) end
+      end
       local tmp = cache .. '.tmp'
       if pcall(k.save, k, tmp) then os.rename(tmp, cache) else os.remove(tmp) end
     end

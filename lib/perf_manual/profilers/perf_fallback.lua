@@ -3,6 +3,9 @@
 --- kernel frames `_[k]`, JIT frames `_[j]`). Lost samples come from
 --- `perf report --stats`; frame pointer use of the binaries perf named is
 --- checked with perf_manual.sym.
+local pstat = require('posix.sys.stat')
+local dirent = require('posix.dirent')
+local unistd = require('posix.unistd')
 local sys = require('perf_manual.sys')
 local util = require('perf_manual.util')
 local profilers = require('perf_manual.profilers')
@@ -33,7 +36,8 @@ Session.__index = Session
 function M.start(opts)
   local dir = os.tmpname()
   os.remove(dir)
-  assert(os.execute("mkdir -m 700 '" .. dir .. "'"))
+  local mok, merr = pstat.mkdir(dir, 448) -- 0700: perf.data holds other processes' samples
+  if not mok then return nil, 'cannot create ' .. dir .. ': ' .. tostring(merr) end
   local s = setmetatable({ dir = dir, data = dir .. '/perf.data', freq = opts.freq or 99,
                            t0 = sys.now() }, Session)
   local argv = { M.perf, 'record', '-F', tostring(s.freq), '-g', '-o', s.data }
@@ -138,7 +142,14 @@ end
 
 function Session:close()
   if self.pid then sys.kill(self.pid, 9) sys.wait(self.pid) self.pid = nil end
-  if self.dir then os.execute("rm -rf '" .. self.dir .. "'") self.dir = nil end
+  if self.dir then
+    local ok, files = pcall(dirent.dir, self.dir)
+    for _, f in ipairs(ok and files or {}) do
+      if f ~= '.' and f ~= '..' then os.remove(self.dir .. '/' .. f) end
+    end
+    unistd.rmdir(self.dir)
+    self.dir = nil
+  end
 end
 
 return M

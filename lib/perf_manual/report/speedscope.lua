@@ -10,6 +10,7 @@
 ---
 --- opts: name (profile name), unit ("none" for sample counts; "microseconds"
 --- for off-CPU time, ...), exporter (defaults to "perf_manual <version>").
+local host = require('perf_manual._host')
 local util = require('perf_manual.util')
 local clean = require('perf_manual.report.flamegraph').utf8_clean
 
@@ -48,10 +49,9 @@ function M.document(profile, opts)
     weights[#weights + 1] = e[2]
     total = total + e[2]
   end
-  local ok, host = pcall(require, 'perf_manual._host')
   return {
     ['$schema'] = M.SCHEMA,
-    exporter = opts.exporter or ('perf_manual ' .. (ok and host.version or '')),
+    exporter = opts.exporter or ('perf_manual ' .. host.version),
     name = opts.name or 'profile',
     activeProfileIndex = 0,
     shared = { frames = frames },

@@ -8,6 +8,7 @@
 ---   local t = assert(lock.start{ pid = 1234, stacks = true })
 ---   local r = t:read{ clear = true }      -- r.futex, r.threads, r.kernel, r.use
 ---   io.write(require('perf_manual.report.tracers').render('lock', t:stop()))
+local sym = require('perf_manual.sym')
 local ffi = require('ffi')
 local bit = require('bit')
 local base = require('perf_manual.tracers.base')
@@ -352,8 +353,6 @@ end
 --- Adds frame names to the recorded user stacks (perf_manual.sym), while
 --- the processes are alive. Stacks keep their raw addresses either way.
 function M.name_stacks(res)
-  local ok, sym = pcall(require, 'perf_manual.sym')
-  if not ok then return end
   local r = sym.new()
   for _, f in ipairs(res.futex) do
     for _, s in ipairs(f.stacks) do

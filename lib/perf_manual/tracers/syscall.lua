@@ -7,6 +7,7 @@
 ---   local r = t:read{ clear = true }                -- per interval
 ---   local final = t:stop()
 ---   io.write(require('perf_manual.report.tracers').render('syscall', final))
+local errno = require('posix.errno')
 local ffi = require('ffi')
 local base = require('perf_manual.tracers.base')
 local hist = require('perf_manual.hist')
@@ -84,9 +85,8 @@ local errno_names
 function M.errno_name(n)
   if not errno_names then
     errno_names = {}
-    local ok, e = pcall(require, 'posix.errno')
-    if ok then
-      for k, v in pairs(e) do
+    do
+      for k, v in pairs(errno) do
         if type(v) == 'number' and k:match('^E[A-Z0-9]+$') and (not errno_names[v] or #k < #errno_names[v]) then
           errno_names[v] = k
         end
