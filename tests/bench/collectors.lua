@@ -7,6 +7,7 @@
 --     sampler (open/read/close stat + wchan of every thread every tick);
 --     target < 2% of one CPU.
 -- Run: tests/bench/run.sh collectors  (or bin/perf_manual --lua tests/bench/collectors.lua [seconds])
+local measure_threads = require('perf_manual.measure.threads')
 local sys = require('perf_manual._c.sys')
 local root = require('perf_manual._host').root
 local collectors = require('perf_manual.collectors')
@@ -111,7 +112,7 @@ helpers.with_machine_lock(function()
   local wl = root .. '/build/workloads/threads100'
   print(string.format('thread-state sampler: %.0f s at 50 Hz on threads100 (own CPU time / wall time)', seconds))
   local default = with_workload({ wl, '100', 'sleep', '600' }, function(pid)
-    local res = assert(threads.sample(pid, { duration = seconds }))
+    local res = assert(measure_threads.sample(pid, { duration = seconds }))
     local peer = naive(pid, 50, seconds)
     return { res = res, peer = peer }
   end)
@@ -123,7 +124,7 @@ helpers.with_machine_lock(function()
     { 'mutex', '100', 'one contended mutex' } }
   for _, case in ipairs(cases) do
     local res = with_workload({ wl, '100', case[1], '600', case[2] }, function(pid)
-      return assert(threads.sample(pid, { duration = seconds }))
+      return assert(measure_threads.sample(pid, { duration = seconds }))
     end)
     print(string.format('  100 threads, %-20s %.2f%% of one CPU (futex share %.2f)', case[3] .. ':',
       res.cost.cpu_pct, res.futex_share or -1))

@@ -30,10 +30,10 @@
 ---   opts = { hz = 50, refresh_every = 25 (ticks between thread-list refreshes),
 ---            max_threads = 4096, mode = nil|'wchan'|'stat' (force a source) }
 ---   Sampler:tick() → true, or false when the process is gone
----   Sampler:run(seconds) → true, or false when stopped early (process gone
----     or Ctrl-C via stop_requested()); ticks at opts.hz
+---   Sampler:account_run(wall_s, cpu_s, { stopped =, exited = }) (the loop's cost)
 ---   Sampler:result() → Result;  Sampler:close()
---- `sample(pid, opts)` = sampler + run(opts.duration or 1) + result + close.
+--- The loop that ticks it at opts.hz is a measurement session's
+--- (perf_manual.measure.threads.sample, or measure.use's).
 ---
 --- Result = {
 ---   pid=, hz=, samples= (ticks taken), duration_s=, threads_seen=,
@@ -443,27 +443,13 @@ function Sampler:tick()
   return true
 end
 
-function Sampler:run(seconds)
-  local period = 1 / self.hz
-  local t0, c0 = sys.now(), thread_cpu()
-  if not self.started then self.started = t0 end
-  local k = 0
-  local ok = true
-  while true do
-    if not self:tick() then ok = false; break end
-    k = k + 1
-    local nxt = t0 + k * period
-    if nxt - t0 >= seconds then break end
-    local now = sys.now()
-    if nxt > now then
-      if not sys.sleep(nxt - now) then self.stopped = true; ok = false; break end
-    elseif sys.stop_requested() then
-      self.stopped = true; ok = false; break
-    end
-  end
-  self.wall = self.wall + (sys.now() - t0)
-  self.run_cpu = self.run_cpu + (thread_cpu() - c0)
-  return ok
+--- What the loop that drove the ticks cost (its wall time, this thread's
+--- CPU time sleeps included) and how it ended; the result reports it.
+function Sampler:account_run(wall, cpu, ended)
+  self.wall = self.wall + wall
+  self.run_cpu = self.run_cpu + cpu
+  if ended and ended.stopped then self.stopped = true end
+  if ended and ended.exited then self.exited = true end
 end
 
 function Sampler:result()
@@ -568,16 +554,6 @@ function M.sampler(pid, opts)
   self.proxy = newproxy(true)
   getmetatable(self.proxy).__gc = function() self:close() end
   return self
-end
-
---- Samples pid for opts.duration seconds (default 1) at opts.hz (default 50).
-function M.sample(pid, opts)
-  local s, err = M.sampler(pid, opts)
-  if not s then return nil, err end
-  s:run((opts and opts.duration) or 1)
-  local r = s:result()
-  s:close()
-  return r
 end
 
 return M
