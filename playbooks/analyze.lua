@@ -16,7 +16,7 @@ return playbook {
         require('perf_manual.store')
       local data = F.prepare(store.results(p.data))
       local found = F.all(data)
-      store.attach(p.data):write_json('analysis/findings.json', util.array(found))
+      store.attach(p.data):write_analysis_json('findings.json', util.array(found))
       local text = require('perf_manual.report').analysis(data, found)
       local ok, err = util.write_atomic(p.output, text)
       if not ok then util.user_error(err) end

@@ -19,7 +19,7 @@ return playbook {
       local handle, meta
       if not store.is_dir(p.evidence) then
         handle = store.open(store.root(p.store), p.evidence)          -- an id: unknown → close matches, exit 2
-      elseif util.readfile(p.evidence .. '/metadata.yaml') then
+      elseif util.readfile(store.metadata_path(p.evidence)) then
         handle = store.open(store.root(p.store), p.evidence:find('/', 1, true) and p.evidence or ('./' .. p.evidence))
       end
       local dir = handle and handle.dir or p.evidence
@@ -44,11 +44,11 @@ return playbook {
         res.recorded = handle.id .. ' ' .. id
       else
         local h = store.attach(dir)
-        local prev = util.json_decode(util.readfile(dir .. '/analysis/hypotheses.json') or '[]') or {}
+        local prev = util.json_decode(store.read_analysis(dir, 'hypotheses.json') or '[]') or {}
         prev[#prev + 1] = { text = p.hypothesis, verdict = res.verdict, score = res.score, t = store.iso(),
           evidence = res.evidence }
-        h:write_json('analysis/hypotheses.json', util.array(prev))
-        res.recorded = dir .. '/analysis/hypotheses.json'
+        h:write_analysis_json('hypotheses.json', util.array(prev))
+        res.recorded = store.analysis_path(dir, 'hypotheses.json')
       end
       if p.json then inv:print(util.json_encode(res, true)) return end
       inv:show(rc.render(res))

@@ -75,6 +75,6 @@ return playbook {
       if i > 20 then inv:printf('  ... and %d more\n', #files - 20) break end
       inv:printf('  %-48s %8s\n', f.path, util.fmt_bytes(f.bytes))
     end
-    if h:exists('report.md') then inv:print('Report:       ' .. h.dir .. '/report.md') end
+    if h:exists(store.REPORT) then inv:print('Report:       ' .. store.report_path(h.dir)) end
   end,
 }

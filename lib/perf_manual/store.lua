@@ -348,6 +348,12 @@ function Inv:lock()
   return true
 end
 
+--- Unlocks and removes the lock file (a data dir that is finished).
+function Inv:release()
+  self:unlock()
+  os.remove(self.dir .. '/.lock')
+end
+
 function Inv:unlock()
   if self._lockfd then
     unistd.close(self._lockfd)

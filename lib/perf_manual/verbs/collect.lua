@@ -33,12 +33,11 @@ function M.collect(inv, opts)
     local out = store.attach(opts.output)
     out:lock()
     local ok, manifest = pcall(run, inv, what, opts, function(name, data)
-      if type(data) == 'table' then return out:write_json('raw_data/' .. name, data) end
-      return out:write('raw_data/' .. name, data)
+      if type(data) == 'table' then return out:write_json(store.artifact_rel(name), data) end
+      return out:write(store.artifact_rel(name), data)
     end)
     if ok then out:write_json('manifest.json', manifest) end
-    out:unlock()
-    os.remove(out.dir .. '/.lock')
+    out:release()
     if not ok then error(manifest, 0) end
     manifest.dir = out.dir
     return manifest

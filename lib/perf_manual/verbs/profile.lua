@@ -91,7 +91,7 @@ function M.profile(inv, opts)
     return rec
   end)
   if r.artifact and r.available ~= false and type(r.folded) == 'string' and not inv.replay then
-    r.folded_path = inv:save_artifact(r.artifact:gsub('^raw_data/', ''):gsub('%.json$', '.folded'), r.folded, 'profile')
+    r.folded_path = inv:save_artifact(store.artifact_name(r.artifact):gsub('%.json$', '.folded'), r.folded, 'profile')
   end
   local hot = findings.hot_function(r)
   if hot then
