@@ -78,17 +78,28 @@ function M.session(opts)
   return s
 end
 
---- Launches a command target and starts the clock.
+--- Launches a command target (before any probe is attached to it).
 function Session:start()
-  if self.t0 then return self end
+  if self.started then return self end
+  self.started = true
   if self.target.kind == 'command' then
     targets.launch(self.target, { log = self.log })
     self.owns_target = true -- a target launched by someone else is theirs to stop
   end
-  -- this loop opens and closes the run-time sampling windows
+  -- this session's loop opens and closes the run-time sampling windows
   base.stats_lazy = true
-  self.t0 = sys.now()
-  self.deadline = self.t0 + self.duration
+  return self
+end
+
+--- Starts the clock: the window is `duration` from here. Callers begin
+--- once their probes are attached, so loading them does not eat the window;
+--- run() begins it when nobody did.
+function Session:begin()
+  self:start()
+  if not self.t0 then
+    self.t0 = sys.now()
+    self.deadline = self.t0 + self.duration
+  end
   return self
 end
 
@@ -162,7 +173,7 @@ function Session:check_budget(now)
       if over then
         tr:detach(why)
         self.detached[name] = why
-        self:note(why .. string.format(' after %.1f s', now - self.t0))
+        self:note(why .. string.format(' after %.1f s', now - (self.t0 or now)))
       end
     end
   end
@@ -178,7 +189,7 @@ end
 --- Returns how it ended: 'duration' | 'interrupted' | 'target exited'.
 function Session:run(hooks)
   hooks = hooks or {}
-  self:start()
+  self:begin()
   local t0, deadline = self.t0, self.deadline
   local interval = hooks.interval
   local next_interval = interval and t0 + interval

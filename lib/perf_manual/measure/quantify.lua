@@ -10,7 +10,7 @@ local M = {}
 function M.run(opts)
   return measure.with_session({ target = opts.target, duration = opts.duration or 3, what = 'quantify',
     progress = opts.progress }, function(s)
-    s:start()
+    s:begin()
     local pid = s.target.kind == 'pid' and s.target.pid or nil
     local out = { duration = s.duration, pid = pid }
     local s0, t0 = cpu.sample(), pid and cpu.sample_task(pid)

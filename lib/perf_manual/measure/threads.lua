@@ -21,6 +21,7 @@ function M.sample(target, opts)
     s:start()
     local sp, err = threads.sampler(s.target.pid, opts)
     if not sp then return nil, err end
+    s:begin()
     local c0 = sys.thread_cpu()
     local gone = not sp:tick()
     local ended = gone and 'target exited' or s:run {

@@ -90,6 +90,7 @@ function M.run_on(s, wanted, opts)
       end
     end
   end
+  s:begin()
   local t0 = s.t0
   local label = function(now) return string.format('%s  +%.1fs', os.date('%H:%M:%S'), now - t0) end
   local ended_by = s:run {

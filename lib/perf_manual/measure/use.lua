@@ -300,6 +300,7 @@ function M.collect_on(s, opts)
 
   -- tracers first, so they cover the whole interval
   local bsrc = M.bpf_start(s, opts)
+  s:begin()
   local t0 = s.t0
   local first_sys, first_task, first_cg = snap_system(), snap_task(), snap_cgroup()
   if is_pid and not first_task then util.user_error('no process ' .. t.pid) end
