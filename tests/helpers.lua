@@ -15,6 +15,23 @@ function M.shared(rel)
   return M.root .. '/../shared/' .. rel
 end
 
+--- Path of ../shared/<rel> when it exists there, else nil and the reason.
+--- ../shared sits beside this project's own CI checkout only, so a plain
+--- clone skips what needs it.
+function M.shared_if_present(rel)
+  local path = M.shared(rel)
+  local f = io.open(path, 'r')
+  if f then f:close(); return path end
+  return nil, path .. ' is not there (it exists only beside the project\'s own checkout)'
+end
+
+--- Marks the running test pending with why, or fails it when the env
+--- variable env_name is 1 (CI sets it, so a skip there is a failure).
+function M.skip_unless_required(env_name, why)
+  if os.getenv(env_name) == '1' then error(why .. ' (' .. env_name .. '=1: a skip is a failure)', 2) end
+  pending(why)
+end
+
 --- For tests that need root/BPF: returns true when they may run; otherwise
 --- marks the test pending with the reason, or fails it when PM_REQUIRE_BPF=1.
 function M.need_root(reason)
