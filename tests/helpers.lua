@@ -46,13 +46,44 @@ end
 --- Runs bin/perf_manual with args (a string, already shell-quoted); returns
 --- stdout, stderr, exit status.
 function M.pm(args, env)
+  return M.pm_at(M.root, args, env)
+end
+
+--- M.pm for the copy of the tool under root (see M.readable_copy).
+function M.pm_at(root, args, env)
   local out, err = os.tmpname(), os.tmpname()
-  local cmd = string.format('%s %s/bin/perf_manual %s >%s 2>%s', env or '', M.root, args, out, err)
+  local cmd = string.format('%s %s/bin/perf_manual %s >%s 2>%s', env or '', root, args, out, err)
   local ok, _, code = os.execute(cmd)
   -- LuaJIT 5.1: os.execute returns the raw wait status
   local status = type(ok) == 'number' and math.floor(ok / 256) or code
   local function slurp(p) local f = io.open(p); local s = f:read('*a'); f:close(); os.remove(p); return s end
   return slurp(out), slurp(err), status
+end
+
+--- A world-readable copy of the tool (binary, lib/, playbooks/, templates/:
+--- what runtime/main.c looks for beside the binary) and of the named
+--- workloads (under build/workloads/), for tests that run it as an
+--- unprivileged user: the checkout itself may sit in a directory only root
+--- can enter. Returns the copy's root and a function that removes it.
+local copies = 0
+function M.readable_copy(workloads)
+  local sys = require('perf_manual._c.sys')
+  copies = copies + 1
+  local dir = string.format('/tmp/pm-readable-%d-%d', sys.getpid(), copies)
+  local cmds = {
+    string.format("mkdir -p '%s/bin' '%s/build/workloads'", dir, dir),
+    string.format("cp '%s/bin/perf_manual' '%s/bin/'", M.root, dir),
+    string.format("cp -r '%s/lib' '%s/playbooks' '%s/templates' '%s/'", M.root, M.root, M.root, dir),
+  }
+  for _, w in ipairs(workloads or {}) do
+    cmds[#cmds + 1] = string.format("cp '%s' '%s/build/workloads/'", M.workload(w), dir)
+  end
+  cmds[#cmds + 1] = string.format("chmod -R a+rX '%s'", dir)
+  for _, c in ipairs(cmds) do
+    local ok = os.execute(c)
+    if ok ~= 0 and ok ~= true then os.execute("rm -rf '" .. dir .. "'"); error('readable_copy: ' .. c .. ' failed', 2) end
+  end
+  return dir, function() os.execute("rm -rf '" .. dir .. "'") end
 end
 
 M.lock_path = '/tmp/perf_manual-machine.lock'
