@@ -15,6 +15,12 @@ function M.shared(rel)
   return M.root .. '/../shared/' .. rel
 end
 
+-- busted's pending() lives in the spec file's environment, not in _G (nor
+-- in this module's): take it from the spec function `level` calls up.
+local function spec_pending(level)
+  return getfenv(level).pending or error('no pending() in the calling spec', level)
+end
+
 --- Path of ../shared/<rel> when it exists there, else nil and the reason.
 --- ../shared sits beside this project's own CI checkout only, so a plain
 --- clone skips what needs it.
@@ -29,7 +35,7 @@ end
 --- variable env_name is 1 (CI sets it, so a skip there is a failure).
 function M.skip_unless_required(env_name, why)
   if os.getenv(env_name) == '1' then error(why .. ' (' .. env_name .. '=1: a skip is a failure)', 2) end
-  pending(why)
+  spec_pending(3)(why)
 end
 
 --- For tests that need root/BPF: returns true when they may run; otherwise
@@ -39,7 +45,7 @@ function M.need_root(reason)
   if sys.geteuid() == 0 then return true end
   local why = 'needs root: ' .. (reason or 'BPF and perf_event_open')
   if os.getenv('PM_REQUIRE_BPF') == '1' then error(why .. ' (PM_REQUIRE_BPF=1: a skip is a failure)', 2) end
-  pending(why)
+  spec_pending(3)(why)
   return false
 end
 
