@@ -92,6 +92,41 @@ function M.readable_copy(workloads)
   return dir, function() os.execute("rm -rf '" .. dir .. "'") end
 end
 
+--- A fresh empty directory under /tmp.
+function M.tmpdir()
+  local d = os.tmpname(); os.remove(d)
+  assert(os.execute("mkdir -p '" .. d .. "'") == 0)
+  return d
+end
+
+function M.rmrf(path) os.execute("rm -rf '" .. path .. "'") end
+
+--- A copy of tests/fixtures/datadirs/<name> to write into.
+function M.copy_datadir(name)
+  local d = os.tmpname(); os.remove(d)
+  assert(os.execute(string.format("cp -r '%s/tests/fixtures/datadirs/%s' '%s'", M.root, name, d)) == 0)
+  return d
+end
+
+--- A temp investigation store holding one investigation per recorded data
+--- dir in `names` (tests/fixtures/datadirs), made by the real investigate
+--- playbook in replay mode, symptom "<name> is slow". Returns the store's
+--- root and the ids in the order of `names`.
+function M.replay_store(names)
+  local store = require('perf_manual.store')
+  local root = M.tmpdir()
+  local ids = {}
+  for _, name in ipairs(names) do
+    local before = {}
+    for _, id in ipairs(store.list(root)) do before[id] = true end
+    local _, err, st = M.pm(string.format("investigate --replay '%s/tests/fixtures/datadirs/%s' --symptom '%s is slow' "
+      .. "--batch --store '%s'", M.root, name, name, root))
+    assert(st == 0, err)
+    for _, id in ipairs(store.list(root)) do if not before[id] then ids[#ids + 1] = id end end
+  end
+  return root, ids
+end
+
 M.lock_path = '/tmp/perf_manual-machine.lock'
 
 function M.workload(name) return M.root .. '/build/workloads/' .. name end
