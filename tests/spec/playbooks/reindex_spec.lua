@@ -7,6 +7,9 @@ describe('reindex', function()
     local root, ids = h.replay_store({ 'cpu_burn', 'fsync_writer' })
     -- lose the index: whatever index files the store keeps beside the folders
     for f in io.popen("find '" .. root .. "' -maxdepth 1 -type f"):lines() do os.remove(f) end
+    local _, err0, st0 = h.pm("search --store " .. root .. " 'cpu_burn'")
+    assert.equal(2, st0)
+    assert.matches('no search index in .*run `perf_manual reindex`', err0)
     local out, err, st = h.pm('reindex --store ' .. root)
     assert.equal(0, st, err)
     assert.matches('^indexed 2 investigations in ' .. root:gsub('%p', '%%%0') .. ' %(%d', out)
