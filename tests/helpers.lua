@@ -57,8 +57,14 @@ end
 
 --- M.pm for the copy of the tool under root (see M.readable_copy).
 function M.pm_at(root, args, env)
+  return M.sh(string.format('%s %s/bin/perf_manual %s', env or '', root, args))
+end
+
+--- Runs a shell command line (a pipeline of the tool, say); returns
+--- stdout, stderr (of the whole line), exit status.
+function M.sh(line)
   local out, err = os.tmpname(), os.tmpname()
-  local cmd = string.format('%s %s/bin/perf_manual %s >%s 2>%s', env or '', root, args, out, err)
+  local cmd = string.format('{ %s; } >%s 2>%s', line, out, err)
   local ok, _, code = os.execute(cmd)
   -- LuaJIT 5.1: os.execute returns the raw wait status
   local status = type(ok) == 'number' and math.floor(ok / 256) or code
