@@ -93,7 +93,10 @@ function M.readable_copy(workloads)
   cmds[#cmds + 1] = string.format("chmod -R a+rX '%s'", dir)
   for _, c in ipairs(cmds) do
     local ok = os.execute(c)
-    if ok ~= 0 and ok ~= true then os.execute("rm -rf '" .. dir .. "'"); error('readable_copy: ' .. c .. ' failed', 2) end
+    if ok ~= 0 and ok ~= true then
+      os.execute("rm -rf '" .. dir .. "'")
+      error('readable_copy: ' .. c .. ' failed', 2)
+    end
   end
   return dir, function() os.execute("rm -rf '" .. dir .. "'") end
 end

@@ -26,7 +26,7 @@ end
 local function buffer()
   local b = { parts = {} }
   function b:write(...) for i = 1, select('#', ...) do self.parts[#self.parts + 1] = select(i, ...) end end
-  function b:flush() end
+  function b.flush() end
   function b:text() return table.concat(self.parts) end
   return b
 end
@@ -136,8 +136,8 @@ describe('playbook loading', function()
   end)
 
   it('runs the file with playbook, param and step and the ordinary globals, setting no new globals', function()
-    local p = write(dir .. '/env.lua', 'leaked = 1\nreturn playbook { name = "env", summary = tostring(type(string.format)),'
-      .. ' run = function() end }\n')
+    local p = write(dir .. '/env.lua', 'leaked = 1\n'
+      .. 'return playbook { name = "env", summary = tostring(type(string.format)), run = function() end }\n')
     local pb = playbook.load(p)
     assert.equal('function', pb.summary)
     assert.is_nil(rawget(_G, 'leaked'))
@@ -150,7 +150,8 @@ describe('playbook loading', function()
     local home = os.getenv('HOME')
     if home then assert.equal(home .. '/.config/perf_manual/playbooks', dirs[#dirs - 1]) end
     -- through the command line, where the environment variable can be set
-    write(dir .. '/fold.lua', 'return playbook { name = "fold", summary = "mine", run = function(inv) inv:print("shadowed") end }\n')
+    write(dir .. '/fold.lua',
+      'return playbook { name = "fold", summary = "mine", run = function(inv) inv:print("shadowed") end }\n')
     local out, err, st = h.pm('fold', 'PERF_MANUAL_PLAYBOOKS=/nowhere:' .. dir)
     assert.equal(0, st, err)
     assert.equal('shadowed\n', out)
@@ -250,7 +251,8 @@ describe('playbook runs', function()
       write(dir .. '/needy.lua', 'return playbook { name = "needy", needs = { "root" }, run = function() end }\n')
       os.execute('chmod -R a+rX ' .. dir)
       local copy, remove = h.readable_copy()
-      local _, err, st = h.pm_at(copy, 'run ' .. dir .. '/needy.lua', 'setpriv --reuid=65534 --regid=65534 --clear-groups')
+      local _, err, st = h.pm_at(copy, 'run ' .. dir .. '/needy.lua',
+        'setpriv --reuid=65534 --regid=65534 --clear-groups')
       remove(); os.execute('rm -rf ' .. dir)
       assert.equal(2, st)
       assert.equal('perf_manual: needy: needs root (or CAP_BPF and CAP_PERFMON): run it with sudo\n', err)

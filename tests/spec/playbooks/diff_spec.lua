@@ -10,7 +10,8 @@ local FX = h.root .. '/tests/fixtures/report'
 describe('diff', function()
   it('compares two investigations named by part of their id, one value per side untested', function()
     local root, ids = h.replay_store({ 'cpu_burn', 'fsync_writer' })
-    local out, err, st = h.pm(string.format('diff --before cpu-burn --after fsync --store %s --iterations 200 --json', root))
+    local out, err, st = h.pm(string.format('diff --before cpu-burn --after fsync --store %s --iterations 200 --json',
+      root))
     h.rmrf(root)
     assert.equal(0, st, err)
     local d = assert(util.json_decode(out))
@@ -37,8 +38,8 @@ describe('diff', function()
 
   it('writes Markdown to --output and the differential flame graph next to it', function()
     local dir = h.tmpdir()
-    local out, err, st = h.pm(string.format("diff --before '%s/before/profile-cpu.folded' --after '%s/after/profile-cpu.folded' "
-      .. "--output '%s/shift.md'", FX, FX, dir))
+    local out, err, st = h.pm(string.format("diff --before '%s/before/profile-cpu.folded' "
+      .. "--after '%s/after/profile-cpu.folded' --output '%s/shift.md'", FX, FX, dir))
     assert.equal(0, st, err)
     assert.equal(string.format('wrote %s/shift.md and %s/shift.flamediff.svg\n', dir, dir), out)
     local md = assert(util.readfile(dir .. '/shift.md'))

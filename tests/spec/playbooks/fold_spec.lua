@@ -60,7 +60,8 @@ describe('fold', function()
     local out, err, st = h.pm('fold --format folded ' .. PERF .. 'calltree_user.perf.txt')
     assert.equal(0, st)
     assert.equal('', out)
-    assert.matches('^perf_manual: fold: .*calltree_user%.perf%.txt:1: no sample count at the end of the line %(skipped%)\n', err)
+    assert.matches('^perf_manual: fold: .*calltree_user%.perf%.txt:1: '
+      .. 'no sample count at the end of the line %(skipped%)\n', err)
     assert.matches('calltree_user%.perf%.txt: %d+ bad lines in all\n$', err)
   end)
 

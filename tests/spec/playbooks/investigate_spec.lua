@@ -123,8 +123,9 @@ describe('investigate (replay of recorded workloads)', function()
     f:write('when_did_it_start: since the deploy on monday\n'
       .. '"Who is affected (all users, a subset, some operations)?": checkout users\n')
     f:close()
-    local _, err, st = h.pm(string.format('investigate --replay %s/tests/fixtures/datadirs/cpu_burn --symptom "cpu slow" '
-      .. '--batch --store %s --name my-case --answers %s/answers.yaml --answer baseline=1.2s', h.root, root, root))
+    local _, err, st = h.pm(string.format('investigate --replay %s/tests/fixtures/datadirs/cpu_burn '
+      .. '--symptom "cpu slow" --batch --store %s --name my-case --answers %s/answers.yaml --answer baseline=1.2s',
+      h.root, root, root))
     assert.equal(0, st, err)
     local ids = store.list(root)
     assert.equal(1, #ids)

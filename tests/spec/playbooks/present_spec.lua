@@ -15,9 +15,11 @@ describe('present', function()
 
   it('writes a self-contained deck of the investigation and counts its slides', function()
     local dir = h.tmpdir()
-    local out, err, st = h.pm(string.format('present --slides --data cpu-burn --store %s --output %s/deck.html', root, dir))
+    local out, err, st = h.pm(string.format('present --slides --data cpu-burn --store %s --output %s/deck.html',
+      root, dir))
     assert.equal(0, st, err)
-    local n = tonumber(out:match('^wrote ' .. dir:gsub('%p', '%%%0') .. '/deck%.html %((%d+) slides; arrow keys to move'))
+    local n = tonumber(out:match('^wrote ' .. dir:gsub('%p', '%%%0')
+      .. '/deck%.html %((%d+) slides; arrow keys to move'))
     local html = assert(util.readfile(dir .. '/deck.html'))
     assert.equal(n, select(2, html:gsub('<section class="slide', '')))
     assert.is_true(n >= 5)
@@ -29,15 +31,17 @@ describe('present', function()
   it('uses a template of one\'s own, and names the line of a broken one', function()
     local dir = h.tmpdir()
     local f = io.open(dir .. '/mine.html', 'w')
-    f:write('<html><section class="slide">{{ summary.issue }}</section><section class="slide">{{ summary.bottleneck }}</section></html>\n')
+    f:write('<html><section class="slide">{{ summary.issue }}</section>'
+      .. '<section class="slide">{{ summary.bottleneck }}</section></html>\n')
     f:close()
-    local out, err, st = h.pm(string.format('present --slides --data %s --store %s --output %s/d.html --template %s/mine.html',
-      id, root, dir, dir))
+    local out, err, st = h.pm(string.format('present --slides --data %s --store %s --output %s/d.html '
+      .. '--template %s/mine.html', id, root, dir, dir))
     assert.equal(0, st, err)
     assert.matches('%(2 slides;', out)
     assert.equal('<html><section class="slide">cpu_burn is slow</section><section class="slide">cpu</section></html>\n',
       util.readfile(dir .. '/d.html'))
     f = io.open(dir .. '/bad.html', 'w'); f:write('<html>\n{{ nosuch\n'); f:close()
+    local _
     _, err, st = h.pm(string.format('present --slides --data %s --store %s --output %s/d2.html --template %s/bad.html',
       id, root, dir, dir))
     h.rmrf(dir)

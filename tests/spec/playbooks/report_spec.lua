@@ -21,7 +21,8 @@ describe('report', function()
     assert.matches('\n%- %*%*Issue%*%*: mutex\\_contention is slow\n', out)
     assert.matches('\n%- %*%*Root Cause%*%*: lock contention: threads wait on a shared mutex\n', out)
     assert.matches('\n%- %*%*Status%*%*: The investigation is complete%.\n', out)
-    assert.matches('\n| Mutex/locks | 64%% of thread%-time in futex waits %(9 threads%) | 5%.7 threads waiting at once %(max 7%) | %- | HIGH |\n', out)
+    assert.matches('\n| Mutex/locks | 64%% of thread%-time in futex waits %(9 threads%) | '
+      .. '5%.7 threads waiting at once %(max 7%) | %- | HIGH |\n', out)
     assert.matches('supports raw\\_data/trace%-lock%.json: threads wait on futexes 62%% of their time', out)
     local sections = {}
     for s in out:gmatch('\n## ([^\n]+)') do sections[#sections + 1] = s end
@@ -31,7 +32,8 @@ describe('report', function()
 
   it('writes the executive summary to a file, and the technical one from the folder path', function()
     local dir = h.tmpdir()
-    local out, err, st = h.pm(string.format('report %s --store %s --format executive --output %s/summary.md', id, root, dir))
+    local out, err, st = h.pm(string.format('report %s --store %s --format executive --output %s/summary.md',
+      id, root, dir))
     assert.equal(0, st, err)
     assert.equal(string.format('wrote %s/summary.md (executive, Markdown)\n', dir), out)
     local md = assert(util.readfile(dir .. '/summary.md'))
