@@ -41,7 +41,9 @@ return function(options)
   handler.suiteEnd = function()
     local p, f, e, s = #handler.successes, #handler.failures, #handler.errors, #handler.pendings
     for _, pend in ipairs(handler.pendings) do
-      io.write('\nSKIP ', pend.name, ' (', where(pend), ')\n  ', msg(pend.message), '\n')
+      -- pending() prefixes the file:line it was called from: where() says that
+      local why = msg(pend.message):gsub('^[^\n:]+:%d+: ', '', 1)
+      io.write('\nSKIP ', pend.name, ' (', where(pend), ')\n  ', why, '\n')
     end
     for _, lst in ipairs({ handler.failures, handler.errors }) do
       for _, fail in ipairs(lst) do

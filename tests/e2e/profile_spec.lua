@@ -80,12 +80,14 @@ describe('perf_manual profile', function()
       return
     end
     local nobody = 'setpriv --reuid=65534 --regid=65534 --clear-groups'
+    -- the checkout may be out of nobody's reach: run a readable copy
+    local copy, remove_copy = h.readable_copy({ 'calltree' })
     local pid = assert(sys.spawn({ 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
-      h.workload('calltree'), 'burn', '20' }, { stdout = 'null', stderr = 'null' }))
+      copy .. '/build/workloads/calltree', 'burn', '20' }, { stdout = 'null', stderr = 'null' }))
     local dir = tmpdir()
     local ok, e = pcall(function()
       sys.sleep(0.1)
-      local out, err, status = h.pm(
+      local out, err, status = h.pm_at(copy,
         string.format('profile --pid %d --duration 2 --freq 299 --output %s', pid, dir), nobody)
       assert.equal(0, status, err)
       assert.matches('using perf record %-g %(BPF is not available: BPF needs root', err)
@@ -97,6 +99,7 @@ describe('perf_manual profile', function()
     end)
     reap(pid)
     os.execute("rm -rf '" .. dir .. "'")
+    remove_copy()
     assert(ok, e)
   end)
 
@@ -193,8 +196,10 @@ describe('perf_manual profile', function()
     assert.matches('^perf_manual: profile: no cgroup no/such/group', err)
     if sys.geteuid() == 0 then
       -- as an unprivileged user, another user's process cannot be read
-      _, err, status = h.pm('profile --pid 1 --duration 1 --output /tmp/pm-none',
+      local copy, remove_copy = h.readable_copy()
+      _, err, status = h.pm_at(copy, 'profile --pid 1 --duration 1 --output /tmp/pm-none',
         'setpriv --reuid=65534 --regid=65534 --clear-groups')
+      remove_copy()
       assert.equal(2, status)
       assert.equal('perf_manual: profile: cannot read the mappings of process 1: /proc/1/maps: Permission denied'
         .. ' (run it as root or as the process owner)\n', err)

@@ -31,6 +31,19 @@ describe('analyze, root-cause, show', function()
     os.execute('rm -rf ' .. d)
   end)
 
+  it('analyze --json prints the findings it wrote to analysis/findings.json', function()
+    local d = copy_fixture('mutex_contention')
+    local out, err, st = h.pm(string.format('analyze --data %s --output %s/r.md --json', d, d))
+    assert.equal(0, st, err)
+    local printed = assert(util.json_decode(out))
+    assert.same(util.json_decode(util.readfile(d .. '/analysis/findings.json')), printed)
+    local lock = {}
+    for _, f in ipairs(printed) do if f.resource == 'lock' then lock[#lock + 1] = f.metric end end
+    table.sort(lock)
+    assert.same({ 'futex_wait_share', 'use' }, lock)
+    os.execute('rm -rf ' .. d)
+  end)
+
   it('root-cause prints the verdict with its evidence and records it in a data dir', function()
     local d = copy_fixture('cpu_burn')
     local out, err, st = h.pm(string.format('root-cause --hypothesis "the disk is saturated" --evidence %s', d))

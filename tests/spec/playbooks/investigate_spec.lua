@@ -116,4 +116,48 @@ describe('investigate (replay of recorded workloads)', function()
     assert.matches("no investigation 'nothing%-like%-this'", err)
     os.execute('rm -rf /tmp/pm-none-' .. require('perf_manual._c.sys').getpid())
   end)
+
+  it('takes answers from a file and --answer, names the folder with --name, and records the source', function()
+    local root = h.tmpdir()
+    local f = io.open(root .. '/answers.yaml', 'w')
+    f:write('when_did_it_start: since the deploy on monday\n'
+      .. '"Who is affected (all users, a subset, some operations)?": checkout users\n')
+    f:close()
+    local _, err, st = h.pm(string.format('investigate --replay %s/tests/fixtures/datadirs/cpu_burn '
+      .. '--symptom "cpu slow" --batch --store %s --name my-case --answers %s/answers.yaml --answer baseline=1.2s',
+      h.root, root, root))
+    assert.equal(0, st, err)
+    local ids = store.list(root)
+    assert.equal(1, #ids)
+    assert.matches('^%d%d%d%d%-%d%d%-%d%d_my%-case$', ids[1])
+    local meta = assert(store.open(root, ids[1]):load_metadata())
+    local by = {}
+    for _, q in ipairs(meta.checklist) do by[q.key] = q end
+    assert.same({ 'cpu slow', 'flag' }, { by.symptom.answer, by.symptom.source })
+    assert.same({ 'since the deploy on monday', 'answers', true }, { by.when.answer, by.when.source, by.when.answered })
+    assert.same({ 'checkout users', 'answers' }, { by.who.answer, by.who.source })
+    assert.same({ '1.2s', 'answers' }, { by.baseline.answer, by.baseline.source })
+    assert.same({ false, 'default' }, { by.impact.answered, by.impact.source })
+    os.execute('rm -rf ' .. root)
+  end)
+
+  it('resumes a complete investigation by skipping every step it already did', function()
+    local meta, _, _, root = replay('cpu_burn')
+    local steps = #meta.steps
+    local out, err, st = h.pm(string.format('investigate --resume cpu-burn --batch --store %s', root))
+    assert.equal(0, st, err)
+    assert.matches('^Resuming investigation ' .. meta.id:gsub('%p', '%%%0'), out)
+    local after = assert(store.open(root, meta.id):load_metadata())
+    local skipped = 0
+    for _, e in ipairs(after.timeline) do
+      if e.kind == 'step-skipped' then
+        skipped = skipped + 1
+        assert.equal('completed in an earlier run', e.reason)
+      end
+    end
+    assert.equal(steps, skipped)
+    assert.equal('cpu', after.verdict)
+    assert.equal('complete', after.status)
+    os.execute('rm -rf ' .. root)
+  end)
 end)

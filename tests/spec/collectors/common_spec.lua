@@ -1,0 +1,88 @@
+-- perf_manual.collectors.common: the shared /proc parsing and arithmetic,
+-- on recorded /proc and cgroup files.
+local common = require('perf_manual.collectors.common')
+local h = test_helpers
+
+describe('collectors.common', function()
+  it('parses "key value" files into numbers, skipping lines that do not fit', function()
+    local t0 = assert(common.parse_kv(h.fixture('proc/t0/vmstat')))
+    local n = 0
+    for _ in pairs(t0) do n = n + 1 end
+    assert.equal(192, n)
+    assert.equal(999059, t0.nr_free_pages)
+    local cg = assert(common.parse_kv(h.fixture('cgroup/v2/unified_child/cpu.stat')))
+    assert.equal(462973, cg.usage_usec)
+    assert.equal(0, cg.system_usec)
+    local ev = assert(common.parse_kv(h.fixture('cgroup/v2/memory_limited/memory.events')))
+    assert.same({ low = 0, high = 0, max = 1412, oom = 3, oom_kill = 2, oom_group_kill = 0 }, ev)
+    -- odd lines are skipped, negative and decimal values kept
+    assert.same({ a = -1.5, c = 7 }, common.parse_kv('a -1.5\nb\n\nheader line here\nc 7'))
+    local none, err = common.parse_kv(nil)
+    assert.is_nil(none)
+    assert.equal('no text', err)
+  end)
+
+  it('reads files, naming why one could not be read', function()
+    assert.equal(h.fixture('proc/t0/loadavg'), common.read(h.root .. '/tests/fixtures/proc/t0/loadavg'))
+    local none, err = common.read('/proc/no_such_file')
+    assert.is_nil(none)
+    assert.equal('not present: /proc/no_such_file', err)
+    local d = os.tmpname()
+    local v, perr = common.read_parse(d, function() return nil, 'bad header' end)
+    assert.is_nil(v)
+    assert.equal(d .. ': bad header', perr)
+    v, perr = common.read_parse(d, function() return nil end)
+    assert.is_nil(v)
+    assert.equal(d .. ': unparsable', perr)
+    os.remove(d)
+    v = common.read_parse(h.root .. '/tests/fixtures/proc/t1/vmstat', common.parse_kv)
+    assert.equal(998810, v.nr_free_pages)
+    v, perr = common.read_parse('/no/such', common.parse_kv)
+    assert.is_nil(v)
+    assert.equal('not present: /no/such', perr)
+  end)
+
+  it('says permission denied for a file the kernel will not let it read', function()
+    -- a write-only sysctl: refused to root as well
+    local none, err = common.read('/proc/sys/vm/drop_caches')
+    assert.is_nil(none)
+    assert.equal('permission denied: /proc/sys/vm/drop_caches', err)
+  end)
+
+  it('computes rates and deltas, and gives nil instead of inventing numbers', function()
+    local t0 = common.parse_kv(h.fixture('proc/t0/vmstat'))
+    local t1 = common.parse_kv(h.fixture('proc/t1/vmstat'))
+    assert.equal((t1.pgfault - t0.pgfault) / 2, common.rate(t0.pgfault, t1.pgfault, 2))
+    assert.equal(t1.pgfault - t0.pgfault, common.delta(t0.pgfault, t1.pgfault))
+    assert.is_nil(common.rate(nil, 5, 1))
+    assert.is_nil(common.rate(1, 5, 0))
+    assert.is_nil(common.rate(1, 5, nil))
+    assert.is_nil(common.rate(9, 5, 1)) -- counter reset
+    assert.is_nil(common.delta(9, 5))
+    assert.is_nil(common.delta(nil, 5))
+    assert.equal(1.5, common.elapsed({ time = 10 }, { time = 11.5 }))
+    assert.is_nil(common.elapsed({ time = 10 }, { time = 10 }))
+    assert.is_nil(common.elapsed({}, { time = 1 }))
+    assert.is_nil(common.elapsed(nil, { time = 1 }))
+  end)
+
+  it('records why a field is missing and carries it over with a prefix', function()
+    local snap = {}
+    common.miss(snap, 'io', 'permission denied: /proc/1/io')
+    common.miss(snap, 'psi')
+    assert.same({ io = 'permission denied: /proc/1/io', psi = 'not measured' }, snap.missing)
+    local out = {}
+    common.carry_missing(out, snap, 'proc.')
+    common.carry_missing(out, { }, 'x.')
+    common.carry_missing(out, nil)
+    assert.same({ ['proc.io'] = 'permission denied: /proc/1/io', ['proc.psi'] = 'not measured' }, out.missing)
+  end)
+
+  it('reads the clock and the machine from the host', function()
+    local a = common.now()
+    local b = common.now()
+    assert.is_true(b >= a)
+    assert.equal(tonumber(io.popen('getconf CLK_TCK'):read('*l')), common.clk_tck())
+    assert.equal(tonumber(io.popen('nproc --all'):read('*l')), common.ncpu())
+  end)
+end)
