@@ -105,7 +105,7 @@ describe('playbook declarations', function()
       assert.is_true(have[n] ~= nil and have[n].engine, n)
     end
     assert.is_true(have.symptom.optional)
-    assert.equal('inv: missing --symptom', user_error_of(pb.check, {}))
+    assert.equal('inv: missing --symptom (what is slow)', user_error_of(pb.check, {}))
     assert.has_no.errors(function() pb.check({ resume = 'earlier' }) end)
     assert.has_no.errors(function() pb.check({ symptom = 'x' }) end)
   end)

@@ -1,7 +1,19 @@
 -- perf_manual.suites: the suite definitions on disk, `extends` resolution,
 -- and the manifest of a short real run.
 local suites = require('perf_manual.suites')
-local util = require('perf_manual.util')
+
+-- a playbook folder with suites/<name>.lua files
+local function write_team(files)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p '" .. dir .. "/suites'"))
+  for name, text in pairs(files) do
+    local f = assert(io.open(dir .. '/suites/' .. name .. '.lua', 'w'))
+    f:write(text, '\n')
+    f:close()
+  end
+  return dir
+end
 
 local function names(list)
   local out = {}
@@ -43,54 +55,38 @@ describe('suites', function()
   it('says why a suite cannot be had', function()
     assert.same({ nil, 'no suite nope' }, { suites.get('nope') })
     assert.same({ nil, 'bad suite name ../x' }, { suites.get('../x') })
-    package.preload['perf_manual.suites.spec_loop_a'] = function() return { extends = 'spec_loop_b' } end
-    package.preload['perf_manual.suites.spec_loop_b'] = function() return { extends = 'spec_loop_a' } end
-    package.preload['perf_manual.suites.spec_child'] = function()
-      return { extends = 'spec_missing', collectors = { 'cpu' } }
-    end
-    assert.same({ nil, 'suite spec_loop_a extends itself' }, { suites.get('spec_loop_a') })
-    assert.same({ nil, 'no suite spec_missing' }, { suites.get('spec_child') })
-    for _, n in ipairs({ 'spec_loop_a', 'spec_loop_b', 'spec_child' }) do
-      package.preload['perf_manual.suites.' .. n] = nil
-      package.loaded['perf_manual.suites.' .. n] = nil
-    end
-  end)
-
-  it('runs the memory suite for a second and lists every item in the manifest', function()
-    local saved = {}
-    local manifest, use = suites.run('memory', { duration = 1 }, function(name, data, kind)
-      saved[name] = { data = data, kind = kind }
-      return 'raw_data/' .. name
+    local dir = write_team({
+      spec_loop_a = "return { extends = 'spec_loop_b' }",
+      spec_loop_b = "return { extends = 'spec_loop_a' }",
+      spec_child = "return { extends = 'spec_missing', collectors = { 'cpu' } }",
+    })
+    suites.set_path({ dir })
+    local ok, err = pcall(function()
+      assert.same({ nil, 'suite spec_loop_a extends itself' }, { suites.get('spec_loop_a') })
+      assert.same({ nil, 'no suite spec_missing' }, { suites.get('spec_child') })
     end)
-    assert.is_nil(use)
-    assert.equal('memory', manifest.suite)
-    assert.equal(1, manifest.duration)
-    assert.equal(0.5, manifest.interval)
-    assert.matches('^%d%d%d%d%-%d%d%-%d%dT', manifest.started)
-    assert.is_true(manifest.ended >= manifest.started)
-    local by = {}
-    for _, it in ipairs(manifest.items) do by[it.name] = it end
-    assert.same({ 'cgroup', 'memory', 'process', 'psi' }, util.keys(by))
-    assert.equal('perf_manual.collectors.memory', by.memory.source)
-    assert.equal('collector', by.memory.kind)
-    assert.equal('raw_data/memory.jsonl', by.memory.file)
-    assert.is_true(by.memory.samples >= 1)
-    assert.equal('series', saved['memory.jsonl'].kind)
-    -- one JSON line per sample, each with its rates
-    local lines = 0
-    for line in saved['memory.jsonl'].data:gmatch('[^\n]+') do
-      lines = lines + 1
-      assert.is_table(util.json_decode(line).rates)
-    end
-    assert.equal(by.memory.samples, lines)
-    assert.equal('not collected: needs --pid', by.process.error)
-    assert.is_nil(by.process.file)
-    assert.equal('not collected: needs a target (--pid)', by.cgroup.error)
+    suites.set_path({})
+    os.execute("rm -rf '" .. dir .. "'")
+    assert(ok, err)
   end)
 
-  it('refuses an unknown suite as a user error that lists the suites', function()
-    local ok, e = pcall(suites.run, 'nope', { duration = 1 }, function() end)
-    assert.is_false(ok)
-    assert.equal('no suite nope (suites: basic, cpu, full, io, memory)', e.user_error)
+  it("finds a team's suites first, beside its playbooks, and lists them with the built-in ones", function()
+    local dir = write_team({
+      quick = "return { summary = 'cpu only', collectors = { 'cpu' } }",
+      basic = "return { summary = 'our basic', extends = 'memory', collectors = { 'cpu' } }",
+    })
+    suites.set_path({ dir })
+    local ok, err = pcall(function()
+      assert.same({ 'basic', 'cpu', 'full', 'io', 'memory', 'quick' }, suites.list())
+      assert.equal('our basic', suites.get('basic').summary)
+      -- extends still reaches the built-in memory suite
+      assert.same({ 'memory', 'psi', 'process', 'cgroup', 'cpu' }, suites.get('basic').collectors)
+      assert.same({ 'cpu' }, suites.get('quick').collectors)
+    end)
+    suites.set_path({})
+    os.execute("rm -rf '" .. dir .. "'")
+    assert(ok, err)
+    assert.equal('basic', suites.get('basic').name)
+    assert.is_nil(suites.get('quick'))
   end)
 end)
