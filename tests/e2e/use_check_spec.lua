@@ -117,7 +117,9 @@ describe('use-check end to end', function()
     h.with_machine_lock(function()
       W.with('fsync_writer', { 12, W.scratch() }, {}, function(w)
         sys.sleep(0.5)
-        local d = use_check(w.pid, 4)
+        -- ~7,000 requests/s put the io tracer near the default 5% budget; the
+        -- budget has its own tests, this one is about naming the disk
+        local d = use_check(w.pid, 4, '--max-overhead 20')
         assert.equal('disk', d.verdict.resource, explain(d))
         assert.is_nil(d.verdict.name:match('^zram') or d.verdict.name:match('^loop'))
         assert.are_not.equal('HIGH', row(d, 'cpu').status)
