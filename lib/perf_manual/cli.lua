@@ -1,8 +1,6 @@
 --- Command line: `perf_manual [global options] <command> [options]`.
 --- Every command is a playbook found on the playbook search path; `list`,
 --- `run FILE` and `help` are built in.
-local investigation = require('perf_manual.investigation')
-
 local M = {}
 
 local function host() return require('perf_manual._host') end
@@ -148,7 +146,9 @@ end
 function M.run_playbook(pb, argv, prog)
   local params = M.parse_params(pb, argv, prog)
   if not params then return 0 end
-  local inv = investigation.run(pb, params)
+  -- the engine and what a run needs load here, after parsing: `--version`,
+  -- `--help` and a bad flag stay a few milliseconds
+  local inv = require('perf_manual.investigation').run(pb, params)
   return inv.exit_status or 0
 end
 
