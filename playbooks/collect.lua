@@ -11,7 +11,8 @@ return playbook {
     output   = param.path     { "directory to write (created; must be empty or new)", required = true },
     duration = param.duration { "how long to collect", default = "10s", above = 0 },
     interval = param.duration { "time between samples", optional = true, above = 0 },
-    target   = param.target   { "what to focus on: system, a PID, a service, a cgroup path, a process name or a command",
+    target   = param.target   { "what to focus on: system, a PID, a service, a cgroup path, a process name or "
+      .. "a command",
       default = "system", aliases = param.target_aliases },
     json     = param.flag     { "print the manifest as JSON" },
   },

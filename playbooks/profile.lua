@@ -32,11 +32,14 @@ return playbook {
     function(inv, p)
       if p.all and p.target ~= 'system' then inv:fail('profile: give one of --pid, --cgroup, --target, --all') end
       inv:check_profile_formats(p.format)
-      local r = inv:profile { target = not p.replay and inv:target(p.target) or nil, duration = p.duration, freq = p.freq,
+      local r = inv:profile { target = not p.replay and inv:target(p.target) or nil, duration = p.duration,
+        freq = p.freq,
         off_cpu = p.off_cpu, min_block = p.min_block, backend = p.backend, top = p.top, soft = false,
         note = function(text) inv:note(text) end }
       if r.available == false then inv:fail('profile: ' .. tostring(r.why)) end
-      if r.backend == 'perf' then inv.err:write('perf_manual: profile: using perf record -g (', r.fallback_why, ')\n') end
+      if r.backend == 'perf' then
+        inv.err:write('perf_manual: profile: using perf record -g (', r.fallback_why, ')\n')
+      end
       local prof = inv:write_profile(r, p.output, p.format)
       if prof.total == 0 then
         inv:finding { resource = 'cpu', metric = 'profile.samples', value = 0, severity = 'info',
@@ -45,7 +48,11 @@ return playbook {
       for _, b in ipairs(prof.quality.without_frame_pointers) do
         inv:note(b .. ' has no frame pointers: stacks through it lose their callers')
       end
-      if p.json then inv:json(inv:profile_json(prof, { top = p.top })) else inv:show(inv:render_profile(prof, { top = p.top })) end
+      if p.json then
+        inv:json(inv:profile_json(prof, { top = p.top }))
+      else
+        inv:show(inv:render_profile(prof, { top = p.top }))
+      end
     end,
   },
 }

@@ -21,18 +21,23 @@ return playbook {
     passive = param.pid { 'measure this server process and its children from their syscalls instead of sending load',
       optional = true },
     json = param.flag { 'print the result as JSON' },
-    save = param.path { 'also write DIR/red-check.json (histogram and per-second series) for diff and report', optional = true },
+    save = param.path { 'also write DIR/red-check.json (histogram and per-second series) for diff and report',
+      optional = true },
     replay = param.path { "show the RED summary recorded in DIR's red-check.json (no load)", optional = true },
   },
 
   step 'load the endpoint' {
     function(inv, p)
-      if not (p.passive or p.endpoint or p.replay) then inv:fail('red-check: give --endpoint URL (or --passive PID)') end
+      if not (p.passive or p.endpoint or p.replay) then
+        inv:fail('red-check: give --endpoint URL (or --passive PID)')
+      end
       local s = inv:red_check { endpoint = p.endpoint, passive = p.passive, duration = p.duration, rate = p.rate,
         connections = p.connections, timeout = p.timeout }
       if s.available == false then inv:fail(tostring(s.why)) end
       for _, f in ipairs(s.findings) do inv:finding(f) end
-      if p.save then inv:save_file(inv:mkdir(p.save) .. '/red-check.json', inv:without(s, { 'text', 'findings', 'artifact' })) end
+      if p.save then
+        inv:save_file(inv:mkdir(p.save) .. '/red-check.json', inv:without(s, { 'text', 'findings', 'artifact' }))
+      end
       if p.json then
         inv:json(inv:without(s, { 'series', 'text', 'findings', 'artifact' }))
       else

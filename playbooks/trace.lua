@@ -42,10 +42,14 @@ return playbook {
       inv:flush()
     end
     local r = inv:trace {
-      events = p.events, target = not p.replay and inv:target(p.target) or nil, duration = p.duration, interval = p.interval,
+      events = p.events, target = not p.replay and inv:target(p.target) or nil, duration = p.duration,
+      interval = p.interval,
       snoop = p.snoop, mode = p.count_only and 'count' or nil, per = p.per, max_overhead = p.max_overhead,
       json_snoop = p.json,
-      note = function(text) inv:note(text); if not p.json then inv.err:write('trace: ', text, '\n') end end,
+      note = function(text)
+        inv:note(text)
+        if not p.json then inv.err:write('trace: ', text, '\n') end
+      end,
       on_start = function(names, s)
         if p.json then return end
         inv:print(string.format('Tracing %s for %s, %s%s... Hit Ctrl-C to end.', table.concat(names, ', '),

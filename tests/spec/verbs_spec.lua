@@ -40,7 +40,8 @@ return playbook { name = 'team', summary = 'uses team verbs',
     assert.matches('collector +cpu +raw_data/cpu%.jsonl', out)
     -- a broken verb file is a clear user error, not a traceback
     write(dir .. '/verbs/broken.lua', 'return 42\n')
-    _, err, st = h.pm('--playbooks ' .. dir .. ' team')
+    out, err, st = h.pm('--playbooks ' .. dir .. ' team')
+    assert.equal('', out)
     assert.equal(2, st)
     assert.matches('^perf_manual: verb .*/verbs/broken%.lua: must return a function or a table of them\n$', err)
     os.execute("rm -rf '" .. dir .. "'")

@@ -103,7 +103,7 @@ function Session:begin()
   return self
 end
 
-function Session:now() return sys.now() end
+function Session.now() return sys.now() end
 function Session:elapsed() return sys.now() - (self.t0 or sys.now()) end
 
 --- Records a note (shown under the result, kept in it).

@@ -63,7 +63,9 @@ local function choose(s, opts, fail)
     end },
   })
   if not mod then
-    if opts.off_cpu then fail('--off-cpu needs BPF (sched_switch tracing): ' .. (skipped[1] or 'unavailable'):gsub('^bpf: ', '')) end
+    if opts.off_cpu then
+      fail('--off-cpu needs BPF (sched_switch tracing): ' .. (skipped[1] or 'unavailable'):gsub('^bpf: ', ''))
+    end
     fail('no way to sample: ' .. table.concat(skipped, '; '))
   end
   local why = skipped[1] and skipped[1]:gsub('^bpf: ', '') or nil

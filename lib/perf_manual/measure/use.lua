@@ -170,19 +170,19 @@ function M.bpf_finish(s, src, m)
   local b = { off = src.off, errors = s.errors, detached = s.detached }
   m.bpf = b
   local elapsed = m.elapsed or 0
-  local sched = res.sched
-  if sched and not s.detached.sched then
-    local secs = sched.seconds or elapsed
+  local sres = res.sched
+  if sres and not s.detached.sched then
+    local secs = sres.seconds or elapsed
     local total = 0
-    for _, g in ipairs(sched.groups or {}) do total = total + (g.total or 0) end
+    for _, g in ipairs(sres.groups or {}) do total = total + (g.total or 0) end
     -- percentiles as the tracer computed them (ns: started with ns = true)
-    b.runq = { count = sched.count, avg_ns = sched.avg, p50_ns = sched.p50, p90_ns = sched.p90, p99_ns = sched.p99,
+    b.runq = { count = sres.count, avg_ns = sres.avg, p50_ns = sres.p50, p90_ns = sres.p90, p99_ns = sres.p99,
       total_ns = total, seconds = secs,
       -- Little's law: total wait over the interval = tasks waiting on average
       waiting_avg = secs > 0 and total / (secs * 1e9) or nil,
-      attach = sched.quality and sched.quality.attach_path, quality = sched.quality }
-    if sched.runqlen and sched.runqlen.samples and sched.runqlen.samples > 0 then
-      b.runq.runqlen_mean, b.runq.runqlen_waiting_pct = sched.runqlen.mean, sched.runqlen.waiting_pct
+      attach = sres.quality and sres.quality.attach_path, quality = sres.quality }
+    if sres.runqlen and sres.runqlen.samples and sres.runqlen.samples > 0 then
+      b.runq.runqlen_mean, b.runq.runqlen_waiting_pct = sres.runqlen.mean, sres.runqlen.waiting_pct
     end
   end
   local io = res.io

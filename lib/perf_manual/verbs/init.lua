@@ -48,7 +48,9 @@ local function load_team(dirs)
           local lok, v = pcall(chunk)
           if not lok then util.user_error('verb ' .. path .. ': ' .. tostring(v)) end
           local fns = type(v) == 'function' and { [base] = v } or v
-          if type(fns) ~= 'table' then util.user_error('verb ' .. path .. ': must return a function or a table of them') end
+          if type(fns) ~= 'table' then
+            util.user_error('verb ' .. path .. ': must return a function or a table of them')
+          end
           for name, fn in pairs(fns) do
             if not taken[name] then taken[name] = true; M.register(name, fn, path) end
           end

@@ -155,7 +155,9 @@ end
 --- inv:check_profile_formats(list): a bad --format is a user error.
 function M.check_profile_formats(inv, formats)
   for _, f in ipairs(formats) do
-    if not M.FORMATS[f] then inv:fail(inv.playbook.name .. ": unknown --format '" .. f .. "' (svg, folded, speedscope)") end
+    if not M.FORMATS[f] then
+      inv:fail(inv.playbook.name .. ": unknown --format '" .. f .. "' (svg, folded, speedscope)")
+    end
   end
 end
 
@@ -163,7 +165,9 @@ end
 --- files of a live profile; returns the profile with files and timings.
 function M.write_profile(inv, r, dir, formats)
   local prof = r._profile
-  if not prof then inv:fail(inv.playbook.name .. ': no live profile to write (' .. tostring(r.why or 'replay') .. ')') end
+  if not prof then
+    inv:fail(inv.playbook.name .. ': no live profile to write (' .. tostring(r.why or 'replay') .. ')')
+  end
   local files, werr = M.write(prof, dir, formats, {
     svg_written = function() prof.stop_to_svg_s = sys.now() - prof.t_stop end,
   })
