@@ -147,8 +147,14 @@ function M.run_playbook(pb, argv, prog)
   local params = M.parse_params(pb, argv, prog)
   if not params then return 0 end
   -- the engine and what a run needs load here, after parsing: `--version`,
-  -- `--help` and a bad flag stay a few milliseconds
-  local inv = require('perf_manual.investigation').run(pb, params)
+  -- `--help` and a bad flag stay a few milliseconds, and a plain command
+  -- does not load the investigation store (YAML, SQLite)
+  local inv
+  if pb.investigation then
+    inv = require('perf_manual.investigation').run(pb, params)
+  else
+    inv = require('perf_manual.playbook').run(pb, params)
+  end
   return inv.exit_status or 0
 end
 

@@ -4,7 +4,6 @@
 --- `playbook`, `param` and `step` are provided in the file's environment; the
 --- rest of the environment is the ordinary Lua globals (no new globals are set).
 local util = require('perf_manual.util')
-local store = require('perf_manual.store')
 local sys = require('perf_manual.sys')
 local host = require('perf_manual._host')
 local dirent = require('posix.dirent')
@@ -649,7 +648,8 @@ end
 
 --- Creates a folder the user named (and its parents); returns its path.
 function Context:mkdir(path)
-  local ok, err = store.mkdir_p(path)
+  -- the store (YAML, SQLite) loads only for the commands that write
+  local ok, err = require('perf_manual.store').mkdir_p(path)
   if not ok then util.user_error(self.playbook.name .. ': ' .. tostring(err)) end
   return path
 end

@@ -22,12 +22,14 @@
 --- is a user error (exit 2).
 local util = require('perf_manual.util')
 local sys = require('perf_manual.sys')
-local cgroups = require('perf_manual.collectors.cgroup')
 local pstat = require('posix.sys.stat')
 local unistd = require('posix.unistd')
 local dirent = require('posix.dirent')
 
 local M = {}
+
+-- the cgroup collector (its grammars) loads only for cgroup and service targets
+local function cgroups() return require('perf_manual.collectors.cgroup') end
 
 --- The place /proc is read from (specs point it at fixtures).
 M.proc = '/proc'
@@ -102,17 +104,17 @@ local function service_cgroup(unit)
       local cg = util.trim(f:read('*a') or '')
       f:close()
       if cg ~= '' then
-        local dirs = cgroups.resolve({ path = cg })
+        local dirs = cgroups().resolve({ path = cg })
         if dirs then return cg, dirs end
       end
     end
   end
-  local path = cgroups.find_unit(unit)
+  local path = cgroups().find_unit(unit)
   if not path then return nil end
-  local dirs = cgroups.resolve({ path = path })
+  local dirs = cgroups().resolve({ path = path })
   if not dirs then
     -- only in systemd's own named hierarchy: no controllers, but its processes
-    local sd = cgroups.mounts().v1['name=systemd']
+    local sd = cgroups().mounts().v1['name=systemd']
     dirs = { path = path, systemd = sd and (sd.dir .. path) }
   end
   return path, dirs
@@ -128,7 +130,7 @@ local function cgroup_target(spec)
   if spec:match('^%d+$') then
     return { kind = 'cgroup', id = tonumber(spec), cgroup = spec, label = 'cgroup id ' .. spec }
   end
-  local dirs = cgroups.resolve({ path = spec:sub(1, 1) == '/' and spec or ('/' .. spec) })
+  local dirs = cgroups().resolve({ path = spec:sub(1, 1) == '/' and spec or ('/' .. spec) })
   if not dirs then util.user_error('no cgroup ' .. spec) end
   return { kind = 'cgroup', cgroup = dirs.path, dirs = dirs, label = 'cgroup ' .. dirs.path }
 end
@@ -212,7 +214,7 @@ function M.resolve(spec)
   if spec:find('%s') then return command_target(spec) end
   if spec:find('/', 1, true) then
     -- a cgroup first (directories are not programs), then a program to run
-    local dirs = cgroups.resolve({ path = spec:sub(1, 1) == '/' and spec or ('/' .. spec) })
+    local dirs = cgroups().resolve({ path = spec:sub(1, 1) == '/' and spec or ('/' .. spec) })
     if dirs then return { kind = 'cgroup', cgroup = dirs.path, dirs = dirs, label = 'cgroup ' .. dirs.path } end
     if executable(spec) then return command_target(spec) end
     util.user_error('no cgroup or program ' .. spec)

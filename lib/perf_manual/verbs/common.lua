@@ -2,7 +2,6 @@
 --- artifact it leaves (live: measured and stored; replay: read back from
 --- the recorded data dir and judged again by today's rules).
 local util = require('perf_manual.util')
-local store = require('perf_manual.store')
 
 local M = {}
 
@@ -31,7 +30,8 @@ end
 --- Reads a recorded artifact from the replay data dir: a table for JSON,
 --- else text; nil, why when it is not there.
 function M.recorded(inv, name)
-  local text, path = store.read_artifact(inv.replay, name)
+  -- the store loads only to replay: a live command never reads a folder
+  local text, path = require('perf_manual.store').read_artifact(inv.replay, name)
   if not text then return nil, path end
   if name:match('%.json$') then
     local v, err = util.json_decode(text)

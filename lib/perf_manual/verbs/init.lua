@@ -60,34 +60,47 @@ local function load_team(dirs)
   end
 end
 
--- the built-in verbs, then the team's (which may replace one)
+-- The built-in verbs by name, each loaded with its module when first asked
+-- for: a command that traces does not load the profiler, the HTTP client
+-- or the store.
+local BUILTIN = {
+  target = function() return require('perf_manual.verbs.target') end,
+  use_check = function() return require('perf_manual.verbs.use_check') end,
+  trace = function() return require('perf_manual.verbs.trace') end,
+  render_tracer = function() return require('perf_manual.verbs.trace') end,
+  tracer_json = function() return require('perf_manual.verbs.trace') end,
+  profile = function() return require('perf_manual.verbs.profile') end,
+  write_profile = function() return require('perf_manual.verbs.profile') end,
+  check_profile_formats = function() return require('perf_manual.verbs.profile') end,
+  render_profile = function() return require('perf_manual.verbs.profile') end,
+  profile_json = function() return require('perf_manual.verbs.profile') end,
+  red_check = function() return require('perf_manual.verbs.red_check') end,
+  collect = function() return require('perf_manual.verbs.collect') end,
+  quantify = function() return require('perf_manual.verbs.quantify') end,
+}
+
+-- the team's verbs, read once per search path (they may replace a built-in one)
 local function ensure()
   if loaded then return end
   loaded = true
-  local builtin = {
-    require('perf_manual.verbs.target'),
-    require('perf_manual.verbs.use_check'),
-    require('perf_manual.verbs.trace'),
-    require('perf_manual.verbs.profile'),
-    require('perf_manual.verbs.red_check'),
-    require('perf_manual.verbs.collect'),
-    require('perf_manual.verbs.quantify'),
-  }
-  for _, mod in ipairs(builtin) do
-    for name, fn in pairs(mod.verbs) do M.register(name, fn) end
-  end
   load_team(team_dirs)
 end
 
 --- The verb named `name`, or nil.
 function M.get(name)
   ensure()
+  if registry[name] == nil and BUILTIN[name] then
+    local mod = BUILTIN[name]()
+    for n, fn in pairs(mod.verbs) do
+      if registry[n] == nil then M.register(n, fn) end
+    end
+  end
   return registry[name]
 end
 
 --- Every verb: list of { name =, from = }.
 function M.list()
-  ensure()
+  for name in pairs(BUILTIN) do M.get(name) end
   local out = {}
   for name in pairs(registry) do out[#out + 1] = { name = name, from = origin[name] } end
   table.sort(out, function(a, b) return a.name < b.name end)
