@@ -261,8 +261,15 @@ function Session:finish()
 end
 
 --- Runs fn(session) and always finishes the session (a launched command is
---- stopped even when fn fails).
+--- stopped even when fn fails). With opts.soft a user error (no such
+--- target, nothing could start) comes back as nil, why instead.
 function M.with_session(opts, fn)
+  if opts.soft then
+    local ok, a, b = pcall(M.with_session, setmetatable({ soft = false }, { __index = opts }), fn)
+    if ok then return a, b end
+    if util.is_user_error(a) then return nil, a.user_error end
+    error(a, 0)
+  end
   local s = M.session(opts)
   local ok, a, b = xpcall(function() return fn(s) end, function(e)
     if util.is_user_error(e) then return e end

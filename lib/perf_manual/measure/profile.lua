@@ -77,7 +77,7 @@ end
 --- instead of raising a user error).
 function M.run(opts)
   return measure.with_session({ target = opts.target, duration = opts.duration, what = 'profile',
-    progress = opts.progress, note = opts.note }, function(s) return M.run_on(s, opts) end)
+    progress = opts.progress, note = opts.note, soft = opts.soft }, function(s) return M.run_on(s, opts) end)
 end
 
 function M.run_on(s, opts)

@@ -45,7 +45,7 @@ function M.run(opts)
     util.user_error('trace: ' .. why)
   end
   return measure.with_session({ target = opts.target, duration = opts.duration, what = 'tracing',
-    max_overhead = opts.max_overhead, progress = opts.progress, note = opts.note },
+    max_overhead = opts.max_overhead, progress = opts.progress, note = opts.note, soft = opts.soft },
     function(s) return M.run_on(s, wanted, opts) end)
 end
 
