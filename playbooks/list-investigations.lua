@@ -4,7 +4,7 @@ return playbook {
   summary = "List stored investigations, newest first",
   params  = {
     store = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]", optional = true },
-    limit = param.integer { "at most this many", default = 50 },
+    limit = param.integer { "at most this many", default = 50, min = 1, max = 1000000 },
     json  = param.flag    { "print JSON" },
   },
 

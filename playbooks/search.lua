@@ -5,7 +5,7 @@ return playbook {
   examples = '  perf_manual search "fsync latency"\n  perf_manual search --limit 3 --json "run queue"',
   params  = {
     text  = param.string  { "words to look for", positional = true },
-    limit = param.integer { "at most this many results", default = 10 },
+    limit = param.integer { "at most this many results", default = 10, min = 1, max = 100000 },
     store = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]", optional = true },
     json  = param.flag    { "print JSON" },
   },
