@@ -90,7 +90,9 @@ function M.parse_params(pb, argv, prog)
   local params, given_flags = {}, {}
   for _, spec in ipairs(pb.params) do
     local raw = args[spec.name]
-    local given = raw ~= nil and { spec.positional and ('<' .. spec.name .. '>') or flag_of(spec.name) } or {}
+    -- a repeatable option not given at all comes back as {}
+    if type(raw) == 'table' and #raw == 0 and spec.kind == 'list' then raw = nil end
+    local given = (raw ~= nil and not (type(raw) == 'table' and #raw == 0)) and { spec.positional and ('<' .. spec.name .. '>') or flag_of(spec.name) } or {}
     for _, a in ipairs(spec.aliases or {}) do
       local v = args[spec.name .. '@' .. a.name]
       if v ~= nil then
@@ -118,7 +120,7 @@ function M.parse_params(pb, argv, prog)
       raw = flat
     end
     if spec.kind == 'flag' and not raw then raw = nil end
-    if raw ~= nil and spec.kind ~= 'flag' or raw then given_flags[spec.name] = flag end
+    if given[1] and (spec.kind ~= 'flag' or raw) then given_flags[spec.name] = flag end
     if raw == nil then raw = spec.default end
     if raw == nil then
       if not spec.optional then
@@ -130,7 +132,8 @@ function M.parse_params(pb, argv, prog)
       if v == nil then
         local shown = given[1] and given[1]:sub(1, 2) == '--' and given[1] ~= flag_of(spec.name)
           and tostring(raw):gsub('^[%w_]+:', '') or tostring(raw)
-        usage_error(string.format("%s: bad value for %s '%s': %s", pb.name, flag, shown, err))
+        usage_error(string.format("%s: bad value for %s '%s': %s", pb.name, flag,
+          require('perf_manual.util').printable(shown), err))
       end
       local range = spec:out_of_range(v)
       if range then usage_error(string.format('%s: %s %s', pb.name, flag, range)) end

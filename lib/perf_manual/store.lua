@@ -538,14 +538,16 @@ function M.open(root, id)
   end
   if is_dir(root .. '/' .. id) and id:match('^%d%d%d%d%-%d%d%-%d%d_') then return new_handle(root, id) end
   local hits = {}
+  -- names are slugs (lower case): "Slow-API" finds slow-api
+  local lid = id:lower()
   for _, n in ipairs(M.list(root)) do
     local slug = n:match('^%d%d%d%d%-%d%d%-%d%d_(.*)$')
-    if slug == id or n:sub(1, #id) == id then hits[#hits + 1] = n end
+    if slug == lid or n:sub(1, #lid) == lid then hits[#hits + 1] = n end
   end
   if #hits == 0 then
     -- a unique part of the name will do
     for _, n in ipairs(M.list(root)) do
-      if n:find(id, 1, true) then hits[#hits + 1] = n end
+      if n:lower():find(lid, 1, true) then hits[#hits + 1] = n end
     end
   end
   if #hits == 1 then return new_handle(root, hits[1]) end
