@@ -241,6 +241,7 @@ function M.add_engine_params(pb)
   end
   local own_check = pb.check
   pb.check = function(params)
+    M.check_answers(pb, params)
     if not params.resume then
       for _, p in ipairs(required) do
         local excused = false
@@ -253,6 +254,69 @@ function M.add_engine_params(pb)
       end
     end
     if own_check then own_check(params) end
+  end
+end
+
+-- Answers ------------------------------------------------------------------
+
+local function qkey(text)
+  return (tostring(text):lower():gsub('[^%w]+', '_'):gsub('^_+', ''):gsub('_+$', ''))
+end
+
+--- The questions a playbook file asks, read from its source: a set of every
+--- spelling that answers one (key, question text, its slug) and the list of
+--- keys; nil when some question is not a literal (then any answer may fit).
+function M.question_keys(pb)
+  local src = pb.path and util.readfile(pb.path)
+  if not src then return nil end
+  local calls = 0
+  for _ in src:gmatch(':ask[%s({"\']') do calls = calls + 1 end
+  local known, keys = {}, {}
+  local function add(q, key)
+    key = key or qkey(q)
+    known[key], known[q], known[qkey(q)] = true, true, true
+    keys[#keys + 1] = key
+  end
+  local found = 0
+  for q, rest in src:gmatch(':ask%s*{%s*"([^"]*)"([^}]*)}') do
+    found = found + 1
+    add(q, rest:match('key%s*=%s*"([^"]*)"') or rest:match("key%s*=%s*'([^']*)'"))
+  end
+  for q, rest in src:gmatch(":ask%s*{%s*'([^']*)'([^}]*)}") do
+    found = found + 1
+    add(q, rest:match('key%s*=%s*"([^"]*)"') or rest:match("key%s*=%s*'([^']*)'"))
+  end
+  for q in src:gmatch(':ask%s*%(?%s*"([^"]*)"') do found = found + 1; add(q) end
+  for q in src:gmatch(":ask%s*%(?%s*'([^']*)'") do found = found + 1; add(q) end
+  if found ~= calls then return nil end
+  return known, keys
+end
+
+--- An answer no question of the playbook asks is a typo that would be lost
+--- silently: a user error before anything runs.
+function M.check_answers(pb, params)
+  if not params.answers and #(params.answer or {}) == 0 then return end
+  local known, keys = M.question_keys(pb)
+  if not known then return end
+  local given = {}
+  if params.answers then
+    local text = util.readfile(params.answers)
+    local ok, t = pcall(require('lyaml').load, text or '')
+    -- unreadable or not a mapping: the engine says so when it reads the file
+    if text and ok and type(t) == 'table' then
+      for k in pairs(t) do given[#given + 1] = { tostring(k), '--answers ' .. params.answers } end
+    end
+  end
+  for _, kv in ipairs(params.answer or {}) do
+    local k = kv:match('^([^=]+)=')
+    if k then given[#given + 1] = { k, '--answer' } end
+  end
+  table.sort(given, function(a, b) return a[1] < b[1] end)
+  for _, g in ipairs(given) do
+    if not known[g[1]] then
+      util.user_error(string.format("%s: %s: '%s' answers no question of this playbook (its questions: %s)",
+        pb.name, g[2], util.printable(g[1]), #keys > 0 and table.concat(keys, ', ') or 'none'))
+    end
   end
 end
 
@@ -513,9 +577,6 @@ end
 
 -- Questions ------------------------------------------------------------------
 
-local function qkey(text)
-  return (tostring(text):lower():gsub('[^%w]+', '_'):gsub('^_+', ''):gsub('_+$', ''))
-end
 M.question_key = qkey
 
 --- Asks a question. Answered, in order, from: --answer KEY=..., the
