@@ -4,10 +4,14 @@
 local M = {}
 
 local function host() return require('perf_manual._host') end
+local function util_printable(s) return require('perf_manual.util').printable(s) end
 
-local function usage_error(msg, usage)
+-- One line, whatever went wrong: the problem, then where to read more
+-- (argparse's "Did you mean" joins the line instead of starting another).
+local function usage_error(msg, hint)
   local util = require('perf_manual.util')
-  util.user_error(msg .. (usage and ('\n' .. usage) or ''))
+  msg = tostring(msg):gsub('%s*\n%s*', '; '):gsub('; Did you mean', '; did you mean')
+  util.user_error(msg .. (hint and (' (' .. hint .. ')') or ''))
 end
 
 --- The argparse parser of a playbook, built from its declaration.
@@ -86,7 +90,7 @@ function M.parse_params(pb, argv, prog)
     if a == '--' then break end
   end
   local ok, args = p:pparse(join_negative_values(pb, argv))
-  if not ok then usage_error(args, p:get_usage()) end
+  if not ok then usage_error(pb.name .. ': ' .. args, 'see `' .. prog .. ' --help`') end
   local params, given_flags = {}, {}
   for _, spec in ipairs(pb.params) do
     local raw = args[spec.name]
@@ -125,7 +129,7 @@ function M.parse_params(pb, argv, prog)
     if raw == nil then
       if not spec.optional then
         usage_error(string.format('%s: missing %s', pb.name,
-          spec.positional and ('<' .. spec.name .. '>') or flag_of(spec.name)), p:get_usage())
+          spec.positional and ('<' .. spec.name .. '>') or flag_of(spec.name)), 'see `' .. prog .. ' --help`')
       end
     else
       local v, err = spec:convert(raw)
@@ -232,7 +236,7 @@ function M.main(argv)
       global_help(require('perf_manual.playbook').search_path(extra_dirs))
       return 0
     else
-      usage_error("unknown option '" .. a .. "'", 'Usage: perf_manual [--playbooks DIR] <command> [options] (see perf_manual --help)')
+      usage_error("unknown option '" .. a .. "'", 'usage: perf_manual [--playbooks DIR] <command> [options]; see perf_manual --help')
     end
   end
   -- a --playbooks folder that is not there is a typo: its playbooks would
@@ -268,7 +272,7 @@ function M.main(argv)
         io.stdout:write('Usage: perf_manual run FILE.lua [options]\n\nRuns the playbook in FILE.lua; FILE.lua --help shows its options.\n')
         return 0
       end
-      usage_error('run: missing FILE.lua', 'Usage: perf_manual run FILE.lua [options]')
+      usage_error('run: missing FILE.lua', 'usage: perf_manual run FILE.lua [options]')
     end
     local f = io.open(file, 'r')
     if not f then usage_error('run: cannot open ' .. file) end
@@ -278,7 +282,7 @@ function M.main(argv)
   end
   local path = playbook.find(cmd, dirs)
   if not path then
-    usage_error("unknown command '" .. cmd .. "'", 'Usage: perf_manual <command> [options]; `perf_manual list` shows the commands')
+    usage_error("unknown command '" .. util_printable(cmd) .. "'", '`perf_manual list` shows the commands')
   end
   local pb = playbook.load(path)
   return M.run_playbook(pb, args, 'perf_manual ' .. cmd)

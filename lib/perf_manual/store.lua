@@ -536,6 +536,11 @@ function M.open(root, id)
     local r, base = id:gsub('/+$', ''):match('^(.*)/([^/]+)$')
     return new_handle(r ~= '' and r or '/', base)
   end
+  -- an id never holds a '/': this was meant as a path, say what is wrong with it
+  if id:find('/', 1, true) then
+    util.user_error(util.printable(id) .. (M.exists(id) and ' is not a folder (an investigation or data dir is one)'
+      or ' does not exist'))
+  end
   if is_dir(root .. '/' .. id) and id:match('^%d%d%d%d%-%d%d%-%d%d_') then return new_handle(root, id) end
   local hits = {}
   -- names are slugs (lower case): "Slow-API" finds slow-api
