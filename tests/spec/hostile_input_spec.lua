@@ -194,4 +194,28 @@ describe('hostile input', function()
     -- "ünïcode" is one word, not "n" and "code"
     assert.equal('"ünïcode"', kb.fts_query('ünïcode'))
   end)
+  it('prints typed escape sequences escaped, finds names in any case and non-ASCII words', function()
+    local root = h.tmpdir()
+    local _, err, st = h.pm(string.format("investigate --replay '%s' --symptom \"$(printf 'evil \\033[31mred\\nünïcode \\302\\233')\" "
+      .. "--name Evil-Case --batch --store '%s'", DATA, root))
+    assert.equal(0, st, err)
+    local out
+    out, err, st = h.pm("list-investigations --store '" .. root .. "'")
+    assert.equal(0, st, err)
+    assert.is_nil(out:find('\27', 1, true))
+    assert.is_nil(out:find('\194\155', 1, true))
+    assert.matches('evil \\e[31mred\\nünïcode \\u009b', out, 1, true)
+    -- stored as evil-case, found as Evil-Case
+    out, err, st = h.pm("show --store '" .. root .. "' EVIL-case")
+    assert.equal(0, st, err)
+    assert.is_nil(out:find('\27', 1, true))
+    assert.matches('Symptom:      evil \\e[31mred\\nünïcode', out, 1, true)
+    out, err, st = h.pm("search --store '" .. root .. "' 'ÜNÏCODE'")
+    assert.equal(0, st, err)
+    assert.matches('evil-case', out, 1, true)
+    -- a word of letters beyond ASCII does not match its ASCII pieces
+    _, _, st = h.pm("search --store '" .. root .. "' 'xünïx'")
+    assert.equal(1, st)
+    h.rmrf(root)
+  end)
 end)
