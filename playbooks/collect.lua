@@ -16,6 +16,14 @@ return playbook {
       default = "system", aliases = param.target_aliases },
     json     = param.flag     { "print the manifest as JSON" },
   },
+  -- before anything runs: a file where the data dir should go is named as such
+  -- (not "cannot lock .../.lock: Not a directory")
+  check = function(p)
+    local store = require('perf_manual.store')
+    if store.exists(p.output) and not store.is_dir(p.output) then
+      require('perf_manual.util').user_error('collect: --output ' .. p.output .. ' is not a directory')
+    end
+  end,
 
   step "collect" {
     function(inv, p)

@@ -58,6 +58,16 @@ return playbook {
       local stats = require('perf_manual.analyzers.stats')
       local report = require('perf_manual.report')
       local template = require('perf_manual.report.template')
+      -- each side must be there before its kind is judged: a missing path
+      -- is not "a data dir" (nor, with a profile on the other side, a mismatch)
+      local store = require('perf_manual.store')
+      for _, side in ipairs({ 'before', 'after' }) do
+        local v = p[side]
+        if not store.exists(v) then
+          if v:find('/', 1, true) then util.user_error(string.format('diff: --%s %s does not exist', side, util.printable(v))) end
+          store.open(store.root(p.store), v)   -- an investigation id: a user error naming it when unknown
+        end
+      end
       local exp
       if p.expect then
         local err

@@ -12,6 +12,11 @@ return playbook {
   run = function(inv, p)
     local store, util = require('perf_manual.store'), require('perf_manual.util')
     local h = store.open(store.root(p.store), p.id)
+    -- a folder without metadata is not an investigation at all (an unreadable
+    -- one still shows what could be read, exit 1)
+    if not store.exists(h.dir .. "/" .. store.METADATA) then
+      util.user_error(string.format('%s: %s is not an investigation (no %s)', 'hypotheses', util.printable(h.dir), store.METADATA))
+    end
     local meta, err, partial = h:load_metadata()
     if not meta then
       inv.err:write('perf_manual: ', err, '\n')
@@ -20,11 +25,12 @@ return playbook {
     end
     local list = meta.hypotheses or {}
     if p.json then inv:print(util.json_encode(util.array(list), true)) return end
-    if #list == 0 then inv:print(h.id .. ': no hypotheses recorded') return end
+    if #list == 0 then inv:print(util.printable(h.id) .. ': no hypotheses recorded') return end
+    local P = util.printable
     for _, x in ipairs(list) do
-      inv:printf('%-4s %-11s %s\n', x.id or '?', x.status or '?', x.text or '')
+      inv:printf('%-4s %-11s %s\n', P(x.id or '?'), P(x.status or '?'), P(x.text or ''))
       for _, e in ipairs(x.evidence or {}) do
-        inv:printf('       %-8s %s: %s\n', e.stance or '?', e.artifact or '?', e.note or '')
+        inv:printf('       %-8s %s: %s\n', P(e.stance or '?'), P(e.artifact or '?'), P(e.note or ''))
       end
     end
   end,

@@ -4,7 +4,7 @@ return playbook {
   summary = "List stored investigations, newest first",
   params  = {
     store = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]", optional = true },
-    limit = param.integer { "at most this many", default = 50 },
+    limit = param.integer { "at most this many", default = 50, min = 1, max = 1000000 },
     json  = param.flag    { "print JSON" },
   },
 
@@ -25,7 +25,9 @@ return playbook {
     if #rows == 0 then inv:print('no investigations in ' .. root) return end
     inv:printf('%-40s %-11s %-8s %s\n', 'ID', 'STATUS', 'VERDICT', 'SYMPTOM')
     for _, r in ipairs(rows) do
-      inv:printf('%-40s %-11s %-8s %s\n', r.id, r.status, r.verdict or '-', r.symptom or '')
+      -- a symptom is typed text: its escape sequences are shown, not obeyed
+      local P = util.printable
+      inv:printf('%-40s %-11s %-8s %s\n', P(r.id), P(r.status), P(r.verdict or '-'), P(r.symptom or ''))
     end
   end,
 }

@@ -22,7 +22,7 @@ return playbook {
     output = param.path { 'directory for the flame graph and folded stacks', default = 'profile' },
     format = param.list { 'files to write: svg, folded, speedscope', default = 'svg,folded' },
     backend = param.choice { 'sampling backend', choices = { 'auto', 'bpf', 'perf' }, default = 'auto' },
-    top = param.integer { 'functions listed in the summary', default = 10, min = 1 },
+    top = param.integer { 'functions listed in the summary', default = 10, min = 1, max = 10000 },
     json = param.flag { 'print the profile summary as JSON' },
     replay = param.path { 'show the profile a --output DIR holds again (summary, and the files to --output)',
       optional = true },

@@ -19,7 +19,7 @@ return playbook {
     connections = param.integer { 'keep-alive connections', default = 10, min = 1 },
     timeout = param.duration { 'per-request timeout', default = '5s', above = 0 },
     passive = param.pid { 'measure this server process and its children from their syscalls instead of sending load',
-      optional = true },
+      optional = true, conflicts = { 'endpoint', 'rate' } },
     json = param.flag { 'print the result as JSON' },
     save = param.path { 'also write DIR/red-check.json (histogram and per-second series) for diff and report',
       optional = true },

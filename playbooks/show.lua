@@ -13,6 +13,11 @@ return playbook {
   run = function(inv, p)
     local store, util = require('perf_manual.store'), require('perf_manual.util')
     local h = store.open(store.root(p.store), p.id)
+    -- a folder without metadata is not an investigation at all (an unreadable
+    -- one still shows what could be read, exit 1)
+    if not store.exists(h.dir .. "/" .. store.METADATA) then
+      util.user_error(string.format('%s: %s is not an investigation (no %s)', 'show', util.printable(h.dir), store.METADATA))
+    end
     local meta, err, partial = h:load_metadata()
     if not meta then
       -- say what is wrong, then print whatever could be read
@@ -21,8 +26,11 @@ return playbook {
       inv.exit_status = 1
     end
     if p.json then inv:print(util.json_encode(meta, true)) return end
+    -- what people typed (symptom, answers, notes) can hold escape sequences:
+    -- shown escaped, never obeyed by the terminal
+    local P = util.printable
     local function field(label, v)
-      if v ~= nil and v ~= '' then inv:printf('%-13s %s\n', label .. ':', tostring(v)) end
+      if v ~= nil and v ~= '' then inv:printf('%-13s %s\n', label .. ':', P(v)) end
     end
     field('Investigation', h.id)
     field('Folder', h.dir)
@@ -37,26 +45,26 @@ return playbook {
     if type(meta.checklist) == 'table' and #meta.checklist > 0 then
       inv:print('\nChecklist:')
       for _, q in ipairs(meta.checklist) do
-        inv:printf('  %-50s %s%s\n', tostring(q.question), tostring(q.answer),
+        inv:printf('  %-50s %s%s\n', P(q.question), P(q.answer),
           q.answered == false and '  (not answered)' or '')
       end
     end
     if type(meta.steps) == 'table' and #meta.steps > 0 then
       inv:print('\nSteps:')
       for i, s in ipairs(meta.steps) do
-        inv:printf('  %d. %-28s %-11s %s\n', i, tostring(s.name), tostring(s.status), s.reason or '')
+        inv:printf('  %d. %-28s %-11s %s\n', i, P(s.name), P(s.status), P(s.reason or ''))
       end
     end
     if type(meta.findings) == 'table' and #meta.findings > 0 then
       inv:print('\nFindings:')
       for _, f in ipairs(meta.findings) do
-        inv:printf('  %-8s %s\n', tostring(f.severity):upper(), tostring(f.summary))
+        inv:printf('  %-8s %s\n', P(f.severity):upper(), P(f.summary))
       end
     end
     if type(meta.hypotheses) == 'table' and #meta.hypotheses > 0 then
       inv:print('\nHypotheses:')
       for _, x in ipairs(meta.hypotheses) do
-        inv:printf('  %-4s %-10s %s (%d evidence)\n', tostring(x.id), tostring(x.status), tostring(x.text),
+        inv:printf('  %-4s %-10s %s (%d evidence)\n', P(x.id), P(x.status), P(x.text),
           #(x.evidence or {}))
       end
     end
@@ -65,7 +73,7 @@ return playbook {
       local from = p.timeline and 1 or math.max(1, #tl - 9)
       inv:printf('\nTimeline%s:\n', from > 1 and string.format(' (last 10 of %d; --timeline for all)', #tl) or '')
       for i = from, #tl do
-        inv:printf('  %s  %-12s %s\n', tostring(tl[i].t), tostring(tl[i].kind), tostring(tl[i].what or ''))
+        inv:printf('  %s  %-12s %s\n', P(tl[i].t), P(tl[i].kind), P(tl[i].what or ''))
       end
     end
     local files, total = h:files(), 0
@@ -73,7 +81,7 @@ return playbook {
     inv:printf('\nFiles: %d (%s)\n', #files, util.fmt_bytes(total))
     for i, f in ipairs(files) do
       if i > 20 then inv:printf('  ... and %d more\n', #files - 20) break end
-      inv:printf('  %-48s %8s\n', f.path, util.fmt_bytes(f.bytes))
+      inv:printf('  %-48s %8s\n', P(f.path), util.fmt_bytes(f.bytes))
     end
     if h:exists(store.REPORT) then inv:print('Report:       ' .. store.report_path(h.dir)) end
   end,

@@ -20,7 +20,7 @@ return playbook {
     save = param.path { 'also write the JSON document to this file', optional = true },
     no_bpf = param.flag { 'judge from /proc, PSI and thread states only (no BPF tracers)' },
     max_overhead = param.number { 'detach a tracer whose BPF programs use more than PCT% of one CPU', default = 5,
-      above = 0 },
+      above = 0, max = 10000 },
     replay = param.path { "judge the measures recorded in DIR's use-check.json again (no live collection)",
       optional = true },
   },

@@ -4,10 +4,14 @@
 local M = {}
 
 local function host() return require('perf_manual._host') end
+local function util_printable(s) return require('perf_manual.util').printable(s) end
 
-local function usage_error(msg, usage)
+-- One line, whatever went wrong: the problem, then where to read more
+-- (argparse's "Did you mean" joins the line instead of starting another).
+local function usage_error(msg, hint)
   local util = require('perf_manual.util')
-  util.user_error(msg .. (usage and ('\n' .. usage) or ''))
+  msg = tostring(msg):gsub('%s*\n%s*', '; '):gsub('; Did you mean', '; did you mean')
+  util.user_error(msg .. (hint and (' (' .. hint .. ')') or ''))
 end
 
 --- The argparse parser of a playbook, built from its declaration.
@@ -43,6 +47,38 @@ function M.parser(pb, prog)
   return p
 end
 
+local function flag_of(name) return '--' .. name:gsub('_', '-') end
+
+-- argparse reads "-1" after an option as another option ("unknown option
+-- '-1'"): a negative number after an option that takes a value is joined to
+-- it (--duration=-1), so it parses and the range check says what is wrong.
+local function join_negative_values(pb, argv)
+  local takes = {}
+  for _, spec in ipairs(pb.params) do
+    if not spec.positional and spec.kind ~= 'flag' then
+      takes[flag_of(spec.name)] = true
+      if spec.short then takes['-' .. spec.short] = true end
+      for _, a in ipairs(spec.aliases or {}) do takes[flag_of(a.name)] = true end
+    end
+  end
+  local out, i = {}, 1
+  while i <= #argv do
+    local a, nxt = argv[i], argv[i + 1]
+    if a == '--' then
+      for j = i, #argv do out[#out + 1] = argv[j] end
+      break
+    end
+    if takes[a] and nxt and nxt:match('^%-[%d%.]') then
+      out[#out + 1] = a .. (a:sub(1, 2) == '--' and '=' or '') .. nxt
+      i = i + 2
+    else
+      out[#out + 1] = a
+      i = i + 1
+    end
+  end
+  return out
+end
+
 --- Parses argv for a playbook: returns converted params.
 function M.parse_params(pb, argv, prog)
   local p = M.parser(pb, prog)
@@ -53,40 +89,67 @@ function M.parse_params(pb, argv, prog)
     end
     if a == '--' then break end
   end
-  local ok, args = p:pparse(argv)
-  if not ok then usage_error(args, p:get_usage()) end
-  local params = {}
+  local ok, args = p:pparse(join_negative_values(pb, argv))
+  if not ok then usage_error(pb.name .. ': ' .. args, 'see `' .. prog .. ' --help`') end
+  local params, given_flags = {}, {}
   for _, spec in ipairs(pb.params) do
     local raw = args[spec.name]
-    local given = raw ~= nil and { '--' .. spec.name:gsub('_', '-') } or {}
+    -- a repeatable option not given at all comes back as {}
+    if type(raw) == 'table' and #raw == 0 and spec.kind == 'list' then raw = nil end
+    local given = (raw ~= nil and not (type(raw) == 'table' and #raw == 0)) and { spec.positional and ('<' .. spec.name .. '>') or flag_of(spec.name) } or {}
     for _, a in ipairs(spec.aliases or {}) do
       local v = args[spec.name .. '@' .. a.name]
       if v ~= nil then
+        -- the alias' own value is checked like the param's
+        if tostring(v):match('^%s*$') then
+          usage_error(string.format('%s: %s must not be empty', pb.name, flag_of(a.name)))
+        end
         raw = a.prefix .. tostring(v)
-        given[#given + 1] = '--' .. a.name:gsub('_', '-')
+        given[#given + 1] = flag_of(a.name)
       end
     end
     if #given > 1 then usage_error(string.format('%s: give %s, not both', pb.name, table.concat(given, ' or '))) end
+    local flag = given[1] or flag_of(spec.name)
+    -- an empty value is a slip (an unset shell variable), never a choice:
+    -- --workload "" must not fall back to the whole system
+    if spec.kind ~= 'flag' and not spec.empty and raw ~= nil then
+      for _, v in ipairs(type(raw) == 'table' and raw or { raw }) do
+        if tostring(v):match('^%s*$') then usage_error(string.format('%s: %s must not be empty', pb.name, flag)) end
+      end
+    end
     if spec.kind == 'list' and type(raw) == 'table' then
       local flat = {}
       for _, v in ipairs(raw) do for item in tostring(v):gmatch('[^,%s]+') do flat[#flat + 1] = item end end
-      raw = #flat > 0 and flat or nil
+      if #flat == 0 then usage_error(string.format('%s: %s must not be empty', pb.name, flag)) end
+      raw = flat
     end
     if spec.kind == 'flag' and not raw then raw = nil end
+    if given[1] and (spec.kind ~= 'flag' or raw) then given_flags[spec.name] = flag end
     if raw == nil then raw = spec.default end
     if raw == nil then
       if not spec.optional then
         usage_error(string.format('%s: missing %s', pb.name,
-          spec.positional and ('<' .. spec.name .. '>') or ('--' .. spec.name:gsub('_', '-'))), p:get_usage())
+          spec.positional and ('<' .. spec.name .. '>') or flag_of(spec.name)), 'see `' .. prog .. ' --help`')
       end
     else
       local v, err = spec:convert(raw)
       if v == nil then
-        usage_error(string.format("%s: bad value for --%s '%s': %s", pb.name, spec.name:gsub('_', '-'), tostring(raw), err))
+        local shown = given[1] and given[1]:sub(1, 2) == '--' and given[1] ~= flag_of(spec.name)
+          and tostring(raw):gsub('^[%w_]+:', '') or tostring(raw)
+        usage_error(string.format("%s: bad value for %s '%s': %s", pb.name, flag,
+          require('perf_manual.util').printable(shown), err))
       end
       local range = spec:out_of_range(v)
-      if range then usage_error(string.format('%s: --%s %s', pb.name, spec.name:gsub('_', '-'), range)) end
+      if range then usage_error(string.format('%s: %s %s', pb.name, flag, range)) end
       params[spec.name] = v
+    end
+  end
+  -- options that make no sense together: --endpoint with --passive
+  for _, spec in ipairs(pb.params) do
+    for _, other in ipairs(given_flags[spec.name] and spec.conflicts or {}) do
+      if given_flags[other] then
+        usage_error(string.format('%s: give %s or %s, not both', pb.name, given_flags[spec.name], given_flags[other]))
+      end
     end
   end
   if pb.params_check then pb.params_check(params) end
@@ -179,8 +242,16 @@ function M.main(argv)
       global_help(require('perf_manual.playbook').search_path(extra_dirs))
       return 0
     else
-      usage_error("unknown option '" .. a .. "'", 'Usage: perf_manual [--playbooks DIR] <command> [options] (see perf_manual --help)')
+      usage_error("unknown option '" .. a .. "'", 'usage: perf_manual [--playbooks DIR] <command> [options]; see perf_manual --help')
     end
+  end
+  -- a --playbooks folder that is not there is a typo: its playbooks would
+  -- silently be the built-in ones
+  for _, d in ipairs(extra_dirs) do
+    if d == '' then usage_error('--playbooks must not be empty') end
+    local st = require('posix.sys.stat').stat(d)
+    if not st then usage_error('--playbooks ' .. d .. ': no such directory') end
+    if require('posix.sys.stat').S_ISDIR(st.st_mode) == 0 then usage_error('--playbooks ' .. d .. ': not a directory') end
   end
   local playbook = require('perf_manual.playbook')
   local dirs = playbook.search_path(extra_dirs)
@@ -207,7 +278,7 @@ function M.main(argv)
         io.stdout:write('Usage: perf_manual run FILE.lua [options]\n\nRuns the playbook in FILE.lua; FILE.lua --help shows its options.\n')
         return 0
       end
-      usage_error('run: missing FILE.lua', 'Usage: perf_manual run FILE.lua [options]')
+      usage_error('run: missing FILE.lua', 'usage: perf_manual run FILE.lua [options]')
     end
     local f = io.open(file, 'r')
     if not f then usage_error('run: cannot open ' .. file) end
@@ -217,7 +288,7 @@ function M.main(argv)
   end
   local path = playbook.find(cmd, dirs)
   if not path then
-    usage_error("unknown command '" .. cmd .. "'", 'Usage: perf_manual <command> [options]; `perf_manual list` shows the commands')
+    usage_error("unknown command '" .. util_printable(cmd) .. "'", '`perf_manual list` shows the commands')
   end
   local pb = playbook.load(path)
   return M.run_playbook(pb, args, 'perf_manual ' .. cmd)

@@ -157,10 +157,12 @@ for w in ([[a an and are as at be but by for from has have in is it its of on or
   will with after before very]]):gmatch('%S+') do STOP[w] = true end
 
 --- Free text → an FTS5 query: every word quoted (no syntax injection), OR'ed
---- so partial matches still rank, stop words dropped.
+--- so partial matches still rank, stop words dropped. Bytes of UTF-8
+--- letters (>= 0x80) belong to words: "ünïcode" is one word, and the
+--- unicode61 tokenizer folds its case and diacritics as it did when indexing.
 function M.fts_query(text)
   local words, seen = {}, {}
-  for w in tostring(text or ''):lower():gmatch('[%w_]+') do
+  for w in tostring(text or ''):lower():gmatch('[%w_\128-\255]+') do
     if not STOP[w] and not seen[w] then
       seen[w] = true
       words[#words + 1] = '"' .. w .. '"'

@@ -29,7 +29,9 @@ local function make(kind, conv)
       default = spec.default,
       optional = not spec.required and (spec.optional or spec.default ~= nil or kind == 'flag'),
       min = spec.min, max = spec.max, above = spec.above, unless = spec.unless,
-      aliases = spec.aliases,
+      -- a duration is at most a day unless the param says otherwise
+      -- (--duration 100000h is a typo, not a plan)
+      aliases = spec.aliases, conflicts = spec.conflicts, empty = spec.empty,
       positional = spec.positional,
       choices = spec.choices,
       short = spec.short,
@@ -37,13 +39,36 @@ local function make(kind, conv)
       seq = seq,
       conv = conv,
     }, Param)
+    if kind == 'duration' and p.max == nil then p.max = M.MAX_DURATION end
+    -- integers beyond 2^53 are not exact in a double: no param means them
+    if kind == 'integer' and p.max == nil then p.max = 2 ^ 53 end
+    if kind == 'integer' and p.min == nil and p.above == nil then p.min = -2 ^ 53 end
     return p
   end
+end
+
+M.MAX_DURATION = 86400
+-- the kernel's PID_MAX_LIMIT: no pid is above it on any configuration
+M.PID_MAX = 4194304
+
+-- tonumber takes "nan", "inf" and "1e999": no option means those
+local function finite(n)
+  return n and n == n and n ~= math.huge and n ~= -math.huge and n or nil
 end
 
 local function conv_number(v)
   local n = tonumber(v)
   if not n then return nil, 'expected a number' end
+  if not finite(n) then return nil, 'expected a finite number' end
+  return n
+end
+
+--- A pid as typed (digits), checked against the largest pid the kernel can
+--- give: nil, why when it is not one.
+function M.check_pid(v)
+  local n = tostring(v):match('^%s*(%d+)%s*$') and tonumber(v)
+  if not n or n <= 0 then return nil, 'expected a process id' end
+  if n > M.PID_MAX then return nil, 'bad pid (process ids go up to ' .. M.PID_MAX .. ')' end
   return n
 end
 
@@ -52,24 +77,31 @@ param.path = make('path', function(v) return tostring(v) end)
 param.investigation = make('investigation', function(v) return tostring(v) end)
 param.number = make('number', conv_number)
 param.integer = make('integer', function(v)
-  local n = tonumber(v)
+  local n = finite(tonumber(v))
   if not n or n ~= math.floor(n) then return nil, 'expected an integer' end
   return n
 end)
 param.flag = make('flag', function(v) return v and true or false end)
 param.duration = make('duration', function(v)
-  local s = util.parse_duration(v)
-  if not s or s < 0 then return nil, 'expected a duration like 10, 10s, 500ms or 2m' end
-  return s
+  -- a negative duration parses, so the range check can say what is wrong with it
+  local neg, rest = tostring(v):match('^%s*(%-?)(.*)$')
+  local s = finite(util.parse_duration(type(v) == 'number' and math.abs(v) or rest))
+  if not s then return nil, 'expected a duration like 10, 10s, 500ms or 2m' end
+  return neg == '-' and -s or s
 end)
-param.pid = make('pid', function(v)
-  local n = tonumber(v)
-  if not n or n <= 0 or n ~= math.floor(n) then return nil, 'expected a process id' end
-  return n
-end)
+param.pid = make('pid', function(v) return M.check_pid(v) end)
 -- "system", a pid, a systemd service name or a cgroup path: resolved by the
--- playbook (perf_manual.target), kept as text here
-param.target = make('target', function(v) return tostring(v) end)
+-- playbook (perf_manual.target), kept as text here; a number too big to be
+-- a pid is refused here, before the resolver calls it "no process 1e+20"
+param.target = make('target', function(v)
+  v = tostring(v)
+  local digits = v:match('^pid:(.*)$') or v:match('^%s*(%d+)%s*$')
+  if digits then
+    local n, why = M.check_pid(digits)
+    if not n then return nil, why end
+  end
+  return v
+end)
 param.list = make('list', function(v)
   if type(v) == 'table' then return v end
   local out = {}
@@ -104,7 +136,11 @@ end
 --- above exclusive): nil when v is in it, else what it must be.
 function Param:out_of_range(v)
   if type(v) ~= 'number' then return nil end
-  local show = self.kind == 'duration' and function(x) return util.fmt_duration(x) end or tostring
+  local show = self.kind == 'duration' and function(x) return util.fmt_duration(x) end
+    or function(x) return string.format('%.14g', x) end
+  if self.kind == 'duration' and v < 0 and not self.min and not self.above then
+    return 'must not be negative'
+  end
   if self.above and v <= self.above then
     return 'must be more than ' .. (self.above == 0 and '0' or show(self.above))
   end
@@ -204,6 +240,7 @@ function M.add_engine_params(pb)
   end
   local own_check = pb.check
   pb.check = function(params)
+    M.check_answers(pb, params)
     if not params.resume then
       for _, p in ipairs(required) do
         local excused = false
@@ -216,6 +253,69 @@ function M.add_engine_params(pb)
       end
     end
     if own_check then own_check(params) end
+  end
+end
+
+-- Answers ------------------------------------------------------------------
+
+local function qkey(text)
+  return (tostring(text):lower():gsub('[^%w]+', '_'):gsub('^_+', ''):gsub('_+$', ''))
+end
+
+--- The questions a playbook file asks, read from its source: a set of every
+--- spelling that answers one (key, question text, its slug) and the list of
+--- keys; nil when some question is not a literal (then any answer may fit).
+function M.question_keys(pb)
+  local src = pb.path and util.readfile(pb.path)
+  if not src then return nil end
+  local calls = 0
+  for _ in src:gmatch(':ask[%s({"\']') do calls = calls + 1 end
+  local known, keys = {}, {}
+  local function add(q, key)
+    key = key or qkey(q)
+    known[key], known[q], known[qkey(q)] = true, true, true
+    keys[#keys + 1] = key
+  end
+  local found = 0
+  for q, rest in src:gmatch(':ask%s*{%s*"([^"]*)"([^}]*)}') do
+    found = found + 1
+    add(q, rest:match('key%s*=%s*"([^"]*)"') or rest:match("key%s*=%s*'([^']*)'"))
+  end
+  for q, rest in src:gmatch(":ask%s*{%s*'([^']*)'([^}]*)}") do
+    found = found + 1
+    add(q, rest:match('key%s*=%s*"([^"]*)"') or rest:match("key%s*=%s*'([^']*)'"))
+  end
+  for q in src:gmatch(':ask%s*%(?%s*"([^"]*)"') do found = found + 1; add(q) end
+  for q in src:gmatch(":ask%s*%(?%s*'([^']*)'") do found = found + 1; add(q) end
+  if found ~= calls then return nil end
+  return known, keys
+end
+
+--- An answer no question of the playbook asks is a typo that would be lost
+--- silently: a user error before anything runs.
+function M.check_answers(pb, params)
+  if not params.answers and #(params.answer or {}) == 0 then return end
+  local known, keys = M.question_keys(pb)
+  if not known then return end
+  local given = {}
+  if params.answers then
+    local text = util.readfile(params.answers)
+    local ok, t = pcall(require('lyaml').load, text or '')
+    -- unreadable or not a mapping: the engine says so when it reads the file
+    if text and ok and type(t) == 'table' then
+      for k in pairs(t) do given[#given + 1] = { tostring(k), '--answers ' .. params.answers } end
+    end
+  end
+  for _, kv in ipairs(params.answer or {}) do
+    local k = kv:match('^([^=]+)=')
+    if k then given[#given + 1] = { k, '--answer' } end
+  end
+  table.sort(given, function(a, b) return a[1] < b[1] end)
+  for _, g in ipairs(given) do
+    if not known[g[1]] then
+      util.user_error(string.format("%s: %s: '%s' answers no question of this playbook (its questions: %s)",
+        pb.name, g[2], util.printable(g[1]), #keys > 0 and table.concat(keys, ', ') or 'none'))
+    end
   end
 end
 
@@ -476,9 +576,6 @@ end
 
 -- Questions ------------------------------------------------------------------
 
-local function qkey(text)
-  return (tostring(text):lower():gsub('[^%w]+', '_'):gsub('^_+', ''):gsub('_+$', ''))
-end
 M.question_key = qkey
 
 --- Asks a question. Answered, in order, from: --answer KEY=..., the

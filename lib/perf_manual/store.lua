@@ -536,16 +536,23 @@ function M.open(root, id)
     local r, base = id:gsub('/+$', ''):match('^(.*)/([^/]+)$')
     return new_handle(r ~= '' and r or '/', base)
   end
+  -- an id never holds a '/': this was meant as a path, say what is wrong with it
+  if id:find('/', 1, true) then
+    util.user_error(util.printable(id) .. (M.exists(id) and ' is not a folder (an investigation or data dir is one)'
+      or ' does not exist'))
+  end
   if is_dir(root .. '/' .. id) and id:match('^%d%d%d%d%-%d%d%-%d%d_') then return new_handle(root, id) end
   local hits = {}
+  -- names are slugs (lower case): "Slow-API" finds slow-api
+  local lid = id:lower()
   for _, n in ipairs(M.list(root)) do
     local slug = n:match('^%d%d%d%d%-%d%d%-%d%d_(.*)$')
-    if slug == id or n:sub(1, #id) == id then hits[#hits + 1] = n end
+    if slug == lid or n:sub(1, #lid) == lid then hits[#hits + 1] = n end
   end
   if #hits == 0 then
     -- a unique part of the name will do
     for _, n in ipairs(M.list(root)) do
-      if n:find(id, 1, true) then hits[#hits + 1] = n end
+      if n:lower():find(lid, 1, true) then hits[#hits + 1] = n end
     end
   end
   if #hits == 1 then return new_handle(root, hits[1]) end

@@ -115,6 +115,16 @@ end
 
 function M.trim(s) return (s:gsub('^%s+', ''):gsub('%s+$', '')) end
 
+--- Text a user typed (a symptom, a name) made safe to print on a terminal:
+--- control characters (C0, DEL and UTF-8-encoded C1, which terminals obey as
+--- escape sequences) are shown as \n, \t, \e or \xNN. Printable UTF-8 stays.
+function M.printable(s)
+  if s == nil then return nil end
+  local named = { ['\n'] = '\\n', ['\t'] = '\\t', ['\r'] = '\\r', ['\27'] = '\\e' }
+  s = tostring(s):gsub('[%z\1-\31\127]', function(c) return named[c] or string.format('\\x%02x', c:byte()) end)
+  return (s:gsub('\194([\128-\159])', function(c) return string.format('\\u%04x', c:byte()) end))
+end
+
 --- JSON encoding with stable key order, so outputs diff cleanly. Missing
 --- measurements are `nil` in Lua and are left out (never written as 0).
 local cjson = require('cjson')

@@ -335,6 +335,13 @@ function M.parse_expectation(text)
   if not (stat == 'median' or stat == 'mean' or stat:match('^p%d+%.?%d*$')) then
     return nil, "unknown statistic '" .. stat .. "' (median, mean, p90, p99, p99.9 ...)"
   end
+  -- a percentile lies in (0, 100]: p101 or p0 is a typo, not a statistic
+  local q = tonumber(stat:match('^p(.*)$'))
+  if q and (q <= 0 or q > 100) then
+    return nil, "'" .. stat .. "' is not a percentile (above p0, at most p100)"
+  end
+  -- a measure that cannot go below 0 cannot fall by more than 100%
+  if tonumber(pct) < -100 then return nil, 'a change below -100% cannot happen' end
   return { metric = #words == 3 and words[1] or nil, stat = stat, change = tonumber(pct) / 100, text = text }
 end
 

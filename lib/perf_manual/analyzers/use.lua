@@ -758,12 +758,13 @@ function M.render(r)
   if m.task then
     local t = m.task
     out[#out + 1] = string.format('target %s: CPU %s of one core%s, run-queue wait %s, RSS %s, major faults %s, '
-      .. 'I/O read %s/s write %s/s%s, %s threads', r.target.label, fmt_pct(t.cpu_pct) or '?',
+      .. 'I/O read %s write %s%s, %s threads', r.target.label, fmt_pct(t.cpu_pct) or '?',
       t.share_pct and (' (' .. fmt_pct(t.share_pct) .. ' of the busy CPU time)') or '',
       fmt_pct(t.runq_wait_pct) or 'not measured', t.rss_bytes and util.fmt_bytes(t.rss_bytes) or 'not measured',
       fmt_rate(t.majflt_per_s) or 'not measured',
-      t.read_bytes_per_s and util.fmt_bytes(t.read_bytes_per_s) or 'not measured',
-      t.write_bytes_per_s and util.fmt_bytes(t.write_bytes_per_s) or 'not measured',
+      -- the unit goes with the number: a missing rate reads "not measured", not "not measured/s"
+      t.read_bytes_per_s and (util.fmt_bytes(t.read_bytes_per_s) .. '/s') or 'not measured',
+      t.write_bytes_per_s and (util.fmt_bytes(t.write_bytes_per_s) .. '/s') or 'not measured',
       t.io_share_pct and (' (' .. fmt_pct(t.io_share_pct) .. ' of the disk traffic)') or '', tostring(t.threads or '?'))
   end
   local cm, cc = m.cgroup_memory, m.cgroup_cpu

@@ -12,6 +12,11 @@ local profilers = require('perf_manual.profilers')
 
 local M = {}
 
+local function slurp(path)
+  local s = util.readfile(path)
+  return s and util.trim(s) or ''
+end
+
 M.perf = os.getenv('PERF') or 'perf'
 
 local function run(argv, out, err)
@@ -39,7 +44,7 @@ function M.start(opts)
   local mok, merr = pstat.mkdir(dir, 448) -- 0700: perf.data holds other processes' samples
   if not mok then return nil, 'cannot create ' .. dir .. ': ' .. tostring(merr) end
   local s = setmetatable({ dir = dir, data = dir .. '/perf.data', freq = opts.freq or 99,
-                           t0 = sys.now() }, Session)
+                           t0 = sys.now(), system_wide = not opts.pid }, Session)
   local argv = { M.perf, 'record', '-F', tostring(s.freq), '-g', '-o', s.data }
   if opts.pid then
     argv[#argv + 1] = '-p'; argv[#argv + 1] = tostring(opts.pid)
@@ -69,9 +74,23 @@ function Session:running()
   return false
 end
 
-local function slurp(path)
-  local s = util.readfile(path)
-  return s and util.trim(s) or ''
+M.PARANOID = '/proc/sys/kernel/perf_event_paranoid'
+
+--- Why an unprivileged perf record got nothing: the kernel's
+--- perf_event_paranoid level (perf only writes an empty perf.data then, and
+--- `perf script` says "zero-sized data"). nil when that is not the reason.
+function M.paranoid_reason(system_wide, euid, level)
+  euid = euid or sys.geteuid()
+  if euid == 0 then return nil end
+  level = level or tonumber(slurp(M.PARANOID))
+  if not level then return nil end
+  -- >= 1: no CPU-wide events; >= 2: no kernel profiling (perf record -g
+  -- samples the kernel too); > 2 (Debian): no perf_event_open at all
+  local need = system_wide and 0 or 1
+  if level <= need then return nil end
+  return string.format('kernel.perf_event_paranoid is %d: without root (or CAP_PERFMON) a %s profile needs it '
+    .. 'at %d or below (sysctl kernel.perf_event_paranoid=%d, or run perf_manual with sudo)',
+    level, system_wide and 'system-wide' or 'per-process', need, need)
 end
 
 --- Ends the recording (early on Ctrl-C), folds it and returns the profile.
@@ -82,12 +101,15 @@ function Session:stop()
   self.duration = sys.now() - self.t0
   self.pid = nil
   local f = io.open(self.data)
-  if not f then
+  local size = f and f:seek('end') or 0
+  if f then f:close() end
+  if not f or size == 0 then
     local why = slurp(self.dir .. '/record.err')
     self:close()
+    local paranoid = M.paranoid_reason(self.system_wide)
+    if paranoid then return nil, 'perf record was refused: ' .. paranoid end
     return nil, 'perf record failed (' .. tostring(how) .. ' ' .. tostring(code) .. '): ' .. why
   end
-  f:close()
   local script = self.dir .. '/script.txt'
   -- no period field: the folded counts are samples, not nanoseconds
   local ok = run({ M.perf, 'script', '-i', self.data, '-F', 'comm,pid,tid,time,event,ip,sym,dso' },

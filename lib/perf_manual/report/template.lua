@@ -159,10 +159,17 @@ local cache = {}
 --- Loads and compiles a template file (cached by path).
 function M.load(path, name)
   if cache[path] then return cache[path] end
+  -- level 0: the message is shown to the user as is (report and present
+  -- turn it into a one-line error), without this file's position
   local f, err = io.open(path, 'rb')
-  if not f then error('[perf_manual.report.template] cannot read template ' .. tostring(err), 2) end
-  local text = f:read('*a')
+  if not f then error('[perf_manual.report.template] cannot read template ' .. tostring(err), 0) end
+  -- a directory opens, then fails to read
+  local text, rerr = f:read('*a')
   f:close()
+  if not text then
+    error('[perf_manual.report.template] cannot read template ' .. path .. ': '
+      .. (tostring(rerr):match('Is a directory') and 'it is a directory' or tostring(rerr)), 0)
+  end
   local tree = M.compile(text, name or path:match('[^/]+$'))
   cache[path] = tree
   return tree

@@ -306,4 +306,18 @@ describe('perf_manual.analyzers.use', function()
       assert.matches('3%.2 tasks queued on kernel rwsem:write', r.verdict.text)
     end)
   end)
+  it('says an unmeasured I/O rate of the target is "not measured", without a unit (issue 17)', function()
+    local m = recorded('cpu_burn_pid')
+    m.task.read_bytes_per_s, m.task.write_bytes_per_s = nil, nil
+    -- the session hands render the measures and the target with the verdict
+    local function text()
+      local r = use.analyze(m)
+      r.measures, r.target = m, { label = 'pid 42' }
+      return use.render(r)
+    end
+    assert.matches('I/O read not measured write not measured', text(), 1, true)
+    assert.is_nil(text():find('not measured/s', 1, true))
+    m.task.read_bytes_per_s, m.task.write_bytes_per_s = 2048, 0
+    assert.matches('I/O read 2.0K/s write 0B/s', text(), 1, true)
+  end)
 end)

@@ -108,7 +108,13 @@ describe('investigate (replay of recorded workloads)', function()
     _, err, st = h.pm('investigate --workload 999999999 --symptom x --batch --store /tmp/pm-none-'
       .. require('perf_manual._c.sys').getpid())
     assert.equal(2, st)
-    assert.matches('perf_manual: %-%-workload: no process 999999999', err)
+    -- above the kernel's PID_MAX_LIMIT: not a pid at all (issue 17)
+    assert.matches("perf_manual: investigate: bad value for %-%-workload '999999999': bad pid", err)
+    -- a pid that could exist, but does not
+    _, err, st = h.pm('investigate --workload 4194303 --symptom x --batch --store /tmp/pm-none-'
+      .. require('perf_manual._c.sys').getpid())
+    assert.equal(2, st)
+    assert.matches('perf_manual: %-%-workload: no process 4194303', err)
     -- no half-made investigation is left behind
     assert.same({}, store.list('/tmp/pm-none-' .. require('perf_manual._c.sys').getpid()))
     _, err, st = h.pm('investigate --resume nothing-like-this --store /tmp/pm-none')

@@ -36,3 +36,32 @@ describe('perf_manual.profilers.perf_fallback', function()
     assert.matches('perf record failed', err)
   end)
 end)
+
+describe('perf_manual.profilers.perf_fallback without privileges (issue 17)', function()
+  it('names kernel.perf_event_paranoid as the reason an unprivileged profile is refused', function()
+    assert.matches('kernel.perf_event_paranoid is 2: .* system%-wide profile needs it at 0 or below',
+      fallback.paranoid_reason(true, 1000, 2))
+    assert.matches('per%-process profile needs it at 1 or below', fallback.paranoid_reason(false, 1000, 2))
+    assert.is_nil(fallback.paranoid_reason(true, 0, 2))      -- root is not held back by it
+    assert.is_nil(fallback.paranoid_reason(true, 1000, 0))
+    assert.is_nil(fallback.paranoid_reason(false, 1000, 1))
+  end)
+
+  it('says so from `profile` run as nobody, instead of "perf script failed: zero-sized data"', function()
+    if not test_helpers.need_root('runuser to nobody') then return end
+    local level = tonumber((test_helpers.sh('cat /proc/sys/kernel/perf_event_paranoid')))
+    if not level or level < 1 then
+      pending('perf_event_paranoid is ' .. tostring(level) .. ': a system-wide profile is allowed')
+      return
+    end
+    local root, cleanup = test_helpers.readable_copy()
+    local out, err, st = test_helpers.sh(string.format(
+      'cd /tmp && runuser -u nobody -- %s/bin/perf_manual profile --duration 1 --output /tmp/pm-nobody-profile-%d',
+      root, sys.getpid()))
+    cleanup()
+    assert.equal(2, st, err)
+    assert.equal('', out)
+    assert.matches('^perf_manual: profile: perf record was refused: kernel%.perf_event_paranoid is ' .. level, err)
+    assert.is_nil(err:find('zero-sized', 1, true))
+  end)
+end)
