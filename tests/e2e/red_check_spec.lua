@@ -91,7 +91,8 @@ describe('red-check e2e', function()
         .. "--endpoint '%s' --connections 100 --duration 1", h.root, n.url('/ok')))
       assert.is_true(secs < 15, 'took ' .. secs .. ' s')
       assert.equal(2, status, err)
-      assert.matches('perf_manual: red%-check: %-%-connections 100 needs about %d+ open files, but the limit is 64', err)
+      assert.matches('perf_manual: red%-check: %-%-connections 100 needs about %d+ open files, but the limit is 64',
+        err)
       -- within the limit the run works
       local out, err2, status2, secs2 = timed(string.format("ulimit -n 64; timeout -s KILL 60 %s/bin/perf_manual "
         .. "red-check --endpoint '%s' --connections 20 --duration 1 --json", h.root, n.url('/ok')))
@@ -101,7 +102,7 @@ describe('red-check e2e', function()
     end)
   end)
 
-  it('keeps to --duration and obeys SIGINT at an absurd request rate (the scheduler jumps, it does not step)', function()
+  it('keeps to --duration and obeys SIGINT at an absurd rate (the scheduler jumps, it does not step)', function()
     with_nginx(function(n)
       local _, err, status = h.pm("red-check --endpoint '" .. n.url('/ok') .. "' --rate 1e12 --duration 1")
       assert.equal(2, status)
@@ -123,8 +124,8 @@ describe('red-check e2e', function()
       assert.is_true(tonumber(due) > 1e11, out)     -- every due request was counted
       assert.is_true(tonumber(responses) > 0, out)  -- and some were sent and answered
       -- a 30 s run stops at SIGINT after 1 s
-      local _, err3, status3, secs3 = timed(string.format('timeout --preserve-status -s INT -k 60 1 %s/bin/perf_manual --lua %s 30',
-        h.root, script))
+      local _, err3, status3, secs3 = timed(string.format(
+        'timeout --preserve-status -s INT -k 60 1 %s/bin/perf_manual --lua %s 30', h.root, script))
       os.remove(script)
       assert.is_true(secs3 < 15, 'took ' .. secs3 .. ' s')
       assert.equal(0, status3, err3)

@@ -422,7 +422,8 @@ function M.diff(before, after, opts)
       local want = { 'median' }
       if is_latency(name, unit) then want[#want + 1] = 'p99' end
       if opts.expect and opts.expect.stat ~= 'median' and opts.expect.stat ~= 'p99' then want[#want + 1] = opts.expect.stat end
-      local copts = { seed = opts.seed, iterations = opts.iterations, alpha = opts.alpha, stats = want, stop = opts.stop }
+      local copts = { seed = opts.seed, iterations = opts.iterations, alpha = opts.alpha, stats = want,
+        stop = opts.stop }
       local c = M.compare(sa.values, sb.values, copts)
       local row = { metric = name, kind = 'samples', unit = unit, n_before = #sa.values, n_after = #sb.values,
         verdict = c.verdict, p = c.p, significant = c.significant }
