@@ -4,7 +4,7 @@
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: FORCE all deps demo test test-c test-lua test-e2e bench lint install clean workloads
+.PHONY: FORCE all deps demo test test-c test-lua test-fuzz test-e2e bench lint install clean workloads
 
 PREFIX   ?= /usr/local
 VERSION  := 0.1.0
@@ -38,7 +38,7 @@ else
 endif
 
 # Debian packages the project needs to build, test and demo.
-DEB_PKGS := build-essential pkg-config clang llvm libluajit-5.1-dev luajit libbpf-dev \
+DEB_PKGS := build-essential pkg-config clang llvm libclang-rt-14-dev libluajit-5.1-dev luajit libbpf-dev \
             libelf-dev zlib1g-dev libsqlite3-dev bpftool linux-perf bpftrace lua-lpeg \
             lua-busted lua-argparse lua-yaml lua-cjson lua-sql-sqlite3 lua-cosmo lua-posix \
             lua-check lua-expat util-linux procps strace libc6-dbg \
@@ -198,11 +198,16 @@ build/tests/%: tests/c/%.c $(filter-out build/runtime/main.o,$(RUNTIME_OBJ)) bui
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)rm -f build/test-results
-	$(Q)$(MAKE) --no-print-directory -k test-c test-lua; rc=$$?; \
+	$(Q)$(MAKE) --no-print-directory -k test-c test-lua test-fuzz; rc=$$?; \
 	  tests/summary.sh build/test-results; s=$$?; [ $$rc = 0 ] && exit $$s || exit $$rc
 
 test-c: $(CTESTS)
 	$(Q)tests/run_c_tests.sh $(CTESTS)
+
+# libFuzzer targets (tests/fuzz/): the stored corpus plus a fixed number of
+# mutated inputs each (FUZZ_RUNS=10 for ten times as many)
+test-fuzz:
+	$(Q)tests/fuzz/run_tests.sh
 
 BUSTED_ARGS ?=
 TEST_FILE ?= tests/spec tests/e2e

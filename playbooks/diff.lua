@@ -24,6 +24,19 @@ local function profile_path(p)
   end
 end
 
+-- A profile, its skipped lines said on stderr with their numbers; one with
+-- no stack left is an error, not a hotspot shift from nothing.
+local function load_profile(inv, path)
+  local fold = require('perf_manual.fold')
+  local prof, st, file = fold.load(path)
+  if not prof then return nil end
+  for _, l in ipairs(fold.format_errors(st, 'perf_manual: diff: ' .. file)) do inv.err:write(l, '\n') end
+  if prof:total() == 0 and (st.bad or 0) > 0 then
+    util.user_error(string.format('diff: %s: no valid stack (%d bad lines)', file, st.bad))
+  end
+  return prof
+end
+
 local function flamediff_svg(before, after, path)
   local fd = require('perf_manual.report.flamediff')
   local rok, svg = pcall(fd.render, before, after, { title = 'Differential flame graph (red: more after, blue: less)' })
@@ -49,7 +62,7 @@ return playbook {
     flamediff = param.path { 'write the differential flame graph (SVG) of the two profiles here (default with --output: next to it)', optional = true },
     json = param.flag { 'print JSON instead of Markdown' },
     seed = param.integer { 'bootstrap seed (same seed, same intervals)', default = 1 },
-    iterations = param.integer { 'bootstrap resamples', default = 2000 },
+    iterations = param.integer { 'bootstrap resamples', default = 2000, min = 100, max = 100000 },
     store = param.path { 'investigation store (default ./investigations or $PERF_MANUAL_STORE)', optional = true },
   },
 
@@ -74,15 +87,18 @@ return playbook {
         exp, err = stats.parse_expectation(p.expect)
         if not exp then util.user_error('diff: bad --expect "' .. p.expect .. '": ' .. err) end
       end
-      if p.iterations < 100 then util.user_error('diff: --iterations must be at least 100') end
+      -- Ctrl-C ends the resampling (the bootstrap checks it); nothing half-done is written
+      local stop = require('perf_manual.sys').stop_requested
+      local function stopped()
+        if stop() then util.user_error('diff: stopped (Ctrl-C) during the bootstrap: nothing written', 130) end
+      end
       local out = { before = p.before, after = p.after, alpha = stats.ALPHA, seed = p.seed, iterations = p.iterations }
       local pb, pa = profile_path(p.before), profile_path(p.after)
       local hot_before, hot_after
       if pb and pa then
         -- two profiles: the hotspot shift and the differential flame graph only
-        local fold = require('perf_manual.fold')
-        hot_before = fold.load(pb) or util.user_error('diff: cannot read profile ' .. pb)
-        hot_after = fold.load(pa) or util.user_error('diff: cannot read profile ' .. pa)
+        hot_before = load_profile(inv, pb) or util.user_error('diff: cannot read profile ' .. pb)
+        hot_after = load_profile(inv, pa) or util.user_error('diff: cannot read profile ' .. pa)
         out.before_id, out.after_id = p.before, p.after
         out.metrics, out.latency, out.only_before, out.only_after = {}, {}, {}, {}
       else
@@ -90,12 +106,12 @@ return playbook {
         local db = report.open(p.before, p.store)
         local da = report.open(p.after, p.store)
         out.before_id, out.after_id = db.id, da.id
-        local d = stats.diff(db, da, { expect = exp, seed = p.seed, iterations = p.iterations })
+        local d = stats.diff(db, da, { expect = exp, seed = p.seed, iterations = p.iterations, stop = stop })
+        stopped()
         for k, v in pairs(d) do out[k] = v end
         if #db.profiles > 0 and #da.profiles > 0 then
-          local fold = require('perf_manual.fold')
-          hot_before = fold.load(db.profiles[#db.profiles].path)
-          hot_after = fold.load(da.profiles[#da.profiles].path)
+          hot_before = load_profile(inv, db.profiles[#db.profiles].path)
+          hot_after = load_profile(inv, da.profiles[#da.profiles].path)
         end
       end
       if hot_before and hot_after then

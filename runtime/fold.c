@@ -101,9 +101,23 @@ int pm_profile_add(struct profile *p, const char *key, size_t len, uint64_t coun
 {
   uint64_t h = pm_fold_hash(key, len);
   struct entry *e = pm_profile_find(p, key, len, h);
-  p->total += count;
+  if (count > MAX_COUNT) {
+    count = MAX_COUNT;
+    p->saturated++;
+  }
+  if (p->total > MAX_COUNT - count) {
+    if (p->total != MAX_COUNT)
+      p->saturated++;
+    p->total = MAX_COUNT;
+  } else
+    p->total += count;
   if (e) {
-    e->count += count;
+    if (e->count > MAX_COUNT - count) {
+      e->count = MAX_COUNT;
+      p->saturated++;
+    } else {
+      e->count += count;
+    }
     return 0;
   }
   if (len > UINT32_MAX || p->n >= UINT32_MAX - 1)
@@ -262,6 +276,15 @@ void pm_fold_push_stats(lua_State *L, struct report *reps, const size_t *offsets
   lua_setfield(L, -2, "filtered_events");
 }
 
+/* stats.saturated: how many adds were capped at 2^53 (only when some were) */
+void pm_fold_push_saturated(lua_State *L, const struct profile *p)
+{
+  if (!p->saturated)
+    return;
+  lua_pushnumber(L, (lua_Number)p->saturated);
+  lua_setfield(L, -2, "saturated");
+}
+
 /* ---- folded format -------------------------------------------------------- */
 
 int pm_fold_folded(struct profile *p, const char *s, size_t n, struct report *r, uint64_t *samples,
@@ -331,6 +354,7 @@ static int fold_folded_text(lua_State *L, struct profile *p, const char *s, size
     return 2;
   }
   pm_fold_push_stats(L, &r, &zero, 1, samples, lines, 0);
+  pm_fold_push_saturated(L, p);
   free(r.v);
   return 1;
 }
@@ -458,9 +482,47 @@ static int profile_add_folded(lua_State *L)
   return nret;
 }
 
-/* Reads {path=}/{fd=}/text once and guesses its format: folded when the first
- * line that is neither blank nor a comment ends in " COUNT" and does not start
- * with whitespace. Returns stats, format. */
+/* Whether the input is folded stacks rather than perf script, by a vote of
+ * its first AUTO_LINES lines that are neither blank nor comments: a folded
+ * line ends in " COUNT" and starts with no whitespace; perf script has stack
+ * lines that start with whitespace and sample headers ("comm pid ..."). A
+ * single malformed line (the first, say) must not decide: it is reported
+ * with its number by the reader chosen, and the valid lines are kept. */
+#define AUTO_LINES 200
+int pm_fold_looks_folded(const char *s, size_t n)
+{
+  size_t pos = 0, seen = 0, folded = 0, perf = 0;
+  while (pos < n && seen < AUTO_LINES) {
+    const char *line = s + pos;
+    const char *nl = memchr(line, '\n', n - pos);
+    size_t len = nl ? (size_t)(nl - line) : n - pos;
+    pos += len + 1;
+    if (len > 0 && line[len - 1] == '\r')
+      len--;
+    if (len == 0 || line[0] == '#')
+      continue;
+    seen++;
+    if (is_ws((unsigned char)line[0])) {
+      perf++;
+      continue;
+    }
+    size_t e = len;
+    while (e > 0 && is_digit((unsigned char)line[e - 1]))
+      e--;
+    if (e < len && e > 1 && line[e - 1] == ' ' && line[e - 2] != ':') {
+      folded++;
+      continue;
+    }
+    size_t cl, pidn, tidn;
+    const char *pid, *tid;
+    if (pm_fold_match_event(line, len, &cl, &pid, &pidn, &tid, &tidn))
+      perf++;
+  }
+  return folded > perf;
+}
+
+/* Reads {path=}/{fd=}/text once and guesses its format
+ * (pm_fold_looks_folded). Returns stats, format. */
 static int profile_add_auto(lua_State *L)
 {
   struct profile *p = pm_fold_check(L, 1);
@@ -468,23 +530,7 @@ static int profile_add_auto(lua_State *L)
   int r = get_input(L, 2, &in);
   if (r)
     return r;
-  int folded = 0;
-  size_t pos = 0;
-  while (pos < in.n) {
-    const char *line = in.s + pos;
-    const char *nl = memchr(line, '\n', in.n - pos);
-    size_t len = nl ? (size_t)(nl - line) : in.n - pos;
-    pos += len + 1;
-    if (len > 0 && line[len - 1] == '\r')
-      len--;
-    if (len == 0 || line[0] == '#')
-      continue;
-    size_t e = len;
-    while (e > 0 && is_digit((unsigned char)line[e - 1]))
-      e--;
-    folded = e < len && e > 1 && line[e - 1] == ' ' && !is_ws((unsigned char)line[0]) && line[e - 2] != ':';
-    break;
-  }
+  int folded = pm_fold_looks_folded(in.s, in.n);
   int nret = folded ? fold_folded_text(L, p, in.s, in.n, 3) : pm_fold_perf_text(L, p, in.s, in.n, 3);
   input_free(&in);
   lua_pushstring(L, folded ? "folded" : "perf");
@@ -512,7 +558,8 @@ static int profile_merge(lua_State *L)
   lua_Number scale = luaL_optnumber(L, 3, 1);
   size_t n = o->n; /* merging into itself doubles counts, safely */
   for (size_t i = 0; i < n; i++) {
-    uint64_t c = scale == 1 ? o->ents[i].count : (uint64_t)(o->ents[i].count * scale + 0.5);
+    double sc = (double)o->ents[i].count * scale + 0.5;
+    uint64_t c = scale == 1 ? o->ents[i].count : sc >= (double)MAX_COUNT ? MAX_COUNT + 1 : sc > 0 ? (uint64_t)sc : 0;
     if (c && pm_profile_add(p, o->ents[i].key, o->ents[i].len, c))
       return luaL_error(L, "fold: merge: out of memory");
   }
@@ -522,6 +569,12 @@ static int profile_merge(lua_State *L)
 static int profile_total(lua_State *L)
 {
   lua_pushnumber(L, (lua_Number)pm_fold_check(L, 1)->total);
+  return 1;
+}
+
+static int profile_saturated(lua_State *L)
+{
+  lua_pushnumber(L, (lua_Number)pm_fold_check(L, 1)->saturated);
   return 1;
 }
 
@@ -616,6 +669,7 @@ static const luaL_Reg profile_methods[] = {
   { "merge", profile_merge },
   { "total", profile_total },
   { "unique", profile_unique },
+  { "saturated", profile_saturated },
   { "count", profile_count },
   { "folded", profile_folded },
   { "stacks", profile_stacks },

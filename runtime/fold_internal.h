@@ -92,10 +92,13 @@ struct profile {
   size_t scap;     /* power of two */
   struct arena_blk *arena;
   uint64_t total;
+  uint64_t saturated; /* adds that would have passed MAX_COUNT: capped there */
 };
 
 uint64_t pm_fold_hash(const char *s, size_t n);
-/// Adds count to stack `key` (a copy is kept); -1 on out of memory.
+/// Adds count to stack `key` (a copy is kept); -1 on out of memory. Counts
+/// and the total stop at MAX_COUNT (p->saturated says how often), so the
+/// folded text written always reads back.
 int pm_profile_add(struct profile *p, const char *key, size_t len, uint64_t count);
 /// The entry of `key` (h = pm_fold_hash(key, len)), or NULL.
 struct entry *pm_profile_find(const struct profile *p, const char *key, size_t len, uint64_t h);
@@ -149,6 +152,11 @@ int pm_fold_match_event(const char *s, size_t n, size_t *comm_len, const char **
 /// The "...: PERIOD EVENT:" tail of a sample header (per NULL when the
 /// period is absent). 1 when it matches.
 int pm_fold_match_period(const char *s, size_t n, const char **per, size_t *pern, const char **ev, size_t *evn);
+/// Sets stats.saturated (the table on top) when p capped a count.
+void pm_fold_push_saturated(lua_State *L, const struct profile *p);
+/// Whether text is folded stacks rather than perf script (a vote of its
+/// first lines; fold.c).
+int pm_fold_looks_folded(const char *s, size_t n);
 
 /* One thread's share of a perf script text: it starts after a blank line,
  * where the folding state is empty, so chunks fold independently. */

@@ -452,8 +452,12 @@ static int perf_event_line(struct perf_state *st, const char *s, size_t n)
   uint64_t period = 0;
   for (size_t i = 0; i < pern; i++) {
     period = period * 10 + (uint64_t)(per[i] - '0');
-    if (period > MAX_COUNT)
-      period = MAX_COUNT;
+    if (period > MAX_COUNT) {
+      /* the folded reader refuses such a count: the sample is skipped and
+       * reported the same way (its stack lines are read, not added) */
+      st->have_pname = 0;
+      return 2;
+    }
   }
   st->period = period ? period : 1;
   /* a missing or "0" tid means the number seen was the tid */
@@ -521,6 +525,12 @@ void *pm_fold_chunk(void *arg)
     if (ev < 0) {
       c->oom = 1;
       break;
+    }
+    if (ev == 2) {
+      in_sample = 0;
+      if (pm_fold_report_bad(&c->r, lineno, "sample period above 2^53", line, len))
+        break;
+      continue;
     }
     if (ev) {
       in_sample = 1;
@@ -655,6 +665,7 @@ int pm_fold_perf_text(lua_State *L, struct profile *p, const char *s, size_t n, 
   }
   for (int i = 1; i < nc && !oom && failed < 0; i++) {
     struct profile *q = c[i].p;
+    p->saturated += q->saturated;
     for (size_t k = 0; k < q->n; k++)
       if (pm_profile_add(p, q->ents[k].key, q->ents[k].len, q->ents[k].count)) {
         oom = 1;
@@ -673,6 +684,7 @@ int pm_fold_perf_text(lua_State *L, struct profile *p, const char *s, size_t n, 
     for (int i = 0; i < nc; i++)
       reps[i] = c[i].r;
     pm_fold_push_stats(L, reps, offsets, nc, samples, lines, filtered);
+    pm_fold_push_saturated(L, p);
     nret = 1;
   }
   for (int i = 0; i < nc; i++) {

@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <dirent.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -460,6 +462,7 @@ struct run {
   uint64_t sent, responses, status[6];
   uint64_t e_connect, e_timeout, e_read, e_parse, e_closed, unfinished;
   uint64_t connects, connect_ok;
+  uint64_t e_nofile;        /* of e_connect: socket() found no free descriptor */
   int last_errno;
   struct hist h;
   struct sec *secs;
@@ -576,7 +579,14 @@ static void start_request(struct run *R, struct conn *c, double intended, double
   R->connects++;
   int fd = socket(R->ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    fail(R, c, &R->e_connect, t, errno);
+    /* out of descriptors (EMFILE/ENFILE) or buffers: this connection waits
+     * before it tries again, or the refill loop would hand it the next
+     * request at once, forever */
+    int err = errno;
+    if (err == EMFILE || err == ENFILE)
+      R->e_nofile++;
+    c->retry_at = t + 0.05;
+    fail(R, c, &R->e_connect, t, err);
     return;
   }
   int one = 1;
@@ -729,24 +739,33 @@ static void run_loop(struct run *R)
     }
     int issuing = t < end;
     if (issuing) {
+      /* each connection takes at most one request per pass, so a pass ends
+       * (and the stop and deadline checks above run) whatever fails */
+      int starts = 0;
       if (R->rate > 0) {
-        /* every request whose intended time has come is due */
-        while (R->t0 + (double)R->next_i / R->rate <= t) {
-          R->next_i++;
-          R->backlog++;
+        /* every request whose intended time has come is due: counted in one
+         * step, not one loop turn per request (a huge rate would spin) */
+        double due_f = floor((t - R->t0) * R->rate) + 1;
+        if (due_f > (double)R->next_i) {
+          uint64_t due = due_f < 1.8e19 ? (uint64_t)due_f : UINT64_MAX / 2;
+          R->backlog += due - R->next_i;
+          R->next_i = due;
         }
-        while (R->backlog) {
+        while (R->backlog && starts < R->nconn) {
           struct conn *c = free_conn(R, t);
           if (!c)
             break;
           double intended = R->t0 + (double)(R->next_i - R->backlog) / R->rate;
           R->backlog--;
+          starts++;
           start_request(R, c, intended, t);
         }
       } else {
         struct conn *c;
-        while ((c = free_conn(R, t)) != NULL)
+        while (starts < R->nconn && (c = free_conn(R, t)) != NULL) {
+          starts++;
           start_request(R, c, t, t);
+        }
       }
     } else {
       int busy = 0;
@@ -810,8 +829,44 @@ static const char *opt_str(lua_State *L, const char *k)
   return s;
 }
 
+/* Descriptors this process holds now. */
+static long open_fds(void)
+{
+  DIR *d = opendir("/proc/self/fd");
+  if (!d)
+    return 0;
+  long n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n - 1; /* the directory's own */
+}
+
+/* Every connection needs a descriptor: makes room up to the hard limit, or
+ * says why not (0 when there is room). Asking more connections than
+ * descriptors would only turn into a stream of failed socket() calls. */
+static int fd_room(int nconn, long *have, long *need)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+    return 0;
+  *need = open_fds() + nconn + 8; /* epoll, resolver, a little slack */
+  if (rl.rlim_cur == RLIM_INFINITY || (long)rl.rlim_cur >= *need)
+    return 0;
+  if (rl.rlim_max == RLIM_INFINITY || (long)rl.rlim_max >= *need) {
+    struct rlimit up = { (rlim_t)*need, rl.rlim_max };
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+      return 0;
+  }
+  *have = (long)(rl.rlim_max == RLIM_INFINITY ? rl.rlim_cur : rl.rlim_max);
+  return -1;
+}
+
 /// run{host=, port=, request=, rate=, connections=, duration=, timeout=}
 ///   -> result table | nil, "op: strerror", errno (address resolution)
+///   | nil, reason, "fd_limit" (more connections than open files allowed)
 static int pm_http_run(lua_State *L)
 {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -835,6 +890,15 @@ static int pm_http_run(lua_State *L)
   luaL_argcheck(L, R.rate >= 0, 1, "rate must be >= 0");
   R.ep = -1;
   int result = 0;
+  long have = 0, need = 0;
+  if (fd_room(R.nconn, &have, &need)) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "--connections %d needs about %d open files, but the limit is %d "
+                       "(ulimit -n): lower --connections or raise the limit",
+                    R.nconn, (int)need, (int)have);
+    lua_pushliteral(L, "fd_limit");
+    return 3;
+  }
 
   struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
   int gai = getaddrinfo(host, port, &hints, &R.ai);
@@ -898,6 +962,7 @@ static int pm_http_run(lua_State *L)
   set_num(L, "read", (double)R.e_read);
   set_num(L, "parse", (double)R.e_parse);
   set_num(L, "closed", (double)R.e_closed);
+  set_num(L, "no_descriptor", (double)R.e_nofile);
   lua_setfield(L, -2, "errors");
   if (R.h.n) {
     lua_createtable(L, 0, 10);  // [res, latency] seconds

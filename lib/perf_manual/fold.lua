@@ -11,7 +11,10 @@
 ---   p:close()  (also on GC)
 ---
 --- Reading returns `profile, stats` where stats = { samples=, lines=, bad=,
---- errors = { {line=, reason=, text=}, ... (first 100) }, filtered_events= }.
+--- errors = { {line=, reason=, text=}, ... (first 100) }, filtered_events=,
+--- saturated= (only when a stack's count reached 2^53 and was capped there) }.
+--- A count or perf period above 2^53 is a bad line in both readers, so what
+--- p:folded() writes always reads back.
 --- Bad lines are skipped and listed; with `strict = true` the first bad line
 --- fails the read: `nil, "line N: reason"`.
 ---
@@ -78,8 +81,10 @@ function M.from_folded(src, opts)
   return p, stats
 end
 
---- Reads either format, guessed from the first data line ("folded" when it
---- ends in " COUNT"). Returns profile, stats, format | nil, err.
+--- Reads either format, guessed from a vote of the first 200 data lines
+--- ("folded" lines end in " COUNT", perf script's stack lines start with
+--- whitespace), so one malformed line is reported, not taken for the
+--- format. Returns profile, stats, format | nil, err.
 function M.read(src, opts)
   src = check_src(src)
   opts = opts or {}
@@ -195,6 +200,10 @@ function M.format_errors(stats, label, max)
   end
   if stats.bad > #lines then
     lines[#lines + 1] = string.format('%s: %d bad lines in all', label, stats.bad)
+  end
+  if (stats.saturated or 0) > 0 then
+    lines[#lines + 1] = string.format('%s: sample counts reached 2^53 and were capped there (%d additions)',
+      label, stats.saturated)
   end
   return lines
 end

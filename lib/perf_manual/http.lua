@@ -50,11 +50,12 @@ function M.load(opts)
   local u, err = M.parse_url(opts.url)
   if not u then return nil, err end
   local c = require('perf_manual._c.http')
-  local res, rerr = c.run {
+  local res, rerr, kind = c.run {
     host = u.host, port = tostring(u.port), request = M.request(u, opts.method),
     rate = opts.rate or 0, connections = opts.connections or 10,
     duration = opts.duration or 10, timeout = opts.timeout or 5,
   }
+  if kind == 'fd_limit' then util.user_error('red-check: ' .. rerr) end
   if not res then return nil, rerr end
   res.url = opts.url
   return res

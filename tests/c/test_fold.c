@@ -365,6 +365,60 @@ static void folded_bad_lines(void)
   pm_profile_destroy(p);
 }
 
+
+/* Counts stop at 2^53 (exact in a Lua number, what the folded reader
+ * takes), with a note, so folded output always reads back. */
+static void counts_saturate_at_2_53(void)
+{
+  const uint64_t max = 9007199254740992ull;
+  struct profile *p = calloc(1, sizeof *p);
+  CHECK_INT(pm_profile_add(p, "main;a", 6, max), 0);
+  CHECK_U64(p->saturated, 0);
+  CHECK_INT(pm_profile_add(p, "main;a", 6, max), 0);
+  CHECK_U64(count_of(p, "main;a"), max);
+  CHECK_U64(p->total, max);
+  CHECK(p->saturated > 0);
+  CHECK_INT(pm_profile_add(p, "main;b", 6, UINT64_MAX), 0);
+  CHECK_U64(count_of(p, "main;b"), max);
+  pm_profile_destroy(p);
+
+  /* a perf period above 2^53 is refused like the folded count, line named */
+  static const char s[] = "big 1 1.0: 9007199254740993 cycles: \n"
+                          "\t  1000 leaf (/bin/big)\n"
+                          "\n"
+                          "big 1 2.0: 9007199254740992 cycles: \n"
+                          "\t  1000 leaf (/bin/big)\n"
+                          "\n"
+                          "big 1 3.0: 9007199254740992 cycles: \n"
+                          "\t  1000 leaf (/bin/big)\n"
+                          "\n";
+  struct perf_opts o = { 0 };
+  struct chunk c = fold(s, o, 0);
+  CHECK_INT(c.r.bad, 1);
+  CHECK(c.r.nv == 1 && c.r.v[0].line == 1);
+  CHECK_U64(c.samples, 2);
+  CHECK_U64(count_of(c.p, "big;leaf"), max);
+  CHECK(c.p->saturated > 0);
+  chunk_free(&c);
+}
+
+/* Auto-detection votes over many lines: one malformed first line does not
+ * turn a folded file into perf script. */
+static void detects_format_by_many_lines(void)
+{
+  static const char *folded[] = {
+    "main;work 3 \nmain;work 10\nmain;idle 5\n",
+    "main;work\t3\nmain;work 10\nmain;idle 5\n",
+    "main;work -1\nmain;work 10\nmain;idle 5\n",
+    "main;work 1.5\nmain;work 10\nmain;idle 5\n",
+    "# comment\n\nmain;work 10\n",
+  };
+  for (size_t i = 0; i < sizeof folded / sizeof folded[0]; i++)
+    CHECK_INT(pm_fold_looks_folded(folded[i], strlen(folded[i])), 1);
+  CHECK_INT(pm_fold_looks_folded(SCRIPT, strlen(SCRIPT)), 0);
+  CHECK_INT(pm_fold_looks_folded("", 0), 0);
+}
+
 int main(void)
 {
   RUN(table_adds_and_merges);
@@ -376,5 +430,7 @@ int main(void)
   RUN(reports_bad_and_truncated);
   RUN(reads_folded);
   RUN(folded_bad_lines);
+  RUN(counts_saturate_at_2_53);
+  RUN(detects_format_by_many_lines);
   return check_summary("test_fold");
 }

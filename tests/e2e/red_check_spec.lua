@@ -76,6 +76,62 @@ describe('red-check e2e', function()
     end)
   end)
 
+  -- Hostile flags (issue 17): whatever is asked, the run ends on time.
+  local function timed(line)
+    local sys = require('perf_manual._c.sys')
+    local t0 = sys.now()
+    local out, err, status = h.sh(line)
+    return out, err, status, sys.now() - t0
+  end
+
+  it('refuses more connections than open files at once, instead of spinning on EMFILE', function()
+    with_nginx(function(n)
+      -- the hard limit too, so nothing can raise it; KILL at 60 s marks the old spin
+      local _, err, status, secs = timed(string.format("ulimit -n 64; timeout -s KILL 60 %s/bin/perf_manual red-check "
+        .. "--endpoint '%s' --connections 100 --duration 1", h.root, n.url('/ok')))
+      assert.is_true(secs < 15, 'took ' .. secs .. ' s')
+      assert.equal(2, status, err)
+      assert.matches('perf_manual: red%-check: %-%-connections 100 needs about %d+ open files, but the limit is 64',
+        err)
+      -- within the limit the run works
+      local out, err2, status2, secs2 = timed(string.format("ulimit -n 64; timeout -s KILL 60 %s/bin/perf_manual "
+        .. "red-check --endpoint '%s' --connections 20 --duration 1 --json", h.root, n.url('/ok')))
+      assert.is_true(secs2 < 15, 'took ' .. secs2 .. ' s')
+      assert.equal(0, status2, err2)
+      assert.equal(0, cjson.decode(out).errors.total)
+    end)
+  end)
+
+  it('keeps to --duration and obeys SIGINT at an absurd rate (the scheduler jumps, it does not step)', function()
+    with_nginx(function(n)
+      local _, err, status = h.pm("red-check --endpoint '" .. n.url('/ok') .. "' --rate 1e12 --duration 1")
+      assert.equal(2, status)
+      assert.matches('%-%-rate must be at most', err)
+      -- the load generator itself, past the flag's range: 1e12 req/s for 1 s
+      local script = os.tmpname()
+      local f = assert(io.open(script, 'w'))
+      f:write(string.format([[
+        local r = assert(require('perf_manual._c.http').run { host = '127.0.0.1', port = '%d',
+          request = 'GET /ok HTTP/1.1\r\nHost: x\r\n\r\n', rate = 1e12, connections = 4, duration = tonumber(arg[1]) })
+        io.write(string.format('%%.0f %%.0f %%.0f\n', r.due, r.responses, r.elapsed))
+      ]], n.port))
+      f:close()
+      local out, err2, status2, secs = timed(string.format('timeout -s KILL 60 %s/bin/perf_manual --lua %s 1',
+        h.root, script))
+      assert.equal(0, status2, err2)
+      assert.is_true(secs < 15, 'took ' .. secs .. ' s')
+      local due, responses = out:match('^(%d+) (%d+)')
+      assert.is_true(tonumber(due) > 1e11, out)     -- every due request was counted
+      assert.is_true(tonumber(responses) > 0, out)  -- and some were sent and answered
+      -- a 30 s run stops at SIGINT after 1 s
+      local _, err3, status3, secs3 = timed(string.format(
+        'timeout --preserve-status -s INT -k 60 1 %s/bin/perf_manual --lua %s 30', h.root, script))
+      os.remove(script)
+      assert.is_true(secs3 < 15, 'took ' .. secs3 .. ' s')
+      assert.equal(0, status3, err3)
+    end)
+  end)
+
   -- Passive mode: `red-check --passive PID --json` in a child process while
   -- this process loads nginx; the load starts once the tracer's programs
   -- are attached (its BPF links show in /proc/PID/fdinfo).

@@ -1,8 +1,9 @@
 /* libFuzzer harness for the pm.fold parsers: the input goes through the
  * same Lua-facing calls the tool makes — perf script folding (every option,
- * one and two threads), folded parsing, folded output re-read, and the SVG
- * layout (plain, inverted, differential). It must never crash, leak or read
- * out of bounds (built with ASan/UBSan by run.sh). */
+ * one and two threads), folded parsing, format auto-detection, folded output
+ * re-read (also after merging and scaling), and the SVG layout (plain,
+ * inverted, differential). It must never crash, leak or read out of bounds
+ * (built with ASan/UBSan by build.sh). Seeds: tests/fuzz/corpus/fold. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,10 @@ static const char *SCRIPT =
   "local strict = c.new()\n"
   "strict:add_perf_script(data, { strict = true })\n"
   "q:merge(p)\n"
+  "q:merge(q, flags % 3 + 0.5)\n"
+  "local merged = c.new()\n"
+  "assert(merged:add_folded(q:folded(), { strict = true }), 'merged output must re-read cleanly')\n"
+  "merged:close()\n"
   "local kind = { root = { 200, 200, 200 }, rules = { { kinds = 'k', r = { 225, 30, 1 }, g = { 160, 50, 2 },\n"
   "  b = { 0, 40, 3 } }, { contains = 'a', r = { 0, 40, 1 }, g = { 90, 90, 2 }, b = { 190, 65, 3 } },\n"
   "  { r = { 205, 50, 3 }, g = { 40, 90, 1 }, b = { 30, 50, 2 } } } }\n"

@@ -176,6 +176,38 @@ describe('perf_manual.fold', function()
       assert.equal('folded', f2)
     end)
 
+    it('is not misled by a malformed first line: it is reported by number and the rest is kept', function()
+      for _, first in ipairs({ 'main;work 3 ', 'main;work\t3', 'main;work -1', 'main;work 1.5' }) do
+        local p, stats, fmt = fold.read(first .. '\nmain;work 10\nmain;idle 5\n')
+        assert.equal('folded', fmt, first)
+        assert.equal('main;idle 5\nmain;work 10\n', p:folded())
+        assert.equal(1, stats.bad)
+        assert.equal(1, stats.errors[1].line)
+      end
+    end)
+
+    it('caps a count at 2^53 with a note, and refuses a larger perf period, so its output reads back', function()
+      local max = 2 ^ 53
+      local sample = 'big 1 %d.0: %s cycles: \n\t  1000 leaf (/bin/big)\n\n'
+      local text = sample:format(1, '9007199254740993') .. sample:format(2, '9007199254740992')
+        .. sample:format(3, '9007199254740992')
+      local p, stats = fold.from_perf_script(text)
+      assert.equal(1, stats.bad)
+      assert.equal(1, stats.errors[1].line)
+      assert.equal('sample period above 2^53', stats.errors[1].reason)
+      assert.is_true(stats.saturated > 0)
+      assert.equal(max, p:count('big;leaf'))
+      assert.matches('capped', table.concat(fold.format_errors(stats, 'x'), '\n'))
+      local again, astats = fold.from_folded(p:folded(), { strict = true })
+      assert.truthy(again, astats)
+      assert.equal(p:total(), again:total())
+      -- merging two capped profiles stays readable too
+      local m = fold.merge(again, again)
+      assert.equal(max, m:count('big;leaf'))
+      assert.is_true(m:saturated() > 0)
+      assert.truthy(fold.from_folded(m:folded(), { strict = true }))
+    end)
+
     it('loads a directory holding one folded file, and says why not otherwise', function()
       local dir = os.tmpname(); os.remove(dir)
       assert(require('posix.sys.stat').mkdir(dir))

@@ -164,6 +164,11 @@ end
 -- Seeded bootstrap -------------------------------------------------------------
 
 local bit = require('bit')
+-- LuaJIT's preallocating constructor; a plain table elsewhere
+local table_new = (function()
+  local ok, tn = pcall(require, 'table.new')
+  return ok and tn or function() return {} end
+end)()
 
 --- A small seeded generator (xorshift32): the same seed gives the same
 --- intervals on every machine; math.random's state is left alone.
@@ -225,25 +230,32 @@ end
 
 --- Bootstrap percentile CI of the relative change stat(b)/stat(a) - 1
 --- (and the absolute difference). opts: stat ('median'), iterations (2000),
---- level (0.95), seed.
+--- level (0.95), seed, stop (a function: true ends the resampling early; the
+--- result then says stopped = true and how many resamples it holds).
 function M.bootstrap_change(a, b, opts)
   opts = opts or {}
   local f = stat_fn(opts.stat or 'median')
   local iters = opts.iterations or 2000
   local level = opts.level or 0.95
   local rnd = M.rng(opts.seed or 20260101)
+  local stop = opts.stop
   local na, nb = #a, #b
   if na == 0 or nb == 0 then return nil, 'empty sample' end
-  local sa, sb = {}, {}
-  local rel, diff = {}, {}
+  -- every array sized once: the loop below allocates nothing
+  local sa, sb = table_new(na, 0), table_new(nb, 0)
+  local rel, diff = table_new(iters, 0), table_new(iters, 0)
   local rel_defined = true   -- a relative change from 0 has no meaning
+  local done, stopped = 0, false
   for it = 1, iters do
+    if stop and it % 64 == 0 and stop() then stopped = true; break end
     for i = 1, na do sa[i] = a[rnd(na)] end
     for i = 1, nb do sb[i] = b[rnd(nb)] end
     local va, vb = f(sa, na), f(sb, nb)
     diff[it] = vb - va
     if va == 0 then rel_defined = false; rel[it] = 0 else rel[it] = vb / va - 1 end
+    done = it
   end
+  iters = done
   table.sort(rel)
   table.sort(diff)
   local alpha = (1 - level) / 2
@@ -252,7 +264,7 @@ function M.bootstrap_change(a, b, opts)
     stat = opts.stat or 'median', before = pa, after = pb,
     diff = pb - pa, rel = pa ~= 0 and (pb / pa - 1) or nil,
     diff_lo = M.quantile_sorted(diff, alpha), diff_hi = M.quantile_sorted(diff, 1 - alpha),
-    level = level, iterations = iters,
+    level = level, iterations = iters, stopped = stopped or nil,
   }
   if rel_defined and r.rel then
     r.rel_lo, r.rel_hi = M.quantile_sorted(rel, alpha), M.quantile_sorted(rel, 1 - alpha)
@@ -288,7 +300,7 @@ function M.compare(a, b, opts)
   -- the bootstrap resamples at most BOOT_MAX values a side (evenly thinned):
   -- an hour of 1 s samples stays quick, and the test above used every value
   local ta, tb = M.thin(a, M.BOOT_MAX), M.thin(b, M.BOOT_MAX)
-  local bo = { seed = opts.seed, iterations = opts.iterations }
+  local bo = { seed = opts.seed, iterations = opts.iterations, stop = opts.stop }
   local ci = {}
   -- intervals cost resamples: the median always, others when asked
   for _, st in ipairs(opts.stats or { 'median' }) do
@@ -417,7 +429,8 @@ function M.diff(before, after, opts)
       local want = { 'median' }
       if is_latency(name, unit) then want[#want + 1] = 'p99' end
       if opts.expect and opts.expect.stat ~= 'median' and opts.expect.stat ~= 'p99' then want[#want + 1] = opts.expect.stat end
-      local copts = { seed = opts.seed, iterations = opts.iterations, alpha = opts.alpha, stats = want }
+      local copts = { seed = opts.seed, iterations = opts.iterations, alpha = opts.alpha, stats = want,
+        stop = opts.stop }
       local c = M.compare(sa.values, sb.values, copts)
       local row = { metric = name, kind = 'samples', unit = unit, n_before = #sa.values, n_after = #sb.values,
         verdict = c.verdict, p = c.p, significant = c.significant }
@@ -479,7 +492,7 @@ function M.diff(before, after, opts)
       res.expectation = { status = 'not measured', text = 'expected ' .. e.text .. ': no matching metric with samples on both sides' }
     else
       local ci = target._ci[e.stat] or M.bootstrap_change(before.samples[target.metric].values, after.samples[target.metric].values,
-        { stat = e.stat, seed = opts.seed, iterations = opts.iterations })
+        { stat = e.stat, seed = opts.seed, iterations = opts.iterations, stop = opts.stop })
       res.expectation = M.check_expectation(e, ci)
       res.expectation.metric = target.metric
       res.expectation.text = target.metric .. ': ' .. res.expectation.text

@@ -94,6 +94,21 @@ describe('perf_manual.analyzers.stats quantiles and bootstrap', function()
     assert.is_true(c1.rel_hi < 0)
   end)
 
+  it('ends the resampling when stop() says so, and says how many resamples it holds', function()
+    local a, b = normals(50, 10, 1), normals(50, 8, 2)
+    local calls = 0
+    local c = stats.bootstrap_change(a, b, { seed = 1, iterations = 100000, stop = function()
+      calls = calls + 1
+      return calls >= 3
+    end })
+    assert.is_true(c.stopped)
+    assert.is_true(c.iterations > 0 and c.iterations < 1000, tostring(c.iterations))
+    assert.is_true(c.diff_lo <= c.diff_hi)
+    local full = stats.bootstrap_change(a, b, { seed = 1, iterations = 300, stop = function() return false end })
+    assert.is_nil(full.stopped)
+    assert.equal(300, full.iterations)
+  end)
+
   it('covers the true median change about 95% of the time', function()
     -- coverage check: 60 independent repeats, the true change is -20%
     local covered = 0
