@@ -179,6 +179,7 @@ function M.metadata(inv)
   m.symptom = inv.params.symptom
   m.playbook = inv.playbook.name
   m.status = inv.status
+  m.status_reason = rawget(inv, 'status_reason')
   m.params = params
   m.checklist = inv.checklist
   m.hypotheses = hyps
@@ -409,28 +410,55 @@ function Inv:_step_failed(s, err, pb)
   local line = tostring(err):match('^[^\n]*')
   local log = self.handle:append_log(string.format('%s step %q failed:\n%s\n\n', store.iso(), s.name, tostring(err)))
   self:_step_end(s, 'failed', line)
-  self:_finish('failed')
+  self:_finish('failed', string.format("step '%s' failed: %s", s.name, line))
   self.err:write(string.format("perf_manual: step '%s' failed: %s\n  traceback in %s; "
     .. '`perf_manual %s --resume %s` continues from this step\n',
     s.name, line, log, pb.name, self.id))
   rawset(self, 'exit_status', 70)
 end
 
-function Inv:_finish(status)
-  if status == 'complete' and rawget(self, '_stopped') then status = 'complete' end
+function Inv:_finish(status, reason)
+  rawset(self, '_finished', true)
+  -- the workload first: a save that fails below (full disk) must not leave it running
+  pcall(M.stop_workload, self)
   rawset(self, 'status', status)
-  self:log('finished', status)
-  -- a report drafted during the run is written again with the final status
-  local kind = rawget(self, '_report_kind')
-  if kind then pcall(function() self:write(store.REPORT, report_text(self, kind)) end) end
+  rawset(self, 'status_reason', reason)
+  local ok, err = pcall(function()
+    self:log('finished', status, reason and { reason = reason } or nil)
+    -- a report drafted during the run is written again with the final status
+    local kind = rawget(self, '_report_kind')
+    if kind then pcall(function() self:write(store.REPORT, report_text(self, kind)) end) end
+  end)
   if status == 'interrupted' then
-    self.err:write(string.format('perf_manual: interrupted; the investigation is saved in %s; '
-      .. '`perf_manual %s --resume %s` continues from the interrupted step\n',
+    -- stopped early (Ctrl-C): what was measured is saved and consistent,
+    -- so this exits 0 like every command stopped early (README, Commands)
+    self.err:write(string.format('perf_manual: stopped early (Ctrl-C); the investigation is saved in %s '
+      .. '(status interrupted); `perf_manual %s --resume %s` continues from the interrupted step\n',
       self.dir, self.playbook.name, self.id))
-    rawset(self, 'exit_status', 130)
   end
-  M.stop_workload(self)
   self.handle:unlock()
+  if not ok then error(err, 0) end
+end
+
+--- Ends a run that something escaped from (a bad workload, an error while
+--- saving, a user error): the workload is stopped and, unless it already
+--- ended, the investigation is marked failed with the reason.
+function Inv:_abort(err)
+  if rawget(self, '_finished') then
+    pcall(M.stop_workload, self)
+    if self.handle then self.handle:unlock() end
+    return
+  end
+  local reason = util.is_user_error(err) and err.user_error or tostring(err):match('^[^\n]*')
+  local i = rawget(self, '_step_index')
+  if rawget(self, '_step') and i and self.steps[i] then
+    self.steps[i].status, self.steps[i].ended, self.steps[i].reason = 'failed', store.iso(), reason
+  end
+  local ok = pcall(self._finish, self, 'failed', reason)
+  if not ok then
+    pcall(M.stop_workload, self)
+    if self.handle then self.handle:unlock() end
+  end
 end
 
 -- Workloads -------------------------------------------------------------------------
