@@ -324,7 +324,11 @@ static int pm_sys_spawn(lua_State *L)
       if (fd < 0 || dup2(fd, 1) < 0)
         e = errno;
     }
-    if (!e && err) {
+    if (!e && err && out && strcmp(err, out) == 0) {
+      /* one file, one offset: two opens would write over each other */
+      if (dup2(1, 2) < 0)
+        e = errno;
+    } else if (!e && err) {
       int fd = open(strcmp(err, "null") == 0 ? "/dev/null" : err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (fd < 0 || dup2(fd, 2) < 0)
         e = errno;
