@@ -428,6 +428,8 @@ function Inv:load_metadata()
   return M.parse_metadata(text, file)
 end
 
+local index_warned = {} -- store roots whose index failed to update in this run
+
 --- Writes metadata.yaml atomically and updates the search index (in one
 --- SQLite transaction; `opts.index = false` skips it for small timeline
 --- events). The index is a cache: failing to update it warns.
@@ -439,7 +441,9 @@ function Inv:save_metadata(meta, opts)
   if not ok then util.user_error(err) end
   if not self.no_index and not (opts and opts.index == false) then
     local iok, ierr = pcall(kb.update, self.root, self.id, meta)
-    if not iok then
+    if not iok and not index_warned[self.root] then
+      -- once per store and run: every later save would print the same line
+      index_warned[self.root] = true
       io.stderr:write('perf_manual: search index not updated (', tostring(ierr), '); run `perf_manual reindex`\n')
     end
   end
