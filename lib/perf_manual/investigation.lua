@@ -264,6 +264,26 @@ function M.run(pb, params, opts)
   return playbook.run(pb, params, o)
 end
 
+local function user_prefixed(prefix, fn, ...)
+  local ok, e = pcall(fn, ...)
+  if ok then return e end
+  if util.is_user_error(e) then util.user_error(prefix .. e.user_error, e.status) end
+  error(e, 0)
+end
+
+-- Inputs that would otherwise fail only after minutes of measuring, or
+-- after the folder was made: checked before anything is created.
+local function check_inputs(root, params, workload)
+  if workload then user_prefixed('--workload: ', targets.resolve, workload) end
+  if params.baseline ~= nil then user_prefixed('--baseline: ', store.open, root, tostring(params.baseline)) end
+  if params.endpoint ~= nil then
+    local u, uerr = require('perf_manual.http').parse_url(tostring(params.endpoint))
+    if not u then
+      util.user_error(string.format("--endpoint: malformed URL '%s': %s", tostring(params.endpoint), tostring(uerr)))
+    end
+  end
+end
+
 --- The context of an investigation playbook run: creates (or, with
 --- params.resume, reopens) the investigation folder and takes its lock.
 function M.context(pb, params, opts)
@@ -316,6 +336,7 @@ function M.context(pb, params, opts)
     if w and w:match('^%d+$') and not util.readfile('/proc/' .. w .. '/stat') then
       util.user_error('--workload: no process ' .. w)
     end
+    check_inputs(root, params, pb.launches_workload ~= false and w or nil)
     local name = params.name or (params.symptom and params.symptom ~= '' and params.symptom) or pb.name
     handle = store.create(root, name)
     meta = store.host_facts()
