@@ -304,7 +304,17 @@ function M.context(pb, params, opts)
     handle:lock()
     local err, partial
     meta, err, partial = handle:load_metadata()
-    if not meta then util.user_error('cannot resume: ' .. err .. (partial and '' or '')) end
+    if not meta then handle:unlock(); util.user_error('cannot resume: ' .. err .. (partial and '' or '')) end
+    -- one investigation looks at one workload: a different one would mix
+    -- two processes' figures under one verdict
+    local was = meta.params and meta.params.workload
+    if params.workload ~= nil and was ~= nil and tostring(params.workload) ~= tostring(was) then
+      handle:unlock()
+      util.user_error(string.format("cannot resume %s with --workload %s: it was started on --workload %s "
+        .. '(start a new investigation for another workload, or resume without --workload)',
+        handle.id, tostring(params.workload), tostring(was)))
+    end
+    if meta.status == 'complete' then rawset(inv, '_nothing', true) end
     -- the stored params, overridden by what was given now
     local merged = {}
     for k, v in pairs(meta.params or {}) do merged[k] = v end
@@ -359,7 +369,7 @@ local INDEXED = { started = true, resumed = true, answer = true, finding = true,
   ['step-interrupted'] = true, note = true }
 
 function Inv:_changed(kind)
-  if rawget(self, '_saving') then return end
+  if rawget(self, '_saving') or rawget(self, '_nothing') then return end
   rawset(self, '_saving', true)
   local ok, err = pcall(function() self.handle:save_metadata(M.metadata(self), { index = INDEXED[kind] or false }) end)
   rawset(self, '_saving', false)
@@ -378,6 +388,13 @@ function M.discard(inv)
 end
 
 function Inv:_begin(steps)
+  self._nsteps = #steps
+  if rawget(self, '_nothing') then
+    -- resuming a finished investigation: nothing to run, nothing written
+    self.out:write(string.format('Investigation %s is complete: nothing to resume (`perf_manual show %s` '
+      .. 'shows it)\n', self.id, self.id))
+    return
+  end
   local resumed = self.params.resume ~= nil
   self:log(resumed and 'resumed' or 'started', (resumed and 'resumed by ' or 'started by ')
     .. tostring(store.host_facts().created_by) .. (self.replay and (' (replay of ' .. self.replay .. ')') or ''))
@@ -394,6 +411,7 @@ function Inv:_begin(steps)
 end
 
 function Inv:_skip(s, i)
+  if rawget(self, '_nothing') then return true end
   local rec = self.steps[i]
   return rec ~= nil and rec.name == s.name and rec.status == 'done'
 end
@@ -440,6 +458,7 @@ end
 
 function Inv:_finish(status, reason)
   rawset(self, '_finished', true)
+  if rawget(self, '_nothing') then self.handle:unlock() return end
   -- the workload first: a save that fails below (full disk) must not leave it running
   pcall(M.stop_workload, self)
   rawset(self, 'status', status)
