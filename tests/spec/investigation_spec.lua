@@ -200,6 +200,19 @@ describe('investigation engine', function()
     assert.same({ 'done', 'done', 'done' }, { m2.steps[1].status, m2.steps[2].status, m2.steps[3].status })
   end)
 
+  it('--resume of a complete investigation says so, runs nothing and writes nothing (exit 0)', function()
+    local _, err, st = run('--symptom x --batch')
+    assert.equal(0, st, err)
+    local m, folder = meta_of(root)
+    assert.equal('complete', m.status)
+    local before = util.readfile(folder .. '/metadata.yaml')
+    local out, err2, st2 = h.pm(string.format('run %s --store %s --resume %s', pb, root, m.id))
+    assert.equal(0, st2, err2)
+    assert.equal('Investigation ' .. m.id .. ' is complete: nothing to resume (`perf_manual show ' .. m.id
+      .. '` shows it)\n', out)
+    assert.equal(before, util.readfile(folder .. '/metadata.yaml'))
+  end)
+
   it('a real SIGINT during investigate marks the step interrupted; --resume continues there', function()
     local sys = require('perf_manual._c.sys')
     local log = dir .. '/out.txt'
