@@ -88,7 +88,8 @@ describe('how runs end #priv', function()
     local ok, err = pcall(function()
       local log = root .. '/full.out'
       local pid = assert(sys.spawn({ h.root .. '/bin/perf_manual', 'investigate', '--workload',
-        h.workload('sleeper') .. ' 120', '--symptom', 'full', '--batch', '--duration', '2', '--store', mnt .. '/store' },
+        h.workload('sleeper') .. ' 120', '--symptom', 'full', '--batch', '--duration', '2',
+        '--store', mnt .. '/store' },
         { stdout = log, stderr = log }))
       for _ = 1, 200 do
         w = launched_pid(mnt .. '/store')
@@ -127,7 +128,7 @@ describe('how runs end #priv', function()
     assert.same({}, pids_with(marker))
   end)
 
-  it('an investigation whose workload cannot run is marked failed with the reason; --resume keeps its workload', function()
+  it('a workload that cannot run: the investigation is failed with the reason; --resume keeps its workload', function()
     -- `false` is on PATH (a bare name resolves to a command too) and exits at once
     local _, e, st = h.pm('investigate --workload "false now" --symptom x --batch --duration 1 --store ' .. root)
     assert.equal(2, st)

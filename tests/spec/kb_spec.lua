@@ -122,13 +122,13 @@ describe('perf_manual.kb', function()
     -- an index that cannot be updated (full, read-only): one warning per run
     local saved, real = io.stderr, kb.update
     local lines = {}
-    io.stderr = { write = function(_, ...) lines[#lines + 1] = table.concat({ ... }) end }
+    io.stderr = { write = function(_, ...) lines[#lines + 1] = table.concat({ ... }) end } -- luacheck: ignore 122
     kb.update = function() error('search index: database or disk is full', 0) end
     local sok, serr = pcall(function()
       local inv = store.open(root, store.list(root)[1])
       for _ = 1, 5 do inv:save_metadata({ name = 'x', symptom = 'y', status = 'running' }) end
     end)
-    io.stderr, kb.update = saved, real
+    io.stderr, kb.update = saved, real -- luacheck: ignore 122
     assert(sok, serr)
     assert.equal(1, #lines, table.concat(lines))
     assert.matches('search index not updated', lines[1])
