@@ -461,6 +461,7 @@ function Inv:_finish(status, reason)
   if rawget(self, '_nothing') then self.handle:unlock() return end
   -- the workload first: a save that fails below (full disk) must not leave it running
   pcall(M.stop_workload, self)
+  if status == 'interrupted' and not reason then reason = 'stopped early (Ctrl-C or SIGTERM)' end
   rawset(self, 'status', status)
   rawset(self, 'status_reason', reason)
   local ok, err = pcall(function()
