@@ -740,8 +740,8 @@ function M.run(pb, params, opts)
   -- whatever escapes (a bad workload, a full disk while saving) still ends
   -- the run: its workload stopped, its status failed with the reason
   local ok, res = xpcall(function() return M._run_steps(pb, params, inv) end, function(e)
-    if util.is_user_error(e) then return e end
-    return debug.traceback(tostring(e), 2)
+    if util.is_user_error(e) or type(e) ~= 'string' or e:find('stack traceback', 1, true) then return e end
+    return debug.traceback(e, 2)
   end)
   if not ok then
     pcall(inv._abort, inv, res)
