@@ -167,6 +167,11 @@ function M.run_on(s, suite, opts, save)
     m.note = 'written at the start and rewritten at the end: a manifest still marked running means the run '
       .. 'was cut (killed); the .jsonl series hold every interval completed before'
     m.items = util.array()
+    for _, rec in ipairs(recs) do
+      -- one final read at the end: a cut run has none of these
+      m.items[#m.items + 1] = { name = rec.name, kind = rec.kind, source = rec.source, started = rec.started,
+        error = rec.error, note = not rec.error and 'written at the end of the run' or nil }
+    end
     for _, c in ipairs(cols) do
       m.items[#m.items + 1] = { name = c.name, kind = 'collector', source = c.source, file = c.out and c.out.rel,
         error = c.error }
