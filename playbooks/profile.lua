@@ -32,6 +32,7 @@ return playbook {
     function(inv, p)
       if p.all and p.target ~= 'system' then inv:fail('profile: give one of --pid, --cgroup, --target, --all') end
       inv:check_profile_formats(p.format)
+      inv:check_output(p.output, 'dir')
       local r = inv:profile { target = not p.replay and inv:target(p.target) or nil, duration = p.duration,
         freq = p.freq,
         off_cpu = p.off_cpu, min_block = p.min_block, backend = p.backend, top = p.top, soft = false,

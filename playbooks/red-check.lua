@@ -31,6 +31,7 @@ return playbook {
       if not (p.passive or p.endpoint or p.replay) then
         inv:fail('red-check: give --endpoint URL (or --passive PID)')
       end
+      inv:check_output(p.save, 'dir', '--save')
       local s = inv:red_check { endpoint = p.endpoint, passive = p.passive, duration = p.duration, rate = p.rate,
         connections = p.connections, timeout = p.timeout }
       if s.available == false then inv:fail(tostring(s.why)) end

@@ -29,6 +29,7 @@ return playbook {
   },
 
   run = function(inv, p)
+    inv:check_output(p.save, 'dir', '--save')
     local intervals, snooped = {}, {}
     local function show(results, label)
       if p.json then

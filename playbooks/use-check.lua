@@ -27,6 +27,7 @@ return playbook {
 
   step 'sample and judge' {
     function(inv, p)
+      inv:check_output(p.save, 'file', '--save')
       local r = inv:use_check { target = not p.replay and inv:target(p.target) or nil, duration = p.duration,
         interval = p.interval, bpf = not p.no_bpf, max_overhead = p.max_overhead }
       if r.available == false then inv:fail('use-check: ' .. tostring(r.why)) end

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -148,10 +149,22 @@ static int pm_sys_rusage(lua_State *L)
   return 1;
 }
 
-/// spawn(argv[, opts]) -> pid | nil, err, errno
+/// spawn(argv[, opts]) -> pid[, logger_pid] | nil, err, errno
 /// opts.join = path of a cgroup.procs / tasks file the child writes its own
 /// pid into before exec (so the workload never runs outside it);
-/// opts.stdout / opts.stderr = file path (or "null") to redirect to.
+/// opts.stdout / opts.stderr = file path (or "null") to redirect to;
+/// opts.stdin = "null" reads /dev/null;
+/// opts.setpgid = true puts the child in a process group of its own (so
+/// kill(-pid) reaches what it starts);
+/// opts.pdeathsig = signal the child gets when this process dies (kill -9
+/// included: the workload never outlives its launcher);
+/// opts.log = path, opts.log_cap = bytes: stdout and stderr go through a
+/// pipe to a small logger process that keeps the first log_cap bytes in
+/// the file, then one "[output cut ...]" line, and reads and drops the
+/// rest (the workload never blocks, the disk never fills; a file-size
+/// rlimit would cap the workload's own files too). The logger exits when
+/// the last writer closes the pipe, or when this process dies; its pid is
+/// the second result (reap it with wait).
 static int pm_sys_spawn(lua_State *L)
 {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -169,7 +182,10 @@ static int pm_sys_spawn(lua_State *L)
       return luaL_argerror(L, 1, "argv entries must be strings");
     }
   }
-  const char *join = NULL, *out = NULL, *err = NULL;
+  const char *join = NULL, *out = NULL, *err = NULL, *in = NULL;
+  int setpg = 0, deathsig = 0;
+  lua_Number log_cap = -1;
+  const char *log = NULL;
   if (lua_istable(L, 2)) {
     lua_getfield(L, 2, "join");
     join = lua_tostring(L, -1);
@@ -177,7 +193,89 @@ static int pm_sys_spawn(lua_State *L)
     out = lua_tostring(L, -1);
     lua_getfield(L, 2, "stderr");
     err = lua_tostring(L, -1);
-    lua_pop(L, 3);  /* still referenced by the opts table */
+    lua_getfield(L, 2, "stdin");
+    in = lua_tostring(L, -1);
+    lua_pop(L, 4);  /* still referenced by the opts table */
+    lua_getfield(L, 2, "setpgid");
+    setpg = lua_toboolean(L, -1);
+    lua_getfield(L, 2, "pdeathsig");
+    deathsig = (int)lua_tointeger(L, -1);
+    lua_getfield(L, 2, "log_cap");
+    if (lua_isnumber(L, -1))
+      log_cap = lua_tonumber(L, -1);
+    lua_getfield(L, 2, "log");
+    log = lua_tostring(L, -1);
+    lua_pop(L, 4);
+    if (deathsig < 0 || deathsig >= NSIG) {
+      free(av);
+      return luaL_argerror(L, 2, "pdeathsig must be a signal number");
+    }
+  }
+  pid_t parent = getpid();
+  int logpipe[2] = { -1, -1 };
+  pid_t logger = 0;
+  if (log) {
+    int lfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (lfd < 0) {
+      int e = errno;
+      free(av);
+      lua_pushnil(L);
+      lua_pushfstring(L, "cannot open %s: %s", log, strerror(e));
+      lua_pushinteger(L, e);
+      return 3;
+    }
+    if (pipe2(logpipe, O_CLOEXEC) < 0) {
+      int e = errno;
+      close(lfd);
+      free(av);
+      return pm_push_errno(L, "spawn: pipe", e);
+    }
+    logger = fork();
+    if (logger < 0) {
+      int e = errno;
+      close(lfd);
+      close(logpipe[0]);
+      close(logpipe[1]);
+      free(av);
+      return pm_push_errno(L, "spawn: fork", e);
+    }
+    if (logger == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      signal(SIGINT, SIG_IGN);  /* Ctrl-C is the launcher's to handle */
+      signal(SIGTERM, SIG_DFL);
+      if (getppid() != parent)
+        _exit(0);
+      close(logpipe[1]);
+      /* nothing of the launcher's (BPF links, sockets) stays open here */
+      if (dup2(logpipe[0], 0) < 0 || dup2(lfd, 1) < 0)
+        _exit(1);
+      syscall(SYS_close_range, 3, ~0U, 0);
+      double left = log_cap < 0 ? 1e18 : log_cap;
+      int cut = 0;
+      char buf[65536];
+      for (;;) {
+        ssize_t r = read(0, buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+          continue;
+        if (r <= 0)
+          break;
+        size_t keep = (double)r < left ? (size_t)r : (size_t)left;
+        if (keep > 0) {
+          (void)!write(1, buf, keep);
+          left -= (double)keep;
+        }
+        if (keep < (size_t)r && !cut) {
+          cut = 1;
+          char msg[128];
+          int m = snprintf(msg, sizeof msg, "\n[perf_manual: output cut at %.0f bytes; the rest was dropped]\n",
+                           log_cap);
+          (void)!write(1, msg, (size_t)m);
+        }
+      }
+      _exit(0);
+    }
+    close(lfd);
+    close(logpipe[0]);
   }
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) < 0) {
@@ -190,6 +288,10 @@ static int pm_sys_spawn(lua_State *L)
     free(av);
     close(pipefd[0]);
     close(pipefd[1]);
+    if (log) {
+      close(logpipe[1]);
+      waitpid(logger, NULL, 0);
+    }
     return pm_push_errno(L, "spawn: fork", e);
   }
   if (pid == 0) {
@@ -197,6 +299,21 @@ static int pm_sys_spawn(lua_State *L)
     signal(SIGTERM, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
     int e = 0;
+    if (setpg && setpgid(0, 0) < 0)
+      e = errno;
+    if (!e && deathsig) {
+      if (prctl(PR_SET_PDEATHSIG, deathsig) < 0)
+        e = errno;
+      else if (getppid() != parent)
+        _exit(127);  /* the launcher died before the prctl: nobody to report to */
+    }
+    if (!e && log && (dup2(logpipe[1], 1) < 0 || dup2(logpipe[1], 2) < 0))
+      e = errno;
+    if (!e && in) {
+      int fd = open(strcmp(in, "null") == 0 ? "/dev/null" : in, O_RDONLY);
+      if (fd < 0 || dup2(fd, 0) < 0)
+        e = errno;
+    }
     if (join) {
       FILE *f = fopen(join, "w");
       if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0)
@@ -207,7 +324,11 @@ static int pm_sys_spawn(lua_State *L)
       if (fd < 0 || dup2(fd, 1) < 0)
         e = errno;
     }
-    if (!e && err) {
+    if (!e && err && out && strcmp(err, out) == 0) {
+      /* one file, one offset: two opens would write over each other */
+      if (dup2(1, 2) < 0)
+        e = errno;
+    } else if (!e && err) {
       int fd = open(strcmp(err, "null") == 0 ? "/dev/null" : err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (fd < 0 || dup2(fd, 2) < 0)
         e = errno;
@@ -221,6 +342,8 @@ static int pm_sys_spawn(lua_State *L)
   }
   free(av);
   close(pipefd[1]);
+  if (log)
+    close(logpipe[1]);  /* the logger sees EOF when the workload's side closes */
   int e = 0;
   ssize_t r;
   do
@@ -229,6 +352,8 @@ static int pm_sys_spawn(lua_State *L)
   close(pipefd[0]);
   if (r == (ssize_t)sizeof e) {
     waitpid(pid, NULL, 0);
+    if (log)
+      waitpid(logger, NULL, 0);
     lua_rawgeti(L, 1, 1);
     const char *prog = lua_tostring(L, -1);
     lua_pushnil(L);
@@ -237,6 +362,10 @@ static int pm_sys_spawn(lua_State *L)
     return 3;
   }
   lua_pushinteger(L, pid);
+  if (log) {
+    lua_pushinteger(L, logger);
+    return 2;
+  }
   return 1;
 }
 

@@ -179,6 +179,7 @@ function M.metadata(inv)
   m.symptom = inv.params.symptom
   m.playbook = inv.playbook.name
   m.status = inv.status
+  m.status_reason = rawget(inv, 'status_reason')
   m.params = params
   m.checklist = inv.checklist
   m.hypotheses = hyps
@@ -263,6 +264,26 @@ function M.run(pb, params, opts)
   return playbook.run(pb, params, o)
 end
 
+local function user_prefixed(prefix, fn, ...)
+  local ok, e = pcall(fn, ...)
+  if ok then return e end
+  if util.is_user_error(e) then util.user_error(prefix .. e.user_error, e.status) end
+  error(e, 0)
+end
+
+-- Inputs that would otherwise fail only after minutes of measuring, or
+-- after the folder was made: checked before anything is created.
+local function check_inputs(root, params, workload)
+  if workload then user_prefixed('--workload: ', targets.resolve, workload) end
+  if params.baseline ~= nil then user_prefixed('--baseline: ', store.open, root, tostring(params.baseline)) end
+  if params.endpoint ~= nil then
+    local u, uerr = require('perf_manual.http').parse_url(tostring(params.endpoint))
+    if not u then
+      util.user_error(string.format("--endpoint: malformed URL '%s': %s", tostring(params.endpoint), tostring(uerr)))
+    end
+  end
+end
+
 --- The context of an investigation playbook run: creates (or, with
 --- params.resume, reopens) the investigation folder and takes its lock.
 function M.context(pb, params, opts)
@@ -283,7 +304,17 @@ function M.context(pb, params, opts)
     handle:lock()
     local err, partial
     meta, err, partial = handle:load_metadata()
-    if not meta then util.user_error('cannot resume: ' .. err .. (partial and '' or '')) end
+    if not meta then handle:unlock(); util.user_error('cannot resume: ' .. err .. (partial and '' or '')) end
+    -- one investigation looks at one workload: a different one would mix
+    -- two processes' figures under one verdict
+    local was = meta.params and meta.params.workload
+    if params.workload ~= nil and was ~= nil and tostring(params.workload) ~= tostring(was) then
+      handle:unlock()
+      util.user_error(string.format("cannot resume %s with --workload %s: it was started on --workload %s "
+        .. '(start a new investigation for another workload, or resume without --workload)',
+        handle.id, tostring(params.workload), tostring(was)))
+    end
+    if meta.status == 'complete' then rawset(inv, '_nothing', true) end
     -- the stored params, overridden by what was given now
     local merged = {}
     for k, v in pairs(meta.params or {}) do merged[k] = v end
@@ -315,6 +346,7 @@ function M.context(pb, params, opts)
     if w and w:match('^%d+$') and not util.readfile('/proc/' .. w .. '/stat') then
       util.user_error('--workload: no process ' .. w)
     end
+    check_inputs(root, params, pb.launches_workload ~= false and w or nil)
     local name = params.name or (params.symptom and params.symptom ~= '' and params.symptom) or pb.name
     handle = store.create(root, name)
     meta = store.host_facts()
@@ -337,7 +369,7 @@ local INDEXED = { started = true, resumed = true, answer = true, finding = true,
   ['step-interrupted'] = true, note = true }
 
 function Inv:_changed(kind)
-  if rawget(self, '_saving') then return end
+  if rawget(self, '_saving') or rawget(self, '_nothing') then return end
   rawset(self, '_saving', true)
   local ok, err = pcall(function() self.handle:save_metadata(M.metadata(self), { index = INDEXED[kind] or false }) end)
   rawset(self, '_saving', false)
@@ -356,6 +388,13 @@ function M.discard(inv)
 end
 
 function Inv:_begin(steps)
+  self._nsteps = #steps
+  if rawget(self, '_nothing') then
+    -- resuming a finished investigation: nothing to run, nothing written
+    self.out:write(string.format('Investigation %s is complete: nothing to resume (`perf_manual show %s` '
+      .. 'shows it)\n', self.id, self.id))
+    return
+  end
   local resumed = self.params.resume ~= nil
   self:log(resumed and 'resumed' or 'started', (resumed and 'resumed by ' or 'started by ')
     .. tostring(store.host_facts().created_by) .. (self.replay and (' (replay of ' .. self.replay .. ')') or ''))
@@ -372,6 +411,7 @@ function Inv:_begin(steps)
 end
 
 function Inv:_skip(s, i)
+  if rawget(self, '_nothing') then return true end
   local rec = self.steps[i]
   return rec ~= nil and rec.name == s.name and rec.status == 'done'
 end
@@ -409,28 +449,57 @@ function Inv:_step_failed(s, err, pb)
   local line = tostring(err):match('^[^\n]*')
   local log = self.handle:append_log(string.format('%s step %q failed:\n%s\n\n', store.iso(), s.name, tostring(err)))
   self:_step_end(s, 'failed', line)
-  self:_finish('failed')
+  self:_finish('failed', string.format("step '%s' failed: %s", s.name, line))
   self.err:write(string.format("perf_manual: step '%s' failed: %s\n  traceback in %s; "
     .. '`perf_manual %s --resume %s` continues from this step\n',
     s.name, line, log, pb.name, self.id))
   rawset(self, 'exit_status', 70)
 end
 
-function Inv:_finish(status)
-  if status == 'complete' and rawget(self, '_stopped') then status = 'complete' end
+function Inv:_finish(status, reason)
+  rawset(self, '_finished', true)
+  if rawget(self, '_nothing') then self.handle:unlock() return end
+  -- the workload first: a save that fails below (full disk) must not leave it running
+  pcall(M.stop_workload, self)
+  if status == 'interrupted' and not reason then reason = 'stopped early (Ctrl-C or SIGTERM)' end
   rawset(self, 'status', status)
-  self:log('finished', status)
-  -- a report drafted during the run is written again with the final status
-  local kind = rawget(self, '_report_kind')
-  if kind then pcall(function() self:write(store.REPORT, report_text(self, kind)) end) end
+  rawset(self, 'status_reason', reason)
+  local ok, err = pcall(function()
+    self:log('finished', status, reason and { reason = reason } or nil)
+    -- a report drafted during the run is written again with the final status
+    local kind = rawget(self, '_report_kind')
+    if kind then pcall(function() self:write(store.REPORT, report_text(self, kind)) end) end
+  end)
   if status == 'interrupted' then
-    self.err:write(string.format('perf_manual: interrupted; the investigation is saved in %s; '
-      .. '`perf_manual %s --resume %s` continues from the interrupted step\n',
+    -- stopped early (Ctrl-C): what was measured is saved and consistent,
+    -- so this exits 0 like every command stopped early (README, Commands)
+    self.err:write(string.format('perf_manual: stopped early (Ctrl-C); the investigation is saved in %s '
+      .. '(status interrupted); `perf_manual %s --resume %s` continues from the interrupted step\n',
       self.dir, self.playbook.name, self.id))
-    rawset(self, 'exit_status', 130)
   end
-  M.stop_workload(self)
   self.handle:unlock()
+  if not ok then error(err, 0) end
+end
+
+--- Ends a run that something escaped from (a bad workload, an error while
+--- saving, a user error): the workload is stopped and, unless it already
+--- ended, the investigation is marked failed with the reason.
+function Inv:_abort(err)
+  if rawget(self, '_finished') then
+    pcall(M.stop_workload, self)
+    if self.handle then self.handle:unlock() end
+    return
+  end
+  local reason = util.is_user_error(err) and err.user_error or tostring(err):match('^[^\n]*')
+  local i = rawget(self, '_step_index')
+  if rawget(self, '_step') and i and self.steps[i] then
+    self.steps[i].status, self.steps[i].ended, self.steps[i].reason = 'failed', store.iso(), reason
+  end
+  local ok = pcall(self._finish, self, 'failed', reason)
+  if not ok then
+    pcall(M.stop_workload, self)
+    if self.handle then self.handle:unlock() end
+  end
 end
 
 -- Workloads -------------------------------------------------------------------------

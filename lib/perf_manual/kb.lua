@@ -127,9 +127,14 @@ end
 --- folder layout). Returns counts {indexed=, unreadable={ {id, err} }}.
 function M.reindex(root, each)
   local tmp = string.format('%s/%s.tmp.%d', root, M.FILE, sys.getpid())
-  os.remove(tmp)
+  -- a failed rebuild (full disk) leaves nothing behind: the file and its journal
+  local function drop()
+    os.remove(tmp)
+    os.remove(tmp .. '-journal')
+  end
+  drop()
   local db, err = connect(tmp)
-  if not db then util.user_error(err) end
+  if not db then drop(); util.user_error(err) end
   local res = { indexed = 0, unreadable = {} }
   local ok, ierr = pcall(in_tx, db, function()
     each(function(id, meta, merr, partial)
@@ -142,12 +147,12 @@ function M.reindex(root, each)
     end)
   end)
   db:close()
-  if not ok then os.remove(tmp); error(ierr, 0) end
+  if not ok then drop(); error(ierr, 0) end
   -- make the new index durable before it replaces the old one
   local fd = fcntl.open(tmp, fcntl.O_RDONLY)
   if fd then unistd.fsync(fd); unistd.close(fd) end
   local rok, rerr = os.rename(tmp, root .. '/' .. M.FILE)
-  if not rok then os.remove(tmp); util.user_error('reindex: ' .. tostring(rerr)) end
+  if not rok then drop(); util.user_error('reindex: ' .. tostring(rerr)) end
   return res
 end
 

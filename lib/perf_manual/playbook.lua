@@ -792,6 +792,7 @@ function Context:_step_failed(s, err, pb)
   error(string.format("%s: step '%s' failed: %s", pb.path or pb.name, s.name, err), 0)
 end
 function Context._finish() end
+function Context._abort() end
 
 local checks = {
   root = function()
@@ -833,6 +834,20 @@ function M.run(pb, params, opts)
     inv = (opts.new_context or M.context)(pb, params, opts)
   end
   params = inv.params or params
+  -- whatever escapes (a bad workload, a full disk while saving) still ends
+  -- the run: its workload stopped, its status failed with the reason
+  local ok, res = xpcall(function() return M._run_steps(pb, params, inv) end, function(e)
+    if util.is_user_error(e) or type(e) ~= 'string' or e:find('stack traceback', 1, true) then return e end
+    return debug.traceback(e, 2)
+  end)
+  if not ok then
+    pcall(inv._abort, inv, res)
+    error(res, 0)
+  end
+  return res
+end
+
+function M._run_steps(pb, params, inv)
   local steps = pb.steps
   if pb.run_fn then steps = { { name = pb.name, fn = pb.run_fn } } end
   inv:_begin(steps)
@@ -852,7 +867,7 @@ function M.run(pb, params, opts)
       if not ok then
         if util.is_user_error(err) then
           inv:_step_end(s, 'failed', err.user_error)
-          inv:_finish('failed')
+          inv:_finish('failed', err.user_error)
           error(err, 0)
         end
         inv:_step_failed(s, err, pb)

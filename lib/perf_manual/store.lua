@@ -385,6 +385,29 @@ function Inv:write_jsonl(rel, records)
   return self:write(rel, table.concat(lines, '\n') .. (#lines > 0 and '\n' or ''))
 end
 
+--- An appendable artifact (JSON lines written as they come, for runs that
+--- a kill -9 may cut): :append(line) writes one whole line and flushes it
+--- to the kernel, so every line appended before a kill is in the file (a
+--- reader skips a torn last line); :close(). .rel is the cleaned path. The
+--- file starts empty. A full or read-only disk is a user error.
+function Inv:appender(rel)
+  local full, clean = self:path(rel)
+  local ok, err = mkdir_p(full:match('^(.*)/[^/]+$'))
+  if not ok then util.user_error(err) end
+  local f, ferr = io.open(full, 'w')
+  if not f then util.user_error('cannot write ' .. tostring(ferr)) end
+  f:setvbuf('no') -- one write() per line: nothing waits in a buffer
+  local a = { rel = clean, path = full }
+  function a.append(_, line)
+    local wok, werr = f:write(line .. '\n')
+    if not wok then util.user_error('cannot write ' .. full .. ': ' .. tostring(werr)) end
+  end
+  function a.close()
+    if f then f:close(); f = nil end
+  end
+  return a
+end
+
 function Inv:read(rel)
   local full = self:path(rel)
   return util.readfile(full)
@@ -405,6 +428,8 @@ function Inv:load_metadata()
   return M.parse_metadata(text, file)
 end
 
+local index_warned = {} -- store roots whose index failed to update in this run
+
 --- Writes metadata.yaml atomically and updates the search index (in one
 --- SQLite transaction; `opts.index = false` skips it for small timeline
 --- events). The index is a cache: failing to update it warns.
@@ -416,7 +441,9 @@ function Inv:save_metadata(meta, opts)
   if not ok then util.user_error(err) end
   if not self.no_index and not (opts and opts.index == false) then
     local iok, ierr = pcall(kb.update, self.root, self.id, meta)
-    if not iok then
+    if not iok and not index_warned[self.root] then
+      -- once per store and run: every later save would print the same line
+      index_warned[self.root] = true
       io.stderr:write('perf_manual: search index not updated (', tostring(ierr), '); run `perf_manual reindex`\n')
     end
   end

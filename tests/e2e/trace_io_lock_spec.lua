@@ -186,6 +186,43 @@ describe('io, lock and offcpu tracers e2e #priv', function()
     end)
   end)
 
+  -- issue 17: after a detach the counts stop, so rates are over the time
+  -- attached; the workload's own write count (/proc/PID/io syscw) is the
+  -- independent measure
+  it('a tracer detached by --max-overhead reports rates over its attached time, and says when', function()
+    if not h.need_root() then return end
+    local function syscw(pid)
+      return tonumber((util.readfile('/proc/' .. pid .. '/io') or ''):match('syscw:%s*(%d+)'))
+    end
+    h.with_machine_lock(function()
+      W.with('fsync_writer', { '12', '/var/tmp', '2' }, {}, function(w)
+        sys.sleep(0.3)
+        local c0, t0 = assert(syscw(w.pid)), sys.now()
+        local out, err, st = h.pm('trace --events syscalls --pid ' .. w.pid
+          .. ' --duration 4 --max-overhead 0.01 --json')
+        local c1, t1 = assert(syscw(w.pid)), sys.now()
+        assert.equal(0, st, err)
+        local doc = assert(util.json_decode(out))
+        local res = doc.intervals[#doc.intervals].results.syscalls
+        assert.truthy(res.quality.detached, 'the syscall tracer was not detached')
+        local after = assert(res.quality.detached_after_s)
+        assert.is_true(after < 3, 'detached after ' .. after .. ' s')
+        assert.is_true(math.abs(res.seconds - after) < 0.05, 'seconds ' .. res.seconds .. ' vs ' .. after)
+        local pw
+        for _, r in ipairs(res.syscalls) do if r.name == 'pwrite64' then pw = r end end
+        assert.truthy(pw, 'no pwrite64 row')
+        local real = (c1 - c0) / (t1 - t0)
+        -- the old code divided by the whole 4 s: a fraction of the real rate
+        assert.is_true(pw.rate > 0.5 * real and pw.rate < 2 * real,
+          string.format('traced %.0f writes/s, the workload made %.0f/s', pw.rate, real))
+        local text, terr, tst = h.pm('trace --events syscalls --pid ' .. w.pid .. ' --duration 2 --max-overhead 0.01')
+        assert.equal(0, tst, terr)
+        assert.matches('DETACHED after [%d.]+ ?m?s: syscall tracer detached[^\n]*; counts and rates cover only '
+          .. 'the first [%d.]+ ?m?s', text)
+      end)
+    end)
+  end)
+
   it('trace lists io, lock and offcpu among the valid events', function()
     local _, err, st = h.pm('trace --events nosuch --duration 1')
     assert.equal(2, st)

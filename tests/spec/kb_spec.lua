@@ -98,6 +98,42 @@ describe('perf_manual.kb', function()
     assert.equal('2025-06-02_api-oom', kb.search(root, 'session cache leak')[1].id)
   end)
 
+  -- issue 17: on a full disk, reindex leaves no temporary index behind,
+  -- and a run whose index cannot be updated says so once, not per save
+  it('on a full disk: reindex fails without leftovers; the index warning is printed once', function()
+    if not h.need_root('mounts a tiny tmpfs to fill') then return end
+    local mnt = root .. '-full'
+    os.execute('mkdir -p ' .. mnt)
+    assert.is_true(os.execute('mount -t tmpfs -o size=512k tmpfs ' .. mnt) == 0)
+    local ok, err = pcall(function()
+      local sroot = mnt .. '/store'
+      build(sroot)
+      os.remove(sroot .. '/' .. kb.FILE)
+      os.execute('dd if=/dev/zero of=' .. mnt .. '/fill bs=4k count=1000 2>/dev/null')
+      local _, e, st = h.pm('reindex --store ' .. sroot)
+      assert.is_true(st ~= 0, 'reindex succeeded on a full disk')
+      assert.matches('^perf_manual: ', e)
+      local left = io.popen('ls -a ' .. sroot):read('*a')
+      assert.not_matches('%.tmp%.', left)
+    end)
+    os.execute('umount ' .. mnt)
+    os.execute('rmdir ' .. mnt)
+    if not ok then error(err, 0) end
+    -- an index that cannot be updated (full, read-only): one warning per run
+    local saved, real = io.stderr, kb.update
+    local lines = {}
+    io.stderr = { write = function(_, ...) lines[#lines + 1] = table.concat({ ... }) end } -- luacheck: ignore 122
+    kb.update = function() error('search index: database or disk is full', 0) end
+    local sok, serr = pcall(function()
+      local inv = store.open(root, store.list(root)[1])
+      for _ = 1, 5 do inv:save_metadata({ name = 'x', symptom = 'y', status = 'running' }) end
+    end)
+    io.stderr, kb.update = saved, real -- luacheck: ignore 122
+    assert(sok, serr)
+    assert.equal(1, #lines, table.concat(lines))
+    assert.matches('search index not updated', lines[1])
+  end)
+
   it('search, reindex and list-investigations work from the command line', function()
     local out, err, st = h.pm('search --store ' .. root .. ' "fsync on a saturated disk"')
     assert.equal(0, st, err)

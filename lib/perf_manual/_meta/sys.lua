@@ -49,10 +49,15 @@ function sys.rusage(who) end
 
 --- Starts argv[1] with argv (PATH searched). opts.join: a cgroup.procs /
 --- tasks file the child writes its own pid into before exec (so it never
---- runs outside the cgroup); opts.stdout / opts.stderr: a path or "null".
+--- runs outside the cgroup); opts.stdout / opts.stderr: a path or "null";
+--- opts.stdin: a path or "null"; opts.setpgid: a process group of its own;
+--- opts.pdeathsig: the signal it gets when this process dies (kill -9 too);
+--- opts.log + opts.log_cap: stdout and stderr through a logger process
+--- that keeps the first log_cap bytes in the file (then a "cut" line) and
+--- drops the rest; its pid is the second result (reap it with wait).
 ---@param argv string[]
----@param opts {join: string?, stdout: string?, stderr: string?}?
----@return integer? pid, string? err, integer? errno  err: "cannot start PROG: why", "spawn: fork: why"
+---@param opts {join: string?, stdout: string?, stderr: string?, stdin: string?, setpgid: boolean?, pdeathsig: integer?, log: string?, log_cap: number?}?
+---@return integer? pid, string|integer|nil err_or_logger_pid, integer? errno  err: "cannot start PROG: why", "spawn: fork: why"
 function sys.spawn(argv, opts) end
 
 --- Waits for a child (nohang: only looks).

@@ -101,6 +101,11 @@ end
 --- the USE result stored as use-check.json. save(name, data, kind) stores
 --- one output file and returns its path. Returns the manifest and the USE
 --- result (if the suite has one).
+--- Streaming (the `collect` command): opts.stream(name) → an appender
+--- (perf_manual.store Inv:appender) each collector's samples go to as they
+--- are taken, and opts.checkpoint(manifest) writes the manifest: once at the
+--- start (status running, partial) and at the end. A kill -9 leaves every
+--- completed interval on disk and a manifest that says the run was cut.
 function M.run(name, opts, save)
   local suite, why = suites.get(name)
   if not suite then
@@ -149,6 +154,30 @@ function M.run_on(s, suite, opts, save)
     end
     cols[#cols + 1] = c
   end
+  if opts.stream then
+    for _, c in ipairs(cols) do
+      if c.fn then c.out = opts.stream(c.name .. '.jsonl') end
+    end
+  end
+  if opts.checkpoint then
+    -- what a cut run leaves: this manifest, rewritten at the end
+    local m = {}
+    for k, v in pairs(manifest) do m[k] = v end
+    m.status, m.partial = 'running', true
+    m.note = 'written at the start and rewritten at the end: a manifest still marked running means the run '
+      .. 'was cut (killed); the .jsonl series hold every interval completed before'
+    m.items = util.array()
+    for _, rec in ipairs(recs) do
+      -- one final read at the end: a cut run has none of these
+      m.items[#m.items + 1] = { name = rec.name, kind = rec.kind, source = rec.source, started = rec.started,
+        error = rec.error, note = not rec.error and 'written at the end of the run' or nil }
+    end
+    for _, c in ipairs(cols) do
+      m.items[#m.items + 1] = { name = c.name, kind = 'collector', source = c.source, file = c.out and c.out.rel,
+        error = c.error }
+    end
+    opts.checkpoint(m)
+  end
   local last_sample
   local function sample_all()
     -- ticks closer than half an interval would give noisy rates: skip them
@@ -162,7 +191,12 @@ function M.run_on(s, suite, opts, save)
           if c.prev and c.mod.rates then
             local rok, r = pcall(c.mod.rates, c.prev, snap)
             if rok and r then
-              c.series[#c.series + 1] = { t = store.iso(), rates = r }
+              local x = { t = store.iso(), rates = r }
+              if c.out then
+                c.out:append(util.json_encode(x)) -- on disk now, not held until the end
+              else
+                c.series[#c.series + 1] = x
+              end
               c.samples = c.samples + 1
             end
           end
@@ -202,6 +236,7 @@ function M.run_on(s, suite, opts, save)
     sample_all()
   end
   if s.ended_by == 'interrupted' then manifest.stopped = true end
+  manifest.status = manifest.stopped and 'stopped early' or 'complete'
 
   for _, rec in ipairs(recs) do
     local data = stop_recorder(s, rec)
@@ -222,7 +257,10 @@ function M.run_on(s, suite, opts, save)
   for _, c in ipairs(cols) do
     local item = { name = c.name, kind = 'collector', source = c.source, samples = c.samples,
       started = manifest.started, ended = store.iso(), error = c.error, note = c.ended_early }
-    if c.samples > 0 then
+    if c.out then c.out:close() end
+    if c.out and c.samples > 0 then
+      item.file = c.out.rel
+    elseif c.samples > 0 then
       local lines = {}
       for i, x in ipairs(c.series) do lines[i] = util.json_encode(x) end
       item.file = save(c.name .. '.jsonl', table.concat(lines, '\n') .. '\n', 'series')

@@ -172,8 +172,10 @@ function Session:check_budget(now)
       local over, why = tr:over_budget(self.budget)
       if over then
         tr:detach(why)
+        -- when matters: the tracer's figures cover only the time before it
+        why = why .. string.format(' after %.1f s', now - (self.t0 or now))
         self.detached[name] = why
-        self:note(why .. string.format(' after %.1f s', now - (self.t0 or now)))
+        self:note(why)
       end
     end
   end

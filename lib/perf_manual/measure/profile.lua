@@ -112,7 +112,16 @@ function M.run_on(s, opts)
       end,
     })
     if not rok then ps:close() error(rerr, 0) end
-    if s.ended_by == 'interrupted' then s:note('stopped early by the user') end
+    -- a partial window is said, in the result and the text
+    local partial
+    if s.ended_by == 'interrupted' then
+      partial = string.format('stopped early (Ctrl-C) after %s of the %s asked: the profile covers only that',
+        util.fmt_duration(s:elapsed()), util.fmt_duration(s.duration))
+    elseif s.ended_by == 'target exited' then
+      partial = string.format('the target exited after %s of the %s asked: the profile covers only that',
+        util.fmt_duration(s.exited_after or s:elapsed()), util.fmt_duration(s.duration))
+    end
+    if partial then s:note(partial) end
     local t_stop, ru1 = sys.now(), sys.rusage()
     local prof, serr = ps:stop()
     if not prof then fail(tostring(serr)) end
@@ -131,6 +140,8 @@ function M.run_on(s, opts)
     prof.t_stop = t_stop
     prof.notes = s.notes
     prof.ended_by = s.ended_by
+    prof.exited_after = s.exited_after
+    prof.partial = partial
     return prof
   end)
   if not ok then

@@ -50,6 +50,16 @@ function M.passive(opts)
     }
     local res = s:stop_tracers().red
     if not res then util.user_error('red-check: reading the request tracer failed: ' .. tostring(s.errors.red)) end
+    -- a window cut short is said, in the result and the text
+    res.ended_by, res.exited_after = s.ended_by, s.exited_after
+    if s.ended_by == 'target exited' then
+      res.partial = string.format('process %d exited after %s of the %s asked: the figures cover only that', pid,
+        util.fmt_duration(s.exited_after or s:elapsed()), util.fmt_duration(s.duration))
+    elseif s.ended_by == 'interrupted' then
+      res.partial = string.format('stopped early (Ctrl-C) after %s of the %s asked: the figures cover only that',
+        util.fmt_duration(s:elapsed()), util.fmt_duration(s.duration))
+    end
+    if res.partial then s:note(res.partial) end
     return res, pid, sys.now() - s.t0
   end)
 end

@@ -231,17 +231,30 @@ function M.resolve(spec)
   util.user_error(string.format("no process, service or command named '%s'", spec))
 end
 
+--- Most of a launched command's output kept in its log (the rest is dropped).
+M.LOG_CAP = 16 * 2 ^ 20
+
 --- Starts a command target; it becomes a pid target with launched = true.
---- opts.log: where its stdout and stderr go (default /dev/null).
+--- opts.log: where its stdout and stderr go (default /dev/null), the first
+--- opts.log_cap bytes (default LOG_CAP). The command gets a process group
+--- of its own and SIGKILL when this process dies (kill -9 included), so it
+--- never outlives the run that launched it.
 function M.launch(t, opts)
   if t.kind ~= 'command' then return t end
   opts = opts or {}
-  local log = opts.log or 'null'
-  local pid, err = sys.spawn(t.argv, { stdout = log, stderr = log })
+  local so = { stdin = 'null', setpgid = true, pdeathsig = 9 }
+  if opts.log then
+    so.log, so.log_cap = opts.log, opts.log_cap or M.LOG_CAP
+  else
+    so.stdout, so.stderr = 'null', 'null'
+  end
+  local pid, err = sys.spawn(t.argv, so)
   if not pid then util.user_error('cannot start ' .. t.command .. ': ' .. tostring(err)) end
+  if opts.log then t.logger = err end
   -- a program that fails at once (bad arguments) is not a target
   sys.sleep(opts.settle or 0.3)
   if sys.wait(pid, true) ~= 'running' then
+    if t.logger then sys.wait(t.logger) end
     util.user_error(t.command .. ' exited at once' .. (opts.log and (' (see ' .. opts.log .. ')') or ''))
   end
   t.kind, t.pid, t.launched = 'pid', pid, true
@@ -251,15 +264,25 @@ function M.launch(t, opts)
 end
 
 --- Stops a launched target (TERM, then KILL after a second); others are
---- left alone.
+--- left alone. The whole process group goes (what the command started too).
 function M.stop(t)
   if not (t and t.launched and t.pid) or t.stopped then return end
-  sys.kill(t.pid, 15)
+  -- the group first (its id is the pid: launched with setpgid), else the pid
+  if not sys.kill(-t.pid, 15) then sys.kill(t.pid, 15) end
   for _ = 1, 20 do
     if sys.wait(t.pid, true) ~= 'running' then break end
     sys.sleep(0.05)
   end
   if sys.wait(t.pid, true) == 'running' then sys.kill(t.pid, 9); sys.wait(t.pid) end
+  sys.kill(-t.pid, 9) -- stragglers of the group
+  if t.logger then
+    -- it exits once every writer of the pipe is gone
+    for _ = 1, 20 do
+      if sys.wait(t.logger, true) ~= 'running' then break end
+      sys.sleep(0.05)
+    end
+    if sys.wait(t.logger, true) == 'running' then sys.kill(t.logger, 9); sys.wait(t.logger) end
+  end
   t.stopped = true
 end
 

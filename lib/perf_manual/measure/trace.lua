@@ -114,7 +114,8 @@ function M.run_on(s, wanted, opts)
     s:note(string.format('process %s exited after %s: showing what was traced until then',
       tostring(s.target.pid or s.target.label), util.fmt_duration(s.exited_after or 0)))
   elseif ended_by == 'interrupted' then
-    s:note('interrupted: final histograms below')
+    s:note(string.format('stopped early (Ctrl-C) after %s of %s: final histograms below',
+      util.fmt_duration(s:elapsed()), util.fmt_duration(s.duration)))
   end
   local final = s:stop_tracers()
   local out = { target = targets.describe(s.target), events = util.array(names), results = {},

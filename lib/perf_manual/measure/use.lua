@@ -349,7 +349,8 @@ function M.collect_on(s, opts)
   M.bpf_finish(s, bsrc, m)
   if m.stopped then
     m.partial = true
-    m.notes[#m.notes + 1] = string.format('stopped after %.1f s of %.1f s: results cover what was collected',
+    m.notes[#m.notes + 1] = string.format(
+      'stopped early (Ctrl-C) after %.1f s of %.1f s: results cover what was collected',
       m.elapsed, duration)
   end
   if m.exited then

@@ -28,7 +28,13 @@ function M.quality_line(q)
     parts[#parts + 1] = 'bpf cost ' .. (q.bpf_cost_note or 'not measured')
   end
   if q.self_cpu_pct then parts[#parts + 1] = fmt('tool cpu %.2f%%', q.self_cpu_pct) end
-  if q.detached then parts[#parts + 1] = 'DETACHED: ' .. q.detached end
+  if q.detached then
+    -- say when, and that every rate is over the attached time only
+    parts[#parts + 1] = q.detached_after_s
+      and fmt('DETACHED after %s: %s; counts and rates cover only the first %s (while attached)',
+        util.fmt_duration(q.detached_after_s), q.detached, util.fmt_duration(q.detached_after_s))
+      or ('DETACHED: ' .. q.detached)
+  end
   return table.concat(parts, ', ')
 end
 

@@ -307,15 +307,27 @@ function Tracer:quality()
   if q.elapsed_s > 0 then q.self_cpu_pct = q.self_cpu_s / q.elapsed_s * 100 end
   q.self_maxrss_kb = ru.maxrss_kb
   q.detached = self.detached
+  -- when it stopped counting: the figures cover only the time before
+  if self.detached_at then q.detached_after_s = self.detached_at - self.t0 end
   return q
+end
+
+--- Seconds of the current interval (since start or the last clearing
+--- read) during which the programs were attached: counts stop growing at a
+--- detach, so rates divide by this, not by the wall-clock interval.
+function Tracer:attached_seconds(now)
+  local stop = now
+  if self.detached_at and self.detached_at < now then stop = self.detached_at end
+  return math.max(0, stop - self.since)
 end
 
 --- Ends a read(): stamps res with the tracer's name, the seconds since
 --- start (or the last clearing read) and the quality now; a clearing read
---- (opts.clear) starts the next interval at `now`. Returns res.
+--- (opts.clear) starts the next interval at `now`. After a detach,
+--- `seconds` stops at the detach (see attached_seconds). Returns res.
 function Tracer:finish_read(res, now, opts)
   res.tracer = self.name
-  res.seconds = now - self.since
+  res.seconds = self:attached_seconds(now)
   res.quality = self:quality()
   if opts.clear then self.since = now end
   return res

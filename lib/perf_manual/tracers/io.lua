@@ -299,7 +299,7 @@ function Io:read(opts)
       hs[#hs + 1] = M.decode_hist(e.key, e.value)
     end
     local names = self.names
-    local rows, devices = M.aggregate(hs, now - self.since, function(maj, min)
+    local rows, devices = M.aggregate(hs, self:attached_seconds(now), function(maj, min)
       return M.devname(maj, min, nil, names)
     end)
     res = { rows = finish_rows(rows), devices = finish_rows(devices) }

@@ -341,7 +341,7 @@ function Lock:read(opts)
       local n = count_tasks(self.target)
       if n then self.nthreads = math.max(self.nthreads or 0, n) end
     end
-    res = M.analyse(d, now - self.since, self.nthreads)
+    res = M.analyse(d, self:attached_seconds(now), self.nthreads)
     res.counters = d.counters
     if self.stacks then M.name_stacks(res) end
   end

@@ -195,7 +195,7 @@ function Syscall:read(opts)
     for _, e in ipairs(assert(self.errs_map:read{ clear = opts.clear })) do
       errs[#errs + 1] = M.decode_err(e.key, e.value)
     end
-    res = M.aggregate(stats, errs, self.names, now - self.since)
+    res = M.aggregate(stats, errs, self.names, self:attached_seconds(now))
   end
   res.mode = self.mode
   self:finish_read(res, now, opts)

@@ -11,11 +11,12 @@ local common = require('perf_manual.verbs.common')
 
 local M = {}
 
-local function run(inv, what, opts, save)
+local function run(inv, what, opts, save, stream)
   local params = inv.params or {}
   local manifest = measure_collect.run(what, { duration = opts.duration or params.duration or 5,
     interval = opts.interval, target = common.target(inv, opts), judge = use_check.judge,
-    max_overhead = opts.max_overhead, progress = common.progress(inv), note = opts.note }, save)
+    max_overhead = opts.max_overhead, progress = common.progress(inv), note = opts.note,
+    stream = stream and stream.stream, checkpoint = stream and stream.checkpoint }, save)
   inv:progress_done()
   return manifest
 end
@@ -35,7 +36,11 @@ function M.collect(inv, opts)
     local ok, manifest = pcall(run, inv, what, opts, function(name, data)
       if type(data) == 'table' then return out:write_json(store.artifact_rel(name), data) end
       return out:write(store.artifact_rel(name), data)
-    end)
+    end, {
+      -- samples on disk as they come, and a manifest from the start (kill -9 safe)
+      stream = function(name) return out:appender(store.artifact_rel(name)) end,
+      checkpoint = function(m) out:write_json('manifest.json', m) end,
+    })
     if ok then out:write_json('manifest.json', manifest) end
     out:release()
     if not ok then error(manifest, 0) end

@@ -82,6 +82,7 @@ function M.profile(inv, opts)
     out.folded = profilers.folded(prof)
     out.lost_events = prof.lost_samples
     out.backend, out.fallback_why, out.ended_by = prof.backend, prof.fallback_why, prof.ended_by
+    out.exited_after_s, out.partial = prof.exited_after, prof.partial
     out.session_notes = util.array(prof.notes)
     out._profile = prof
     return out
@@ -178,8 +179,18 @@ function M.write_profile(inv, r, dir, formats)
   return prof
 end
 
-function M.render_profile(_, prof, opts) return profilers.render(prof, opts) end
-function M.profile_json(_, prof, opts) return profilers.to_json(prof, opts) end
+--- The profile's text; a window cut short (target exited, Ctrl-C) says so first.
+function M.render_profile(_, prof, opts)
+  local text = profilers.render(prof, opts)
+  if prof.partial then text = 'partial: ' .. prof.partial .. '\n' .. text end
+  return text
+end
+
+function M.profile_json(_, prof, opts)
+  local doc = profilers.to_json(prof, opts)
+  doc.ended_by, doc.exited_after_s, doc.partial = prof.ended_by, prof.exited_after, prof.partial
+  return doc
+end
 
 M.verbs = { profile = M.profile, write_profile = M.write_profile, check_profile_formats = M.check_profile_formats,
   render_profile = M.render_profile, profile_json = M.profile_json }

@@ -20,6 +20,7 @@ function M.red_check(inv, opts)
       local res, pid, secs = measure_red.passive { target = 'pid:' .. tostring(opts.passive), duration = duration,
         progress = common.progress(inv), note = opts.note, max_overhead = opts.max_overhead }
       s = red.summarize_passive(res, pid, secs)
+      s.ended_by, s.exited_after_s, s.partial = res.ended_by, res.exited_after, res.partial
     else
       local res, why = measure_red.active { endpoint = opts.endpoint, rate = opts.rate, duration = duration,
         connections = opts.connections or 2, timeout = opts.timeout, progress = common.progress(inv) }
@@ -35,6 +36,7 @@ end
 function M.judge(s)
   s.findings = red.findings(s)
   s.text = (s.mode == 'passive' and red.render_passive or red.render)(s, { charts = charts })
+  if s.partial then s.text = 'partial: ' .. s.partial .. '\n' .. s.text end
   return s
 end
 
