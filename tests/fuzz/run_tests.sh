@@ -1,6 +1,6 @@
 #!/bin/sh
 # The fuzz targets as tests (part of `make test`): each replays its stored
-# corpus (tests/fuzz/corpus/TARGET) and then runs a fixed number of mutated
+# seeds (tests/fuzz/seeds/TARGET) and then runs a fixed number of mutated
 # inputs with a fixed seed, under ASan/UBSan. A crash, leak, sanitizer report
 # or failed assertion is a failed case; the crashing input is left in
 # build/fuzz/TARGET-crash-*. Appends "fuzz P F S" to build/test-results.
@@ -25,8 +25,8 @@ for t in ${*:-fold http}; do
   rm -rf "$scratch"; mkdir -p "$scratch"
   log=build/fuzz/$t.log
   if "build/fuzz/fuzz_$t" -seed=1 -runs="$runs" -max_len=4096 -timeout=30 -rss_limit_mb=2048 \
-      -artifact_prefix="build/fuzz/$t-" "$scratch" "tests/fuzz/corpus/$t" > "$log" 2>&1; then
-    echo "ok     fuzz_$t: stored corpus and $runs inputs"; pass=$((pass + 1))
+      -artifact_prefix="build/fuzz/$t-" "$scratch" "tests/fuzz/seeds/$t" > "$log" 2>&1; then
+    echo "ok     fuzz_$t: stored seeds and $runs inputs"; pass=$((pass + 1))
   else
     echo "FAIL   fuzz_$t (build/fuzz/$t.log):"; tail -n 30 "$log"; fail=$((fail + 1))
   fi

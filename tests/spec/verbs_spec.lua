@@ -10,6 +10,14 @@ local function write(path, text)
 end
 
 describe('perf_manual.verbs', function()
+  it('finds every verb the built-in verb modules export, by name', function()
+    for _, m in ipairs({ 'target', 'use_check', 'trace', 'profile', 'red_check', 'collect', 'quantify' }) do
+      for name, fn in pairs(require('perf_manual.verbs.' .. m).verbs) do
+        assert.equal(fn, verbs.get(name), m .. '.' .. name)
+      end
+    end
+  end)
+
   it('registers the built-in measuring verbs', function()
     for _, name in ipairs({ 'use_check', 'trace', 'profile', 'red_check', 'collect', 'quantify', 'target' }) do
       assert.is_function(verbs.get(name), name)

@@ -65,6 +65,7 @@ end
 -- or the store.
 local BUILTIN = {
   target = function() return require('perf_manual.verbs.target') end,
+  check_output = function() return require('perf_manual.verbs.target') end,
   use_check = function() return require('perf_manual.verbs.use_check') end,
   trace = function() return require('perf_manual.verbs.trace') end,
   render_tracer = function() return require('perf_manual.verbs.trace') end,
