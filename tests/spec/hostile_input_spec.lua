@@ -118,7 +118,7 @@ local function cases(store, file, dir)
     { "fold " .. missing, 'fold: cannot read ' .. missing },
     { "fold " .. dir, 'fold: cannot read ' .. dir .. ': Is a directory' },
     { "flamegraph " .. missing, 'flamegraph: cannot read ' .. missing },
-    { "profile --output " .. file .. " --duration 1", 'is not a directory' },
+    { "profile --output " .. file .. " --duration 1", 'is a file, not a directory' },
     { "trace --replay " .. missing, 'trace: not in the recorded data' },
     { "reindex --store " .. missing, 'no investigation store at ' .. missing },
     -- diff
