@@ -56,6 +56,8 @@ local function cases(store, file, dir)
     { "collect --output " .. dir .. "/c --duration -5", 'collect: --duration must be more than 0' },
     { "collect --output " .. dir .. "/c --duration 2d", "bad value for --duration '2d'" },
     { "collect --output ''", 'collect: --output must not be empty' },
+    -- an interval of 0 busy-looped (issue 17 item 4)
+    { "collect --output " .. dir .. "/c --interval 0", 'collect: --interval must be more than 0' },
     -- use-check, trace, profile, red-check: refused before they measure
     { "use-check --duration -1", 'use-check: --duration must be more than 0' },
     { "use-check --interval -0.5", 'use-check: --interval must be more than 0' },
