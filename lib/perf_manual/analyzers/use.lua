@@ -600,12 +600,18 @@ function M.analyze(m, opts)
   by.cpu = M.rules.cpu(m, T); rows[#rows + 1] = by.cpu
   by.memory = M.rules.memory(m, T); rows[#rows + 1] = by.memory
   -- the measures keep every disk and interface; idle ones get no row
+  -- checked and idle is not the same as not checked: idle ones are named
   local disks, nets = {}, {}
+  local idle = { disks = util.array(), nets = util.array() }
   for _, d in ipairs(m.disks or {}) do
-    if (d.util_pct or 0) >= T.disk.busy_util then disks[#disks + 1] = d end
+    if (d.util_pct or 0) >= T.disk.busy_util then disks[#disks + 1] = d else idle.disks[#idle.disks + 1] = d.name end
   end
   for _, n in ipairs(m.nets or {}) do
-    if (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0) >= T.network.active_bytes_per_s then nets[#nets + 1] = n end
+    if (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0) >= T.network.active_bytes_per_s then
+      nets[#nets + 1] = n
+    else
+      idle.nets[#idle.nets + 1] = n.name
+    end
   end
   local busiest
   for _, d in ipairs(disks) do
@@ -656,7 +662,7 @@ function M.analyze(m, opts)
       utilization = r.utilization, saturation = r.saturation, errors = r.errors,
       why = util.array(r.why), notes = util.array(r.notes) }
   end
-  return { rows = out, verdict = verdict }
+  return { rows = out, verdict = verdict, idle = idle }
 end
 
 
@@ -750,6 +756,12 @@ function M.render(r)
     for _, note in ipairs(row.notes or {}) do out[#out + 1] = string.rep(' ', 26) .. 'note: ' .. note end
   end
   local m = r.measures or {}
+  local idle = r.idle or {}
+  if (idle.disks and #idle.disks > 0) or (idle.nets and #idle.nets > 0) then
+    out[#out + 1] = string.format('checked, idle (no row): disks %s; network %s',
+      #(idle.disks or {}) > 0 and table.concat(idle.disks, ' ') or '-',
+      #(idle.nets or {}) > 0 and table.concat(idle.nets, ' ') or '-')
+  end
   if m.not_disks and #m.not_disks > 0 then
     local names = {}
     for _, d in ipairs(m.not_disks) do names[#names + 1] = d.name end

@@ -18,6 +18,7 @@ function M.judge(m)
   r.partial, r.stopped, r.exited, r.alive_s = m.partial, m.stopped, m.exited, m.alive_s
   r.rows, r.notes = util.array(r.rows), util.array(m.notes)
   r.sources = use.sources(m)
+  r.idle = r.idle or { disks = util.array(), nets = util.array() }
   r.measures = m
   r.text = use.render(r)
   return use.normalize(r)

@@ -320,4 +320,19 @@ describe('perf_manual.analyzers.use', function()
     m.task.read_bytes_per_s, m.task.write_bytes_per_s = 2048, 0
     assert.matches('I/O read 2.0K/s write 0B/s', text(), 1, true)
   end)
+  it('names the disks and interfaces it checked and found idle instead of dropping them', function()
+    local m = recorded('fsync_writer_pid')
+    local busy = m.disks[1]
+    m.disks[#m.disks + 1] = { name = 'vdz', util_pct = 0.5, aqu_sz = 0, r_s = 0, w_s = 1 }
+    m.nets = { { name = 'lo', rx_bytes_per_s = 10, tx_bytes_per_s = 10 } }
+    local r = use.analyze(m)
+    assert.same({ 'vdz' }, r.idle.disks)
+    assert.same({ 'lo' }, r.idle.nets)
+    local names = {}
+    for _, x in ipairs(r.rows) do names[x.name] = x.resource end
+    assert.equal('disk', names[busy.name])
+    assert.is_nil(names.vdz)
+    r.target, r.elapsed, r.samples, r.measures = m.target, 1, 1, m
+    assert.matches('\nchecked, idle %(no row%): disks vdz; network lo\n', use.render(r))
+  end)
 end)

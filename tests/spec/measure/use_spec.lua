@@ -98,6 +98,13 @@ describe('perf_manual.measure.use', function()
       if idle_net then assert.are_not.equal(idle_net.name, x.resource == 'network' and x.name or nil) end
     end
     assert.is_true(#m.nets > 0, 'loopback at least is an interface')
+    -- every disk and interface measured is either a row or named as idle
+    local accounted = {}
+    for _, x in ipairs(r.rows) do accounted[x.name] = true end
+    for _, n in ipairs(r.idle.disks) do accounted[n] = true end
+    for _, n in ipairs(r.idle.nets) do accounted[n] = true end
+    for _, d in ipairs(m.disks) do assert.is_true(accounted[d.name], d.name) end
+    for _, n in ipairs(m.nets) do assert.is_true(accounted[n.name], n.name) end
   end)
 
   it('ends early with the stop flag, covering what it collected', function()
