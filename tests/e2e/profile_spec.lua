@@ -72,6 +72,37 @@ describe('perf_manual profile', function()
     end)
   end
 
+  it('gives the on-CPU share of a process, as /proc counts it, and says when its time goes elsewhere', function()
+    if not h.need_root() then return end
+    h.with_machine_lock(function()
+      local function cpu_ticks(pid)
+        local f = util.readfile('/proc/' .. pid .. '/stat')
+        local rest = f:match('%) (.*)$')
+        local fields = {}
+        for x in rest:gmatch('%S+') do fields[#fields + 1] = x end
+        return tonumber(fields[12]) + tonumber(fields[13]) -- utime, stime (fields 14 and 15)
+      end
+      local burner, blocker, dir = start('burn', 20), start('block', 20), tmpdir()
+      local ok, e = pcall(function()
+        sys.sleep(0.2)
+        local t0, c0 = sys.now(), cpu_ticks(burner)
+        local out = h.pm(string.format('profile --pid %d --duration 2 --json --format folded --output %s', burner, dir))
+        local proc_share = (cpu_ticks(burner) - c0) / sys.info().clk_tck / (sys.now() - t0)
+        local doc = assert(util.json_decode(out))
+        assert.equal('pid', doc.target_kind)
+        assert.near(proc_share, doc.on_cpu_share, 0.15)
+        local text = h.pm(string.format('profile --pid %d --duration 2 --format folded --output %s', blocker, dir))
+        assert.matches('the target was on a CPU about [%d.]+%% of the time', text)
+        assert.matches('%-%-off%-cpu shows where it waits', text)
+        local busy = h.pm(string.format('profile --pid %d --duration 1 --format folded --output %s', burner, dir))
+        assert.is_nil(busy:find('its time goes elsewhere', 1, true))
+      end)
+      reap(burner); reap(blocker)
+      os.execute("rm -rf '" .. dir .. "'")
+      assert(ok, e)
+    end)
+  end)
+
   it('falls back to perf record by itself without BPF privileges, and says so', function()
     if not h.need_root('setpriv to an unprivileged user') then return end
     local paranoid = tonumber(util.readfile('/proc/sys/kernel/perf_event_paranoid') or '')

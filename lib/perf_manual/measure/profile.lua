@@ -135,6 +135,7 @@ function M.run_on(s, opts)
       prof.cost.cpu_share = prof.cost.bpf_s and (user_s + prof.cost.bpf_s) / (t_stop - t_start)
     end
     prof.target = t.label
+    prof.target_kind = t.kind
     prof.backend = backend
     prof.fallback_why = fallback_why
     prof.t_stop = t_stop

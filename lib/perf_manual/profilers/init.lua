@@ -240,6 +240,16 @@ function M.quality_lines(p)
   return lines
 end
 
+--- For an on-CPU profile of one process: its samples as a share of what
+--- one thread always on a CPU would give (freq x duration); nil otherwise.
+M.ELSEWHERE_SHARE = 0.2
+function M.on_cpu_share(p)
+  if p.kind == 'offcpu' or p.target_kind ~= 'pid' or not p.freq or not p.duration or p.duration <= 0 then
+    return nil
+  end
+  return p.total / (p.freq * p.duration)
+end
+
 --- Text summary: header, quality, top functions.
 function M.render(p, opts)
   opts = opts or {}
@@ -250,6 +260,13 @@ function M.render(p, opts)
     p.source == 'bpf' and 'BPF' or 'perf record (fallback: ' .. (p.fallback_why or 'BPF unavailable') .. ')',
     p.freq and string.format(' at %d Hz', p.freq) or '')
   for _, l in ipairs(M.quality_lines(p)) do out[#out + 1] = '  ' .. l end
+  local share = M.on_cpu_share(p)
+  if share and share < M.ELSEWHERE_SHARE then
+    -- a handful of samples is a sign the time goes somewhere else
+    out[#out + 1] = string.format('the target was on a CPU about %.1f%% of the time (%d samples of the %d one '
+      .. 'busy thread gives): its time goes elsewhere; --off-cpu shows where it waits', share * 100, p.total,
+      math.floor(p.freq * p.duration + 0.5))
+  end
   if p.total == 0 then
     out[#out + 1] = p.kind == 'offcpu' and 'no blocked time recorded: the target did not block above the threshold'
       or 'no samples: the target did not run on a CPU during the capture'
@@ -291,7 +308,8 @@ function M.to_json(p, opts)
   local top = M.top(p, (opts and opts.top) or 20)
   return {
     kind = p.kind, source = p.source, unit = p.unit, target = p.target,
-    duration_s = p.duration, freq = p.freq, total = p.total,
+    duration_s = p.duration, freq = p.freq, total = p.total, target_kind = p.target_kind,
+    on_cpu_share = M.on_cpu_share(p),
     fallback = p.fallback_why, quality = p.quality, top = top,
     binaries = util.array(p.binaries or {}), files = p.files and util.array(p.files) or nil,
     bpf_run_time_ns = p.bpf_run_time_ns, cost = p.cost,

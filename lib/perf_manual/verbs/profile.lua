@@ -31,6 +31,7 @@ function M.rebuild(rec, folded)
   end
   local q = rec.quality or {}
   local prof = profilers.new { kind = rec.kind, source = rec.source, unit = rec.unit, target = rec.target,
+    target_kind = rec.target_kind,
     duration = rec.duration_s, freq = rec.freq, fallback_why = rec.fallback, stacks = stacks,
     binaries = rec.binaries, lost_samples = q.lost_samples, lost_stacks = q.lost_stacks,
     bpf_run_time_ns = rec.bpf_run_time_ns, cost = rec.cost }
