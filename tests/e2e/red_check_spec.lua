@@ -125,7 +125,7 @@ describe('red-check e2e', function()
       assert.is_true(tonumber(responses) > 0, out)  -- and some were sent and answered
       -- a 30 s run stops at SIGINT after 1 s
       local _, err3, status3, secs3 = timed(string.format(
-        'timeout --preserve-status -s INT -k 60 1 %s/bin/perf_manual --lua %s 30', h.root, script))
+        'timeout --foreground --preserve-status -s INT -k 60 1 %s/bin/perf_manual --lua %s 30', h.root, script))
       os.remove(script)
       assert.is_true(secs3 < 15, 'took ' .. secs3 .. ' s')
       assert.equal(0, status3, err3)

@@ -55,12 +55,14 @@ describe('diff', function()
       FX, FX))
     assert.equal(2, st)
     assert.equal('perf_manual: diff: --iterations must be at most 100000\n', err)
-    -- 100000 resamples take seconds; SIGINT at 1 s ends them (the old loop never looked)
+    -- 100000 resamples take seconds; SIGINT at 1 s ends them (the old loop never looked).
+    -- --foreground: one SIGINT to the tool only (timeout also signals its whole
+    -- process group otherwise, and a second SIGINT is the tool's hard stop)
     local dir = h.tmpdir()
     local sys = require('perf_manual._c.sys')
     local t0 = sys.now()
     local out
-    out, err, st = h.sh(string.format("timeout --preserve-status -s INT -k 60 1 %s/bin/perf_manual diff "
+    out, err, st = h.sh(string.format("timeout --foreground --preserve-status -s INT -k 60 1 %s/bin/perf_manual diff "
       .. "--before '%s/before' --after '%s/after' --iterations 100000 --output '%s/d.md'", h.root, FX, FX, dir))
     local secs = sys.now() - t0
     assert.is_true(secs < 15, 'took ' .. secs .. ' s')
