@@ -2,6 +2,7 @@
 --- a process's own syscalls (passive mode). Plain tables in, a summary and
 --- findings out; rendering for the terminal.
 local util = require('perf_manual.util')
+local report_tracers = require('perf_manual.report.tracers')
 
 local M = {}
 
@@ -237,7 +238,7 @@ function M.render_passive(s, opts)
   add('Connections: %d open at start, %d accepted, %d evicted from the table; calls on other fds: read %d, write %d',
     r.connections_at_start or 0, r.connections_accepted or 0, r.connections_evicted or 0,
     s.other_fd and s.other_fd.read or 0, s.other_fd and s.other_fd.write or 0)
-  if s.quality then add('quality: %s', require('perf_manual.report.tracers').quality_line(s.quality)) end
+  if s.quality then add('quality: %s', report_tracers.quality_line(s.quality)) end
   return table.concat(L, '\n') .. '\n'
 end
 

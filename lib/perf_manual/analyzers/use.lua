@@ -1,9 +1,7 @@
 --- The USE method (Utilization, Saturation, Errors) for CPU, memory, each
 --- busy disk, each network interface with traffic, and locks.
 ---
----   local use = require('perf_manual.analyzers.use')
----   local m = require('perf_manual.measure.use').collect { target = 'system', duration = 5 }
----   local r = use.analyze(m)
+---   local r = use.analyze(m)   -- m: the measures perf_manual.measure.use collected
 ---   r.rows     -- { Row, ... } in table order
 ---   r.verdict  -- { resource = 'cpu'|'memory'|'disk'|'network'|'lock'|nil, name=, status=, text= }
 ---   use.render(r) -- the text table

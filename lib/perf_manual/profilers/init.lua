@@ -205,94 +205,13 @@ function M.inclusive_share(p, pattern)
   return c / p.total
 end
 
-local function pct(x) return x and string.format('%.1f%%', x * 100) or 'not measured' end
-
-local function fmt_count(p, c)
-  if p.unit == 'us' then return util.fmt_duration(c / 1e6) end
-  return tostring(c)
-end
-
---- The quality lines (also used in reports).
-function M.quality_lines(p)
-  local q = p.quality
-  local lines = {}
-  local lost = q.lost_samples and tostring(q.lost_samples)
-    or 'not measured (' .. (p.lost_why or 'unknown source') .. ')'
-  if p.unit == 'us' then
-    lines[#lines + 1] = string.format('blocked %s in total, lost blocks %s%s%s',
-      util.fmt_duration(q.samples / 1e6), lost,
-      q.lost_stacks and string.format(', stacks lost %d', q.lost_stacks) or '',
-      p.short_blocks and string.format(', %d blocks under %s not kept', p.short_blocks,
-        util.fmt_duration((p.min_us or 1) / 1e6)) or '')
-  else
-    lines[#lines + 1] = string.format('samples %s, lost %s%s', q.samples, lost,
-      q.lost_stacks and string.format(', stacks lost %d', q.lost_stacks) or '')
-  end
-  lines[#lines + 1] = string.format(
-    'stacks with unnamed frames %s, truncated at %d frames %s, user stacks cut short %s',
-    pct(q.unknown_share), p.max_depth or 127, pct(q.truncated_share), pct(q.short_user_share))
-  if #q.without_frame_pointers > 0 then
-    lines[#lines + 1] = 'built without frame pointers (their callers are missing from stacks through them): '
-      .. table.concat(q.without_frame_pointers, ', ')
-  elseif p.source == 'perf' then
-    lines[#lines + 1] = 'frame pointer check: not measured (perf fallback)'
-  end
-  return lines
-end
-
 --- For an on-CPU profile of one process: its samples as a share of what
 --- one thread always on a CPU would give (freq x duration); nil otherwise.
-M.ELSEWHERE_SHARE = 0.2
 function M.on_cpu_share(p)
   if p.kind == 'offcpu' or p.target_kind ~= 'pid' or not p.freq or not p.duration or p.duration <= 0 then
     return nil
   end
   return p.total / (p.freq * p.duration)
-end
-
---- Text summary: header, quality, top functions.
-function M.render(p, opts)
-  opts = opts or {}
-  local out = {}
-  local what = p.kind == 'offcpu' and 'off-CPU' or 'on-CPU'
-  out[#out + 1] = string.format('%s profile of %s for %s via %s%s', what, p.target or 'the system',
-    util.fmt_duration(p.duration),
-    p.source == 'bpf' and 'BPF' or 'perf record (fallback: ' .. (p.fallback_why or 'BPF unavailable') .. ')',
-    p.freq and string.format(' at %d Hz', p.freq) or '')
-  for _, l in ipairs(M.quality_lines(p)) do out[#out + 1] = '  ' .. l end
-  local share = M.on_cpu_share(p)
-  if share and share < M.ELSEWHERE_SHARE then
-    -- a handful of samples is a sign the time goes somewhere else
-    out[#out + 1] = string.format('the target was on a CPU about %.1f%% of the time (%d samples of the %d one '
-      .. 'busy thread gives): its time goes elsewhere; --off-cpu shows where it waits', share * 100, p.total,
-      math.floor(p.freq * p.duration + 0.5))
-  end
-  if p.total == 0 then
-    out[#out + 1] = p.kind == 'offcpu' and 'no blocked time recorded: the target did not block above the threshold'
-      or 'no samples: the target did not run on a CPU during the capture'
-    return table.concat(out, '\n') .. '\n'
-  end
-  local top = M.top(p, opts.top or 10)
-  local unit = p.unit == 'us' and 'blocked' or 'samples'
-  for _, which in ipairs({ 'inclusive', 'self' }) do
-    out[#out + 1] = ''
-    out[#out + 1] = string.format('top functions by %s %s:', which, unit)
-    for _, t in ipairs(top[which]) do
-      out[#out + 1] = string.format('  %6.1f%%  %10s  %s', t.share * 100, fmt_count(p, t.count), t.name)
-    end
-  end
-  if p.cost then
-    out[#out + 1] = ''
-    out[#out + 1] = string.format('profiler cost while sampling: %s of one CPU (user+sys %s, BPF program %s)',
-      p.cost.cpu_share and string.format('%.2f%%', p.cost.cpu_share * 100) or 'not measured',
-      util.fmt_duration(p.cost.user_sys_s),
-      p.cost.bpf_s and util.fmt_duration(p.cost.bpf_s) or 'not measured (BPF stats off)')
-  end
-  if p.files then
-    out[#out + 1] = ''
-    for _, f in ipairs(p.files) do out[#out + 1] = 'wrote ' .. f end
-  end
-  return table.concat(out, '\n') .. '\n'
 end
 
 --- The profile as a perf_manual.fold profile (folded stacks with counts).

@@ -107,7 +107,6 @@ end
 ---@return userdata? obj, string variant_or_err
 function M.load_variants(name, config, variants, opts)
   opts = opts or {}
-  local bpf = require('perf_manual.bpf')
   if M.prefer_raw_tp() then
     -- with the build's cut-down BTF, raw_tp programs load without parsing the
     -- kernel's whole BTF (tp_btf needs it to find its attach point)

@@ -6,7 +6,7 @@
 ---   local t = assert(io_tracer.start{ pid = 1234, snoop = true })
 ---   for _, e in ipairs(t:poll(100)) do ... end     -- snoop stream
 ---   local r = t:read{ clear = true }               -- per interval
----   io.write(require('perf_manual.report.tracers').render('io', t:stop()))
+---   -- the text of a result is perf_manual.report.tracers' job, not this module's
 local ffi = require('ffi')
 local base = require('perf_manual.tracers.base')
 local hist = require('perf_manual.hist')

@@ -7,7 +7,7 @@
 ---
 ---   local t = assert(lock.start{ pid = 1234, stacks = true })
 ---   local r = t:read{ clear = true }      -- r.futex, r.threads, r.kernel, r.use
----   io.write(require('perf_manual.report.tracers').render('lock', t:stop()))
+---   -- the text of a result is perf_manual.report.tracers' job, not this module's
 local sym = require('perf_manual.sym')
 local ffi = require('ffi')
 local bit = require('bit')

@@ -12,7 +12,7 @@
 ---
 ---   local t = assert(red.start{ pid = 1234 })   -- the process and its children
 ---   local r = t:read{ clear = true }            -- per interval
----   io.write(require('perf_manual.report.tracers').render('red', t:stop()))
+---   -- the text of a result is perf_manual.report.tracers' job, not this module's
 local ffi = require('ffi')
 local base = require('perf_manual.tracers.base')
 local hist = require('perf_manual.hist')

@@ -6,7 +6,7 @@
 ---
 ---   local t = assert(sched.start{ per = 'process', pid = 1234 })
 ---   local r = t:read{ clear = true }
----   io.write(require('perf_manual.report.tracers').render('sched', t:stop()))
+---   -- the text of a result is perf_manual.report.tracers' job, not this module's
 local ffi = require('ffi')
 local base = require('perf_manual.tracers.base')
 local hist = require('perf_manual.hist')

@@ -6,7 +6,7 @@
 ---   local t = assert(syscall.start{ pid = 1234 })   -- mode = 'latency' | 'count'
 ---   local r = t:read{ clear = true }                -- per interval
 ---   local final = t:stop()
----   io.write(require('perf_manual.report.tracers').render('syscall', final))
+---   -- the text of a result is perf_manual.report.tracers' job, not this module's
 local errno = require('posix.errno')
 local ffi = require('ffi')
 local base = require('perf_manual.tracers.base')

@@ -13,6 +13,7 @@ local fold = require('perf_manual.fold')
 local store = require('perf_manual.store')
 local flamegraph = require('perf_manual.report.flamegraph')
 local speedscope = require('perf_manual.report.speedscope')
+local report_profile = require('perf_manual.report.profile')
 local common = require('perf_manual.verbs.common')
 
 local M = {}
@@ -182,7 +183,9 @@ end
 
 --- The profile's text; a window cut short (target exited, Ctrl-C) says so first.
 function M.render_profile(_, prof, opts)
-  local text = profilers.render(prof, opts)
+  opts = opts or {}
+  local text = report_profile.render(prof, { top = profilers.top(prof, opts.top or 10),
+    on_cpu_share = profilers.on_cpu_share(prof) })
   if prof.partial then text = 'partial: ' .. prof.partial .. '\n' .. text end
   return text
 end
