@@ -4,7 +4,7 @@
 -- folder (metadata.yaml, raw_data/, analysis/, report.md).
 return playbook {
   name    = "investigate",
-  summary = "Guided investigation: checklist, quantify, USE, drill-down, hypotheses, draft report",
+  summary = "Guided investigation: checklist, quantify, USE, where the time goes, drill-down, hypotheses, draft report",
   investigation = true,
   examples = '  perf_manual investigate --workload 1234 --symptom "p99 latency doubled since Monday"\n'
     .. '  perf_manual investigate --workload "./build/workloads/fsync_writer" --symptom "writes are slow" --batch\n'
@@ -69,25 +69,44 @@ return playbook {
     end,
   },
 
+  step "where the time goes" { budget = "30m",
+    function(inv, p)
+      local t = inv:tsa { duration = p.duration }     -- on CPU, runnable, blocked by cause, per thread
+      inv:show(t)
+      inv:finding_from(t)
+      local busy, wait = inv:time_split(t)            -- % on a CPU or runnable; the dominant wait
+      if wait and busy and (not inv.next or busy < 50) and wait.share >= 25 then
+        -- nothing saturated, or the target mostly waits: follow its time
+        inv.next = ({ lock = "lock", io = "disk", memory = "memory" })[wait.reason] or "wait"
+        inv.waits_on = string.format("%s (%s, %.0f%% of wall time)", tostring(wait.object or wait.label),
+          wait.label, wait.share)
+        inv:note(string.format("the target is on a CPU or runnable %.0f%% of its wall time and waits on %s: "
+          .. "following the wait", busy, inv.waits_on))
+      end
+    end,
+  },
+
   step "drill down" { budget = "2h",
     function(inv, p)
       local drill = {
-        cpu    = function() return inv:profile { duration = p.duration } end,
+        cpu    = function() inv:tell("cpu", inv:profile { duration = p.duration }) end,
         disk   = function()
-          inv:trace { "io", duration = p.duration, snoop = true }
-          return inv:trace { "syscall", only = { "fsync", "fdatasync", "write" }, duration = p.duration }
+          local io = inv:trace { "io", duration = p.duration, snoop = true }
+          inv:tell("disk", io, inv:trace { "syscall", only = { "fsync", "fdatasync", "write" }, duration = p.duration })
         end,
         lock   = function()
-          inv:trace { "lock", duration = p.duration }
-          return inv:profile { off_cpu = true, duration = p.duration }
+          inv:tell("lock", inv:trace { "lock", duration = p.duration, stacks = true })
+          inv:tell("wait", inv:profile { off_cpu = true, duration = p.duration })
         end,
-        memory = function() return inv:collect { "memory", psi = true, duration = p.duration } end,
+        memory = function() inv:tell("memory", inv:collect { "memory", psi = true, duration = p.duration }) end,
+        wait   = function() inv:tell("wait", inv:profile { off_cpu = true, duration = p.duration }) end,
       }
       if drill[inv.next] then
+        inv:printf("drill-down for %s:\n", inv.next)
         inv:note("drill-down for " .. inv.next)
         drill[inv.next]()
       else
-        inv:note "no saturated resource: no drill-down (check the symptom's measurement and the baseline)"
+        inv:note "no saturated resource and no dominant wait: no drill-down (check the symptom's measurement and the baseline)"
       end
     end,
   },
@@ -110,7 +129,8 @@ return playbook {
         inv:note "no hypothesis is supported by the evidence: root cause not established"
       end
       local report = inv:draft_report "technical"
-      inv:printf('\nBottleneck: %s\nDraft report: %s/%s\n', inv.next or 'none found', inv.dir, report)
+      local bottleneck = inv.next == "wait" and ("waits on " .. tostring(inv.waits_on)) or inv.next
+      inv:printf('\nBottleneck: %s\nDraft report: %s/%s\n', bottleneck or 'none found', inv.dir, report)
     end,
   },
 }

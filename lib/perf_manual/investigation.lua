@@ -19,6 +19,7 @@ local use = require('perf_manual.analyzers.use')
 local verbs_common = require('perf_manual.verbs.common')
 local targets = require('perf_manual.measure.target')
 local lyaml = require('lyaml')
+local drill = require('perf_manual.report.drill')
 
 local M = {}
 -- the inv: verbs live in the engine's registry; this module adds its own
@@ -147,6 +148,48 @@ function methods.test_hypothesis(inv, text, opts)
   for _, e in ipairs(res.evidence) do inv:evidence(h, e.artifact, e.stance, e.note, e.weight) end
   for _, m in ipairs(res.missing) do inv:log('missing-evidence', h.id .. ': ' .. m) end
   return h, res
+end
+
+--- The latest recorded result of a kind ('tsa', 'use', or a tracer or
+--- profile name as in store.results), or nil.
+function methods.recorded_result(inv, kind)
+  local r = recorded_results(inv)
+  return r[kind] or r.traces[kind] or r.profiles[kind]
+end
+
+--- Where the target's wall time goes, from a thread-state accounting
+--- result: the share on a CPU or runnable (busy), and the dominant wait
+--- ({reason=, label=, share=, object=}) or nil.
+function methods.time_split(inv, t)
+  t = t or inv:recorded_result('tsa')
+  if type(t) ~= 'table' or type(t.total) ~= 'table' then return nil end
+  local sh = t.total.shares or {}
+  return (tonumber(sh.cpu) or 0) + (tonumber(sh.runq) or 0), findings.dominant_wait(t)
+end
+
+--- Prints what a drill-down found (a few lines, indented), puts them in
+--- the timeline and in the report. kind: cpu | wait | lock | disk | memory.
+function methods.tell(inv, kind, result, more)
+  local tsa = inv:recorded_result('tsa')
+  local lines
+  if kind == 'cpu' then lines = drill.cpu(result, tsa)
+  elseif kind == 'wait' then lines = drill.wait(tsa, result)
+  elseif kind == 'lock' then lines = drill.lock(result)
+  elseif kind == 'disk' then lines = drill.disk(result, more)
+  else
+    lines = {}
+    local text = type(result) == 'table' and (result.summary or result.text)
+    for l in tostring(text or ''):gmatch('[^\n]+') do
+      if #lines < 4 then lines[#lines + 1] = l end
+    end
+    if #lines == 0 then lines[1] = 'nothing measured' end
+  end
+  for _, l in ipairs(lines) do inv:printf('  %s\n', l) end
+  inv:log('drill-down', kind .. ': ' .. table.concat(lines, '; '))
+  local all = inv.state.drill or {}
+  all[#all + 1] = { kind = kind, lines = lines }
+  inv.drill = all
+  return lines
 end
 
 --- Hypotheses made from the findings and the USE verdict, each scored

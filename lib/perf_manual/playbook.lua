@@ -546,7 +546,10 @@ function Context:finding_from(result)
   if type(result) ~= 'table' then return {} end
   local made = {}
   local src = result.findings
-  if not src and result.rows then
+  if not src and result.threads and result.total then
+    -- a thread-state accounting: where the target's time goes
+    src = require('perf_manual.analyzers.findings').from_tsa(result)
+  elseif not src and result.rows then
     src = {}
     -- USE rows: HIGH → high, warn → medium; ok and "not measured" are not findings
     local map = { HIGH = 'high', high = 'high', warn = 'medium', medium = 'medium', critical = 'critical', low = 'low' }

@@ -5,6 +5,7 @@
 local hist = require('perf_manual.hist')
 local util = require('perf_manual.util')
 local use = require('perf_manual.analyzers.use')
+local waits = require('perf_manual.waits')
 
 local M = {}
 
@@ -16,7 +17,72 @@ M.thresholds = {
   lock_wait_share_medium = 0.2,
   lock_wait_share_high = 0.5,
   hot_function_share = 0.3,  -- one function holding this share of on-CPU samples
+  wait_share_medium = 25,    -- % of the target's wall time blocked on one kind of wait
+  wait_share_high = 50,
+  runq_share_medium = 20,    -- % of wall time runnable but not running
+  hot_thread_pct = 90,       -- % of one CPU: a thread that cannot go faster
 }
+
+--- The dominant wait of a thread-state accounting result: the blocked
+--- state (not poll: waiting for events is a thread with nothing to do)
+--- holding the most wall time, its share, and the top wait entry of that
+--- kind (with the object it waits on when it was named). nil without one.
+function M.dominant_wait(t)
+  if type(t) ~= 'table' or t.available == false or type(t.total) ~= 'table' then return nil end
+  local sh = t.total.shares or {}
+  local best, bv = nil, 0
+  for _, st in ipairs(waits.BLOCKED) do
+    local x = tonumber(sh[st]) or 0
+    if st ~= 'poll' and x > bv then best, bv = st, x end
+  end
+  if not best then return nil end
+  local top
+  for _, w in ipairs(t.waits or {}) do
+    if w.reason == best then top = w break end
+  end
+  local obj = top and (top.text or top.object)
+  if obj == nil and top and top.syscall then obj = tostring(top.syscall) .. (top.fd and (' on fd ' .. tostring(top.fd)) or '') end
+  return { reason = best, label = waits.LABELS[best], share = bv, wait = top, object = obj }
+end
+
+--- The hottest thread of an accounting result: {tid, comm, cpu} (cpu in %
+--- of its wall time on a CPU, i.e. % of one CPU), or nil.
+function M.hot_thread(t)
+  if type(t) ~= 'table' or type(t.threads) ~= 'table' then return nil end
+  local best
+  for _, th in ipairs(t.threads) do
+    local c = type(th.shares) == 'table' and tonumber(th.shares.cpu) or 0
+    if not best or c > best.cpu then best = { tid = th.tid, comm = th.comm, cpu = c } end
+  end
+  return best
+end
+
+--- Findings from thread-state accounting: where the target's time goes.
+function M.from_tsa(t)
+  local out = {}
+  if type(t) ~= 'table' or t.available == false or type(t.total) ~= 'table' then return out end
+  local T = M.thresholds
+  local d = M.dominant_wait(t)
+  if d and d.share >= T.wait_share_medium then
+    out[#out + 1] = { resource = 'wait', reason = d.reason, metric = 'wait_share', value = d.share,
+      severity = d.share >= T.wait_share_high and 'high' or 'medium',
+      summary = string.format('the target waits %.0f%% of its wall time on %s%s', d.share, d.label,
+        d.object and (': ' .. tostring(d.object)) or ''), evidence = t.artifact }
+  end
+  local rq = tonumber((t.total.shares or {}).runq) or 0
+  if rq >= T.runq_share_medium then
+    out[#out + 1] = { resource = 'cpu', metric = 'runq_share', value = rq, severity = rq >= 50 and 'high' or 'medium',
+      summary = string.format('the target is runnable but not running %.0f%% of its wall time (waiting for a CPU)', rq),
+      evidence = t.artifact }
+  end
+  local h = M.hot_thread(t)
+  if h and h.cpu >= T.hot_thread_pct then
+    out[#out + 1] = { resource = 'cpu', metric = 'hot_thread', value = h.cpu, severity = 'high',
+      summary = string.format('thread %s (%s) is on a CPU %.0f%% of its wall time: single-thread bound',
+        tostring(h.tid), tostring(h.comm), h.cpu), evidence = t.artifact }
+  end
+  return out
+end
 
 local SEV = { HIGH = 'high', warn = 'medium' }
 
@@ -151,6 +217,7 @@ function M.all(data)
   local out = {}
   local function add(list) for _, f in ipairs(list) do out[#out + 1] = f end end
   add(M.from_use(data.use))
+  add(M.from_tsa(data.tsa))
   for _, k in ipairs(util.keys(data.traces)) do add(M.from_trace(k, data.traces[k])) end
   if data.profiles.cpu then add(M.from_profile(data.profiles.cpu)) end
   return out

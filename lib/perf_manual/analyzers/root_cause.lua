@@ -4,11 +4,13 @@
 --- says what supports it and what refutes it. Refuting evidence weighs
 --- double: the point is to look for disconfirmation.
 local findings = require('perf_manual.analyzers.findings')
+local waits = require('perf_manual.waits')
 
 local M = {}
 
 -- words that tie a hypothesis to a resource (first match in this order)
 M.WORDS = {
+  { 'wait', { 'blocked', 'off-cpu', 'peer', 'sleeps', 'sleeping' } },
   { 'lock', { 'lock', 'mutex', 'contention', 'contended', 'futex', 'spinlock', 'semaphore' } },
   { 'disk', { 'disk', 'i/o', 'io', 'fsync', 'fdatasync', 'storage', 'block', 'write', 'writes', 'iops', 'ssd', 'nvme',
     'device' } },
@@ -57,10 +59,10 @@ function M.score(text, data)
   local ev, missing = {}, {}
   local res = { hypothesis = text, resource = resource, negated = negated, evidence = ev, missing = missing }
   if not resource then
-    missing[#missing + 1] = 'the hypothesis names no resource this tool measures (cpu, memory, disk, network, lock)'
+    missing[#missing + 1] = 'the hypothesis names no resource this tool measures (cpu, memory, disk, network, lock, or a wait: blocked, peer, sleeping)'
   end
   local use = data.use
-  if resource and use and use.available ~= false then
+  if resource and resource ~= 'wait' and use and use.available ~= false then
     local row = use[resource]
     local a = use.artifact or 'use-check'
     if type(row) == 'table' then
@@ -78,10 +80,49 @@ function M.score(text, data)
     if use.verdict and use.verdict ~= resource then
       add(ev, a, 'refutes', 'USE names ' .. use.verdict .. ' as the most saturated resource', 1)
     end
-  elseif resource then
+  elseif resource and resource ~= 'wait' then
     missing[#missing + 1] = 'no USE check in the data'
   end
   local T = findings.thresholds
+  local tsa = data.tsa
+  if tsa and (tsa.available == false or type(tsa.total) ~= 'table') then tsa = nil end
+  if resource == 'wait' then
+    if not tsa then
+      missing[#missing + 1] = 'no thread-state accounting (tsa) of the target'
+    else
+      local sh = tsa.total.shares or {}
+      local blocked = 0
+      for _, st in ipairs(waits.BLOCKED) do
+        if st ~= 'poll' then blocked = blocked + (tonumber(sh[st]) or 0) end
+      end
+      local line = string.format('the target is blocked %.0f%% of its wall time (poll/epoll idle aside), on a CPU %.0f%%',
+        blocked, tonumber(sh.cpu) or 0)
+      if blocked >= 50 then add(ev, tsa.artifact, 'supports', line, 2)
+      elseif (tonumber(sh.cpu) or 0) + (tonumber(sh.runq) or 0) >= 50 then add(ev, tsa.artifact, 'refutes', line, 2)
+      else missing[#missing + 1] = line .. ': neither mostly blocked nor mostly running' end
+      local reason = M.wait_reason(text) or (findings.dominant_wait(tsa) or {}).reason
+      local x = reason and tonumber(sh[reason])
+      if x then
+        local l2 = string.format('%s: %.0f%% of its wall time', waits.LABELS[reason], x)
+        if x >= T.wait_share_medium then add(ev, tsa.artifact, 'supports', l2, 1)
+        elseif x < 5 then add(ev, tsa.artifact, 'refutes', l2, 1) end
+      end
+    end
+  end
+  if resource == 'cpu' and tsa then
+    local h = findings.hot_thread(tsa)
+    local sh = tsa.total.shares or {}
+    if h and h.cpu >= T.hot_thread_pct then
+      add(ev, tsa.artifact, 'supports', string.format('thread %s (%s) is on a CPU %.0f%% of its wall time: it cannot go faster',
+        tostring(h.tid), tostring(h.comm), h.cpu), 2)
+    elseif (tonumber(sh.cpu) or 0) < 20 and (tonumber(sh.runq) or 0) < 20 then
+      add(ev, tsa.artifact, 'refutes', string.format('the target is on a CPU %.0f%% and runnable %.0f%% of its wall time',
+        tonumber(sh.cpu) or 0, tonumber(sh.runq) or 0), 1)
+    end
+    if (tonumber(sh.runq) or 0) >= T.runq_share_medium then
+      add(ev, tsa.artifact, 'supports', string.format('runnable but waiting for a CPU %.0f%% of its wall time', sh.runq), 1)
+    end
+  end
   if resource == 'disk' then
     local io = data.traces and data.traces.io
     if io and io.available ~= false then
@@ -158,13 +199,45 @@ M.TEXT = {
   network = 'the network is saturated (bandwidth, drops or retransmits)',
 }
 
+-- words that name what a blocked thread waits for
+local REASON_WORDS = {
+  { 'ipc', { 'pipe', 'unix', 'peer', 'fifo' } }, { 'sleep', { 'sleep', 'sleeps', 'sleeping', 'nanosleep', 'back-off' } },
+  { 'net', { 'socket', 'tcp', 'udp', 'network', 'remote' } }, { 'lock', { 'lock', 'mutex', 'futex' } },
+  { 'io', { 'disk', 'i/o', 'io', 'fsync', 'fdatasync' } }, { 'memory', { 'memory', 'fault', 'faults', 'swap', 'reclaim' } },
+  { 'child', { 'child', 'children' } },
+}
+
+--- The kind of wait a hypothesis names ('ipc', 'sleep', ...), or nil.
+function M.wait_reason(text)
+  local words = {}
+  for w in tostring(text):lower():gmatch("[%w/%-']+") do words[w] = true end
+  for _, e in ipairs(REASON_WORDS) do
+    for _, w in ipairs(e[2]) do if words[w] then return e[1] end end
+  end
+  return nil
+end
+
+--- The hypothesis "the workload is blocked: it waits on X" from an
+--- accounting result, naming the object when it is known; nil when the
+--- target is not mostly waiting.
+function M.wait_text(tsa)
+  local d = findings.dominant_wait(tsa)
+  if not d or d.share < findings.thresholds.wait_share_medium then return nil end
+  return string.format('the workload is blocked: it waits on %s (%s, %.0f%% of its wall time)',
+    tostring(d.object or d.label), d.label, d.share)
+end
+
 --- Hypotheses worth testing given the data: the USE verdict's resource,
 --- the resources with findings, and (to seek disconfirmation) the usual
 --- suspects cpu and disk. Returns a list of texts, most likely first.
 function M.candidates(data, found)
   local out, seen = {}, {}
   local function push(r) if r and M.TEXT[r] and not seen[r] then seen[r] = true; out[#out + 1] = M.TEXT[r] end end
-  if data.use then push(data.use.verdict) end
+  local wt = data.tsa and M.wait_text(data.tsa)
+  local verdict = data.use and data.use.verdict
+  if wt and not verdict then seen.wait = true; out[#out + 1] = wt end
+  if data.use then push(verdict) end
+  if wt and not seen.wait then seen.wait = true; out[#out + 1] = wt end
   for _, f in ipairs(found or {}) do
     if f.severity == 'high' then push(f.resource) end
   end

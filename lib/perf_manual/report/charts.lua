@@ -250,6 +250,65 @@ function M.histogram(opts)
   return table.concat(out, '\n')
 end
 
+-- one colour per thread state: CPU warm, waits cool, idle-ish states grey
+M.STATE_COLOURS = { cpu = '#d62728', runq = '#ff7f0e', lock = '#9467bd', io = '#8c564b', net = '#1f77b4',
+  ipc = '#17becf', poll = '#c7c7c7', sleep = '#aec7e8', memory = '#e377c2', child = '#bcbd22', other = '#7f7f7f' }
+
+--- Stacked bars of thread states: one bar per row, each the 100% of its
+--- wall time split by state.
+--- opts: title, states = { 'cpu', 'runq', ... } (order), labels = {state = text},
+---       rows = { {label=, shares = {state = pct}} }, width
+function M.state_bars(opts)
+  util.validate('opts', opts, 'table')
+  local rows, states = opts.rows or {}, opts.states or {}
+  local W = opts.width or 720
+  local left, right, top, barh, gap = 170, 20, 30, 16, 6
+  local used = {}
+  for _, r in ipairs(rows) do
+    for _, st in ipairs(states) do
+      if (r.shares[st] or 0) >= 0.05 then used[st] = true end
+    end
+  end
+  local legend = {}
+  for _, st in ipairs(states) do if used[st] then legend[#legend + 1] = st end end
+  local legend_rows = math.ceil(#legend / 4)
+  local H = top + #rows * (barh + gap) + 20 + legend_rows * 16
+  local out = svg_open(W, H, opts.title or 'where the time goes')
+  local pw = W - left - right
+  if #rows == 0 then
+    out[#out + 1] = fmt('<text x="%d" y="%d" fill="#666">not measured</text>', left, top + 12)
+  end
+  for i, r in ipairs(rows) do
+    local y = top + (i - 1) * (barh + gap)
+    out[#out + 1] = fmt('<text x="%d" y="%s" text-anchor="end" fill="#222">%s</text>', left - 6, num(y + barh - 4),
+      esc(r.label))
+    local x = left
+    for _, st in ipairs(states) do
+      local pct = r.shares[st] or 0
+      if pct > 0 then
+        local w = pct / 100 * pw
+        out[#out + 1] = fmt('<rect x="%s" y="%d" width="%s" height="%d" fill="%s"><title>%s: %.1f%%</title></rect>',
+          num(x), y, num(w), barh, M.STATE_COLOURS[st] or '#7f7f7f', esc((opts.labels or {})[st] or st), pct)
+        if w >= 34 then
+          out[#out + 1] = fmt('<text x="%s" y="%s" text-anchor="middle" fill="#fff" font-size="10">%.0f%%</text>',
+            num(x + w / 2), num(y + barh - 4), pct)
+        end
+        x = x + w
+      end
+    end
+  end
+  local ly = top + #rows * (barh + gap) + 10
+  for i, st in ipairs(legend) do
+    local lx = left + ((i - 1) % 4) * (pw / 4)
+    local yy = ly + math.floor((i - 1) / 4) * 16
+    out[#out + 1] = fmt('<rect x="%s" y="%d" width="10" height="10" fill="%s"/>', num(lx), yy, M.STATE_COLOURS[st] or '#7f7f7f')
+    out[#out + 1] = fmt('<text x="%s" y="%d" fill="#333">%s</text>', num(lx + 14), yy + 9,
+      esc((opts.labels or {})[st] or st))
+  end
+  out[#out + 1] = '</svg>'
+  return table.concat(out, '\n')
+end
+
 --- A latency heat map: x = time, y = latency bucket, colour = count.
 --- opts.columns = { {t=, counts = {[bucket]=n}} }, opts.bucket_label(i) -> text,
 --- buckets are log2 slots (bucket i covers [2^(i-1), 2^i) of opts.unit, default us).

@@ -22,6 +22,7 @@ local fold = require('perf_manual.fold')
 local use = require('perf_manual.analyzers.use')
 local findings = require('perf_manual.analyzers.findings')
 local charts = require('perf_manual.report.charts')
+local waits = require('perf_manual.waits')
 local flamegraph = require('perf_manual.report.flamegraph')
 local flamediff = require('perf_manual.report.flamediff')
 local redact = require('perf_manual.report.redact')
@@ -203,6 +204,9 @@ local function read_file(ds, dir, fname)
     end
   elseif fname:match('^red%-check.*%.json$') then
     read_red(ds, path, base)
+  elseif fname:match('^tsa.*%.json$') then
+    local r = decode_json(util.readfile(path) or '', path)
+    if type(r) == 'table' and type(r.threads) == 'table' then ds.tsa = r end
   elseif fname:match('%.samples%.json$') then
     local r = decode_json(util.readfile(path) or '', path)
     if type(r) == 'table' and r.values then
@@ -416,6 +420,44 @@ local PLAIN_STATUS = {
   failed = 'A step of the investigation failed; the results are partial.',
 }
 
+-- The thread states of the recorded accounting: a table row and a chart bar
+-- for the target as a whole and for its busiest threads, and the top waits.
+local function time_states(ds, v)
+  local t = ds.tsa
+  if type(t) ~= 'table' or t.available == false then return end
+  local rows, bars = {}, {}
+  local function add(label, shares)
+    if type(shares) ~= 'table' then return end
+    local parts = {}
+    for _, st in ipairs(waits.STATES) do
+      local x = tonumber(null_to_nil(shares[st]))
+      if x and x >= 0.5 then parts[#parts + 1] = string.format('%s %.0f%%', waits.LABELS[st], x) end
+    end
+    rows[#rows + 1] = { who = label, states = table.concat(parts, ', ') }
+    local clean = {}
+    for _, st in ipairs(waits.STATES) do clean[st] = tonumber(null_to_nil(shares[st])) or 0 end
+    bars[#bars + 1] = { label = label, shares = clean }
+  end
+  add('all threads', t.total and t.total.shares)
+  for i, th in ipairs(t.threads) do
+    if i > 8 then break end
+    add(string.format('%s %s', tostring(th.comm or '?'), tostring(th.tid or '')), th.shares)
+  end
+  v.time_states = rows
+  v.time_target = tostring(null_to_nil(t.target) or 'the target')
+  v.time_window = t.window_s and util.fmt_duration(t.window_s) or 'the window'
+  v.time_waits = {}
+  for i, w in ipairs(t.waits or {}) do
+    if i > 5 then break end
+    v.time_waits[#v.time_waits + 1] = { text = tostring(null_to_nil(w.text) or null_to_nil(w.object)
+      or (tostring(w.syscall or '?') .. (w.fd and (' fd ' .. tostring(w.fd)) or ''))),
+      reason = waits.LABELS[w.reason] or tostring(w.reason), share = string.format('%.0f%%', tonumber(w.share) or 0) }
+  end
+  v.time_chart = { key = 'tsa', title = 'Where the time goes', file = 'thread-states.svg',
+    svg = charts.state_bars { title = 'Where the time goes: share of wall time by thread state', states = waits.STATES,
+      labels = waits.LABELS, rows = bars } }
+end
+
 --- Builds the view of a dataset: every field a template may name.
 function M.view(ds)
   local meta = redact.deep(ds.meta or {})
@@ -506,8 +548,18 @@ function M.view(ds)
   elseif type(ds.use) == 'table' then
     v.use_verdict = 'USE check not available: ' .. tostring(ds.use.why)
   end
+  -- where the time goes (thread-state accounting), what each drill-down found
+  time_states(ds, v)
+  v.drill = {}
+  local st = type(meta.state) == 'table' and meta.state or {}
+  for _, d in ipairs(type(st.drill) == 'table' and st.drill or {}) do
+    for _, l in ipairs(type(d.lines) == 'table' and d.lines or {}) do
+      v.drill[#v.drill + 1] = { kind = tostring(d.kind or ''), line = tostring(l) }
+    end
+  end
   -- charts
   v.charts = build_charts(ds)
+  if v.time_chart then table.insert(v.charts, 1, v.time_chart) end
   for _, c in ipairs(latency_charts(ds)) do v.charts[#v.charts + 1] = c end
   -- the key chart: latency first (what users feel), then CPU
   local order = { heatmap = 1, hist = 2, red_rate = 3, cpu = 4 }
