@@ -1,0 +1,66 @@
+local drill = require('perf_manual.report.drill')
+local charts = require('perf_manual.report.charts')
+local util = require('perf_manual.util')
+
+local dirs = test_helpers.root .. '/tests/fixtures/datadirs/'
+local function json(path) return assert(util.json_decode(assert(util.readfile(dirs .. path)))) end
+
+describe('report.drill', function()
+  it('follows the heaviest path of a recorded CPU profile', function()
+    local folded = assert(util.readfile(test_helpers.root .. '/tests/fixtures/replay/profile/profile.folded'))
+    local path, share = drill.hot_path(folded)
+    assert.same({ 'calltree', '__libc_start_call_main', 'main', 'alpha', 'beta', 'spin' }, path)
+    assert.is_true(share > 0.5 and share <= 1)
+  end)
+
+  it('stops where no child holds half of what reached it', function()
+    local path, share = drill.hot_path('m;a;x 30\nm;a;y 30\nm;a;z 15\nm;b 25\n')
+    assert.same({ 'm', 'a' }, path)
+    assert.near(0.75, share, 1e-9)
+    assert.is_nil(drill.hot_path('garbage'))
+  end)
+
+  it('prints the hot path and the hottest function of a recorded cpu_burn profile', function()
+    local p = json('cpu_burn/raw_data/profile-cpu.json')
+    p.folded = util.readfile(dirs .. 'cpu_burn/raw_data/profile-cpu.folded')
+    local lines = drill.cpu(p, nil)
+    assert.matches('^hot path %(%d+%% of samples%): ', lines[1])
+    assert.matches('hottest function: ', lines[2])
+  end)
+
+  it('names the hottest lock of a recorded lock trace, and says when there are no waiter stacks', function()
+    local lines = drill.lock(json('mutex_contention/raw_data/trace-lock.json'))
+    assert.matches('^hottest lock: 0x%x+, 1526 waits, 16%.695 s waited$', lines[1])
+    assert.equal(1, #lines)
+    assert.same({ 'no futex waits of the target in the window' }, drill.lock({ futex = {} }))
+  end)
+
+  it('skips the C library and scheduler frames to the waiter\'s own call site', function()
+    local lines = drill.lock { futex = { { uaddr = 4096, count = 3, total_ns = 2e9, stacks = {
+      { frames = { '__GI___lll_lock_wait', '___pthread_mutex_lock', 'push_job', 'worker' } },
+      { frames = { '__GI___lll_lock_wait', '[unknown]' } } } } } }
+    assert.equal('hottest lock: 0x1000, 3 waits, 2.000 s waited', lines[1])
+    assert.equal('waiters call it from: push_job', lines[2])
+  end)
+
+  it('reports the slowest device and the sync calls of a recorded fsync writer', function()
+    local lines = drill.disk(json('fsync_writer/raw_data/trace-io.json'), json('fsync_writer/raw_data/trace-syscall.json'))
+    assert.matches('^block I/O latency p99 [%d.]+ ms on ', lines[1])
+    assert.matches('fsync: %d+ calls, [%d.]+ s in the call', table.concat(lines, '\n'))
+  end)
+end)
+
+describe('report.charts.state_bars', function()
+  it('draws one bar per row, split by state, with a legend of the states present', function()
+    local svg = charts.state_bars { title = 't', states = { 'cpu', 'ipc', 'sleep' },
+      labels = { cpu = 'on CPU', ipc = 'pipe', sleep = 'sleep' },
+      rows = { { label = 'app 1', shares = { cpu = 2, ipc = 73, sleep = 25 } },
+        { label = 'feeder <2>', shares = { cpu = 1, sleep = 99 } } } }
+    assert.matches('^<svg', svg)
+    assert.matches('feeder &lt;2&gt;', svg)
+    assert.matches('<title>pipe: 73.0%%</title>', svg)
+    local _, rects = svg:gsub('<rect [^>]*><title>', '')
+    assert.equal(5, rects)
+    assert.matches('>on CPU</text>', svg)
+  end)
+end)
