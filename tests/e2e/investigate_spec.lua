@@ -6,6 +6,7 @@ local h = test_helpers
 local W = require('e2e.workload')
 local store = require('perf_manual.store')
 local investigation = require('perf_manual.investigation')
+local util = require('perf_manual.util')
 
 local function investigate(command, root)
   local out, err, st = h.pm(string.format('investigate --workload "%s" --symptom "it is slow" --batch '
@@ -28,6 +29,16 @@ local function explain(meta)
 end
 
 local CASES = {
+  -- one thread spinning on the otherwise idle 2-CPU machine: CPU-bound all the same
+  { workload = 'cpu_burn', args = '1 30', verdict = 'cpu', drill = { 'raw_data/profile-cpu.json', 'raw_data/tsa.json' },
+    supported = 'CPU%-bound', title = 'a single hot thread' },
+  -- blocked 75% on a pipe from its feeder child, asleep 25%: nothing saturated
+  { workload = 'wait_peer', args = 'pipe 30 PIDFILE', verdict = 'wait',
+    drill = { 'raw_data/tsa.json', 'raw_data/profile-offcpu.json' }, supported = 'blocked: it waits on',
+    bottleneck = 'waits on .*pid PEER', title = 'a process waiting on its peer over a pipe' },
+  { workload = 'wait_peer', args = 'tcp 30 PIDFILE', verdict = 'wait',
+    drill = { 'raw_data/tsa.json', 'raw_data/profile-offcpu.json' }, supported = 'blocked: it waits on',
+    bottleneck = 'waits on .*127%.0%.0%.1:%d+.*pid PEER', title = 'a process waiting on its peer over loopback TCP' },
   { workload = 'cpu_burn', args = '4 30', verdict = 'cpu', drill = { 'raw_data/profile-cpu.json',
     'raw_data/profile-cpu.folded' },
     supported = 'CPU%-bound' },
@@ -43,14 +54,21 @@ describe('investigate end to end', function()
   teardown(function() W.cleanup_scratch() end)
 
   for _, c in ipairs(CASES) do
-    it(string.format('names %s for %s and drills down accordingly', c.verdict, c.workload), function()
+    it(string.format('names %s for %s and drills down accordingly', c.verdict, c.title or c.workload), function()
       if not h.need_root('the drill-downs load BPF tracers and profilers') then return end
       h.with_machine_lock(function()
         local root = os.tmpname(); os.remove(root)
-        local cmd = h.workload(c.workload) .. ' ' .. c.args:gsub('SCRATCH', W.scratch())
+        local pidfile = os.tmpname()
+        local cmd = h.workload(c.workload) .. ' ' .. c.args:gsub('SCRATCH', W.scratch()):gsub('PIDFILE', pidfile)
         local ok, err = pcall(function()
           local meta, dir, out, stderr = investigate(cmd, root)
-          assert.equal(c.verdict, meta.verdict, explain(meta))
+          assert.equal(c.verdict, meta.verdict, explain(meta) .. '\n' .. out)
+          -- the drill-down says what it found on the console
+          assert.matches('drill%-down for ' .. c.verdict .. ':\n  %S', out)
+          if c.bottleneck then
+            local peer = assert(tonumber(util.readfile(pidfile)), 'no feeder pid')
+            assert.matches('Bottleneck: ' .. c.bottleneck:gsub('PEER', tostring(peer)), out)
+          end
           for _, p in ipairs(c.drill) do assert.truthy(has_artifact(meta, p), p .. ' missing\n' .. out .. stderr) end
           local best
           for _, x in ipairs(meta.hypotheses) do if x.text:match(c.supported) then best = x end end
@@ -66,6 +84,7 @@ describe('investigate end to end', function()
           assert.is_nil(io.open('/proc/' .. pid .. '/stat'))
         end)
         os.execute('rm -rf ' .. root)
+        os.remove(pidfile)
         if not ok then error(err, 0) end
       end)
     end)
