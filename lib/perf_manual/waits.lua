@@ -103,6 +103,7 @@ local builtin = {
 }
 
 local team = {}
+local team_dirs, loaded = {}, true
 
 --- Puts a team's rules in front of the built-in ones (same form as above).
 function M.extend(rules)
@@ -112,8 +113,42 @@ end
 --- Drops the team rules (tests, and a new search path).
 function M.reset() team = {} end
 
+--- The playbook directories whose `wait_rules.lua` (a list of rules in the
+--- form above) goes in front of the built-in rules; read on first use.
+function M.set_path(dirs)
+  team_dirs, loaded = dirs or {}, false
+end
+
+local function bad(path, why)
+  io.stderr:write('perf_manual: ' .. path .. ': ' .. why .. '\n')
+  os.exit(2)
+end
+
+local function load_team()
+  loaded = true
+  for i = #team_dirs, 1, -1 do
+    local path = team_dirs[i] .. '/wait_rules.lua'
+    local f = io.open(path)
+    if f then
+      f:close()
+      local chunk, err = loadfile(path)
+      if not chunk then bad(path, err) end
+      local ok, rules = pcall(chunk)
+      if not ok then bad(path, tostring(rules)) end
+      if type(rules) ~= 'table' then bad(path, 'expected a list of rules, like { { "net", syscall = "ioctl" } }') end
+      for j, r in ipairs(rules) do
+        if type(r) ~= 'table' or not M.LABELS[r[1]] then
+          bad(path, 'rule ' .. j .. ': the first field must be a state (lock, io, net, ipc, poll, sleep, memory, child, other)')
+        end
+      end
+      M.extend(rules)
+    end
+  end
+end
+
 --- The rules in the order they are read.
 function M.rules()
+  if not loaded then load_team() end
   local out = {}
   for _, r in ipairs(team) do out[#out + 1] = r end
   for _, r in ipairs(builtin) do out[#out + 1] = r end

@@ -29,6 +29,8 @@ local loaded = false
 function M.set_path(dirs)
   team_dirs = dirs or {}
   loaded = false
+  -- a team's wait rules live beside its verbs
+  require('perf_manual.waits').set_path(team_dirs)
 end
 
 -- loads a team's verbs/*.lua: a function(inv, opts), or a table of them
