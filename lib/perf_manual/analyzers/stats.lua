@@ -535,6 +535,11 @@ local function parse_subject(words)
   local w1 = words[1]
   local n = #words
   if n == 0 then return nil, GRAMMAR end
+  -- a percentile lies in (0, 100]: p101 or p0 is a typo, not a metric's name
+  for _, w in ipairs(words) do
+    local q = tonumber((w:match('^p([%d.]+)$')))
+    if q and (q <= 0 or q > 100) then return nil, "'" .. w .. "' is not a percentile (above p0, at most p100)" end
+  end
   if w1 == 'latency' and n == 1 then return { kind = 'latency', stat = 'median' } end
   if (w1 == 'latency' and n == 2 and is_stat(words[2])) or (n == 1 and is_stat(w1)) then
     local st = words[n]
