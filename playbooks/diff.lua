@@ -52,12 +52,17 @@ return playbook {
   examples = [[
   perf_manual diff --before runs/before --after runs/after
   perf_manual diff --before 2026-01-20_slow-api --after 2026-01-21_after-fix --expect "p99 -20%"
+  perf_manual diff --before runs/before --after runs/after --expect "p99 -20%, errors < 1%" --expect "throughput +10%"   (CI gate: exit 1 when one is not met)
   perf_manual diff --before old.folded --after new.folded --output shift.md
   perf_manual diff --before a --after b --output inv/analysis/fix-validation.json   (the report's Fix Validation table)]],
   params = {
     before = param.string { 'data dir, investigation, or folded profile before the change' },
     after = param.string { 'data dir, investigation, or folded profile after the change' },
-    expect = param.string { 'expected effect, stated before measuring: "p99 -20%", "latency median -10%"', optional = true },
+    expect = param.strings { 'an expected effect, stated before measuring (repeatable, or several separated by , or ;): '
+      .. '"p99 -20%", "p50 < 5ms", "errors < 1%", "error ratio -50%", "throughput +10%", "rps >= 1000", '
+      .. '"profile spin -30%", "function spin share < 10%", "METRIC [STAT] -10%". Exit 0: all met; 1: one not met '
+      .. 'or not judged (the data lacks its metric); 2: one does not parse. Met: significant (p < alpha) and the CI end '
+      .. 'nearest no change clears the amount; a bound: the whole 95% CI of the after value on its side', optional = true },
     output = param.path { 'write the result to FILE (.md, or .json for the data)', optional = true },
     flamediff = param.path { 'write the differential flame graph (SVG) of the two profiles here (default with --output: next to it)', optional = true },
     json = param.flag { 'print JSON instead of Markdown' },
@@ -81,11 +86,11 @@ return playbook {
           store.open(store.root(p.store), v)   -- an investigation id: a user error naming it when unknown
         end
       end
-      local exp
-      if p.expect then
+      local exps
+      if p.expect and #p.expect > 0 then
         local err
-        exp, err = stats.parse_expectation(p.expect)
-        if not exp then util.user_error('diff: bad --expect "' .. p.expect .. '": ' .. err) end
+        exps, err = stats.parse_expects(p.expect)
+        if not exps then util.user_error('diff: ' .. err) end
       end
       -- Ctrl-C ends the resampling (the bootstrap checks it); nothing half-done is written
       local stop = require('perf_manual.sys').stop_requested
@@ -95,6 +100,7 @@ return playbook {
       local out = { before = p.before, after = p.after, alpha = stats.ALPHA, seed = p.seed, iterations = p.iterations }
       local pb, pa = profile_path(p.before), profile_path(p.after)
       local hot_before, hot_after
+      local ds_before, ds_after = { samples = {} }, { samples = {} }
       if pb and pa then
         -- two profiles: the hotspot shift and the differential flame graph only
         hot_before = load_profile(inv, pb) or util.user_error('diff: cannot read profile ' .. pb)
@@ -106,13 +112,38 @@ return playbook {
         local db = report.open(p.before, p.store)
         local da = report.open(p.after, p.store)
         out.before_id, out.after_id = db.id, da.id
-        local d = stats.diff(db, da, { expect = exp, seed = p.seed, iterations = p.iterations, stop = stop })
+        local d = stats.diff(db, da, { seed = p.seed, iterations = p.iterations, stop = stop })
         stopped()
         for k, v in pairs(d) do out[k] = v end
         if #db.profiles > 0 and #da.profiles > 0 then
           hot_before = load_profile(inv, db.profiles[#db.profiles].path)
           hot_after = load_profile(inv, da.profiles[#da.profiles].path)
         end
+        ds_before, ds_after = db, da
+      end
+      if exps then
+        local function counts(prof)
+          if not prof then return nil end
+          local funcs, total = require('perf_manual.fold').function_totals(prof, true)
+          -- perf script's folded counts can be periods (ns of cpu-clock), not
+          -- samples: the tests need samples, so weights of 1000 and more are
+          -- divided by the smallest stack's (one sample's) weight
+          local unit = math.huge
+          for _, e in ipairs(prof:stacks()) do if e[2] > 0 and e[2] < unit then unit = e[2] end end
+          if unit >= 1000 and unit < math.huge then
+            for _, r in pairs(funcs) do r.total = math.floor(r.total / unit + 0.5) end
+            total = math.floor(total / unit + 0.5)
+          end
+          return { funcs = funcs, total = total, weighted = unit >= 1000 and unit < math.huge or nil }
+        end
+        out.expectations = stats.judge(exps, ds_before, ds_after, { seed = p.seed, iterations = p.iterations,
+          stop = stop, profile_before = counts(hot_before), profile_after = counts(hot_after) })
+        stopped()
+        local lines, all = {}, true
+        for i, e in ipairs(out.expectations) do lines[i] = e.line; all = all and e.met end
+        -- the one-line summary the reports show as "Fix check"
+        out.expectation = { status = all and 'met' or 'not met', text = table.concat(lines, '; ') }
+        if not all then inv.exit_status = 1 end
       end
       if hot_before and hot_after then
         out.hotspots = report.hotspot_shift(hot_before, hot_after, 10)
@@ -122,9 +153,6 @@ return playbook {
           out.flamediff = path
           if not path then inv:note(why); out.flamediff_missing = why end
         end
-      end
-      if p.expect and not out.expectation then
-        out.expectation = { status = 'not measured', text = 'expected ' .. p.expect .. ': no samples to check it with' }
       end
       if #out.metrics == 0 and not out.hotspots then
         inv.err:write('perf_manual: diff: nothing to compare: no metric on both sides\n')
@@ -148,7 +176,7 @@ return playbook {
           end
         end
         local view = {
-          before_id = out.before_id, after_id = out.after_id, expectation = out.expectation, rows = rows, latency = lat,
+          before_id = out.before_id, after_id = out.after_id, expectations = out.expectations, rows = rows, latency = lat,
           hotspots = out.hotspots, flamediff = out.flamediff,
           only_before = table.concat(out.only_before, ', '), only_after = table.concat(out.only_after, ', '),
           alpha = out.alpha, iterations = out.iterations, seed = out.seed,
@@ -161,6 +189,8 @@ return playbook {
         local ok, err = util.write_atomic(p.output, text)
         if not ok then util.user_error('diff: ' .. err) end
         inv:print('wrote ' .. p.output .. (out.flamediff and (' and ' .. out.flamediff) or ''))
+        -- a CI gate reads its verdicts on the terminal, whatever the file holds
+        for _, e in ipairs(out.expectations or {}) do inv:print(e.line) end
       else
         inv.out:write(text)
       end

@@ -691,6 +691,7 @@ function M.results(dir)
       local base = n:gsub('%.json$', '')
       if base:match('^use%-check') then res.use = res.use or get()
       elseif base:match('^tsa') then res.tsa = res.tsa or get()
+      elseif base:match('^red%-check') then res.red = res.red or get()
       elseif base:match('^trace%-') then
         local kind = base:match('^trace%-([%w_]+)')
         res.traces[kind] = res.traces[kind] or get()

@@ -21,6 +21,10 @@ M.thresholds = {
   wait_share_high = 50,
   runq_share_medium = 20,    -- % of wall time runnable but not running
   hot_thread_pct = 90,       -- % of one CPU: a thread that cannot go faster
+  error_ratio_medium = 0.01, -- share of a service's requests that failed (5xx, transport errors)
+  error_ratio_high = 0.05,
+  latency_p99_ms_medium = 100, -- a service's p99 that users notice; set it to the SLO
+  latency_p99_ms_high = 500,
 }
 
 --- The dominant wait of a thread-state accounting result: the blocked
@@ -202,6 +206,147 @@ function M.from_profile(p)
   return out
 end
 
+-- RED results and collected series -------------------------------------------
+
+-- what red-check counts as an error (perf_manual.analyzers.red): 5xx answers and transport failures
+M.error_classes = { '5xx' }
+local TRANSPORT = { { 'connect', 'connect failed' }, { 'timeout', 'timeout' }, { 'read', 'reset/read error' },
+  { 'closed', 'closed early' }, { 'parse', 'bad response' } }
+
+--- The kinds of errors of a summary, most first: {{kind = '5xx', count = 36},
+--- {kind = 'timeout', count = 2}, ...} (passive: errno by call, and requests
+--- whose connection closed without an answer).
+function M.error_kinds(s)
+  local out = {}
+  local e = type(s) == 'table' and s.errors or {}
+  for _, c in ipairs(M.error_classes) do
+    local n = tonumber(type(e.status) == 'table' and e.status[c]) or 0
+    if n > 0 then out[#out + 1] = { kind = c, count = n } end
+  end
+  for _, t in ipairs(TRANSPORT) do
+    local n = tonumber(type(e.transport) == 'table' and e.transport[t[1]]) or 0
+    if n > 0 then out[#out + 1] = { kind = t[2], count = n } end
+  end
+  for k, n in pairs(type(e.by_errno) == 'table' and e.by_errno or {}) do
+    if tonumber(n) and n > 0 then out[#out + 1] = { kind = k, count = n } end
+  end
+  local closed = tonumber(e.closed_without_response) or 0
+  if closed > 0 then out[#out + 1] = { kind = 'closed without response', count = closed } end
+  table.sort(out, function(a, b) if a.count ~= b.count then return a.count > b.count end return a.kind < b.kind end)
+  return out
+end
+
+
+--- Findings from a RED result (red-check's summary, as red-check.json holds
+--- it, active or passive): the error ratio with the kinds of errors, the
+--- latency percentiles against the thresholds, an asked rate not achieved.
+function M.from_red(r)
+  local out = {}
+  if type(r) ~= 'table' or r.available == false or type(r.errors) ~= 'table' then return out end
+  local T = M.thresholds
+  local e = r.errors
+  local ratio = tonumber(e.ratio)
+  if ratio and ratio >= T.error_ratio_medium then
+    local kinds = M.error_kinds(r)
+    local words = {}
+    for i, k in ipairs(kinds) do words[i] = k.kind .. ' ' .. k.count end
+    out[#out + 1] = { resource = 'service', metric = 'error_ratio', value = ratio,
+      severity = ratio >= T.error_ratio_high and 'high' or 'medium', errors = e.total, requests = e.attempts, kinds = kinds,
+      summary = string.format('%.1f%% of requests failed (%s of %s%s)', ratio * 100, tostring(e.total), tostring(e.attempts),
+        #words > 0 and (': ' .. table.concat(words, ', ')) or ''), evidence = r.artifact }
+  end
+  local lat = type(r.latency) == 'table' and r.latency
+  local p99 = lat and tonumber(lat.p99)
+  if p99 and p99 * 1e3 >= T.latency_p99_ms_medium then
+    out[#out + 1] = { resource = 'service', metric = 'latency_p99_ms', value = p99 * 1e3,
+      severity = p99 * 1e3 >= T.latency_p99_ms_high and 'high' or 'medium',
+      summary = string.format('requests take %s at p99 (p50 %s, p90 %s), above the %g ms threshold', util.fmt_duration(p99),
+        util.fmt_duration(tonumber(lat.p50)), util.fmt_duration(tonumber(lat.p90)), T.latency_p99_ms_medium),
+      evidence = r.artifact }
+  end
+  local rate = type(r.rate) == 'table' and r.rate or {}
+  if rate.asked and rate.sent and rate.sent < 0.95 * rate.asked then
+    out[#out + 1] = { resource = 'service', metric = 'achieved_rate', value = rate.sent, severity = 'high',
+      summary = string.format('only %.0f of the asked %.0f req/s could be sent: the service (or its connections) saturate',
+        rate.sent, rate.asked), evidence = r.artifact }
+  end
+  return out
+end
+
+--- What a collected series says, judged on its median (sustained, not a
+--- spike). The first pattern a series name matches picks its rule; one finding
+--- per rule, from its worst series. Teams add rules for their own metrics.
+M.series_rules = {
+  { key = 'cpu_busy', resource = 'cpu', label = 'CPU busy', unit = '%', medium = 80, high = 95,
+    match = { 'total%.busy_pct$', '^[%w_%-]*cpu%.busy_pct$' } },
+  { key = 'cpu_pressure', resource = 'cpu', label = 'CPU pressure (PSI some: runnable tasks waiting)', unit = '%',
+    medium = 20, high = 50, match = { 'psi%.rates%.cpu%.some_pct$', 'cpu%.rates%.psi%.some_pct$' } },
+  { key = 'memory_pressure', resource = 'memory', label = 'memory pressure (PSI some: tasks stalled on memory)', unit = '%',
+    medium = 10, high = 30, match = { 'psi%.rates%.memory%.some_pct$', 'memory%.rates%.psi%.some_pct$', 'psi%.memory%.some_pct$' } },
+  { key = 'io_pressure', resource = 'disk', label = 'I/O pressure (PSI some: tasks stalled on I/O)', unit = '%',
+    medium = 20, high = 50, match = { 'psi%.rates%.io%.some_pct$', 'psi%.io%.some_pct$' } },
+  { key = 'disk_util', resource = 'disk', label = 'disk utilization', unit = '%', medium = 60, high = 90,
+    match = { 'by_name%.([^.]+)%.util_pct$' } },
+  { key = 'major_faults', resource = 'memory', label = 'major page faults', unit = '/s', medium = 100, high = 1000,
+    match = { 'pgmajfault_per_s$' } },
+  { key = 'swap_in', resource = 'memory', label = 'swap-ins', unit = ' pages/s', medium = 10, high = 100,
+    match = { 'pswpin_per_s$' } },
+}
+
+local function series_values(s)
+  local v = {}
+  for _, p in ipairs(s.points or {}) do
+    local x = tonumber(p[2])
+    if x then v[#v + 1] = x end
+  end
+  table.sort(v)
+  return v
+end
+
+--- Findings from time series ({name = {points = {{t, v}, ...}}}, as
+--- perf_manual.report.load reads collect's *.jsonl). `artifact(name)` names the
+--- file a series came from (default: its first dotted part .. '.jsonl').
+function M.from_series(series, artifact)
+  local out = {}
+  if type(series) ~= 'table' then return out end
+  artifact = artifact or function(name) return (name:match('^[^.]+') or name) .. '.jsonl' end
+  local names = util.keys(series)
+  local worst = {}
+  for _, name in ipairs(names) do
+    for ri, rule in ipairs(M.series_rules) do
+      local hit, cap
+      for _, pat in ipairs(rule.match) do
+        local m = name:match(pat)
+        -- a pattern with a capture names the device the series is about
+        if m then hit, cap = true, pat:find('(', 1, true) and m or nil break end
+      end
+      if hit then
+        local v = series_values(series[name])
+        if #v > 0 then
+          local med = v[math.floor((#v + 1) / 2)]
+          if #v % 2 == 0 then med = (v[#v / 2] + v[#v / 2 + 1]) / 2 end
+          local w = worst[ri]
+          if not w or med > w.median then
+            worst[ri] = { name = name, median = med, max = v[#v], n = #v, what = cap }
+          end
+        end
+        break
+      end
+    end
+  end
+  for ri, rule in ipairs(M.series_rules) do
+    local w = worst[ri]
+    if w and w.median >= rule.medium then
+      out[#out + 1] = { resource = rule.resource, metric = rule.key, value = w.median, series = w.name,
+        severity = w.median >= rule.high and 'high' or 'medium',
+        summary = string.format('%s%s %s%s at the median of %d samples (max %s%s)', rule.label, w.what and (' of ' .. w.what) or '',
+          util.round(w.median, 1), rule.unit, w.n, util.round(w.max, 1), rule.unit),
+        evidence = artifact(w.name) }
+    end
+  end
+  return out
+end
+
 --- The results of a data dir as perf_manual.store.results(dir) reads them,
 --- ready for the analyzers here and in root_cause (the USE result
 --- normalised). Changes `res` in place and returns it.
@@ -220,6 +365,8 @@ function M.all(data)
   add(M.from_tsa(data.tsa))
   for _, k in ipairs(util.keys(data.traces)) do add(M.from_trace(k, data.traces[k])) end
   if data.profiles.cpu then add(M.from_profile(data.profiles.cpu)) end
+  add(M.from_red(data.red))
+  add(M.from_series(data.series, data.series_artifact))
   return out
 end
 

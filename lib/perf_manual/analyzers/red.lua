@@ -3,6 +3,7 @@
 --- findings out; rendering for the terminal.
 local util = require('perf_manual.util')
 local report_tracers = require('perf_manual.report.tracers')
+local findings = require('perf_manual.analyzers.findings')
 
 local M = {}
 
@@ -10,7 +11,7 @@ M.percentiles = { 'p50', 'p90', 'p99', 'p99.9', 'max' }
 
 --- What counts as an error: transport failures and 5xx answers. 4xx are
 --- the client's fault and are listed by class but not counted.
-M.error_classes = { '5xx' }
+M.error_classes = findings.error_classes   -- one table: the findings count the same errors
 
 local function sum(t, keys)
   local s = 0
@@ -53,20 +54,13 @@ function M.summarize(res)
   return s
 end
 
---- Findings for the investigation store.
+--- The kinds of errors of a summary, most first (perf_manual.analyzers.findings.error_kinds).
+M.error_kinds = findings.error_kinds
+
+--- Findings for the investigation store (perf_manual.analyzers.findings.from_red:
+--- one rule for a live run and a recorded one).
 function M.findings(s)
-  local out = {}
-  if s.errors.ratio and s.errors.ratio > 0.01 then
-    out[#out + 1] = { resource = 'service', metric = 'error ratio', value = s.errors.ratio,
-      severity = s.errors.ratio > 0.05 and 'high' or 'medium',
-      summary = string.format('%.1f%% of requests failed', s.errors.ratio * 100) }
-  end
-  if s.rate.asked and s.rate.sent and s.rate.sent < 0.95 * s.rate.asked then
-    out[#out + 1] = { resource = 'service', metric = 'achieved rate', value = s.rate.sent,
-      severity = 'high', summary = string.format('only %.0f of the asked %.0f req/s could be sent: the service (or its connections) saturate',
-        s.rate.sent, s.rate.asked) }
-  end
-  return out
+  return findings.from_red(s)
 end
 
 local function ms(v)

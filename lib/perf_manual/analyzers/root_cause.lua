@@ -5,6 +5,7 @@
 --- double: the point is to look for disconfirmation.
 local findings = require('perf_manual.analyzers.findings')
 local waits = require('perf_manual.waits')
+local util = require('perf_manual.util')
 
 local M = {}
 
@@ -19,6 +20,8 @@ M.WORDS = {
   { 'network', { 'network', 'net', 'packet', 'packets', 'tcp', 'socket', 'bandwidth', 'nic', 'retransmit' } },
   { 'cpu', { 'cpu', 'cpus', 'compute', 'cpu-bound', 'hot', 'loop', 'spin', 'busy', 'core', 'cores', 'runqueue',
     'scheduler' } },
+  -- last: a resource word above names the cause better than the symptom
+  { 'service', { 'service', 'errors', 'error', 'fails', 'failing', 'failed', '5xx', 'http', 'endpoint', 'requests' } },
 }
 
 local NEGATIONS = { ['not'] = true, ['no'] = true, ["isn't"] = true, ["aren't"] = true, never = true,
@@ -59,10 +62,11 @@ function M.score(text, data)
   local ev, missing = {}, {}
   local res = { hypothesis = text, resource = resource, negated = negated, evidence = ev, missing = missing }
   if not resource then
-    missing[#missing + 1] = 'the hypothesis names no resource this tool measures (cpu, memory, disk, network, lock, or a wait: blocked, peer, sleeping)'
+    missing[#missing + 1] = 'the hypothesis names no resource this tool measures (cpu, memory, disk, network, lock, a wait: blocked, peer, sleeping, or the service: errors, failed requests)'
   end
   local use = data.use
-  if resource and resource ~= 'wait' and use and use.available ~= false then
+  local service = resource == 'service'   -- judged on the RED result, below
+  if resource and resource ~= 'wait' and not service and use and use.available ~= false then
     local row = use[resource]
     local a = use.artifact or 'use-check'
     if type(row) == 'table' then
@@ -80,9 +84,10 @@ function M.score(text, data)
     if use.verdict and use.verdict ~= resource then
       add(ev, a, 'refutes', 'USE names ' .. use.verdict .. ' as the most saturated resource', 1)
     end
-  elseif resource and resource ~= 'wait' then
+  elseif resource and resource ~= 'wait' and not service then
     missing[#missing + 1] = 'no USE check in the data'
   end
+  if service then M.score_service(text, data, ev, missing) end
   local T = findings.thresholds
   local tsa = data.tsa
   if tsa and (tsa.available == false or type(tsa.total) ~= 'table') then tsa = nil end
@@ -190,6 +195,62 @@ function M.score(text, data)
   return res
 end
 
+-- words that make a service hypothesis about slowness rather than failures
+local SLOW_WORDS = { slow = true, slowly = true, latency = true, p99 = true, p50 = true }
+
+--- The RED evidence for a hypothesis about the service (its errors, or its
+--- latency when the text speaks of slowness), added to `ev`; `missing` says
+--- what could not be judged.
+function M.score_service(text, data, ev, missing)
+  local r = data.red
+  if type(r) ~= 'table' or type(r.errors) ~= 'table' then
+    missing[#missing + 1] = 'no RED result of the service (red-check --save DIR)'
+    return
+  end
+  local T = findings.thresholds
+  local slow = false
+  for w in tostring(text):lower():gmatch('[%w]+') do if SLOW_WORDS[w] then slow = true end end
+  local a = r.artifact or 'red-check.json'
+  if slow then
+    local p99 = type(r.latency) == 'table' and tonumber(r.latency.p99)
+    if not p99 then missing[#missing + 1] = 'no latency in the RED result'; return end
+    local line = string.format('requests take %s at p99 (threshold %g ms)', util.fmt_duration(p99),
+      T.latency_p99_ms_medium)
+    if p99 * 1e3 >= T.latency_p99_ms_medium then add(ev, a, 'supports', line, p99 * 1e3 >= T.latency_p99_ms_high and 2 or 1)
+    else add(ev, a, 'refutes', line, 2) end
+    return
+  end
+  local ratio = tonumber(r.errors.ratio)
+  if not ratio then missing[#missing + 1] = 'no request answered or failed in the RED result'; return end
+  local kinds = {}
+  for i, k in ipairs(findings.error_kinds(r)) do kinds[i] = k.kind .. ' ' .. k.count end
+  local line = string.format('%s of %s requests failed (%.1f%%%s)', tostring(r.errors.total), tostring(r.errors.attempts),
+    ratio * 100, #kinds > 0 and (': ' .. table.concat(kinds, ', ')) or '')
+  if ratio >= T.error_ratio_medium then add(ev, a, 'supports', line, ratio >= T.error_ratio_high and 2 or 1)
+  elseif ratio < T.error_ratio_medium / 10 then add(ev, a, 'refutes', line, 2)
+  else missing[#missing + 1] = line .. ': too few to call the service failing' end
+end
+
+--- Hypotheses at the service level from a RED result: "the service fails
+--- requests: 10.0% errors (5xx 12589)", "the service answers slowly: p99 ...".
+function M.service_texts(r)
+  local out = {}
+  if type(r) ~= 'table' or type(r.errors) ~= 'table' then return out end
+  local T = findings.thresholds
+  local ratio = tonumber(r.errors.ratio)
+  if ratio and ratio >= T.error_ratio_medium then
+    local kinds = {}
+    for i, k in ipairs(findings.error_kinds(r)) do kinds[i] = k.kind .. ' ' .. k.count end
+    out[#out + 1] = string.format('the service fails requests: %.1f%% errors%s', ratio * 100,
+      #kinds > 0 and (' (' .. table.concat(kinds, ', ') .. ')') or '')
+  end
+  local p99 = type(r.latency) == 'table' and tonumber(r.latency.p99)
+  if p99 and p99 * 1e3 >= T.latency_p99_ms_medium then
+    out[#out + 1] = string.format('the service answers slowly: p99 latency %s', util.fmt_duration(p99))
+  end
+  return out
+end
+
 -- what a bottleneck usually means, in words a colleague would use
 M.TEXT = {
   cpu = 'the workload is CPU-bound: on-CPU work saturates the CPUs',
@@ -197,6 +258,7 @@ M.TEXT = {
   lock = 'lock contention: threads wait on a shared mutex',
   memory = 'memory pressure: reclaim, swapping or faults stall the workload',
   network = 'the network is saturated (bandwidth, drops or retransmits)',
+  service = 'the service fails requests or answers slowly',
 }
 
 -- words that name what a blocked thread waits for
@@ -238,6 +300,7 @@ function M.candidates(data, found)
   if wt and not verdict then seen.wait = true; out[#out + 1] = wt end
   if data.use then push(verdict) end
   if wt and not seen.wait then seen.wait = true; out[#out + 1] = wt end
+  for _, t in ipairs(M.service_texts(data.red)) do seen.service = true; out[#out + 1] = t end
   for _, f in ipairs(found or {}) do
     if f.severity == 'high' then push(f.resource) end
   end

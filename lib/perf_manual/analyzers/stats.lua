@@ -502,4 +502,482 @@ function M.diff(before, after, opts)
   return res
 end
 
+-- Gates: several expectations, each judged MET / NOT MET / NOT JUDGED ------------
+--
+-- Grammar of one expectation (several: repeat --expect, or separate them
+-- with ',' or ';'):
+--   SUBJECT +N% | SUBJECT -N%         relative change of the subject, after vs before
+--   SUBJECT < V | <= V | > V | >= V   bound on the after value
+-- SUBJECT: [latency] STAT (p50 median mean p90 p99 p99.9 ...; "latency" alone is
+-- the median) | errors | error ratio | error rate | throughput | rps | rate |
+-- profile FUNC [share] | function FUNC [share] | METRIC [STAT] (a metric the diff
+-- compares, by name or part of it; median unless a STAT follows).
+-- V: a duration for latency (5ms, 200us, 1.5s), a % for errors and profile
+-- shares, req/s for throughput (1000, 1000/s), the metric's own unit otherwise.
+-- The rule: a change is met only when it is significant at the diff's level
+-- (p < alpha) and the end of its 95% CI nearest to no change clears the stated
+-- amount; a bound is met only when the whole 95% CI of the after value lies on
+-- its side.
+
+local DUR = { ns = 1e-9, us = 1e-6, ['µs'] = 1e-6, ms = 1e-3, s = 1, m = 60 }
+local STAT_WORDS = { median = true, mean = true, latency = true }
+local function is_stat(w)
+  if w == 'p50' or STAT_WORDS[w] and w ~= 'latency' then return true end
+  local q = tonumber((w:match('^p([%d.]+)$')))
+  return q ~= nil and q > 0 and q <= 100
+end
+
+local GRAMMAR = "expected 'SUBJECT +/-N%' or 'SUBJECT < VALUE' (subjects: p99, latency median, errors, "
+  .. "error ratio, throughput, rps, profile FUNC, function FUNC share, or a metric name)"
+
+-- subject words -> {kind, metric, stat}
+local function parse_subject(words)
+  local w1 = words[1]
+  local n = #words
+  if n == 0 then return nil, GRAMMAR end
+  -- a percentile lies in (0, 100]: p101 or p0 is a typo, not a metric's name
+  for _, w in ipairs(words) do
+    local q = tonumber((w:match('^p([%d.]+)$')))
+    if q and (q <= 0 or q > 100) then return nil, "'" .. w .. "' is not a percentile (above p0, at most p100)" end
+  end
+  if w1 == 'latency' and n == 1 then return { kind = 'latency', stat = 'median' } end
+  if (w1 == 'latency' and n == 2 and is_stat(words[2])) or (n == 1 and is_stat(w1)) then
+    local st = words[n]
+    return { kind = 'latency', stat = st == 'p50' and 'median' or st }
+  end
+  if n == 1 and (w1 == 'errors' or w1 == 'error_ratio') or n == 2 and w1 == 'error' and (words[2] == 'ratio' or words[2] == 'rate') then
+    return { kind = 'errors', stat = 'ratio' }
+  end
+  if n == 1 and (w1 == 'throughput' or w1 == 'rps' or w1 == 'rate') then return { kind = 'throughput', stat = 'rate' } end
+  if w1 == 'profile' or w1 == 'function' then
+    local last = words[n] == 'share' and n - 1 or n
+    if last < 2 then return nil, "name the function: 'profile FUNC -30%' or 'function FUNC share < 10%'" end
+    return { kind = 'profile', metric = table.concat(words, ' ', 2, last), stat = 'share' }
+  end
+  if n == 1 then return { kind = 'metric', metric = w1, stat = 'median' } end
+  if n == 2 and is_stat(words[2]) then
+    return { kind = 'metric', metric = w1, stat = words[2] == 'p50' and 'median' or words[2] }
+  end
+  if n == 2 and is_stat(w1) then return nil, "unknown subject '" .. table.concat(words, ' ') .. "': " .. GRAMMAR end
+  return nil, "unknown subject '" .. table.concat(words, ' ') .. "': " .. GRAMMAR
+end
+
+-- a bound's value in the subject's unit: seconds, a ratio, req/s, or as written
+local function parse_value(kind, v)
+  local num, unit = v:match('^([%d.]+[eE]?[+-]?%d*)(.*)$')
+  num = tonumber(num)
+  if not num then return nil, "'" .. v .. "' is not a number" end
+  if kind == 'latency' then
+    local f = DUR[unit]
+    if not f then return nil, "a latency bound needs a unit: '" .. v .. "' (ns, us, ms, s)" end
+    return num * f
+  elseif kind == 'errors' or kind == 'profile' then
+    if unit == '%' then return num / 100 end
+    if unit == '' and num <= 1 then return num end
+    return nil, "a share is a % (like 1%) or a ratio from 0 to 1: '" .. v .. "'"
+  elseif kind == 'throughput' then
+    if unit == '' or unit == '/s' or unit == 'rps' or unit == 'req/s' then return num end
+    return nil, "a throughput bound is in requests per second: '" .. v .. "'"
+  end
+  if unit == '' or unit == '%' then return num end
+  local f = DUR[unit]
+  if f then return num * f end
+  return nil, "'" .. v .. "': unknown unit '" .. unit .. "'"
+end
+
+--- One expectation (see the grammar above) -> {text, kind, metric, stat,
+--- change = relative change} or {..., op, bound}; nil, err when it does not parse.
+function M.parse_expect(text)
+  if type(text) ~= 'string' or not text:match('%S') then return nil, 'empty expectation' end
+  local t = text:gsub('^%s+', ''):gsub('%s+$', '')
+  local subj, op, val = t:match('^(.-)%s*([<>]=?)%s*(%S+)$')
+  local change
+  if not subj then
+    local s2, pct = t:match('^(.-)%s+([+-][%d.]+)%%$')
+    if not s2 then
+      if t:match('%s[%d.]+%%$') then return nil, 'the change must be signed with a %, like -20% or +5%' end
+      return nil, GRAMMAR
+    end
+    subj, change = s2, tonumber(pct)
+    if not change then return nil, "'" .. pct .. "%' is not a number" end
+    if change < -100 then return nil, 'a change below -100% cannot happen' end
+    change = change / 100
+  end
+  local words = {}
+  for w in subj:lower():gmatch('%S+') do words[#words + 1] = w end
+  -- keep a metric's or a function's own spelling
+  local orig = {}
+  for w in subj:gmatch('%S+') do orig[#orig + 1] = w end
+  local e, err = parse_subject(words)
+  if not e then return nil, err end
+  if e.kind == 'metric' then e.metric = orig[1]
+  elseif e.kind == 'profile' then
+    local last = words[#words] == 'share' and #orig - 1 or #orig
+    e.metric = table.concat(orig, ' ', 2, last)
+  end
+  e.text = t
+  if change then e.change = change
+  else
+    local b, verr = parse_value(e.kind, val)
+    if not b then return nil, verr end
+    e.op, e.bound = op, b
+  end
+  return e
+end
+
+--- Every expectation of a list of --expect values (each split at ',' and
+--- ';'). Returns the list, or nil and the error naming the bad one.
+function M.parse_expects(list)
+  local out = {}
+  for _, item in ipairs(type(list) == 'table' and list or { list }) do
+    for piece in tostring(item):gmatch('[^,;]+') do
+      if piece:match('%S') then
+        local e, err = M.parse_expect(piece)
+        if not e then return nil, string.format('bad --expect "%s": %s', piece:gsub('^%s+', ''):gsub('%s+$', ''), err) end
+        out[#out + 1] = e
+      end
+    end
+  end
+  if #out == 0 then return nil, 'bad --expect: no expectation given' end
+  return out
+end
+
+-- Tests on counts --------------------------------------------------------------
+
+local Z95 = 1.959964
+
+--- Two-proportion z-test (pooled, two-sided) of k1/n1 against k2/n2, with the
+--- relative change k2/n2 over k1/n1 and its 95% CI (log risk ratio, Katz; 0.5
+--- added to every cell when a count is 0). Returns {p1, p2, p, rel, rel_lo, rel_hi}.
+function M.two_proportions(k1, n1, k2, n2)
+  if n1 <= 0 or n2 <= 0 then return nil, 'no counts' end
+  local p1, p2 = k1 / n1, k2 / n2
+  local pool = (k1 + k2) / (n1 + n2)
+  local se = math.sqrt(pool * (1 - pool) * (1 / n1 + 1 / n2))
+  local r = { p1 = p1, p2 = p2, n1 = n1, n2 = n2, k1 = k1, k2 = k2 }
+  if se == 0 then r.z, r.p = 0, 1 else
+    r.z = (p2 - p1) / se
+    r.p = math.min(1, 2 * M.norm_sf(math.abs(r.z)))
+  end
+  if p1 > 0 then
+    r.rel = p2 / p1 - 1
+    local a, b, c, d = k1, n1, k2, n2
+    if a == 0 or c == 0 or a == b or c == d then a, b, c, d = a + 0.5, b + 1, c + 0.5, d + 1 end
+    local lrr = math.log((c / d) / (a / b))
+    local s = math.sqrt(1 / a - 1 / b + 1 / c - 1 / d)
+    r.rel_lo, r.rel_hi = math.exp(lrr - Z95 * s) - 1, math.exp(lrr + Z95 * s) - 1
+  end
+  return r
+end
+
+--- Wilson 95% interval of a proportion k/n.
+function M.wilson(k, n)
+  local p = k / n
+  local z2 = Z95 * Z95
+  local den = 1 + z2 / n
+  local mid = (p + z2 / (2 * n)) / den
+  local half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / den
+  return math.max(0, mid - half), math.min(1, mid + half)
+end
+
+--- Two Poisson rates n1/t1 and n2/t2: z-test (two-sided) and the 95% CI of the
+--- relative change (log rate ratio). Returns {r1, r2, p, rel, rel_lo, rel_hi}.
+function M.two_rates(n1, t1, n2, t2)
+  if n1 <= 0 or n2 <= 0 or t1 <= 0 or t2 <= 0 then return nil, 'no counts' end
+  local r1, r2 = n1 / t1, n2 / t2
+  local z = (r2 - r1) / math.sqrt(n1 / (t1 * t1) + n2 / (t2 * t2))
+  local s = math.sqrt(1 / n1 + 1 / n2)
+  local lrr = math.log(r2 / r1)
+  return { r1 = r1, r2 = r2, z = z, p = math.min(1, 2 * M.norm_sf(math.abs(z))), rel = r2 / r1 - 1,
+    rel_lo = math.exp(lrr - Z95 * s) - 1, rel_hi = math.exp(lrr + Z95 * s) - 1 }
+end
+
+--- Seeded bootstrap 95% interval of one statistic of one sample.
+function M.bootstrap_stat(x, opts)
+  opts = opts or {}
+  local f = stat_fn(opts.stat or 'median')
+  local iters = opts.iterations or 2000
+  local rnd = M.rng(opts.seed or 20260101)
+  local t = M.thin(x, M.BOOT_MAX)
+  local n = #t
+  local s, vals = table_new(n, 0), table_new(iters, 0)
+  for it = 1, iters do
+    if opts.stop and it % 64 == 0 and opts.stop() then break end
+    for i = 1, n do s[i] = t[rnd(n)] end
+    vals[#vals + 1] = f(s, n)
+  end
+  table.sort(vals)
+  return M.quantile_sorted(vals, 0.025), M.quantile_sorted(vals, 0.975)
+end
+
+-- What a dataset holds for each kind of expectation ---------------------------
+
+M.MIN_INTERVALS = 5   -- per-interval values a side needs before they are tested instead of the counts
+
+local function red_counts(ds)
+  local r = ds.red
+  if type(r) ~= 'table' or type(r.errors) ~= 'table' then return nil end
+  local e = r.errors
+  local n, k = tonumber(e.attempts), tonumber(e.total)
+  if not n or not k or n <= 0 then return nil end
+  return { errors = k, attempts = n, duration = tonumber(r.duration_s),
+    responses = r.rate and tonumber(r.rate.completed) and tonumber(r.duration_s)
+      and tonumber(r.rate.completed) * tonumber(r.duration_s) or nil }
+end
+
+-- per-interval error ratios and request rates of a RED run's series
+local function red_intervals(ds)
+  local r = ds.red
+  if type(r) ~= 'table' or type(r.series) ~= 'table' then return nil end
+  local ratio, rate = {}, {}
+  for _, s in ipairs(r.series) do
+    local ok, bad = tonumber(s.responses) or 0, tonumber(s.errors) or 0
+    if ok + bad > 0 then ratio[#ratio + 1] = bad / (ok + bad) end
+    rate[#rate + 1] = ok + bad
+  end
+  return ratio, rate
+end
+
+local function sample_named(ds, patterns)
+  local names = {}
+  for k in pairs(ds.samples or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, p in ipairs(patterns) do
+    for _, k in ipairs(names) do if k:find(p) then return k, ds.samples[k] end end
+  end
+end
+
+local function latency_metric(before, after)
+  local both = {}
+  for k, s in pairs(before.samples or {}) do
+    if after.samples and after.samples[k] then both[#both + 1] = { k, s.unit or after.samples[k].unit } end
+  end
+  table.sort(both, function(a, b) return a[1] < b[1] end)
+  for _, e in ipairs(both) do if e[1]:find('latency') then return e[1] end end
+  for _, e in ipairs(both) do if is_latency(e[1], e[2]) then return e[1] end end
+end
+
+local function metric_named(before, after, name)
+  local function has(ds, k) return (ds.samples and ds.samples[k]) or (ds.scalars and ds.scalars[k]) end
+  if has(before, name) and has(after, name) then return name end
+  local all = {}
+  for _, ds in ipairs({ before }) do
+    for k in pairs(ds.samples or {}) do all[k] = true end
+    for k in pairs(ds.scalars or {}) do all[k] = true end
+  end
+  local sorted = {}
+  for k in pairs(all) do if has(after, k) and k:find(name, 1, true) then sorted[#sorted + 1] = k end end
+  table.sort(sorted)
+  return sorted[1]
+end
+
+-- Judging ---------------------------------------------------------------------
+
+local function pct(x) return x and string.format('%+.1f%%', x * 100) or 'n/a' end
+local function fmt_p(p)
+  if p == nil then return 'p n/a' end
+  if p < 0.001 then return 'p < 0.001' end
+  return string.format('p = %.3g', p)
+end
+
+local function fmt_in(kind, unit)
+  if kind == 'latency' or unit == 's' then return function(v) return fmt_val(v, 's') end end
+  if kind == 'errors' or kind == 'profile' then return function(v) return v and string.format('%.2f%%', v * 100) or 'n/a' end end
+  if kind == 'throughput' then return function(v) return v and string.format('%.1f/s', v) or 'n/a' end end
+  return function(v) return fmt_val(v) end
+end
+
+-- a relative-change verdict from {rel, rel_lo, rel_hi, p}
+local function judge_change(e, r, alpha)
+  if not r.rel or not r.rel_lo then
+    return false, 'not judged', 'no relative change: the value before is 0'
+  end
+  local want = e.change
+  local near = want < 0 and r.rel_hi or r.rel_lo
+  local met = r.p < alpha and (want < 0 and near <= want or want >= 0 and near >= want)
+  return met, met and 'met' or 'not met'
+end
+
+local function judge_bound(e, lo, hi)
+  local met
+  if e.op == '<' then met = hi < e.bound
+  elseif e.op == '<=' then met = hi <= e.bound
+  elseif e.op == '>' then met = lo > e.bound
+  else met = lo >= e.bound end
+  return met, met and 'met' or 'not met'
+end
+
+local function on_samples(e, res, a, b, unit, opts)
+  local fmt = fmt_in(e.kind, unit)
+  -- a ratio or a rate per interval: their mean is the run's figure
+  local st = (e.stat == 'ratio' or e.stat == 'rate') and 'mean' or e.stat
+  res.n_before, res.n_after = #a, #b
+  if e.change then
+    local c = M.compare(a, b, { seed = opts.seed, iterations = opts.iterations, stats = { 'median', st ~= 'median' and st or nil },
+      alpha = opts.alpha, stop = opts.stop })
+    if not c.ci then
+      res.status, res.why = 'not judged', c.verdict
+      return res
+    end
+    local ci = c.ci[st]
+    res.before, res.after, res.measured, res.ci_lo, res.ci_hi, res.p = ci.before, ci.after, ci.rel, ci.rel_lo, ci.rel_hi, c.p
+    res.met, res.status, res.why = judge_change(e, { rel = ci.rel, rel_lo = ci.rel_lo, rel_hi = ci.rel_hi, p = c.p }, opts.alpha or M.ALPHA)
+    res.detail = string.format('%s %s → %s, %s (95%% CI %s .. %s), %s', st, fmt(ci.before), fmt(ci.after), pct(ci.rel),
+      pct(ci.rel_lo), pct(ci.rel_hi), fmt_p(c.p))
+  else
+    if #b < 2 then res.status, res.why = 'not judged', 'fewer than 2 values after'; return res end
+    local lo, hi = M.bootstrap_stat(b, { stat = st, seed = opts.seed, iterations = opts.iterations, stop = opts.stop })
+    res.before, res.after, res.ci_lo, res.ci_hi = M.statistic(a, st), M.statistic(b, st), lo, hi
+    res.met, res.status = judge_bound(e, lo, hi)
+    res.detail = string.format('%s after %s (95%% CI %s .. %s; before %s)', st, fmt(res.after), fmt(lo), fmt(hi), fmt(res.before))
+  end
+  return res
+end
+
+-- proportions: counts k of n on each side
+local function on_counts(e, res, k1, n1, k2, n2)
+  local fmt = fmt_in(e.kind)
+  res.n_before, res.n_after = n1, n2
+  res.before, res.after = k1 / n1, k2 / n2
+  if e.change then
+    local r = M.two_proportions(k1, n1, k2, n2)
+    res.measured, res.ci_lo, res.ci_hi, res.p = r.rel, r.rel_lo, r.rel_hi, r.p
+    res.met, res.status, res.why = judge_change(e, r, res.alpha)
+    res.detail = string.format('%s → %s (%d of %d → %d of %d), %s (95%% CI %s .. %s), %s', fmt(r.p1), fmt(r.p2),
+      k1, n1, k2, n2, pct(r.rel), pct(r.rel_lo), pct(r.rel_hi), fmt_p(r.p))
+  else
+    local lo, hi = M.wilson(k2, n2)
+    res.ci_lo, res.ci_hi = lo, hi
+    res.met, res.status = judge_bound(e, lo, hi)
+    res.detail = string.format('after %s (%d of %d, 95%% CI %s .. %s; before %s)', fmt(res.after), k2, n2, fmt(lo), fmt(hi),
+      fmt(res.before))
+  end
+  return res
+end
+
+local function judge_one(e, before, after, opts)
+  local res = { text = e.text, kind = e.kind, metric = e.metric, stat = e.stat, expected = e.change,
+    op = e.op, bound = e.bound, alpha = opts.alpha or M.ALPHA }
+  local function nj(why) res.status, res.why = 'not judged', why; return res end
+  if e.kind == 'latency' then
+    local m = latency_metric(before, after)
+    if not m then return nj('no latency metric with samples on both sides') end
+    res.metric, res.method = m, 'Mann-Whitney U on the samples, seeded bootstrap CI'
+    if e.op then res.method = 'seeded bootstrap CI of the after value' end
+    return on_samples(e, res, before.samples[m].values, after.samples[m].values, 's', opts)
+  elseif e.kind == 'errors' then
+    res.metric = 'error ratio'
+    local name_b = sample_named(before, { '[%._]error_ratio$' })
+    local name_a = name_b and after.samples[name_b] and name_b
+    local ib, _ = red_intervals(before)
+    local ia, _ = red_intervals(after)
+    if name_a and #before.samples[name_b].values >= M.MIN_INTERVALS and #after.samples[name_a].values >= M.MIN_INTERVALS then
+      res.metric = name_a
+      res.method = 'per-interval values of ' .. name_a .. (e.op and ': bootstrap CI of the after mean' or ': Mann-Whitney U, bootstrap CI of the mean')
+      return on_samples(e, res, before.samples[name_b].values, after.samples[name_a].values, nil, opts)
+    end
+    if ib and ia and #ib >= M.MIN_INTERVALS and #ia >= M.MIN_INTERVALS then
+      res.method = string.format('per-second error ratios of the RED runs (%d and %d intervals): %s', #ib, #ia,
+        e.op and 'bootstrap CI of the after mean' or 'Mann-Whitney U, bootstrap CI of the mean')
+      return on_samples(e, res, ib, ia, nil, opts)
+    end
+    local cb, ca = red_counts(before), red_counts(after)
+    if cb and ca then
+      res.method = e.op and 'Wilson interval of the after ratio (request counts)'
+        or 'two-proportion z-test on the request counts, log risk-ratio CI'
+      return on_counts(e, res, cb.errors, cb.attempts, ca.errors, ca.attempts)
+    end
+    return nj('no error counts on both sides (a red-check.json, or an error_ratio series)')
+  elseif e.kind == 'throughput' then
+    res.metric = 'throughput'
+    local name_b = sample_named(before, { 'requests_per_s$', '[%._]rps$', 'throughput$' })
+    if name_b and after.samples[name_b] and #before.samples[name_b].values >= M.MIN_INTERVALS
+      and #after.samples[name_b].values >= M.MIN_INTERVALS then
+      res.metric = name_b
+      res.method = 'per-interval values of ' .. name_b .. ': Mann-Whitney U, bootstrap CI of the mean'
+      return on_samples(e, res, before.samples[name_b].values, after.samples[name_b].values, nil, opts)
+    end
+    local _, rb = red_intervals(before)
+    local _, ra = red_intervals(after)
+    if rb and ra and #rb >= M.MIN_INTERVALS and #ra >= M.MIN_INTERVALS then
+      res.method = string.format('requests per second of the RED runs (%d and %d intervals): %s', #rb, #ra,
+        e.op and 'bootstrap CI of the after mean' or 'Mann-Whitney U, bootstrap CI of the mean')
+      return on_samples(e, res, rb, ra, nil, opts)
+    end
+    local cb, ca = red_counts(before), red_counts(after)
+    if cb and ca and cb.responses and ca.responses and cb.duration and ca.duration then
+      local r = M.two_rates(cb.responses, cb.duration, ca.responses, ca.duration)
+      if not r then return nj('no requests answered on one side') end
+      local fmt = fmt_in('throughput')
+      res.before, res.after, res.n_before, res.n_after = r.r1, r.r2, cb.responses, ca.responses
+      if e.change then
+        res.method = 'Poisson rate test on the answered requests, log rate-ratio CI'
+        res.measured, res.ci_lo, res.ci_hi, res.p = r.rel, r.rel_lo, r.rel_hi, r.p
+        res.met, res.status, res.why = judge_change(e, r, res.alpha)
+        res.detail = string.format('%s → %s, %s (95%% CI %s .. %s), %s', fmt(r.r1), fmt(r.r2), pct(r.rel), pct(r.rel_lo),
+          pct(r.rel_hi), fmt_p(r.p))
+      else
+        res.method = 'Poisson interval of the after rate'
+        local s = 1 / math.sqrt(ca.responses)
+        local lo, hi = r.r2 * math.exp(-Z95 * s), r.r2 * math.exp(Z95 * s)
+        res.ci_lo, res.ci_hi = lo, hi
+        res.met, res.status = judge_bound(e, lo, hi)
+        res.detail = string.format('after %s (95%% CI %s .. %s; before %s)', fmt(r.r2), fmt(lo), fmt(hi), fmt(r.r1))
+      end
+      return res
+    end
+    return nj('no request rate on both sides (a red-check.json, or a requests_per_s series)')
+  elseif e.kind == 'profile' then
+    local pb, pa = opts.profile_before, opts.profile_after
+    if not (pb and pa) then return nj('no folded profile on both sides') end
+    local function count(p, name)
+      local r = p.funcs[name]
+      if r then return r.total end
+      -- perf's suffixes (_[k], _[j]) and a bare name are the same function
+      local n = 0
+      for k, v in pairs(p.funcs) do if k:gsub('_%[%a%]$', '') == name then n = n + v.total end end
+      return n
+    end
+    local k1, k2 = count(pb, e.metric), count(pa, e.metric)
+    if k1 == 0 and k2 == 0 then return nj(string.format("'%s' is in neither profile", e.metric)) end
+    if pb.total == 0 or pa.total == 0 then return nj('an empty profile') end
+    res.method = e.op and "Wilson interval of the after share (the function's samples on the stack)"
+      or 'two-proportion z-test on the samples with the function on the stack, log risk-ratio CI'
+    return on_counts(e, res, k1, pb.total, k2, pa.total)
+  end
+  -- a metric by name
+  local m = metric_named(before, after, e.metric)
+  if not m then return nj(string.format("no metric '%s' on both sides", e.metric)) end
+  res.metric = m
+  local sa, sb = before.samples and before.samples[m], after.samples and after.samples[m]
+  if not (sa and sb) then return nj(m .. ': one value per side, no test possible') end
+  res.method = e.op and 'seeded bootstrap CI of the after value' or 'Mann-Whitney U on the samples, seeded bootstrap CI'
+  return on_samples(e, res, sa.values, sb.values, sa.unit or sb.unit, opts)
+end
+
+M.STATUS_WORD = { met = 'MET', ['not met'] = 'NOT MET', ['not judged'] = 'NOT JUDGED' }
+
+--- Judges parsed expectations against two datasets (as perf_manual.report.load
+--- reads them). opts: seed, iterations, alpha, stop, profile_before/after =
+--- {funcs = perf_manual.fold.function_totals(...), total = samples}. Returns a list
+--- of {text, kind, metric, met, status = 'met'|'not met'|'not judged', method,
+--- before, after, measured, ci_lo, ci_hi, p, why, line}.
+function M.judge(exps, before, after, opts)
+  opts = opts or {}
+  local out = {}
+  for i, e in ipairs(exps) do
+    local r = judge_one(e, before or {}, after or {}, opts)
+    r.met = r.status == 'met'
+    r.judged = r.status ~= 'not judged'
+    if r.status == 'not judged' then
+      r.line = string.format('NOT JUDGED: %s: %s', r.text, r.why or '?')
+    else
+      r.line = string.format('%s: %s: %s %s [%s]', M.STATUS_WORD[r.status], r.text,
+        r.kind == 'profile' and (r.metric .. ' share') or r.metric, r.detail, r.method)
+    end
+    out[i] = r
+  end
+  return out
+end
+
 return M

@@ -644,6 +644,7 @@ end
 
 local RESOURCES = {
   { 'cpu', 'CPU' }, { 'memory', 'Memory' }, { 'disk', 'Disk I/O' }, { 'network', 'Network' }, { 'lock', 'Locks' },
+  { 'service', 'Service (RED)' },
 }
 
 local function use_cell(c)
@@ -684,7 +685,8 @@ function M.analysis_view(data, found)
           utilization = use_cell(row.utilization), saturation = use_cell(row.saturation), errors = use_cell(row.errors) }
       end
     end
-    if not use then sec.empty = 'Not measured (no USE check).'
+    if key == 'service' then sec.empty = data.red and ('From the RED result (' .. tostring(data.red.artifact or 'red-check.json') .. ').') or 'Not measured (no red-check.json).'
+    elseif not use then sec.empty = 'Not measured (no USE check).'
     elseif key == 'disk' then sec.empty = 'No disk was busy enough for a USE row.'
     elseif key == 'network' then sec.empty = 'No interface carried traffic.'
     else sec.empty = 'Not measured.' end

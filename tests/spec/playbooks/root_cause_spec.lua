@@ -25,7 +25,8 @@ describe('root-cause', function()
     local res = assert(util.json_decode(out))
     assert.equal('inconclusive', res.verdict)
     assert.same({ 0, 0 }, { res.supports, res.refutes })
-    assert.same({ 'the hypothesis names no resource this tool measures (cpu, memory, disk, network, lock)' },
+    assert.same({ 'the hypothesis names no resource this tool measures (cpu, memory, disk, network, lock, '
+      .. 'a wait: blocked, peer, sleeping, or the service: errors, failed requests)' },
       res.missing)
     local rec = util.json_decode(util.readfile(d .. '/analysis/hypotheses.json'))
     assert.equal(2, #rec)
