@@ -275,12 +275,13 @@ function M.rules.cpu(m, T)
     -- a process: its own wait for a CPU, with no idle core it may use
     local w = bpf_wait or task.runq_wait_pct
     local full = limited and cap.used_pct and cap.used_pct >= T.capacity_high
-    if w and w >= T.task_runq_high and busy >= T.util_high then
-      row.raise('HIGH', w / T.task_runq_high,
-        string.format('target waits for a CPU %s with %s busy', fmt_pct(w), fmt_pct(busy)), 'run-queue')
-    elseif w and w >= T.task_runq_high and full then
+    -- a target confined to fewer CPUs than the machine's is judged on those
+    if w and w >= T.task_runq_high and full then
       row.raise('HIGH', w / T.task_runq_high, string.format('target uses %s of %s and waits for a CPU %s',
         fmt_pct(cap.used_pct), cap_text(), fmt_pct(w)), 'capacity')
+    elseif w and w >= T.task_runq_high and busy >= T.util_high then
+      row.raise('HIGH', w / T.task_runq_high,
+        string.format('target waits for a CPU %s with %s busy', fmt_pct(w), fmt_pct(busy)), 'run-queue')
     elseif w and w >= T.task_runq_warn then
       row.raise('warn', nil, 'target waits for a CPU ' .. fmt_pct(w))
     end

@@ -152,13 +152,14 @@ end
 --- The busiest threads (of the target, or of the machine) over the window.
 local function thread_measures(m, a, b, scope)
   local r = cpu.thread_rates(a, b)
-  local top = util.array()
+  local top, total = util.array(), 0
+  for _, x in ipairs(r.threads) do total = total + x.pct end
   for i = 1, math.min(5, #r.threads) do
     local x = r.threads[i]
     top[i] = { tid = x.tid, pid = x.pid, pct = x.pct, comm = cpu.thread_comm(x.pid, x.tid),
       process = targets.comm(x.pid) }
   end
-  m.threads_cpu = { scope = scope, elapsed = r.elapsed, threads = b.count, top = top,
+  m.threads_cpu = { scope = scope, elapsed = r.elapsed, threads = b.count, top = top, total_pct = total,
     missing = r.missing and r.missing.threads or nil }
 end
 
@@ -420,6 +421,11 @@ function M.collect_on(s, opts)
   if first_cg and last_cg and last_cg ~= first_cg then cgroup_measures(m, first_cg, last_cg) end
   if first_thr and last_thr and last_thr ~= first_thr then
     thread_measures(m, first_thr, last_thr, t.kind == 'system' and 'system' or 'target')
+    local cc = m.cgroup_cpu
+    if cc and not cc.usage_pct and t.kind ~= 'system' and not is_pid then
+      -- v1 without a cpuacct group of its own: the sum of its threads' run time
+      cc.usage_pct, cc.usage_source = m.threads_cpu.total_pct, 'threads'
+    end
   end
   capacity_measures(m, affinity)
   if t.kind == 'pid' then
