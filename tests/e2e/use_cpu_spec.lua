@@ -85,8 +85,6 @@ describe('use-check: CPU saturation as the workload feels it', function()
         assert.is_true(math.abs(cpu.hot_thread.pct - t.pct) < 10,
           string.format('tool %.0f%% vs schedstat %.0f%%', cpu.hot_thread.pct, t.pct))
         assert.matches('single%-thread bound: thread ' .. tid .. ' %(hot0%) at %d+%% of one CPU', d.verdict.text)
-        -- the machine itself had a core to spare: this is not a busy machine
-        assert.is_true(d.measures.cpu.busy_pct < 90, explain(d))
         assert.equal(2, cpu.capacity.cpus)
         -- the text says it too
         local out = h.pm('use-check --target ' .. w.pid .. ' --duration 1')

@@ -274,11 +274,18 @@ function M.rules.cpu(m, T)
   if task then
     -- a process: its own wait for a CPU, with no idle core it may use
     local w = bpf_wait or task.runq_wait_pct
-    local full = limited and cap.used_pct and cap.used_pct >= T.capacity_high
+    -- a quota with its throttling counters is named by the quota rule below
+    local by_quota = limited and cap.limited_by == 'quota' and cg and cg.throttled_pct ~= nil
+    local full = limited and not by_quota and cap.used_pct and cap.used_pct >= T.capacity_high
+    local crowded = limited and not by_quota and cap.allowed_busy_pct and cap.allowed_busy_pct >= T.util_high
     -- a target confined to fewer CPUs than the machine's is judged on those
     if w and w >= T.task_runq_high and full then
       row.raise('HIGH', w / T.task_runq_high, string.format('target uses %s of %s and waits for a CPU %s',
         fmt_pct(cap.used_pct), cap_text(), fmt_pct(w)), 'capacity')
+    elseif w and w >= T.task_runq_high and crowded then
+      row.raise('HIGH', w / T.task_runq_high, string.format('target waits for a CPU %s: %s %s %s busy, %s of it by '
+        .. 'the target', fmt_pct(w), cap_text(), cap.cpus == 1 and 'is' or 'are', fmt_pct(cap.allowed_busy_pct),
+        fmt_pct(cap.used_pct)), 'capacity')
     elseif w and w >= T.task_runq_high and busy >= T.util_high then
       row.raise('HIGH', w / T.task_runq_high,
         string.format('target waits for a CPU %s with %s busy', fmt_pct(w), fmt_pct(busy)), 'run-queue')

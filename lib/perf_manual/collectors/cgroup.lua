@@ -280,7 +280,7 @@ local function tightest_ancestor(c, mount_dir)
   local best, best_cores
   if c.quota_us and c.period_us and c.period_us > 0 then best_cores = c.quota_us / c.period_us end
   local d = parent(c.dir)
-  while d and #d > #mount_dir and d:sub(1, #mount_dir) == mount_dir do
+  while d and #d >= #mount_dir and d:sub(1, #mount_dir) == mount_dir do
     local q, per = quota_of(d, c.version)
     if q and per and per > 0 and (not best_cores or q / per < best_cores) then best, best_cores = { d, q, per }, q / per end
     d = parent(d)

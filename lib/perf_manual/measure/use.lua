@@ -175,6 +175,18 @@ local function capacity_measures(m, affinity)
   if cs then c.cpuset, c.cpuset_list = cs.count, cs.list; lower(cs.count, 'cpuset') end
   local q = m.cgroup_cpu and m.cgroup_cpu.quota_cores
   if q then c.quota = q; lower(q, 'quota') end
+  -- how busy the CPUs it may run on were (by anyone): a pinned target
+  -- competes for those, whatever the other CPUs do
+  local ids = c.limited_by == 'affinity' and affinity.cpus
+    or c.limited_by == 'cpuset' and cs.list and cpu.parse_cpu_list(cs.list) or nil
+  if ids and m.cpu and m.cpu.cpus then
+    local by, sum, n = {}, 0, 0
+    for _, x in ipairs(m.cpu.cpus) do by[x.id] = x end
+    for _, id in ipairs(ids) do
+      if by[id] and by[id].busy_pct then sum, n = sum + by[id].busy_pct, n + 1 end
+    end
+    if n > 0 then c.allowed_busy_pct = sum / n end
+  end
   -- the target's use against what it can use
   local used = m.task and m.task.cpu_pct or m.cgroup_cpu and m.cgroup_cpu.usage_pct
   if used and c.cpus and c.cpus > 0 then c.used_pct = math.min(100, used / c.cpus) end
