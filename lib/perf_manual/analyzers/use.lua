@@ -43,6 +43,7 @@ M.thresholds = {
     throttled_high = 25,
     thread_high = 90,                 -- one thread at this % of one core: single-thread bound, whatever
                                       --   the other cores do (it cannot use them)
+    thread_run_min = 75,              -- ... counting its run-queue wait too once it runs this much
     capacity_high = 90,               -- target's CPU use as % of its capacity (affinity, cpuset, quota)
     percpu_busy = 90,                 -- one CPU this busy ...
     percpu_idle = 30,                 --   ... while another is below this: an imbalance
@@ -267,9 +268,14 @@ function M.rules.cpu(m, T)
 
   local busy = c.busy_pct
   -- one thread at a core's worth cannot go faster, however idle the others are
-  if hot and hot.pct >= T.thread_high then
-    row.raise('HIGH', hot.pct / T.thread_high, string.format('single-thread bound: %s at %s of one CPU',
-      thread_name(hot, th.scope), fmt_pct(hot.pct)), 'single-thread')
+  -- (on a busy machine it runs less and waits for a CPU the rest: it never
+  -- blocks, so on CPU plus run-queue wait is what it asks of one core)
+  -- (mostly on CPU: threads sharing a core half-and-half are not one hot thread)
+  local demand = hot and hot.pct + ((hot.pct >= T.thread_run_min) and hot.wait_pct or 0)
+  if hot and demand >= T.thread_high then
+    row.raise('HIGH', demand / T.thread_high, string.format('single-thread bound: %s at %s of one CPU%s',
+      thread_name(hot, th.scope), fmt_pct(hot.pct), hot.pct < T.thread_high
+        and string.format(' (and %s waiting for one)', fmt_pct(hot.wait_pct)) or ''), 'single-thread')
   end
   if task then
     -- a process: its own wait for a CPU, with no idle core it may use
@@ -322,7 +328,7 @@ function M.rules.cpu(m, T)
     if irq >= T.percpu_irq_high and not task then
       -- interrupt work the scheduler cannot move: that CPU is the bottleneck
       row.raise('HIGH', irq / T.percpu_irq_high, imbalance_text(im) .. ': interrupt work pinned to one CPU', 'irq')
-    elseif not (hot and hot.pct >= T.thread_high) then
+    elseif not (demand and demand >= T.thread_high) then
       row.raise('warn', nil, imbalance_text(im))
     end
   end
@@ -332,7 +338,8 @@ function M.rules.cpu(m, T)
     if busy < T.util_warn then
       -- the futex trap: wake-ups make tasks wait briefly although cores are idle
       row.raise('warn', nil, 'PSI some ' .. fmt_pct(p))
-      if p >= T.psi_high then
+      -- (a throttled quota stalls tasks with idle cores too: named above)
+      if p >= T.psi_high and not (cg and cg.throttled_pct and cg.throttled_pct >= T.throttled_warn) then
         row.notes[#row.notes + 1] = string.format('CPU pressure %s while %s of the CPUs sit idle: short waits after '
           .. 'wake-ups (lock hand-offs), not a CPU shortage', fmt_pct(p), fmt_pct(100 - busy))
       end

@@ -34,7 +34,7 @@
 --- reads schedstat of every thread of pids (nil: every process, minus
 --- opts.exclude = { [pid] = true }) → { time=, threads = { [tid] = { pid=, run_ns= } }, count= };
 --- `thread_rates(prev, cur)` → { elapsed=, threads = { { tid=, pid=, pct= (% of one
----   core over the window) }, ... } busiest first } (a thread born in the
+---   core over the window), wait_pct= (waiting for a CPU) }, ... } busiest first } (a thread born in the
 ---   window counts from 0; one that died is gone);
 --- `thread_comm(pid, tid)` → name or nil.
 --- CPU lists: `parse_cpu_list("0-3,6\n")` → { 0, 1, 2, 3, 6 } (Cpus_allowed_list,
@@ -232,9 +232,8 @@ local function listdir(dir)
   return ok and names or nil
 end
 
-local function read_run_ns(path)
-  local v = common.read_parse(path, M.parse_schedstat)
-  return v and v.run_ns
+local function read_sched(path)
+  return common.read_parse(path, M.parse_schedstat)
 end
 
 --- Schedstat run time of every thread of `pids` (a list), or of every
@@ -255,9 +254,9 @@ function M.sample_threads(pids, opts)
     local dir = proc .. '/' .. pid .. '/task'
     for _, n in ipairs(listdir(dir) or {}) do
       local tid = tonumber(n)
-      local run = tid and read_run_ns(dir .. '/' .. n .. '/schedstat')
-      if run then
-        s.threads[tid] = { pid = pid, run_ns = run }
+      local v = tid and read_sched(dir .. '/' .. n .. '/schedstat')
+      if v then
+        s.threads[tid] = { pid = pid, run_ns = v.run_ns, wait_ns = v.wait_ns }
         s.count = s.count + 1
       end
     end
@@ -276,7 +275,14 @@ function M.thread_rates(prev, cur)
     -- same tid, other process: a reused id counts from its birth
     local base = (p and p.pid == t.pid and p.run_ns <= t.run_ns) and p.run_ns or 0
     local d = t.run_ns - base
-    if d > 0 then out.threads[#out.threads + 1] = { tid = tid, pid = t.pid, pct = math.min(100, d / e / 1e7) } end
+    if d > 0 then
+      local x = { tid = tid, pid = t.pid, pct = math.min(100, d / e / 1e7) }
+      if t.wait_ns then
+        local w = t.wait_ns - ((base > 0 and p.wait_ns) or 0)
+        if w >= 0 then x.wait_pct = math.min(100, w / e / 1e7) end
+      end
+      out.threads[#out.threads + 1] = x
+    end
   end
   table.sort(out.threads, function(a, b) return a.pct > b.pct end)
   return out

@@ -156,7 +156,7 @@ local function thread_measures(m, a, b, scope)
   for _, x in ipairs(r.threads) do total = total + x.pct end
   for i = 1, math.min(5, #r.threads) do
     local x = r.threads[i]
-    top[i] = { tid = x.tid, pid = x.pid, pct = x.pct, comm = cpu.thread_comm(x.pid, x.tid),
+    top[i] = { tid = x.tid, pid = x.pid, pct = x.pct, wait_pct = x.wait_pct, comm = cpu.thread_comm(x.pid, x.tid),
       process = targets.comm(x.pid) }
   end
   m.threads_cpu = { scope = scope, elapsed = r.elapsed, threads = b.count, top = top, total_pct = total,
