@@ -39,7 +39,8 @@ return playbook {
       end
       local doc = { target = r.target, duration = r.duration, elapsed = r.elapsed, samples = r.samples,
         partial = r.partial or false, stopped = r.stopped or false, exited = r.exited or false,
-        rows = r.rows, idle = r.idle, verdict = r.verdict_detail, notes = r.notes, sources = r.sources,
+        rows = r.rows, idle = r.idle, verdict = r.verdict_detail, cpu_reason = r.cpu_reason, notes = r.notes,
+        sources = r.sources,
         measures = r.measures }
       if p.save then inv:save_file(p.save, doc) end
       if p.json then inv:json(doc) else inv:show(r.text) end

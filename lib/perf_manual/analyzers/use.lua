@@ -1,14 +1,23 @@
 --- The USE method (Utilization, Saturation, Errors) for CPU, memory, each
---- busy disk, each network interface with traffic, and locks.
+--- disk, each network interface, and locks: a complete checklist (idle disks
+--- and interfaces get an 'idle' row).
 ---
 ---   local r = use.analyze(m)   -- m: the measures perf_manual.measure.use collected
 ---   r.rows     -- { Row, ... } in table order
----   r.verdict  -- { resource = 'cpu'|'memory'|'disk'|'network'|'lock'|nil, name=, status=, text= }
+---   r.verdict  -- { resource = 'cpu'|'memory'|'disk'|'network'|'lock'|nil, name=, status=, text=,
+---                 reason= (cpu: 'single-thread'|'quota'|'capacity'|'run-queue'|'irq') }
+---   r.cpu_reason -- = r.verdict.reason when the verdict is the CPU
 ---   use.render(r) -- the text table
 ---
---- Row = { resource=, name=, status = 'ok'|'warn'|'HIGH'|'not measured', score=,
+--- Row = { resource=, name=, status = 'ok'|'idle'|'warn'|'HIGH'|'not measured', score=,
 ---   utilization = Cell, saturation = Cell, errors = Cell, why = { text, ... },
 ---   notes = { text, ... } }
+--- The CPU row also carries what a playbook prints: reason=, hot_thread =
+--- { tid=, pid=, comm=, process=, pct= (of one core) }, hot_threads = { ... },
+--- capacity = { cpus=, limited_by = 'online'|'affinity'|'cpuset'|'quota',
+--- online=, affinity=, affinity_list=, cpuset=, cpuset_list=, quota=, used_pct= },
+--- quota_cores=, throttled_pct=, nr_throttled=, nr_periods=,
+--- imbalance = { busy = { id=, busy_pct=, irq_pct=, softirq_pct= }, idle = { id=, busy_pct= } }.
 --- Cell = { text=, source=, value= } or { missing = why, text = 'not measured (why)', source= }
 ---
 --- Everything a team may want to tune sits at the top: thresholds, what is
@@ -32,6 +41,13 @@ M.thresholds = {
     task_runq_high = 50,              --   per second in % (50 = half a thread always waiting)
     throttled_warn = 5,               -- share of cgroup CPU periods throttled by the quota, %
     throttled_high = 25,
+    thread_high = 90,                 -- one thread at this % of one core: single-thread bound, whatever
+                                      --   the other cores do (it cannot use them)
+    thread_run_min = 75,              -- ... counting its run-queue wait too once it runs this much
+    capacity_high = 90,               -- target's CPU use as % of its capacity (affinity, cpuset, quota)
+    percpu_busy = 90,                 -- one CPU this busy ...
+    percpu_idle = 30,                 --   ... while another is below this: an imbalance
+    percpu_irq_high = 50,             -- irq + softirq % of that CPU: interrupt work pinned to one CPU
     runq_per_cpu_warn = 0.1,          -- BPF run-queue latency: tasks waiting for a CPU on average,
     runq_per_cpu_high = 0.5,          --   per CPU (Little's law over the run-queue wait)
   },
@@ -97,15 +113,15 @@ local function missing(why, source)
 end
 M.missing_cell = missing
 
-local RANK = { ok = 0, ['not measured'] = 0, warn = 1, HIGH = 2 }
+local RANK = { ok = 0, idle = 0, ['not measured'] = 0, warn = 1, HIGH = 2 }
 M.RANK = RANK
 
 --- A row under construction: raise(status, score, why) keeps the worst.
 local function new_row(resource, name)
   local r = { resource = resource, name = name, status = 'ok', score = 0, why = {}, why_high = {}, notes = {} }
-  function r.raise(status, score, why)
+  function r.raise(status, score, why, reason)
     if RANK[status] > RANK[r.status] then r.status = status end
-    if status == 'HIGH' and (score or 0) > r.score then r.score = score end
+    if status == 'HIGH' and (score or 0) > r.score then r.score = score; r.reason = reason end
     if why then
       r.why[#r.why + 1] = why
       if status == 'HIGH' then r.why_high[#r.why_high + 1] = why end
@@ -116,20 +132,96 @@ end
 
 M.rules = {}
 
+local function fmt_cores(x)
+  if not x then return '?' end
+  if math.abs(x - math.floor(x + 0.5)) < 0.005 then
+    local n = math.floor(x + 0.5)
+    return string.format('%d CPU%s', n, n == 1 and '' or 's')
+  end
+  return string.format('%.2f CPU', x)
+end
+M.fmt_cores = fmt_cores
+
+local function thread_name(t, scope)
+  local s = string.format('thread %d (%s)', t.tid, t.comm or '?')
+  if scope == 'system' and t.pid ~= t.tid then s = s .. string.format(' of pid %d (%s)', t.pid, t.process or '?') end
+  return s
+end
+M.thread_name = thread_name
+
+--- The CPU doing the most while another idles, or nil.
+local function imbalance(m, T)
+  local cpus = m.cpu and m.cpu.cpus
+  if not cpus or #cpus < 2 then return nil end
+  local hi, lo
+  for _, c in ipairs(cpus) do
+    if c.busy_pct then
+      if not hi or c.busy_pct > hi.busy_pct then hi = c end
+      if not lo or c.busy_pct < lo.busy_pct then lo = c end
+    end
+  end
+  if hi and lo and hi ~= lo and hi.busy_pct >= T.percpu_busy and lo.busy_pct <= T.percpu_idle then
+    return { busy = { id = hi.id, busy_pct = hi.busy_pct, irq_pct = hi.irq_pct, softirq_pct = hi.softirq_pct },
+      idle = { id = lo.id, busy_pct = lo.busy_pct } }
+  end
+end
+
+local function imbalance_text(im)
+  local b = im.busy
+  local irq = (b.irq_pct or 0) + (b.softirq_pct or 0)
+  local what = ''
+  if irq >= 5 then
+    what = (b.softirq_pct or 0) >= (b.irq_pct or 0) and string.format(' (softirq %s)', fmt_pct(b.softirq_pct))
+      or string.format(' (irq %s)', fmt_pct(b.irq_pct))
+  end
+  return string.format('cpu%d %s busy%s while cpu%d is %s', b.id, fmt_pct(b.busy_pct), what, im.idle.id,
+    fmt_pct(im.idle.busy_pct))
+end
+
 function M.rules.cpu(m, T)
   T = T.cpu
   local c, task, cg = m.cpu or {}, m.task, m.cgroup_cpu
   local row = new_row('cpu', 'CPU')
+  local cap = m.capacity
+  local th = m.threads_cpu
+  local hot = th and th.top and th.top[1]
+  local im = imbalance(m, T)
+  row.capacity, row.hot_thread, row.imbalance = cap, hot, im
+  row.hot_threads = th and th.top
+  if cg then
+    row.quota_cores, row.throttled_pct, row.nr_throttled, row.nr_periods = cg.quota_cores, cg.throttled_pct,
+      cg.nr_throttled, cg.nr_periods
+  end
+  -- capacity below the machine's: say what limits it
+  local limited = cap and cap.cpus and cap.online and cap.cpus < cap.online and cap.limited_by ~= 'online'
+  local function cap_text()
+    local by = cap.limited_by == 'affinity' and ('affinity ' .. tostring(cap.affinity_list))
+      or cap.limited_by == 'cpuset' and ('cpuset ' .. tostring(cap.cpuset_list))
+      or cap.limited_by == 'quota' and 'cgroup quota' or cap.limited_by
+    return string.format('its %s (%s)', fmt_cores(cap.cpus), by)
+  end
   -- Utilization
   if c.busy_pct then
     local text = string.format('%s of %d CPUs busy (user %s, sys %s)', fmt_pct(c.busy_pct), m.ncpu or 0,
       fmt_pct(c.user_pct) or '?', fmt_pct(c.system_pct) or '?')
+    local used
     if task and task.cpu_pct then
+      used = task.cpu_pct
       text = text .. string.format('; target %s of one CPU', fmt_pct(task.cpu_pct))
     elseif cg and cg.usage_pct then
+      used = cg.usage_pct
       text = text .. string.format('; cgroup %s of one CPU', fmt_pct(cg.usage_pct))
     end
-    row.utilization = cell(text, task and '/proc/stat, /proc/PID/schedstat' or '/proc/stat', c.busy_pct)
+    if used and limited and cap.used_pct then text = text .. string.format(' = %s of %s', fmt_pct(cap.used_pct), cap_text()) end
+    if hot and hot.pct >= T.thread_high / 2 then
+      text = text .. string.format('; hottest %s %s of one CPU', thread_name(hot, th.scope), fmt_pct(hot.pct))
+    end
+    if im then text = text .. '; ' .. imbalance_text(im) end
+    local srcs = { '/proc/stat' }
+    if task then srcs[#srcs + 1] = '/proc/PID/schedstat' end
+    if hot then srcs[#srcs + 1] = '/proc/*/task/*/schedstat' end
+    if limited then srcs[#srcs + 1] = cap.limited_by == 'affinity' and 'Cpus_allowed_list' or 'cgroup cpu' end
+    row.utilization = cell(text, table.concat(srcs, ', '), c.busy_pct)
   else
     row.utilization = missing(c.missing_stat or 'no /proc/stat', '/proc/stat')
   end
@@ -153,7 +245,16 @@ function M.rules.cpu(m, T)
   if task and task.runq_wait_pct and not bpf_wait then
     sat[#sat + 1] = 'target run-queue wait ' .. fmt_pct(task.runq_wait_pct); src[#src + 1] = 'schedstat'
   end
-  if cg and cg.throttled_pct then
+  local function throttle_text()
+    return string.format("its cgroup's quota of %s throttled it in %s of periods", fmt_cores(cg.quota_cores),
+      fmt_pct(cg.throttled_pct))
+  end
+  if cg and cg.throttled_pct and cg.quota_cores then
+    sat[#sat + 1] = string.format('quota %s, throttled in %s of periods', fmt_cores(cg.quota_cores),
+      fmt_pct(cg.throttled_pct))
+      .. (cg.throttled_ms_per_s and string.format(' (%.0f ms/s)', cg.throttled_ms_per_s) or '')
+    src[#src + 1] = 'cgroup cpu.stat'
+  elseif cg and cg.throttled_pct then
     sat[#sat + 1] = 'throttled ' .. fmt_pct(cg.throttled_pct) .. ' of periods'; src[#src + 1] = 'cgroup cpu.stat'
   end
   if #sat > 0 then
@@ -166,12 +267,34 @@ function M.rules.cpu(m, T)
   if not c.busy_pct then row.status = 'not measured'; return row end
 
   local busy = c.busy_pct
+  -- one thread at a core's worth cannot go faster, however idle the others are
+  -- (on a busy machine it runs less and waits for a CPU the rest: it never
+  -- blocks, so on CPU plus run-queue wait is what it asks of one core)
+  -- (mostly on CPU: threads sharing a core half-and-half are not one hot thread)
+  local demand = hot and hot.pct + ((hot.pct >= T.thread_run_min) and hot.wait_pct or 0)
+  if hot and demand >= T.thread_high then
+    row.raise('HIGH', demand / T.thread_high, string.format('single-thread bound: %s at %s of one CPU%s',
+      thread_name(hot, th.scope), fmt_pct(hot.pct), hot.pct < T.thread_high
+        and string.format(' (and %s waiting for one)', fmt_pct(hot.wait_pct)) or ''), 'single-thread')
+  end
   if task then
-    -- a process: its own wait for a CPU, on a machine with no idle core
+    -- a process: its own wait for a CPU, with no idle core it may use
     local w = bpf_wait or task.runq_wait_pct
-    if w and w >= T.task_runq_high and busy >= T.util_high then
+    -- a quota with its throttling counters is named by the quota rule below
+    local by_quota = limited and cap.limited_by == 'quota' and cg and cg.throttled_pct ~= nil
+    local full = limited and not by_quota and cap.used_pct and cap.used_pct >= T.capacity_high
+    local crowded = limited and not by_quota and cap.allowed_busy_pct and cap.allowed_busy_pct >= T.util_high
+    -- a target confined to fewer CPUs than the machine's is judged on those
+    if w and w >= T.task_runq_high and full then
+      row.raise('HIGH', w / T.task_runq_high, string.format('target uses %s of %s and waits for a CPU %s',
+        fmt_pct(cap.used_pct), cap_text(), fmt_pct(w)), 'capacity')
+    elseif w and w >= T.task_runq_high and crowded then
+      row.raise('HIGH', w / T.task_runq_high, string.format('target waits for a CPU %s: %s %s %s busy, %s of it by '
+        .. 'the target', fmt_pct(w), cap_text(), cap.cpus == 1 and 'is' or 'are', fmt_pct(cap.allowed_busy_pct),
+        fmt_pct(cap.used_pct)), 'capacity')
+    elseif w and w >= T.task_runq_high and busy >= T.util_high then
       row.raise('HIGH', w / T.task_runq_high,
-        string.format('target waits for a CPU %s with %s busy', fmt_pct(w), fmt_pct(busy)))
+        string.format('target waits for a CPU %s with %s busy', fmt_pct(w), fmt_pct(busy)), 'run-queue')
     elseif w and w >= T.task_runq_warn then
       row.raise('warn', nil, 'target waits for a CPU ' .. fmt_pct(w))
     end
@@ -184,18 +307,29 @@ function M.rules.cpu(m, T)
       row.raise('HIGH', math.max((p or 0) / T.psi_high, busy / T.util_high, (per_cpu or 0) / T.runq_per_cpu_high),
         string.format('%s busy and %s', fmt_pct(busy), p and ('PSI some ' .. fmt_pct(p))
           or per_cpu and string.format('%.2f tasks per CPU waiting in the run queue', per_cpu)
-          or 'more runnable than CPUs'))
+          or 'more runnable than CPUs'), 'run-queue')
     elseif per_cpu and per_cpu >= T.runq_per_cpu_warn then
       row.raise('warn', nil, string.format('%.2f tasks per CPU waiting in the run queue (p99 %s)', per_cpu,
         fmt_ns(rq.p99_ns)))
     end
   end
   if cg and cg.throttled_pct then
+    local why = cg.quota_cores and throttle_text()
+      or ('cgroup CPU quota throttles ' .. fmt_pct(cg.throttled_pct) .. ' of periods')
     if cg.throttled_pct >= T.throttled_high then
-      row.raise('HIGH', cg.throttled_pct / T.throttled_high,
-        'cgroup CPU quota throttles ' .. fmt_pct(cg.throttled_pct) .. ' of periods')
+      row.raise('HIGH', cg.throttled_pct / T.throttled_high, why, 'quota')
     elseif cg.throttled_pct >= T.throttled_warn then
-      row.raise('warn', nil, 'cgroup CPU quota throttles ' .. fmt_pct(cg.throttled_pct) .. ' of periods')
+      row.raise('warn', nil, why)
+    end
+  end
+  if im then
+    local b = im.busy
+    local irq = (b.irq_pct or 0) + (b.softirq_pct or 0)
+    if irq >= T.percpu_irq_high and not task then
+      -- interrupt work the scheduler cannot move: that CPU is the bottleneck
+      row.raise('HIGH', irq / T.percpu_irq_high, imbalance_text(im) .. ': interrupt work pinned to one CPU', 'irq')
+    elseif not (demand and demand >= T.thread_high) then
+      row.raise('warn', nil, imbalance_text(im))
     end
   end
   if busy >= T.util_warn then row.raise('warn', nil, fmt_pct(busy) .. ' busy') end
@@ -204,7 +338,8 @@ function M.rules.cpu(m, T)
     if busy < T.util_warn then
       -- the futex trap: wake-ups make tasks wait briefly although cores are idle
       row.raise('warn', nil, 'PSI some ' .. fmt_pct(p))
-      if p >= T.psi_high then
+      -- (a throttled quota stalls tasks with idle cores too: named above)
+      if p >= T.psi_high and not (cg and cg.throttled_pct and cg.throttled_pct >= T.throttled_warn) then
         row.notes[#row.notes + 1] = string.format('CPU pressure %s while %s of the CPUs sit idle: short waits after '
           .. 'wake-ups (lock hand-offs), not a CPU shortage', fmt_pct(p), fmt_pct(100 - busy))
       end
@@ -597,31 +732,32 @@ function M.analyze(m, opts)
   local rows = {}
   by.cpu = M.rules.cpu(m, T); rows[#rows + 1] = by.cpu
   by.memory = M.rules.memory(m, T); rows[#rows + 1] = by.memory
-  -- the measures keep every disk and interface; idle ones get no row
-  -- checked and idle is not the same as not checked: idle ones are named
-  local disks, nets = {}, {}
+  -- every disk and interface gets a row: a checklist tells "checked, idle"
+  -- from "not checked"; an idle one (judged ok) is marked 'idle'
   local idle = { disks = util.array(), nets = util.array() }
+  local busiest
   for _, d in ipairs(m.disks or {}) do
-    if (d.util_pct or 0) >= T.disk.busy_util then disks[#disks + 1] = d else idle.disks[#idle.disks + 1] = d.name end
-  end
-  for _, n in ipairs(m.nets or {}) do
-    if (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0) >= T.network.active_bytes_per_s then
-      nets[#nets + 1] = n
-    else
-      idle.nets[#idle.nets + 1] = n.name
+    if (d.util_pct or 0) >= T.disk.busy_util and (not busiest or (d.util_pct or 0) > (busiest.util_pct or 0)) then
+      busiest = d
     end
   end
-  local busiest
-  for _, d in ipairs(disks) do
-    if not busiest or (d.util_pct or 0) > (busiest.util_pct or 0) then busiest = d end
-  end
-  for _, d in ipairs(disks) do
+  for _, d in ipairs(m.disks or {}) do
     local r = M.rules.disk(d, m, T, d == busiest)
     r.measure = d
+    if (d.util_pct or 0) < T.disk.busy_util and r.status == 'ok' then
+      r.status = 'idle'
+      idle.disks[#idle.disks + 1] = d.name
+    end
     by.disks[#by.disks + 1] = r; rows[#rows + 1] = r
   end
-  for _, n in ipairs(nets) do
+  for _, n in ipairs(m.nets or {}) do
     local r = M.rules.network(n, m, T)
+    local own = (n.rx_drop_per_s or 0) + (n.tx_drop_per_s or 0) + (n.rx_errs_per_s or 0) + (n.tx_errs_per_s or 0)
+    if (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0) < T.network.active_bytes_per_s and own == 0 then
+      -- system-wide TCP figures are not this quiet interface's doing
+      r.status, r.why, r.why_high = 'idle', {}, {}
+      idle.nets[#idle.nets + 1] = n.name
+    end
     by.nets[#by.nets + 1] = r; rows[#rows + 1] = r
   end
   -- a source that could not be read is a row that says so, not an absent row
@@ -645,7 +781,7 @@ function M.analyze(m, opts)
   end
   local verdict
   if best then
-    verdict = { resource = best.resource, name = best.name, status = best.status,
+    verdict = { resource = best.resource, name = best.name, status = best.status, reason = best.reason,
       text = string.format('%s is the most saturated resource: %s', best.resource == 'disk' and ('disk ' .. best.name)
         or best.resource == 'network' and ('network ' .. best.name) or best.name, table.concat(best.why_high, '; ')) }
   else
@@ -656,11 +792,16 @@ function M.analyze(m, opts)
   end
   local out = {}
   for _, r in ipairs(rows) do
-    out[#out + 1] = { resource = r.resource, name = r.name, status = r.status, score = r.score,
+    local o = { resource = r.resource, name = r.name, status = r.status, score = r.score,
       utilization = r.utilization, saturation = r.saturation, errors = r.errors,
       why = util.array(r.why), notes = util.array(r.notes) }
+    if r.resource == 'cpu' then
+      for _, k in ipairs({ 'reason', 'hot_thread', 'hot_threads', 'capacity', 'quota_cores', 'throttled_pct',
+        'nr_throttled', 'nr_periods', 'imbalance' }) do o[k] = r[k] end
+    end
+    out[#out + 1] = o
   end
-  return { rows = out, verdict = verdict, idle = idle }
+  return { rows = out, verdict = verdict, idle = idle, cpu_reason = verdict.resource == 'cpu' and verdict.reason or nil }
 end
 
 
@@ -738,6 +879,11 @@ function M.render(r)
   out[#out + 1] = string.format('%-12s %-12s %s %s %s', 'RESOURCE', 'STATUS', pad('UTILIZATION', W),
     pad('SATURATION', W), 'ERRORS')
   for _, row in ipairs(r.rows) do
+    if row.status == 'idle' then
+      -- one line: checked and quiet (JSON keeps the full row)
+      out[#out + 1] = (string.format('%-12s %-12s %s', row.name, 'idle', row.utilization.text or '')):gsub('%s+$', '')
+      goto continue
+    end
     local cols = {}
     for i, c in ipairs({ row.utilization, row.saturation, row.errors }) do
       local lines = wrap(c.text, W)
@@ -752,14 +898,9 @@ function M.render(r)
         pad(cols[1][i] or '', W), pad(cols[2][i] or '', W), cols[3][i] or '')):gsub('%s+$', '')
     end
     for _, note in ipairs(row.notes or {}) do out[#out + 1] = string.rep(' ', 26) .. 'note: ' .. note end
+    ::continue::
   end
   local m = r.measures or {}
-  local idle = r.idle or {}
-  if (idle.disks and #idle.disks > 0) or (idle.nets and #idle.nets > 0) then
-    out[#out + 1] = string.format('checked, idle (no row): disks %s; network %s',
-      #(idle.disks or {}) > 0 and table.concat(idle.disks, ' ') or '-',
-      #(idle.nets or {}) > 0 and table.concat(idle.nets, ' ') or '-')
-  end
   if m.not_disks and #m.not_disks > 0 then
     local names = {}
     for _, d in ipairs(m.not_disks) do names[#names + 1] = d.name end
@@ -790,10 +931,29 @@ function M.render(r)
   if cc then
     out[#out + 1] = string.format('cgroup cpu (%s %s): %s, usage %s, throttled %s',
       cc.version or '?', cc.dir or '?',
-      cc.quota_cores and string.format('quota %.2f CPUs', cc.quota_cores) or 'no quota',
+      cc.quota_cores and ('quota ' .. fmt_cores(cc.quota_cores) .. (cc.quota_dir and (' (set on ' .. cc.quota_dir .. ')') or ''))
+        or 'no quota',
       cc.usage_pct and (fmt_pct(cc.usage_pct) .. ' of one CPU') or 'not measured',
       cc.nr_throttled and string.format('%d periods (%s)', cc.nr_throttled, fmt_pct(cc.throttled_pct or 0))
         or 'not measured')
+  end
+  local cap, th = m.capacity, m.threads_cpu
+  if cap and cap.cpus and m.target and m.target.kind ~= 'system' then
+    local parts = { 'online ' .. tostring(cap.online or '?') }
+    if cap.affinity_list then parts[#parts + 1] = 'affinity ' .. cap.affinity_list end
+    if cap.cpuset_list then parts[#parts + 1] = 'cpuset ' .. cap.cpuset_list end
+    parts[#parts + 1] = cap.quota and ('quota ' .. fmt_cores(cap.quota)) or 'no quota'
+    out[#out + 1] = string.format('CPU capacity of the target: %s (%s)%s', fmt_cores(cap.cpus), table.concat(parts, ', '),
+      cap.used_pct and string.format(', %s of it used', fmt_pct(cap.used_pct)) or '')
+  end
+  if th and th.top and #th.top > 0 then
+    local list = {}
+    for i = 1, math.min(3, #th.top) do
+      local x = th.top[i]
+      list[i] = string.format('%s %s', thread_name(x, th.scope), fmt_pct(x.pct))
+    end
+    out[#out + 1] = string.format('busiest threads (%% of one CPU, %s): %s', th.scope == 'system' and 'machine-wide'
+      or 'of the target', table.concat(list, ', '))
   end
   for _, line in ipairs(M.render_sources(r.sources or M.sources(m))) do out[#out + 1] = line end
   for _, note in ipairs(r.notes or {}) do out[#out + 1] = 'note: ' .. note end

@@ -6,7 +6,7 @@
 --- `mounts([mountinfo_text])` → { v2 = { dir=, root= }?, v1 = { [controller] = { dir=, root= } } }
 --- `resolve(target)` → Dirs or nil, err; target = { pid = N } | { path = P } | { service = "x.service" }
 ---   Dirs = { path = cgroup path (v2's, or the first v1's), v2 = dir?, memory = dir?,
----     cpu = dir?, cpuacct = dir? }   (dirs are filesystem directories)
+---     cpu = dir?, cpuacct = dir?, cpuset = dir? }   (dirs are filesystem directories)
 ---   errors: "no process N", "no cgroup P", "no cgroup for service X"
 --- `sample_dirs(dirs)` / `sample(target)` → {
 ---   time=, path=,
@@ -17,19 +17,24 @@
 ---     limit_hits= (v2 events.max / v1 failcnt), oom_kills= (v2 events.oom_kill /
 ---     v1 oom_control.oom_kill) }?,
 ---   cpu = { version=, dir=, quota_us=, period_us= (quota nil when unlimited),
----     nr_periods=, nr_throttled=, throttled_us=, usage_us= }?,
+---     nr_periods=, nr_throttled=, throttled_us=, usage_us=,
+---     quota_dir= (set when the quota is an ancestor's: the throttling
+---     counters are then that ancestor's) }?,
+---   cpuset = { version=, dir=, cpus = { id, ... }, count=, list= }? (effective CPUs),
 ---   pressure = { cpu = Psi?, memory = Psi?, io = Psi? },
 ---   missing = { memory|cpu|field = why } }
 --- `rates(prev, cur)` → { elapsed=, path=,
 ---   memory = { usage_bytes=, limit_bytes=, usage_pct= (of limit), limit_hits= ,
 ---     oom_kills= (during the interval), oom_kills_total=, under_oom= }?,
----   cpu = { usage_pct= (of one core), quota_cores=, throttled_pct= (share of
----     periods throttled), nr_throttled=, throttled_ms_per_s= }?,
+---   cpu = { usage_pct= (of one core), quota_cores=, quota_dir=, throttled_pct= (share of
+---     periods throttled), nr_periods=, nr_throttled= (during the interval), throttled_ms_per_s= }?,
+---   cpuset = { count=, list= }?,
 ---   pressure = { cpu = PsiRate?, memory = PsiRate?, io = PsiRate? }, missing= }
 local lpeg = require('lpeg')
 local common = require('perf_manual.collectors.common')
 local psi = require('perf_manual.collectors.psi')
 local process = require('perf_manual.collectors.process')
+local cpu_collector = require('perf_manual.collectors.cpu')
 local P, C, Ct, S = lpeg.P, lpeg.C, lpeg.Ct, lpeg.S
 
 local M = {}
@@ -80,7 +85,7 @@ local function dir_in(mount, path)
   return mount.dir .. rel
 end
 
-local CONTROLLERS = { 'memory', 'cpu', 'cpuacct' }
+local CONTROLLERS = { 'memory', 'cpu', 'cpuacct', 'cpuset' }
 
 local function dirs_from_path(m, path)
   local d = { path = path }
@@ -254,6 +259,50 @@ local function cpu_v1(dir, acct)
   return c
 end
 
+-- The quota that binds a cgroup may sit on an ancestor (a slice, a pod):
+-- the tightest one up to the hierarchy's root, with its own throttling
+-- counters, since those are the ones that count the throttled periods.
+local function parent(dir)
+  return dir:match('^(.+)/[^/]+$')
+end
+
+local function quota_of(dir, version)
+  if version == 'v2' then
+    local mx = common.read_parse(dir .. '/cpu.max', M.parse_cpu_max)
+    return mx and mx.quota_us, mx and mx.period_us
+  end
+  local q = readv(dir, 'cpu.cfs_quota_us')
+  if q and q > 0 then return q, readv(dir, 'cpu.cfs_period_us') end
+end
+
+local function tightest_ancestor(c, mount_dir)
+  if not mount_dir then return end
+  local best, best_cores
+  if c.quota_us and c.period_us and c.period_us > 0 then best_cores = c.quota_us / c.period_us end
+  local d = parent(c.dir)
+  while d and #d >= #mount_dir and d:sub(1, #mount_dir) == mount_dir do
+    local q, per = quota_of(d, c.version)
+    if q and per and per > 0 and (not best_cores or q / per < best_cores) then best, best_cores = { d, q, per }, q / per end
+    d = parent(d)
+  end
+  if not best then return end
+  local stat = (c.version == 'v2' and cpu_v2 or cpu_v1)(best[1])
+  c.quota_dir, c.quota_us, c.period_us = best[1], best[2], best[3]
+  if stat then c.nr_periods, c.nr_throttled, c.throttled_us = stat.nr_periods, stat.nr_throttled, stat.throttled_us end
+end
+
+local function cpuset_of(d)
+  local dir, file, version
+  if d.v2 and exists(d.v2 .. '/cpuset.cpus.effective') then dir, file, version = d.v2, 'cpuset.cpus.effective', 'v2'
+  elseif d.cpuset then dir, file, version = d.cpuset, 'cpuset.effective_cpus', 'v1' end
+  if not dir then return nil, 'no cpuset controller for this cgroup' end
+  local ids, err = common.read_parse(dir .. '/' .. file, cpu_collector.parse_cpu_list)
+  if not ids then return nil, err end
+  -- an empty effective list (a v1 cpuset not set up yet) confines nothing
+  if #ids == 0 then return nil, 'empty ' .. file end
+  return { version = version, dir = dir, cpus = ids, count = #ids, list = cpu_collector.format_cpu_list(ids) }
+end
+
 --- Snapshot of explicit cgroup directories (see resolve()).
 function M.sample_dirs(d)
   local s = { time = common.now(), path = d.path, pressure = {} }
@@ -270,7 +319,15 @@ function M.sample_dirs(d)
     if cpu and not cpu.usage_us and v2cpu then cpu.usage_us = v2cpu.usage_us end
   elseif v2cpu then cpu = v2cpu
   else err = 'no cpu controller for this cgroup' end
-  if cpu then s.cpu = cpu else common.miss(s, 'cpu', err) end
+  if cpu then
+    local mounts = d.mounts or M.mounts()
+    tightest_ancestor(cpu, cpu.version == 'v2' and mounts.v2 and mounts.v2.dir or mounts.v1.cpu and mounts.v1.cpu.dir)
+    s.cpu = cpu
+  else
+    common.miss(s, 'cpu', err)
+  end
+  local cs, cserr = cpuset_of(d)
+  if cs then s.cpuset = cs else common.miss(s, 'cpuset', cserr) end
   if cpu and cpu.nr_throttled == nil then
     common.miss(s, 'cpu_throttling', 'cpu controller not enabled for this cgroup')
   end
@@ -310,12 +367,12 @@ function M.rates(prev, cur)
   local pc, cc = prev.cpu, cur.cpu
   if cc then
     local c = {}
-    if cc.quota_us and cc.period_us then c.quota_cores = cc.quota_us / cc.period_us end
+    if cc.quota_us and cc.period_us then c.quota_cores, c.quota_dir = cc.quota_us / cc.period_us, cc.quota_dir end
     if pc then
       local u = common.rate(pc.usage_us, cc.usage_us, e)
       c.usage_pct = u and u / 1e4
       local dp, dt = common.delta(pc.nr_periods, cc.nr_periods), common.delta(pc.nr_throttled, cc.nr_throttled)
-      c.nr_throttled = dt
+      c.nr_throttled, c.nr_periods = dt, dp
       if dp and dt and dp > 0 then c.throttled_pct = 100 * dt / dp end
       local tu = common.rate(pc.throttled_us, cc.throttled_us, e)
       c.throttled_ms_per_s = tu and tu / 1000
@@ -327,6 +384,7 @@ function M.rates(prev, cur)
   else
     common.miss(out, 'cpu', (cur.missing or {}).cpu)
   end
+  if cur.cpuset then out.cpuset = { count = cur.cpuset.count, list = cur.cpuset.list } end
   for _, res in ipairs({ 'cpu', 'memory', 'io' }) do
     local r = psi.rate(prev.pressure and prev.pressure[res], cur.pressure and cur.pressure[res], e)
     if r then out.pressure[res] = r

@@ -29,10 +29,22 @@
 --- `task_rates(prev, cur[, elapsed])` → { elapsed=, cpu_pct= (% of one core),
 ---   runq_wait_pct= (thread-seconds waiting for a CPU per second, in %),
 ---   wait_per_slice_ms=, timeslices_per_s= }.
+---
+--- Per thread (the single hot thread): `sample_threads(pids | nil[, opts])`
+--- reads schedstat of every thread of pids (nil: every process, minus
+--- opts.exclude = { [pid] = true }) → { time=, threads = { [tid] = { pid=, run_ns= } }, count= };
+--- `thread_rates(prev, cur)` → { elapsed=, threads = { { tid=, pid=, pct= (% of one
+---   core over the window), wait_pct= (waiting for a CPU) }, ... } busiest first } (a thread born in the
+---   window counts from 0; one that died is gone);
+--- `thread_comm(pid, tid)` → name or nil.
+--- CPU lists: `parse_cpu_list("0-3,6\n")` → { 0, 1, 2, 3, 6 } (Cpus_allowed_list,
+--- cpuset.cpus, /sys/devices/system/cpu/online); `affinity(pid)` → the union
+--- of its threads' Cpus_allowed_list → { cpus = {…}, count=, list = "0-1" } or nil, err.
 local lpeg = require('lpeg')
 local common = require('perf_manual.collectors.common')
 local psi = require('perf_manual.collectors.psi')
 local P, Cg, Ct = lpeg.P, lpeg.Cg, lpeg.Ct
+local dirent = require('posix.dirent')
 
 local M = {}
 
@@ -208,6 +220,124 @@ function M.task_rates(prev, cur, elapsed)
     if out[k] == nil then common.miss(out, k, 'threads exited or no interval') end
   end
   return out
+end
+
+-- ---------------------------------------------------------------------------
+-- Per-thread CPU: a thread at one core's worth is the workload's bottleneck
+-- even when other cores idle.
+-- ---------------------------------------------------------------------------
+
+local function listdir(dir)
+  local ok, names = pcall(dirent.dir, dir)
+  return ok and names or nil
+end
+
+local function read_sched(path)
+  return common.read_parse(path, M.parse_schedstat)
+end
+
+--- Schedstat run time of every thread of `pids` (a list), or of every
+--- process when pids is nil (opts.exclude: pids to leave out, the checker).
+function M.sample_threads(pids, opts)
+  opts = opts or {}
+  local proc = opts.proc or '/proc'
+  local exclude = opts.exclude or {}
+  local s = { time = common.now(), threads = {}, count = 0 }
+  if not pids then
+    pids = {}
+    for _, n in ipairs(listdir(proc) or {}) do
+      local p = tonumber(n)
+      if p and not exclude[p] then pids[#pids + 1] = p end
+    end
+  end
+  for _, pid in ipairs(pids) do
+    local dir = proc .. '/' .. pid .. '/task'
+    for _, n in ipairs(listdir(dir) or {}) do
+      local tid = tonumber(n)
+      local v = tid and read_sched(dir .. '/' .. n .. '/schedstat')
+      if v then
+        s.threads[tid] = { pid = pid, run_ns = v.run_ns, wait_ns = v.wait_ns }
+        s.count = s.count + 1
+      end
+    end
+  end
+  return s
+end
+
+--- Each thread's share of one core between two sample_threads snapshots,
+--- busiest first.
+function M.thread_rates(prev, cur)
+  local e = common.elapsed(prev, cur)
+  local out = { elapsed = e, threads = {} }
+  if not e or e <= 0 then common.miss(out, 'threads', 'no interval'); return out end
+  for tid, t in pairs(cur.threads) do
+    local p = prev.threads[tid]
+    -- same tid, other process: a reused id counts from its birth
+    local base = (p and p.pid == t.pid and p.run_ns <= t.run_ns) and p.run_ns or 0
+    local d = t.run_ns - base
+    if d > 0 then
+      local x = { tid = tid, pid = t.pid, pct = math.min(100, d / e / 1e7) }
+      if t.wait_ns then
+        local w = t.wait_ns - ((base > 0 and p.wait_ns) or 0)
+        if w >= 0 then x.wait_pct = math.min(100, w / e / 1e7) end
+      end
+      out.threads[#out.threads + 1] = x
+    end
+  end
+  table.sort(out.threads, function(a, b) return a.pct > b.pct end)
+  return out
+end
+
+function M.thread_comm(pid, tid, proc)
+  local s = common.read((proc or '/proc') .. '/' .. pid .. '/task/' .. tid .. '/comm')
+  return s and (s:gsub('\n$', ''))
+end
+
+local cpu_range = Ct(Cg(uint, 'lo') * (P('-') * Cg(uint, 'hi')) ^ -1)
+local cpu_list_grammar = Ct(cpu_range * (P(',') * cpu_range) ^ 0) * common.osp * (nl + -P(1)) * -P(1)
+
+--- Parses a kernel CPU list ("0-3,6"); an empty list (an unset cpuset) is {}.
+function M.parse_cpu_list(text)
+  if type(text) ~= 'string' then return nil, 'no text' end
+  if text:match('^%s*$') then return {} end
+  local ranges = cpu_list_grammar:match(text)
+  if not ranges then return nil, 'not a CPU list' end
+  local out = {}
+  for _, r in ipairs(ranges) do
+    for id = r.lo, r.hi or r.lo do out[#out + 1] = id end
+  end
+  return out
+end
+
+--- Formats a sorted list of CPU ids the way the kernel does ("0-1,3").
+function M.format_cpu_list(ids)
+  local parts, i = {}, 1
+  while i <= #ids do
+    local j = i
+    while ids[j + 1] == ids[j] + 1 do j = j + 1 end
+    parts[#parts + 1] = j > i and (ids[i] .. '-' .. ids[j]) or tostring(ids[i])
+    i = j + 1
+  end
+  return table.concat(parts, ',')
+end
+
+--- The CPUs a process may run on: the union of its threads' affinity
+--- (taskset, sched_setaffinity, and the cpuset the kernel applies).
+function M.affinity(pid, proc)
+  proc = proc or '/proc'
+  local dir = proc .. '/' .. pid .. '/task'
+  local seen, ids = {}, {}
+  for _, n in ipairs(listdir(dir) or { '' }) do
+    local path = n == '' and (proc .. '/' .. pid .. '/status') or (dir .. '/' .. n .. '/status')
+    local text = common.read(path)
+    local list = text and text:match('\nCpus_allowed_list:%s*([^\n]*)')
+    for _, id in ipairs(list and M.parse_cpu_list(list) or {}) do
+      if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
+    end
+  end
+  if #ids == 0 then return nil, 'no Cpus_allowed_list for process ' .. tostring(pid) end
+  table.sort(ids)
+  return { cpus = ids, count = #ids, list = M.format_cpu_list(ids) }
 end
 
 return M

@@ -39,6 +39,12 @@ local function system_measures(m, a, b, gauges)
     m.cpu = { busy_pct = t.busy_pct, user_pct = t.user_pct, system_pct = t.system_pct, iowait_pct = t.iowait_pct,
       steal_pct = t.steal_pct, psi_some_pct = r.psi and r.psi.some_pct, ctxt_per_s = r.ctxt_per_s,
       load1 = r.load1 }
+    -- per CPU: one CPU pinned (an IRQ, a pinned task) hides in the average
+    m.cpu.cpus = util.array()
+    for _, c in ipairs(r.cpus or {}) do
+      m.cpu.cpus[#m.cpu.cpus + 1] = { id = c.id, busy_pct = c.busy_pct, user_pct = c.user_pct,
+        system_pct = c.system_pct, irq_pct = c.irq_pct, softirq_pct = c.softirq_pct }
+    end
     if gauges.running_n > 0 then m.cpu.runnable_avg = gauges.running_sum / gauges.running_n end
     if not t.busy_pct then m.cpu.missing_stat = (r.missing or {}).stat or 'no /proc/stat' end
     if not m.cpu.psi_some_pct then m.cpu.missing_psi = (r.missing or {}).psi end
@@ -136,9 +142,55 @@ local function cgroup_measures(m, a, b)
   if r.cpu and b.cpu then
     local rc = r.cpu
     m.cgroup_cpu = { version = b.cpu.version, dir = b.cpu.dir, quota_cores = rc.quota_cores, usage_pct = rc.usage_pct,
-      throttled_pct = rc.throttled_pct, nr_throttled = rc.nr_throttled, throttled_ms_per_s = rc.throttled_ms_per_s }
+      throttled_pct = rc.throttled_pct, nr_throttled = rc.nr_throttled, nr_periods = rc.nr_periods,
+      throttled_ms_per_s = rc.throttled_ms_per_s, quota_dir = rc.quota_dir }
   end
+  if r.cpuset then m.cgroup_cpuset = { count = r.cpuset.count, list = r.cpuset.list, dir = b.cpuset and b.cpuset.dir } end
   m.cgroup_missing = r.missing
+end
+
+--- The busiest threads (of the target, or of the machine) over the window.
+local function thread_measures(m, a, b, scope)
+  local r = cpu.thread_rates(a, b)
+  local top, total = util.array(), 0
+  for _, x in ipairs(r.threads) do total = total + x.pct end
+  for i = 1, math.min(5, #r.threads) do
+    local x = r.threads[i]
+    top[i] = { tid = x.tid, pid = x.pid, pct = x.pct, wait_pct = x.wait_pct, comm = cpu.thread_comm(x.pid, x.tid),
+      process = targets.comm(x.pid) }
+  end
+  m.threads_cpu = { scope = scope, elapsed = r.elapsed, threads = b.count, top = top, total_pct = total,
+    missing = r.missing and r.missing.threads or nil }
+end
+
+--- What the target can use at most, in CPUs: the smallest of the online
+--- CPUs, its affinity (taskset), its cpuset and its cgroup's quota.
+local function capacity_measures(m, affinity)
+  local c = { online = m.ncpu, cpus = m.ncpu, limited_by = 'online' }
+  local function lower(n, why)
+    if n and (not c.cpus or n < c.cpus) then c.cpus, c.limited_by = n, why end
+  end
+  if affinity then c.affinity, c.affinity_list = affinity.count, affinity.list; lower(affinity.count, 'affinity') end
+  local cs = m.cgroup_cpuset
+  if cs then c.cpuset, c.cpuset_list = cs.count, cs.list; lower(cs.count, 'cpuset') end
+  local q = m.cgroup_cpu and m.cgroup_cpu.quota_cores
+  if q then c.quota = q; lower(q, 'quota') end
+  -- how busy the CPUs it may run on were (by anyone): a pinned target
+  -- competes for those, whatever the other CPUs do
+  local ids = c.limited_by == 'affinity' and affinity.cpus
+    or c.limited_by == 'cpuset' and cs.list and cpu.parse_cpu_list(cs.list) or nil
+  if ids and m.cpu and m.cpu.cpus then
+    local by, sum, n = {}, 0, 0
+    for _, x in ipairs(m.cpu.cpus) do by[x.id] = x end
+    for _, id in ipairs(ids) do
+      if by[id] and by[id].busy_pct then sum, n = sum + by[id].busy_pct, n + 1 end
+    end
+    if n > 0 then c.allowed_busy_pct = sum / n end
+  end
+  -- the target's use against what it can use
+  local used = m.task and m.task.cpu_pct or m.cgroup_cpu and m.cgroup_cpu.usage_pct
+  if used and c.cpus and c.cpus > 0 then c.used_pct = math.min(100, used / c.cpus) end
+  m.capacity = c
 end
 
 -- ---------------------------------------------------------------------------
@@ -287,6 +339,13 @@ function M.collect_on(s, opts)
     if not cg_dirs then return nil end
     return cgc.sample_dirs(cg_dirs)
   end
+  -- per-thread run time: the target's threads, or the machine's (not ours)
+  local own = sys.getpid()
+  local function snap_threads()
+    if t.kind == 'system' then return cpu.sample_threads(nil, { exclude = { [own] = true } }) end
+    if is_pid then return cpu.sample_threads({ t.pid }) end
+    if t.dirs then return cpu.sample_threads(targets.pids(t)) end
+  end
 
   local gauges = { running_sum = 0, running_n = 0 }
   local function gauge(snap)
@@ -302,9 +361,10 @@ function M.collect_on(s, opts)
   local bsrc = M.bpf_start(s, opts)
   s:begin()
   local t0 = s.t0
-  local first_sys, first_task, first_cg = snap_system(), snap_task(), snap_cgroup()
+  local first_sys, first_task, first_cg, first_thr = snap_system(), snap_task(), snap_cgroup(), snap_threads()
   if is_pid and not first_task then util.user_error('no process ' .. t.pid) end
-  local last_sys, last_task, last_cg = first_sys, first_task, first_cg
+  local affinity = is_pid and cpu.affinity(t.pid) or nil
+  local last_sys, last_task, last_cg, last_thr = first_sys, first_task, first_cg, first_thr
   local sampler, sampler_err, hz
   if is_pid then
     hz = opts.lock_hz or 50
@@ -312,7 +372,7 @@ function M.collect_on(s, opts)
   end
   local samples = 0
   local function snapshot(now)
-    local snap, ts, cs = snap_system(), snap_task(), snap_cgroup()
+    local snap, ts, cs, th = snap_system(), snap_task(), snap_cgroup(), snap_threads()
     -- the system stays measurable when the target goes; the target's own
     -- figures keep their last good sample
     last_sys = snap
@@ -322,8 +382,9 @@ function M.collect_on(s, opts)
       m.exited = true
       m.alive_s = m.alive_s or (now - t0)
     else
-      last_task, last_cg = ts, cs
+      last_task, last_cg, last_thr = ts, cs, th
     end
+    if t.kind == 'system' then last_thr = th end
   end
   s:progress(string.format('use-check %s: 0/%.0f s', t.label, duration))
   local ended_by = s:run {
@@ -370,6 +431,15 @@ function M.collect_on(s, opts)
     if total > 0 then m.task.io_share_pct = math.min(100, 100 * m.task.io_bytes_per_s / total) end
   end
   if first_cg and last_cg and last_cg ~= first_cg then cgroup_measures(m, first_cg, last_cg) end
+  if first_thr and last_thr and last_thr ~= first_thr then
+    thread_measures(m, first_thr, last_thr, t.kind == 'system' and 'system' or 'target')
+    local cc = m.cgroup_cpu
+    if cc and not cc.usage_pct and t.kind ~= 'system' and not is_pid then
+      -- v1 without a cpuacct group of its own: the sum of its threads' run time
+      cc.usage_pct, cc.usage_source = m.threads_cpu.total_pct, 'threads'
+    end
+  end
+  capacity_measures(m, affinity)
   if t.kind == 'pid' then
     if sampler then
       local l = sampler:result()

@@ -320,19 +320,34 @@ describe('perf_manual.analyzers.use', function()
     m.task.read_bytes_per_s, m.task.write_bytes_per_s = 2048, 0
     assert.matches('I/O read 2.0K/s write 0B/s', text(), 1, true)
   end)
-  it('names the disks and interfaces it checked and found idle instead of dropping them', function()
+  it('gives the disks and interfaces it checked and found idle an idle row: one line of text, a full row in JSON', function()
     local m = recorded('fsync_writer_pid')
     local busy = m.disks[1]
     m.disks[#m.disks + 1] = { name = 'vdz', util_pct = 0.5, aqu_sz = 0, r_s = 0, w_s = 1 }
-    m.nets = { { name = 'lo', rx_bytes_per_s = 10, tx_bytes_per_s = 10 } }
+    m.nets = { { name = 'lo', rx_bytes_per_s = 10, tx_bytes_per_s = 10, virtual = true } }
     local r = use.analyze(m)
     assert.same({ 'vdz' }, r.idle.disks)
     assert.same({ 'lo' }, r.idle.nets)
-    local names = {}
-    for _, x in ipairs(r.rows) do names[x.name] = x.resource end
-    assert.equal('disk', names[busy.name])
-    assert.is_nil(names.vdz)
+    local by = {}
+    for _, x in ipairs(r.rows) do by[x.name] = x end
+    assert.equal('HIGH', by[busy.name].status)
+    assert.equal('idle', by.vdz.status)
+    assert.equal(0.5, by.vdz.utilization.value)
+    assert.equal(0, by.vdz.saturation.value)
+    assert.equal('idle', by.lo.status)
+    assert.equal(0, by.lo.errors.value)
+    -- idle is not a verdict and not worth a look
+    assert.equal('disk', r.verdict.resource)
     r.target, r.elapsed, r.samples, r.measures = m.target, 1, 1, m
-    assert.matches('\nchecked, idle %(no row%): disks vdz; network lo\n', use.render(r))
+    local text = use.render(r)
+    assert.matches('\nvdz%s+idle%s+1%% busy, 0%.00 r/s 1%.00 w/s', text)
+    assert.matches('\nlo%s+idle%s+rx 10B/s tx 10B/s %(virtual, no link speed%)\n', text)
+    assert.is_nil(text:find('checked, idle', 1, true))
+    -- an idle disk that returns I/O errors is not idle
+    m.bpf = m.bpf or {}
+    m.bpf.io = { devices = { vdz = { count = 3, errors = 2 } }, attach = 'raw_tp' }
+    for _, x in ipairs(use.analyze(m).rows) do
+      if x.name == 'vdz' then assert.equal('warn', x.status) end
+    end
   end)
 end)

@@ -133,4 +133,22 @@ describe('perf_manual.collectors.cgroup', function()
     os.execute('rmdir ' .. dir)
     assert(ok, err)
   end)
+
+  it('finds a quota set on an ancestor, with that ancestor\'s throttling (recorded v1 nested cgroups)', function()
+    local function snap(t)
+      local base = fx .. 'v1/nested_' .. t
+      return cgroup.sample_dirs({ path = '/child', cpu = base .. '/cpu/child', cpuset = fx .. 'v1/nested_t0/cpuset',
+        mounts = { v1 = { cpu = { dir = base .. '/cpu', root = '/' } } } })
+    end
+    local a, b = snap('t0'), snap('t1')
+    assert.equal(fx .. 'v1/nested_t0/cpu', a.cpu.quota_dir)
+    assert.same({ 50000, 100000, 10, 9 }, { a.cpu.quota_us, a.cpu.period_us, a.cpu.nr_periods, a.cpu.nr_throttled })
+    assert.same({ 2, '0-1' }, { a.cpuset.count, a.cpuset.list })
+    a.time, b.time = 0, tonumber(test_helpers.fixture('cgroup/v1/nested_interval'))
+    local r = cgroup.rates(a, b)
+    assert.equal(0.5, r.cpu.quota_cores)
+    assert.same({ 10, 10 }, { r.cpu.nr_periods, r.cpu.nr_throttled })
+    assert.equal(100, r.cpu.throttled_pct)
+    assert.equal(2, r.cpuset.count)
+  end)
 end)

@@ -90,4 +90,52 @@ describe('perf_manual.collectors.cpu', function()
     assert.is_nil(none)
     assert.equal('no process ' .. (2 ^ 22 + 1), err)
   end)
+
+  describe('per thread (recorded: hot_thread 1 spinner 2 sleepers under taskset -c 0)', function()
+    local root = test_helpers.root .. '/tests/fixtures/proc/'
+    local interval = tonumber(test_helpers.fixture('proc/threads_interval'))
+
+    it('finds the one thread at a core\'s worth, by tid, and the sleepers near 0', function()
+      local a = cpu.sample_threads({ 11420 }, { proc = root .. 'threads_t0' })
+      local b = cpu.sample_threads({ 11420 }, { proc = root .. 'threads_t1' })
+      assert.equal(4, a.count)
+      a.time, b.time = 0, interval
+      local r = cpu.thread_rates(a, b)
+      assert.equal(11422, r.threads[1].tid)
+      assert.equal(11420, r.threads[1].pid)
+      -- (1550679432 - 518872720) ns over 1.027 s
+      assert.is_true(math.abs(r.threads[1].pct - 100.5) < 1, tostring(r.threads[1].pct))
+      assert.is_true(r.threads[2].pct < 1)
+      assert.equal('hot0', cpu.thread_comm(11420, 11422, root .. 'threads_t0'))
+    end)
+
+    it('counts a thread born in the window from 0 and drops one that died', function()
+      local a = { time = 0, threads = { [1] = { pid = 1, run_ns = 5e8 }, [2] = { pid = 1, run_ns = 1e8 } } }
+      local b = { time = 1, threads = { [1] = { pid = 1, run_ns = 9e8 }, [3] = { pid = 1, run_ns = 2e8 } } }
+      local r = cpu.thread_rates(a, b)
+      assert.same({ { tid = 1, pid = 1, pct = 40 }, { tid = 3, pid = 1, pct = 20 } }, r.threads)
+    end)
+
+    it('reads the affinity of every thread (taskset -c 0)', function()
+      local aff = cpu.affinity(11420, root .. 'threads_t0')
+      assert.same({ cpus = { 0 }, count = 1, list = '0' }, aff)
+      local none, err = cpu.affinity(4242, root .. 'threads_t0')
+      assert.is_nil(none)
+      assert.matches('no Cpus_allowed_list', err)
+    end)
+
+    it('parses and formats kernel CPU lists', function()
+      assert.same({ 0, 1, 2, 3, 6 }, cpu.parse_cpu_list('0-3,6\n'))
+      assert.same({}, cpu.parse_cpu_list('\n'))
+      assert.is_nil(cpu.parse_cpu_list('zero'))
+      assert.equal('0-1,3,5-7', cpu.format_cpu_list({ 0, 1, 3, 5, 6, 7 }))
+    end)
+
+    it('samples this machine\'s threads, leaving out the excluded pids', function()
+      local me = require('perf_manual.sys').getpid()
+      local s = cpu.sample_threads(nil, { exclude = { [me] = true } })
+      assert.is_true(s.count > 1)
+      for _, t in pairs(s.threads) do assert.are_not.equal(me, t.pid) end
+    end)
+  end)
 end)

@@ -85,26 +85,29 @@ describe('perf_manual.measure.use', function()
     end)
   end)
 
-  it('keeps idle disks and interfaces in the measures; the analyzer gives them no row', function()
+  it('gives every disk and interface measured a row, the quiet ones an idle row with their figures', function()
     local m = measure_use.collect { target = 'system', duration = 0.3, interval = 0.3, bpf = false }
-    local idle_disk, idle_net
-    for _, d in ipairs(m.disks) do if (d.util_pct or 0) < use.thresholds.disk.busy_util then idle_disk = d end end
-    for _, n in ipairs(m.nets) do
-      if (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0) < use.thresholds.network.active_bytes_per_s then idle_net = n end
-    end
-    local r = use.analyze(m)
-    for _, x in ipairs(r.rows) do
-      if idle_disk then assert.are_not.equal(idle_disk.name, x.resource == 'disk' and x.name or nil) end
-      if idle_net then assert.are_not.equal(idle_net.name, x.resource == 'network' and x.name or nil) end
-    end
     assert.is_true(#m.nets > 0, 'loopback at least is an interface')
-    -- every disk and interface measured is either a row or named as idle
-    local accounted = {}
-    for _, x in ipairs(r.rows) do accounted[x.name] = true end
-    for _, n in ipairs(r.idle.disks) do accounted[n] = true end
-    for _, n in ipairs(r.idle.nets) do accounted[n] = true end
-    for _, d in ipairs(m.disks) do assert.is_true(accounted[d.name], d.name) end
-    for _, n in ipairs(m.nets) do assert.is_true(accounted[n.name], n.name) end
+    local r = use.analyze(m)
+    local rows = {}
+    for _, x in ipairs(r.rows) do rows[x.resource .. ':' .. x.name] = x end
+    for _, d in ipairs(m.disks) do
+      local x = rows['disk:' .. d.name]
+      assert.is_table(x, d.name)
+      if x.status == 'idle' then
+        assert.is_true((d.util_pct or 0) < use.thresholds.disk.busy_util, d.name)
+        assert.equal(d.util_pct, x.utilization.value)
+      end
+    end
+    for _, n in ipairs(m.nets) do
+      local x = rows['network:' .. n.name]
+      assert.is_table(x, n.name)
+      if (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0) < use.thresholds.network.active_bytes_per_s
+        and (n.rx_drop_per_s or 0) + (n.tx_drop_per_s or 0) == 0 and (n.rx_errs_per_s or 0) + (n.tx_errs_per_s or 0) == 0 then
+        assert.equal('idle', x.status, n.name)
+        assert.is_string(x.saturation.text)
+      end
+    end
   end)
 
   it('ends early with the stop flag, covering what it collected', function()
