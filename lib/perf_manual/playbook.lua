@@ -743,6 +743,12 @@ function Context.duration_text(_, s)
   return util.fmt_duration(s)
 end
 
+--- How a command the run launched ended, as one line ("command exited
+--- with status 3"); nil for other targets. d: a target's description.
+function Context.exit_text(_, d)
+  return require('perf_manual.measure.target').exit_text(d)
+end
+
 --- Creates a folder the user named (and its parents); returns its path.
 function Context:mkdir(path)
   -- the store (YAML, SQLite) loads only for the commands that write
