@@ -179,18 +179,23 @@ function M.parse_params(pb, argv, prog)
     local other = given_flags[cmd_param.name]
     if other then usage_error(string.format('%s: give %s or -- COMMAND, not both', pb.name, other)) end
     for _, spec in ipairs(pb.params) do
-      for _, c in ipairs(spec.conflicts or {}) do
-        if c == cmd_param.name and given_flags[spec.name] then
-          usage_error(string.format('%s: give %s or -- COMMAND, not both', pb.name, given_flags[spec.name]))
-        end
+      local clash = given_flags[spec.name] and spec ~= cmd_param
+      if clash then
+        clash = false
+        for _, c in ipairs(spec.conflicts or {}) do clash = clash or c == cmd_param.name end
+        for _, c in ipairs(cmd_param.conflicts or {}) do clash = clash or c == spec.name end
+      end
+      if clash then
+        usage_error(string.format('%s: give %s or -- COMMAND, not both', pb.name, given_flags[spec.name]))
       end
     end
     params[cmd_param.name] = require('perf_manual.measure.target').argv_spec(cmd)
     given_flags[cmd_param.name] = '-- COMMAND'
-    -- the window is the command's life unless a duration is given
+    -- the window is the command's life unless a duration is given (commands
+    -- whose duration says until_exit; the others keep their default window)
     for _, spec in ipairs(pb.params) do
-      if spec.name == 'duration' and spec.kind == 'duration' and not given_flags.duration then
-        params.duration = math.huge
+      if spec.until_exit and spec.kind == 'duration' and not given_flags[spec.name] then
+        params[spec.name] = math.huge
       end
     end
   end

@@ -36,6 +36,8 @@ local function make(kind, conv)
       choices = spec.choices,
       short = spec.short,
       hidden = spec.hidden,
+      -- the target a command after `--` becomes; a duration that then runs until it exits
+      command = spec.command, until_exit = spec.until_exit,
       seq = seq,
       conv = conv,
     }, Param)

@@ -426,7 +426,7 @@ end
 --- CPU time (s) the target's processes have used so far, and where the
 --- figure comes from: a launched command's cgroup (children included,
 --- those that exited too), a cgroup's cpu.stat / cpuacct.usage, a process's
---- /proc/PID/stat (its threads, and children it reaped). nil for the system.
+--- /proc/PID/stat (its threads). nil for the system.
 function M.cpu_seconds(t)
   local function cg_usage(dir)
     local s = read(dir .. '/cpu.stat')
@@ -443,8 +443,9 @@ function M.cpu_seconds(t)
     if not rest then return nil end
     local f = {}
     for x in rest:gmatch('%S+') do f[#f + 1] = x end
-    -- fields 14-17 of stat (utime stime cutime cstime) are 12-15 after the comm
-    local ticks = (tonumber(f[12]) or 0) + (tonumber(f[13]) or 0) + (tonumber(f[14]) or 0) + (tonumber(f[15]) or 0)
+    -- fields 14-15 of stat (utime stime) are 12-13 after the comm; children
+    -- are left out, as the profiler's pid filter leaves them out
+    local ticks = (tonumber(f[12]) or 0) + (tonumber(f[13]) or 0)
     return ticks / (sys.info().clk_tck or 100), '/proc/PID/stat'
   end
   if t.dirs then

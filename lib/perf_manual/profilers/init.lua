@@ -161,13 +161,14 @@ function M.wait_of(s)
       local name = f:sub(1, -5)
       if not SCHED[name] then kframes[#kframes + 1] = name end
       syscall = syscall or name:match('^__%w+_sys_([%w_]+)$') or name:match('^__se_sys_([%w_]+)$')
+        or name:match('^ksys_([%w_]+)$')
     end
   end
   local st = s.state
   return { frames = kframes, syscall = syscall, state = st and (st:find('D') and 'D' or st:find('S') and 'S') or nil }
 end
 
--- the innermost user frames of a stack ("caller → callee"): where the program asked to wait
+-- the innermost user frames of a stack ("caller -> callee"): where the program asked to wait
 local function call_site(s)
   local user = {}
   for i = 2, #s.frames do
@@ -176,7 +177,7 @@ local function call_site(s)
   end
   if #user == 0 then return '[no user stack]' end
   if #user == 1 then return user[1] end
-  return user[#user - 1] .. ' → ' .. user[#user]
+  return user[#user - 1] .. ' -> ' .. user[#user]
 end
 
 --- An off-CPU profile summarised by blocking reason (perf_manual.waits
