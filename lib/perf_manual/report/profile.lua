@@ -80,8 +80,10 @@ function M.render(p, opts)
   if p.kind ~= 'offcpu' and p.on_cpu then
     -- measured from the target's CPU time: what the samples can cover at most
     local oc = p.on_cpu
-    out[#out + 1] = string.format('these samples cover %.0f%% of the target\'s wall time (its threads were on a CPU '
-      .. '%s of %s%s)%s', math.min(oc.share, 1) * 100, util.fmt_duration(oc.cpu_s), util.fmt_duration(oc.wall_s),
+    local cover = math.min(oc.share, 1) * 100
+    out[#out + 1] = string.format('these samples cover %s%% of the target\'s wall time (its threads were on a CPU '
+      .. '%s of %s%s)%s', string.format(cover < 10 and '%.1f' or '%.0f', cover), util.fmt_duration(oc.cpu_s),
+      util.fmt_duration(oc.wall_s),
       oc.share > 1.05 and string.format(': %.1f CPUs on average', oc.share) or '',
       oc.share < 0.8 and string.format('; the rest (%.0f%%) is off-CPU: --off-cpu shows where it waits',
         (1 - oc.share) * 100) or '')
