@@ -58,17 +58,6 @@ end
 function M.alive(t)
   if t.launched and t.pid then return M.reap(t) == nil end
   if t.kind == 'pid' then
-    -- its threads' run time in ns (schedstat), else clock ticks (stat)
-    local ok, tasks = pcall(dirent.dir, M.proc .. '/' .. t.pid .. '/task')
-    if ok and tasks then
-      local ns, any = 0, false
-      for _, tid in ipairs(tasks) do
-        local v = tid:match('^%d+$') and read(M.proc .. '/' .. t.pid .. '/task/' .. tid .. '/schedstat')
-        local on = v and tonumber(v:match('^(%d+)'))
-        if on then ns, any = ns + on, true end
-      end
-      if any then return ns / 1e9, '/proc/PID/task/*/schedstat' end
-    end
     local s = read(M.proc .. '/' .. t.pid .. '/stat')
     -- a zombie has exited: nothing left to measure
     return s ~= nil and not s:match('%) [ZX] ')
