@@ -94,7 +94,9 @@ function Session:start()
     self.owns_target = true -- a target launched by someone else is theirs to stop
     local why = targets.prepare(self.target)
     if why then self:note(why) end
-    if not self.defer_launch then self:launch() end
+    -- only a command given as argv (-- CMD) waits for the probes: a `cmd:`
+    -- workload is started (and given its settle time) before, as it always was
+    if not (self.defer_launch and self.target.exact) then self:launch() end
   end
   -- this session's loop opens and closes the run-time sampling windows
   base.stats_lazy = true

@@ -75,6 +75,8 @@ function M.run_on(s, wanted, opts)
     if opts.soft then return nil, table.concat(list, '; ') end
     util.user_error('trace: no tracer could start (' .. table.concat(list, '; ') .. ')', 1)
   end
+  -- the probes are attached: a deferred command starts now, the window with it
+  s:begin()
   if opts.on_start then opts.on_start(names, s) end
   if opts.snoop then
     local any = false
