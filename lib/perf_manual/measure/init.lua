@@ -121,11 +121,13 @@ function Session:launch()
   targets.launch(self.target, { log = self.log, output = self.output })
 end
 
---- True when the target is a command this session launched and it has
---- ended by itself (its exit status is in target.exit).
+--- True when the target is a command given after `--` that this session
+--- launched and it has ended by itself (its exit status is in
+--- target.exit): its life was the window. A `cmd:` workload that exits
+--- early still leaves a partial window.
 function Session:command_exited()
   local t = self.target
-  return t.launched and t.exit ~= nil and not t.exit.stopped
+  return t.exact and t.launched and t.exit ~= nil and not t.exit.stopped or false
 end
 
 function Session.now() return sys.now() end

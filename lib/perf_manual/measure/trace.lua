@@ -114,7 +114,7 @@ function M.run_on(s, wanted, opts)
     end,
   }
   if opts.snoop then snoop() end
-  if ended_by == 'target exited' and s.target.launched then -- luacheck: ignore 542
+  if ended_by == 'target exited' and s:command_exited() then -- luacheck: ignore 542
     -- the command's end is the end of the window: said with its exit status, not as a note
   elseif ended_by == 'target exited' then
     s:note(string.format('process %s exited after %s: showing what was traced until then',

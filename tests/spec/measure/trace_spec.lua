@@ -34,7 +34,7 @@ describe('perf_manual.measure.trace', function()
       assert.is_true(r.duration_s < 15, 'ran ' .. r.duration_s .. ' s')
       assert.equal(0, intervals)
       assert.same({ 'syscalls' }, r.order)
-      -- its end is said by its exit status, not as a note
+      assert.matches('^process %d+ exited after ', r.notes[#r.notes])
       assert.is_true(r.target.launched)
       assert.equal(0, r.target.exit_status)
       assert.is_true(r.target.follows_children)
