@@ -5,7 +5,8 @@ return playbook {
   name    = "collect",
   summary = "Collect a suite of metrics, traces and profiles into a data dir (with a manifest)",
   examples = '  perf_manual collect --suite basic --output /tmp/data --duration 10\n'
-    .. '  perf_manual collect --suite io --output /tmp/io --pid 1234',
+    .. '  perf_manual collect --suite io --output /tmp/io --pid 1234\n'
+    .. '  perf_manual collect --suite basic --output /tmp/build --duration 60 -- make -j2   # launched; ends when it exits',
   params  = {
     suite    = param.string   { "basic | cpu | io | full | memory, or a team's suite", default = "basic" },
     output   = param.path     { "directory to write (created; must be empty or new)", required = true },
@@ -37,6 +38,8 @@ return playbook {
           it.error or ((it.samples and (it.samples .. ' samples') or 'ok')
             .. (it.lost_events and it.lost_events > 0 and (', ' .. it.lost_events .. ' lost events') or '')))
       end
+      local ended = inv:exit_text(manifest.target)
+      if ended then inv:printf('%s\n', ended) end
     end,
   },
 }

@@ -9,13 +9,15 @@ return playbook {
   perf_manual profile --duration 10s --output prof/
   perf_manual profile --pid 1234 --duration 30s --freq 199 --format svg,folded,speedscope
   perf_manual profile --pid 1234 --off-cpu --min-block 1ms --duration 10s
+  perf_manual profile -- ./app --its-flags   # launched, children followed, until it exits
   perf_manual profile --target nginx.service --duration 10s --json
   perf_manual profile --replay prof/ --output prof2/ --top 20]],
   params = {
     target = param.target { 'what to profile: system, a PID, a service, a cgroup path, a process name or a command',
       default = 'system', aliases = param.target_aliases },
     all = param.flag { 'profile every process (the default; same as --target system)' },
-    duration = param.duration { 'how long to sample', default = '10s', above = 0 },
+    duration = param.duration { 'how long to sample (with -- COMMAND: until it exits)', default = '10s', above = 0,
+      until_exit = true },
     freq = param.integer { 'samples per second on each CPU', default = 99, min = 1, max = 10000 },
     off_cpu = param.flag { 'blocked time per stack (sched_switch) instead of CPU samples' },
     min_block = param.duration { 'off-CPU: blocks shorter than this are not kept', default = '1us' },
@@ -36,6 +38,7 @@ return playbook {
       local r = inv:profile { target = not p.replay and inv:target(p.target) or nil, duration = p.duration,
         freq = p.freq,
         off_cpu = p.off_cpu, min_block = p.min_block, backend = p.backend, top = p.top, soft = false,
+        output = p.json and 'stderr-only' or 'inherit',
         note = function(text) inv:note(text) end }
       if r.available == false then inv:fail('profile: ' .. tostring(r.why)) end
       if r.backend == 'perf' then

@@ -10,16 +10,20 @@ return playbook {
   perf_manual red-check --endpoint http://127.0.0.1:8080/api --duration 10s --rate 200
   perf_manual red-check --endpoint http://127.0.0.1:8080/ --duration 5s --connections 50 --json
   perf_manual red-check --passive 1234 --duration 10s
+  perf_manual red-check --duration 30s -- ./server --port 8080   # launched, measured passively
   perf_manual red-check --replay /tmp/red   # the RED summary a --save left in /tmp/red again]],
   params = {
     endpoint = param.string { 'http://host[:port]/path to load', optional = true },
-    duration = param.duration { 'how long to send requests', default = '10s', above = 0 },
+    duration = param.duration { 'how long to send requests (with -- COMMAND: until it exits)', default = '10s',
+      above = 0, until_exit = true },
     rate = param.number { 'requests per second, open loop (omit: as fast as the connections go)', optional = true,
       above = 0, max = 1e7 },
     connections = param.integer { 'keep-alive connections', default = 10, min = 1, max = 100000 },
     timeout = param.duration { 'per-request timeout', default = '5s', above = 0 },
     passive = param.pid { 'measure this server process and its children from their syscalls instead of sending load',
       optional = true, conflicts = { 'endpoint', 'rate' } },
+    command = param.target { 'a server to launch and measure passively (its children too); usually given after --',
+      optional = true, command = true, conflicts = { 'passive', 'endpoint', 'rate' } },
     json = param.flag { 'print the result as JSON' },
     save = param.path { 'also write DIR/red-check.json (histogram and per-second series) for diff and report',
       optional = true },
@@ -28,11 +32,12 @@ return playbook {
 
   step 'load the endpoint' {
     function(inv, p)
-      if not (p.passive or p.endpoint or p.replay) then
+      if not (p.passive or p.endpoint or p.replay or p.command) then
         inv:fail('red-check: give --endpoint URL (or --passive PID)')
       end
       inv:check_output(p.save, 'dir', '--save')
-      local s = inv:red_check { endpoint = p.endpoint, passive = p.passive, duration = p.duration, rate = p.rate,
+      local s = inv:red_check { endpoint = p.endpoint, passive = p.passive, target = p.command and inv:target(p.command),
+        duration = p.duration, rate = p.rate,
         connections = p.connections, timeout = p.timeout }
       if s.available == false then inv:fail(tostring(s.why)) end
       for _, f in ipairs(s.findings) do inv:finding(f) end
@@ -43,6 +48,8 @@ return playbook {
         inv:json(inv:without(s, { 'series', 'text', 'findings', 'artifact' }))
       else
         inv:show(s.text)
+        local ended = s.command and inv:exit_text(s.command)
+        if ended then inv:print(ended) end
       end
       if s.unreachable then
         inv.err:write(string.format('perf_manual: red-check: not one connection to %s succeeded (%s)\n',

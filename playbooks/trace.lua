@@ -7,6 +7,7 @@ return playbook {
   name = 'trace',
   summary = 'eBPF tracers (syscalls, sched, io, lock ...): histograms and top tables with their own cost',
   examples = '  perf_manual trace --events syscalls --pid 1234 --duration 10\n'
+    .. "  perf_manual trace --events syscalls -- sh -c 'make -j2'   # launched; its children followed; ends when it exits\n"
     .. '  perf_manual trace --events sched,syscalls --duration 30 --interval 5\n'
     .. '  perf_manual trace --events io --snoop --duration 5\n'
     .. '  perf_manual trace --events syscalls --target nginx.service --json\n'
@@ -15,7 +16,8 @@ return playbook {
     events = param.list { 'tracers to run, comma-separated', default = 'syscalls,sched' },
     target = param.target { 'what to trace: system, a PID, a service, a cgroup path, a process name or a command',
       default = 'system', aliases = param.target_aliases },
-    duration = param.duration { 'how long to trace', default = '10s', above = 0 },
+    duration = param.duration { 'how long to trace (with -- COMMAND: until it exits)', default = '10s', above = 0,
+      until_exit = true },
     interval = param.duration { 'print (and reset) the histograms every interval', optional = true, above = 0 },
     snoop = param.flag { 'stream events of the tracers that support it (io)' },
     count_only = param.flag { 'syscalls: count calls only (cheapest; no errors or latency)' },
@@ -44,7 +46,7 @@ return playbook {
     end
     local r = inv:trace {
       events = p.events, target = not p.replay and inv:target(p.target) or nil, duration = p.duration,
-      interval = p.interval,
+      interval = p.interval, output = p.json and 'stderr-only' or 'inherit',
       snoop = p.snoop, mode = p.count_only and 'count' or nil, per = p.per, max_overhead = p.max_overhead,
       json_snoop = p.json,
       note = function(text)
@@ -54,7 +56,8 @@ return playbook {
       on_start = function(names, s)
         if p.json then return end
         inv:print(string.format('Tracing %s for %s, %s%s... Hit Ctrl-C to end.', table.concat(names, ', '),
-          s.target.kind == 'system' and 'the whole system' or s.target.label, inv:duration_text(p.duration),
+          s.target.kind == 'system' and 'the whole system' or s.target.label,
+          p.duration == math.huge and 'until it exits' or inv:duration_text(p.duration),
           p.interval and (', every ' .. inv:duration_text(p.interval)) or ''))
         inv:flush()
       end,
@@ -77,11 +80,16 @@ return playbook {
     show(final, r.final_label)
     if p.json then
       inv:json { target = r.target, events = r.events, duration_s = r.duration_s, ended_by = r.ended_by,
+        exit_status = r.target.exit_status, exit_signal = r.target.exit_signal,
         notes = r.notes, unavailable = r.unavailable, intervals = inv:list(intervals),
         snoop = p.snoop and snooped or nil }
-    elseif #r.notes > 0 then
-      inv:print('\nnotes:')
-      for _, n in ipairs(r.notes) do inv:print('  ' .. n) end
+    else
+      if #r.notes > 0 then
+        inv:print('\nnotes:')
+        for _, n in ipairs(r.notes) do inv:print('  ' .. n) end
+      end
+      local ended = inv:exit_text(r.target)
+      if ended then inv:print(string.format('\n%s (traced %s)', ended, inv:duration_text(r.duration_s))) end
     end
   end,
 }

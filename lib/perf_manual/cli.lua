@@ -79,6 +79,33 @@ local function join_negative_values(pb, argv)
   return out
 end
 
+--- The param that takes a command given after `--` (perf_manual trace --
+--- ./app args): the playbook's target param, or the one marked command = true.
+function M.command_param(pb)
+  for _, spec in ipairs(pb.params) do
+    if spec.command then return spec end
+  end
+  for _, spec in ipairs(pb.params) do
+    if spec.kind == 'target' and not spec.positional then return spec end
+  end
+end
+
+-- Splits argv at the first `--` when the playbook takes a command: the
+-- options before it, the command's argv (kept as given) after it.
+local function split_command(pb, argv)
+  local cp = M.command_param(pb)
+  if not cp then return argv end
+  for i, a in ipairs(argv) do
+    if a == '--' then
+      local opts, cmd = {}, {}
+      for j = 1, i - 1 do opts[j] = argv[j] end
+      for j = i + 1, #argv do cmd[#cmd + 1] = argv[j] end
+      return opts, cmd, cp
+    end
+  end
+  return argv
+end
+
 --- Parses argv for a playbook: returns converted params.
 function M.parse_params(pb, argv, prog)
   local p = M.parser(pb, prog)
@@ -89,6 +116,9 @@ function M.parse_params(pb, argv, prog)
     end
     if a == '--' then break end
   end
+  local cmd, cmd_param
+  argv, cmd, cmd_param = split_command(pb, argv)
+  if cmd and #cmd == 0 then usage_error(pb.name .. ': expected a command after --', 'e.g. ' .. prog .. ' -- ./app args') end
   local ok, args = p:pparse(join_negative_values(pb, argv))
   if not ok then usage_error(pb.name .. ': ' .. args, 'see `' .. prog .. ' --help`') end
   local params, given_flags = {}, {}
@@ -142,6 +172,31 @@ function M.parse_params(pb, argv, prog)
       local range = spec:out_of_range(v)
       if range then usage_error(string.format('%s: %s %s', pb.name, flag, range)) end
       params[spec.name] = v
+    end
+  end
+  if cmd then
+    -- the command is the target: given twice is a slip
+    local other = given_flags[cmd_param.name]
+    if other then usage_error(string.format('%s: give %s or -- COMMAND, not both', pb.name, other)) end
+    for _, spec in ipairs(pb.params) do
+      local clash = given_flags[spec.name] and spec ~= cmd_param
+      if clash then
+        clash = false
+        for _, c in ipairs(spec.conflicts or {}) do clash = clash or c == cmd_param.name end
+        for _, c in ipairs(cmd_param.conflicts or {}) do clash = clash or c == spec.name end
+      end
+      if clash then
+        usage_error(string.format('%s: give %s or -- COMMAND, not both', pb.name, given_flags[spec.name]))
+      end
+    end
+    params[cmd_param.name] = require('perf_manual.measure.target').argv_spec(cmd)
+    given_flags[cmd_param.name] = '-- COMMAND'
+    -- the window is the command's life unless a duration is given (commands
+    -- whose duration says until_exit; the others keep their default window)
+    for _, spec in ipairs(pb.params) do
+      if spec.until_exit and spec.kind == 'duration' and not given_flags[spec.name] then
+        params[spec.name] = math.huge
+      end
     end
   end
   -- options that make no sense together: --endpoint with --passive

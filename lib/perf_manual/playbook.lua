@@ -36,6 +36,8 @@ local function make(kind, conv)
       choices = spec.choices,
       short = spec.short,
       hidden = spec.hidden,
+      -- the target a command after `--` becomes; a duration that then runs until it exits
+      command = spec.command, until_exit = spec.until_exit,
       seq = seq,
       conv = conv,
     }, Param)
@@ -744,6 +746,12 @@ end
 --- Seconds as people write them: 500ms, 10s, 2m.
 function Context.duration_text(_, s)
   return util.fmt_duration(s)
+end
+
+--- How a command the run launched ended, as one line ("command exited
+--- with status 3"); nil for other targets. d: a target's description.
+function Context.exit_text(_, d)
+  return require('perf_manual.measure.target').exit_text(d)
 end
 
 --- Creates a folder the user named (and its parents); returns its path.

@@ -10,6 +10,9 @@ describe('waits.classify', function()
 
   it('falls back to kernel frames when the fd is unknown', function()
     assert.equal('ipc', waits.classify { syscall = 'read', state = 'S', frames = { 'pipe_read', 'vfs_read' } })
+    -- the names 6.14+ kernels give the pipe functions (a stack recorded on 6.18)
+    assert.equal('ipc', waits.classify { syscall = 'read', state = 'S', frames = { 'anon_pipe_read', 'vfs_read' } })
+    assert.equal('ipc', waits.classify { syscall = 'write', state = 'S', frames = { 'anon_pipe_write', 'vfs_write' } })
     assert.equal('other', waits.classify { syscall = 'read', state = 'S' })
   end)
 

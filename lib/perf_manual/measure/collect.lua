@@ -280,6 +280,8 @@ function M.run_on(s, suite, opts, save)
     manifest.items[#manifest.items + 1] = item
   end
   if #s.notes > 0 then manifest.notes = s.notes end
+  -- a launched command (collect -- CMD) stops now: the manifest says how it ended
+  if s.owns_target then targets.stop(s.target); manifest.target = targets.describe(s.target) end
   manifest.ended = store.iso()
   return manifest, use_result
 end

@@ -27,6 +27,8 @@ M.target = targets
 M.BUDGET_PERIOD = 0.5
 --- Longest sleep of the loop: the stop flag and the target are seen at least this often.
 M.POLL = 0.25
+--- The same for a launched command: its end is the end of the window.
+M.POLL_LAUNCHED = 0.02
 
 local Session = {}
 Session.__index = Session
@@ -50,7 +52,10 @@ end
 --- interval (s), max_overhead (% of one CPU, default 5), what (a name for
 --- progress lines), progress = function(text), log (where a launched
 --- command's output goes), note = function(text) (called for each note),
---- command (named in a bad-target error).
+--- command (named in a bad-target error), output (where a launched
+--- command's stdout/stderr go: measure.target.launch), defer_launch (a
+--- command starts at begin(), after the probes are attached to its cgroup,
+--- so the window starts with it).
 function M.session(opts)
   util.validate('opts', opts, 'table')
   local s = setmetatable({
@@ -61,13 +66,15 @@ function M.session(opts)
     progress_fn = opts.progress,
     note_fn = opts.note,
     log = opts.log,
+    output = opts.output,
+    defer_launch = opts.defer_launch,
     tracers = {}, order = {},
     detached = {}, errors = {},
     notes = util.array(),
     sources = {},
     ended_by = nil,
   }, Session)
-  if s.duration <= 0 then util.user_error(s.what .. ': the duration must be more than 0') end
+  if not (s.duration > 0) then util.user_error(s.what .. ': the duration must be more than 0') end
   local ok, t = pcall(M.resolve, opts.target or 'system')
   if not ok then
     -- name the command in a bad-target error when the caller gave one
@@ -78,13 +85,18 @@ function M.session(opts)
   return s
 end
 
---- Launches a command target (before any probe is attached to it).
+--- Launches a command target (before any probe is attached to it), or,
+--- with defer_launch, only makes its cgroup: begin() launches it.
 function Session:start()
   if self.started then return self end
   self.started = true
   if self.target.kind == 'command' then
-    targets.launch(self.target, { log = self.log })
     self.owns_target = true -- a target launched by someone else is theirs to stop
+    local why = targets.prepare(self.target)
+    if why then self:note(why) end
+    -- only a command given as argv (-- CMD) waits for the probes: a `cmd:`
+    -- workload is started (and given its settle time) before, as it always was
+    if not (self.defer_launch and self.target.exact) then self:launch() end
   end
   -- this session's loop opens and closes the run-time sampling windows
   base.stats_lazy = true
@@ -96,11 +108,26 @@ end
 --- run() begins it when nobody did.
 function Session:begin()
   self:start()
+  if self.target.kind == 'command' then self:launch() end
   if not self.t0 then
     self.t0 = sys.now()
     self.deadline = self.t0 + self.duration
   end
   return self
+end
+
+function Session:launch()
+  if self.target.kind ~= 'command' then return end
+  targets.launch(self.target, { log = self.log, output = self.output })
+end
+
+--- True when the target is a command given after `--` that this session
+--- launched and it has ended by itself (its exit status is in
+--- target.exit): its life was the window. A `cmd:` workload that exits
+--- early still leaves a partial window.
+function Session:command_exited()
+  local t = self.target
+  return t.exact and t.launched and t.exit ~= nil and not t.exit.stopped or false
 end
 
 function Session.now() return sys.now() end
@@ -201,7 +228,8 @@ function Session:run(hooks)
     local now = sys.now()
     if now >= deadline then break end
     if sys.stop_requested() then ended_by = 'interrupted'; break end
-    local wake = math.min(deadline, next_interval or deadline, now + (hooks.poll or M.POLL))
+    local wake = math.min(deadline, next_interval or deadline,
+      now + (hooks.poll or (self.target.launched and M.POLL_LAUNCHED) or M.POLL))
     local toggle = base.stats_tick(now)
     if toggle then wake = math.min(wake, toggle) end
     if next(self.tracers) then wake = math.min(wake, self.next_budget or now) end
@@ -222,7 +250,7 @@ function Session:run(hooks)
     end
     self:progress(hooks.label and hooks.label(now) or string.format('%s %s: %s of %s (Ctrl-C ends it early)',
       self.what, self.target.label, util.fmt_duration(math.min(now - t0, self.duration)),
-      util.fmt_duration(self.duration)))
+      self.duration == math.huge and 'the command\'s life' or util.fmt_duration(self.duration)))
   end
   self.ended_by = ended_by
   self.t_end = sys.now()
@@ -254,7 +282,11 @@ function Session:finish()
       local tr = self.tracers[name]
       if type(tr) == 'table' and tr.close and not tr.closed then pcall(tr.close, tr) end
     end
-    if self.owns_target then targets.stop(self.target) end
+    if self.owns_target then
+      targets.stop(self.target)
+      -- a command that never started leaves no cgroup behind
+      if self.target.kind == 'command' then targets.remove_run_cgroup(self.target.run_cgroup) end
+    end
     base.stats_tick()
   end
   return { elapsed = self.t_end - (self.t0 or self.t_end), ended_by = self.ended_by, notes = self.notes,

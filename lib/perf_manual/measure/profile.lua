@@ -9,6 +9,7 @@
 local util = require('perf_manual.util')
 local sys = require('perf_manual.sys')
 local measure = require('perf_manual.measure')
+local targets = require('perf_manual.measure.target')
 local oncpu = require('perf_manual.profilers.oncpu')
 local offcpu = require('perf_manual.profilers.offcpu')
 local perf_fallback = require('perf_manual.profilers.perf_fallback')
@@ -21,6 +22,8 @@ local M = {}
 -- (perf record -G wants the path relative to the mount)
 local function filter(t, fail)
   if t.kind == 'system' then return {} end
+  -- a launched command: its cgroup (made before it starts), children included
+  if t.run_cgroup then return { cgroup_id = t.run_cgroup.id, cgroup = t.run_cgroup.path:gsub('^/', '') } end
   if t.kind == 'pid' then
     -- its stacks are symbolised from its mappings: unreadable ones fail here, not after sampling
     local snap, err, code = sym.snapshot(t.pid)
@@ -76,8 +79,10 @@ end
 --- backend ('auto' | 'bpf' | 'perf'), progress, note, soft (return nil, why
 --- instead of raising a user error).
 function M.run(opts)
+  -- a command starts once the sampler is attached to its cgroup
   return measure.with_session({ target = opts.target, duration = opts.duration, what = 'profile',
-    progress = opts.progress, note = opts.note, soft = opts.soft }, function(s) return M.run_on(s, opts) end)
+    progress = opts.progress, note = opts.note, soft = opts.soft, defer_launch = true, output = opts.output },
+    function(s) return M.run_on(s, opts) end)
 end
 
 function M.run_on(s, opts)
@@ -88,6 +93,8 @@ function M.run_on(s, opts)
   local ok, res, why = pcall(function()
     s:start()
     local t = s.target
+    -- without a cgroup of its own a command is followed by pid: it must run first
+    if t.kind == 'command' and not t.run_cgroup then s:launch() end
     local f = filter(t, fail)
     local mod, backend, fallback_why = choose(s, opts, fail)
     local popts = { freq = opts.freq or 99, min_us = (opts.min_block or 1e-6) * 1e6, pid = f.pid,
@@ -102,12 +109,18 @@ function M.run_on(s, opts)
     if not ps then fail('cannot start: ' .. tostring(err)) end
     local t_start, ru0 = sys.now(), sys.rusage()
     ps:poll()
+    s:begin()
+    -- the target's own CPU time over the window: what share of its wall time the samples can cover
+    local cpu0 = targets.cpu_seconds(t)
     local rok, rerr = pcall(s.run, s, {
       tick = function()
         if ps.running and not ps:running() then return false end
         ps:poll()
       end,
       label = function(now)
+        if s.duration == math.huge then
+          return string.format('profile: %s, %.0fs (until it exits; Ctrl-C stops early)', t.label, now - s.t0)
+        end
         return string.format('profile: %s, %.0fs left (Ctrl-C stops early)', t.label, math.max(0, s.deadline - now))
       end,
     })
@@ -117,12 +130,16 @@ function M.run_on(s, opts)
     if s.ended_by == 'interrupted' then
       partial = string.format('stopped early (Ctrl-C) after %s of the %s asked: the profile covers only that',
         util.fmt_duration(s:elapsed()), util.fmt_duration(s.duration))
+    elseif s.ended_by == 'target exited' and s:command_exited() then -- luacheck: ignore 542
+      -- the command's life is the window: not partial
     elseif s.ended_by == 'target exited' then
       partial = string.format('the target exited after %s of the %s asked: the profile covers only that',
         util.fmt_duration(s.exited_after or s:elapsed()), util.fmt_duration(s.duration))
     end
     if partial then s:note(partial) end
     local t_stop, ru1 = sys.now(), sys.rusage()
+    local cpu1, cpu_src = targets.cpu_seconds(t)
+    local wall = (s:command_exited() and t.exit.after) or (t_stop - s.t0)
     local prof, serr = ps:stop()
     if not prof then fail(tostring(serr)) end
     -- what the tool itself cost while sampling: this process, plus the BPF
@@ -134,6 +151,13 @@ function M.run_on(s, opts)
                     wall_s = t_stop - t_start }
       prof.cost.cpu_share = prof.cost.bpf_s and (user_s + prof.cost.bpf_s) / (t_stop - t_start)
     end
+    if cpu0 and cpu1 and wall > 0 and t.kind ~= 'system' then
+      prof.on_cpu = { cpu_s = math.max(0, cpu1 - cpu0), wall_s = wall, source = cpu_src }
+      prof.on_cpu.share = prof.on_cpu.cpu_s / wall
+    end
+    if s.owns_target then targets.stop(t) end
+    prof.command = targets.describe(t)
+    prof.command_ended = targets.exit_text(prof.command)
     prof.target = t.label
     prof.target_kind = t.kind
     prof.backend = backend

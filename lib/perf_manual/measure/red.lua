@@ -7,6 +7,7 @@ local util = require('perf_manual.util')
 local sys = require('perf_manual.sys')
 local http = require('perf_manual.http')
 local measure = require('perf_manual.measure')
+local targets = require('perf_manual.measure.target')
 local red_tracer = require('perf_manual.tracers.red')
 
 local M = {}
@@ -50,9 +51,14 @@ function M.passive(opts)
     }
     local res = s:stop_tracers().red
     if not res then util.user_error('red-check: reading the request tracer failed: ' .. tostring(s.errors.red)) end
+    -- a launched server (red-check -- CMD): stopped now, so the result says how it ended
+    if s.owns_target then targets.stop(s.target) end
+    res.command = s.target.launched and targets.describe(s.target) or nil
     -- a window cut short is said, in the result and the text
     res.ended_by, res.exited_after = s.ended_by, s.exited_after
-    if s.ended_by == 'target exited' then
+    if s.ended_by == 'target exited' and s:command_exited() then -- luacheck: ignore 542
+      -- the command's life is the window
+    elseif s.ended_by == 'target exited' then
       res.partial = string.format('process %d exited after %s of the %s asked: the figures cover only that', pid,
         util.fmt_duration(s.exited_after or s:elapsed()), util.fmt_duration(s.duration))
     elseif s.ended_by == 'interrupted' then

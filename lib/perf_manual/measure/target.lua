@@ -8,6 +8,8 @@
 ---                                the full directory; cgroup:ID a v2 id)
 ---   nginx | process:nginx        a running process by name (the oldest one)
 ---   './prog arg' | cmd:prog arg  a command to launch (measure.target.launch)
+---   argv:["prog","a b"]          the same, argv exact (what `-- prog 'a b'` on
+---                                the command line becomes: M.argv_spec)
 ---
 --- A bare name is a systemd service when one with a cgroup exists, else a
 --- running process of that name, else a command on PATH.
@@ -51,8 +53,10 @@ function M.comm(pid)
   return s and (s:gsub('\n$', ''))
 end
 
---- True while the target can still be measured.
+--- True while the target can still be measured. A launched command lives
+--- as long as the command itself (its children are followed, not waited for).
 function M.alive(t)
+  if t.launched and t.pid then return M.reap(t) == nil end
   if t.kind == 'pid' then
     local s = read(M.proc .. '/' .. t.pid .. '/stat')
     -- a zombie has exited: nothing left to measure
@@ -68,6 +72,13 @@ end
 
 --- Pids inside a cgroup target (from any hierarchy it exists in).
 function M.pids(t)
+  if t.run_cgroup and t.pid then
+    -- a launched command: itself and everything it started
+    local out = {}
+    for p in (read(t.run_cgroup.dir .. '/cgroup.procs') or ''):gmatch('%d+') do out[#out + 1] = tonumber(p) end
+    table.sort(out)
+    return out
+  end
   if t.kind == 'pid' then return { t.pid } end
   if not t.dirs then return {} end
   local seen, out = {}, {}
@@ -86,6 +97,8 @@ end
 --- {} for the system; nil, why when the target cannot be filtered.
 function M.bpf_filter(t)
   if t.kind == 'system' then return {} end
+  -- a launched command runs in a cgroup of its own: its children are in it too
+  if t.run_cgroup then return { cgroup = t.run_cgroup.dir } end
   if t.kind == 'pid' then return { pid = t.pid } end
   if t.id then return { cgroup = t.id } end
   local v2 = t.dirs and t.dirs.v2
@@ -184,6 +197,33 @@ local function command_target(text)
   return { kind = 'command', argv = argv, command = text, label = text }
 end
 
+-- a command given as argv (after `--`): kept as given, no splitting
+local function argv_target(argv)
+  if type(argv) ~= 'table' or #argv == 0 then util.user_error('expected a command to launch after --') end
+  local out = {}
+  for i, a in ipairs(argv) do out[i] = tostring(a) end
+  local path = which(out[1])
+  if not path then util.user_error("cannot run '" .. util.printable(out[1]) .. "' (not an executable file, nor on PATH)") end
+  local text = M.shell_text(out)
+  out[1] = path
+  return { kind = 'command', argv = out, command = text, label = text, exact = true }
+end
+
+--- argv as one line a shell would read back the same way (for labels).
+function M.shell_text(argv)
+  local parts = {}
+  for i, a in ipairs(argv) do
+    parts[i] = a:match('^[%w%./_%-=:,@+]+$') and a or ("'" .. a:gsub("'", "'\\''") .. "'")
+  end
+  return table.concat(parts, ' ')
+end
+
+--- The target text of a command given as argv (`perf_manual trace -- prog
+--- args`): resolve() turns it back into exactly that argv.
+function M.argv_spec(argv)
+  return 'argv:' .. util.json_encode(util.array(argv))
+end
+
 local PREFIXES = {
   pid = function(v)
     if not v:match('^%d+$') then util.user_error("bad pid '" .. v .. "': expected a process id") end
@@ -199,6 +239,11 @@ local PREFIXES = {
     return process_target(v) or util.user_error("no process named '" .. v .. "'")
   end,
   cmd = command_target,
+  argv = function(v)
+    local ok, argv = pcall(util.json_decode, v)
+    if not ok or type(argv) ~= 'table' then util.user_error('argv: expected a JSON list of strings') end
+    return argv_target(argv)
+  end,
 }
 
 --- Resolves target text into a target table (see the top of this file).
@@ -208,6 +253,7 @@ function M.resolve(spec)
   if spec == '' or spec == 'system' then
     return { kind = 'system', label = 'system' }
   end
+  if spec:sub(1, 5) == 'argv:' then return PREFIXES.argv(spec:sub(6)) end
   local prefix, rest = spec:match('^(%a+):(.*)$')
   if prefix and PREFIXES[prefix] then return PREFIXES[prefix](util.trim(rest)) end
   if spec:match('^%d+$') then return pid_target(tonumber(spec), spec) end
@@ -234,47 +280,121 @@ end
 --- Most of a launched command's output kept in its log (the rest is dropped).
 M.LOG_CAP = 16 * 2 ^ 20
 
+local run_seq = 0
+
+--- Makes the cgroup (v2) a command is launched into, so BPF programs that
+--- filter on one id see the command and every process it starts. Returns
+--- { dir =, id = } or nil, why (no cgroup2 mount, not writable).
+function M.make_run_cgroup()
+  local m = cgroups().mounts()
+  if not m.v2 then return nil, 'no cgroup v2 mount' end
+  run_seq = run_seq + 1
+  local dir = string.format('%s/perf_manual-run-%d-%d', m.v2.dir, sys.getpid(), run_seq)
+  local ok, err = pstat.mkdir(dir, 493)
+  if not ok then return nil, 'cannot create ' .. dir .. ': ' .. tostring(err) end
+  local st = pstat.stat(dir)
+  return { dir = dir, id = st and st.st_ino, path = dir:sub(#m.v2.dir + 1) }
+end
+
+--- Removes a run cgroup, killing what is left in it (everything in it is
+--- the launched command's).
+function M.remove_run_cgroup(cg)
+  if not cg then return true end
+  for _ = 1, 40 do
+    if not isdir(cg.dir) then return true end
+    for p in (read(cg.dir .. '/cgroup.procs') or ''):gmatch('%d+') do sys.kill(tonumber(p), 9) end
+    if unistd.rmdir(cg.dir) then return true end
+    sys.sleep(0.025)
+  end
+  return false
+end
+
+--- Gets a command target ready to launch: its run cgroup (children followed
+--- by the BPF filter). Safe to call twice; a note (why children are not
+--- followed) comes back when no cgroup could be made.
+function M.prepare(t)
+  if t.kind ~= 'command' or t.run_cgroup or t.no_run_cgroup then return nil end
+  local cg, why = M.make_run_cgroup()
+  if cg then t.run_cgroup = cg else t.no_run_cgroup = why end
+  return why and ('no cgroup for the command (' .. why .. '): only its first process is followed') or nil
+end
+
 --- Starts a command target; it becomes a pid target with launched = true.
 --- opts.log: where its stdout and stderr go (default /dev/null), the first
---- opts.log_cap bytes (default LOG_CAP). The command gets a process group
---- of its own and SIGKILL when this process dies (kill -9 included), so it
---- never outlives the run that launched it.
+--- opts.log_cap bytes (default LOG_CAP); opts.output = 'inherit' leaves them
+--- on this process's (as strace does), 'stderr-only' drops stdout (a JSON
+--- document on stdout stays one). The command gets a process group of its
+--- own, SIGKILL when this process dies (kill -9 included), so it never
+--- outlives the run that launched it, and a cgroup of its own when one can
+--- be made (M.prepare). A `cmd:` command that exits at once is a user error
+--- (it was meant to be watched); a command given after `--` may exit at once
+--- (its exit status is the result).
 function M.launch(t, opts)
   if t.kind ~= 'command' then return t end
   opts = opts or {}
-  local so = { stdin = 'null', setpgid = true, pdeathsig = 9 }
+  M.prepare(t)
+  local so = { stdin = 'null', setpgid = true, pdeathsig = 9,
+    join = t.run_cgroup and (t.run_cgroup.dir .. '/cgroup.procs') or nil }
   if opts.log then
     so.log, so.log_cap = opts.log, opts.log_cap or M.LOG_CAP
-  else
+  elseif opts.output == 'stderr-only' then
+    so.stdout = 'null'
+  elseif opts.output ~= 'inherit' then
     so.stdout, so.stderr = 'null', 'null'
   end
   local pid, err = sys.spawn(t.argv, so)
-  if not pid then util.user_error('cannot start ' .. t.command .. ': ' .. tostring(err)) end
-  if opts.log then t.logger = err end
-  -- a program that fails at once (bad arguments) is not a target
-  sys.sleep(opts.settle or 0.3)
-  if sys.wait(pid, true) ~= 'running' then
-    if t.logger then sys.wait(t.logger) end
-    util.user_error(t.command .. ' exited at once' .. (opts.log and (' (see ' .. opts.log .. ')') or ''))
+  if not pid then
+    M.remove_run_cgroup(t.run_cgroup)
+    util.user_error('cannot start ' .. t.command .. ': ' .. tostring(err))
   end
+  if opts.log then t.logger = err end
   t.kind, t.pid, t.launched = 'pid', pid, true
-  t.comm = M.comm(pid)
+  t.started_at = sys.now()
+  t.comm = M.comm(pid) or (t.argv[1]:match('[^/]+$'))
   t.label = string.format('%s (pid %d, launched)', t.command, pid)
+  if not t.exact then
+    -- a program that fails at once (bad arguments) is not a target
+    sys.sleep(opts.settle or 0.3)
+    if M.reap(t) then
+      if t.logger then sys.wait(t.logger) end
+      M.remove_run_cgroup(t.run_cgroup)
+      util.user_error(t.command .. ' exited at once' .. (opts.log and (' (see ' .. opts.log .. ')') or ''))
+    end
+    t.comm = M.comm(pid) or t.comm
+  end
   return t
 end
 
+--- The launched command's end, once it has ended: { status = N } or
+--- { signal = N }, with after = seconds since launch (nil while it runs).
+--- Reaps it (this process is its parent).
+function M.reap(t)
+  if t.exit then return t.exit end
+  if not (t.launched and t.pid) then return nil end
+  local how, code = sys.wait(t.pid, true)
+  if how == 'running' then return nil end
+  t.exit = { status = how == 'exited' and code or nil, signal = how == 'signaled' and code or nil,
+    after = sys.now() - (t.started_at or sys.now()), stopped = t.stopping or nil }
+  return t.exit
+end
+
 --- Stops a launched target (TERM, then KILL after a second); others are
---- left alone. The whole process group goes (what the command started too).
+--- left alone. The whole process group goes (what the command started
+--- too), and its cgroup with whatever is left in it.
 function M.stop(t)
   if not (t and t.launched and t.pid) or t.stopped then return end
-  -- the group first (its id is the pid: launched with setpgid), else the pid
-  if not sys.kill(-t.pid, 15) then sys.kill(t.pid, 15) end
-  for _ = 1, 20 do
-    if sys.wait(t.pid, true) ~= 'running' then break end
-    sys.sleep(0.05)
+  if not M.reap(t) then
+    t.stopping = true
+    -- the group first (its id is the pid: launched with setpgid), else the pid
+    if not sys.kill(-t.pid, 15) then sys.kill(t.pid, 15) end
+    for _ = 1, 20 do
+      if M.reap(t) then break end
+      sys.sleep(0.05)
+    end
+    if not M.reap(t) then sys.kill(t.pid, 9); sys.wait(t.pid); t.exit = t.exit or { signal = 9, stopped = true } end
   end
-  if sys.wait(t.pid, true) == 'running' then sys.kill(t.pid, 9); sys.wait(t.pid) end
   sys.kill(-t.pid, 9) -- stragglers of the group
+  M.remove_run_cgroup(t.run_cgroup)
   if t.logger then
     -- it exits once every writer of the pipe is gone
     for _ = 1, 20 do
@@ -286,10 +406,84 @@ function M.stop(t)
   t.stopped = true
 end
 
+local SIGNALS = { [1] = 'SIGHUP', [2] = 'SIGINT', [3] = 'SIGQUIT', [4] = 'SIGILL', [6] = 'SIGABRT', [7] = 'SIGBUS',
+  [8] = 'SIGFPE', [9] = 'SIGKILL', [11] = 'SIGSEGV', [13] = 'SIGPIPE', [14] = 'SIGALRM', [15] = 'SIGTERM' }
+
+--- One line on how a launched command ended (nil for other targets):
+--- "command exited with status 3", "command killed by signal 9 (SIGKILL)",
+--- "command still running at the end of the window: stopped".
+function M.exit_text(d)
+  if not (d and d.launched) then return nil end
+  if d.stopped_by_us then return 'command still running at the end of the window: stopped' end
+  if d.exit_status then return 'command exited with status ' .. d.exit_status end
+  if d.exit_signal then
+    return string.format('command killed by signal %d%s', d.exit_signal,
+      SIGNALS[d.exit_signal] and (' (' .. SIGNALS[d.exit_signal] .. ')') or '')
+  end
+  return nil
+end
+
+--- CPU time (s) the target's processes have used so far, and where the
+--- figure comes from: a launched command's cgroup (children included,
+--- those that exited too), a cgroup's cpu.stat / cpuacct.usage, a process's
+--- /proc/PID/stat (its threads). nil for the system.
+function M.cpu_seconds(t)
+  local function cg_usage(dir)
+    local s = read(dir .. '/cpu.stat')
+    local us = s and s:match('usage_usec (%d+)')
+    return us and tonumber(us) / 1e6
+  end
+  if t.run_cgroup and t.pid then
+    local v = cg_usage(t.run_cgroup.dir)
+    if v then return v, 'cgroup cpu.stat' end
+  end
+  if t.kind == 'pid' then
+    -- its threads' run time in ns (schedstat), else clock ticks (stat)
+    local ok, tasks = pcall(dirent.dir, M.proc .. '/' .. t.pid .. '/task')
+    if ok and tasks then
+      local ns, any = 0, false
+      for _, tid in ipairs(tasks) do
+        local v = tid:match('^%d+$') and read(M.proc .. '/' .. t.pid .. '/task/' .. tid .. '/schedstat')
+        local on = v and tonumber(v:match('^(%d+)'))
+        if on then ns, any = ns + on, true end
+      end
+      if any then return ns / 1e9, '/proc/PID/task/*/schedstat' end
+    end
+    local s = read(M.proc .. '/' .. t.pid .. '/stat')
+    local rest = s and s:match('%) (.*)$')
+    if not rest then return nil end
+    local f = {}
+    for x in rest:gmatch('%S+') do f[#f + 1] = x end
+    -- fields 14-15 of stat (utime stime) are 12-13 after the comm; children
+    -- are left out, as the profiler's pid filter leaves them out
+    local ticks = (tonumber(f[12]) or 0) + (tonumber(f[13]) or 0)
+    return ticks / (sys.info().clk_tck or 100), '/proc/PID/stat'
+  end
+  if t.dirs then
+    if t.dirs.v2 then
+      local v = cg_usage(t.dirs.v2)
+      if v then return v, 'cgroup cpu.stat' end
+    end
+    for k, d in pairs(t.dirs) do
+      if k ~= 'path' and type(d) == 'string' then
+        local ns = read(d .. '/cpuacct.usage')
+        if ns and tonumber(ns) then return tonumber(ns) / 1e9, 'cpuacct.usage' end
+      end
+    end
+  end
+  return nil
+end
+
 --- The plain-data description of a target kept in results.
 function M.describe(t)
+  local e = t.exit
   return { kind = t.kind, label = t.label, pid = t.pid, comm = t.comm, unit = t.unit, cgroup = t.cgroup,
-    command = t.command, launched = t.launched }
+    command = t.command, launched = t.launched,
+    exit_status = e and not e.stopped and e.status or nil,
+    exit_signal = e and not e.stopped and e.signal or nil,
+    exited_after_s = e and not e.stopped and e.after or nil,
+    stopped_by_us = e and e.stopped or nil,
+    follows_children = t.launched and (t.run_cgroup ~= nil) or nil }
 end
 
 return M

@@ -44,8 +44,10 @@ function M.run(opts)
     if opts.soft then return nil, why end
     util.user_error('trace: ' .. why)
   end
+  -- a command starts once the tracers are attached to its cgroup: nothing it does is missed
   return measure.with_session({ target = opts.target, duration = opts.duration, what = 'tracing',
-    max_overhead = opts.max_overhead, progress = opts.progress, note = opts.note, soft = opts.soft },
+    max_overhead = opts.max_overhead, progress = opts.progress, note = opts.note, soft = opts.soft,
+    defer_launch = true, output = opts.output },
     function(s) return M.run_on(s, wanted, opts) end)
 end
 
@@ -73,6 +75,8 @@ function M.run_on(s, wanted, opts)
     if opts.soft then return nil, table.concat(list, '; ') end
     util.user_error('trace: no tracer could start (' .. table.concat(list, '; ') .. ')', 1)
   end
+  -- the probes are attached: a deferred command starts now, the window with it
+  s:begin()
   if opts.on_start then opts.on_start(names, s) end
   if opts.snoop then
     local any = false
@@ -110,17 +114,22 @@ function M.run_on(s, wanted, opts)
     end,
   }
   if opts.snoop then snoop() end
-  if ended_by == 'target exited' then
+  if ended_by == 'target exited' and s:command_exited() then -- luacheck: ignore 542
+    -- the command's end is the end of the window: said with its exit status, not as a note
+  elseif ended_by == 'target exited' then
     s:note(string.format('process %s exited after %s: showing what was traced until then',
       tostring(s.target.pid or s.target.label), util.fmt_duration(s.exited_after or 0)))
   elseif ended_by == 'interrupted' then
     s:note(string.format('stopped early (Ctrl-C) after %s of %s: final histograms below',
       util.fmt_duration(s:elapsed()), util.fmt_duration(s.duration)))
   end
+  local t_end = sys.now()
   local final = s:stop_tracers()
+  -- a launched command still running at the end of the window stops now, so the result says how it ended
+  if s.owns_target then targets.stop(s.target) end
   local out = { target = targets.describe(s.target), events = util.array(names), results = {},
     order = util.array(), unavailable = unavailable, notes = s.notes, ended_by = ended_by,
-    duration_s = sys.now() - t0, final_label = opts.interval and label(sys.now()) or nil }
+    duration_s = t_end - t0, final_label = opts.interval and label(sys.now()) or nil }
   for _, t in ipairs(running) do
     out.results[t.event] = final[t.event]
     out.order[#out.order + 1] = t.event

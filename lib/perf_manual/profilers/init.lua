@@ -8,6 +8,7 @@
 ---     total, duration, freq, lost_samples, lost_stacks, idle_samples,
 ---     binaries = { {path, name, symbols, frame_pointers}, … }, quality = {…} }
 local util = require('perf_manual.util')
+local waits = require('perf_manual.waits')
 
 local M = {}
 
@@ -140,7 +141,80 @@ function M.new(p)
     return a.key < b.key
   end)
   p.quality = M.quality(p)
+  if p.kind == 'offcpu' then p.by_reason = M.by_reason(p) end
   return p
+end
+
+-- frames every blocked stack ends in: they say nothing about why it blocked
+local SCHED = { schedule = true, __schedule = true, schedule_timeout = true, schedule_hrtimeout_range = true,
+  schedule_hrtimeout_range_clock = true, schedule_preempt_disabled = true, finish_task_switch = true,
+  ['finish_task_switch.isra.0'] = true }
+
+--- What one off-CPU stack waited for (perf_manual.waits reasons): its
+--- kernel frames innermost first, the syscall named by its entry frame
+--- (__x64_sys_read → read), and the task state when recorded.
+function M.wait_of(s)
+  local kframes, syscall = {}, nil
+  for i = #s.frames, 2, -1 do
+    local f = s.frames[i]
+    if is_kernel(f) then
+      local name = f:sub(1, -5)
+      if not SCHED[name] then kframes[#kframes + 1] = name end
+      syscall = syscall or name:match('^__%w+_sys_([%w_]+)$') or name:match('^__se_sys_([%w_]+)$')
+        or name:match('^ksys_([%w_]+)$')
+    end
+  end
+  local st = s.state
+  return { frames = kframes, syscall = syscall, state = st and (st:find('D') and 'D' or st:find('S') and 'S') or nil }
+end
+
+-- the innermost user frames of a stack ("caller -> callee"): where the program asked to wait
+local function call_site(s)
+  local user = {}
+  for i = 2, #s.frames do
+    local f = s.frames[i]
+    if not is_kernel(f) and not f:match('^%[') then user[#user + 1] = f end
+  end
+  if #user == 0 then return '[no user stack]' end
+  if #user == 1 then return user[1] end
+  return user[#user - 1] .. ' -> ' .. user[#user]
+end
+
+--- An off-CPU profile summarised by blocking reason (perf_manual.waits
+--- classifies each stack): { total =, reasons = { { reason, label, count,
+--- share, sites = { { site, count, share } } } } }, biggest first; sites
+--- are the top `n` user call sites of each reason.
+function M.by_reason(p, n)
+  n = n or 3
+  local per, order = {}, {}
+  for _, s in ipairs(p.stacks) do
+    local reason = waits.classify(M.wait_of(s))
+    local r = per[reason]
+    if not r then
+      r = { reason = reason, label = waits.LABELS[reason] or reason, count = 0, sites = {} }
+      per[reason] = r
+      order[#order + 1] = r
+    end
+    r.count = r.count + s.count
+    local site = call_site(s)
+    r.sites[site] = (r.sites[site] or 0) + s.count
+  end
+  for _, r in ipairs(order) do
+    r.share = p.total > 0 and r.count / p.total or 0
+    local sites = {}
+    for site, c in pairs(r.sites) do sites[#sites + 1] = { site = site, count = c, share = r.count > 0 and c / r.count or 0 } end
+    table.sort(sites, function(a, b)
+      if a.count ~= b.count then return a.count > b.count end
+      return a.site < b.site
+    end)
+    while #sites > n do sites[#sites] = nil end
+    r.sites = util.array(sites)
+  end
+  table.sort(order, function(a, b)
+    if a.count ~= b.count then return a.count > b.count end
+    return a.reason < b.reason
+  end)
+  return { total = p.total, unit = p.unit, reasons = util.array(order) }
 end
 
 --- A frame name made safe for the folded format (no ';', no line breaks).
@@ -208,6 +282,8 @@ end
 --- For an on-CPU profile of one process: its samples as a share of what
 --- one thread always on a CPU would give (freq x duration); nil otherwise.
 function M.on_cpu_share(p)
+  -- measured: the target's CPU time over the window (/proc, cgroup cpu.stat)
+  if p.kind ~= 'offcpu' and p.on_cpu then return p.on_cpu.share end
   if p.kind == 'offcpu' or p.target_kind ~= 'pid' or not p.freq or not p.duration or p.duration <= 0 then
     return nil
   end
@@ -228,7 +304,10 @@ function M.to_json(p, opts)
   return {
     kind = p.kind, source = p.source, unit = p.unit, target = p.target,
     duration_s = p.duration, freq = p.freq, total = p.total, target_kind = p.target_kind,
-    on_cpu_share = M.on_cpu_share(p),
+    on_cpu_share = M.on_cpu_share(p), on_cpu = p.kind ~= 'offcpu' and p.on_cpu or nil,
+    by_reason = p.by_reason,
+    command = p.command and p.command.launched and p.command or nil,
+    exit_status = p.command and p.command.exit_status, exit_signal = p.command and p.command.exit_signal,
     fallback = p.fallback_why, quality = p.quality, top = top,
     binaries = util.array(p.binaries or {}), files = p.files and util.array(p.files) or nil,
     bpf_run_time_ns = p.bpf_run_time_ns, cost = p.cost,

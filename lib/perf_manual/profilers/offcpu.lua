@@ -80,7 +80,7 @@ function Session:stop()
   for i, f in ipairs(profilers.bpf_frames(obj, r, entries, M.MAX_DEPTH)) do
     local e = entries[i]
     stacks[i] = { frames = f.frames, count = e.total_us, pid = e.tgid, blocks = e.count,
-                  truncated = f.truncated }
+                  truncated = f.truncated, state = e.state }
   end
   local counters = {}
   for _, e in ipairs(obj:map('counters'):read() or {}) do

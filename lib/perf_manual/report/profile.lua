@@ -43,6 +43,25 @@ function M.quality_lines(p)
   return lines
 end
 
+--- The off-CPU summary by blocking reason (profilers.by_reason): "blocked
+--- 4.1 s: pipe / unix socket 75%, sleep 25%", then each reason's top user
+--- call sites.
+function M.reason_lines(br)
+  local out, parts = {}, {}
+  for _, r in ipairs(br.reasons) do
+    parts[#parts + 1] = string.format('%s %.0f%%', r.label, r.share * 100)
+  end
+  out[#out + 1] = ''
+  out[#out + 1] = string.format('blocked %s: %s', util.fmt_duration(br.total / 1e6), table.concat(parts, ', '))
+  for _, r in ipairs(br.reasons) do
+    out[#out + 1] = string.format('  %-40s %6.1f%%  %10s', r.label, r.share * 100, util.fmt_duration(r.count / 1e6))
+    for _, site in ipairs(r.sites) do
+      out[#out + 1] = string.format('      %5.1f%%  %s', site.share * 100, site.site)
+    end
+  end
+  return out
+end
+
 --- For an on-CPU profile of one process: its samples as a share of what
 --- one thread always on a CPU would give (freq x duration); nil otherwise.
 --- Text summary: header, quality, top functions. opts.top: the profile's
@@ -58,7 +77,17 @@ function M.render(p, opts)
     p.freq and string.format(' at %d Hz', p.freq) or '')
   for _, l in ipairs(M.quality_lines(p)) do out[#out + 1] = '  ' .. l end
   local share = opts.on_cpu_share
-  if share and share < M.ELSEWHERE_SHARE then
+  if p.kind ~= 'offcpu' and p.on_cpu then
+    -- measured from the target's CPU time: what the samples can cover at most
+    local oc = p.on_cpu
+    local cover = math.min(oc.share, 1) * 100
+    out[#out + 1] = string.format('these samples cover %s%% of the target\'s wall time (its threads were on a CPU '
+      .. '%s of %s%s)%s', string.format(cover < 10 and '%.1f' or '%.0f', cover), util.fmt_duration(oc.cpu_s),
+      util.fmt_duration(oc.wall_s),
+      oc.share > 1.05 and string.format(': %.1f CPUs on average', oc.share) or '',
+      oc.share < 0.8 and string.format('; the rest (%.0f%%) is off-CPU: --off-cpu shows where it waits',
+        (1 - oc.share) * 100) or '')
+  elseif share and share < M.ELSEWHERE_SHARE then
     -- a handful of samples is a sign the time goes somewhere else
     out[#out + 1] = string.format('the target was on a CPU about %.1f%% of the time (%d samples of the %d one '
       .. 'busy thread gives): its time goes elsewhere; --off-cpu shows where it waits', share * 100, p.total,
@@ -71,7 +100,11 @@ function M.render(p, opts)
   end
   local top = opts.top
   local unit = p.unit == 'us' and 'blocked' or 'samples'
-  for _, which in ipairs({ 'inclusive', 'self' }) do
+  if p.kind == 'offcpu' and p.by_reason then
+    -- by what it waited for, not by the scheduler frames every blocked stack shares
+    for _, l in ipairs(M.reason_lines(p.by_reason)) do out[#out + 1] = l end
+  end
+  for _, which in ipairs(p.kind == 'offcpu' and p.by_reason and {} or { 'inclusive', 'self' }) do
     out[#out + 1] = ''
     out[#out + 1] = string.format('top functions by %s %s:', which, unit)
     for _, t in ipairs(top[which]) do
@@ -84,6 +117,10 @@ function M.render(p, opts)
       p.cost.cpu_share and string.format('%.2f%%', p.cost.cpu_share * 100) or 'not measured',
       util.fmt_duration(p.cost.user_sys_s),
       p.cost.bpf_s and util.fmt_duration(p.cost.bpf_s) or 'not measured (BPF stats off)')
+  end
+  if p.command_ended then
+    out[#out + 1] = ''
+    out[#out + 1] = p.command_ended
   end
   if p.files then
     out[#out + 1] = ''

@@ -76,7 +76,7 @@ function M.profile(inv, opts)
     local prof, why = measure_profile.run {
       target = common.target(inv, opts), duration = opts.duration or params.duration or 5, freq = opts.freq,
       off_cpu = opts.off_cpu or kind == 'offcpu', min_block = opts.min_block, backend = opts.backend,
-      progress = common.progress(inv), note = opts.note, soft = opts.soft ~= false,
+      progress = common.progress(inv), note = opts.note, soft = opts.soft ~= false, output = opts.output,
     }
     inv:progress_done()
     if not prof then return nil, why end

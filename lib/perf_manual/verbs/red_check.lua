@@ -16,11 +16,13 @@ function M.red_check(inv, opts)
   local duration = opts.duration or params.duration or 5
   return common.adapter(inv, 'red-check', function()
     local s
-    if opts.passive then
-      local res, pid, secs = measure_red.passive { target = 'pid:' .. tostring(opts.passive), duration = duration,
+    if opts.passive or opts.target then
+      local res, pid, secs = measure_red.passive { target = opts.target or ('pid:' .. tostring(opts.passive)),
+        duration = duration,
         progress = common.progress(inv), note = opts.note, max_overhead = opts.max_overhead }
       s = red.summarize_passive(res, pid, secs)
       s.ended_by, s.exited_after_s, s.partial = res.ended_by, res.exited_after, res.partial
+      s.command = res.command
     else
       local res, why = measure_red.active { endpoint = opts.endpoint, rate = opts.rate, duration = duration,
         connections = opts.connections or 2, timeout = opts.timeout, progress = common.progress(inv) }

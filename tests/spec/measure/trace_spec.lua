@@ -36,6 +36,8 @@ describe('perf_manual.measure.trace', function()
       assert.same({ 'syscalls' }, r.order)
       assert.matches('^process %d+ exited after ', r.notes[#r.notes])
       assert.is_true(r.target.launched)
+      assert.equal(0, r.target.exit_status)
+      assert.is_true(r.target.follows_children)
     end)
   end)
 
