@@ -372,7 +372,9 @@ function Ctx:scan()
   end
 end
 
-local function who(p) return p.comm and string.format('pid %d (%s)', p.pid, p.comm) or string.format('pid %d', p.pid) end
+local function who(p)
+  return p.comm and string.format('pid %d (%s)', p.pid, p.comm) or string.format('pid %d', p.pid)
+end
 
 -- holders of a pipe other than the target, one entry per process, the one
 -- with the other access mode first
