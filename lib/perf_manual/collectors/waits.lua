@@ -26,6 +26,7 @@
 ---                device: path = device = the device node.
 ---   futex        (an entry with addr) object = '0x…', mapping = the mapping
 ---                of /proc/PID/maps holding it ('/usr/bin/app', '[heap]',
+---                '[stack:TID]' when a thread's stack pointer is in it,
 ---                '[anon]'), and for an ELF file (or the anonymous .bss tail
 ---                right after it) symbol = the data symbol covering the
 ---                address, section = '.bss'.
@@ -322,7 +323,13 @@ end
 
 function Ctx:unix_peer(inode)
   if not self._ss then
-    local f = io.popen('ss -xnH 2>/dev/null')
+    -- ss sees the unix sockets of its own network namespace: enter the target's
+    local cmd = 'ss -xnH 2>/dev/null'
+    local theirs = readlink(string.format('/proc/%d/ns/net', self.pid))
+    if theirs and theirs ~= readlink('/proc/self/ns/net') then
+      cmd = string.format('nsenter -t %d -n %s', self.pid, cmd)
+    end
+    local f = io.popen(cmd)
     local text = f and f:read('*a') or ''
     if f then f:close() end
     self._ss = M.parse_ss_unix(text)
@@ -341,6 +348,19 @@ end
 function Ctx:maps()
   if not self._maps then self._maps = M.parse_maps(read(string.format('/proc/%d/maps', self.pid))) end
   return self._maps
+end
+
+-- '[stack:TID]' when an anonymous mapping holds a thread's stack pointer
+-- (the kernel no longer names thread stacks in maps); a blocked thread's
+-- /proc/…/syscall line ends with its sp and pc
+function Ctx:thread_stack(m)
+  for _, name in ipairs(listdir(string.format('/proc/%d/task', self.pid))) do
+    local tid = tonumber(name)
+    local line = tid and read(string.format('/proc/%d/task/%d/syscall', self.pid, tid))
+    local sp = line and line:match('^%d+ .* 0x(%x+) 0x%x+%s*$')
+    sp = sp and tonumber(sp, 16)
+    if sp and sp >= m.start and sp < m.stop then return string.format('[stack:%d]', tid) end
+  end
 end
 
 -- asks the /proc scan for the holders of `link`; fn(list) runs after it
@@ -547,7 +567,7 @@ local function futex_object(ctx, e)
     -- an anonymous mapping right after a file's: that file's .bss tail
     local file = m
     if not m.path and prev and prev.stop == m.start and prev.path and prev.path:sub(1, 1) == '/' then file = prev end
-    e.mapping = m.path or (file ~= m and file.path) or '[anon]'
+    e.mapping = m.path or (file ~= m and file.path) or ctx:thread_stack(m) or '[anon]'
     where = e.mapping
     if file.path and file.path:sub(1, 1) == '/' and not file.path:find(' %(deleted%)$') then
       local b = sym.binary(file.path, file.dev .. ':' .. file.inode)

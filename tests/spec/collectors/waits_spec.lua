@@ -119,7 +119,7 @@ describe('perf_manual.collectors.waits', function()
       local sleeper = tonumber(r:read('*l'))
       until_true(function() return comm(sleeper) == 'sleep' end)
       local out_link = link(sleeper, 1)
-      local mine = fds_matching(me, '^' .. out_link:gsub('[%[%]]', '%%%0') .. '$')
+      local mine = fds_matching(me, '^' .. out_link:gsub('%p', '%%%0') .. '$')
       local ours = { reason = 'ipc', syscall = 'read', fd = mine[1] }
       local theirs = { reason = 'ipc', syscall = 'write', fd = 1, fd_link = out_link }
       waits.name(me, { ours })
@@ -131,6 +131,25 @@ describe('perf_manual.collectors.waits', function()
       assert.equal('sleep', ours.peer.comm)
       assert.equal(string.format('pid %d (sleep) via pipe', sleeper), ours.text)
       assert.equal(me, theirs.peer.pid)
+    end)
+
+    it('names the writer of a FIFO by its path', function()
+      local me = sys.getpid()
+      local dir = h.tmpdir()
+      local fifo, pidfile = dir .. '/queue', dir .. '/pid'
+      assert.equal(0, os.execute(string.format("mkfifo '%s'", fifo)))
+      local r = assert(io.popen(string.format("echo $$ > '%s'; exec cat '%s' > /dev/null", pidfile, fifo), 'r'))
+      local w = assert(io.open(fifo, 'w'))  -- opens once cat has opened its end
+      local cat = until_true(function() return tonumber(slurp(pidfile) or '') end)
+      local fd = until_true(function() return fds_matching(cat, '^' .. fifo:gsub('%p', '%%%0') .. '$')[1] end)
+      local e = { reason = 'ipc', syscall = 'read', fd = fd }
+      waits.name(cat, { e })
+      w:close()
+      r:close()
+      h.rmrf(dir)
+      assert.equal(fifo, e.object)
+      assert.equal(me, e.peer.pid)
+      assert.equal(string.format('pid %d (%s) via fifo %s', me, comm(me), fifo), e.text)
     end)
 
     it('names the process at the other end of a unix socketpair', function()
@@ -209,11 +228,15 @@ describe('perf_manual.collectors.waits', function()
       local pid = start('lock')
       local ok, err = pcall(function()
         -- the waiting thread's futex address, from its syscall file
+        local waiter, sp
         local addr = until_true(function()
           for _, tid in ipairs(require('posix.dirent').dir('/proc/' .. pid .. '/task')) do
             local s = slurp(string.format('/proc/%d/task/%s/syscall', pid, tid)) or ''
             local a = s:match('^202 0x(%x+)')
-            if a then return tonumber(a, 16) end
+            if a then
+              waiter, sp = tonumber(tid), tonumber(s:match('0x(%x+) 0x%x+%s*$'), 16)
+              return tonumber(a, 16)
+            end
           end
         end)
         -- the same address from nm and the load base (mapping at offset 0)
@@ -228,6 +251,10 @@ describe('perf_manual.collectors.waits', function()
         assert.equal('.bss', e.section)
         assert.equal(bin, e.mapping)
         assert.equal(string.format('lock g_lock (0x%x, %s .bss)', addr, bin), e.text)
+        -- an address on the waiting thread's stack (its stack pointer)
+        local st = { reason = 'lock', addr = sp - 64 }
+        waits.name(pid, { st })
+        assert.equal('[stack:' .. waiter .. ']', st.mapping)
         -- an address in the heap names the mapping only
         local heap = tonumber(sh1(string.format(
           "awk '$6==\"[heap]\"{split($1,a,\"-\"); print a[1]; exit}' /proc/%d/maps", pid)), 16)
