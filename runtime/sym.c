@@ -533,6 +533,79 @@ static int elf_resolve(lua_State *L)
   return 1;
 }
 
+/// elf:lookup_data(vaddr) -> name | false, offset, section: the data object
+/// (STT_OBJECT, STT_COMMON) covering a link-time address, as a futex or
+/// lock's address names a global, and the section holding it (".bss").
+/// The loaded table keeps functions only; data lookups are rare (a few per
+/// report), so this reads the file's symbols again instead of keeping them.
+static int elf_lookup_data(lua_State *L)
+{
+  struct pm_elf *e = elf_check(L, 1);
+  uint64_t v = check_addr(L, 2);
+  int fd = open(e->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return pm_push_errno(L, e->path, errno);
+  Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+  size_t shstrndx = 0;
+  if (!elf || elf_getshdrstrndx(elf, &shstrndx) != 0)
+    shstrndx = 0;
+  char best[256] = "", section[64] = "";
+  uint64_t best_addr = 0;
+  int best_rank = -1;  /* sized beats unsized, .symtab beats .dynsym */
+  Elf_Scn *scn = NULL;
+  GElf_Shdr sh;
+  while (elf && (scn = elf_nextscn(elf, scn)) != NULL) {
+    if (!gelf_getshdr(scn, &sh))
+      continue;
+    const char *sname = shstrndx ? elf_strptr(elf, shstrndx, sh.sh_name) : NULL;
+    if ((sh.sh_flags & SHF_ALLOC) && sh.sh_type != SHT_NULL && v >= sh.sh_addr &&
+        v < sh.sh_addr + sh.sh_size && sname)
+      snprintf(section, sizeof section, "%s", sname);
+    if (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM)
+      continue;
+    Elf_Data *data = elf_getdata(scn, NULL);
+    if (!data || sh.sh_entsize == 0)
+      continue;
+    size_t count = sh.sh_size / sh.sh_entsize;
+    for (size_t i = 0; i < count; i++) {
+      GElf_Sym s;
+      if (!gelf_getsym(data, (int)i, &s))
+        continue;
+      int type = GELF_ST_TYPE(s.st_info);
+      if ((type != STT_OBJECT && type != STT_COMMON) || s.st_shndx == SHN_UNDEF)
+        continue;
+      if (v < s.st_value || (s.st_size ? v - s.st_value >= s.st_size : v != s.st_value))
+        continue;
+      int rank = (s.st_size ? 2 : 0) + (sh.sh_type == SHT_SYMTAB);
+      if (rank <= best_rank)
+        continue;
+      const char *name = elf_strptr(elf, sh.sh_link, s.st_name);
+      if (!name || !*name)
+        continue;
+      size_t len = strcspn(name, "@");  /* "environ@GLIBC_2.2.5" */
+      if (len >= sizeof best)
+        len = sizeof best - 1;
+      memcpy(best, name, len);
+      best[len] = 0;
+      best_addr = s.st_value;
+      best_rank = rank;
+    }
+  }
+  if (elf)
+    elf_end(elf);
+  close(fd);
+  if (best_rank >= 0)
+    lua_pushstring(L, best);
+  else
+    lua_pushboolean(L, 0);
+  lua_pushnumber(L, best_rank >= 0 ? (lua_Number)(v - best_addr) : 0);
+  if (section[0])
+    lua_pushstring(L, section);
+  else
+    lua_pushnil(L);
+  return 3;
+}
+
 /// crc32_file(path) -> crc (the .gnu_debuglink checksum) | nil, err, errno
 static int pm_sym_crc32_file(lua_State *L)
 {
@@ -781,6 +854,7 @@ static int ksyms_resolve_packed(lua_State *L)
 static const luaL_Reg elf_methods[] = {
   { "info", elf_info },
   { "lookup", elf_lookup },
+  { "lookup_data", elf_lookup_data },
   { "resolve", elf_resolve },
   { "vaddr", elf_vaddr },
   { "close", elf_close },

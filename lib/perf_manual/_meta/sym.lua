@@ -43,6 +43,12 @@ function elf:info() end
 ---@return string? name, number? offset
 function elf:lookup(vaddr) end
 
+--- Data object (STT_OBJECT/STT_COMMON) covering a link-time address, read
+--- from the file's .symtab/.dynsym on each call, and the section holding it.
+---@param vaddr number|string
+---@return string|false name, number offset, string? section
+function elf:lookup_data(vaddr) end
+
 --- File offset to link-time address through the PT_LOAD segment holding it.
 ---@param offset number
 ---@return number?
