@@ -4,7 +4,7 @@
  *   pipe          reads a pipe fed every 100 ms by a child process
  *                 ("feeder"), then backs off 25 ms: 75% pipe, 25% sleep
  *   convoy N      N threads taking turns on one mutex held 2 ms: lock waits
- *   fsync         writes 4 KiB and fsyncs it, in a loop (./tsa_fsync.dat)
+ *   fsync DIR     writes 4 KiB and fsyncs it, in a loop (DIR/tsa_fsync.dat)
  *   spinners N    N spinning threads (more than CPUs: runnable time)
  *   pingpong R    two threads pass a byte over two pipes, R rounds/s
  * Runs until killed. */
@@ -77,7 +77,7 @@ static void threads(int n, void *(*fn)(void *))
 int main(int argc, char **argv)
 {
   const char *mode = argc > 1 ? argv[1] : "spin";
-  int n = argc > 2 ? atoi(argv[2]) : 0;
+  int n = argc > 2 ? atoi(argv[2]) : 0; /* fsync: a directory, not a number */
   if (!strcmp(mode, "spin")) {
     spin(NULL);
   } else if (!strcmp(mode, "pipe")) {
@@ -110,7 +110,9 @@ int main(int argc, char **argv)
     threads(n > 0 ? n : 4, convoy);
     pause();
   } else if (!strcmp(mode, "fsync")) {
-    int fd = open("tsa_fsync.dat", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tsa_fsync.dat", argc > 2 ? argv[2] : ".");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
       return 1;
     char buf[4096];
@@ -141,7 +143,7 @@ int main(int argc, char **argv)
         sleep_s(d);
     }
   } else {
-    fprintf(stderr, "usage: tsa_states spin|pipe|convoy N|fsync|spinners N|pingpong RATE\n");
+    fprintf(stderr, "usage: tsa_states spin|pipe|convoy N|fsync DIR|spinners N|pingpong RATE\n");
     return 2;
   }
   return 0;
