@@ -124,51 +124,63 @@ static __always_inline void close_blocked(struct tsa_thread *th, __u32 tid, __u6
     v->max_ns = d;
 }
 
-/* the syscall the current task sleeps in, from its user registers */
-static __always_inline void wait_key(void *ctx, struct tsa_wait *w, struct task_struct *prev, __u32 prev_state)
-{
-  struct task_struct *cur = bpf_get_current_task_btf();
-  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(cur);
-  __s64 nr = -1;
-  __u64 a0 = 0, a1 = 0;
-  if (regs) {
+/* The syscall the current task sleeps in, from its user registers. prev
+ * is current at switch-out; tp_btf reads it and its registers directly
+ * (trusted pointers), raw_tp through probe reads. */
 #if defined(__TARGET_ARCH_x86)
-    nr = (__s64)BPF_CORE_READ(regs, orig_ax);
-    if (nr >= 0) {
-      a0 = BPF_CORE_READ(regs, di);
-      if (nr == NR_FUTEX_X86)
-        a1 = BPF_CORE_READ(regs, si);
-    }
+#define REG_NR(r, READ) ((__s64)READ(r, orig_ax))
+#define REG_A0(r, READ) READ(r, di)
+#define REG_A1(r, READ) READ(r, si)
+#define NR_FUTEX NR_FUTEX_X86
 #elif defined(__TARGET_ARCH_arm64)
-    nr = (__s64)(__s32)BPF_CORE_READ(regs, syscallno);
-    if (nr >= 0) {
-      a0 = BPF_CORE_READ(regs, orig_x0);
-      if (nr == NR_FUTEX_ARM64)
-        a1 = BPF_CORE_READ(regs, regs[1]);
-    }
+#define REG_NR(r, READ) ((__s64)(__s32)READ(r, syscallno))
+#define REG_A0(r, READ) READ(r, orig_x0)
+#define REG_A1(r, READ) READ(r, regs[1])
+#define NR_FUTEX NR_FUTEX_ARM64
 #endif
+
+#define DEFINE_WAIT_KEY(sfx, READ, TASK)                                                                \
+  static __always_inline void wait_key_##sfx(void *ctx, struct tsa_wait *w, struct task_struct *prev,  \
+                                            __u32 prev_state)                                          \
+  {                                                                                                    \
+    __s64 nr = -1;                                                                                     \
+    __u64 a0 = 0, a1 = 0;                                                                              \
+    if (READ(prev, flags) & 0x00200000 /* PF_KTHREAD: no syscall, no page fault */) {                 \
+      nr = -2;                                                                                         \
+    } else {                                                                                           \
+      struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(TASK);                                 \
+      if (regs) {                                                                                      \
+        nr = REG_NR(regs, READ);                                                                       \
+        if (nr >= 0) {                                                                                 \
+          a0 = REG_A0(regs, READ);                                                                     \
+          if (nr == NR_FUTEX)                                                                          \
+            a1 = REG_A1(regs, READ);                                                                   \
+        } else {                                                                                       \
+          nr = -1;                                                                                     \
+        }                                                                                              \
+      }                                                                                                \
+    }                                                                                                  \
+    w->syscall = nr;                                                                                   \
+    w->arg0 = a0;                                                                                      \
+    w->arg1 = a1;                                                                                      \
+    w->state = prev_state & TASK_REPORT_MASK;                                                          \
+    w->kstack = -1;                                                                                    \
+    if (prev_state & 0x2) { /* D: the stack says what it waits for */                                  \
+      if (BPF_CORE_READ_BITFIELD_PROBED(prev, in_iowait))                                              \
+        w->state |= 0x100;                                                                             \
+      if (tsa_kernel_stacks) {                                                                         \
+        w->kstack = bpf_get_stackid(ctx, &stacks, tsa_kern_skip & BPF_F_SKIP_FIELD_MASK);              \
+        if (w->kstack < 0)                                                                             \
+          count(TSA_C_STACK_ERR);                                                                      \
+      }                                                                                                \
+    }                                                                                                  \
   }
-  w->syscall = nr < 0 ? -1 : nr;
-  /* kernel threads have no syscall, and their sleeps are no page faults */
-  if (BPF_CORE_READ(prev, flags) & 0x00200000 /* PF_KTHREAD */)
-    w->syscall = -2, a0 = 0, a1 = 0;
-  w->arg0 = a0;
-  w->arg1 = a1;
-  w->state = prev_state & TASK_REPORT_MASK;
-  w->kstack = -1;
-  if (prev_state & 0x2) { /* D: the stack says what it waits for */
-    if (BPF_CORE_READ_BITFIELD_PROBED(prev, in_iowait))
-      w->state |= 0x100;
-    if (tsa_kernel_stacks) {
-      w->kstack = bpf_get_stackid(ctx, &stacks, tsa_kern_skip & BPF_F_SKIP_FIELD_MASK);
-      if (w->kstack < 0)
-        count(TSA_C_STACK_ERR);
-    }
-  }
-}
 
 #define READ_DIRECT(p, f) ((p)->f)
 #define READ_PROBE(p, f) BPF_CORE_READ(p, f)
+
+DEFINE_WAIT_KEY(btf, READ_DIRECT, prev)
+DEFINE_WAIT_KEY(raw, READ_PROBE, bpf_get_current_task_btf())
 
 /* the filter with its verdict cached in task storage (tp_btf) */
 static __always_inline bool skip_cached(struct task_struct *t, __u32 tgid, __u32 tid)
@@ -210,7 +222,7 @@ static __always_inline bool skip_plain(struct task_struct *t, __u32 tgid, __u32 
           th->end_ts = now;                                                                            \
         } else {                                                                                       \
           th->cur = TSA_BLOCKED;                                                                       \
-          wait_key(ctx, &th->wait, prev, prev_state);                                                  \
+          wait_key_##sfx(ctx, &th->wait, prev, prev_state);                                                  \
         }                                                                                              \
         pm_stat_add(PM_STAT_EVENTS, 1);                                                                \
       }                                                                                                \
