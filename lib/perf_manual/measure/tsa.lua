@@ -315,7 +315,7 @@ function M.build(books, snap0, snap1, ctx)
 end
 
 --- Shares, sorted waits, totals: the result's shape.
-function M.finish(threads, window_s)
+function M.finish(threads)
   local total = { states = new_states(), life_s = 0 }
   local all = {}
   for _, th in ipairs(threads) do
@@ -427,7 +427,7 @@ function M.run(opts)
     local q = books.quality or {}
     local ctx = { names = bpf.syscall_names(), fd = M.fd_resolver(), frames = frames_fn(books.stacks) }
     local window_s = (books.t1_ns - books.t0_ns) / 1e9
-    local threads, total, top = M.finish(M.build(books, snap0, snap1, ctx), window_s)
+    local threads, total, top = M.finish(M.build(books, snap0, snap1, ctx))
     -- the objects waited on, while the target is still alive
     if opts.name_waits ~= false then
       local ok, w = pcall(require, 'perf_manual.collectors.waits')

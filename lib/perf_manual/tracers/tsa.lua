@@ -15,7 +15,6 @@ local ffi = require('ffi')
 local bit = require('bit')
 local sys = require('perf_manual.sys')
 local base = require('perf_manual.tracers.base')
-local util = require('perf_manual.util')
 
 local M = {}
 
@@ -54,10 +53,12 @@ local function num(v) return tonumber(v) end
 
 local function decode_wait(w)
   local st = tonumber(w.state)
+  local in_syscall
+  if w.syscall >= 0 then in_syscall = true elseif w.syscall == -1 then in_syscall = false end
   return {
     syscall = w.syscall >= 0 and tonumber(w.syscall) or nil,
     -- -1: blocked outside a syscall (a page fault); -2: a kernel thread
-    in_syscall = w.syscall >= 0 or (w.syscall == -1 and false) or nil,
+    in_syscall = in_syscall,
     kthread = w.syscall == -2 or nil,
     arg0 = num(w.arg0), arg1 = num(w.arg1),
     kstack = tonumber(w.kstack),
@@ -212,8 +213,7 @@ end
 
 --- Reads the raw books: { t0_ns, t1_ns (nil while attached), threads, waits,
 --- stacks = { [id] = packed u64 string }, counters }.
-function Tsa:read(opts)
-  opts = opts or {}
+function Tsa:read()
   local now = sys.now()
   if self.closed then return self.final end
   local res = { t0_ns = self.t0_ns, t1_ns = self.t1_ns, threads = {}, waits = {}, stacks = {}, counters = {} }
