@@ -89,6 +89,8 @@ local builtin = {
   { 'fd', syscall = by_fd },
   -- kernel frames that say what an fd wait is, when the fd is unknown
   { 'ipc', frame = '^pipe_read' }, { 'ipc', frame = '^pipe_write' }, { 'ipc', frame = '^unix_stream_' },
+  -- (6.x kernels name the pipe's functions anon_pipe_read / anon_pipe_write)
+  { 'ipc', frame = '^anon_pipe_' },
   { 'ipc', frame = '^unix_dgram_' }, { 'ipc', frame = '^wait_for_partner' },
   { 'net', frame = '^sk_wait_data' }, { 'net', frame = '^inet_csk_accept' }, { 'net', frame = '^sk_stream_wait' },
   { 'net', frame = '^tcp_recvmsg' }, { 'net', frame = '^__skb_wait_for_more' },

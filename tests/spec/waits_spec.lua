@@ -10,6 +10,7 @@ describe('waits.classify', function()
 
   it('falls back to kernel frames when the fd is unknown', function()
     assert.equal('ipc', waits.classify { syscall = 'read', state = 'S', frames = { 'pipe_read', 'vfs_read' } })
+    assert.equal('ipc', waits.classify { syscall = 'read', state = 'S', frames = { 'anon_pipe_read', 'vfs_read' } })
     assert.equal('other', waits.classify { syscall = 'read', state = 'S' })
   end)
 
