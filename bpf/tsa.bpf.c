@@ -69,6 +69,23 @@ struct {
   __type(value, __u8);
 } verdict SEC(".maps");
 
+/* T0 of the window, written by user space once every program is attached:
+ * until then events are ignored, so no thread's books start half-way
+ * through the attach (a switch-out seen without its wakeup program) */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} armed SEC(".maps");
+
+static __always_inline bool disarmed(void)
+{
+  __u32 zero = 0;
+  __u64 *t0 = bpf_map_lookup_elem(&armed, &zero);
+  return !t0 || !*t0;
+}
+
 static __always_inline void count(__u32 which)
 {
   __u64 *v = bpf_map_lookup_elem(&counters, &which);
@@ -205,6 +222,8 @@ static __always_inline bool skip_plain(struct task_struct *t, __u32 tgid, __u32 
   static __always_inline int on_switch_##sfx(void *ctx, bool preempt, struct task_struct *prev,        \
                                             struct task_struct *next, __u32 prev_state)                 \
   {                                                                                                    \
+    if (disarmed())                                                                                    \
+      return 0;                                                                                        \
     __u64 now = bpf_ktime_get_ns();                                                                    \
     __u32 tid = READ(prev, pid), tgid = READ(prev, tgid);                                              \
     if (tid && !SKIP(prev, tgid, tid)) {                                                               \
@@ -244,6 +263,10 @@ static __always_inline bool skip_plain(struct task_struct *t, __u32 tgid, __u32 
       count(TSA_C_SPURIOUS);                                                                           \
     } else if (th->cur == TSA_DEAD) {                                                                  \
       return 0;                                                                                        \
+    } else if (th->cur == TSA_CPU) {                                                                   \
+      /* its switch-out was not seen: waiting for a CPU is the likeliest */                           \
+      th->runq_ns += now - th->ts;                                                                     \
+      count(TSA_C_SPURIOUS);                                                                           \
     }                                                                                                  \
     th->cur = TSA_CPU;                                                                                 \
     th->ts = now;                                                                                      \
@@ -252,6 +275,8 @@ static __always_inline bool skip_plain(struct task_struct *t, __u32 tgid, __u32 
   }                                                                                                    \
   static __always_inline int on_wakeup_##sfx(struct task_struct *p, bool born)                         \
   {                                                                                                    \
+    if (disarmed())                                                                                    \
+      return 0;                                                                                        \
     __u32 tid = READ(p, pid), tgid = READ(p, tgid);                                                    \
     if (!tid || SKIP(p, tgid, tid))                                                                    \
       return 0;                                                                                        \

@@ -56,7 +56,7 @@ struct tsa_wval {
 };
 
 enum tsa_counter {
-  TSA_C_SPURIOUS = 0, /* switch-in of a thread we thought blocked (signal before sleep) */
+  TSA_C_SPURIOUS = 0, /* switch-in of a thread thought blocked (signal before sleep) or on CPU */
   TSA_C_STACK_ERR = 1,
   TSA_C_NR = 2,
 };

@@ -193,8 +193,11 @@ function M.start(opts)
     errs[#errs + 1] = v
   end
   if not obj then return nil, table.concat(errs, '; ') end
-  -- the window starts once every program is attached
+  -- the window starts once every program is attached: the programs count
+  -- nothing until T0 is in `armed`
   local t0 = sys.monotonic_ns()
+  local ok, aerr = obj:map('armed'):update(string.rep('\0', 4), ffi.string(ffi.new('uint64_t[1]', t0), 8))
+  if not ok then obj:close() return nil, 'tsa: cannot arm the programs: ' .. tostring(aerr) end
   local t = base.Tracer.new('tsa', obj, { attach_path = v })
   t.t0_ns = t0
   t.threads_map = obj:map('threads')
