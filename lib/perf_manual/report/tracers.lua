@@ -304,6 +304,9 @@ function R.red(res)
   return table.concat(L, '\n') .. '\n'
 end
 
+-- the raw books of the tsa tracer; the tsa command draws the full accounting
+function R.tsa(res) return require('perf_manual.report.tsa').render_books(res) end
+
 --- True when this module has a text renderer for tracer `name`.
 function M.has(name) return R[name] ~= nil end
 

@@ -80,6 +80,7 @@ local BUILTIN = {
   red_check = function() return require('perf_manual.verbs.red_check') end,
   collect = function() return require('perf_manual.verbs.collect') end,
   quantify = function() return require('perf_manual.verbs.quantify') end,
+  tsa = function() return require('perf_manual.verbs.tsa') end,
 }
 
 -- the team's verbs, read once per search path (they may replace a built-in one)

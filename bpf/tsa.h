@@ -1,0 +1,64 @@
+/* Shared between bpf/tsa.bpf.c and lib/perf_manual/tracers/tsa.lua (which
+ * mirrors these structs with ffi.cdef; a spec checks the sizes). */
+#ifndef PM_TSA_H
+#define PM_TSA_H
+
+#define TSA_MAX_THREADS 16384
+#define TSA_MAX_WAITS 16384
+#define TSA_MAX_STACKS 4096
+#define TSA_COMM_LEN 16
+
+/* the state a thread is in (tsa_thread.cur), and what its first event
+ * implies about the time before it (tsa_thread.first) */
+enum tsa_state {
+  TSA_NONE = 0,    /* first: the thread was born at first_ts (sched_wakeup_new) */
+  TSA_CPU = 1,     /* on a CPU */
+  TSA_RUNQ = 2,    /* runnable, waiting for a CPU (woken, preempted, throttled) */
+  TSA_BLOCKED = 3, /* asleep; the wait key says on what */
+  TSA_DEAD = 4,    /* exited at end_ts */
+};
+
+/* what a blocked period waited for, taken at switch-out */
+struct tsa_wait {
+  __s64 syscall;  /* syscall number; -1: not in a syscall (page fault); -2: kernel thread */
+  __u64 arg0;     /* its first argument (an fd, a futex address ...) */
+  __u64 arg1;     /* futex: the op; else 0 */
+  __s32 kstack;   /* kernel stack id, D-state sleeps only; else -1 */
+  __u32 state;    /* bit 0: S, bit 1: D (prev_state & 3); bit 8: in_iowait */
+};
+
+/* per thread (key: tid) */
+struct tsa_thread {
+  __u64 cpu_ns;      /* on CPU, closed periods */
+  __u64 runq_ns;     /* runnable, closed periods */
+  __u64 ts;          /* start of the current state */
+  __u64 first_ts;    /* the first event seen */
+  __u64 end_ts;      /* exit (cur == TSA_DEAD) */
+  __u32 tgid;
+  __u8 cur;          /* enum tsa_state */
+  __u8 first;        /* state before first_ts (TSA_NONE: born then) */
+  __u16 pad;
+  struct tsa_wait wait; /* the current blocked period's key (cur == TSA_BLOCKED) */
+  char comm[TSA_COMM_LEN];
+};
+
+/* blocked time per (tid, wait) */
+struct tsa_wkey {
+  __u32 tid;
+  __u32 pad;
+  struct tsa_wait wait;
+};
+
+struct tsa_wval {
+  __u64 ns;
+  __u64 count;
+  __u64 max_ns;
+};
+
+enum tsa_counter {
+  TSA_C_SPURIOUS = 0, /* switch-in of a thread thought blocked (signal before sleep) or on CPU */
+  TSA_C_STACK_ERR = 1,
+  TSA_C_NR = 2,
+};
+
+#endif

@@ -1,0 +1,201 @@
+-- tsa end to end on workloads whose time goes to known states, judged by
+-- the kernel's own accounting (/proc/PID/task/TID/schedstat: on-CPU and
+-- run-queue nanoseconds) and by the sleeps the workloads are built with.
+local h = test_helpers
+local W = require('e2e.workload')
+local util = require('perf_manual.util')
+local sys = require('perf_manual._c.sys')
+
+local STATES = require('perf_manual.waits').STATES
+local DURATION = 3
+
+local function schedstat(pid)
+  local out = {}
+  local dirent = require('posix.dirent')
+  for _, n in ipairs(dirent.dir('/proc/' .. pid .. '/task') or {}) do
+    local tid = tonumber(n)
+    local s = tid and util.readfile('/proc/' .. pid .. '/task/' .. n .. '/schedstat')
+    if s then
+      local run, wait = s:match('^(%d+)%s+(%d+)')
+      out[tid] = { run = tonumber(run), wait = tonumber(wait) }
+    end
+  end
+  return out
+end
+
+-- runs `tsa --json` on pid; returns the document and the schedstat shares
+-- (percent of the wall time around the run) per tid
+local function tsa(pid, extra)
+  local s0, t0 = schedstat(pid), sys.now()
+  local out, err, st = h.pm(string.format('tsa --target %d --duration %d --json %s', pid, DURATION, extra or ''))
+  local s1, t1 = schedstat(pid), sys.now()
+  assert.equal(0, st, 'tsa failed: ' .. err)
+  local doc = assert(util.json_decode(out), 'tsa printed no JSON:\n' .. out)
+  local truth = {}
+  for tid, a in pairs(s0) do
+    local b = s1[tid]
+    if b then
+      truth[tid] = { cpu = (b.run - a.run) / 1e9 / (t1 - t0) * 100, runq = (b.wait - a.wait) / 1e9 / (t1 - t0) * 100 }
+    end
+  end
+  return doc, truth
+end
+
+local function explain(doc, truth)
+  local lines = {}
+  for _, th in ipairs(doc.threads) do
+    local parts = {}
+    for _, k in ipairs(STATES) do
+      if th.shares[k] >= 0.5 then parts[#parts + 1] = string.format('%s %.1f', k, th.shares[k]) end
+    end
+    local t = truth and truth[th.tid]
+    lines[#lines + 1] = string.format('  tid %d %s: %s%s', th.tid, th.comm, table.concat(parts, ', '),
+      t and string.format(' | schedstat cpu %.1f runq %.1f', t.cpu, t.runq) or '')
+  end
+  return table.concat(lines, '\n')
+end
+
+-- every thread's states sum to 100 +- 2, and on-CPU and run-queue shares
+-- agree with schedstat within 5 points
+local function check_threads(doc, truth)
+  assert.is_true(#doc.threads > 0, 'no thread accounted')
+  for _, th in ipairs(doc.threads) do
+    local sum = 0
+    for _, k in ipairs(STATES) do sum = sum + th.shares[k] end
+    assert.is_true(math.abs(sum - 100) <= 2, string.format('tid %d: states sum to %.2f%%', th.tid, sum))
+    local t = truth[th.tid]
+    -- a thread that lived through the whole window
+    if t and th.life_s > DURATION * 0.95 then
+      assert.is_true(math.abs(th.shares.cpu - t.cpu) <= 5, 'on CPU vs schedstat\n' .. explain(doc, truth))
+      assert.is_true(math.abs(th.shares.runq - t.runq) <= 5, 'runnable vs schedstat\n' .. explain(doc, truth))
+    end
+  end
+end
+
+local function mean(doc, key)
+  local s = 0
+  for _, th in ipairs(doc.threads) do s = s + th.shares[key] end
+  return s / #doc.threads
+end
+
+describe('tsa end to end #priv', function()
+  teardown(function() W.cleanup_scratch() end)
+
+  it('a spinning thread is on CPU', function()
+    if not h.need_root('BPF thread-state accounting') then return end
+    h.with_machine_lock(function()
+      W.with('tsa_states', { 'spin' }, {}, function(w)
+        sys.sleep(0.2)
+        local doc, truth = tsa(w.pid)
+        check_threads(doc, truth)
+        assert.equal(1, #doc.threads, explain(doc, truth))
+        -- it never blocks: on CPU, or waiting for one when the machine is busy
+        -- (schedstat above judges the split)
+        local th = doc.threads[1]
+        assert.is_true(th.shares.cpu + th.shares.runq > 98, explain(doc, truth))
+        assert.equal(0, doc.quality.events_lost)
+      end)
+    end)
+  end)
+
+  it('a reader of a pipe fed by a slow peer: 75% pipe, 25% sleep, named', function()
+    if not h.need_root('BPF thread-state accounting') then return end
+    h.with_machine_lock(function()
+      W.with('tsa_states', { 'pipe' }, {}, function(w)
+        sys.sleep(0.3)
+        local doc, truth = tsa(w.pid)
+        check_threads(doc, truth)
+        local th = doc.threads[1]
+        assert.is_true(math.abs(th.shares.ipc - 75) <= 5, explain(doc, truth))
+        assert.is_true(math.abs(th.shares.sleep - 25) <= 5, explain(doc, truth))
+        local top = doc.waits[1]
+        assert.equal('ipc', top.reason)
+        assert.equal('read', top.syscall)
+        assert.equal('pipe', top.fd_kind)
+        assert.matches('^pipe:%[%d+%]$', top.fd_link)
+        assert.equal('sleep', doc.waits[2].reason)
+        assert.equal('clock_nanosleep', doc.waits[2].syscall)
+        -- the text names the wait and its share
+        local text = assert(h.pm(string.format('tsa --target %d --duration 1', w.pid)))
+        assert.matches('waits on [^\n]*pipe[^\n]*: 7%d%% of wall time', text)
+      end)
+    end)
+  end)
+
+  it('a mutex convoy waits on a futex lock', function()
+    if not h.need_root('BPF thread-state accounting') then return end
+    h.with_machine_lock(function()
+      W.with('tsa_states', { 'convoy', 4 }, {}, function(w)
+        sys.sleep(0.3)
+        local doc, truth = tsa(w.pid)
+        check_threads(doc, truth)
+        -- the four workers (the main thread only waits in pause)
+        -- a worker's blocked time is the lock (its CPU and runnable shares
+        -- depend on how busy the machine is; schedstat judges those)
+        for _, th in ipairs(doc.threads) do
+          if th.tid ~= w.pid then
+            assert.is_true(th.shares.lock > 15, explain(doc, truth))
+            for _, k in ipairs(require('perf_manual.waits').BLOCKED) do
+              if k ~= 'lock' then assert.is_true(th.shares[k] < 2, k .. '\n' .. explain(doc, truth)) end
+            end
+          end
+        end
+        -- the main thread sleeps in pause(); a worker's top wait is the mutex
+        local top
+        for _, e in ipairs(doc.waits) do if e.tid ~= w.pid then top = e break end end
+        assert.equal('lock', top.reason, explain(doc, truth))
+        assert.equal('futex', top.syscall)
+        assert.is_number(top.addr)
+        assert.equal('wait', top.futex_op)
+      end)
+    end)
+  end)
+
+  it('an fsync writer waits on block I/O', function()
+    if not h.need_root('BPF thread-state accounting') then return end
+    h.with_machine_lock(function()
+      W.with('tsa_states', { 'fsync', W.scratch() }, {}, function(w)
+        sys.sleep(0.3)
+        local doc, truth = tsa(w.pid)
+        check_threads(doc, truth)
+        assert.is_true(doc.threads[1].shares.io > 50, explain(doc, truth))
+        assert.equal('io', doc.waits[1].reason)
+      end)
+    end)
+  end)
+
+  it('three spinners on two CPUs wait for a CPU', function()
+    if not h.need_root('BPF thread-state accounting') then return end
+    if sys.info().ncpu ~= 2 then
+      return h.skip_unless_required('PM_REQUIRE_TSA_2CPU', 'the runnable share is computed for 2 CPUs')
+    end
+    h.with_machine_lock(function()
+      W.with('tsa_states', { 'spinners', 3 }, {}, function(w)
+        sys.sleep(0.3)
+        local doc, truth = tsa(w.pid)
+        check_threads(doc, truth)
+        assert.equal(3, #doc.threads)
+        -- a third of the time on an idle machine, more when others run
+        -- beside the test (schedstat above is the judge of the exact figure)
+        assert.is_true(mean(doc, 'runq') > 25, explain(doc, truth))
+        assert.is_true(mean(doc, 'cpu') + mean(doc, 'runq') > 98, explain(doc, truth))
+      end)
+    end)
+  end)
+
+  it('--top sums the other threads in one line, and a bad target is a user error', function()
+    if not h.need_root('BPF thread-state accounting') then return end
+    h.with_machine_lock(function()
+      W.with('tsa_states', { 'convoy', 4 }, {}, function(w)
+        sys.sleep(0.2)
+        local text, _, st = h.pm(string.format('tsa --target %d --duration 1 --top 2', w.pid))
+        assert.equal(0, st)
+        assert.matches('\n  %+%s+%(3 more%)', text)
+        assert.matches('legend: C cpu', text)
+      end)
+    end)
+    local _, err, st = h.pm('tsa --target 999999999 --duration 1')
+    assert.equal(2, st)
+    assert.matches('999999999', err)
+  end)
+end)
