@@ -78,8 +78,7 @@ return playbook {
       if wait and busy and (not inv.next or busy < 50) and wait.share >= 25 then
         -- nothing saturated, or the target mostly waits: follow its time
         inv.next = ({ lock = "lock", io = "disk", memory = "memory" })[wait.reason] or "wait"
-        inv.waits_on = string.format("%s (%s, %.0f%% of wall time)", tostring(wait.object or wait.label),
-          wait.label, wait.share)
+        inv.waits_on = inv:wait_phrase(wait)          -- "pid 4242 (feeder) via pipe (..., 75% of wall time; sleep 25%)"
         inv:note(string.format("the target is on a CPU or runnable %.0f%% of its wall time and waits on %s: "
           .. "following the wait", busy, inv.waits_on))
       end

@@ -163,9 +163,13 @@ end
 function methods.time_split(inv, t)
   t = t or inv:recorded_result('tsa')
   if type(t) ~= 'table' or type(t.total) ~= 'table' then return nil end
-  local sh = t.total.shares or {}
-  return (tonumber(sh.cpu) or 0) + (tonumber(sh.runq) or 0), findings.dominant_wait(t)
+  local d = findings.dominant_wait(t)
+  local sh = d and d.shares or t.total.shares or {}
+  return (tonumber(sh.cpu) or 0) + (tonumber(sh.runq) or 0), d
 end
+
+--- The dominant wait in words (analyzers.findings.wait_phrase).
+function methods.wait_phrase(_, wait) return findings.wait_phrase(wait) end
 
 --- Prints what a drill-down found (a few lines, indented), puts them in
 --- the timeline and in the report. kind: cpu | wait | lock | disk | memory.

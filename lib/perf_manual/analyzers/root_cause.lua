@@ -95,22 +95,28 @@ function M.score(text, data)
     if not tsa then
       missing[#missing + 1] = 'no thread-state accounting (tsa) of the target'
     else
-      local sh = tsa.total.shares or {}
-      local blocked = 0
-      for _, st in ipairs(waits.BLOCKED) do
-        if st ~= 'poll' then blocked = blocked + (tonumber(sh[st]) or 0) end
+      local d = findings.dominant_wait(tsa)
+      local sh = d and d.shares or tsa.total.shares or {}
+      local busy = (tonumber(sh.cpu) or 0) + (tonumber(sh.runq) or 0)
+      if d then
+        local line = string.format('the target waits on %s %.0f%% of its wall time (on a CPU or runnable %.0f%%)',
+          d.label, d.share, busy)
+        if d.share >= T.wait_share_high then add(ev, tsa.artifact, 'supports', line, 2)
+        elseif d.share >= T.wait_share_medium then add(ev, tsa.artifact, 'supports', line, 1)
+        elseif busy >= 50 then add(ev, tsa.artifact, 'refutes', line, 2)
+        else missing[#missing + 1] = line .. ': no wait holds a large share' end
+      elseif busy >= 50 then
+        add(ev, tsa.artifact, 'refutes', string.format('the target is on a CPU or runnable %.0f%% of its wall time', busy), 2)
+      else
+        add(ev, tsa.artifact, 'refutes', 'the target\'s waits are idle ones (poll/epoll, sleep, condition variables): '
+          .. 'nothing holds it up', 2)
       end
-      local line = string.format('the target is blocked %.0f%% of its wall time (poll/epoll idle aside), on a CPU %.0f%%',
-        blocked, tonumber(sh.cpu) or 0)
-      if blocked >= 50 then add(ev, tsa.artifact, 'supports', line, 2)
-      elseif (tonumber(sh.cpu) or 0) + (tonumber(sh.runq) or 0) >= 50 then add(ev, tsa.artifact, 'refutes', line, 2)
-      else missing[#missing + 1] = line .. ': neither mostly blocked nor mostly running' end
-      local reason = M.wait_reason(text) or (findings.dominant_wait(tsa) or {}).reason
+      local reason = M.wait_reason(text)
       local x = reason and tonumber(sh[reason])
-      if x then
+      if x and reason ~= (d and d.reason) then
         local l2 = string.format('%s: %.0f%% of its wall time', waits.LABELS[reason], x)
-        if x >= T.wait_share_medium then add(ev, tsa.artifact, 'supports', l2, 1)
-        elseif x < 5 then add(ev, tsa.artifact, 'refutes', l2, 1) end
+        if x < 5 then add(ev, tsa.artifact, 'refutes', l2, 1)
+        elseif x >= T.wait_share_medium then add(ev, tsa.artifact, 'supports', l2, 1) end
       end
     end
   end
@@ -285,8 +291,7 @@ end
 function M.wait_text(tsa)
   local d = findings.dominant_wait(tsa)
   if not d or d.share < findings.thresholds.wait_share_medium then return nil end
-  return string.format('the workload is blocked: it waits on %s (%s, %.0f%% of its wall time)',
-    tostring(d.object or d.label), d.label, d.share)
+  return 'the workload is blocked: it waits on ' .. findings.wait_phrase(d)
 end
 
 --- Hypotheses worth testing given the data: the USE verdict's resource,

@@ -91,12 +91,15 @@ end
 function M.wait(tsa, offcpu)
   local out = {}
   if type(tsa) == 'table' and type(tsa.total) == 'table' then
-    local sh, parts = tsa.total.shares or {}, {}
+    local d = findings.dominant_wait(tsa)
+    local sh, parts = d and d.shares or tsa.total.shares or {}, {}
     for _, st in ipairs(waits.STATES) do
       local x = tonumber(sh[st]) or 0
       if x >= 1 then parts[#parts + 1] = fmt('%s %.0f%%', waits.LABELS[st], x) end
     end
-    out[#out + 1] = 'wall time: ' .. table.concat(parts, ', ')
+    local idle = d and (tonumber(tsa.total.threads) or #(tsa.threads or {})) - d.threads or 0
+    out[#out + 1] = (idle > 0 and fmt('wall time (%d thread(s) idle all along left out): ', idle) or 'wall time: ')
+      .. table.concat(parts, ', ')
     for i, w in ipairs(tsa.waits or {}) do
       if i > 3 then break end
       out[#out + 1] = fmt('waits on %s (%s): %.0f%% of wall time', tostring(w.text or w.object
@@ -104,12 +107,13 @@ function M.wait(tsa, offcpu)
         waits.LABELS[w.reason] or tostring(w.reason), tonumber(w.share) or 0)
     end
   end
-  if type(offcpu) == 'table' and type(offcpu.by_reason) == 'table' then
-    for i, r in ipairs(offcpu.by_reason) do
+  local br = type(offcpu) == 'table' and type(offcpu.by_reason) == 'table' and offcpu.by_reason
+  if br and type(br.reasons) == 'table' then
+    for i, r in ipairs(br.reasons) do
       if i > 3 then break end
-      local site = r.sites and r.sites[1]
-      out[#out + 1] = fmt('off-CPU %s: %.0f%% of blocked time%s', waits.LABELS[r.reason] or tostring(r.reason),
-        tonumber(r.share) or 0, site and (', from ' .. tostring(site.name or site.frame or site)) or '')
+      local site = type(r.sites) == 'table' and r.sites[1]
+      out[#out + 1] = fmt('off-CPU profile: %s %.0f%% of blocked time%s', waits.LABELS[r.reason] or tostring(r.label or r.reason),
+        (tonumber(r.share) or 0) * 100, site and (', mostly from ' .. tostring(site.site or site.name)) or '')
     end
   end
   if #out == 0 then out[1] = 'no thread-state accounting of the target' end

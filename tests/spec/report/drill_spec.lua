@@ -64,3 +64,13 @@ describe('report.charts.state_bars', function()
     assert.matches('>on CPU</text>', svg)
   end)
 end)
+
+describe('report.drill.wait', function()
+  it('adds the off-CPU profile\'s reasons and their call sites', function()
+    local lines = drill.wait(nil, { by_reason = { total = 10, unit = 'us', reasons = {
+      { reason = 'net', label = 'network socket', share = 0.75, sites = { { site = 'main -> read', share = 1 } } },
+      { reason = 'sleep', label = 'sleep', share = 0.25, sites = { { site = 'main -> clock_nanosleep' } } } } } })
+    assert.same({ 'off-CPU profile: network socket 75% of blocked time, mostly from main -> read',
+      'off-CPU profile: sleep 25% of blocked time, mostly from main -> clock_nanosleep' }, lines)
+  end)
+end)
