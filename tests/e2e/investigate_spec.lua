@@ -89,4 +89,43 @@ describe('investigate end to end', function()
       end)
     end)
   end
+
+  it('finds no bottleneck in an idle control, and supports no hypothesis', function()
+    if not h.need_root('the thread-state step loads BPF') then return end
+    h.with_machine_lock(function()
+      local root = os.tmpname(); os.remove(root)
+      local ok, err = pcall(function()
+        local meta, dir, out = investigate(h.workload('sleeper') .. ' 30', root)
+        assert.is_nil(meta.verdict, explain(meta))
+        assert.matches('Bottleneck: none found', out)
+        for _, x in ipairs(meta.hypotheses) do assert.are_not.equal('supported', x.status, x.text) end
+        assert.same({}, investigation.validate(dir))
+      end)
+      os.execute('rm -rf ' .. root)
+      if not ok then error(err, 0) end
+    end)
+  end)
+
+  it('names the CPU quota of a throttled process as its bottleneck', function()
+    if not h.need_root('cpu cgroups') then return end
+    local Q = require('e2e.cpu_quota')
+    h.with_machine_lock(function()
+      local cg = Q.make(0.25)
+      local root = os.tmpname(); os.remove(root)
+      local ok, err = xpcall(function()
+        W.with('hot_thread', { 1, 1, 60 }, { join = cg }, function(w)
+          local meta, _, out = investigate(tostring(w.pid), root)
+          assert.equal('cpu', meta.verdict, explain(meta) .. '\n' .. out)
+          assert.matches("quota of 0%.25 CPU throttled it", out)
+          local best
+          for _, x in ipairs(meta.hypotheses) do if x.text:match('CPU%-bound') then best = x end end
+          assert.equal('supported', best.status)
+          assert.matches('drill%-down for cpu:\n  %S', out)
+        end)
+      end, debug.traceback)
+      os.execute('rm -rf ' .. root)
+      assert(Q.remove(cg), 'cannot remove cgroup ' .. cg.dir)
+      assert(ok, err)
+    end)
+  end)
 end)

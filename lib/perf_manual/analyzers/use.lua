@@ -26,6 +26,7 @@
 --- this module is pure (numbers in, rows out), so the rules are tested on
 --- recorded data.
 local util = require('perf_manual.util')
+local time = require('perf_manual.analyzers.time')
 
 local M = {}
 
@@ -789,6 +790,15 @@ function M.analyze(m, opts)
     for _, r in ipairs(rows) do if r.status == 'warn' then warns[#warns + 1] = r.name end end
     verdict = { text = 'no resource saturated'
       .. (#warns > 0 and (' (worth a look: ' .. table.concat(warns, ', ') .. ')') or '') }
+  end
+  -- nothing saturated, or the target mostly blocked: where its time goes
+  local d = time.dominant_wait(m.tsa)
+  if d and d.share >= 25 then
+    local busy = (d.shares.cpu or 0) + (d.shares.runq or 0)
+    if not best or busy < 50 then
+      verdict.waits_on = { reason = d.reason, share = d.share, object = d.object, text = time.wait_phrase(d) }
+      verdict.text = verdict.text .. '; the target waits on ' .. verdict.waits_on.text
+    end
   end
   local out = {}
   for _, r in ipairs(rows) do

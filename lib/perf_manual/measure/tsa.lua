@@ -193,14 +193,34 @@ function M.describe(pid, w, ctx)
   return d
 end
 
---- fd -> link, kind resolver with a cache (the socket table is read once).
-function M.fd_resolver(proc)
+--- The fd links of processes now ("pid:fd" -> link), added to `into`: a
+--- wait on an fd the process has closed (or a process gone) by the end of
+--- the window is still named from what it held before.
+function M.fd_links(pids, into, proc)
+  proc = proc or M.proc
+  into = into or {}
+  local dirent = require('posix.dirent')
+  for _, pid in ipairs(pids) do
+    local ok, names = pcall(dirent.dir, proc .. '/' .. pid .. '/fd')
+    for _, n in ipairs(ok and names or {}) do
+      if n:match('^%d+$') then
+        local link = M.readlink(proc .. '/' .. pid .. '/fd/' .. n)
+        if link then into[pid .. ':' .. n] = link end
+      end
+    end
+  end
+  return into
+end
+
+--- fd -> link, kind resolver with a cache (the socket table is read once);
+--- `seen` (from fd_links) answers for fds gone by now.
+function M.fd_resolver(proc, seen)
   proc = proc or M.proc
   local cache, socks = {}, nil
   return function(pid, fd)
     local key = pid .. ':' .. fd
     if cache[key] == nil then
-      local link = M.readlink(proc .. '/' .. pid .. '/fd/' .. fd)
+      local link = M.readlink(proc .. '/' .. pid .. '/fd/' .. fd) or (seen and seen[key])
       local kind = waits.fd_kind(link)
       if kind == 'socket' then
         socks = socks or M.socket_table(proc)
@@ -394,6 +414,101 @@ local function mark_kthreads(snap)
   end
 end
 
+--- Starts the accounting on a session that has resolved its target
+--- (s:start() done), before s:begin(). Returns the state finish_on takes,
+--- or nil, why. opts: kernel_stacks, attach.
+function M.start_on(s, opts)
+  opts = opts or {}
+  local off = measure.bpf_unavailable()
+  if off then return nil, 'thread-state accounting needs BPF: ' .. off end
+  local filter, ferr = targets.bpf_filter(s.target)
+  if not filter then return nil, ferr end
+  local topts = { kernel_stacks = opts.kernel_stacks, attach = opts.attach }
+  for k, v in pairs(filter) do topts[k] = v end
+  local cpu0 = sys.rusage()
+  local tr, err = s:start_tracer('tsa', tsa, topts)
+  if not tr then return nil, 'tsa tracer: ' .. tostring(err) end
+  -- right after attach: the reason of every thread already asleep
+  local snap0 = M.snapshot(M.target_pids(s.target), true)
+  if s.target.kind == 'system' or s.target.kind == 'cgroup' or s.target.kind == 'service' then
+    mark_kthreads(snap0)
+  end
+  local st = { tr = tr, snap0 = snap0, cpu0 = cpu0, fds = {} }
+  M.refresh(s, st)
+  return st
+end
+
+--- Notes the target's open fds (start_on does it once; a long window does
+--- it from time to time), so waits on fds closed before the end keep a name.
+function M.refresh(s, st)
+  -- the whole machine's fds once only: a scan of every process is not free
+  if s.target.kind == 'system' and st.refreshed then return end
+  st.refreshed = true
+  M.fd_links(M.target_pids(s.target), st.fds)
+end
+
+-- the objects waited on, named while the target is still alive
+local function name_waits(threads, top)
+  local ok, w = pcall(require, 'perf_manual.collectors.waits')
+  if not (ok and type(w) == 'table' and w.name) then return end
+  local by_pid = {}
+  for _, th in ipairs(threads) do
+    by_pid[th.pid] = by_pid[th.pid] or {}
+    for _, e in ipairs(th.waits) do table.insert(by_pid[th.pid], e) end
+  end
+  for pid, entries in pairs(by_pid) do pcall(w.name, pid, entries) end
+  -- the top list holds copies: take the names over
+  for _, e in ipairs(top) do
+    for _, th in ipairs(threads) do
+      if th.tid == e.tid then
+        for _, x in ipairs(th.waits) do
+          if x.reason == e.reason and x.syscall == e.syscall and x.fd == e.fd and x.addr == e.addr then
+            e.object, e.peer, e.remote, e.path, e.text = x.object, x.peer, x.remote, x.path, x.text
+          end
+        end
+      end
+    end
+  end
+end
+
+--- Ends the accounting started by start_on, at the end of the session's
+--- window (before the session stops a command it launched). Returns the
+--- result (without the session's own finish). opts.name_waits = false
+--- leaves the objects unnamed.
+function M.finish_on(s, st, ended, opts)
+  opts = opts or {}
+  local tr = st.tr
+  tr:detach('window ended')
+  local snap1 = M.snapshot(M.target_pids(s.target), false)
+  local books = tr:read()
+  local q = books.quality or {}
+  local ctx = { names = bpf.syscall_names(), fd = M.fd_resolver(nil, st.fds), frames = frames_fn(books.stacks) }
+  local window_s = (books.t1_ns - books.t0_ns) / 1e9
+  local threads, total, top = M.finish(M.build(books, st.snap0, snap1, ctx))
+  if opts.name_waits ~= false then name_waits(threads, top) end
+  tr:stop()
+  local cpu1 = sys.rusage()
+  local user_cpu = (cpu1.utime + cpu1.stime) - (st.cpu0.utime + st.cpu0.stime)
+  local from_proc, head_s = 0, 0
+  for _, th in ipairs(threads) do
+    if th.source == '/proc' then from_proc = from_proc + 1 end
+    head_s = head_s + (th.head_s or 0)
+  end
+  return {
+    window_s = window_s,
+    target = s.target.label,
+    source = M.SOURCE:gsub('tp_btf', q.attach_path or 'tp_btf'),
+    ended_by = ended,
+    quality = { attach = q.attach_path, events_seen = q.events_seen, events_lost = q.events_lost,
+      spurious = books.counters.spurious, stack_errors = books.counters.stack_errors,
+      threads_from_proc = from_proc, head_attributed_s = head_s, detached = s.detached and s.detached.tsa },
+    cost = { bpf_cpu_pct = q.bpf_cpu_pct, bpf_ns_per_run = q.bpf_ns_per_run, bpf_runs_sampled = q.bpf_runs_sampled,
+      bpf_stats_coverage = q.bpf_stats_coverage, bpf_cost_note = q.bpf_cost_note,
+      user_cpu_s = user_cpu, user_cpu_pct = window_s > 0 and user_cpu / window_s * 100 or nil },
+    threads = threads, total = total, waits = top,
+  }
+end
+
 --- Measures thread states. opts: target (text or resolved), duration (s),
 --- max_overhead, progress, note, kernel_stacks, attach ('tp_btf'|'raw_tp'),
 --- name_waits (default true: annotate waits with the objects waited on,
@@ -405,77 +520,16 @@ function M.run(opts)
     what = 'thread states', max_overhead = opts.max_overhead, progress = opts.progress, note = opts.note,
     command = 'tsa', soft = opts.soft }, function(s)
     s:start()
-    local off = measure.bpf_unavailable()
-    if off then return nil, 'thread-state accounting needs BPF: ' .. off end
-    local filter, ferr = targets.bpf_filter(s.target)
-    if not filter then return nil, ferr end
-    local topts = { kernel_stacks = opts.kernel_stacks, attach = opts.attach }
-    for k, v in pairs(filter) do topts[k] = v end
-    local cpu0 = sys.rusage()
-    local tr, err = s:start_tracer('tsa', tsa, topts)
-    if not tr then return nil, 'tsa tracer: ' .. tostring(err) end
-    -- right after attach: the reason of every thread already asleep
-    local snap0 = M.snapshot(M.target_pids(s.target), true)
-    if s.target.kind == 'system' or s.target.kind == 'cgroup' or s.target.kind == 'service' then
-      mark_kthreads(snap0)
-    end
+    local st, why = M.start_on(s, opts)
+    if not st then return nil, why end
     s:begin()
-    local ended = s:run {}
-    tr:detach('window ended')
-    local snap1 = M.snapshot(M.target_pids(s.target), false)
-    local books = tr:read()
-    local q = books.quality or {}
-    local ctx = { names = bpf.syscall_names(), fd = M.fd_resolver(), frames = frames_fn(books.stacks) }
-    local window_s = (books.t1_ns - books.t0_ns) / 1e9
-    local threads, total, top = M.finish(M.build(books, snap0, snap1, ctx))
-    -- the objects waited on, while the target is still alive
-    if opts.name_waits ~= false then
-      local ok, w = pcall(require, 'perf_manual.collectors.waits')
-      if ok and type(w) == 'table' and w.name then
-        local by_pid = {}
-        for _, th in ipairs(threads) do
-          by_pid[th.pid] = by_pid[th.pid] or {}
-          for _, e in ipairs(th.waits) do table.insert(by_pid[th.pid], e) end
-        end
-        for pid, entries in pairs(by_pid) do pcall(w.name, pid, entries) end
-        -- the top list holds copies: take the names over
-        for _, e in ipairs(top) do
-          for _, th in ipairs(threads) do
-            if th.tid == e.tid then
-              for _, x in ipairs(th.waits) do
-                if x.reason == e.reason and x.syscall == e.syscall and x.fd == e.fd and x.addr == e.addr then
-                  e.object, e.peer, e.remote, e.path, e.text = x.object, x.peer, x.remote, x.path, x.text
-                end
-              end
-            end
-          end
-        end
-      end
-    end
-    tr:stop()
-    local cpu1 = sys.rusage()
-    local user_cpu = (cpu1.utime + cpu1.stime) - (cpu0.utime + cpu0.stime)
-    local from_proc, head_s = 0, 0
-    for _, th in ipairs(threads) do
-      if th.source == '/proc' then from_proc = from_proc + 1 end
-      head_s = head_s + (th.head_s or 0)
-    end
+    local ended = s:run { interval = 1, on_interval = function() M.refresh(s, st) end }
+    local r = M.finish_on(s, st, ended, opts)
     local info = s:finish()
-    return {
-      window_s = window_s,
-      target = s.target.label,
-      target_info = info.target,
-      source = M.SOURCE:gsub('tp_btf', q.attach_path or 'tp_btf'),
-      ended_by = ended,
-      quality = { attach = q.attach_path, events_seen = q.events_seen, events_lost = q.events_lost,
-        spurious = books.counters.spurious, stack_errors = books.counters.stack_errors,
-        threads_from_proc = from_proc, head_attributed_s = head_s, detached = info.detached.tsa },
-      cost = { bpf_cpu_pct = q.bpf_cpu_pct, bpf_ns_per_run = q.bpf_ns_per_run, bpf_runs_sampled = q.bpf_runs_sampled,
-        bpf_stats_coverage = q.bpf_stats_coverage, bpf_cost_note = q.bpf_cost_note,
-        user_cpu_s = user_cpu, user_cpu_pct = window_s > 0 and user_cpu / window_s * 100 or nil },
-      threads = threads, total = total, waits = top,
-      notes = info.notes,
-    }
+    r.target_info = info.target
+    r.quality.detached = info.detached.tsa
+    r.notes = info.notes
+    return r
   end)
 end
 

@@ -19,6 +19,7 @@ local sys = require('perf_manual.sys')
 local sched = require('perf_manual.tracers.sched')
 local iot = require('perf_manual.tracers.io')
 local lock = require('perf_manual.tracers.lock')
+local tsa = require('perf_manual.measure.tsa')
 
 local M = {}
 
@@ -213,11 +214,24 @@ function M.bpf_start(s, opts)
   -- devices are shared: their latency is every requester's, whatever the target
   s:start_tracer('io', iot, { queued = true })
   s:start_tracer('lock', lock, { pid = filter.pid, cgroup = filter.cgroup })
+  -- where a process's time goes: its thread states over the same window
+  if t.kind ~= 'system' and opts.tsa ~= false then
+    local st, why = tsa.start_on(s, {})
+    if st then src.tsa = st else src.tsa_why = why end
+  end
   return src
 end
 
 --- Stops the tracers and turns their results into measures (m.bpf).
 function M.bpf_finish(s, src, m)
+  if src.tsa and not s.detached.tsa then
+    m.tsa = tsa.finish_on(s, src.tsa, nil, {})
+  elseif src.tsa then
+    src.tsa.tr:stop()
+    m.tsa = { available = false, why = 'detached: ' .. tostring(s.detached.tsa) }
+  elseif src.tsa_why then
+    m.tsa = { available = false, why = src.tsa_why }
+  end
   local res = s:stop_tracers({ 'sched', 'io', 'lock' })
   local b = { off = src.off, errors = s.errors, detached = s.detached }
   m.bpf = b

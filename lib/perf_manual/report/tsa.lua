@@ -140,6 +140,32 @@ function M.render(r, opts)
   return table.concat(out, '\n') .. '\n'
 end
 
+--- A few lines for another command's output (use-check's target summary):
+--- the busiest threads' bars and the top waits.
+function M.summary(r, opts)
+  opts = opts or {}
+  if type(r) ~= 'table' then return '' end
+  if r.available == false then return 'thread states: not measured (' .. tostring(r.why) .. ')\n' end
+  local out = { string.format('where the time goes (thread states over %.1f s, legend: %s):', r.window_s or 0,
+    'C cpu R runq L lock D io N net P pipe E poll S sleep M mem W child ? other') }
+  local threads = r.threads or {}
+  for i, th in ipairs(threads) do
+    if i > (opts.top or 3) then
+      out[#out + 1] = string.format('  ... %d more thread(s)', #threads - i + 1)
+      break
+    end
+    out[#out + 1] = string.format('  %-8s %-16s %s  %s', tostring(th.tid), (th.comm or ''):sub(1, 16), M.bar(th.shares),
+      top_states(th.shares))
+  end
+  local n = 0
+  for _, w in ipairs(r.waits or {}) do
+    if n >= 2 or (w.share or 0) < 5 then break end
+    n = n + 1
+    out[#out + 1] = '  ' .. M.wait_line(w) .. (#threads > 1 and string.format('  [tid %d]', w.tid) or '')
+  end
+  return table.concat(out, '\n') .. '\n'
+end
+
 --- The raw books of the tsa tracer (trace --events tsa): closed periods
 --- per thread, without the window's edges (the tsa command closes them).
 function M.render_books(res)

@@ -7,6 +7,7 @@ local util = require('perf_manual.util')
 local measure_use = require('perf_manual.measure.use')
 local use = require('perf_manual.analyzers.use')
 local common = require('perf_manual.verbs.common')
+local tsa_report = require('perf_manual.report.tsa')
 
 local M = {}
 
@@ -21,6 +22,10 @@ function M.judge(m)
   r.idle = r.idle or { disks = util.array(), nets = util.array() }
   r.measures = m
   r.text = use.render(r)
+  if m.tsa then
+    r.tsa = m.tsa
+    r.text = r.text .. tsa_report.summary(m.tsa)
+  end
   return use.normalize(r)
 end
 
