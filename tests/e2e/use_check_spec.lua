@@ -8,28 +8,8 @@ local sys = require('perf_manual._c.sys')
 local MiB = 1024 * 1024
 
 -- runs the real CLI with --json; returns the decoded document
-local function use_check(target, duration, extra)
-  local out, err, st = h.pm(string.format('use-check --target %s --duration %s --interval 1 --json %s', target, duration,
-    extra or ''))
-  assert.equal(0, st, 'use-check failed: ' .. err)
-  local doc, jerr = util.json_decode(out)
-  assert(doc, 'use-check printed no JSON: ' .. tostring(jerr) .. '\n' .. out)
-  return doc
-end
-
-local function row(doc, resource)
-  for _, r in ipairs(doc.rows) do
-    if r.resource == resource then return r end
-  end
-end
-
-local function explain(doc)
-  local lines = { 'verdict: ' .. doc.verdict.text }
-  for _, r in ipairs(doc.rows) do
-    lines[#lines + 1] = string.format('  %s %s | %s | %s', r.name, r.status, r.utilization.text, r.saturation.text)
-  end
-  return table.concat(lines, '\n')
-end
+local U = require('e2e.use')
+local use_check, row, explain = U.check, U.row, U.explain
 
 describe('use-check end to end', function()
   teardown(function() W.cleanup_scratch() end)

@@ -10,11 +10,9 @@ local W = require('e2e.workload')
 local util = require('perf_manual.util')
 local sys = require('perf_manual._c.sys')
 
-local function use_check(pid)
-  local out, err, st = h.pm(string.format('use-check --target %d --duration 3 --interval 1 --json', pid))
-  assert.equal(0, st, 'use-check failed: ' .. err)
-  return assert(util.json_decode(out), out)
-end
+local U = require('e2e.use')
+
+local function use_check(pid) return U.check(pid, 3) end
 
 local function run_ns(pid)
   return tonumber((util.readfile('/proc/' .. pid .. '/schedstat') or ''):match('^(%d+)'))

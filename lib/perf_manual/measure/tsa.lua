@@ -20,6 +20,7 @@ local measure = require('perf_manual.measure')
 local targets = require('perf_manual.measure.target')
 local tsa = require('perf_manual.tracers.tsa')
 local waits = require('perf_manual.waits')
+local process = require('perf_manual.collectors.process')
 local sym = require('perf_manual.sym')
 local dirent = require('posix.dirent')
 local ffi = require('ffi')
@@ -110,14 +111,7 @@ end
 -- Snapshots of the target's threads ------------------------------------------
 
 local function task_dirs(pid)
-  local ok, names = pcall(dirent.dir, M.proc .. '/' .. pid .. '/task')
-  local out = {}
-  for _, n in ipairs(ok and names or {}) do
-    local tid = tonumber(n)
-    if tid then out[#out + 1] = tid end
-  end
-  table.sort(out)
-  return out
+  return process.threads(pid, M.proc) or {}
 end
 
 local function all_pids()
@@ -199,7 +193,6 @@ end
 function M.fd_links(pids, into, proc)
   proc = proc or M.proc
   into = into or {}
-  local dirent = require('posix.dirent')
   for _, pid in ipairs(pids) do
     local ok, names = pcall(dirent.dir, proc .. '/' .. pid .. '/fd')
     for _, n in ipairs(ok and names or {}) do
@@ -458,16 +451,15 @@ local function name_waits(threads, top)
   end
   for pid, entries in pairs(by_pid) do pcall(w.name, pid, entries) end
   -- the top list holds copies: take the names over
-  for _, e in ipairs(top) do
-    for _, th in ipairs(threads) do
-      if th.tid == e.tid then
-        for _, x in ipairs(th.waits) do
-          if x.reason == e.reason and x.syscall == e.syscall and x.fd == e.fd and x.addr == e.addr then
-            e.object, e.peer, e.remote, e.path, e.text = x.object, x.peer, x.remote, x.path, x.text
-          end
-        end
-      end
+  local named = {}
+  for _, th in ipairs(threads) do
+    for _, x in ipairs(th.waits) do
+      named[table.concat({ th.tid, x.reason, tostring(x.syscall), tostring(x.fd), tostring(x.addr) }, '|')] = x
     end
+  end
+  for _, e in ipairs(top) do
+    local x = named[table.concat({ e.tid, e.reason, tostring(e.syscall), tostring(e.fd), tostring(e.addr) }, '|')]
+    if x then e.object, e.peer, e.remote, e.path, e.text = x.object, x.peer, x.remote, x.path, x.text end
   end
 end
 
