@@ -70,7 +70,9 @@ function M.cpu(profile, tsa)
       table.concat(tail, ' > '))
   end
   local hot = findings.hot_function(profile)
-  if hot and hot.share then out[#out + 1] = fmt('hottest function: %s (%.0f%% of samples)', tostring(hot.name), hot.share * 100) end
+  if hot and hot.share then
+    out[#out + 1] = fmt('hottest function: %s (%.0f%% of samples)', tostring(hot.name), hot.share * 100)
+  end
   if type(tsa) == 'table' and type(tsa.threads) == 'table' then
     local list = {}
     for _, th in ipairs(tsa.threads) do list[#list + 1] = th end
@@ -100,11 +102,16 @@ function M.wait(tsa, offcpu)
     local idle = d and (tonumber(tsa.total.threads) or #(tsa.threads or {})) - d.threads or 0
     out[#out + 1] = (idle > 0 and fmt('wall time (%d thread(s) idle all along left out): ', idle) or 'wall time: ')
       .. table.concat(parts, ', ')
-    for i, w in ipairs(tsa.waits or {}) do
-      if i > 3 then break end
-      out[#out + 1] = fmt('waits on %s (%s): %.0f%% of wall time', tostring(w.text or w.object
+    local n = 0
+    for _, w in ipairs(tsa.waits or {}) do
+      -- a thread idle all along (the feeder asleep between writes) says nothing here
+      if n >= 3 then break end
+      if not (findings.idle_wait(w) and (tonumber(w.share) or 0) >= 95) then
+        n = n + 1
+        out[#out + 1] = fmt('waits on %s (%s): %.0f%% of wall time', tostring(w.text or w.object
         or (tostring(w.syscall or '?') .. (w.fd and (' fd ' .. tostring(w.fd)) or ''))),
         waits.LABELS[w.reason] or tostring(w.reason), tonumber(w.share) or 0)
+      end
     end
   end
   local br = type(offcpu) == 'table' and type(offcpu.by_reason) == 'table' and offcpu.by_reason
@@ -112,7 +119,8 @@ function M.wait(tsa, offcpu)
     for i, r in ipairs(br.reasons) do
       if i > 3 then break end
       local site = type(r.sites) == 'table' and r.sites[1]
-      out[#out + 1] = fmt('off-CPU profile: %s %.0f%% of blocked time%s', waits.LABELS[r.reason] or tostring(r.label or r.reason),
+      out[#out + 1] = fmt('off-CPU profile: %s %.0f%% of blocked time%s',
+        waits.LABELS[r.reason] or tostring(r.label or r.reason),
         (tonumber(r.share) or 0) * 100, site and (', mostly from ' .. tostring(site.site or site.name)) or '')
     end
   end
