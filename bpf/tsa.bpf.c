@@ -115,14 +115,15 @@ static __always_inline struct tsa_thread *new_thread(struct task_struct *t, __u3
   th->first_ts = now;
   th->wait.kstack = -1;
   th->wait.syscall = -1;
+  th->exec = BPF_CORE_READ(t, se.sum_exec_runtime);
+  th->rdelay = BPF_CORE_READ(t, sched_info.run_delay);
   BPF_CORE_READ_STR_INTO(&th->comm, t, comm);
   return th;
 }
 
 /* closes a blocked period: its time goes to (tid, its wait key) */
-static __always_inline void close_blocked(struct tsa_thread *th, __u32 tid, __u64 now)
+static __always_inline void add_blocked(struct tsa_thread *th, __u32 tid, __u64 d)
 {
-  __u64 d = now - th->ts;
   struct tsa_wkey k = { .tid = tid };
   k.wait = th->wait;
   struct tsa_wval *v = bpf_map_lookup_elem(&waits, &k);
@@ -139,6 +140,11 @@ static __always_inline void close_blocked(struct tsa_thread *th, __u32 tid, __u6
   __sync_fetch_and_add(&v->count, 1);
   if (d > v->max_ns)
     v->max_ns = d;
+}
+
+static __always_inline void close_blocked(struct tsa_thread *th, __u32 tid, __u64 now)
+{
+  add_blocked(th, tid, now - th->ts);
 }
 
 /* The syscall the current task sleeps in, from its user registers. prev
@@ -231,8 +237,28 @@ static __always_inline bool skip_plain(struct task_struct *t, __u32 tgid, __u32 
       if (!th)                                                                                         \
         th = new_thread(prev, tid, tgid, TSA_CPU, TSA_CPU, now);                                       \
       if (th && th->cur != TSA_DEAD) {                                                                 \
-        if (th->cur == TSA_CPU)                                                                        \
+        __u64 ex = READ(prev, se.sum_exec_runtime), rd = READ(prev, sched_info.run_delay);               \
+        if (th->cur == TSA_CPU) {                                                                      \
           th->cpu_ns += now - th->ts;                                                                  \
+        } else {                                                                                       \
+          /* a switch-in (and maybe a wakeup) the programs did not see: the                            \
+           * kernel's own run time and run-queue wait split the interval */                            \
+          __u64 d = now - th->ts, ran = ex - th->exec, q = rd - th->rdelay;                            \
+          if (ran > d)                                                                                 \
+            ran = d;                                                                                   \
+          if (q > d - ran)                                                                             \
+            q = d - ran;                                                                               \
+          th->cpu_ns += ran;                                                                           \
+          if (th->cur == TSA_BLOCKED) {                                                                \
+            th->runq_ns += q;                                                                          \
+            add_blocked(th, tid, d - ran - q);                                                         \
+          } else {                                                                                     \
+            th->runq_ns += d - ran;                                                                    \
+          }                                                                                            \
+          count(TSA_C_MISSED_IN);                                                                      \
+        }                                                                                              \
+        th->exec = ex;                                                                                 \
+        th->rdelay = rd;                                                                               \
         th->ts = now;                                                                                  \
         if (preempt || prev_state == TASK_RUNNING) {                                                   \
           th->cur = TSA_RUNQ;                                                                          \
@@ -264,10 +290,16 @@ static __always_inline bool skip_plain(struct task_struct *t, __u32 tgid, __u32 
     } else if (th->cur == TSA_DEAD) {                                                                  \
       return 0;                                                                                        \
     } else if (th->cur == TSA_CPU) {                                                                   \
-      /* its switch-out was not seen: waiting for a CPU is the likeliest */                           \
-      th->runq_ns += now - th->ts;                                                                     \
+      /* its switch-out was not seen: it ran for what the kernel says, then waited */                  \
+      __u64 d = now - th->ts, ran = READ(next, se.sum_exec_runtime) - th->exec;                          \
+      if (ran > d)                                                                                     \
+        ran = d;                                                                                       \
+      th->cpu_ns += ran;                                                                               \
+      th->runq_ns += d - ran;                                                                          \
       count(TSA_C_SPURIOUS);                                                                           \
     }                                                                                                  \
+    th->exec = READ(next, se.sum_exec_runtime);                                                        \
+    th->rdelay = READ(next, sched_info.run_delay);                                                     \
     th->cur = TSA_CPU;                                                                                 \
     th->ts = now;                                                                                      \
     pm_stat_add(PM_STAT_EVENTS, 1);                                                                    \

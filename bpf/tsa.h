@@ -34,6 +34,8 @@ struct tsa_thread {
   __u64 ts;          /* start of the current state */
   __u64 first_ts;    /* the first event seen */
   __u64 end_ts;      /* exit (cur == TSA_DEAD) */
+  __u64 exec;        /* the kernel's run time (se.sum_exec_runtime) at ts */
+  __u64 rdelay;      /* the kernel's run-queue wait (sched_info.run_delay) at ts */
   __u32 tgid;
   __u8 cur;          /* enum tsa_state */
   __u8 first;        /* state before first_ts (TSA_NONE: born then) */
@@ -58,7 +60,8 @@ struct tsa_wval {
 enum tsa_counter {
   TSA_C_SPURIOUS = 0, /* switch-in of a thread thought blocked (signal before sleep) or on CPU */
   TSA_C_STACK_ERR = 1,
-  TSA_C_NR = 2,
+  TSA_C_MISSED_IN = 2, /* switch-out of a thread whose switch-in was not seen (repaired) */
+  TSA_C_NR = 3,
 };
 
 #endif

@@ -493,6 +493,9 @@ function M.finish_on(s, st, ended, opts)
     ended_by = ended,
     quality = { attach = q.attach_path, events_seen = q.events_seen, events_lost = q.events_lost,
       spurious = books.counters.spurious, stack_errors = books.counters.stack_errors,
+      -- scheduler events the programs did not get (seen here under load): the
+      -- periods around them are split by the kernel's run time and run delay
+      repaired = books.counters.missed_in,
       threads_from_proc = from_proc, head_attributed_s = head_s, detached = s.detached and s.detached.tsa },
     cost = { bpf_cpu_pct = q.bpf_cpu_pct, bpf_ns_per_run = q.bpf_ns_per_run, bpf_runs_sampled = q.bpf_runs_sampled,
       bpf_stats_coverage = q.bpf_stats_coverage, bpf_cost_note = q.bpf_cost_note,

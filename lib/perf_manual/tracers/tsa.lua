@@ -26,7 +26,7 @@ M.tracepoints = { 'sched/sched_switch', 'sched/sched_wakeup', 'sched/sched_wakeu
 ffi.cdef [[
 struct pm_tsa_wait { int64_t syscall; uint64_t arg0, arg1; int32_t kstack; uint32_t state; };
 struct pm_tsa_thread {
-  uint64_t cpu_ns, runq_ns, ts, first_ts, end_ts;
+  uint64_t cpu_ns, runq_ns, ts, first_ts, end_ts, exec, rdelay;
   uint32_t tgid; uint8_t cur, first; uint16_t pad;
   struct pm_tsa_wait wait;
   char comm[16];
@@ -38,7 +38,7 @@ struct pm_tsa_wval { uint64_t ns, count, max_ns; };
 -- enum tsa_state
 M.STATE = { [0] = 'none', 'cpu', 'runq', 'blocked', 'dead' }
 -- enum tsa_counter
-M.COUNTERS = { 'spurious', 'stack_errors' }
+M.COUNTERS = { 'spurious', 'stack_errors', 'missed_in' }
 
 local thread_t = ffi.typeof('const struct pm_tsa_thread *')
 local wkey_t = ffi.typeof('const struct pm_tsa_wkey *')
