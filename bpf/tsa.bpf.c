@@ -122,10 +122,11 @@ static __always_inline struct tsa_thread *new_thread(struct task_struct *t, __u3
 }
 
 /* closes a blocked period: its time goes to (tid, its wait key) */
-static __always_inline void add_blocked(struct tsa_thread *th, __u32 tid, __u64 d)
+/* adds blocked time to the waits map under (tid, key) */
+static __always_inline void flush_wait(__u32 tid, struct tsa_wait *w, __u64 ns, __u64 n, __u64 max)
 {
   struct tsa_wkey k = { .tid = tid };
-  k.wait = th->wait;
+  k.wait = *w;
   struct tsa_wval *v = bpf_map_lookup_elem(&waits, &k);
   if (!v) {
     struct tsa_wval z = {};
@@ -136,10 +137,35 @@ static __always_inline void add_blocked(struct tsa_thread *th, __u32 tid, __u64 
       return;
     }
   }
-  __sync_fetch_and_add(&v->ns, d);
-  __sync_fetch_and_add(&v->count, 1);
-  if (d > v->max_ns)
-    v->max_ns = d;
+  __sync_fetch_and_add(&v->ns, ns);
+  __sync_fetch_and_add(&v->count, n);
+  if (max > v->max_ns)
+    v->max_ns = max;
+}
+
+static __always_inline bool same_wait(struct tsa_wait *a, struct tsa_wait *b)
+{
+  return a->syscall == b->syscall && a->arg0 == b->arg0 && a->arg1 == b->arg1 && a->kstack == b->kstack &&
+         a->state == b->state;
+}
+
+/* closes a blocked period of d ns under the thread's current wait key (its
+ * wakeups are serialised by the kernel: no atomics on the record) */
+static __always_inline void add_blocked(struct tsa_thread *th, __u32 tid, __u64 d)
+{
+  if (th->acc_count && same_wait(&th->acc_wait, &th->wait)) {
+    th->acc_ns += d;
+    th->acc_count += 1;
+    if (d > th->acc_max)
+      th->acc_max = d;
+    return;
+  }
+  if (th->acc_count)
+    flush_wait(tid, &th->acc_wait, th->acc_ns, th->acc_count, th->acc_max);
+  th->acc_wait = th->wait;
+  th->acc_ns = d;
+  th->acc_count = 1;
+  th->acc_max = d;
 }
 
 static __always_inline void close_blocked(struct tsa_thread *th, __u32 tid, __u64 now)

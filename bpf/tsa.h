@@ -41,6 +41,13 @@ struct tsa_thread {
   __u8 first;        /* state before first_ts (TSA_NONE: born then) */
   __u16 pad;
   struct tsa_wait wait; /* the current blocked period's key (cur == TSA_BLOCKED) */
+  /* blocked time of the latest key, kept here while the key repeats (a
+   * thread mostly waits on the same thing): the waits map is written only
+   * when the key changes */
+  struct tsa_wait acc_wait;
+  __u64 acc_ns;
+  __u64 acc_count;
+  __u64 acc_max;
   char comm[TSA_COMM_LEN];
 };
 

@@ -29,6 +29,8 @@ struct pm_tsa_thread {
   uint64_t cpu_ns, runq_ns, ts, first_ts, end_ts, exec, rdelay;
   uint32_t tgid; uint8_t cur, first; uint16_t pad;
   struct pm_tsa_wait wait;
+  struct pm_tsa_wait acc_wait;
+  uint64_t acc_ns, acc_count, acc_max;
   char comm[16];
 };
 struct pm_tsa_wkey { uint32_t tid, pad; struct pm_tsa_wait wait; };
@@ -77,6 +79,9 @@ function M.decode_thread(kb, vb)
     end_ts = v.end_ts ~= 0 and num(v.end_ts) or nil,
     cur = M.STATE[v.cur] or tostring(v.cur), first = M.STATE[v.first] or tostring(v.first),
     wait = decode_wait(v.wait), comm = ffi.string(v.comm),
+    -- the latest wait key's blocked time, kept in the record (see bpf/tsa.h)
+    acc = v.acc_count > 0 and { wait = decode_wait(v.acc_wait), ns = num(v.acc_ns), count = num(v.acc_count),
+      max_ns = num(v.acc_max) } or nil,
   }
 end
 
@@ -221,11 +226,17 @@ function Tsa:read()
   if self.closed then return self.final end
   local res = { t0_ns = self.t0_ns, t1_ns = self.t1_ns, threads = {}, waits = {}, stacks = {}, counters = {} }
   for _, e in ipairs(assert(self.threads_map:read())) do
-    res.threads[#res.threads + 1] = M.decode_thread(e.key, e.value)
+    local th = M.decode_thread(e.key, e.value)
+    res.threads[#res.threads + 1] = th
+    if th.acc then
+      res.waits[#res.waits + 1] = { tid = th.tid, wait = th.acc.wait, ns = th.acc.ns, count = th.acc.count,
+        max_ns = th.acc.max_ns }
+    end
   end
   for _, e in ipairs(assert(self.waits_map:read())) do
-    local w = M.decode_wait_entry(e.key, e.value)
-    res.waits[#res.waits + 1] = w
+    res.waits[#res.waits + 1] = M.decode_wait_entry(e.key, e.value)
+  end
+  for _, w in ipairs(res.waits) do
     local id = w.wait.kstack
     if id >= 0 and res.stacks[id] == nil then
       local _, raw = self.obj:stack('stacks', id)
