@@ -38,16 +38,6 @@ struct {
   __type(value, struct tsa_thread);
 } threads SEC(".maps");
 
-/* tp_btf: the same books in task-local storage, cheaper to reach on every
- * event than the hash; user space reads them through pidfds, and a thread's
- * books move to `threads` when it exits (its storage goes with it) */
-struct {
-  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-  __uint(map_flags, BPF_F_NO_PREALLOC);
-  __type(key, int);
-  __type(value, struct tsa_thread);
-} tthreads SEC(".maps");
-
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, TSA_MAX_WAITS);
@@ -105,11 +95,17 @@ static __always_inline void count(__u32 which)
 
 static struct tsa_thread zero_thread;
 
-/* Sets up a new thread's books: `first` is what the first event says about
- * the time before it. */
-static __always_inline struct tsa_thread *init_thread(struct tsa_thread *th, struct task_struct *t, __u32 tgid,
-                                                      __u8 first, __u8 cur, __u64 now)
+/* A new thread entry: `first` is what the first event says about the time
+ * before it. */
+static __always_inline struct tsa_thread *new_thread(struct task_struct *t, __u32 tid, __u32 tgid,
+                                                     __u8 first, __u8 cur, __u64 now)
 {
+  bpf_map_update_elem(&threads, &tid, &zero_thread, BPF_NOEXIST);
+  struct tsa_thread *th = bpf_map_lookup_elem(&threads, &tid);
+  if (!th) {
+    pm_stat_add(PM_STAT_LOST, 1);
+    return 0;
+  }
   if (th->first_ts) /* raced with another CPU: it is set up */
     return th;
   th->tgid = tgid;
@@ -125,29 +121,7 @@ static __always_inline struct tsa_thread *init_thread(struct tsa_thread *th, str
   return th;
 }
 
-static __always_inline struct tsa_thread *new_thread(struct task_struct *t, __u32 tid, __u32 tgid,
-                                                     __u8 first, __u8 cur, __u64 now)
-{
-  bpf_map_update_elem(&threads, &tid, &zero_thread, BPF_NOEXIST);
-  struct tsa_thread *th = bpf_map_lookup_elem(&threads, &tid);
-  if (!th) {
-    pm_stat_add(PM_STAT_LOST, 1);
-    return 0;
-  }
-  return init_thread(th, t, tgid, first, cur, now);
-}
-
-static __always_inline struct tsa_thread *new_thread_storage(struct task_struct *t, __u32 tid, __u32 tgid,
-                                                             __u8 first, __u8 cur, __u64 now)
-{
-  struct tsa_thread *th = bpf_task_storage_get(&tthreads, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-  if (!th) {
-    pm_stat_add(PM_STAT_LOST, 1);
-    return 0;
-  }
-  return init_thread(th, t, tgid, first, cur, now);
-}
-
+/* closes a blocked period: its time goes to (tid, its wait key) */
 /* adds blocked time to the waits map under (tid, key) */
 static __always_inline void flush_wait(__u32 tid, struct tsa_wait *w, __u64 ns, __u64 n, __u64 max)
 {
@@ -285,9 +259,9 @@ static __always_inline bool skip_plain(struct task_struct *t, __u32 tgid, __u32 
     __u64 now = bpf_ktime_get_ns();                                                                    \
     __u32 tid = READ(prev, pid), tgid = READ(prev, tgid);                                              \
     if (tid && !SKIP(prev, tgid, tid)) {                                                               \
-      struct tsa_thread *th = LOOKUP_##sfx(prev, tid);                                     \
+      struct tsa_thread *th = bpf_map_lookup_elem(&threads, &tid);                                     \
       if (!th)                                                                                         \
-        th = NEW_##sfx(prev, tid, tgid, TSA_CPU, TSA_CPU, now);                                       \
+        th = new_thread(prev, tid, tgid, TSA_CPU, TSA_CPU, now);                                       \
       if (th && th->cur != TSA_DEAD) {                                                                 \
         __u64 ex = READ(prev, se.sum_exec_runtime), rd = READ(prev, sched_info.run_delay);               \
         if (th->cur == TSA_CPU) {                                                                      \
@@ -321,16 +295,16 @@ static __always_inline bool skip_plain(struct task_struct *t, __u32 tgid, __u32 
           th->cur = TSA_BLOCKED;                                                                       \
           wait_key_##sfx(ctx, &th->wait, prev, prev_state);                                                  \
         }                                                                                              \
-        th->events++;                                                                                  \
+        pm_stat_add(PM_STAT_EVENTS, 1);                                                                \
       }                                                                                                \
     }                                                                                                  \
     tid = READ(next, pid);                                                                             \
     tgid = READ(next, tgid);                                                                           \
     if (!tid || SKIP(next, tgid, tid))                                                                 \
       return 0;                                                                                        \
-    struct tsa_thread *th = LOOKUP_##sfx(next, tid);                                       \
+    struct tsa_thread *th = bpf_map_lookup_elem(&threads, &tid);                                       \
     if (!th) {                                                                                         \
-      NEW_##sfx(next, tid, tgid, TSA_RUNQ, TSA_CPU, now);                                             \
+      new_thread(next, tid, tgid, TSA_RUNQ, TSA_CPU, now);                                             \
       return 0;                                                                                        \
     }                                                                                                  \
     if (th->cur == TSA_RUNQ) {                                                                         \
@@ -354,7 +328,7 @@ static __always_inline bool skip_plain(struct task_struct *t, __u32 tgid, __u32 
     th->rdelay = READ(next, sched_info.run_delay);                                                     \
     th->cur = TSA_CPU;                                                                                 \
     th->ts = now;                                                                                      \
-    th->events++;                                                                                      \
+    pm_stat_add(PM_STAT_EVENTS, 1);                                                                    \
     return 0;                                                                                          \
   }                                                                                                    \
   static __always_inline int on_wakeup_##sfx(struct task_struct *p, bool born)                         \
@@ -365,13 +339,13 @@ static __always_inline bool skip_plain(struct task_struct *t, __u32 tgid, __u32 
     if (!tid || SKIP(p, tgid, tid))                                                                    \
       return 0;                                                                                        \
     __u64 now = bpf_ktime_get_ns();                                                                    \
-    struct tsa_thread *th = LOOKUP_##sfx(p, tid);                                       \
+    struct tsa_thread *th = bpf_map_lookup_elem(&threads, &tid);                                       \
     if (!th) {                                                                                         \
       /* a wakeup of a thread still on its CPU (woken before it slept) */                              \
       if (!born && READ(p, on_cpu))                                                                    \
-        NEW_##sfx(p, tid, tgid, TSA_CPU, TSA_CPU, now);                                               \
+        new_thread(p, tid, tgid, TSA_CPU, TSA_CPU, now);                                               \
       else                                                                                             \
-        NEW_##sfx(p, tid, tgid, born ? TSA_NONE : TSA_BLOCKED, TSA_RUNQ, now);                        \
+        new_thread(p, tid, tgid, born ? TSA_NONE : TSA_BLOCKED, TSA_RUNQ, now);                        \
       return 0;                                                                                        \
     }                                                                                                  \
     if (th->cur != TSA_BLOCKED)                                                                        \
@@ -379,13 +353,13 @@ static __always_inline bool skip_plain(struct task_struct *t, __u32 tgid, __u32 
     close_blocked(th, tid, now);                                                                       \
     th->cur = TSA_RUNQ;                                                                                \
     th->ts = now;                                                                                      \
-    th->events++;                                                                                      \
+    pm_stat_add(PM_STAT_EVENTS, 1);                                                                    \
     return 0;                                                                                          \
   }                                                                                                    \
   static __always_inline int on_exit_##sfx(struct task_struct *p)                                      \
   {                                                                                                    \
     __u32 tid = READ(p, pid);                                                                          \
-    struct tsa_thread *th = LOOKUP_##sfx(p, tid);                                       \
+    struct tsa_thread *th = bpf_map_lookup_elem(&threads, &tid);                                       \
     if (!th || th->cur == TSA_DEAD)                                                                    \
       return 0;                                                                                        \
     __u64 now = bpf_ktime_get_ns();                                                                    \
@@ -394,17 +368,9 @@ static __always_inline bool skip_plain(struct task_struct *t, __u32 tgid, __u32 
     th->ts = now;                                                                                      \
     th->cur = TSA_DEAD;                                                                                \
     th->end_ts = now;                                                                                  \
-    KEEP_##sfx(th, tid);                                                                               \
     return 0;                                                                                          \
   }
 
-#define LOOKUP_btf(t, tid) ((struct tsa_thread *)bpf_task_storage_get(&tthreads, t, 0, 0))
-#define NEW_btf new_thread_storage
-/* the storage goes with the task: its closed books move to the hash */
-#define KEEP_btf(th, tid) bpf_map_update_elem(&threads, &(tid), th, BPF_ANY)
-#define LOOKUP_raw(t, tid) ((struct tsa_thread *)bpf_map_lookup_elem(&threads, &(tid)))
-#define NEW_raw new_thread
-#define KEEP_raw(th, tid) ((void)0)
 DEFINE_HANDLERS(btf, READ_DIRECT, skip_cached)
 DEFINE_HANDLERS(raw, READ_PROBE, skip_plain)
 

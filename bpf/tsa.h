@@ -48,7 +48,6 @@ struct tsa_thread {
   __u64 acc_ns;
   __u64 acc_count;
   __u64 acc_max;
-  __u64 events;      /* events seen for this thread (kept here, not in pm_stats: cheaper) */
   char comm[TSA_COMM_LEN];
 };
 

@@ -472,13 +472,7 @@ function M.finish_on(s, st, ended, opts)
   local tr = st.tr
   tr:detach('window ended')
   local snap1 = M.snapshot(M.target_pids(s.target), false)
-  local tids, seen = {}, {}
-  for _, snap in ipairs({ st.snap0, snap1 }) do
-    for tid in pairs(snap) do
-      if not seen[tid] then seen[tid] = true; tids[#tids + 1] = tid end
-    end
-  end
-  local books = tr:read(tids)
+  local books = tr:read()
   local q = books.quality or {}
   local ctx = { names = bpf.syscall_names(), fd = M.fd_resolver(nil, st.fds), frames = frames_fn(books.stacks) }
   local window_s = (books.t1_ns - books.t0_ns) / 1e9

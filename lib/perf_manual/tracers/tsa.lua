@@ -31,7 +31,6 @@ struct pm_tsa_thread {
   struct pm_tsa_wait wait;
   struct pm_tsa_wait acc_wait;
   uint64_t acc_ns, acc_count, acc_max;
-  uint64_t events;
   char comm[16];
 };
 struct pm_tsa_wkey { uint32_t tid, pad; struct pm_tsa_wait wait; };
@@ -79,7 +78,7 @@ function M.decode_thread(kb, vb)
     cpu_ns = num(v.cpu_ns), runq_ns = num(v.runq_ns), ts = num(v.ts), first_ts = num(v.first_ts),
     end_ts = v.end_ts ~= 0 and num(v.end_ts) or nil,
     cur = M.STATE[v.cur] or tostring(v.cur), first = M.STATE[v.first] or tostring(v.first),
-    wait = decode_wait(v.wait), comm = ffi.string(v.comm), events = num(v.events),
+    wait = decode_wait(v.wait), comm = ffi.string(v.comm),
     -- the latest wait key's blocked time, kept in the record (see bpf/tsa.h)
     acc = v.acc_count > 0 and { wait = decode_wait(v.acc_wait), ns = num(v.acc_ns), count = num(v.acc_count),
       max_ns = num(v.acc_max) } or nil,
@@ -207,8 +206,6 @@ function M.start(opts)
   local t = base.Tracer.new('tsa', obj, { attach_path = v })
   t.t0_ns = t0
   t.threads_map = obj:map('threads')
-  -- tp_btf keeps a live thread's books in task-local storage (bpf/tsa.bpf.c)
-  t.storage = v == 'tp_btf' and obj:map('tthreads') or nil
   t.waits_map = obj:map('waits')
   t.counters = obj:map('counters')
   return setmetatable(t, Tsa)
@@ -222,56 +219,18 @@ function Tsa:detach(why)
   end
 end
 
-pcall(ffi.cdef, [[ long syscall(long number, ...); int close(int fd); ]])
-local SYS_PIDFD_OPEN, PIDFD_THREAD = 434, 128   -- x86_64 and arm64 alike; PIDFD_THREAD is O_EXCL
-
--- every thread id on the machine (the raw books' view has no target list)
-local function all_tids()
-  local dirent = require('posix.dirent')
-  local out = {}
-  for _, p in ipairs(dirent.dir('/proc')) do
-    if p:match('^%d+$') then
-      local ok, ts = pcall(dirent.dir, '/proc/' .. p .. '/task')
-      for _, t in ipairs(ok and ts or {}) do
-        if t:match('^%d+$') then out[#out + 1] = tonumber(t) end
-      end
-    end
-  end
-  return out
-end
-
--- a live thread's books from task-local storage, through a pidfd of it
-local function storage_books(map, tid)
-  local fd = tonumber(ffi.C.syscall(SYS_PIDFD_OPEN, ffi.cast('long', tid), ffi.cast('long', PIDFD_THREAD)))
-  if fd < 0 then return nil end
-  local ok, v = pcall(map.lookup, map, fd)
-  ffi.C.close(fd)
-  return ok and v or nil
-end
-
 --- Reads the raw books: { t0_ns, t1_ns (nil while attached), threads, waits,
 --- stacks = { [id] = packed u64 string }, counters }.
-function Tsa:read(tids)
+function Tsa:read()
   local now = sys.now()
   if self.closed then return self.final end
   local res = { t0_ns = self.t0_ns, t1_ns = self.t1_ns, threads = {}, waits = {}, stacks = {}, counters = {} }
-  local seen = {}
-  local function add(th)
-    seen[th.tid] = true
+  for _, e in ipairs(assert(self.threads_map:read())) do
+    local th = M.decode_thread(e.key, e.value)
     res.threads[#res.threads + 1] = th
     if th.acc then
       res.waits[#res.waits + 1] = { tid = th.tid, wait = th.acc.wait, ns = th.acc.ns, count = th.acc.count,
         max_ns = th.acc.max_ns }
-    end
-  end
-  -- exited threads (and every thread under raw_tp) are in the hash
-  for _, e in ipairs(assert(self.threads_map:read())) do add(M.decode_thread(e.key, e.value)) end
-  if self.storage then
-    for _, tid in ipairs(tids or all_tids()) do
-      if not seen[tid] then
-        local v = storage_books(self.storage, tid)
-        if v then add(M.decode_thread(ffi.string(ffi.new('uint32_t[1]', tid), 4), v)) end
-      end
     end
   end
   for _, e in ipairs(assert(self.waits_map:read())) do
@@ -297,21 +256,14 @@ function Tsa:read(tids)
     local name = M.COUNTERS[idx + 1]
     if name then res.counters[name] = tonumber(ffi.cast('const uint64_t *', e.value)[0]) end
   end
-  res = self:finish_read(res, now, { clear = false })
-  -- the programs count their events in each thread's books
-  if res.quality then
-    local n = 0
-    for _, th in ipairs(res.threads) do n = n + (th.events or 0) end
-    res.quality.events_seen = n
-  end
-  return res
+  return self:finish_read(res, now, { clear = false })
 end
 
 --- Detaches, reads the books, frees everything.
-function Tsa:stop(tids)
+function Tsa:stop()
   if self.closed then return self.final end
   self:detach('window ended')
-  self.final = self:read(tids)
+  self.final = self:read()
   self:close()
   return self.final
 end

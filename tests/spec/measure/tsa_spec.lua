@@ -30,7 +30,7 @@ describe('perf_manual.measure.tsa', function()
     assert.equal(assert(bpf.btf_type('tsa', 'struct tsa_thread')).size, sz.thread)
     assert.equal(assert(bpf.btf_type('tsa', 'struct tsa_wkey')).size, sz.wkey)
     assert.equal(assert(bpf.btf_type('tsa', 'struct tsa_wval')).size, sz.wval)
-    assert.equal(176, sz.thread)
+    assert.equal(168, sz.thread)
   end)
 
   it('decodes a thread and a wait entry from map bytes', function()
