@@ -63,9 +63,14 @@ function M.start()
   local prefix = string.format('%s/build/nginx-test-%d', root, sys.getpid())
   os.execute(string.format("mkdir -p '%s/tmp' '%s/logs'", prefix, prefix))
   local port
-  math.randomseed(sys.getpid() + os.time())
+  -- below the ephemeral range: a probe's own source port can never be the
+  -- port it connects to (a self-connected socket looks like a listener)
+  local lo = 32768
+  local pr = io.open('/proc/sys/net/ipv4/ip_local_port_range')
+  if pr then lo = tonumber(pr:read('*n')) or lo; pr:close() end
+  math.randomseed(sys.getpid() + os.time() + math.floor(sys.monotonic_ns() % 1e6))
   for _ = 1, 50 do
-    local cand = 20000 + math.random(0, 20000)
+    local cand = math.max(1024, lo - 12000) + math.random(0, 11000)
     if port_free(cand) then port = cand; break end
   end
   assert(port, 'no free port for nginx')
@@ -85,13 +90,21 @@ function M.start()
     end
     os.execute(string.format("rm -rf '%s'", prefix))
   end
-  -- ready when the port accepts
+  -- ready when it answers a request (not when a connect succeeds: the
+  -- master's backlog accepts before a worker serves)
   local socket = require('posix.sys.socket')
+  local unistd = require('posix.unistd')
   for _ = 1, 100 do
     local fd = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0)
     local ok = socket.connect(fd, { family = socket.AF_INET, addr = '127.0.0.1', port = port })
-    require('posix.unistd').close(fd)
-    if ok then return h end
+    local answer = ''
+    if ok then
+      socket.setsockopt(fd, socket.SOL_SOCKET, socket.SO_RCVTIMEO, 1, 0)
+      socket.send(fd, 'GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')
+      answer = socket.recv(fd, 64) or ''
+    end
+    unistd.close(fd)
+    if answer:match('^HTTP/1%.%d 200') then return h end
     local st = sys.wait(pid, true)
     if st and st ~= 'running' then
       local log = io.open(prefix .. '/error.log'); local txt = log and log:read('*a') or ''
