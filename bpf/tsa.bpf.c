@@ -1,21 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
 /* tsa: thread-state accounting. Every thread of the target is, at any
  * moment, on a CPU, runnable (woken or preempted, waiting for a CPU) or
- * blocked; the scheduler tracepoints mark each change, and the time between
- * two changes goes to the state left. Measured, not sampled.
+ * blocked. One program, on sched_switch, and only for the thread that
+ * leaves its CPU: between two of its switch-outs a thread was off its CPU
+ * once, then ran once. The kernel's own counters split that interval
+ * exactly: se.sum_exec_runtime says how long it ran, sched_info.run_delay
+ * how long it waited on a run queue; the rest it was blocked, on what its
+ * previous switch-out said (the wait key, taken there: prev is current, so
+ * its syscall registers and stack are at hand).
  *
- *   sched_switch   prev: CPU -> RUNQ (preempted, or prev_state 0) or BLOCKED
- *                        (the wait key is taken here: prev is current, so
- *                        its syscall registers and stack are at hand)
- *                  next: RUNQ -> CPU
- *   sched_wakeup   BLOCKED -> RUNQ: the blocked time goes to (tid, wait key)
- *   sched_wakeup_new  a thread is born runnable
- *   sched_process_exit  closes the thread's books
+ * No wakeup program is needed (half the runs of a wakeup + switch-in +
+ * switch-out design), and a scheduler event that never reaches BPF costs
+ * nothing: the next switch-out's deltas cover it.
  *
- * The first event of a thread records what it implies about the time before
- * it (user space attributes the start of the window); user space also closes
- * the state in progress at the end. Programs come in two sets (tp_btf, and
- * raw_tp as the fallback); user space loads one. */
+ * The time before a thread's first switch-out in the window and after its
+ * last one are user space's: it reads the same two counters from
+ * /proc/PID/task/TID/schedstat at the window's edges (tracers/tsa.lua,
+ * M.account). Programs come in two sets (tp_btf, and raw_tp as the
+ * fallback); user space loads one. */
 #include "common.h"
 #include "tsa.h"
 
@@ -59,19 +61,8 @@ struct {
   __type(value, __u64);
 } counters SEC(".maps");
 
-/* tp_btf only: a per-task verdict of the filter ("not a target"), so a
- * cgroup target does not walk task->cgroups->dfl_cgrp->kn on every switch
- * of every other task. Values: 1 = outside, 2 = inside. */
-struct {
-  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-  __uint(map_flags, BPF_F_NO_PREALLOC);
-  __type(key, int);
-  __type(value, __u8);
-} verdict SEC(".maps");
-
-/* T0 of the window, written by user space once every program is attached:
- * until then events are ignored, so no thread's books start half-way
- * through the attach (a switch-out seen without its wakeup program) */
+/* T0 of the window, written by user space once the program is attached:
+ * until then events are ignored, so every thread's books start at T0 */
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(max_entries, 1);
@@ -95,33 +86,6 @@ static __always_inline void count(__u32 which)
 
 static struct tsa_thread zero_thread;
 
-/* A new thread entry: `first` is what the first event says about the time
- * before it. */
-static __always_inline struct tsa_thread *new_thread(struct task_struct *t, __u32 tid, __u32 tgid,
-                                                     __u8 first, __u8 cur, __u64 now)
-{
-  bpf_map_update_elem(&threads, &tid, &zero_thread, BPF_NOEXIST);
-  struct tsa_thread *th = bpf_map_lookup_elem(&threads, &tid);
-  if (!th) {
-    pm_stat_add(PM_STAT_LOST, 1);
-    return 0;
-  }
-  if (th->first_ts) /* raced with another CPU: it is set up */
-    return th;
-  th->tgid = tgid;
-  th->first = first;
-  th->cur = cur;
-  th->ts = now;
-  th->first_ts = now;
-  th->wait.kstack = -1;
-  th->wait.syscall = -1;
-  th->exec = BPF_CORE_READ(t, se.sum_exec_runtime);
-  th->rdelay = BPF_CORE_READ(t, sched_info.run_delay);
-  BPF_CORE_READ_STR_INTO(&th->comm, t, comm);
-  return th;
-}
-
-/* closes a blocked period: its time goes to (tid, its wait key) */
 /* adds blocked time to the waits map under (tid, key) */
 static __always_inline void flush_wait(__u32 tid, struct tsa_wait *w, __u64 ns, __u64 n, __u64 max)
 {
@@ -137,8 +101,9 @@ static __always_inline void flush_wait(__u32 tid, struct tsa_wait *w, __u64 ns, 
       return;
     }
   }
-  __sync_fetch_and_add(&v->ns, ns);
-  __sync_fetch_and_add(&v->count, n);
+  /* a thread's switch-outs are serialised: only user space reads v */
+  v->ns += ns;
+  v->count += n;
   if (max > v->max_ns)
     v->max_ns = max;
 }
@@ -149,8 +114,8 @@ static __always_inline bool same_wait(struct tsa_wait *a, struct tsa_wait *b)
          a->state == b->state;
 }
 
-/* closes a blocked period of d ns under the thread's current wait key (its
- * wakeups are serialised by the kernel: no atomics on the record) */
+/* closes a blocked period of d ns under the thread's current wait key;
+ * the latest key's total stays in the record while the key repeats */
 static __always_inline void add_blocked(struct tsa_thread *th, __u32 tid, __u64 d)
 {
   if (th->acc_count && same_wait(&th->acc_wait, &th->wait)) {
@@ -166,11 +131,6 @@ static __always_inline void add_blocked(struct tsa_thread *th, __u32 tid, __u64 
   th->acc_ns = d;
   th->acc_count = 1;
   th->acc_max = d;
-}
-
-static __always_inline void close_blocked(struct tsa_thread *th, __u32 tid, __u64 now)
-{
-  add_blocked(th, tid, now - th->ts);
 }
 
 /* The syscall the current task sleeps in, from its user registers. prev
@@ -231,195 +191,95 @@ static __always_inline void close_blocked(struct tsa_thread *th, __u32 tid, __u6
 DEFINE_WAIT_KEY(btf, READ_DIRECT, prev)
 DEFINE_WAIT_KEY(raw, READ_PROBE, bpf_get_current_task_btf())
 
-/* the filter with its verdict cached in task storage (tp_btf) */
-static __always_inline bool skip_cached(struct task_struct *t, __u32 tgid, __u32 tid)
+/* prev is current: the filter reads the cgroup through a helper */
+static __always_inline bool skip_prev(__u32 tgid, __u32 tid)
 {
-  if (!targ_cgroup_id)
-    return pm_skip_task(t, tgid, tid);
-  __u8 *v = bpf_task_storage_get(&verdict, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-  if (v && *v)
-    return *v == 1;
-  bool skip = pm_skip_task(t, tgid, tid);
-  if (v)
-    *v = skip ? 1 : 2;
-  return skip;
+  if (targ_tgid && tgid != targ_tgid)
+    return true;
+  if (targ_pid && tid != targ_pid)
+    return true;
+  if (targ_cgroup_id && bpf_get_current_cgroup_id() != targ_cgroup_id)
+    return true;
+  return false;
 }
 
-static __always_inline bool skip_plain(struct task_struct *t, __u32 tgid, __u32 tid)
-{
-  return pm_skip_task(t, tgid, tid);
-}
-
-#define DEFINE_HANDLERS(sfx, READ, SKIP)                                                                \
+#define DEFINE_SWITCH(sfx, READ)                                                                        \
   static __always_inline int on_switch_##sfx(void *ctx, bool preempt, struct task_struct *prev,        \
-                                            struct task_struct *next, __u32 prev_state)                 \
+                                            __u32 prev_state)                                          \
   {                                                                                                    \
-    if (disarmed())                                                                                    \
+    __u32 tid = READ(prev, pid);                                                                       \
+    if (!tid || disarmed())                                                                            \
+      return 0;                                                                                        \
+    __u32 tgid = READ(prev, tgid);                                                                     \
+    if (skip_prev(tgid, tid))                                                                          \
       return 0;                                                                                        \
     __u64 now = bpf_ktime_get_ns();                                                                    \
-    __u32 tid = READ(prev, pid), tgid = READ(prev, tgid);                                              \
-    if (tid && !SKIP(prev, tgid, tid)) {                                                               \
-      struct tsa_thread *th = bpf_map_lookup_elem(&threads, &tid);                                     \
-      if (!th)                                                                                         \
-        th = new_thread(prev, tid, tgid, TSA_CPU, TSA_CPU, now);                                       \
-      if (th && th->cur != TSA_DEAD) {                                                                 \
-        __u64 ex = READ(prev, se.sum_exec_runtime), rd = READ(prev, sched_info.run_delay);               \
-        if (th->cur == TSA_CPU) {                                                                      \
-          th->cpu_ns += now - th->ts;                                                                  \
-        } else {                                                                                       \
-          /* a switch-in (and maybe a wakeup) the programs did not see: the                            \
-           * kernel's own run time and run-queue wait split the interval */                            \
-          __u64 d = now - th->ts, ran = ex - th->exec, q = rd - th->rdelay;                            \
-          if (ran > d)                                                                                 \
-            ran = d;                                                                                   \
-          if (q > d - ran)                                                                             \
-            q = d - ran;                                                                               \
-          th->cpu_ns += ran;                                                                           \
-          if (th->cur == TSA_BLOCKED) {                                                                \
-            th->runq_ns += q;                                                                          \
-            add_blocked(th, tid, d - ran - q);                                                         \
-          } else {                                                                                     \
-            th->runq_ns += d - ran;                                                                    \
-          }                                                                                            \
-          count(TSA_C_MISSED_IN);                                                                      \
-        }                                                                                              \
-        th->exec = ex;                                                                                 \
-        th->rdelay = rd;                                                                               \
-        th->ts = now;                                                                                  \
-        if (preempt || prev_state == TASK_RUNNING) {                                                   \
-          th->cur = TSA_RUNQ;                                                                          \
-        } else if (prev_state & TASK_DEAD_STATE) {                                                     \
-          th->cur = TSA_DEAD;                                                                          \
-          th->end_ts = now;                                                                            \
-        } else {                                                                                       \
-          th->cur = TSA_BLOCKED;                                                                       \
-          wait_key_##sfx(ctx, &th->wait, prev, prev_state);                                                  \
-        }                                                                                              \
-        pm_stat_add(PM_STAT_EVENTS, 1);                                                                \
-      }                                                                                                \
-    }                                                                                                  \
-    tid = READ(next, pid);                                                                             \
-    tgid = READ(next, tgid);                                                                           \
-    if (!tid || SKIP(next, tgid, tid))                                                                 \
-      return 0;                                                                                        \
+    __u64 ex = READ(prev, se.sum_exec_runtime), rd = READ(prev, sched_info.run_delay);                 \
     struct tsa_thread *th = bpf_map_lookup_elem(&threads, &tid);                                       \
     if (!th) {                                                                                         \
-      new_thread(next, tid, tgid, TSA_RUNQ, TSA_CPU, now);                                             \
-      return 0;                                                                                        \
-    }                                                                                                  \
-    if (th->cur == TSA_RUNQ) {                                                                         \
-      th->runq_ns += now - th->ts;                                                                     \
-    } else if (th->cur == TSA_BLOCKED) {                                                               \
-      /* no wakeup came: a signal kept it runnable (it never slept) */                                 \
-      th->runq_ns += now - th->ts;                                                                     \
-      count(TSA_C_SPURIOUS);                                                                           \
+      /* the first switch-out: the time before it is user space's */                                  \
+      bpf_map_update_elem(&threads, &tid, &zero_thread, BPF_NOEXIST);                                  \
+      th = bpf_map_lookup_elem(&threads, &tid);                                                        \
+      if (!th) {                                                                                       \
+        pm_stat_add(PM_STAT_LOST, 1);                                                                  \
+        return 0;                                                                                      \
+      }                                                                                                \
+      th->tgid = tgid;                                                                                 \
+      th->first_ts = now;                                                                              \
+      th->first_exec = ex;                                                                             \
+      th->first_rdelay = rd;                                                                           \
+      th->start_time = READ(prev, start_time);                                                         \
+      th->wait.kstack = -1;                                                                            \
+      th->wait.syscall = -1;                                                                           \
+      BPF_CORE_READ_STR_INTO(&th->comm, prev, comm);                                                   \
     } else if (th->cur == TSA_DEAD) {                                                                  \
       return 0;                                                                                        \
-    } else if (th->cur == TSA_CPU) {                                                                   \
-      /* its switch-out was not seen: it ran for what the kernel says, then waited */                  \
-      __u64 d = now - th->ts, ran = READ(next, se.sum_exec_runtime) - th->exec;                          \
-      if (ran > d)                                                                                     \
+    } else {                                                                                           \
+      /* off its CPU once (in th->cur), then on it once */                                             \
+      __u64 d = now - th->ts, ran = ex - th->exec, q = rd - th->rdelay;                                \
+      if (ran > d) {                                                                                   \
         ran = d;                                                                                       \
+        count(TSA_C_CLAMPED);                                                                          \
+      }                                                                                                \
+      if (q > d - ran)                                                                                 \
+        q = d - ran;                                                                                   \
       th->cpu_ns += ran;                                                                               \
-      th->runq_ns += d - ran;                                                                          \
-      count(TSA_C_SPURIOUS);                                                                           \
+      if (th->cur == TSA_BLOCKED) {                                                                    \
+        th->runq_ns += q;                                                                              \
+        if (d - ran - q)                                                                               \
+          add_blocked(th, tid, d - ran - q);                                                           \
+      } else {                                                                                         \
+        th->runq_ns += d - ran;                                                                        \
+      }                                                                                                \
+      th->events += 1;                                                                                 \
     }                                                                                                  \
-    th->exec = READ(next, se.sum_exec_runtime);                                                        \
-    th->rdelay = READ(next, sched_info.run_delay);                                                     \
-    th->cur = TSA_CPU;                                                                                 \
+    th->exec = ex;                                                                                     \
+    th->rdelay = rd;                                                                                   \
     th->ts = now;                                                                                      \
-    pm_stat_add(PM_STAT_EVENTS, 1);                                                                    \
-    return 0;                                                                                          \
-  }                                                                                                    \
-  static __always_inline int on_wakeup_##sfx(struct task_struct *p, bool born)                         \
-  {                                                                                                    \
-    if (disarmed())                                                                                    \
-      return 0;                                                                                        \
-    __u32 tid = READ(p, pid), tgid = READ(p, tgid);                                                    \
-    if (!tid || SKIP(p, tgid, tid))                                                                    \
-      return 0;                                                                                        \
-    __u64 now = bpf_ktime_get_ns();                                                                    \
-    struct tsa_thread *th = bpf_map_lookup_elem(&threads, &tid);                                       \
-    if (!th) {                                                                                         \
-      /* a wakeup of a thread still on its CPU (woken before it slept) */                              \
-      if (!born && READ(p, on_cpu))                                                                    \
-        new_thread(p, tid, tgid, TSA_CPU, TSA_CPU, now);                                               \
-      else                                                                                             \
-        new_thread(p, tid, tgid, born ? TSA_NONE : TSA_BLOCKED, TSA_RUNQ, now);                        \
-      return 0;                                                                                        \
+    if (preempt || prev_state == TASK_RUNNING) {                                                       \
+      th->cur = TSA_RUNQ;                                                                              \
+    } else if (prev_state & TASK_DEAD_STATE) {                                                         \
+      th->cur = TSA_DEAD;                                                                              \
+    } else {                                                                                           \
+      th->cur = TSA_BLOCKED;                                                                           \
+      wait_key_##sfx(ctx, &th->wait, prev, prev_state);                                                \
     }                                                                                                  \
-    if (th->cur != TSA_BLOCKED)                                                                        \
-      return 0; /* running or runnable already: nothing changes */                                     \
-    close_blocked(th, tid, now);                                                                       \
-    th->cur = TSA_RUNQ;                                                                                \
-    th->ts = now;                                                                                      \
-    pm_stat_add(PM_STAT_EVENTS, 1);                                                                    \
-    return 0;                                                                                          \
-  }                                                                                                    \
-  static __always_inline int on_exit_##sfx(struct task_struct *p)                                      \
-  {                                                                                                    \
-    __u32 tid = READ(p, pid);                                                                          \
-    struct tsa_thread *th = bpf_map_lookup_elem(&threads, &tid);                                       \
-    if (!th || th->cur == TSA_DEAD)                                                                    \
-      return 0;                                                                                        \
-    __u64 now = bpf_ktime_get_ns();                                                                    \
-    if (th->cur == TSA_CPU)                                                                            \
-      th->cpu_ns += now - th->ts;                                                                      \
-    th->ts = now;                                                                                      \
-    th->cur = TSA_DEAD;                                                                                \
-    th->end_ts = now;                                                                                  \
     return 0;                                                                                          \
   }
 
-DEFINE_HANDLERS(btf, READ_DIRECT, skip_cached)
-DEFINE_HANDLERS(raw, READ_PROBE, skip_plain)
+DEFINE_SWITCH(btf, READ_DIRECT)
+DEFINE_SWITCH(raw, READ_PROBE)
 
 SEC("tp_btf/sched_switch")
 int BPF_PROG(tsa_switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next,
              unsigned int prev_state)
 {
-  return on_switch_btf(ctx, preempt, prev, next, prev_state);
-}
-
-SEC("tp_btf/sched_wakeup")
-int BPF_PROG(tsa_wakeup_btf, struct task_struct *p)
-{
-  return on_wakeup_btf(p, false);
-}
-
-SEC("tp_btf/sched_wakeup_new")
-int BPF_PROG(tsa_wakeup_new_btf, struct task_struct *p)
-{
-  return on_wakeup_btf(p, true);
-}
-
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(tsa_exit_btf, struct task_struct *p)
-{
-  return on_exit_btf(p);
+  return on_switch_btf(ctx, preempt, prev, prev_state);
 }
 
 SEC("raw_tp/sched_switch")
 int BPF_PROG(tsa_switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next,
              unsigned int prev_state)
 {
-  return on_switch_raw(ctx, preempt, prev, next, prev_state);
-}
-
-SEC("raw_tp/sched_wakeup")
-int BPF_PROG(tsa_wakeup_raw, struct task_struct *p)
-{
-  return on_wakeup_raw(p, false);
-}
-
-SEC("raw_tp/sched_wakeup_new")
-int BPF_PROG(tsa_wakeup_new_raw, struct task_struct *p)
-{
-  return on_wakeup_raw(p, true);
-}
-
-SEC("raw_tp/sched_process_exit")
-int BPF_PROG(tsa_exit_raw, struct task_struct *p)
-{
-  return on_exit_raw(p);
+  return on_switch_raw(ctx, preempt, prev, prev_state);
 }

@@ -8,14 +8,13 @@
 #define TSA_MAX_STACKS 4096
 #define TSA_COMM_LEN 16
 
-/* the state a thread is in (tsa_thread.cur), and what its first event
- * implies about the time before it (tsa_thread.first) */
+/* the state a thread left its CPU for (tsa_thread.cur) */
 enum tsa_state {
-  TSA_NONE = 0,    /* first: the thread was born at first_ts (sched_wakeup_new) */
-  TSA_CPU = 1,     /* on a CPU */
-  TSA_RUNQ = 2,    /* runnable, waiting for a CPU (woken, preempted, throttled) */
+  TSA_NONE = 0,
+  TSA_CPU = 1,     /* (user space: on a CPU) */
+  TSA_RUNQ = 2,    /* runnable: preempted, or yielded */
   TSA_BLOCKED = 3, /* asleep; the wait key says on what */
-  TSA_DEAD = 4,    /* exited at end_ts */
+  TSA_DEAD = 4,    /* exited at ts */
 };
 
 /* what a blocked period waited for, taken at switch-out */
@@ -27,20 +26,23 @@ struct tsa_wait {
   __u32 state;    /* bit 0: S, bit 1: D (prev_state & 3); bit 8: in_iowait */
 };
 
-/* per thread (key: tid) */
+/* per thread (key: tid), from its first switch-out in the window on */
 struct tsa_thread {
-  __u64 cpu_ns;      /* on CPU, closed periods */
-  __u64 runq_ns;     /* runnable, closed periods */
-  __u64 ts;          /* start of the current state */
-  __u64 first_ts;    /* the first event seen */
-  __u64 end_ts;      /* exit (cur == TSA_DEAD) */
-  __u64 exec;        /* the kernel's run time (se.sum_exec_runtime) at ts */
-  __u64 rdelay;      /* the kernel's run-queue wait (sched_info.run_delay) at ts */
+  __u64 cpu_ns;       /* on CPU, between its first and latest switch-outs */
+  __u64 runq_ns;      /* runnable, same span */
+  __u64 ts;           /* the latest switch-out */
+  __u64 first_ts;     /* the first one */
+  __u64 exec;         /* the kernel's run time (se.sum_exec_runtime) at ts */
+  __u64 rdelay;       /* the kernel's run-queue wait (sched_info.run_delay) at ts */
+  __u64 first_exec;   /* the same two at first_ts */
+  __u64 first_rdelay;
+  __u64 start_time;   /* the task's birth (CLOCK_MONOTONIC ns) */
+  __u64 events;       /* switch-outs after the first */
   __u32 tgid;
-  __u8 cur;          /* enum tsa_state */
-  __u8 first;        /* state before first_ts (TSA_NONE: born then) */
-  __u16 pad;
-  struct tsa_wait wait; /* the current blocked period's key (cur == TSA_BLOCKED) */
+  __u8 cur;           /* enum tsa_state, since ts */
+  __u8 pad1;
+  __u16 pad2;
+  struct tsa_wait wait; /* the key of the blocked period since ts (cur == TSA_BLOCKED) */
   /* blocked time of the latest key, kept here while the key repeats (a
    * thread mostly waits on the same thing): the waits map is written only
    * when the key changes */
@@ -65,10 +67,9 @@ struct tsa_wval {
 };
 
 enum tsa_counter {
-  TSA_C_SPURIOUS = 0, /* switch-in of a thread thought blocked (signal before sleep) or on CPU */
-  TSA_C_STACK_ERR = 1,
-  TSA_C_MISSED_IN = 2, /* switch-out of a thread whose switch-in was not seen (repaired) */
-  TSA_C_NR = 3,
+  TSA_C_STACK_ERR = 0,
+  TSA_C_CLAMPED = 1, /* a run longer than its interval (clock skew between the two clocks) */
+  TSA_C_NR = 2,
 };
 
 #endif

@@ -4,9 +4,10 @@
 --- what it waits for (perf_manual.waits names the reasons and holds the rules).
 ---
 --- The tsa tracer (bpf/tsa.bpf.c) keeps the books; this module closes them
---- at the window's edges: the time before a thread's first event is
---- attributed from what that event implies, and a blocked start takes its
---- reason from /proc/PID/task/TID/{syscall,stack} read right after attach;
+--- at the window's edges: the time before a thread's first switch-out and
+--- after its last one is split by the schedstat deltas read at the edges,
+--- and a blocked start takes its reason from /proc/PID/task/TID/{syscall,stack}
+--- read right after attach;
 --- threads with no event in the window get it whole from /proc (state, and
 --- the schedstat deltas for on-CPU and run-queue time).
 ---
@@ -30,7 +31,7 @@ local M = {}
 --- The place /proc is read from (specs point it at fixtures).
 M.proc = '/proc'
 
-M.SOURCE = 'bpf: tsa (tp_btf sched_switch/sched_wakeup)'
+M.SOURCE = 'bpf: tsa (tp_btf sched_switch)'
 
 local function read(p) return util.readfile(p) end
 
@@ -265,7 +266,7 @@ end
 function M.build(books, snap0, snap1, ctx)
   local t0, t1 = books.t0_ns, books.t1_ns
   local window_ns = t1 - t0
-  local acc = tsa.account(books, t0, t1)
+  local acc = tsa.account(books, t0, t1, snap0, snap1)
   local out, seen = {}, {}
   local function start_wait(tid, pid)
     local s = snap0[tid]
@@ -289,9 +290,8 @@ function M.build(books, snap0, snap1, ctx)
     if a.born_ns then th.born_s = a.born_ns / 1e9 end
     if a.exited_ns then th.exited_s = a.exited_ns / 1e9 end
     if a.head then
-      if a.head.state == 'cpu' then th.states.cpu = th.states.cpu + a.head.ns / 1e9
-      elseif a.head.state == 'runq' then th.states.runq = th.states.runq + a.head.ns / 1e9
-      else add_wait(th, start_wait(a.tid, a.pid), a.head.ns, 0) end
+      -- its on-CPU and run-queue parts are in a.cpu_ns/a.runq_ns already
+      if a.head.blocked_ns > 0 then add_wait(th, start_wait(a.tid, a.pid), a.head.blocked_ns, 0) end
       th.head_s = a.head.ns / 1e9
     end
     for _, b in ipairs(a.blocked) do
@@ -492,10 +492,7 @@ function M.finish_on(s, st, ended, opts)
     source = M.SOURCE:gsub('tp_btf', q.attach_path or 'tp_btf'),
     ended_by = ended,
     quality = { attach = q.attach_path, events_seen = q.events_seen, events_lost = q.events_lost,
-      spurious = books.counters.spurious, stack_errors = books.counters.stack_errors,
-      -- scheduler events the programs did not get (seen here under load): the
-      -- periods around them are split by the kernel's run time and run delay
-      repaired = books.counters.missed_in,
+      stack_errors = books.counters.stack_errors, clamped = books.counters.clamped,
       threads_from_proc = from_proc, head_attributed_s = head_s, detached = s.detached and s.detached.tsa },
     cost = { bpf_cpu_pct = q.bpf_cpu_pct, bpf_ns_per_run = q.bpf_ns_per_run, bpf_runs_sampled = q.bpf_runs_sampled,
       bpf_stats_coverage = q.bpf_stats_coverage, bpf_cost_note = q.bpf_cost_note,

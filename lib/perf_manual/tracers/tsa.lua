@@ -1,13 +1,15 @@
 --- Thread-state accounting tracer: per thread of the target, nanoseconds on
 --- a CPU, runnable (waiting for a CPU) and blocked, the blocked time split by
 --- wait key (syscall + arg0, futex op, S/D state, iowait, and a kernel stack
---- for D-state sleeps). Measured at every scheduler event, not sampled.
---- Kernel side: bpf/tsa.bpf.c (tp_btf, raw_tp as the fallback), structs
---- mirrored from bpf/tsa.h.
+--- for D-state sleeps). Measured at every switch-out, not sampled: the
+--- kernel's own run time and run-queue wait split each interval between
+--- two switch-outs of a thread. Kernel side: bpf/tsa.bpf.c (tp_btf, raw_tp
+--- as the fallback), structs mirrored from bpf/tsa.h.
 ---
 --- The window edges are user space's: T0 (CLOCK_MONOTONIC, the clock of
 --- bpf_ktime_get_ns) is read right after attach, T1 right after detach;
---- M.account closes the books of each thread against them.
+--- M.account closes the books of each thread against them, with the same
+--- two kernel counters read from /proc at the edges.
 ---
 ---   local t = assert(tsa.start{ pid = 1234 })
 ---   local r = t:stop()   -- r.t0_ns, r.t1_ns, r.threads, r.waits (raw, see M.account)
@@ -21,13 +23,13 @@ local M = {}
 M.name = 'tsa'
 M.event = 'tsa'
 M.summary = 'thread-state accounting: on-CPU, runnable and blocked time per thread, blocked time by wait'
-M.tracepoints = { 'sched/sched_switch', 'sched/sched_wakeup', 'sched/sched_wakeup_new', 'sched/sched_process_exit' }
+M.tracepoints = { 'sched/sched_switch' }
 
 ffi.cdef [[
 struct pm_tsa_wait { int64_t syscall; uint64_t arg0, arg1; int32_t kstack; uint32_t state; };
 struct pm_tsa_thread {
-  uint64_t cpu_ns, runq_ns, ts, first_ts, end_ts, exec, rdelay;
-  uint32_t tgid; uint8_t cur, first; uint16_t pad;
+  uint64_t cpu_ns, runq_ns, ts, first_ts, exec, rdelay, first_exec, first_rdelay, start_time, events;
+  uint32_t tgid; uint8_t cur, pad1; uint16_t pad2;
   struct pm_tsa_wait wait;
   struct pm_tsa_wait acc_wait;
   uint64_t acc_ns, acc_count, acc_max;
@@ -40,7 +42,7 @@ struct pm_tsa_wval { uint64_t ns, count, max_ns; };
 -- enum tsa_state
 M.STATE = { [0] = 'none', 'cpu', 'runq', 'blocked', 'dead' }
 -- enum tsa_counter
-M.COUNTERS = { 'spurious', 'stack_errors', 'missed_in' }
+M.COUNTERS = { 'stack_errors', 'clamped' }
 
 local thread_t = ffi.typeof('const struct pm_tsa_thread *')
 local wkey_t = ffi.typeof('const struct pm_tsa_wkey *')
@@ -76,8 +78,9 @@ function M.decode_thread(kb, vb)
   return {
     tid = tonumber(ffi.cast('const uint32_t *', kb)[0]), pid = tonumber(v.tgid),
     cpu_ns = num(v.cpu_ns), runq_ns = num(v.runq_ns), ts = num(v.ts), first_ts = num(v.first_ts),
-    end_ts = v.end_ts ~= 0 and num(v.end_ts) or nil,
-    cur = M.STATE[v.cur] or tostring(v.cur), first = M.STATE[v.first] or tostring(v.first),
+    exec = num(v.exec), rdelay = num(v.rdelay), first_exec = num(v.first_exec), first_rdelay = num(v.first_rdelay),
+    start_time = num(v.start_time), events = num(v.events),
+    cur = M.STATE[v.cur] or tostring(v.cur),
     wait = decode_wait(v.wait), comm = ffi.string(v.comm),
     -- the latest wait key's blocked time, kept in the record (see bpf/tsa.h)
     acc = v.acc_count > 0 and { wait = decode_wait(v.acc_wait), ns = num(v.acc_ns), count = num(v.acc_count),
@@ -99,35 +102,72 @@ local function same_wait(a, b)
     and a.state == b.state and a.iowait == b.iowait
 end
 
+-- the kernel's counters of a thread in an edge snapshot: { run_ns, wait_ns }
+-- (a measure.tsa snapshot entry, or the pair itself)
+local function counters_of(snap, tid)
+  local e = snap and snap[tid]
+  e = e and (e.schedstat or e)
+  return e and e.run_ns and e or nil
+end
+
+local function clamp(x, hi)
+  if x < 0 then return 0 end
+  if x > hi then return hi end
+  return x
+end
+
 --- Closes the books of every thread over the window [t0, t1] (ns, the
 --- clock of bpf_ktime_get_ns). Pure: raw = { threads = decoded threads,
---- waits = decoded wait entries }. Per thread:
+--- waits = decoded wait entries }; e0, e1 = the kernel's run time and
+--- run-queue wait of each thread at the edges, tid -> { run_ns, wait_ns }
+--- (/proc/PID/task/TID/schedstat read right after T0 and right after T1).
+--- Per thread:
 ---   { tid, pid, comm, life_ns, cpu_ns, runq_ns, blocked = { {wait, ns, count, max_ns} },
----     head = { state = 'blocked'|'runq'|'cpu', ns } | nil  -- t0..first_ts, to attribute from /proc
----     born_ns, exited_ns }                                  -- inside the window, from t0
---- The in-progress state at t1 is closed at t1 (a blocked one under its wait key).
-function M.account(raw, t0, t1)
+---     head = { ns, blocked_ns, unknown } | nil  -- t0..first switch-out; its blocked part
+---                                               -- is the caller's to name (/proc at T0)
+---     born_ns, exited_ns }                       -- inside the window, from t0
+--- cpu_ns and runq_ns include the head's and the tail's; the blocked time
+--- in progress at t1 goes under its wait key.
+function M.account(raw, t0, t1, e0, e1)
   local by_tid, list = {}, {}
   for _, th in ipairs(raw.threads) do
     local r = { tid = th.tid, pid = th.pid, comm = th.comm, cpu_ns = th.cpu_ns, runq_ns = th.runq_ns,
       blocked = {} }
     local first = math.max(t0, math.min(th.first_ts, t1))
-    local start = t0
-    if th.first == 'none' then
-      start = first
-      r.born_ns = first - t0
-    elseif first > t0 then
-      r.head = { state = th.first, ns = first - t0 }
+    local start, base = t0, counters_of(e0, th.tid)
+    if th.start_time and th.start_time > t0 then
+      -- born in the window: its counters started at zero
+      start = math.min(th.start_time, first)
+      r.born_ns = start - t0
+      base = { run_ns = 0, wait_ns = 0 }
+    end
+    local hd = first - start
+    if hd > 0 then
+      if base then
+        local ran = clamp(th.first_exec - base.run_ns, hd)
+        local q = clamp(th.first_rdelay - base.wait_ns, hd - ran)
+        r.cpu_ns, r.runq_ns = r.cpu_ns + ran, r.runq_ns + q
+        r.head = { ns = hd, blocked_ns = hd - ran - q }
+      else
+        r.head = { ns = hd, blocked_ns = hd, unknown = true }
+      end
     end
     local stop = t1
     if th.cur == 'dead' then
-      stop = math.max(start, math.min(th.end_ts or t1, t1))
+      stop = math.max(start, math.min(th.ts, t1))
       r.exited_ns = stop - t0
     else
-      local tail = math.max(0, t1 - th.ts)
-      if th.cur == 'cpu' then r.cpu_ns = r.cpu_ns + tail
-      elseif th.cur == 'runq' then r.runq_ns = r.runq_ns + tail
-      elseif th.cur == 'blocked' then r.tail = { wait = th.wait, ns = tail } end
+      local tl = math.max(0, t1 - th.ts)
+      local e = counters_of(e1, th.tid)
+      local ran = e and clamp(e.run_ns - th.exec, tl) or 0
+      local q = e and clamp(e.wait_ns - th.rdelay, tl - ran) or 0
+      r.cpu_ns = r.cpu_ns + ran
+      if th.cur == 'blocked' then
+        r.runq_ns = r.runq_ns + q
+        if tl - ran - q > 0 then r.tail = { wait = th.wait, ns = tl - ran - q } end
+      else
+        r.runq_ns = r.runq_ns + (tl - ran)
+      end
     end
     r.life_ns = stop - start
     by_tid[th.tid] = r
@@ -159,8 +199,8 @@ local Tsa = setmetatable({}, { __index = base.Tracer })
 Tsa.__index = Tsa
 
 local VARIANTS = {
-  { name = 'tp_btf', progs = { 'tsa_switch_btf', 'tsa_wakeup_btf', 'tsa_wakeup_new_btf', 'tsa_exit_btf' } },
-  { name = 'raw_tp', progs = { 'tsa_switch_raw', 'tsa_wakeup_raw', 'tsa_wakeup_new_raw', 'tsa_exit_raw' } },
+  { name = 'tp_btf', progs = { 'tsa_switch_btf' } },
+  { name = 'raw_tp', progs = { 'tsa_switch_raw' } },
 }
 
 --- Starts accounting. opts: pid | tid | cgroup (filter on the task each
@@ -225,9 +265,11 @@ function Tsa:read()
   local now = sys.now()
   if self.closed then return self.final end
   local res = { t0_ns = self.t0_ns, t1_ns = self.t1_ns, threads = {}, waits = {}, stacks = {}, counters = {} }
+  local events = 0
   for _, e in ipairs(assert(self.threads_map:read())) do
     local th = M.decode_thread(e.key, e.value)
     res.threads[#res.threads + 1] = th
+    events = events + th.events + 1
     if th.acc then
       res.waits[#res.waits + 1] = { tid = th.tid, wait = th.acc.wait, ns = th.acc.ns, count = th.acc.count,
         max_ns = th.acc.max_ns }
@@ -256,7 +298,10 @@ function Tsa:read()
     local name = M.COUNTERS[idx + 1]
     if name then res.counters[name] = tonumber(ffi.cast('const uint64_t *', e.value)[0]) end
   end
-  return self:finish_read(res, now, { clear = false })
+  res = self:finish_read(res, now, { clear = false })
+  -- the switch-outs are counted in each thread's record, not in pm_stats
+  res.quality.events_seen = events
+  return res
 end
 
 --- Detaches, reads the books, frees everything.

@@ -30,18 +30,20 @@ describe('perf_manual.measure.tsa', function()
     assert.equal(assert(bpf.btf_type('tsa', 'struct tsa_thread')).size, sz.thread)
     assert.equal(assert(bpf.btf_type('tsa', 'struct tsa_wkey')).size, sz.wkey)
     assert.equal(assert(bpf.btf_type('tsa', 'struct tsa_wval')).size, sz.wval)
-    assert.equal(168, sz.thread)
+    assert.equal(192, sz.thread)
   end)
 
   it('decodes a thread and a wait entry from map bytes', function()
     local th = ffi.new('struct pm_tsa_thread')
-    th.cpu_ns, th.runq_ns, th.ts, th.first_ts, th.tgid, th.cur, th.first = 5, 6, 100, 50, 42, 3, 2
+    th.cpu_ns, th.runq_ns, th.ts, th.first_ts, th.tgid, th.cur, th.events = 5, 6, 100, 50, 42, 3, 9
+    th.exec, th.rdelay, th.first_exec, th.first_rdelay, th.start_time = 70, 20, 40, 10, 7
     th.wait.syscall, th.wait.arg0, th.wait.kstack, th.wait.state = 0, 3, -1, 1
     ffi.copy(th.comm, 'app')
     local key = ffi.new('uint32_t[1]', 43)
     local d = tsa_t.decode_thread(ffi.string(key, 4), ffi.string(th, ffi.sizeof(th)))
-    assert.same({ 43, 42, 'blocked', 'runq', 'app', 0, 3, 'S', true }, { d.tid, d.pid, d.cur, d.first, d.comm,
+    assert.same({ 43, 42, 'blocked', 'app', 0, 3, 'S', true }, { d.tid, d.pid, d.cur, d.comm,
       d.wait.syscall, d.wait.arg0, d.wait.state, d.wait.in_syscall })
+    assert.same({ 70, 20, 40, 10, 7, 9 }, { d.exec, d.rdelay, d.first_exec, d.first_rdelay, d.start_time, d.events })
     local k = ffi.new('struct pm_tsa_wkey')
     k.tid, k.wait.syscall, k.wait.state, k.wait.kstack = 43, -1, 0x102, 7
     local v = ffi.new('struct pm_tsa_wval', { 900, 3, 500 })
@@ -54,46 +56,60 @@ describe('perf_manual.measure.tsa', function()
     assert.is_nil(e.wait.in_syscall)
   end)
 
-  it('closes the books at both edges so every thread sums to its life', function()
+  it('closes the books at both edges with the kernel counters, so every thread sums to its life', function()
     local t0, t1 = 1000 * S, 1010 * S
+    local B = 50 * S -- a thread's counters at t0
     local books = { t0_ns = t0, t1_ns = t1, stacks = {}, counters = {},
       threads = {
-        -- blocked since before t0: first event a wakeup at t0+2s; blocked again at the end since t1-1s
+        -- asleep on a pipe at t0; first switch-out at t0+2s after 0.2 s on CPU and 0.1 s
+        -- runnable; asleep on the pipe again at its last switch-out, t1-1s
         { tid = 10, pid = 10, comm = 'reader', cpu_ns = 1 * S, runq_ns = 0.5 * S, ts = t1 - 1 * S,
-          first_ts = t0 + 2 * S, cur = 'blocked', first = 'blocked', wait = wait(0, 3) },
-        -- born at t0+4s, exited at t0+6s
-        { tid = 11, pid = 10, comm = 'worker', cpu_ns = 1.5 * S, runq_ns = 0.5 * S, ts = t0 + 6 * S,
-          first_ts = t0 + 4 * S, end_ts = t0 + 6 * S, cur = 'dead', first = 'none', wait = wait(nil) },
-        -- on CPU at the end, first seen switching out (on CPU since t0)
+          first_ts = t0 + 2 * S, first_exec = B + 0.2 * S, first_rdelay = B + 0.1 * S,
+          exec = B + 1.2 * S, rdelay = B + 0.6 * S, start_time = S, cur = 'blocked', wait = wait(0, 3) },
+        -- born at t0+4s, first switch-out at t0+4.5s, exited at t0+6s
+        { tid = 11, pid = 10, comm = 'worker', cpu_ns = 1.2 * S, runq_ns = 0.3 * S, ts = t0 + 6 * S,
+          first_ts = t0 + 4.5 * S, first_exec = 0.3 * S, first_rdelay = 0.1 * S, exec = 1.5 * S,
+          rdelay = 0.4 * S, start_time = t0 + 4 * S, cur = 'dead', wait = wait(nil) },
+        -- on CPU from t0 to its first switch-out; preempted at t1-0.5s
         { tid = 12, pid = 10, comm = 'spin', cpu_ns = 7 * S, runq_ns = 1.5 * S, ts = t1 - 0.5 * S,
-          first_ts = t0 + 1 * S, cur = 'cpu', first = 'cpu', wait = wait(nil) },
+          first_ts = t0 + 1 * S, first_exec = B + 1 * S, first_rdelay = B, exec = B + 8 * S,
+          rdelay = B + 1.5 * S, start_time = S, cur = 'runq', wait = wait(nil) },
       },
       waits = {
         { tid = 10, wait = wait(0, 3), ns = 5.5 * S, count = 9, max_ns = S },
         { tid = 10, wait = wait(230, 0), ns = 0 * S, count = 0, max_ns = 0 },
       } }
     local snap0 = { [10] = { tid = 10, pid = 10, state = 'S', syscall = { nr = 0, args = { 3, 0, 1 } },
-      frames = { 'anon_pipe_read', 'vfs_read' }, schedstat = { run_ns = 0, wait_ns = 0 } },
+      frames = { 'anon_pipe_read', 'vfs_read' }, schedstat = { run_ns = B, wait_ns = B } },
+      [12] = { tid = 12, pid = 10, state = 'R', schedstat = { run_ns = B, wait_ns = B } },
       -- a thread with no event in the window: from /proc
       [13] = { tid = 13, pid = 10, comm = 'idle', state = 'S', syscall = { nr = 230, args = { 0, 0 } },
         schedstat = { run_ns = 100, wait_ns = 0 } } }
-    local snap1 = { [13] = { schedstat = { run_ns = 100 + 0.1 * S, wait_ns = 0.05 * S } } }
+    local snap1 = { [10] = { schedstat = { run_ns = B + 1.3 * S, wait_ns = B + 0.6 * S } },
+      [12] = { schedstat = { run_ns = B + 8.3 * S, wait_ns = B + 1.5 * S } },
+      [13] = { schedstat = { run_ns = 100 + 0.1 * S, wait_ns = 0.05 * S } } }
     local threads, total = mt.finish(mt.build(books, snap0, snap1, ctx({ [3] = 'pipe:[77]' })))
     local by = {}
     for _, th in ipairs(threads) do by[th.tid] = th end
-    -- reader: 2 s head (blocked on the pipe), 5.5 s closed + 1 s tail on the pipe
+    -- reader: head 0.2 CPU + 0.1 runnable + 1.7 on the pipe (named from /proc at t0),
+    -- 5.5 s closed, tail 0.1 CPU + 0.9 on the pipe (its last key)
     assert.near(10, by[10].life_s, 1e-9)
-    assert.near(8.5, by[10].states.ipc, 1e-9)
-    assert.near(1, by[10].states.cpu, 1e-9)
+    assert.near(8.1, by[10].states.ipc, 1e-9)
+    assert.near(1.3, by[10].states.cpu, 1e-9)
+    assert.near(0.6, by[10].states.runq, 1e-9)
     assert.equal('read', by[10].waits[1].syscall)
     assert.equal('pipe', by[10].waits[1].fd_kind)
     assert.equal('pipe:[77]', by[10].waits[1].fd_link)
-    assert.near(85, by[10].waits[1].share, 1e-9)
-    -- worker: its life is its 2 s
+    assert.near(81, by[10].waits[1].share, 1e-9)
+    -- worker: its life is its 2 s, counted from zero at its birth
     assert.near(2, by[11].life_s, 1e-9)
     assert.near(4, by[11].born_s, 1e-9)
-    -- spin: 1 s head on CPU + 7 + 0.5 tail
-    assert.near(8.5, by[12].states.cpu, 1e-9)
+    assert.near(6, by[11].exited_s, 1e-9)
+    assert.near(1.5, by[11].states.cpu, 1e-9)
+    assert.near(0.4, by[11].states.runq, 1e-9)
+    -- spin: 1 s head on CPU + 7 + 0.3 of the tail; runnable 1.5 + the tail's other 0.2
+    assert.near(8.3, by[12].states.cpu, 1e-9)
+    assert.near(1.7, by[12].states.runq, 1e-9)
     -- idle: schedstat deltas, the rest asleep in clock_nanosleep
     assert.equal('/proc', by[13].source)
     assert.near(0.1, by[13].states.cpu, 1e-9)
@@ -102,11 +118,31 @@ describe('perf_manual.measure.tsa', function()
     for _, th in ipairs(threads) do
       local sum = 0
       for _, k in ipairs(waits.STATES) do sum = sum + th.shares[k] end
-      if th.tid ~= 11 then assert.near(100, sum, 1e-6, 'tid ' .. th.tid) end
+      assert.near(100, sum, 1e-6, 'tid ' .. th.tid)
     end
-    -- the worker's 2 s: 1.5 on CPU, 0.5 runnable, no blocked time recorded
-    assert.near(100, by[11].shares.cpu + by[11].shares.runq, 1e-6)
     assert.near(32, total.life_s, 1e-9)
+  end)
+
+  it('clamps counters that disagree with the clock, and a thread without a T0 snapshot keeps its head blocked', function()
+    local t0, t1 = 1000 * S, 1002 * S
+    local raw = { threads = {
+      -- counters ran ahead of the interval (read after T1): clamped to the tail
+      { tid = 20, pid = 20, comm = 'a', cpu_ns = 0, runq_ns = 0, ts = t0 + 1 * S, first_ts = t0 + 1 * S,
+        first_exec = 10 * S, first_rdelay = 0, exec = 10 * S, rdelay = 0, start_time = 1, cur = 'runq', wait = wait(nil) },
+      -- no T0 snapshot and born before T0
+      { tid = 21, pid = 20, comm = 'b', cpu_ns = 0, runq_ns = 0, ts = t0 + 1 * S, first_ts = t0 + 0.5 * S,
+        first_exec = 5 * S, first_rdelay = 0, exec = 5 * S, rdelay = 0, start_time = 1, cur = 'blocked', wait = wait(0, 3) },
+    }, waits = {} }
+    local e0 = { [20] = { run_ns = 9.5 * S, wait_ns = 0 } }
+    local e1 = { [20] = { run_ns = 13 * S, wait_ns = 0 }, [21] = { run_ns = 5 * S, wait_ns = 0 } }
+    local by = {}
+    for _, a in ipairs(tsa_t.account(raw, t0, t1, e0, e1)) do by[a.tid] = a end
+    assert.equal(1.5 * S, by[20].cpu_ns) -- 0.5 s of the head + the whole 1 s tail, not 3 s
+    assert.equal(0.5 * S, by[20].head.blocked_ns)
+    assert.equal(2 * S, by[20].life_ns)
+    assert.is_true(by[21].head.unknown)
+    assert.equal(0.5 * S, by[21].head.blocked_ns)
+    assert.equal(1 * S, by[21].tail and by[21].tail.ns or by[21].blocked[1].ns)
   end)
 
   it('names waits: futex address and op, fsync as io, D-state frames, page faults, kernel threads', function()
