@@ -6,7 +6,7 @@
 --- onto an entry and runs its predicates over the evidence view `ev` it
 --- builds from a data dir (documented in docs/catalogue.md).
 ---
---- A team adds entries in `hypotheses.lua` in a playbook directory (a list
+--- A team adds entries in `hypothesis_catalogue.lua` in a playbook directory (a list
 --- of entries in the form below); a team entry with a built-in id replaces it.
 ---
 --- Entry = {
@@ -391,7 +391,10 @@ M.builtin = {
         if not io.p99_ms then return nil, 'no block I/O latency measured' end
         local line = string.format('I/O latency p99 %.1f ms on %s', io.p99_ms, tostring(io.device))
         if io.p99_ms >= T.io_p99_ms_medium then return 'supports', line end
-        if io.p99_ms < T.io_p99_ms_fast then return 'refutes', line .. ' (fast)' end
+        local row = ev.use and ev.use.rows.disk
+        if io.p99_ms < T.io_p99_ms_fast and not (row and row.status == 'HIGH') then
+          return 'refutes', line .. ' (fast)'
+        end
         return nil, line .. ': neither fast nor slow, no weight either way'
       end },
       { needs = 'tsa', weight = 1, test = function(ev)
@@ -681,7 +684,7 @@ end
 
 local team, team_dirs, loaded = {}, {}, true
 
---- The playbook directories whose `hypotheses.lua` (a list of entries)
+--- The playbook directories whose `hypothesis_catalogue.lua` (a list of entries)
 --- adds to the built-in catalogue; read on first use.
 function M.set_path(dirs)
   team_dirs, loaded, team = dirs or {}, false, {}
@@ -703,7 +706,7 @@ function M.reset() team = {} end
 local function load_team()
   loaded = true
   for _, d in ipairs(team_dirs) do
-    local path = d .. '/hypotheses.lua'
+    local path = d .. '/hypothesis_catalogue.lua'
     local f = io.open(path)
     if f then
       f:close()

@@ -31,7 +31,7 @@ function M.set_path(dirs)
   loaded = false
   -- a team's wait rules live beside its verbs
   require('perf_manual.waits').set_path(team_dirs)
-  -- and its hypothesis catalogue entries (hypotheses.lua)
+  -- and its hypothesis catalogue entries (hypothesis_catalogue.lua)
   require('perf_manual.catalogue').set_path(team_dirs)
 end
 
