@@ -244,7 +244,7 @@ M.builtin = {
     },
     fills = { 'process', 'runq', 'threads', 'cpus' },
     culprit = function(ev)
-      return { process = ev.process, runq = ev.states and pct(ev.states.runq), threads = ev.runnable_threads,
+      return { process = ev.process, runq = ev.has.tsa and pct(ev.states.runq) or nil, threads = ev.runnable_threads,
         cpus = ev.cpus and tostring(ev.cpus) }
     end,
     says = {

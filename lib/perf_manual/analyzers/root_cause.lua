@@ -139,7 +139,9 @@ function M.match(text)
       local s = scored[k]
       if matched(s.m) and s.m.score >= best.m.score - 1 and not best.m.direct then also[#also + 1] = s.entry.id end
     end
-    return { entry = best.entry, why = why_text(best.m), score = best.m.score, negated = neg, also = also }
+    -- a root-cause sentence of the catalogue's own is never negated ("symbol not resolved" is a note)
+    return { entry = best.entry, why = why_text(best.m), score = best.m.score, negated = neg and not best.m.direct,
+      also = also }
   end
   local closest = {}
   for k = 1, math.min(3, #scored) do
