@@ -124,6 +124,7 @@ return playbook {
       local best = inv:rank_hypotheses()[1]
       if best and best.status == 'supported' then
         inv:conclude(best.text, { evidence = best.evidence[1] and best.evidence[1].artifact })
+        inv:recommend()                             -- the catalogue's fixes, filled with the culprits measured
       else
         inv:note "no hypothesis is supported by the evidence: root cause not established"
       end

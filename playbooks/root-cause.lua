@@ -2,7 +2,7 @@
 -- investigation or a data dir, and record it there.
 return playbook {
   name    = "root-cause",
-  summary = "Score a hypothesis against recorded evidence; print the verdict and the evidence used",
+  summary = "Map a hypothesis onto the catalogue, score it against recorded evidence; print the match, verdict, evidence, root cause and fixes",
   examples = '  perf_manual root-cause --hypothesis "the disk is saturated" --evidence /tmp/data\n'
     .. '  perf_manual root-cause --hypothesis "lock contention on the queue" --evidence 2026-11-22_slow-api',
   params  = {
@@ -23,7 +23,8 @@ return playbook {
         handle = store.open(store.root(p.store), p.evidence:find('/', 1, true) and p.evidence or ('./' .. p.evidence))
       end
       local dir = handle and handle.dir or p.evidence
-      local res = rc.score(p.hypothesis, F.prepare(store.results(dir)))
+      local data = F.prepare(store.results(dir))
+      local res = rc.score(p.hypothesis, data)
       if handle then
         -- record it in the investigation: hypothesis, evidence, timeline
         handle:lock()
@@ -35,17 +36,27 @@ return playbook {
         local id = 'H' .. (#meta.hypotheses + 1)
         local now = store.iso()
         meta.hypotheses[#meta.hypotheses + 1] = { id = id, text = p.hypothesis,
-          status = res.verdict == 'inconclusive' and 'open' or res.verdict,
+          status = (res.verdict == 'inconclusive' or res.verdict == 'unmatched') and 'open' or res.verdict,
+          entry = res.entry,
           score = res.score, source = 'root-cause', created = now, evidence = res.evidence }
         meta.timeline[#meta.timeline + 1] = { t = now, kind = 'hypothesis', what = id .. ': ' .. p.hypothesis
           .. ' → ' .. res.verdict }
+        if res.verdict == 'supported' and not res.negated then
+          -- the entry's fixes, filled with the culprits measured, join the recommendations
+          meta.recommendations = meta.recommendations or {}
+          for _, r in ipairs(rc.recommendations(data, { { text = p.hypothesis, status = 'supported' } })) do
+            local dup = false
+            for _, old in ipairs(meta.recommendations) do if type(old) == 'table' and old.text == r.text then dup = true end end
+            if not dup then meta.recommendations[#meta.recommendations + 1] = r end
+          end
+        end
         handle:save_metadata(meta)
         handle:unlock()
         res.recorded = handle.id .. ' ' .. id
       else
         local h = store.attach(dir)
         local prev = util.json_decode(store.read_analysis(dir, 'hypotheses.json') or '[]') or {}
-        prev[#prev + 1] = { text = p.hypothesis, verdict = res.verdict, score = res.score, t = store.iso(),
+        prev[#prev + 1] = { text = p.hypothesis, verdict = res.verdict, entry = res.entry, score = res.score, t = store.iso(),
           evidence = res.evidence }
         h:write_analysis_json('hypotheses.json', util.array(prev))
         res.recorded = store.analysis_path(dir, 'hypotheses.json')

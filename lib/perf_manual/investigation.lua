@@ -206,6 +206,17 @@ function methods.auto_hypotheses(inv)
   return out
 end
 
+--- Recommendations from the supported hypotheses: the catalogue entries'
+--- fixes filled with the culprits measured (analyzers.root_cause); kept in
+--- the state and written to metadata as `recommendations`.
+function methods.recommend(inv)
+  local hs = {}
+  for _, h in ipairs(inv:rank_hypotheses()) do hs[#hs + 1] = { text = h.text, status = h.status } end
+  local recs = root_cause.recommendations(recorded_results(inv), hs)
+  inv.recommendations = recs
+  return recs
+end
+
 -- Report ---------------------------------------------------------------------------
 
 --- The metadata of a context as it is written to metadata.yaml.
@@ -237,6 +248,7 @@ function M.metadata(inv)
   m.notes = inv.notes
   m.conclusion = inv.conclusion
   m.root_cause = inv.conclusion and inv.conclusion.text
+  m.recommendations = inv.state.recommendations or m.recommendations
   m.verdict = inv.state.next or inv.state.verdict
   m.state = inv.state
   m.replay = inv.replay

@@ -31,6 +31,8 @@ function M.set_path(dirs)
   loaded = false
   -- a team's wait rules live beside its verbs
   require('perf_manual.waits').set_path(team_dirs)
+  -- and its hypothesis catalogue entries (hypothesis_catalogue.lua)
+  require('perf_manual.catalogue').set_path(team_dirs)
 end
 
 -- loads a team's verbs/*.lua: a function(inv, opts), or a table of them

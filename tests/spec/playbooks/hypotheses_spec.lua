@@ -12,7 +12,7 @@ describe('hypotheses', function()
     assert.equal(0, st, err)
     assert.matches('^H1 +supported +the workload is CPU%-bound', out)
     assert.matches('\n +supports +raw_data/profile%-cpu%.json: on%-CPU profile: burn holds 100%% of samples\n', out)
-    assert.matches('\nH2 +refuted +the workload waits on disk I/O', out)
+    assert.matches('\nH%d +refuted +the workload waits on disk I/O', out)
     assert.matches('\n +refutes +raw_data/use%-check%.json: USE names cpu as the most saturated resource\n', out)
   end)
 
