@@ -283,7 +283,8 @@ end
 --- "Name, unit" (the unit left out when there is none).
 function M.label(key)
   local r = M.lookup(key)
-  if r.unit == '' then return r.name end
+  -- a count whose name says what it counts needs no unit ("Runnable tasks")
+  if r.unit == '' or r.name:lower():find(r.unit:lower(), 1, true) then return r.name end
   return r.name .. ', ' .. r.unit
 end
 
