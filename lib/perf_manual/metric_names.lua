@@ -65,9 +65,10 @@ M.rules = {
   { 'process%.timeslices_per_s$', 'Timeslices run by the process', 'per second' },
   { 'process%.threads$', 'Threads in the process', 'threads' },
   { 'process%.wait_per_slice_ms$', 'Wait for a CPU per timeslice', 'ms' },
-  -- per-CPU lines of the CPU collector
+  -- per-CPU lines of the CPU collector: its list of CPUs in id order, flattened
+  -- from JSON, so the first (cpu0) is "cpus.1"
   { 'cpus%.(%d+)%.(%a+)_pct$', function(_, n, what)
-      if CPU_TIME[what] then return 'CPU ' .. n .. ' ' .. CPU_TIME[what]:gsub('^CPU ', ''), '% of that CPU' end
+      if CPU_TIME[what] then return 'CPU ' .. (tonumber(n) - 1) .. ' ' .. CPU_TIME[what]:gsub('^CPU ', ''), '% of that CPU' end
     end },
   -- pressure stall information, per resource ("psi.memory.some_pct", "memory.rates.psi.some_pct")
   { '([%a]+)%.([%a]+_[%w]+)$', function(key, res, kind)
@@ -314,6 +315,27 @@ function M.format_unit(v, unit, scale)
   if unit == 'ms' then return num(v) .. ' ms' end
   if unit == 'per second' or unit:match(' per second$') then return num(v) .. '/s' end
   return num(v)
+end
+
+--- Text with each of `keys` (dotted metric keys) replaced by its name, for
+--- sentences other code built around a key ("MET: p99 -20%: red-check.latency p99 ...").
+function M.humanize(text, keys)
+  text = tostring(text)
+  for _, k in ipairs(keys or {}) do
+    if type(k) == 'string' and k:find('.', 1, true) then
+      local out, pos = {}, 1
+      while true do
+        local a, b = text:find(k, pos, true)
+        if not a then break end
+        out[#out + 1] = text:sub(pos, a - 1)
+        out[#out + 1] = M.name(k)
+        pos = b + 1
+      end
+      out[#out + 1] = text:sub(pos)
+      text = table.concat(out)
+    end
+  end
+  return text
 end
 
 function M.format(key, v)

@@ -323,12 +323,12 @@ M.fmt_metric = fmt_metric
 
 local function build_charts(ds)
   local taken, out = {}, {}
-  local names = util.keys(ds.series)
+  local keys = util.keys(ds.series)
   for _, spec in ipairs(M.chart_specs) do
     local series = {}
     -- earlier patterns first (the total before per-CPU lines)
     for _, pat in ipairs(spec.match) do
-      for _, n in ipairs(names) do
+      for _, n in ipairs(keys) do
         if not taken[n] and #series < M.MAX_SERIES_PER_CHART and n:lower():find(pat) then
           taken[n] = true
           series[#series + 1] = { name = names.name(n), points = ds.series[n].points }
@@ -541,7 +541,11 @@ local function fix_and_validation(ds, meta, v)
           change = m.change_text, ci = m.ci_text or '', verdict = m.verdict or '' }
       end
     end
-    if type(fv.expectation) == 'table' then v.fix_expectation = fv.expectation.text end
+    if type(fv.expectation) == 'table' then
+      local keys = {}
+      for _, e in ipairs(type(fv.expectations) == 'table' and fv.expectations or {}) do keys[#keys + 1] = null_to_nil(e.metric) end
+      v.fix_expectation = names.humanize(fv.expectation.text, keys)
+    end
   end
   v.has_fix_validation = #v.fix_validation > 0 or nil
   local verdict_line
