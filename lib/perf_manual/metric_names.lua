@@ -189,10 +189,10 @@ M.leaves = {
   listen_drops_per_s = { 'Listen queue drops', 'per second' },
   listen_overflows_per_s = { 'Listen queue overflows', 'per second' },
   -- a service (RED)
-  rate_completed = { 'Requests answered', 'per second' },
+  rate_completed = { 'Throughput (requests answered)', 'per second' },
   rate_asked = { 'Requests asked', 'per second' },
-  responses_per_s = { 'Requests answered', 'per second' },
-  errors_per_s = { 'Requests failed', 'per second' },
+  responses_per_s = { 'Requests answered in each second', 'requests' },
+  errors_per_s = { 'Requests failed in each second', 'requests' },
   error_ratio = { 'Errors', '% of requests', 100 },
   errors = { 'Errors', '% of requests', 100 },
   throughput = { 'Throughput', 'requests per second' },
@@ -341,6 +341,17 @@ end
 function M.format(key, v)
   local r = M.lookup(key)
   return M.format_unit(v, r.unit, r.scale)
+end
+
+--- Before and after texts of a comparison row (perf_manual.analyzers.stats
+--- diff: metric, kind, unit, before, after, before_text, after_text) in the
+--- metric's unit; a row that carries its own unit keeps its texts.
+function M.row_values(m)
+  local b, a = tonumber(m.before), tonumber(m.after)
+  local r = M.lookup(m.metric)
+  if type(m.unit) == 'string' or r.unit == '' or not b or not a then return m.before_text, m.after_text end
+  local pre = m.kind == 'samples' and 'median ' or ''
+  return pre .. M.format(m.metric, b), pre .. M.format(m.metric, a)
 end
 
 return M

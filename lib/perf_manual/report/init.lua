@@ -537,7 +537,8 @@ local function fix_and_validation(ds, meta, v)
   if type(fv) == 'table' and type(fv.metrics) == 'table' then
     for _, m in ipairs(fv.metrics) do
       if m.before_text then
-        v.fix_validation[#v.fix_validation + 1] = { metric = names.label(m.metric), before = m.before_text, after = m.after_text,
+        local before, after = names.row_values(m)
+        v.fix_validation[#v.fix_validation + 1] = { metric = names.label(m.metric), before = before, after = after,
           change = m.change_text, ci = m.ci_text or '', verdict = m.verdict or '' }
       end
     end
