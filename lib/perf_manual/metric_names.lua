@@ -65,6 +65,7 @@ M.rules = {
   { 'process%.timeslices_per_s$', 'Timeslices run by the process', 'per second' },
   { 'process%.threads$', 'Threads in the process', 'threads' },
   { 'process%.wait_per_slice_ms$', 'Wait for a CPU per timeslice', 'ms' },
+  { 'cpuset%.count$', 'CPUs the cgroup may use', 'CPUs' },
   -- per-CPU lines of the CPU collector: its list of CPUs in id order, flattened
   -- from JSON, so the first (cpu0) is "cpus.1"
   { 'cpus%.(%d+)%.(%a+)_pct$', function(_, n, what)
@@ -73,7 +74,7 @@ M.rules = {
   -- pressure stall information, per resource ("psi.memory.some_pct", "memory.rates.psi.some_pct")
   { '([%a]+)%.([%a]+_[%w]+)$', function(key, res, kind)
       local k = PSI_KIND[kind]
-      local r = k and key:find('psi', 1, true) and psi_resource(key, res)
+      local r = k and (key:find('psi', 1, true) or key:find('pressure', 1, true)) and psi_resource(key, res)
       if r then return r .. ' pressure: ' .. k[1], k[2] end
     end },
   -- a device or interface by name: "Disk vda: busy (utilization)"
@@ -149,6 +150,12 @@ M.leaves = {
   memory_usage_pct = { 'Cgroup memory in use', '% of its limit' },
   usage_pct = { 'In use', '% of the limit' },
   throttled_pct = { 'CPU quota throttling', '% of periods throttled' },
+  nr_throttled = { 'CPU quota periods throttled', 'periods' },
+  nr_periods = { 'CPU quota periods', 'periods' },
+  limit_hits = { 'Memory limit hits', 'hits' },
+  oom_kills = { 'OOM kills in the window', 'kills' },
+  oom_kills_total = { 'OOM kills since the cgroup was made', 'kills' },
+  fd_count = { 'Open file descriptors', 'descriptors' },
   throttled_ms_per_s = { 'Time throttled by the CPU quota', 'ms per second' },
   -- disks (iostat's names)
   util_pct = { 'Busy (utilization)', '% of time' },
@@ -161,6 +168,9 @@ M.leaves = {
   rrqm_s = { 'Reads merged', 'per second' },
   wrqm_s = { 'Writes merged', 'per second' },
   aqu_sz = { 'Average queue size', 'requests' },
+  rareq_sz = { 'Average read size', 'kB' },
+  wareq_sz = { 'Average write size', 'kB' },
+  dareq_sz = { 'Average discard size', 'kB' },
   in_flight = { 'Requests in flight', 'requests' },
   r_await = { 'Read latency (await)', 'ms' },
   w_await = { 'Write latency (await)', 'ms' },

@@ -64,7 +64,7 @@ local TIME_KEYS = { 't', 'time', 'ts', 'timestamp' }
 
 --- Series not worth a chart or a test: sampling bookkeeping, devices that
 --- are not disks, and per-index duplicates of per-name tables. Editable.
-M.ignore_series = { '%.elapsed$', '%.ncpu$', '%.id$', 'loop%d+', 'zram%d+', '%.ram%d+%.', '%.devices%.%d+%.' }
+M.ignore_series = { '%.elapsed$', '%.ncpu$', '%.id$', '%.pid$', 'loop%d+', 'zram%d+', '%.ram%d+%.', '%.devices%.%d+%.' }
 
 local function ignored(name)
   for _, p in ipairs(M.ignore_series) do
