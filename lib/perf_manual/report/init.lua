@@ -526,8 +526,12 @@ local function fix_and_validation(ds, meta, v)
         after = names.format_unit(tonumber(null_to_nil(m.after)), unit, scale), change = pct_text(m.change_pct),
         ci = (lo and hi) and string.format('[%+.1f%%, %+.1f%%]', lo, hi) or '-', p = p_text(m.p, m.test) }
     end
+    local summary = text_of(val.summary) or ''
+    -- "fixed: p99 -38% ..." under "Verdict: fixed" says the verdict once
+    local lead = summary:sub(1, #verdict + 1)
+    if lead:lower() == verdict:lower() .. ':' then summary = summary:sub(#verdict + 2):gsub('^%s+', '') end
     v.validation = { verdict = verdict, verdict_class = VERDICT_CLASS[verdict] or 'warn',
-      summary = text_of(val.summary) or '', at = tostring(null_to_nil(val.at) or ''),
+      summary = summary, at = tostring(null_to_nil(val.at) or ''),
       after = tostring(null_to_nil(type(val.after) == 'table' and (val.after.id or val.after.dir) or val.after) or ''),
       rows = rows }
   end
