@@ -75,7 +75,7 @@ describe('report', function()
     assert.equal('data only', v.summary.status)
     local q = {}
     for _, r in ipairs(v.quantification) do q[r.metric] = r.value end
-    assert.equal('100', q['Requests answered, per second'])
+    assert.equal('100', q['Throughput (requests answered), per second'])
     assert.equal('54.0ms', q['Request latency p99, seconds'])
     assert.equal('0.00%', q['Errors, % of requests'])
     assert.matches('^CPU is the most saturated resource', v.use_verdict)
