@@ -3,6 +3,13 @@
 -- a confidence interval), latency percentiles side by side, the hotspot
 -- shift between two CPU profiles, and whether a stated expectation was met.
 local util = require('perf_manual.util')
+local names = require('perf_manual.metric_names')
+
+local function labels(keys)
+  local out = {}
+  for i, k in ipairs(keys) do out[i] = names.label(k) end
+  return out
+end
 
 local function fmt_change(b, a)
   if not b or not a or b == 0 then return 'n/a' end
@@ -140,7 +147,11 @@ return playbook {
           stop = stop, profile_before = counts(hot_before), profile_after = counts(hot_after) })
         stopped()
         local lines, all = {}, true
-        for i, e in ipairs(out.expectations) do lines[i] = e.line; all = all and e.met end
+        for i, e in ipairs(out.expectations) do
+          -- the sentence names the metric as people read it, not by its key
+          if type(e.line) == 'string' then e.line = names.humanize(e.line, { e.metric }) end
+          lines[i] = e.line; all = all and e.met
+        end
         -- the one-line summary the reports show as "Fix check"
         out.expectation = { status = all and 'met' or 'not met', text = table.concat(lines, '; ') }
         if not all then inv.exit_status = 1 end
@@ -158,6 +169,8 @@ return playbook {
         inv.err:write('perf_manual: diff: nothing to compare: no metric on both sides\n')
       end
 
+      -- each metric's human name and unit next to its key
+      for _, m in ipairs(out.metrics or {}) do m.name = m.name or names.label(m.metric) end
       local as_json = p.json or (p.output and p.output:match('%.json$'))
       local text
       if as_json then
@@ -165,20 +178,22 @@ return playbook {
       else
         local rows = {}
         for i, m in ipairs(out.metrics) do
-          rows[i] = { metric = m.metric, before = m.before_text, after = m.after_text, change = m.change_text,
+          local before, after = names.row_values(m)
+          rows[i] = { metric = names.label(m.metric), before = before, after = after, change = m.change_text,
             ci = m.ci_text ~= '' and m.ci_text or '-', p = m.p and string.format('%.3g', m.p) or '-', verdict = m.verdict }
         end
         local lat = {}
         for _, l in ipairs(out.latency) do
           for _, e in ipairs(l.percentiles) do
-            lat[#lat + 1] = { metric = l.metric, stat = e.stat, before = stats.fmt_val(e.before, 's'),
+            lat[#lat + 1] = { metric = names.name(l.metric), stat = e.stat, before = stats.fmt_val(e.before, 's'),
               after = stats.fmt_val(e.after, 's'), change = fmt_change(e.before, e.after) }
           end
         end
         local view = {
           before_id = out.before_id, after_id = out.after_id, expectations = out.expectations, rows = rows, latency = lat,
           hotspots = out.hotspots, flamediff = out.flamediff,
-          only_before = table.concat(out.only_before, ', '), only_after = table.concat(out.only_after, ', '),
+          only_before = table.concat(labels(out.only_before), '; '),
+          only_after = table.concat(labels(out.only_after), '; '),
           alpha = out.alpha, iterations = out.iterations, seed = out.seed,
         }
         local tree = template.load(require('perf_manual._host').root .. '/templates/diff.md', 'diff.md')

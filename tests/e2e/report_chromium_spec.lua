@@ -84,6 +84,12 @@ describe('report and slides in headless Chromium', function()
     assert.is_true(svgs >= 5, 'svg elements in the DOM: ' .. svgs)
     assert.matches('<table id="use">', dom)
     assert.matches('<table id="fix%-validation">', dom)
+    -- findings before the details, the timeline last
+    local function at(s) return assert(dom:find(s, 1, true), s .. ' missing') end
+    assert.is_true(at('id="root-cause"') < at('id="fix-and-validation"'))
+    assert.is_true(at('id="fix-and-validation"') < at('id="recommendations"'))
+    assert.is_true(at('id="recommendations"') < at('<table id="use">'))
+    assert.is_true(at('<table id="use">') < at('id="timeline"'))
     -- the hostile symptom stayed text in the live DOM
     assert.is_nil(dom:find('<script>alert', 1, true))
     assert.matches('&lt;script&gt;alert', dom)
@@ -103,9 +109,12 @@ describe('report and slides in headless Chromium', function()
     local dom = chromium(dir, '--window-size=1280,720 --virtual-time-budget=2000 --dump-dom', 'file://' .. deck)
     assert.matches('<section class="slide title%-slide active" id="s%-title">', dom)
     assert.matches('<div class="footer" id="counter">1 / 8</div>', dom)
+    -- findings first: the root cause is the third slide, the USE table the sixth
     dom = chromium(dir, '--window-size=1280,720 --virtual-time-budget=2000 --dump-dom', 'file://' .. deck .. '#3')
-    assert.matches('<section class="slide active" id="s%-use">', dom)
+    assert.matches('<section class="slide active" id="s%-root%-cause">', dom)
     assert.matches('<div class="footer" id="counter">3 / 8</div>', dom)
+    dom = chromium(dir, '--window-size=1280,720 --virtual-time-budget=2000 --dump-dom', 'file://' .. deck .. '#6')
+    assert.matches('<section class="slide active" id="s%-use">', dom)
     local png = dir .. '/slide5.png'
     chromium(dir, '--window-size=1280,720 --virtual-time-budget=2000 --screenshot=' .. png, 'file://' .. deck .. '#5')
     assert.same({ 1280, 720 }, { png_size(slurp(png)) })
@@ -122,8 +131,8 @@ describe('report and slides in headless Chromium', function()
     local deck = dir .. '/deck-keys.html'
     local _, err, status = h.pm(string.format("present --slides --data '%s' --output '%s'", dir, deck))
     assert.equal(0, status, err)
-    local ids = { 's-title', 's-symptom', 's-use', 's-chart', 's-flamegraph', 's-root-cause', 's-fix',
-      's-recommendations' }
+    local ids = { 's-title', 's-symptom', 's-root-cause', 's-fix', 's-recommendations', 's-use', 's-chart',
+      's-flamegraph' }
     -- key pressed, slide number expected after it
     local steps = {
       { false, 1 }, { 'ArrowRight', 2 }, { 'ArrowDown', 3 }, { 'PageDown', 4 }, { 'Space', 5 },
@@ -149,6 +158,6 @@ describe('report and slides in headless Chromium', function()
     states = press(dir, deck, "--hash 6 'PageDown' 'PageUp' 'PageUp'")
     local got = {}
     for i, st in ipairs(states) do got[i] = st.counter .. ' ' .. st.hash .. ' ' .. st.visible[1] end
-    assert.same({ '6 / 8 #6 s-root-cause', '7 / 8 #7 s-fix', '6 / 8 #6 s-root-cause', '5 / 8 #5 s-flamegraph' }, got)
+    assert.same({ '6 / 8 #6 s-use', '7 / 8 #7 s-chart', '6 / 8 #6 s-use', '5 / 8 #5 s-recommendations' }, got)
   end)
 end)

@@ -23,6 +23,7 @@ local use = require('perf_manual.analyzers.use')
 local findings = require('perf_manual.analyzers.findings')
 local charts = require('perf_manual.report.charts')
 local waits = require('perf_manual.waits')
+local names = require('perf_manual.metric_names')
 local flamegraph = require('perf_manual.report.flamegraph')
 local flamediff = require('perf_manual.report.flamediff')
 local redact = require('perf_manual.report.redact')
@@ -63,7 +64,7 @@ local TIME_KEYS = { 't', 'time', 'ts', 'timestamp' }
 
 --- Series not worth a chart or a test: sampling bookkeeping, devices that
 --- are not disks, and per-index duplicates of per-name tables. Editable.
-M.ignore_series = { '%.elapsed$', '%.ncpu$', '%.id$', 'loop%d+', 'zram%d+', '%.ram%d+%.', '%.devices%.%d+%.' }
+M.ignore_series = { '%.elapsed$', '%.ncpu$', '%.id$', '%.pid$', 'loop%d+', 'zram%d+', '%.ram%d+%.', '%.devices%.%d+%.' }
 
 local function ignored(name)
   for _, p in ipairs(M.ignore_series) do
@@ -320,22 +321,17 @@ local function fmt_metric(v, unit)
 end
 M.fmt_metric = fmt_metric
 
-local function short_name(name)
-  -- "collect-basic.cpu.busy_pct" -> "cpu.busy_pct"
-  return (name:gsub('^[^.]*%.', '', 1))
-end
-
 local function build_charts(ds)
   local taken, out = {}, {}
-  local names = util.keys(ds.series)
+  local keys = util.keys(ds.series)
   for _, spec in ipairs(M.chart_specs) do
     local series = {}
     -- earlier patterns first (the total before per-CPU lines)
     for _, pat in ipairs(spec.match) do
-      for _, n in ipairs(names) do
+      for _, n in ipairs(keys) do
         if not taken[n] and #series < M.MAX_SERIES_PER_CHART and n:lower():find(pat) then
           taken[n] = true
-          series[#series + 1] = { name = short_name(n), points = ds.series[n].points }
+          series[#series + 1] = { name = names.name(n), points = ds.series[n].points }
         end
       end
     end
@@ -458,6 +454,115 @@ local function time_states(ds, v)
       labels = waits.LABELS, rows = bars } }
 end
 
+-- Text of a value that may be a string, a { text = } table or nothing.
+local function text_of(x)
+  x = null_to_nil(x)
+  if type(x) == 'table' then x = null_to_nil(x.text) or null_to_nil(x.summary) end
+  if x == nil or x == '' then return nil end
+  return tostring(x)
+end
+
+-- Evidence items (a path, a sentence, or { text|note, artifact }) as
+-- { text =, artifact = } rows, without repeats.
+local function evidence_rows(list, out, seen)
+  list = null_to_nil(list)
+  if type(list) ~= 'table' or list.artifact or list.text or list.note then list = { list } end
+  for _, e in ipairs(list) do
+    e = null_to_nil(e)
+    local row
+    if type(e) == 'string' then
+      row = e:match('^[%w_.%-/]+%.%w+$') and { text = '', artifact = e } or { text = e, artifact = '' }
+    elseif type(e) == 'table' and e.stance ~= 'refutes' and e.stance ~= 'against' then
+      row = { text = tostring(null_to_nil(e.text) or null_to_nil(e.note) or null_to_nil(e.summary) or ''),
+        artifact = tostring(null_to_nil(e.artifact) or null_to_nil(e.path) or '') }
+    end
+    if row and (row.text ~= '' or row.artifact ~= '') then
+      local k = row.text .. '\0' .. row.artifact
+      if not seen[k] then seen[k] = true; out[#out + 1] = row end
+    end
+  end
+  return out
+end
+
+local VERDICT_CLASS = { fixed = 'ok', ['not fixed'] = 'high', worse = 'high', inconclusive = 'warn' }
+
+local function pct_text(x)
+  x = tonumber(null_to_nil(x))
+  if not x then return '' end
+  return string.format('%+.1f%%', x)
+end
+
+local function p_text(p, test)
+  p = tonumber(null_to_nil(p))
+  local t = null_to_nil(test)
+  if not p then return t and tostring(t) or '-' end
+  local ps = p < 0.001 and 'p < 0.001' or string.format('p = %.3g', p)
+  return t and (tostring(t) .. ', ' .. ps) or ps
+end
+
+-- The fix (meta.fix: { text, at }, or a plain string in older investigations)
+-- and its validation (meta.validation: verdict, summary, metrics before/after).
+local function fix_and_validation(ds, meta, v)
+  local fix = null_to_nil(meta.fix)
+  local fix_text = text_of(fix)
+  v.fix = fix_text and { text = fix_text, at = type(fix) == 'table' and tostring(null_to_nil(fix.at) or '') or '' } or false
+  -- shown in a code span as is: the id keeps only the characters ids are made of
+  v.fix_command = string.format('perf_manual fix %s "text" --validate', (tostring(ds.id or 'ID'):gsub('[^%w._:+-]', '')))
+  local val = null_to_nil(meta.validation)
+  v.validation = false
+  if type(val) == 'table' then
+    local verdict = tostring(null_to_nil(val.verdict) or 'inconclusive')
+    local rows = {}
+    for _, m in ipairs(type(val.metrics) == 'table' and val.metrics or {}) do
+      local key = null_to_nil(m.key)
+      local known = key and names.lookup(key) or nil
+      local unit = null_to_nil(m.unit) or (known and known.unit) or ''
+      local scale = not null_to_nil(m.unit) and known and known.scale or nil
+      local name = text_of(m.name) or (key and names.label(key)) or 'unnamed metric'
+      -- a name given by the validator without its unit gets the unit added
+      if text_of(m.name) and unit ~= '' and unit ~= 's' and not name:find(unit, 1, true) then name = name .. ', ' .. unit end
+      local lo, hi = tonumber(null_to_nil(m.ci_lo)), tonumber(null_to_nil(m.ci_hi))
+      rows[#rows + 1] = { metric = name, before = names.format_unit(tonumber(null_to_nil(m.before)), unit, scale),
+        after = names.format_unit(tonumber(null_to_nil(m.after)), unit, scale), change = pct_text(m.change_pct),
+        ci = (lo and hi) and string.format('[%+.1f%%, %+.1f%%]', lo, hi) or '-', p = p_text(m.p, m.test) }
+    end
+    local summary = text_of(val.summary) or ''
+    -- "fixed: p99 -38% ..." under "Verdict: fixed" says the verdict once
+    local lead = summary:sub(1, #verdict + 1)
+    if lead:lower() == verdict:lower() .. ':' then summary = summary:sub(#verdict + 2):gsub('^%s+', '') end
+    v.validation = { verdict = verdict, verdict_class = VERDICT_CLASS[verdict] or 'warn',
+      summary = summary, at = tostring(null_to_nil(val.at) or ''),
+      after = tostring(null_to_nil(type(val.after) == 'table' and (val.after.id or val.after.dir) or val.after) or ''),
+      rows = rows }
+  end
+  -- the table `perf_manual diff --output <inv>/analysis/fix-validation.json` leaves
+  v.fix_validation = {}
+  local fv = ds.fix_validation
+  if type(fv) == 'table' and type(fv.metrics) == 'table' then
+    for _, m in ipairs(fv.metrics) do
+      if m.before_text then
+        local before, after = names.row_values(m)
+        v.fix_validation[#v.fix_validation + 1] = { metric = names.label(m.metric), before = before, after = after,
+          change = m.change_text, ci = m.ci_text or '', verdict = m.verdict or '' }
+      end
+    end
+    if type(fv.expectation) == 'table' then
+      local keys = {}
+      for _, e in ipairs(type(fv.expectations) == 'table' and fv.expectations or {}) do keys[#keys + 1] = null_to_nil(e.metric) end
+      v.fix_expectation = names.humanize(fv.expectation.text, keys)
+    end
+  end
+  v.has_fix_validation = #v.fix_validation > 0 or nil
+  local verdict_line
+  if v.validation then
+    verdict_line = v.validation.verdict .. (v.validation.summary ~= '' and (': ' .. v.validation.summary) or '')
+  elseif v.fix_expectation then
+    verdict_line = v.fix_expectation
+  end
+  v.summary.fix = fix_text or 'no fix recorded'
+  v.summary.validation = verdict_line or (fix_text and 'not validated yet' or 'nothing to validate (no fix recorded)')
+end
+
 --- Builds the view of a dataset: every field a template may name.
 function M.view(ds)
   local meta = redact.deep(ds.meta or {})
@@ -478,12 +583,11 @@ function M.view(ds)
   for _, h in ipairs(meta.hypotheses or {}) do
     if h.status == 'supported' and (not best or (h.score or 0) > (best.score or 0)) then best = h end
   end
-  local root_cause = meta.root_cause or (best and best.text)
+  local root_cause = text_of(meta.root_cause) or text_of(meta.conclusion) or (best and best.text)
   v.summary = {
     issue = tostring(meta.symptom or (ds.red and ('RED check of ' .. tostring(ds.red.url))) or 'not stated'),
     impact = impact or 'not answered',
     root_cause = root_cause or 'not established',
-    fix = tostring(meta.fix or 'not recorded'),
     status = tostring(meta.status or (ds.kind == 'data dir' and 'data only' or 'unknown')),
     status_plain = PLAIN_STATUS[meta.status] or 'Collected data, without a recorded investigation.',
     bottleneck = meta.verdict and meta.verdict ~= '' and tostring(meta.verdict) or 'no saturated resource found',
@@ -509,11 +613,11 @@ function M.view(ds)
     local rate = r.rate or {}
     local errs = r.errors or {}
     local add = function(m, val) v.quantification[#v.quantification + 1] = { metric = m, value = val, baseline = '', change = '' } end
-    add('requests answered per second', fmt_metric(rate.completed))
-    if rate.asked then add('requests asked per second', fmt_metric(rate.asked)) end
-    add('error ratio', errs.ratio and string.format('%.2f%%', errs.ratio * 100) or 'not measured')
+    add(names.label('rate_completed'), fmt_metric(rate.completed))
+    if rate.asked then add(names.label('rate_asked'), fmt_metric(rate.asked)) end
+    add(names.label('error_ratio'), errs.ratio and string.format('%.2f%%', errs.ratio * 100) or 'not measured')
     for _, k in ipairs({ 'p50', 'p90', 'p99', 'p99.9', 'max' }) do
-      add('latency ' .. k, lat[k] and util.fmt_duration(lat[k]) or 'not measured')
+      add(names.label('latency.' .. k), lat[k] and util.fmt_duration(lat[k]) or 'not measured')
     end
   end
   -- baseline comparison rows replace the plain quantify values they cover
@@ -522,14 +626,15 @@ function M.view(ds)
     v.baseline_id = tostring(null_to_nil(ds.baseline.baseline) or 'baseline')
     for _, r in ipairs(ds.baseline.rows) do
       local b, a, c = null_to_nil(r.before), null_to_nil(r.after), null_to_nil(r.change_pct)
-      v.quantification[#v.quantification + 1] = { metric = tostring(r.metric), baseline = fmt_metric(b), value = fmt_metric(a),
-        change = c and string.format('%+.0f%%', c) or '' }
+      local key = tostring(null_to_nil(r.key) or r.metric)
+      v.quantification[#v.quantification + 1] = { metric = text_of(r.name) or names.label(key), baseline = names.format(key, b),
+        value = names.format(key, a), change = c and string.format('%+.0f%%', c) or '' }
       covered['quantify.' .. tostring(r.metric)] = true
     end
   end
   for _, k in ipairs(util.keys(ds.scalars)) do
     if not k:match('^red%-check') and not covered[k] then
-      v.quantification[#v.quantification + 1] = { metric = k, value = fmt_metric(ds.scalars[k]), baseline = '', change = '' }
+      v.quantification[#v.quantification + 1] = { metric = names.label(k), value = names.format(k, ds.scalars[k]), baseline = '', change = '' }
     end
   end
   -- USE table
@@ -586,20 +691,28 @@ function M.view(ds)
   v.findings = {}
   for _, f in ipairs(findings) do
     v.findings[#v.findings + 1] = { severity = tostring(f.severity or ''):upper(), resource = tostring(f.resource or ''),
-      summary = tostring(f.summary or f.metric or '') }
+      summary = tostring(null_to_nil(f.summary) or (f.metric and names.label(f.metric)) or '') }
   end
-  -- fix validation (from `perf_manual diff --output <inv>/analysis/fix-validation.json`)
-  v.fix_validation = {}
-  local fv = ds.fix_validation
-  if type(fv) == 'table' and type(fv.metrics) == 'table' then
-    for _, m in ipairs(fv.metrics) do
-      if m.before_text then
-        v.fix_validation[#v.fix_validation + 1] = { metric = m.metric, before = m.before_text, after = m.after_text,
-          change = m.change_text, ci = m.ci_text or '', verdict = m.verdict or '' }
-      end
+  -- the evidence behind the root cause: what the conclusion names, then the
+  -- supporting evidence of the hypothesis it came from
+  local seen = {}
+  v.root_cause_evidence = {}
+  evidence_rows(type(meta.root_cause) == 'table' and meta.root_cause.evidence, v.root_cause_evidence, seen)
+  evidence_rows(type(meta.conclusion) == 'table' and meta.conclusion.evidence, v.root_cause_evidence, seen)
+  for _, h in ipairs(meta.hypotheses or {}) do
+    if h.status == 'supported' and root_cause and tostring(h.text) == root_cause then
+      evidence_rows(h.evidence, v.root_cause_evidence, seen)
     end
-    if fv.expectation then v.fix_expectation = fv.expectation.text end
   end
+  -- a bare path repeated with a sentence is said once, with the sentence
+  local with_text = {}
+  for _, e in ipairs(v.root_cause_evidence) do if e.text ~= '' then with_text[e.artifact] = true end end
+  local ev = {}
+  for _, e in ipairs(v.root_cause_evidence) do
+    if e.text ~= '' or not with_text[e.artifact] then ev[#ev + 1] = e end
+  end
+  v.root_cause_evidence = ev
+  fix_and_validation(ds, meta, v)
   -- recommendations: recorded ones, else one per HIGH finding
   v.recommendations = {}
   for _, r in ipairs(meta.recommendations or {}) do
@@ -622,7 +735,6 @@ function M.view(ds)
     v.appendix[#v.appendix + 1] = { path = redact.string(a.path), size = util.fmt_bytes(a.bytes) }
   end
   v.has_quantification = #v.quantification > 0 or nil
-  v.has_fix_validation = #v.fix_validation > 0 or nil
   return v
 end
 

@@ -11,10 +11,16 @@ function M.render(v, opts)
   opts = opts or {}
   local path = opts.template or (require('perf_manual._host').root .. '/templates/slides.html')
   local tree = template.load(path, path:match('[^/]+$'))
-  -- the USE table and the fix table are long: at most 8 rows on a slide
-  local use = {}
-  for i = 1, math.min(8, #(v.use_rows or {})) do use[i] = v.use_rows[i] end
-  v.slide_use_rows = use
+  -- long lists are cut to what fits on a slide
+  local function first(list, n)
+    local out = {}
+    for i = 1, math.min(n, #(list or {})) do out[i] = list[i] end
+    return out
+  end
+  v.slide_use_rows = first(v.use_rows, 8)
+  v.slide_evidence = first(v.root_cause_evidence, 4)
+  v.slide_validation_rows = first(v.validation and v.validation.rows, 6)
+  v.slide_fix_validation = first(v.fix_validation, 6)
   return template.render(tree, v, { escape = charts.escape })
 end
 

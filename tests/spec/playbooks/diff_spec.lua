@@ -33,7 +33,12 @@ describe('diff', function()
     assert.equal(0, st, err)
     assert.equal(a, (h.pm(cmd)))
     assert.matches('bootstrap of the median change, 300 resamples, seed 7', a)
-    assert.matches('| red%-check%.latency | median 50%.4ms | median 322%.0us | %-99%.4%% |', a)
+    -- metrics by their names and units, never their keys
+    assert.matches('| Request latency, seconds | median 50%.4ms | median 322%.0us | %-99%.4%% |', a)
+    assert.matches('| CPU busy, %% of all CPUs | median 100%% | median 51%.3%% |', a)
+    assert.matches('| Errors, %% of requests | 0%% | 12%% |', a)
+    assert.is_nil(a:find('red-check.', 1, true))
+    assert.is_nil(a:find('_pct', 1, true))
   end)
 
   it('writes Markdown to --output and the differential flame graph next to it', function()

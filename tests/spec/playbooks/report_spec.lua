@@ -19,15 +19,18 @@ describe('report', function()
     assert.matches('^# Performance Investigation Report: mutex%-contention%-is%-slow\n', out)
     assert.matches('from investigation ' .. id:gsub('_', '\\_'):gsub('%p', '%%%0'), out)
     assert.matches('\n%- %*%*Issue%*%*: mutex\\_contention is slow\n', out)
-    assert.matches('\n%- %*%*Root Cause%*%*: lock contention: threads queue on futex 0x%x+ %(symbol not resolved%), %d%.%d waiters on average\n', out)
+    assert.matches('
+%- %*%*Root cause%*%*: lock contention: threads queue on futex 0x%x+ %(symbol not resolved%), %d%.%d waiters on average
+', out)
     assert.matches('\n%- %*%*Status%*%*: The investigation is complete%.\n', out)
     assert.matches('\n| Mutex/locks | 64%% of thread%-time in futex waits %(9 threads%) | '
       .. '5%.7 threads waiting at once %(max 7%) | %- | HIGH |\n', out)
     assert.matches('supports raw\\_data/trace%-lock%.json: threads wait on futexes 62%% of their time', out)
     local sections = {}
     for s in out:gmatch('\n## ([^\n]+)') do sections[#sections + 1] = s end
-    assert.same({ 'Executive Summary', 'Timeline', 'Checklist', 'Technical Details' },
-      { sections[1], sections[2], sections[3], sections[4] })
+    -- findings first, the timeline last
+    assert.same({ 'Summary', 'Root Cause', 'Fix and Validation', 'Recommendations', 'Technical Details',
+      'Appendix A: Timeline', 'Appendix B: Files' }, sections)
   end)
 
   it('writes the executive summary to a file, and the technical one from the folder path', function()

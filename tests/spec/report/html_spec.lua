@@ -72,7 +72,8 @@ describe('perf_manual report (HTML) and present', function()
     check_svgs(html)
     local ids = {}
     for id in html:gmatch('<section class="slide[^"]*" id="([^"]+)"') do ids[#ids + 1] = id end
-    assert.same({ 's-title', 's-symptom', 's-use', 's-chart', 's-flamegraph', 's-root-cause', 's-fix', 's-recommendations' }, ids)
+    -- findings first, then the evidence
+    assert.same({ 's-title', 's-symptom', 's-root-cause', 's-fix', 's-recommendations', 's-use', 's-chart', 's-flamegraph' }, ids)
     assert.is_nil(html:find('<script>alert', 1, true))
   end)
 

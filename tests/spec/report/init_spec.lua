@@ -75,9 +75,9 @@ describe('report', function()
     assert.equal('data only', v.summary.status)
     local q = {}
     for _, r in ipairs(v.quantification) do q[r.metric] = r.value end
-    assert.equal('100', q['requests answered per second'])
-    assert.equal('54.0ms', q['latency p99'])
-    assert.equal('0.00%', q['error ratio'])
+    assert.equal('100', q['Throughput (requests answered), per second'])
+    assert.equal('54.0ms', q['Request latency p99, seconds'])
+    assert.equal('0.00%', q['Errors, % of requests'])
     assert.matches('^CPU is the most saturated resource', v.use_verdict)
     local charts = {}
     for _, c in ipairs(v.charts) do charts[#charts + 1] = c.key; assert.matches('^<svg', c.svg) end

@@ -86,10 +86,12 @@ describe('perf_manual.report.load', function()
     assert.is_nil(ds.series['cpu.rates.elapsed'])
     for name in pairs(ds.series) do assert.is_nil(name:find('loop%d'), name) end
     assert.is_table(ds.use)
-    -- the CPU chart shows the total first, labelled at its end
+    -- the CPU chart shows the total first, labelled at its end by its name
     local v = report.view(ds)
     assert.equal('cpu', v.charts[1].key)
-    assert.matches('<text[^>]*>rates.total.busy_pct [%d.]+%%</text>', v.charts[1].svg)
+    assert.matches('<text[^>]*>CPU busy [%d.]+%%</text>', v.charts[1].svg)
+    assert.matches('<text[^>]*>CPU 0 busy [%d.]+%%</text>', v.charts[1].svg)
+    assert.is_nil(v.charts[1].svg:find('busy_pct', 1, true))
   end)
 
   it('parses ISO-8601 times with Z or an offset', function()
