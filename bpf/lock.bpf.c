@@ -196,7 +196,8 @@ static __always_inline __u64 user_caller(void)
     return 0;
   for (int i = 0; i < LOCK_SCAN_WORDS; i++) {
     __u64 w = words[i];
-    if (w < 0x10000 || w >= 0x800000000000ull)
+    /* not code: small numbers, kernel halves, pointers into this stack */
+    if (w < 0x10000 || w >= 0x800000000000ull || w - sp < (8u << 20))
       continue;
     c.found = 0;
     if (!bpf_find_vma(task, w, text_cb, &c, 0) && c.found)
