@@ -170,7 +170,8 @@ function M.lock(trace)
   end
   local ws = sites(top.stacks)
   if #ws > 0 then
-    out[#out + 1] = fmt('waiters: %d thread%s, calling it from %s', nwait, nwait == 1 and '' or 's', table.concat(ws, ', '))
+    out[#out + 1] = nwait > 0 and fmt('waiters: %d thread%s, calling it from %s', nwait, nwait == 1 and '' or 's',
+      table.concat(ws, ', ')) or ('waiters call it from: ' .. table.concat(ws, ', '))
   elseif top.stacks and #top.stacks > 0 then
     out[#out + 1] = 'waiters\' user stacks stop inside the C library (no frame pointers there): call sites not known'
   end
