@@ -294,7 +294,6 @@ M.builtin = {
         c.lock = c.lock or ev.lock.name or ev.lock.addr and ('futex ' .. ev.lock.addr .. ' (symbol not resolved)')
         c.queue = ev.lock.waiters_avg and string.format('%.1f', ev.lock.waiters_avg)
         c.waiters = c.waiters or ev.lock.threads and tostring(ev.lock.threads)
-        c.wait_pct = c.wait_pct or ev.lock.of_target and ev.lock.wait_share and pct(ev.lock.wait_share * 100) or nil
       end
       c.call_site = ev.offcpu and ev.offcpu.path or ev.lock and ev.lock.waiter_site
       c.holder = ev.lock and ev.lock.holder   -- the futex wake side: the releasing threads' call site
@@ -304,6 +303,7 @@ M.builtin = {
       'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting, {queue} waiters on average, held from {holder}',
       'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting, {queue} waiters on average',
       'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting',
+      'lock contention: threads queue on {lock}, {queue} waiters on average, held from {holder}',
       'lock contention: threads queue on {lock}, {queue} waiters on average',
       'lock contention: threads wait on a shared mutex',
     },

@@ -164,14 +164,9 @@ function M.lock(trace)
     end
     return names
   end
-  local nwait = 0
-  for _, t in ipairs(type(trace.threads) == 'table' and trace.threads or {}) do
-    if t.tgid == top.tgid then nwait = nwait + 1 end
-  end
   local ws = sites(top.stacks)
   if #ws > 0 then
-    out[#out + 1] = nwait > 0 and fmt('waiters: %d thread%s, calling it from %s', nwait, nwait == 1 and '' or 's',
-      table.concat(ws, ', ')) or ('waiters call it from: ' .. table.concat(ws, ', '))
+    out[#out + 1] = 'waiters call it from: ' .. table.concat(ws, ', ')
   elseif top.stacks and #top.stacks > 0 then
     out[#out + 1] = 'waiters\' user stacks stop inside the C library (no frame pointers there): call sites not known'
   end
