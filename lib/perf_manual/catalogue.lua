@@ -300,7 +300,8 @@ M.builtin = {
       return c
     end,
     says = {
-      'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting, {queue} waiters on average, held from {holder}',
+      'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting, {queue} waiters on average,'
+        .. ' held from {holder}',
       'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting, {queue} waiters on average',
       'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting',
       'lock contention: threads queue on {lock}, {queue} waiters on average, held from {holder}',
