@@ -4,7 +4,9 @@
  * Kernel locks: lock:contention_begin/end per lock address (tp_btf, raw_tp
  * fallback). User-space locks: futex wait operations, timed from the futex
  * syscall's entry to its exit, per (tgid, futex address) and per thread,
- * with the waiting user stack when asked. The futex hooks exist on
+ * with the waiting user stack when asked. The wake side (FUTEX_WAKE and
+ * friends on the same address) is counted per waking thread and, with
+ * stacks, per call site: the threads that release the lock. The futex hooks exist on
  * syscalls:sys_{enter,exit}_futex (fires only for futex) and on
  * raw_syscalls (every syscall, filtered on the futex number) for kernels
  * without per-syscall tracepoints; user space autoloads one set. */
@@ -30,6 +32,7 @@ const volatile bool lock_futex = true;         /* futex waits */
 struct pm_futex_start {
   __u64 ts;
   __u64 uaddr;
+  __u64 caller;
   __s32 stack_id;
   __u16 active;  /* a wait is in progress */
   __u16 kind;    /* enum lock_fkind */
@@ -92,6 +95,13 @@ struct {
 } fstacks SEC(".maps");
 
 struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, LOCK_MAX_WAKERS);
+  __type(key, struct pm_lock_wkey);
+  __type(value, struct pm_lock_wval);
+} wakers SEC(".maps");
+
+struct {
   __uint(type, BPF_MAP_TYPE_STACK_TRACE);
   __uint(max_entries, LOCK_MAX_STACKS);
   __uint(key_size, sizeof(__u32));
@@ -144,6 +154,58 @@ static __always_inline void stat_add(struct pm_lock_stat *s, __u64 delta, __u32 
     __sync_fetch_and_add(&s->results[res], 1);
 }
 
+/* ---- the caller of the C library ---------------------------------------- */
+
+struct scan_ctx {
+  struct file *skip;  /* the file the syscall was made from */
+  __u32 found;
+};
+
+static long ip_file_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+  ((struct scan_ctx *)data)->skip = BPF_CORE_READ(vma, vm_file);
+  return 0;
+}
+
+static long text_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+  struct scan_ctx *c = data;
+  struct file *f = BPF_CORE_READ(vma, vm_file);
+  if ((BPF_CORE_READ(vma, vm_flags) & 0x4 /* VM_EXEC */) && f && f != c->skip)
+    c->found = 1;
+  return 0;
+}
+
+/* The first word on the user stack (from the syscall's sp up) that points
+ * into executable code of another file than the syscall's own: the return
+ * address into the code that called the C library (pthread_mutex_lock or
+ * unlock). glibc is built without frame pointers, so the frame-pointer
+ * walk skips exactly this frame. 0 when none is found. */
+static __always_inline __u64 user_caller(void)
+{
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+  if (!regs)
+    return 0;
+  __u64 ip = PT_REGS_IP_CORE(regs), sp = PT_REGS_SP_CORE(regs);
+  struct scan_ctx c = {};
+  if (bpf_find_vma(task, ip, ip_file_cb, &c, 0) || !c.skip)
+    return 0;
+  __u64 words[LOCK_SCAN_WORDS];
+  if (bpf_probe_read_user(words, sizeof words, (void *)sp))
+    return 0;
+  for (int i = 0; i < LOCK_SCAN_WORDS; i++) {
+    __u64 w = words[i];
+    /* not code: small numbers, kernel halves, pointers into this stack */
+    if (w < 0x10000 || w >= 0x800000000000ull || w - sp < (8u << 20))
+      continue;
+    c.found = 0;
+    if (!bpf_find_vma(task, w, text_cb, &c, 0) && c.found)
+      return w;
+  }
+  return 0;
+}
+
 /* ---- futex waits ---------------------------------------------------------- */
 
 /* 0 when the op is not a wait, else its style (enum lock_fkind) */
@@ -161,10 +223,48 @@ static __always_inline __u16 futex_wait_kind(int op)
   return 0;
 }
 
+/* a wake that releases waiters of uaddr: FUTEX_WAKE, WAKE_OP, UNLOCK_PI,
+ * WAKE_BITSET (glibc's mutex unlock, cond signal, semaphore post) */
+static __always_inline int futex_wake(void *ctx, __u64 uaddr, __u32 cmd)
+{
+  if (pm_skip_current())
+    return 0;
+  __u64 id = bpf_get_current_pid_tgid();
+  struct pm_lock_wkey k = { .uaddr = uaddr, .tgid = id >> 32, .pid = (__u32)id, .stack_id = -1, .op = cmd };
+  if (lock_user_stacks) {
+    k.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+    if (k.stack_id < 0)
+      count(LOCK_C_STACK_ERR);
+    k.caller = user_caller();
+  }
+  struct pm_lock_wval *v = bpf_map_lookup_elem(&wakers, &k);
+  if (!v) {
+    struct pm_lock_wval zero = {};
+    bpf_get_current_comm(zero.comm, sizeof zero.comm);
+    bpf_map_update_elem(&wakers, &k, &zero, BPF_NOEXIST);
+    v = bpf_map_lookup_elem(&wakers, &k);
+  }
+  if (!v) {
+    pm_stat_add(PM_STAT_LOST, 1);
+    return 0;
+  }
+  __sync_fetch_and_add(&v->count, 1);
+  count(LOCK_C_FUTEX_WAKES);
+  return 0;
+}
+
 static __always_inline int futex_enter(void *ctx, __u64 uaddr, int op)
 {
   __u16 kind = futex_wait_kind(op);
-  if (!lock_futex || !kind || pm_skip_current())
+  if (!lock_futex)
+    return 0;
+  if (!kind) {
+    __u32 cmd = op & FUTEX_CMD_MASK;
+    if (cmd == 1 || cmd == 5 || cmd == 7 || cmd == 10)
+      return futex_wake(ctx, uaddr, cmd);
+    return 0;
+  }
+  if (pm_skip_current())
     return 0;
   struct pm_futex_start *s = bpf_task_storage_get(&fstarts, bpf_get_current_task_btf(), 0,
                                                    BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -174,10 +274,12 @@ static __always_inline int futex_enter(void *ctx, __u64 uaddr, int op)
   }
   s->uaddr = uaddr;
   s->stack_id = -1;
+  s->caller = 0;
   if (lock_user_stacks) {
     s->stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
     if (s->stack_id < 0)
       count(LOCK_C_STACK_ERR);
+    s->caller = user_caller();
   }
   s->active = 1;
   s->kind = kind;
@@ -241,8 +343,8 @@ static __always_inline int futex_exit(long ret)
       __sync_fetch_and_add(&tv->errors, 1);
   }
 
-  if (lock_user_stacks && st.stack_id >= 0) {
-    struct pm_lock_skey sk = { .uaddr = st.uaddr, .tgid = id >> 32, .stack_id = st.stack_id };
+  if (lock_user_stacks && (st.stack_id >= 0 || st.caller)) {
+    struct pm_lock_skey sk = { .uaddr = st.uaddr, .caller = st.caller, .tgid = id >> 32, .stack_id = st.stack_id };
     struct pm_lock_sval *sv = bpf_map_lookup_elem(&fstacks, &sk);
     if (!sv) {
       struct pm_lock_sval zero = {};

@@ -9,6 +9,8 @@
 #define LOCK_MAX_THREADS 4096
 #define LOCK_MAX_STACKS 4096
 #define LOCK_MAX_INFLIGHT 8192
+#define LOCK_MAX_WAKERS 4096
+#define LOCK_SCAN_WORDS 24      /* user stack words searched for the caller */
 #define LOCK_COMM_LEN 16
 
 /* futex wait outcomes, from the syscall's return value */
@@ -68,11 +70,32 @@ struct pm_lock_tval {
   char comm[LOCK_COMM_LEN];
 };
 
-/* waiting user stacks per (tgid, futex), when stacks are asked for */
+/* waiting user stacks per (tgid, futex), when stacks are asked for;
+ * caller: the first return address on the user stack outside the mapping
+ * the syscall was made from (the C library), 0 when not found. glibc has no
+ * frame pointers, so the frame-pointer stack skips exactly that frame. */
 struct pm_lock_skey {
   __u64 uaddr;
+  __u64 caller;
   __u32 tgid;
   __s32 stack_id;
+};
+
+/* futex wake side per (futex, waking thread, call site): who releases the
+ * lock (FUTEX_WAKE, WAKE_OP, WAKE_BITSET, UNLOCK_PI on the same address).
+ * caller and stack_id are 0 / -1 without stacks. */
+struct pm_lock_wkey {
+  __u64 uaddr;
+  __u64 caller;
+  __u32 tgid;
+  __u32 pid;
+  __s32 stack_id;
+  __u32 op;      /* futex command of the wake (1, 5, 7, 10) */
+};
+
+struct pm_lock_wval {
+  __u64 count;
+  char comm[LOCK_COMM_LEN];
 };
 
 struct pm_lock_sval {
@@ -87,7 +110,8 @@ enum lock_counter {
   LOCK_C_STACK_ERR = 2,      /* user stack not captured (bpf_get_stackid failed) */
   LOCK_C_CUR_WAITERS = 3,    /* futex waiters right now (gauge) */
   LOCK_C_MAX_WAITERS = 4,    /* largest gauge value seen (approximate) */
-  LOCK_C_NR = 5,
+  LOCK_C_FUTEX_WAKES = 5,    /* futex wake calls counted */
+  LOCK_C_NR = 6,
 };
 
 #endif

@@ -291,17 +291,20 @@ M.builtin = {
       local c = {}
       if o then c.lock, c.waiters, c.wait_pct = o.name, tostring(o.threads), pct(o.share) end
       if ev.lock then
-        c.lock = c.lock or ev.lock.addr and ('futex ' .. ev.lock.addr .. ' (symbol not resolved)')
+        c.lock = c.lock or ev.lock.name or ev.lock.addr and ('futex ' .. ev.lock.addr .. ' (symbol not resolved)')
         c.queue = ev.lock.waiters_avg and string.format('%.1f', ev.lock.waiters_avg)
         c.waiters = c.waiters or ev.lock.threads and tostring(ev.lock.threads)
       end
-      c.call_site = ev.offcpu and ev.offcpu.path
-      c.holder = ev.lock and ev.lock.holder   -- the futex wake side: filled once the lock tracer records it
+      c.call_site = ev.offcpu and ev.offcpu.path or ev.lock and ev.lock.waiter_site
+      c.holder = ev.lock and ev.lock.holder   -- the futex wake side: the releasing threads' call site
       return c
     end,
     says = {
+      'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting, {queue} waiters on average,'
+        .. ' held from {holder}',
       'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting, {queue} waiters on average',
       'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting',
+      'lock contention: threads queue on {lock}, {queue} waiters on average, held from {holder}',
       'lock contention: threads queue on {lock}, {queue} waiters on average',
       'lock contention: threads wait on a shared mutex',
     },

@@ -323,7 +323,11 @@ function M.facts(data)
       of_target = tostring(u.utilisation_basis or ''):match('target') ~= nil,
       waiters_avg = num(sat.mean_waiters), waiters_max = num(sat.max_waiters), threads = n > 0 and n or nil,
       addr = top and num(top.uaddr) and string.format('0x%x', top.uaddr) or nil,
-      holder = top and (top.holder or top.waker) or nil }
+      name = top and type(top.name) == 'string' and top.name or nil,
+      p99_us = top and num(top.p99_us), waiter_site = top and top.waiter_site or nil,
+      -- the futex wake side: the releasing threads' call site (first frame outside the C library)
+      holder = top and (top.holder_site or top.holder) or nil,
+      holders = top and type(top.wakers) == 'table' and #top.wakers > 0 and #top.wakers or nil }
   elseif ev.lock_hot then
     ev.lock = { waiters_avg = num(ev.lock_hot.mean_waiters), addr = ev.lock_hot.uaddr }
   end

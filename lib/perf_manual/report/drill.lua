@@ -136,7 +136,9 @@ local function caller(frames)
   return nil
 end
 
---- Lines for a lock drill-down: the hottest futex, its waiters' call sites.
+--- Lines for a lock drill-down: the hottest futex by name, its wait-time
+--- p50/p99, the waiting threads and their call sites, the releasing
+--- (holding) threads and theirs, from the futex wake side.
 function M.lock(trace)
   local out = {}
   local list = type(trace) == 'table' and trace.futex or nil
@@ -145,18 +147,34 @@ function M.lock(trace)
   end
   local top = list[1]
   for _, f in ipairs(list) do if (f.total_ns or 0) > (top.total_ns or 0) then top = f end end
-  out[#out + 1] = fmt('hottest lock: %s%s, %d waits, %.3f s waited', top.symbol and (top.symbol .. ' ') or '',
-    top.uaddr and fmt('0x%x', top.uaddr) or '?', top.count or 0, (top.total_ns or 0) / 1e9)
-  local sites, seen = {}, {}
-  for _, s in ipairs(top.stacks or {}) do
-    local c = caller(s.frames)
-    if c and not seen[c] then seen[c] = true; sites[#sites + 1] = c end
-    if #sites >= 3 then break end
+  local addr = top.uaddr and fmt('0x%x', top.uaddr) or '?'
+  local pcts = ''
+  if top.p99_us then
+    pcts = fmt(', wait p50 %.2f ms, p99 %.2f ms', (top.p50_us or 0) / 1e3, top.p99_us / 1e3)
   end
-  if #sites > 0 then
-    out[#out + 1] = 'waiters call it from: ' .. table.concat(sites, ', ')
+  out[#out + 1] = fmt('hottest lock: %s, %d waits, %.3f s waited%s',
+    top.name and fmt('%s at %s', top.name, addr) or (top.symbol and (top.symbol .. ' ') or '') .. addr,
+    top.count or 0, (top.total_ns or 0) / 1e9, pcts)
+  local function sites(list_)
+    local names, seen = {}, {}
+    for _, s in ipairs(list_ or {}) do
+      local c = s.caller_frame or caller(s.frames)
+      if c and not seen[c] then seen[c] = true; names[#names + 1] = c end
+      if #names >= 3 then break end
+    end
+    return names
+  end
+  local ws = sites(top.stacks)
+  if #ws > 0 then
+    out[#out + 1] = 'waiters call it from: ' .. table.concat(ws, ', ')
   elseif top.stacks and #top.stacks > 0 then
     out[#out + 1] = 'waiters\' user stacks stop inside the C library (no frame pointers there): call sites not known'
+  end
+  local wk = type(top.wakers) == 'table' and top.wakers or {}
+  if #wk > 0 then
+    local hs = sites(top.wake_sites)
+    out[#out + 1] = fmt('holders: %d thread%s release it (%d wakes)%s', #wk, #wk == 1 and '' or 's', top.wakes or 0,
+      #hs > 0 and (', from ' .. table.concat(hs, ', ')) or '')
   end
   return out
 end

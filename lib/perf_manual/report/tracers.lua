@@ -206,8 +206,20 @@ function R.lock(res, opts)
         { key = 'errors', title = 'ERRORS' },
       })
       local f = res.futex[1]
-      out[#out + 1] = fmt('\nfutex %s (pid %d): wait time\n', hex(f.uaddr), f.tgid)
+      out[#out + 1] = fmt('\nfutex %s%s (pid %d): wait time%s\n', hex(f.uaddr), f.name and (' ' .. f.name) or '', f.tgid,
+        f.p99_us and fmt(', p50 %.0f us, p99 %.0f us', f.p50_us or 0, f.p99_us) or '')
       out[#out + 1] = text.render_log2(hist.log2_buckets(f.slots), { unit = 'usecs' })
+      if f.wakes and f.wakes > 0 then
+        local who = {}
+        for i = 1, math.min(8, #f.wakers) do who[i] = fmt('%d (%d)', f.wakers[i].pid, f.wakers[i].count) end
+        out[#out + 1] = fmt('  released by %d thread%s, %d wakes: tid (wakes) %s%s\n', #f.wakers,
+          #f.wakers == 1 and '' or 's', f.wakes, table.concat(who, ', '), #f.wakers > 8 and ', ...' or '')
+        for i = 1, math.min(3, #f.wake_sites) do
+          local s = f.wake_sites[i]
+          out[#out + 1] = fmt('  waking call site #%d: %d wakes from %s\n', i, s.count,
+            s.caller_frame or (s.frames and table.concat(s.frames, ' <- ')) or '?')
+        end
+      end
       for i = 1, math.min(3, #f.stacks) do
         local s = f.stacks[i]
         out[#out + 1] = fmt('  waiting stack #%d: %d waits, %s ms\n', i, s.count, ms(s.total_ns))

@@ -9,6 +9,8 @@
 ---   local r = t:read{ clear = true }      -- r.futex, r.threads, r.kernel, r.use
 ---   -- the text of a result is perf_manual.report.tracers' job, not this module's
 local sym = require('perf_manual.sym')
+local hist = require('perf_manual.hist')
+local waits_c = require('perf_manual.collectors.waits')
 local ffi = require('ffi')
 local bit = require('bit')
 local base = require('perf_manual.tracers.base')
@@ -37,8 +39,10 @@ struct pm_lock_kkey { uint64_t addr; uint32_t flags, pad; };
 struct pm_lock_fkey { uint64_t uaddr; uint32_t tgid, kind; };
 struct pm_lock_tkey { uint32_t tgid, pid; };
 struct pm_lock_tval { uint64_t count, total_ns, max_ns, errors; char comm[16]; };
-struct pm_lock_skey { uint64_t uaddr; uint32_t tgid; int32_t stack_id; };
+struct pm_lock_skey { uint64_t uaddr, caller; uint32_t tgid; int32_t stack_id; };
 struct pm_lock_sval { uint64_t count, total_ns; };
+struct pm_lock_wkey { uint64_t uaddr, caller; uint32_t tgid, pid; int32_t stack_id; uint32_t op; };
+struct pm_lock_wval { uint64_t count; char comm[16]; };
 ]]
 
 M.SLOTS = 32
@@ -50,7 +54,9 @@ M.FUTEX_KINDS = { 'lock', 'wait' }
 -- outcomes that are errors for the USE method (EAGAIN and EINTR are normal)
 M.ERRORS = { etimedout = true, edeadlk = true, eownerdead = true, other = true }
 -- enum lock_counter
-M.COUNTERS = { 'futex_waits', 'klock_waits', 'stack_errors', 'cur_waiters', 'max_waiters' }
+M.COUNTERS = { 'futex_waits', 'klock_waits', 'stack_errors', 'cur_waiters', 'max_waiters', 'futex_wakes' }
+-- futex commands the wake side counts
+M.WAKE_OPS = { [1] = 'wake', [5] = 'wake_op', [7] = 'unlock_pi', [10] = 'wake_bitset' }
 
 local function u64(x) return tonumber(x) end
 
@@ -61,7 +67,7 @@ end
 
 function M.sizeof()
   local t = {}
-  for _, n in ipairs({ 'stat', 'kkey', 'fkey', 'tkey', 'tval', 'skey', 'sval' }) do
+  for _, n in ipairs({ 'stat', 'kkey', 'fkey', 'tkey', 'tval', 'skey', 'sval', 'wkey', 'wval' }) do
     t[n] = ffi.sizeof('struct pm_lock_' .. n)
   end
   return t
@@ -116,7 +122,16 @@ function M.decode_stack(kb, vb)
   local k = cast('struct pm_lock_skey', kb, 'stack key')
   local v = cast('struct pm_lock_sval', vb, 'stack value')
   return { uaddr = u64(k.uaddr), tgid = k.tgid, stack_id = k.stack_id,
+           caller = k.caller ~= 0 and u64(k.caller) or nil,
            count = u64(v.count), total_ns = u64(v.total_ns) }
+end
+
+function M.decode_waker(kb, vb)
+  local k = cast('struct pm_lock_wkey', kb, 'waker key')
+  local v = cast('struct pm_lock_wval', vb, 'waker value')
+  return { uaddr = u64(k.uaddr), tgid = k.tgid, pid = k.pid, stack_id = k.stack_id,
+           caller = k.caller ~= 0 and u64(k.caller) or nil, op = M.WAKE_OPS[k.op] or tostring(k.op),
+           comm = ffi.string(v.comm), count = u64(v.count) }
 end
 
 --- Address as printed in tables: 0x7f....
@@ -149,8 +164,53 @@ function M.analyse(d, seconds, nthreads)
     local key = f.tgid .. '/' .. f.uaddr
     if not by_futex[key] or f.kind == 'lock' then by_futex[key] = f end
   end
-  for _, f in ipairs(r.futex) do f.share = ftotal > 0 and f.total_ns / ftotal or nil end
+  for _, f in ipairs(r.futex) do
+    f.share = ftotal > 0 and f.total_ns / ftotal or nil
+    -- the wait-time distribution: p50/p99 from the log2 histogram (us)
+    local b = hist.log2_buckets(f.slots)
+    local mx = hist.fitting_max(b, f.max_ns and math.floor(f.max_ns / 1e3))
+    f.p50_us, f.p99_us = hist.quantile(b, 0.5, nil, mx), hist.quantile(b, 0.99, nil, mx)
+    f.wakes, f.wakers, f.wake_sites = 0, {}, {}
+  end
   table.sort(r.futex, by_total)
+  -- the wake side: who releases each futex (per thread) and from where (per
+  -- call site, with stacks); wakes of an address nobody waited on in the
+  -- interval only count in the total
+  local wakes, per_thread, per_site = 0, {}, {}
+  for _, w in ipairs(d.wakers or {}) do
+    wakes = wakes + w.count
+    local f = by_futex[w.tgid .. '/' .. w.uaddr]
+    if f then
+      f.wakes = f.wakes + w.count
+      local tk = f.tgid .. '/' .. f.uaddr .. '/' .. w.pid
+      local t = per_thread[tk]
+      if not t then
+        t = { tgid = w.tgid, pid = w.pid, comm = w.comm, count = 0 }
+        per_thread[tk] = t
+        f.wakers[#f.wakers + 1] = t
+      end
+      t.count = t.count + w.count
+      if w.caller or w.stack_id >= 0 then
+        local sk = f.tgid .. '/' .. f.uaddr .. '/' .. tostring(w.caller) .. '/' .. w.stack_id
+        local site = per_site[sk]
+        if not site then
+          site = { caller = w.caller, stack_id = w.stack_id, addrs = w.addrs, count = 0, threads = 0 }
+          per_site[sk] = site
+          f.wake_sites[#f.wake_sites + 1] = site
+        end
+        site.count, site.threads = site.count + w.count, site.threads + 1
+      end
+    end
+  end
+  local function by_count(a, b)
+    if a.count ~= b.count then return a.count > b.count end
+    return (a.pid or a.stack_id or 0) < (b.pid or b.stack_id or 0)
+  end
+  for _, f in ipairs(r.futex) do
+    table.sort(f.wakers, by_count)
+    table.sort(f.wake_sites, by_count)
+  end
+  r.futex_wakes = wakes
   for _, s in ipairs(d.stacks or {}) do
     local f = by_futex[s.tgid .. '/' .. s.uaddr]
     if f then f.stacks[#f.stacks + 1] = s end
@@ -291,7 +351,7 @@ function M.start(opts)
   t.futex_on, t.kernel_on = chosen.futex and true or false, chosen.kernel and true or false
   t.target = opts.pid or opts.tgid
   t.maps = {}
-  for _, n in ipairs({ 'futexes', 'klocks', 'threads', 'fstacks', 'counters' }) do t.maps[n] = obj:map(n) end
+  for _, n in ipairs({ 'futexes', 'klocks', 'threads', 'fstacks', 'wakers', 'counters' }) do t.maps[n] = obj:map(n) end
   return setmetatable(t, Lock)
 end
 
@@ -313,7 +373,7 @@ function Lock:read(opts)
   if self.closed then
     res = self.final or M.analyse({}, 0)
   else
-    local d = { futexes = {}, klocks = {}, threads = {}, stacks = {}, counters = {} }
+    local d = { futexes = {}, klocks = {}, threads = {}, stacks = {}, wakers = {}, counters = {} }
     local clear = opts.clear
     local function each(map, list, decode)
       for _, e in ipairs(assert(self.maps[map]:read{ clear = clear })) do list[#list + 1] = decode(e.key, e.value) end
@@ -322,6 +382,7 @@ function Lock:read(opts)
     each('klocks', d.klocks, M.decode_klock)
     each('threads', d.threads, M.decode_thread)
     each('fstacks', d.stacks, M.decode_stack)
+    each('wakers', d.wakers, M.decode_waker)
     local ffi_ = require('ffi')
     for _, e in ipairs(assert(self.maps.counters:read())) do
       local idx = ffi_.cast('const uint32_t *', e.key)[0]
@@ -337,12 +398,16 @@ function Lock:read(opts)
       local addrs = self.obj:stack('stacks', s.stack_id)
       s.addrs = addrs or {}
     end
+    for _, w in ipairs(d.wakers) do
+      w.addrs = w.stack_id >= 0 and self.obj:stack('stacks', w.stack_id) or {}
+    end
     if self.target then
       local n = count_tasks(self.target)
       if n then self.nthreads = math.max(self.nthreads or 0, n) end
     end
     res = M.analyse(d, self:attached_seconds(now), self.nthreads)
     res.counters = d.counters
+    M.name_locks(res)
     if self.stacks then M.name_stacks(res) end
   end
   res.notes = self.notes
@@ -350,14 +415,73 @@ function Lock:read(opts)
   return self:finish_read(res, now, opts)
 end
 
+--- Names the busiest futexes (res.futex[1..top], default 10) while the
+--- process is alive: the data symbol covering the address through the ELF
+--- symbol tables of its mapping, or the mapping ([heap], [anon], a
+--- thread's stack), as collectors.waits names a lock wait. Adds symbol,
+--- symbol_offset, section, mapping and name ('g_lock (app .bss)', or
+--- 'heap object 0x… in [heap]').
+function M.name_locks(res, top)
+  for i, f in ipairs(res.futex or {}) do
+    if i > (top or 10) then break end
+    local e = { addr = f.uaddr, reason = 'lock' }
+    local ok = pcall(waits_c.name, f.tgid, { e })
+    if ok then
+      f.symbol, f.symbol_offset, f.section, f.mapping = e.symbol, e.symbol_offset, e.section, e.mapping
+      f.name = M.lock_name(f)
+    end
+  end
+end
+
+--- A lock's name for a sentence: 'g_lock (app .bss)', 'g_lock+0x8 (…)',
+--- 'heap object 0x55… in [heap]', 'futex 0x7f… in [anon]' or the address.
+function M.lock_name(f)
+  local where = f.mapping and ((tostring(f.mapping):match('[^/]+$')) or f.mapping)
+  if f.symbol then
+    return string.format('%s%s (%s%s)', f.symbol, f.symbol_offset and string.format('+0x%x', f.symbol_offset) or '',
+      where or '?', f.section and (' ' .. f.section) or '')
+  end
+  if f.mapping == '[heap]' then return string.format('heap object %s in [heap]', M.hex(f.uaddr)) end
+  if f.mapping then return string.format('futex %s in %s', M.hex(f.uaddr), f.mapping) end
+  return 'futex ' .. M.hex(f.uaddr)
+end
+
+-- a stack's frame names with the caller of the C library put back after the
+-- innermost frame (the frame-pointer walk skips it: glibc has none)
+local function spliced(r, pid, s)
+  local addrs = s.addrs or {}
+  local list, ci = {}, nil
+  if addrs[1] then list[1] = addrs[1] end
+  if s.caller then
+    -- a return address: looked up at addr-1 (sym does it for frames after the first)
+    list[#list + 1] = #list == 0 and s.caller - 1 or s.caller
+    ci = #list
+  end
+  for i = 2, #addrs do list[#list + 1] = addrs[i] end
+  if #list == 0 then return nil end
+  local okn, names = pcall(r.user, r, pid, list)
+  if not okn then return nil end
+  local caller = ci and names[ci] or nil
+  -- the walk may have had the caller too
+  if caller and names[ci + 1] == caller then table.remove(names, ci + 1) end
+  return names, caller
+end
+
 --- Adds frame names to the recorded user stacks (perf_manual.sym), while
---- the processes are alive. Stacks keep their raw addresses either way.
+--- the processes are alive, waiting and waking; the call site of each
+--- (caller = the first frame outside the C library); per futex
+--- waiter_site and holder_site, the heaviest of each. Stacks keep their raw
+--- addresses either way.
 function M.name_stacks(res)
   local r = sym.new()
   for _, f in ipairs(res.futex) do
     for _, s in ipairs(f.stacks) do
-      local okn, names = pcall(r.user, r, f.tgid, s.addrs)
-      if okn then s.frames = names end
+      s.frames, s.caller_frame = spliced(r, f.tgid, s)
+      if s.caller_frame and not f.waiter_site then f.waiter_site = s.caller_frame end
+    end
+    for _, s in ipairs(f.wake_sites) do
+      s.frames, s.caller_frame = spliced(r, f.tgid, s)
+      if s.caller_frame and not f.holder_site then f.holder_site = s.caller_frame end
     end
   end
 end
@@ -369,13 +493,21 @@ function M.to_json(res)
     local list = {}
     for i, r in ipairs(res[key] or {}) do
       local c = base.json_copy(r, { 'slots' })
-      if r.stacks then
-        local st = {}
-        for j, s in ipairs(r.stacks) do
-          st[j] = { count = s.count, total_ns = s.total_ns, stack_id = s.stack_id,
-                    addrs = util.array(s.addrs or {}), frames = s.frames and util.array(s.frames) }
+      for _, sk in ipairs({ 'stacks', 'wake_sites' }) do
+        if r[sk] then
+          local st = {}
+          for j, s in ipairs(r[sk]) do
+            st[j] = { count = s.count, total_ns = s.total_ns, stack_id = s.stack_id, caller = s.caller,
+                      caller_frame = s.caller_frame, threads = s.threads,
+                      addrs = util.array(s.addrs or {}), frames = s.frames and util.array(s.frames) }
+          end
+          c[sk] = util.array(st)
         end
-        c.stacks = util.array(st)
+      end
+      if r.wakers then
+        local wl = {}
+        for j, w in ipairs(r.wakers) do wl[j] = { tgid = w.tgid, pid = w.pid, comm = w.comm, count = w.count } end
+        c.wakers = util.array(wl)
       end
       list[i] = c
     end

@@ -9,7 +9,7 @@ local function unhex(h) return (h:gsub('..', function(x) return string.char(tonu
 local rec = assert(util.json_decode(fixture('bpfmaps/lock.json')))
 
 local function decoded()
-  local d = { futexes = {}, threads = {}, stacks = {}, klocks = {}, counters = {} }
+  local d = { futexes = {}, threads = {}, stacks = {}, wakers = {}, klocks = {}, counters = {} }
   local function each(map, list, decode)
     for _, e in ipairs(rec.maps[map]) do list[#list + 1] = decode(unhex(e.key), unhex(e.value)) end
   end
@@ -20,6 +20,12 @@ local function decoded()
     local s = lock.decode_stack(unhex(e.key), unhex(e.value))
     s.addrs = require('perf_manual.tracers.offcpu').unpack(unhex(rec.stacks[tostring(s.stack_id)]))
     d.stacks[#d.stacks + 1] = s
+  end
+  for _, e in ipairs(rec.maps.wakers) do
+    local w = lock.decode_waker(unhex(e.key), unhex(e.value))
+    local raw = rec.stacks[tostring(w.stack_id)]
+    w.addrs = raw and require('perf_manual.tracers.offcpu').unpack(unhex(raw)) or {}
+    d.wakers[#d.wakers + 1] = w
   end
   for _, e in ipairs(rec.maps.counters) do
     local idx = string.byte(unhex(e.key), 1)
@@ -80,6 +86,60 @@ describe('perf_manual.tracers.lock', function()
     assert.is_true(s.count <= top.count)
     -- without a thread count the basis is the threads seen waiting
     assert.matches('threads seen waiting$', r.use.utilisation_basis)
+  end)
+
+  it('puts the wake side on its futex: the releasing threads and their call site', function()
+    local d = decoded()
+    local r = lock.analyse(d, rec.seconds, 9)
+    local top = r.futex[1]
+    -- every recorded wake is on the one contended mutex, by workload threads
+    assert.equal(d.counters.futex_wakes, r.futex_wakes)
+    assert.equal(r.futex_wakes, top.wakes)
+    assert.is_true(top.wakes > 50)
+    local waiting = {}
+    for _, t in ipairs(r.threads) do waiting[t.pid] = true end
+    local sum_w = 0
+    for i, w in ipairs(top.wakers) do
+      assert.equal(rec.pid, w.tgid)
+      assert.equal('mutex_contentio', w.comm)
+      assert.is_true(waiting[w.pid], 'waker ' .. w.pid .. ' is one of the waiting threads')
+      if i > 1 then assert.is_true(top.wakers[i - 1].count >= w.count) end
+      sum_w = sum_w + w.count
+    end
+    assert.equal(top.wakes, sum_w)
+    assert.is_true(#top.wakers >= 7)
+    -- one call site (worker's pthread_mutex_unlock), shared by the threads;
+    -- its caller is a return address past the C library
+    assert.equal(1, #top.wake_sites)
+    local site = top.wake_sites[1]
+    assert.equal(top.wakes, site.count)
+    assert.equal(#top.wakers, site.threads)
+    assert.equal('number', type(site.caller))
+    assert.is_true(#site.addrs >= 1)
+    assert.equal('number', type(top.stacks[1].caller))   -- the waiters' caller too
+  end)
+
+  it('gives the wait-time p50 and p99 from the histogram', function()
+    local r = lock.analyse(decoded(), rec.seconds, 9)
+    local f = r.futex[1]
+    local hist = require('perf_manual.hist')
+    local b = hist.log2_buckets(f.slots)
+    -- p50 lies in the bucket holding the middle wait, p99 at or above it,
+    -- and neither above the longest wait
+    local half, seen, mid = f.count / 2, 0, nil
+    for _, x in ipairs(b) do seen = seen + x.count; if not mid and seen >= half then mid = x end end
+    assert.is_true(f.p50_us >= mid.lo and f.p50_us <= mid.hi + 1, f.p50_us .. ' in ' .. mid.lo .. '..' .. mid.hi)
+    assert.is_true(f.p99_us >= f.p50_us)
+    assert.is_true(f.p99_us <= f.max_ns / 1e3 + 1)
+  end)
+
+  it('names a lock by symbol, or by its mapping', function()
+    assert.equal('g_lock (app .bss)', lock.lock_name { uaddr = 1, symbol = 'g_lock', mapping = '/usr/bin/app', section = '.bss' })
+    assert.equal('tbl+0x8 (app .data)',
+      lock.lock_name { uaddr = 1, symbol = 'tbl', symbol_offset = 8, mapping = '/usr/bin/app', section = '.data' })
+    assert.equal('heap object 0x55d0 in [heap]', lock.lock_name { uaddr = 0x55d0, mapping = '[heap]' })
+    assert.equal('futex 0x7f00 in [anon]', lock.lock_name { uaddr = 0x7f00, mapping = '[anon]' })
+    assert.equal('futex 0x7f00', lock.lock_name { uaddr = 0x7f00 })
   end)
 
   it('counts futex errors from the outcome table', function()
@@ -166,6 +226,8 @@ describe('perf_manual.tracers.lock', function()
     local j = util.json_encode(lock.to_json(r))
     assert.matches('"futex":%[{', j)
     assert.matches('"notes":%[%]', j)
+    assert.matches('"wakers":%[{', j)
+    assert.matches('"wake_sites":%[{', j)
   end)
 
   it('rejects a key of the wrong size', function()
