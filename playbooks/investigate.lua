@@ -130,7 +130,9 @@ return playbook {
       end
       local report = inv:draft_report "technical"
       local bottleneck = inv.next == "wait" and ("waits on " .. tostring(inv.waits_on)) or inv.next
-      inv:printf('\nBottleneck: %s\nDraft report: %s/%s\n', bottleneck or 'none found', inv.dir, report)
+      inv:printf('\nBottleneck: %s\n', bottleneck or 'none found')
+      if best and best.status == 'supported' then inv:printf('Root cause: %s\n', best.text) end
+      inv:printf('Draft report: %s/%s\n', inv.dir, report)
     end,
   },
 }

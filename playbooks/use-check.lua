@@ -42,8 +42,16 @@ return playbook {
         rows = r.rows, idle = r.idle, verdict = r.verdict_detail, cpu_reason = r.cpu_reason, notes = r.notes,
         sources = r.sources,
         measures = r.measures }
+      local t = type(r.target) == 'table' and r.target or {}
+      doc.exit_status, doc.exit_signal = t.exit_status, t.exit_signal
       if p.save then inv:save_file(p.save, doc) end
-      if p.json then inv:json(doc) else inv:show(r.text) end
+      if p.json then inv:json(doc)
+      else
+        inv:show(r.text)
+        -- a command launched after `--`: how it ended
+        local ended = t.launched and inv:exit_text(t)
+        if ended then inv:print(ended) end
+      end
     end,
   },
 }

@@ -75,6 +75,64 @@ describe('-- COMMAND', function()
     end)
   end)
 
+  it('use-check reports the exit status of the command it launched, in text and JSON', function()
+    if not h.need_root() then return end
+    h.with_machine_lock(function()
+      local text, err, st = h.pm("use-check --duration 5 -- sh -c 'sleep 1; exit 3'")
+      assert.equal(0, st, err)
+      assert.matches('\ncommand exited with status 3\n', text)
+      local out, err2, st2 = h.pm("use-check --duration 5 --json -- sh -c 'sleep 1; exit 3'")
+      assert.equal(0, st2, err2)
+      local doc = json_of(out, err2)
+      assert.equal(3, doc.exit_status)
+      assert.is_true(doc.exited)
+    end)
+  end)
+
+  it('investigate -- COMMAND runs the investigation on the command it launches', function()
+    if not h.need_root('the drill-downs load BPF tracers and profilers') then return end
+    h.with_machine_lock(function()
+      local root = os.tmpname(); os.remove(root)
+      local ok, err = xpcall(function()
+        -- one thread spinning on the 2-CPU machine (cpu_burn THREADS SECONDS)
+        local out, e, st = h.pm(string.format('investigate --symptom "it is slow" --batch --duration 2 --store %s '
+          .. '-- %s/build/workloads/cpu_burn 1 30', root, h.root))
+        assert.equal(0, st, out .. e)
+        local id = require('perf_manual.store').list(root)[1]
+        local meta = assert(require('perf_manual.store').open(root, id):load_metadata())
+        assert.equal('cpu', meta.verdict, out)
+        assert.matches('\nBottleneck: cpu\nRoot cause: [^\n]*cpu_burn', out)
+        -- the command was stopped with the investigation: no cpu_burn left behind
+        assert.is_nil(io.popen('pgrep -f "[w]orkloads/cpu_burn 1 30"'):read('*l'))
+      end, debug.traceback)
+      os.execute('rm -rf ' .. root)
+      assert(ok, err)
+    end)
+  end)
+
+  it('removes the empty run cgroups left by a perf_manual that was killed, and no other', function()
+    if not h.need_root() then return end
+    local targets = require('perf_manual.measure.target')
+    local m = require('perf_manual.collectors.cgroup').mounts()
+    if not m.v2 then return pending('no cgroup v2 mount') end
+    -- a pid that is surely gone: a child reaped just now
+    local dead = assert(sys.spawn({ 'true' }, { stdout = 'null', stderr = 'null' }))
+    sys.wait(dead)
+    local gone = string.format('%s/perf_manual-run-%d-1', m.v2.dir, dead)
+    local live = string.format('%s/perf_manual-run-1-77', m.v2.dir) -- pid 1 is alive
+    local stat = require('posix.sys.stat')
+    assert(stat.mkdir(gone, 493))
+    assert(stat.mkdir(live, 493))
+    local ok, err = pcall(function()
+      assert.is_true(targets.sweep_run_cgroups(m.v2.dir) >= 1)
+      assert.is_nil(stat.stat(gone))
+      assert.is_not_nil(stat.stat(live))
+    end)
+    require('posix.unistd').rmdir(gone)
+    require('posix.unistd').rmdir(live)
+    assert(ok, err)
+  end)
+
   it('profile sees the samples of the command\'s children', function()
     if not h.need_root() then return end
     h.with_machine_lock(function()

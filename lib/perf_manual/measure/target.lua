@@ -285,9 +285,26 @@ local run_seq = 0
 --- Makes the cgroup (v2) a command is launched into, so BPF programs that
 --- filter on one id see the command and every process it starts. Returns
 --- { dir =, id = } or nil, why (no cgroup2 mount, not writable).
+--- Removes the empty run cgroups of perf_manual processes that are gone
+--- (killed with -9, or a machine reset of their parent): nothing else ever
+--- would. Returns how many it removed.
+function M.sweep_run_cgroups(v2dir)
+  local n = 0
+  local ok, names = pcall(dirent.dir, v2dir)
+  for _, name in ipairs(ok and names or {}) do
+    local owner = tonumber(name:match('^perf_manual%-run%-(%d+)%-%d+$') or '')
+    if owner and owner ~= sys.getpid() and not isdir('/proc/' .. owner) then
+      local dir = v2dir .. '/' .. name
+      if (read(dir .. '/cgroup.procs') or 'x'):match('^%s*$') and unistd.rmdir(dir) then n = n + 1 end
+    end
+  end
+  return n
+end
+
 function M.make_run_cgroup()
   local m = cgroups().mounts()
   if not m.v2 then return nil, 'no cgroup v2 mount' end
+  if run_seq == 0 then M.sweep_run_cgroups(m.v2.dir) end
   run_seq = run_seq + 1
   local dir = string.format('%s/perf_manual-run-%d-%d', m.v2.dir, sys.getpid(), run_seq)
   local ok, err = pstat.mkdir(dir, 493)

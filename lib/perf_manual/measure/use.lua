@@ -418,6 +418,8 @@ function M.collect_on(s, opts)
   }
   if ended_by == 'interrupted' then m.stopped = true end
   if ended_by == 'target exited' then m.exited = true; m.alive_s = s.exited_after end
+  -- a launched command that ended by itself: its exit status
+  m.target = targets.describe(t)
   snapshot(sys.now())
   m.elapsed = (last_sys.cpu and first_sys.cpu and last_sys.cpu.time - first_sys.cpu.time) or s:elapsed()
   m.samples = samples
