@@ -147,37 +147,66 @@ local function symptom_kind(text)
   return 'latency'
 end
 
+-- A percentile rests on the values beyond it: p99 of 300 requests is the
+-- 3 slowest, and two runs of an unchanged service differ there by 15%.
+-- The latency percentile judged is the highest with at least this many
+-- values beyond it on the smaller side (p99: 1000 requests, p90: 100).
+M.TAIL_VALUES = 10
+
 --- The symptom's primary metric among rows: the error ratio for a symptom
---- about errors, throughput for one about throughput, latency p99
---- otherwise; without RED data, the workload's CPU (one value per side).
+--- about errors, throughput for one about throughput, else latency at the
+--- highest percentile the samples support (p99, p90, p50: M.TAIL_VALUES);
+--- without RED data, the workload's CPU (one value per side).
 function M.primary(rows, symptom)
   local by = {}
   for _, r in ipairs(rows) do by[r.key] = r end
   local want = ({ errors = 'red.error_ratio', throughput = 'red.throughput' })[symptom_kind(symptom)]
-  return (want and by[want]) or by['red.latency.p99'] or by['red.latency.p50']
+  if want and by[want] then return by[want] end
+  local lat
+  for _, q in ipairs({ { 'p99', 0.01 }, { 'p90', 0.1 }, { 'p50', 0.5 } }) do
+    local r = by['red.latency.' .. q[1]]
+    local n = r and math.min(r.n_before or 0, r.n_after or 0)
+    if r and n * q[2] >= M.TAIL_VALUES then lat = r break end
+  end
+  return lat or by['red.latency.p50'] or by['red.latency.p99']
     or by['quantify.process.cpu_pct'] or by['quantify.system.busy_pct'] or rows[1]
 end
 
---- The verdict on one row: 'fixed' only when it improved with the test
---- significant (p < alpha) and the 95% CI of the change excluding 0;
---- 'worse' when the same holds the other way; 'inconclusive' when there is
---- no test (one value per side, no data) or the test and the interval
---- disagree; 'not fixed' when the change is not significant.
-function M.verdict(row, alpha)
-  alpha = alpha or M.ALPHA
+-- Two runs of an unchanged workload differ by a few percent even where a
+-- test calls the difference significant (hundreds of values make any
+-- drift significant): the verdict counts changes beyond this margin (%).
+M.MARGIN = 10
+
+--- The verdict on one row (opts: alpha, margin in %):
+---   fixed         the test is significant (p < alpha) and the whole 95% CI
+---                 of the change lies on the better side, beyond the margin
+---                 (so it excludes 0)
+---   worse         the same on the worse side
+---   not fixed     the whole CI lies within the margin (no change that
+---                 matters), or the test is not significant and the CI
+---                 stays within the margin
+---   inconclusive  no test (one value per side, no data), or the CI
+---                 reaches both beyond and within the margin
+--- Returns the verdict and, when not fixed or inconclusive, why.
+function M.verdict(row, opts)
+  if type(opts) ~= 'table' then opts = { alpha = opts } end
+  local alpha, m = opts.alpha or M.ALPHA, opts.margin or M.MARGIN
   if not row then return 'inconclusive', 'no metric measured on both sides' end
-  if row.test == 'one value per side' or type(row.p) ~= 'number' or type(row.ci_lo) ~= 'number'
-    or type(row.ci_hi) ~= 'number' or type(row.change_pct) ~= 'number' then
+  if type(row.p) ~= 'number' or type(row.ci_lo) ~= 'number' or type(row.ci_hi) ~= 'number'
+    or type(row.change_pct) ~= 'number' then
     return 'inconclusive', row.why or 'one value per side: no test possible'
   end
-  local significant = row.p < alpha
-  local excludes0 = row.ci_lo > 0 or row.ci_hi < 0
-  if significant and excludes0 then
-    local better = (row.lower_better and row.ci_hi < 0) or (not row.lower_better and row.ci_lo > 0)
-    return better and 'fixed' or 'worse'
+  local lo, hi = row.ci_lo, row.ci_hi
+  if not row.lower_better then lo, hi = -hi, -lo end   -- from here, negative is better
+  if row.p < alpha then
+    if hi < -m then return 'fixed' end
+    if lo > m then return 'worse' end
   end
-  if significant ~= excludes0 then return 'inconclusive', 'the test and the confidence interval disagree' end
-  return 'not fixed'
+  if lo >= -m and hi <= m then
+    return 'not fixed', row.p < alpha and string.format('the change stays within %g%% of no change', m)
+      or 'no significant change'
+  end
+  return 'inconclusive', string.format('the interval reaches both beyond and within %g%% of no change', m)
 end
 
 local function fmt_pct(x) return string.format('%+.0f%%', x) end
@@ -185,7 +214,7 @@ local function fmt_pct(x) return string.format('%+.0f%%', x) end
 local TEST_WORD = { ['mann-whitney'] = 'U test', ['two-proportion z'] = 'z test', ['poisson rate'] = 'rate test' }
 
 local function short_name(row)
-  return (row.key:match('^red%.latency%.(p%d+)$')) or row.name
+  return (row.key:match('^red%.latency%.(p%d+)$')) or row.name:lower()
 end
 
 --- "fixed: p99 -38%, 95% CI [-41%, -35%], U test p < 0.001"
@@ -198,6 +227,7 @@ function M.summary(verdict, row, why)
   if type(row.p) == 'number' and row.test ~= 'one value per side' then
     parts[#parts + 1] = string.format('%s %s', TEST_WORD[row.test] or row.test,
       row.p < 0.001 and 'p < 0.001' or string.format('p = %.3g', row.p))
+    if why then parts[#parts] = parts[#parts] .. ' (' .. why .. ')' end
   else
     parts[#parts + 1] = why or 'one value per side: no test'
   end
@@ -210,7 +240,7 @@ function M.validation(before, after, opts)
   opts = opts or {}
   local rows = M.rows(before, after, opts)
   local prim = M.primary(rows, opts.symptom)
-  local verdict, why = M.verdict(prim, opts.alpha)
+  local verdict, why = M.verdict(prim, opts)
   local metrics = {}
   -- the primary metric first, then the rest in their order
   if prim then metrics[1] = prim end
