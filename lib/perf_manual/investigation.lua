@@ -384,7 +384,8 @@ local function check_inputs(root, params, workload)
   if params.baseline ~= nil then
     user_prefixed('--baseline: ', store.open, root, tostring(params.baseline))
     -- another workload's baseline is refused here, before anything is measured
-    return M.check_baseline(root, params, M.run_identity(params, resolved)) or true
+    local now = params.replay and recorded_identity(params.replay, { params = params }) or M.run_identity(params, resolved)
+    return M.check_baseline(root, params, now) or true
   end
 end
 
