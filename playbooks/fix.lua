@@ -73,10 +73,11 @@ return playbook {
       inv:json(out)
       return
     end
-    inv:printf('Fix recorded in %s: %s\n', handle.id, util.printable(meta.fix.text))
+    inv:printf('%s %s: %s\n', text and 'Fix recorded in' or 'Fix of', handle.id, util.printable(meta.fix.text))
     if out.validation then
       inv:print(vz.render(out.validation))
-      inv:printf('after: %s; the diff of every metric: %s\n', out.validation.after,
+      local after = out.validation.after
+      inv:printf('after: %s; the diff of every metric: %s\n', p.after and after or (handle.dir .. '/' .. after),
         store.analysis_path(handle.dir, 'fix-validation.json'))
     else
       inv:printf('validate it with: perf_manual fix %s --validate   (or --after DIR)\n', handle.id)
