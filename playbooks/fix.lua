@@ -19,8 +19,8 @@ return playbook {
     fix_text = param.string { 'what was changed, in words', positional = true, optional = true },
     investigation = param.investigation { 'same as the first argument', optional = true },
     text = param.string { 'same as the second argument', optional = true },
-    validate = param.flag { "measure again as the investigation did (same target, endpoint and load) into its after/ dir, "
-      .. "and judge before against after" },
+    validate = param.flag { "measure again as the investigation did (same target, endpoint and load) into its "
+      .. "after/ dir, and judge before against after" },
     after = param.string { 'judge against this data dir or investigation instead of measuring', optional = true,
       conflicts = { 'validate' } },
     target = param.string { "with --validate: measure this target instead of the recorded workload (a restarted "

@@ -40,7 +40,7 @@ return playbook {
   },
 
   step "quantify" { budget = "30m",
-    function(inv, p)
+    function(inv)
       local q = inv:quantify {}
       inv.quantified = q
       if q.available ~= false then

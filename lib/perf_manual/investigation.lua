@@ -136,10 +136,15 @@ function M.check_baseline(root, params, now)
   local same, why = validate.same_workload(was, now)
   if same == false and not params.baseline_any then
     util.user_error(string.format('--baseline %s looked at another workload (%s: %s; this run: %s); '
-      .. 'compare like with like, or give --baseline-any', base.id, why, validate.describe(was), validate.describe(now)))
+      .. 'compare like with like, or give --baseline-any', base.id, why, validate.describe(was),
+      validate.describe(now)))
   end
-  if same == nil then return string.format('cannot tell whether baseline %s looked at the same workload (%s)', base.id, why) end
-  if same == false then return string.format('baseline %s looked at another workload (%s; --baseline-any)', base.id, why) end
+  if same == nil then
+    return string.format('cannot tell whether baseline %s looked at the same workload (%s)', base.id, why)
+  end
+  if same == false then
+    return string.format('baseline %s looked at another workload (%s; --baseline-any)', base.id, why)
+  end
 end
 
 --- Compares this run with a baseline investigation: the symptom (latency
@@ -384,7 +389,8 @@ local function check_inputs(root, params, workload)
   if params.baseline ~= nil then
     user_prefixed('--baseline: ', store.open, root, tostring(params.baseline))
     -- another workload's baseline is refused here, before anything is measured
-    local now = params.replay and recorded_identity(params.replay, { params = params }) or M.run_identity(params, resolved)
+    local now = params.replay and recorded_identity(params.replay, { params = params })
+      or M.run_identity(params, resolved)
     return M.check_baseline(root, params, now) or true
   end
 end
@@ -405,7 +411,8 @@ function M.context(pb, params, opts)
   end
   local handle, meta
   if params.fix ~= nil and not params.resume then
-    util.user_error('--fix records the fix of a stored investigation: give --resume ID (or: perf_manual fix ID "the fix")')
+    util.user_error('--fix records the fix of a stored investigation: give --resume ID '
+      .. '(or: perf_manual fix ID "the fix")')
   end
   if params.resume then
     handle = store.open(root, params.resume)

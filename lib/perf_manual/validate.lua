@@ -59,7 +59,8 @@ local function after_target(plan, target_text, after_dir)
     error(t, 0)
   end
   if t.kind == 'pid' and not util.readfile(targets.proc .. '/' .. t.pid .. '/stat') then
-    util.user_error(string.format('fix --validate: process %d is gone; give --target (the fixed workload) or --after DIR', t.pid))
+    util.user_error(string.format('fix --validate: process %d is gone; give --target (the fixed workload) '
+      .. 'or --after DIR', t.pid))
   end
   if t.kind == 'command' then
     targets.launch(t, { log = after_dir .. '/workload.log' })

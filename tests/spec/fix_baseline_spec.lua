@@ -41,8 +41,8 @@ describe('investigate --baseline', function()
   after_each(function() h.rmrf(root) end)
 
   it('compares the symptom and the USE figures with the baseline of the same service', function()
-    local out, err, st = h.pm(string.format("investigate --replay '%s/fast' --endpoint %s --symptom 'requests are slow' "
-      .. "--baseline %s --batch --store '%s'", FV, ENDPOINT, ids[1], root))
+    local out, err, st = h.pm(string.format("investigate --replay '%s/fast' --endpoint %s "
+      .. "--symptom 'requests are slow' --baseline %s --batch --store '%s'", FV, ENDPOINT, ids[1], root))
     assert.equal(0, st, err)
     assert.matches('Compared with baseline ' .. ids[1]:gsub('%-', '%%-'), out)
     local id = newest(root, { [ids[1]] = true })
@@ -107,7 +107,8 @@ end)
 
 describe('workload identity', function()
   it('is the program, the service or cgroup, and the endpoint', function()
-    local id = vz.identity({ workload = '/opt/app/bin/fixval_http 8080 /etc/app.conf', endpoint = 'http://Localhost:8080/api?x=1' })
+    local id = vz.identity({ workload = '/opt/app/bin/fixval_http 8080 /etc/app.conf',
+      endpoint = 'http://Localhost:8080/api?x=1' })
     assert.same({ program = 'fixval_http', endpoint = 'http://localhost:8080/api' }, id)
     assert.same({ program = 'postgres' }, vz.identity({ workload = '4242', comm = 'postgres' }))
     assert.same({ program = 'a_very_long_pro' }, vz.identity({ workload = 'cmd:./a_very_long_program_name --x' }))

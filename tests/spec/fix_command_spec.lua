@@ -93,7 +93,8 @@ describe('fix', function()
 
   it('records a fix from investigate --resume ID --fix, running nothing else', function()
     local before = meta_of(root, ids[2])
-    local out, err, st = h.pm(string.format("investigate --resume %s --fix 'pool of 8 workers' --store '%s'", ids[2], root))
+    local out, err, st = h.pm(string.format("investigate --resume %s --fix 'pool of 8 workers' --store '%s'", ids[2],
+      root))
     assert.equal(0, st, err)
     assert.matches('Fix recorded in', out)
     assert.not_matches('== 1/', out)

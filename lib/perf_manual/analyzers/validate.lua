@@ -20,7 +20,8 @@ local RED = {
   { key = 'red.latency.p90', name = 'Latency p90', exp = 'p90 -0%', unit = 'ms', scale = 1000, lower_better = true },
   { key = 'red.latency.p99', name = 'Latency p99', exp = 'p99 -0%', unit = 'ms', scale = 1000, lower_better = true },
   { key = 'red.error_ratio', name = 'Error ratio', exp = 'errors -0%', unit = '%', scale = 100, lower_better = true },
-  { key = 'red.throughput', name = 'Throughput', exp = 'throughput +0%', unit = 'req/s', scale = 1, lower_better = false },
+  { key = 'red.throughput', name = 'Throughput', exp = 'throughput +0%', unit = 'req/s', scale = 1,
+    lower_better = false },
 }
 
 -- quantify.json figures (one value per side), by dataset scalar key
@@ -93,7 +94,8 @@ function M.quantify_rows(before, after)
   return rows
 end
 
-local USE_PARTS = { { 'utilization', 'utilization', '%' }, { 'saturation', 'saturation', '' }, { 'errors', 'errors', '' } }
+local USE_PARTS = { { 'utilization', 'utilization', '%' }, { 'saturation', 'saturation', '' },
+  { 'errors', 'errors', '' } }
 
 --- The USE figures (CPU, memory, disk, network, locks: utilization,
 --- saturation, errors of each row of a use-check) present on both sides.
@@ -261,7 +263,8 @@ M.fmt_val = fmt_val
 --- Console lines of metric rows (a table), the first row marked primary.
 function M.render_rows(metrics, primary_key, heads)
   heads = heads or { 'metric', 'before', 'after' }
-  local lines = { string.format('  %-28s %14s %14s %8s  %-20s %s', heads[1], heads[2], heads[3], 'change', '95% CI', 'test') }
+  local lines = { string.format('  %-28s %14s %14s %8s  %-20s %s', heads[1], heads[2], heads[3], 'change', '95% CI',
+    'test') }
   for _, r in ipairs(metrics) do
     local ci = (type(r.ci_lo) == 'number' and type(r.ci_hi) == 'number')
       and string.format('[%s, %s]', fmt_pct(r.ci_lo), fmt_pct(r.ci_hi)) or '-'
