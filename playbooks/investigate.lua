@@ -9,7 +9,8 @@ return playbook {
   examples = '  perf_manual investigate --workload 1234 --symptom "p99 latency doubled since Monday"\n'
     .. '  perf_manual investigate --workload "./build/workloads/fsync_writer" --symptom "writes are slow" --batch\n'
     .. '  perf_manual investigate --workload api --symptom "slow" --answers answers.yaml --baseline 2026-01-10_slow\n'
-    .. '  perf_manual investigate --resume 2026-11-22_slow',
+    .. '  perf_manual investigate --resume 2026-11-22_slow\n'
+    .. '  perf_manual investigate --resume 2026-11-22_slow --fix "cache the session lookup"',
   params  = {
     workload = param.target   { "pid, process name, service, cgroup or a command to launch", required = true,
       unless = { "replay" }, aliases = { { name = "target", prefix = "", desc = "same as --workload" },
@@ -18,6 +19,10 @@ return playbook {
     baseline = param.investigation { "an earlier investigation to compare with", optional = true },
     duration = param.duration { "how long each measurement runs", default = "5s", above = 0 },
     endpoint = param.string   { "URL of the service, for a RED check", optional = true },
+    baseline_any = param.flag { "compare with --baseline even when it looked at another workload (program, "
+      .. "service, cgroup or endpoint)" },
+    fix = param.string { "with --resume: record the fix (what was changed) and stop; `perf_manual fix ID --validate` "
+      .. "validates it", optional = true },
   },
 
   step "checklist" { budget = "10m",
@@ -35,7 +40,7 @@ return playbook {
   },
 
   step "quantify" { budget = "30m",
-    function(inv, p)
+    function(inv)
       local q = inv:quantify {}
       inv.quantified = q
       if q.available ~= false then
@@ -47,10 +52,6 @@ return playbook {
           pr and string.format('workload: %.0f%% of a CPU, run-queue wait %s', pr.cpu_pct or 0,
             pr.runq_wait_pct and string.format('%.0f%%',
               pr.runq_wait_pct) or 'not measured') or 'workload: not measured')
-      end
-      if p.baseline then
-        local cmp = inv:compare_with(p.baseline, q)
-        if cmp then inv:show(cmp.text) end
       end
     end,
   },
@@ -65,6 +66,10 @@ return playbook {
         local red = inv:red_check { endpoint = p.endpoint, duration = p.duration }
         inv:show(red)
         inv:finding_from(red)
+      end
+      if p.baseline then                              -- the symptom and the USE figures against the baseline
+        local cmp = inv:compare_with(p.baseline)
+        if cmp then inv:show(cmp.text) end
       end
     end,
   },

@@ -20,6 +20,7 @@ local verbs_common = require('perf_manual.verbs.common')
 local targets = require('perf_manual.measure.target')
 local lyaml = require('lyaml')
 local drill = require('perf_manual.report.drill')
+local validate = require('perf_manual.analyzers.validate')
 
 local M = {}
 -- the inv: verbs live in the engine's registry; this module adds its own
@@ -87,45 +88,102 @@ function methods.similar_past(inv, text, opts)
   return hits
 end
 
-local function flat_numbers(t, prefix, out)
-  out = out or {}
-  for k, v in pairs(t or {}) do
-    local key = prefix and (prefix .. '.' .. k) or k
-    if type(v) == 'number' then out[key] = v
-    elseif type(v) == 'table' and k ~= 'missing' then flat_numbers(v, key, out) end
+-- What the data of an investigation says about its workload, for
+-- analyzers.validate.identity: the --workload and --endpoint it was given,
+-- and the comm and target kind its use-check (or quantify) recorded.
+local function recorded_identity(dir, meta)
+  local p = (meta and meta.params) or {}
+  local facts = { workload = p.workload, endpoint = p.endpoint }
+  local text = store.read_artifact(dir, 'use-check.json')
+  local u = text and util.json_decode(text)
+  if type(u) == 'table' then
+    local t = type(u.target) == 'table' and u.target or {}
+    facts.target_kind = t.kind
+    local task = type(u.task) == 'table' and u.task or type(u.measures) == 'table' and u.measures.task or nil
+    facts.comm = (type(task) == 'table' and type(task.comm) == 'string' and task.comm)
+      or (t.kind == 'pid' and type(t.label) == 'string' and t.label:match('%(([^()]+)%)%s*$')) or nil
   end
-  return out
+  local red = store.read_artifact(dir, 'red-check.json')
+  local r = red and util.json_decode(red)
+  if not facts.endpoint and type(r) == 'table' and type(r.url) == 'string' then facts.endpoint = r.url end
+  return validate.identity(facts)
 end
+M.recorded_identity = recorded_identity
 
---- Compares this run's quantify numbers with a baseline investigation's.
-function methods.compare_with(inv, baseline_id, current)
-  local root = inv.store_root or store.root(inv.params.store)
-  local base = store.open(root, baseline_id)
-  local text = base:read_artifact('quantify.json')
-  if not text then
-    inv:warn('baseline ' .. base.id .. ' has no quantify data: comparison not possible')
-    return nil
-  end
-  local b = util.json_decode(text) or {}
-  current = current or inv.state.quantified
-  local fb, fc = flat_numbers(b), flat_numbers(current or {})
-  local rows = {}
-  for _, k in ipairs(util.keys(fb)) do
-    if k ~= 'duration' and k ~= 'pid' then
-      local before, after = fb[k], fc[k]
-      local change = (before and after and before ~= 0) and ((after - before) / math.abs(before) * 100) or nil
-      rows[#rows + 1] = { metric = k, before = before, after = after, change_pct = change }
+--- The identity of the workload a run is about to look at: its params and
+--- the resolved target (a pid's comm; a command's program).
+function M.run_identity(params, resolved)
+  local facts = { workload = params.workload, endpoint = params.endpoint }
+  if type(resolved) == 'table' then
+    facts.target_kind = resolved.kind ~= 'command' and resolved.kind or nil
+    facts.comm = resolved.comm
+    if resolved.kind == 'command' and type(resolved.argv) == 'table' and resolved.argv[1] then
+      facts.comm = tostring(resolved.argv[1]):match('([^/]+)$')
     end
   end
-  local res = { baseline = base.id, rows = rows }
-  inv:save_artifact(verbs_common.artifact_name(inv, 'compare', '.json'), res, 'compare')
-  local lines = { string.format('%-28s %12s %12s %10s', 'metric (vs ' .. base.id .. ')', 'baseline', 'now', 'change') }
-  for _, r in ipairs(rows) do
-    lines[#lines + 1] = string.format('%-28s %12s %12s %10s', r.metric,
-      r.before and string.format('%.2f', r.before) or 'not measured',
-      r.after and string.format('%.2f', r.after) or 'not measured',
-      r.change_pct and string.format('%+.0f%%', r.change_pct) or '-')
+  return validate.identity(facts)
+end
+
+--- Refuses a baseline of another workload (a user error, exit 2) unless
+--- params.baseline_any: identity is the program (command's executable, a
+--- process name, a pid's comm), else the service or cgroup, and the
+--- endpoint (analyzers.validate.identity). When the baseline recorded
+--- nothing to tell, returns the reason (a warning), else nil.
+function M.check_baseline(root, params, now)
+  local base = store.open(root, tostring(params.baseline))
+  local bmeta = base:load_metadata()
+  local was = recorded_identity(base.dir, bmeta)
+  local same, why = validate.same_workload(was, now)
+  if same == false and not params.baseline_any then
+    util.user_error(string.format('--baseline %s looked at another workload (%s: %s; this run: %s); '
+      .. 'compare like with like, or give --baseline-any', base.id, why, validate.describe(was),
+      validate.describe(now)))
   end
+  if same == nil then
+    return string.format('cannot tell whether baseline %s looked at the same workload (%s)', base.id, why)
+  end
+  if same == false then
+    return string.format('baseline %s looked at another workload (%s; --baseline-any)', base.id, why)
+  end
+end
+
+--- Compares this run with a baseline investigation: the symptom (latency
+--- percentiles, error ratio and throughput, with their tests, when both
+--- have RED data), the quantify figures and the USE figures of every
+--- resource both use-checks measured (one value per side). Stored as
+--- raw_data/compare.json; returns it with .text, or nil when the baseline
+--- holds nothing to compare.
+function methods.compare_with(inv, baseline_id)
+  local root = inv.store_root or store.root(inv.params.store)
+  local base = store.open(root, baseline_id)
+  if not rawget(inv, 'baseline_checked') then
+    -- a resumed run: the identity was not checked before the folder existed
+    local w = rawget(inv, 'workload_info')
+    local warn = M.check_baseline(root, setmetatable({ baseline = baseline_id }, { __index = inv.params }),
+      M.run_identity(inv.params, w and w.target))
+    if warn then inv:warn(warn) end
+  elseif rawget(inv, 'baseline_warning') then
+    inv:warn(inv.baseline_warning)
+  end
+  local before = report.load(base.dir)
+  local now = rawget(inv, 'dir') and report.load(inv.dir) or { samples = {}, scalars = {} }
+  local rows = validate.rows(before, now, { seed = 1, stop = require('perf_manual.sys').stop_requested })
+  for _, r in ipairs(validate.use_rows(before, now)) do rows[#rows + 1] = r end
+  if #rows == 0 then
+    inv:warn('baseline ' .. base.id .. ' has no figure in common with this run (no RED check, quantify or '
+      .. 'use-check on both sides): comparison not possible')
+    return nil
+  end
+  local out = {}
+  for i, r in ipairs(rows) do
+    out[i] = { metric = r.name .. ((r.unit and r.unit ~= '') and (' (' .. r.unit .. ')') or ''), name = r.name,
+      key = r.key, unit = r.unit, before = r.before, after = r.after, change_pct = r.change_pct,
+      ci_lo = r.ci_lo, ci_hi = r.ci_hi, p = r.p, test = r.test, why = r.why }
+  end
+  local res = { baseline = base.id, rows = out }
+  inv:save_artifact(verbs_common.artifact_name(inv, 'compare', '.json'), res, 'compare')
+  local lines = { 'Compared with baseline ' .. base.id .. ' (before: the baseline, after: this run):' }
+  for _, l in ipairs(validate.render_rows(rows, nil, { 'metric', 'baseline', 'now' })) do lines[#lines + 1] = l end
   res.text = table.concat(lines, '\n')
   inv:log('decision', 'compared with baseline ' .. base.id)
   return res
@@ -333,13 +391,19 @@ end
 -- Inputs that would otherwise fail only after minutes of measuring, or
 -- after the folder was made: checked before anything is created.
 local function check_inputs(root, params, workload)
-  if workload then user_prefixed('--workload: ', targets.resolve, workload) end
-  if params.baseline ~= nil then user_prefixed('--baseline: ', store.open, root, tostring(params.baseline)) end
+  local resolved = workload and user_prefixed('--workload: ', targets.resolve, workload)
   if params.endpoint ~= nil then
     local u, uerr = require('perf_manual.http').parse_url(tostring(params.endpoint))
     if not u then
       util.user_error(string.format("--endpoint: malformed URL '%s': %s", tostring(params.endpoint), tostring(uerr)))
     end
+  end
+  if params.baseline ~= nil then
+    user_prefixed('--baseline: ', store.open, root, tostring(params.baseline))
+    -- another workload's baseline is refused here, before anything is measured
+    local now = params.replay and recorded_identity(params.replay, { params = params })
+      or M.run_identity(params, resolved)
+    return M.check_baseline(root, params, now) or true
   end
 end
 
@@ -358,6 +422,10 @@ function M.context(pb, params, opts)
     util.user_error('--replay: no data dir ' .. params.replay)
   end
   local handle, meta
+  if params.fix ~= nil and not params.resume then
+    util.user_error('--fix records the fix of a stored investigation: give --resume ID '
+      .. '(or: perf_manual fix ID "the fix")')
+  end
   if params.resume then
     handle = store.open(root, params.resume)
     handle:lock()
@@ -374,6 +442,14 @@ function M.context(pb, params, opts)
         handle.id, tostring(params.workload), tostring(was)))
     end
     if meta.status == 'complete' then rawset(inv, '_nothing', true) end
+    if params.fix ~= nil then
+      -- record the fix and run nothing (`perf_manual fix ID --validate` measures)
+      if not tostring(params.fix):match('%S') then handle:unlock(); util.user_error('--fix: the fix text is empty') end
+      store.set_fix(meta, tostring(params.fix))
+      handle:save_metadata(meta)
+      rawset(inv, '_nothing', true)
+      rawset(inv, '_fix_only', true)
+    end
     -- the stored params, overridden by what was given now
     local merged = {}
     for k, v in pairs(meta.params or {}) do merged[k] = v end
@@ -405,7 +481,9 @@ function M.context(pb, params, opts)
     if w and w:match('^%d+$') and not util.readfile('/proc/' .. w .. '/stat') then
       util.user_error('--workload: no process ' .. w)
     end
-    check_inputs(root, params, pb.launches_workload ~= false and w or nil)
+    local baseline = check_inputs(root, params, pb.launches_workload ~= false and w or nil)
+    if baseline then rawset(inv, 'baseline_checked', true) end
+    if type(baseline) == 'string' then rawset(inv, 'baseline_warning', baseline) end
     local name = params.name or (params.symptom and params.symptom ~= '' and params.symptom) or pb.name
     handle = store.create(root, name)
     meta = store.host_facts()
@@ -448,6 +526,11 @@ end
 
 function Inv:_begin(steps)
   self._nsteps = #steps
+  if rawget(self, '_fix_only') then
+    self.out:write(string.format('Fix recorded in %s: %s\nvalidate it with: perf_manual fix %s --validate   '
+      .. '(or --after DIR)\n', self.id, util.printable(self.meta.fix.text), self.id))
+    return
+  end
   if rawget(self, '_nothing') then
     -- resuming a finished investigation: nothing to run, nothing written
     self.out:write(string.format('Investigation %s is complete: nothing to resume (`perf_manual show %s` '

@@ -742,4 +742,61 @@ function Inv:write_analysis_json(name, t) return self:write_json(M.ANALYSIS .. '
 --- Reads an artifact of this investigation by name (see M.read_artifact).
 function Inv:read_artifact(name) return M.read_artifact(self.dir, name) end
 
+-- Fix and validation ------------------------------------------------------------
+-- In metadata.yaml: fix = {text=, at=}, validation = {verdict=, summary=,
+-- metrics=, after=, at=} (perf_manual.validate writes them); the "after"
+-- data a validation measured lives in after/, after-2/, ... beside raw_data/.
+
+M.AFTER = 'after'
+
+--- Loads metadata.yaml under the lock, lets fn(meta) change it, saves it.
+--- Returns meta. A folder another run is writing is a user error.
+function Inv:update_metadata(fn)
+  local held = self._lockfd ~= nil
+  self:lock()
+  local ok, err = pcall(function()
+    local meta, lerr = self:load_metadata()
+    if not meta then util.user_error('investigation ' .. self.id .. ': ' .. tostring(lerr)) end
+    fn(meta)
+    self:save_metadata(meta)
+    return meta
+  end)
+  if not held then self:unlock() end
+  if not ok then error(err, 0) end
+  return err
+end
+
+--- The next free "after" data dir of the investigation (after, after-2,
+--- ...), created. Returns its full path and its path relative to the folder.
+function Inv:new_after_dir()
+  for n = 1, 1000 do
+    local rel = n == 1 and M.AFTER or string.format('%s-%d', M.AFTER, n)
+    if not is_dir(self.dir .. '/' .. rel) then
+      local ok, err = mkdir_p(self.dir .. '/' .. rel)
+      if not ok then util.user_error(err) end
+      return self.dir .. '/' .. rel, rel
+    end
+  end
+  util.user_error('investigation ' .. self.id .. ': too many after/ dirs')
+end
+
+--- Sets the fix of a metadata table and logs it in its timeline.
+function M.set_fix(meta, text, at)
+  at = at or M.iso()
+  meta.fix = { text = text, at = at }
+  meta.timeline = meta.timeline or {}
+  meta.timeline[#meta.timeline + 1] = { t = at, kind = 'fix', what = 'fix recorded: ' .. text }
+  return meta.fix
+end
+
+--- Sets the validation of a metadata table and logs its verdict.
+function M.set_validation(meta, v)
+  v.at = v.at or M.iso()
+  meta.validation = v
+  meta.timeline = meta.timeline or {}
+  meta.timeline[#meta.timeline + 1] = { t = v.at, kind = 'validation',
+    what = 'fix validated against ' .. tostring(v.after) .. ': ' .. tostring(v.summary) }
+  return v
+end
+
 return M
