@@ -630,6 +630,7 @@ function M.view(ds)
       v.quantification[#v.quantification + 1] = { metric = text_of(r.name) or names.label(key), baseline = names.format(key, b),
         value = names.format(key, a), change = c and string.format('%+.0f%%', c) or '' }
       covered['quantify.' .. tostring(r.metric)] = true
+      if null_to_nil(r.key) then covered[tostring(r.key)] = true end
     end
   end
   for _, k in ipairs(util.keys(ds.scalars)) do
