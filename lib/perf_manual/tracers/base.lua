@@ -332,9 +332,14 @@ function Tracer:finish_read(res, now, opts)
   return res
 end
 
+--- Attached time before a budget is judged: over a few milliseconds the
+--- first events' cost (cold caches, a burst at attach) reads as tens of %.
+Tracer.BUDGET_MIN_S = 0.5
+
 --- true, why when the tracer's kernel-side cost passed pct% of one CPU.
 function Tracer:over_budget(pct)
   local q = self:quality()
+  if q.elapsed_s < Tracer.BUDGET_MIN_S then return false end
   if q.bpf_cpu_pct and q.bpf_cpu_pct > pct then
     return true, string.format('%s tracer detached: its BPF programs used %.1f%% of one CPU (budget %g%%)',
       self.name, q.bpf_cpu_pct, pct)
