@@ -455,7 +455,9 @@ function M.memory_stat_rates(a, b, elapsed)
     if not out.pgsteal_per_s then common.miss(out, 'reclaim', 'no pgsteal in memory.stat (kernel < 5.8?)') end
   else
     out.reclaim_pages_per_s = r('pgpgout')
-    out.reclaim_source = 'memory.stat ' .. p .. 'pgpgout (pages uncharged: reclaimed or freed; v1 counts no pgsteal)'
+    -- v1 counts uncharge events: a large folio is one, so this is a lower bound
+    out.reclaim_source = 'memory.stat ' .. p .. 'pgpgout (uncharge events x page size: reclaimed or freed, '
+      .. 'a lower bound; v1 counts no pgsteal)'
     common.miss(out, 'pgscan', 'cgroup v1 memory.stat has no pgscan/pgsteal')
   end
   out.oom_kills = common.delta(a.oom_kills, b.oom_kills)
