@@ -456,19 +456,24 @@ M.builtin = {
         end
       end },
     },
-    fills = { 'cgroup', 'limit', 'usage', 'refaults', 'limit_hits', 'process', 'working_set' },
+    fills = { 'cgroup', 'limit', 'usage', 'refaults', 'limit_hits', 'process', 'working_set', 'reclaim', 'need',
+      'need_method', 'faulter' },
     culprit = function(ev)
       local m = ev.memory or {}
       return { cgroup = m.cgroup, limit = mib(m.limit_bytes), usage = m.usage_bytes and mib(m.usage_bytes),
         refaults = m.refault_per_s and string.format('%.0f pages/s', m.refault_per_s),
-        limit_hits = rate(m.limit_hits_per_s), process = ev.process, working_set = m.working_set }
+        limit_hits = rate(m.limit_hits_per_s), process = ev.process or m.top_faulter, working_set = mib(m.working_set_bytes),
+        reclaim = m.reclaim_bytes_per_s and string.format('%.0f MB/s', m.reclaim_bytes_per_s / 1e6),
+        need = mib(m.need_bytes), need_method = m.need_method, faulter = m.top_faulter }
     end,
     says = {
+      'memory limit: cgroup {cgroup} lives at its {limit} limit: working set {working_set}, {refaults} refaults, reclaim {reclaim}; the workload needs about {need} (peak working set + refaulting set)',
       'memory limit: cgroup {cgroup} lives at its {limit} limit ({usage} used, {limit_hits} limit hits, {refaults} refaults): {process} reclaims and re-reads its page cache',
       'memory limit: cgroup {cgroup} lives at its {limit} limit ({usage} used)',
       'memory pressure: reclaim, swapping or faults stall the workload',
     },
     fixes = {
+      'raise the memory limit of cgroup {cgroup} from {limit} to about {need} ({need_method}), then check that refaults stop',
       'raise the memory limit of cgroup {cgroup} above {limit} (it refaults {refaults}); the working set is {working_set}',
       'raise the memory limit of cgroup {cgroup} above {limit}: it refaults {refaults} (the working set it needs is not measured yet: raise in steps until refaults stop)',
       'or shrink what {process} keeps in memory (smaller caches, stream instead of loading)',
@@ -536,14 +541,19 @@ M.builtin = {
         return 'refutes', 'the target\'s waits are idle ones (poll/epoll, sleep, condition variables): nothing holds it up', 2
       end },
     },
-    fills = { 'peer', 'wait_pct', 'also' },
+    fills = { 'peer', 'wait_pct', 'also', 'remote', 'queues' },
     culprit = function(ev)
       local d = ev.wait
       if not d or (d.reason ~= 'ipc' and d.reason ~= 'net' and d.reason ~= 'child') then return {} end
+      -- waiting on a remote service: its socket's queues say which side is slow
+      local n = d.reason == 'net' and ev.net or {}
       return { peer = tostring(d.object or d.label), wait_pct = pct(d.share), wait_phrase = ev.wait_phrase,
-        also = d.also and string.format('%s %.0f%%', d.also.label, d.also.share) }
+        also = d.also and string.format('%s %.0f%%', d.also.label, d.also.share), remote = n.remote,
+        queues = n.send_q and string.format('send-q %s, recv-q %s via %s', util.fmt_bytes(n.send_q),
+          util.fmt_bytes(n.recv_q or 0), tostring(n.socket_iface or '?')) }
     end,
     says = {
+      'the workload is blocked: it waits on {wait_phrase}; its socket to {remote} holds {queues}',
       'the workload is blocked: it waits on {wait_phrase}',
       'the workload is blocked: it waits on {peer} {wait_pct} of its wall time',
       'the workload is blocked: it waits on a peer',
@@ -585,12 +595,16 @@ M.builtin = {
         if s < 5 then return 'refutes', line end
       end },
     },
-    fills = { 'iface', 'retrans', 'remote' },
+    fills = { 'iface', 'retrans', 'remote', 'queues' },
     culprit = function(ev)
       local o = ev.objects.net
-      return { iface = ev.net and ev.net.iface, retrans = ev.net and rate(ev.net.retrans_per_s), remote = o and o.name }
+      local n = ev.net or {}
+      return { iface = n.iface, retrans = rate(n.retrans_per_s), remote = n.remote or (o and o.name),
+        queues = n.send_q and string.format('send-q %s, recv-q %s, %s unrecovered retransmits on the socket',
+          util.fmt_bytes(n.send_q), util.fmt_bytes(n.recv_q or 0), tostring(n.socket_retrans or 0)) }
     end,
     says = {
+      'network retransmits: {retrans} TCP retransmits while the target sends to {remote} via {iface} ({queues})',
       'network retransmits: {retrans} TCP retransmits while the target waits on {remote}',
       'network retransmits: {retrans} TCP retransmits',
     },

@@ -88,6 +88,43 @@ function M.from_use(res)
   return out
 end
 
+local function mib(b) return string.format('%.0f MiB', b / 2 ^ 20) end
+
+--- The memory and network culprits of a USE result (perf_manual.analyzers.use
+--- rows' culprit): the cgroup at its limit with its working set, refaults,
+--- reclaim and the limit it needs; the target's sockets with full queues.
+function M.from_use_culprits(res)
+  local out = {}
+  if type(res) ~= 'table' or res.available == false then return out end
+  for _, r in ipairs(res.rows or {}) do
+    local c = type(r.culprit) == 'table' and r.culprit or nil
+    if c and r.resource == 'memory' and c.cgroup and c.limit_bytes and (r.status == 'HIGH' or r.status == 'warn') then
+      local ws = c.working_set_peak_bytes or c.working_set_bytes
+      out[#out + 1] = { resource = 'memory', metric = 'memory_culprit', severity = SEV[r.status], value = c.refault_per_s,
+        cgroup = c.cgroup, limit_bytes = c.limit_bytes, need_bytes = c.need_bytes,
+        summary = string.format('cgroup %s lives at its %s limit: working set %s, %.0f refaults/s, reclaim %s/s%s',
+          c.cgroup, mib(c.limit_bytes), ws and mib(ws) or '?', c.refault_per_s or 0,
+          util.fmt_bytes(c.reclaim_bytes_per_s or 0),
+          c.need_bytes and string.format('; the workload needs about %s (%s)', mib(c.need_bytes), c.need_method) or ''),
+        evidence = res.artifact }
+    elseif c and r.resource == 'network' and type(c.sockets) == 'table' then
+      for _, x in ipairs(c.sockets) do
+        local q = (x.tx_queue or 0) + (x.rx_queue or 0)
+        if q >= 65536 or (x.max_retrnsmt or 0) > 0 then
+          out[#out + 1] = { resource = 'network', metric = 'socket_queue', severity = 'medium', value = q,
+            remote = string.format('%s:%s', tostring(x.remote_addr), tostring(x.remote_port)),
+            summary = string.format('socket %s:%s -> %s:%s (%s, via %s): send-q %s, recv-q %s, %d unrecovered retransmits',
+              tostring(x.local_addr), tostring(x.local_port), tostring(x.remote_addr), tostring(x.remote_port),
+              tostring(x.state), tostring(x.iface or '?'), util.fmt_bytes(x.tx_queue or 0), util.fmt_bytes(x.rx_queue or 0),
+              x.max_retrnsmt or 0), evidence = res.artifact }
+          break
+        end
+      end
+    end
+  end
+  return out
+end
+
 -- p99 in ms of a row. Its buckets come first (the io tracer's log2 buckets of
 -- microseconds, held to the row's max_ns): one rule (perf_manual.hist) for
 -- every recording, whatever rule wrote its p99 field; then the p99 fields.
@@ -343,6 +380,7 @@ function M.all(data)
   local out = {}
   local function add(list) for _, f in ipairs(list) do out[#out + 1] = f end end
   add(M.from_use(data.use))
+  add(M.from_use_culprits(data.use))
   add(M.from_tsa(data.tsa))
   for _, k in ipairs(util.keys(data.traces)) do add(M.from_trace(k, data.traces[k])) end
   if data.profiles.cpu then add(M.from_profile(data.profiles.cpu)) end

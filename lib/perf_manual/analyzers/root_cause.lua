@@ -274,6 +274,17 @@ function M.facts(data)
     ev.memory = { cgroup = cg.dir, limit_bytes = num(cg.limit_bytes), usage_bytes = num(cg.usage_bytes),
       usage_pct = num(cg.usage_pct), limit_hits_per_s = num(cg.limit_hits_per_s),
       refault_per_s = num(cg.refault_per_s) or num(mm.refault_per_s), oom_kills = num(cg.oom_kills) }
+    -- the culprit the USE Memory row names (perf_manual.measure.memnet detail)
+    local mrow = type(use.memory) == 'table' and use.memory or {}
+    local mc = type(mrow.culprit) == 'table' and mrow.culprit or {}
+    ev.memory.cgroup = ev.memory.cgroup or mc.cgroup
+    ev.memory.limit_bytes = ev.memory.limit_bytes or num(mc.limit_bytes)
+    ev.memory.working_set_bytes = num(mc.working_set_peak_bytes) or num(mc.working_set_bytes)
+    ev.memory.refault_bytes_per_s, ev.memory.reclaim_bytes_per_s = num(mc.refault_bytes_per_s), num(mc.reclaim_bytes_per_s)
+    ev.memory.need_bytes, ev.memory.need_method = num(mc.need_bytes), mc.need_method
+    if (num(mc.refault_per_s) or 0) > 0 then ev.memory.refault_per_s = num(mc.refault_per_s) end
+    local tf = type(mc.top_faulters) == 'table' and mc.top_faulters[1]
+    if type(tf) == 'table' then ev.memory.top_faulter = string.format('pid %s (%s)', tostring(tf.pid), tostring(tf.comm)) end
     if mm.pswpin_per_s or mm.pswpout_per_s then
       ev.memory.swap_per_s = (num(mm.pswpin_per_s) or 0) + (num(mm.pswpout_per_s) or 0)
     end
@@ -281,6 +292,16 @@ function M.facts(data)
     local net = use.network
     ev.net = { retrans_per_s = num(tcp.retrans_per_s),
       iface = type(net) == 'table' and net.status ~= 'idle' and net.name or nil }
+    -- the target's sockets: the fullest one names the peer and its queues
+    local so = type(m.sockets) == 'table' and type(m.sockets.list) == 'table' and m.sockets.list[1]
+    if type(so) == 'table' then
+      ev.net.remote = string.format('%s:%s', tostring(so.remote_addr), tostring(so.remote_port))
+      ev.net.iface = ev.net.iface or so.iface
+      ev.net.socket_iface = so.iface
+      ev.net.send_q, ev.net.recv_q = num(so.tx_queue), num(so.rx_queue)
+      ev.net.socket_retrans = num(so.max_retrnsmt or so.retrnsmt)
+      ev.net.sockets = num(m.sockets.count)
+    end
     local lk = type(m.lock) == 'table' and m.lock or nil
     if lk and type(lk.hot) == 'table' then ev.lock_hot = lk.hot end
   end

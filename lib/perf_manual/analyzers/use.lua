@@ -59,6 +59,8 @@ M.thresholds = {
     limit_hits_high = 1,              -- cgroup limit hits per second while near the limit
     majflt_warn = 50,                 -- target's major faults per second
     swap_warn = 1,                    -- pages/s swapped in or out
+    refault_high = 1000,              -- cgroup refaults per second at its limit: the page cache thrashes
+    need_refault_s = 1,               -- the limit estimate adds this many seconds of refaulted bytes
   },
   disk = {
     busy_util = 2,                    -- below this utilisation (and no I/O errors) a disk is idle: no row
@@ -351,6 +353,38 @@ function M.rules.cpu(m, T)
   return row
 end
 
+--- What the workload needs, estimated from the cgroup's memory detail
+--- (perf_manual.measure.memnet): { bytes=, method=, refault_bytes_per_s= } or nil.
+--- The peak working set (anon + active file) it kept, plus what it had to
+--- read again: `need_refault_s` seconds of refaulted bytes (the set it
+--- cycles through, if it cycles once a second); when it holds regular files
+--- open, that part is capped at its anonymous peak plus those files' sizes
+--- (it cannot re-read more than it has open). An order of magnitude, not a
+--- measurement: raise the limit to it and check that refaults stop.
+function M.memory_need(d, page, T)
+  if type(d) ~= 'table' or not d.working_set_peak_bytes then return nil end
+  T = T or M.thresholds.memory
+  page = page or 4096
+  local ws = d.working_set_peak_bytes
+  local rb = ((d.refault_file_per_s or 0) + (d.refault_anon_per_s or 0)) * page
+  if rb <= 0 then
+    return { bytes = ws, refault_bytes_per_s = 0,
+      method = 'peak working set (anon + active file): no refaults, what it keeps fits' }
+  end
+  local need = ws + rb * T.need_refault_s
+  local method = string.format('peak working set + %g s of refaulted bytes (%s/s)', T.need_refault_s,
+    util.fmt_bytes(rb))
+  local cap = d.open_file_bytes and d.anon_peak_bytes and d.anon_peak_bytes + d.open_file_bytes
+  if cap and cap >= ws and cap < need then
+    need = cap
+    method = string.format('anonymous peak %s + the %s of regular files it holds open (%d), which it re-reads; '
+      .. 'less than peak working set + %g s of refaults', util.fmt_bytes(d.anon_peak_bytes),
+      util.fmt_bytes(d.open_file_bytes), d.open_files or 0, T.need_refault_s)
+  end
+  return { bytes = need, refault_bytes_per_s = rb, method = method .. '; an estimate: raise the limit and check '
+    .. 'that refaults stop' }
+end
+
 function M.rules.memory(m, T)
   T = T.memory
   local mm, task, cg = m.memory or {}, m.task, m.cgroup_memory
@@ -391,6 +425,24 @@ function M.rules.memory(m, T)
   if task and task.majflt_per_s then
     s[#s + 1] = 'target major faults ' .. fmt_rate(task.majflt_per_s); src[#src + 1] = '/proc/PID/stat'
   end
+  local md = m.cgroup_memory_detail
+  local page = m.page_size or 4096
+  if md and md.reclaim_pages_per_s and md.reclaim_pages_per_s > 0 then
+    s[#s + 1] = 'cgroup reclaim ' .. util.fmt_bytes(md.reclaim_pages_per_s * page) .. '/s'
+    src[#src + 1] = md.reclaim_source
+  end
+  if md then
+    local need = M.memory_need(md, page, T)
+    row.culprit = { cgroup = md.dir, version = md.version, limit_bytes = md.limit_bytes, high_bytes = md.high_bytes,
+      working_set_bytes = md.working_set_bytes, working_set_peak_bytes = md.working_set_peak_bytes,
+      formula = md.formula, refault_per_s = (md.refault_file_per_s or 0) + (md.refault_anon_per_s or 0),
+      refault_bytes_per_s = need and need.refault_bytes_per_s,
+      reclaim_bytes_per_s = md.reclaim_pages_per_s and md.reclaim_pages_per_s * page, reclaim_source = md.reclaim_source,
+      pgscan_per_s = md.pgscan_per_s, oom_kills = md.oom_kills, need_bytes = need and need.bytes,
+      need_method = need and need.method, top_faulters = m.faults and m.faults.top }
+  elseif m.faults then
+    row.culprit = { top_faulters = m.faults.top }
+  end
   if #s > 0 then
     row.saturation = cell(table.concat(s, ', '), table.concat(src, ', '), mm.psi_some_pct)
   else
@@ -424,6 +476,11 @@ function M.rules.memory(m, T)
     -- the cgroup lives at its limit: every allocation reclaims first
     row.raise('HIGH', math.max(1, math.log10(cg.limit_hits_per_s)),
       string.format('cgroup at %s of its limit, %s limit hits', fmt_pct(cg.usage_pct), fmt_rate(cg.limit_hits_per_s)))
+  elseif cg and cg.usage_pct and cg.usage_pct >= T.limit_near_pct and cg.refault_per_s
+    and cg.refault_per_s >= T.refault_high then
+    -- at the limit and reading back what it just lost: thrashing, counted or not as limit hits
+    row.raise('HIGH', math.max(1, math.log10(cg.refault_per_s / T.refault_high) + 1),
+      string.format('cgroup at %s of its limit, %s refaults', fmt_pct(cg.usage_pct), fmt_rate(cg.refault_per_s)))
   elseif cg and cg.usage_pct and cg.usage_pct >= T.limit_near_pct then
     row.raise('warn', nil, 'cgroup at ' .. fmt_pct(cg.usage_pct) .. ' of its limit')
   end
@@ -529,7 +586,20 @@ function M.rules.network(n, m, T)
   if tcp.listen_overflows and tcp.listen_overflows > 0 then
     s[#s + 1] = string.format('%d listen overflows', tcp.listen_overflows)
   end
-  row.saturation = cell(table.concat(s, ', '), '/proc/net/dev drop, /proc/net/snmp, /proc/net/netstat', drops)
+  local src_extra = ''
+  local so = m.sockets
+  local mine = {}
+  for _, x in ipairs(so and so.list or {}) do if x.iface == n.name then mine[#mine + 1] = x end end
+  if #mine > 0 then
+    local tx, rx, re = 0, 0, 0
+    for _, x in ipairs(mine) do tx, rx, re = tx + x.tx_queue, rx + x.rx_queue, re + (x.max_retrnsmt or 0) end
+    s[#s + 1] = string.format('target sockets %d: send-q %s, recv-q %s, %d unrecovered retransmits', #mine,
+      util.fmt_bytes(tx), util.fmt_bytes(rx), re)
+    row.culprit = { sockets = mine }
+    src_extra = ', /proc/net/tcp by socket inode of /proc/PID/fd'
+  end
+  row.saturation = cell(table.concat(s, ', '), '/proc/net/dev drop, /proc/net/snmp, /proc/net/netstat' .. src_extra,
+    drops)
   local errs = (n.rx_errs_per_s or 0) + (n.tx_errs_per_s or 0)
   row.errors = cell(string.format('%s errors', fmt_rate(errs)), '/proc/net/dev errs', errs)
   if util_pct and util_pct >= T.util_high then
@@ -805,6 +875,7 @@ function M.analyze(m, opts)
     local o = { resource = r.resource, name = r.name, status = r.status, score = r.score,
       utilization = r.utilization, saturation = r.saturation, errors = r.errors,
       why = util.array(r.why), notes = util.array(r.notes) }
+    if r.resource == 'memory' or r.resource == 'network' then o.culprit = r.culprit end
     if r.resource == 'cpu' then
       for _, k in ipairs({ 'reason', 'hot_thread', 'hot_threads', 'capacity', 'quota_cores', 'throttled_pct',
         'nr_throttled', 'nr_periods', 'imbalance' }) do o[k] = r[k] end
@@ -877,6 +948,68 @@ local function wrap(text, width)
   return lines
 end
 
+local function row_of(r, res)
+  for _, row in ipairs(r.rows or {}) do if row.resource == res and row.culprit then return row end end
+end
+
+local function endpoint(host, port)
+  if tostring(host):find(':', 1, true) then return string.format('[%s]:%s', host, tostring(port)) end
+  return string.format('%s:%s', tostring(host), tostring(port))
+end
+
+--- The memory and network culprit lines of the target summary.
+function M.memnet_lines(r)
+  local out = {}
+  local mem = row_of(r, 'memory')
+  local c = mem and mem.culprit
+  if c and c.cgroup then
+    local parts = { string.format('limit %s', c.limit_bytes and util.fmt_bytes(c.limit_bytes) or 'none') }
+    if c.high_bytes then parts[#parts + 1] = 'high ' .. util.fmt_bytes(c.high_bytes) end
+    if c.working_set_bytes then
+      parts[#parts + 1] = string.format('working set %s (peak %s%s; %s)', util.fmt_bytes(c.working_set_bytes),
+        util.fmt_bytes(c.working_set_peak_bytes or c.working_set_bytes),
+        c.limit_bytes and string.format(', %s of the limit', fmt_pct(100 * (c.working_set_peak_bytes
+          or c.working_set_bytes) / c.limit_bytes)) or '', c.formula or '?')
+    end
+    parts[#parts + 1] = string.format('refaults %s pages/s (%s/s)', fmt_rate(c.refault_per_s or 0, ''),
+      util.fmt_bytes(c.refault_bytes_per_s or 0))
+    if c.reclaim_bytes_per_s then
+      parts[#parts + 1] = string.format('reclaim %s/s%s', util.fmt_bytes(c.reclaim_bytes_per_s),
+        c.pgscan_per_s and string.format(' (scanned %s pages/s)', fmt_rate(c.pgscan_per_s, '')) or '')
+    end
+    if c.oom_kills then parts[#parts + 1] = string.format('%d OOM kills', c.oom_kills) end
+    out[#out + 1] = string.format('memory culprit: cgroup %s: %s', c.cgroup, table.concat(parts, ', '))
+    if c.need_bytes and c.limit_bytes then
+      out[#out + 1] = string.format('  the workload needs about %s (%s)', util.fmt_bytes(c.need_bytes), c.need_method)
+    end
+  end
+  local tf = c and c.top_faulters
+  if tf and #tf > 0 then
+    local list = {}
+    for i = 1, math.min(3, #tf) do
+      local x = tf[i]
+      list[i] = string.format('pid %d (%s) %s major, %s minor', x.pid, tostring(x.comm or '?'),
+        fmt_rate(x.majflt_per_s or 0), fmt_rate(x.minflt_per_s or 0))
+    end
+    out[#out + 1] = 'top faulting processes (/proc/PID/stat): ' .. table.concat(list, '; ')
+  end
+  local so = r.measures and r.measures.sockets
+  if so and so.count > 0 then
+    local list = {}
+    for i = 1, math.min(3, #so.list) do
+      local x = so.list[i]
+      list[i] = string.format('%s -> %s %s via %s send-q %s recv-q %s retrans %d', endpoint(x.local_addr, x.local_port),
+        endpoint(x.remote_addr, x.remote_port), x.state, tostring(x.iface or '?'), util.fmt_bytes(x.tx_queue),
+        util.fmt_bytes(x.rx_queue), x.max_retrnsmt or x.retrnsmt or 0)
+    end
+    local tcp = r.measures.tcp or {}
+    out[#out + 1] = string.format('target sockets (%d TCP, via %s): %s%s', so.count,
+      #so.ifaces > 0 and table.concat(so.ifaces, ', ') or '?', table.concat(list, '; '),
+      tcp.retrans_per_s and string.format('; TCP retransmits %s system-wide', fmt_rate(tcp.retrans_per_s)) or '')
+  end
+  return out
+end
+
 --- The USE table as text.
 function M.render(r)
   local out = {}
@@ -938,6 +1071,7 @@ function M.render(r)
       cm.limit_hits and string.format('%d (%s)', cm.limit_hits, fmt_rate(cm.limit_hits_per_s or 0)) or 'not measured',
       cm.oom_kills and tostring(cm.oom_kills) or 'not measured')
   end
+  for _, line in ipairs(M.memnet_lines(r)) do out[#out + 1] = line end
   if cc then
     out[#out + 1] = string.format('cgroup cpu (%s %s): %s, usage %s, throttled %s',
       cc.version or '?', cc.dir or '?',

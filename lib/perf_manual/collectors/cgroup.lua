@@ -214,6 +214,8 @@ local function memory_v2(dir)
   if max == 'max' then m.unlimited = true else m.limit_bytes = max end
   m.usage_bytes = readv(dir, 'memory.current')
   m.max_usage_bytes = readv(dir, 'memory.peak') -- 5.19+
+  local high = readv(dir, 'memory.high')
+  if type(high) == 'number' then m.high_bytes = high end
   m.events = readkv(dir, 'memory.events')
   m.stat = readkv(dir, 'memory.stat')
   if m.events then m.limit_hits, m.oom_kills = m.events.max, m.events.oom_kill end
@@ -390,6 +392,76 @@ function M.rates(prev, cur)
     if r then out.pressure[res] = r
     else common.miss(out, 'pressure_' .. res, (cur.missing or {})['pressure_' .. res] or 'no interval') end
   end
+  return out
+end
+
+-- Memory detail: the working set, refaults and reclaim from memory.stat ------
+
+--- The working set of a cgroup from its memory.stat: anonymous memory plus
+--- the active page cache (what was used more than once lately), in bytes,
+--- with the formula used. v1: the hierarchical total_* fields when present.
+function M.working_set(stat, version)
+  if type(stat) ~= 'table' then return nil, 'no memory.stat' end
+  if version == 'v1' then
+    local p = stat.total_active_anon and 'total_' or ''
+    local aa, ia, af = stat[p .. 'active_anon'], stat[p .. 'inactive_anon'], stat[p .. 'active_file']
+    if not (aa and ia and af) then return nil, 'no active_anon/inactive_anon/active_file in memory.stat' end
+    return aa + ia + af, string.format('%sactive_anon + %sinactive_anon + %sactive_file (memory.stat)', p, p, p)
+  end
+  if not (stat.anon and stat.active_file) then return nil, 'no anon/active_file in memory.stat' end
+  return stat.anon + stat.active_file, 'anon + active_file (memory.stat)'
+end
+
+--- The anonymous part of memory.stat, bytes.
+function M.anon_bytes(stat, version)
+  if type(stat) ~= 'table' then return nil end
+  if version == 'v1' then
+    local p = stat.total_active_anon and 'total_' or ''
+    local aa, ia = stat[p .. 'active_anon'], stat[p .. 'inactive_anon']
+    return aa and ia and aa + ia
+  end
+  return stat.anon
+end
+
+--- A memory snapshot of a cgroup's directories ({ v2=, memory= }), or nil, why.
+function M.memory_snapshot(d)
+  if d.v2 and exists(d.v2 .. '/memory.max') then return memory_v2(d.v2) end
+  if d.memory then return memory_v1(d.memory) end
+  return nil, 'no memory controller for this cgroup'
+end
+
+--- Refault and reclaim rates between two memory snapshots (memory_snapshot):
+--- { refault_file_per_s=, refault_anon_per_s= (pages/s), pgscan_per_s=,
+---   pgsteal_per_s= (v2: pages/s), reclaim_pages_per_s=, reclaim_source=,
+---   pgmajfault_per_s=, pgfault_per_s=, oom_kills=, limit_hits=, missing = { … } }
+--- v1 counts no scans or steals per cgroup: its reclaim is pgpgout, the pages
+--- uncharged (reclaimed, and also freed), said in reclaim_source.
+function M.memory_stat_rates(a, b, elapsed)
+  local out = {}
+  local sa, sb = a and a.stat, b and b.stat
+  if not (sa and sb and elapsed and elapsed > 0) then
+    common.miss(out, 'memory_stat', 'no memory.stat at both ends of the window')
+    return out
+  end
+  local p = (b.version == 'v1' and sb.total_pgpgin) and 'total_' or ''
+  local function r(name) return common.rate(sa[p .. name], sb[p .. name], elapsed) end
+  out.refault_file_per_s = r('workingset_refault_file') or r('workingset_refault')
+  out.refault_anon_per_s = r('workingset_refault_anon')
+  if not out.refault_file_per_s then common.miss(out, 'refaults', 'no workingset_refault in memory.stat') end
+  out.pgmajfault_per_s, out.pgfault_per_s = r('pgmajfault'), r('pgfault')
+  if b.version == 'v2' then
+    out.pgscan_per_s, out.pgsteal_per_s = r('pgscan'), r('pgsteal')
+    out.reclaim_pages_per_s, out.reclaim_source = out.pgsteal_per_s, 'memory.stat pgsteal'
+    if not out.pgsteal_per_s then common.miss(out, 'reclaim', 'no pgsteal in memory.stat (kernel < 5.8?)') end
+  else
+    out.reclaim_pages_per_s = r('pgpgout')
+    -- v1 counts uncharge events: a large folio is one, so this is a lower bound
+    out.reclaim_source = 'memory.stat ' .. p .. 'pgpgout (uncharge events x page size: reclaimed or freed, '
+      .. 'a lower bound; v1 counts no pgsteal)'
+    common.miss(out, 'pgscan', 'cgroup v1 memory.stat has no pgscan/pgsteal')
+  end
+  out.oom_kills = common.delta(a.oom_kills, b.oom_kills)
+  out.limit_hits = common.delta(a.limit_hits, b.limit_hits)
   return out
 end
 

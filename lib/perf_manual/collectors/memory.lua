@@ -18,9 +18,17 @@
 ---   psi = { some_pct, full_pct, some_avg10, full_avg10 },
 ---   missing = { field = why } }
 --- Page counters are pages; multiply by info().page_size for bytes.
+---
+--- Per process (the target's culprits):
+--- `fault_sample(pids)` → { time=, procs = { [pid] = { comm=, minflt=, majflt= } } }
+--- `top_faulters(prev, cur, n)` → { { pid=, comm=, majflt_per_s=, minflt_per_s= }, … }
+---   most major faults first (then minor), processes alive at both ends.
+--- `open_file_bytes(pids)` → bytes of the distinct regular files the pids hold
+---   open (what they may read again), count
 local lpeg = require('lpeg')
 local common = require('perf_manual.collectors.common')
 local psi = require('perf_manual.collectors.psi')
+local process = require('perf_manual.collectors.process')
 local P, C, Cg, Ct, Cf = lpeg.P, lpeg.C, lpeg.Cg, lpeg.Ct, lpeg.Cf
 
 local M = {}
@@ -128,6 +136,57 @@ function M.rates(prev, cur)
   out.psi = psi.rate(prev.psi, cur.psi, e)
   if not out.psi then common.miss(out, 'psi', (cur.missing or {}).psi or (prev.missing or {}).psi or 'no interval') end
   return out
+end
+
+function M.fault_sample(pids, proc)
+  proc = proc or '/proc'
+  local s = { time = common.now(), procs = {} }
+  for _, pid in ipairs(pids) do
+    local st = common.read_parse(proc .. '/' .. pid .. '/stat', process.parse_stat)
+    if st then s.procs[pid] = { comm = st.comm, minflt = st.minflt, majflt = st.majflt } end
+  end
+  return s
+end
+
+function M.top_faulters(prev, cur, n)
+  local e = common.elapsed(prev, cur)
+  local out = {}
+  if not e then return out end
+  for pid, b in pairs(cur.procs) do
+    local a = prev.procs[pid]
+    if a then
+      local maj, min = common.rate(a.majflt, b.majflt, e), common.rate(a.minflt, b.minflt, e)
+      if (maj or 0) + (min or 0) > 0 then
+        out[#out + 1] = { pid = pid, comm = b.comm, majflt_per_s = maj, minflt_per_s = min }
+      end
+    end
+  end
+  table.sort(out, function(x, y)
+    if (x.majflt_per_s or 0) ~= (y.majflt_per_s or 0) then return (x.majflt_per_s or 0) > (y.majflt_per_s or 0) end
+    if (x.minflt_per_s or 0) ~= (y.minflt_per_s or 0) then return (x.minflt_per_s or 0) > (y.minflt_per_s or 0) end
+    return x.pid < y.pid
+  end)
+  for i = #out, (n or 5) + 1, -1 do out[i] = nil end
+  return out
+end
+
+function M.open_file_bytes(pids, proc)
+  local dir_of = (proc or '/proc')
+  local pstat = require('posix.sys.stat')
+  local dirent = require('posix.dirent')
+  local seen, total, count = {}, 0, 0
+  for _, pid in ipairs(pids) do
+    local d = dir_of .. '/' .. pid .. '/fd'
+    local ok, list = pcall(dirent.dir, d)
+    for _, e in ipairs(ok and list or {}) do
+      local st = e:match('^%d+$') and pstat.stat(d .. '/' .. e)
+      if st and pstat.S_ISREG(st.st_mode) ~= 0 then
+        local key = st.st_dev .. ':' .. st.st_ino
+        if not seen[key] then seen[key] = true; total = total + st.st_size; count = count + 1 end
+      end
+    end
+  end
+  return total, count
 end
 
 return M

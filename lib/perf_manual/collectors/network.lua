@@ -28,8 +28,20 @@
 ---     rx_errs=, tx_errs=, rx_drop=, tx_drop= (counts in the interval),
 ---     speed_mbps=?, speed_bytes_per_s=?, util_pct=? (busier direction vs speed; nil without speed),
 ---     operstate=?, virtual= (lo, ifb, veth, bridges… no wire of its own) }
+---
+--- The target's sockets (a process's TCP connections):
+--- `parse_tcp(text)` (/proc/net/tcp or tcp6) → { Sock, … }, Sock = { local_addr=,
+---   local_port=, remote_addr=, remote_port=, state= ('ESTABLISHED', …), tx_queue=,
+---   rx_queue= (bytes), retrnsmt= (the socket's unrecovered retransmits now: the
+---   kernel's icsk_retransmits, reset when an ACK arrives), uid=, inode= }
+--- `parse_route(text)` (/proc/net/route) → { { iface=, dest=, mask= } } (host order)
+--- `fd_socket_inodes(pid)` → { [inode] = true } from /proc/PID/fd
+--- `sockets(pids)` → { Sock + { pid=, iface= }, … }: the TCP sockets the pids hold,
+---   joined by inode; iface is the route the remote address takes ('lo' for a
+---   loopback or local peer).
 local lpeg = require('lpeg')
 local common = require('perf_manual.collectors.common')
+local fdwaits = require('perf_manual.collectors.waits')
 local P, C, Ct, S = lpeg.P, lpeg.C, lpeg.Ct, lpeg.S
 
 local M = {}
@@ -197,6 +209,114 @@ function M.rates(prev, cur)
   else
     common.miss(out, 'tcpext', (cur.missing or {}).netstat or 'no /proc/net/netstat')
   end
+  return out
+end
+
+-- /proc/net/tcp ------------------------------------------------------------
+
+M.TCP_STATES = { [1] = 'ESTABLISHED', [2] = 'SYN_SENT', [3] = 'SYN_RECV', [4] = 'FIN_WAIT1', [5] = 'FIN_WAIT2',
+  [6] = 'TIME_WAIT', [7] = 'CLOSE', [8] = 'CLOSE_WAIT', [9] = 'LAST_ACK', [10] = 'LISTEN', [11] = 'CLOSING',
+  [12] = 'NEW_SYN_RECV' }
+
+-- addresses as the thread-state collector reads them (host order words, IPv4-mapped as IPv4)
+local function addr_text(hex) return (fdwaits.parse_addr(hex .. ':0')) end
+M.addr_text = addr_text
+
+---@return table? sockets, string? err
+function M.parse_tcp(text)
+  if type(text) ~= 'string' or not text:match('^%s*sl%s+local_address') then return nil, 'not a /proc/net/tcp text' end
+  local out = {}
+  for line in text:gmatch('[^\n]+') do
+    local la, lp, ra, rp, st, tx, rx, retr, uid, inode = line:match(
+      '^%s*%d+:%s+(%x+):(%x+)%s+(%x+):(%x+)%s+(%x+)%s+(%x+):(%x+)%s+%x+:%x+%s+(%x+)%s+(%d+)%s+%d+%s+(%d+)')
+    if la then
+      out[#out + 1] = { local_addr = addr_text(la), local_port = tonumber(lp, 16), remote_addr = addr_text(ra),
+        remote_port = tonumber(rp, 16), state = M.TCP_STATES[tonumber(st, 16)] or st, tx_queue = tonumber(tx, 16),
+        rx_queue = tonumber(rx, 16), retrnsmt = tonumber(retr, 16), uid = tonumber(uid), inode = tonumber(inode) }
+    end
+  end
+  return out
+end
+
+---@return table? routes, string? err
+function M.parse_route(text)
+  if type(text) ~= 'string' or not text:match('^Iface') then return nil, 'not a /proc/net/route text' end
+  local out = {}
+  for line in text:gmatch('[^\n]+') do
+    local iface, dest, mask = line:match('^(%S+)%s+(%x+)%s+%x+%s+%x+%s+%d+%s+%d+%s+%d+%s+(%x+)')
+    if iface and iface ~= 'Iface' then
+      out[#out + 1] = { iface = iface, dest = tonumber(dest, 16), mask = tonumber(mask, 16) }
+    end
+  end
+  return out
+end
+
+local function ipv4_word(text)
+  local a, b, c, d = text:match('^(%d+)%.(%d+)%.(%d+)%.(%d+)$')
+  -- the route table's words are in the same host order as /proc/net/tcp's
+  return a and (tonumber(d) * 2 ^ 24 + tonumber(c) * 2 ^ 16 + tonumber(b) * 2 ^ 8 + tonumber(a))
+end
+
+local function masked(x, m)
+  return require('bit').band(x, m) % 2 ^ 32
+end
+
+--- The interface traffic to `remote` leaves by: 'lo' for loopback and for
+--- the host's own address (`local_addr` the same), else the longest
+--- matching IPv4 route; nil when unknown (IPv6 off loopback).
+function M.route_iface(remote, routes, local_addr)
+  if remote:match('^127%.') or remote == '::1' or remote == local_addr then return 'lo' end
+  local r = ipv4_word(remote)
+  if not r or not routes then return nil end
+  local best, bits
+  for _, rt in ipairs(routes) do
+    if masked(r, rt.mask) == masked(rt.dest, rt.mask) then
+      local n = 0
+      local m = rt.mask
+      while m > 0 do n = n + m % 2; m = math.floor(m / 2) end
+      if not bits or n > bits then best, bits = rt.iface, n end
+    end
+  end
+  return best
+end
+
+--- Socket inodes a process holds open.
+function M.fd_socket_inodes(pid, proc)
+  local out = {}
+  -- (posix.unistd.readlink fails on /proc/PID/fd links: the fd snapshot reads them right)
+  for _, l in pairs(fdwaits.snapshot(pid, proc) or {}) do
+    local ino = l:match('^socket:%[(%d+)%]$')
+    if ino then out[tonumber(ino)] = true end
+  end
+  return out
+end
+
+--- The TCP sockets of `pids` (listening ones left out), with the interface
+--- each one's peer is reached by. paths: { tcp=, tcp6=, route=, proc= } for specs.
+function M.sockets(pids, paths)
+  paths = paths or {}
+  local owner = {}
+  for _, pid in ipairs(pids) do
+    for ino in pairs(M.fd_socket_inodes(pid, paths.proc)) do owner[ino] = owner[ino] or pid end
+  end
+  local routes = common.read_parse(paths.route or '/proc/net/route', M.parse_route)
+  local out = {}
+  for _, f in ipairs({ paths.tcp or '/proc/net/tcp', paths.tcp6 or '/proc/net/tcp6' }) do
+    for _, s in ipairs(common.read_parse(f, M.parse_tcp) or {}) do
+      local pid = s.inode > 0 and owner[s.inode]
+      if pid and s.state ~= 'LISTEN' then
+        s.pid = pid
+        s.iface = M.route_iface(s.remote_addr, routes, s.local_addr)
+        out[#out + 1] = s
+      end
+    end
+  end
+  -- fullest queues first: those are the ones a reader wants
+  table.sort(out, function(a, b)
+    local qa, qb = a.tx_queue + a.rx_queue, b.tx_queue + b.rx_queue
+    if qa ~= qb then return qa > qb end
+    return a.inode < b.inode
+  end)
   return out
 end
 

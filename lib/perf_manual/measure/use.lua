@@ -20,6 +20,7 @@ local sched = require('perf_manual.tracers.sched')
 local iot = require('perf_manual.tracers.io')
 local lock = require('perf_manual.tracers.lock')
 local tsa = require('perf_manual.measure.tsa')
+local memnet = require('perf_manual.measure.memnet')
 
 local M = {}
 
@@ -349,6 +350,8 @@ function M.collect_on(s, opts)
     end
     cg_dirs = any and kept or nil
   end
+  -- memory and network culprits: the cgroup's working set, faulting processes, sockets
+  local mn = memnet.new(t, cg_dirs)
   local function snap_cgroup()
     if not cg_dirs then return nil end
     return cgc.sample_dirs(cg_dirs)
@@ -376,6 +379,7 @@ function M.collect_on(s, opts)
   s:begin()
   local t0 = s.t0
   local first_sys, first_task, first_cg, first_thr = snap_system(), snap_task(), snap_cgroup(), snap_threads()
+  mn:sample()
   if is_pid and not first_task then util.user_error('no process ' .. t.pid) end
   local affinity = is_pid and cpu.affinity(t.pid) or nil
   local last_sys, last_task, last_cg, last_thr = first_sys, first_task, first_cg, first_thr
@@ -387,6 +391,7 @@ function M.collect_on(s, opts)
   local samples = 0
   local function snapshot(now)
     local snap, ts, cs, th = snap_system(), snap_task(), snap_cgroup(), snap_threads()
+    mn:sample()
     -- the system stays measurable when the target goes; the target's own
     -- figures keep their last good sample
     last_sys = snap
@@ -456,6 +461,7 @@ function M.collect_on(s, opts)
     end
   end
   capacity_measures(m, affinity)
+  mn:finish(m)
   if t.kind == 'pid' then
     if sampler then
       local l = sampler:result()

@@ -80,7 +80,7 @@ describe('perf_manual.analyzers.use', function()
       assert.is_true(has_note(disk, 'refaults'))
       -- the same numbers judged without the memory rules: the disk would win
       local T = deep_copy(use.thresholds)
-      T.memory.psi_high, T.memory.limit_hits_high = 1e9, 1e18
+      T.memory.psi_high, T.memory.limit_hits_high, T.memory.refault_high = 1e9, 1e18, 1e18
       local r2 = use.analyze(recorded('mem_pressure_pid'), { thresholds = T })
       assert.equal('disk', r2.verdict.resource)
     end)
