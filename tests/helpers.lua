@@ -102,6 +102,22 @@ function M.readable_copy(workloads)
 end
 
 --- A fresh empty directory under /tmp.
+--- A temp store holding recorded investigations copied from
+--- tests/fixtures/<dir>/<name> (each with an empty analysis/); returns the
+--- store's root and the ids, in the order of names.
+function M.fixture_store(dir, names)
+  local store = require('perf_manual.store')
+  local root = M.tmpdir()
+  local ids = {}
+  for i, n in ipairs(names) do
+    local meta = assert(store.parse_metadata(M.fixture(dir .. '/' .. n .. '/metadata.yaml')))
+    ids[i] = meta.id
+    assert(os.execute(string.format("cp -r '%s/tests/fixtures/%s/%s' '%s/%s' && mkdir -p '%s/%s/analysis'", M.root,
+      dir, n, root, meta.id, root, meta.id)) == 0)
+  end
+  return root, ids
+end
+
 function M.tmpdir()
   local d = os.tmpname(); os.remove(d)
   assert(os.execute("mkdir -p '" .. d .. "'") == 0)

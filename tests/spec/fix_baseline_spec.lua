@@ -12,17 +12,7 @@ local h = test_helpers
 local FV = h.root .. '/tests/fixtures/fixval'
 local ENDPOINT = 'http://127.0.0.1:18801/'   -- where the fixtures' service listened
 
-local function fixture_store(names)
-  local root = h.tmpdir()
-  local ids = {}
-  for i, n in ipairs(names) do
-    local meta = assert(store.parse_metadata(h.fixture('fixval/' .. n .. '/metadata.yaml')))
-    ids[i] = meta.id
-    assert(os.execute(string.format("cp -r '%s/%s' '%s/%s' && mkdir -p '%s/%s/analysis'", FV, n, root, meta.id,
-      root, meta.id)) == 0)
-  end
-  return root, ids
-end
+local function fixture_store(names) return h.fixture_store('fixval', names) end
 
 local function newest(root, except)
   for _, id in ipairs(store.list(root)) do if not except[id] then return id end end

@@ -8,18 +8,7 @@ local h = test_helpers
 
 local FV = h.root .. '/tests/fixtures/fixval'
 
--- a temp store holding the recorded investigations named (slow, fast, slow2)
-local function fixture_store(names)
-  local root = h.tmpdir()
-  local ids = {}
-  for i, n in ipairs(names) do
-    local meta = assert(store.parse_metadata(h.fixture('fixval/' .. n .. '/metadata.yaml')))
-    ids[i] = meta.id
-    assert(os.execute(string.format("cp -r '%s/%s' '%s/%s' && mkdir -p '%s/%s/analysis'", FV, n, root, meta.id,
-      root, meta.id)) == 0)
-  end
-  return root, ids
-end
+local function fixture_store(names) return h.fixture_store('fixval', names) end
 
 local function meta_of(root, id) return assert(store.open(root, id):load_metadata()) end
 
