@@ -98,19 +98,22 @@ M.builtin = {
         return nil, 'the on-CPU profile names no hot function'
       end },
     },
-    fills = { 'hot_function', 'hot_share', 'hot_path', 'process', 'cpu_use', 'threads' },
+    fills = { 'hot_function', 'hot_share', 'hot_path', 'split', 'kernel_path', 'process', 'cpu_use', 'threads' },
     culprit = function(ev)
       local c = {}
       if ev.profile and ev.profile.hot then
         c.hot_function, c.hot_share, c.hot_path = ev.profile.hot, pct(ev.profile.share and ev.profile.share * 100),
           ev.profile.path
       end
+      if ev.profile then c.split, c.kernel_path = ev.profile.split, ev.profile.kernel_path end
       c.process = ev.process
       c.cpu_use = ev.task and ev.task.cpu_pct and string.format('%.0f%% of one CPU', ev.task.cpu_pct)
       c.threads = ev.busy_threads
       return c
     end,
     says = {
+      'the workload is CPU-bound: {hot_function} holds {hot_share} of on-CPU samples (hot path {hot_path}), {split} (kernel path {kernel_path}); hottest threads {threads} of one CPU',
+      'the workload is CPU-bound: {hot_function} holds {hot_share} of on-CPU samples (hot path {hot_path}), {split}; hottest threads {threads} of one CPU',
       'the workload is CPU-bound: {hot_function} holds {hot_share} of on-CPU samples (hot path {hot_path}); {process} uses {cpu_use}',
       'the workload is CPU-bound: {process} uses {cpu_use}, busiest threads {threads}',
       'the workload is CPU-bound: on-CPU work saturates the CPUs',
@@ -144,7 +147,7 @@ M.builtin = {
         if r and ev.use.verdict == 'cpu' then return 'refutes', 'USE: the CPU verdict is ' .. r .. ', not one thread' end
       end },
     },
-    fills = { 'thread', 'thread_cpu', 'hot_function', 'process' },
+    fills = { 'thread', 'thread_cpu', 'hot_function', 'hot_path', 'split', 'process' },
     culprit = function(ev)
       local c = { process = ev.process }
       if ev.hot_thread then
@@ -152,9 +155,12 @@ M.builtin = {
         c.thread_cpu = pct(ev.hot_thread.cpu)
       end
       c.hot_function = ev.profile and ev.profile.hot
+      c.hot_path = c.hot_function and ev.profile.path
+      c.split = ev.profile and ev.profile.split
       return c
     end,
     says = {
+      'single-thread bound: thread {thread} of {process} is on a CPU {thread_cpu} of its wall time, in {hot_function} (hot path {hot_path}), {split}',
       'single-thread bound: thread {thread} of {process} is on a CPU {thread_cpu} of its wall time, in {hot_function}',
       'single-thread bound: thread {thread} of {process} is on a CPU {thread_cpu} of its wall time',
     },
@@ -242,12 +248,14 @@ M.builtin = {
         if w < 10 then return 'refutes', line end
       end },
     },
-    fills = { 'process', 'runq', 'threads', 'cpus' },
+    fills = { 'process', 'runq', 'threads', 'cpus', 'busiest', 'hot_function' },
     culprit = function(ev)
       return { process = ev.process, runq = ev.has.tsa and pct(ev.states.runq) or nil, threads = ev.runnable_threads,
-        cpus = ev.cpus and tostring(ev.cpus) }
+        cpus = ev.cpus and tostring(ev.cpus), busiest = ev.busy_threads, hot_function = ev.profile and ev.profile.hot }
     end,
     says = {
+      'run-queue contention: {threads} threads of {process} compete for {cpus} CPUs and wait for one {runq} of their time; on a CPU: {busiest} of one CPU, in {hot_function}',
+      'run-queue contention: {threads} threads of {process} compete for {cpus} CPUs and wait for one {runq} of their time; on a CPU: {busiest} of one CPU',
       'run-queue contention: {threads} threads of {process} compete for {cpus} CPUs and wait for one {runq} of their time',
       'run-queue contention: the threads of {process} wait for a CPU {runq} of their time',
     },
@@ -350,19 +358,28 @@ M.builtin = {
         if sc.share < 0.1 then return 'refutes', line end
       end },
     },
-    fills = { 'file', 'syscall', 'device', 'threads', 'io_pct', 'sync_calls' },
+    fills = { 'file', 'syscall', 'device', 'threads', 'io_pct', 'sync_calls', 'block_writes' },
     culprit = function(ev)
       local o = ev.objects.io
       local c = {}
-      if o then
+      local d = ev.disk
+      if d and d.file then
+        c.file, c.syscall, c.device, c.threads, c.io_pct = d.file, d.syscall, d.device, tostring(d.threads), pct(d.io_pct)
+        if #d.files > 1 then c.file = string.format('%s (and %d other files)', c.file, #d.files - 1) end
+      elseif o then
         c.file, c.syscall, c.device, c.threads, c.io_pct = o.path or o.name, o.syscall, o.device, tostring(o.reason_threads),
           pct(o.share)
         if o.files and o.files > 1 then c.file = string.format('%s (and %d other files)', c.file, o.files - 1) end
       end
       c.sync_calls = ev.syscall and ev.syscall.sync_text
+      if d and d.write_size then
+        c.block_writes = string.format('block writes %s (mean %.1f KiB)%s', d.write_size, d.write_mean / 1024,
+          d.flushes_per_s and string.format(', %.0f cache flushes/s', d.flushes_per_s) or '')
+      end
       return c
     end,
     says = {
+      'synchronous writes: {threads} threads wait in {syscall} of {file} on {device} {io_pct} of their time; {sync_calls}; {block_writes}',
       'synchronous writes: {threads} threads wait in {syscall} of {file} on {device} {io_pct} of their time; {sync_calls}',
       'synchronous writes: {threads} threads wait in {syscall} of {file} {io_pct} of their time',
       'synchronous writes: {sync_calls}',
@@ -406,14 +423,25 @@ M.builtin = {
         end
       end },
     },
-    fills = { 'device', 'disk_use', 'p99', 'process', 'file' },
+    fills = { 'device', 'disk_use', 'p99', 'latency', 'process', 'file', 'waiters' },
     culprit = function(ev)
       local row = ev.use and ev.use.rows.disk
-      return { device = row and row.name or ev.io and ev.io.device, disk_use = row and row.utilization,
+      local d = ev.disk or {}
+      local c = { device = row and row.name or ev.io and ev.io.device, disk_use = row and row.utilization,
         p99 = ev.io and ev.io.p99_ms and string.format('%.1f ms', ev.io.p99_ms), process = ev.process,
         file = ev.objects.io and (ev.objects.io.path or ev.objects.io.name) }
+      if d.p99_ms and d.p50_ms then
+        c.latency = string.format('p50 %.2f ms, p99 %.1f ms, %.1f requests in flight', d.p50_ms, d.p99_ms, d.inflight or 0)
+      end
+      if d.file then
+        c.waiters = string.format('%d thread%s wait in %s of %s%s %.0f%% of their time', d.threads, d.threads == 1 and '' or 's',
+          tostring(d.syscall or 'I/O'), d.file, #d.files > 1 and string.format(' (and %d other files)', #d.files - 1) or '',
+          d.io_pct)
+      end
+      return c
     end,
     says = {
+      'the workload waits on disk I/O: {device} is saturated ({disk_use}; {latency}); {process}: {waiters}',
       'the workload waits on disk I/O: {device} is saturated ({disk_use}; p99 {p99}); {process} waits on {file}',
       'the workload waits on disk I/O: {device} is saturated ({disk_use}), I/O p99 {p99}',
       'the workload waits on disk I/O: {device} is saturated ({disk_use})',

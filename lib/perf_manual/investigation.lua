@@ -237,7 +237,7 @@ function methods.tell(inv, kind, result, more)
   if kind == 'cpu' then lines = drill.cpu(result, tsa)
   elseif kind == 'wait' then lines = drill.wait(tsa, result)
   elseif kind == 'lock' then lines = drill.lock(result)
-  elseif kind == 'disk' then lines = drill.disk(result, more)
+  elseif kind == 'disk' then lines = drill.disk(result, more, tsa)
   else
     lines = {}
     local text = type(result) == 'table' and (result.summary or result.text)

@@ -213,13 +213,298 @@ function M.hot_function(p)
   return nil
 end
 
-function M.from_profile(p)
+-- CPU and disk culprits ------------------------------------------------------
+
+local function is_kernel(f) return f:sub(-4) == '_[k]' end
+local function bare(f) return (f:gsub('_%[k%]$', '')) end
+
+-- folded text -> { {frames = {comm, root..leaf}, n = samples}, ... }, total
+local function parse_folded(folded)
+  local stacks, total = {}, 0
+  if type(folded) ~= 'string' then return stacks, 0 end
+  for line in folded:gmatch('[^\n]+') do
+    local st, n = line:match('^(.*) (%d+)$')
+    if st then
+      local frames = {}
+      for f in st:gmatch('[^;]+') do frames[#frames + 1] = f end
+      stacks[#stacks + 1] = { frames = frames, n = tonumber(n) }
+      total = total + tonumber(n)
+    end
+  end
+  return stacks, total
+end
+
+--- User vs kernel split of on-CPU samples (folded stacks; a sample is
+--- kernel time when its leaf frame is a kernel one, `_[k]`), and the
+--- heaviest kernel path: the run of kernel frames most samples end in, as
+--- its last `n` frames (default 5), root side first. Returns
+--- { samples=, user=, kernel=, kernel_share=, kernel_path = {frames}, kernel_path_share= } or nil.
+function M.cpu_split(folded, n)
+  local stacks, total = parse_folded(folded)
+  if total == 0 then return nil end
+  local kernel, by, order = 0, {}, {}
+  for _, s in ipairs(stacks) do
+    local fr = s.frames
+    if is_kernel(fr[#fr]) then
+      kernel = kernel + s.n
+      local from = #fr
+      while from > 2 and is_kernel(fr[from - 1]) do from = from - 1 end
+      local kp = {}
+      for i = from, #fr do kp[#kp + 1] = bare(fr[i]) end
+      local key = table.concat(kp, ';')
+      if not by[key] then by[key] = { n = 0, frames = kp }; order[#order + 1] = key end
+      by[key].n = by[key].n + s.n
+    end
+  end
+  local best
+  for _, k in ipairs(order) do if not best or by[k].n > best.n then best = by[k] end end
+  local res = { samples = total, kernel = kernel, user = total - kernel, kernel_share = kernel / total }
+  if best then
+    n = n or 5
+    local fr = {}
+    for i = math.max(1, #best.frames - n + 1), #best.frames do fr[#fr + 1] = best.frames[i] end
+    res.kernel_path, res.kernel_path_share = fr, best.n / total
+  end
+  return res
+end
+
+--- The hot path into function `name`: from `name` up, the caller holding
+--- the most of its samples at each step (the comm root frame left out), at
+--- most `n` frames (default 4), root side first; and the share of all
+--- samples that run through that path.
+function M.hot_path(folded, name, n)
+  local stacks, total = parse_folded(folded)
+  if total == 0 or not name then return nil end
+  n = n or 4
+  local live = {}
+  for _, s in ipairs(stacks) do
+    for i = #s.frames, 2, -1 do
+      if s.frames[i] == name then live[#live + 1] = { s = s, at = i } break end
+    end
+  end
+  if #live == 0 then return nil end
+  local path, weight = { name }, 0
+  for _, x in ipairs(live) do weight = weight + x.s.n end
+  for depth = 1, n - 1 do
+    local by, order = {}, {}
+    for _, x in ipairs(live) do
+      local i = x.at - depth
+      local f = i >= 2 and x.s.frames[i] or nil
+      if f then
+        if not by[f] then by[f] = { n = 0, list = {} }; order[#order + 1] = f end
+        by[f].n = by[f].n + x.s.n
+        by[f].list[#by[f].list + 1] = x
+      end
+    end
+    local best
+    for _, f in ipairs(order) do if not best or by[f].n > by[best].n then best = f end end
+    if not best then break end
+    table.insert(path, 1, best)
+    live, weight = by[best].list, by[best].n
+  end
+  return path, weight / total
+end
+
+--- The threads of an accounting result by time on a CPU, most first:
+--- { {tid, comm, cpu (% of its wall time = % of one CPU)}, ... } (at most n).
+function M.hot_threads(t, n)
+  local list = {}
+  if type(t) ~= 'table' or type(t.threads) ~= 'table' then return list end
+  for _, th in ipairs(t.threads) do
+    local c = type(th.shares) == 'table' and tonumber(th.shares.cpu) or 0
+    list[#list + 1] = { tid = th.tid, comm = th.comm, cpu = c }
+  end
+  table.sort(list, function(a, b) if a.cpu ~= b.cpu then return a.cpu > b.cpu end return (a.tid or 0) < (b.tid or 0) end)
+  while #list > (n or 3) do list[#list] = nil end
+  return list
+end
+
+--- The CPU culprit of an on-CPU profile and an accounting result: the hot
+--- function, its path, the user/kernel split, the kernel path when kernel
+--- time is over 30%, the hottest threads; `text` says it in one sentence.
+--- Returns a table (fields nil when not measured) or nil when neither was.
+function M.cpu_culprit(p, t)
+  local c = {}
+  local hot = M.hot_function(p)
+  local folded = type(p) == 'table' and p.folded or nil
+  if hot and hot.name then
+    c.hot, c.hot_share = tostring(hot.name), hot.share
+    local path, share = M.hot_path(folded, c.hot)
+    if path then c.path, c.path_share = table.concat(path, ' > '), share end
+  end
+  local sp = M.cpu_split(folded)
+  if sp then
+    c.samples, c.user_pct, c.kernel_pct = sp.samples, sp.user / sp.samples * 100, sp.kernel_share * 100
+    if sp.kernel_share > 0.3 and sp.kernel_path then c.kernel_path = table.concat(sp.kernel_path, ' > ') end
+  end
+  local th = M.hot_threads(t, 3)
+  if #th > 0 then c.threads = th end
+  if not c.hot and not sp and not c.threads then return nil end
+  local parts = {}
+  if c.hot and c.hot_share then
+    parts[#parts + 1] = string.format('%s holds %.0f%% of on-CPU samples%s', c.hot, c.hot_share * 100,
+      c.path and c.path ~= c.hot and (' (hot path ' .. c.path .. ')') or '')
+  end
+  if c.user_pct then
+    parts[#parts + 1] = string.format('%.0f%% user / %.0f%% kernel', c.user_pct, c.kernel_pct)
+      .. (c.kernel_path and (' (kernel path ' .. c.kernel_path .. ')') or '')
+  end
+  if c.threads then
+    local ts = {}
+    for i, x in ipairs(c.threads) do ts[i] = string.format('%s (%s) %.0f%%', tostring(x.tid), tostring(x.comm), x.cpu) end
+    parts[#parts + 1] = (#ts == 1 and 'hottest thread ' or 'hottest threads ') .. table.concat(ts, ', ') .. ' of one CPU'
+  end
+  c.text = table.concat(parts, '; ')
+  return c
+end
+
+-- the bucket holding the median of a bucket list: {lo, hi} or nil
+local function median_bucket(buckets)
+  local total = 0
+  for _, b in ipairs(type(buckets) == 'table' and buckets or {}) do total = total + (tonumber(b.count) or 0) end
+  if total == 0 then return nil end
+  local acc = 0
+  for _, b in ipairs(buckets) do
+    acc = acc + (tonumber(b.count) or 0)
+    if acc >= total / 2 then return b end
+  end
+end
+
+local function kib(b)
+  if b >= 1024 then return string.format('%g KiB', util.round(b / 1024, 1)) end
+  return string.format('%d B', b)
+end
+
+--- The disk culprit of an accounting result (the threads blocked on block
+--- I/O and the files, fd -> path, they wait on), a syscall trace (sync and
+--- write calls: rate and mean latency) and an io trace (the busiest device,
+--- its latency, write size, cache flushes). Sync/async flags and queue
+--- time are not in the io tracer's histograms (only its snoop stream has
+--- them): they are not claimed here. Returns a table with `text`, or nil.
+function M.disk_culprit(t, io, sc)
+  local c = {}
+  -- the files the threads wait on in block I/O, by time waited
+  if type(t) == 'table' and type(t.threads) == 'table' then
+    local by, order, threads = {}, {}, {}
+    for _, th in ipairs(t.threads) do
+      for _, w in ipairs(th.waits or {}) do
+        if w.reason == 'io' and (tonumber(w.share) or 0) >= 1 then
+          local key = tostring(w.fd_link or w.path or w.object or w.text or '?')
+          if not by[key] then
+            by[key] = { path = key, seconds = 0, share = 0, threads = 0, syscall = w.syscall, device = w.device }
+            order[#order + 1] = key
+          end
+          local f = by[key]
+          f.seconds, f.share, f.threads = f.seconds + (tonumber(w.seconds) or 0), f.share + (tonumber(w.share) or 0),
+            f.threads + 1
+          threads[th.tid or th] = true
+        end
+      end
+    end
+    table.sort(order, function(a, b) if by[a].seconds ~= by[b].seconds then return by[a].seconds > by[b].seconds end
+      return a < b end)
+    if #order > 0 then
+      local files, nthreads, share = {}, 0, 0
+      for _, k in ipairs(order) do files[#files + 1] = by[k]; share = share + by[k].share; nthreads = nthreads + by[k].threads end
+      for _ in pairs(threads) do c.threads = (c.threads or 0) + 1 end
+      c.files, c.file = files, files[1].path
+      c.syscall, c.device = files[1].syscall, files[1].device and tostring(files[1].device):gsub('^/dev/', '')
+      c.io_pct = share / nthreads   -- mean share of wall time a waiting thread spends on these files
+    end
+  end
+  if type(sc) == 'table' and type(sc.syscalls) == 'table' then
+    local calls = {}
+    for _, s in ipairs(sc.syscalls) do
+      local name = tostring(s.name or s.syscall or '?')
+      if (tonumber(s.count) or 0) > 0 and (name:match('sync') or name:match('write')) then
+        calls[#calls + 1] = { name = name, rate = tonumber(s.rate), avg_ms = tonumber(s.avg_ns) and s.avg_ns / 1e6,
+          count = s.count, total_ns = tonumber(s.total_ns) or 0 }
+      end
+    end
+    -- the sync calls first: they are what a writer waits on
+    table.sort(calls, function(a, b)
+      local sa, sb = a.name:match('sync') ~= nil, b.name:match('sync') ~= nil
+      if sa ~= sb then return sa end
+      return a.total_ns > b.total_ns
+    end)
+    if #calls > 0 then c.calls = calls end
+  end
+  if type(io) == 'table' then
+    local dev
+    for _, d in ipairs(io.devices or {}) do if not dev or (d.count or 0) > (dev.count or 0) then dev = d end end
+    if dev then
+      c.device = c.device or dev.device or dev.name or dev.dev
+      c.p50_ms, c.p99_ms = tonumber(dev.p50_us) and dev.p50_us / 1e3, p99_ms(dev)
+      c.inflight = tonumber(dev.inflight_mean)
+    end
+    for _, r in ipairs(io.rows or {}) do
+      if dev and r.dev == dev.dev then
+        if r.op == 'write' and (r.count or 0) > 0 then
+          local b = median_bucket(r.size_buckets)
+          c.write_size = b and (b.hi - b.lo > 1 and string.format('%s-%s', kib(b.lo):gsub(' KiB$', ''), kib(b.hi + 1)) or kib(b.lo))
+          c.write_mean = (r.bytes or 0) / r.count
+          c.writes_per_s = tonumber(r.iops)
+        elseif r.op == 'flush' and (r.count or 0) > 0 then
+          c.flushes_per_s = tonumber(r.iops)
+        end
+      end
+    end
+  end
+  if not c.file and not c.calls and not c.device then return nil end
+  local parts = {}
+  if c.file then
+    parts[#parts + 1] = string.format('%d thread%s wait%s in %s of %s%s%s %.0f%% of their time', c.threads,
+      c.threads == 1 and '' or 's', c.threads == 1 and 's' or '', tostring(c.syscall or 'I/O'), c.file,
+      #c.files > 1 and string.format(' (and %d other file%s)', #c.files - 1, #c.files == 2 and '' or 's') or '',
+      c.device and (' on ' .. c.device) or '', c.io_pct)
+  end
+  if c.calls then
+    local cs = {}
+    for i, x in ipairs(c.calls) do
+      if i > 2 then break end
+      cs[#cs + 1] = string.format('%s %.0f calls/s, %.2f ms each', x.name, x.rate or 0, x.avg_ms or 0)
+    end
+    parts[#parts + 1] = table.concat(cs, ', ')
+  end
+  if c.write_size then
+    parts[#parts + 1] = string.format('block writes %s (mean %s)%s', c.write_size, kib(math.floor(c.write_mean + 0.5)),
+      c.flushes_per_s and string.format(', %.0f cache flushes/s', c.flushes_per_s) or '')
+  end
+  if c.p99_ms then
+    parts[#parts + 1] = string.format('%s latency p50 %.2f ms, p99 %.2f ms, %.1f requests in flight (queue time not measured)',
+      tostring(c.device), c.p50_ms or 0, c.p99_ms, c.inflight or 0)
+  end
+  c.text = table.concat(parts, '; ')
+  return c
+end
+
+--- Findings from an on-CPU profile (and the accounting, for the threads):
+--- a hot function, named with its path, the user/kernel split and the
+--- hottest threads.
+function M.from_profile(p, t)
   local out = {}
   local hot = M.hot_function(p)
   if hot and hot.share and hot.share >= M.thresholds.hot_function_share then
+    local c = M.cpu_culprit(p, t)
     out[#out + 1] = { resource = 'cpu', metric = 'hot_function', value = hot.share, severity = 'medium',
-      summary = string.format('%s holds %.0f%% of on-CPU samples', tostring(hot.name), hot.share * 100),
+      name = tostring(hot.name), path = c and c.path, kernel_pct = c and c.kernel_pct,
+      summary = c and c.text ~= '' and c.text
+        or string.format('%s holds %.0f%% of on-CPU samples', tostring(hot.name), hot.share * 100),
       evidence = p.artifact }
+  end
+  return out
+end
+
+--- Findings from the disk culprit (accounting, io and syscall traces): who
+--- waits on which file, in which call, when block I/O holds the threads
+--- up for a good share of their time.
+function M.from_disk(t, io, sc)
+  local out = {}
+  local c = M.disk_culprit(t, io, sc)
+  if c and c.file and c.io_pct and c.io_pct >= M.thresholds.wait_share_medium then
+    out[#out + 1] = { resource = 'disk', metric = 'io_wait_culprit', value = c.io_pct,
+      severity = c.io_pct >= M.thresholds.wait_share_high and 'high' or 'medium', file = c.file, syscall = c.syscall,
+      summary = c.text, evidence = t.artifact }
   end
   return out
 end
@@ -383,7 +668,8 @@ function M.all(data)
   add(M.from_use_culprits(data.use))
   add(M.from_tsa(data.tsa))
   for _, k in ipairs(util.keys(data.traces)) do add(M.from_trace(k, data.traces[k])) end
-  if data.profiles.cpu then add(M.from_profile(data.profiles.cpu)) end
+  if data.profiles.cpu then add(M.from_profile(data.profiles.cpu, data.tsa)) end
+  add(M.from_disk(data.tsa, data.traces.io, data.traces.syscall))
   add(M.from_red(data.red))
   add(M.from_series(data.series, data.series_artifact))
   return out

@@ -379,6 +379,10 @@ function M.facts(data)
       sync_share = total and total > 0 and #parts > 0 and sync / total or nil,
       sync_text = #parts > 0 and table.concat(parts, ', ') or nil }
   end
+  -- who waits on which file, the sync calls, the device (analyzers.findings.disk_culprit)
+  if ev.has.tsa or ev.has.io or ev.has.syscall then
+    ev.disk = findings.disk_culprit(ev.has.tsa and t or nil, ev.has.io and io or nil, ev.has.syscall and sc or nil)
+  end
   local pr = data.profiles or {}
   local p = pr.cpu
   if type(p) == 'table' and p.available ~= false then
@@ -388,6 +392,15 @@ function M.facts(data)
       share = hot and hot.share and hot.share >= findings.thresholds.hot_function_share and hot.share or nil,
       path = heaviest_path(p.folded, 4) }
     if not ev.profile.share then ev.profile.hot = nil end
+    -- the path into the hot function, the user/kernel split, the kernel path when kernel time is heavy
+    local c = findings.cpu_culprit(p, nil)
+    if c then
+      if ev.profile.hot and c.path then ev.profile.path = c.path end
+      if c.user_pct then
+        ev.profile.split = string.format('%.0f%% user / %.0f%% kernel', c.user_pct, c.kernel_pct)
+        ev.profile.kernel_pct, ev.profile.kernel_path = c.kernel_pct, c.kernel_path
+      end
+    end
   end
   local off = pr.offcpu
   if type(off) == 'table' and off.available ~= false then

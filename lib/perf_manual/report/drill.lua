@@ -58,31 +58,26 @@ function M.hot_path(folded)
   return path, weight / total
 end
 
---- Lines for a CPU drill-down: the hot path's last frames, the hottest
---- threads from the accounting.
+--- Lines for a CPU drill-down: the hot function and its path, the user
+--- vs kernel split (and the kernel path when kernel time is heavy), the
+--- hottest threads from the accounting.
 function M.cpu(profile, tsa)
   local out = {}
-  local path, share = M.hot_path(profile and profile.folded)
-  if path and #path > 0 then
-    local tail = {}
-    for i = math.max(1, #path - 4), #path do tail[#tail + 1] = path[i] end
-    out[#out + 1] = fmt('hot path (%.0f%% of samples): %s%s', share * 100, #path > 5 and '... ' or '',
-      table.concat(tail, ' > '))
+  local c = findings.cpu_culprit(profile, tsa)
+  if c and c.hot and c.hot_share then
+    out[#out + 1] = fmt('hottest function: %s (%.0f%% of samples)', c.hot, c.hot_share * 100)
   end
-  local hot = findings.hot_function(profile)
-  if hot and hot.share then
-    out[#out + 1] = fmt('hottest function: %s (%.0f%% of samples)', tostring(hot.name), hot.share * 100)
+  if c and c.path then
+    out[#out + 1] = fmt('hot path (%.0f%% of samples): %s', (c.path_share or 0) * 100, c.path)
   end
-  if type(tsa) == 'table' and type(tsa.threads) == 'table' then
-    local list = {}
-    for _, th in ipairs(tsa.threads) do list[#list + 1] = th end
-    table.sort(list, function(a, b) return (a.shares and a.shares.cpu or 0) > (b.shares and b.shares.cpu or 0) end)
+  if c and c.user_pct then
+    out[#out + 1] = fmt('on-CPU samples: %.0f%% user, %.0f%% kernel (%d samples)%s', c.user_pct, c.kernel_pct, c.samples,
+      c.kernel_path and ('; kernel path ' .. c.kernel_path) or '')
+  end
+  if c and c.threads then
     local parts = {}
-    for i = 1, math.min(3, #list) do
-      local th = list[i]
-      parts[#parts + 1] = fmt('%s %s %.0f%%', tostring(th.comm), tostring(th.tid), th.shares and th.shares.cpu or 0)
-    end
-    if #parts > 0 then out[#out + 1] = 'hottest threads (on CPU, % of wall time): ' .. table.concat(parts, ', ') end
+    for i, th in ipairs(c.threads) do parts[i] = fmt('%s %s %.0f%%', tostring(th.comm), tostring(th.tid), th.cpu) end
+    out[#out + 1] = 'hottest threads (on CPU, % of wall time = % of one CPU): ' .. table.concat(parts, ', ')
   end
   if #out == 0 then out[1] = 'the profile has no samples of the target' end
   return out
@@ -179,24 +174,35 @@ function M.lock(trace)
   return out
 end
 
---- Lines for a disk drill-down: the slowest device and the sync calls.
-function M.disk(io, syscall)
+--- Lines for a disk drill-down: the threads and files waiting on block
+--- I/O (from the accounting, when given), the sync and write calls, the
+--- device's latency and write size.
+function M.disk(io, syscall, tsa)
   local out = {}
-  local worst, wname
-  for _, d in ipairs(type(io) == 'table' and (io.devices or io.rows) or {}) do
-    local p = findings.p99_ms(d)
-    if p and (not worst or p > worst) then worst, wname = p, d.name or d.device or d.dev end
-  end
-  if worst then out[#out + 1] = fmt('block I/O latency p99 %.1f ms on %s', worst, tostring(wname)) end
-  if type(syscall) == 'table' then
-    for _, r in ipairs(syscall.rows or syscall.syscalls or {}) do
-      local name = r.name or r.syscall
-      if name and (r.count or 0) > 0 then
-        out[#out + 1] = fmt('%s: %d calls%s', tostring(name), r.count,
-          r.total_ns and fmt(', %.3f s in the call', r.total_ns / 1e9) or '')
-      end
-      if #out >= 4 then break end
+  local c = findings.disk_culprit(tsa, io, syscall)
+  if c and c.file then
+    local names = {}
+    for i, f in ipairs(c.files) do
+      if i > 3 then break end
+      names[#names + 1] = fmt('%s (%d thread%s, %.0f%%)', f.path, f.threads, f.threads == 1 and '' or 's',
+        f.share / f.threads)
     end
+    out[#out + 1] = fmt('%d thread%s wait in %s %.0f%% of their time on: %s%s', c.threads, c.threads == 1 and '' or 's',
+      tostring(c.syscall or 'I/O'), c.io_pct, table.concat(names, ', '),
+      #c.files > 3 and fmt(' and %d other files', #c.files - 3) or '')
+  end
+  for i, x in ipairs(c and c.calls or {}) do
+    if i > 3 then break end
+    out[#out + 1] = fmt('%s: %d calls, %.0f/s, %.3f ms each on average, %.3f s in the call', x.name, x.count,
+      x.rate or 0, x.avg_ms or 0, x.total_ns / 1e9)
+  end
+  if c and c.p99_ms then
+    out[#out + 1] = fmt('block I/O latency p50 %.2f ms, p99 %.1f ms on %s, %.1f requests in flight on average '
+      .. '(issue to completion; queue time not measured)', c.p50_ms or 0, c.p99_ms, tostring(c.device), c.inflight or 0)
+  end
+  if c and c.write_size then
+    out[#out + 1] = fmt('block writes: %.0f/s, size p50 %s (mean %.1f KiB)%s', c.writes_per_s or 0, c.write_size,
+      c.write_mean / 1024, c.flushes_per_s and fmt(', %.0f cache flushes/s', c.flushes_per_s) or '')
   end
   if #out == 0 then out[1] = 'no block I/O of the target in the window' end
   return out
