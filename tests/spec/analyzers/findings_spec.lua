@@ -55,7 +55,7 @@ describe('analyzers.findings', function()
     assert.same({ 'cpu', 'high', 'raw_data/use-check.json' }, { use.resource, use.severity, use.evidence })
     assert.matches('^CPU: target waits for a CPU %d+%%', use.summary)
     local hot = by(found, 'metric', 'hot_function')[1]
-    assert.equal('burn holds 100% of on-CPU samples', hot.summary)
+    assert.matches('^burn holds 100%% of on%-CPU samples %(hot path [^)]*burn%); 100%% user / 0%% kernel', hot.summary)
     assert.equal('raw_data/profile-cpu.json', hot.evidence)
     assert.same({ name = 'burn', share = 1 }, findings.hot_function(d.profiles.cpu))
   end)
