@@ -64,7 +64,8 @@ describe('CPU culprit (cpu_burn, recorded)', function()
     for _, f in ipairs(F.all(d)) do if f.metric == 'hot_function' then found = f end end
     for _, w in ipairs(want) do assert.matches(plain(w), found.summary) end
     local lines = table.concat(drill.cpu(d.profiles.cpu, d.tsa), '\n')
-    assert.matches(string.format('hot path %%(%.0f%%%% of samples%%): %s > burn', top_n / total * 100, top_caller), lines)
+    assert.matches(string.format('hot path %%(%.0f%%%% of samples%%): %s > burn', top_n / total * 100, top_caller),
+      lines)
     assert.matches(string.format('on%%-CPU samples: %.0f%%%% user, %.0f%%%% kernel %%(%d samples%%)',
       (total - kernel) / total * 100, kernel / total * 100, total), lines)
     assert.matches(string.format('cpu_burn %d %.0f%%%%', hot.tid, hot.cpu), lines)
@@ -133,7 +134,8 @@ describe('disk culprit (fsync_writer, recorded)', function()
   it('the root cause names the threads, the file synced, the call rate and latency, the write size', function()
     local r = rc.score('fsync after every write', data('fsync_writer'))
     assert.equal('supported', r.verdict)
-    assert.matches(plain(string.format('%d threads wait in fsync of %s (and %d other files) on vda %.0f%% of their time',
+    assert.matches(plain(string.format(
+      '%d threads wait in fsync of %s (and %d other files) on vda %.0f%% of their time',
       threads, first.fd_link, #files - 1, share_sum / threads)), r.cause)
     assert.matches(plain(string.format('fsync %.0f calls/s, %.2f ms each', fsync.count / sc.seconds,
       fsync.total_ns / fsync.count / 1e6)), r.cause)
