@@ -1010,6 +1010,48 @@ function M.memnet_lines(r)
   return out
 end
 
+-- The name tsa resolved for a futex address (its wait text carries the
+-- address and the symbol: "lock g_lock (0x55.., /bin/x .bss)"), if any.
+local function lock_name(tsa, uaddr)
+  if type(tsa) ~= 'table' or type(tsa.threads) ~= 'table' or not uaddr then return nil end
+  for _, th in ipairs(tsa.threads) do
+    for _, w in ipairs(th.waits or {}) do
+      if type(w.text) == 'string' and w.text:find(tostring(uaddr), 1, true) then return w.text end
+    end
+  end
+end
+
+--- The culprits measured for the target, one block: the hottest thread,
+--- the object it waits on most (tsa), the hottest lock (lock tracer, when
+--- the lock row was measured) and the memory and network culprit lines.
+--- Returns { lines = { ... }, hot_thread =, waits_on =, lock = }.
+function M.culprits(r)
+  local m = r.measures or {}
+  local c = { lines = {} }
+  local th = m.threads_cpu
+  if th and th.top and th.top[1] and th.scope ~= 'system' then
+    local x = th.top[1]
+    c.hot_thread = { tid = x.tid, comm = x.comm, pct = x.pct }
+    c.lines[#c.lines + 1] = string.format('hottest thread: %s %s of one CPU', thread_name(x, th.scope), fmt_pct(x.pct))
+  end
+  local d = time.dominant_wait(m.tsa)
+  if d then
+    c.waits_on = { reason = d.reason, object = d.object, share = d.share }
+    c.lines[#c.lines + 1] = 'top wait: ' .. time.wait_phrase(d)
+  end
+  local lrow = r.lock
+  if not lrow then for _, row in ipairs(r.rows or {}) do if row.resource == 'lock' then lrow = row end end end
+  local l = m.lock
+  if l and l.hot and lrow and lrow.status ~= 'not measured' then
+    local name = lock_name(m.tsa, l.hot.uaddr)
+    c.lock = { uaddr = l.hot.uaddr, name = name, mean_waiters = l.hot.mean_waiters }
+    c.lines[#c.lines + 1] = string.format('hottest lock: %s, %.1f waiters on average', name or l.hot.uaddr,
+      l.hot.mean_waiters or 0)
+  end
+  for _, line in ipairs(M.memnet_lines(r)) do c.lines[#c.lines + 1] = line end
+  return c
+end
+
 --- The USE table as text.
 function M.render(r)
   local out = {}
@@ -1071,7 +1113,11 @@ function M.render(r)
       cm.limit_hits and string.format('%d (%s)', cm.limit_hits, fmt_rate(cm.limit_hits_per_s or 0)) or 'not measured',
       cm.oom_kills and tostring(cm.oom_kills) or 'not measured')
   end
-  for _, line in ipairs(M.memnet_lines(r)) do out[#out + 1] = line end
+  local cu = M.culprits(r)
+  if #cu.lines > 0 then
+    out[#out + 1] = 'culprits:'
+    for _, line in ipairs(cu.lines) do out[#out + 1] = '  ' .. line end
+  end
   if cc then
     out[#out + 1] = string.format('cgroup cpu (%s %s): %s, usage %s, throttled %s',
       cc.version or '?', cc.dir or '?',

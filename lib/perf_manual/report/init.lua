@@ -484,6 +484,46 @@ local function evidence_rows(list, out, seen)
   return out
 end
 
+-- Links to the artifacts behind a sentence: each path (relative to the
+-- investigation folder, where report.md lives) that names a file there, as
+-- { path =, href = } (href percent-encoded); a path that is not there is
+-- kept apart in `missing` so a sentence never links to nothing.
+local function artifact_links(ds, paths)
+  local links, missing, seen = {}, {}, {}
+  for _, p in ipairs(paths) do
+    p = null_to_nil(p)
+    if type(p) == 'string' and p ~= '' and not seen[p] then
+      seen[p] = true
+      local f = ds.dir and not p:match('^/') and not p:match('%.%.') and io.open(ds.dir .. '/' .. p, 'rb')
+      if f then
+        f:close()
+        local href = p:gsub('[^%w_.~/%-]', function(c) return string.format('%%%02X', c:byte()) end)
+        links[#links + 1] = { path = p, href = href }
+      else
+        missing[#missing + 1] = p
+      end
+    end
+  end
+  return links, table.concat(missing, ', ')
+end
+
+-- A recommendation's artifacts: its `evidence` list, else the
+-- "[evidence: a, b]" suffix of its text; returns them and the text without
+-- the suffix (the links say it).
+local function recommendation_evidence(r)
+  local text = tostring(null_to_nil(r.text) or '')
+  local body, cite = text:match('^(.-)%s*%[evidence: ([^%]]*)%]$')
+  local arts = {}
+  local ev = null_to_nil(r.evidence)
+  if type(ev) == 'string' then ev = { ev } end
+  if type(ev) == 'table' then
+    for _, a in ipairs(ev) do arts[#arts + 1] = a end
+  elseif cite then
+    for a in cite:gmatch('[^,%s]+') do arts[#arts + 1] = a end
+  end
+  return body or text, arts
+end
+
 local VERDICT_CLASS = { fixed = 'ok', ['not fixed'] = 'high', worse = 'high', inconclusive = 'warn' }
 
 local function pct_text(x)
@@ -693,6 +733,10 @@ function M.view(ds)
   for _, f in ipairs(findings) do
     v.findings[#v.findings + 1] = { severity = tostring(f.severity or ''):upper(), resource = tostring(f.resource or ''),
       summary = tostring(null_to_nil(f.summary) or (f.metric and names.label(f.metric)) or '') }
+    local row = v.findings[#v.findings]
+    local missing
+    row.links, missing = artifact_links(ds, { null_to_nil(f.evidence) or null_to_nil(f.artifact) })
+    row.missing = missing ~= '' and missing or nil
   end
   -- the evidence behind the root cause: what the conclusion names, then the
   -- supporting evidence of the hypothesis it came from
@@ -713,22 +757,45 @@ function M.view(ds)
     if e.text ~= '' or not with_text[e.artifact] then ev[#ev + 1] = e end
   end
   v.root_cause_evidence = ev
+  for _, e in ipairs(ev) do
+    e.links, e.missing = artifact_links(ds, { e.artifact })
+    if e.missing == '' then e.missing = nil end
+  end
   fix_and_validation(ds, meta, v)
-  -- recommendations: recorded ones, else one per HIGH finding
+  -- recommendations: recorded ones, else one per HIGH finding; each links
+  -- the artifacts behind it
   v.recommendations = {}
+  local function add_rec(status, text, arts)
+    local links, missing = artifact_links(ds, arts or {})
+    v.recommendations[#v.recommendations + 1] = { status = status, text = text, links = links,
+      missing = missing ~= '' and missing or nil }
+  end
   for _, r in ipairs(meta.recommendations or {}) do
-    if type(r) == 'table' then v.recommendations[#v.recommendations + 1] = { status = tostring(r.status or 'PLANNED'), text = tostring(r.text or '') }
-    else v.recommendations[#v.recommendations + 1] = { status = 'PLANNED', text = tostring(r) } end
+    if type(r) == 'table' then
+      local text, arts = recommendation_evidence(r)
+      -- none named: the supporting evidence of the hypothesis it answers
+      if #arts == 0 and null_to_nil(r.hypothesis) then
+        for _, hy in ipairs(meta.hypotheses or {}) do
+          if tostring(hy.text) == tostring(r.hypothesis) then
+            for _, e in ipairs(hy.evidence or {}) do
+              if e.stance == 'supports' then arts[#arts + 1] = e.artifact end
+            end
+          end
+        end
+      end
+      add_rec(tostring(null_to_nil(r.status) or 'PLANNED'), text, arts)
+    else add_rec('PLANNED', tostring(r)) end
   end
   if #v.recommendations == 0 then
-    for _, f in ipairs(v.findings) do
+    for i, f in ipairs(v.findings) do
       if f.severity == 'HIGH' then
-        v.recommendations[#v.recommendations + 1] = { status = 'OPEN', text = 'Address: ' .. f.summary }
+        local src = findings[i] or {}
+        add_rec('OPEN', 'Address: ' .. f.summary, { null_to_nil(src.evidence) or null_to_nil(src.artifact) })
       end
     end
   end
   if #v.recommendations == 0 then
-    v.recommendations[1] = { status = 'OPEN', text = 'No recommendation recorded.' }
+    add_rec('OPEN', 'No recommendation recorded.')
   end
   -- appendix
   v.appendix = {}

@@ -44,6 +44,16 @@ function M.render(v, opts)
     v.flamegraph.title = v.flamegraph.title or ('CPU flame graph: ' .. tostring(v.flamegraph.name))
     link(v.flamegraph)
   end
+  -- artifact links: the path shown as is (escaped), the target percent-encoded
+  for _, list in ipairs({ v.root_cause_evidence or {}, v.recommendations or {}, v.findings or {} }) do
+    for _, row in ipairs(list) do
+      for _, l in ipairs(row.links or {}) do
+        -- an underscore after a letter cannot open emphasis: shown bare
+        local label = M.escape(l.path):gsub('(%w)\\_', '%1_')
+        l.md = string.format('[%s](%s)', label, l.href)
+      end
+    end
+  end
   local name = opts.format or 'technical'
   local path = template_path(name, opts)
   local tree = template.load(path, path:match('[^/]+$'))

@@ -22,6 +22,7 @@ function M.judge(m)
   r.idle = r.idle or { disks = util.array(), nets = util.array() }
   r.measures = m
   r.text = use.render(r)
+  r.culprits = use.culprits(r)
   if m.tsa then
     r.tsa = m.tsa
     r.text = r.text .. tsa_report.summary(m.tsa)

@@ -91,7 +91,7 @@ describe('reports read findings first', function()
     assert.is_true(text:find('started: started by root', 1, true) > text:find('## Appendix A: Timeline', 1, true))
     -- the root cause with the evidence behind it, linked to its artifact
     assert.matches('## Root Cause\n\nlock contention: threads wait on a shared mutex\n\nEvidence:\n\n%- USE Mutex/locks: HIGH', text)
-    assert.matches('6%.6 waiters%) %(raw\\_data/use%-check%.json%)', text)
+    assert.matches('6%.6 waiters%) %(%[raw_data/use%-check%.json%]%(raw_data/use%-check%.json%)%)', text)
     -- no fix: said plainly, with the command that records one
     assert.matches('%*%*Fix%*%*: no fix recorded', text)
     assert.matches('No fix recorded%. Record one, .- with `perf_manual fix 2026%-12%-03_it%-is%-slow "text" %-%-validate`', text)
