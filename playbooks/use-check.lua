@@ -40,7 +40,7 @@ return playbook {
       local doc = { target = r.target, duration = r.duration, elapsed = r.elapsed, samples = r.samples,
         partial = r.partial or false, stopped = r.stopped or false, exited = r.exited or false,
         rows = r.rows, idle = r.idle, verdict = r.verdict_detail, cpu_reason = r.cpu_reason, notes = r.notes,
-        sources = r.sources,
+        sources = r.sources, culprits = r.culprits,
         measures = r.measures }
       local t = type(r.target) == 'table' and r.target or {}
       doc.exit_status, doc.exit_signal = t.exit_status, t.exit_signal

@@ -38,6 +38,9 @@ describe('use-check on a process that waits on a peer', function()
           if mode == 'tcp' then assert.matches('^tcp 127%.0%.0%.1:%d+', wo.text) end
           assert.is_true(math.abs(wo.share - 75) <= 5, string.format('%.1f%% on the peer, built as 75%%', wo.share))
           assert.matches('sleep 2%d%%', wo.text)
+          -- the culprits block names the same peer
+          local lines = table.concat(d.culprits and d.culprits.lines or {}, '\n')
+          assert.matches('top wait: [^\n]*pid ' .. peer .. ' ', lines)
           -- the thread states agree with schedstat on the time on a CPU
           local th = d.measures.tsa.threads[1]
           assert.equal(w.pid, th.tid)
@@ -64,5 +67,27 @@ describe('use-check on a process that waits on a peer', function()
         assert.is_true(d.measures.tsa.total.shares.sleep > 90, 'sleep ' .. d.measures.tsa.total.shares.sleep)
       end)
     end)
+  end)
+end)
+
+describe('use-check culprits', function()
+  it('names the convoy\'s lock by the symbol nm gives its address', function()
+    if not h.need_root('the lock tracer and thread-state accounting load BPF') then return end
+    local bin = h.root .. '/build/workloads/lock_convoy'
+    local nm = io.popen('nm ' .. bin):read('*a')
+    assert.matches('%x+ [bB] g_lock\n', nm)
+    local gate = os.tmpname()
+    os.remove(gate)
+    h.with_machine_lock(function()
+      W.with('lock_convoy', { '4', '30', gate, '1' }, {}, function(w)
+        assert(io.open(gate, 'w')):close()
+        sys.sleep(0.3)
+        local d = use_check(w.pid)
+        local lines = table.concat(d.culprits and d.culprits.lines or {}, '\n')
+        assert.matches('top wait: lock g_lock %(0x%x+, [^\n]*lock_convoy %.bss%)', lines)
+        assert.matches('hottest thread: thread %d+', lines)
+      end)
+    end)
+    os.remove(gate)
   end)
 end)
