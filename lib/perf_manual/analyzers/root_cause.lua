@@ -106,6 +106,7 @@ local function matched(m)
 end
 
 local function why_text(m)
+  if m.why then return m.why end
   if m.direct then return 'the text is this entry\'s root-cause sentence' end
   local parts = {}
   if #m.phrases > 0 then parts[#parts + 1] = 'phrase ' .. table.concat(m.phrases, "', '"):gsub('^', "'") .. "'" end
@@ -113,6 +114,9 @@ local function why_text(m)
   if #m.keywords > 0 then parts[#parts + 1] = 'keywords ' .. table.concat(m.keywords, ', ') end
   return table.concat(parts, '; ')
 end
+
+-- the entry a wait of each reason stands for, when not the peer's
+local WAIT_ENTRY = { lock = 'lock-convoy', io = 'fsync-bound', memory = 'memory-limit' }
 
 --- Maps a hypothesis in words onto the catalogue. Returns
 --- { entry=, why=, score=, negated=, also = { ids of entries nearly as close } }
@@ -133,6 +137,17 @@ function M.match(text)
     return a.i < b.i
   end)
   local best = scored[1]
+  -- "it waits on X (reason, N% of wall time)" is the peer entry's sentence
+  -- for any wait: the reason in it says which mechanism is meant
+  if best and best.m.direct and best.entry.id == 'peer-wait' then
+    for reason, id in pairs(WAIT_ENTRY) do
+      local e = catalogue.get(id)
+      if e and tostring(text):find('(' .. waits.LABELS[reason] .. ',', 1, true) then
+        best = { entry = e, m = { score = 100, direct = true, phrases = {}, terms = {}, keywords = {},
+          why = 'a wait whose reason is ' .. waits.LABELS[reason] } }
+      end
+    end
+  end
   if best and matched(best.m) then
     local also = {}
     for k = 2, #scored do

@@ -188,3 +188,15 @@ return {
     h.rmrf(dir)
   end)
 end)
+
+describe('perf_manual.analyzers.root_cause wait hypotheses', function()
+  local rc = require('perf_manual.analyzers.root_cause')
+  it('maps "it waits on X" onto the entry its wait reason stands for', function()
+    local function id(text) local m = rc.match(text) return m and m.entry.id end
+    assert.equal('lock-convoy', id('the workload is blocked: it waits on lock g_lock (0x1, a .bss) '
+      .. '(lock (futex, kernel lock), 77% of wall time)'))
+    assert.equal('fsync-bound', id('the workload is blocked: it waits on /var/tmp/x.dat (block I/O, 48% of wall time)'))
+    assert.equal('peer-wait', id('the workload is blocked: it waits on pid 5 (feeder) via pipe '
+      .. '(pipe / unix socket, 74% of wall time)'))
+  end)
+end)
