@@ -211,6 +211,12 @@ static __always_inline int on_complete(struct request *rq, int error, __u32 nr_b
   __sync_fetch_and_add(&h->bytes, bytes);
   if (error)
     __sync_fetch_and_add(&h->errors, 1);
+  if (rq_flags(cmd_flags) & IO_F_SYNC)
+    __sync_fetch_and_add(&h->sync, 1);
+  if (s->insert_ns && s->issue_ns > s->insert_ns) {
+    __sync_fetch_and_add(&h->queue_ns, s->issue_ns - s->insert_ns);
+    __sync_fetch_and_add(&h->queued, 1);
+  }
   if (lat > h->max_ns)
     h->max_ns = lat;   /* racy max: close enough for a report */
   pm_stat_add(PM_STAT_EVENTS, 1);

@@ -39,6 +39,9 @@ struct pm_io_hist {
   __u64 max_ns;
   __u64 bytes;
   __u64 errors;                /* completions with a non-zero blk_status_t */
+  __u64 sync;                  /* requests with REQ_SYNC (a waiter behind them) */
+  __u64 queue_ns;              /* insert -> issue, summed over `queued` requests */
+  __u64 queued;                /* requests whose insert and issue were both seen */
 };
 
 /* events seen / lost (snoop ring buffer full) / missed (completion without

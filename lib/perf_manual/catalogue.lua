@@ -373,7 +373,8 @@ M.builtin = {
       end
       c.sync_calls = ev.syscall and ev.syscall.sync_text
       if d and d.write_size then
-        c.block_writes = string.format('block writes %s (mean %.1f KiB)%s', d.write_size, d.write_mean / 1024,
+        c.block_writes = string.format('block writes %s (mean %.1f KiB)%s%s', d.write_size, d.write_mean / 1024,
+          d.sync_pct and string.format(', %.0f%% sync', d.sync_pct) or '',
           d.flushes_per_s and string.format(', %.0f cache flushes/s', d.flushes_per_s) or '')
       end
       return c

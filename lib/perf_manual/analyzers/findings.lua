@@ -378,9 +378,15 @@ end
 --- The disk culprit of an accounting result (the threads blocked on block
 --- I/O and the files, fd -> path, they wait on), a syscall trace (sync and
 --- write calls: rate and mean latency) and an io trace (the busiest device,
---- its latency, write size, cache flushes). Sync/async flags and queue
---- time are not in the io tracer's histograms (only its snoop stream has
---- them): they are not claimed here. Returns a table with `text`, or nil.
+--- its latency, write size, sync share, cache flushes, time queued before
+--- issue; traces recorded before the io tracer counted sync and queue time
+--- leave those out). Returns a table with `text`, or nil.
+--- "(device time; N ms queued before issue)", or what is not measured.
+function M.queue_phrase(c)
+  if not c.queue_ms then return '(issue to completion; queue time not measured)' end
+  return string.format('(issue to completion; %.3f ms queued before issue)', c.queue_ms)
+end
+
 function M.disk_culprit(t, io, sc)
   local c = {}
   -- the files the threads wait on in block I/O, by time waited
@@ -436,6 +442,7 @@ function M.disk_culprit(t, io, sc)
       c.device = c.device or dev.device or dev.name or dev.dev
       c.p50_ms, c.p99_ms = tonumber(dev.p50_us) and dev.p50_us / 1e3, p99_ms(dev)
       c.inflight = tonumber(dev.inflight_mean)
+      c.queue_ms = tonumber(dev.queue_mean_ns) and dev.queue_mean_ns / 1e6
     end
     for _, r in ipairs(io.rows or {}) do
       if dev and r.dev == dev.dev then
@@ -444,6 +451,7 @@ function M.disk_culprit(t, io, sc)
           c.write_size = b and (b.hi - b.lo > 1 and string.format('%s-%s', kib(b.lo):gsub(' KiB$', ''), kib(b.hi + 1)) or kib(b.lo))
           c.write_mean = (r.bytes or 0) / r.count
           c.writes_per_s = tonumber(r.iops)
+          c.sync_pct = tonumber(r.sync_pct)
         elseif r.op == 'flush' and (r.count or 0) > 0 then
           c.flushes_per_s = tonumber(r.iops)
         end
@@ -467,12 +475,13 @@ function M.disk_culprit(t, io, sc)
     parts[#parts + 1] = table.concat(cs, ', ')
   end
   if c.write_size then
-    parts[#parts + 1] = string.format('block writes %s (mean %s)%s', c.write_size, kib(math.floor(c.write_mean + 0.5)),
+    parts[#parts + 1] = string.format('block writes %s (mean %s)%s%s', c.write_size, kib(math.floor(c.write_mean + 0.5)),
+      c.sync_pct and string.format(', %.0f%% sync', c.sync_pct) or '',
       c.flushes_per_s and string.format(', %.0f cache flushes/s', c.flushes_per_s) or '')
   end
   if c.p99_ms then
-    parts[#parts + 1] = string.format('%s latency p50 %.2f ms, p99 %.2f ms, %.1f requests in flight (queue time not measured)',
-      tostring(c.device), c.p50_ms or 0, c.p99_ms, c.inflight or 0)
+    parts[#parts + 1] = string.format('%s latency p50 %.2f ms, p99 %.2f ms, %.1f requests in flight %s',
+      tostring(c.device), c.p50_ms or 0, c.p99_ms, c.inflight or 0, M.queue_phrase(c))
   end
   c.text = table.concat(parts, '; ')
   return c

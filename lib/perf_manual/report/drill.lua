@@ -197,12 +197,13 @@ function M.disk(io, syscall, tsa)
       x.rate or 0, x.avg_ms or 0, x.total_ns / 1e9)
   end
   if c and c.p99_ms then
-    out[#out + 1] = fmt('block I/O latency p50 %.2f ms, p99 %.1f ms on %s, %.1f requests in flight on average '
-      .. '(issue to completion; queue time not measured)', c.p50_ms or 0, c.p99_ms, tostring(c.device), c.inflight or 0)
+    out[#out + 1] = fmt('block I/O latency p50 %.2f ms, p99 %.1f ms on %s, %.1f requests in flight on average %s',
+      c.p50_ms or 0, c.p99_ms, tostring(c.device), c.inflight or 0, findings.queue_phrase(c))
   end
   if c and c.write_size then
-    out[#out + 1] = fmt('block writes: %.0f/s, size p50 %s (mean %.1f KiB)%s', c.writes_per_s or 0, c.write_size,
-      c.write_mean / 1024, c.flushes_per_s and fmt(', %.0f cache flushes/s', c.flushes_per_s) or '')
+    out[#out + 1] = fmt('block writes: %.0f/s, size p50 %s (mean %.1f KiB)%s%s', c.writes_per_s or 0, c.write_size,
+      c.write_mean / 1024, c.sync_pct and fmt(', %.0f%% sync', c.sync_pct) or '',
+      c.flushes_per_s and fmt(', %.0f cache flushes/s', c.flushes_per_s) or '')
   end
   if #out == 0 then out[1] = 'no block I/O of the target in the window' end
   return out

@@ -26,7 +26,7 @@ struct pm_io_key { uint32_t major, minor, op, pad; };
 struct pm_io_hist {
   uint64_t lat_slots[32];
   uint64_t size_slots[32];
-  uint64_t count, total_ns, max_ns, bytes, errors;
+  uint64_t count, total_ns, max_ns, bytes, errors, sync, queue_ns, queued;
 };
 struct pm_io_event {
   uint64_t ts_ns, lat_ns, queue_ns, sector;
@@ -70,7 +70,8 @@ function M.decode_hist(kb, vb)
   return {
     major = k.major, minor = k.minor, op = M.OPS[k.op] or 'other',
     count = num(v.count), total_ns = num(v.total_ns), max_ns = num(v.max_ns),
-    bytes = num(v.bytes), errors = num(v.errors),
+    bytes = num(v.bytes), errors = num(v.errors), sync = num(v.sync), queue_ns = num(v.queue_ns),
+    queued = num(v.queued),
     latency = slots(v.lat_slots), size = slots(v.size_slots),
   }
 end
@@ -143,7 +144,7 @@ local function new_row(dev, name, op)
   local zs = {}
   for i = 1, M.SLOTS do zs[i] = 0 end
   return { dev = dev, device = name, op = op, count = 0, total_ns = 0, max_ns = 0,
-           bytes = 0, errors = 0, latency = z, size = zs }
+           bytes = 0, errors = 0, sync = 0, queue_ns = 0, queued = 0, latency = z, size = zs }
 end
 
 local function merge(row, h)
@@ -151,6 +152,9 @@ local function merge(row, h)
   row.total_ns = row.total_ns + h.total_ns
   row.bytes = row.bytes + h.bytes
   row.errors = row.errors + h.errors
+  row.sync = row.sync + (h.sync or 0)
+  row.queue_ns = row.queue_ns + (h.queue_ns or 0)
+  row.queued = row.queued + (h.queued or 0)
   if h.max_ns > row.max_ns then row.max_ns = h.max_ns end
   add_slots(row.latency, h.latency)
   add_slots(row.size, h.size)
@@ -158,6 +162,10 @@ end
 
 local function finish(row, seconds)
   row.mean_ns = row.count > 0 and row.total_ns / row.count or nil
+  -- share of requests a task waits behind (REQ_SYNC), and the mean time
+  -- in the scheduler's queue before the driver took them (insert -> issue)
+  row.sync_pct = row.count > 0 and row.sync / row.count * 100 or nil
+  row.queue_mean_ns = row.queued > 0 and row.queue_ns / row.queued or nil
   if seconds and seconds > 0 then
     row.iops = row.count / seconds
     row.bytes_per_s = row.bytes / seconds

@@ -163,3 +163,25 @@ describe('disk culprit (fsync_writer, recorded)', function()
     assert.equal('medium', found.severity)
   end)
 end)
+
+describe('disk culprit from a live io trace', function()
+  it('says the sync share of the writes and the time queued before issue', function()
+    local util = require('perf_manual.util')
+    local io_t = require('perf_manual.tracers.io')
+    local findings = require('perf_manual.analyzers.findings')
+    local hist = require('perf_manual.hist')
+    local rec = assert(util.json_decode(test_helpers.fixture('bpfmaps/io.json')))
+    local function unhex(h) return (h:gsub('..', function(x) return string.char(tonumber(x, 16)) end)) end
+    local hs = {}
+    for _, e in ipairs(rec.maps.hists) do hs[#hs + 1] = io_t.decode_hist(unhex(e.key), unhex(e.value)) end
+    local rows, devices = io_t.aggregate(hs, 0.5)
+    for _, r in ipairs(rows) do r.size_buckets = hist.log2_buckets(r.size) end
+    for _, d in ipairs(devices) do d.p50_us, d.p99_us = 100, 1500 end
+    local c = assert(findings.disk_culprit(nil, { rows = rows, devices = devices }, nil))
+    local w
+    for _, r in ipairs(rows) do if r.op == 'write' then w = r end end
+    assert.matches(string.format(', %.0f%% sync', w.sync_pct), c.text, 1, true)
+    assert.matches('ms queued before issue', c.text, 1, true)
+    assert.not_matches('queue time not measured', c.text, 1, true)
+  end)
+end)

@@ -27,6 +27,30 @@ describe('perf_manual.tracers.io', function()
     assert.equal(64, e.members.comm)
   end)
 
+  it('counts sync requests and queue time per disk and op, as the snoop stream of the same run shows them', function()
+    local rows = io_t.aggregate(decoded(), 0.5)
+    local w
+    for _, r in ipairs(rows) do if r.op == 'write' and (not w or r.count > w.count) then w = r end end
+    assert.is_true(w.sync <= w.count and w.queued <= w.count)
+    -- the ring buffer's records (another path out of the kernel) of the writes
+    local n, sync, qn, qsum = 0, 0, 0, 0
+    for _, hx in ipairs(rec.events) do
+      local e = io_t.decode_event(unhex(hx))
+      if e.op == 'write' and e.bytes > 0 then
+        n = n + 1
+        if e.rwbs:match('S') then sync = sync + 1 end
+        if e.queue_ns > 0 then qn, qsum = qn + 1, qsum + e.queue_ns end
+      end
+    end
+    assert.is_true(n >= 10, 'write records: ' .. n)
+    -- fsync's writeback marks its writes REQ_SYNC: every one, in both
+    assert.near(sync / n * 100, w.sync_pct, 10)
+    assert.is_true(w.sync_pct > 90, 'sync ' .. w.sync_pct)
+    -- queue time before issue is short against the device's time, in both
+    assert.is_true(qn > 0 and w.queue_mean_ns > 0)
+    assert.is_true(w.queue_mean_ns < w.mean_ns and qsum / qn < w.mean_ns)
+  end)
+
   it('decodes recorded histograms: the fsync writer wrote to the real disk', function()
     local hs = decoded()
     assert.is_true(#hs > 0)
