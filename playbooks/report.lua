@@ -34,7 +34,16 @@ return playbook {
       if kind == 'md' and p.output then
         assets = p.output:gsub('%.md$', '') :match('[^/]+$') .. '-charts'
       end
-      local ok, text, files = pcall(report.render, ds, { format = p.format, output = kind, assets = assets, template = p.template })
+      -- written outside the investigation's folder: its artifact links point there
+      local link_base
+      if p.output and ds.dir then
+        local realpath = require('posix.stdlib').realpath
+        local out_dir = realpath((p.output:match('^(.*)/[^/]+$') or '.'))
+        local inv_dir = realpath(ds.dir)
+        if inv_dir and out_dir ~= inv_dir then link_base = inv_dir .. '/' end
+      end
+      local ok, text, files = pcall(report.render, ds, { format = p.format, output = kind, assets = assets, template = p.template,
+        link_base = link_base })
       if not ok then
         -- a template error names the template, line and field: a user error
         local msg = tostring(text)

@@ -497,7 +497,7 @@ local function artifact_links(ds, paths)
       local f = ds.dir and not p:match('^/') and not p:match('%.%.') and io.open(ds.dir .. '/' .. p, 'rb')
       if f then
         f:close()
-        local href = p:gsub('[^%w_.~/%-]', function(c) return string.format('%%%02X', c:byte()) end)
+        local href = ((ds.link_base or '') .. p):gsub('[^%w_.~/%-]', function(c) return string.format('%%%02X', c:byte()) end)
         links[#links + 1] = { path = p, href = href }
       else
         missing[#missing + 1] = p
@@ -807,10 +807,13 @@ function M.view(ds)
 end
 
 --- Renders a dataset. opts.format = 'technical' | 'executive' | 'slides',
---- opts.output = 'md' | 'html'. Returns text (and, for Markdown, a list of
+--- opts.output = 'md' | 'html'; opts.link_base = a folder prefix for the
+--- artifact links (default: relative to the investigation folder). Returns text (and, for Markdown, a list of
 --- {name=, svg=} chart files to write next to it).
 function M.render(ds, opts)
   opts = opts or {}
+  -- a report written away from its investigation links to the files there
+  ds.link_base = opts.link_base
   local v = M.view(ds, opts)
   if opts.format == 'slides' then
     return slides.render(v, opts)

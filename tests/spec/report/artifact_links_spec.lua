@@ -127,3 +127,21 @@ describe('report: each sentence links to the artifact behind it', function()
     assert.equal('1. [OPEN] shard the lock (evidence raw\\_data/gone.json: not in this folder)', line)
   end)
 end)
+
+describe('report --output away from the investigation', function()
+  it('links the artifacts by their path in the investigation folder, and each exists', function()
+    local h = test_helpers
+    local inv = h.root .. '/tests/fixtures/report/investigations/lock'
+    local dir = h.tmpdir()
+    local _, err, st = h.pm(string.format("report '%s' --output '%s/r.md'", inv, dir))
+    assert.equal(0, st, err)
+    local text = assert(io.open(dir .. '/r.md')):read('*a')
+    local n = 0
+    for href in text:gmatch('%]%((/[^)]+raw_data/[^)]+)%)') do
+      n = n + 1
+      assert.is_truthy(io.open((href:gsub('%%(%x%x)', function(x) return string.char(tonumber(x, 16)) end))), href)
+    end
+    assert.is_true(n > 0, 'no artifact link in ' .. dir .. '/r.md')
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+end)
