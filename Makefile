@@ -42,7 +42,7 @@ DEB_PKGS := build-essential pkg-config clang llvm libclang-rt-14-dev libluajit-5
             libelf-dev zlib1g-dev libsqlite3-dev bpftool linux-perf bpftrace lua-lpeg \
             lua-busted lua-argparse lua-yaml lua-cjson lua-sql-sqlite3 lua-cosmo lua-posix \
             lua-check lua-expat util-linux procps strace libc6-dbg \
-            nginx libnginx-mod-http-echo chromium wrk
+            nginx libnginx-mod-http-echo chromium wrk nftables
 DEB_STAMP := build/.deps-ok
 # npm packages for the browser tests, into the git-ignored build/node; Node.js
 # itself comes from apt when the machine has none. No browser is downloaded:
