@@ -87,6 +87,8 @@ describe('use-check end to end', function()
           assert.equal('memory', d.verdict.resource, explain(d))
           assert.is_true(d.measures.cgroup_memory.oom_kills >= 1, explain(d))
           assert.matches('cgroup %d+ OOM kills?', row(d, 'memory').errors.text)
+          -- the victim by pid and name, as the kernel log has it
+          assert.matches('killed: pid ' .. hog.pid .. ' %(mem_pressure%)', row(d, 'memory').errors.text)
         end)
         if not ok then sys.kill(pm, 9); sys.wait(pm) end
         os.remove(out)

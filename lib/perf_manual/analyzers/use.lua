@@ -458,6 +458,17 @@ function M.rules.memory(m, T)
     e[#e + 1] = string.format('cgroup %d OOM kill%s', cg.oom_kills, cg.oom_kills == 1 and '' or 's')
     esrc[#esrc + 1] = cg.version == 'v1' and 'memory.oom_control' or 'memory.events oom_kill'
   end
+  -- whom the OOM killer took (the kernel log names them)
+  local vs = {}
+  for i, v in ipairs(type(m.oom_victims) == 'table' and m.oom_victims or {}) do
+    if i > 3 then vs[#vs + 1] = '...' break end
+    vs[#vs + 1] = string.format('pid %s (%s)%s', tostring(v.pid), tostring(v.comm or '?'),
+      v.memcg and (' in ' .. v.memcg) or '')
+  end
+  if #vs > 0 then
+    e[#e + 1] = 'killed: ' .. table.concat(vs, ', ')
+    esrc[#esrc + 1] = '/dev/kmsg'
+  end
   row.errors = #e > 0
     and cell(table.concat(e, ', '), table.concat(esrc, ', '), math.max(mm.oom_kill or 0, cg and cg.oom_kills or 0))
     or missing(mm.missing_oom or 'no oom_kill counter', '/proc/vmstat oom_kill')

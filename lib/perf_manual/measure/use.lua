@@ -21,6 +21,7 @@ local iot = require('perf_manual.tracers.io')
 local lock = require('perf_manual.tracers.lock')
 local tsa = require('perf_manual.measure.tsa')
 local memnet = require('perf_manual.measure.memnet')
+local kmsg = require('perf_manual.collectors.kmsg')
 
 local M = {}
 
@@ -325,6 +326,8 @@ function M.collect_on(s, opts)
   local info = sys.info()
   local m = { target = targets.describe(t), duration = duration, interval = interval, ncpu = info.ncpu,
     page_size = info.page_size, notes = s.notes }
+  -- the kernel log from here on: it names the OOM killer's victims
+  local klog = kmsg.open()
 
   local function snap_system()
     return { cpu = cpu.sample(), memory = memory.sample(), disk = disk.sample(), network = network.sample() }
@@ -429,6 +432,11 @@ function M.collect_on(s, opts)
   m.elapsed = (last_sys.cpu and first_sys.cpu and last_sys.cpu.time - first_sys.cpu.time) or s:elapsed()
   m.samples = samples
   M.bpf_finish(s, bsrc, m)
+  if klog then
+    local victims = kmsg.oom_victims(klog)
+    kmsg.close(klog)
+    if #victims > 0 then m.oom_victims = victims end
+  end
   if m.stopped then
     m.partial = true
     m.notes[#m.notes + 1] = string.format(
