@@ -218,7 +218,7 @@ end
 local function is_kernel(f) return f:sub(-4) == '_[k]' end
 local function bare(f) return (f:gsub('_%[k%]$', '')) end
 
--- folded text -> { {frames = {comm, root..leaf}, n = samples}, ... }, total
+--- folded text -> { {frames = {comm, root..leaf}, n = samples}, ... }, total
 local function parse_folded(folded)
   local stacks, total = {}, 0
   if type(folded) ~= 'string' then return stacks, 0 end
@@ -233,6 +233,7 @@ local function parse_folded(folded)
   end
   return stacks, total
 end
+M.parse_folded = parse_folded
 
 --- User vs kernel split of on-CPU samples (folded stacks; a sample is
 --- kernel time when its leaf frame is a kernel one, `_[k]`), and the

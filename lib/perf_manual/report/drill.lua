@@ -26,16 +26,7 @@ end
 --- (root first) and the share of all samples that reach the path's end.
 function M.hot_path(folded)
   if type(folded) ~= 'string' then return nil end
-  local stacks, total = {}, 0
-  for line in folded:gmatch('[^\n]+') do
-    local st, n = line:match('^(.*) (%d+)$')
-    if st then
-      local frames = {}
-      for f in st:gmatch('[^;]+') do frames[#frames + 1] = f end
-      stacks[#stacks + 1] = { frames = frames, n = tonumber(n) }
-      total = total + tonumber(n)
-    end
-  end
+  local stacks, total = findings.parse_folded(folded)
   if total == 0 then return nil end
   local path, live, weight = {}, stacks, total
   for depth = 1, 256 do
