@@ -141,9 +141,13 @@ describe('perf_manual.store', function()
     f:close()
     math.randomseed(42)
     local seen = {}
-    for round = 1, 8 do
+    -- 8 kills at random points, then more (each later) until the writer has
+    -- replaced the file once: on a slow disk one 8 MiB fsync outlasts 0.4 s
+    local round = 0
+    while round < 8 or (not seen.B and round < 40) do
+      round = round + 1
       local pid = assert(sys.spawn({ h.root .. '/bin/perf_manual', '--lua', script }))
-      sys.sleep(0.05 + math.random() * 0.4)
+      sys.sleep(0.05 + math.random() * 0.4 + (round > 8 and (round - 8) * 0.1 or 0))
       sys.kill(pid, 9)
       sys.wait(pid)
       local data = assert(util.readfile(inv.dir .. '/raw_data/big.bin'))
