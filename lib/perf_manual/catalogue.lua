@@ -606,7 +606,7 @@ M.builtin = {
       { needs = 'use', weight = 2, test = function(ev)
         local r = ev.net.retrans_per_s
         if not r then return nil, 'TCP retransmits not measured' end
-        local line = string.format('TCP retransmits %.1f/s (system-wide)', r)
+        local line = string.format('TCP retransmits %.1f/s (%s)', r, ev.net.scope or 'system-wide')
         if r >= 10 then return 'supports', line, 2 end
         if r >= 1 then return 'supports', line, 1 end
         return 'refutes', line, 2

@@ -133,14 +133,17 @@ end
 
 --- Starts build/workloads/<name> with args (strings); opts.memory_limit puts
 --- it into a fresh memory cgroup of that many bytes before it runs;
---- opts.join = another handle's cgroup puts it there instead.
+--- opts.join = another handle's cgroup puts it there instead; opts.prefix =
+--- an argv that execs the workload in place (e.g. `ip netns exec NS`).
 --- Returns a handle { pid=, name=, cgroup= } with :stop().
 function W.start(name, args, opts)
   opts = opts or {}
   local path = h.workload(name)
   local f = assert(io.open(path), 'workload not built: ' .. path .. ' (run make)')
   f:close()
-  local argv = { path }
+  local argv = {}
+  for _, a in ipairs(opts.prefix or {}) do argv[#argv + 1] = a end
+  argv[#argv + 1] = path
   for _, a in ipairs(args or {}) do argv[#argv + 1] = tostring(a) end
   local w = setmetatable({ name = name }, { __index = W })
   if opts.memory_limit then w.cgroup = W.memory_cgroup(opts.memory_limit) end

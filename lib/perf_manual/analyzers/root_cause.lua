@@ -306,7 +306,9 @@ function M.facts(data)
     local tcp = type(m.tcp) == 'table' and m.tcp or {}
     local net = use.network
     ev.net = { retrans_per_s = num(tcp.retrans_per_s),
-      iface = type(net) == 'table' and net.status ~= 'idle' and net.name or nil }
+      iface = type(net) == 'table' and net.status ~= 'idle' and net.name or nil,
+      scope = type(m.netns) == 'table' and string.format('network namespace of pid %s', tostring(m.netns.pid))
+        or 'system-wide' }
     -- the target's sockets: the fullest one names the peer and its queues
     local so = type(m.sockets) == 'table' and type(m.sockets.list) == 'table' and m.sockets.list[1]
     if type(so) == 'table' then

@@ -577,6 +577,8 @@ end
 function M.rules.network(n, m, T)
   T = T.network
   local row = new_row('network', n.name)
+  -- a target in its own network namespace is measured there
+  local pn = type(m.netns) == 'table' and ('/proc/' .. tostring(m.netns.pid) .. '/net') or '/proc/net'
   local bps = (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0)
   local traffic = string.format('rx %s/s tx %s/s', util.fmt_bytes(n.rx_bytes_per_s or 0),
     util.fmt_bytes(n.tx_bytes_per_s or 0))
@@ -584,11 +586,11 @@ function M.rules.network(n, m, T)
   if n.speed_bytes_per_s and n.speed_bytes_per_s > 0 then
     -- the busier direction: links are full duplex
     util_pct = 100 * math.max(n.rx_bytes_per_s or 0, n.tx_bytes_per_s or 0) / n.speed_bytes_per_s
-    row.utilization = cell(fmt_pct(util_pct) .. ' of link, ' .. traffic, '/proc/net/dev, /sys/class/net speed',
+    row.utilization = cell(fmt_pct(util_pct) .. ' of link, ' .. traffic, pn .. '/dev, /sys/class/net speed',
       util_pct)
   else
     row.utilization = cell(traffic .. (n.virtual and ' (virtual, no link speed)' or ' (link speed unknown)'),
-      '/proc/net/dev', nil)
+      pn .. '/dev', nil)
   end
   local drops = (n.rx_drop_per_s or 0) + (n.tx_drop_per_s or 0)
   local s = { string.format('drops %s', fmt_rate(drops)) }
@@ -607,12 +609,12 @@ function M.rules.network(n, m, T)
     s[#s + 1] = string.format('target sockets %d: send-q %s, recv-q %s, %d unrecovered retransmits', #mine,
       util.fmt_bytes(tx), util.fmt_bytes(rx), re)
     row.culprit = { sockets = mine }
-    src_extra = ', /proc/net/tcp by socket inode of /proc/PID/fd'
+    src_extra = ', ' .. pn .. '/tcp by socket inode of /proc/PID/fd'
   end
-  row.saturation = cell(table.concat(s, ', '), '/proc/net/dev drop, /proc/net/snmp, /proc/net/netstat' .. src_extra,
+  row.saturation = cell(table.concat(s, ', '), pn .. '/dev drop, ' .. pn .. '/snmp, ' .. pn .. '/netstat' .. src_extra,
     drops)
   local errs = (n.rx_errs_per_s or 0) + (n.tx_errs_per_s or 0)
-  row.errors = cell(string.format('%s errors', fmt_rate(errs)), '/proc/net/dev errs', errs)
+  row.errors = cell(string.format('%s errors', fmt_rate(errs)), pn .. '/dev errs', errs)
   if util_pct and util_pct >= T.util_high then
     row.raise('HIGH', util_pct / T.util_high, fmt_pct(util_pct) .. ' of the link')
   elseif util_pct and util_pct >= T.util_warn then row.raise('warn', nil, fmt_pct(util_pct) .. ' of the link') end
@@ -1016,7 +1018,9 @@ function M.memnet_lines(r)
     local tcp = r.measures.tcp or {}
     out[#out + 1] = string.format('target sockets (%d TCP, via %s): %s%s', so.count,
       #so.ifaces > 0 and table.concat(so.ifaces, ', ') or '?', table.concat(list, '; '),
-      tcp.retrans_per_s and string.format('; TCP retransmits %s system-wide', fmt_rate(tcp.retrans_per_s)) or '')
+      tcp.retrans_per_s and string.format('; TCP retransmits %s %s', fmt_rate(tcp.retrans_per_s),
+        type(r.measures.netns) == 'table' and ('in the network namespace of pid ' .. tostring(r.measures.netns.pid))
+        or 'system-wide') or '')
   end
   return out
 end

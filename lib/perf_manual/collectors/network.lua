@@ -114,6 +114,17 @@ end
 
 M.paths = { dev = '/proc/net/dev', snmp = '/proc/net/snmp', netstat = '/proc/net/netstat', sys = '/sys' }
 
+--- The /proc/net files of pid's network namespace when it is not ours (a
+--- container's), else nil. /sys/class/net shows our namespace's links, so
+--- the link details are left out rather than taken from a namesake.
+function M.netns_paths(pid)
+  local ns = pid and fdwaits.foreign_netns(pid)
+  if not ns then return nil end
+  local d = '/proc/' .. pid .. '/net/'
+  return { dev = d .. 'dev', snmp = d .. 'snmp', netstat = d .. 'netstat', tcp = d .. 'tcp', tcp6 = d .. 'tcp6',
+    route = d .. 'route', links = false, netns = ns, pid = pid }
+end
+
 --- One snapshot. paths.links == false skips /sys (fixtures from elsewhere).
 function M.sample(paths)
   paths = paths or M.paths

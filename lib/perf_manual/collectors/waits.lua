@@ -65,6 +65,13 @@ local function readlink(path)
   if n < 0 then return nil end
   return ffi.string(linkbuf, n)
 end
+M.readlink = readlink
+
+--- The network namespace of pid ("net:[N]") when it is not ours, else nil.
+function M.foreign_netns(pid)
+  local theirs = readlink(string.format('/proc/%d/ns/net', pid))
+  if theirs and theirs ~= readlink('/proc/self/ns/net') then return theirs end
+end
 
 local function listdir(path)
   local ok, names = pcall(dirent.dir, path)

@@ -4,7 +4,7 @@
 --- they hold open, and the target's TCP sockets (queues, retransmits, the
 --- interface their peers are reached by). Gathers numbers; judges nothing.
 ---
----   local mn = memnet.new(target, cg_dirs)   -- cg_dirs: cgroup.resolve() result or nil
+---   local mn = memnet.new(target, cg_dirs, netpaths) -- cg_dirs: cgroup.resolve() result or nil; netpaths: network.netns_paths()
 ---   mn:sample()                                -- on every interval (and once at the start)
 ---   mn:finish(m)                               -- sets m.cgroup_memory_detail, m.faults, m.sockets
 ---
@@ -36,8 +36,8 @@ local function all_pids(own)
   return out
 end
 
-function M.new(t, cg_dirs)
-  local self = setmetatable({ t = t, dirs = cg_dirs, n = 0, socks = {} }, M)
+function M.new(t, cg_dirs, netpaths)
+  local self = setmetatable({ t = t, dirs = cg_dirs, n = 0, socks = {}, netpaths = netpaths }, M)
   return self
 end
 
@@ -70,7 +70,7 @@ function M:sample()
   if self.t.kind ~= 'system' then
     local total, count = memory.open_file_bytes(pids)
     if count > 0 and (not self.open_bytes or total > self.open_bytes) then self.open_bytes, self.open_files = total, count end
-    local list = network.sockets(pids)
+    local list = network.sockets(pids, self.netpaths)
     for _, s in ipairs(list) do
       local o = self.socks[s.inode]
       s.max_tx_queue = math.max(s.tx_queue, o and o.max_tx_queue or 0)

@@ -329,10 +329,19 @@ function M.collect_on(s, opts)
   -- the kernel log from here on: it names the OOM killer's victims
   local klog = kmsg.open()
 
-  local function snap_system()
-    return { cpu = cpu.sample(), memory = memory.sample(), disk = disk.sample(), network = network.sample() }
-  end
   local is_pid = t.kind == 'pid'
+  -- a target in its own network namespace (a container) has its own TCP
+  -- counters, interfaces and sockets: read those, not the host's
+  local netpaths
+  if t.kind ~= 'system' then netpaths = network.netns_paths(is_pid and t.pid or targets.pids(t)[1]) end
+  if netpaths then
+    m.netns = { pid = netpaths.pid, ns = netpaths.netns }
+    m.notes[#m.notes + 1] = string.format('network figures are those of the network namespace of pid %d (%s), '
+      .. 'not the host\'s', netpaths.pid, netpaths.netns)
+  end
+  local function snap_system()
+    return { cpu = cpu.sample(), memory = memory.sample(), disk = disk.sample(), network = network.sample(netpaths) }
+  end
   local function snap_task()
     if not is_pid then return nil end
     return process.sample(t.pid)
@@ -354,7 +363,7 @@ function M.collect_on(s, opts)
     cg_dirs = any and kept or nil
   end
   -- memory and network culprits: the cgroup's working set, faulting processes, sockets
-  local mn = memnet.new(t, cg_dirs)
+  local mn = memnet.new(t, cg_dirs, netpaths)
   local function snap_cgroup()
     if not cg_dirs then return nil end
     return cgc.sample_dirs(cg_dirs)

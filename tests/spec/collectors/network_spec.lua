@@ -76,4 +76,10 @@ describe('perf_manual.collectors.network', function()
       end
     end
   end)
+
+  it('reads the host files for a process of our own network namespace, and says nothing is foreign', function()
+    local sys = require('perf_manual._c.sys')
+    assert.is_nil(network.netns_paths(sys.getpid()))
+    assert.is_nil(network.netns_paths(2 ^ 22 + 7)) -- no such process: no namespace to read
+  end)
 end)
