@@ -21,9 +21,10 @@ local function is_file(p)
   return st and require('posix.sys.stat').S_ISREG(st.st_mode) ~= 0
 end
 
--- a folded file, or a dir whose only data is a folded profile
+-- a folded file, or a dir whose only data is a folded profile (a bundle
+-- file is an investigation)
 local function profile_path(p)
-  if is_file(p) then return p end
+  if is_file(p) and not require('perf_manual.bundle').looks_like(p) then return p end
   local report = require('perf_manual.report')
   if report.is_dir(p) then
     local ds = report.load(p)
@@ -63,8 +64,8 @@ return playbook {
   perf_manual diff --before old.folded --after new.folded --output shift.md
   perf_manual diff --before a --after b --output inv/analysis/fix-validation.json   (the report's Fix Validation table)]],
   params = {
-    before = param.string { 'data dir, investigation, or folded profile before the change' },
-    after = param.string { 'data dir, investigation, or folded profile after the change' },
+    before = param.string { 'data dir, investigation, bundle file, or folded profile before the change' },
+    after = param.string { 'data dir, investigation, bundle file, or folded profile after the change' },
     expect = param.strings { 'an expected effect, stated before measuring (repeatable, or several separated by , or ;): '
       .. '"p99 -20%", "p50 < 5ms", "errors < 1%", "error ratio -50%", "throughput +10%", "rps >= 1000", '
       .. '"profile spin -30%", "function spin share < 10%", "METRIC [STAT] -10%". Exit 0: all met; 1: one not met '

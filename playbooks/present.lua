@@ -10,7 +10,7 @@ return playbook {
   chromium --headless --print-to-pdf=review.pdf review.html]],
   params = {
     slides = param.flag { 'make slides (the only presentation form so far)' },
-    data = param.string { 'investigation id or data dir' },
+    data = param.string { 'investigation id, data dir or bundle file' },
     output = param.path { 'the deck, FILE.html', default = 'slides.html' },
     template = param.path { 'use this template instead of templates/slides.html', optional = true },
     store = param.path { 'investigation store (default ./investigations or $PERF_MANUAL_STORE)', optional = true },

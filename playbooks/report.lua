@@ -11,7 +11,7 @@ return playbook {
   perf_manual report runs/after --format executive --output summary.md
   perf_manual report 2026-01-20_slow-api            (Markdown on stdout)]],
   params = {
-    investigation = param.investigation { 'investigation id, or a data dir', positional = true },
+    investigation = param.investigation { 'investigation id, a data dir, or a bundle file', positional = true },
     format = param.choice { 'which report', choices = { 'technical', 'executive' }, default = 'technical' },
     output = param.path { 'FILE.md or FILE.html (default: Markdown on stdout)', optional = true },
     template = param.path { 'use this template file instead of templates/<format>.<md|html>', optional = true },
@@ -36,7 +36,10 @@ return playbook {
       end
       -- written outside the investigation's folder: its artifact links point there
       local link_base
-      if p.output and ds.dir then
+      if ds.bundle then
+        -- read from a bundle: links point into the folder `tar xzf BUNDLE` makes beside the report
+        link_base = ds.id .. '/'
+      elseif p.output and ds.dir then
         local realpath = require('posix.stdlib').realpath
         local out_dir = realpath((p.output:match('^(.*)/[^/]+$') or '.'))
         local inv_dir = realpath(ds.dir)

@@ -51,7 +51,7 @@ return playbook {
           end
         end
         handle:save_metadata(meta)
-        handle:unlock()
+        handle:release()
         res.recorded = handle.id .. ' ' .. id
       else
         local h = store.attach(dir)

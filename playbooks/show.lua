@@ -4,7 +4,7 @@ return playbook {
   name    = "show",
   summary = "Show a stored investigation (metadata, findings, hypotheses, files)",
   params  = {
-    id       = param.investigation { "investigation id (or a unique part of it)", positional = true },
+    id       = param.investigation { "investigation id (or a unique part of it), or a bundle file", positional = true },
     store    = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]", optional = true },
     timeline = param.flag { "print the whole timeline" },
     json     = param.flag { "print the metadata as JSON" },
@@ -12,7 +12,7 @@ return playbook {
 
   run = function(inv, p)
     local store, util = require('perf_manual.store'), require('perf_manual.util')
-    local h = store.open(store.root(p.store), p.id)
+    local h = require('perf_manual.bundle').resolve(p.id, p.store)
     -- a folder without metadata is not an investigation at all (an unreadable
     -- one still shows what could be read, exit 1)
     if not store.exists(h.dir .. "/" .. store.METADATA) then
@@ -33,7 +33,13 @@ return playbook {
       if v ~= nil and v ~= '' then inv:printf('%-13s %s\n', label .. ':', P(v)) end
     end
     field('Investigation', h.id)
-    field('Folder', h.dir)
+    if h.bundle then
+      local b = h.bundle.manifest
+      field('Bundle', h.bundle.path .. string.format(' (made %s on %s; %d secrets redacted; checksums verified)',
+        tostring(b.bundled), tostring(b.bundled_on), tonumber(b.redaction and b.redaction.hidden) or 0))
+    else
+      field('Folder', h.dir)
+    end
     field('Symptom', meta.symptom)
     field('Status', meta.status)
     field('Playbook', meta.playbook)
@@ -83,6 +89,9 @@ return playbook {
       if i > 20 then inv:printf('  ... and %d more\n', #files - 20) break end
       inv:printf('  %-48s %8s\n', P(f.path), util.fmt_bytes(f.bytes))
     end
-    if h:exists(store.REPORT) then inv:print('Report:       ' .. store.report_path(h.dir)) end
+    if h:exists(store.REPORT) then
+      inv:print('Report:       ' .. (h.bundle and (store.REPORT .. ' in the bundle (`perf_manual report '
+        .. P(h.bundle.path) .. '` writes it afresh)') or store.report_path(h.dir)))
+    end
   end,
 }

@@ -431,12 +431,12 @@ function M.context(pb, params, opts)
     handle:lock()
     local err, partial
     meta, err, partial = handle:load_metadata()
-    if not meta then handle:unlock(); util.user_error('cannot resume: ' .. err .. (partial and '' or '')) end
+    if not meta then handle:release(); util.user_error('cannot resume: ' .. err .. (partial and '' or '')) end
     -- one investigation looks at one workload: a different one would mix
     -- two processes' figures under one verdict
     local was = meta.params and meta.params.workload
     if params.workload ~= nil and was ~= nil and tostring(params.workload) ~= tostring(was) then
-      handle:unlock()
+      handle:release()
       util.user_error(string.format("cannot resume %s with --workload %s: it was started on --workload %s "
         .. '(start a new investigation for another workload, or resume without --workload)',
         handle.id, tostring(params.workload), tostring(was)))
@@ -444,7 +444,7 @@ function M.context(pb, params, opts)
     if meta.status == 'complete' then rawset(inv, '_nothing', true) end
     if params.fix ~= nil then
       -- record the fix and run nothing (`perf_manual fix ID --validate` measures)
-      if not tostring(params.fix):match('%S') then handle:unlock(); util.user_error('--fix: the fix text is empty') end
+      if not tostring(params.fix):match('%S') then handle:release(); util.user_error('--fix: the fix text is empty') end
       store.set_fix(meta, tostring(params.fix))
       handle:save_metadata(meta)
       rawset(inv, '_nothing', true)
@@ -600,7 +600,7 @@ end
 
 function Inv:_finish(status, reason)
   rawset(self, '_finished', true)
-  if rawget(self, '_nothing') then self.handle:unlock() return end
+  if rawget(self, '_nothing') then self.handle:release() return end
   -- the workload first: a save that fails below (full disk) must not leave it running
   pcall(M.stop_workload, self)
   if status == 'interrupted' and not reason then reason = 'stopped early (Ctrl-C or SIGTERM)' end
@@ -619,7 +619,8 @@ function Inv:_finish(status, reason)
       .. '(status interrupted); `perf_manual %s --resume %s` continues from the interrupted step\n',
       self.dir, self.playbook.name, self.id))
   end
-  self.handle:unlock()
+  -- the run is over (complete, failed or interrupted): no lock file stays behind
+  self.handle:release()
   if not ok then error(err, 0) end
 end
 
@@ -629,7 +630,7 @@ end
 function Inv:_abort(err)
   if rawget(self, '_finished') then
     pcall(M.stop_workload, self)
-    if self.handle then self.handle:unlock() end
+    if self.handle then self.handle:release() end
     return
   end
   local reason = util.is_user_error(err) and err.user_error or tostring(err):match('^[^\n]*')
@@ -640,7 +641,7 @@ function Inv:_abort(err)
   local ok = pcall(self._finish, self, 'failed', reason)
   if not ok then
     pcall(M.stop_workload, self)
-    if self.handle then self.handle:unlock() end
+    if self.handle then self.handle:release() end
   end
 end
 

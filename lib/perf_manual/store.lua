@@ -300,14 +300,24 @@ end
 -- Locking -----------------------------------------------------------------
 
 local function try_lock(path)
-  local fd, err = fcntl.open(path, fcntl.O_RDWR + fcntl.O_CREAT, 420)
-  if not fd then return nil, err end
-  local ok = fcntl.fcntl(fd, fcntl.F_SETLK, { l_type = fcntl.F_WRLCK, l_whence = 0, l_start = 0, l_len = 0 })
-  if not ok then
-    local holder = unistd.read(fd, 64)
+  local fd, err
+  for _ = 1, 10 do
+    fd, err = fcntl.open(path, fcntl.O_RDWR + fcntl.O_CREAT, 420)
+    if not fd then return nil, err end
+    local ok = fcntl.fcntl(fd, fcntl.F_SETLK, { l_type = fcntl.F_WRLCK, l_whence = 0, l_start = 0, l_len = 0 })
+    if not ok then
+      local holder = unistd.read(fd, 64)
+      unistd.close(fd)
+      return nil, 'locked', holder and holder:match('%d+')
+    end
+    -- a finished run removes the file while holding its lock: the file we
+    -- locked must still be the one at the path, else we locked a removed one
+    local mine, now = pstat.fstat(fd), pstat.stat(path)
+    if mine and now and mine.st_ino == now.st_ino and mine.st_dev == now.st_dev then break end
     unistd.close(fd)
-    return nil, 'locked', holder and holder:match('%d+')
+    fd, err = nil, 'lock file kept changing'
   end
+  if not fd then return nil, err end
   -- fixed width, so a shorter pid never leaves digits of a longer one
   unistd.lseek(fd, 0, unistd.SEEK_SET or 0)
   unistd.write(fd, string.format('%-15d\n', sys.getpid()))
@@ -348,10 +358,12 @@ function Inv:lock()
   return true
 end
 
---- Unlocks and removes the lock file (a data dir that is finished).
+--- Removes the lock file and unlocks (a run that is finished): removed
+--- while still held, so no other run can lock the file on its way out.
+--- Without the lock held, the file is left to whoever holds it.
 function Inv:release()
+  if self._lockfd then os.remove(self.dir .. '/.lock') end
   self:unlock()
-  os.remove(self.dir .. '/.lock')
 end
 
 function Inv:unlock()
@@ -466,6 +478,32 @@ function Inv:files()
     end
   end
   for _, d in ipairs(M.SUBDIRS) do walk(d) end
+  return out
+end
+
+--- Every file of an investigation folder (metadata.yaml, report.md,
+--- raw_data/, analysis/, after*/, log.txt ...), as paths relative to `dir`
+--- with sizes, sorted; hidden control files (.lock) and temp files of
+--- unfinished writes are left out. Symbolic links are listed with
+--- `link = true` (their targets are outside what the folder holds).
+function M.contents(dir)
+  local out = {}
+  local function walk(rel)
+    local path = rel and (dir .. '/' .. rel) or dir
+    local ok, names = pcall(dirent.dir, path)
+    if not ok or not names then return end
+    table.sort(names)
+    for _, n in ipairs(names) do
+      if n:sub(1, 1) ~= '.' and not n:match('%.tmp%.%d+$') then
+        local r = rel and (rel .. '/' .. n) or n
+        local st = pstat.lstat(dir .. '/' .. r)
+        if st and pstat.S_ISLNK(st.st_mode) ~= 0 then out[#out + 1] = { path = r, bytes = 0, link = true }
+        elseif st and pstat.S_ISDIR(st.st_mode) ~= 0 then walk(r)
+        elseif st and pstat.S_ISREG(st.st_mode) ~= 0 then out[#out + 1] = { path = r, bytes = st.st_size } end
+      end
+    end
+  end
+  walk(nil)
   return out
 end
 
@@ -720,8 +758,8 @@ end
 
 --- Removes a just-created investigation folder that holds nothing yet.
 function Inv:discard()
-  self:unlock()
   os.remove(self.dir .. '/.lock')
+  self:unlock()
   for _, d in ipairs(M.SUBDIRS) do unistd.rmdir(self.dir .. '/' .. d) end
   os.remove(self.dir .. '/' .. M.METADATA)
   unistd.rmdir(self.dir)
@@ -761,7 +799,7 @@ function Inv:update_metadata(fn)
     self:save_metadata(meta)
     return meta
   end)
-  if not held then self:unlock() end
+  if not held then self:release() end
   if not ok then error(err, 0) end
   return err
 end

@@ -17,6 +17,7 @@
 ---   analysis/findings.json, analysis/fix-validation.json (from `diff --output`)
 local util = require('perf_manual.util')
 local store = require('perf_manual.store')
+local bundle = require('perf_manual.bundle')
 local host = require('perf_manual._host')
 local fold = require('perf_manual.fold')
 local use = require('perf_manual.analyzers.use')
@@ -33,6 +34,7 @@ local slides = require('perf_manual.report.slides')
 local cjson = require('cjson')
 
 local M = {}
+local redact_view
 
 local is_dir = store.is_dir
 M.is_dir = is_dir
@@ -283,18 +285,20 @@ function M.load(path)
   return ds
 end
 
---- Resolves a command-line argument: an investigation id in the store, or a
---- directory. Returns the dataset or raises a user error.
+--- Resolves a command-line argument: an investigation id in the store, a
+--- directory, or a bundle file. Returns the dataset or raises a user error.
 function M.open(arg, store_root)
   if is_dir(arg) then
     local ds, err = M.load(arg)
     if not ds then util.user_error(err) end
     return ds
   end
-  local h = store.open(store.root(store_root), arg)   -- user error with close matches when unknown
+  -- a bundle file (perf_manual.bundle), else an id: a user error with close matches when unknown
+  local h = bundle.resolve(arg, store_root)
   local ds, err = M.load(h.dir)
   if not ds then util.user_error(err) end
   ds.id = h.id or ds.id
+  ds.bundle = h.bundle
   return ds
 end
 
@@ -440,7 +444,8 @@ local function time_states(ds, v)
     add(string.format('%s %s', tostring(th.comm or '?'), tostring(th.tid or '')), th.shares)
   end
   v.time_states = rows
-  v.time_target = tostring(null_to_nil(t.target) or 'the target')
+  -- the target's label is its command line, secrets and all
+  v.time_target = (redact.string(tostring(null_to_nil(t.target) or 'the target')))
   v.time_window = t.window_s and util.fmt_duration(t.window_s) or 'the window'
   v.time_waits = {}
   for i, w in ipairs(t.waits or {}) do
@@ -601,6 +606,28 @@ local function fix_and_validation(ds, meta, v)
   end
   v.summary.fix = fix_text or 'no fix recorded'
   v.summary.validation = verdict_line or (fix_text and 'not validated yet' or 'nothing to validate (no fix recorded)')
+end
+
+-- Fields of the view that are kept as they are: drawings (their text is
+-- the data's own labels, already redacted where it came from) and function
+-- names (code, not secrets).
+local VERBATIM = { svg = true, func = true }
+
+-- Every text of the view goes through the redaction rules: the view is
+-- built from raw artifacts (a target's command line, a wait's object, a
+-- RED check's URL) as well as from the redacted metadata.
+redact_view = function(t, seen)
+  seen = seen or {}
+  if seen[t] then return t end
+  seen[t] = true
+  for k, x in pairs(t) do
+    if type(x) == 'string' then
+      if not VERBATIM[k] then t[k] = (redact.string(x)) end
+    elseif type(x) == 'table' and not VERBATIM[k] then
+      redact_view(x, seen)
+    end
+  end
+  return t
 end
 
 --- Builds the view of a dataset: every field a template may name.
@@ -803,7 +830,7 @@ function M.view(ds)
     v.appendix[#v.appendix + 1] = { path = redact.string(a.path), size = util.fmt_bytes(a.bytes) }
   end
   v.has_quantification = #v.quantification > 0 or nil
-  return v
+  return redact_view(v)
 end
 
 --- Renders a dataset. opts.format = 'technical' | 'executive' | 'slides',

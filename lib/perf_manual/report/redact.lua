@@ -74,6 +74,8 @@ function M.string(s)
   -- NAME=value, --name=value, name: value, -name value where NAME looks secret
   s = s:gsub('([%w_.-]+)(%s*[=:]%s*)("?)([^%s"&;,]+)', function(name, sep, q, val)
     if val == M.MARK or val:sub(1, #M.MARK) == M.MARK then return nil end
+    -- C++ and Rust scopes (Session::get, auth::token) name code, not a value
+    if sep == ':' and val:sub(1, 1) == ':' then return nil end
     if secret_name(name:gsub('^%-+', '')) then
       total = total + 1
       return name .. sep .. q .. M.MARK
