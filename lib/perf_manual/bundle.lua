@@ -190,7 +190,7 @@ function M.tar(members, mtime)
       local pad = (512 - #m.data % 512) % 512
       if pad > 0 then out[#out + 1] = string.rep('\0', pad) end
     else
-      out[#out + 1] = header(m.path:gsub('/*$', '/'), 0, '5', 493, mtime or 0)
+      out[#out + 1] = header(m.path:gsub('/+$', '') .. '/', 0, '5', 493, mtime or 0)
     end
   end
   out[#out + 1] = string.rep('\0', 1024)
@@ -283,7 +283,10 @@ function M.redact_json(text)
             local r, n = redact_value(in_object and key or nil, v)
             if n > 0 and r ~= v then
               out[#out + 1] = text:sub(last, s - 1)
-              out[#out + 1] = cjson.encode(r)
+              -- escaped as the writer had it (util.json_encode writes '\/')
+              local lit = cjson.encode(r)
+              if not text:sub(s, e):find('\\/') then lit = lit:gsub('\\/', '/') end
+              out[#out + 1] = lit
               last = e + 1
               hidden = hidden + n
             end
@@ -434,12 +437,18 @@ function M.pack(h, opts)
     fail(string.format('investigation %s is not finished (status %s): `perf_manual investigate --resume %s` '
       .. 'finishes it, or --partial bundles it as it is', h.id, status, h.id))
   end
-  -- no run writes it while it is read (another run's lock is a user error)
-  local locked = pcall(h.lock, h)
+  -- no run writes it while it is read: another run's lock is a user error;
+  -- a folder we may not lock (read-only) is read as it is
+  local locked, lerr = pcall(h.lock, h)
+  if not locked and util.is_user_error(lerr) and lerr.user_error:find('being written', 1, true) then
+    error(lerr, 0)
+  end
   local files, by_path = {}, {}
   local ok, perr = pcall(function()
     for _, f in ipairs(store.contents(h.dir)) do
-      if f.link then fail(h.id .. ': ' .. f.path .. ' is a symbolic link (a bundle holds only the folder\'s own files)') end
+      if f.link then
+        fail(h.id .. ': ' .. f.path .. " is a symbolic link (a bundle holds only the folder's own files)")
+      end
       local data, rerr = util.readfile(h.dir .. '/' .. f.path)
       if not data then fail('cannot read ' .. f.path .. ': ' .. tostring(rerr)) end
       files[#files + 1] = { path = f.path, data = data }
@@ -462,14 +471,16 @@ function M.pack(h, opts)
     format = M.FORMAT, version = M.VERSION, id = h.id, name = meta.name, status = status,
     symptom = meta.symptom and (redact.string(tostring(meta.symptom))) or nil,
     host = meta.host, kernel = meta.kernel, tool_version = meta.tool_version, created = meta.created,
-    bundled = store.iso(), bundled_on = facts.host, bundled_with = host.version, partial = not M.FINISHED[status] or nil,
+    bundled = store.iso(), bundled_on = facts.host, bundled_with = host.version,
+    partial = not M.FINISHED[status] or nil,
     redaction = { rules = 'perf_manual.report.redact', hidden = hidden, files = util.array(changed),
       kept = 'stack frames and function names (folded stacks, frames, symbols)' },
     symbols = { resolved = 'at record time (perf_manual.sym snapshots each process while it runs)',
       profiles = symbols },
     files = util.array(listed),
   }
-  local members = { { path = h.id }, { path = h.id .. '/' .. M.MANIFEST, data = util.json_encode(manifest, true) .. '\n' } }
+  local members = { { path = h.id },
+    { path = h.id .. '/' .. M.MANIFEST, data = util.json_encode(manifest, true) .. '\n' } }
   -- the folders an investigation always has, even empty
   for _, d in ipairs(store.SUBDIRS) do members[#members + 1] = { path = h.id .. '/' .. d } end
   for _, f in ipairs(files) do members[#members + 1] = { path = h.id .. '/' .. f.path, data = f.data } end
@@ -670,7 +681,8 @@ function M.import(path, root)
   rmtree(root .. '/' .. tmpname)
   M.unpack_into(root, { id = tmpname }, copy)
   util.write_atomic(root .. '/' .. tmpname .. '/.bundle.json', util.json_encode({ fingerprint = fingerprint,
-    from = path:match('[^/]+$'), original_id = b.id, host = b.manifest.host, bundled = b.manifest.bundled }, true) .. '\n')
+    from = path:match('[^/]+$'), original_id = b.id, host = b.manifest.host,
+    bundled = b.manifest.bundled }, true) .. '\n')
   -- the folder appears whole, under its final name
   local rok, rerr = os.rename(root .. '/' .. tmpname, root .. '/' .. id)
   if not rok then rmtree(root .. '/' .. tmpname) util.user_error('import: ' .. tostring(rerr)) end

@@ -312,7 +312,7 @@ local function try_lock(path)
     end
     -- a finished run removes the file while holding its lock: the file we
     -- locked must still be the one at the path, else we locked a removed one
-    local mine, now = pstat.fstat(fd), pstat.stat(path)
+    local mine, now = pstat.stat('/proc/self/fd/' .. fd), pstat.stat(path)
     if mine and now and mine.st_ino == now.st_ino and mine.st_dev == now.st_dev then break end
     unistd.close(fd)
     fd, err = nil, 'lock file kept changing'
