@@ -84,6 +84,17 @@ describe('bundle end to end', function()
     local html = util.readfile(there .. '/r.html')
     assert.is_nil(html:find('hunter2', 1, true))
     assert.matches('%-%-password %[REDACTED%]', html)
+    -- its evidence links point into the folder `tar xzf` makes beside it
+    ok_sh(string.format("cd '%s' && tar xzf web1.tar.gz", there))
+    local links = 0
+    for href in html:gmatch('<a href="([^"#]+)"') do
+      if not href:match('^%a+:') then
+        links = links + 1
+        assert.matches('^' .. q(ids[1]) .. '/', href)
+        assert.is_string(util.readfile(there .. '/' .. href), href)
+      end
+    end
+    assert.is_true(links > 0)
     local bundled = flame_frames(html)
     assert.same(orig, bundled)
     -- every user function drawn is a symbol of the binary (binutils' nm as
