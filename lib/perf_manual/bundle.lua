@@ -69,7 +69,7 @@ int inflateEnd(pm_z_stream *strm);
 
 local Z_OK, Z_STREAM_END, Z_BUF_ERROR, Z_FINISH, Z_NO_FLUSH = 0, 1, -5, 4, 0
 local GZIP_WINDOW = 15 + 16 -- a gzip header and trailer, not a zlib one
-local CHUNK = 256 * 1024
+local CHUNK = 1024 * 1024
 
 --- gzip of a string (no file name, mtime 0: the same input gives the same bytes).
 function M.gzip(data, level)
@@ -360,16 +360,14 @@ end
 -- those no symbol named ([unknown], bare addresses)
 local function frame_facts(folded)
   local stacks, frames, unknown, seen = 0, 0, 0, {}
-  for line in folded:gmatch('[^\n]+') do
-    local key = line:match('^(.*) %d+$')
-    if key then
-      stacks = stacks + 1
-      for f in (key .. ';'):gmatch('(.-);') do
-        if not seen[f] then
-          seen[f] = true
-          frames = frames + 1
-          if f == '[unknown]' or f:match('^0x%x+$') or f:match('^%[unknown%]') then unknown = unknown + 1 end
-        end
+  if folded:sub(-1) ~= '\n' then folded = folded .. '\n' end
+  for key in folded:gmatch('([^\n]*) %d+\n') do
+    stacks = stacks + 1
+    for f in key:gmatch('[^;]+') do
+      if not seen[f] then
+        seen[f] = true
+        frames = frames + 1
+        if f:match('^%[unknown%]') or f:match('^0x%x+$') then unknown = unknown + 1 end
       end
     end
   end
