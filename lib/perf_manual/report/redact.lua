@@ -62,6 +62,11 @@ local function secret_path(p)
 end
 M.is_secret_path = secret_path
 
+-- a value that is already the mark (as is, or escaped for Markdown: \[REDACTED\])
+local function is_mark(val)
+  return (val:gsub('\\', '')):sub(1, #M.MARK) == M.MARK
+end
+
 --- Redacts one string. Returns the new string and how many things were hidden.
 function M.string(s)
   if type(s) ~= 'string' then return s, 0 end
@@ -73,7 +78,7 @@ function M.string(s)
   end
   -- NAME=value, --name=value, name: value, -name value where NAME looks secret
   s = s:gsub('([%w_.-]+)(%s*[=:]%s*)("?)([^%s"&;,]+)', function(name, sep, q, val)
-    if val == M.MARK or val:sub(1, #M.MARK) == M.MARK then return nil end
+    if is_mark(val) then return nil end
     -- C++ and Rust scopes (Session::get, auth::token) name code, not a value
     if sep == ':' and val:sub(1, 1) == ':' then return nil end
     if secret_name(name:gsub('^%-+', '')) then
@@ -82,7 +87,7 @@ function M.string(s)
     end
   end)
   s = s:gsub('(%-%-?([%w_-]+))(%s+)([^%s%-][^%s]*)', function(flag, name, sp, val)
-    if val == M.MARK then return nil end
+    if is_mark(val) then return nil end
     if secret_name(name) then
       total = total + 1
       return flag .. sp .. M.MARK
