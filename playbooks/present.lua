@@ -22,7 +22,9 @@ return playbook {
       if not p.output:match('%.html?$') then util.user_error('present: --output must end in .html (got ' .. p.output .. ')') end
       local report = require('perf_manual.report')
       local ds = report.open(p.data, p.store)
-      local ok, text = pcall(report.render, ds, { format = 'slides', template = p.template })
+      -- from a bundle: links point into the folder `tar xzf BUNDLE` makes beside the deck
+      local ok, text = pcall(report.render, ds, { format = 'slides', template = p.template,
+        link_base = ds.bundle and (ds.id .. '/') or nil })
       if not ok then
         local msg = tostring(text)
         if msg:match('^%[perf_manual%.report%.template%]') then util.user_error('present: ' .. msg:gsub('^%[[^]]+%] ', '')) end

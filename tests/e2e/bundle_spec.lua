@@ -114,7 +114,9 @@ describe('bundle end to end', function()
 
     _, err, st = pm('present --slides --data web1.tar.gz --output deck.html')
     assert.equal(0, st, err)
-    assert.same(orig, flame_frames(util.readfile(there .. '/deck.html')))
+    local deck = util.readfile(there .. '/deck.html')
+    assert.same(orig, flame_frames(deck))
+    for href in deck:gmatch('<a href="([^"#:]+)"') do assert.is_string(util.readfile(there .. '/' .. href), href) end
 
     _, err, st = pm('diff --before web1.tar.gz --after web2.tar.gz --output d.md')
     assert.equal(0, st, err)
