@@ -492,6 +492,9 @@ end
 function M.write(arg, out, opts)
   opts = opts or {}
   local h = store.open(store.root(opts.store), arg)
+  if out == '-' and unistd.isatty(1) == 1 then
+    fail('refusing to write a bundle to a terminal: redirect stdout, or give -o FILE')
+  end
   if out ~= '-' then
     if store.is_dir(out) then fail('-o ' .. util.printable(out) .. ' is a folder; give a file name') end
     local dir = out:match('^(.*)/[^/]*$')
@@ -645,6 +648,11 @@ function M.resolve(arg, store_root)
     local h = store.open(store.root(store_root), b.dir)
     h.bundle = b
     return h
+  end
+  local st = type(arg) == 'string' and pstat.stat(arg)
+  if st and pstat.S_ISREG(st.st_mode) ~= 0 then
+    util.user_error(util.printable(arg) .. ' is a file, neither an investigation folder nor a bundle '
+      .. '(`perf_manual bundle ID -o FILE` makes one)')
   end
   return store.open(store.root(store_root), arg)
 end

@@ -239,6 +239,15 @@ describe('perf_manual.bundle', function()
       assert.equal(1, select(2, err:gsub('\n', '')), err)
     end
     assert.is_nil(io.open('/etc/evil'))
+    -- a file that is no bundle at all
+    assert(util.write_atomic(tmp .. '/notes.txt', 'just text\n'))
+    local _, nerr, nst = pm_away(string.format("show '%s/notes.txt'", tmp), tmp)
+    assert.equal(2, nst)
+    assert.equal(string.format('perf_manual: %s/notes.txt is a file, neither an investigation folder nor a bundle '
+      .. '(`perf_manual bundle ID -o FILE` makes one)\n', tmp), nerr)
+    _, nerr, nst = pm_away(string.format("search --import '%s/notes.txt'", tmp), tmp)
+    assert.equal(2, nst)
+    assert.equal(string.format('perf_manual: %s/notes.txt: not a readable bundle (incorrect header check)\n', tmp), nerr)
     -- a symbolic link inside a tar made by GNU tar
     local lx = tmp .. '/lx'
     local d = lx .. '/' .. ids[1]
