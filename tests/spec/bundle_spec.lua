@@ -247,7 +247,8 @@ describe('perf_manual.bundle', function()
       .. '(`perf_manual bundle ID -o FILE` makes one)\n', tmp), nerr)
     _, nerr, nst = pm_away(string.format("search --import '%s/notes.txt'", tmp), tmp)
     assert.equal(2, nst)
-    assert.equal(string.format('perf_manual: %s/notes.txt: not a readable bundle (incorrect header check)\n', tmp), nerr)
+    assert.equal(string.format('perf_manual: %s/notes.txt: not a readable bundle (incorrect header check)\n', tmp),
+      nerr)
     -- a symbolic link inside a tar made by GNU tar
     local lx = tmp .. '/lx'
     local d = lx .. '/' .. ids[1]
