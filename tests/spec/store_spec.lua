@@ -123,6 +123,25 @@ describe('perf_manual.store', function()
     rm(root)
   end)
 
+  it('removes the lock file when a finished run releases it, and only then', function()
+    local root = tmpdir()
+    local inv = store.create(root, 'released')
+    local lockfile = inv.dir .. '/.lock'
+    assert.is_true(store.exists(lockfile))
+    -- a handle that does not hold the lock leaves the holder's file alone
+    store.open(root, inv.id):release()
+    assert.is_true(store.exists(lockfile))
+    inv:release()
+    assert.is_false(store.exists(lockfile))
+    -- and the folder locks again afterwards
+    local again = store.open(root, inv.id)
+    again:lock()
+    assert.is_true(store.exists(lockfile))
+    again:release()
+    assert.is_false(store.exists(lockfile))
+    rm(root)
+  end)
+
   it('leaves the old or the new file after kill -9 mid-write, never a torn one', function()
     local root = tmpdir()
     local inv = store.create(root, 'atomic', { no_lock = true })
