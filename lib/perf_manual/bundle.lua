@@ -651,8 +651,8 @@ function M.resolve(arg, store_root)
   end
   local st = type(arg) == 'string' and pstat.stat(arg)
   if st and pstat.S_ISREG(st.st_mode) ~= 0 then
-    util.user_error(util.printable(arg) .. ' is a file, neither an investigation folder nor a bundle '
-      .. '(`perf_manual bundle ID -o FILE` makes one)')
+    util.user_error(util.printable(arg) .. ' is not a folder (an investigation or data dir is one) '
+      .. 'nor a bundle (`perf_manual bundle ID -o FILE` makes one)')
   end
   return store.open(store.root(store_root), arg)
 end

@@ -243,8 +243,8 @@ describe('perf_manual.bundle', function()
     assert(util.write_atomic(tmp .. '/notes.txt', 'just text\n'))
     local _, nerr, nst = pm_away(string.format("show '%s/notes.txt'", tmp), tmp)
     assert.equal(2, nst)
-    assert.equal(string.format('perf_manual: %s/notes.txt is a file, neither an investigation folder nor a bundle '
-      .. '(`perf_manual bundle ID -o FILE` makes one)\n', tmp), nerr)
+    assert.equal(string.format('perf_manual: %s/notes.txt is not a folder (an investigation or data dir is one) '
+      .. 'nor a bundle (`perf_manual bundle ID -o FILE` makes one)\n', tmp), nerr)
     _, nerr, nst = pm_away(string.format("search --import '%s/notes.txt'", tmp), tmp)
     assert.equal(2, nst)
     assert.equal(string.format('perf_manual: %s/notes.txt: not a readable bundle (incorrect header check)\n', tmp),
