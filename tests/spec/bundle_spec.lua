@@ -58,6 +58,23 @@ describe('perf_manual.bundle', function()
     assert.matches('^unpacks to more than', why)
   end)
 
+  it('writes long member names GNU tar reads, and reads GNU and pax long names', function()
+    local long = 'x/' .. string.rep('b', 120) .. '/' .. string.rep('c', 90) .. '.json'
+    assert(util.write_atomic(tmp .. '/long.tar.gz', bundle.gzip(bundle.tar({ { path = long, data = 'ok\n' } }))))
+    assert.equal(long .. '\n', sh_ok(string.format("tar tzf '%s/long.tar.gz'", tmp)))
+    local name = string.rep('a', 150) .. '.json'
+    sh_ok(string.format("mkdir -p '%s/lt/d' && echo hi > '%s/lt/d/%s'", tmp, tmp, name))
+    for _, format in ipairs({ 'gnu', 'pax' }) do
+      sh_ok(string.format("cd '%s/lt' && tar --format=%s -czf ../lt.tar.gz d", tmp, format))
+      local members = assert(bundle.untar(assert(bundle.gunzip(util.readfile(tmp .. '/lt.tar.gz')))))
+      local files = {}
+      for _, m in ipairs(members) do if m.data then files[#files + 1] = m end end
+      assert.equal(1, #files, format)
+      assert.equal('d/' .. name, files[1].path, format)
+      assert.equal('hi\n', files[1].data, format)
+    end
+  end)
+
   it('redacts JSON strings in place, keeping the layout and the stack frames', function()
     local text = '{\n  "command": "./app --password hunter2",\n  "api_key": "k-123",\n'
       .. '  "frames": ["main", "Session::login --password"],\n  "n": [1, 2],\n  "folded": "a;b 3\\n"\n}\n'
