@@ -37,7 +37,10 @@ describe('perf_manual.bundle', function()
     inv:write('raw_data/workload.log', 'listening on :80\nAPI_TOKEN=tok-9f8e7d connecting to '
       .. 'postgres://app:s3cr3t@db:5432/app\n')
   end)
-  teardown(function() h.rmrf(root) h.rmrf(tmp) end)
+  teardown(function()
+    if root then h.rmrf(root) end
+    if tmp then h.rmrf(tmp) end
+  end)
 
   it('gzip and SHA-256 agree with Debian gzip and sha256sum', function()
     local data = string.rep('0123456789abcdef\n', 50000) .. '\0\1\2 tail'
