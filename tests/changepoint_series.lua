@@ -4,7 +4,7 @@
 --   local s = gen.series(rng, 'steps')   -- { values=, changes= {index...}, kind= }
 --   local set = gen.set(seed, count)     -- a mix of every kind
 -- Kinds: noise (no change), spikes (isolated outliers, some at the first and
--- last points), edge (a step in the last 1-3 points: too few to call),
+-- last points), edge (a step in the last 1-4 points: too few to call),
 -- steps (1-3 steps of 3 to 10 noise sd, some up some down), drift (a slow
 -- trend below one sd over the series, plus one step), mixed (steps, spikes
 -- and drift together). Noise is normal, or heavy-tailed (Student t, 3 df).
@@ -95,7 +95,7 @@ function M.series(u, kind, gap)
   if kind == 'spikes' then
     add_spikes(u, v, sd, uniform_int(u, 1, 3), u() < 0.5)
   elseif kind == 'edge' then
-    local k = uniform_int(u, 1, 3)
+    local k = uniform_int(u, 1, 4)
     local size = (4 + u() * 6) * sd * (u() < 0.5 and -1 or 1)
     for i = n - k + 1, n do v[i] = v[i] + size end
   elseif kind == 'steps' then

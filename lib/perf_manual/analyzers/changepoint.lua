@@ -18,7 +18,8 @@
 --- Deterministic: no permutation test, no random numbers. The guards against
 --- the false alarms users of those detectors report:
 ---   * a change needs `min_segment` points on each side: the last few points
----     of a window (and the first few) never make one by themselves;
+---     of a window (and the first few) never make one by themselves, even
+---     when the trimmed test would let one odd point into a side;
 ---   * the test compares trimmed means and the effect is measured against a
 ---     median-based spread, so a single spike (or two in a segment) moves
 ---     neither;
@@ -171,7 +172,14 @@ function M.test_split(xs, lo, k, hi, o)
   local effect = s > 0 and shift / s or (shift > 0 and math.huge or 0)
   local c = { index = k, before = a, after = b, p = p, t = t, df = df, effect = effect,
     change = a.mean ~= 0 and (b.mean / a.mean - 1) or nil }
-  return c, p < o.p_max and effect >= o.min_effect
+  local ok = p < o.p_max and effect >= o.min_effect
+  -- a side of exactly min_segment points whose point next to the cut looks
+  -- like the other side holds a shorter change: 4 high points at the end of
+  -- a window are not 5
+  local function near(x, own, other) return math.abs(x - own.mean) <= math.abs(x - other.mean) end
+  if ok and b.n <= o.min_segment and not near(xs[k], b, a) then ok = false end
+  if ok and a.n <= o.min_segment and not near(xs[k - 1], a, b) then ok = false end
+  return c, ok
 end
 
 -- Energy split -----------------------------------------------------------------
