@@ -111,7 +111,7 @@ return playbook {
     store = param.path { 'investigation store holding the history (default ./investigations or $PERF_MANUAL_STORE)',
       optional = true },
   },
-  params_check = function(p)
+  check = function(p)
     local only = {
       record = { 'value', 'unit', 'higher_is_better', 'commit', 'version', 'time', 'from', 'profile', 'hist' },
       check = { 'threshold', 'since', 'min_segment', 'flamediff', 'all' },

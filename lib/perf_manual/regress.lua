@@ -192,7 +192,9 @@ function M.parse_hist(text)
   local ok, v = pcall(util.json_decode, text)
   if not ok or type(v) ~= 'table' then return nil, 'not JSON' end
   local list = v.histogram or v.buckets or v
-  if type(list) ~= 'table' or #list == 0 then return nil, 'no histogram (expected red-check JSON or a list of [lo, hi, count])' end
+  if type(list) ~= 'table' or #list == 0 then
+    return nil, 'no histogram (expected red-check JSON or a list of [lo, hi, count])'
+  end
   local out = {}
   for i, b in ipairs(list) do
     local lo, hi, count
@@ -236,7 +238,8 @@ end
 -- the units a bench line's measurement may carry (a number followed by one
 -- of these is a measurement; "100 threads" is part of a label)
 local UNITS = {}
-for u in ([[ns us µs ms s min KB MB GB KiB MiB GiB kB B % MB/s GB/s KB/s req/s ops/s /s us/tick ns/op]]):gmatch('%S+') do
+for u in ([[ns us µs ms s min KB MB GB KiB MiB GiB kB B % MB/s GB/s KB/s req/s ops/s /s
+    us/tick ns/op]]):gmatch('%S+') do
   UNITS[u] = true
 end
 local HEADER_UNITS = { seconds = 's', ['RSS MB'] = 'MB', ['MB/s'] = 'MB/s', ['SVG MB'] = 'MB', ms = 'ms', us = 'us' }
@@ -249,7 +252,7 @@ end
 local function measurements(line)
   local out, init = {}, 1
   while true do
-    local s, num, e = line:match('()(%d[%d,]*%.?%d*)()', init)
+    local s, digits, e = line:match('()(%d[%d,]*%.?%d*)()', init)
     if not s then break end
     init = e
     local prev = s > 1 and line:sub(s - 1, s - 1) or ' '
@@ -266,7 +269,7 @@ local function measurements(line)
       if unit and line:sub(stop, stop):match('[%w]') then unit = nil end
     end
     if unit then
-      local v = tonumber((num:gsub(',', '')))
+      local v = tonumber((digits:gsub(",", "")))
       if v then out[#out + 1] = { pos = s, stop = stop, value = v, unit = unit } end
       init = stop
     end
@@ -302,14 +305,14 @@ function M.parse_bench(text, bench)
       if #cols >= 2 then
         header = cols
       elseif header then
-        local nums, label = {}, t
+        local vals, label = {}, t
         while true do
           local rest, n = label:match('^(.-)%s+(%-?%d[%d%.]*)$')
           if not rest then break end
-          table.insert(nums, 1, tonumber(n)); label = rest
+          table.insert(vals, 1, tonumber(n)); label = rest
         end
-        if #nums == #header - 1 and #nums > 0 then
-          for i, v in ipairs(nums) do
+        if #vals == #header - 1 and #vals > 0 then
+          for i, v in ipairs(vals) do
             local col = header[i + 1]
             local unit = HEADER_UNITS[col] or col
             out[#out + 1] = { name = bench .. '/' .. clean(label) .. ': ' .. col, value = v, unit = unit,
@@ -359,6 +362,11 @@ end
 
 local function fmt_value(v, unit)
   if v == nil then return '?' end
+  -- seconds read best scaled: 129us, 50.4ms
+  if unit == 's' and v >= 0 and v < 60 then
+    local t = util.fmt_duration(v)
+    return (t:gsub('^([%d.]+)(%a+)$', '%1 %2'))
+  end
   local a = math.abs(v)
   local s
   if a ~= 0 and (a >= 1e6 or a < 1e-3) then s = string.format('%.3g', v)
@@ -404,7 +412,8 @@ function M.hist_shift(before, after)
   local out = { before_runs = #before, after_runs = #after, before_count = hist.count(b), after_count = hist.count(a),
     quantiles = {} }
   for _, q in ipairs({ 0.5, 0.9, 0.99 }) do
-    out.quantiles[#out.quantiles + 1] = { name = hist.name(q), before = hist.quantile(b, q), after = hist.quantile(a, q) }
+    out.quantiles[#out.quantiles + 1] = { name = hist.name(q), before = hist.quantile(b, q),
+      after = hist.quantile(a, q) }
   end
   local p99 = out.quantiles[3].before
   out.after_above_before_p99 = share_above(a, p99)
@@ -535,7 +544,7 @@ function M.check(db, opts)
         local ap, ah = db:attachments(aids)
         if #bp > 0 and #ap > 0 then
           local svg = opts.flamediff_dir and string.format('%s/%s-run%d.svg', opts.flamediff_dir,
-            s.name:gsub('[^%w%.%-_]+', '_'), run.id)
+            s.name:gsub('[^%w%.%-_]+', '_'), c.index)
           e.profile = M.profile_shift(bp, ap, svg)
         end
         if #bh > 0 and #ah > 0 then e.hist = M.hist_shift(bh, ah) end
@@ -584,8 +593,7 @@ function M.format_check(res, opts)
         if c.hist then
           local h, q = c.hist, {}
           for _, e in ipairs(h.quantiles) do
-            q[#q + 1] = string.format('%s %s -> %s', e.name, fmt_value(e.before, s.unit == 's' and 's' or nil),
-              fmt_value(e.after, s.unit == 's' and 's' or nil))
+            q[#q + 1] = string.format('%s %s -> %s', e.name, fmt_value(e.before, 's'), fmt_value(e.after, 's'))
           end
           add('    latency histogram (%d runs, %d values | %d runs, %d values): %s', h.before_runs, h.before_count,
             h.after_runs, h.after_count, table.concat(q, ', '))
