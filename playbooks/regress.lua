@@ -185,7 +185,7 @@ return playbook {
       end
       return
     end
-    local db = regress.open(root)
+    local db = regress.open(root, { read = true })
     if p.action == 'list' then
       local names = db:names(p.name)
       db:close()

@@ -51,12 +51,16 @@ local function exec(db, sql)
   return ok
 end
 
---- Opens (creating) the history of the store at `root`.
-function M.open(root)
+--- Opens (creating) the history of the store at `root`. With `opts.read`,
+--- a store without a history is an empty one, and nothing is created.
+function M.open(root, opts)
   local path = root .. '/' .. M.FILE
   local pstat = require('posix.sys.stat')
   local st = pstat.stat(root)
-  if not st then
+  if opts and opts.read and not pstat.stat(path) then
+    if st and pstat.S_ISDIR(st.st_mode) == 0 then util.user_error('regress: store ' .. root .. ' is not a directory') end
+    path = ':memory:'
+  elseif not st then
     local ok, err = os.execute('mkdir -p ' .. "'" .. root:gsub("'", "'\\''") .. "'")
     if not (ok == 0 or ok == true) then util.user_error('regress: cannot create ' .. root .. ': ' .. tostring(err)) end
   elseif pstat.S_ISDIR(st.st_mode) == 0 then
