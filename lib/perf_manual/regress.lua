@@ -58,7 +58,9 @@ function M.open(root, opts)
   local pstat = require('posix.sys.stat')
   local st = pstat.stat(root)
   if opts and opts.read and not pstat.stat(path) then
-    if st and pstat.S_ISDIR(st.st_mode) == 0 then util.user_error('regress: store ' .. root .. ' is not a directory') end
+    if st and pstat.S_ISDIR(st.st_mode) == 0 then
+      util.user_error('regress: store ' .. root .. ' is not a directory')
+    end
     path = ':memory:'
   elseif not st then
     local ok, err = os.execute('mkdir -p ' .. "'" .. root:gsub("'", "'\\''") .. "'")
