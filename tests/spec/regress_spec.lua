@@ -215,6 +215,26 @@ describe('regress record and check', function()
     assert.is_nil(out:match('latency histogram'))
   end)
 
+  it('records a collect data dir: the median of each sampled series, and its scalars', function()
+    local dir = fx('report/collect')
+    local out, err, st = pm(store, 'regress record --json --name host --commit c1 --from ' .. q(dir))
+    assert.equal(0, st, err)
+    local by = {}
+    for _, r in ipairs(util.json_decode(out)) do by[r.name] = r end
+    -- the context switches per second of each sample in the real collect's cpu.jsonl
+    local xs = {}
+    for line in util.readfile(dir .. '/raw_data/cpu.jsonl'):gmatch('[^\n]+') do
+      local v = util.json_decode(line)
+      if v.rates and v.rates.ctxt_per_s then xs[#xs + 1] = v.rates.ctxt_per_s end
+    end
+    table.sort(xs)
+    assert.is_true(#xs >= 3)
+    local med = #xs % 2 == 1 and xs[(#xs + 1) / 2] or (xs[#xs / 2] + xs[#xs / 2 + 1]) / 2
+    assert.equal(med, by['host.cpu.rates.ctxt_per_s.median'].value)
+    assert.equal('c1', by['host.cpu.rates.ctxt_per_s.median'].commit)
+    assert.is_true(#util.json_decode(pm(store, 'regress list --json')) > 20)
+  end)
+
   it('lists and shows the series, marking the change and the attachments', function()
     for i = 1, 12 do
       local _, err, st = pm(store, string.format('regress record --name t.ms --value %d --unit ms --commit %07x '
