@@ -253,6 +253,58 @@ describe('regress record and check', function()
   end)
 end)
 
+describe('regress on this project\'s own benchmark history', function()
+  -- tests/fixtures/regress/history: what `make bench-record BENCHES="startup report"`
+  -- printed, run after run on this VM; runs 11-16 are of a copy of the tool with
+  -- 2 ms of busy work added to cli.main (see the README there)
+  local dir = fx('regress/history')
+  local files = {}
+  for _, f in ipairs(require('posix.dirent').dir(dir)) do
+    if f:match('%.txt$') then files[#files + 1] = f end
+  end
+  table.sort(files)
+  local store
+  setup(function()
+    store = h.tmpdir()
+    for i, f in ipairs(files) do
+      local _, err, st = pm(store, string.format('regress record --from %s --commit %s --time %d',
+        q(dir .. '/' .. f), q(f:match('^%d+%-(.-)%.txt$')), 1796389200 + i * 600))
+      assert.equal(0, st, err)
+    end
+  end)
+  teardown(function() h.rmrf(store) end)
+
+  it('finds the slower start at the first slow run, in the figure measured against luajit in the same run', function()
+    assert.equal(16, #files)
+    local out, err, st = pm(store, "regress check --name 'startup/' --json")
+    assert.equal(1, st, err)
+    local doc = util.json_decode(out)
+    assert.equal(1, #doc.regressions, out)
+    local r = doc.regressions[1]
+    assert.equal('startup/perf_manual --version: ms above the luajit floor', r.name)
+    assert.same({ 11, 'a321047-slow-start' }, { r.change.index, r.change.commit })
+    assert.is_true(r.change.change_pct > 100, tostring(r.change.change_pct))
+    -- the baseline runs alone: quiet
+    local quiet = h.tmpdir()
+    for i = 1, 10 do
+      pm(quiet, string.format('regress record --from %s --time %d', q(dir .. '/' .. files[i]), 1796389200 + i * 600))
+    end
+    out, err, st = pm(quiet, "regress check --name 'startup/'")
+    h.rmrf(quiet)
+    assert.equal(0, st, out .. err)
+    assert.matches(' 0 change points', out)
+  end)
+
+  it('sees the machine get busier as a change of the absolute timings, not of the code', function()
+    -- the report bench's peer (reading its inputs) rose from run 6 on with
+    -- no change to what it times: real, and why CI should gate on figures
+    -- measured against a peer in the same run
+    local out, _, st = pm(store, "regress check --name 'report/read'")
+    assert.equal(1, st, out)
+    assert.matches('\n  at run 6 %(commit a32104735e56, ', out)
+  end)
+end)
+
 describe('regress bad input', function()
   local store
   setup(function() store = h.tmpdir() end)
