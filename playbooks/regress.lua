@@ -104,6 +104,8 @@ return playbook {
       max = 1e6 },
     since = param.string { 'check: judge only the changes at or after this commit or time', optional = true },
     min_segment = param.integer { 'check: runs needed on each side of a change', default = 5, min = 2, max = 10000 },
+    window = param.integer { 'check: analyse only the last N runs of each series (default: all)', optional = true,
+      min = 4, max = 1e9 },
     flamediff = param.path { 'check: write the differential flame graph of each change with profiles into DIR',
       optional = true },
     all = param.flag { 'check: list the series without a change point too' },
@@ -114,7 +116,7 @@ return playbook {
   check = function(p)
     local only = {
       record = { 'value', 'unit', 'higher_is_better', 'commit', 'version', 'time', 'from', 'profile', 'hist' },
-      check = { 'threshold', 'since', 'min_segment', 'flamediff', 'all' },
+      check = { 'threshold', 'since', 'min_segment', 'flamediff', 'all', 'window' },
     }
     local defaults = { threshold = 5, min_segment = 5, higher_is_better = false, all = false }
     for act, names in pairs(only) do
@@ -244,7 +246,7 @@ return playbook {
         end
       end
       local ok, res = pcall(regress.check, db, { name = p.name, threshold = p.threshold,
-        since = since_of(p, regress), min_segment = p.min_segment, flamediff_dir = p.flamediff })
+        since = since_of(p, regress), min_segment = p.min_segment, flamediff_dir = p.flamediff, window = p.window })
       db:close()
       if not ok then error(res, 0) end
       if p.name and #res.series == 0 then

@@ -503,7 +503,8 @@ end
 --- change for the worse beyond the threshold that is still in effect (the
 --- latest segment is still worse than the level before it by more than the
 --- threshold); with opts.since, only changes at or after it are judged.
---- opts.flamediff_dir: write each change's differential flame graph there.
+--- opts.flamediff_dir: write each change's differential flame graph there;
+--- opts.window: analyse only the last N runs of each series.
 function M.check(db, opts)
   opts = opts or {}
   local threshold = opts.threshold or 5
@@ -512,10 +513,19 @@ function M.check(db, opts)
   local known_since = not opts.since
   for _, s in ipairs(db:names(opts.name)) do
     local runs = db:series(s.name)
+    -- the last `window` runs only: the cost is O(n^2) in the runs analysed
+    local offset = 0
+    if opts.window and #runs > opts.window then
+      offset = #runs - opts.window
+      local keep = {}
+      for i = #runs - opts.window + 1, #runs do keep[#keep + 1] = runs[i] end
+      runs = keep
+    end
     local values = {}
     for i, r in ipairs(runs) do values[i] = r.value end
     local hib = runs[#runs].higher_is_better
-    local entry = { name = s.name, unit = runs[#runs].unit, runs = #runs, higher_is_better = hib, changes = {} }
+    local entry = { name = s.name, unit = runs[#runs].unit, runs = #runs, higher_is_better = hib, changes = {},
+      recorded = s.runs }
     res.series[#res.series + 1] = entry
     local first = since_index(runs, opts.since)
     if first then known_since = true end
@@ -529,7 +539,7 @@ function M.check(db, opts)
       local worse = pct and pct * sign or nil
       local now_worse = c.before.mean ~= 0 and (current / c.before.mean - 1) * 100 * sign or nil
       local e = {
-        index = c.index, run = run.id, commit = run.commit, version = run.version, time = run.time,
+        index = c.index + offset, run = run.id, commit = run.commit, version = run.version, time = run.time,
         before = { n = c.before.n, mean = c.before.mean, median = c.before.median },
         after = { n = c.after.n, mean = c.after.mean, median = c.after.median },
         change_pct = pct, p = c.p,
@@ -550,7 +560,7 @@ function M.check(db, opts)
         local ap, ah = db:attachments(aids)
         if #bp > 0 and #ap > 0 then
           local svg = opts.flamediff_dir and string.format('%s/%s-run%d.svg', opts.flamediff_dir,
-            s.name:gsub('[^%w%.%-_]+', '_'), c.index)
+            s.name:gsub('[^%w%.%-_]+', '_'), c.index + offset)
           e.profile = M.profile_shift(bp, ap, svg)
         end
         if #bh > 0 and #ah > 0 then e.hist = M.hist_shift(bh, ah) end
@@ -583,8 +593,9 @@ function M.format_check(res, opts)
   for _, s in ipairs(res.series) do
     if #s.changes > 0 or opts.all then
       add('')
-      add('%s (%s, %s is better): %d runs%s', s.name, s.unit or 'no unit', s.higher_is_better and 'higher' or 'lower',
-        s.runs, #s.changes == 0 and ', no change point' or '')
+      add('%s (%s, %s is better): %s runs%s', s.name, s.unit or 'no unit', s.higher_is_better and 'higher' or 'lower',
+        s.recorded > s.runs and string.format('last %d of %d', s.runs, s.recorded) or tostring(s.runs),
+        #s.changes == 0 and ', no change point' or '')
       for _, c in ipairs(s.changes) do
         local verdict = c.kind == 'regression' and (c.beyond and 'REGRESSION' or 'regression within threshold')
           or (c.beyond and 'improvement' or 'improvement within threshold')

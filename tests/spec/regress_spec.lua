@@ -284,6 +284,14 @@ describe('regress on this project\'s own benchmark history', function()
     assert.equal('startup/perf_manual --version: ms above the luajit floor', r.name)
     assert.same({ 11, 'a321047-slow-start' }, { r.change.index, r.change.commit })
     assert.is_true(r.change.change_pct > 100, tostring(r.change.change_pct))
+    -- --window: the last 12 runs still hold it (numbered in the whole series);
+    -- the last 8 hold 2 runs before it, fewer than a side needs
+    out, err, st = pm(store, "regress check --name 'startup/' --window 12")
+    assert.equal(1, st, err)
+    assert.matches(': last 12 of 16 runs\n  at run 11 %(commit a321047%-slow, ', out)
+    out, err, st = pm(store, "regress check --name 'startup/' --window 8")
+    assert.equal(0, st, err)
+    assert.matches(' 0 change points', out)
     -- the baseline runs alone: quiet
     local quiet = h.tmpdir()
     for i = 1, 10 do
