@@ -1,6 +1,6 @@
 --- Change points in a series of measurements (one value per run, in run
---- order): E-Divisive means, as MongoDB's and Apache Otava's detectors do it,
---- without their permutation test.
+--- order): E-Divisive means, as MongoDB's and Apache Otava's detectors do it;
+--- like Otava, a t-test instead of MongoDB's permutation test.
 ---
 ---   local cp = require('perf_manual.analyzers.changepoint')
 ---   for _, c in ipairs(cp.detect(values, { min_segment = 5 })) do
