@@ -40,12 +40,15 @@ local function results_from(p, regress)
       end
     end
     table.sort(out, function(a, b) return a.name < b.name end)
-    if #ds.profiles > 0 then
-      local prof = require('perf_manual.fold').load(ds.profiles[#ds.profiles].path)
-      if prof then for _, r in ipairs(out) do r.profile = prof:folded() end end
-    end
     if ds.red then
       for _, r in ipairs(regress.from_red(ds.red, prefix .. '.red')) do out[#out + 1] = r end
+    end
+    if #ds.profiles > 0 then
+      local prof = require('perf_manual.fold').load(ds.profiles[#ds.profiles].path)
+      if prof then
+        local text = prof:folded()
+        for _, r in ipairs(out) do r.profile = text end
+      end
     end
     return out, 'collect'
   end
@@ -180,7 +183,14 @@ return playbook {
       db:record_all(list)
       db:close()
       if p.json then
-        inv:json(list)
+        -- what was recorded, the attachments said, not repeated
+        local out = util.array()
+        for i, r in ipairs(list) do
+          out[i] = { name = r.name, value = r.value, unit = r.unit, higher_is_better = r.higher_is_better or false,
+            commit = r.commit, version = r.version, time = r.time, source = r.source,
+            profile = r.profile ~= nil, hist = r.hist ~= nil }
+        end
+        inv:json(out)
       else
         inv:printf('recorded %d result%s%s in %s\n', #list, #list == 1 and '' or 's',
           p.commit and (' for commit ' .. p.commit:sub(1, 12)) or '', root .. '/' .. regress.FILE)

@@ -232,6 +232,17 @@ describe('regress record and check', function()
     local med = #xs % 2 == 1 and xs[(#xs + 1) / 2] or (xs[#xs / 2] + xs[#xs / 2 + 1]) / 2
     assert.equal(med, by['host.cpu.rates.ctxt_per_s.median'].value)
     assert.equal('c1', by['host.cpu.rates.ctxt_per_s.median'].commit)
+    assert.is_false(by['host.cpu.rates.ctxt_per_s.median'].profile)   -- this collect has no profile
+    -- a data dir with a red-check and a profile: every result carries the
+    -- profile, the latency percentiles the histogram
+    out, err, st = pm(store, 'regress record --json --name run --from ' .. q(fx('report/after')))
+    assert.equal(0, st, err)
+    by = {}
+    for _, r in ipairs(util.json_decode(out)) do by[r.name] = r end
+    local p99 = by['run.red.p99']
+    assert.same({ 0.0030235, true, true }, { p99.value, p99.profile, p99.hist })
+    assert.same({ 0.12, true, false }, { by['run.red.error_ratio'].value, by['run.red.error_ratio'].profile,
+      by['run.red.error_ratio'].hist })
     assert.is_true(#util.json_decode(pm(store, 'regress list --json')) > 20)
   end)
 
@@ -342,6 +353,11 @@ describe('regress bad input', function()
       assert.is_nil(err:match('\n.'), 'one line: ' .. err)
     end)
   end
+  it('refuses a --from file with no measurement in it', function()
+    local _, err, st = pm(store, 'regress record --from ' .. q(fx('regress/README')))
+    assert.equal(2, st)
+    assert.equal('perf_manual: regress: --from ' .. fx('regress/README') .. ': no result in it\n', err)
+  end)
   it('refuses JSON that is not red-check output', function()
     local f = store .. '/x.json'
     util.write_atomic(f, '{"a": 1}')
