@@ -115,6 +115,16 @@ describe('perf_manual.analyzers.changepoint detect', function()
     assert.are.equal(0, false_in.spikes)
     assert.are.equal(0, false_in.edge)
   end)
+  it('calls two or three wild values in a row no change, also at the window edges', function()
+    for _, k in ipairs({ 2, 3 }) do
+      for _, at in ipairs({ 1, 10, 20, 41 - k }) do
+        local xs = {}
+        for i = 1, 40 do xs[i] = 100 + ((i * 7) % 5) end
+        for j = 0, k - 1 do xs[at + j] = 1e6 * (j + 1) end
+        assert.are.same({}, cp.detect(xs), k .. ' wild values from ' .. at)
+      end
+    end
+  end)
   it('calls a single spike of any size no change', function()
     for _, at in ipairs({ 1, 2, 20, 39, 40 }) do
       local xs = {}
