@@ -450,17 +450,20 @@ function M.profile_shift(before, after, svg)
   return out
 end
 
--- the position of --since in a series: the index of the first run at or
--- after it (a commit prefix or a time), nil when the series does not know it
+-- the position of --since in a series: the index of its first run at or
+-- after that time
 local function since_index(runs, since)
   if not since then return 1 end
-  if since.time then
-    for i, r in ipairs(runs) do if r.time >= since.time then return i end end
-    return #runs + 1
-  end
-  for i, r in ipairs(runs) do
-    if r.commit and r.commit:sub(1, #since.commit) == since.commit then return i end
-  end
+  for i, r in ipairs(runs) do if r.time >= since.time then return i end end
+  return #runs + 1
+end
+
+--- The time a commit (a prefix) was first recorded, in any series; nil when
+--- no run has it.
+function Db:commit_time(prefix)
+  local t = rows(self.db, 'SELECT min(time) FROM runs WHERE substr(commit_id, 1, ' .. #prefix .. ') = '
+    .. sq(prefix))
+  return t[1] and tonumber(t[1][1])
 end
 
 --- A --since value: a time (unix seconds, or an ISO date/time in UTC) or a commit.
@@ -510,7 +513,14 @@ function M.check(db, opts)
   local threshold = opts.threshold or 5
   local res = { threshold = threshold, series = {}, regressions = {}, changes = 0,
     since = opts.since and opts.since.text }
-  local known_since = not opts.since
+  local since = opts.since
+  if since and since.commit then
+    -- a commit judges from its first run on, in every series (a bench added
+    -- later is judged from the same moment)
+    local t = db:commit_time(since.commit)
+    if not t then util.user_error('regress: --since ' .. util.printable(since.text) .. ': no run has that commit') end
+    since = { time = t, text = since.text }
+  end
   for _, s in ipairs(db:names(opts.name)) do
     local runs = db:series(s.name)
     -- the last `window` runs only: the cost is O(n^2) in the runs analysed
@@ -527,8 +537,7 @@ function M.check(db, opts)
     local entry = { name = s.name, unit = runs[#runs].unit, runs = #runs, higher_is_better = hib, changes = {},
       recorded = s.runs }
     res.series[#res.series + 1] = entry
-    local first = since_index(runs, opts.since)
-    if first then known_since = true end
+    local first = since_index(runs, since)
     local cps = cp.detect(values, { min_segment = opts.min_segment })
     local last = cps[#cps]
     local current = last and last.after.mean
@@ -544,7 +553,7 @@ function M.check(db, opts)
         after = { n = c.after.n, mean = c.after.mean, median = c.after.median },
         change_pct = pct, p = c.p,
         kind = (worse and worse > 0) and 'regression' or 'improvement',
-        judged = first ~= nil and c.index >= first,
+        judged = c.index >= first,
       }
       e.beyond = worse ~= nil and math.abs(worse) > threshold
       e.in_effect = e.kind == 'regression' and now_worse ~= nil and now_worse > threshold
@@ -569,9 +578,6 @@ function M.check(db, opts)
       res.changes = res.changes + 1
       if e.failing then res.regressions[#res.regressions + 1] = { name = s.name, change = e } end
     end
-  end
-  if not known_since then
-    util.user_error('regress: --since ' .. util.printable(opts.since.text) .. ': no run has that commit')
   end
   return res
 end
