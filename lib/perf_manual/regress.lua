@@ -264,10 +264,10 @@ local function measurements(line)
     local prev = s > 1 and line:sub(s - 1, s - 1) or ' '
     local unit, stop
     if not prev:match('[%w_%.%-%+/]') then
-      local attached = line:match('^%%', e)
-      if attached then
-        unit, stop = '%', e + 1
-      else
+      local attached = line:match('^%%', e) and '%' or line:match('^(%a[%a/]*)', e)
+      if attached and UNITS[attached] then
+        unit, stop = attached, e + #attached   -- 2.51%, 1.2ms
+      elseif not attached then
         local sp, u, ue = line:match('^( +)([^%s,;:%)]+)()', e)
         if sp and UNITS[u] then unit, stop = u, ue end
       end
@@ -332,10 +332,11 @@ function M.parse_bench(text, bench)
         local ms = measurements(t)
         local colon = t:find(': ', 1, true)
         local subject, from
-        if colon and (not ms[#ms] or colon < ms[#ms].pos) then
+        local first = t:match('^(%S.-)%s%s+')
+        if colon and (not ms[#ms] or colon < ms[#ms].pos) and not (first and colon < #first) then
           subject, from = t:sub(1, colon - 1), colon + 2
         else
-          local first = t:match('^(%S.-)%s%s+')
+          -- a first column ("peer: grep -ril fsync (no ranking)   median ...")
           subject, from = first or '', first and #first + 1 or 1
         end
         local prev_end = from

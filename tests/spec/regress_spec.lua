@@ -37,6 +37,23 @@ describe('regress: reading results', function()
     is('report/technical HTML in process: s', 0.133, 's', nil)
   end)
 
+  it('reads units written against the number and a first column that holds a colon', function()
+    -- the shapes tests/bench/red.lua and tests/bench/store.lua print
+    local res = regress.parse_bench('== tests/bench/red.lua\n'
+      .. '  red-check                  20000 req/s   p50 1.2ms     p90 2.0ms     p99 3.1ms\n'
+      .. '== tests/bench/store.lua\n'
+      .. '  peer: grep -ril fsync (no ranking)       median   30.10 ms   p90   35.00 ms\n')
+    local got = {}
+    for i, r in ipairs(res) do got[i] = { r.name, r.value, r.unit } end
+    assert.same({
+      { 'red/red-check: req/s', 20000, 'req/s' }, { 'red/red-check: p50 ms', 1.2, 'ms' },
+      { 'red/red-check: p90 ms', 2.0, 'ms' }, { 'red/red-check: p99 ms', 3.1, 'ms' },
+      { 'store/peer: grep -ril fsync no ranking: median ms', 30.1, 'ms' },
+      { 'store/peer: grep -ril fsync no ranking: p90 ms', 35, 'ms' },
+    }, got)
+    assert.is_true(res[1].higher_is_better)
+  end)
+
   it('takes no target, budget or ratio for a measurement', function()
     for _, r in ipairs(regress.parse_bench(text)) do
       assert.is_nil(r.name:match('target'), r.name)
