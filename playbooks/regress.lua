@@ -24,43 +24,13 @@ end
 -- `make bench`
 local function results_from(p, regress)
   if p.from ~= '-' and is_dir(p.from) then
-    local ds, err = require('perf_manual.report').load(p.from)
-    if not ds then util.user_error('regress: --from ' .. err) end
-    local out, prefix = {}, p.name or 'collect'
-    for k, v in pairs(ds.scalars) do
-      if type(v) == 'number' then out[#out + 1] = { name = prefix .. '.' .. k, value = v } end
-    end
-    for k, smp in pairs(ds.samples) do
-      local xs = {}
-      for _, v in ipairs(smp.values or {}) do if type(v) == 'number' and v == v then xs[#xs + 1] = v end end
-      if #xs > 0 then
-        table.sort(xs)
-        local m = #xs % 2 == 1 and xs[(#xs + 1) / 2] or (xs[#xs / 2] + xs[#xs / 2 + 1]) / 2
-        out[#out + 1] = { name = prefix .. '.' .. k .. '.median', value = m, unit = smp.unit }
-      end
-    end
-    table.sort(out, function(a, b) return a.name < b.name end)
-    if ds.red then
-      for _, r in ipairs(regress.from_red(ds.red, prefix .. '.red')) do out[#out + 1] = r end
-    end
-    if #ds.profiles > 0 then
-      local prof = require('perf_manual.fold').load(ds.profiles[#ds.profiles].path)
-      if prof then
-        local text = prof:folded()
-        for _, r in ipairs(out) do r.profile = text end
-      end
-    end
-    return out, 'collect'
+    local list, err = regress.from_dir(p.from, p.name)
+    if not list then util.user_error('regress: --from ' .. err) end
+    return list, 'collect'
   end
-  local text = read_input(p.from)
-  if text:match('^%s*[{%[]') then
-    local ok, doc = pcall(util.json_decode, text)
-    if ok and type(doc) == 'table' and (doc.latency or doc.histogram) then
-      return regress.from_red(doc, p.name or 'red-check'), 'red-check'
-    end
-    util.user_error('regress: --from ' .. util.printable(p.from) .. ': JSON that is not red-check output')
-  end
-  return regress.parse_bench(text, p.name), 'bench'
+  local list, source = regress.from_text(read_input(p.from), p.name)
+  if not list then util.user_error('regress: --from ' .. util.printable(p.from) .. ': ' .. source) end
+  return list, source
 end
 
 local function since_of(p, regress)

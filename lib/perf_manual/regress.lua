@@ -241,6 +241,53 @@ end
 
 
 
+--- The results of a data dir (a `collect`, or an investigation): its
+--- scalars, the median of each sampled series, its red-check results, each
+--- with the dir's last profile attached. Returns list | nil, why.
+function M.from_dir(dir, prefix)
+  local ds, err = require('perf_manual.report').load(dir)
+  if not ds then return nil, err end
+  prefix = prefix or 'collect'
+  local out = {}
+  for k, v in pairs(ds.scalars) do
+    if type(v) == 'number' then out[#out + 1] = { name = prefix .. '.' .. k, value = v } end
+  end
+  for k, smp in pairs(ds.samples) do
+    local xs = {}
+    for _, v in ipairs(smp.values or {}) do if type(v) == 'number' and v == v then xs[#xs + 1] = v end end
+    if #xs > 0 then
+      table.sort(xs)
+      local m = #xs % 2 == 1 and xs[(#xs + 1) / 2] or (xs[#xs / 2] + xs[#xs / 2 + 1]) / 2
+      out[#out + 1] = { name = prefix .. '.' .. k .. '.median', value = m, unit = smp.unit }
+    end
+  end
+  table.sort(out, function(a, b) return a.name < b.name end)
+  if ds.red then
+    for _, r in ipairs(M.from_red(ds.red, prefix .. '.red')) do out[#out + 1] = r end
+  end
+  if #ds.profiles > 0 then
+    local prof = require('perf_manual.fold').load(ds.profiles[#ds.profiles].path)
+    if prof then
+      local text = prof:folded()
+      for _, r in ipairs(out) do r.profile = text end
+    end
+  end
+  return out
+end
+
+--- The results in a text: red-check JSON, else the text of `make bench`.
+--- Returns list, source ('red-check' or 'bench') | nil, why.
+function M.from_text(text, name)
+  if text:match('^%s*[{%[]') then
+    local ok, doc = pcall(util.json_decode, text)
+    if ok and type(doc) == 'table' and (doc.latency or doc.histogram) then
+      return M.from_red(doc, name or 'red-check'), 'red-check'
+    end
+    return nil, 'JSON that is not red-check output'
+  end
+  return M.parse_bench(text, name), 'bench'
+end
+
 -- the units a bench line's measurement may carry (a number followed by one
 -- of these is a measurement; "100 threads" is part of a label)
 local UNITS = {}

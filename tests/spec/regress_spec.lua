@@ -101,13 +101,18 @@ describe('regress record and check', function()
       assert.equal(0, st, err)
       assert.equal(string.format('recorded %d results for commit %07x in %s/.regress.sqlite\n', n, i, store), out)
     end
+    -- `make bench | regress record --from -` reads the same from stdin
+    local out, err, st = h.sh(string.format('%s/bin/perf_manual regress record --from - --commit 0000007 '
+      .. '--store %s < %s', h.root, q(store), q(fx('regress/bench-output.txt'))))
+    assert.equal(0, st, err)
+    assert.equal(string.format('recorded %d results for commit 0000007 in %s/.regress.sqlite\n', n, store), out)
     -- the rows are in SQLite, where any client reads them
     local db = require('luasql.sqlite3').sqlite3():connect(store .. '/.regress.sqlite')
     local cur = db:execute("SELECT count(*), count(DISTINCT name), min(commit_id) FROM runs")
     local rows, names, first = cur:fetch()
     cur:close(); db:close()
-    assert.same({ 6 * n, n, '0000001' }, { tonumber(rows), tonumber(names), first })
-    local out, err, st = pm(store, 'regress check')
+    assert.same({ 7 * n, n, '0000001' }, { tonumber(rows), tonumber(names), first })
+    out, err, st = pm(store, 'regress check')
     assert.equal(0, st, err)
     assert.equal(string.format('regress check: %d series, 0 change points, 0 regressions beyond 5%% in effect\n', n),
       out)
