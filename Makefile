@@ -225,6 +225,15 @@ test-lua: bin/perf_manual workloads
 bench: bin/perf_manual workloads
 	$(Q)tests/bench/run.sh
 
+# the benches, then their results recorded with this commit in the store's
+# regression history (perf_manual regress; BENCHES="startup fold": only those)
+.PHONY: bench-record
+bench-record: bin/perf_manual workloads
+	$(Q)mkdir -p build && { tests/bench/run.sh $(BENCHES); echo $$? > build/bench-status; } \
+	  | tee build/bench-output.txt
+	$(Q)bin/perf_manual regress record --from build/bench-output.txt --commit "$$(git rev-parse HEAD)" \
+	  --version "$$(git describe --always --dirty)" && exit $$(cat build/bench-status)
+
 lint:
 	$(Q)luacheck -q lib playbooks tests/spec tests/e2e
 
