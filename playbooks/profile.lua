@@ -9,6 +9,7 @@ return playbook {
   perf_manual profile --duration 10s --output prof/
   perf_manual profile --pid 1234 --duration 30s --freq 199 --format svg,folded,speedscope
   perf_manual profile --pid 1234 --off-cpu --min-block 1ms --duration 10s
+  perf_manual profile --pid 1234 --format pprof,svg --output prof/ && go tool pprof -top prof/profile.pb.gz
   perf_manual profile -- ./app --its-flags   # launched, children followed, until it exits
   perf_manual profile --target nginx.service --duration 10s --json
   perf_manual profile --replay prof/ --output prof2/ --top 20]],
@@ -22,7 +23,7 @@ return playbook {
     off_cpu = param.flag { 'blocked time per stack (sched_switch) instead of CPU samples' },
     min_block = param.duration { 'off-CPU: blocks shorter than this are not kept', default = '1us' },
     output = param.path { 'directory for the flame graph and folded stacks', default = 'profile' },
-    format = param.list { 'files to write: svg, folded, speedscope', default = 'svg,folded' },
+    format = param.list { 'files to write: svg, folded, speedscope, pprof (profile.pb.gz)', default = 'svg,folded' },
     backend = param.choice { 'sampling backend', choices = { 'auto', 'bpf', 'perf' }, default = 'auto' },
     top = param.integer { 'functions listed in the summary', default = 10, min = 1, max = 10000 },
     json = param.flag { 'print the profile summary as JSON' },

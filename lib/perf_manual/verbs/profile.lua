@@ -13,6 +13,7 @@ local fold = require('perf_manual.fold')
 local store = require('perf_manual.store')
 local flamegraph = require('perf_manual.report.flamegraph')
 local speedscope = require('perf_manual.report.speedscope')
+local pprof = require('perf_manual.report.pprof')
 local report_profile = require('perf_manual.report.profile')
 local common = require('perf_manual.verbs.common')
 
@@ -104,10 +105,10 @@ function M.profile(inv, opts)
   return r
 end
 
-M.FORMATS = { svg = true, folded = true, speedscope = true }
+M.FORMATS = { svg = true, folded = true, speedscope = true, pprof = true }
 
 --- Writes a profile into dir (created if missing) in the given formats
---- ("svg", "folded", "speedscope") plus profile.json (meta and quality).
+--- ("svg", "folded", "speedscope", "pprof") plus profile.json (meta and quality).
 --- opts.svg_written() is called right after the SVG is on disk.
 --- Returns the list of paths written, or nil, err.
 function M.write(p, dir, formats, opts)
@@ -139,6 +140,11 @@ function M.write(p, dir, formats, opts)
       path = dir .. '/profile.speedscope.json'
       ok, err = speedscope.write(path, fp, { name = what .. ' of ' .. (p.target or 'system'),
                                                   unit = p.unit == 'us' and 'microseconds' or 'none' })
+    elseif f == 'pprof' then
+      path = dir .. '/profile.pb.gz'
+      ok, err = pprof.write(path, p, { comments = {
+        string.format('perf_manual %s of %s for %.1f s via %s', what, p.target or 'system', p.duration or 0,
+          p.source == 'bpf' and 'BPF' or 'perf record') } })
     else
       fp:close()
       return nil, 'unknown format ' .. tostring(f)
@@ -159,7 +165,7 @@ end
 function M.check_profile_formats(inv, formats)
   for _, f in ipairs(formats) do
     if not M.FORMATS[f] then
-      inv:fail(inv.playbook.name .. ": unknown --format '" .. f .. "' (svg, folded, speedscope)")
+      inv:fail(inv.playbook.name .. ": unknown --format '" .. f .. "' (svg, folded, speedscope, pprof)")
     end
   end
 end
