@@ -39,7 +39,7 @@ return playbook {
       end
       local label = (p.input == nil or p.input == '-') and '<stdin>' or p.input
       -- a pprof file is recognised by its bytes; stdin is folded stacks or perf script text
-      local prof, stats, info = pprof.read_input(p.input, 'auto', p.sample_type)
+      local prof, stats, input = pprof.read_input(p.input, 'auto', p.sample_type)
       if prof == false then
         if p.sample_type then
           util.user_error('flamegraph: --sample-type is for pprof input; ' .. label .. ' is text')
@@ -59,7 +59,7 @@ return playbook {
         title = p.title, subtitle = p.subtitle, inverted = p.inverted, minwidth = mw,
         colors = p.colors, width = p.width,
         -- a pprof sample type names its own unit (nanoseconds, count...)
-        unit = (info and p.countname == 'samples' and info.unit ~= '' and info.unit ~= 'count') and info.unit
+        unit = (input and p.countname == 'samples' and input.unit ~= '' and input.unit ~= 'count') and input.unit
           or p.countname,
         empty_message = 'No samples in ' .. label,
       })

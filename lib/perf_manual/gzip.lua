@@ -82,7 +82,6 @@ function M.decompress(data)
   local buf = ffi.new('uint8_t[?]', CHUNK)
   local parts = {}
   local base = ffi.cast('const uint8_t *', data)
-  local pos = 0
   strm[0].next_in, strm[0].avail_in = base, #data
   while true do
     strm[0].next_out, strm[0].avail_out = buf, CHUNK
@@ -90,7 +89,7 @@ function M.decompress(data)
     local got = CHUNK - strm[0].avail_out
     if got > 0 then parts[#parts + 1] = ffi.string(buf, got) end
     if rc == Z_STREAM_END then
-      pos = #data - strm[0].avail_in
+      local pos = #data - strm[0].avail_in
       -- another member follows (cat a.gz b.gz); trailing zero padding ends the file
       if strm[0].avail_in == 0 or data:byte(pos + 1) ~= 0x1f then break end
       Z.inflateReset(strm)

@@ -3,6 +3,7 @@
 --    on): go tool pprof -top lists the functions of our own summary with the
 --    same flat and cumulative shares (within 0.1 point), -traces the same
 --    stacks as our folded file, -raw the workload's build-id as readelf reads it;
+--  * `profile --off-cpu --format pprof` likewise, in off_cpu/nanoseconds;
 --  * a profile Go's runtime/pprof wrote (tests/fixtures/pprof/burn.go, built
 --    here with go build) read by our `fold`: the same stacks as -traces, the
 --    same shares as -top.
@@ -100,6 +101,15 @@ local function keys(t)
   return out
 end
 
+-- our summary (profile --json): self and inclusive shares in percent of
+-- every function; pprof names kernel functions without our _[k]
+local function summary_shares(doc)
+  local out = {}
+  for _, t in ipairs(doc.top.inclusive) do out[(t.name:gsub('_%[k%]$', ''))] = { cum = 100 * t.share, flat = 0 } end
+  for _, t in ipairs(doc.top.self) do out[(t.name:gsub('_%[k%]$', ''))].flat = 100 * t.share end
+  return out
+end
+
 -- the largest difference in points between two share tables with the same names
 local function max_diff(ours, theirs)
   local worst = 0
@@ -126,20 +136,18 @@ describe('pprof read by go tool pprof', function()
       local file = dir .. '/prof/profile.pb.gz'
       assert.is_true(doc.total >= 300, 'samples: ' .. doc.total)
 
-      -- our summary: inclusive and self shares of every function
-      local ours = {}
-      for _, t in ipairs(doc.top.inclusive) do
-        ours[(t.name:gsub('_%[k%]$', ''))] = { cum = 100 * t.share, flat = 0 }
-      end
-      for _, t in ipairs(doc.top.self) do ours[(t.name:gsub('_%[k%]$', ''))].flat = 100 * t.share end
+      local ours = summary_shares(doc)
       local top_out, top_err, top_st = go(dir, 'tool pprof -top -nodecount=1000 -nodefraction=0 ' .. file)
       assert.equal(0, top_st, top_err)
       local theirs, n = parse_top(top_out)
       assert.same(keys(ours), keys(theirs))
       for _, f in ipairs({ 'main', 'alpha', 'beta', 'gamma_', 'delta', 'spin' }) do assert.truthy(theirs[f], f) end
       local worst = max_diff(ours, theirs)
-      print(string.format('\n  pprof agreement (our profile): %d functions, max difference %.3f points', n, worst))
+      print(string.format('\n  pprof agreement (our on-CPU profile): %d functions, max difference %.3f points', n,
+        worst))
       assert.is_true(worst <= 0.1, 'max difference ' .. worst)
+      assert.matches('\nType: samples\n', top_out)
+      assert.matches('^File: calltree\n', top_out)
 
       -- the stacks themselves: -traces gives back our folded file (less the process name)
       local tr_out, tr_err, tr_st = go(dir, 'tool pprof -traces -sample_index=samples ' .. file)
@@ -155,6 +163,38 @@ describe('pprof read by go tool pprof', function()
       local raw = go(dir, 'tool pprof -raw ' .. file)
       assert.matches('%d+: 0x%x+/0x%x+/0x%x+ ' .. h.workload('calltree'):gsub('%p', '%%%0') .. ' ' .. build_id,
         raw)
+    end)
+    h.rmrf(dir)
+    if not ok then error(e, 0) end
+  end)
+
+  it('agrees with our own summary of an off-CPU profile, in off_cpu nanoseconds', function()
+    if not h.need_root() or not have_go() then return end
+    local dir = h.tmpdir()
+    local ok, e = pcall(function()
+      local out, err, st = h.pm(string.format('profile --off-cpu --top 1000 --format pprof,folded --output %s/prof '
+        .. '--json -- %s 2', dir, h.workload('offcpu_blocker')))
+      assert.equal(0, st, err)
+      local doc = util.json_decode(out)
+      local file = dir .. '/prof/profile.pb.gz'
+      local ours = summary_shares(doc)
+      local top_out, top_err, top_st = go(dir, 'tool pprof -top -nodecount=1000 -nodefraction=0 ' .. file)
+      assert.equal(0, top_st, top_err)
+      assert.matches('\nType: off_cpu\n', top_out)
+      local theirs, n = parse_top(top_out)
+      assert.same(keys(ours), keys(theirs))
+      assert.truthy(theirs.blocker_read)
+      local worst = max_diff(ours, theirs)
+      print(string.format('\n  pprof agreement (our off-CPU profile): %d functions, max difference %.3f points', n,
+        worst))
+      assert.is_true(worst <= 0.1, 'max difference ' .. worst)
+      -- the blocked time: microseconds in our summary, nanoseconds in the file
+      local ms_out = go(dir, 'tool pprof -top -unit=ms -nodecount=1 ' .. file)
+      local total_ms = tonumber(ms_out:match('Total samples = ([%d.]+)ms'))
+      assert.truthy(total_ms, ms_out)
+      assert.near(doc.total / 1e3, total_ms, doc.total / 1e3 * 0.01)
+      -- the main binary is the workload, not the kernel its stacks end in
+      assert.matches('^File: offcpu_blocker\n', top_out)
     end)
     h.rmrf(dir)
     if not ok then error(e, 0) end

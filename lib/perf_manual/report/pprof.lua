@@ -135,6 +135,25 @@ function M.encode(p, opts)
     return id
   end
 
+  -- pprof takes the first mapping for the main binary: executables first,
+  -- then libraries, by first use; the kernel and JIT ones come last
+  local used, order = {}, {}
+  for _, s in ipairs(p.stacks) do
+    local addrs = s.addrs
+    if addrs and p.mappings then
+      for i = 2, #s.frames do
+        local m = addrs[i] and s.frames[i]:sub(-4) ~= '_[k]' and find_mapping(p.mappings[s.pid], addrs[i])
+        if m and not used[m] then used[m] = true; order[#order + 1] = m end
+      end
+    end
+  end
+  local rank = {}
+  for i, m in ipairs(order) do
+    rank[m] = (m.path:match('%.so[%.%d]*$') and 1e9 or 0) + i
+  end
+  table.sort(order, function(a, b) return rank[a] < rank[b] end)
+  for _, m in ipairs(order) do mapping(m.path, m) end
+
   local locations, location_ids = {}, {}
   local function location(name, addr, pid)
     local map_path, mapping_rec, fname = nil, nil, name

@@ -47,6 +47,7 @@ describe('fold and flamegraph on pprof input', function()
     out, err, st = h.pm('fold --sample-type cpu ' .. text)
     os.remove(text)
     assert.equal(2, st)
+    assert.equal('', out)
     assert.equal('perf_manual: fold: --sample-type is for pprof input; ' .. text .. ' is text\n', err)
   end)
 
