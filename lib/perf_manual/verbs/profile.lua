@@ -107,11 +107,28 @@ end
 
 M.FORMATS = { svg = true, folded = true, speedscope = true, pprof = true }
 
+--- True when an --output names one pprof file (…/x.pb.gz, …/x.pprof), not a directory.
+function M.is_pprof_file(path)
+  return type(path) == 'string' and (path:match('%.pb%.gz$') or path:match('%.pprof$')) ~= nil
+end
+
+local function pprof_comments(p, what)
+  return { string.format('perf_manual %s of %s for %.1f s via %s', what, p.target or 'system', p.duration or 0,
+    p.source == 'bpf' and 'BPF' or 'perf record') }
+end
+
 --- Writes a profile into dir (created if missing) in the given formats
 --- ("svg", "folded", "speedscope", "pprof") plus profile.json (meta and quality).
 --- opts.svg_written() is called right after the SVG is on disk.
 --- Returns the list of paths written, or nil, err.
 function M.write(p, dir, formats, opts)
+  if M.is_pprof_file(dir) then
+    -- one gzip'd profile.proto, as go tool pprof users expect
+    local ok, err = pprof.write(dir, p, { comments = pprof_comments(p, p.kind == 'offcpu' and 'off-CPU profile'
+      or 'on-CPU profile') })
+    if not ok then return nil, err end
+    return { dir }
+  end
   if store.exists(dir) and not store.is_dir(dir) then return nil, dir .. ' exists and is not a directory' end
   local ok, err = store.mkdir_p(dir)
   if not ok then return nil, err end
@@ -142,9 +159,7 @@ function M.write(p, dir, formats, opts)
                                                   unit = p.unit == 'us' and 'microseconds' or 'none' })
     elseif f == 'pprof' then
       path = dir .. '/profile.pb.gz'
-      ok, err = pprof.write(path, p, { comments = {
-        string.format('perf_manual %s of %s for %.1f s via %s', what, p.target or 'system', p.duration or 0,
-          p.source == 'bpf' and 'BPF' or 'perf record') } })
+      ok, err = pprof.write(path, p, { comments = pprof_comments(p, what) })
     else
       fp:close()
       return nil, 'unknown format ' .. tostring(f)
@@ -161,8 +176,12 @@ function M.write(p, dir, formats, opts)
   return files
 end
 
---- inv:check_profile_formats(list): a bad --format is a user error.
-function M.check_profile_formats(inv, formats)
+--- inv:check_profile_formats(list [, output]): a bad --format is a user
+--- error; so is a format other than pprof with an --output FILE.pb.gz.
+function M.check_profile_formats(inv, formats, output)
+  if M.is_pprof_file(output) and not (#formats == 1 and formats[1] == 'pprof') then
+    inv:fail(inv.playbook.name .. ': --output ' .. output .. ' is one pprof file: --format pprof alone')
+  end
   for _, f in ipairs(formats) do
     if not M.FORMATS[f] then
       inv:fail(inv.playbook.name .. ": unknown --format '" .. f .. "' (svg, folded, speedscope, pprof)")
