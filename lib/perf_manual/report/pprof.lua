@@ -27,6 +27,7 @@ local function varint(n)
   if type(n) == 'number' then
     if n < 0 or n ~= floor(n) then error('[perf_manual.report.pprof] not a varint: ' .. tostring(n), 2) end
     if n < 128 then return char(n) end
+    if n < 16384 then return char(n % 128 + 128, floor(n / 128)) end
     local t = {}
     while n >= 128 do t[#t + 1] = n % 128 + 128; n = floor(n / 128) end
     t[#t + 1] = n
@@ -179,6 +180,18 @@ function M.encode(p, opts)
     end
     return id
   end
+  -- within one process an address has one mapping: (pid, address, name)
+  -- finds the location without building its key again (most frames repeat)
+  local seen = {}
+  local function location_of(name, addr, pid)
+    local per_pid = seen[pid or 0]
+    if not per_pid then per_pid = {}; seen[pid or 0] = per_pid end
+    local per_addr = per_pid[addr or -1]
+    if not per_addr then per_addr = {}; per_pid[addr or -1] = per_addr end
+    local id = per_addr[name]
+    if not id then id = location(name, addr, pid); per_addr[name] = id end
+    return id
+  end
 
   local comm_key, pid_key = str('comm'), str('pid')
   local samples = {}
@@ -187,7 +200,7 @@ function M.encode(p, opts)
       local locs = {}
       local addrs = s.addrs or {}
       for i = #s.frames, 2, -1 do  -- leaf first, as profile.proto has them
-        locs[#locs + 1] = location(s.frames[i], addrs[i], s.pid)
+        locs[#locs + 1] = location_of(s.frames[i], addrs[i], s.pid)
       end
       local values = offcpu and { s.count * 1000 } or { s.count, s.count * (period or 0) }
       local labels = { bfield(3, vfield(1, comm_key) .. vfield(2, str(s.frames[1] or ''))) }
