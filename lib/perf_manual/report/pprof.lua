@@ -150,7 +150,8 @@ function M.encode(p, opts)
   end
   local rank = {}
   for i, m in ipairs(order) do
-    rank[m] = (m.path:match('%.so[%.%d]*$') and 1e9 or 0) + i
+    -- memfd code and deleted files are no program's main binary
+    rank[m] = (m.path:find(' (deleted)', 1, true) and 2e9 or m.path:match('%.so[%.%d]*$') and 1e9 or 0) + i
   end
   table.sort(order, function(a, b) return rank[a] < rank[b] end)
   for _, m in ipairs(order) do mapping(m.path, m) end

@@ -129,6 +129,23 @@ describe('perf_manual.report.pprof', function()
     assert.same({ ['app/42'] = true, ['tool/7'] = true }, comms)
   end)
 
+  it('puts the program first among the mappings (pprof\'s main binary), libraries next, the kernel last', function()
+    local p = profilers.new { kind = 'offcpu', source = 'bpf', unit = 'us', duration = 1,
+      stacks = { { frames = { 'app', '__libc_start_call_main', 'main', 'read', 'schedule_[k]' }, count = 9, pid = 3,
+                   addrs = { nil, 0x7f0000001000, 0x401000, 0x7f0000002000, '0xffffffff81000000' } } },
+      mappings = { [3] = {
+        { start = 0x400000, stop = 0x500000, offset = 0, path = '/usr/bin/app', build_id = 'aa' },
+        { start = 0x600000, stop = 0x700000, offset = 0, path = '/memfd:jit (deleted)' },
+        { start = 0x7f0000000000, stop = 0x7f0000100000, offset = 0, path = '/lib/libc.so.6', build_id = 'cc' } } } }
+    p.stacks[2] = { frames = { 'app', 'main', 'jitted' }, count = 1, pid = 3, addrs = { nil, 0x401000, 0x600010 },
+                    key = 'app;main;jitted' }
+    local d = assert(pprof.decode(pprof.encode(p)))
+    assert.equal('/usr/bin/app', d.mappings[1].file)
+    assert.equal('/lib/libc.so.6', d.mappings[2].file)
+    assert.equal('/memfd:jit (deleted)', d.mappings[3].file)
+    assert.equal('[kernel.kallsyms]', d.mappings[4].file)
+  end)
+
   it('writes off-CPU time as off_cpu/nanoseconds', function()
     local p = profilers.new { kind = 'offcpu', source = 'bpf', unit = 'us', duration = 1,
       stacks = { { frames = { 'app', 'main', 'read', 'schedule_[k]' }, count = 1500, pid = 3 } } }
