@@ -478,6 +478,7 @@ function M.to_folded(prof, sample_type)
   local total, n = 0, 0
   for _, smp in ipairs(prof.samples) do
     local v = smp.values[idx] or 0
+    if v >= 2 ^ 63 then v = v - 2 ^ 64 end  -- an int64 below zero (a diff profile's)
     if v > 0 then
       local frames = {}
       local comm = smp.labels.comm

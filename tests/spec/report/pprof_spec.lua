@@ -187,6 +187,37 @@ describe('perf_manual.report.pprof', function()
     end
   end)
 
+  it('leaves out samples whose value is negative (diff profiles)', function()
+    local pos = pprof.encode(profilers.new { kind = 'offcpu', unit = 'us', duration = 1,
+      stacks = { { frames = { 'a', 'f' }, count = 1, pid = 1 } } })
+    local d = assert(pprof.decode(pos))
+    d.samples[2] = { locations = d.samples[1].locations, values = { 2 ^ 64 - 5000 }, labels = {} }  -- int64 -5000
+    assert.equal('a;f 1000\n', (pprof.to_folded(d)))
+  end)
+
+  it('never fails with a traceback on damaged profiles', function()
+    local good = pprof.encode(oncpu())
+    math.randomseed(14)
+    local decoded, refused = 0, 0
+    for _ = 1, 300 do
+      local b = { good:byte(1, -1) }
+      for _ = 1, math.random(1, 4) do b[math.random(#b)] = math.random(0, 255) end
+      local cut = math.random(1, 10) == 1 and math.random(#b) or #b
+      local bytes = string.char(unpack(b, 1, cut))
+      local d, err = pprof.decode(bytes)
+      if d then
+        local text, info = pprof.to_folded(d)
+        assert.is_true(type(text) == 'string' or (text == nil and type(info) == 'string'))
+        decoded = decoded + 1
+      else
+        assert.matches('^not a pprof profile: ', err)
+        assert.is_nil(err:find('\n'))
+        refused = refused + 1
+      end
+    end
+    assert.is_true(decoded > 0 and refused > 0, decoded .. ' decoded, ' .. refused .. ' refused')
+  end)
+
   it('refuses what is not a profile, in one line', function()
     assert.is_false(pprof.looks_like('main;work 10\n'))
     assert.is_false(pprof.looks_like('\n\nmain;work 10\n'))
