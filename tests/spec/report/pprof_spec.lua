@@ -146,6 +146,27 @@ describe('perf_manual.report.pprof', function()
     assert.equal('[kernel.kallsyms]', d.mappings[4].file)
   end)
 
+  it('takes mappings and build-ids from a live resolver (this process, its own binary)', function()
+    local sym = require('perf_manual.sym')
+    local pid = require('perf_manual._c.sys').getpid()
+    local f = assert(io.open('/proc/self/maps'))
+    local maps = f:read('*a')
+    f:close()
+    local m = assert(sym.parse_maps(maps)[1])
+    local r = sym.new()
+    local names = r:user(pid, { m.start + 16 })
+    assert.is_string(names[1])
+    local list = assert(r:mappings()[pid])
+    assert.equal(1, #list)
+    assert.same({ start = m.start, stop = m.stop, offset = m.offset, path = m.path,
+                  build_id = assert(sym.binary(m.path)).info.build_id }, list[1])
+    -- written into a profile, the build-id is the one readelf reads from the file
+    local re = io.popen("readelf -n '" .. m.path .. "' 2>/dev/null")
+    local notes = re:read('*a')
+    re:close()
+    assert.equal(assert(notes:match('Build ID: (%x+)'), notes), list[1].build_id)
+  end)
+
   it('writes off-CPU time as off_cpu/nanoseconds', function()
     local p = profilers.new { kind = 'offcpu', source = 'bpf', unit = 'us', duration = 1,
       stacks = { { frames = { 'app', 'main', 'read', 'schedule_[k]' }, count = 1500, pid = 3 } } }
