@@ -11,7 +11,7 @@ return playbook {
   perf_manual flamegraph --colors offcpu offcpu.folded > offcpu.svg
   perf_manual flamegraph --sample-type cpu profile.pb.gz > cpu.svg   # a pprof profile]],
   params = {
-    input = param.path { 'folded stacks (or perf script text); - or absent: stdin',
+    input = param.path { 'folded stacks (or perf script text, or a pprof profile); - or absent: stdin',
                          positional = true, optional = true },
     title = param.string { 'title at the top', optional = true },
     subtitle = param.string { 'second line under the title', optional = true },

@@ -12,7 +12,8 @@ return playbook {
   cat a.folded b.folded | perf_manual fold --format folded > merged.folded
   perf_manual fold --sample-type cpu cpu.pprof > go-cpu.folded]],
   params = {
-    input = param.path { 'perf script text or folded stacks; - or absent: stdin', positional = true, optional = true },
+    input = param.path { 'perf script text, folded stacks or a pprof profile; - or absent: stdin', positional = true,
+      optional = true },
     pid = param.flag { 'root frame is "comm-PID"' },
     tid = param.flag { 'root frame is "comm-PID/TID"' },
     kernel = param.flag { 'annotate kernel frames with _[k]' },
