@@ -193,6 +193,12 @@ describe('pprof read by go tool pprof', function()
       local total_ms = tonumber(ms_out:match('Total samples = ([%d.]+)ms'))
       assert.truthy(total_ms, ms_out)
       assert.near(doc.total / 1e3, total_ms, doc.total / 1e3 * 0.01)
+      -- the number of blocks rides along: the writer thread wakes the reader every 20 ms
+      local blocks_out = go(dir, 'tool pprof -top -sample_index=blocks -nodecount=1000 -nodefraction=0 ' .. file)
+      assert.matches('\nType: blocks\n', blocks_out)
+      local blocks = tonumber(blocks_out:match('Total samples = (%d+)'))
+      assert.truthy(blocks, blocks_out)
+      assert.is_true(blocks >= 50, 'blocks: ' .. blocks)
       -- the main binary is the workload, not the kernel its stacks end in
       assert.matches('^File: offcpu_blocker\n', top_out)
     end)

@@ -7,7 +7,8 @@
 --- What maps to what (writing):
 ---   on-CPU  sample types samples/count and cpu/nanoseconds (count x period),
 ---           period_type cpu/nanoseconds, period 1e9/freq
----   off-CPU sample type off_cpu/nanoseconds (blocked microseconds x 1000)
+---   off-CPU sample types off_cpu/nanoseconds (blocked microseconds x 1000)
+---           and blocks/count (when the tracer counted the blocks)
 ---   process name and pid   labels "comm" and "pid" on each sample
 ---   frame                  a Location (its address when the stack had one)
 ---                          with one Line naming a Function
@@ -81,7 +82,13 @@ end
 
 --- The sample types a profile is written with: { {type, unit}, … }.
 function M.sample_types(p)
-  if p.kind == 'offcpu' or p.unit == 'us' then return { { 'off_cpu', 'nanoseconds' } } end
+  if p.kind == 'offcpu' or p.unit == 'us' then
+    -- how many times each stack blocked, when the tracer counted it (not in a replay)
+    for _, s in ipairs(p.stacks) do
+      if not s.blocks then return { { 'off_cpu', 'nanoseconds' } } end
+    end
+    return { { 'off_cpu', 'nanoseconds' }, { 'blocks', 'count' } }
+  end
   return { { 'samples', 'count' }, { 'cpu', 'nanoseconds' } }
 end
 
@@ -203,7 +210,8 @@ function M.encode(p, opts)
       for i = #s.frames, 2, -1 do  -- leaf first, as profile.proto has them
         locs[#locs + 1] = location_of(s.frames[i], addrs[i], s.pid)
       end
-      local values = offcpu and { s.count * 1000 } or { s.count, s.count * (period or 0) }
+      local values = offcpu and { s.count * 1000, types[2] and s.blocks or nil }
+        or { s.count, s.count * (period or 0) }
       local labels = { bfield(3, vfield(1, comm_key) .. vfield(2, str(s.frames[1] or ''))) }
       if s.pid then labels[2] = bfield(3, vfield(1, pid_key) .. vfield(3, s.pid)) end
       samples[#samples + 1] = bfield(2, packed(1, locs) .. packed(2, values) .. table.concat(labels))

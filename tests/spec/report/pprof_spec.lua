@@ -167,13 +167,19 @@ describe('perf_manual.report.pprof', function()
     assert.equal(assert(notes:match('Build ID: (%x+)'), notes), list[1].build_id)
   end)
 
-  it('writes off-CPU time as off_cpu/nanoseconds', function()
+  it('writes off-CPU time as off_cpu/nanoseconds, and the number of blocks when counted', function()
     local p = profilers.new { kind = 'offcpu', source = 'bpf', unit = 'us', duration = 1,
       stacks = { { frames = { 'app', 'main', 'read', 'schedule_[k]' }, count = 1500, pid = 3 } } }
     local d = assert(pprof.decode(pprof.encode(p)))
     assert.same({ { type = 'off_cpu', unit = 'nanoseconds' } }, d.sample_type)
     assert.same({ type = 'off_cpu', unit = 'nanoseconds' }, d.period_type)
     assert.equal('app;main;read;schedule_[k] 1500000\n', (pprof.to_folded(d)))
+    p.stacks[1].blocks = 12
+    d = assert(pprof.decode(pprof.encode(p)))
+    assert.same({ { type = 'off_cpu', unit = 'nanoseconds' }, { type = 'blocks', unit = 'count' } }, d.sample_type)
+    assert.equal('off_cpu', d.default_sample_type)
+    assert.equal('app;main;read;schedule_[k] 1500000\n', (pprof.to_folded(d)))
+    assert.equal('app;main;read;schedule_[k] 12\n', (pprof.to_folded(d, 'blocks')))
   end)
 
   it('names the sample types there are when asked for another', function()
