@@ -28,7 +28,6 @@ return playbook {
   step 'draw the flame graph' {
     function(inv, p)
       local fold = require('perf_manual.fold')
-      local pprof = require('perf_manual.report.pprof')
       local fg = require('perf_manual.report.flamegraph')
       if p.width < 100 or p.width > 100000 then
         util.user_error('flamegraph: --width must be between 100 and 100000')
@@ -39,7 +38,7 @@ return playbook {
       end
       local label = (p.input == nil or p.input == '-') and '<stdin>' or p.input
       -- a pprof file is recognised by its bytes; stdin is folded stacks or perf script text
-      local prof, stats, input = pprof.read_input(p.input, 'auto', p.sample_type)
+      local prof, stats, input = fold.pprof_input(p.input, 'auto', p.sample_type)
       if prof == false then
         if p.sample_type then
           util.user_error('flamegraph: --sample-type is for pprof input; ' .. label .. ' is text')

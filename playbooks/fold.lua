@@ -30,9 +30,8 @@ return playbook {
   step 'fold the stacks' {
     function(inv, p)
       local fold = require('perf_manual.fold')
-      local pprof = require('perf_manual.report.pprof')
       local label = (p.input == nil or p.input == '-') and '<stdin>' or p.input
-      local prof, stats = pprof.read_input(p.input, p.format, p.sample_type)
+      local prof, stats = fold.pprof_input(p.input, p.format, p.sample_type)
       if prof == false then
         if p.sample_type then util.user_error('fold: --sample-type is for pprof input; ' .. label .. ' is text') end
         prof, stats = fold.read(fold.source(p.input), {

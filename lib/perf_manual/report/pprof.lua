@@ -519,34 +519,4 @@ function M.looks_like(bytes)
   return bytes:byte(1) == 0x0a and bytes:sub(1, 64):find('[%z\1-\8\14-\31]') ~= nil
 end
 
---- A command-line input read as pprof: when `format` is "pprof", or "auto"
---- and the file looks like a pprof profile (stdin is only read as pprof when
---- told: it cannot be looked at twice). Returns false when the input is not
---- pprof (read it as text), else profile (a perf_manual.fold profile),
---- stats (as perf_manual.fold gives), info {sample_type, unit, total,
---- samples} | nil, err.
-function M.read_input(file, format, sample_type)
-  local stdin = file == nil or file == '-'
-  if format ~= 'pprof' and (format ~= 'auto' or stdin) then return false end
-  local bytes
-  if stdin then
-    bytes = io.stdin:read('*a') or ''
-  else
-    local f, err = io.open(file, 'rb')
-    if not f then return nil, 'cannot read ' .. tostring(err) end
-    local head = f:read(64) or ''
-    if format == 'auto' and not M.looks_like(head) then f:close() return false end
-    bytes = head .. (f:read('*a') or '')
-    f:close()
-  end
-  local prof, err = M.decode(bytes)
-  if not prof then return nil, err end
-  local text, info = M.to_folded(prof, sample_type)
-  if not text then return nil, info end
-  local fold = require('perf_manual.fold')
-  local fp, stats = fold.from_folded(text)
-  if not fp then return nil, tostring(stats) end
-  return fp, stats, info
-end
-
 return M
