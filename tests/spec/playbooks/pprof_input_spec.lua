@@ -114,3 +114,31 @@ describe('profile --format pprof (replay)', function()
     h.rmrf(dir)
   end)
 end)
+
+describe('diff on pprof input', function()
+  it('gives the same hotspot shift from two pprof files as from their folded stacks', function()
+    local rebuild = require('perf_manual.verbs.profile').rebuild
+    local util = require('perf_manual.util')
+    local FX = h.root .. '/tests/fixtures/report'
+    local dir = h.tmpdir()
+    for _, side in ipairs({ 'before', 'after' }) do
+      local p = rebuild({ kind = 'oncpu', source = 'bpf', unit = 'samples', freq = 99, duration_s = 1 },
+        assert(util.readfile(FX .. '/' .. side .. '/profile-cpu.folded')))
+      assert(pprof.write(dir .. '/' .. side .. '.pb.gz', p))
+    end
+    local _, err, st = h.pm(string.format("diff --before '%s/before/profile-cpu.folded' --after "
+      .. "'%s/after/profile-cpu.folded' --output '%s/folded.md'", FX, FX, dir))
+    assert.equal(0, st, err)
+    _, err, st = h.pm(string.format("diff --before '%s/before.pb.gz' --after '%s/after.pb.gz' --output '%s/pprof.md'",
+      dir, dir, dir))
+    assert.equal(0, st, err)
+    -- the same report but for the names of the inputs and of the flame graph beside it
+    local function body(name)
+      return (assert(util.readfile(dir .. '/' .. name .. '.md')):gsub('^[^\n]*\n', '')
+        :gsub('%(differential flame graph: [^)]*%)', '(…)'))
+    end
+    assert.matches('| spin |', body('pprof'), 1, true)
+    assert.equal(body('folded'), body('pprof'))
+    h.rmrf(dir)
+  end)
+end)
