@@ -168,6 +168,41 @@ describe('pprof read by go tool pprof', function()
     if not ok then error(e, 0) end
   end)
 
+  it('agrees with our own summary of a whole-system profile (many processes, one file)', function()
+    if not h.need_root() or not have_go() then return end
+    local dir = h.tmpdir()
+    local ok, e = pcall(function()
+      local sys = require('perf_manual._c.sys')
+      local out, err, st
+      h.with_machine_lock(function()
+        local pid = assert(sys.spawn({ h.workload('calltree'), 'burn', '6' }, { stdout = 'null' }))
+        out, err, st = h.pm(string.format('profile --all --duration 2 --top 10000 --format pprof,folded '
+          .. '--output %s/prof --json', dir))
+        sys.kill(pid, 9) sys.wait(pid)
+      end)
+      assert.equal(0, st, err)
+      local doc = util.json_decode(out)
+      local file = dir .. '/prof/profile.pb.gz'
+      local top_out, top_err, top_st = go(dir, 'tool pprof -top -nodecount=100000 -nodefraction=0 ' .. file)
+      assert.equal(0, top_st, top_err)
+      assert.matches('Total samples = ' .. doc.total .. '%s', top_out)
+      local ours = summary_shares(doc)
+      local theirs, n = parse_top(top_out)
+      assert.same(keys(ours), keys(theirs))
+      assert.truthy(theirs.beta and theirs.alpha)
+      local worst = max_diff(ours, theirs)
+      print(string.format('\n  pprof agreement (our whole-system profile): %d functions, max difference %.3f points', n,
+        worst))
+      assert.is_true(worst <= 0.1, 'max difference ' .. worst)
+      -- one location per process and address: -traces gives back our stacks
+      local tr_out = go(dir, 'tool pprof -traces -sample_index=samples ' .. file)
+      local folded = assert(util.readfile(dir .. '/prof/profile.folded'))
+      assert.same(parse_folded((folded:gsub('_%[k%]', '')), true), parse_traces(tr_out))
+    end)
+    h.rmrf(dir)
+    if not ok then error(e, 0) end
+  end)
+
   it('agrees with our own summary of an off-CPU profile, in off_cpu nanoseconds', function()
     if not h.need_root() or not have_go() then return end
     local dir = h.tmpdir()
