@@ -1,5 +1,5 @@
--- flamegraph: folded stacks in, an interactive SVG flame graph out — a
--- drop-in for FlameGraph's flamegraph.pl.
+-- flamegraph: folded stacks (or a pprof profile) in, an interactive SVG flame
+-- graph out — a drop-in for FlameGraph's flamegraph.pl.
 local util = require('perf_manual.util')
 
 return playbook {
@@ -8,9 +8,10 @@ return playbook {
   examples = [[
   perf_manual fold perf.txt | perf_manual flamegraph --title "app on-CPU" > app.svg
   perf_manual flamegraph --inverted --minwidth 0.5% app.folded > icicle.svg
-  perf_manual flamegraph --colors offcpu offcpu.folded > offcpu.svg]],
+  perf_manual flamegraph --colors offcpu offcpu.folded > offcpu.svg
+  perf_manual flamegraph --sample-type cpu profile.pb.gz > cpu.svg   # a pprof profile]],
   params = {
-    input = param.path { 'folded stacks (or perf script text); - or absent: stdin',
+    input = param.path { 'folded stacks (or perf script text, or a pprof profile); - or absent: stdin',
                          positional = true, optional = true },
     title = param.string { 'title at the top', optional = true },
     subtitle = param.string { 'second line under the title', optional = true },
@@ -20,6 +21,8 @@ return playbook {
     width = param.integer { 'image width in pixels', default = 1200 },
     countname = param.string { 'what a count is (samples, us, bytes)', default = 'samples' },
     strict = param.flag { 'fail on the first malformed line instead of skipping it' },
+    sample_type = param.string { 'pprof input: the sample type to draw (cpu, samples, off_cpu...); default: '
+      .. "the profile's default", optional = true },
   },
 
   step 'draw the flame graph' {
@@ -34,7 +37,14 @@ return playbook {
         util.user_error("flamegraph: bad value for --minwidth '" .. p.minwidth .. "': expected pixels or N%")
       end
       local label = (p.input == nil or p.input == '-') and '<stdin>' or p.input
-      local prof, stats = fold.read(fold.source(p.input), { strict = p.strict })
+      -- a pprof file is recognised by its bytes; stdin is folded stacks or perf script text
+      local prof, stats, input = fold.pprof_input(p.input, 'auto', p.sample_type)
+      if prof == false then
+        if p.sample_type then
+          util.user_error('flamegraph: --sample-type is for pprof input; ' .. label .. ' is text')
+        end
+        prof, stats = fold.read(fold.source(p.input), { strict = p.strict })
+      end
       if not prof then
         util.user_error('flamegraph: ' .. (stats:match('^cannot read') and stats or (label .. ': ' .. stats)))
       end
@@ -46,7 +56,10 @@ return playbook {
       end
       local info = fg.write(inv.out, prof, {
         title = p.title, subtitle = p.subtitle, inverted = p.inverted, minwidth = mw,
-        colors = p.colors, width = p.width, unit = p.countname,
+        colors = p.colors, width = p.width,
+        -- a pprof sample type names its own unit (nanoseconds, count...)
+        unit = (input and p.countname == 'samples' and input.unit ~= '' and input.unit ~= 'count') and input.unit
+          or p.countname,
         empty_message = 'No samples in ' .. label,
       })
       if info.pruned_frames > 0 and not inv.quiet then

@@ -9,6 +9,8 @@ return playbook {
   perf_manual profile --duration 10s --output prof/
   perf_manual profile --pid 1234 --duration 30s --freq 199 --format svg,folded,speedscope
   perf_manual profile --pid 1234 --off-cpu --min-block 1ms --duration 10s
+  perf_manual profile --pid 1234 --format pprof,svg --output prof/ && go tool pprof -top prof/profile.pb.gz
+  perf_manual profile --duration 30s --output cpu.pb.gz     # one pprof file
   perf_manual profile -- ./app --its-flags   # launched, children followed, until it exits
   perf_manual profile --target nginx.service --duration 10s --json
   perf_manual profile --replay prof/ --output prof2/ --top 20]],
@@ -21,8 +23,9 @@ return playbook {
     freq = param.integer { 'samples per second on each CPU', default = 99, min = 1, max = 10000 },
     off_cpu = param.flag { 'blocked time per stack (sched_switch) instead of CPU samples' },
     min_block = param.duration { 'off-CPU: blocks shorter than this are not kept', default = '1us' },
-    output = param.path { 'directory for the flame graph and folded stacks', default = 'profile' },
-    format = param.list { 'files to write: svg, folded, speedscope', default = 'svg,folded' },
+    output = param.path { 'directory for the flame graph and folded stacks, or one FILE.pb.gz (pprof)',
+      default = 'profile' },
+    format = param.list { 'files to write: svg, folded, speedscope, pprof (profile.pb.gz)', default = 'svg,folded' },
     backend = param.choice { 'sampling backend', choices = { 'auto', 'bpf', 'perf' }, default = 'auto' },
     top = param.integer { 'functions listed in the summary', default = 10, min = 1, max = 10000 },
     json = param.flag { 'print the profile summary as JSON' },
@@ -33,8 +36,12 @@ return playbook {
   step 'profile' {
     function(inv, p)
       if p.all and p.target ~= 'system' then inv:fail('profile: give one of --pid, --cgroup, --target, --all') end
-      inv:check_profile_formats(p.format)
-      inv:check_output(p.output, 'dir')
+      -- --output x.pb.gz (or .pprof): that one pprof file instead of a directory
+      local one_file = require('perf_manual.verbs.profile').is_pprof_file(p.output)
+      local formats = p.format
+      if one_file and table.concat(formats, ',') == 'svg,folded' then formats = { 'pprof' } end
+      inv:check_profile_formats(formats, p.output)
+      inv:check_output(p.output, one_file and 'file' or 'dir')
       local r = inv:profile { target = not p.replay and inv:target(p.target) or nil, duration = p.duration,
         freq = p.freq,
         off_cpu = p.off_cpu, min_block = p.min_block, backend = p.backend, top = p.top, soft = false,
@@ -44,7 +51,7 @@ return playbook {
       if r.backend == 'perf' then
         inv.err:write('perf_manual: profile: using perf record -g (', r.fallback_why, ')\n')
       end
-      local prof = inv:write_profile(r, p.output, p.format)
+      local prof = inv:write_profile(r, p.output, formats)
       if prof.total == 0 then
         inv:finding { resource = 'cpu', metric = 'profile.samples', value = 0, severity = 'info',
                       summary = 'no samples: the flame graph is empty' }

@@ -101,8 +101,57 @@ function M.read(src, opts)
   return p, stats, fmt_or_err
 end
 
---- Reads a profile from a file path or a directory holding one folded file
---- (e.g. a profile output dir). Returns profile, stats, path | nil, err.
+--- Reads a pprof profile (profile.proto, gzip'd or not; decoded by
+--- perf_manual.report.pprof) as folded stacks of one sample type (its name,
+--- or the file's default). Returns profile, stats, info {sample_type, unit,
+--- total, samples} | nil, err.
+function M.from_pprof(bytes, sample_type)
+  local pprof = require('perf_manual.report.pprof')
+  local prof, err = pprof.decode(bytes)
+  if not prof then return nil, err end
+  local text, info = pprof.to_folded(prof, sample_type)
+  if not text then return nil, info end
+  local p, stats = M.from_folded(text)
+  if not p then return nil, stats end
+  return p, stats, info
+end
+
+-- the first bytes of a file, or nil, err
+local function head_of(path)
+  local f, err = io.open(path, 'rb')
+  if not f then return nil, 'cannot read ' .. tostring(err) end
+  local head = f:read(64) or ''
+  f:close()
+  return head
+end
+
+--- A command-line input read as pprof: when `format` is "pprof", or "auto"
+--- and the file looks like a pprof profile (stdin only when told: a pipe
+--- cannot be looked at twice). Returns false when the input is not pprof
+--- (read it as text), else what from_pprof returns.
+function M.pprof_input(file, format, sample_type)
+  local stdin = file == nil or file == '-'
+  if format ~= 'pprof' and (format ~= 'auto' or stdin) then return false end
+  if not stdin and format == 'auto' then
+    local head, err = head_of(file)
+    if not head then return nil, err end
+    if not require('perf_manual.report.pprof').looks_like(head) then return false end
+  end
+  local bytes
+  if stdin then
+    bytes = io.stdin:read('*a') or ''
+  else
+    local f, err = io.open(file, 'rb')
+    if not f then return nil, 'cannot read ' .. tostring(err) end
+    bytes = f:read('*a') or ''
+    f:close()
+  end
+  return M.from_pprof(bytes, sample_type)
+end
+
+--- Reads a profile from a file path (folded stacks, perf script text or a
+--- pprof profile) or a directory holding one folded file (e.g. a profile
+--- output dir). Returns profile, stats, path | nil, err.
 function M.load(path)
   util.validate('path', path, 'string')
   local stat = require('posix.sys.stat')
@@ -123,7 +172,8 @@ function M.load(path)
     end
     path = path .. '/' .. found[1]
   end
-  local p, stats = M.read({ path = path })
+  local p, stats = M.pprof_input(path, 'auto')
+  if p == false then p, stats = M.read({ path = path }) end
   if not p then return nil, stats end
   return p, stats, path
 end

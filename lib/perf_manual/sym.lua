@@ -432,6 +432,25 @@ function Resolver:kernel(stack) -- luacheck: no unused args
   return out
 end
 
+--- The mappings this resolver named frames in, per pid: { [pid] = { {start,
+--- stop, offset, path, build_id}, … } } sorted by start (what a pprof
+--- profile's Mapping records). Only mappings an address fell into are listed.
+function Resolver:mappings()
+  local out = {}
+  for pid, snap in pairs(self.snaps) do
+    local list = {}
+    for _, m in ipairs(rawget(snap, 'maps') or {}) do
+      if m.label and m.path then
+        local b = m.binary
+        list[#list + 1] = { start = m.start, stop = m.stop, offset = m.offset, path = m.path,
+                            build_id = b and b.info and b.info.build_id or nil }
+      end
+    end
+    if #list > 0 then out[pid] = list end
+  end
+  return out
+end
+
 --- The binaries this resolver named frames in: list of
 --- {path, name, build_id, debug_file, symbols = "symtab"|"dynsym"|"debug"|"none",
 ---  frame_pointers}

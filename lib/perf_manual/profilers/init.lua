@@ -86,13 +86,14 @@ function M.bpf_frames(obj, resolver, entries, max_depth)
     return raw[id] or nil
   end
   local sym = require('perf_manual.sym')
-  local per_pid, user, kern, user_frames = {}, {}, {}, {}
+  local per_pid, user, kern, user_frames, user_addrs = {}, {}, {}, {}, {}
   for i, e in ipairs(entries) do
     user[i], kern[i] = stack(e.user_stack_id), stack(e.kern_stack_id)
     if user[i] then
       local g = per_pid[e.tgid]
       if not g then g = { stacks = {}, idx = {} }; per_pid[e.tgid] = g end
-      g.stacks[#g.stacks + 1] = sym.unpack(user[i])
+      user_addrs[i] = sym.unpack(user[i])
+      g.stacks[#g.stacks + 1] = user_addrs[i]
       g.idx[#g.idx + 1] = i
     end
   end
@@ -103,10 +104,13 @@ function M.bpf_frames(obj, resolver, entries, max_depth)
   local kcache, out = {}, {}
   for i, e in ipairs(entries) do
     local frames = { e.comm ~= '' and e.comm or ('pid ' .. e.tgid) }
+    -- each frame's address (nil for the process name): pprof locations keep them
+    local addrs = {}
     local truncated = false
     local uf = user_frames[i]
     if uf then
-      for j = #uf, 1, -1 do frames[#frames + 1] = uf[j] end
+      local ua = user_addrs[i]
+      for j = #uf, 1, -1 do frames[#frames + 1] = uf[j]; addrs[#frames] = ua[j] end
       truncated = #uf >= max_depth
     elseif e.user_stack_id ~= EFAULT and e.user_stack_id < 0 then
       frames[#frames + 1] = '[missing user stack]'
@@ -114,12 +118,14 @@ function M.bpf_frames(obj, resolver, entries, max_depth)
     if kern[i] then
       local kf = kcache[e.kern_stack_id]
       if not kf then kf = resolver:kernel(kern[i]); kcache[e.kern_stack_id] = kf end
-      for j = #kf, 1, -1 do frames[#frames + 1] = kf[j] end
+      local ka = sym.unpack(kern[i])
+      local skip = math.max(#ka - #kf, 0)  -- the BPF program's own frames, trimmed from the names
+      for j = #kf, 1, -1 do frames[#frames + 1] = kf[j]; addrs[#frames] = ka[j + skip] end
       truncated = truncated or #kf >= max_depth
     elseif e.kern_stack_id ~= EFAULT and e.kern_stack_id < 0 then
       frames[#frames + 1] = '[missing kernel stack]'
     end
-    out[i] = { frames = frames, truncated = truncated }
+    out[i] = { frames = frames, truncated = truncated, addrs = addrs }
   end
   return out
 end

@@ -80,7 +80,7 @@ function Session:stop()
   for i, f in ipairs(profilers.bpf_frames(obj, r, entries, M.MAX_DEPTH)) do
     local e = entries[i]
     stacks[i] = { frames = f.frames, count = e.total_us, pid = e.tgid, blocks = e.count,
-                  truncated = f.truncated, state = e.state }
+                  truncated = f.truncated, state = e.state, addrs = f.addrs }
   end
   local counters = {}
   for _, e in ipairs(obj:map('counters'):read() or {}) do
@@ -92,7 +92,7 @@ function Session:stop()
     kind = 'offcpu', source = 'bpf', unit = 'us', duration = duration, stacks = stacks,
     lost_samples = st.lost or 0, lost_stacks = counters[2] or 0,
     short_blocks = counters[1] or 0, min_us = self.min_us,
-    binaries = r:binaries(), unsnapshotted = r.failed, bpf_run_time_ns = info.run_time_ns,
+    binaries = r:binaries(), mappings = r:mappings(), unsnapshotted = r.failed, bpf_run_time_ns = info.run_time_ns,
   }
   obj:close()
   self.obj = nil

@@ -106,7 +106,7 @@ function Session:stop()
   local stacks = {}
   for i, f in ipairs(profilers.bpf_frames(obj, r, samples, M.MAX_DEPTH)) do
     local k = samples[i]
-    stacks[i] = { frames = f.frames, count = k.count, pid = k.tgid, truncated = f.truncated }
+    stacks[i] = { frames = f.frames, count = k.count, pid = k.tgid, truncated = f.truncated, addrs = f.addrs }
   end
 
   local prog = info and info.progs and info.progs.do_sample
@@ -118,7 +118,7 @@ function Session:stop()
     idle_samples = c[1] or 0,
     bpf_run_time_ns = prog and prog.run_time_ns,
     bpf_run_cnt = prog and prog.run_cnt,
-    binaries = r:binaries(),
+    binaries = r:binaries(), mappings = r:mappings(),
     unsnapshotted = r.failed,
   }
   obj:close()

@@ -13,6 +13,7 @@ local fold = require('perf_manual.fold')
 local store = require('perf_manual.store')
 local flamegraph = require('perf_manual.report.flamegraph')
 local speedscope = require('perf_manual.report.speedscope')
+local pprof = require('perf_manual.report.pprof')
 local report_profile = require('perf_manual.report.profile')
 local common = require('perf_manual.verbs.common')
 
@@ -104,13 +105,30 @@ function M.profile(inv, opts)
   return r
 end
 
-M.FORMATS = { svg = true, folded = true, speedscope = true }
+M.FORMATS = { svg = true, folded = true, speedscope = true, pprof = true }
+
+--- True when an --output names one pprof file (…/x.pb.gz, …/x.pprof), not a directory.
+function M.is_pprof_file(path)
+  return type(path) == 'string' and (path:match('%.pb%.gz$') or path:match('%.pprof$')) ~= nil
+end
+
+local function pprof_comments(p, what)
+  return { string.format('perf_manual %s of %s for %.1f s via %s', what, p.target or 'system', p.duration or 0,
+    p.source == 'bpf' and 'BPF' or 'perf record') }
+end
 
 --- Writes a profile into dir (created if missing) in the given formats
---- ("svg", "folded", "speedscope") plus profile.json (meta and quality).
+--- ("svg", "folded", "speedscope", "pprof") plus profile.json (meta and quality).
 --- opts.svg_written() is called right after the SVG is on disk.
 --- Returns the list of paths written, or nil, err.
 function M.write(p, dir, formats, opts)
+  if M.is_pprof_file(dir) then
+    -- one gzip'd profile.proto, as go tool pprof users expect
+    local ok, err = pprof.write(dir, p, { comments = pprof_comments(p, p.kind == 'offcpu' and 'off-CPU profile'
+      or 'on-CPU profile') })
+    if not ok then return nil, err end
+    return { dir }
+  end
   if store.exists(dir) and not store.is_dir(dir) then return nil, dir .. ' exists and is not a directory' end
   local ok, err = store.mkdir_p(dir)
   if not ok then return nil, err end
@@ -139,6 +157,9 @@ function M.write(p, dir, formats, opts)
       path = dir .. '/profile.speedscope.json'
       ok, err = speedscope.write(path, fp, { name = what .. ' of ' .. (p.target or 'system'),
                                                   unit = p.unit == 'us' and 'microseconds' or 'none' })
+    elseif f == 'pprof' then
+      path = dir .. '/profile.pb.gz'
+      ok, err = pprof.write(path, p, { comments = pprof_comments(p, what) })
     else
       fp:close()
       return nil, 'unknown format ' .. tostring(f)
@@ -155,11 +176,15 @@ function M.write(p, dir, formats, opts)
   return files
 end
 
---- inv:check_profile_formats(list): a bad --format is a user error.
-function M.check_profile_formats(inv, formats)
+--- inv:check_profile_formats(list [, output]): a bad --format is a user
+--- error; so is a format other than pprof with an --output FILE.pb.gz.
+function M.check_profile_formats(inv, formats, output)
+  if M.is_pprof_file(output) and not (#formats == 1 and formats[1] == 'pprof') then
+    inv:fail(inv.playbook.name .. ': --output ' .. output .. ' is one pprof file: --format pprof alone')
+  end
   for _, f in ipairs(formats) do
     if not M.FORMATS[f] then
-      inv:fail(inv.playbook.name .. ": unknown --format '" .. f .. "' (svg, folded, speedscope)")
+      inv:fail(inv.playbook.name .. ": unknown --format '" .. f .. "' (svg, folded, speedscope, pprof)")
     end
   end
 end

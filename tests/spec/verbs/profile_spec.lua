@@ -43,6 +43,6 @@ describe('perf_manual.verbs.profile', function()
     local inv = { playbook = { name = 'profile' }, fail = function(_, msg) error(msg, 0) end }
     local ok, err = pcall(vp.check_profile_formats, inv, { 'svg', 'png' })
     assert.is_false(ok)
-    assert.equal("profile: unknown --format 'png' (svg, folded, speedscope)", err)
+    assert.equal("profile: unknown --format 'png' (svg, folded, speedscope, pprof)", err)
   end)
 end)
