@@ -25,6 +25,7 @@
 local ffi = require('ffi')
 local cjson = require('cjson')
 local util = require('perf_manual.util')
+local gzip = require('perf_manual.gzip')
 local store = require('perf_manual.store')
 local redact = require('perf_manual.report.redact')
 local host = require('perf_manual._host')
@@ -47,81 +48,23 @@ M.FINISHED = { complete = true, failed = true }
 
 local function fail(msg) util.user_error('bundle: ' .. msg) end
 
--- zlib (linked statically into the binary, its symbols exported) ----------
-
-ffi.cdef [[
-typedef struct pm_z_stream {
-  const unsigned char *next_in; unsigned avail_in; unsigned long total_in;
-  unsigned char *next_out; unsigned avail_out; unsigned long total_out;
-  const char *msg; void *state;
-  void *zalloc; void *zfree; void *opaque;
-  int data_type; unsigned long adler; unsigned long reserved;
-} pm_z_stream;
-const char *zlibVersion(void);
-int deflateInit2_(pm_z_stream *strm, int level, int method, int windowBits, int memLevel, int strategy,
-                  const char *version, int stream_size);
-int deflate(pm_z_stream *strm, int flush);
-int deflateEnd(pm_z_stream *strm);
-int inflateInit2_(pm_z_stream *strm, int windowBits, const char *version, int stream_size);
-int inflate(pm_z_stream *strm, int flush);
-int inflateEnd(pm_z_stream *strm);
-]]
-
-local Z_OK, Z_STREAM_END, Z_BUF_ERROR, Z_FINISH, Z_NO_FLUSH = 0, 1, -5, 4, 0
-local GZIP_WINDOW = 15 + 16 -- a gzip header and trailer, not a zlib one
-local CHUNK = 1024 * 1024
+-- gzip (zlib, linked into the binary) -------------------------------------
 
 --- gzip of a string (no file name, mtime 0: the same input gives the same bytes).
 function M.gzip(data, level)
-  local z = ffi.new('pm_z_stream')
-  assert(ffi.C.deflateInit2_(z, level or 6, 8, GZIP_WINDOW, 8, 0, ffi.C.zlibVersion(),
-    ffi.sizeof('pm_z_stream')) == Z_OK, 'bundle: deflateInit2 failed')
-  local buf = ffi.new('unsigned char[?]', CHUNK)
-  local out = {}
-  z.next_in, z.avail_in = data, #data
-  repeat
-    z.next_out, z.avail_out = buf, CHUNK
-    local rc = ffi.C.deflate(z, Z_FINISH)
-    if rc ~= Z_OK and rc ~= Z_STREAM_END and rc ~= Z_BUF_ERROR then
-      ffi.C.deflateEnd(z)
-      error('bundle: deflate failed (' .. rc .. ')', 0)
-    end
-    out[#out + 1] = ffi.string(buf, CHUNK - z.avail_out)
-  until rc == Z_STREAM_END
-  ffi.C.deflateEnd(z)
-  return table.concat(out)
+  return assert(gzip.compress(data, level))
 end
 
 --- The data of a gzip'd string, or nil, why (corrupt, truncated, larger
 --- than `max` bytes, or followed by other data).
 function M.gunzip(data, max)
   max = max or M.MAX_UNPACKED
-  local z = ffi.new('pm_z_stream')
-  if ffi.C.inflateInit2_(z, GZIP_WINDOW, ffi.C.zlibVersion(), ffi.sizeof('pm_z_stream')) ~= Z_OK then
-    return nil, 'inflateInit2 failed'
-  end
-  local buf = ffi.new('unsigned char[?]', CHUNK)
-  local out, total = {}, 0
-  z.next_in, z.avail_in = data, #data
-  local rc
-  repeat
-    z.next_out, z.avail_out = buf, CHUNK
-    rc = ffi.C.inflate(z, Z_NO_FLUSH)
-    if rc ~= Z_OK and rc ~= Z_STREAM_END then
-      local why = z.msg ~= nil and ffi.string(z.msg) or ('zlib error ' .. rc)
-      ffi.C.inflateEnd(z)
-      if rc == Z_BUF_ERROR then why = 'truncated' end
-      return nil, why
-    end
-    local n = CHUNK - z.avail_out
-    total = total + n
-    if total > max then ffi.C.inflateEnd(z) return nil, 'unpacks to more than ' .. util.fmt_bytes(max) end
-    out[#out + 1] = ffi.string(buf, n)
-  until rc == Z_STREAM_END
-  local rest = z.avail_in
-  ffi.C.inflateEnd(z)
-  if rest > 0 then return nil, 'other data after the compressed stream' end
-  return table.concat(out)
+  local out, err = gzip.decompress(data, { max = max, single = true })
+  if out then return out end
+  err = err:gsub('^gunzip: ', '')
+  if err == 'the data is cut short' then return nil, 'truncated' end
+  if err:match('^unpacks to more than') then return nil, 'unpacks to more than ' .. util.fmt_bytes(max) end
+  return nil, err
 end
 
 -- SHA-256 (libcrypto, which every Debian system has: systemd needs it) ----

@@ -73,23 +73,36 @@ end
 
 --- Decompresses gzip data (every member of a multi-member file, as gzip -d
 --- does). Returns the text, or nil, err for data that is not gzip or is cut short.
-function M.decompress(data)
+--- opts.max: refuse to unpack more than this many bytes (hostile input);
+--- opts.single: one member only, nothing after it.
+function M.decompress(data, opts)
   assert(type(data) == 'string', '[perf_manual.gzip] decompress: expected a string')
+  local max = opts and opts.max or math.huge
+  local single = opts and opts.single
   local strm = stream_t()
   local rc = Z.inflateInit2_(strm, GZIP_READ_WINDOW, Z.zlibVersion(), ffi.sizeof('pm_z_stream'))
   if rc ~= Z_OK then return nil, zerr('gunzip: inflateInit2', strm, rc) end
   local CHUNK = 256 * 1024
   local buf = ffi.new('uint8_t[?]', CHUNK)
-  local parts = {}
+  local parts, total = {}, 0
   local base = ffi.cast('const uint8_t *', data)
   strm[0].next_in, strm[0].avail_in = base, #data
   while true do
     strm[0].next_out, strm[0].avail_out = buf, CHUNK
     rc = Z.inflate(strm, Z_NO_FLUSH)
     local got = CHUNK - strm[0].avail_out
+    total = total + got
+    if total > max then
+      Z.inflateEnd(strm)
+      return nil, 'gunzip: unpacks to more than ' .. max .. ' bytes'
+    end
     if got > 0 then parts[#parts + 1] = ffi.string(buf, got) end
     if rc == Z_STREAM_END then
       local pos = #data - strm[0].avail_in
+      if single and strm[0].avail_in > 0 then
+        Z.inflateEnd(strm)
+        return nil, 'gunzip: other data after the compressed stream'
+      end
       -- another member follows (cat a.gz b.gz); trailing zero padding ends the file
       if strm[0].avail_in == 0 or data:byte(pos + 1) ~= 0x1f then break end
       Z.inflateReset(strm)
