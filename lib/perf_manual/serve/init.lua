@@ -1,0 +1,277 @@
+--- `perf_manual serve`: a Prometheus exporter. The tracers a metrics
+--- playbook asks for run for the life of the server and are read (never
+--- cleared) at every scrape, so their histograms are Prometheus' cumulative
+--- counters; USE figures are computed between one scrape and the next from
+--- the same /proc snapshots use-check takes, and judged by the same rules.
+---
+--- A metrics playbook is a Lua file returning
+---   { name =, summary =, setup = function(s) end, collect = function(s) end }
+--- setup starts what it needs (s:tracer(name, opts)); collect runs at every
+--- scrape and fills families (s:gauge / s:counter / s:histogram, see
+--- perf_manual.serve.metrics) from s:read(name), s:use() and anything else
+--- Lua can read. The built-in one is playbooks/metrics/default.lua.
+local util = require('perf_manual.util')
+local sys = require('perf_manual.sys')
+local bpf = require('perf_manual.bpf')
+local host = require('perf_manual._host')
+local metrics = require('perf_manual.serve.metrics')
+local httpd = require('perf_manual.serve.httpd')
+local prom = require('perf_manual.report.prometheus')
+local registry = require('perf_manual.tracers')
+local use_measure = require('perf_manual.measure.use')
+local use = require('perf_manual.analyzers.use')
+local hist = require('perf_manual.hist')
+
+local M = {}
+
+M.DEFAULT_LISTEN = '127.0.0.1:9464'
+M.DEFAULT_TOP_K = 10
+-- USE figures over a shorter window than this are noise: a scrape that
+-- comes sooner gets the last ones again
+M.USE_MIN_WINDOW = 0.5
+
+--- Path of a metrics playbook: a file path as given, or NAME looked up as
+--- metrics/NAME.lua on the playbook search path. nil, why when not found.
+function M.find_playbook(name, dirs)
+  if name:find('/', 1, true) or name:match('%.lua$') then
+    local f = io.open(name, 'r')
+    if not f then return nil, 'no metrics playbook ' .. name end
+    f:close()
+    return name
+  end
+  local tried = {}
+  for _, d in ipairs(require('perf_manual.playbook').search_path(dirs)) do
+    local p = d .. '/metrics/' .. name .. '.lua'
+    local f = io.open(p, 'r')
+    if f then f:close(); return p end
+    tried[#tried + 1] = p
+  end
+  return nil, "no metrics playbook '" .. name .. "' (looked for " .. table.concat(tried, ', ') .. ')'
+end
+
+--- Loads a metrics playbook file: the table it returns, checked.
+function M.load_playbook(path)
+  local chunk, err = loadfile(path)
+  if not chunk then util.user_error('serve: ' .. tostring(err)) end
+  local ok, pb = pcall(chunk)
+  if not ok then util.user_error('serve: ' .. path .. ': ' .. tostring(pb)) end
+  if type(pb) ~= 'table' or type(pb.collect) ~= 'function' then
+    util.user_error('serve: ' .. path .. ' must return { collect = function(s) ... end } (setup optional)')
+  end
+  pb.path = path
+  return pb
+end
+
+local Serve = {}
+Serve.__index = Serve
+
+--- A serving context. opts: playbook (loaded table), top_k, notes (a
+--- function(text) for what could not be measured).
+function M.new(opts)
+  local s = setmetatable({
+    pb = opts.playbook, top_k = opts.top_k or M.DEFAULT_TOP_K, reg = metrics.new(), fold_state = {},
+    tracers = {}, tracer_order = {}, scrapes = 0, t0 = sys.now(), note = opts.note or function() end,
+    info = sys.info(),
+  }, Serve)
+  if s.pb.setup then s.pb.setup(s) end
+  return s
+end
+
+-- Tracers ---------------------------------------------------------------------
+
+--- Starts tracer `name` (perf_manual.tracers) for the life of the server,
+--- system-wide; opts go to its start(). Its run-time statistics stay off:
+--- switching them costs milliseconds of CPU every second, more than an
+--- idle exporter may use. Returns the tracer, or nil and why.
+function Serve:tracer(name, opts)
+  local t = self.tracers[name]
+  if t then return t.tr, t.err end
+  t = {}
+  self.tracers[name] = t
+  self.tracer_order[#self.tracer_order + 1] = name
+  local mod = registry.get(name)
+  local ok, why = bpf.available()
+  if not mod or mod.error then
+    t.err = 'no tracer ' .. name
+  elseif not ok then
+    t.err = why
+  else
+    local o = { stats = false }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    t.tr, t.err = mod.start(o)
+  end
+  if not t.tr then self.note(string.format('%s tracer not running: %s (its metrics are not served)', name, t.err)) end
+  return t.tr, t.err
+end
+
+--- The tracer's figures since the server started (cumulative), or nil, why.
+function Serve:read(name)
+  local t = self.tracers[name]
+  if not t then return nil, 'not started' end
+  if not t.tr then return nil, t.err end
+  return t.tr:read({})
+end
+
+-- USE between scrapes ----------------------------------------------------------
+
+-- run-queue waits between two cumulative sched reads, as use-check's m.bpf.runq
+local function runq_delta(prev, cur, secs)
+  if not (prev and cur) then return nil end
+  local slots, count, total = {}, 0, 0
+  for i = 1, hist.LOG2_SLOTS do
+    slots[i] = (cur.slots[i] or 0) - (prev.slots[i] or 0)
+    count = count + slots[i]
+  end
+  total = cur.total - prev.total
+  local b = hist.log2_buckets(slots)
+  local sm = hist.summary(b)
+  return { count = count, avg_ns = count > 0 and total / count or nil, p50_ns = sm.p50, p90_ns = sm.p90,
+    p99_ns = sm.p99, total_ns = total, seconds = secs, waiting_avg = secs > 0 and total / (secs * 1e9) or nil,
+    attach = cur.attach }
+end
+
+--- Cumulative run-queue latency slots of the sched tracer (ns), or nil.
+function Serve:runq_slots()
+  local r = self:read('sched')
+  if not r then return nil end
+  local slots = {}
+  for i = 1, hist.LOG2_SLOTS do slots[i] = 0 end
+  for i, b in ipairs(r.buckets or {}) do slots[i] = b.count end
+  local total = 0
+  for _, g in ipairs(r.groups or {}) do total = total + (g.total or 0) end
+  return { slots = slots, count = r.count or 0, total = total, attach = r.quality and r.quality.attach_path }
+end
+
+--- USE rows (perf_manual.analyzers.use) over the time since the previous
+--- call: { rows =, verdict =, elapsed = seconds }.
+function Serve:use()
+  local now = sys.now()
+  if self.use_last and now - self.use_t < M.USE_MIN_WINDOW then return self.use_last end
+  local snap = use_measure.snapshot_system()
+  local runq = self.tracers.sched and self.tracers.sched.tr and self:runq_slots()
+  if not self.use_snap then
+    -- the first window starts when the server does (see prime)
+    self.use_snap, self.use_t, self.use_runq = snap, now, runq
+    return { rows = {}, elapsed = 0 }
+  end
+  local m = { ncpu = self.info.ncpu, page_size = self.info.page_size, notes = {},
+    target = { kind = 'system', label = 'system' } }
+  local st = snap.cpu and snap.cpu.stat
+  local gauges = { running_sum = 0, running_n = 0 }
+  if st and st.procs_running then
+    -- the exporter itself is running while it reads
+    gauges.running_sum, gauges.running_n = math.max(0, st.procs_running - 1), 1
+  end
+  use_measure.system_measures(m, self.use_snap, snap, gauges)
+  local secs = now - self.use_t
+  m.elapsed = secs
+  m.bpf = { errors = {}, detached = {}, runq = runq_delta(self.use_runq, runq, secs) }
+  if not m.bpf.runq then m.bpf.off = self.tracers.sched and self.tracers.sched.err or 'sched tracer not asked for' end
+  m.lock = { missing = 'serve does not trace locks' }
+  local r = use.analyze(m)
+  r.elapsed, r.measures = secs, m
+  self.use_snap, self.use_t, self.use_runq, self.use_last = snap, now, runq, r
+  return r
+end
+
+--- Takes the first snapshots (call once the tracers run).
+function Serve:prime()
+  self:use()
+end
+
+-- Registry shortcuts for the playbook -----------------------------------------
+
+function Serve:gauge(name, spec) return self.reg:gauge(name, spec) end
+function Serve:counter(name, spec) return self.reg:counter(name, spec) end
+function Serve:histogram(name, spec) return self.reg:histogram(name, spec) end
+
+-- The tool's own cost ------------------------------------------------------------
+
+local function rss_bytes(page)
+  local s = util.readfile('/proc/self/statm')
+  local pages = s and tonumber(s:match('^%d+%s+(%d+)'))
+  return pages and pages * page or nil
+end
+
+function Serve:own_metrics()
+  local ru = sys.rusage()
+  self.reg:counter('perf_manual_self_cpu_seconds_total', { help = 'CPU time perf_manual serve used (user + system)' })
+    :set({}, ru.utime + ru.stime)
+  self.reg:gauge('perf_manual_self_resident_memory_bytes', { help = 'Resident memory of perf_manual serve' })
+    :set({}, rss_bytes(self.info.page_size))
+  self.reg:gauge('perf_manual_scrape_duration_seconds',
+    { help = 'Time the previous scrape took to collect and render, as measured by perf_manual serve' })
+    :set({}, self.last_scrape_s)
+  self.reg:counter('perf_manual_scrapes_total', { help = 'Scrapes served' }):set({}, self.scrapes)
+  local up = self.reg:gauge('perf_manual_source_up',
+    { help = '1 when the named BPF tracer runs, 0 when it could not start (see the serve log)',
+      labels = { 'source' }, guard = false })
+  for _, name in ipairs(self.tracer_order) do up:set({ source = name }, self.tracers[name].tr and 1 or 0) end
+end
+
+--- One scrape: the exposition and its content type.
+function Serve:scrape(openmetrics)
+  local t0 = sys.now()
+  self.reg:begin()
+  self.pb.collect(self)
+  self.scrapes = self.scrapes + 1
+  self:own_metrics()
+  local body = prom.render(self.reg:families(), { openmetrics = openmetrics, top_k = self.top_k,
+    state = self.fold_state })
+  self.last_scrape_s = sys.now() - t0
+  return body, openmetrics and prom.OPENMETRICS_CONTENT_TYPE or prom.CONTENT_TYPE
+end
+
+local INDEX = [[<html><head><title>perf_manual serve</title></head><body>
+<h1>perf_manual serve</h1><p>Metrics: <a href="/metrics">/metrics</a> (playbook %s)</p></body></html>
+]]
+
+--- The HTTP handler: GET /metrics, GET /, 404 for the rest.
+function Serve:handle(req)
+  if req.path == '/metrics' then
+    local body, ctype = self:scrape(prom.wants_openmetrics(req.headers.accept))
+    return 200, { ['Content-Type'] = ctype }, body
+  elseif req.path == '/' then
+    return 200, { ['Content-Type'] = 'text/html; charset=utf-8' }, string.format(INDEX, self.pb.name or self.pb.path)
+  end
+  return 404, nil, 'not found: try /metrics\n'
+end
+
+function Serve:close()
+  for _, name in ipairs(self.tracer_order) do
+    local t = self.tracers[name]
+    if t.tr then t.tr:close() end
+  end
+end
+
+--- Runs the server until the duration ends or Ctrl-C. opts: listen,
+--- playbook (name or path), top_k, duration (seconds, nil: until stopped),
+--- on_ready(address, s), note(text).
+function M.run(opts)
+  local path, why = M.find_playbook(opts.playbook or 'default')
+  if not path then util.user_error('serve: ' .. why) end
+  local srv, err = httpd.listen(opts.listen or M.DEFAULT_LISTEN)
+  if not srv then util.user_error('serve: ' .. err) end
+  local s = M.new { playbook = M.load_playbook(path), top_k = opts.top_k, note = opts.note }
+  s:prime()
+  if opts.on_ready then opts.on_ready(srv:address(), s) end
+  local deadline = opts.duration and sys.now() + opts.duration
+  local ok, e = xpcall(function()
+    while not sys.stop_requested() do
+      local wait = 1.0
+      if deadline then
+        wait = math.min(wait, deadline - sys.now())
+        if wait <= 0 then break end
+      end
+      srv:serve_once(wait, function(req) return s:handle(req) end, sys.now)
+    end
+  end, debug.traceback)
+  srv:close()
+  s:close()
+  if not ok then error(e, 0) end
+  return { address = srv:address(), scrapes = s.scrapes, requests = srv.requests }
+end
+
+M.root = host.root
+
+return M
