@@ -64,9 +64,9 @@ return {
     if sc then
       local h = s:histogram('perf_manual_syscall_latency_seconds',
         { help = 'System call latency (enter to exit) per syscall, kernel log2 buckets', unit = 'seconds',
-          labels = { 'syscall' }, scale = 1e-9 })
+          labels = { 'syscall' }, scale = 1e-9, guard_key = 'syscall' })
       local errs = s:counter('perf_manual_syscall_errors_total',
-        { help = 'System calls that returned an error, per syscall', labels = { 'syscall' } })
+        { help = 'System calls that returned an error, per syscall', labels = { 'syscall' }, guard_key = 'syscall' })
       for _, row in ipairs(sc.syscalls) do
         h:observe_buckets({ syscall = row.name }, row.buckets, row.total_ns, row.count)
         errs:set({ syscall = row.name }, row.errors)
@@ -77,9 +77,10 @@ return {
     if io then
       local h = s:histogram('perf_manual_block_io_latency_seconds',
         { help = 'Block I/O latency (issue to completion) per device and op, kernel log2 buckets', unit = 'seconds',
-          labels = { 'device', 'op' }, scale = 1e-6 })
+          labels = { 'device', 'op' }, scale = 1e-6, guard_key = 'block_io' })
       local errs = s:counter('perf_manual_block_io_errors_total',
-        { help = 'Block I/O requests completed with an error', labels = { 'device', 'op' } })
+        { help = 'Block I/O requests completed with an error', labels = { 'device', 'op' },
+          guard_key = 'block_io' })
       for _, row in ipairs(io.rows) do
         h:observe_buckets({ device = row.device, op = row.op }, row.buckets, row.total_ns / 1e3, row.count)
         errs:set({ device = row.device, op = row.op }, row.errors)

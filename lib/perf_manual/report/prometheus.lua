@@ -8,6 +8,7 @@
 ---     scale = 1e-9,                    -- histogram: base unit per kernel unit (ns -> s)
 ---     fold = 'sum' | 'max',            -- how folded series combine (counter/histogram: sum)
 ---     guard = false,                   -- no top-K on this family
+---     guard_key = 'syscall',           -- families sharing one choice of kept values
 ---     samples = { { labels = { syscall = 'read' }, value = 12 }, ... } }
 --- A histogram sample holds the kernel's log2 slots instead of a value:
 ---   { labels = {...}, slots = { n0, n1, ... }, sum = native_sum?, count = n? }
@@ -103,8 +104,11 @@ end
 --- Returns a new sample list and the number of label values folded so far.
 function M.fold(fam, k, state)
   if fam.guard == false or not k or #(fam.labels or {}) == 0 then return fam.samples, 0 end
-  local fst = state[fam.name] or { labels = {} }
-  state[fam.name] = fst
+  -- families with the same guard_key share their kept values (a syscall's
+  -- latency and its errors fold the same syscalls)
+  local key = fam.guard_key or fam.name
+  local fst = state[key] or { labels = {} }
+  state[key] = fst
   local samples = fam.samples
   for _, lname in ipairs(fam.labels) do
     local lst = fst.labels[lname] or { kept = {}, nkept = 0, folded = {}, nfolded = 0 }

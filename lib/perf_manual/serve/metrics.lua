@@ -82,14 +82,15 @@ function Registry:_family(name, spec, kind)
     set[l] = true
   end
   f = setmetatable({ name = name, type = kind, help = spec.help or name, unit = spec.unit, labels = labels,
-    label_set = set, scale = spec.scale, fold = spec.fold, guard = spec.guard, always = spec.always,
+    label_set = set, scale = spec.scale, fold = spec.fold, guard = spec.guard, guard_key = spec.guard_key, always = spec.always,
     nslots = spec.slots or hist.LOG2_SLOTS, samples = {} }, Family)
   self.by[name] = f
   self.list[#self.list + 1] = f
   return f
 end
 
---- A gauge family (spec: help, labels, unit, fold = 'max'|'sum', guard = false).
+--- A gauge family (spec: help, labels, unit, fold = 'max'|'sum', guard = false,
+--- guard_key = families that fold the same label values).
 function Registry:gauge(name, spec) return self:_family(name, spec, 'gauge') end
 --- A counter family (name ends in _total).
 function Registry:counter(name, spec) return self:_family(name, spec, 'counter') end
