@@ -2,7 +2,8 @@
 -- writing a line. Copy this file to ~/.config/perf_manual/playbooks/metrics/
 -- (or any directory on the playbook path) under another name and pass
 -- --playbook NAME to serve your own set; s:read('sched'|'syscall'|'io'|...)
--- gives any tracer's cumulative result, s:use() the USE rows.
+-- gives any tracer's cumulative result (s:runq_stats(), s:syscall_stats() and
+-- s:io_stats() the raw slots, cheaper), s:use() the USE rows.
 --
 -- Histograms are the kernel's log2 slots as they are: `le` is the upper end
 -- of each slot (2^(s+1)-1 ns, or us for block I/O), in seconds.
@@ -50,30 +51,28 @@ return {
     s:gauge('perf_manual_use_window_seconds', { help = 'Length of the interval the USE gauges cover' })
       :set({}, u.elapsed > 0 and u.elapsed or nil)
 
-    local rq = s:read('sched')
+    local rq = s:runq_stats()
     if rq then
-      local total = 0
-      for _, g in ipairs(rq.groups or {}) do total = total + (g.total or 0) end
       s:histogram('perf_manual_runq_latency_seconds',
         { help = 'Run-queue latency (wakeup or preemption to running), kernel log2 buckets', unit = 'seconds',
           scale = 1e-9 })
-        :observe_buckets({}, rq.buckets, total, rq.count)
+        :observe({}, rq.slots, rq.total_ns, rq.count)
     end
 
-    local sc = s:read('syscall')
+    local sc = s:syscall_stats()
     if sc then
       local h = s:histogram('perf_manual_syscall_latency_seconds',
         { help = 'System call latency (enter to exit) per syscall, kernel log2 buckets', unit = 'seconds',
           labels = { 'syscall' }, scale = 1e-9, guard_key = 'syscall' })
       local errs = s:counter('perf_manual_syscall_errors_total',
         { help = 'System calls that returned an error, per syscall', labels = { 'syscall' }, guard_key = 'syscall' })
-      for _, row in ipairs(sc.syscalls) do
-        h:observe_buckets({ syscall = row.name }, row.buckets, row.total_ns, row.count)
+      for _, row in ipairs(sc) do
+        h:observe({ syscall = row.name }, row.slots, row.total_ns, row.count)
         errs:set({ syscall = row.name }, row.errors)
       end
     end
 
-    local io = s:read('io')
+    local io = s:io_stats()
     if io then
       local h = s:histogram('perf_manual_block_io_latency_seconds',
         { help = 'Block I/O latency (issue to completion) per device and op, kernel log2 buckets', unit = 'seconds',
@@ -81,8 +80,8 @@ return {
       local errs = s:counter('perf_manual_block_io_errors_total',
         { help = 'Block I/O requests completed with an error', labels = { 'device', 'op' },
           guard_key = 'block_io' })
-      for _, row in ipairs(io.rows) do
-        h:observe_buckets({ device = row.device, op = row.op }, row.buckets, row.total_ns / 1e3, row.count)
+      for _, row in ipairs(io) do
+        h:observe({ device = row.device, op = row.op }, row.slots, row.total_ns / 1e3, row.count)
         errs:set({ device = row.device, op = row.op }, row.errors)
       end
     end

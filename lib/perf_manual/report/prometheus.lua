@@ -35,6 +35,7 @@ end
 --- A sample value as the formats spell it: integers without a fraction,
 --- the shortest decimal that reads back as the same double otherwise.
 function M.number(v)
+  if v >= 0 and v < 2 ^ 53 and v % 1 == 0 then return string.format('%d', v) end
   if v ~= v then return 'NaN' end
   if v == math.huge then return '+Inf' end
   if v == -math.huge then return '-Inf' end
@@ -181,25 +182,42 @@ local function scaler(scale)
 end
 M.scaler = scaler
 
+-- the le texts of a family's buckets, computed once per family and format
+local le_cache = setmetatable({}, { __mode = 'k' })
+local function le_texts(fam, nslots, om)
+  local c = le_cache[fam]
+  if c and c.om == om and c.n == nslots and c.scale == fam.scale then return c.texts end
+  local scale, texts = scaler(fam.scale), {}
+  for i = 1, nslots do
+    local le = M.slot_le(i - 1, nslots)
+    texts[i] = le and ('le="' .. le_text(scale(le), om) .. '"') or nil
+  end
+  le_cache[fam] = { om = om, n = nslots, scale = fam.scale, texts = texts }
+  return texts
+end
+
 local function render_histogram(out, fam, s, om)
   local names = fam.labels or {}
   local scale = scaler(fam.scale)
   local nslots = #s.slots
+  local les = le_texts(fam, nslots, om)
+  local lbl = label_text(names, s.labels)
+  local open = fam.name .. '_bucket' .. (lbl == '' and '{' or lbl:sub(1, -2) .. ',')
   local cum = 0
+  local n = #out
   for i = 1, nslots do
     cum = cum + s.slots[i]
-    local le = M.slot_le(i - 1, nslots)
-    if le then
-      out[#out + 1] = fam.name .. '_bucket' .. label_text(names, s.labels, 'le', le_text(scale(le), om)) .. ' '
-        .. M.number(cum)
+    if les[i] then
+      n = n + 1
+      out[n] = open .. les[i] .. '} ' .. M.number(cum)
     end
   end
   local count = s.count or cum
-  out[#out + 1] = fam.name .. '_bucket' .. label_text(names, s.labels, 'le', '+Inf') .. ' ' .. M.number(count)
+  out[n + 1] = open .. 'le="+Inf"} ' .. M.number(count)
   local sum = s.sum
   if sum == nil then sum = hist.sum(hist.log2_buckets(s.slots)) end
-  out[#out + 1] = fam.name .. '_sum' .. label_text(names, s.labels) .. ' ' .. M.number(scale(sum))
-  out[#out + 1] = fam.name .. '_count' .. label_text(names, s.labels) .. ' ' .. M.number(count)
+  out[n + 2] = fam.name .. '_sum' .. lbl .. ' ' .. M.number(scale(sum))
+  out[n + 3] = fam.name .. '_count' .. lbl .. ' ' .. M.number(count)
 end
 
 --- The exposition of families. opts.openmetrics: OpenMetrics 1.0 instead

@@ -21,6 +21,9 @@ local registry = require('perf_manual.tracers')
 local use_measure = require('perf_manual.measure.use')
 local use = require('perf_manual.analyzers.use')
 local hist = require('perf_manual.hist')
+local syscall_tracer = require('perf_manual.tracers.syscall')
+local sched_tracer = require('perf_manual.tracers.sched')
+local io_tracer = require('perf_manual.tracers.io')
 
 local M = {}
 
@@ -112,35 +115,53 @@ function Serve:read(name)
   return t.tr:read({})
 end
 
--- USE between scrapes ----------------------------------------------------------
-
--- run-queue waits between two cumulative sched reads, as use-check's m.bpf.runq
-local function runq_delta(prev, cur, secs)
-  if not (prev and cur) then return nil end
-  local slots, count, total = {}, 0, 0
-  for i = 1, hist.LOG2_SLOTS do
-    slots[i] = (cur.slots[i] or 0) - (prev.slots[i] or 0)
-    count = count + slots[i]
+--- Per-syscall cumulative figures straight from the syscall tracer's map:
+--- { { name =, count =, errors =, total_ns =, slots = log2 slots (ns) }, ... },
+--- or nil, why. (tracer:read() also ranks, summarizes and names errnos:
+--- work a scrape every few seconds does not need.)
+function Serve:syscall_stats()
+  local t = self.tracers.syscall
+  if not (t and t.tr) then return nil, t and t.err or 'not started' end
+  local tr, out = t.tr, {}
+  for _, e in ipairs(assert(tr.stats_map:read { nonzero = true })) do
+    for _, st in ipairs(syscall_tracer.decode_group(e.key, e.value)) do
+      st.name = tr.names[st.nr] or ('syscall_' .. st.nr)
+      out[#out + 1] = st
+    end
   end
-  total = cur.total - prev.total
-  local b = hist.log2_buckets(slots)
-  local sm = hist.summary(b)
-  return { count = count, avg_ns = count > 0 and total / count or nil, p50_ns = sm.p50, p90_ns = sm.p90,
-    p99_ns = sm.p99, total_ns = total, seconds = secs, waiting_avg = secs > 0 and total / (secs * 1e9) or nil,
-    attach = cur.attach }
+  return out
 end
 
---- Cumulative run-queue latency slots of the sched tracer (ns), or nil.
-function Serve:runq_slots()
-  local r = self:read('sched')
-  if not r then return nil end
-  local slots = {}
-  for i = 1, hist.LOG2_SLOTS do slots[i] = 0 end
-  for i, b in ipairs(r.buckets or {}) do slots[i] = b.count end
-  local total = 0
-  for _, g in ipairs(r.groups or {}) do total = total + (g.total or 0) end
-  return { slots = slots, count = r.count or 0, total = total, attach = r.quality and r.quality.attach_path }
+--- Per device and op cumulative block I/O figures from the io tracer's map:
+--- { { device =, op =, count =, errors =, total_ns =, slots = log2 slots (us) }, ... },
+--- or nil, why.
+function Serve:io_stats()
+  local t = self.tracers.io
+  if not (t and t.tr) then return nil, t and t.err or 'not started' end
+  local tr, hs = t.tr, {}
+  for _, e in ipairs(assert(tr.hists:read {})) do hs[#hs + 1] = io_tracer.decode_hist(e.key, e.value) end
+  local names = tr.names
+  local rows = io_tracer.aggregate(hs, nil, function(maj, min) return io_tracer.devname(maj, min, nil, names) end)
+  for _, r in ipairs(rows) do r.slots = r.latency end
+  return rows
 end
+
+--- Cumulative run-queue latency of the sched tracer, straight from its
+--- map: { slots = log2 slots (ns), count =, total_ns = }, or nil, why.
+function Serve:runq_stats()
+  local t = self.tracers.sched
+  if not (t and t.tr) then return nil, t and t.err or 'not started' end
+  local slots, count, total = {}, 0, 0
+  for i = 1, hist.LOG2_SLOTS do slots[i] = 0 end
+  for _, e in ipairs(assert(t.tr.hists:read {})) do
+    local g = sched_tracer.decode_hist(e.key, e.value)
+    hist.add_slots(slots, g.slots)
+    count, total = count + g.count, total + g.total
+  end
+  return { slots = slots, count = count, total_ns = total }
+end
+
+-- USE between scrapes ----------------------------------------------------------
 
 --- USE rows (perf_manual.analyzers.use) over the time since the previous
 --- call: { rows =, verdict =, elapsed = seconds }.
@@ -148,10 +169,9 @@ function Serve:use()
   local now = sys.now()
   if self.use_last and now - self.use_t < M.USE_MIN_WINDOW then return self.use_last end
   local snap = use_measure.snapshot_system()
-  local runq = self.tracers.sched and self.tracers.sched.tr and self:runq_slots()
   if not self.use_snap then
     -- the first window starts when the server does (see prime)
-    self.use_snap, self.use_t, self.use_runq = snap, now, runq
+    self.use_snap, self.use_t = snap, now
     return { rows = {}, elapsed = 0 }
   end
   local m = { ncpu = self.info.ncpu, page_size = self.info.page_size, notes = {},
@@ -165,12 +185,13 @@ function Serve:use()
   use_measure.system_measures(m, self.use_snap, snap, gauges)
   local secs = now - self.use_t
   m.elapsed = secs
-  m.bpf = { errors = {}, detached = {}, runq = runq_delta(self.use_runq, runq, secs) }
-  if not m.bpf.runq then m.bpf.off = self.tracers.sched and self.tracers.sched.err or 'sched tracer not asked for' end
+  -- the run-queue histogram is served as it is; the USE rows judge from
+  -- /proc and PSI (a scrape is cheaper without a second pass over it)
+  m.bpf = { errors = {}, detached = {}, off = 'served as perf_manual_runq_latency_seconds' }
   m.lock = { missing = 'serve does not trace locks' }
   local r = use.analyze(m)
   r.elapsed, r.measures = secs, m
-  self.use_snap, self.use_t, self.use_runq, self.use_last = snap, now, runq, r
+  self.use_snap, self.use_t, self.use_last = snap, now, r
   return r
 end
 
@@ -263,7 +284,11 @@ function M.run(opts)
         wait = math.min(wait, deadline - sys.now())
         if wait <= 0 then break end
       end
-      srv:serve_once(wait, function(req) return s:handle(req) end, sys.now)
+      if srv:serve_once(wait, function(req) return s:handle(req) end, sys.now) then
+        -- collect a scrape's garbage now, after the answer went out: left to
+        -- the incremental collector it would run inside the next scrape
+        collectgarbage()
+      end
     end
   end, debug.traceback)
   srv:close()

@@ -39,10 +39,13 @@ function Family:observe(labels, slots, sum, count)
   for k in pairs(labels) do
     if not self.label_set[k] then error(string.format("metric %s has no label '%s'", self.name, k), 2) end
   end
-  local s = {}
-  for i = 1, self.nslots do s[i] = slots[i] or 0 end
-  -- values the kernel clamped into its last slot stay there (+Inf)
-  for i = self.nslots + 1, #slots do s[self.nslots] = s[self.nslots] + slots[i] end
+  local s = slots
+  if #slots ~= self.nslots then
+    s = {}
+    for i = 1, self.nslots do s[i] = slots[i] or 0 end
+    -- values the kernel clamped into its last slot stay there (+Inf)
+    for i = self.nslots + 1, #slots do s[self.nslots] = s[self.nslots] + slots[i] end
+  end
   self.samples[#self.samples + 1] = { labels = labels, slots = s, sum = sum, count = count }
   return self
 end
