@@ -195,6 +195,27 @@ function Serve:use()
   return r
 end
 
+--- Scrapes WARM_SCRAPES times into nothing, then forgets them: LuaJIT
+--- compiles a path only after it has run many times, and at one scrape
+--- every 15 s the first few hundred would run interpreted (about 3x the
+--- CPU of a compiled one: docs/serve.md). Costs about a second of CPU once.
+M.WARM_SCRAPES = 300
+
+function Serve:warm(n)
+  local min = M.USE_MIN_WINDOW
+  M.USE_MIN_WINDOW = 0
+  local ok, err = pcall(function()
+    for i = 1, n or M.WARM_SCRAPES do self:scrape(i % 2 == 0) end
+  end)
+  M.USE_MIN_WINDOW = min
+  if not ok then error(err, 0) end
+  -- nothing of the warm-up is served: the guard chooses, and the USE
+  -- window and the counts start, with the first real scrape
+  self.fold_state, self.scrapes, self.last_scrape_s = {}, 0, nil
+  self.use_snap, self.use_t, self.use_last = nil, nil, nil
+  collectgarbage()
+end
+
 --- Takes the first snapshots (call once the tracers run).
 function Serve:prime()
   self:use()
@@ -274,6 +295,7 @@ function M.run(opts)
   local srv, err = httpd.listen(opts.listen or M.DEFAULT_LISTEN)
   if not srv then util.user_error('serve: ' .. err) end
   local s = M.new { playbook = M.load_playbook(path), top_k = opts.top_k, note = opts.note }
+  if opts.warm ~= false then s:warm() end
   s:prime()
   if opts.on_ready then opts.on_ready(srv:address(), s) end
   local deadline = opts.duration and sys.now() + opts.duration
