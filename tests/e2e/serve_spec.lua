@@ -162,8 +162,8 @@ scrape_configs:
           return ok_
         end
         local ours_rq = p99(tr.sched.buckets, tr.sched.unit == 'nsecs' and 1e-9 or 1e-6)
-        local prom_rq = query(pport, 'histogram_quantile(0.99, sum by (le) (rate(perf_manual_runq_latency_seconds_bucket['
-          .. w .. '])))', t_end)
+        local prom_rq = query(pport, 'histogram_quantile(0.99, sum by (le) (rate('
+          .. 'perf_manual_runq_latency_seconds_bucket[' .. w .. '])))', t_end)
         local ours_sc = p99(tr.syscalls.buckets, 1e-9)
         local prom_sc = query(pport, 'histogram_quantile(0.99, sum by (le) (rate('
           .. 'perf_manual_syscall_latency_seconds_bucket[' .. w .. '])))', t_end)

@@ -141,12 +141,12 @@ function M.fold(fam, k, state)
         local labels = {}
         for kk, vv in pairs(s.labels) do labels[kk] = vv end
         if labels[lname] ~= nil and not lst.kept[labels[lname]] then labels[lname] = M.OTHER end
-        local key = label_text(fam.labels, labels)
-        local m = by[key]
+        local skey = label_text(fam.labels, labels)
+        local m = by[skey]
         if not m then
           m = { labels = labels }
           if fam.type == 'histogram' then m.slots, m.sum, m.count = {}, 0, 0 end
-          by[key] = m
+          by[skey] = m
           out[#out + 1] = m
         end
         if fam.type == 'histogram' then

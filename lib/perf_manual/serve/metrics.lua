@@ -85,7 +85,8 @@ function Registry:_family(name, spec, kind)
     set[l] = true
   end
   f = setmetatable({ name = name, type = kind, help = spec.help or name, unit = spec.unit, labels = labels,
-    label_set = set, scale = spec.scale, fold = spec.fold, guard = spec.guard, guard_key = spec.guard_key, always = spec.always,
+    label_set = set, scale = spec.scale, fold = spec.fold, guard = spec.guard, guard_key = spec.guard_key,
+    always = spec.always,
     nslots = spec.slots or hist.LOG2_SLOTS, samples = {} }, Family)
   self.by[name] = f
   self.list[#self.list + 1] = f

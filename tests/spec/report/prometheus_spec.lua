@@ -161,7 +161,8 @@ describe('report.prometheus', function()
     if not have_promtool() then pending('skipped: promtool is not installed') return end
     local raw = { 1, 2, 3 }
     local text = prom.render({
-      { name = 'pm_level', type = 'gauge', help = 'g', labels = { 'r' }, samples = { { labels = { r = 'cpu' }, value = 1.5 } } },
+      { name = 'pm_level', type = 'gauge', help = 'g', labels = { 'r' },
+        samples = { { labels = { r = 'cpu' }, value = 1.5 } } },
       { name = 'pm_events_total', type = 'counter', help = 'c', samples = { { labels = {}, value = 3 } } },
       { name = 'pm_latency_seconds', type = 'histogram', help = 'h', scale = 1e-9,
         samples = { { labels = {}, slots = slots_of(raw), sum = 10 } } },

@@ -70,7 +70,8 @@ describe('serve', function()
     -- Content-Length says the body's size
     assert.equal(#body, tonumber(resp:match('Content%-Length: (%d+)')))
 
-    resp = roundtrip(srv, handler, 'GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n')
+    resp = roundtrip(srv, handler,
+      'GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n')
     assert.truthy(resp:find('Content-Type: ' .. prom.OPENMETRICS_CONTENT_TYPE, 1, true))
     assert.equal('# EOF\n', resp:sub(-6))
     assert.truthy(roundtrip(srv, handler, 'GET / HTTP/1.1\r\n\r\n'):find('href="/metrics"', 1, true))
