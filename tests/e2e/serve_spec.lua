@@ -118,11 +118,13 @@ describe('serve e2e #priv', function()
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
+rule_files:
+  - %s/docs/prometheus/perf_manual.rules.yml
 scrape_configs:
   - job_name: perf_manual
     static_configs:
       - targets: ['127.0.0.1:%d']
-]], sport))
+]], h.root, sport))
         pids.prom = spawn({ PROMETHEUS, '--config.file=' .. dir .. '/prometheus.yml',
           '--storage.tsdb.path=' .. dir .. '/data', '--web.listen-address=127.0.0.1:' .. pport,
           '--log.level=warn' }, dir .. '/prometheus.log')
@@ -190,6 +192,20 @@ scrape_configs:
         for i, c in ipairs(checks) do assert(c, 'disagree: ' .. rows[i] .. '\n' .. table_text) end
         -- the workload was there to be seen: cpu_burn keeps every CPU busy
         assert.is_true(cpu_row.utilization.value > 90, table_text)
+
+        -- the shipped rules run on the real exposition: use-check's verdict
+        -- on the CPU and the alert Prometheus holds agree, the p99 is recorded
+        local high = query(pport, 'instance:perf_manual_use_saturated:count', sys.realtime())
+        assert.is_not_nil(high, 'recording rule produced nothing')
+        local pending = query(pport, 'count(ALERTS{alertname="PerfManualResourceSaturated",resource="cpu"})',
+          sys.realtime())
+        io.stderr:write(string.format('use-check CPU verdict %s; Prometheus '
+          .. 'PerfManualResourceSaturated{resource="cpu"}: %s; saturated resources recorded: %s\n', tostring(cpu_row.status), pending and 'pending' or 'none',
+          tostring(high)))
+        assert.equal(cpu_row.status == 'HIGH', pending == 1,
+          'use-check says ' .. tostring(cpu_row.status) .. ', Prometheus alerts: ' .. tostring(pending))
+        local p99_rule = query(pport, 'instance:perf_manual_runq_latency_seconds:p99_5m', sys.realtime())
+        assert.is_true(p99_rule ~= nil and p99_rule > 0, 'no recorded run-queue p99')
       end)
     end, debug.traceback)
     for _, k in ipairs({ 'prom', 'serve', 'calls', 'burn' }) do stop(pids[k]) end
