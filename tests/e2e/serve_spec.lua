@@ -200,8 +200,8 @@ scrape_configs:
         local pending = query(pport, 'count(ALERTS{alertname="PerfManualResourceSaturated",resource="cpu"})',
           sys.realtime())
         io.stderr:write(string.format('use-check CPU verdict %s; Prometheus '
-          .. 'PerfManualResourceSaturated{resource="cpu"}: %s; saturated resources recorded: %s\n', tostring(cpu_row.status), pending and 'pending' or 'none',
-          tostring(high)))
+          .. 'PerfManualResourceSaturated{resource="cpu"}: %s; saturated resources recorded: %s\n',
+          tostring(cpu_row.status), pending and 'pending' or 'none', tostring(high)))
         assert.equal(cpu_row.status == 'HIGH', pending == 1,
           'use-check says ' .. tostring(cpu_row.status) .. ', Prometheus alerts: ' .. tostring(pending))
         local p99_rule = query(pport, 'instance:perf_manual_runq_latency_seconds:p99_5m', sys.realtime())
