@@ -129,6 +129,8 @@ function Serve:syscall_stats()
       out[#out + 1] = st
     end
   end
+  -- in syscall number order: the same order at every scrape
+  table.sort(out, function(a, b) return a.nr < b.nr end)
   return out
 end
 

@@ -82,6 +82,44 @@ describe('serve', function()
     s:close()
   end)
 
+  it('serves a tracer that could not start as source_up 0 and no series of its own', function()
+    local notes = {}
+    local pb = { name = 't', setup = function(s) s:tracer('no_such_tracer') end,
+      collect = function(s)
+        local st = s:syscall_stats()
+        if st then s:gauge('x', {}):set({}, 1) end
+      end }
+    local s = serve.new { playbook = pb, note = function(t) notes[#notes + 1] = t end }
+    local samples = assert(prom.parse((s:scrape())))
+    local up, x
+    for _, v in ipairs(samples) do
+      if v.name == 'perf_manual_source_up' then up = v end
+      if v.name == 'x' then x = v end
+    end
+    assert.equal('no_such_tracer', up.labels.source)
+    assert.equal(0, up.value)
+    assert.is_nil(x)
+    assert.truthy(notes[1]:find('no_such_tracer tracer not running: no tracer no_such_tracer', 1, true), notes[1])
+    s:close()
+  end)
+
+  it('refuses bad metric and label names, counters without _total and labels a family lacks', function()
+    local reg = require('perf_manual.serve.metrics').new()
+    assert.has_error(function() reg:gauge('bad-name') end, 'bad metric name: bad-name')
+    assert.has_error(function() reg:counter('events') end, 'counter events must end in _total')
+    assert.has_error(function() reg:gauge('g', { labels = { 'le' } }) end, 'bad label name for g: le')
+    local g = reg:gauge('g', { labels = { 'a' } })
+    assert.has_error(function() g:set({ b = 1 }, 2) end, "metric g has no label 'b'")
+    assert.has_error(function() reg:histogram('g') end, 'metric g is a gauge, not a histogram')
+    -- not measured: no sample, not a 0
+    g:set({ a = 'x' }, nil)
+    assert.equal(0, #g.samples)
+    -- values clamped past the kernel's last slot stay in it (+Inf)
+    local h = reg:histogram('h_seconds', { slots = 4 })
+    h:observe({}, { 1, 2, 3, 4, 5, 6 })
+    assert.same({ 1, 2, 3, 15 }, h.samples[1].slots)
+  end)
+
   it('names a metrics playbook it cannot find (exit status 2)', function()
     local _, err, st = test_helpers.pm('serve --playbook no_such_set --duration 1')
     assert.equal(2, st)
