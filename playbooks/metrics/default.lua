@@ -17,6 +17,8 @@ return {
     s:tracer('sched', { ns = true, runqlen = false })
     s:tracer('syscall', { mode = 'latency' })
     s:tracer('io', {})
+    -- serve --requests PID: that server's request latency
+    if s.options.requests then s:tracer('requests', { pid = s.options.requests }) end
   end,
 
   collect = function(s)
@@ -57,6 +59,14 @@ return {
         { help = 'Run-queue latency (wakeup or preemption to running), kernel log2 buckets', unit = 'seconds',
           scale = 1e-9 })
         :observe({}, rq.slots, rq.total_ns, rq.count)
+    end
+
+    local rl = s:request_stats()
+    if rl then
+      s:histogram('perf_manual_request_latency_seconds',
+        { help = "Request latency of the traced server (a connection's read to its first write), "
+          .. 'kernel slots merged into log2 buckets', unit = 'seconds', scale = 1e-9 })
+        :observe({}, rl.slots, rl.total_ns, rl.count)
     end
 
     local sc = s:syscall_stats()

@@ -92,6 +92,47 @@ local function slots_apart(a, b)
 end
 
 describe('serve e2e #priv', function()
+  it('serves the request latency of a traced server: every request, in the bucket of its delay', function()
+    if not h.need_root('BPF tracers for serve') then return end
+    local dir = h.tmpdir()
+    local pids = {}
+    local ok, err = xpcall(function()
+      h.with_machine_lock(function()
+        -- fixval_http answers each request after the delay in its config: 3 ms
+        write(dir .. '/delay', '3000\n')
+        local hport, sport = free_port(), free_port()
+        pids.http = spawn({ h.workload('fixval_http'), tostring(hport), dir .. '/delay', '120' }, '/dev/null')
+        wait_for('the server', function() return (get('http://127.0.0.1:' .. hport .. '/')) end, 10)
+        pids.serve = spawn({ h.root .. '/bin/perf_manual', 'serve', '--listen', '127.0.0.1:' .. sport,
+          '--requests', tostring(pids.http), '--duration', '120' }, dir .. '/serve.log')
+        wait_for('serve to listen', function()
+          return (util.readfile(dir .. '/serve.log') or ''):find('/metrics', 1, true)
+        end, 30)
+        -- 100 requests, one curl each
+        local N = 100
+        local _, cerr, cst = h.sh(string.format("for i in $(seq %d); do curl -sS -o /dev/null "
+          .. "'http://127.0.0.1:%d/' || exit 1; done", N, hport))
+        assert.equal(0, cst, cerr)
+        local samples = assert(prom.parse(assert(get('http://127.0.0.1:' .. sport .. '/metrics'))))
+        local count, in_slot, below
+        for _, x in ipairs(samples) do
+          if x.name == 'perf_manual_request_latency_seconds_count' then count = x.value end
+          -- 3 ms lies in log2 slot 21 (2097152 .. 4194303 ns)
+          if x.name == 'perf_manual_request_latency_seconds_bucket' then
+            if x.labels.le == '0.004194303' then in_slot = x.value end
+            if x.labels.le == '0.002097151' then below = x.value end
+          end
+        end
+        assert.is_true(count ~= nil and math.abs(count - N) <= 2, 'requests served: ' .. tostring(count))
+        assert.is_true(in_slot - below >= 0.95 * count,
+          string.format('%d of %d requests in the 2.1-4.2 ms bucket', in_slot - below, count))
+      end)
+    end, debug.traceback)
+    for _, k in ipairs({ 'serve', 'http' }) do stop(pids[k]) end
+    h.rmrf(dir)
+    if not ok then error(err, 0) end
+  end)
+
   it('agrees with Prometheus on run-queue and syscall p99 and on the USE gauges', function()
     if not h.need_root('BPF tracers for serve') then return end
     if not exists(PROMETHEUS) then

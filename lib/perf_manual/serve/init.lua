@@ -23,6 +23,7 @@ local use = require('perf_manual.analyzers.use')
 local hist = require('perf_manual.hist')
 local syscall_tracer = require('perf_manual.tracers.syscall')
 local sched_tracer = require('perf_manual.tracers.sched')
+local red_tracer = require('perf_manual.tracers.red')
 local io_tracer = require('perf_manual.tracers.io')
 
 local M = {}
@@ -68,10 +69,12 @@ end
 local Serve = {}
 Serve.__index = Serve
 
---- A serving context. opts: playbook (loaded table), top_k, notes (a
---- function(text) for what could not be measured).
+--- A serving context. opts: playbook (loaded table), top_k, note (a
+--- function(text) for what could not be measured), options (what the
+--- playbook may read as s.options: requests = PID of a server to trace).
 function M.new(opts)
   local s = setmetatable({
+    options = opts.options or {},
     pb = opts.playbook, top_k = opts.top_k or M.DEFAULT_TOP_K, reg = metrics.new(), fold_state = {},
     tracers = {}, tracer_order = {}, scrapes = 0, t0 = sys.now(), note = opts.note or function() end,
     info = sys.info(),
@@ -146,6 +149,28 @@ function Serve:io_stats()
   local rows = io_tracer.aggregate(hs, nil, function(maj, min) return io_tracer.devname(maj, min, nil, names) end)
   for _, r in ipairs(rows) do r.slots = r.latency end
   return rows
+end
+
+--- Cumulative request latency of the requests tracer (`perf_manual trace
+--- --events requests`: read -> first write on a server's connections), its
+--- log-linear slots merged into log2 ones: each kernel slot lies inside one
+--- power of two, so whole slots add up and no value changes bucket.
+--- { slots = log2 slots (ns), count =, total_ns = }, or nil, why.
+function Serve:request_stats()
+  local t = self.tracers.requests
+  if not (t and t.tr) then return nil, t and t.err or 'not started' end
+  local e = assert(t.tr.stats_map:read { percpu = 'list' })[1]
+  local d = red_tracer.decode_stats(e and e.value or {})
+  local slots, count = {}, 0
+  for i = 1, hist.LOG2_SLOTS do slots[i] = 0 end
+  for i, c in ipairs(d.slots) do
+    if c > 0 then
+      local s = hist.log2_slot(red_tracer.slot_bounds(i - 1)) + 1
+      slots[s] = slots[s] + c
+      count = count + c
+    end
+  end
+  return { slots = slots, count = count, total_ns = d.sum_ns }
 end
 
 --- Cumulative run-queue latency of the sched tracer, straight from its
@@ -290,13 +315,15 @@ end
 
 --- Runs the server until the duration ends or Ctrl-C. opts: listen,
 --- playbook (name or path), top_k, duration (seconds, nil: until stopped),
+--- requests (PID of a server whose request latency is served),
 --- on_ready(address, s), note(text).
 function M.run(opts)
   local path, why = M.find_playbook(opts.playbook or 'default')
   if not path then util.user_error('serve: ' .. why) end
   local srv, err = httpd.listen(opts.listen or M.DEFAULT_LISTEN)
   if not srv then util.user_error('serve: ' .. err) end
-  local s = M.new { playbook = M.load_playbook(path), top_k = opts.top_k, note = opts.note }
+  local s = M.new { playbook = M.load_playbook(path), top_k = opts.top_k, note = opts.note,
+    options = { requests = opts.requests } }
   if opts.warm ~= false then s:warm() end
   s:prime()
   if opts.on_ready then opts.on_ready(srv:address(), s) end
