@@ -98,6 +98,17 @@ local function system_measures(m, a, b, gauges)
   end
 end
 
+--- The system snapshot set system_measures compares (netpaths: a target's
+--- network namespace, see network.netns_paths; nil: the host's).
+function M.snapshot_system(netpaths)
+  return { cpu = cpu.sample(), memory = memory.sample(), disk = disk.sample(), network = network.sample(netpaths) }
+end
+
+--- System-wide measures (m.cpu, m.memory, m.io, m.disks, m.nets, m.tcp)
+--- between two snapshot sets; gauges = { running_sum =, running_n = }
+--- (samples of /proc/stat procs_running, the checker excluded).
+M.system_measures = system_measures
+
 --- Measures of one process between two process snapshots.
 local function task_measures(m, a, b)
   local r, err = process.rates(a, b)
@@ -339,9 +350,7 @@ function M.collect_on(s, opts)
     m.notes[#m.notes + 1] = string.format('network figures are those of the network namespace of pid %d (%s), '
       .. 'not the host\'s', netpaths.pid, netpaths.netns)
   end
-  local function snap_system()
-    return { cpu = cpu.sample(), memory = memory.sample(), disk = disk.sample(), network = network.sample(netpaths) }
-  end
+  local function snap_system() return M.snapshot_system(netpaths) end
   local function snap_task()
     if not is_pid then return nil end
     return process.sample(t.pid)
