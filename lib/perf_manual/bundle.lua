@@ -152,7 +152,7 @@ function M.untar(data)
     if not h:find('[^%z]') then break end
     local sum = 0
     for i = 1, 512 do sum = sum + ((i >= 149 and i <= 156) and 32 or h:byte(i)) end
-    local want = tonumber(cstr(h:sub(149, 156)):match('^%s*([0-7]+)'), 8)
+    local want = tonumber(cstr(h:sub(149, 156)):match('^%s*([0-7]+)') or '', 8)
     if want ~= sum then return nil, string.format('bad tar header checksum at byte %d', pos - 1) end
     local size = tonumber(cstr(h:sub(125, 136)):match('^%s*([0-7]+)'), 8) or 0
     local typeflag = h:sub(157, 157)
@@ -456,16 +456,20 @@ end
 
 -- Reading ---------------------------------------------------------------------
 
---- True when `path` is a regular file that starts like a gzip stream (a
---- bundle, or something that must be told apart from one).
+--- True when `path` is a regular file holding a gzip'd tar (a bundle, or a
+--- damaged one to be refused as such); a gzip'd pprof profile is not one.
 function M.looks_like(path)
   local st = pstat.stat(path)
   if not st or pstat.S_ISREG(st.st_mode) == 0 then return false end
   local f = io.open(path, 'rb')
   if not f then return false end
-  local magic = f:read(2)
+  local head = f:read(64 * 1024) or ''
   f:close()
-  return magic == '\31\139'
+  if head:sub(1, 2) ~= '\31\139' then return false end
+  -- a tar header's magic sits at byte 257; a cut or corrupt file is still
+  -- offered to the bundle reader, which says what is wrong with it
+  local block = gzip.decompress(head, { prefix = 512 })
+  return not block or #block < 262 or block:sub(258, 262) == 'ustar'
 end
 
 --- Checks and decodes bundle bytes: the manifest and the files

@@ -74,7 +74,8 @@ end
 --- Decompresses gzip data (every member of a multi-member file, as gzip -d
 --- does). Returns the text, or nil, err for data that is not gzip or is cut short.
 --- opts.max: refuse to unpack more than this many bytes (hostile input);
---- opts.single: one member only, nothing after it.
+--- opts.single: one member only, nothing after it; opts.prefix: stop once
+--- this many bytes are out and return just them (a look at a header).
 function M.decompress(data, opts)
   assert(type(data) == 'string', '[perf_manual.gzip] decompress: expected a string')
   local max = opts and opts.max or math.huge
@@ -97,6 +98,10 @@ function M.decompress(data, opts)
       return nil, 'gunzip: unpacks to more than ' .. max .. ' bytes'
     end
     if got > 0 then parts[#parts + 1] = ffi.string(buf, got) end
+    if opts and opts.prefix and total >= opts.prefix then
+      Z.inflateEnd(strm)
+      return table.concat(parts):sub(1, opts.prefix)
+    end
     if rc == Z_STREAM_END then
       local pos = #data - strm[0].avail_in
       if single and strm[0].avail_in > 0 then
