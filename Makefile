@@ -20,8 +20,11 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # libraries for the loader to map and relocate at every start (about 1 ms of
 # the time to "attached" on this VM), and nothing to keep in step at run time.
 # Lua C modules loaded later (lpeg, posix, cjson) find Lua's API in the
-# binary, which exports it (-Wl,-E).
-STATIC_LIBS := -Wl,-Bstatic -lluajit-5.1 -lbpf -lelf -lz -Wl,-Bdynamic -ldl
+# binary, which exports it (-Wl,-E). OpenSSL (red-check over https) is linked
+# in too, but not exported: a Lua C module linked to Debian's libssl.so must
+# not find our copy's symbols instead of its own.
+STATIC_LIBS := -Wl,-Bstatic -lluajit-5.1 -lbpf -lelf -lssl -lcrypto -lz -Wl,-Bdynamic -ldl \
+               -Wl,--exclude-libs,libssl.a:libcrypto.a
 
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -Wall -Wextra -D_GNU_SOURCE -DPM_VERSION='"$(VERSION)"' \
@@ -43,7 +46,7 @@ DEB_PKGS := build-essential pkg-config clang llvm libclang-rt-14-dev libluajit-5
             lua-busted lua-argparse lua-yaml lua-cjson lua-sql-sqlite3 lua-cosmo lua-posix \
             lua-check lua-expat util-linux procps strace libc6-dbg \
             nginx libnginx-mod-http-echo chromium wrk nftables \
-            prometheus prometheus-node-exporter golang-go
+            prometheus prometheus-node-exporter golang-go libssl-dev openssl
 # Daemons (nginx, prometheus, node-exporter) are not started on install: the
 # tests run their own copies, and a resident scraper would disturb the
 # machine-judging tests. policy-rc.d is Debian's switch for that.
