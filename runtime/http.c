@@ -366,13 +366,15 @@ int pm_resp_feed(struct resp *r, const char *buf, size_t n, size_t *used)
   }
 }
 
-/// _parse(chunks) -> {status=, body=, close=, used=} | nil, err
-/// Feeds the strings in `chunks` one after another, as reads would; for specs.
+/// _parse(chunks, head?) -> {status=, body=, close=, used=} | nil, err
+/// Feeds the strings in `chunks` one after another, as reads would (head:
+/// as the answer to a HEAD request); for specs.
 static int pm_http_parse(lua_State *L)
 {
   luaL_checktype(L, 1, LUA_TTABLE);
   struct resp r;
   pm_resp_reset(&r);
+  r.no_body = lua_toboolean(L, 2);
   size_t nchunks = lua_objlen(L, 1);
   char *buf = NULL;
   size_t len = 0, total_used = 0;
