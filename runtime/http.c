@@ -703,12 +703,19 @@ static void handshake(struct run *R, struct conn *c, double t)
   fail(R, c, &R->e_tls, t, 0);
 }
 
-/* TCP is up: start TLS on it (or fail the request when OpenSSL cannot). */
+/* TCP is up: start TLS on it (or fail the request when OpenSSL cannot).
+ * It offers a copy of the newest session: a TLS 1.3 client marks the session
+ * it resumed as used up, and the next connection would then do a full
+ * handshake though the server takes the ticket again (nginx does). */
 static void tls_start(struct run *R, struct conn *c, double t)
 {
+  SSL_SESSION *sess = R->sess ? SSL_SESSION_dup(R->sess) : NULL;
   c->ssl = SSL_new(R->tls);
-  if (!c->ssl || !SSL_set_fd(c->ssl, c->fd) || (R->sni && !SSL_set_tlsext_host_name(c->ssl, R->sni)) ||
-      (R->sess && !SSL_set_session(c->ssl, R->sess))) {
+  int ok = c->ssl && SSL_set_fd(c->ssl, c->fd) && (!R->sni || SSL_set_tlsext_host_name(c->ssl, R->sni)) &&
+           (!sess || SSL_set_session(c->ssl, sess));
+  if (sess)
+    SSL_SESSION_free(sess);  /* the connection holds its own reference */
+  if (!ok) {
     ERR_error_string_n(ERR_get_error(), R->tls_err, sizeof R->tls_err);
     ERR_clear_error();
     c->tls_dead = 1;
@@ -1042,14 +1049,19 @@ static int fd_room(int nconn, long *have, long *need)
 }
 
 /* A session the server gave (TLS 1.3: after the handshake, with the first
- * answer): kept, so the next new connection resumes it. */
+ * answer): kept, so the next new connection resumes it. A copy: the
+ * connection's own session is marked not resumable when it ends without
+ * close_notify, and that must not spoil the one every new connection offers. */
 static int tls_new_session(SSL *ssl, SSL_SESSION *sess)
 {
   struct run *R = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+  SSL_SESSION *copy = SSL_SESSION_dup(sess);
+  if (!copy)
+    return 0;
   if (R->sess)
     SSL_SESSION_free(R->sess);
-  R->sess = sess;
-  return 1; /* the reference is ours */
+  R->sess = copy;
+  return 0; /* OpenSSL keeps its own reference */
 }
 
 /* The TLS context of a run: verification against cacert (a PEM file) or

@@ -7,7 +7,8 @@
 --   /echo     200 echoing the method, X-PM-Test header and body (echo module)
 -- start{tls = true} adds an https listener (h.tls_port, h.https_url) with a
 -- certificate for localhost and 127.0.0.1 from a CA made for the run
--- (h.cacert); start{access_log = true} logs every request to h.access_log
+-- (h.cacert; it listens on 127.0.0.2 too, an address the certificate does
+-- not name); start{access_log = true} logs every https request to h.access_log
 -- (M.read_access_log reads it).
 local M = {}
 
@@ -54,15 +55,16 @@ http {
 }
 ]]
 
--- one line per request: method status seconds "X-PM-Test" request-length
--- "body" tls-protocol session-reused
+-- one line per https request (the readiness probe is plain http): method
+-- status seconds "X-PM-Test" request-length "body" tls-protocol session-reused
 local LOG = [[
   log_format pm escape=json '$request_method $status $request_time "$http_x_pm_test" $request_length '
                              '"$request_body" $ssl_protocol $ssl_session_reused';
-  access_log %s/access.log pm;]]
+  access_log %s/access.log pm if=$https;]]
 
 local TLS = [[
     listen 127.0.0.1:%d ssl;
+    listen 127.0.0.2:%d ssl;
     ssl_certificate %s/server.pem;
     ssl_certificate_key %s/server.key;
     ssl_protocols TLSv1.2 TLSv1.3;
@@ -159,7 +161,7 @@ function M.start(opts)
   f:write(string.format(CONF, M.echo_module, prefix, prefix,
     opts.access_log and string.format(LOG, prefix) or 'access_log off;',
     prefix, prefix, prefix, prefix, prefix, port,
-    opts.tls and string.format(TLS, tls_port, prefix, prefix) or ''))
+    opts.tls and string.format(TLS, tls_port, tls_port, prefix, prefix) or ''))
   f:close()
   local pid = assert(sys.spawn({ M.binary, '-p', prefix, '-e', prefix .. '/error.log', '-c', conf, '-g', 'daemon off;' },
     { stdout = prefix .. '/stdout', stderr = prefix .. '/stderr' }))
