@@ -63,11 +63,14 @@ local ok, err = pcall(function()
       w2[#w2 + 1] = common.wrk(url, DURATION, { threads = 2, connections = CONNS, header = c[3].header })
     end
     local a, b, d = median(m), median(w1), median(w2)
-    line('red-check (1 thread)', a, c[2].header and string.format('   %d handshakes, %.0f%% resumed', a.handshakes,
-      100 * a.resumed / a.handshakes) or '')
+    line('red-check (1 thread)', a, c[2].header and string.format('   %d handshakes, %d resumed', a.handshakes,
+      a.resumed) or '')
     line('wrk -t1', b)
     line('wrk -t2', d)
     print(string.format('  ratio red-check / wrk -t1: %.2f   / wrk -t2: %.2f', a.rps / b.rps, a.rps / d.rps))
+    if c[2].header then
+      print('  (red-check counts the connect and the handshake in each latency; wrk starts its clock after them)')
+    end
   end
   print(string.format('fixed rate %d req/s, 10 connections (red-check: open loop; wrk: each connection waits '
     .. '%g ms after every answer, so its rate is a little lower):', RATE, 1000 * CONNS / RATE))
