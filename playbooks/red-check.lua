@@ -10,7 +10,7 @@ return playbook {
   perf_manual red-check --endpoint http://127.0.0.1:8080/api --duration 10s --rate 200
   perf_manual red-check --endpoint http://127.0.0.1:8080/ --duration 5s --connections 50 --json
   perf_manual red-check --endpoint https://api.example.com/health --rate 50 --duration 10s
-  perf_manual red-check --endpoint https://127.0.0.1:8443/api --cacert ca.pem --method POST \\
+  perf_manual red-check --endpoint https://127.0.0.1:8443/api --cacert ca.pem --method POST \
     --header 'Content-Type: application/json' --body req.json --rate 100
   perf_manual red-check --passive 1234 --duration 10s
   perf_manual red-check --duration 30s -- ./server --port 8080   # launched, measured passively
@@ -29,8 +29,9 @@ return playbook {
     body = param.path { 'request body: the bytes of FILE, with its Content-Length', optional = true,
       conflicts = { 'passive', 'command' } },
     cacert = param.path { 'https: trust the CA certificates in this PEM file (default: the system store)',
-      optional = true, conflicts = { 'insecure' } },
-    insecure = param.flag { 'https: do not verify the certificate (encrypted, but not authenticated)' },
+      optional = true, conflicts = { 'insecure', 'passive', 'command' } },
+    insecure = param.flag { 'https: do not verify the certificate (encrypted, but not authenticated)',
+      conflicts = { 'passive', 'command' } },
     passive = param.pid { 'measure this server process and its children from their syscalls instead of sending load',
       optional = true, conflicts = { 'endpoint', 'rate' } },
     command = param.target { 'a server to launch and measure passively (its children too); usually given after --',
