@@ -48,8 +48,8 @@ return playbook {
         inv:fail('red-check: give --endpoint URL (or --passive PID)')
       end
       inv:check_output(p.save, 'dir', '--save')
-      local s = inv:red_check { endpoint = p.endpoint, passive = p.passive, target = p.command and inv:target(p.command),
-        duration = p.duration, rate = p.rate,
+      local s = inv:red_check { endpoint = p.endpoint, passive = p.passive,
+        target = p.command and inv:target(p.command), duration = p.duration, rate = p.rate,
         connections = p.connections, timeout = p.timeout,
         method = p.method, headers = p.header, body_file = p.body, cacert = p.cacert, insecure = p.insecure }
       if s.available == false then inv:fail(tostring(s.why)) end

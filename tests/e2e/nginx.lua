@@ -92,9 +92,11 @@ local function make_certs(dir)
   f:close()
   local key = '-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes'
   local cmd = string.format([[cd '%s' && {
-    openssl req -x509 -config cert.cnf -extensions ca %s -keyout ca.key -out ca.pem -days 2 -subj '/CN=perf_manual test CA' &&
+    openssl req -x509 -config cert.cnf -extensions ca %s -keyout ca.key -out ca.pem -days 2 \
+      -subj '/CN=perf_manual test CA' &&
     openssl req -new -config cert.cnf %s -keyout server.key -out server.csr -subj '/CN=localhost' &&
-    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile cert.cnf -extensions server \
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile cert.cnf -extensions server \
       -out server.pem; } >openssl.log 2>&1]], dir, key, key)
   local ok = os.execute(cmd)
   if not (ok == 0 or ok == true) then

@@ -9,7 +9,9 @@ local cjson = require('cjson')
 
 local function with_nginx(fn)
   local why = nginx.missing()
-  if not why and not h.sh('command -v openssl >/dev/null') then why = 'openssl is not installed (apt-get install openssl)' end
+  if not why and not h.sh('command -v openssl >/dev/null') then
+    why = 'openssl is not installed (apt-get install openssl)'
+  end
   if why then
     if os.getenv('PM_REQUIRE_BPF') == '1' then error(why) end
     return pending(why)
@@ -65,7 +67,8 @@ describe('red-check over https e2e', function()
     end)
   end)
 
-  it('with --cacert: every answer counted is a request in the access log, over TLS 1.3, by name and by address', function()
+  it('with --cacert: every answer counted is a request in the access log, over TLS 1.3, by name and by address',
+    function()
     with_nginx(function(n)
       local total = 0
       for _, host in ipairs({ '127.0.0.1', 'localhost' }) do
@@ -80,7 +83,9 @@ describe('red-check over https e2e', function()
         total = total + r.errors.status['2xx']
         local log = nginx.read_access_log(n)
         assert.equal(total, #log)
-        assert.equal(#log, count(log, function(l) return l.status == 200 and l.method == 'GET' and l.tls == 'TLSv1.3' end))
+        assert.equal(#log, count(log, function(l)
+          return l.status == 200 and l.method == 'GET' and l.tls == 'TLSv1.3'
+        end))
       end
     end)
   end)
@@ -90,7 +95,8 @@ describe('red-check over https e2e', function()
       local out, err, status = red("--endpoint '" .. n.https_url('/ok') .. "' --insecure --duration 0.5s --rate 100")
       assert.equal(0, status, err)
       assert.matches('Errors     0 of %d+', out)
-      assert.matches('TLS        TLSv1%.3 [%w_]+, %d+ handshakes? %(%d+ resumed%), certificate not verified %(%-%-insecure%)', out)
+      assert.matches('TLS        TLSv1%.3 [%w_]+, %d+ handshakes? %(%d+ resumed%), '
+        .. 'certificate not verified %(%-%-insecure%)', out)
     end)
   end)
 
@@ -160,7 +166,8 @@ describe('red-check over https e2e', function()
     end)
   end)
 
-  it('fits its connections in 64 open files as plain http does, and refuses more (OpenSSL holds no descriptor)', function()
+  it('fits its connections in 64 open files as plain http does, and refuses more (OpenSSL holds no descriptor)',
+    function()
     with_nginx(function(n)
       local function run(url, conns)
         return h.sh(string.format("ulimit -n 64; timeout -s KILL 60 %s/bin/perf_manual red-check --endpoint '%s' "
@@ -171,7 +178,8 @@ describe('red-check over https e2e', function()
       assert.equal(0, cjson.decode(out).errors.total)
       local _, err2, status2 = run(n.https_url('/ok'), 100)
       assert.equal(2, status2)
-      assert.matches('perf_manual: red%-check: %-%-connections 100 needs about %d+ open files, but the limit is 64', err2)
+      assert.matches('perf_manual: red%-check: %-%-connections 100 needs about %d+ open files, but the limit is 64',
+        err2)
       -- the same count as for plain http: TLS costs no descriptor of its own
       local need_tls = tonumber(err2:match('needs about (%d+)'))
       local _, err3 = h.sh(string.format("ulimit -n 64; %s/bin/perf_manual red-check --endpoint '%s' --connections 100 "
