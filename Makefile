@@ -20,11 +20,10 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # libraries for the loader to map and relocate at every start (about 1 ms of
 # the time to "attached" on this VM), and nothing to keep in step at run time.
 # Lua C modules loaded later (lpeg, posix, cjson) find Lua's API in the
-# binary, which exports it (-Wl,-E). OpenSSL (red-check over https) is linked
-# in too, but not exported: a Lua C module linked to Debian's libssl.so must
-# not find our copy's symbols instead of its own.
-STATIC_LIBS := -Wl,-Bstatic -lluajit-5.1 -lbpf -lelf -lssl -lcrypto -lz -Wl,-Bdynamic -ldl \
-               -Wl,--exclude-libs,libssl.a:libcrypto.a
+# binary, which exports it (-Wl,-E). OpenSSL (red-check over https) is not
+# linked: runtime/http.c opens libssl.so.3 when an https run needs it (linked,
+# its relocations doubled the CPU time of every start).
+STATIC_LIBS := -Wl,-Bstatic -lluajit-5.1 -lbpf -lelf -lz -Wl,-Bdynamic -ldl
 
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -Wall -Wextra -D_GNU_SOURCE -DPM_VERSION='"$(VERSION)"' \

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -37,6 +38,121 @@
 
 #include "pm.h"
 #include "http_internal.h"
+
+/* ---- OpenSSL, loaded when an https run needs it ----------------------
+ * Debian's libssl.so.3 is opened with dlopen at the first https run, not
+ * linked: linked in (statically or not) its 20,000 relocations doubled the
+ * CPU time of every start of the tool (4.6 -> 10.4 ms, 105 -> 210 page
+ * faults), https or not. The header gives the types; every call below goes
+ * through this table (the #defines after it). */
+#define OSSL_FUNCS(X) \
+  X(ssl, TLS_client_method) \
+  X(ssl, SSL_CTX_new) \
+  X(ssl, SSL_CTX_free) \
+  X(ssl, SSL_CTX_ctrl) \
+  X(ssl, SSL_CTX_set_options) \
+  X(ssl, SSL_CTX_sess_set_new_cb) \
+  X(ssl, SSL_CTX_set_verify) \
+  X(ssl, SSL_CTX_load_verify_locations) \
+  X(ssl, SSL_CTX_set_default_verify_paths) \
+  X(ssl, SSL_CTX_get0_param) \
+  X(ssl, SSL_CTX_set_ex_data) \
+  X(ssl, SSL_CTX_get_ex_data) \
+  X(ssl, SSL_get_SSL_CTX) \
+  X(ssl, SSL_new) \
+  X(ssl, SSL_free) \
+  X(ssl, SSL_set_fd) \
+  X(ssl, SSL_ctrl) \
+  X(ssl, SSL_set_session) \
+  X(ssl, SSL_SESSION_dup) \
+  X(ssl, SSL_SESSION_free) \
+  X(ssl, SSL_connect) \
+  X(ssl, SSL_read) \
+  X(ssl, SSL_write) \
+  X(ssl, SSL_get_error) \
+  X(ssl, SSL_shutdown) \
+  X(ssl, SSL_session_reused) \
+  X(ssl, SSL_get_version) \
+  X(ssl, SSL_get_current_cipher) \
+  X(ssl, SSL_CIPHER_get_name) \
+  X(ssl, SSL_get_verify_result) \
+  X(crypto, ERR_clear_error) \
+  X(crypto, ERR_peek_last_error) \
+  X(crypto, ERR_get_error) \
+  X(crypto, ERR_error_string_n) \
+  X(crypto, X509_verify_cert_error_string) \
+  X(crypto, X509_VERIFY_PARAM_set1_host) \
+  X(crypto, X509_VERIFY_PARAM_set1_ip_asc)
+
+static struct {
+#define OSSL_MEMBER(lib, f) __typeof__(&f) f;
+  OSSL_FUNCS(OSSL_MEMBER)
+#undef OSSL_MEMBER
+} ossl;
+
+/* Loads libssl and libcrypto once: 0, or -1 with the reason in err. */
+static int ossl_load(char *err, size_t errlen)
+{
+  static int state;           /* 0: not tried, 1: loaded, -1: failed */
+  static char why[256];
+  if (state == 0) {
+    void *ssl = dlopen("libssl.so.3", RTLD_NOW | RTLD_LOCAL);
+    void *crypto = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
+    state = 1;
+    if (!ssl || !crypto) {
+      snprintf(why, sizeof why, "https needs OpenSSL 3 (apt-get install libssl3): %s", dlerror());
+      state = -1;
+    }
+#define OSSL_SYM(lib, f)                                                   \
+    if (state == 1 && !(*(void **)&ossl.f = dlsym(lib, #f))) {             \
+      snprintf(why, sizeof why, "https: OpenSSL has no %s: %s", #f, dlerror()); \
+      state = -1;                                                          \
+    }
+    OSSL_FUNCS(OSSL_SYM)
+#undef OSSL_SYM
+  }
+  if (state < 0)
+    snprintf(err, errlen, "%s", why);
+  return state < 0 ? -1 : 0;
+}
+
+#define TLS_client_method (ossl.TLS_client_method)
+#define SSL_CTX_new (ossl.SSL_CTX_new)
+#define SSL_CTX_free (ossl.SSL_CTX_free)
+#define SSL_CTX_ctrl (ossl.SSL_CTX_ctrl)
+#define SSL_CTX_set_options (ossl.SSL_CTX_set_options)
+#define SSL_CTX_sess_set_new_cb (ossl.SSL_CTX_sess_set_new_cb)
+#define SSL_CTX_set_verify (ossl.SSL_CTX_set_verify)
+#define SSL_CTX_load_verify_locations (ossl.SSL_CTX_load_verify_locations)
+#define SSL_CTX_set_default_verify_paths (ossl.SSL_CTX_set_default_verify_paths)
+#define SSL_CTX_get0_param (ossl.SSL_CTX_get0_param)
+#define SSL_CTX_set_ex_data (ossl.SSL_CTX_set_ex_data)
+#define SSL_CTX_get_ex_data (ossl.SSL_CTX_get_ex_data)
+#define SSL_get_SSL_CTX (ossl.SSL_get_SSL_CTX)
+#define SSL_new (ossl.SSL_new)
+#define SSL_free (ossl.SSL_free)
+#define SSL_set_fd (ossl.SSL_set_fd)
+#define SSL_ctrl (ossl.SSL_ctrl)
+#define SSL_set_session (ossl.SSL_set_session)
+#define SSL_SESSION_dup (ossl.SSL_SESSION_dup)
+#define SSL_SESSION_free (ossl.SSL_SESSION_free)
+#define SSL_connect (ossl.SSL_connect)
+#define SSL_read (ossl.SSL_read)
+#define SSL_write (ossl.SSL_write)
+#define SSL_get_error (ossl.SSL_get_error)
+#define SSL_shutdown (ossl.SSL_shutdown)
+#define SSL_session_reused (ossl.SSL_session_reused)
+#define SSL_get_version (ossl.SSL_get_version)
+#define SSL_get_current_cipher (ossl.SSL_get_current_cipher)
+#define SSL_CIPHER_get_name (ossl.SSL_CIPHER_get_name)
+#define SSL_get_verify_result (ossl.SSL_get_verify_result)
+#define ERR_clear_error (ossl.ERR_clear_error)
+#define ERR_peek_last_error (ossl.ERR_peek_last_error)
+#define ERR_get_error (ossl.ERR_get_error)
+#define ERR_error_string_n (ossl.ERR_error_string_n)
+#define X509_verify_cert_error_string (ossl.X509_verify_cert_error_string)
+#define X509_VERIFY_PARAM_set1_host (ossl.X509_VERIFY_PARAM_set1_host)
+#define X509_VERIFY_PARAM_set1_ip_asc (ossl.X509_VERIFY_PARAM_set1_ip_asc)
 
 /* ---- histogram ------------------------------------------------------- */
 
@@ -1145,6 +1261,12 @@ static int pm_http_run(lua_State *L)
    * in the count (only https runs load it at all) */
   if (tls) {
     char err[300];
+    if (ossl_load(err, sizeof err) < 0) {
+      lua_pushnil(L);
+      lua_pushstring(L, err);
+      lua_pushliteral(L, "tls");
+      return 3;
+    }
     R.sni = ip_host ? NULL : host;
     R.ip = ip_host ? host : NULL;
     R.tls = tls_context(&R, opt_str(L, "cacert"), insecure, err, sizeof err);
@@ -1157,7 +1279,8 @@ static int pm_http_run(lua_State *L)
   }
   long have = 0, need = 0;
   if (fd_room(R.nconn, &have, &need)) {
-    SSL_CTX_free(R.tls);
+    if (R.tls)
+      SSL_CTX_free(R.tls);
     lua_pushnil(L);
     lua_pushfstring(L, "--connections %d needs about %d open files, but the limit is %d "
                        "(ulimit -n): lower --connections or raise the limit",
@@ -1169,7 +1292,8 @@ static int pm_http_run(lua_State *L)
   struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
   int gai = getaddrinfo(host, port, &hints, &R.ai);
   if (gai != 0) {
-    SSL_CTX_free(R.tls);
+    if (R.tls)
+      SSL_CTX_free(R.tls);
     lua_pushnil(L);
     lua_pushfstring(L, "resolve %s: %s", host, gai_strerror(gai));
     return 2;
@@ -1319,7 +1443,8 @@ cleanup:
   freeaddrinfo(R.ai);
   if (R.sess)
     SSL_SESSION_free(R.sess);
-  SSL_CTX_free(R.tls);
+  if (R.tls)
+    SSL_CTX_free(R.tls);
   return result;
 }
 
