@@ -20,7 +20,9 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # libraries for the loader to map and relocate at every start (about 1 ms of
 # the time to "attached" on this VM), and nothing to keep in step at run time.
 # Lua C modules loaded later (lpeg, posix, cjson) find Lua's API in the
-# binary, which exports it (-Wl,-E).
+# binary, which exports it (-Wl,-E). OpenSSL (red-check over https) is not
+# linked: runtime/http.c opens libssl.so.3 when an https run needs it (linked,
+# its relocations doubled the CPU time of every start).
 STATIC_LIBS := -Wl,-Bstatic -lluajit-5.1 -lbpf -lelf -lz -Wl,-Bdynamic -ldl
 
 CFLAGS   ?= -O2 -g
@@ -43,7 +45,7 @@ DEB_PKGS := build-essential pkg-config clang llvm libclang-rt-14-dev libluajit-5
             lua-busted lua-argparse lua-yaml lua-cjson lua-sql-sqlite3 lua-cosmo lua-posix \
             lua-check lua-expat util-linux procps strace libc6-dbg \
             nginx libnginx-mod-http-echo chromium wrk nftables \
-            prometheus prometheus-node-exporter golang-go
+            prometheus prometheus-node-exporter golang-go libssl-dev openssl
 # Daemons (nginx, prometheus, node-exporter) are not started on install: the
 # tests run their own copies, and a resident scraper would disturb the
 # machine-judging tests. policy-rc.d is Debian's switch for that.

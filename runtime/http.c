@@ -6,6 +6,10 @@
  * its queueing (no coordinated omission). With rate 0 every connection sends
  * again as soon as it has its answer (closed loop, wrk's mode).
  *
+ * TLS (https) through OpenSSL: the handshake is part of a new connection's
+ * time, as the TCP connect is; sessions are resumed on reconnects; a failed
+ * handshake is its own error kind with the reason kept.
+ *
  * Mechanism only: Lua parses the URL, decides what an error is and prints.
  * Latencies go into a log-linear histogram (64 linear sub-buckets per power
  * of two of microseconds: <1.6% relative error), read back as percentiles. */
@@ -20,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -27,9 +32,127 @@
 #include <unistd.h>
 
 #include <lauxlib.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "pm.h"
 #include "http_internal.h"
+
+/* ---- OpenSSL, loaded when an https run needs it ----------------------
+ * Debian's libssl.so.3 is opened with dlopen at the first https run, not
+ * linked: linked in (statically or not) its 20,000 relocations doubled the
+ * CPU time of every start of the tool (4.6 -> 10.4 ms, 105 -> 210 page
+ * faults), https or not. The header gives the types; every call below goes
+ * through this table (the #defines after it). */
+#define OSSL_FUNCS(X) \
+  X(ssl, TLS_client_method) \
+  X(ssl, SSL_CTX_new) \
+  X(ssl, SSL_CTX_free) \
+  X(ssl, SSL_CTX_ctrl) \
+  X(ssl, SSL_CTX_set_options) \
+  X(ssl, SSL_CTX_sess_set_new_cb) \
+  X(ssl, SSL_CTX_set_verify) \
+  X(ssl, SSL_CTX_load_verify_locations) \
+  X(ssl, SSL_CTX_set_default_verify_paths) \
+  X(ssl, SSL_CTX_get0_param) \
+  X(ssl, SSL_CTX_set_ex_data) \
+  X(ssl, SSL_CTX_get_ex_data) \
+  X(ssl, SSL_get_SSL_CTX) \
+  X(ssl, SSL_new) \
+  X(ssl, SSL_free) \
+  X(ssl, SSL_set_fd) \
+  X(ssl, SSL_ctrl) \
+  X(ssl, SSL_set_session) \
+  X(ssl, SSL_SESSION_dup) \
+  X(ssl, SSL_SESSION_free) \
+  X(ssl, SSL_connect) \
+  X(ssl, SSL_read) \
+  X(ssl, SSL_write) \
+  X(ssl, SSL_get_error) \
+  X(ssl, SSL_shutdown) \
+  X(ssl, SSL_session_reused) \
+  X(ssl, SSL_get_version) \
+  X(ssl, SSL_get_current_cipher) \
+  X(ssl, SSL_CIPHER_get_name) \
+  X(ssl, SSL_get_verify_result) \
+  X(crypto, ERR_clear_error) \
+  X(crypto, ERR_peek_last_error) \
+  X(crypto, ERR_get_error) \
+  X(crypto, ERR_error_string_n) \
+  X(crypto, X509_verify_cert_error_string) \
+  X(crypto, X509_VERIFY_PARAM_set1_host) \
+  X(crypto, X509_VERIFY_PARAM_set1_ip_asc)
+
+static struct {
+#define OSSL_MEMBER(lib, f) __typeof__(&f) f;
+  OSSL_FUNCS(OSSL_MEMBER)
+#undef OSSL_MEMBER
+} ossl;
+
+/* Loads libssl and libcrypto once: 0, or -1 with the reason in err. */
+static int ossl_load(char *err, size_t errlen)
+{
+  static int state;           /* 0: not tried, 1: loaded, -1: failed */
+  static char why[256];
+  if (state == 0) {
+    void *ssl = dlopen("libssl.so.3", RTLD_NOW | RTLD_LOCAL);
+    void *crypto = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
+    state = 1;
+    if (!ssl || !crypto) {
+      snprintf(why, sizeof why, "https needs OpenSSL 3 (apt-get install libssl3): %s", dlerror());
+      state = -1;
+    }
+#define OSSL_SYM(lib, f)                                                   \
+    if (state == 1 && !(*(void **)&ossl.f = dlsym(lib, #f))) {             \
+      snprintf(why, sizeof why, "https: OpenSSL has no %s: %s", #f, dlerror()); \
+      state = -1;                                                          \
+    }
+    OSSL_FUNCS(OSSL_SYM)
+#undef OSSL_SYM
+  }
+  if (state < 0)
+    snprintf(err, errlen, "%s", why);
+  return state < 0 ? -1 : 0;
+}
+
+#define TLS_client_method (ossl.TLS_client_method)
+#define SSL_CTX_new (ossl.SSL_CTX_new)
+#define SSL_CTX_free (ossl.SSL_CTX_free)
+#define SSL_CTX_ctrl (ossl.SSL_CTX_ctrl)
+#define SSL_CTX_set_options (ossl.SSL_CTX_set_options)
+#define SSL_CTX_sess_set_new_cb (ossl.SSL_CTX_sess_set_new_cb)
+#define SSL_CTX_set_verify (ossl.SSL_CTX_set_verify)
+#define SSL_CTX_load_verify_locations (ossl.SSL_CTX_load_verify_locations)
+#define SSL_CTX_set_default_verify_paths (ossl.SSL_CTX_set_default_verify_paths)
+#define SSL_CTX_get0_param (ossl.SSL_CTX_get0_param)
+#define SSL_CTX_set_ex_data (ossl.SSL_CTX_set_ex_data)
+#define SSL_CTX_get_ex_data (ossl.SSL_CTX_get_ex_data)
+#define SSL_get_SSL_CTX (ossl.SSL_get_SSL_CTX)
+#define SSL_new (ossl.SSL_new)
+#define SSL_free (ossl.SSL_free)
+#define SSL_set_fd (ossl.SSL_set_fd)
+#define SSL_ctrl (ossl.SSL_ctrl)
+#define SSL_set_session (ossl.SSL_set_session)
+#define SSL_SESSION_dup (ossl.SSL_SESSION_dup)
+#define SSL_SESSION_free (ossl.SSL_SESSION_free)
+#define SSL_connect (ossl.SSL_connect)
+#define SSL_read (ossl.SSL_read)
+#define SSL_write (ossl.SSL_write)
+#define SSL_get_error (ossl.SSL_get_error)
+#define SSL_shutdown (ossl.SSL_shutdown)
+#define SSL_session_reused (ossl.SSL_session_reused)
+#define SSL_get_version (ossl.SSL_get_version)
+#define SSL_get_current_cipher (ossl.SSL_get_current_cipher)
+#define SSL_CIPHER_get_name (ossl.SSL_CIPHER_get_name)
+#define SSL_get_verify_result (ossl.SSL_get_verify_result)
+#define ERR_clear_error (ossl.ERR_clear_error)
+#define ERR_peek_last_error (ossl.ERR_peek_last_error)
+#define ERR_get_error (ossl.ERR_get_error)
+#define ERR_error_string_n (ossl.ERR_error_string_n)
+#define X509_verify_cert_error_string (ossl.X509_verify_cert_error_string)
+#define X509_VERIFY_PARAM_set1_host (ossl.X509_VERIFY_PARAM_set1_host)
+#define X509_VERIFY_PARAM_set1_ip_asc (ossl.X509_VERIFY_PARAM_set1_ip_asc)
 
 /* ---- histogram ------------------------------------------------------- */
 
@@ -217,7 +340,7 @@ static int parse_head(struct resp *r, const char *buf, size_t n)
     }
     p = e + 2;
   }
-  if (r->status == 204 || r->status == 304 || r->status < 200) {
+  if (r->no_body || r->status == 204 || r->status == 304 || r->status < 200) {
     r->state = P_DONE;
   } else if (chunked) {
     r->state = P_CHUNK_SIZE;
@@ -359,13 +482,15 @@ int pm_resp_feed(struct resp *r, const char *buf, size_t n, size_t *used)
   }
 }
 
-/// _parse(chunks) -> {status=, body=, close=, used=} | nil, err
-/// Feeds the strings in `chunks` one after another, as reads would; for specs.
+/// _parse(chunks, head?) -> {status=, body=, close=, used=} | nil, err
+/// Feeds the strings in `chunks` one after another, as reads would (head:
+/// as the answer to a HEAD request); for specs.
 static int pm_http_parse(lua_State *L)
 {
   luaL_checktype(L, 1, LUA_TTABLE);
   struct resp r;
   pm_resp_reset(&r);
+  r.no_body = lua_toboolean(L, 2);
   size_t nchunks = lua_objlen(L, 1);
   char *buf = NULL;
   size_t len = 0, total_used = 0;
@@ -420,7 +545,7 @@ static int pm_http_parse(lua_State *L)
 
 /* ---- the load loop ---------------------------------------------------- */
 
-enum { C_DOWN, C_CONNECTING, C_IDLE, C_SENDING, C_READING };
+enum { C_DOWN, C_CONNECTING, C_HANDSHAKE, C_IDLE, C_SENDING, C_READING };
 
 struct conn {
   int fd;
@@ -434,6 +559,8 @@ struct conn {
   size_t blen;
   double retry_at;          /* after a failed connect: not before */
   int in_idle;              /* on the idle stack */
+  SSL *ssl;                 /* https: this connection's TLS, else NULL */
+  int tls_dead;             /* a fatal TLS error: no close_notify may follow */
 };
 
 #define RBUF 65536
@@ -464,6 +591,15 @@ struct run {
   uint64_t connects, connect_ok;
   uint64_t e_nofile;        /* of e_connect: socket() found no free descriptor */
   int last_errno;
+  int head;                 /* HEAD requests: answers carry no body */
+  /* https */
+  SSL_CTX *tls;
+  const char *sni;          /* server name sent and checked; NULL for an address */
+  const char *ip;           /* the address the certificate must name, when not a name */
+  SSL_SESSION *sess;        /* the newest session, offered by every new connection */
+  uint64_t e_tls, handshakes, handshakes_ok, resumed;
+  const char *tls_version, *tls_cipher;   /* of the first handshake (static strings) */
+  char tls_err[256];        /* why the last handshake failed */
   struct hist h;
   struct sec *secs;
   int nsecs;
@@ -509,6 +645,15 @@ static void conn_close(struct run *R, struct conn *c)
 {
   if (c->state != C_DOWN)
     R->ndown++;
+  if (c->ssl) {
+    /* close_notify when the connection is sound (the server may then keep
+     * its session); never after a fatal error */
+    if (!c->tls_dead && c->state != C_HANDSHAKE)
+      SSL_shutdown(c->ssl);
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+  }
+  c->tls_dead = 0;
   if (c->fd >= 0) {
     epoll_ctl(R->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
@@ -540,25 +685,163 @@ static void fail(struct run *R, struct conn *c, uint64_t *counter, double t, int
   conn_close(R, c);
 }
 
+/* Socket or TLS I/O: bytes moved (> 0), or IO_EOF, IO_AGAIN (*ev: what to
+ * wait for), IO_ERR (errno in *err, 0 for a TLS protocol error). */
+enum { IO_EOF = 0, IO_AGAIN = -1, IO_ERR = -2 };
+
+static ssize_t tls_result(struct conn *c, int r, uint32_t *ev, int *err)
+{
+  switch (SSL_get_error(c->ssl, r)) {
+  case SSL_ERROR_WANT_READ:
+    *ev = EPOLLIN;
+    return IO_AGAIN;
+  case SSL_ERROR_WANT_WRITE:
+    *ev = EPOLLOUT;
+    return IO_AGAIN;
+  case SSL_ERROR_ZERO_RETURN:
+    return IO_EOF;
+  case SSL_ERROR_SYSCALL:
+    *err = errno ? errno : EPIPE;
+    break;
+  default:
+    *err = 0;
+  }
+  c->tls_dead = 1;
+  ERR_clear_error();
+  return IO_ERR;
+}
+
+static ssize_t io_write(struct conn *c, const char *p, size_t n, uint32_t *ev, int *err)
+{
+  if (c->ssl) {
+    int w = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+    return w > 0 ? w : tls_result(c, w, ev, err);
+  }
+  for (;;) {
+    ssize_t w = write(c->fd, p, n);
+    if (w >= 0)
+      return w;
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      *ev = EPOLLOUT;
+      return IO_AGAIN;
+    }
+    *err = errno;
+    return IO_ERR;
+  }
+}
+
+static ssize_t io_read(struct conn *c, char *p, size_t n, uint32_t *ev, int *err)
+{
+  if (c->ssl) {
+    int r = SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+    return r > 0 ? r : tls_result(c, r, ev, err);
+  }
+  for (;;) {
+    ssize_t r = read(c->fd, p, n);
+    if (r >= 0)
+      return r;
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      *ev = EPOLLIN;
+      return IO_AGAIN;
+    }
+    *err = errno;
+    return IO_ERR;
+  }
+}
+
 static void try_write(struct run *R, struct conn *c, double t)
 {
   while (c->woff < R->reqlen) {
-    ssize_t w = write(c->fd, R->req + c->woff, R->reqlen - c->woff);
-    if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        watch(R, c, EPOLLOUT);
-        return;
-      }
-      if (errno == EINTR)
-        continue;
-      fail(R, c, &R->e_closed, t, errno);
+    uint32_t ev = 0;
+    int err = 0;
+    ssize_t w = io_write(c, R->req + c->woff, R->reqlen - c->woff, &ev, &err);
+    if (w == IO_AGAIN) {
+      watch(R, c, ev);
+      return;
+    }
+    if (w <= 0) {
+      fail(R, c, &R->e_closed, t, err);
       return;
     }
     c->woff += (size_t)w;
   }
   c->state = C_READING;
   pm_resp_reset(&c->r);
+  c->r.no_body = R->head;
   watch(R, c, EPOLLIN);
+}
+
+/* Why the handshake of c failed, into R->tls_err. */
+static void tls_reason(struct run *R, struct conn *c, int r)
+{
+  long vr = SSL_get_verify_result(c->ssl);
+  unsigned long e = ERR_peek_last_error();
+  int kind = SSL_get_error(c->ssl, r);
+  if (vr != X509_V_OK)
+    snprintf(R->tls_err, sizeof R->tls_err, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
+  else if (e)
+    ERR_error_string_n(e, R->tls_err, sizeof R->tls_err);
+  else if (kind == SSL_ERROR_SYSCALL && errno)
+    snprintf(R->tls_err, sizeof R->tls_err, "handshake: %s", strerror(errno));
+  else
+    snprintf(R->tls_err, sizeof R->tls_err, "the server closed the connection during the handshake");
+  ERR_clear_error();
+}
+
+/* Drives the TLS handshake of c; sends the request once it is done. */
+static void handshake(struct run *R, struct conn *c, double t)
+{
+  ERR_clear_error();
+  int r = SSL_connect(c->ssl);
+  if (r == 1) {
+    if (R->handshakes_ok++ == 0) {
+      R->tls_version = SSL_get_version(c->ssl);
+      R->tls_cipher = SSL_get_cipher_name(c->ssl);
+    }
+    if (SSL_session_reused(c->ssl))
+      R->resumed++;
+    c->state = C_SENDING;
+    try_write(R, c, t);
+    return;
+  }
+  int kind = SSL_get_error(c->ssl, r);
+  if (kind == SSL_ERROR_WANT_READ || kind == SSL_ERROR_WANT_WRITE) {
+    watch(R, c, kind == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT);
+    return;
+  }
+  tls_reason(R, c, r);
+  c->tls_dead = 1;
+  c->retry_at = t + 0.01;
+  fail(R, c, &R->e_tls, t, 0);
+}
+
+/* TCP is up: start TLS on it (or fail the request when OpenSSL cannot).
+ * It offers a copy of the newest session: a TLS 1.3 client marks the session
+ * it resumed as used up, and the next connection would then do a full
+ * handshake though the server takes the ticket again (nginx does). */
+static void tls_start(struct run *R, struct conn *c, double t)
+{
+  SSL_SESSION *sess = R->sess ? SSL_SESSION_dup(R->sess) : NULL;
+  c->ssl = SSL_new(R->tls);
+  int ok = c->ssl && SSL_set_fd(c->ssl, c->fd) && (!R->sni || SSL_set_tlsext_host_name(c->ssl, R->sni)) &&
+           (!sess || SSL_set_session(c->ssl, sess));
+  if (sess)
+    SSL_SESSION_free(sess);  /* the connection holds its own reference */
+  if (!ok) {
+    ERR_error_string_n(ERR_get_error(), R->tls_err, sizeof R->tls_err);
+    ERR_clear_error();
+    c->tls_dead = 1;
+    c->retry_at = t + 0.01;
+    fail(R, c, &R->e_tls, t, 0);
+    return;
+  }
+  R->handshakes++;
+  c->state = C_HANDSHAKE;
+  handshake(R, c, t);
 }
 
 /* Gives a due request to connection c (which is idle or down). */
@@ -626,13 +909,15 @@ static void on_readable(struct run *R, struct conn *c, double t)
       /* a body with no length reading until close: drop what we hold */
       c->blen = 0;
     }
-    ssize_t n = read(c->fd, c->buf + c->blen, RBUF - c->blen);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return;
-      if (errno == EINTR)
-        continue;
-      fail(R, c, &R->e_read, t, errno);
+    uint32_t ev = 0;
+    int err = 0;
+    ssize_t n = io_read(c, c->buf + c->blen, RBUF - c->blen, &ev, &err);
+    if (n == IO_AGAIN) {
+      watch(R, c, ev);
+      return;
+    }
+    if (n == IO_ERR) {
+      fail(R, c, &R->e_read, t, err);
       return;
     }
     if (n == 0) {
@@ -681,15 +966,24 @@ static void on_event(struct run *R, struct conn *c, uint32_t ev, double t)
       return;
     }
     R->connect_ok++;
+    if (R->tls) {
+      tls_start(R, c, t);
+      return;
+    }
     c->state = C_SENDING;
     try_write(R, c, t);
+    return;
+  }
+  if (c->state == C_HANDSHAKE) {
+    handshake(R, c, t);
     return;
   }
   if (c->state == C_SENDING) {
     try_write(R, c, t);
     return;
   }
-  if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))
+  /* TLS may wait for the socket to take bytes while reading */
+  if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLOUT))
     on_readable(R, c, t);
 }
 
@@ -719,6 +1013,11 @@ static void check_timeouts(struct run *R, double t)
     struct conn *c = &R->c[i];
     if (c->state == C_CONNECTING && t - c->started > R->timeout)
       fail(R, c, &R->e_connect, t, ETIMEDOUT);
+    else if (c->state == C_HANDSHAKE && t - c->started > R->timeout) {
+      snprintf(R->tls_err, sizeof R->tls_err, "handshake timed out");
+      c->tls_dead = 1;
+      fail(R, c, &R->e_tls, t, 0);
+    }
     else if ((c->state == C_SENDING || c->state == C_READING) && t - c->intended > R->timeout
              && t - c->started > R->timeout)
       fail(R, c, &R->e_timeout, t, ETIMEDOUT);
@@ -770,7 +1069,8 @@ static void run_loop(struct run *R)
     } else {
       int busy = 0;
       for (int i = 0; i < R->nconn; i++)
-        if (R->c[i].state == C_CONNECTING || R->c[i].state == C_SENDING || R->c[i].state == C_READING)
+        if (R->c[i].state == C_CONNECTING || R->c[i].state == C_HANDSHAKE || R->c[i].state == C_SENDING ||
+            R->c[i].state == C_READING)
           busy++;
       if (busy == 0 || t >= drain_end) {
         R->unfinished += (uint64_t)busy;
@@ -864,9 +1164,67 @@ static int fd_room(int nconn, long *have, long *need)
   return -1;
 }
 
-/// run{host=, port=, request=, rate=, connections=, duration=, timeout=}
+/* A session the server gave (TLS 1.3: after the handshake, with the first
+ * answer): kept, so the next new connection resumes it. A copy: the
+ * connection's own session is marked not resumable when it ends without
+ * close_notify, and that must not spoil the one every new connection offers. */
+static int tls_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+  struct run *R = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+  SSL_SESSION *copy = SSL_SESSION_dup(sess);
+  if (!copy)
+    return 0;
+  if (R->sess)
+    SSL_SESSION_free(R->sess);
+  R->sess = copy;
+  return 0; /* OpenSSL keeps its own reference */
+}
+
+/* The TLS context of a run: verification against cacert (a PEM file) or
+ * the system's CA store, unless insecure. NULL with the reason in err. */
+static SSL_CTX *tls_context(struct run *R, const char *cacert, int insecure, char *err, size_t errlen)
+{
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx)
+    goto fail;
+  SSL_CTX_set_app_data(ctx, R);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  /* a body that ends at close may end without close_notify */
+  SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx, tls_new_session);
+  if (insecure) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    return ctx;
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+  if (cacert ? !SSL_CTX_load_verify_locations(ctx, cacert, NULL) : !SSL_CTX_set_default_verify_paths(ctx)) {
+    char why[200];
+    ERR_error_string_n(ERR_peek_last_error(), why, sizeof why);
+    snprintf(err, errlen, "cannot load the CA certificates from %s: %s", cacert ? cacert : "the system store", why);
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  X509_VERIFY_PARAM *vp = SSL_CTX_get0_param(ctx);
+  if (R->sni ? !X509_VERIFY_PARAM_set1_host(vp, R->sni, 0) : !X509_VERIFY_PARAM_set1_ip_asc(vp, R->ip))
+    goto fail;
+  return ctx;
+fail:
+  ERR_error_string_n(ERR_peek_last_error(), err, errlen);
+  ERR_clear_error();
+  SSL_CTX_free(ctx);
+  return NULL;
+}
+
+/// run{host=, port=, request=, rate=, connections=, duration=, timeout=,
+///     head=, tls=, cacert=, insecure=, ip_host=}
+///   tls: https; the certificate must name host (a DNS name, also sent as
+///   SNI) or, with ip_host, the address host; cacert: a PEM file of CAs
+///   (default: the system store); insecure: no verification.
 ///   -> result table | nil, "op: strerror", errno (address resolution)
 ///   | nil, reason, "fd_limit" (more connections than open files allowed)
+///   | nil, reason, "tls" (the TLS context could not be made: a bad cacert)
 static int pm_http_run(lua_State *L)
 {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -890,8 +1248,39 @@ static int pm_http_run(lua_State *L)
   luaL_argcheck(L, R.rate >= 0, 1, "rate must be >= 0");
   R.ep = -1;
   int result = 0;
+  lua_getfield(L, 1, "head");
+  R.head = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "tls");
+  int tls = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "insecure");
+  int insecure = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "ip_host");
+  int ip_host = lua_toboolean(L, -1);
+  lua_pop(L, 4);
+  /* before the descriptors are counted: whatever OpenSSL keeps open is then
+   * in the count (only https runs load it at all) */
+  if (tls) {
+    char err[300];
+    if (ossl_load(err, sizeof err) < 0) {
+      lua_pushnil(L);
+      lua_pushstring(L, err);
+      lua_pushliteral(L, "tls");
+      return 3;
+    }
+    R.sni = ip_host ? NULL : host;
+    R.ip = ip_host ? host : NULL;
+    R.tls = tls_context(&R, opt_str(L, "cacert"), insecure, err, sizeof err);
+    if (!R.tls) {
+      lua_pushnil(L);
+      lua_pushstring(L, err);
+      lua_pushliteral(L, "tls");
+      return 3;
+    }
+  }
   long have = 0, need = 0;
   if (fd_room(R.nconn, &have, &need)) {
+    if (R.tls)
+      SSL_CTX_free(R.tls);
     lua_pushnil(L);
     lua_pushfstring(L, "--connections %d needs about %d open files, but the limit is %d "
                        "(ulimit -n): lower --connections or raise the limit",
@@ -903,6 +1292,8 @@ static int pm_http_run(lua_State *L)
   struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
   int gai = getaddrinfo(host, port, &hints, &R.ai);
   if (gai != 0) {
+    if (R.tls)
+      SSL_CTX_free(R.tls);
     lua_pushnil(L);
     lua_pushfstring(L, "resolve %s: %s", host, gai_strerror(gai));
     return 2;
@@ -963,7 +1354,28 @@ static int pm_http_run(lua_State *L)
   set_num(L, "parse", (double)R.e_parse);
   set_num(L, "closed", (double)R.e_closed);
   set_num(L, "no_descriptor", (double)R.e_nofile);
+  if (R.tls)
+    set_num(L, "tls", (double)R.e_tls);
   lua_setfield(L, -2, "errors");
+  if (R.tls) {
+    lua_createtable(L, 0, 6);  // [res, tls]
+    set_num(L, "handshakes", (double)R.handshakes);
+    set_num(L, "handshakes_ok", (double)R.handshakes_ok);
+    set_num(L, "resumed", (double)R.resumed);
+    lua_pushboolean(L, !insecure);
+    lua_setfield(L, -2, "verified");
+    if (R.tls_version) {
+      lua_pushstring(L, R.tls_version);
+      lua_setfield(L, -2, "version");
+      lua_pushstring(L, R.tls_cipher);
+      lua_setfield(L, -2, "cipher");
+    }
+    if (R.e_tls) {
+      lua_pushstring(L, R.tls_err);
+      lua_setfield(L, -2, "last_error");
+    }
+    lua_setfield(L, -2, "tls");
+  }
   if (R.h.n) {
     lua_createtable(L, 0, 10);  // [res, latency] seconds
     set_num(L, "min", (double)R.h.min / 1e6);
@@ -1016,6 +1428,8 @@ static int pm_http_run(lua_State *L)
 cleanup:
   if (R.c) {
     for (int i = 0; i < R.nconn; i++) {
+      if (R.c[i].ssl)
+        SSL_free(R.c[i].ssl);
       if (R.c[i].fd >= 0)
         close(R.c[i].fd);
       free(R.c[i].buf);
@@ -1027,6 +1441,10 @@ cleanup:
   if (R.ep >= 0)
     close(R.ep);
   freeaddrinfo(R.ai);
+  if (R.sess)
+    SSL_SESSION_free(R.sess);
+  if (R.tls)
+    SSL_CTX_free(R.tls);
   return result;
 }
 

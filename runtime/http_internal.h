@@ -43,6 +43,7 @@ struct resp {
   int state;
   int status;
   int close;                /* server said Connection: close (or HTTP/1.0) */
+  int no_body;              /* answers to HEAD: a head alone, whatever it says (set after reset) */
   uint64_t left;            /* body bytes (or chunk bytes) still to come */
   uint64_t body;            /* body bytes seen */
   const char *err;

@@ -1,6 +1,7 @@
 -- What several benchmarks share: shell calls, a scratch directory, the
--- median of repeated runs, finding a FlameGraph script to compare with, and
--- timing a command alone in a fresh process so its peak RSS is its own.
+-- median of repeated runs, finding a FlameGraph script to compare with,
+-- timing a command alone in a fresh process so its peak RSS is its own, and
+-- running wrk.
 --   package.path = root .. '/tests/?.lua;' .. package.path
 --   local common = require('bench.common')
 local sys = require('perf_manual._c.sys')
@@ -77,6 +78,29 @@ function M.measure(script, argv, out, runs)
     if tonumber(t) and tonumber(t) < best then best, rss = tonumber(t), tonumber(kb) end
   end
   return best, rss, status
+end
+
+--- Runs wrk against url for `seconds` (opts: threads, connections, header,
+--- script) and reads its --latency report: { rps=, p50=, p90=, p99=
+--- (seconds), errors= (non-2xx/3xx) }, and wrk's text.
+function M.wrk(url, seconds, opts)
+  opts = opts or {}
+  local cmd = string.format("wrk -t%d -c%d -d%ds --latency%s%s '%s' 2>&1", opts.threads or 1, opts.connections or 10,
+    seconds, opts.header and (" -H '" .. opts.header .. "'") or '', opts.script and (' -s ' .. opts.script) or '', url)
+  local p = io.popen(cmd)
+  local text = p:read('*a')
+  p:close()
+  local function dur(v)
+    local n, u = v:match('([%d.]+)(%a+)')
+    return tonumber(n) * ({ us = 1e-6, ms = 1e-3, s = 1, m = 60 })[u]
+  end
+  local r = { rps = tonumber(text:match('Requests/sec:%s+([%d.]+)')) }
+  for _, q in ipairs({ '50', '90', '99' }) do
+    local v = text:match('%s' .. q .. '%%%s+([%d.]+%a+)')
+    r['p' .. q] = v and dur(v)
+  end
+  r.errors = tonumber(text:match('Non%-2xx or 3xx responses: (%d+)')) or 0
+  return r, text
 end
 
 return M

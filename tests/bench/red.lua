@@ -6,6 +6,7 @@ package.path = root .. '/tests/?.lua;' .. package.path
 local nginx = require('e2e.nginx')
 local http = require('perf_manual.http')
 local util = require('perf_manual.util')
+local common = require('bench.common')
 
 local DURATION = tonumber(os.getenv('BENCH_SECONDS') or '5')
 local CONNS = { 10, 50 }
@@ -15,21 +16,8 @@ if not io.open('/usr/bin/wrk') then
   os.exit(0)
 end
 
--- wrk --latency output -> { rps=, p50=, p90=, p99= } (seconds)
 local function wrk(url, threads, conns)
-  local cmd = string.format('wrk -t%d -c%d -d%ds --latency %s 2>&1', threads, conns, DURATION, url)
-  local text = io.popen(cmd):read('*a')
-  local function dur(s)
-    local n, u = s:match('([%d.]+)(%a+)')
-    return tonumber(n) * ({ us = 1e-6, ms = 1e-3, s = 1, m = 60 })[u]
-  end
-  local r = { rps = tonumber(text:match('Requests/sec:%s+([%d.]+)')) }
-  for _, p in ipairs({ '50', '90', '99' }) do
-    local v = text:match('%s' .. p .. '%%%s+([%d.]+%a+)')
-    r['p' .. p] = v and dur(v)
-  end
-  r.errors = tonumber(text:match('Non%-2xx or 3xx responses: (%d+)')) or 0
-  return r, text
+  return common.wrk(url, DURATION, { threads = threads, connections = conns })
 end
 
 local function line(name, r)

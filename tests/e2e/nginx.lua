@@ -4,6 +4,12 @@
 --   /delay50  200 after 50 ms (echo_sleep, chunked body)
 --   /err10    500 for 10% of requests (split_clients on $request_id), else 200
 --   /chunked  200 with a chunked body of several pieces
+--   /echo     200 echoing the method, X-PM-Test header and body (echo module)
+-- start{tls = true} adds an https listener (h.tls_port, h.https_url) with a
+-- certificate for localhost and 127.0.0.1 from a CA made for the run
+-- (h.cacert; it listens on 127.0.0.2 too, an address the certificate does
+-- not name); start{access_log = true} logs every https request to h.access_log
+-- (M.read_access_log reads it).
 local M = {}
 
 local root = require('perf_manual._host').root
@@ -19,7 +25,7 @@ pid %s/nginx.pid;
 error_log %s/error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  %s
   client_body_temp_path %s/tmp/body;
   proxy_temp_path %s/tmp/proxy;
   fastcgi_temp_path %s/tmp/fastcgi;
@@ -30,6 +36,7 @@ http {
   split_clients "${request_id}" $fail10 { 10%% 1; * 0; }
   server {
     listen 127.0.0.1:%d;
+%s
     location = /ok { default_type text/plain; return 200 "ok\n"; }
     location = /delay50 { default_type text/plain; echo_sleep 0.05; echo "slept 50ms"; }
     location = /chunked { default_type text/plain; echo "part one"; echo_flush; echo "part two"; echo "part three"; }
@@ -38,9 +45,78 @@ http {
       if ($fail10) { return 500 "failed\n"; }
       return 200 "ok\n";
     }
+    location = /echo {
+      default_type text/plain;
+      echo_read_request_body;
+      echo "$echo_request_method $http_x_pm_test";
+      echo_request_body;
+    }
   }
 }
 ]]
+
+-- one line per https request (the readiness probe is plain http): method
+-- status seconds "X-PM-Test" request-length "body" tls-protocol session-reused
+local LOG = [[
+  log_format pm escape=json '$request_method $status $request_time "$http_x_pm_test" $request_length '
+                             '"$request_body" $ssl_protocol $ssl_session_reused';
+  access_log %s/access.log pm if=$https;]]
+
+local TLS = [[
+    listen 127.0.0.1:%d ssl;
+    listen 127.0.0.2:%d ssl;
+    ssl_certificate %s/server.pem;
+    ssl_certificate_key %s/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:pmtls:1m;]]
+
+-- a CA and a server certificate it signs (localhost, 127.0.0.1), EC P-256
+local CERT_CONF = [[
+[req]
+distinguished_name = dn
+[dn]
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost,IP:127.0.0.1
+]]
+
+local function make_certs(dir)
+  local f = assert(io.open(dir .. '/cert.cnf', 'w'))
+  f:write(CERT_CONF)
+  f:close()
+  local key = '-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes'
+  local cmd = string.format([[cd '%s' && {
+    openssl req -x509 -config cert.cnf -extensions ca %s -keyout ca.key -out ca.pem -days 2 \
+      -subj '/CN=perf_manual test CA' &&
+    openssl req -new -config cert.cnf %s -keyout server.key -out server.csr -subj '/CN=localhost' &&
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile cert.cnf -extensions server \
+      -out server.pem; } >openssl.log 2>&1]], dir, key, key)
+  local ok = os.execute(cmd)
+  if not (ok == 0 or ok == true) then
+    local log = io.open(dir .. '/openssl.log')
+    error('making the test certificates failed: ' .. (log and log:read('*a') or '?'), 3)
+  end
+end
+
+--- The access log's lines as {method=, status=, seconds=, header=, length=, body=, tls=, reused=}.
+function M.read_access_log(h)
+  local out = {}
+  for line in io.lines(h.access_log) do
+    local m, st, secs, hdr, len, body, proto, reused =
+      line:match('^(%S+) (%d+) ([%d.]+) "(.-)" (%d+) "(.-)" (%S*) ?(%S*)$')
+    assert(m, 'unexpected access log line: ' .. line)
+    out[#out + 1] = { method = m, status = tonumber(st), seconds = tonumber(secs), header = hdr,
+      length = tonumber(len), body = body, tls = proto, reused = reused == 'r' }
+  end
+  return out
+end
 
 --- Why nginx cannot be used here, or nil.
 function M.missing()
@@ -56,8 +132,17 @@ local function port_free(port)
   return ok ~= nil
 end
 
---- Starts nginx; returns a handle {port=, url(path), stop()}.
-function M.start()
+local function free_port(lo, avoid)
+  for _ = 1, 50 do
+    local cand = math.max(1024, lo - 12000) + math.random(0, 11000)
+    if cand ~= avoid and port_free(cand) then return cand end
+  end
+end
+
+--- Starts nginx; returns a handle {port=, url(path), stop()} (and with
+--- opts.tls: tls_port=, https_url(path, host), cacert=).
+function M.start(opts)
+  opts = opts or {}
   local why = M.missing()
   if why then error(why, 2) end
   local prefix = string.format('%s/build/nginx-test-%d', root, sys.getpid())
@@ -69,19 +154,23 @@ function M.start()
   local pr = io.open('/proc/sys/net/ipv4/ip_local_port_range')
   if pr then lo = tonumber(pr:read('*n')) or lo; pr:close() end
   math.randomseed(sys.getpid() + os.time() + math.floor(sys.monotonic_ns() % 1e6))
-  for _ = 1, 50 do
-    local cand = math.max(1024, lo - 12000) + math.random(0, 11000)
-    if port_free(cand) then port = cand; break end
-  end
+  port = free_port(lo)
   assert(port, 'no free port for nginx')
+  local tls_port = opts.tls and assert(free_port(lo, port), 'no free port for nginx')
+  if opts.tls then make_certs(prefix) end
   local conf = prefix .. '/nginx.conf'
   local f = assert(io.open(conf, 'w'))
-  f:write(string.format(CONF, M.echo_module, prefix, prefix, prefix, prefix, prefix, prefix, prefix, port))
+  f:write(string.format(CONF, M.echo_module, prefix, prefix,
+    opts.access_log and string.format(LOG, prefix) or 'access_log off;',
+    prefix, prefix, prefix, prefix, prefix, port,
+    opts.tls and string.format(TLS, tls_port, tls_port, prefix, prefix) or ''))
   f:close()
   local pid = assert(sys.spawn({ M.binary, '-p', prefix, '-e', prefix .. '/error.log', '-c', conf, '-g', 'daemon off;' },
     { stdout = prefix .. '/stdout', stderr = prefix .. '/stderr' }))
-  local h = { port = port, pid = pid, prefix = prefix }
+  local h = { port = port, pid = pid, prefix = prefix, tls_port = tls_port,
+    cacert = opts.tls and prefix .. '/ca.pem', access_log = opts.access_log and prefix .. '/access.log' }
   function h.url(path) return string.format('http://127.0.0.1:%d%s', port, path) end
+  function h.https_url(path, host) return string.format('https://%s:%d%s', host or '127.0.0.1', tls_port, path) end
   function h.stop()
     if h.pid then
       sys.kill(h.pid, 15)

@@ -15,4 +15,4 @@ out=build/fuzz/fuzz_$t
 mkdir -p build/fuzz
 if [ -x "$out" ] && [ -z "$(find $src runtime/*.h -newer "$out" 2>/dev/null)" ]; then exit 0; fi
 clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -Iruntime $(pkg-config --cflags luajit) $src $(pkg-config --libs luajit) -lpthread -lm -o "$out"
+  -Iruntime $(pkg-config --cflags luajit openssl) $src $(pkg-config --libs luajit) -ldl -lpthread -lm -o "$out"

@@ -6,24 +6,31 @@ error('perf_manual._c.http: this file only describes the C API')
 
 local http = {}
 
---- Sends GET requests for `duration` seconds over keep-alive connections.
---- rate > 0: open loop, request i due at start + i/rate, latency counted from
---- that due time; rate = 0: closed loop (each connection sends again when
---- answered). Blocks until done or a stop was requested (Ctrl-C).
----@param opts {host: string, port: string, request: string, rate: number?, connections: integer?, duration: number?, timeout: number?}
+--- Sends `request` (the whole bytes) for `duration` seconds over keep-alive
+--- connections. rate > 0: open loop, request i due at start + i/rate, latency
+--- counted from that due time; rate = 0: closed loop (each connection sends
+--- again when answered). Blocks until done or a stop was requested (Ctrl-C).
+--- head: the request is HEAD (answers have no body). tls: https, the
+--- certificate verified against cacert (PEM file) or the system store unless
+--- insecure, and naming host (a DNS name, also the SNI) or, with ip_host, the
+--- address host; new connections resume the newest session.
+---@param opts {host: string, port: string, request: string, rate: number?, connections: integer?, duration: number?, timeout: number?, head: boolean?, tls: boolean?, cacert: string?, insecure: boolean?, ip_host: boolean?}
 ---@return table? result  -- elapsed, issue_time, asked_rate, connections, sent, responses, due,
 ---                       -- backlog, unfinished, connects, connects_ok, last_error?,
----                       -- status = {['1xx'..'5xx']}, errors = {connect, timeout, read, parse, closed},
+---                       -- status = {['1xx'..'5xx']}, errors = {connect, timeout, read, parse, closed, tls?},
+---                       -- tls? = {handshakes, handshakes_ok, resumed, verified, version?, cipher?, last_error?},
 ---                       -- latency? = {min, max, mean, p50, p75, p90, p99, ['p99.9'], ['p99.99']} (seconds),
 ---                       -- histogram? = {{lo, hi, count}, ...} (seconds),
 ---                       -- series = {{t, responses, errors, lat_log2_us = {32 counts}}, ...}
----@return string? err  -- "resolve HOST: reason"
+---@return string? err  -- "resolve HOST: reason", or the reason of a kind below
+---@return string? kind  -- "fd_limit" (more connections than open files), "tls" (a cacert that does not load)
 function http.run(opts) end
 
 --- Parses a response fed as `chunks` (as reads would cut it); for specs.
 ---@param chunks string[]
+---@param head boolean? the answer to a HEAD request
 ---@return {status: integer, body: number, close: boolean, used: number, left_over: integer}?, string? err
-function http._parse(chunks) end
+function http._parse(chunks, head) end
 
 --- Percentiles of values (microseconds) through the histogram alone; for specs.
 ---@param values number[]

@@ -523,7 +523,8 @@ end
 
 -- what red-check counts as an error (perf_manual.analyzers.red): 5xx answers and transport failures
 M.error_classes = { '5xx' }
-local TRANSPORT = { { 'connect', 'connect failed' }, { 'timeout', 'timeout' }, { 'read', 'reset/read error' },
+local TRANSPORT = { { 'connect', 'connect failed' }, { 'tls', 'TLS handshake failed' }, { 'timeout', 'timeout' },
+  { 'read', 'reset/read error' },
   { 'closed', 'closed early' }, { 'parse', 'bad response' } }
 
 --- The kinds of errors of a summary, most first: {{kind = '5xx', count = 36},

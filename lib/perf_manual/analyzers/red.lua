@@ -23,7 +23,7 @@ end
 function M.summarize(res)
   util.validate('res', res, 'table')
   local transport = res.errors or {}
-  local tkeys = { 'connect', 'timeout', 'read', 'closed', 'parse' }
+  local tkeys = { 'connect', 'tls', 'timeout', 'read', 'closed', 'parse' }
   local n_transport = sum(transport, tkeys)
   local n_http = sum(res.status or {}, M.error_classes)
   local attempts = (res.responses or 0) + n_transport
@@ -49,8 +49,12 @@ function M.summarize(res)
     histogram = res.histogram,
     series = res.series,
     open_loop = (res.asked_rate or 0) > 0,
+    tls = res.tls,                 -- https: handshakes, resumed, version, cipher, verified, last_error
   }
   s.unreachable = (res.connects_ok or 0) == 0 and (res.responses or 0) == 0
+  -- connected, but never through TLS (a certificate not trusted, say)
+  s.tls_failed = not s.unreachable and res.tls ~= nil and (res.tls.handshakes_ok or 0) == 0
+    and (res.responses or 0) == 0 or nil
   return s
 end
 
@@ -101,9 +105,21 @@ function M.render(s, opts)
   add('  by status  1xx %d  2xx %d  3xx %d  4xx %d  5xx %d', st['1xx'] or 0, st['2xx'] or 0, st['3xx'] or 0,
     st['4xx'] or 0, st['5xx'] or 0)
   local tr = s.errors.transport or {}
-  add('  transport  connect %d  timeout %d  reset/read %d  closed %d  bad response %d',
-    tr.connect or 0, tr.timeout or 0, tr.read or 0, tr.closed or 0, tr.parse or 0)
+  add('  transport  connect %d  %stimeout %d  reset/read %d  closed %d  bad response %d',
+    tr.connect or 0, s.tls and string.format('tls %d  ', tr.tls or 0) or '', tr.timeout or 0, tr.read or 0,
+    tr.closed or 0, tr.parse or 0)
   if s.errors.last_error and (tr.connect or 0) > 0 then add('  last socket error: %s', s.errors.last_error) end
+  if s.tls and s.tls.last_error and (tr.tls or 0) > 0 then add('  last TLS error: %s', s.tls.last_error) end
+  if s.tls then
+    local t = s.tls
+    if (t.handshakes_ok or 0) == 0 then
+      add('  TLS        no handshake completed')
+    else
+      add('  TLS        %s %s, %d %s (%d resumed)%s', t.version or '-', t.cipher or '', t.handshakes_ok,
+        t.handshakes_ok == 1 and 'handshake' or 'handshakes', t.resumed or 0,
+        t.verified and '' or ', certificate not verified (--insecure)')
+    end
+  end
   add('')
   add('Duration%s', s.open_loop and ' (from the intended send time)' or '')
   if s.latency then

@@ -13,7 +13,8 @@ local red_tracer = require('perf_manual.tracers.red')
 local M = {}
 
 --- Loads an endpoint. opts: endpoint, rate, connections, duration, timeout,
---- progress. Returns the load result, or nil and why.
+--- progress; method, headers, body_file (the request body, read once);
+--- cacert, insecure (https). Returns the load result, or nil and why.
 function M.active(opts)
   local u, uerr = http.parse_url(opts.endpoint)
   if not u then
@@ -22,8 +23,15 @@ function M.active(opts)
   if opts.progress then
     opts.progress(string.format('red-check: %s for %s ...', opts.endpoint, util.fmt_duration(opts.duration)))
   end
+  local body
+  if opts.body_file then
+    local rerr
+    body, rerr = util.readfile(opts.body_file)
+    if not body then util.user_error('red-check: cannot read --body: ' .. tostring(rerr)) end
+  end
   local res, err = http.load { url = opts.endpoint, rate = opts.rate, connections = opts.connections,
-    duration = opts.duration, timeout = opts.timeout }
+    duration = opts.duration, timeout = opts.timeout, method = opts.method, headers = opts.headers, body = body,
+    cacert = opts.cacert, insecure = opts.insecure }
   if not res then return nil, 'red-check: ' .. tostring(err) end
   return res
 end

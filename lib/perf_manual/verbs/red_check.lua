@@ -1,4 +1,5 @@
---- inv:red_check { endpoint =, duration =, rate =, connections =, timeout = }
+--- inv:red_check { endpoint =, duration =, rate =, connections =, timeout =,
+---                 method =, headers =, body_file =, cacert =, insecure = }
 --- inv:red_check { passive = pid, duration = }
 --- Rate, errors and duration of a service: measured by
 --- perf_manual.measure.red, summarised and judged by perf_manual.analyzers.red,
@@ -25,7 +26,9 @@ function M.red_check(inv, opts)
       s.command = res.command
     else
       local res, why = measure_red.active { endpoint = opts.endpoint, rate = opts.rate, duration = duration,
-        connections = opts.connections or 2, timeout = opts.timeout, progress = common.progress(inv) }
+        connections = opts.connections or 2, timeout = opts.timeout, progress = common.progress(inv),
+        method = opts.method, headers = opts.headers, body_file = opts.body_file, cacert = opts.cacert,
+        insecure = opts.insecure }
       if not res then inv:progress_done() return nil, why end
       s = red.summarize(res)
     end

@@ -29,3 +29,33 @@ describe('red-check playbook (replay)', function()
     assert.equal('perf_manual: red-check: give --endpoint URL (or --passive PID)\n', err)
   end)
 end)
+
+describe('red-check playbook (request and TLS options)', function()
+  -- each is refused before any load is sent: one line, exit 2
+  local cases = {
+    { "--endpoint https://127.0.0.1:1/ --cacert /x.pem --insecure", 'give --cacert or --insecure, not both' },
+    { "--endpoint https://127.0.0.1:1/ --header 'no colon'", "bad header 'no colon' (expected 'Name: value')" },
+    { "--endpoint https://127.0.0.1:1/ --header 'X-A: 1' --header 'Content-Length: 3'",
+      "header 'Content-Length' is set by red-check itself (from --body)" },
+    { "--endpoint https://127.0.0.1:1/ --body /nonexistent/body.json",
+      'cannot read --body: /nonexistent/body.json: No such file or directory' },
+    { "--endpoint https://127.0.0.1:1/ --method 'GET /'",
+      "bad method 'GET /' (expected a token like GET, POST or PURGE)" },
+    { "--endpoint http://127.0.0.1:1/ --insecure", '--insecure is for https:// URLs' },
+    { "--passive 1 --method POST", 'give --method or --passive, not both' },
+  }
+  for _, case in ipairs(cases) do
+    it('refuses ' .. case[1], function()
+      local out, err, st = h.pm('red-check --duration 0.2 ' .. case[1])
+      assert.equal(2, st)
+      assert.equal('', out)
+      assert.equal('perf_manual: red-check: ' .. case[2] .. '\n', err)
+    end)
+  end
+  it('lists the new options in --help', function()
+    local out = h.pm('red-check --help')
+    for _, o in ipairs({ '--method', '--header', '--body', '--cacert', '--insecure' }) do
+      assert.matches(o:gsub('%-', '%%-'), out)
+    end
+  end)
+end)
