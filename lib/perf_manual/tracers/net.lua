@@ -1,0 +1,419 @@
+--- TCP network tracer: connection lifecycle per process (connects,
+--- accepts, closes, connect latency, like tcpconnlat), closed connections
+--- with duration and bytes (like tcplife, streamed through a ring buffer
+--- and drained every ~0.1 s), retransmits and resets per 4-tuple, packet
+--- drops per kernel drop reason (named from the running kernel's BTF), and
+--- drops at listeners whose accept queue is full. Kernel side:
+--- bpf/net.bpf.c, structs mirrored from bpf/net.h.
+---
+---   local t = assert(net.start{ pid = 1234 })
+---   t:drain()                          -- regularly: closed connections
+---   local r = t:read{ clear = true }   -- per interval
+local ffi = require('ffi')
+local base = require('perf_manual.tracers.base')
+local bpf = require('perf_manual.bpf')
+local hist = require('perf_manual.hist')
+local util = require('perf_manual.util')
+
+local M = {}
+
+M.name = 'net'
+M.event = 'net'
+M.aliases = { 'tcp', 'network' }
+M.summary = 'TCP connects/accepts/closes, connect latency, bytes, retransmits, resets, drops (tcplife, tcpconnlat)'
+M.tracepoints = { 'sock/inet_sock_set_state', 'tcp/tcp_retransmit_skb' }
+-- closed connections kept per read (the newest); counts are never capped
+M.MAX_CONNS = 10000
+M.SLOTS = 32
+
+ffi.cdef [[
+struct pm_net_tuple { uint16_t family, lport, rport, pad; uint8_t laddr[16], raddr[16]; };
+struct pm_net_owner { uint32_t tgid, pid, in_target, pad; char comm[16]; };
+struct pm_net_proc {
+  uint64_t lat_slots[32];
+  uint64_t connects, connect_fails, accepts, accept_fails, closes, lat_total_ns, lat_max_ns,
+    tx_bytes, rx_bytes, retrans_segs, resets_sent, resets_recv;
+  char comm[16];
+};
+struct pm_net_flow {
+  uint64_t retrans_segs, retrans_skbs, synack_retrans, resets_sent, resets_recv, drops;
+  uint32_t tgid, pad;
+  char comm[16];
+};
+struct pm_net_drop_key { uint32_t reason, owned; };
+struct pm_net_listen_key { uint32_t netns; uint16_t port, pad; };
+struct pm_net_listener {
+  struct pm_net_owner owner;
+  uint64_t overflows, drops, accepts;
+  uint32_t max_backlog, peak_backlog;
+};
+struct pm_net_event {
+  uint64_t ts_ns, dur_ns, connect_ns, tx_bytes, rx_bytes;
+  uint32_t tgid, dir, total_retrans, srtt_us, oldstate, pad;
+  struct pm_net_tuple tuple;
+  char comm[16];
+};
+]]
+
+local AF_INET, AF_INET6 = 2, 10
+M.DIRS = { [1] = 'connect', [2] = 'accept' }
+M.TCP_STATES = require('perf_manual.collectors.network').TCP_STATES
+
+local function num(u64) return tonumber(u64) end
+
+--- Sizes of the mirrored structs (a spec checks them against the object's BTF).
+function M.sizeof()
+  local out = {}
+  for _, n in ipairs({ 'tuple', 'owner', 'proc', 'flow', 'drop_key', 'listen_key', 'listener', 'event' }) do
+    out[n] = ffi.sizeof('struct pm_net_' .. n)
+  end
+  return out
+end
+
+--- Text of an address (IPv4-mapped IPv6 shown as IPv4).
+function M.addr(family, bytes)
+  if family == AF_INET then
+    return string.format('%d.%d.%d.%d', bytes[0], bytes[1], bytes[2], bytes[3])
+  end
+  local mapped = bytes[10] == 255 and bytes[11] == 255
+  for i = 0, 9 do if bytes[i] ~= 0 then mapped = false end end
+  if mapped then return string.format('%d.%d.%d.%d', bytes[12], bytes[13], bytes[14], bytes[15]) end
+  local w = {}
+  for i = 0, 7 do w[i + 1] = string.format('%x', bytes[2 * i] * 256 + bytes[2 * i + 1]) end
+  -- the longest run of zero words becomes '::'
+  local s = table.concat(w, ':')
+  local best
+  for run in s:gmatch('[:]?0[:0]*') do
+    if run:match('^:?0(:0)+:?$') or run == '0' then if not best or #run > #best then best = run end end
+  end
+  if best and #best > 2 then
+    local i, j = s:find(best, 1, true)
+    s = s:sub(1, i - 1) .. '::' .. s:sub(j + 1)
+    s = s:gsub('^:::', '::'):gsub(':::$', '::')
+  end
+  return s
+end
+
+local function tuple(t)
+  return { family = t.family == AF_INET6 and 'ipv6' or 'ipv4', laddr = M.addr(t.family, t.laddr), lport = t.lport,
+    raddr = M.addr(t.family, t.raddr), rport = t.rport }
+end
+
+local function endpoint(a, p)
+  return (a:find(':', 1, true) and ('[' .. a .. ']') or a) .. ':' .. p
+end
+
+--- "laddr:lport raddr:rport" of a decoded tuple.
+function M.tuple_text(t)
+  return endpoint(t.laddr, t.lport) .. ' ' .. endpoint(t.raddr, t.rport)
+end
+
+local function slots(arr)
+  local s = {}
+  for i = 0, M.SLOTS - 1 do s[i + 1] = num(arr[i]) end
+  return s
+end
+
+function M.decode_proc(kb, vb)
+  assert(#kb == 4 and #vb == ffi.sizeof('struct pm_net_proc'), 'net: bad procs entry')
+  local v = ffi.cast('const struct pm_net_proc *', vb)
+  return { pid = ffi.cast('const uint32_t *', kb)[0], comm = ffi.string(v.comm),
+    connects = num(v.connects), connect_fails = num(v.connect_fails), accepts = num(v.accepts),
+    accept_fails = num(v.accept_fails), closes = num(v.closes), connect_total_ns = num(v.lat_total_ns),
+    connect_max_ns = num(v.lat_max_ns), tx_bytes = num(v.tx_bytes), rx_bytes = num(v.rx_bytes),
+    retrans_segs = num(v.retrans_segs), resets_sent = num(v.resets_sent), resets_recv = num(v.resets_recv),
+    latency = slots(v.lat_slots) }
+end
+
+function M.decode_flow(kb, vb)
+  assert(#kb == ffi.sizeof('struct pm_net_tuple') and #vb == ffi.sizeof('struct pm_net_flow'), 'net: bad flows entry')
+  local k = ffi.cast('const struct pm_net_tuple *', kb)
+  local v = ffi.cast('const struct pm_net_flow *', vb)
+  local f = tuple(k)
+  f.pid, f.comm = v.tgid, ffi.string(v.comm)
+  f.retrans_segs, f.retrans_skbs, f.synack_retrans = num(v.retrans_segs), num(v.retrans_skbs), num(v.synack_retrans)
+  f.resets_sent, f.resets_recv, f.drops = num(v.resets_sent), num(v.resets_recv), num(v.drops)
+  return f
+end
+
+function M.decode_drop(kb, vb)
+  assert(#kb == ffi.sizeof('struct pm_net_drop_key') and #vb == 8, 'net: bad drops entry')
+  local k = ffi.cast('const struct pm_net_drop_key *', kb)
+  return { reason_code = k.reason, owned = k.owned == 1, count = num(ffi.cast('const uint64_t *', vb)[0]) }
+end
+
+function M.decode_listener(kb, vb)
+  assert(#kb == ffi.sizeof('struct pm_net_listen_key') and #vb == ffi.sizeof('struct pm_net_listener'),
+    'net: bad listeners entry')
+  local k = ffi.cast('const struct pm_net_listen_key *', kb)
+  local v = ffi.cast('const struct pm_net_listener *', vb)
+  return { netns = k.netns, port = k.port, pid = v.owner.tgid, comm = ffi.string(v.owner.comm),
+    overflows = num(v.overflows), drops = num(v.drops), accepts = num(v.accepts),
+    max_backlog = v.max_backlog, peak_backlog = v.peak_backlog }
+end
+
+function M.decode_event(b)
+  assert(#b >= ffi.sizeof('struct pm_net_event'), 'net: short event ' .. #b)
+  local e = ffi.cast('const struct pm_net_event *', b)
+  local c = tuple(e.tuple)
+  c.ts_ns, c.duration_ns, c.connect_ns = num(e.ts_ns), num(e.dur_ns), num(e.connect_ns)
+  if c.connect_ns == 0 then c.connect_ns = nil end
+  c.tx_bytes, c.rx_bytes = num(e.tx_bytes), num(e.rx_bytes)
+  c.pid, c.comm, c.dir = e.tgid, ffi.string(e.comm), M.DIRS[e.dir] or '?'
+  c.retrans, c.srtt_us = e.total_retrans, e.srtt_us
+  c.closed_from = M.TCP_STATES[e.oldstate] or tostring(e.oldstate)
+  return c
+end
+
+--- Drop reason names of the running kernel: SKB_DROP_REASON_NO_SOCKET -> NO_SOCKET.
+function M.reason_name(code, names)
+  local n = names and names[code]
+  return n and (n:gsub('^SKB_DROP_REASON_', '')) or ('reason ' .. code)
+end
+
+-- ---- aggregation (pure: specs feed decoded entries) ------------------------
+
+local function sort_by(list, key, tie)
+  table.sort(list, function(a, b)
+    if a[key] ~= b[key] then return a[key] > b[key] end
+    return a[tie] < b[tie]
+  end)
+  return list
+end
+
+--- Builds the result from decoded entries. in: { procs=, flows=, drops=,
+--- listeners=, conns= (closed connections) }, reasons = value -> name.
+function M.aggregate(d, seconds, reasons)
+  local total = { connects = 0, connect_fails = 0, accepts = 0, accept_fails = 0, closes = 0, tx_bytes = 0,
+    rx_bytes = 0, retrans_segs = 0, resets_sent = 0, resets_recv = 0, drops = 0, listen_overflows = 0 }
+  local lat = {}
+  for i = 1, M.SLOTS do lat[i] = 0 end
+  local procs = {}
+  local lat_total, lat_max = 0, 0
+  for _, p in ipairs(d.procs or {}) do
+    for _, k in ipairs({ 'connects', 'connect_fails', 'accepts', 'accept_fails', 'closes', 'tx_bytes', 'rx_bytes',
+      'retrans_segs', 'resets_sent', 'resets_recv' }) do total[k] = total[k] + p[k] end
+    for i = 1, M.SLOTS do lat[i] = lat[i] + p.latency[i] end
+    lat_total = lat_total + p.connect_total_ns
+    if p.connect_max_ns > lat_max then lat_max = p.connect_max_ns end
+    p.connect_buckets = hist.log2_buckets(p.latency)
+    p.connect_avg_us = p.connects > 0 and p.connect_total_ns / p.connects / 1e3 or nil
+    p.connect_p99_us = p.connects > 0 and hist.quantile(p.connect_buckets, 0.99, nil,
+      hist.fitting_max(p.connect_buckets, math.floor(p.connect_max_ns / 1e3))) or nil
+    p.latency = nil
+    p.events = p.connects + p.connect_fails + p.accepts + p.closes + p.retrans_segs + p.resets_sent + p.resets_recv
+    procs[#procs + 1] = p
+  end
+  sort_by(procs, 'events', 'pid')
+  local flows = {}
+  for _, f in ipairs(d.flows or {}) do
+    f.events = f.retrans_segs + f.synack_retrans + f.resets_sent + f.resets_recv + f.drops
+    flows[#flows + 1] = f
+  end
+  for _, f in ipairs(flows) do f.key = M.tuple_text(f) end
+  sort_by(flows, 'events', 'key')
+  local drops, by_reason = {}, {}
+  for _, dr in ipairs(d.drops or {}) do
+    local name = M.reason_name(dr.reason_code, reasons)
+    local row = by_reason[name]
+    if not row then
+      row = { reason = name, reason_code = dr.reason_code, count = 0, at_traced_sockets = 0 }
+      by_reason[name] = row
+      drops[#drops + 1] = row
+    end
+    row.count = row.count + dr.count
+    if dr.owned then row.at_traced_sockets = row.at_traced_sockets + dr.count end
+    total.drops = total.drops + dr.count
+  end
+  sort_by(drops, 'count', 'reason')
+  local listeners = {}
+  for _, l in ipairs(d.listeners or {}) do
+    total.listen_overflows = total.listen_overflows + l.overflows
+    listeners[#listeners + 1] = l
+  end
+  table.sort(listeners, function(a, b)
+    if a.overflows ~= b.overflows then return a.overflows > b.overflows end
+    if a.port ~= b.port then return a.port < b.port end
+    return a.netns < b.netns
+  end)
+  local buckets = hist.log2_buckets(lat)
+  local connect = { count = total.connects, buckets = buckets, unit = 'usecs',
+    avg_us = total.connects > 0 and lat_total / total.connects / 1e3 or nil, max_us = lat_max / 1e3 }
+  if total.connects > 0 then
+    local mx = hist.fitting_max(buckets, math.floor(lat_max / 1e3))
+    connect.p50_us = hist.quantile(buckets, 0.5, nil, mx)
+    connect.p99_us = hist.quantile(buckets, 0.99, nil, mx)
+  end
+  if seconds and seconds > 0 then
+    total.connects_per_s = total.connects / seconds
+    total.accepts_per_s = total.accepts / seconds
+    total.closes_per_s = total.closes / seconds
+  end
+  return { total = total, connect = connect, procs = procs, flows = flows, drops = drops, listeners = listeners,
+    conns = d.conns or {} }
+end
+
+-- ---- live tracer ---------------------------------------------------------------
+
+local Net = setmetatable({}, { __index = base.Tracer })
+Net.__index = Net
+
+local function variant(kind, with_err, with_drop, with_synack)
+  local sfx = kind == 'tp_btf' and 'btf' or 'raw'
+  local progs = { 'net_state_' .. sfx, (with_err and 'net_retrans_err_' or 'net_retrans_') .. sfx,
+    'net_rst_send_' .. sfx, 'net_rst_recv_' .. sfx }
+  if with_drop then progs[#progs + 1] = 'net_drop_' .. sfx end
+  if with_synack then progs[#progs + 1] = 'net_synack_' .. sfx end
+  return { name = kind, progs = progs }
+end
+
+local function netns_of(pid)
+  local l = require('posix.unistd').readlink('/proc/' .. pid .. '/ns/net')
+  return l and tonumber(l:match('%[(%d+)%]'))
+end
+
+--- Listening sockets the target already holds: { { netns=, port=, pid=, comm= } }
+--- (listen() ran before the tracer: its accepts are still theirs).
+function M.target_listeners(pids)
+  local network = require('perf_manual.collectors.network')
+  local out = {}
+  for _, pid in ipairs(pids) do
+    local inodes = network.fd_socket_inodes(pid)
+    local ns = netns_of(pid)
+    local comm = util.trim(util.readfile('/proc/' .. pid .. '/comm') or '')
+    if ns and next(inodes) then
+      for _, f in ipairs({ 'tcp', 'tcp6' }) do
+        local text = util.readfile('/proc/' .. pid .. '/net/' .. f)
+        for _, s in ipairs(text and network.parse_tcp(text) or {}) do
+          if s.state == 'LISTEN' and inodes[s.inode] then
+            out[#out + 1] = { netns = ns, port = s.local_port, pid = pid, comm = comm }
+          end
+        end
+      end
+    end
+  end
+  return out
+end
+
+--- Starts tracing. opts: pid | tid | cgroup (the sockets the target opens:
+--- connect() and listen() run in its context; accepted ones belong to the
+--- listener's owner), events = false (no per-connection stream), stats = false.
+---@return table? tracer, string? err
+function M.start(opts)
+  opts = opts or {}
+  local cfg, err = base.start_config(opts, M.tracepoints)
+  if not cfg then return nil, err end
+  local rnargs = bpf.kernel_tp_nargs('tcp_retransmit_skb')
+  local knargs = bpf.kernel_tp_nargs('kfree_skb')
+  local have_drop = base.tracepoint_exists('skb/kfree_skb') ~= false and knargs ~= nil
+  local have_synack = base.tracepoint_exists('tcp/tcp_retransmit_synack') ~= false
+  cfg.kfree_skb_nargs = knargs or 2
+  cfg.net_events = opts.events ~= false
+  -- 6.12+ passes the send's error: a retransmit that failed is not one
+  local with_err = (rnargs or 2) >= 3
+  local keep = {}
+  for _, sfx in ipairs({ 'btf', 'raw' }) do
+    keep['net_retrans_' .. (with_err and '' or 'err_') .. sfx] = false
+    if not have_drop then keep['net_drop_' .. sfx] = false end
+    if not have_synack then keep['net_synack_' .. sfx] = false end
+  end
+  local obj, v = base.load_variants('net', cfg, {
+    variant('tp_btf', with_err, have_drop, have_synack), variant('raw_tp', with_err, have_drop, have_synack),
+  }, { keep = keep, stats = opts.stats })
+  if not obj then return nil, v end
+  local t = base.Tracer.new('net', obj, { attach_path = v })
+  t.maps = { procs = obj:map('procs'), flows = obj:map('flows'), drops = obj:map('drops'),
+    listeners = obj:map('listeners') }
+  t.rb = obj:ringbuf('events')
+  t.conns, t.conns_dropped = {}, 0
+  t.t0_ns = require('perf_manual.sys').monotonic_ns()
+  t.reasons = bpf.kernel_enum('skb_drop_reason')
+  t.have_drops = have_drop
+  t.drop_args = knargs
+  -- listeners opened before the start: their accepts belong to the target
+  if opts.pid then
+    for _, l in ipairs(M.target_listeners({ opts.pid })) do
+      local k = ffi.new('struct pm_net_listen_key', { netns = l.netns, port = l.port })
+      local val = ffi.new('struct pm_net_listener')
+      val.owner.tgid, val.owner.pid, val.owner.in_target = l.pid, l.pid, 1
+      ffi.copy(val.owner.comm, l.comm:sub(1, 15))
+      t.maps.listeners:update(ffi.string(k, ffi.sizeof(k)), ffi.string(val, ffi.sizeof(val)))
+    end
+  end
+  return setmetatable(t, Net)
+end
+
+--- Moves closed connections from the ring buffer into the tracer (call
+--- every ~0.1 s; measure.trace does). Returns how many were read.
+function Net:drain()
+  if self.closed or not self.rb then return 0 end
+  local n = 0
+  repeat
+    local batch = self.rb:poll(0, 4096) or {}
+    for _, b in ipairs(batch) do
+      local c = M.decode_event(b)
+      c.t_s = (c.ts_ns - self.t0_ns) / 1e9
+      local list = self.conns
+      list[#list + 1] = c
+      if #list > 2 * M.MAX_CONNS then
+        -- keep the newest; say how many were left out
+        local keep = {}
+        for i = #list - M.MAX_CONNS + 1, #list do keep[#keep + 1] = list[i] end
+        self.conns_dropped = self.conns_dropped + (#list - #keep)
+        self.conns = keep
+      end
+    end
+    n = n + #batch
+  until #batch < 4096
+  return n
+end
+
+local function read_map(m, decode, clear)
+  local out = {}
+  for _, e in ipairs(assert(m:read{ clear = clear })) do out[#out + 1] = decode(e.key, e.value) end
+  return out
+end
+
+--- The result since start (or the last clearing read). opts.clear resets.
+function Net:read(opts)
+  opts = opts or {}
+  local now = require('perf_manual.sys').now()
+  local res
+  if self.closed then
+    res = self.final or M.aggregate({}, 0, self.reasons)
+  else
+    self:drain()
+    local conns = self.conns
+    if #conns > M.MAX_CONNS then
+      local keep = {}
+      for i = #conns - M.MAX_CONNS + 1, #conns do keep[#keep + 1] = conns[i] end
+      self.conns_dropped = self.conns_dropped + (#conns - #keep)
+      conns = keep
+    end
+    res = M.aggregate({
+      procs = read_map(self.maps.procs, M.decode_proc, opts.clear),
+      flows = read_map(self.maps.flows, M.decode_flow, opts.clear),
+      drops = read_map(self.maps.drops, M.decode_drop, opts.clear),
+      -- listeners stay (they are the owners of accepts); their counts are cumulative
+      listeners = read_map(self.maps.listeners, M.decode_listener, false),
+      conns = conns,
+    }, self:attached_seconds(now), self.reasons)
+    res.conns_left_out = self.conns_dropped
+    if opts.clear then self.conns, self.conns_dropped = {}, 0 end
+  end
+  res.drops_traced = self.have_drops
+  res.reasons_from = self.reasons and 'kernel BTF (enum skb_drop_reason)' or nil
+  return self:finish_read(res, now, opts)
+end
+
+--- JSON-ready copy (arrays marked so empty ones stay arrays).
+function M.to_json(res)
+  local copy = base.json_copy(res, { 'procs', 'flows', 'drops', 'listeners', 'conns' })
+  copy.connect = base.json_copy(res.connect or {}, { 'buckets' })
+  local procs = {}
+  for i, p in ipairs(res.procs or {}) do procs[i] = base.json_copy(p, { 'connect_buckets' }) end
+  copy.procs = util.array(procs)
+  return copy
+end
+
+return M
