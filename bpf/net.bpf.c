@@ -28,7 +28,11 @@ enum {
   TCP_ESTABLISHED_ = 1,
   TCP_SYN_SENT_ = 2,
   TCP_SYN_RECV_ = 3,
+  TCP_FIN_WAIT2_ = 5,
   TCP_CLOSE_ = 7,
+  TCP_CLOSE_WAIT_ = 8,
+  TCP_LAST_ACK_ = 9,
+  TCP_CLOSING_ = 11,
   TCP_LISTEN_ = 10,
 };
 
@@ -265,8 +269,19 @@ static __always_inline void on_close(const struct sock *sk, int oldstate, __u64 
     return;
   }
   struct tcp_sock *tp = (struct tcp_sock *)sk;
-  __u64 tx = BPF_CORE_READ(tp, bytes_acked);
+  /* payload, as the application wrote and read it: bytes_acked counts the
+   * SYN and FIN as a byte each, bytes_received the peer's FIN; bytes_sent
+   * is data only but counts retransmitted data again */
+  __u64 tx;
+  if (bpf_core_field_exists(tp->bytes_sent))
+    tx = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
+  else
+    tx = BPF_CORE_READ(tp, bytes_acked);
   __u64 rx = BPF_CORE_READ(tp, bytes_received);
+  /* the peer's FIN arrived: LAST_ACK/CLOSING (it came first), FIN_WAIT2
+   * (it ended the wait), or a CLOSE_WAIT seen on the way */
+  if (rx && (oldstate == TCP_LAST_ACK_ || oldstate == TCP_CLOSING_ || oldstate == TCP_FIN_WAIT2_ || c->fin_in))
+    rx--;
   if (p) {
     __sync_fetch_and_add(&p->closes, 1);
     __sync_fetch_and_add(&p->tx_bytes, tx);
@@ -319,6 +334,13 @@ static __always_inline int on_state(__u64 *ctx)
   case TCP_CLOSE_:
     on_close(sk, oldstate, now);
     break;
+  case TCP_CLOSE_WAIT_: {
+    __u64 key = (__u64)sk;
+    struct pm_net_conn *c = bpf_map_lookup_elem(&conns, &key);
+    if (c)
+      c->fin_in = 1;
+    break;
+  }
   }
   return 0;
 }

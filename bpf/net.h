@@ -45,8 +45,8 @@ struct pm_net_proc {
   __u64 closes;                /* established connections that closed */
   __u64 lat_total_ns;
   __u64 lat_max_ns;
-  __u64 tx_bytes;              /* bytes_acked of closed connections */
-  __u64 rx_bytes;              /* bytes_received of closed connections */
+  __u64 tx_bytes;              /* payload sent by closed connections */
+  __u64 rx_bytes;              /* payload received by closed connections */
   __u64 retrans_segs;
   __u64 resets_sent;
   __u64 resets_recv;
@@ -96,7 +96,8 @@ struct pm_net_conn {
   __u64 est_ns;
   struct pm_net_tuple tuple;  /* taken at ESTABLISHED: at CLOSE lport can be 0 */
   __u32 dir;
-  __u32 has_tuple;
+  __u16 has_tuple;
+  __u16 fin_in;     /* the peer's FIN arrived (went through CLOSE_WAIT) */
 };
 
 /* one closed connection, streamed through the `events` ring buffer */
