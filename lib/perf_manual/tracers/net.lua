@@ -272,27 +272,53 @@ local function netns_of(pid)
   return l and tonumber(l:match('%[(%d+)%]'))
 end
 
---- Listening sockets the target already holds: { { netns=, port=, pid=, comm= } }
---- (listen() ran before the tracer: its accepts are still theirs).
+--- Listening sockets the pids already hold: { { netns=, port=, pid=, comm= } }
+--- (listen() ran before the tracer: their accepts are still theirs).
 function M.target_listeners(pids)
   local network = require('perf_manual.collectors.network')
-  local out = {}
+  local out, tables = {}, {}
   for _, pid in ipairs(pids) do
     local inodes = network.fd_socket_inodes(pid)
-    local ns = netns_of(pid)
-    local comm = util.trim(util.readfile('/proc/' .. pid .. '/comm') or '')
-    if ns and next(inodes) then
-      for _, f in ipairs({ 'tcp', 'tcp6' }) do
-        local text = util.readfile('/proc/' .. pid .. '/net/' .. f)
-        for _, s in ipairs(text and network.parse_tcp(text) or {}) do
-          if s.state == 'LISTEN' and inodes[s.inode] then
-            out[#out + 1] = { netns = ns, port = s.local_port, pid = pid, comm = comm }
+    local ns = next(inodes) and netns_of(pid)
+    if ns then
+      -- one read of the socket tables per namespace
+      if not tables[ns] then
+        local list = {}
+        for _, f in ipairs({ 'tcp', 'tcp6' }) do
+          local text = util.readfile('/proc/' .. pid .. '/net/' .. f)
+          for _, sk in ipairs(text and network.parse_tcp(text) or {}) do
+            if sk.state == 'LISTEN' then list[#list + 1] = sk end
           end
+        end
+        tables[ns] = list
+      end
+      local comm
+      for _, sk in ipairs(tables[ns]) do
+        if inodes[sk.inode] then
+          comm = comm or util.trim(util.readfile('/proc/' .. pid .. '/comm') or '')
+          out[#out + 1] = { netns = ns, port = sk.local_port, pid = pid, comm = comm }
         end
       end
     end
   end
   return out
+end
+
+-- the processes whose listeners are looked up at start
+local function listener_pids(opts)
+  if opts.pid then return { opts.pid } end
+  local pids = {}
+  if opts.cgroup then
+    local root = base.cgroup2_root()
+    local dir = type(opts.cgroup) == 'string' and (opts.cgroup:sub(1, 1) == '/' and opts.cgroup:match('^/sys/fs/cgroup')
+      and opts.cgroup or (root and root .. '/' .. opts.cgroup:gsub('^/', '')))
+    for p in ((dir and util.readfile(dir .. '/cgroup.procs')) or ''):gmatch('%d+') do pids[#pids + 1] = tonumber(p) end
+    return pids
+  end
+  for _, name in ipairs(require('posix.dirent').dir('/proc') or {}) do
+    if name:match('^%d+$') then pids[#pids + 1] = tonumber(name) end
+  end
+  return pids
 end
 
 --- Starts tracing. opts: pid | tid | cgroup (the sockets the target opens:
@@ -331,8 +357,8 @@ function M.start(opts)
   t.have_drops = have_drop
   t.drop_args = knargs
   -- listeners opened before the start: their accepts belong to the target
-  if opts.pid then
-    for _, l in ipairs(M.target_listeners({ opts.pid })) do
+  if opts.listeners ~= false then
+    for _, l in ipairs(M.target_listeners(listener_pids(opts))) do
       local k = ffi.new('struct pm_net_listen_key', { netns = l.netns, port = l.port })
       local val = ffi.new('struct pm_net_listener')
       val.owner.tgid, val.owner.pid, val.owner.in_target = l.pid, l.pid, 1
