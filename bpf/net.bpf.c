@@ -357,8 +357,6 @@ static __always_inline __u32 skb_pcount(const struct sk_buff *skb)
 
 static __always_inline int on_retransmit(const struct sock *sk, const struct sk_buff *skb, int err)
 {
-  if (err)
-    return 0;  /* not sent: the kernel's RetransSegs does not count it either */
   struct pm_net_owner *o = sock_owner(sk);
   if (!o && filter_active())
     return 0;
@@ -366,6 +364,14 @@ static __always_inline int on_retransmit(const struct sock *sk, const struct sk_
   struct pm_net_tuple t = {};
   sk_tuple(sk, &t);
   struct pm_net_flow *f = flow_of(&t, o);
+  /* 6.12+ says whether it went out: a failed one is kept apart (the
+   * kernel's RetransSegs counts those that failed in the send itself, not
+   * those refused before it) */
+  if (err) {
+    if (f)
+      __sync_fetch_and_add(&f->retrans_failed, segs);
+    return 0;
+  }
   if (f) {
     __sync_fetch_and_add(&f->retrans_segs, segs);
     __sync_fetch_and_add(&f->retrans_skbs, 1);
@@ -512,6 +518,48 @@ static __always_inline int on_drop(__u64 *ctx)
   else if (bpf_map_update_elem(&drops, &k, &one, BPF_NOEXIST))
     pm_stat_add(PM_STAT_LOST, 1);
   pm_stat_add(PM_STAT_EVENTS, 1);
+  return 0;
+}
+
+/* ---- listeners' drop counters ---------------------------------------------
+ *
+ * A full accept queue drops the SYN (consume_skb, no drop reason) or the
+ * handshake's last ACK inside the TCP code; what both do is tcp_listendrop():
+ * the netns's ListenDrops and the listener's own sk_drops. So listeners are
+ * read by walking the TCP sockets (a BPF iterator, run by user space at
+ * each read), not from a tracepoint. */
+SEC("iter/tcp")
+int net_listen_iter(struct bpf_iter__tcp *ctx)
+{
+  struct sock_common *skc = ctx->sk_common;
+  if (!skc || skc->skc_state != TCP_LISTEN_)
+    return 0;
+  struct sock *sk = (struct sock *)skc;
+  struct pm_net_listen_key lk = {};
+  lk.netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
+  lk.port = skc->skc_num;
+  struct pm_net_listener *l = bpf_map_lookup_elem(&listeners, &lk);
+  if (!l) {
+    if (filter_active())
+      return 0;   /* not one of the target's */
+    struct pm_net_listener z = {};
+    bpf_map_update_elem(&listeners, &lk, &z, BPF_NOEXIST);
+    l = bpf_map_lookup_elem(&listeners, &lk);
+    if (!l)
+      return 0;
+  }
+  __u64 drops = (__u32)BPF_CORE_READ(sk, sk_drops.counter);
+  if (bpf_core_field_exists(sk->sk_drop_counters)) {
+    struct numa_drop_counters *nd = BPF_CORE_READ(sk, sk_drop_counters);
+    if (nd)
+      drops += (__u32)BPF_CORE_READ(nd, drops0.counter) + (__u32)BPF_CORE_READ(nd, drops1.counter);
+  }
+  l->sk_drops = drops;
+  l->max_backlog = BPF_CORE_READ(sk, sk_max_ack_backlog);
+  __u32 q = BPF_CORE_READ(sk, sk_ack_backlog);
+  l->queue = q;
+  if (q > l->peak_backlog)
+    l->peak_backlog = q;
   return 0;
 }
 

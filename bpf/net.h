@@ -61,6 +61,7 @@ struct pm_net_flow {
   __u64 resets_sent;
   __u64 resets_recv;
   __u64 drops;          /* packets dropped with this socket as receiver */
+  __u64 retrans_failed; /* segments of retransmits that returned an error */
   __u32 tgid;
   __u32 pad;
   char comm[NET_COMM_LEN];
@@ -81,11 +82,14 @@ struct pm_net_listen_key {
 
 struct pm_net_listener {
   struct pm_net_owner owner;
-  __u64 overflows;        /* packets dropped at it while its accept queue was full */
-  __u64 drops;            /* packets dropped with it as receiver */
+  __u64 overflows;        /* kfree_skb drops at it while its accept queue was full */
+  __u64 drops;            /* kfree_skb drops with it as receiver */
   __u64 accepts;
+  __u64 sk_drops;         /* its drop counter (tcp_listendrop: full accept queue...), by the iterator */
   __u32 max_backlog;      /* sk_max_ack_backlog */
   __u32 peak_backlog;     /* largest accept queue seen */
+  __u32 queue;            /* accept queue at the last walk */
+  __u32 pad;
 };
 
 /* conns map value: one live connection */

@@ -772,6 +772,68 @@ static int obj_detach(lua_State *L)
   return 0;
 }
 
+/* setns(2) without _GNU_SOURCE's <sched.h> */
+static int set_netns(int fd)
+{
+  return (int)syscall(SYS_setns, fd, 0x40000000 /* CLONE_NEWNET */);
+}
+
+/// run_iter(prog[, netns_path]) -> bytes read | nil, err: runs an iterator
+/// program (SEC("iter/...")) once over everything it walks; what it does
+/// lands in its maps (and its seq output, counted and dropped). Socket
+/// iterators walk the network namespace they are created in: netns_path
+/// (/proc/PID/ns/net) walks that one instead of ours.
+static int obj_run_iter(lua_State *L)
+{
+  struct pm_bpf_obj *po = obj_check(L, 1);
+  struct bpf_program *prog = find_prog(L, po, 2);
+  const char *nspath = luaL_optstring(L, 3, NULL);
+  if (!po->loaded)
+    return luaL_error(L, "bpf: run_iter %s: load the object first", bpf_program__name(prog));
+  clear_msg();
+  int home = -1, there = -1;
+  if (nspath) {
+    home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    there = open(nspath, O_RDONLY | O_CLOEXEC);
+    if (home < 0 || there < 0 || set_netns(there)) {
+      int err = errno;
+      if (home >= 0)
+        close(home);
+      if (there >= 0)
+        close(there);
+      return push_fail(L, "iter netns", nspath, err, 0);
+    }
+    close(there);
+  }
+  struct bpf_link *link = bpf_program__attach_iter(prog, NULL);
+  int fd = link ? bpf_iter_create(bpf_link__fd(link)) : -1;
+  int cerr = fd < 0 ? errno : 0;
+  if (home >= 0) {
+    /* back home before anything else runs (the iterator keeps its netns) */
+    if (set_netns(home))
+      return luaL_error(L, "bpf: iter: cannot return to our network namespace: %s", strerror(errno));
+    close(home);
+  }
+  if (fd < 0) {
+    if (link)
+      bpf_link__destroy(link);
+    return push_fail(L, "iter", bpf_program__name(prog), cerr, 1);
+  }
+  char buf[4096];
+  ssize_t n;
+  lua_Integer total = 0;
+  while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0)
+      total += n;
+  int err = n < 0 ? errno : 0;
+  close(fd);
+  bpf_link__destroy(link);
+  if (err)
+    return push_fail(L, "iter", bpf_program__name(prog), err, 0);
+  lua_pushinteger(L, total);
+  return 1;
+}
+
 /// info() -> { name=, attach = { prog = kind }, progs = { prog = {run_time_ns=,
 ///   run_cnt=, kind=} }, run_time_ns=, run_cnt=, stats = bool }
 /// stats: run time accounting is on now. run_time_ns/run_cnt are nil (not
@@ -1394,6 +1456,7 @@ static const luaL_Reg obj_methods[] = {
   { "attach", obj_attach },
   { "attach_perf_event", obj_attach_perf_event },
   { "detach", obj_detach },
+  { "run_iter", obj_run_iter },
   { "info", obj_info },
   { "map", obj_map },
   { "stack", obj_stack },

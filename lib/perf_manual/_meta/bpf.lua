@@ -87,6 +87,12 @@ function Object:programs() end
 ---@return true?, string? err, integer? errno
 function Object:load(opts) end
 
+--- Runs an iterator program (SEC("iter/tcp") ...) once over all it walks;
+--- its results land in its maps. Returns the bytes of seq output it wrote.
+---@param prog string
+---@return integer?, string? err, integer? errno
+function Object:run_iter(prog) end
+
 --- Attaches every loaded program whose section says where (tp, raw_tp,
 --- tp_btf, fentry...), or only the named ones. All or nothing.
 ---@param progs string[]?

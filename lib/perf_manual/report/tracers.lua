@@ -364,6 +364,7 @@ function R.net(res, opts)
       { key = 'raddr', title = 'REMOTE', align = 'l', fmt = function(_, f) return f.key:match('%S+$') end },
       { key = 'pid', title = 'PROCESS', align = 'l', fmt = function(_, f) return who(f.pid, f.comm) end },
       { key = 'retrans_segs', title = 'RETRANS SEGS' },
+      { key = 'retrans_failed', title = 'FAILED' },
       { key = 'synack_retrans', title = 'SYNACK RETR' },
       { key = 'resets_sent', title = 'RST SENT' },
       { key = 'resets_recv', title = 'RST RECV' },
@@ -383,7 +384,9 @@ function R.net(res, opts)
   end
   local lst = {}
   for _, l in ipairs(res.listeners) do
-    if l.accepts > 0 or l.drops > 0 or l.overflows > 0 then lst[#lst + 1] = l end
+    if l.accepts > 0 or l.drops > 0 or l.overflows > 0 or (l.listen_drops or 0) > 0 or (l.queue or 0) > 0 then
+      lst[#lst + 1] = l
+    end
   end
   if #lst > 0 then
     out[#out + 1] = '\nlisteners (accept queue):\n'
@@ -391,12 +394,14 @@ function R.net(res, opts)
       { key = 'port', title = 'PORT' },
       { key = 'pid', title = 'PROCESS', align = 'l', fmt = function(_, l) return who(l.pid, l.comm) end },
       { key = 'accepts', title = 'ACCEPTS' },
-      { key = 'overflows', title = 'OVERFLOWS' },
-      { key = 'drops', title = 'DROPS' },
+      { key = 'listen_drops', title = 'LISTEN DROPS' },
+      { key = 'queue', title = 'QUEUE' },
       { key = 'peak_backlog', title = 'PEAK QUEUE' },
       { key = 'max_backlog', title = 'BACKLOG' },
+      { key = 'drops', title = 'SKB DROPS' },
     })
   end
+  if res.listen_drops_note then out[#out + 1] = res.listen_drops_note .. '\n' end
   local conns = res.conns
   local n = opts.conns or 20
   if #conns > 0 then

@@ -36,7 +36,7 @@ struct pm_net_proc {
   char comm[16];
 };
 struct pm_net_flow {
-  uint64_t retrans_segs, retrans_skbs, synack_retrans, resets_sent, resets_recv, drops;
+  uint64_t retrans_segs, retrans_skbs, synack_retrans, resets_sent, resets_recv, drops, retrans_failed;
   uint32_t tgid, pad;
   char comm[16];
 };
@@ -44,8 +44,8 @@ struct pm_net_drop_key { uint32_t reason, owned; };
 struct pm_net_listen_key { uint32_t netns; uint16_t port, pad; };
 struct pm_net_listener {
   struct pm_net_owner owner;
-  uint64_t overflows, drops, accepts;
-  uint32_t max_backlog, peak_backlog;
+  uint64_t overflows, drops, accepts, sk_drops;
+  uint32_t max_backlog, peak_backlog, queue, pad;
 };
 struct pm_net_event {
   uint64_t ts_ns, dur_ns, connect_ns, tx_bytes, rx_bytes;
@@ -133,6 +133,7 @@ function M.decode_flow(kb, vb)
   f.pid, f.comm = v.tgid, ffi.string(v.comm)
   f.retrans_segs, f.retrans_skbs, f.synack_retrans = num(v.retrans_segs), num(v.retrans_skbs), num(v.synack_retrans)
   f.resets_sent, f.resets_recv, f.drops = num(v.resets_sent), num(v.resets_recv), num(v.drops)
+  f.retrans_failed = num(v.retrans_failed)
   return f
 end
 
@@ -148,8 +149,8 @@ function M.decode_listener(kb, vb)
   local k = ffi.cast('const struct pm_net_listen_key *', kb)
   local v = ffi.cast('const struct pm_net_listener *', vb)
   return { netns = k.netns, port = k.port, pid = v.owner.tgid, comm = ffi.string(v.owner.comm),
-    overflows = num(v.overflows), drops = num(v.drops), accepts = num(v.accepts),
-    max_backlog = v.max_backlog, peak_backlog = v.peak_backlog }
+    overflows = num(v.overflows), drops = num(v.drops), accepts = num(v.accepts), sk_drops = num(v.sk_drops),
+    max_backlog = v.max_backlog, peak_backlog = v.peak_backlog, queue = v.queue }
 end
 
 function M.decode_event(b)
@@ -207,7 +208,7 @@ function M.aggregate(d, seconds, reasons)
   sort_by(procs, 'events', 'pid')
   local flows = {}
   for _, f in ipairs(d.flows or {}) do
-    f.events = f.retrans_segs + f.synack_retrans + f.resets_sent + f.resets_recv + f.drops
+    f.events = f.retrans_segs + f.synack_retrans + f.resets_sent + f.resets_recv + f.drops + f.retrans_failed
     flows[#flows + 1] = f
   end
   for _, f in ipairs(flows) do f.key = M.tuple_text(f) end
@@ -227,11 +228,17 @@ function M.aggregate(d, seconds, reasons)
   end
   sort_by(drops, 'count', 'reason')
   local listeners = {}
+  total.listen_drops = 0
   for _, l in ipairs(d.listeners or {}) do
     total.listen_overflows = total.listen_overflows + l.overflows
+    -- the listener's drop counter since the start (or the last clearing read)
+    local b = d.listen_base and d.listen_base[l.netns .. ':' .. l.port] or 0
+    l.listen_drops = l.sk_drops >= b and l.sk_drops - b or l.sk_drops
+    total.listen_drops = total.listen_drops + l.listen_drops
     listeners[#listeners + 1] = l
   end
   table.sort(listeners, function(a, b)
+    if a.listen_drops ~= b.listen_drops then return a.listen_drops > b.listen_drops end
     if a.overflows ~= b.overflows then return a.overflows > b.overflows end
     if a.port ~= b.port then return a.port < b.port end
     return a.netns < b.netns
@@ -366,7 +373,38 @@ function M.start(opts)
       t.maps.listeners:update(ffi.string(k, ffi.sizeof(k)), ffi.string(val, ffi.sizeof(val)))
     end
   end
-  return setmetatable(t, Net)
+  setmetatable(t, Net)
+  t.listen_base = t:walk_listeners()
+  return t
+end
+
+--- Walks the TCP sockets (the iterator fills the listeners map with their
+--- drop counters and queues); returns { ["netns:port"] = sk_drops } or nil
+--- when the kernel has no TCP iterator.
+function Net:walk_listeners()
+  if self.no_iter then return nil end
+  local ok, err = self.obj:run_iter('net_listen_iter')
+  if not ok then
+    self.no_iter = tostring(err)
+    return nil
+  end
+  -- a socket iterator walks one namespace: the others' listeners are
+  -- walked from there (through their owner's /proc/PID/ns/net)
+  local mine = netns_of('self')
+  local done = { [mine or 0] = true }
+  local out = {}
+  for _, e in ipairs(assert(self.maps.listeners:read{})) do
+    local l = M.decode_listener(e.key, e.value)
+    if not done[l.netns] and l.pid ~= 0 and netns_of(l.pid) == l.netns then
+      done[l.netns] = true
+      self.obj:run_iter('net_listen_iter', '/proc/' .. l.pid .. '/ns/net')
+    end
+  end
+  for _, e in ipairs(assert(self.maps.listeners:read{})) do
+    local l = M.decode_listener(e.key, e.value)
+    out[l.netns .. ':' .. l.port] = l.sk_drops
+  end
+  return out
 end
 
 --- Moves closed connections from the ring buffer into the tracer (call
@@ -409,6 +447,8 @@ function Net:read(opts)
     res = self.final or M.aggregate({}, 0, self.reasons)
   else
     self:drain()
+    local base_now = self.listen_base
+    local walked = self:walk_listeners()
     local conns = self.conns
     if #conns > M.MAX_CONNS then
       local keep = {}
@@ -422,8 +462,12 @@ function Net:read(opts)
       drops = read_map(self.maps.drops, M.decode_drop, opts.clear),
       -- listeners stay (they are the owners of accepts); their counts are cumulative
       listeners = read_map(self.maps.listeners, M.decode_listener, false),
+      listen_base = base_now or {},
       conns = conns,
     }, self:attached_seconds(now), self.reasons)
+    if opts.clear and walked then self.listen_base = walked end
+    res.listen_drops_from = not self.no_iter and 'listener sk_drops (TCP socket iterator)' or nil
+    res.listen_drops_note = self.no_iter and ('listener drops not read: ' .. self.no_iter) or nil
     res.conns_left_out = self.conns_dropped
     if opts.clear then self.conns, self.conns_dropped = {}, 0 end
   end
