@@ -43,7 +43,8 @@ local function find(list, pred)
 end
 
 describe('trace --events net, end to end', function()
-  it('counts connects, bytes, connect latency, refused connects and retransmits per 4-tuple as the client and the namespaces do', function()
+  it('counts connects, bytes, connect latency, refused connects, listener drops and retransmits per 4-tuple '
+    .. 'as the client and the namespaces do', function()
     if not h.need_root('BPF, network namespaces, nftables') then return end
     if not sh('command -v nft') then error('nft is not installed (apt-get install nftables)') end
     local id = sys.getpid()
@@ -56,9 +57,11 @@ describe('trace --events net, end to end', function()
     local tmp = h.tmpdir()
     h.with_machine_lock(function()
       local ok, err = xpcall(function()
-        assert(sh(string.format('ip netns add %s && ip netns add %s && ip link add %s netns %s type veth peer name %s netns %s',
+        assert(sh(string.format('ip netns add %s && ip netns add %s && '
+          .. 'ip link add %s netns %s type veth peer name %s netns %s',
           nsa, nsb, va, nsa, vb, nsb)), 'cannot make the namespaces')
-        assert(sh(string.format('ip -n %s addr add 10.213.0.1/24 dev %s && ip -n %s link set %s up && ip -n %s link set lo up'
+        assert(sh(string.format('ip -n %s addr add 10.213.0.1/24 dev %s && ip -n %s link set %s up'
+          .. ' && ip -n %s link set lo up'
           .. ' && ip -n %s addr add 10.213.0.2/24 dev %s && ip -n %s link set %s up && ip -n %s link set lo up'
           -- one segment per packet, so a drop is one segment (as on a wire)
           .. ' && ip -n %s link set %s gso_max_segs 1',
@@ -87,13 +90,15 @@ describe('trace --events net, end to end', function()
           sys.sleep(0.05)
         end
         local b0, a0, x0 = snmp(nsb), snmp(nsa), tcpext(nsa)
-        sh(string.format("ip netns exec %s sh -c 'for i in 1 2 3 4 5 6; do timeout 2 %s client 10.213.0.1 %d 1 10 & done; wait'",
+        sh(string.format("ip netns exec %s sh -c "
+          .. "'for i in 1 2 3 4 5 6; do timeout 2 %s client 10.213.0.1 %d 1 10 & done; wait'",
           nsb, churn, stuck_port))
         local x1 = tcpext(nsa)
         local out = cmd_out(string.format('ip netns exec %s %s client 10.213.0.1 %d %d %d', nsb, churn, port, n, req))
         local refused = cmd_out(string.format('ip netns exec %s %s client 10.213.0.1 %d 5', nsb, churn, closed_port))
         -- loss: 3% of what reaches the server is dropped at its input hook
-        assert(sh(string.format("ip netns exec %s nft add table inet pmnet && ip netns exec %s nft add chain inet pmnet in "
+        assert(sh(string.format("ip netns exec %s nft add table inet pmnet && "
+          .. "ip netns exec %s nft add chain inet pmnet in "
           .. "'{ type filter hook input priority 0; }' && ip netns exec %s nft add rule inet pmnet in tcp dport %d "
           .. "numgen random mod 100 '<' 3 counter drop", nsa, nsa, nsa, port)), 'cannot add the nftables rule')
         local fout = cmd_out(string.format('ip netns exec %s %s flood 10.213.0.1 %d %d 1400', nsb, churn, port, flood))
@@ -104,12 +109,14 @@ describe('trace --events net, end to end', function()
         sys.wait(tr)
         for i, p in ipairs(procs) do if p == tr then table.remove(procs, i) end end
 
-        local ok_n, fail_n, median, tx, rx = out:match('ok (%d+) fail (%d+) median_connect_ns (%d+) tx (%d+) rx (%d+)')
+        local ok_n, median, tx, rx = out:match('ok (%d+) fail 0 median_connect_ns (%d+) tx (%d+) rx (%d+)')
         assert.equal(tostring(n), ok_n, out)
         assert.equal('5', refused:match('fail (%d+)'), refused)
-        local text = assert(util.readfile(tmp .. '/trace.json'), 'no trace output: ' .. tostring(util.readfile(tmp .. '/trace.err')))
+        local text = assert(util.readfile(tmp .. '/trace.json'),
+          'no trace output: ' .. tostring(util.readfile(tmp .. '/trace.err')))
         local doc = cjson.decode(text)
-        local res = assert(doc.results and doc.results.net or (doc.intervals and doc.intervals[#doc.intervals].results.net),
+        local last = doc.intervals and doc.intervals[#doc.intervals]
+        local res = assert(doc.results and doc.results.net or (last and last.results.net),
           'no net result: ' .. tostring(util.readfile(tmp .. '/trace.json')):sub(1, 400))
         -- the client: its connects and payload, one process (both runs and
         -- the flood are three processes named tcp_churn)
@@ -180,12 +187,14 @@ describe('trace --events net, end to end', function()
         assert.equal(x1.ListenDrops - x0.ListenDrops, lst.listen_drops)
         assert.equal(1, lst.max_backlog)
         io.stderr:write(string.format('\n[net e2e] connects %d (client %s), bytes %d/%d (client %s/%s), refused %d '
-          .. '(AttemptFails +%d), accepts %d (PassiveOpens +%d), retransmitted segments %d, flood flow %d (RetransSegs +%d), '
+          .. '(AttemptFails +%d), accepts %d (PassiveOpens +%d), retransmitted segments %d, '
+          .. 'flood flow %d (RetransSegs +%d), '
           .. 'netfilter drops %d (nft counter %d), connect p50 %.1f us (client median %.1f us), '
           .. 'listener drops %d (ListenDrops +%d, ListenOverflows +%d)\n',
           churner.connects, ok_n, churner.tx_bytes, churner.rx_bytes, tx, rx, refuser.connect_fails,
           b1.AttemptFails - b0.AttemptFails, server.accepts, a1.PassiveOpens - a0.PassiveOpens, sum, flow.retrans_segs,
-          b1.RetransSegs - b0.RetransSegs, nf.count, dropped, p50, m_us, lst.listen_drops, x1.ListenDrops - x0.ListenDrops,
+          b1.RetransSegs - b0.RetransSegs, nf.count, dropped, p50, m_us, lst.listen_drops,
+          x1.ListenDrops - x0.ListenDrops,
           overflows))
       end, debug.traceback)
       for i = #procs, 1, -1 do sys.kill(procs[i], 15); sys.wait(procs[i]) end

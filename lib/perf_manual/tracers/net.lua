@@ -79,19 +79,24 @@ function M.addr(family, bytes)
   for i = 0, 9 do if bytes[i] ~= 0 then mapped = false end end
   if mapped then return string.format('%d.%d.%d.%d', bytes[12], bytes[13], bytes[14], bytes[15]) end
   local w = {}
-  for i = 0, 7 do w[i + 1] = string.format('%x', bytes[2 * i] * 256 + bytes[2 * i + 1]) end
-  -- the longest run of zero words becomes '::'
-  local s = table.concat(w, ':')
-  local best
-  for run in s:gmatch('[:]?0[:0]*') do
-    if run:match('^:?0(:0)+:?$') or run == '0' then if not best or #run > #best then best = run end end
+  for i = 0, 7 do w[i + 1] = bytes[2 * i] * 256 + bytes[2 * i + 1] end
+  -- the longest run of two or more zero words becomes '::' (RFC 5952)
+  local best, best_len, run, run_len = nil, 1, nil, 0
+  for i = 1, 8 do
+    if w[i] == 0 then
+      run, run_len = run or i, run_len + 1
+      if run_len > best_len then best, best_len = run, run_len end
+    else
+      run, run_len = nil, 0
+    end
   end
-  if best and #best > 2 then
-    local i, j = s:find(best, 1, true)
-    s = s:sub(1, i - 1) .. '::' .. s:sub(j + 1)
-    s = s:gsub('^:::', '::'):gsub(':::$', '::')
+  local function hexs(a, b)
+    local t = {}
+    for i = a, b do t[#t + 1] = string.format('%x', w[i]) end
+    return table.concat(t, ':')
   end
-  return s
+  if not best then return hexs(1, 8) end
+  return hexs(1, best - 1) .. '::' .. hexs(best + best_len, 8)
 end
 
 local function tuple(t)
