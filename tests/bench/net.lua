@@ -61,12 +61,13 @@ tracepoint:skb:kfree_skb { @drops[args->reason] = count(); }
 local NS = 'pmbench' .. sys.getpid()
 local function client_round()
   assert(os.execute('ip netns add ' .. NS .. ' && ip -n ' .. NS .. ' link set lo up') == 0, 'cannot make ' .. NS)
-  local srv = assert(sys.spawn({ 'ip', 'netns', 'exec', NS, CHURN, 'server', tostring(PORT), '100' }, { stdout = 'null' }))
+  local srv = assert(sys.spawn({ 'ip', 'netns', 'exec', NS, CHURN, 'server', tostring(PORT), '100' },
+    { stdout = 'null' }))
   sys.sleep(0.2)
   local out = os.tmpname()
   local t0 = sys.now()
-  local pid = assert(sys.spawn({ 'ip', 'netns', 'exec', NS, CHURN, 'client', '127.0.0.1', tostring(PORT), tostring(CONNS),
-    '100' }, { stdout = out }))
+  local pid = assert(sys.spawn({ 'ip', 'netns', 'exec', NS, CHURN, 'client', '127.0.0.1', tostring(PORT),
+    tostring(CONNS), '100' }, { stdout = out }))
   sys.wait(pid)
   local s = sys.now() - t0
   sys.kill(srv, 15)
@@ -144,8 +145,13 @@ local ok, err = pcall(function()
     for i = 1, #ns do if runs[i] > 0 then v[#v + 1] = ns[i] / runs[i] end end
     return #v > 0 and median(v) or nil
   end
+  local function list(xs) local t = {} for i, x in ipairs(xs) do t[i] = string.format('%.1f', x) end return table.concat(t, ' ') end
+  if os.getenv('PM_BENCH_VERBOSE') then
+    print('rounds (us/conn): untraced ' .. list(base) .. ' | ours ' .. list(ours) .. ' | bpftrace ' .. list(bt))
+  end
   local mb, mo = median(base), median(ours)
-  print(string.format('net bench: %d rounds of %d loopback connections (connect, 100 B each way, close)', ROUNDS, CONNS))
+  print(string.format('net bench: %d rounds of %d loopback connections (connect, 100 B each way, close)',
+    ROUNDS, CONNS))
   print(string.format('  untraced          %8.1f us/conn', mb))
   print(string.format('  perf_manual net   %8.1f us/conn  (%+.1f us/conn, %+.1f%%)  bpf %.0f ns/run, %.1f runs/conn',
     mo, mo - mb, (mo - mb) / mb * 100, per_run(ours_ns, ours_runs) or 0, median(ours_runs) / CONNS))
