@@ -20,6 +20,7 @@ local M = {}
 M.name = 'net'
 M.event = 'net'
 M.aliases = { 'tcp', 'network' }
+M.snoop = true   -- trace --snoop streams closed connections (tcplife lines)
 M.summary = 'TCP connects/accepts/closes, connect latency, bytes, retransmits, resets, drops (tcplife, tcpconnlat)'
 M.tracepoints = { 'sock/inet_sock_set_state', 'tcp/tcp_retransmit_skb' }
 -- closed connections kept per read (the newest); counts are never capped
@@ -204,8 +205,9 @@ function M.aggregate(d, seconds, reasons)
     if p.connect_max_ns > lat_max then lat_max = p.connect_max_ns end
     p.connect_buckets = hist.log2_buckets(p.latency)
     p.connect_avg_us = p.connects > 0 and p.connect_total_ns / p.connects / 1e3 or nil
-    p.connect_p99_us = p.connects > 0 and hist.quantile(p.connect_buckets, 0.99, nil,
-      hist.fitting_max(p.connect_buckets, math.floor(p.connect_max_ns / 1e3))) or nil
+    -- one connect: its time is the max (the buckets alone would give their lower bound)
+    p.connect_p99_us = p.connects == 1 and p.connect_max_ns / 1e3 or p.connects > 0 and hist.quantile(
+      p.connect_buckets, 0.99, nil, hist.fitting_max(p.connect_buckets, math.floor(p.connect_max_ns / 1e3))) or nil
     p.latency = nil
     p.events = p.connects + p.connect_fails + p.accepts + p.closes + p.retrans_segs + p.resets_sent + p.resets_recv
     procs[#procs + 1] = p
@@ -364,6 +366,7 @@ function M.start(opts)
     listeners = obj:map('listeners') }
   t.rb = obj:ringbuf('events')
   t.conns, t.conns_dropped = {}, 0
+  t.snooping, t.pending = opts.snoop and true or false, {}
   t.t0_ns = require('perf_manual.sys').monotonic_ns()
   t.reasons = bpf.kernel_enum('skb_drop_reason')
   t.have_drops = have_drop
@@ -424,6 +427,7 @@ function Net:drain()
       c.t_s = (c.ts_ns - self.t0_ns) / 1e9
       local list = self.conns
       list[#list + 1] = c
+      if self.snooping and #self.pending < M.MAX_CONNS then self.pending[#self.pending + 1] = c end
       if #list > 2 * M.MAX_CONNS then
         -- keep the newest; say how many were left out
         local keep = {}
@@ -435,6 +439,40 @@ function Net:drain()
     n = n + #batch
   until #batch < 4096
   return n
+end
+
+--- Snoop mode: connections closed since the last poll (decoded tables).
+function Net:poll(_, max)
+  self:drain()
+  local out, rest = {}, {}
+  for i, c in ipairs(self.pending) do
+    if i <= (max or 4096) then out[#out + 1] = c else rest[#rest + 1] = c end
+  end
+  self.pending = rest
+  return out
+end
+
+M.SNOOP_HEADER = string.format('%-11s %-7s %-14s %-7s %-21s %-21s %9s %9s %9s %9s', 'TIME(s)', 'PID', 'COMM', 'DIR',
+  'LADDR:LPORT', 'RADDR:RPORT', 'TX_B', 'RX_B', 'CONN_MS', 'MS')
+
+--- One tcplife-style line of a closed connection.
+function M.render_conn(c)
+  return string.format('%-11.6f %-7s %-14.14s %-7s %-21s %-21s %9d %9d %9s %9.3f', c.t_s or c.ts_ns / 1e9,
+    c.pid == 0 and '-' or tostring(c.pid), c.comm, c.dir, M.tuple_text(c):match('^%S+'),
+    M.tuple_text(c):match('%S+$'), c.tx_bytes, c.rx_bytes, c.connect_ns and string.format('%.3f', c.connect_ns / 1e6)
+    or '-', c.duration_ns / 1e6)
+end
+
+--- `trace --snoop`: closed connections as text lines (header first).
+function Net:snoop(max)
+  local lines = {}
+  if not self.snooping then return lines end
+  if not self.header_done then
+    self.header_done = true
+    lines[1] = M.SNOOP_HEADER
+  end
+  for _, c in ipairs(self:poll(0, max)) do lines[#lines + 1] = M.render_conn(c) end
+  return lines
 end
 
 local function read_map(m, decode, clear)

@@ -121,6 +121,17 @@ describe('perf_manual.tracers.net', function()
     assert.equal(ok_n, accepts)
   end)
 
+  it('streams closed connections as tcplife-style lines for --snoop', function()
+    local c = events()[1]
+    c.t_s = 1.5
+    local line = net.render_conn(c)
+    assert.matches('^1%.500000 ', line)
+    assert.matches(' tcp_churn ', line)
+    assert.matches('127%.0%.0%.1:18097', line)
+    assert.equal(#net.SNOOP_HEADER:match('^(.-)%s*$'), #net.SNOOP_HEADER)
+    assert.matches('LADDR:LPORT', net.SNOOP_HEADER)
+  end)
+
   it('names drop reasons from the kernel\'s enum', function()
     local r = result()
     assert.is_true(#r.drops > 0)
