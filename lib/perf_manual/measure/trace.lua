@@ -82,7 +82,8 @@ function M.run_on(s, wanted, opts)
     local any = false
     for _, t in ipairs(running) do any = any or t.mod.snoop end
     if not any then
-      s:note('--snoop: none of ' .. table.concat(names, ', ') .. ' streams events (io and net do); showing histograms only')
+      s:note('--snoop: none of ' .. table.concat(names, ', ')
+        .. ' streams events (io and net do); showing histograms only')
     end
   end
   local function snoop()
