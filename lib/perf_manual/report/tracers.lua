@@ -319,6 +319,11 @@ end
 -- the raw books of the tsa tracer; the tsa command draws the full accounting
 function R.tsa(res) return require('perf_manual.report.tsa').render_books(res) end
 
+-- address:port, IPv6 in brackets
+local function endpoint(a, p)
+  return (a:find(':', 1, true) and ('[' .. a .. ']') or a) .. ':' .. p
+end
+
 --- net: per-process lifecycle counts and connect latency, retransmits and
 --- resets per 4-tuple, drops by kernel reason, listener overflows, and the
 --- newest closed connections (tcplife columns). opts.top (default 10),
@@ -413,10 +418,8 @@ function R.net(res, opts)
       { key = 'pid', title = 'PID', fmt = function(v) return v == 0 and '-' or tostring(v) end },
       { key = 'comm', title = 'COMM', align = 'l' },
       { key = 'dir', title = 'DIR', align = 'l' },
-      { key = 'laddr', title = 'LADDR:LPORT', align = 'l', fmt = function(_, c)
-        return require('perf_manual.tracers.net').tuple_text(c):match('^%S+') end },
-      { key = 'raddr', title = 'RADDR:RPORT', align = 'l', fmt = function(_, c)
-        return require('perf_manual.tracers.net').tuple_text(c):match('%S+$') end },
+      { key = 'laddr', title = 'LADDR:LPORT', align = 'l', fmt = function(_, c) return endpoint(c.laddr, c.lport) end },
+      { key = 'raddr', title = 'RADDR:RPORT', align = 'l', fmt = function(_, c) return endpoint(c.raddr, c.rport) end },
       { key = 'tx_bytes', title = 'TX_B' },
       { key = 'rx_bytes', title = 'RX_B' },
       { key = 'connect_ns', title = 'CONN_MS', fmt = ms },
