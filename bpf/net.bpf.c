@@ -313,26 +313,35 @@ static __always_inline void on_close(const struct sock *sk, int oldstate, __u64 
   bpf_map_delete_elem(&conns, &key);
 }
 
+static __always_inline bool is_tcp(const struct sock *sk)
+{
+  return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP;
+}
+
+/* Half of the transitions (FIN_WAIT*, LAST_ACK...) need nothing: the new
+ * state is looked at before any read. A socket of another protocol is
+ * never in `conns`, so the paths that start from a lookup need no check. */
 static __always_inline int on_state(__u64 *ctx)
 {
   const struct sock *sk = (const struct sock *)ctx[0];
   int oldstate = (int)ctx[1];
   int newstate = (int)ctx[2];
-  if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-    return 0;
-  __u64 now = bpf_ktime_get_ns();
   switch (newstate) {
   case TCP_SYN_SENT_:
-    on_connect(sk, now);
+    if (is_tcp(sk))
+      on_connect(sk, bpf_ktime_get_ns());
     break;
   case TCP_LISTEN_:
-    on_listen(sk);
+    if (is_tcp(sk))
+      on_listen(sk);
     break;
   case TCP_ESTABLISHED_:
-    on_established(sk, oldstate, now);
+    if (oldstate == TCP_SYN_SENT_ || is_tcp(sk))
+      on_established(sk, oldstate, bpf_ktime_get_ns());
     break;
   case TCP_CLOSE_:
-    on_close(sk, oldstate, now);
+    if (oldstate != TCP_LISTEN_ || is_tcp(sk))
+      on_close(sk, oldstate, bpf_ktime_get_ns());
     break;
   case TCP_CLOSE_WAIT_: {
     __u64 key = (__u64)sk;
