@@ -76,8 +76,13 @@ describe('trace --events net, end to end', function()
         local tr = assert(sys.spawn({ h.root .. '/bin/perf_manual', 'trace', '--events', 'net', '--duration', '60',
           '--json' }, { stdout = tmp .. '/trace.json', stderr = tmp .. '/trace.err' }))
         procs[#procs + 1] = tr
+        -- and one on the server alone (its listener predates the trace)
+        local trp = assert(sys.spawn({ h.root .. '/bin/perf_manual', 'trace', '--events', 'net', '--duration', '60',
+          '--pid', tostring(srv), '--json' }, { stdout = tmp .. '/trace_pid.json', stderr = tmp .. '/trace_pid.err' }))
+        procs[#procs + 1] = trp
         for _ = 1, 100 do
-          if (util.readfile(tmp .. '/trace.err') or ''):match('Tracing') then break end
+          if (util.readfile(tmp .. '/trace.err') or ''):match('Tracing')
+            and (util.readfile(tmp .. '/trace_pid.err') or ''):match('Tracing') then break end
           sys.sleep(0.05)
         end
         -- a listener that never accepts, backlog 1: its queue overflows
@@ -105,9 +110,11 @@ describe('trace --events net, end to end', function()
         local b1, a1 = snmp(nsb), snmp(nsa)
         local nft = cmd_out('ip netns exec ' .. nsa .. ' nft list ruleset')
         sys.sleep(0.3)
-        sys.kill(tr, 2)
-        sys.wait(tr)
-        for i, p in ipairs(procs) do if p == tr then table.remove(procs, i) end end
+        for _, p in ipairs({ tr, trp }) do
+          sys.kill(p, 2)
+          sys.wait(p)
+          for i, q in ipairs(procs) do if q == p then table.remove(procs, i) end end
+        end
 
         local ok_n, median, tx, rx = out:match('ok (%d+) fail 0 median_connect_ns (%d+) tx (%d+) rx (%d+)')
         assert.equal(tostring(n), ok_n, out)
@@ -180,6 +187,17 @@ describe('trace --events net, end to end', function()
         assert.equal(flow.lport, c.lport)
         assert.is_true(c.retrans > 0)
         assert.matches('^ok 1', fout)
+        -- the trace of the server alone: its accepts and bytes, nobody else's
+        local pdoc = cjson.decode((assert(util.readfile(tmp .. '/trace_pid.json'))))
+        local plast = pdoc.intervals and pdoc.intervals[#pdoc.intervals]
+        local pres = assert(pdoc.results and pdoc.results.net or (plast and plast.results.net))
+        assert.equal(1, #pres.procs, cjson.encode(pres.procs))
+        assert.equal(srv, pres.procs[1].pid)
+        assert.equal(server.accepts, pres.procs[1].accepts)
+        assert.equal(server.rx_bytes, pres.procs[1].rx_bytes)
+        assert.equal(0, pres.total.connects)
+        for _, f in ipairs(pres.flows) do assert.equal(srv, f.pid) end
+        for _, pc in ipairs(pres.conns) do assert.equal('accept', pc.dir); assert.equal(srv, pc.pid) end
         -- the stuck listener's drops (full accept queue) are the namespace's ListenDrops
         local lst = assert(find(res.listeners, function(l) return l.port == stuck_port end), 'no stuck listener')
         local overflows = x1.ListenOverflows - x0.ListenOverflows
