@@ -19,6 +19,7 @@
 /* arguments the running kernel's tracepoints carry (set from its BTF) */
 const volatile __u32 kfree_skb_nargs = 4;  /* (skb, location[, reason[, rx_sk]]) */
 const volatile bool net_events = true;     /* stream closed connections */
+const volatile bool held_any = false;      /* user space filled `held` */
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -70,6 +71,15 @@ struct {
   __type(key, struct pm_net_drop_key);
   __type(value, __u64);
 } drops SEC(".maps");
+
+/* connections the target held before the start (from /proc, by 4-tuple):
+ * their retransmits, resets and drops are the target's */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, NET_MAX_HELD);
+  __type(key, struct pm_net_tuple);
+  __type(value, struct pm_net_owner);
+} held SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -367,11 +377,13 @@ static __always_inline __u32 skb_pcount(const struct sk_buff *skb)
 static __always_inline int on_retransmit(const struct sock *sk, const struct sk_buff *skb, int err)
 {
   struct pm_net_owner *o = sock_owner(sk);
+  struct pm_net_tuple t = {};
+  sk_tuple(sk, &t);
+  if (!o && held_any)
+    o = bpf_map_lookup_elem(&held, &t);
   if (!o && filter_active())
     return 0;
   __u32 segs = skb_pcount(skb);
-  struct pm_net_tuple t = {};
-  sk_tuple(sk, &t);
   struct pm_net_flow *f = flow_of(&t, o);
   /* 6.12+ says whether it went out: a failed one is kept apart (the
    * kernel's RetransSegs counts those that failed in the send itself, not
@@ -459,6 +471,8 @@ static __always_inline int on_reset(const struct sock *sk, const struct sk_buff 
   struct pm_net_tuple t = {};
   if (sk) {
     sk_tuple(sk, &t);
+    if (!o && held_any)
+      o = bpf_map_lookup_elem(&held, &t);
     if (!o) {
       l = listener_of(sk);
       if (l)
@@ -498,6 +512,16 @@ static __always_inline int on_drop(__u64 *ctx)
       struct pm_net_conn *c = (struct pm_net_conn *)o;  /* owner is its first member */
       if (c->has_tuple) {
         struct pm_net_flow *f = flow_of(&c->tuple, o);
+        if (f)
+          __sync_fetch_and_add(&f->drops, 1);
+      }
+    } else if (held_any && BPF_CORE_READ(rx_sk, __sk_common.skc_state) != TCP_LISTEN_) {
+      struct pm_net_tuple t = {};
+      sk_tuple(rx_sk, &t);
+      struct pm_net_owner *ho = bpf_map_lookup_elem(&held, &t);
+      if (ho) {
+        k.owned = 1;
+        struct pm_net_flow *f = flow_of(&t, ho);
         if (f)
           __sync_fetch_and_add(&f->drops, 1);
       }

@@ -10,6 +10,7 @@
 #define NET_MAX_FLOWS 8192
 #define NET_MAX_LISTENERS 1024
 #define NET_MAX_DROPS 1024
+#define NET_MAX_HELD 4096     /* target's connections from before the start */
 
 /* how a connection began */
 #define NET_DIR_CONNECT 1

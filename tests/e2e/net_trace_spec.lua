@@ -222,4 +222,42 @@ describe('trace --events net, end to end', function()
       if not ok then error(err, 0) end
     end)
   end)
+  it('with --pid, a connection the process opened before the trace has its retransmits on its 4-tuple', function()
+    if not h.need_root('BPF, network namespaces, nftables') then return end
+    if not sh('command -v nft') then error('nft is not installed (apt-get install nftables)') end
+    local ns = 'pmnh' .. sys.getpid()
+    local w
+    h.with_machine_lock(function()
+      local ok, err = xpcall(function()
+        assert(sh(string.format('ip netns add %s && ip -n %s link set lo up && ip -n %s link set lo gso_max_segs 1',
+          ns, ns, ns)), 'cannot make the namespace')
+        w = assert(sys.spawn({ 'ip', 'netns', 'exec', ns, h.workload('tcp_slow_peer'), '30', '50000000', '1400' },
+          { stdout = 'null' }))
+        sys.sleep(0.5)
+        local ss = cmd_out('ip netns exec ' .. ns .. ' ss -tnpH state established')
+        local line = assert(ss:match('[^\n]*pid=' .. w .. ',[^\n]*'), 'no connection of the sender: ' .. ss)
+        local lport, port = line:match('127%.0%.0%.1:(%d+)%s+127%.0%.0%.1:(%d+)')
+        assert(sh(string.format("ip netns exec %s nft add table inet pmh && ip netns exec %s nft add chain inet pmh in "
+          .. "'{ type filter hook input priority 0; }' && ip netns exec %s nft add rule inet pmh in tcp dport %s "
+          .. "numgen random mod 100 '<' 2 drop", ns, ns, ns, port)), 'cannot add the nftables rule')
+        local r0 = snmp(ns).RetransSegs
+        local out, e, st = h.pm(string.format('trace --events net --pid %d --duration 2 --json', w))
+        local r1 = snmp(ns).RetransSegs
+        assert.equal(0, st, e)
+        local doc = cjson.decode(out)
+        local last = doc.intervals and doc.intervals[#doc.intervals]
+        local res = assert(doc.results and doc.results.net or (last and last.results.net))
+        local f = assert(find(res.flows, function(x) return x.lport == tonumber(lport) end),
+          'no flow of the sender: ' .. cjson.encode(res.flows))
+        assert.equal(w, f.pid)
+        assert.equal(tonumber(port), f.rport)
+        -- the trace's window lies inside the one the counters were read around
+        assert.is_true(f.retrans_segs > 0 and f.retrans_segs <= r1 - r0,
+          f.retrans_segs .. ' retransmitted vs RetransSegs +' .. (r1 - r0))
+      end, debug.traceback)
+      if w then sys.kill(w, 15); sys.wait(w) end
+      sh('ip netns del ' .. ns)
+      if not ok then error(err, 0) end
+    end)
+  end)
 end)

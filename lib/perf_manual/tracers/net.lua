@@ -318,6 +318,63 @@ function M.target_listeners(pids)
   return out
 end
 
+-- address bytes of a /proc/net/tcp{,6} hex address: words of 4 bytes,
+-- each printed as a host-order (little-endian here) 32-bit number
+local function hex_addr_bytes(h)
+  local b = {}
+  for w = 1, #h, 8 do
+    local word = h:sub(w, w + 7)
+    for i = 7, 1, -2 do b[#b + 1] = tonumber(word:sub(i, i + 1), 16) end
+  end
+  return b
+end
+
+--- The connections (not listeners) in a /proc/net/tcp or tcp6 text, with
+--- their inode and 4-tuple as the kernel keys it (family, ports, address
+--- bytes): { { family=, lport=, rport=, laddr={bytes}, raddr={bytes}, inode= } }
+function M.parse_conns(text, family)
+  local out = {}
+  for la, lp, ra, rp, st, inode in (text or ''):gmatch(
+    '\n%s*%d+:%s+(%x+):(%x+)%s+(%x+):(%x+)%s+(%x+)%s+%x+:%x+%s+%x+:%x+%s+%x+%s+%d+%s+%d+%s+(%d+)') do
+    local state = tonumber(st, 16)
+    if state ~= 10 and state ~= 6 then -- LISTEN, TIME_WAIT (no socket of its own)
+      out[#out + 1] = { family = family, lport = tonumber(lp, 16), rport = tonumber(rp, 16),
+        laddr = hex_addr_bytes(la), raddr = hex_addr_bytes(ra), inode = tonumber(inode) }
+    end
+  end
+  return out
+end
+
+--- The connections the pids hold: parse_conns rows with pid= and comm=.
+function M.held_conns(pids)
+  local network = require('perf_manual.collectors.network')
+  local out, tables = {}, {}
+  for _, pid in ipairs(pids) do
+    local inodes = network.fd_socket_inodes(pid)
+    local ns = next(inodes) and netns_of(pid)
+    if ns then
+      if not tables[ns] then
+        local list = {}
+        for _, f in ipairs({ { 'tcp', AF_INET }, { 'tcp6', AF_INET6 } }) do
+          for _, c in ipairs(M.parse_conns(util.readfile('/proc/' .. pid .. '/net/' .. f[1]), f[2])) do
+            list[#list + 1] = c
+          end
+        end
+        tables[ns] = list
+      end
+      local comm
+      for _, c in ipairs(tables[ns]) do
+        if inodes[c.inode] then
+          comm = comm or util.trim(util.readfile('/proc/' .. pid .. '/comm') or '')
+          c.pid, c.comm = pid, comm
+          out[#out + 1] = c
+        end
+      end
+    end
+  end
+  return out
+end
+
 -- the processes whose listeners are looked up at start
 local function listener_pids(opts)
   if opts.pid then return { opts.pid } end
@@ -349,6 +406,10 @@ function M.start(opts)
   local have_synack = base.tracepoint_exists('tcp/tcp_retransmit_synack') ~= false
   cfg.kfree_skb_nargs = knargs or 2
   cfg.net_events = opts.events ~= false
+  -- what the target already holds (listeners, connections), from /proc
+  local pids = opts.listeners ~= false and listener_pids(opts) or {}
+  local held = #pids > 0 and M.held_conns(pids) or {}
+  cfg.held_any = #held > 0
   -- 6.12+ passes the send's error: a retransmit that failed is not one
   local with_err = (rnargs or 2) >= 3
   local keep = {}
@@ -372,8 +433,22 @@ function M.start(opts)
   t.have_drops = have_drop
   t.drop_args = knargs
   -- listeners opened before the start: their accepts belong to the target
-  if opts.listeners ~= false then
-    for _, l in ipairs(M.target_listeners(listener_pids(opts))) do
+  local tkey_t = ffi.typeof('struct pm_net_tuple')
+  local owner_t = ffi.typeof('struct pm_net_owner')
+  for i, c in ipairs(held) do
+    if i > 4096 then break end -- NET_MAX_HELD
+    local k = ffi.new(tkey_t)
+    k.family, k.lport, k.rport = c.family, c.lport, c.rport
+    for j = 1, #c.laddr do k.laddr[j - 1] = c.laddr[j] end
+    for j = 1, #c.raddr do k.raddr[j - 1] = c.raddr[j] end
+    local o = ffi.new(owner_t)
+    o.tgid, o.pid, o.in_target = c.pid, c.pid, 1
+    ffi.copy(o.comm, c.comm:sub(1, 15))
+    obj:map('held'):update(ffi.string(k, ffi.sizeof(k)), ffi.string(o, ffi.sizeof(o)))
+  end
+  t.held = math.min(#held, 4096)
+  if #pids > 0 then
+    for _, l in ipairs(M.target_listeners(pids)) do
       local k = ffi.new('struct pm_net_listen_key', { netns = l.netns, port = l.port })
       local val = ffi.new('struct pm_net_listener')
       val.owner.tgid, val.owner.pid, val.owner.in_target = l.pid, l.pid, 1

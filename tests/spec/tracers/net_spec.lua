@@ -132,6 +132,28 @@ describe('perf_manual.tracers.net', function()
     assert.matches('LADDR:LPORT', net.SNOOP_HEADER)
   end)
 
+  it('reads the connections a process holds from /proc/net/tcp{,6}, as the kernel keys them', function()
+    local v4 = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n'
+      .. '   0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1113 1 0 '
+      .. '100 0 0 10 0\n'
+      .. '   1: 0100007F:BD62 0100007F:4C08 01 00000000:00000000 00:00000000 00000000     0        0 4242 1 0 '
+      .. '20 4 30 10 -1\n'
+    local c = net.parse_conns(v4, 2)
+    assert.equal(1, #c)   -- the listener is left out
+    assert.same({ 127, 0, 0, 1 }, c[1].laddr)
+    assert.equal(0xBD62, c[1].lport)
+    assert.equal(0x4C08, c[1].rport)
+    assert.equal(4242, c[1].inode)
+    local v6 = '  sl  local_address                         remote_address                        st\n'
+      .. '   0: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000200007F:D431 01 '
+      .. '00000000:00000000 00:00000000 00000000     0        0 777 1 0 20 4 30 10 -1\n'
+    c = net.parse_conns(v6, 10)
+    assert.same({ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 127, 0, 0, 1 }, c[1].laddr)
+    assert.same({ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 127, 0, 0, 2 }, c[1].raddr)
+    assert.equal(8080, c[1].lport)
+    assert.equal(777, c[1].inode)
+  end)
+
   it('names drop reasons from the kernel\'s enum', function()
     local r = result()
     assert.is_true(#r.drops > 0)
