@@ -19,7 +19,7 @@ return playbook {
     duration = param.duration { 'how long to trace (with -- COMMAND: until it exits)', default = '10s', above = 0,
       until_exit = true },
     interval = param.duration { 'print (and reset) the histograms every interval', optional = true, above = 0 },
-    snoop = param.flag { 'stream events of the tracers that support it (io)' },
+    snoop = param.flag { 'stream events of the tracers that support it (io: requests, net: closed connections)' },
     count_only = param.flag { 'syscalls: count calls only (cheapest; no errors or latency)' },
     per = param.choice { 'sched: group run-queue latency by', choices = { 'all', 'cpu', 'process' }, default = 'all' },
     top = param.integer { 'rows in top tables', default = 10, min = 1, max = 10000 },

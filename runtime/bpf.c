@@ -772,6 +772,68 @@ static int obj_detach(lua_State *L)
   return 0;
 }
 
+/* setns(2) without _GNU_SOURCE's <sched.h> */
+static int set_netns(int fd)
+{
+  return (int)syscall(SYS_setns, fd, 0x40000000 /* CLONE_NEWNET */);
+}
+
+/// run_iter(prog[, netns_path]) -> bytes read | nil, err: runs an iterator
+/// program (SEC("iter/...")) once over everything it walks; what it does
+/// lands in its maps (and its seq output, counted and dropped). Socket
+/// iterators walk the network namespace they are created in: netns_path
+/// (/proc/PID/ns/net) walks that one instead of ours.
+static int obj_run_iter(lua_State *L)
+{
+  struct pm_bpf_obj *po = obj_check(L, 1);
+  struct bpf_program *prog = find_prog(L, po, 2);
+  const char *nspath = luaL_optstring(L, 3, NULL);
+  if (!po->loaded)
+    return luaL_error(L, "bpf: run_iter %s: load the object first", bpf_program__name(prog));
+  clear_msg();
+  int home = -1, there = -1;
+  if (nspath) {
+    home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    there = open(nspath, O_RDONLY | O_CLOEXEC);
+    if (home < 0 || there < 0 || set_netns(there)) {
+      int err = errno;
+      if (home >= 0)
+        close(home);
+      if (there >= 0)
+        close(there);
+      return push_fail(L, "iter netns", nspath, err, 0);
+    }
+    close(there);
+  }
+  struct bpf_link *link = bpf_program__attach_iter(prog, NULL);
+  int fd = link ? bpf_iter_create(bpf_link__fd(link)) : -1;
+  int cerr = fd < 0 ? errno : 0;
+  if (home >= 0) {
+    /* back home before anything else runs (the iterator keeps its netns) */
+    if (set_netns(home))
+      return luaL_error(L, "bpf: iter: cannot return to our network namespace: %s", strerror(errno));
+    close(home);
+  }
+  if (fd < 0) {
+    if (link)
+      bpf_link__destroy(link);
+    return push_fail(L, "iter", bpf_program__name(prog), cerr, 1);
+  }
+  char buf[4096];
+  ssize_t n;
+  lua_Integer total = 0;
+  while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0)
+      total += n;
+  int err = n < 0 ? errno : 0;
+  close(fd);
+  bpf_link__destroy(link);
+  if (err)
+    return push_fail(L, "iter", bpf_program__name(prog), err, 0);
+  lua_pushinteger(L, total);
+  return 1;
+}
+
 /// info() -> { name=, attach = { prog = kind }, progs = { prog = {run_time_ns=,
 ///   run_cnt=, kind=} }, run_time_ns=, run_cnt=, stats = bool }
 /// stats: run time accounting is on now. run_time_ns/run_cnt are nil (not
@@ -1394,6 +1456,7 @@ static const luaL_Reg obj_methods[] = {
   { "attach", obj_attach },
   { "attach_perf_event", obj_attach_perf_event },
   { "detach", obj_detach },
+  { "run_iter", obj_run_iter },
   { "info", obj_info },
   { "map", obj_map },
   { "stack", obj_stack },
@@ -1424,6 +1487,83 @@ static const luaL_Reg rb_methods[] = {
   { NULL, NULL },
 };
 
+/* ---- the running kernel's BTF ------------------------------------------ */
+
+/* /sys/kernel/btf/vmlinux, parsed once (megabytes: only when asked) */
+static struct btf *vmlinux_btf(int *err)
+{
+  static struct btf *btf;
+  static int load_err;
+  if (!btf && !load_err) {
+    btf = btf__load_vmlinux_btf();
+    if (!btf)
+      load_err = errno ? errno : ENOENT;
+  }
+  *err = load_err;
+  return btf;
+}
+
+/// kernel_enum(name) -> { [value] = "NAME", ... } | nil, err
+/// An enum of the running kernel (enum skb_drop_reason, ...), so names come
+/// from the kernel that produced the values, not from a table of ours.
+static int pm_bpf_kernel_enum(lua_State *L)
+{
+  const char *name = luaL_checkstring(L, 1);
+  int err;
+  struct btf *btf = vmlinux_btf(&err);
+  if (!btf)
+    return push_fail(L, "kernel btf", name, err, 1);
+  int id = btf__find_by_name_kind(btf, name, BTF_KIND_ENUM);
+  if (id < 0)
+    id = btf__find_by_name_kind(btf, name, BTF_KIND_ENUM64);
+  if (id < 0)
+    return push_fail(L, "kernel enum", name, ENOENT, 0);
+  const struct btf_type *t = btf__type_by_id(btf, id);
+  lua_createtable(L, 0, btf_vlen(t));  // [name, map]
+  for (int i = 0; i < btf_vlen(t); i++) {
+    const char *vn;
+    long long v;
+    if (btf_is_enum64(t)) {
+      const struct btf_enum64 *e = btf_enum64(t) + i;
+      vn = btf__name_by_offset(btf, e->name_off);
+      v = (long long)btf_enum64_value(e);
+    } else {
+      const struct btf_enum *e = btf_enum(t) + i;
+      vn = btf__name_by_offset(btf, e->name_off);
+      v = e->val;
+    }
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_pushstring(L, vn ? vn : "?");
+    lua_settable(L, -3);
+  }
+  return 1;
+}
+
+/// kernel_tp_nargs(tracepoint) -> n | nil, err: the arguments a raw
+/// tracepoint passes on the running kernel (from its btf_trace_<tp> type),
+/// since some grew new ones (tcp_retransmit_skb's err, kfree_skb's reason)
+static int pm_bpf_kernel_tp_nargs(lua_State *L)
+{
+  const char *tp = luaL_checkstring(L, 1);
+  char name[160];
+  snprintf(name, sizeof name, "btf_trace_%s", tp);
+  int err;
+  struct btf *btf = vmlinux_btf(&err);
+  if (!btf)
+    return push_fail(L, "kernel btf", name, err, 1);
+  int id = btf__find_by_name_kind(btf, name, BTF_KIND_TYPEDEF);
+  if (id < 0)
+    return push_fail(L, "kernel tracepoint", tp, ENOENT, 0);
+  const struct btf_type *t = btf__type_by_id(btf, id);
+  t = btf__type_by_id(btf, t->type);  /* pointer */
+  if (t && btf_is_ptr(t))
+    t = btf__type_by_id(btf, t->type);
+  if (!t || !btf_is_func_proto(t))
+    return push_fail(L, "kernel tracepoint", tp, EINVAL, 0);
+  lua_pushinteger(L, btf_vlen(t) - 1);  /* the first is the tracepoint's data pointer */
+  return 1;
+}
+
 static const luaL_Reg pm_bpf_funcs[] = {
   { "available", pm_bpf_available },
   { "objects", pm_bpf_objects_list },
@@ -1434,6 +1574,8 @@ static const luaL_Reg pm_bpf_funcs[] = {
   { "min_btf", pm_bpf_min_btf },
   { "btf_type", pm_bpf_btf_type },
   { "stats_enable", pm_bpf_stats_enable },
+  { "kernel_enum", pm_bpf_kernel_enum },
+  { "kernel_tp_nargs", pm_bpf_kernel_tp_nargs },
   { NULL, NULL },
 };
 

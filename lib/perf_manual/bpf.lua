@@ -21,6 +21,25 @@ M.tracefs = c.tracefs
 M.ncpu = c.ncpu
 M.btf_type = c.btf_type
 M.stats_enable = c.stats_enable
+
+local enums = {}
+--- { [value] = "NAME" } of an enum of the running kernel (its BTF; cached),
+--- or nil, err.
+function M.kernel_enum(name)
+  util.validate('name', name, 'string')
+  if enums[name] == nil then
+    local t, err = c.kernel_enum(name)
+    if not t then return nil, err end
+    enums[name] = t
+  end
+  return enums[name]
+end
+
+--- Arguments a tracepoint passes on the running kernel (from its BTF), or nil, err.
+function M.kernel_tp_nargs(tp)
+  util.validate('tp', tp, 'string')
+  return c.kernel_tp_nargs(tp)
+end
 --- true when the cut-down kernel BTF embedded at build time fits this kernel
 M.min_btf = function() return c.min_btf ~= nil and c.min_btf() == true end
 

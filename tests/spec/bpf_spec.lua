@@ -147,3 +147,27 @@ describe('perf_manual.bpf #priv', function()
     obj:close()
   end)
 end)
+
+describe('perf_manual.bpf kernel BTF', function()
+  local bpf = require('perf_manual.bpf')
+  it('reads enums of the running kernel, by value', function()
+    if not require('posix.sys.stat').stat('/sys/kernel/btf/vmlinux') then
+      return test_helpers.skip_unless_required('PM_REQUIRE_BPF', 'no /sys/kernel/btf/vmlinux')
+    end
+    local r = assert(bpf.kernel_enum('skb_drop_reason'))
+    assert.equal('SKB_DROP_REASON_NOT_SPECIFIED', r[2])
+    local st = assert(bpf.kernel_enum('bpf_map_type'))
+    assert.equal('BPF_MAP_TYPE_HASH', st[1])
+    local none, err = bpf.kernel_enum('no_such_enum_here')
+    assert.is_nil(none)
+    assert.equal('bpf: kernel enum no_such_enum_here: No such file or directory', err)
+  end)
+  it('counts the arguments a raw tracepoint passes', function()
+    if not require('posix.sys.stat').stat('/sys/kernel/btf/vmlinux') then
+      return test_helpers.skip_unless_required('PM_REQUIRE_BPF', 'no /sys/kernel/btf/vmlinux')
+    end
+    assert.equal(3, bpf.kernel_tp_nargs('inet_sock_set_state'))
+    assert.equal(1, bpf.kernel_tp_nargs('tcp_receive_reset'))
+    assert.is_nil((bpf.kernel_tp_nargs('no_such_tracepoint')))
+  end)
+end)

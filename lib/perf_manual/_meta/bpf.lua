@@ -54,6 +54,17 @@ function bpf.btf_type(object, type_name) end
 ---@return true?, string? err, integer? errno
 function bpf.stats_enable(on) end
 
+--- An enum of the running kernel, from /sys/kernel/btf/vmlinux (parsed once).
+---@param name string e.g. "skb_drop_reason"
+---@return table<integer, string>?, string? err
+function bpf.kernel_enum(name) end
+
+--- How many arguments a raw tracepoint passes on the running kernel
+--- (parameters of its btf_trace_<tp> prototype, less the data pointer).
+---@param tp string e.g. "tcp_retransmit_skb"
+---@return integer?, string? err
+function bpf.kernel_tp_nargs(tp) end
+
 ---@class perf_manual.bpf.Object
 local Object = {}
 
@@ -75,6 +86,12 @@ function Object:programs() end
 ---@param opts {stats: boolean?}?
 ---@return true?, string? err, integer? errno
 function Object:load(opts) end
+
+--- Runs an iterator program (SEC("iter/tcp") ...) once over all it walks;
+--- its results land in its maps. Returns the bytes of seq output it wrote.
+---@param prog string
+---@return integer?, string? err, integer? errno
+function Object:run_iter(prog) end
 
 --- Attaches every loaded program whose section says where (tp, raw_tp,
 --- tp_btf, fentry...), or only the named ones. All or nothing.

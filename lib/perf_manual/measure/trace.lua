@@ -82,7 +82,8 @@ function M.run_on(s, wanted, opts)
     local any = false
     for _, t in ipairs(running) do any = any or t.mod.snoop end
     if not any then
-      s:note('--snoop: none of ' .. table.concat(names, ', ') .. ' streams events (io does); showing histograms only')
+      s:note('--snoop: none of ' .. table.concat(names, ', ')
+        .. ' streams events (io and net do); showing histograms only')
     end
   end
   local function snoop()
@@ -94,13 +95,26 @@ function M.run_on(s, wanted, opts)
       end
     end
   end
+  -- tracers that stream through a ring buffer (net's closed connections)
+  -- are drained often, so a busy interval does not fill it
+  local drains = {}
+  for _, t in ipairs(running) do
+    if t.inst.drain then drains[#drains + 1] = t.inst end
+  end
+  local function tick()
+    for _, tr in ipairs(drains) do
+      if not tr.detached then tr:drain() end
+    end
+    if opts.snoop then snoop() end
+  end
+  local ticking = opts.snoop or #drains > 0
   s:begin()
   local t0 = s.t0
   local label = function(now) return string.format('%s  +%.1fs', os.date('%H:%M:%S'), now - t0) end
   local ended_by = s:run {
     interval = opts.interval,
-    poll = opts.snoop and 0.1 or nil,
-    tick = opts.snoop and snoop or nil,
+    poll = ticking and 0.1 or nil,
+    tick = ticking and tick or nil,
     on_interval = function(now)
       local results = {}
       for _, t in ipairs(running) do

@@ -319,6 +319,118 @@ end
 -- the raw books of the tsa tracer; the tsa command draws the full accounting
 function R.tsa(res) return require('perf_manual.report.tsa').render_books(res) end
 
+-- address:port, IPv6 in brackets
+local function endpoint(a, p)
+  return (a:find(':', 1, true) and ('[' .. a .. ']') or a) .. ':' .. p
+end
+
+--- net: per-process lifecycle counts and connect latency, retransmits and
+--- resets per 4-tuple, drops by kernel reason, listener overflows, and the
+--- newest closed connections (tcplife columns). opts.top (default 10),
+--- opts.conns (closed connections shown, default 20).
+function R.net(res, opts)
+  local top = opts.top or 10
+  local out = {}
+  local function head(list, n) local t = {} for i = 1, math.min(n or top, #list) do t[i] = list[i] end return t end
+  local function ms(v) return v and fmt('%.3f', v / 1e6) or '-' end
+  local function us1(v) return v and fmt('%.1f', v) or '-' end
+  local function who(pid, comm) return pid == 0 and '-' or fmt('%d %s', pid, comm ~= '' and comm or '?') end
+  local t = res.total
+  out[#out + 1] = fmt('TCP: %d connects (%d failed), %d accepts, %d closes, %s sent / %s received by closed '
+    .. 'connections, %d retransmitted segments, %d resets sent / %d received, %d drops\n',
+    t.connects, t.connect_fails, t.accepts, t.closes, util.fmt_bytes(t.tx_bytes), util.fmt_bytes(t.rx_bytes),
+    t.retrans_segs, t.resets_sent, t.resets_recv, t.drops)
+  if #res.procs > 0 then
+    out[#out + 1] = '\nper process:\n'
+    out[#out + 1] = text.table(head(res.procs), {
+      { key = 'pid', title = 'PID', fmt = function(v) return v == 0 and '-' or tostring(v) end },
+      { key = 'comm', title = 'COMM', align = 'l', fmt = function(v) return v ~= '' and v or '(unknown owner)' end },
+      { key = 'connects', title = 'CONNECTS' },
+      { key = 'connect_fails', title = 'FAILED' },
+      { key = 'accepts', title = 'ACCEPTS' },
+      { key = 'closes', title = 'CLOSES' },
+      { key = 'connect_avg_us', title = 'CONN AVG (us)', fmt = us1 },
+      { key = 'connect_p99_us', title = 'CONN P99 (us)', fmt = us1 },
+      { key = 'tx_bytes', title = 'TX', fmt = util.fmt_bytes },
+      { key = 'rx_bytes', title = 'RX', fmt = util.fmt_bytes },
+      { key = 'retrans_segs', title = 'RETRANS' },
+    })
+    if #res.procs > top then out[#out + 1] = fmt('(%d more processes)\n', #res.procs - top) end
+  end
+  if res.connect.count > 0 then
+    out[#out + 1] = fmt('\nconnect latency (SYN sent -> established): %d connects, avg %.1f us, p50 %s, p99 %s us\n',
+      res.connect.count, res.connect.avg_us, us1(res.connect.p50_us), us1(res.connect.p99_us))
+    out[#out + 1] = text.render_log2(res.connect.buckets, { unit = 'usecs' })
+  end
+  if #res.flows > 0 then
+    out[#out + 1] = '\nretransmits, resets and drops per connection:\n'
+    out[#out + 1] = text.table(head(res.flows), {
+      { key = 'laddr', title = 'LOCAL', align = 'l', fmt = function(_, f) return f.key:match('^%S+') end },
+      { key = 'raddr', title = 'REMOTE', align = 'l', fmt = function(_, f) return f.key:match('%S+$') end },
+      { key = 'pid', title = 'PROCESS', align = 'l', fmt = function(_, f) return who(f.pid, f.comm) end },
+      { key = 'retrans_segs', title = 'RETRANS SEGS' },
+      { key = 'retrans_failed', title = 'FAILED' },
+      { key = 'synack_retrans', title = 'SYNACK RETR' },
+      { key = 'resets_sent', title = 'RST SENT' },
+      { key = 'resets_recv', title = 'RST RECV' },
+      { key = 'drops', title = 'DROPS' },
+    })
+    if #res.flows > top then out[#out + 1] = fmt('(%d more connections)\n', #res.flows - top) end
+  end
+  if res.drops_traced == false then
+    out[#out + 1] = '\ndrops: not traced (no skb:kfree_skb tracepoint)\n'
+  elseif #res.drops > 0 then
+    out[#out + 1] = '\npacket drops by kernel reason:\n'
+    out[#out + 1] = text.table(head(res.drops), {
+      { key = 'reason', title = 'REASON', align = 'l' },
+      { key = 'count', title = 'DROPS' },
+      { key = 'at_traced_sockets', title = 'AT TRACED SOCKETS' },
+    })
+  end
+  local lst = {}
+  for _, l in ipairs(res.listeners) do
+    if l.accepts > 0 or l.drops > 0 or l.overflows > 0 or (l.listen_drops or 0) > 0 or (l.queue or 0) > 0 then
+      lst[#lst + 1] = l
+    end
+  end
+  if #lst > 0 then
+    out[#out + 1] = '\nlisteners (accept queue):\n'
+    out[#out + 1] = text.table(head(lst), {
+      { key = 'port', title = 'PORT' },
+      { key = 'pid', title = 'PROCESS', align = 'l', fmt = function(_, l) return who(l.pid, l.comm) end },
+      { key = 'accepts', title = 'ACCEPTS' },
+      { key = 'listen_drops', title = 'LISTEN DROPS' },
+      { key = 'queue', title = 'QUEUE' },
+      { key = 'peak_backlog', title = 'PEAK QUEUE' },
+      { key = 'max_backlog', title = 'BACKLOG' },
+      { key = 'drops', title = 'SKB DROPS' },
+    })
+  end
+  if res.listen_drops_note then out[#out + 1] = res.listen_drops_note .. '\n' end
+  local conns = res.conns
+  local n = opts.conns or 20
+  if #conns > 0 then
+    out[#out + 1] = fmt('\nclosed connections (newest %d of %d%s):\n', math.min(n, #conns), #conns,
+      (res.conns_left_out or 0) > 0 and fmt(', %d older ones left out', res.conns_left_out) or '')
+    local rows = {}
+    for i = math.max(1, #conns - n + 1), #conns do rows[#rows + 1] = conns[i] end
+    out[#out + 1] = text.table(rows, {
+      { key = 'pid', title = 'PID', fmt = function(v) return v == 0 and '-' or tostring(v) end },
+      { key = 'comm', title = 'COMM', align = 'l' },
+      { key = 'dir', title = 'DIR', align = 'l' },
+      { key = 'laddr', title = 'LADDR:LPORT', align = 'l', fmt = function(_, c) return endpoint(c.laddr, c.lport) end },
+      { key = 'raddr', title = 'RADDR:RPORT', align = 'l', fmt = function(_, c) return endpoint(c.raddr, c.rport) end },
+      { key = 'tx_bytes', title = 'TX_B' },
+      { key = 'rx_bytes', title = 'RX_B' },
+      { key = 'connect_ns', title = 'CONN_MS', fmt = ms },
+      { key = 'duration_ns', title = 'MS', fmt = ms },
+      { key = 'retrans', title = 'RETR' },
+    })
+  end
+  quality(out, res)
+  return table.concat(out)
+end
+
 --- True when this module has a text renderer for tracer `name`.
 function M.has(name) return R[name] ~= nil end
 
