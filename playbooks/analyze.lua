@@ -44,7 +44,8 @@ return playbook {
       if data.use and data.use.verdict then inv:printf('bottleneck (USE): %s\n', data.use.verdict) end
       local cands = rc.candidates(data, found)
       if #cands > 0 then
-        inv:print('hypotheses worth testing (scored against this data; perf_manual root-cause --hypothesis TEXT for the evidence):')
+        inv:print('hypotheses worth testing (scored against this data; perf_manual root-cause --hypothesis TEXT for ' ..
+          'the evidence):')
         for _, t in ipairs(cands) do
           inv:printf('  %-12s %s\n', rc.score(t, data).verdict:upper(), t)
         end

@@ -28,7 +28,9 @@ local function profile_path(p)
   local report = require('perf_manual.report')
   if report.is_dir(p) then
     local ds = report.load(p)
-    if ds and #ds.profiles > 0 and next(ds.samples) == nil and next(ds.scalars) == nil then return ds.profiles[#ds.profiles].path end
+    if ds and #ds.profiles > 0 and next(ds.samples) == nil and next(ds.scalars) == nil then
+      return ds.profiles[#ds.profiles].path
+    end
   end
 end
 
@@ -66,13 +68,17 @@ return playbook {
   params = {
     before = param.string { 'data dir, investigation, bundle file, or folded profile before the change' },
     after = param.string { 'data dir, investigation, bundle file, or folded profile after the change' },
-    expect = param.strings { 'an expected effect, stated before measuring (repeatable, or several separated by , or ;): '
+    expect = param.strings { 'an expected effect, stated before measuring (repeatable, or several separated by , or ' ..
+      ';): '
       .. '"p99 -20%", "p50 < 5ms", "errors < 1%", "error ratio -50%", "throughput +10%", "rps >= 1000", '
       .. '"profile spin -30%", "function spin share < 10%", "METRIC [STAT] -10%". Exit 0: all met; 1: one not met '
-      .. 'or not judged (the data lacks its metric); 2: one does not parse. Met: significant (p < alpha) and the CI end '
-      .. 'nearest no change clears the amount; a bound: the whole 95% CI of the after value on its side', optional = true },
+      .. 'or not judged (the data lacks its metric); 2: one does not parse. Met: significant (p < alpha) and the CI ' ..
+        'end '
+      .. 'nearest no change clears the amount; a bound: the whole 95% CI of the after value on its side',
+        optional = true },
     output = param.path { 'write the result to FILE (.md, or .json for the data)', optional = true },
-    flamediff = param.path { 'write the differential flame graph (SVG) of the two profiles here (default with --output: next to it)', optional = true },
+    flamediff = param.path { 'write the differential flame graph (SVG) of the two profiles here (default with ' ..
+      '--output: next to it)', optional = true },
     json = param.flag { 'print JSON instead of Markdown' },
     seed = param.integer { 'bootstrap seed (same seed, same intervals)', default = 1 },
     iterations = param.integer { 'bootstrap resamples', default = 2000, min = 100, max = 100000 },
@@ -90,7 +96,9 @@ return playbook {
       for _, side in ipairs({ 'before', 'after' }) do
         local v = p[side]
         if not store.exists(v) then
-          if v:find('/', 1, true) then util.user_error(string.format('diff: --%s %s does not exist', side, util.printable(v))) end
+          if v:find('/', 1, true) then
+            util.user_error(string.format('diff: --%s %s does not exist', side, util.printable(v)))
+          end
           store.open(store.root(p.store), v)   -- an investigation id: a user error naming it when unknown
         end
       end
@@ -181,7 +189,8 @@ return playbook {
         for i, m in ipairs(out.metrics) do
           local before, after = names.row_values(m)
           rows[i] = { metric = names.label(m.metric), before = before, after = after, change = m.change_text,
-            ci = m.ci_text ~= '' and m.ci_text or '-', p = m.p and string.format('%.3g', m.p) or '-', verdict = m.verdict }
+            ci = m.ci_text ~= '' and m.ci_text or '-', p = m.p and string.format('%.3g', m.p) or '-',
+            verdict = m.verdict }
         end
         local lat = {}
         for _, l in ipairs(out.latency) do
@@ -191,7 +200,8 @@ return playbook {
           end
         end
         local view = {
-          before_id = out.before_id, after_id = out.after_id, expectations = out.expectations, rows = rows, latency = lat,
+          before_id = out.before_id, after_id = out.after_id, expectations = out.expectations, rows = rows,
+          latency = lat,
           hotspots = out.hotspots, flamediff = out.flamediff,
           only_before = table.concat(labels(out.only_before), '; '),
           only_after = table.concat(labels(out.only_after), '; '),

@@ -19,7 +19,9 @@ return playbook {
   step 'make the deck' {
     function(inv, p)
       if not p.slides then util.user_error('present: say --slides (the deck is the only presentation form)') end
-      if not p.output:match('%.html?$') then util.user_error('present: --output must end in .html (got ' .. p.output .. ')') end
+      if not p.output:match('%.html?$') then
+        util.user_error('present: --output must end in .html (got ' .. p.output .. ')')
+      end
       local report = require('perf_manual.report')
       local ds = report.open(p.data, p.store)
       -- from a bundle: links point into the folder `tar xzf BUNDLE` makes beside the deck
@@ -27,7 +29,9 @@ return playbook {
         link_base = ds.bundle and (ds.id .. '/') or nil })
       if not ok then
         local msg = tostring(text)
-        if msg:match('^%[perf_manual%.report%.template%]') then util.user_error('present: ' .. msg:gsub('^%[[^]]+%] ', '')) end
+        if msg:match('^%[perf_manual%.report%.template%]') then
+          util.user_error('present: ' .. msg:gsub('^%[[^]]+%] ', ''))
+        end
         error(text, 0)
       end
       local wok, err = util.write_atomic(p.output, text)

@@ -45,12 +45,15 @@ return playbook {
         local inv_dir = realpath(ds.dir)
         if inv_dir and out_dir ~= inv_dir then link_base = inv_dir .. '/' end
       end
-      local ok, text, files = pcall(report.render, ds, { format = p.format, output = kind, assets = assets, template = p.template,
+      local ok, text, files = pcall(report.render, ds, { format = p.format, output = kind, assets = assets,
+        template = p.template,
         link_base = link_base })
       if not ok then
         -- a template error names the template, line and field: a user error
         local msg = tostring(text)
-        if msg:match('^%[perf_manual%.report%.template%]') then util.user_error('report: ' .. msg:gsub('^%[[^]]+%] ', '')) end
+        if msg:match('^%[perf_manual%.report%.template%]') then
+          util.user_error('report: ' .. msg:gsub('^%[[^]]+%] ', ''))
+        end
         error(text, 0)
       end
       if not p.output then
@@ -70,7 +73,8 @@ return playbook {
           if not fok then util.user_error('report: ' .. ferr) end
         end
       end
-      inv:print(string.format('wrote %s (%s, %s%s)', p.output, p.format, kind == 'html' and 'self-contained HTML' or 'Markdown',
+      inv:print(string.format('wrote %s (%s, %s%s)', p.output, p.format,
+        kind == 'html' and 'self-contained HTML' or 'Markdown',
         files and #files > 0 and (', ' .. #files .. ' charts in ' .. dir .. '/' .. assets) or ''))
     end,
   },

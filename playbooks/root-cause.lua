@@ -2,7 +2,8 @@
 -- investigation or a data dir, and record it there.
 return playbook {
   name    = "root-cause",
-  summary = "Map a hypothesis onto the catalogue, score it against recorded evidence; print the match, verdict, evidence, root cause and fixes",
+  summary = "Map a hypothesis onto the catalogue, score it against recorded evidence; print the match, verdict, " ..
+    "evidence, root cause and fixes",
   examples = '  perf_manual root-cause --hypothesis "the disk is saturated" --evidence /tmp/data\n'
     .. '  perf_manual root-cause --hypothesis "lock contention on the queue" --evidence 2026-11-22_slow-api',
   params  = {
@@ -46,7 +47,8 @@ return playbook {
           meta.recommendations = meta.recommendations or {}
           for _, r in ipairs(rc.recommendations(data, { { text = p.hypothesis, status = 'supported' } })) do
             local dup = false
-            for _, old in ipairs(meta.recommendations) do if type(old) == 'table' and old.text == r.text then dup = true end end
+            for _, old in ipairs(meta.recommendations) do if type(old) == 'table'
+              and old.text == r.text then dup = true end end
             if not dup then meta.recommendations[#meta.recommendations + 1] = r end
           end
         end
@@ -56,7 +58,8 @@ return playbook {
       else
         local h = store.attach(dir)
         local prev = util.json_decode(store.read_analysis(dir, 'hypotheses.json') or '[]') or {}
-        prev[#prev + 1] = { text = p.hypothesis, verdict = res.verdict, entry = res.entry, score = res.score, t = store.iso(),
+        prev[#prev + 1] = { text = p.hypothesis, verdict = res.verdict, entry = res.entry, score = res.score,
+          t = store.iso(),
           evidence = res.evidence }
         h:write_analysis_json('hypotheses.json', util.array(prev))
         res.recorded = store.analysis_path(dir, 'hypotheses.json')

@@ -27,14 +27,18 @@ return playbook {
     end
     if not p.text then return end
     if not store.is_dir(root) then util.user_error('no investigation store at ' .. root) end
-    if not kb.fts_query(p.text) then util.user_error('search: nothing to search for in "' .. util.printable(p.text) .. '"') end
+    if not kb.fts_query(p.text) then
+      util.user_error('search: nothing to search for in "' .. util.printable(p.text) .. '"')
+    end
     local hits, why = kb.search(root, p.text, { limit = p.limit })
     if why and #hits == 0 then util.user_error('search: ' .. why .. ' (run `perf_manual reindex`)') end
     if p.json then
       inv:print(util.json_encode(util.array(hits), true))
       return
     end
-    if #hits == 0 then inv:print('no investigation matches "' .. util.printable(p.text) .. '"') inv.exit_status = 1 return end
+    if #hits == 0 then
+      inv:print('no investigation matches "' .. util.printable(p.text) .. '"') inv.exit_status = 1 return
+    end
     local P = util.printable
     for i, h in ipairs(hits) do
       inv:printf('%2d. %-40s %-9s %s\n', i, P(h.id), P(h.status or ''), P(h.symptom or ''))

@@ -16,7 +16,8 @@ return playbook {
     -- a folder without metadata is not an investigation at all (an unreadable
     -- one still shows what could be read, exit 1)
     if not store.exists(h.dir .. "/" .. store.METADATA) then
-      util.user_error(string.format('%s: %s is not an investigation (no %s)', 'show', util.printable(h.dir), store.METADATA))
+      util.user_error(string.format('%s: %s is not an investigation (no %s)', 'show', util.printable(h.dir),
+        store.METADATA))
     end
     local meta, err, partial = h:load_metadata()
     if not meta then

@@ -7,7 +7,8 @@ return playbook {
   name = 'trace',
   summary = 'eBPF tracers (syscalls, sched, io, lock ...): histograms and top tables with their own cost',
   examples = '  perf_manual trace --events syscalls --pid 1234 --duration 10\n'
-    .. "  perf_manual trace --events syscalls -- sh -c 'make -j2'   # launched; its children followed; ends when it exits\n"
+    .. "  perf_manual trace --events syscalls -- sh -c 'make -j2'   # launched; its children followed; ends when it " ..
+      "exits\n"
     .. '  perf_manual trace --events sched,syscalls --duration 30 --interval 5\n'
     .. '  perf_manual trace --events io --snoop --duration 5\n'
     .. '  perf_manual trace --events syscalls --target nginx.service --json\n'

@@ -112,14 +112,17 @@ M.builtin = {
       return c
     end,
     says = {
-      'the workload is CPU-bound: {hot_function} holds {hot_share} of on-CPU samples (hot path {hot_path}), {split} (kernel path {kernel_path}); hottest threads {threads} of one CPU',
+      'the workload is CPU-bound: {hot_function} holds {hot_share} of on-CPU samples (hot path {hot_path}), {split} ' ..
+        '(kernel path {kernel_path}); hottest threads {threads} of one CPU',
       'the workload is CPU-bound: {hot_function} holds {hot_share} of on-CPU samples (hot path {hot_path}), {split}; hottest threads {threads} of one CPU',
-      'the workload is CPU-bound: {hot_function} holds {hot_share} of on-CPU samples (hot path {hot_path}); {process} uses {cpu_use}',
+      'the workload is CPU-bound: {hot_function} holds {hot_share} of on-CPU samples (hot path {hot_path}); ' ..
+        '{process} uses {cpu_use}',
       'the workload is CPU-bound: {process} uses {cpu_use}, busiest threads {threads}',
       'the workload is CPU-bound: on-CPU work saturates the CPUs',
     },
     fixes = {
-      'make {hot_function} cheaper: it holds {hot_share} of on-CPU samples (hot path {hot_path}); less work per call, a better algorithm, or cache its results',
+      'make {hot_function} cheaper: it holds {hot_share} of on-CPU samples (hot path {hot_path}); less work per ' ..
+        'call, a better algorithm, or cache its results',
       'add CPUs or spread the work only once {hot_function} is as cheap as it can be',
     },
   },
@@ -144,7 +147,9 @@ M.builtin = {
       { needs = 'use', weight = 1, test = function(ev)
         local r = ev.use.reason
         if r == 'single-thread' then return 'supports', 'USE: the CPU verdict is one thread at 100% of one CPU' end
-        if r and ev.use.verdict == 'cpu' then return 'refutes', 'USE: the CPU verdict is ' .. r .. ', not one thread' end
+        if r and ev.use.verdict == 'cpu' then
+          return 'refutes', 'USE: the CPU verdict is ' .. r .. ', not one thread'
+        end
       end },
     },
     fills = { 'thread', 'thread_cpu', 'hot_function', 'hot_path', 'split', 'process' },
@@ -160,7 +165,8 @@ M.builtin = {
       return c
     end,
     says = {
-      'single-thread bound: thread {thread} of {process} is on a CPU {thread_cpu} of its wall time, in {hot_function} (hot path {hot_path}), {split}',
+      'single-thread bound: thread {thread} of {process} is on a CPU {thread_cpu} of its wall time, in ' ..
+        '{hot_function} (hot path {hot_path}), {split}',
       'single-thread bound: thread {thread} of {process} is on a CPU {thread_cpu} of its wall time, in {hot_function}',
       'single-thread bound: thread {thread} of {process} is on a CPU {thread_cpu} of its wall time',
     },
@@ -172,7 +178,8 @@ M.builtin = {
   {
     id = 'cpu-quota', resource = 'cpu', title = 'CPU quota throttling',
     mechanism = 'a cgroup CPU quota stops the workload for part of every period, even while CPUs are idle',
-    phrases = { 'cpu quota', 'cpu limit', 'cfs quota', 'cgroup quota', 'container limit', 'cpu throttled', 'quota throttled' },
+    phrases = { 'cpu quota', 'cpu limit', 'cfs quota', 'cgroup quota', 'container limit', 'cpu throttled',
+      'quota throttled' },
     terms = { 'throttled', 'throttling', 'throttles', 'quota' },
     keywords = { 'quota', 'throttled', 'limit', 'cgroup', 'container', 'cfs', 'cpu' },
     needs = { 'use' },
@@ -197,7 +204,8 @@ M.builtin = {
     fills = { 'cgroup', 'quota', 'throttled', 'process' },
     culprit = function(ev)
       local q = ev.quota or {}
-      return { cgroup = q.cgroup, quota = q.cores and string.format('%.2f CPUs', q.cores), throttled = pct(q.throttled_pct),
+      return { cgroup = q.cgroup, quota = q.cores and string.format('%.2f CPUs', q.cores),
+        throttled = pct(q.throttled_pct),
         process = ev.process }
     end,
     says = {
@@ -206,7 +214,8 @@ M.builtin = {
       'CPU quota throttling: the cgroup quota throttled {process} in {throttled} of periods',
     },
     fixes = {
-      'raise the CPU quota of cgroup {cgroup} above {quota} (it throttled {throttled} of periods), or cut the work so it fits',
+      'raise the CPU quota of cgroup {cgroup} above {quota} (it throttled {throttled} of periods), or cut the work ' ..
+        'so it fits',
       'raise the CPU quota above {quota}: it throttled {throttled} of periods',
       'size the quota from the CPU the workload uses unthrottled, plus headroom for bursts',
     },
@@ -233,7 +242,8 @@ M.builtin = {
         -- waiting for a CPU while CPUs idle is a quota or affinity, not a crowded run queue
         local q = ev.quota
         if q and q.throttled_pct and q.throttled_pct >= 25 then
-          return 'refutes', string.format('the waits for a CPU are the cgroup quota throttling %.0f%% of periods', q.throttled_pct)
+          return 'refutes', string.format('the waits for a CPU are the cgroup quota throttling %.0f%% of periods',
+            q.throttled_pct)
         end
         local b = ev.cpu_busy_pct
         if b and b < 70 then
@@ -243,7 +253,8 @@ M.builtin = {
       { needs = 'use', weight = 1, test = function(ev)
         local w = ev.task and ev.task.runq_wait_pct
         if not w then return nil end
-        local line = string.format('the target\'s threads wait for a CPU %.0f%% (thread-seconds per second, schedstat)', w)
+        local line = string.format('the target\'s threads wait for a CPU %.0f%% (thread-seconds per second, schedstat)',
+          w)
         if w >= 50 then return 'supports', line end
         if w < 10 then return 'refutes', line end
       end },
@@ -260,7 +271,8 @@ M.builtin = {
       'run-queue contention: the threads of {process} wait for a CPU {runq} of their time',
     },
     fixes = {
-      'run no more busy threads than the {cpus} CPUs ({threads} threads of {process} were runnable), or give the workload more CPUs',
+      'run no more busy threads than the {cpus} CPUs ({threads} threads of {process} were runnable), or give the ' ..
+        'workload more CPUs',
       'if other processes compete for the CPUs, move them off (cpuset) or lower their priority',
     },
   },
@@ -270,7 +282,8 @@ M.builtin = {
     phrases = { 'lock contention', 'mutex contention', 'contended lock', 'contended mutex', 'global lock',
       'big lock', 'lock held', 'lock wait', 'waiting on a lock', 'lock convoy', 'shared mutex' },
     terms = { 'convoy', 'futex', 'mutex', 'spinlock' },
-    keywords = { 'lock', 'locks', 'mutex', 'futex', 'contention', 'contended', 'spinlock', 'semaphore', 'held', 'queue' },
+    keywords = { 'lock', 'locks', 'mutex', 'futex', 'contention', 'contended', 'spinlock', 'semaphore', 'held',
+      'queue' },
     needs = { 'tsa', 'lock', 'use' },
     predicates = {
       { needs = 'tsa', weight = 2, test = function(ev, T)
@@ -308,9 +321,11 @@ M.builtin = {
       return c
     end,
     says = {
-      'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting, {queue} waiters on average,'
+      'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting, {queue} waiters on ' ..
+        'average,'
         .. ' held from {holder}',
-      'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting, {queue} waiters on average',
+      'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting, {queue} waiters on ' ..
+        'average',
       'lock contention: {waiters} threads queue on {lock}, {wait_pct} of their time waiting',
       'lock contention: threads queue on {lock}, {queue} waiters on average, held from {holder}',
       'lock contention: threads queue on {lock}, {queue} waiters on average',
@@ -324,7 +339,8 @@ M.builtin = {
   },
   {
     id = 'fsync-bound', resource = 'disk', title = 'fsync-bound writes',
-    mechanism = 'the workload waits on its own synchronous writes (fsync/fdatasync): every write waits for the device to confirm it',
+    mechanism = 'the workload waits on its own synchronous writes (fsync/fdatasync): every write waits for the ' ..
+      'device to confirm it',
     phrases = { 'synchronous write', 'sync write', 'durable write', 'write barrier', 'commit latency', 'flush to disk',
       'cache flush' },
     terms = { 'fsync', 'fsyncs', 'fdatasync', 'o_sync', 'o_dsync', 'sync_file_range' },
@@ -364,10 +380,12 @@ M.builtin = {
       local c = {}
       local d = ev.disk
       if d and d.file then
-        c.file, c.syscall, c.device, c.threads, c.io_pct = d.file, d.syscall, d.device, tostring(d.threads), pct(d.io_pct)
+        c.file, c.syscall, c.device, c.threads, c.io_pct = d.file, d.syscall, d.device, tostring(d.threads),
+        pct(d.io_pct)
         if #d.files > 1 then c.file = string.format('%s (and %d other files)', c.file, #d.files - 1) end
       elseif o then
-        c.file, c.syscall, c.device, c.threads, c.io_pct = o.path or o.name, o.syscall, o.device, tostring(o.reason_threads),
+        c.file, c.syscall, c.device, c.threads, c.io_pct = o.path or o.name, o.syscall, o.device,
+        tostring(o.reason_threads),
           pct(o.share)
         if o.files and o.files > 1 then c.file = string.format('%s (and %d other files)', c.file, o.files - 1) end
       end
@@ -380,15 +398,18 @@ M.builtin = {
       return c
     end,
     says = {
-      'synchronous writes: {threads} threads wait in {syscall} of {file} on {device} {io_pct} of their time; {sync_calls}; {block_writes}',
-      'synchronous writes: {threads} threads wait in {syscall} of {file} on {device} {io_pct} of their time; {sync_calls}',
+      'synchronous writes: {threads} threads wait in {syscall} of {file} on {device} {io_pct} of their time; ' ..
+        '{sync_calls}; {block_writes}',
+      'synchronous writes: {threads} threads wait in {syscall} of {file} on {device} {io_pct} of their time; ' ..
+        '{sync_calls}',
       'synchronous writes: {threads} threads wait in {syscall} of {file} {io_pct} of their time',
       'synchronous writes: {sync_calls}',
       'synchronous writes: the workload waits on fsync/fdatasync',
     },
     fixes = {
       'batch the writes to {file} and call {syscall} once per batch (group commit), not after every write',
-      'if every write must be durable, keep {file} on a device with a fast cache flush ({device} now), or use fdatasync where metadata need not be flushed',
+      'if every write must be durable, keep {file} on a device with a fast cache flush ({device} now), or use ' ..
+        'fdatasync where metadata need not be flushed',
     },
   },
   {
@@ -432,11 +453,14 @@ M.builtin = {
         p99 = ev.io and ev.io.p99_ms and string.format('%.1f ms', ev.io.p99_ms), process = ev.process,
         file = ev.objects.io and (ev.objects.io.path or ev.objects.io.name) }
       if d.p99_ms and d.p50_ms then
-        c.latency = string.format('p50 %.2f ms, p99 %.1f ms, %.1f requests in flight', d.p50_ms, d.p99_ms, d.inflight or 0)
+        c.latency = string.format('p50 %.2f ms, p99 %.1f ms, %.1f requests in flight', d.p50_ms, d.p99_ms,
+          d.inflight or 0)
       end
       if d.file then
-        c.waiters = string.format('%d thread%s wait in %s of %s%s %.0f%% of their time', d.threads, d.threads == 1 and '' or 's',
-          tostring(d.syscall or 'I/O'), d.file, #d.files > 1 and string.format(' (and %d other files)', #d.files - 1) or '',
+        c.waiters = string.format('%d thread%s wait in %s of %s%s %.0f%% of their time', d.threads,
+          d.threads == 1 and '' or 's',
+          tostring(d.syscall or 'I/O'), d.file, #d.files > 1 and string.format(' (and %d other files)', #d.files - 1)
+            or '',
           d.io_pct)
       end
       return c
@@ -455,11 +479,13 @@ M.builtin = {
   },
   {
     id = 'memory-limit', resource = 'memory', title = 'memory limit / reclaim thrash',
-    mechanism = 'the cgroup lives at its memory limit: allocations reclaim first, and the page cache the workload needs is evicted and read again',
+    mechanism = 'the cgroup lives at its memory limit: allocations reclaim first, and the page cache the workload ' ..
+      'needs is evicted and read again',
     phrases = { 'memory limit', 'memory pressure', 'cgroup limit', 'page cache', 'working set', 'reclaim thrash',
       'out of memory', 'memory leak', 'memory starved' },
     terms = { 'reclaim', 'thrash', 'thrashing', 'refault', 'refaults', 'oom' },
-    keywords = { 'memory', 'limit', 'reclaim', 'cgroup', 'cache', 'refault', 'thrash', 'pressure', 'evict', 'oom', 'rss',
+    keywords = { 'memory', 'limit', 'reclaim', 'cgroup', 'cache', 'refault', 'thrash', 'pressure', 'evict', 'oom',
+      'rss',
       'leak' },
     needs = { 'use', 'tsa' },
     predicates = {
@@ -476,7 +502,9 @@ M.builtin = {
       end },
       { needs = 'use', weight = 1, test = function(ev)
         local r = ev.memory.refault_per_s
-        if r and r >= 100 then return 'supports', string.format('the cgroup refaults %.0f pages/s (evicted, read again)', r) end
+        if r and r >= 100 then
+          return 'supports', string.format('the cgroup refaults %.0f pages/s (evicted, read again)', r)
+        end
       end },
       { needs = 'tsa', weight = 1, test = function(ev)
         if ev.states.memory >= 10 then
@@ -491,20 +519,26 @@ M.builtin = {
       local m = ev.memory or {}
       return { cgroup = m.cgroup, limit = mib(m.limit_bytes), usage = m.usage_bytes and mib(m.usage_bytes),
         refaults = m.refault_per_s and string.format('%.0f pages/s', m.refault_per_s),
-        limit_hits = rate(m.limit_hits_per_s), process = ev.process or m.top_faulter, working_set = mib(m.working_set_bytes),
+        limit_hits = rate(m.limit_hits_per_s), process = ev.process or m.top_faulter,
+        working_set = mib(m.working_set_bytes),
         reclaim = m.reclaim_bytes_per_s and string.format('%.0f MB/s', m.reclaim_bytes_per_s / 1e6),
         need = mib(m.need_bytes), need_method = m.need_method, faulter = m.top_faulter }
     end,
     says = {
-      'memory limit: cgroup {cgroup} lives at its {limit} limit: working set {working_set}, {refaults} refaults, reclaim {reclaim}; the workload needs about {need} (peak working set + refaulting set)',
-      'memory limit: cgroup {cgroup} lives at its {limit} limit ({usage} used, {limit_hits} limit hits, {refaults} refaults): {process} reclaims and re-reads its page cache',
+      'memory limit: cgroup {cgroup} lives at its {limit} limit: working set {working_set}, {refaults} refaults, ' ..
+        'reclaim {reclaim}; the workload needs about {need} (peak working set + refaulting set)',
+      'memory limit: cgroup {cgroup} lives at its {limit} limit ({usage} used, {limit_hits} limit hits, {refaults} ' ..
+        'refaults): {process} reclaims and re-reads its page cache',
       'memory limit: cgroup {cgroup} lives at its {limit} limit ({usage} used)',
       'memory pressure: reclaim, swapping or faults stall the workload',
     },
     fixes = {
-      'raise the memory limit of cgroup {cgroup} from {limit} to about {need} ({need_method}), then check that refaults stop',
-      'raise the memory limit of cgroup {cgroup} above {limit} (it refaults {refaults}); the working set is {working_set}',
-      'raise the memory limit of cgroup {cgroup} above {limit}: it refaults {refaults} (the working set it needs is not measured yet: raise in steps until refaults stop)',
+      'raise the memory limit of cgroup {cgroup} from {limit} to about {need} ({need_method}), then check that ' ..
+        'refaults stop',
+      'raise the memory limit of cgroup {cgroup} above {limit} (it refaults {refaults}); the working set is ' ..
+        '{working_set}',
+      'raise the memory limit of cgroup {cgroup} above {limit}: it refaults {refaults} (the working set it needs is ' ..
+        'not measured yet: raise in steps until refaults stop)',
       'or shrink what {process} keeps in memory (smaller caches, stream instead of loading)',
     },
   },
@@ -531,7 +565,8 @@ M.builtin = {
     },
     fills = { 'process', 'swap', 'faults' },
     culprit = function(ev)
-      return { process = ev.process, swap = ev.memory and ev.memory.swap_per_s and string.format('%.0f pages/s', ev.memory.swap_per_s),
+      return { process = ev.process, swap = ev.memory and ev.memory.swap_per_s
+        and string.format('%.0f pages/s', ev.memory.swap_per_s),
         faults = ev.task and rate(ev.task.majflt_per_s) }
     end,
     says = { 'swapping: {swap} swapped while {process} takes {faults} major faults', 'swapping: {swap} swapped' },
@@ -542,7 +577,8 @@ M.builtin = {
   },
   {
     id = 'peer-wait', resource = 'wait', title = 'waiting on a peer',
-    mechanism = 'the workload is blocked waiting for another process or a remote service to answer, while its own resources idle',
+    mechanism = 'the workload is blocked waiting for another process or a remote service to answer, while its own ' ..
+      'resources idle',
     phrases = { 'waiting on a peer', 'waits on the peer', 'remote service', 'slow backend', 'slow dependency',
       'downstream service', 'upstream service', 'slow database', 'blocked peer', 'off cpu',
       'slow peer' },
@@ -588,7 +624,8 @@ M.builtin = {
       'the workload is blocked: it waits on a peer',
     },
     fixes = {
-      'find out why {peer} answers slowly: investigate it (perf_manual investigate --workload PEER); the target waits on it {wait_pct} of its wall time',
+      'find out why {peer} answers slowly: investigate it (perf_manual investigate --workload PEER); the target ' ..
+        'waits on it {wait_pct} of its wall time',
       'stop waiting on {peer} one request at a time: pipeline or batch the requests, add a timeout and cache answers',
     },
   },
@@ -596,7 +633,8 @@ M.builtin = {
     id = 'net-retransmits', resource = 'network', title = 'network retransmits',
     mechanism = 'packets are lost or queued on the path: TCP retransmits and backs off, so sends and answers stall',
     phrases = { 'packet loss', 'network loss', 'tcp retransmit', 'socket buffer', 'send buffer', 'write buffer',
-      'receive buffer', 'network congestion', 'network saturated', 'network bottleneck', 'slow network', 'network latency',
+      'receive buffer', 'network congestion', 'network saturated', 'network bottleneck', 'slow network',
+      'network latency',
       'dropped packets' },
     terms = { 'retransmit', 'retransmits', 'retransmission', 'retransmissions', 'retrans' },
     keywords = { 'network', 'tcp', 'socket', 'packet', 'packets', 'retransmit', 'drops', 'dropped', 'bandwidth', 'nic',
@@ -638,8 +676,10 @@ M.builtin = {
       'network retransmits: {retrans} TCP retransmits',
     },
     fixes = {
-      'find where the packets to {remote} are lost or queued (interface {iface}, the link, the peer\'s receive queue): {retrans} retransmits',
-      'find where packets are lost or queued: {retrans} retransmits; check interface drops and the peer\'s receive queue',
+      'find where the packets to {remote} are lost or queued (interface {iface}, the link, the peer\'s receive ' ..
+        'queue): {retrans} retransmits',
+      'find where packets are lost or queued: {retrans} retransmits; check interface drops and the peer\'s receive ' ..
+        'queue',
     },
   },
   {
@@ -674,7 +714,8 @@ M.builtin = {
       'the service fails requests: {error_pct} errors',
     },
     fixes = {
-      'read the service\'s logs for the {kinds} answers of {endpoint} in the measured window: the errors come from the service, not the load',
+      'read the service\'s logs for the {kinds} answers of {endpoint} in the measured window: the errors come from ' ..
+        'the service, not the load',
       'read the service\'s logs for the {kinds} answers in the measured window',
     },
   },
@@ -701,7 +742,8 @@ M.builtin = {
       return { p99 = ev.red and ev.red.p99_text, endpoint = ev.red and ev.red.endpoint }
     end,
     says = { 'the service answers slowly: p99 latency {p99}' },
-    fixes = { 'follow the time of a slow request of {endpoint}: on CPU, waiting on locks, disk or a peer (perf_manual investigate --workload SERVICE)' },
+    fixes = { 'follow the time of a slow request of {endpoint}: on CPU, waiting on locks, disk or a peer ' ..
+      '(perf_manual investigate --workload SERVICE)' },
   },
 }
 
@@ -713,7 +755,9 @@ function M.check(e)
   for _, k in ipairs(REQUIRED) do
     if e[k] == nil then return 'missing field ' .. k end
   end
-  if type(e.id) ~= 'string' or not e.id:match('^[%w_%-]+$') then return 'id must be a word (letters, digits, - or _)' end
+  if type(e.id) ~= 'string' or not e.id:match('^[%w_%-]+$') then
+    return 'id must be a word (letters, digits, - or _)'
+  end
   if type(e.predicates) ~= 'table' then return 'predicates must be a list' end
   for i, p in ipairs(e.predicates) do
     if type(p) ~= 'table' or type(p.test) ~= 'function' or type(p.needs) ~= 'string' then

@@ -25,7 +25,9 @@ function M.parser(pb, prog)
     local flagname = '--' .. spec.name:gsub('_', '-')
     local desc = spec.desc or ''
     if spec.choices then desc = desc .. ' (' .. table.concat(spec.choices, '|') .. ')' end
-    if spec.default ~= nil and spec.kind ~= 'flag' then desc = desc .. ' [default: ' .. tostring(spec.default) .. ']' end
+    if spec.default ~= nil and spec.kind ~= 'flag' then
+      desc = desc .. ' [default: ' .. tostring(spec.default) .. ']'
+    end
     if spec.positional then
       local a = p:argument(spec.name, desc)
       if spec.optional then a:args('?') end
@@ -39,7 +41,8 @@ function M.parser(pb, prog)
       if spec.kind == 'list' or spec.kind == 'strings' then o:count('*') end
       -- --pid N is --target pid:N: each alias is its own option, merged below
       for _, a in ipairs(spec.aliases or {}) do
-        p:option('--' .. a.name:gsub('_', '-'), a.desc or ('same as --' .. flagname:sub(3) .. ' ' .. a.prefix .. 'VALUE'))
+        p:option('--' .. a.name:gsub('_', '-'), a.desc or ('same as --' .. flagname:sub(3) .. ' ' .. a.prefix
+          .. 'VALUE'))
           :target(spec.name .. '@' .. a.name):argname('<' .. (a.argname or a.name) .. '>')
       end
     end
@@ -118,7 +121,9 @@ function M.parse_params(pb, argv, prog)
   end
   local cmd, cmd_param
   argv, cmd, cmd_param = split_command(pb, argv)
-  if cmd and #cmd == 0 then usage_error(pb.name .. ': expected a command after --', 'e.g. ' .. prog .. ' -- ./app args') end
+  if cmd and #cmd == 0 then
+    usage_error(pb.name .. ': expected a command after --', 'e.g. ' .. prog .. ' -- ./app args')
+  end
   local ok, args = p:pparse(join_negative_values(pb, argv))
   if not ok then usage_error(pb.name .. ': ' .. args, 'see `' .. prog .. ' --help`') end
   local params, given_flags = {}, {}
@@ -126,7 +131,8 @@ function M.parse_params(pb, argv, prog)
     local raw = args[spec.name]
     -- a repeatable option not given at all comes back as {}
     if type(raw) == 'table' and #raw == 0 and spec.kind == 'list' then raw = nil end
-    local given = (raw ~= nil and not (type(raw) == 'table' and #raw == 0)) and { spec.positional and ('<' .. spec.name .. '>') or flag_of(spec.name) } or {}
+    local given = (raw ~= nil and not (type(raw) == 'table' and #raw == 0))
+      and { spec.positional and ('<' .. spec.name .. '>') or flag_of(spec.name) } or {}
     for _, a in ipairs(spec.aliases or {}) do
       local v = args[spec.name .. '@' .. a.name]
       if v ~= nil then
@@ -228,7 +234,8 @@ local function global_help(dirs)
       lines[#lines + 1] = string.format('  %-18s %s', e.name, e.pb and e.pb.summary or ('(broken: ' .. e.err .. ')'))
     end
   end
-  lines[#lines + 1] = string.format('  %-18s %s', 'list', 'List the playbooks on the search path and where each comes from.')
+  lines[#lines + 1] = string.format('  %-18s %s', 'list', 'List the playbooks on the search path and where each ' ..
+    'comes from.')
   lines[#lines + 1] = string.format('  %-18s %s', 'run FILE.lua', 'Run a playbook file.')
   lines[#lines + 1] = ''
   lines[#lines + 1] = 'Global options:'
@@ -297,7 +304,8 @@ function M.main(argv)
       global_help(require('perf_manual.playbook').search_path(extra_dirs))
       return 0
     else
-      usage_error("unknown option '" .. a .. "'", 'usage: perf_manual [--playbooks DIR] <command> [options]; see perf_manual --help')
+      usage_error("unknown option '" .. a .. "'", 'usage: perf_manual [--playbooks DIR] <command> [options]; see ' ..
+        'perf_manual --help')
     end
   end
   -- a --playbooks folder that is not there is a typo: its playbooks would
@@ -306,7 +314,9 @@ function M.main(argv)
     if d == '' then usage_error('--playbooks must not be empty') end
     local st = require('posix.sys.stat').stat(d)
     if not st then usage_error('--playbooks ' .. d .. ': no such directory') end
-    if require('posix.sys.stat').S_ISDIR(st.st_mode) == 0 then usage_error('--playbooks ' .. d .. ': not a directory') end
+    if require('posix.sys.stat').S_ISDIR(st.st_mode) == 0 then
+      usage_error('--playbooks ' .. d .. ': not a directory')
+    end
   end
   local playbook = require('perf_manual.playbook')
   local dirs = playbook.search_path(extra_dirs)

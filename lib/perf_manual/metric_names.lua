@@ -69,7 +69,9 @@ M.rules = {
   -- per-CPU lines of the CPU collector: its list of CPUs in id order, flattened
   -- from JSON, so the first (cpu0) is "cpus.1"
   { 'cpus%.(%d+)%.(%a+)_pct$', function(_, n, what)
-      if CPU_TIME[what] then return 'CPU ' .. (tonumber(n) - 1) .. ' ' .. CPU_TIME[what]:gsub('^CPU ', ''), '% of that CPU' end
+      if CPU_TIME[what] then
+        return 'CPU ' .. (tonumber(n) - 1) .. ' ' .. CPU_TIME[what]:gsub('^CPU ', ''), '% of that CPU'
+      end
     end },
   -- pressure stall information, per resource ("psi.memory.some_pct", "memory.rates.psi.some_pct")
   { '([%a]+)%.([%a]+_[%w]+)$', function(key, res, kind)

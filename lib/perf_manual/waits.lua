@@ -140,7 +140,8 @@ local function load_team()
       if type(rules) ~= 'table' then bad(path, 'expected a list of rules, like { { "net", syscall = "ioctl" } }') end
       for j, r in ipairs(rules) do
         if type(r) ~= 'table' or not M.LABELS[r[1]] then
-          bad(path, 'rule ' .. j .. ': the first field must be a state (lock, io, net, ipc, poll, sleep, memory, child, other)')
+          bad(path, 'rule ' .. j .. ': the first field must be a state (lock, io, net, ipc, poll, sleep, memory, ' ..
+            'child, other)')
         end
       end
       M.extend(rules)

@@ -27,7 +27,8 @@ end
 local function sh(cmd) return os.execute('{ ' .. cmd .. '; } >/dev/null 2>&1') == 0 end
 
 describe('network retransmits, end to end', function()
-  it('a sender in its own network namespace losing 2% of its segments: the retransmits hypothesis is supported, at the rate its namespace counts', function()
+  it('a sender in its own network namespace losing 2% of its segments: the retransmits hypothesis is supported, at ' ..
+    'the rate its namespace counts', function()
     if not h.need_root('nftables rules') then return end
     if not sh('command -v nft') then error('nft is not installed (apt-get install nftables)') end
     local ns = 'pm_e2e_' .. sys.getpid()
@@ -37,14 +38,16 @@ describe('network retransmits, end to end', function()
       local ok, err = xpcall(function()
         assert(sh(string.format('ip netns add %s && ip -n %s link set lo up && ip -n %s link set lo gso_max_segs 1',
           ns, ns, ns)), 'cannot make the network namespace ' .. ns)
-        W.with('tcp_slow_peer', { 30, 50000000, 1400 }, { prefix = { '/usr/sbin/ip', 'netns', 'exec', ns } }, function(w)
+        W.with('tcp_slow_peer', { 30, 50000000, 1400 }, { prefix = { '/usr/sbin/ip', 'netns', 'exec', ns } },
+          function(w)
           sys.sleep(0.5)
           local ss = io.popen(inns('ss -tnpH state established')):read('*a')
           local line = ss:match('[^\n]*pid=' .. w.pid .. ',[^\n]*')
           local port = assert(line and tonumber(line:match('127%.0%.0%.1:%d+%s+127%.0%.0%.1:(%d+)')),
             'no connection of the sender: ' .. tostring(ss))
           assert(sh(inns(string.format("nft add table inet pm_e2e") .. ' && ' .. inns("nft add chain inet pm_e2e out "
-            .. "'{ type filter hook output priority 0; }'") .. ' && ' .. inns(string.format("nft add rule inet pm_e2e out "
+            .. "'{ type filter hook output priority 0; }'") .. ' && ' .. inns(string.format("nft add rule inet " ..
+              "pm_e2e out "
             .. "oifname lo tcp dport %d numgen random mod 100 '<' 2 drop", port)))), 'cannot add the nftables rule')
           sys.sleep(0.5)
           local r0, t0 = retrans_segs(w.pid)

@@ -121,7 +121,9 @@ end
 --- Why nginx cannot be used here, or nil.
 function M.missing()
   if not io.open(M.binary) then return 'nginx is not installed (apt-get install nginx)' end
-  if not io.open(M.echo_module) then return 'the echo module is not installed (apt-get install libnginx-mod-http-echo)' end
+  if not io.open(M.echo_module) then
+    return 'the echo module is not installed (apt-get install libnginx-mod-http-echo)'
+  end
 end
 
 local function port_free(port)
@@ -165,7 +167,8 @@ function M.start(opts)
     prefix, prefix, prefix, prefix, prefix, port,
     opts.tls and string.format(TLS, tls_port, tls_port, prefix, prefix) or ''))
   f:close()
-  local pid = assert(sys.spawn({ M.binary, '-p', prefix, '-e', prefix .. '/error.log', '-c', conf, '-g', 'daemon off;' },
+  local pid = assert(sys.spawn({ M.binary, '-p', prefix, '-e', prefix .. '/error.log', '-c', conf, '-g',
+    'daemon off;' },
     { stdout = prefix .. '/stdout', stderr = prefix .. '/stderr' }))
   local h = { port = port, pid = pid, prefix = prefix, tls_port = tls_port,
     cacert = opts.tls and prefix .. '/ca.pem', access_log = opts.access_log and prefix .. '/access.log' }

@@ -43,7 +43,8 @@ describe('a real investigation, rendered', function()
         end
         -- the draft report the investigation wrote, and every format rendered again
         local texts = { ['report.md'] = assert(util.readfile(dir .. '/report.md')) }
-        for _, f in ipairs({ { 'technical', 'md' }, { 'technical', 'html' }, { 'executive', 'md' }, { 'executive', 'html' } }) do
+        for _, f in ipairs({ { 'technical', 'md' }, { 'technical', 'html' }, { 'executive', 'md' },
+          { 'executive', 'html' } }) do
           texts[f[1] .. '.' .. f[2]] = report.render(ds, { format = f[1], output = f[2] })
         end
         texts.slides = report.render(ds, { format = 'slides' })

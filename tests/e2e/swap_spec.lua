@@ -22,7 +22,8 @@ local function sh(cmd) return os.execute('{ ' .. cmd .. '; } >/dev/null 2>&1') =
 describe('swapping, end to end', function()
   teardown(function() W.cleanup_scratch() end)
 
-  it('a workload swapping in a memory-limited cgroup: the swapping hypothesis is supported, with the rate /proc/vmstat shows', function()
+  it('a workload swapping in a memory-limited cgroup: the swapping hypothesis is supported, with the rate ' ..
+    '/proc/vmstat shows', function()
     if not h.need_root('swapon and a memory cgroup') then return end
     if not W.memory_hierarchy() then return pending('no memory cgroup hierarchy') end
     h.with_machine_lock(function()
@@ -52,7 +53,8 @@ describe('swapping, end to end', function()
           assert.is_number(named, text)
           -- its 3 s hold no more pages than the whole run moved, and its rate is not far below the run's
           assert.is_true(named * 3 <= (s1 - s0) * 1.1 + 100 and named > truth * 0.3,
-            string.format('named %.0f pages/s over 3 s; vmstat %d pages over %.1f s (%.0f/s)', named, s1 - s0, t1 - t0, truth))
+            string.format('named %.0f pages/s over 3 s; vmstat %d pages over %.1f s (%.0f/s)', named, s1 - s0, t1 - t0,
+              truth))
         end)
       end, debug.traceback)
       sh('swapoff ' .. swapfile)

@@ -172,7 +172,8 @@ describe('use-check end to end', function()
         assert.matches('schedstat', row(d, 'cpu').saturation.source)
         local out = h.pm('use-check --target ' .. w.pid .. ' --duration 1 --no-bpf')
         assert.matches('\nsource: CPU saturation from schedstat, PSI, /proc/stat; disk saturation from '
-          .. '/proc/diskstats, PSI; locks from thread states in /proc/PID/task %(BPF not used: turned off %(%-%-no%-bpf%)%)', out)
+          .. '/proc/diskstats, PSI; locks from thread states in /proc/PID/task %(BPF not used: turned off ' ..
+            '%(%-%-no%-bpf%)%)', out)
       end)
     end)
   end)
@@ -228,7 +229,8 @@ describe('use-check end to end', function()
     local out, err, st = h.pm('use-check --target service:no-such-service-x --duration 1')
     assert.equal(2, st)
     assert.equal('', out)
-    assert.equal("perf_manual: use-check: no systemd service 'no-such-service-x' (no cgroup for no-such-service-x.service)\n",
+    assert.equal("perf_manual: use-check: no systemd service 'no-such-service-x' (no cgroup for " ..
+      "no-such-service-x.service)\n",
       err)
     out, err, st = h.pm('use-check --target no-such-service-x --duration 1')
     assert.equal(2, st)
@@ -257,7 +259,8 @@ describe('use-check end to end', function()
   it('documents its flags in --help', function()
     local out, _, st = h.pm('use-check --help')
     assert.equal(0, st)
-    for _, flag in ipairs({ '--target', '--duration', '--interval', '--json', '--save', '--no-bpf', '--max-overhead' }) do
+    for _, flag in ipairs({ '--target', '--duration', '--interval', '--json', '--save', '--no-bpf',
+      '--max-overhead' }) do
       assert.is_truthy(out:find(flag, 1, true), flag)
     end
   end)
@@ -267,6 +270,7 @@ describe('use-check end to end', function()
     assert.equal(2, st)
     assert.equal('', out)
     assert.matches('^perf_manual: .*%-%-bogus', err)
-    assert.matches('^perf_manual: use%-check: unknown option .--bogus. %(see .perf_manual use%-check %-%-help.%)\n$', err)
+    assert.matches('^perf_manual: use%-check: unknown option .--bogus. %(see .perf_manual use%-check %-%-help.%)\n$',
+      err)
   end)
 end)

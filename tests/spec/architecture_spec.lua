@@ -219,7 +219,8 @@ local function load_tree(root)
   end
   for _, rel in ipairs(lua_files(root .. '/playbooks')) do
     local name = 'playbooks.' .. rel:gsub('%.lua$', ''):gsub('/', '.')
-    nodes[name] = { file = 'playbooks/' .. rel, kind = 'playbook', reqs = requires_of(read(root .. '/playbooks/' .. rel)) }
+    nodes[name] = { file = 'playbooks/' .. rel, kind = 'playbook',
+      reqs = requires_of(read(root .. '/playbooks/' .. rel)) }
   end
   return nodes
 end
@@ -240,7 +241,8 @@ local function edges_of(nodes)
     local key = from .. ' -> ' .. to
     if seen[key] then return end
     seen[key] = true
-    edges[#edges + 1] = { from = from, to = to, key = key, where = n.file .. ':' .. r.line, in_function = r.in_function }
+    edges[#edges + 1] = { from = from, to = to, key = key, where = n.file .. ':' .. r.line,
+      in_function = r.in_function }
   end
   local names = {}
   for name in pairs(nodes) do names[#names + 1] = name end

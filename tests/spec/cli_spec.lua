@@ -11,7 +11,8 @@ describe('perf_manual cli', function()
     local out, err, st = h.pm('no-such-command')
     assert.equal(2, st)
     assert.equal('', out)
-    assert.matches("^perf_manual: unknown command 'no%-such%-command' %(`perf_manual list` shows the commands%)\n$", err)
+    assert.matches("^perf_manual: unknown command 'no%-such%-command' %(`perf_manual list` shows the commands%)\n$",
+      err)
   end)
 
   it('rejects an unknown global flag with exit 2', function()

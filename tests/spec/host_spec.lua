@@ -27,7 +27,8 @@ describe('perf_manual host', function()
     write(d .. '/looper.lua', LOOPER)
     local out = d .. '/out'
     local cmd = string.format('%s/bin/perf_manual --playbooks %s looper > %s 2>&1 & pid=$!; ' ..
-      'while ! grep -q started %s 2>/dev/null; do sleep 0.05; done; sleep 0.2; kill -INT $pid; wait $pid; echo "rc=$?" >> %s',
+      'while ! grep -q started %s 2>/dev/null; do sleep 0.05; done; sleep 0.2; kill -INT $pid; wait $pid; echo ' ..
+        '"rc=$?" >> %s',
       h.root, d, out, out, out)
     os.execute(cmd)
     local s = assert(io.open(out)):read('*a')
@@ -46,7 +47,8 @@ return playbook { name = 'stubborn', summary = 'x', step 's' { function()
   while true do sys.sleep(0.05) end end } }]])
     local out = d .. '/out'
     local cmd = string.format('%s/bin/perf_manual --playbooks %s stubborn > %s 2>&1 & pid=$!; ' ..
-      'while ! grep -q started %s 2>/dev/null; do sleep 0.05; done; kill -TERM $pid; sleep 0.2; kill -TERM $pid; wait $pid; echo "rc=$?" >> %s',
+      'while ! grep -q started %s 2>/dev/null; do sleep 0.05; done; kill -TERM $pid; sleep 0.2; kill -TERM $pid; ' ..
+        'wait $pid; echo "rc=$?" >> %s',
       h.root, d, out, out, out)
     os.execute(cmd)
     local s = assert(io.open(out)):read('*a')

@@ -198,7 +198,8 @@ describe('hostile input', function()
   end)
   it('prints typed escape sequences escaped, finds names in any case and non-ASCII words', function()
     local root = h.tmpdir()
-    local _, err, st = h.pm(string.format("investigate --replay '%s' --symptom \"$(printf 'evil \\033[31mred\\nünïcode \\302\\233')\" "
+    local _, err, st = h.pm(string.format("investigate --replay '%s' --symptom \"$(printf 'evil " ..
+      "\\033[31mred\\nünïcode \\302\\233')\" "
       .. "--name Evil-Case --batch --store '%s'", DATA, root))
     assert.equal(0, st, err)
     local out

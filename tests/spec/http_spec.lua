@@ -130,11 +130,13 @@ describe('perf_manual._c.http response parser', function()
   local cases = {
     { 'Content-Length', 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello', 200, 5, false },
     { 'chunked with extension and trailer',
-      'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n', 200, 15, false },
+      'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n',
+      200, 15, false },
     { 'Connection: close', 'HTTP/1.1 500 Oops\r\nconnection: Close\r\ncontent-length: 2\r\n\r\nno', 500, 2, true },
     { 'HTTP/1.0 closes', 'HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx', 200, 1, true },
     { '204 has no body', 'HTTP/1.1 204 No Content\r\n\r\n', 204, 0, false },
-    { '100 Continue then the answer', 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n', 201, 0, false },
+    { '100 Continue then the answer', 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n',
+      201, 0, false },
   }
   for _, case in ipairs(cases) do
     it('reads ' .. case[1] .. ' however the bytes are split', function()

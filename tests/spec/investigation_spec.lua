@@ -217,7 +217,8 @@ describe('investigation engine', function()
   it('a real SIGINT during investigate marks the step interrupted; --resume continues there', function()
     local sys = require('perf_manual._c.sys')
     local log = dir .. '/out.txt'
-    local pid = assert(sys.spawn({ h.root .. '/bin/perf_manual', 'investigate', '--workload', h.workload('sleeper') .. ' 60',
+    local pid = assert(sys.spawn({ h.root .. '/bin/perf_manual', 'investigate', '--workload',
+      h.workload('sleeper') .. ' 60',
       '--symptom', 'slow', '--batch', '--duration', '10', '--store', root }, { stdout = log, stderr = log }))
     -- wait until it is measuring (the quantify step), then Ctrl-C it
     local m

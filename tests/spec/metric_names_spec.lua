@@ -64,7 +64,8 @@ describe('perf_manual.metric_names', function()
   end)
 
   it('has a known name for every key of the stored real runs (investigations, RED, collect, baseline)', function()
-    local dirs = { FX .. '/investigations/lock', FX .. '/investigations/cpu', FX .. '/before', FX .. '/after', FX .. '/collect',
+    local dirs = { FX .. '/investigations/lock', FX .. '/investigations/cpu', FX .. '/before', FX .. '/after',
+      FX .. '/collect',
       FX .. '/collect-full' }
     local n = 0
     for _, dir in ipairs(dirs) do

@@ -100,7 +100,8 @@ function M.from_use_culprits(res)
     local c = type(r.culprit) == 'table' and r.culprit or nil
     if c and r.resource == 'memory' and c.cgroup and c.limit_bytes and (r.status == 'HIGH' or r.status == 'warn') then
       local ws = c.working_set_peak_bytes or c.working_set_bytes
-      out[#out + 1] = { resource = 'memory', metric = 'memory_culprit', severity = SEV[r.status], value = c.refault_per_s,
+      out[#out + 1] = { resource = 'memory', metric = 'memory_culprit', severity = SEV[r.status],
+        value = c.refault_per_s,
         cgroup = c.cgroup, limit_bytes = c.limit_bytes, need_bytes = c.need_bytes,
         summary = string.format('cgroup %s lives at its %s limit: working set %s, %.0f refaults/s, reclaim %s/s%s',
           c.cgroup, mib(c.limit_bytes), ws and mib(ws) or '?', c.refault_per_s or 0,
@@ -113,9 +114,11 @@ function M.from_use_culprits(res)
         if q >= 65536 or (x.max_retrnsmt or 0) > 0 then
           out[#out + 1] = { resource = 'network', metric = 'socket_queue', severity = 'medium', value = q,
             remote = string.format('%s:%s', tostring(x.remote_addr), tostring(x.remote_port)),
-            summary = string.format('socket %s:%s -> %s:%s (%s, via %s): send-q %s, recv-q %s, %d unrecovered retransmits',
+            summary = string.format('socket %s:%s -> %s:%s (%s, via %s): send-q %s, recv-q %s, %d unrecovered ' ..
+              'retransmits',
               tostring(x.local_addr), tostring(x.local_port), tostring(x.remote_addr), tostring(x.remote_port),
-              tostring(x.state), tostring(x.iface or '?'), util.fmt_bytes(x.tx_queue or 0), util.fmt_bytes(x.rx_queue or 0),
+              tostring(x.state), tostring(x.iface or '?'), util.fmt_bytes(x.tx_queue or 0),
+              util.fmt_bytes(x.rx_queue or 0),
               x.max_retrnsmt or 0), evidence = res.artifact }
           break
         end
@@ -315,7 +318,8 @@ function M.hot_threads(t, n)
     local c = type(th.shares) == 'table' and tonumber(th.shares.cpu) or 0
     list[#list + 1] = { tid = th.tid, comm = th.comm, cpu = c }
   end
-  table.sort(list, function(a, b) if a.cpu ~= b.cpu then return a.cpu > b.cpu end return (a.tid or 0) < (b.tid or 0) end)
+  table.sort(list, function(a, b) if a.cpu ~= b.cpu then return a.cpu > b.cpu end return (a.tid or 0) < (b.tid
+    or 0) end)
   while #list > (n or 3) do list[#list] = nil end
   return list
 end
@@ -352,8 +356,11 @@ function M.cpu_culprit(p, t)
   end
   if c.threads then
     local ts = {}
-    for i, x in ipairs(c.threads) do ts[i] = string.format('%s (%s) %.0f%%', tostring(x.tid), tostring(x.comm), x.cpu) end
-    parts[#parts + 1] = (#ts == 1 and 'hottest thread ' or 'hottest threads ') .. table.concat(ts, ', ') .. ' of one CPU'
+    for i, x in ipairs(c.threads) do
+      ts[i] = string.format('%s (%s) %.0f%%', tostring(x.tid), tostring(x.comm), x.cpu)
+    end
+    parts[#parts + 1] = (#ts == 1 and 'hottest thread ' or 'hottest threads ') .. table.concat(ts, ', ')
+      .. ' of one CPU'
   end
   c.text = table.concat(parts, '; ')
   return c
@@ -412,7 +419,9 @@ function M.disk_culprit(t, io, sc)
       return a < b end)
     if #order > 0 then
       local files, nthreads, share = {}, 0, 0
-      for _, k in ipairs(order) do files[#files + 1] = by[k]; share = share + by[k].share; nthreads = nthreads + by[k].threads end
+      for _, k in ipairs(order) do
+        files[#files + 1] = by[k]; share = share + by[k].share; nthreads = nthreads + by[k].threads
+      end
       for _ in pairs(threads) do c.threads = (c.threads or 0) + 1 end
       c.files, c.file = files, files[1].path
       c.syscall, c.device = files[1].syscall, files[1].device and tostring(files[1].device):gsub('^/dev/', '')
@@ -449,7 +458,8 @@ function M.disk_culprit(t, io, sc)
       if dev and r.dev == dev.dev then
         if r.op == 'write' and (r.count or 0) > 0 then
           local b = median_bucket(r.size_buckets)
-          c.write_size = b and (b.hi - b.lo > 1 and string.format('%s-%s', kib(b.lo):gsub(' KiB$', ''), kib(b.hi + 1)) or kib(b.lo))
+          c.write_size = b and (b.hi - b.lo > 1 and string.format('%s-%s', kib(b.lo):gsub(' KiB$', ''), kib(b.hi + 1))
+            or kib(b.lo))
           c.write_mean = (r.bytes or 0) / r.count
           c.writes_per_s = tonumber(r.iops)
           c.sync_pct = tonumber(r.sync_pct)
@@ -476,7 +486,8 @@ function M.disk_culprit(t, io, sc)
     parts[#parts + 1] = table.concat(cs, ', ')
   end
   if c.write_size then
-    parts[#parts + 1] = string.format('block writes %s (mean %s)%s%s', c.write_size, kib(math.floor(c.write_mean + 0.5)),
+    parts[#parts + 1] = string.format('block writes %s (mean %s)%s%s', c.write_size,
+      kib(math.floor(c.write_mean + 0.5)),
       c.sync_pct and string.format(', %.0f%% sync', c.sync_pct) or '',
       c.flushes_per_s and string.format(', %.0f cache flushes/s', c.flushes_per_s) or '')
   end
@@ -565,8 +576,10 @@ function M.from_red(r)
     local words = {}
     for i, k in ipairs(kinds) do words[i] = k.kind .. ' ' .. k.count end
     out[#out + 1] = { resource = 'service', metric = 'error_ratio', value = ratio,
-      severity = ratio >= T.error_ratio_high and 'high' or 'medium', errors = e.total, requests = e.attempts, kinds = kinds,
-      summary = string.format('%.1f%% of requests failed (%s of %s%s)', ratio * 100, tostring(e.total), tostring(e.attempts),
+      severity = ratio >= T.error_ratio_high and 'high' or 'medium', errors = e.total, requests = e.attempts,
+      kinds = kinds,
+      summary = string.format('%.1f%% of requests failed (%s of %s%s)', ratio * 100, tostring(e.total),
+        tostring(e.attempts),
         #words > 0 and (': ' .. table.concat(words, ', ')) or ''), evidence = r.artifact }
   end
   local lat = type(r.latency) == 'table' and r.latency
@@ -574,14 +587,16 @@ function M.from_red(r)
   if p99 and p99 * 1e3 >= T.latency_p99_ms_medium then
     out[#out + 1] = { resource = 'service', metric = 'latency_p99_ms', value = p99 * 1e3,
       severity = p99 * 1e3 >= T.latency_p99_ms_high and 'high' or 'medium',
-      summary = string.format('requests take %s at p99 (p50 %s, p90 %s), above the %g ms threshold', util.fmt_duration(p99),
+      summary = string.format('requests take %s at p99 (p50 %s, p90 %s), above the %g ms threshold',
+        util.fmt_duration(p99),
         util.fmt_duration(tonumber(lat.p50)), util.fmt_duration(tonumber(lat.p90)), T.latency_p99_ms_medium),
       evidence = r.artifact }
   end
   local rate = type(r.rate) == 'table' and r.rate or {}
   if rate.asked and rate.sent and rate.sent < 0.95 * rate.asked then
     out[#out + 1] = { resource = 'service', metric = 'achieved_rate', value = rate.sent, severity = 'high',
-      summary = string.format('only %.0f of the asked %.0f req/s could be sent: the service (or its connections) saturate',
+      summary = string.format('only %.0f of the asked %.0f req/s could be sent: the service (or its connections) ' ..
+        'saturate',
         rate.sent, rate.asked), evidence = r.artifact }
   end
   return out
@@ -595,8 +610,10 @@ M.series_rules = {
     match = { 'total%.busy_pct$', '^[%w_%-]*cpu%.busy_pct$' } },
   { key = 'cpu_pressure', resource = 'cpu', label = 'CPU pressure (PSI some: runnable tasks waiting)', unit = '%',
     medium = 20, high = 50, match = { 'psi%.rates%.cpu%.some_pct$', 'cpu%.rates%.psi%.some_pct$' } },
-  { key = 'memory_pressure', resource = 'memory', label = 'memory pressure (PSI some: tasks stalled on memory)', unit = '%',
-    medium = 10, high = 30, match = { 'psi%.rates%.memory%.some_pct$', 'memory%.rates%.psi%.some_pct$', 'psi%.memory%.some_pct$' } },
+  { key = 'memory_pressure', resource = 'memory', label = 'memory pressure (PSI some: tasks stalled on memory)',
+    unit = '%',
+    medium = 10, high = 30, match = { 'psi%.rates%.memory%.some_pct$', 'memory%.rates%.psi%.some_pct$',
+      'psi%.memory%.some_pct$' } },
   { key = 'io_pressure', resource = 'disk', label = 'I/O pressure (PSI some: tasks stalled on I/O)', unit = '%',
     medium = 20, high = 50, match = { 'psi%.rates%.io%.some_pct$', 'psi%.io%.some_pct$' } },
   { key = 'disk_util', resource = 'disk', label = 'disk utilization', unit = '%', medium = 60, high = 90,
@@ -653,7 +670,8 @@ function M.from_series(series, artifact)
     if w and w.median >= rule.medium then
       out[#out + 1] = { resource = rule.resource, metric = rule.key, value = w.median, series = w.name,
         severity = w.median >= rule.high and 'high' or 'medium',
-        summary = string.format('%s%s %s%s at the median of %d samples (max %s%s)', rule.label, w.what and (' of ' .. w.what) or '',
+        summary = string.format('%s%s %s%s at the median of %d samples (max %s%s)', rule.label,
+          w.what and (' of ' .. w.what) or '',
           util.round(w.median, 1), rule.unit, w.n, util.round(w.max, 1), rule.unit),
         evidence = artifact(w.name) }
     end

@@ -80,7 +80,8 @@ function M.render(s, opts)
   local L = {}
   local function add(fmt, ...) L[#L + 1] = string.format(fmt, ...) end
   add('RED check: %s  (%s, %d connections, %s)', s.url or ('pid ' .. tostring(s.pid)),
-    s.mode == 'passive' and 'passive, from syscalls' or (s.open_loop and 'open loop' or 'closed loop: latency from send time'),
+    s.mode == 'passive' and 'passive, from syscalls' or (s.open_loop and 'open loop'
+      or 'closed loop: latency from send time'),
     s.connections or 0, util.fmt_duration(s.duration_s or 0))
   add('')
   add('Rate')
@@ -96,7 +97,8 @@ function M.render(s, opts)
     add('  per second %s  (%d .. %d)', charts.sparkline(per, { min = 0 }), math.min(unpack(per)), math.max(unpack(per)))
   end
   if (s.rate.backlog or 0) > 0 or (s.rate.unfinished or 0) > 0 then
-    add('  not sent   %10d (due, no free connection)   unfinished at end %d', s.rate.backlog or 0, s.rate.unfinished or 0)
+    add('  not sent   %10d (due, no free connection)   unfinished at end %d', s.rate.backlog or 0,
+      s.rate.unfinished or 0)
   end
   add('')
   add('Errors     %d of %d (%s)', s.errors.total, s.errors.attempts,

@@ -34,7 +34,8 @@ function M.stem(w)
   for _, s in ipairs(SUFFIXES) do
     if #w - #s >= 3 and w:sub(-#s) == s then
       w = w:sub(1, -#s - 1)
-      if (s == 'ing' or s == 'ed' or s == 'ings') and w:match('(%a)%1$') and not w:match('ll$') and not w:match('ss$') then
+      if (s == 'ing' or s == 'ed' or s == 'ings') and w:match('(%a)%1$') and not w:match('ll$')
+        and not w:match('ss$') then
         w = w:sub(1, -2)
       end
       break
@@ -224,7 +225,8 @@ local function objects(t)
           local key = tostring(w.text or w.object or w.syscall or w.reason)
           by[w.reason] = by[w.reason] or {}
           local o = by[w.reason][key] or { seconds = 0, threads = 0, share = 0, w = w }
-          o.seconds, o.threads, o.share = o.seconds + (num(w.seconds) or 0), o.threads + 1, o.share + (num(w.share) or 0)
+          o.seconds, o.threads, o.share = o.seconds + (num(w.seconds) or 0), o.threads + 1,
+          o.share + (num(w.share) or 0)
           by[w.reason][key] = o
           if not counted[w.reason] then
             counted[w.reason] = true
@@ -269,7 +271,8 @@ function M.facts(data)
     for _, res in ipairs({ 'cpu', 'memory', 'disk', 'network', 'lock' }) do
       local row = use[res]
       if type(row) == 'table' then
-        ev.use.rows[res] = { name = tostring(row.name or res), status = row.status, utilization = cell_text(row.utilization),
+        ev.use.rows[res] = { name = tostring(row.name or res), status = row.status,
+          utilization = cell_text(row.utilization),
           saturation = cell_text(row.saturation), raw = row }
       end
     end
@@ -277,11 +280,14 @@ function M.facts(data)
     ev.task = type(m.task) == 'table' and m.task or nil
     ev.cpus = num(m.ncpu)
     ev.cpu_busy_pct = type(m.cpu) == 'table' and num(m.cpu.busy_pct) or nil
-    if ev.task and ev.task.pid then ev.process = string.format('pid %s (%s)', tostring(ev.task.pid), tostring(ev.task.comm or '?')) end
+    if ev.task and ev.task.pid then
+      ev.process = string.format('pid %s (%s)', tostring(ev.task.pid), tostring(ev.task.comm or '?'))
+    end
     local row = use.cpu
     local cgc = type(m.cgroup_cpu) == 'table' and m.cgroup_cpu or {}
     if type(row) == 'table' and (row.throttled_pct or row.quota_cores or cgc.throttled_pct) then
-      ev.quota = { cores = num(row.quota_cores or cgc.quota_cores), throttled_pct = num(row.throttled_pct or cgc.throttled_pct),
+      ev.quota = { cores = num(row.quota_cores or cgc.quota_cores),
+        throttled_pct = num(row.throttled_pct or cgc.throttled_pct),
         cgroup = cgc.dir }
     end
     local mm = type(m.memory) == 'table' and m.memory or {}
@@ -295,11 +301,14 @@ function M.facts(data)
     ev.memory.cgroup = ev.memory.cgroup or mc.cgroup
     ev.memory.limit_bytes = ev.memory.limit_bytes or num(mc.limit_bytes)
     ev.memory.working_set_bytes = num(mc.working_set_peak_bytes) or num(mc.working_set_bytes)
-    ev.memory.refault_bytes_per_s, ev.memory.reclaim_bytes_per_s = num(mc.refault_bytes_per_s), num(mc.reclaim_bytes_per_s)
+    ev.memory.refault_bytes_per_s, ev.memory.reclaim_bytes_per_s = num(mc.refault_bytes_per_s),
+    num(mc.reclaim_bytes_per_s)
     ev.memory.need_bytes, ev.memory.need_method = num(mc.need_bytes), mc.need_method
     if (num(mc.refault_per_s) or 0) > 0 then ev.memory.refault_per_s = num(mc.refault_per_s) end
     local tf = type(mc.top_faulters) == 'table' and mc.top_faulters[1]
-    if type(tf) == 'table' then ev.memory.top_faulter = string.format('pid %s (%s)', tostring(tf.pid), tostring(tf.comm)) end
+    if type(tf) == 'table' then
+      ev.memory.top_faulter = string.format('pid %s (%s)', tostring(tf.pid), tostring(tf.comm))
+    end
     if mm.pswpin_per_s or mm.pswpout_per_s then
       ev.memory.swap_per_s = (num(mm.pswpin_per_s) or 0) + (num(mm.pswpout_per_s) or 0)
     end
@@ -633,7 +642,9 @@ function M.recommendations(data, hypotheses)
       done[res.entry] = true
       local arts, seen = {}, {}
       for _, x in ipairs(res.evidence) do
-        if x.stance == 'supports' and not seen[x.artifact] then seen[x.artifact] = true; arts[#arts + 1] = x.artifact end
+        if x.stance == 'supports' and not seen[x.artifact] then
+          seen[x.artifact] = true; arts[#arts + 1] = x.artifact
+        end
       end
       local cite = #arts > 0 and (' [evidence: ' .. table.concat(arts, ', ') .. ']') or ''
       for _, f in ipairs(res.fixes) do
@@ -645,7 +656,8 @@ function M.recommendations(data, hypotheses)
           for _, k in ipairs(u.missing) do if not s2[k] then s2[k] = true; miss[#miss + 1] = k end end
         end
         out[#out + 1] = { status = 'OPEN', entry = res.entry, hypothesis = text, evidence = arts,
-          text = string.format('%s: no fix can be named yet; not measured: %s', res.title, table.concat(miss, ', ')) .. cite }
+          text = string.format('%s: no fix can be named yet; not measured: %s', res.title, table.concat(miss, ', '))
+            .. cite }
       end
     end
   end
@@ -667,7 +679,8 @@ function M.render(res)
       lines[#lines + 1] = string.format('            %-16s %s (%s)', c.id, c.mechanism, c.why)
     end
   end
-  lines[#lines + 1] = string.format('Verdict:    %s (for %g, against %g; refuting evidence counts double)', res.verdict:upper(),
+  lines[#lines + 1] = string.format('Verdict:    %s (for %g, against %g; refuting evidence counts double)',
+    res.verdict:upper(),
     res.supports, res.refutes)
   for _, e in ipairs(res.evidence) do
     lines[#lines + 1] = string.format('  %-8s %s  [%s]', e.stance, e.note, tostring(e.artifact))

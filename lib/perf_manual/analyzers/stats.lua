@@ -428,7 +428,9 @@ function M.diff(before, after, opts)
       local unit = sa.unit or sb.unit
       local want = { 'median' }
       if is_latency(name, unit) then want[#want + 1] = 'p99' end
-      if opts.expect and opts.expect.stat ~= 'median' and opts.expect.stat ~= 'p99' then want[#want + 1] = opts.expect.stat end
+      if opts.expect and opts.expect.stat ~= 'median' and opts.expect.stat ~= 'p99' then
+        want[#want + 1] = opts.expect.stat
+      end
       local copts = { seed = opts.seed, iterations = opts.iterations, alpha = opts.alpha, stats = want,
         stop = opts.stop }
       local c = M.compare(sa.values, sb.values, copts)
@@ -449,14 +451,16 @@ function M.diff(before, after, opts)
         row.ci_text = m.rel_lo and string.format('%+.1f%% .. %+.1f%%', m.rel_lo * 100, m.rel_hi * 100) or ''
         row._ci = c.ci
       else
-        row.before_text, row.after_text, row.change_text = fmt_val(M.median(sa.values), unit), fmt_val(M.median(sb.values), unit), 'n/a'
+        row.before_text, row.after_text, row.change_text = fmt_val(M.median(sa.values), unit),
+        fmt_val(M.median(sb.values), unit), 'n/a'
       end
       res.metrics[#res.metrics + 1] = row
       if is_latency(name, unit) then
         local lat = { metric = name, unit = unit, percentiles = {} }
         local pl = lat.percentiles
         for _, q in ipairs({ 'median', 'p90', 'p99', 'p99.9' }) do
-          pl[#pl + 1] = { stat = q == 'median' and 'p50' or q, before = M.statistic(sa.values, q), after = M.statistic(sb.values, q) }
+          pl[#pl + 1] = { stat = q == 'median' and 'p50' or q, before = M.statistic(sa.values, q),
+            after = M.statistic(sb.values, q) }
         end
         local ha = before.histograms and before.histograms[name]
         local hb = after.histograms and after.histograms[name]
@@ -473,7 +477,8 @@ function M.diff(before, after, opts)
     elseif ca and cb then
       local rel = ca ~= 0 and (cb / ca - 1) or nil
       res.metrics[#res.metrics + 1] = { metric = name, kind = 'single value', before = ca, after = cb, change = rel,
-        before_text = fmt_val(ca), after_text = fmt_val(cb), change_text = rel and string.format('%+.1f%%', rel * 100) or 'n/a',
+        before_text = fmt_val(ca), after_text = fmt_val(cb),
+        change_text = rel and string.format('%+.1f%%', rel * 100) or 'n/a',
         ci_text = '', verdict = 'one value per side: no test possible' }
     else
       res.only_before[#res.only_before + 1] = name .. ' (samples on one side, a single value on the other)'
@@ -483,15 +488,18 @@ function M.diff(before, after, opts)
     local e = opts.expect
     local target
     for _, row in ipairs(res.metrics) do
-      if row._ci and (not e.metric and is_latency(row.metric, row.unit) or (e.metric and row.metric:find(e.metric, 1, true))) then
+      if row._ci and (not e.metric and is_latency(row.metric, row.unit)
+        or (e.metric and row.metric:find(e.metric, 1, true))) then
         target = row
         break
       end
     end
     if not target then
-      res.expectation = { status = 'not measured', text = 'expected ' .. e.text .. ': no matching metric with samples on both sides' }
+      res.expectation = { status = 'not measured', text = 'expected ' .. e.text
+        .. ': no matching metric with samples on both sides' }
     else
-      local ci = target._ci[e.stat] or M.bootstrap_change(before.samples[target.metric].values, after.samples[target.metric].values,
+      local ci = target._ci[e.stat] or M.bootstrap_change(before.samples[target.metric].values,
+        after.samples[target.metric].values,
         { stat = e.stat, seed = opts.seed, iterations = opts.iterations, stop = opts.stop })
       res.expectation = M.check_expectation(e, ci)
       res.expectation.metric = target.metric
@@ -545,10 +553,13 @@ local function parse_subject(words)
     local st = words[n]
     return { kind = 'latency', stat = st == 'p50' and 'median' or st }
   end
-  if n == 1 and (w1 == 'errors' or w1 == 'error_ratio') or n == 2 and w1 == 'error' and (words[2] == 'ratio' or words[2] == 'rate') then
+  if n == 1 and (w1 == 'errors' or w1 == 'error_ratio') or n == 2 and w1 == 'error'
+    and (words[2] == 'ratio' or words[2] == 'rate') then
     return { kind = 'errors', stat = 'ratio' }
   end
-  if n == 1 and (w1 == 'throughput' or w1 == 'rps' or w1 == 'rate') then return { kind = 'throughput', stat = 'rate' } end
+  if n == 1 and (w1 == 'throughput' or w1 == 'rps' or w1 == 'rate') then
+    return { kind = 'throughput', stat = 'rate' }
+  end
   if w1 == 'profile' or w1 == 'function' then
     local last = words[n] == 'share' and n - 1 or n
     if last < 2 then return nil, "name the function: 'profile FUNC -30%' or 'function FUNC share < 10%'" end
@@ -633,7 +644,9 @@ function M.parse_expects(list)
     for piece in tostring(item):gmatch('[^,;]+') do
       if piece:match('%S') then
         local e, err = M.parse_expect(piece)
-        if not e then return nil, string.format('bad --expect "%s": %s', piece:gsub('^%s+', ''):gsub('%s+$', ''), err) end
+        if not e then
+          return nil, string.format('bad --expect "%s": %s', piece:gsub('^%s+', ''):gsub('%s+$', ''), err)
+        end
         out[#out + 1] = e
       end
     end
@@ -782,7 +795,8 @@ end
 
 local function fmt_in(kind, unit)
   if kind == 'latency' or unit == 's' then return function(v) return fmt_val(v, 's') end end
-  if kind == 'errors' or kind == 'profile' then return function(v) return v and string.format('%.2f%%', v * 100) or 'n/a' end end
+  if kind == 'errors' or kind == 'profile' then return function(v) return v and string.format('%.2f%%', v * 100)
+    or 'n/a' end end
   if kind == 'throughput' then return function(v) return v and string.format('%.1f/s', v) or 'n/a' end end
   return function(v) return fmt_val(v) end
 end
@@ -813,15 +827,18 @@ local function on_samples(e, res, a, b, unit, opts)
   local st = (e.stat == 'ratio' or e.stat == 'rate') and 'mean' or e.stat
   res.n_before, res.n_after = #a, #b
   if e.change then
-    local c = M.compare(a, b, { seed = opts.seed, iterations = opts.iterations, stats = { 'median', st ~= 'median' and st or nil },
+    local c = M.compare(a, b, { seed = opts.seed, iterations = opts.iterations,
+      stats = { 'median', st ~= 'median' and st or nil },
       alpha = opts.alpha, stop = opts.stop })
     if not c.ci then
       res.status, res.why = 'not judged', c.verdict
       return res
     end
     local ci = c.ci[st]
-    res.before, res.after, res.measured, res.ci_lo, res.ci_hi, res.p = ci.before, ci.after, ci.rel, ci.rel_lo, ci.rel_hi, c.p
-    res.met, res.status, res.why = judge_change(e, { rel = ci.rel, rel_lo = ci.rel_lo, rel_hi = ci.rel_hi, p = c.p }, opts.alpha or M.ALPHA)
+    res.before, res.after, res.measured, res.ci_lo, res.ci_hi, res.p = ci.before, ci.after, ci.rel, ci.rel_lo,
+    ci.rel_hi, c.p
+    res.met, res.status, res.why = judge_change(e, { rel = ci.rel, rel_lo = ci.rel_lo, rel_hi = ci.rel_hi, p = c.p },
+      opts.alpha or M.ALPHA)
     res.detail = string.format('%s %s → %s, %s (95%% CI %s .. %s), %s', st, fmt(ci.before), fmt(ci.after), pct(ci.rel),
       pct(ci.rel_lo), pct(ci.rel_hi), fmt_p(c.p))
   else
@@ -829,7 +846,8 @@ local function on_samples(e, res, a, b, unit, opts)
     local lo, hi = M.bootstrap_stat(b, { stat = st, seed = opts.seed, iterations = opts.iterations, stop = opts.stop })
     res.before, res.after, res.ci_lo, res.ci_hi = M.statistic(a, st), M.statistic(b, st), lo, hi
     res.met, res.status = judge_bound(e, lo, hi)
-    res.detail = string.format('%s after %s (95%% CI %s .. %s; before %s)', st, fmt(res.after), fmt(lo), fmt(hi), fmt(res.before))
+    res.detail = string.format('%s after %s (95%% CI %s .. %s; before %s)', st, fmt(res.after), fmt(lo), fmt(hi),
+      fmt(res.before))
   end
   return res
 end
@@ -849,7 +867,8 @@ local function on_counts(e, res, k1, n1, k2, n2)
     local lo, hi = M.wilson(k2, n2)
     res.ci_lo, res.ci_hi = lo, hi
     res.met, res.status = judge_bound(e, lo, hi)
-    res.detail = string.format('after %s (%d of %d, 95%% CI %s .. %s; before %s)', fmt(res.after), k2, n2, fmt(lo), fmt(hi),
+    res.detail = string.format('after %s (%d of %d, 95%% CI %s .. %s; before %s)', fmt(res.after), k2, n2, fmt(lo),
+      fmt(hi),
       fmt(res.before))
   end
   return res
@@ -871,9 +890,11 @@ local function judge_one(e, before, after, opts)
     local name_a = name_b and after.samples[name_b] and name_b
     local ib, _ = red_intervals(before)
     local ia, _ = red_intervals(after)
-    if name_a and #before.samples[name_b].values >= M.MIN_INTERVALS and #after.samples[name_a].values >= M.MIN_INTERVALS then
+    if name_a and #before.samples[name_b].values >= M.MIN_INTERVALS
+      and #after.samples[name_a].values >= M.MIN_INTERVALS then
       res.metric = name_a
-      res.method = 'per-interval values of ' .. name_a .. (e.op and ': bootstrap CI of the after mean' or ': Mann-Whitney U, bootstrap CI of the mean')
+      res.method = 'per-interval values of ' .. name_a .. (e.op and ': bootstrap CI of the after mean'
+        or ': Mann-Whitney U, bootstrap CI of the mean')
       return on_samples(e, res, before.samples[name_b].values, after.samples[name_a].values, nil, opts)
     end
     if ib and ia and #ib >= M.MIN_INTERVALS and #ia >= M.MIN_INTERVALS then
@@ -914,7 +935,8 @@ local function judge_one(e, before, after, opts)
         res.method = 'Poisson rate test on the answered requests, log rate-ratio CI'
         res.measured, res.ci_lo, res.ci_hi, res.p = r.rel, r.rel_lo, r.rel_hi, r.p
         res.met, res.status, res.why = judge_change(e, r, res.alpha)
-        res.detail = string.format('%s → %s, %s (95%% CI %s .. %s), %s', fmt(r.r1), fmt(r.r2), pct(r.rel), pct(r.rel_lo),
+        res.detail = string.format('%s → %s, %s (95%% CI %s .. %s), %s', fmt(r.r1), fmt(r.r2), pct(r.rel),
+          pct(r.rel_lo),
           pct(r.rel_hi), fmt_p(r.p))
       else
         res.method = 'Poisson interval of the after rate'

@@ -215,7 +215,9 @@ function M.rules.cpu(m, T)
       used = cg.usage_pct
       text = text .. string.format('; cgroup %s of one CPU', fmt_pct(cg.usage_pct))
     end
-    if used and limited and cap.used_pct then text = text .. string.format(' = %s of %s', fmt_pct(cap.used_pct), cap_text()) end
+    if used and limited and cap.used_pct then
+      text = text .. string.format(' = %s of %s', fmt_pct(cap.used_pct), cap_text())
+    end
     if hot and hot.pct >= T.thread_high / 2 then
       text = text .. string.format('; hottest %s %s of one CPU', thread_name(hot, th.scope), fmt_pct(hot.pct))
     end
@@ -437,7 +439,8 @@ function M.rules.memory(m, T)
       working_set_bytes = md.working_set_bytes, working_set_peak_bytes = md.working_set_peak_bytes,
       formula = md.formula, refault_per_s = (md.refault_file_per_s or 0) + (md.refault_anon_per_s or 0),
       refault_bytes_per_s = need and need.refault_bytes_per_s,
-      reclaim_bytes_per_s = md.reclaim_pages_per_s and md.reclaim_pages_per_s * page, reclaim_source = md.reclaim_source,
+      reclaim_bytes_per_s = md.reclaim_pages_per_s and md.reclaim_pages_per_s * page,
+      reclaim_source = md.reclaim_source,
       pgscan_per_s = md.pgscan_per_s, oom_kills = md.oom_kills, need_bytes = need and need.bytes,
       need_method = need and need.method, top_faulters = m.faults and m.faults.top }
   elseif m.faults then
@@ -895,7 +898,8 @@ function M.analyze(m, opts)
     end
     out[#out + 1] = o
   end
-  return { rows = out, verdict = verdict, idle = idle, cpu_reason = verdict.resource == 'cpu' and verdict.reason or nil }
+  return { rows = out, verdict = verdict, idle = idle, cpu_reason = verdict.resource == 'cpu' and verdict.reason
+    or nil }
 end
 
 
@@ -1136,7 +1140,8 @@ function M.render(r)
   if cc then
     out[#out + 1] = string.format('cgroup cpu (%s %s): %s, usage %s, throttled %s',
       cc.version or '?', cc.dir or '?',
-      cc.quota_cores and ('quota ' .. fmt_cores(cc.quota_cores) .. (cc.quota_dir and (' (set on ' .. cc.quota_dir .. ')') or ''))
+      cc.quota_cores and ('quota ' .. fmt_cores(cc.quota_cores)
+        .. (cc.quota_dir and (' (set on ' .. cc.quota_dir .. ')') or ''))
         or 'no quota',
       cc.usage_pct and (fmt_pct(cc.usage_pct) .. ' of one CPU') or 'not measured',
       cc.nr_throttled and string.format('%d periods (%s)', cc.nr_throttled, fmt_pct(cc.throttled_pct or 0))
@@ -1148,7 +1153,8 @@ function M.render(r)
     if cap.affinity_list then parts[#parts + 1] = 'affinity ' .. cap.affinity_list end
     if cap.cpuset_list then parts[#parts + 1] = 'cpuset ' .. cap.cpuset_list end
     parts[#parts + 1] = cap.quota and ('quota ' .. fmt_cores(cap.quota)) or 'no quota'
-    out[#out + 1] = string.format('CPU capacity of the target: %s (%s)%s', fmt_cores(cap.cpus), table.concat(parts, ', '),
+    out[#out + 1] = string.format('CPU capacity of the target: %s (%s)%s', fmt_cores(cap.cpus),
+      table.concat(parts, ', '),
       cap.used_pct and string.format(', %s of it used', fmt_pct(cap.used_pct)) or '')
   end
   if th and th.top and #th.top > 0 then

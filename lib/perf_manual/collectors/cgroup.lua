@@ -284,7 +284,9 @@ local function tightest_ancestor(c, mount_dir)
   local d = parent(c.dir)
   while d and #d >= #mount_dir and d:sub(1, #mount_dir) == mount_dir do
     local q, per = quota_of(d, c.version)
-    if q and per and per > 0 and (not best_cores or q / per < best_cores) then best, best_cores = { d, q, per }, q / per end
+    if q and per and per > 0 and (not best_cores or q / per < best_cores) then
+      best, best_cores = { d, q, per }, q / per
+    end
     d = parent(d)
   end
   if not best then return end

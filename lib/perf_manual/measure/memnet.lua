@@ -69,7 +69,9 @@ function M:sample()
   self.faults_last = f
   if self.t.kind ~= 'system' then
     local total, count = memory.open_file_bytes(pids)
-    if count > 0 and (not self.open_bytes or total > self.open_bytes) then self.open_bytes, self.open_files = total, count end
+    if count > 0 and (not self.open_bytes or total > self.open_bytes) then
+      self.open_bytes, self.open_files = total, count
+    end
     local list = network.sockets(pids, self.netpaths)
     for _, s in ipairs(list) do
       local o = self.socks[s.inode]

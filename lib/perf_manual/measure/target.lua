@@ -203,7 +203,9 @@ local function argv_target(argv)
   local out = {}
   for i, a in ipairs(argv) do out[i] = tostring(a) end
   local path = which(out[1])
-  if not path then util.user_error("cannot run '" .. util.printable(out[1]) .. "' (not an executable file, nor on PATH)") end
+  if not path then
+    util.user_error("cannot run '" .. util.printable(out[1]) .. "' (not an executable file, nor on PATH)")
+  end
   local text = M.shell_text(out)
   out[1] = path
   return { kind = 'command', argv = out, command = text, label = text, exact = true }

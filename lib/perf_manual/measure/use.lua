@@ -159,7 +159,9 @@ local function cgroup_measures(m, a, b)
       throttled_pct = rc.throttled_pct, nr_throttled = rc.nr_throttled, nr_periods = rc.nr_periods,
       throttled_ms_per_s = rc.throttled_ms_per_s, quota_dir = rc.quota_dir }
   end
-  if r.cpuset then m.cgroup_cpuset = { count = r.cpuset.count, list = r.cpuset.list, dir = b.cpuset and b.cpuset.dir } end
+  if r.cpuset then
+    m.cgroup_cpuset = { count = r.cpuset.count, list = r.cpuset.list, dir = b.cpuset and b.cpuset.dir }
+  end
   m.cgroup_missing = r.missing
 end
 

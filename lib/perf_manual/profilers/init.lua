@@ -208,7 +208,9 @@ function M.by_reason(p, n)
   for _, r in ipairs(order) do
     r.share = p.total > 0 and r.count / p.total or 0
     local sites = {}
-    for site, c in pairs(r.sites) do sites[#sites + 1] = { site = site, count = c, share = r.count > 0 and c / r.count or 0 } end
+    for site, c in pairs(r.sites) do
+      sites[#sites + 1] = { site = site, count = c, share = r.count > 0 and c / r.count or 0 }
+    end
     table.sort(sites, function(a, b)
       if a.count ~= b.count then return a.count > b.count end
       return a.site < b.site

@@ -59,7 +59,8 @@ end
 
 local function svg_open(w, h, title)
   return {
-    fmt('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="%s" font-family="sans-serif" font-size="11">',
+    fmt('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" ' ..
+      'aria-label="%s" font-family="sans-serif" font-size="11">',
       w, h, w, h, esc(title)),
     fmt('<title>%s</title>', esc(title)),
     fmt('<rect x="0" y="0" width="%d" height="%d" fill="#ffffff"/>', w, h),
@@ -126,8 +127,10 @@ function M.timeseries(opts)
   -- grid and y labels
   local v = 0
   while v <= ymax + 1e-9 do
-    out[#out + 1] = fmt('<line x1="%d" y1="%s" x2="%d" y2="%s" stroke="#e5e5e5"/>', left, num(Y(v)), left + pw, num(Y(v)))
-    out[#out + 1] = fmt('<text x="%d" y="%s" text-anchor="end" fill="#555">%s</text>', left - 4, num(Y(v) + 4), esc(M.fmt_value(v, opts.unit)))
+    out[#out + 1] = fmt('<line x1="%d" y1="%s" x2="%d" y2="%s" stroke="#e5e5e5"/>', left, num(Y(v)), left + pw,
+      num(Y(v)))
+    out[#out + 1] = fmt('<text x="%d" y="%s" text-anchor="end" fill="#555">%s</text>', left - 4, num(Y(v) + 4),
+      esc(M.fmt_value(v, opts.unit)))
     v = v + ystep
   end
   -- x labels: seconds from the start
@@ -135,7 +138,8 @@ function M.timeseries(opts)
   local xstep = nice_step(span, 6)
   local t = 0
   while t <= span + 1e-9 do
-    out[#out + 1] = fmt('<text x="%s" y="%d" text-anchor="middle" fill="#555">%s</text>', num(X(tmin + t)), top + ph + 16,
+    out[#out + 1] = fmt('<text x="%s" y="%d" text-anchor="middle" fill="#555">%s</text>', num(X(tmin + t)),
+      top + ph + 16,
       esc(span >= 120 and fmt('%gm', util.round(t / 60, 1)) or fmt('%gs', util.round(t, 2))))
     t = t + xstep
   end
@@ -155,7 +159,8 @@ function M.timeseries(opts)
     end
     if #cur > 0 then segs[#segs + 1] = cur end
     for _, seg in ipairs(segs) do
-      out[#out + 1] = fmt('<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>', colour, table.concat(seg, ' '))
+      out[#out + 1] = fmt('<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>', colour,
+        table.concat(seg, ' '))
     end
     local last
     for j = #(s.points or {}), 1, -1 do if s.points[j][2] ~= nil then last = s.points[j]; break end end
@@ -174,7 +179,8 @@ function M.timeseries(opts)
   end
   for _, m in ipairs(opts.markers or {}) do
     if m.t >= tmin and m.t <= tmax then
-      out[#out + 1] = fmt('<line x1="%s" y1="%d" x2="%s" y2="%d" stroke="#444" stroke-dasharray="4 3"/>', num(X(m.t)), top, num(X(m.t)), top + ph)
+      out[#out + 1] = fmt('<line x1="%s" y1="%d" x2="%s" y2="%d" stroke="#444" stroke-dasharray="4 3"/>', num(X(m.t)),
+        top, num(X(m.t)), top + ph)
       out[#out + 1] = fmt('<text x="%s" y="%d" fill="#444">%s</text>', num(X(m.t) + 3), top + 10, esc(m.label or ''))
     end
   end
@@ -225,11 +231,14 @@ function M.histogram(opts)
     local c = bins[k] or 0
     local h = cmax > 0 and c / cmax * ph or 0
     local x = left + (k - bmin) * bw
-    out[#out + 1] = fmt('<rect x="%s" y="%s" width="%s" height="%s" fill="#1f77b4"><title>%s - %s: %d (%.1f%%)</title></rect>',
-      num(x + 1), num(top + ph - h), num(math.max(bw - 2, 1)), num(h), esc(util.fmt_duration(edge(k))), esc(util.fmt_duration(edge(k + 1))),
+    out[#out + 1] = fmt('<rect x="%s" y="%s" width="%s" height="%s" fill="#1f77b4"><title>%s - %s: %d ' ..
+      '(%.1f%%)</title></rect>',
+      num(x + 1), num(top + ph - h), num(math.max(bw - 2, 1)), num(h), esc(util.fmt_duration(edge(k))),
+      esc(util.fmt_duration(edge(k + 1))),
       c, total > 0 and c / total * 100 or 0)
     if n <= 12 or (k - bmin) % math.ceil(n / 8) == 0 then
-      out[#out + 1] = fmt('<text x="%s" y="%d" text-anchor="middle" fill="#555">%s</text>', num(x + bw / 2), top + ph + 14, esc(util.fmt_duration(edge(k))))
+      out[#out + 1] = fmt('<text x="%s" y="%d" text-anchor="middle" fill="#555">%s</text>', num(x + bw / 2),
+        top + ph + 14, esc(util.fmt_duration(edge(k))))
     end
   end
   out[#out + 1] = fmt('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#888"/>', left, top + ph, left + pw, top + ph)
@@ -241,8 +250,10 @@ function M.histogram(opts)
     local v = opts.percentiles and opts.percentiles[k]
     local x = v and v > 0 and left + (math.log(v) / math.log(2) * sub - bmin) * bw
     if x and x >= left and x <= left + pw then
-      out[#out + 1] = fmt('<line x1="%s" y1="%d" x2="%s" y2="%d" stroke="#d62728" stroke-dasharray="3 2"/>', num(x), top, num(x), top + ph)
-      out[#out + 1] = fmt('<text x="%s" y="%d" fill="#d62728">%s %s</text>', num(x + 3), py, esc(k), esc(util.fmt_duration(v)))
+      out[#out + 1] = fmt('<line x1="%s" y1="%d" x2="%s" y2="%d" stroke="#d62728" stroke-dasharray="3 2"/>', num(x),
+        top, num(x), top + ph)
+      out[#out + 1] = fmt('<text x="%s" y="%d" fill="#d62728">%s %s</text>', num(x + 3), py, esc(k),
+        esc(util.fmt_duration(v)))
       py = py + 12
     end
   end
@@ -301,7 +312,8 @@ function M.state_bars(opts)
   for i, st in ipairs(legend) do
     local lx = left + ((i - 1) % 4) * (pw / 4)
     local yy = ly + math.floor((i - 1) / 4) * 16
-    out[#out + 1] = fmt('<rect x="%s" y="%d" width="10" height="10" fill="%s"/>', num(lx), yy, M.STATE_COLOURS[st] or '#7f7f7f')
+    out[#out + 1] = fmt('<rect x="%s" y="%d" width="10" height="10" fill="%s"/>', num(lx), yy,
+      M.STATE_COLOURS[st] or '#7f7f7f')
     out[#out + 1] = fmt('<text x="%s" y="%d" fill="#333">%s</text>', num(lx + 14), yy + 9,
       esc((opts.labels or {})[st] or st))
   end
@@ -346,24 +358,29 @@ function M.heatmap(opts)
         local r = math.floor(255 - a * (255 - 180))
         local g = math.floor(255 - a * (255 - 30))
         local bl = math.floor(255 - a * (255 - 40))
-        out[#out + 1] = fmt('<rect x="%s" y="%s" width="%s" height="%s" fill="#%02x%02x%02x"><title>%s: %d</title></rect>',
-          num(left + (ci - 1) * cw), num(top + ph - (i - bmin + 1) * rh), num(cw + 0.2), num(rh + 0.2), r, g, bl, esc(label(i)), n)
+        out[#out + 1] = fmt('<rect x="%s" y="%s" width="%s" height="%s" fill="#%02x%02x%02x"><title>%s: ' ..
+          '%d</title></rect>',
+          num(left + (ci - 1) * cw), num(top + ph - (i - bmin + 1) * rh), num(cw + 0.2), num(rh + 0.2), r, g, bl,
+          esc(label(i)), n)
       end
     end
   end
   local every = math.max(1, math.ceil(nb / 8))
   for i = bmin, bmax do
     if (i - bmin) % every == 0 then
-      out[#out + 1] = fmt('<text x="%d" y="%s" text-anchor="end" fill="#555">%s</text>', left - 4, num(top + ph - (i - bmin + 0.5) * rh + 4), esc(label(i)))
+      out[#out + 1] = fmt('<text x="%d" y="%s" text-anchor="end" fill="#555">%s</text>', left - 4,
+        num(top + ph - (i - bmin + 0.5) * rh + 4), esc(label(i)))
     end
   end
   local xevery = math.max(1, math.ceil(#cols / 8))
   for ci, c in ipairs(cols) do
     if (ci - 1) % xevery == 0 then
-      out[#out + 1] = fmt('<text x="%s" y="%d" text-anchor="middle" fill="#555">%ss</text>', num(left + (ci - 0.5) * cw), top + ph + 16, esc(tostring(c.t or ci - 1)))
+      out[#out + 1] = fmt('<text x="%s" y="%d" text-anchor="middle" fill="#555">%ss</text>',
+        num(left + (ci - 0.5) * cw), top + ph + 16, esc(tostring(c.t or ci - 1)))
     end
   end
-  out[#out + 1] = fmt('<text x="%d" y="%d" text-anchor="end" fill="#555">darker = more requests (max %d per cell)</text>', W - right, 16, cmax)
+  out[#out + 1] = fmt('<text x="%d" y="%d" text-anchor="end" fill="#555">darker = more requests (max %d per ' ..
+    'cell)</text>', W - right, 16, cmax)
   out[#out + 1] = '</svg>'
   return table.concat(out, '\n')
 end

@@ -62,7 +62,8 @@ function M.cpu(profile, tsa)
     out[#out + 1] = fmt('hot path (%.0f%% of samples): %s', (c.path_share or 0) * 100, c.path)
   end
   if c and c.user_pct then
-    out[#out + 1] = fmt('on-CPU samples: %.0f%% user, %.0f%% kernel (%d samples)%s', c.user_pct, c.kernel_pct, c.samples,
+    out[#out + 1] = fmt('on-CPU samples: %.0f%% user, %.0f%% kernel (%d samples)%s', c.user_pct, c.kernel_pct,
+      c.samples,
       c.kernel_path and ('; kernel path ' .. c.kernel_path) or '')
   end
   if c and c.threads then

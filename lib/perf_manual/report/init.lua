@@ -91,7 +91,8 @@ function M.parse_time(v)
   if type(v) ~= 'string' then return nil end
   local Y, Mo, D, h, mi, sec, rest = v:match('^(%d%d%d%d)%-(%d%d)%-(%d%d)[T ](%d%d):(%d%d):(%d%d%.?%d*)(.*)$')
   if not Y then return nil end
-  local t = days_from_civil(tonumber(Y), tonumber(Mo), tonumber(D)) * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+  local t = days_from_civil(tonumber(Y), tonumber(Mo),
+    tonumber(D)) * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
   local sign, oh, om = rest:match('^([+-])(%d%d):?(%d%d)$')
   if sign then t = t - (sign == '+' and 1 or -1) * (tonumber(oh) * 3600 + tonumber(om) * 60) end
   return t
@@ -309,13 +310,16 @@ end
 --- Which series go on which chart: the first spec whose pattern matches a
 --- series name takes it. Teams add their own metric names here.
 M.chart_specs = {
-  { key = 'cpu', title = 'CPU busy', unit = '%', ymax = 100, match = { 'total%.busy_pct$', 'busy_pct$', 'cpu_pct$', 'cpu%.util' } },
+  { key = 'cpu', title = 'CPU busy', unit = '%', ymax = 100,
+    match = { 'total%.busy_pct$', 'busy_pct$', 'cpu_pct$', 'cpu%.util' } },
   { key = 'runq', title = 'Run queue', unit = '', match = { 'procs_running$', 'runq', 'run_queue', 'load1$' } },
-  { key = 'psi_mem', title = 'Memory pressure (PSI some)', unit = '%', match = { 'memory.*some_pct$', 'psi.*mem.*some' } },
+  { key = 'psi_mem', title = 'Memory pressure (PSI some)', unit = '%',
+    match = { 'memory.*some_pct$', 'psi.*mem.*some' } },
   { key = 'disk_util', title = 'Disk utilization', unit = '%', ymax = 100, match = { 'disk.*util_pct$', 'util_pct$' } },
   { key = 'disk_await', title = 'Disk await', unit = 'ms', match = { 'await' } },
   { key = 'net', title = 'Network', unit = 'B/s', match = { 'rx_bytes', 'tx_bytes', 'net.*bytes' } },
-  { key = 'red_rate', title = 'Requests answered and failed', unit = 'req/s', match = { 'responses_per_s$', 'errors_per_s$' } },
+  { key = 'red_rate', title = 'Requests answered and failed', unit = 'req/s',
+    match = { 'responses_per_s$', 'errors_per_s$' } },
 }
 M.MAX_SERIES_PER_CHART = 6
 
@@ -354,8 +358,10 @@ local function latency_charts(ds)
     local b = {}
     for i, x in ipairs(h.buckets) do b[i] = { x[1] or x.lo, x[2] or x.hi, x[3] or x.count } end
     local label = name:gsub('%.latency$', '')
-    out[#out + 1] = { key = 'hist', title = 'Latency distribution (' .. label .. ')', file = 'latency-' .. label:gsub('[^%w]+', '-') .. '.svg',
-      svg = charts.histogram { title = 'Latency distribution (' .. label .. ')', buckets = b, percentiles = h.percentiles } }
+    out[#out + 1] = { key = 'hist', title = 'Latency distribution (' .. label .. ')',
+      file = 'latency-' .. label:gsub('[^%w]+', '-') .. '.svg',
+      svg = charts.histogram { title = 'Latency distribution (' .. label .. ')', buckets = b,
+        percentiles = h.percentiles } }
   end
   if ds.heatmap then
     out[#out + 1] = { key = 'heatmap', title = 'Latency over time', file = 'latency-heatmap.svg',
@@ -502,7 +508,8 @@ local function artifact_links(ds, paths)
       local f = ds.dir and not p:match('^/') and not p:match('%.%.') and io.open(ds.dir .. '/' .. p, 'rb')
       if f then
         f:close()
-        local href = ((ds.link_base or '') .. p):gsub('[^%w_.~/%-]', function(c) return string.format('%%%02X', c:byte()) end)
+        local href = ((ds.link_base or '') .. p):gsub('[^%w_.~/%-]',
+          function(c) return string.format('%%%02X', c:byte()) end)
         links[#links + 1] = { path = p, href = href }
       else
         missing[#missing + 1] = p
@@ -550,9 +557,11 @@ end
 local function fix_and_validation(ds, meta, v)
   local fix = null_to_nil(meta.fix)
   local fix_text = text_of(fix)
-  v.fix = fix_text and { text = fix_text, at = type(fix) == 'table' and tostring(null_to_nil(fix.at) or '') or '' } or false
+  v.fix = fix_text and { text = fix_text, at = type(fix) == 'table' and tostring(null_to_nil(fix.at) or '') or '' }
+    or false
   -- shown in a code span as is: the id keeps only the characters ids are made of
-  v.fix_command = string.format('perf_manual fix %s "text" --validate', (tostring(ds.id or 'ID'):gsub('[^%w._:+-]', '')))
+  v.fix_command = string.format('perf_manual fix %s "text" --validate',
+    (tostring(ds.id or 'ID'):gsub('[^%w._:+-]', '')))
   local val = null_to_nil(meta.validation)
   v.validation = false
   if type(val) == 'table' then
@@ -565,7 +574,9 @@ local function fix_and_validation(ds, meta, v)
       local scale = not null_to_nil(m.unit) and known and known.scale or nil
       local name = text_of(m.name) or (key and names.label(key)) or 'unnamed metric'
       -- a name given by the validator without its unit gets the unit added
-      if text_of(m.name) and unit ~= '' and unit ~= 's' and not name:find(unit, 1, true) then name = name .. ', ' .. unit end
+      if text_of(m.name) and unit ~= '' and unit ~= 's' and not name:find(unit, 1, true) then
+        name = name .. ', ' .. unit
+      end
       local lo, hi = tonumber(null_to_nil(m.ci_lo)), tonumber(null_to_nil(m.ci_hi))
       rows[#rows + 1] = { metric = name, before = names.format_unit(tonumber(null_to_nil(m.before)), unit, scale),
         after = names.format_unit(tonumber(null_to_nil(m.after)), unit, scale), change = pct_text(m.change_pct),
@@ -593,7 +604,9 @@ local function fix_and_validation(ds, meta, v)
     end
     if type(fv.expectation) == 'table' then
       local keys = {}
-      for _, e in ipairs(type(fv.expectations) == 'table' and fv.expectations or {}) do keys[#keys + 1] = null_to_nil(e.metric) end
+      for _, e in ipairs(type(fv.expectations) == 'table' and fv.expectations or {}) do
+        keys[#keys + 1] = null_to_nil(e.metric)
+      end
       v.fix_expectation = names.humanize(fv.expectation.text, keys)
     end
   end
@@ -635,7 +648,8 @@ function M.view(ds)
   local meta = redact.deep(ds.meta or {})
   local findings = redact.deep(ds.findings or {})
   local v = {
-    title = 'Performance Investigation Report' .. (meta.name and (': ' .. tostring(meta.name)) or (ds.id and (': ' .. ds.id) or '')),
+    title = 'Performance Investigation Report' .. (meta.name and (': ' .. tostring(meta.name))
+      or (ds.id and (': ' .. ds.id) or '')),
     id = ds.id or 'data', kind = ds.kind or 'data dir',
     generated = os.date('!%Y-%m-%d %H:%M UTC'),
     tool_version = host.version or '',
@@ -663,7 +677,8 @@ function M.view(ds)
   v.timeline = {}
   for _, e in ipairs(meta.timeline or {}) do
     if e.kind ~= 'artifact' and e.kind ~= 'step-start' and e.kind ~= 'check-passed' then
-      v.timeline[#v.timeline + 1] = { t = tostring(e.t or ''), what = tostring(e.kind or '') .. ': ' .. tostring(e.what or '') }
+      v.timeline[#v.timeline + 1] = { t = tostring(e.t or ''),
+        what = tostring(e.kind or '') .. ': ' .. tostring(e.what or '') }
     end
   end
   -- the checklist questions and what was answered
@@ -679,7 +694,8 @@ function M.view(ds)
     local lat = r.latency or {}
     local rate = r.rate or {}
     local errs = r.errors or {}
-    local add = function(m, val) v.quantification[#v.quantification + 1] = { metric = m, value = val, baseline = '', change = '' } end
+    local add = function(m, val) v.quantification[#v.quantification + 1] = { metric = m, value = val, baseline = '',
+      change = '' } end
     add(names.label('rate_completed'), fmt_metric(rate.completed))
     if rate.asked then add(names.label('rate_asked'), fmt_metric(rate.asked)) end
     add(names.label('error_ratio'), errs.ratio and string.format('%.2f%%', errs.ratio * 100) or 'not measured')
@@ -694,7 +710,8 @@ function M.view(ds)
     for _, r in ipairs(ds.baseline.rows) do
       local b, a, c = null_to_nil(r.before), null_to_nil(r.after), null_to_nil(r.change_pct)
       local key = tostring(null_to_nil(r.key) or r.metric)
-      v.quantification[#v.quantification + 1] = { metric = text_of(r.name) or names.label(key), baseline = names.format(key, b),
+      v.quantification[#v.quantification + 1] = { metric = text_of(r.name) or names.label(key),
+        baseline = names.format(key, b),
         value = names.format(key, a), change = c and string.format('%+.0f%%', c) or '' }
       covered['quantify.' .. tostring(r.metric)] = true
       if null_to_nil(r.key) then covered[tostring(r.key)] = true end
@@ -702,7 +719,8 @@ function M.view(ds)
   end
   for _, k in ipairs(util.keys(ds.scalars)) do
     if not k:match('^red%-check') and not covered[k] then
-      v.quantification[#v.quantification + 1] = { metric = names.label(k), value = names.format(k, ds.scalars[k]), baseline = '', change = '' }
+      v.quantification[#v.quantification + 1] = { metric = names.label(k), value = names.format(k, ds.scalars[k]),
+        baseline = '', change = '' }
     end
   end
   -- USE table
@@ -712,11 +730,13 @@ function M.view(ds)
       v.use_rows[#v.use_rows + 1] = {
         resource = tostring(r.name or r.resource or '?'),
         utilization = cell_text(r.utilization), saturation = cell_text(r.saturation), errors = cell_text(r.errors),
-        status = tostring(r.status or ''), status_class = (r.status == 'HIGH' and 'high') or (r.status == 'warn' and 'warn') or 'ok',
+        status = tostring(r.status or ''), status_class = (r.status == 'HIGH' and 'high')
+          or (r.status == 'warn' and 'warn') or 'ok',
       }
     end
     local vd = ds.use.verdict_detail
-    v.use_verdict = (type(vd) == 'table' and vd.text) or (ds.use.verdict and (tostring(ds.use.verdict) .. ' is the saturated resource'))
+    v.use_verdict = (type(vd) == 'table' and vd.text) or (ds.use.verdict and (tostring(ds.use.verdict) .. ' is the ' ..
+      'saturated resource'))
       or 'No resource is saturated.'
   elseif type(ds.use) == 'table' then
     v.use_verdict = 'USE check not available: ' .. tostring(ds.use.why)
@@ -751,14 +771,17 @@ function M.view(ds)
   for _, h in ipairs(meta.hypotheses or {}) do
     local ev = {}
     for _, e in ipairs(h.evidence or {}) do
-      ev[#ev + 1] = tostring(e.stance or '') .. ' ' .. tostring(e.artifact or '') .. (e.note and (': ' .. tostring(e.note)) or '')
+      ev[#ev + 1] = tostring(e.stance or '') .. ' ' .. tostring(e.artifact or '')
+        .. (e.note and (': ' .. tostring(e.note)) or '')
     end
-    v.hypotheses[#v.hypotheses + 1] = { id = tostring(h.id or ''), text = tostring(h.text or ''), status = tostring(h.status or ''),
+    v.hypotheses[#v.hypotheses + 1] = { id = tostring(h.id or ''), text = tostring(h.text or ''),
+      status = tostring(h.status or ''),
       evidence = table.concat(ev, '; ') }
   end
   v.findings = {}
   for _, f in ipairs(findings) do
-    v.findings[#v.findings + 1] = { severity = tostring(f.severity or ''):upper(), resource = tostring(f.resource or ''),
+    v.findings[#v.findings + 1] = { severity = tostring(f.severity or ''):upper(),
+      resource = tostring(f.resource or ''),
       summary = tostring(null_to_nil(f.summary) or (f.metric and names.label(f.metric)) or '') }
     local row = v.findings[#v.findings]
     local missing
@@ -892,10 +915,12 @@ function M.analysis_view(data, found)
     for _, row in ipairs(use and use.rows or {}) do
       if row.resource == key then
         sec.rows[#sec.rows + 1] = { name = tostring(row.name), status = tostring(row.status),
-          utilization = use_cell(row.utilization), saturation = use_cell(row.saturation), errors = use_cell(row.errors) }
+          utilization = use_cell(row.utilization), saturation = use_cell(row.saturation),
+          errors = use_cell(row.errors) }
       end
     end
-    if key == 'service' then sec.empty = data.red and ('From the RED result (' .. tostring(data.red.artifact or 'red-check.json') .. ').') or 'Not measured (no red-check.json).'
+    if key == 'service' then sec.empty = data.red and ('From the RED result ('
+      .. tostring(data.red.artifact or 'red-check.json') .. ').') or 'Not measured (no red-check.json).'
     elseif not use then sec.empty = 'Not measured (no USE check).'
     elseif key == 'disk' then sec.empty = 'No disk was busy enough for a USE row.'
     elseif key == 'network' then sec.empty = 'No interface carried traffic.'

@@ -35,7 +35,8 @@ M.rules = {
   { why = 'GitHub token', pattern = 'gh[pousr]_[%w]+', replace = M.MARK },
   { why = 'Slack token', pattern = 'xox[abprs]%-[%w%-]+', replace = M.MARK },
   { why = 'JSON web token', pattern = 'eyJ[%w_-]+%.[%w_-]+%.[%w_-]+', replace = M.MARK },
-  { why = 'private key block', pattern = '%-%-%-%-%-BEGIN [%u ]*PRIVATE KEY%-%-%-%-%-.-%-%-%-%-%-END [%u ]*PRIVATE KEY%-%-%-%-%-', replace = M.MARK },
+  { why = 'private key block', pattern = '%-%-%-%-%-BEGIN [%u ]*PRIVATE KEY%-%-%-%-%-.-%-%-%-%-%-END [%u ]*PRIVATE ' ..
+    'KEY%-%-%-%-%-', replace = M.MARK },
 }
 
 local function secret_name(name)

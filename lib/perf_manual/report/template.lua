@@ -42,7 +42,8 @@ function M.compile(text, name)
     -- a block or comment tag alone on its line takes the whole line with it
     local c1 = body:sub(1, 1)
     if triple ~= '{' and (c1 == '#' or c1 == '/' or c1 == '!' or body == 'else') then
-      local before = text:sub(1, s - 1):match('\n([ \t]*)$') or (s == 1 and '' or text:sub(1, s - 1):match('^([ \t]*)$'))
+      local before = text:sub(1, s - 1):match('\n([ \t]*)$') or (s == 1 and '' or text:sub(1, s - 1):match('^([ ' ..
+        '\t]*)$'))
       local after = text:match('^[ \t]*\r?\n', pos) or (text:match('^[ \t]*$', pos) and '')
       if before and after then
         local top = stack[#stack]

@@ -206,7 +206,8 @@ function R.lock(res, opts)
         { key = 'errors', title = 'ERRORS' },
       })
       local f = res.futex[1]
-      out[#out + 1] = fmt('\nfutex %s%s (pid %d): wait time%s\n', hex(f.uaddr), f.name and (' ' .. f.name) or '', f.tgid,
+      out[#out + 1] = fmt('\nfutex %s%s (pid %d): wait time%s\n', hex(f.uaddr), f.name and (' ' .. f.name) or '',
+        f.tgid,
         f.p99_us and fmt(', p50 %.0f us, p99 %.0f us', f.p50_us or 0, f.p99_us) or '')
       out[#out + 1] = text.render_log2(hist.log2_buckets(f.slots), { unit = 'usecs' })
       if f.wakes and f.wakes > 0 then

@@ -135,7 +135,8 @@ function M.render(r, opts)
   if c.user_cpu_pct then cost[#cost + 1] = string.format('tool %.2f%%', c.user_cpu_pct) end
   add('')
   add('  events %s, lost %s, %d thread(s) from /proc only%s', tostring(q.events_seen or '?'),
-    tostring(q.events_lost or '?'), q.threads_from_proc or 0, #cost > 0 and ('; cost: ' .. table.concat(cost, ', ')) or '')
+    tostring(q.events_lost or '?'), q.threads_from_proc or 0,
+    #cost > 0 and ('; cost: ' .. table.concat(cost, ', ')) or '')
   for _, note in ipairs(r.notes or {}) do add('  note: %s', note) end
   return table.concat(out, '\n') .. '\n'
 end
@@ -169,7 +170,8 @@ end
 --- The raw books of the tsa tracer (trace --events tsa): closed periods
 --- per thread, without the window's edges (the tsa command closes them).
 function M.render_books(res)
-  local out = { string.format('tsa: %d thread(s), %d wait key(s) (closed periods; `perf_manual tsa` accounts the whole window)',
+  local out = { string.format('tsa: %d thread(s), %d wait key(s) (closed periods; `perf_manual tsa` accounts the ' ..
+    'whole window)',
     #(res.threads or {}), #(res.waits or {})) }
   local blocked = {}
   for _, w in ipairs(res.waits or {}) do blocked[w.tid] = (blocked[w.tid] or 0) + w.ns end

@@ -98,7 +98,8 @@ function M.decode_wait_entry(kb, vb)
 end
 
 local function same_wait(a, b)
-  return a.syscall == b.syscall and a.kthread == b.kthread and a.arg0 == b.arg0 and a.arg1 == b.arg1 and a.kstack == b.kstack
+  return a.syscall == b.syscall and a.kthread == b.kthread and a.arg0 == b.arg0 and a.arg1 == b.arg1
+    and a.kstack == b.kstack
     and a.state == b.state and a.iowait == b.iowait
 end
 

@@ -77,7 +77,8 @@ describe('root_cause: judging on real evidence', function()
       { 'mutex_contention', 'the workload is CPU-bound' }, { 'mutex_contention', 'fsync after every write' },
       { 'fsync_writer', 'lock contention on a mutex' }, { 'fsync_writer', 'a hot loop keeps the CPUs busy' },
       { 'pipe_waiter', 'CPU-bound hot loop' }, { 'pipe_waiter', 'the disk is saturated' },
-      { 'hot_thread', 'lock convoy' }, { 'mem_pressure', 'fsync-bound writes' }, { 'mem_pressure', 'CPU-bound hot loop' },
+      { 'hot_thread', 'lock convoy' }, { 'mem_pressure', 'fsync-bound writes' },
+      { 'mem_pressure', 'CPU-bound hot loop' },
       { 'cpu_quota', 'run queue contention' }, { 'cpu_burn', 'single-threaded' },
     }
     for _, w in ipairs(wrong) do
@@ -88,7 +89,8 @@ describe('root_cause: judging on real evidence', function()
 
   it('names the lock by its symbol, the waiters and the queue; fixes name the lock', function()
     local r = rc.score('lock contention', data('mutex_contention'))
-    assert.matches('^lock contention: 8 threads queue on lock %(mutex_contention %.bss%), 7%d%% of their time waiting, %d%.%d waiters on average$', r.cause)
+    assert.matches('^lock contention: 8 threads queue on lock %(mutex_contention %.bss%), 7%d%% of their time ' ..
+      'waiting, %d%.%d waiters on average$', r.cause)
     assert.matches('shorten the critical section guarded by lock %(mutex_contention %.bss%)', r.fixes[1])
     -- the holder (futex wake side) is not measured: that fix is left out, and said so
     assert.same({ 'holder' }, r.unfilled[1].missing)
@@ -105,7 +107,8 @@ describe('root_cause: judging on real evidence', function()
       rc.score('memory limit', data('mem_pressure')).cause)
     assert.matches('quota of 0%.25 CPUs on cgroup /sys/fs/cgroup/cpu/pm_cat_quota throttled',
       rc.score('CPU quota throttling', data('cpu_quota')).cause)
-    assert.matches('it waits on pid %d+ %(pipe_waiter%) via pipe', rc.score('waiting on a peer', data('pipe_waiter')).cause)
+    assert.matches('it waits on pid %d+ %(pipe_waiter%) via pipe',
+      rc.score('waiting on a peer', data('pipe_waiter')).cause)
     assert.matches('burn holds 99%% of on%-CPU samples %(hot path start_thread > burn%)',
       rc.score('CPU-bound code path', data('cpu_burn')).cause)
     assert.matches('thread %d+ %(hot0%)', rc.score('single thread bound', data('hot_thread')).cause)
@@ -128,14 +131,16 @@ describe('root_cause: judging on real evidence', function()
     assert.same({ rc.TEXT.cpu, rc.TEXT.disk }, { c[#c - 1], c[#c] })
     assert.equal('refuted', rc.score(c[#c], data('mutex_contention')).verdict)
     -- and the older recordings without thread states still name the lock's address
-    assert.matches('^lock contention: threads queue on futex 0x%x+ %(symbol not resolved%)', rc.candidates(old('mutex_contention'))[1])
+    assert.matches('^lock contention: threads queue on futex 0x%x+ %(symbol not resolved%)',
+      rc.candidates(old('mutex_contention'))[1])
   end)
 
   it('builds recommendations from the supported entries, citing the artifacts', function()
     local d = data('mutex_contention')
     local recs = rc.recommendations(d, rc.candidates(d))
     assert.equal('lock-convoy', recs[1].entry)
-    assert.matches('%[evidence: raw_data/tsa%.json, raw_data/trace%-lock%.json, raw_data/use%-check%.json%]$', recs[1].text)
+    assert.matches('%[evidence: raw_data/tsa%.json, raw_data/trace%-lock%.json, raw_data/use%-check%.json%]$',
+      recs[1].text)
     for _, r in ipairs(recs) do assert.is_nil(r.text:find('{', 1, true)) end
     -- a refuted hypothesis makes no recommendation
     assert.same({}, rc.recommendations(d, { 'fsync after every write' }))
@@ -148,7 +153,8 @@ end)
 describe('catalogue: team entries', function()
   after_each(function() catalogue.set_path({}) end)
 
-  it('loads hypothesis_catalogue.lua from a playbook directory, and an entry of it is judged like a built-in one', function()
+  it('loads hypothesis_catalogue.lua from a playbook directory, and an entry of it is judged like a built-in one',
+    function()
     local dir = h.tmpdir()
     local f = assert(io.open(dir .. '/hypothesis_catalogue.lua', 'w'))
     f:write([[

@@ -7,7 +7,8 @@ describe('perf_manual.analyzers.stats gates', function()
     local function p(t) return assert(stats.parse_expect(t)) end
     assert.same({ kind = 'latency', stat = 'p99', change = -0.2, text = 'p99 -20%' }, p('p99 -20%'))
     assert.same({ kind = 'latency', stat = 'median', op = '<', bound = 0.005, text = 'p50 < 5ms' }, p('p50 < 5ms'))
-    assert.same({ kind = 'latency', stat = 'median', change = -0.1, text = 'latency median -10%' }, p('  latency median -10% '))
+    assert.same({ kind = 'latency', stat = 'median', change = -0.1, text = 'latency median -10%' },
+      p('  latency median -10% '))
     assert.same({ kind = 'errors', stat = 'ratio', op = '<', bound = 0.01, text = 'errors < 1%' }, p('errors < 1%'))
     assert.same({ kind = 'errors', stat = 'ratio', change = -0.5, text = 'error ratio -50%' }, p('error ratio -50%'))
     assert.same({ kind = 'throughput', stat = 'rate', change = 0.1, text = 'throughput +10%' }, p('throughput +10%'))
@@ -32,8 +33,10 @@ describe('perf_manual.analyzers.stats gates', function()
       { stats.parse_expects('p50 < 5') })
     assert.same({ nil, "bad --expect \"errors < 5x\": a share is a % (like 1%) or a ratio from 0 to 1: '5x'" },
       { stats.parse_expects('errors < 5x') })
-    assert.same({ nil, 'bad --expect "p99 -120%": a change below -100% cannot happen' }, { stats.parse_expects('p99 -120%') })
-    assert.same({ nil, "bad --expect \"profile -30%\": name the function: 'profile FUNC -30%' or 'function FUNC share < 10%'" },
+    assert.same({ nil, 'bad --expect "p99 -120%": a change below -100% cannot happen' },
+      { stats.parse_expects('p99 -120%') })
+    assert.same({ nil, "bad --expect \"profile -30%\": name the function: 'profile FUNC -30%' or 'function FUNC " ..
+      "share < 10%'" },
       { stats.parse_expects('profile -30%') })
     assert.matches("^bad %-%-expect \"faster\": expected 'SUBJECT", select(2, stats.parse_expects('faster')))
     assert.same({ nil, 'bad --expect: no expectation given' }, { stats.parse_expects(' , ') })
@@ -74,12 +77,14 @@ describe('perf_manual.analyzers.stats gates', function()
     assert.equal('two-proportion z-test on the request counts, log risk-ratio CI', r[1].method)
     assert.matches('^MET: error ratio %-40%%: error ratio 20%.00%% → 5%.00%% %(200 of 1000 → 50 of 1000%), %-75%.0%% %(95%% CI ', r[1].line)
     -- no data for it: not judged, and says why
-    r = stats.judge(assert(stats.parse_expects('throughput +10%, p99 -20%, profile spin -30%')), { samples = {} }, { samples = {} })
+    r = stats.judge(assert(stats.parse_expects('throughput +10%, p99 -20%, profile spin -30%')), { samples = {} },
+      { samples = {} })
     for _, x in ipairs(r) do
       assert.equal('not judged', x.status)
       assert.is_false(x.met)
     end
-    assert.equal('NOT JUDGED: throughput +10%: no request rate on both sides (a red-check.json, or a requests_per_s series)', r[1].line)
+    assert.equal('NOT JUDGED: throughput +10%: no request rate on both sides (a red-check.json, or a requests_per_s ' ..
+      'series)', r[1].line)
     assert.equal('NOT JUDGED: p99 -20%: no latency metric with samples on both sides', r[2].line)
     assert.equal('NOT JUDGED: profile spin -30%: no folded profile on both sides', r[3].line)
   end)

@@ -30,9 +30,12 @@ end
 
 describe('perf_manual.analyzers.stats Mann-Whitney U', function()
   local cases = {
-    { 'scipy docs example (exact)', { 19, 22, 16, 29, 24 }, { 20, 11, 17, 12 }, 17, 0.1111111111111111, 'exact', 1e-12 },
-    { 'small shifted samples (exact)', { 1.1, 2.3, 3.5, 4.2, 5.9, 6.1 }, { 3.3, 4.8, 7.2, 8.1, 9.4, 10.6, 11.0 }, 6, 0.03496503496503497, 'exact', 1e-12 },
-    { 'ties (normal, tie-corrected)', { 1, 2, 2, 3, 3, 3, 4, 5, 5, 6 }, { 3, 4, 4, 5, 6, 6, 7, 7, 8, 9, 9 }, 15.5, 0.005625214779700698, 'normal', 1e-6 },
+    { 'scipy docs example (exact)', { 19, 22, 16, 29, 24 }, { 20, 11, 17, 12 }, 17, 0.1111111111111111, 'exact',
+      1e-12 },
+    { 'small shifted samples (exact)', { 1.1, 2.3, 3.5, 4.2, 5.9, 6.1 }, { 3.3, 4.8, 7.2, 8.1, 9.4, 10.6, 11.0 }, 6,
+      0.03496503496503497, 'exact', 1e-12 },
+    { 'ties (normal, tie-corrected)', { 1, 2, 2, 3, 3, 3, 4, 5, 5, 6 }, { 3, 4, 4, 5, 6, 6, 7, 7, 8, 9, 9 }, 15.5,
+      0.005625214779700698, 'normal', 1e-6 },
     { 'n=40, shift 1.5 (normal)', gen(37, 101, 0), gen(53, 97, 1.5), 649, 0.14753630493959655, 'normal', 1e-6 },
     { 'n=40, no shift (normal)', gen(37, 101, 0), gen(53, 97, 0), 888.5, 0.39706496807963104, 'normal', 1e-6 },
   }
@@ -51,7 +54,8 @@ describe('perf_manual.analyzers.stats Mann-Whitney U', function()
   end)
 
   it('rejects an exact test on tied data and empty samples', function()
-    assert.same({ nil, 'exact p-value needs samples without ties' }, { stats.mann_whitney({ 1, 2 }, { 2, 3 }, { method = 'exact' }) })
+    assert.same({ nil, 'exact p-value needs samples without ties' },
+      { stats.mann_whitney({ 1, 2 }, { 2, 3 }, { method = 'exact' }) })
     assert.same({ nil, 'empty sample' }, { stats.mann_whitney({}, { 1 }) })
   end)
 
@@ -136,9 +140,11 @@ describe('perf_manual.analyzers.stats verdicts', function()
 
   it('parses expectations and rejects bad ones', function()
     assert.same({ stat = 'p99', change = -0.2, text = 'p99 -20%' }, stats.parse_expectation('p99 -20%'))
-    assert.same({ metric = 'latency', stat = 'median', change = 0.05, text = 'latency p50 +5%' }, stats.parse_expectation('latency p50 +5%'))
+    assert.same({ metric = 'latency', stat = 'median', change = 0.05, text = 'latency p50 +5%' },
+      stats.parse_expectation('latency p50 +5%'))
     assert.same({ nil, "the change must be signed with a %, like -20% or +5%" }, { stats.parse_expectation('p99 20%') })
-    assert.same({ nil, "unknown statistic 'fast' (median, mean, p90, p99, p99.9 ...)" }, { stats.parse_expectation('fast -20%') })
+    assert.same({ nil, "unknown statistic 'fast' (median, mean, p90, p99, p99.9 ...)" },
+      { stats.parse_expectation('fast -20%') })
   end)
 
   it('judges an expectation against the interval', function()

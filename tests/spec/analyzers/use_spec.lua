@@ -320,7 +320,8 @@ describe('perf_manual.analyzers.use', function()
     m.task.read_bytes_per_s, m.task.write_bytes_per_s = 2048, 0
     assert.matches('I/O read 2.0K/s write 0B/s', text(), 1, true)
   end)
-  it('gives the disks and interfaces it checked and found idle an idle row: one line of text, a full row in JSON', function()
+  it('gives the disks and interfaces it checked and found idle an idle row: one line of text, a full row in JSON',
+    function()
     local m = recorded('fsync_writer_pid')
     local busy = m.disks[1]
     m.disks[#m.disks + 1] = { name = 'vdz', util_pct = 0.5, aqu_sz = 0, r_s = 0, w_s = 1 }

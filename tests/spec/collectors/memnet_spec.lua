@@ -118,7 +118,8 @@ describe('memory and network culprits', function()
       { resource = 'memory', name = 'Memory', status = 'HIGH', culprit = { cgroup = '/sys/fs/cgroup/memory/x',
         limit_bytes = 64 * 2 ^ 20, working_set_peak_bytes = 61 * 2 ^ 20, refault_per_s = 150000,
         reclaim_bytes_per_s = 40e6, need_bytes = 136 * 2 ^ 20, need_method = 'anon + open files' } },
-      { resource = 'network', name = 'lo', status = 'ok', culprit = { sockets = { network.parse_tcp(fx('tcp_slow_peer.tcp'))[1] } } },
+      { resource = 'network', name = 'lo', status = 'ok',
+        culprit = { sockets = { network.parse_tcp(fx('tcp_slow_peer.tcp'))[1] } } },
     } }
     res.rows[2].culprit.sockets[1].tx_queue = 3763200
     local f = findings.from_use_culprits(res)

@@ -43,7 +43,8 @@ describe('perf_manual.measure session', function()
     local pid = assert(sys.spawn({ 'sleep', '0.3' }))
     local s = measure.session { target = tostring(pid), duration = 5 }
     local reaped = false
-    local ended = s:run { tick = function() if not reaped and sys.wait(pid, true) ~= 'running' then reaped = true end end }
+    local ended = s:run { tick = function() if not reaped and sys.wait(pid,
+      true) ~= 'running' then reaped = true end end }
     if not reaped then sys.wait(pid) end
     assert.equal('target exited', ended)
     assert.is_true(s.exited_after > 0.2 and s.exited_after < 2, 'exited after ' .. tostring(s.exited_after))

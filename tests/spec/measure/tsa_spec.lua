@@ -123,15 +123,18 @@ describe('perf_manual.measure.tsa', function()
     assert.near(32, total.life_s, 1e-9)
   end)
 
-  it('clamps counters that disagree with the clock, and a thread without a T0 snapshot keeps its head blocked', function()
+  it('clamps counters that disagree with the clock, and a thread without a T0 snapshot keeps its head blocked',
+    function()
     local t0, t1 = 1000 * S, 1002 * S
     local raw = { threads = {
       -- counters ran ahead of the interval (read after T1): clamped to the tail
       { tid = 20, pid = 20, comm = 'a', cpu_ns = 0, runq_ns = 0, ts = t0 + 1 * S, first_ts = t0 + 1 * S,
-        first_exec = 10 * S, first_rdelay = 0, exec = 10 * S, rdelay = 0, start_time = 1, cur = 'runq', wait = wait(nil) },
+        first_exec = 10 * S, first_rdelay = 0, exec = 10 * S, rdelay = 0, start_time = 1, cur = 'runq',
+        wait = wait(nil) },
       -- no T0 snapshot and born before T0
       { tid = 21, pid = 20, comm = 'b', cpu_ns = 0, runq_ns = 0, ts = t0 + 1 * S, first_ts = t0 + 0.5 * S,
-        first_exec = 5 * S, first_rdelay = 0, exec = 5 * S, rdelay = 0, start_time = 1, cur = 'blocked', wait = wait(0, 3) },
+        first_exec = 5 * S, first_rdelay = 0, exec = 5 * S, rdelay = 0, start_time = 1, cur = 'blocked',
+        wait = wait(0, 3) },
     }, waits = {} }
     local e0 = { [20] = { run_ns = 9.5 * S, wait_ns = 0 } }
     local e1 = { [20] = { run_ns = 13 * S, wait_ns = 0 }, [21] = { run_ns = 5 * S, wait_ns = 0 } }

@@ -20,7 +20,8 @@ describe('perf_manual.measure.use', function()
     it('counts a timed-out lock wait as an error, a timed-out condition variable wait not', function()
       local fake = { stop = function()
         return { seconds = 1, futex_traced = true, kernel_traced = true, kernel = {}, kernel_wait_ns = 0,
-          use = { utilisation = 0.1, utilisation_basis = '4 threads of the target', saturation = { mean_waiters = 0.4 } },
+          use = { utilisation = 0.1, utilisation_basis = '4 threads of the target',
+            saturation = { mean_waiters = 0.4 } },
           futex = {
             { uaddr = 0x1000, tgid = 1, kind = 'wait', count = 9, total_ns = 3e8, results = { etimedout = 7 } },
             { uaddr = 0x2000, tgid = 1, kind = 'lock', count = 5, total_ns = 1e8,
@@ -103,7 +104,8 @@ describe('perf_manual.measure.use', function()
       local x = rows['network:' .. n.name]
       assert.is_table(x, n.name)
       if (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0) < use.thresholds.network.active_bytes_per_s
-        and (n.rx_drop_per_s or 0) + (n.tx_drop_per_s or 0) == 0 and (n.rx_errs_per_s or 0) + (n.tx_errs_per_s or 0) == 0 then
+        and (n.rx_drop_per_s or 0) + (n.tx_drop_per_s or 0) == 0
+          and (n.rx_errs_per_s or 0) + (n.tx_errs_per_s or 0) == 0 then
         assert.equal('idle', x.status, n.name)
         assert.is_string(x.saturation.text)
       end

@@ -20,11 +20,13 @@ describe('analyze on RED results, series and folded profiles', function()
     local out, err, st = h.pm(string.format("analyze --data '%s' --output '%s/r.md'", d, d))
     assert.equal(0, st, err)
     assert.matches('\n  HIGH     12%.0%% of requests failed %(36 of 300: 5xx 36%)\n', out)
-    assert.matches('\nhypotheses worth testing [^\n]*\n  SUPPORTED    the service fails requests: 12%.0%% errors %(5xx 36%)\n', out)
+    assert.matches('\nhypotheses worth testing [^\n]*\n  SUPPORTED    the service fails requests: 12%.0%% errors ' ..
+      '%(5xx 36%)\n', out)
     local found = util.json_decode(util.readfile(d .. '/analysis/findings.json'))
     local e
     for _, f in ipairs(found) do if f.metric == 'error_ratio' then e = f end end
-    assert.same({ 'service', 'high', 0.12, 36, 300, 'red-check.json' }, { e.resource, e.severity, e.value, e.errors, e.requests, e.evidence })
+    assert.same({ 'service', 'high', 0.12, 36, 300, 'red-check.json' },
+      { e.resource, e.severity, e.value, e.errors, e.requests, e.evidence })
     assert.same({ { kind = '5xx', count = 36 } }, e.kinds)
     -- the report has a section for the service
     assert.matches('\n## Service %(RED%)\n', util.readfile(d .. '/r.md'))
@@ -45,7 +47,8 @@ describe('analyze on RED results, series and folded profiles', function()
     out, err, st = h.pm(string.format("analyze --data '%s' --output '%s/r.md'", d, d))
     assert.equal(0, st, err)
     -- the folded profile of calltree alone: spin is on every stack
-    assert.matches('\n  MEDIUM   spin holds 100%% of on%-CPU samples %(hot path [^\n]*> spin%); 100%% user / 0%% kernel\n', out)
+    assert.matches('\n  MEDIUM   spin holds 100%% of on%-CPU samples %(hot path [^\n]*> spin%); 100%% user / 0%% ' ..
+      'kernel\n', out)
     assert.is_nil(out:find('requests failed', 1, true))
     assert.is_nil(out:find('p99', 1, true))          -- 52 ms is under the default 100 ms
     h.rmrf(d)
@@ -60,7 +63,8 @@ describe('analyze on RED results, series and folded profiles', function()
     F.thresholds.latency_p99_ms_medium = saved
     assert.equal(1, #f)
     assert.equal('latency_p99_ms', f[1].metric)
-    assert.matches('^requests take 52%.%dms at p99 %(p50 50%.4ms, p90 50%.%dms%), above the 20 ms threshold$', f[1].summary)
+    assert.matches('^requests take 52%.%dms at p99 %(p50 50%.4ms, p90 50%.%dms%), above the 20 ms threshold$',
+      f[1].summary)
     assert.matches('^the service answers slowly: p99 latency 52%.%dms$', texts[1])
   end)
 

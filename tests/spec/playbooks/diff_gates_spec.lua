@@ -42,12 +42,14 @@ describe('diff --expect gates', function()
     assert.is_false(e[4].judged)
     assert.matches('^MET: throughput %+10%%: throughput mean 79%.7/s → %d+%.%d/s', e[5].line)
     -- calltree had the CPU to itself, then shared it with cpu_burn: spin's share about halves
-    assert.matches("^MET: profile spin %-30%%: spin share 100%.00%% → 5%d%.%d+%% %(998 of 998 → %d+ of 1043%)", e[7].line)
+    assert.matches("^MET: profile spin %-30%%: spin share 100%.00%% → 5%d%.%d+%% %(998 of 998 → %d+ of 1043%)",
+      e[7].line)
     assert.equal('two-proportion z-test on the samples with the function on the stack, log risk-ratio CI', e[7].method)
     -- errs -> slow: the same expectations, the other way round
     d, st = gate(G .. '/errs', G .. '/slow', ALL)
     assert.equal(1, st)
-    assert.same({ 'not met', 'not met', 'met', 'met', 'not met', 'not met', 'not met', 'not met', 'not met' }, statuses(d))
+    assert.same({ 'not met', 'not met', 'met', 'met', 'not met', 'not met', 'not met', 'not met', 'not met' },
+      statuses(d))
     assert.matches('^MET: error ratio %-50%%: error ratio mean 10%.%d+%% → 0%.00%%, %-100%.0%%', d.expectations[4].line)
   end)
 
@@ -79,18 +81,21 @@ describe('diff --expect gates', function()
     assert.equal('Poisson interval of the after rate', e[3].method)
     d, st = gate(R .. '/before', R .. '/after', { 'errors < 1%' })
     assert.equal(1, st)
-    assert.matches('^NOT MET: errors < 1%%: error ratio after 12%.00%% %(36 of 300, 95%% CI 8%.80%% .. 16%.17%%', d.expectations[1].line)
+    assert.matches('^NOT MET: errors < 1%%: error ratio after 12%.00%% %(36 of 300, 95%% CI 8%.80%% .. 16%.17%%',
+      d.expectations[1].line)
   end)
 
   it('says NOT JUDGED, and exits 1, when the data does not hold the metric', function()
-    local d, st = gate(R .. '/collect', R .. '/collect', { 'p99 -20%', 'errors < 1%', 'profile spin -30%', 'nosuch +5%' })
+    local d, st = gate(R .. '/collect', R .. '/collect', { 'p99 -20%', 'errors < 1%', 'profile spin -30%',
+      'nosuch +5%' })
     assert.equal(1, st)
     assert.same({ 'not judged', 'not judged', 'not judged', 'not judged' }, statuses(d))
     assert.equal('NOT JUDGED: errors < 1%: no error counts on both sides (a red-check.json, or an error_ratio series)',
       d.expectations[2].line)
     assert.equal("NOT JUDGED: nosuch +5%: no metric 'nosuch' on both sides", d.expectations[4].line)
     -- two folded profiles alone: the profile share is judged, the rest is not
-    d, st = gate(G .. '/slow/profile-cpu.folded', G .. '/errs/profile-cpu.folded', { 'profile gamma_ -30%', 'p99 -20%' })
+    d, st = gate(G .. '/slow/profile-cpu.folded', G .. '/errs/profile-cpu.folded',
+      { 'profile gamma_ -30%', 'p99 -20%' })
     assert.equal(1, st)
     assert.same({ 'met', 'not judged' }, statuses(d))
   end)

@@ -105,7 +105,8 @@ describe('investigate (replay of recorded workloads)', function()
   it('rejects bad input with one line and exit 2', function()
     local _, err, st = h.pm('investigate --symptom x --batch --store /tmp/pm-none')
     assert.equal(2, st)
-    assert.equal('perf_manual: investigate: missing --workload (pid, process name, service, cgroup or a command to launch)\n', err)
+    assert.equal('perf_manual: investigate: missing --workload (pid, process name, service, cgroup or a command to ' ..
+      'launch)\n', err)
     _, err, st = h.pm('investigate --workload 999999999 --symptom x --batch --store /tmp/pm-none-'
       .. require('perf_manual._c.sys').getpid())
     assert.equal(2, st)

@@ -19,7 +19,8 @@ describe('report', function()
     assert.matches('^# Performance Investigation Report: mutex%-contention%-is%-slow\n', out)
     assert.matches('from investigation ' .. id:gsub('_', '\\_'):gsub('%p', '%%%0'), out)
     assert.matches('\n%- %*%*Issue%*%*: mutex\\_contention is slow\n', out)
-    assert.matches('\n%- %*%*Root cause%*%*: lock contention: threads queue on futex 0x%x+ %(symbol not resolved%), %d%.%d waiters on average\n', out)
+    assert.matches('\n%- %*%*Root cause%*%*: lock contention: threads queue on futex 0x%x+ %(symbol not resolved%), ' ..
+      '%d%.%d waiters on average\n', out)
     assert.matches('\n%- %*%*Status%*%*: The investigation is complete%.\n', out)
     assert.matches('\n| Mutex/locks | 64%% of thread%-time in futex waits %(9 threads%) | '
       .. '5%.7 threads waiting at once %(max 7%) | %- | HIGH |\n', out)

@@ -30,7 +30,8 @@ describe('perf_manual.report analysis', function()
   it('shows the lock tracer figures under Locks', function()
     local text = analyse('mutex_contention')
     local locks = text:match('\n## Locks\n(.*)$')
-    assert.matches('Lock tracer %(raw\\_data/trace%-lock%.json%): threads wait %d+%% of their time; [%d.]+ waiters on average%.', locks)
+    assert.matches('Lock tracer %(raw\\_data/trace%-lock%.json%): threads wait %d+%% of their time; [%d.]+ waiters ' ..
+      'on average%.', locks)
   end)
 
   it('names the hottest function of the CPU profile under CPU', function()
@@ -43,7 +44,8 @@ describe('perf_manual.report analysis', function()
 
   it('lists a collect manifest, and says when there is no USE check', function()
     local data = { dir = 'd', traces = {}, profiles = {}, manifest = { suite = 'basic', host = 'h', kernel = 'k',
-      started = 'a', ended = 'b', stopped = true, items = { { name = 'cpu', kind = 'collector', file = 'raw_data/cpu.jsonl',
+      started = 'a', ended = 'b', stopped = true, items = { { name = 'cpu', kind = 'collector',
+        file = 'raw_data/cpu.jsonl',
         samples = 3 }, { name = 'process', kind = 'collector', error = 'not collected: needs --pid' } } } }
     local text = report.analysis(data, {})
     assert.matches('Suite %*%*basic%*%* on h %(kernel k%), a to b, stopped early%.', text)

@@ -9,7 +9,8 @@ local store = require('perf_manual.store')
 local h = test_helpers
 
 local DIRS = { 'tests/fixtures/report/investigations/lock' }
-for _, n in ipairs({ 'cpu_burn', 'cpu_quota', 'fsync_writer', 'hot_thread', 'mem_pressure', 'mutex_contention', 'pipe_waiter' }) do
+for _, n in ipairs({ 'cpu_burn', 'cpu_quota', 'fsync_writer', 'hot_thread', 'mem_pressure', 'mutex_contention',
+  'pipe_waiter' }) do
   DIRS[#DIRS + 1] = 'tests/fixtures/catalogue/' .. n
 end
 
@@ -63,7 +64,8 @@ local function check_lines(dir, lines, links_of, what)
       local ls = links_of(l)
       assert.is_true(#ls > 0, string.format('%s: %s without a link: %s', dir, what, l))
       for _, t in ipairs(ls) do
-        assert.is_true(exists(h.root .. '/' .. dir, t), string.format('%s: %s links %s, not in the folder', dir, what, t))
+        assert.is_true(exists(h.root .. '/' .. dir, t), string.format('%s: %s links %s, not in the folder', dir, what,
+          t))
       end
     end
   end
@@ -94,14 +96,19 @@ describe('report: each sentence links to the artifact behind it', function()
         local rec_li = html_items(html, 'recommendations')
         assert.equal(n_rec, check_lines(dir, rec_li, html_links, 'HTML recommendation'))
         local ex = report.render(load(), { format = 'executive', output = 'md' })
-        assert.equal(n_rec, check_lines(dir, md_section(ex, 'What happens next', '^%d+%. '), md_links, 'executive recommendation'))
-        assert.equal(n_ev, check_lines(dir, md_section(ex, 'Why we think so', '^%- '), md_links, 'executive evidence line'))
+        assert.equal(n_rec, check_lines(dir, md_section(ex, 'What happens next', '^%d+%. '), md_links,
+          'executive recommendation'))
+        assert.equal(n_ev, check_lines(dir, md_section(ex, 'Why we think so', '^%- '), md_links,
+          'executive evidence line'))
         local exh = report.render(load(), { format = 'executive', output = 'html' })
-        assert.equal(n_ev, check_lines(dir, (html_items(exh, 'root-cause-evidence')), html_links, 'executive HTML evidence'))
+        assert.equal(n_ev, check_lines(dir, (html_items(exh, 'root-cause-evidence')), html_links,
+          'executive HTML evidence'))
         local deck = report.render(load(), { format = 'slides' })
         local recs_slide = deck:match('id="s%-recommendations">(.-)</section>')
         local n = 0
-        for li in recs_slide:gmatch('<li>(.-)</li>') do n = n + check_lines(dir, { li }, html_links, 'slide recommendation') end
+        for li in recs_slide:gmatch('<li>(.-)</li>') do
+          n = n + check_lines(dir, { li }, html_links, 'slide recommendation')
+        end
         assert.equal(n_rec, n)
         local rc_slide = deck:match('id="s%-root%-cause">(.-)</section>')
         for li in rc_slide:gmatch('<li>(.-)</li>') do check_lines(dir, { li }, html_links, 'slide evidence line') end

@@ -32,7 +32,8 @@ describe('perf_manual.report.charts', function()
   end)
 
   it('breaks the line at missing values instead of drawing 0', function()
-    local svg = charts.timeseries { title = 't', series = { { name = 's', points = { { 0, 1 }, { 1, 2 }, { 2, nil }, { 3, 2 }, { 4, 3 } } } } }
+    local svg = charts.timeseries { title = 't', series = { { name = 's',
+      points = { { 0, 1 }, { 1, 2 }, { 2, nil }, { 3, 2 }, { 4, 3 } } } } }
     assert.equal(2, parse(svg).polyline)
     local _, text = parse(charts.timeseries { title = 'nothing', series = {} })
     assert.matches('not measured', text)
@@ -41,7 +42,8 @@ describe('perf_manual.report.charts', function()
   it('keeps a one-sample spike when an hour of samples is squeezed into the width', function()
     local pts = {}
     for t = 0, 3599 do pts[#pts + 1] = { t, t == 1800 and 97 or 3 } end
-    local svg = charts.timeseries { title = 'spike', ymax = 100, series = { { name = 's', points = pts } }, width = 600 }
+    local svg = charts.timeseries { title = 'spike', ymax = 100, series = { { name = 's', points = pts } },
+      width = 600 }
     local ys = {}
     for y in svg:match('points="([^"]+)"'):gmatch(',([%d.]+)') do ys[#ys + 1] = tonumber(y) end
     assert.is_true(#ys < 3600)
@@ -66,7 +68,8 @@ describe('perf_manual.report.charts', function()
   it('draws a latency histogram with percentile markers', function()
     local buckets = {}
     for i = 0, 9 do buckets[#buckets + 1] = { 0.001 * 2 ^ i, 0.001 * 2 ^ (i + 1), 100 - i * 9 } end
-    local counts, text = parse(charts.histogram { title = 'Latency', buckets = buckets, percentiles = { p50 = 0.004, p99 = 0.4 } })
+    local counts, text = parse(charts.histogram { title = 'Latency', buckets = buckets,
+      percentiles = { p50 = 0.004, p99 = 0.4 } })
     assert.is_true(counts.rect >= 11)
     assert.matches('p50 4%.0ms', text)
     assert.matches('p99 400%.0ms', text)

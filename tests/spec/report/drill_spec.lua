@@ -44,7 +44,8 @@ describe('report.drill', function()
   end)
 
   it('reports the slowest device and the sync calls of a recorded fsync writer', function()
-    local lines = drill.disk(json('fsync_writer/raw_data/trace-io.json'), json('fsync_writer/raw_data/trace-syscall.json'))
+    local lines = drill.disk(json('fsync_writer/raw_data/trace-io.json'),
+      json('fsync_writer/raw_data/trace-syscall.json'))
     local text = table.concat(lines, '\n')
     assert.matches('block I/O latency p50 [%d.]+ ms, p99 [%d.]+ ms on ', text)
     assert.matches('fsync: %d+ calls, %d+/s, [%d.]+ ms each on average, [%d.]+ s in the call', text)

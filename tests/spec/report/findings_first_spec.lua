@@ -85,16 +85,19 @@ describe('reports read findings first', function()
   it('technical Markdown: summary, root cause with evidence, fix, recommendations, details, timeline last', function()
     local text = report.render(assert(report.load(dir)), { format = 'technical', output = 'md' })
     assert_order(text, { '## Summary', '## Root Cause', 'Evidence:', '## Fix and Validation', '## Recommendations',
-      '## Technical Details', '### Symptom Quantification', '### Resource Analysis (USE Method)', '### Where the Time Goes',
+      '## Technical Details', '### Symptom Quantification', '### Resource Analysis (USE Method)',
+      '### Where the Time Goes',
       '### Drill-down', '### Profile Evidence', '## Appendix A: Timeline', '## Appendix B: Files' }, 'technical.md')
     -- the timeline's first entry comes after every finding
     assert.is_true(text:find('started: started by root', 1, true) > text:find('## Appendix A: Timeline', 1, true))
     -- the root cause with the evidence behind it, linked to its artifact
-    assert.matches('## Root Cause\n\nlock contention: threads wait on a shared mutex\n\nEvidence:\n\n%- USE Mutex/locks: HIGH', text)
+    assert.matches('## Root Cause\n\nlock contention: threads wait on a shared mutex\n\nEvidence:\n\n%- USE ' ..
+      'Mutex/locks: HIGH', text)
     assert.matches('6%.6 waiters%) %(%[raw_data/use%-check%.json%]%(raw_data/use%-check%.json%)%)', text)
     -- no fix: said plainly, with the command that records one
     assert.matches('%*%*Fix%*%*: no fix recorded', text)
-    assert.matches('No fix recorded%. Record one, .- with `perf_manual fix 2026%-12%-03_it%-is%-slow "text" %-%-validate`', text)
+    assert.matches('No fix recorded%. Record one, .- with `perf_manual fix 2026%-12%-03_it%-is%-slow "text" ' ..
+      '%-%-validate`', text)
     -- quantify numbers by name and unit
     assert.matches('| CPU used by the process, %% of one CPU |  | 105%% |  |', text)
     assert.matches('| Context switches, per second |  | 5919/s |  |', text)
@@ -111,7 +114,8 @@ describe('reports read findings first', function()
     assert.matches('<code>perf_manual fix 2026%-12%-03_it%-is%-slow &quot;text&quot; %-%-validate</code>', html)
     assert_no_raw_keys(html, raw_keys(dir), 'technical.html')
     local exec = report.render(ds, { format = 'executive', output = 'md' })
-    assert_order(exec, { '**Root cause**', '**Fix**: no fix recorded', '## Fix and Validation', '## What happens next' }, 'executive.md')
+    assert_order(exec, { '**Root cause**', '**Fix**: no fix recorded', '## Fix and Validation',
+      '## What happens next' }, 'executive.md')
     assert_no_raw_keys(exec, raw_keys(dir), 'executive.md')
   end)
 
@@ -121,13 +125,18 @@ describe('reports read findings first', function()
     local text = report.render(ds, { format = 'technical', output = 'md' })
     assert.matches('%*%*Fix%*%*: shard g\\_lock into 16 stripes\n', text)
     assert.matches('%*%*Validation%*%*: fixed: lock wait %-91%%', text)
-    assert.matches('## Fix and Validation\n\n%*%*Fix%*%*: shard g\\_lock into 16 stripes %(recorded 2026%-12%-03T18:10:00%.000Z%)', text)
-    assert.matches('%*%*Verdict: fixed%*%*: lock wait %-91%%, 95%% CI \\%[%-93%%, %-88%%\\%], U test p &lt; 0%.001', text)
-    assert.matches('| Time waiting on locks, %% of wall time | 78%.8%% | 7%.1%% | %-91%.0%% | \\%[%-93%.2%%, %-88%.4%%\\%] | Mann%-Whitney U, p &lt; 0%.001 |', text)
+    assert.matches('## Fix and Validation\n\n%*%*Fix%*%*: shard g\\_lock into 16 stripes %(recorded ' ..
+      '2026%-12%-03T18:10:00%.000Z%)', text)
+    assert.matches('%*%*Verdict: fixed%*%*: lock wait %-91%%, 95%% CI \\%[%-93%%, %-88%%\\%], U test p &lt; 0%.001',
+      text)
+    assert.matches('| Time waiting on locks, %% of wall time | 78%.8%% | 7%.1%% | %-91%.0%% | \\%[%-93%.2%%, ' ..
+      '%-88%.4%%\\%] | Mann%-Whitney U, p &lt; 0%.001 |', text)
     -- a metric given by key alone gets the name and unit from the names table
-    assert.matches('| CPU used by the process, %% of one CPU | 105%% | 188%% | %+79%.6%% | \\%[%+70%.1%%, %+85%.0%%\\%] | Mann%-Whitney U, p &lt; 0%.001 |', text)
+    assert.matches('| CPU used by the process, %% of one CPU | 105%% | 188%% | %+79%.6%% | \\%[%+70%.1%%, ' ..
+      '%+85%.0%%\\%] | Mann%-Whitney U, p &lt; 0%.001 |', text)
     assert.matches('| Context switches, per second | 5919/s | 410/s | %-93%.1%% | %- | %- |', text)
-    assert_order(text, { '## Root Cause', '## Fix and Validation', '**Verdict: fixed**', '## Recommendations' }, 'technical.md')
+    assert_order(text, { '## Root Cause', '## Fix and Validation', '**Verdict: fixed**', '## Recommendations' },
+      'technical.md')
     assert_no_raw_keys(text, raw_keys(dir), 'technical.md with a validation')
     local html = report.render(ds, { format = 'technical', output = 'html' })
     assert.matches('<span class="verdict ok">Verdict: fixed</span>', html)
@@ -135,7 +144,8 @@ describe('reports read findings first', function()
     local exec = report.render(ds, { format = 'executive', output = 'html' })
     assert.matches('<dt>Fix</dt><dd>shard g_lock into 16 stripes</dd>', exec)
     assert.matches('<span class="verdict ok">Verdict: fixed</span>', exec)
-    assert.matches('<tr><td>CPU used by the process, %% of one CPU</td><td>105%%</td><td>188%%</td><td>%+79%.6%%</td></tr>', exec)
+    assert.matches('<tr><td>CPU used by the process, %% of one ' ..
+      'CPU</td><td>105%%</td><td>188%%</td><td>%+79%.6%%</td></tr>', exec)
     local slides = report.render(ds, { format = 'slides' })
     local fix = slides:match('<section class="slide" id="s%-fix">(.-)</section>')
     assert.matches('<strong>Fix:</strong> shard g_lock into 16 stripes', fix)
@@ -149,7 +159,8 @@ describe('reports read findings first', function()
     with_fix(dir, 'moved the lock out of the loop', nil)
     local text = report.render(assert(report.load(dir)), { format = 'technical', output = 'md' })
     assert.matches('%*%*Fix%*%*: moved the lock out of the loop\n%- %*%*Validation%*%*: not validated yet', text)
-    assert.matches('Not validated yet: `perf_manual fix 2026%-12%-03_it%-is%-slow "text" %-%-validate` measures again', text)
+    assert.matches('Not validated yet: `perf_manual fix 2026%-12%-03_it%-is%-slow "text" %-%-validate` measures again',
+      text)
     with_fix(dir, { text = 'bigger buffer' }, { verdict = 'worse', summary = 'worse: p99 +40%', metrics = {} })
     local html = report.render(assert(report.load(dir)), { format = 'technical', output = 'html' })
     assert.matches('<span class="verdict high">Verdict: worse</span> p99 %+40%%', html)
@@ -159,7 +170,8 @@ describe('reports read findings first', function()
     local deck = report.render(assert(report.load(dir)), { format = 'slides' })
     local ids = {}
     for id in deck:gmatch('<section class="slide[^"]*" id="([^"]+)"') do ids[#ids + 1] = id end
-    assert.same({ 's-title', 's-symptom', 's-root-cause', 's-fix', 's-recommendations', 's-use', 's-chart', 's-flamegraph' }, ids)
+    assert.same({ 's-title', 's-symptom', 's-root-cause', 's-fix', 's-recommendations', 's-use', 's-chart',
+      's-flamegraph' }, ids)
     assert.matches('No fix recorded: <code>perf_manual fix 2026%-12%-03_it%-is%-slow', deck)
   end)
 
@@ -170,7 +182,8 @@ describe('reports read findings first', function()
       local text = report.render(ds, { format = 'technical', output = 'md' })
       assert.matches('Compared with baseline 2026%-12%-03\\_it%-is%-slow', text)
       assert.matches('| CPU used by the process, %% of one CPU | 105%% | 195%% | %+86%% |', text)
-      for _, f in ipairs({ { 'technical', 'md' }, { 'technical', 'html' }, { 'executive', 'md' }, { 'executive', 'html' } }) do
+      for _, f in ipairs({ { 'technical', 'md' }, { 'technical', 'html' }, { 'executive', 'md' },
+        { 'executive', 'html' } }) do
         assert_no_raw_keys(report.render(ds, { format = f[1], output = f[2] }), raw_keys(cpu), f[1] .. '.' .. f[2])
       end
       assert_no_raw_keys(report.render(ds, { format = 'slides' }), raw_keys(cpu), 'slides')

@@ -73,7 +73,8 @@ describe('perf_manual report (HTML) and present', function()
     local ids = {}
     for id in html:gmatch('<section class="slide[^"]*" id="([^"]+)"') do ids[#ids + 1] = id end
     -- findings first, then the evidence
-    assert.same({ 's-title', 's-symptom', 's-root-cause', 's-fix', 's-recommendations', 's-use', 's-chart', 's-flamegraph' }, ids)
+    assert.same({ 's-title', 's-symptom', 's-root-cause', 's-fix', 's-recommendations', 's-use', 's-chart',
+      's-flamegraph' }, ids)
     assert.is_nil(html:find('<script>alert', 1, true))
   end)
 

@@ -40,7 +40,8 @@ describe('perf_manual report (Markdown)', function()
     assert.matches('| CPU | 100%% of 2 CPUs busy', text)
     -- the engine's comparison with a baseline investigation (compare.json)
     assert.matches('Compared with baseline 2026%-11%-22\\_batch%-job', text)
-    assert.matches("| Time the process's threads wait for a CPU, % of one thread's time | 206% | 2.3% | -99% |", text, 1, true)
+    assert.matches("| Time the process's threads wait for a CPU, % of one thread's time | 206% | 2.3% | -99% |", text,
+      1, true)
     assert.matches('Hotspot shift %(profile%-cpu → profile%-cpu%-2', text)
     assert.matches('| Request latency, seconds | median 5%d.%dms | median %d+.%dus | %-99.%d%% |', text)
     assert.matches('Expectation: MET: p99 %-20%%: Request latency p99 5%d.%dms → %d.%dms, %-9%d.%d%% %(95%% CI', text)
@@ -88,7 +89,8 @@ describe('perf_manual diff', function()
   local fx = h.root .. '/tests/fixtures/report'
 
   it('reports significant changes and noise, percentiles side by side, JSON too', function()
-    local out, err, status = h.pm(string.format("diff --before '%s/before' --after '%s/after' --iterations 300 --json", fx, fx))
+    local out, err, status = h.pm(string.format("diff --before '%s/before' --after '%s/after' --iterations 300 --json",
+      fx, fx))
     assert.equal(0, status, err)
     local d = cjson.decode(out)
     local by = {}
@@ -103,7 +105,8 @@ describe('perf_manual diff', function()
   end)
 
   it('finds no significant change between a data dir and itself', function()
-    local out, err, status = h.pm(string.format("diff --before '%s/before' --after '%s/before' --iterations 200 --json", fx, fx))
+    local out, err, status = h.pm(string.format("diff --before '%s/before' --after '%s/before' --iterations 200 --json",
+      fx, fx))
     assert.equal(0, status, err)
     local d = cjson.decode(out)
     assert.is_true(#d.metrics >= 6)
@@ -118,17 +121,20 @@ describe('perf_manual diff', function()
   it('compares the intersection and lists what is missing on each side', function()
     local a, b = os.tmpname(), os.tmpname()
     os.remove(a); os.remove(b)
-    os.execute(string.format("mkdir -p '%s' '%s' && cp '%s/before/red-check.json' '%s/' && cp '%s/after/red-check.json' '%s/after/collect-cpu.jsonl' '%s/'",
+    os.execute(string.format("mkdir -p '%s' '%s' && cp '%s/before/red-check.json' '%s/' && cp " ..
+      "'%s/after/red-check.json' '%s/after/collect-cpu.jsonl' '%s/'",
       a, b, fx, a, fx, fx, b))
     local out, err, status = h.pm(string.format("diff --before '%s' --after '%s' --iterations 200", a, b))
     os.execute(string.format("rm -rf '%s' '%s'", a, b))
     assert.equal(0, status, err)
-    assert.matches('Only after %(not compared%): CPU busy, %% of all CPUs; Load average %(1 minute%), tasks; Runnable tasks', out)
+    assert.matches('Only after %(not compared%): CPU busy, %% of all CPUs; Load average %(1 minute%), tasks; ' ..
+      'Runnable tasks', out)
     assert.matches('| Request latency, seconds |', out)
   end)
 
   it('says whether an expectation is met, and rejects a malformed one', function()
-    local out, _, status = h.pm(string.format("diff --before '%s/before' --after '%s/after' --iterations 300 --expect 'p99 -20%%'", fx, fx))
+    local out, _, status = h.pm(string.format("diff --before '%s/before' --after '%s/after' --iterations 300 " ..
+      "--expect 'p99 -20%%'", fx, fx))
     assert.equal(0, status)
     assert.matches('\n%- MET: p99 %-20%%: Request latency p99 5%d.%dms → %d.%dms, %-9%d.%d%% %(95%% CI %-%d+.%d%% .. %-%d+.%d%%%), p < 0.001', out)
     out, _, status = h.pm(string.format("diff --before '%s/after' --after '%s/before' --iterations 300 --expect 'p99 -20%%'", fx, fx))
@@ -137,12 +143,14 @@ describe('perf_manual diff', function()
     local err
     _, err, status = h.pm(string.format("diff --before '%s/before' --after '%s/after' --expect 'faster'", fx, fx))
     assert.equal(2, status)
-    assert.matches('^perf_manual: diff: bad %-%-expect "faster": expected \'SUBJECT %+/%-N%%\' or \'SUBJECT < VALUE\'', err)
+    assert.matches('^perf_manual: diff: bad %-%-expect "faster": expected \'SUBJECT %+/%-N%%\' or \'SUBJECT < VALUE\'',
+      err)
   end)
 
   it('shows the hotspot shift of two folded profiles and writes the differential flame graph', function()
     local svg = os.tmpname()
-    local out, err, status = h.pm(string.format("diff --before '%s/before/profile-cpu.folded' --after '%s/after/profile-cpu.folded' --flamediff '%s'",
+    local out, err, status = h.pm(string.format("diff --before '%s/before/profile-cpu.folded' --after " ..
+      "'%s/after/profile-cpu.folded' --flamediff '%s'",
       fx, fx, svg))
     assert.equal(0, status, err)
     local data = io.open(svg):read('*a')

@@ -4,7 +4,8 @@ describe('perf_manual.report.redact', function()
   local cases = {
     { 'myapp --db-password=hunter2 --port 80 --api-key s3cr3t --verbose',
       'myapp --db-password=[REDACTED] --port 80 --api-key [REDACTED] --verbose' },
-    { 'PGPASSWORD=x API_TOKEN=abcd PATH=/usr/bin HOME=/root', 'PGPASSWORD=[REDACTED] API_TOKEN=[REDACTED] PATH=/usr/bin HOME=/root' },
+    { 'PGPASSWORD=x API_TOKEN=abcd PATH=/usr/bin HOME=/root', 'PGPASSWORD=[REDACTED] API_TOKEN=[REDACTED] ' ..
+      'PATH=/usr/bin HOME=/root' },
     { 'curl https://user:hunter2@example.com/x', 'curl https://[REDACTED]@example.com/x' },
     { 'key AKIAIOSFODNN7EXAMPLE and ghp_abcdefghijklmnop1234', 'key [REDACTED] and [REDACTED]' },
     { 'jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOjF9.c2lnbmF0dXJl end', 'jwt [REDACTED] end' },
@@ -22,13 +23,16 @@ describe('perf_manual.report.redact', function()
   end
 
   it('hides the argument after a secret flag in an argv list', function()
-    assert.same({ 'app', '--password', '[REDACTED]', '--user', 'bob' }, (redact.argv({ 'app', '--password', 'hunter2', '--user', 'bob' })))
+    assert.same({ 'app', '--password', '[REDACTED]', '--user', 'bob' },
+      (redact.argv({ 'app', '--password', 'hunter2', '--user', 'bob' })))
   end)
 
   it('redacts environments by name and nested tables deeply', function()
-    assert.same({ AWS_SECRET_ACCESS_KEY = '[REDACTED]', LANG = 'C' }, redact.env({ AWS_SECRET_ACCESS_KEY = 'abc', LANG = 'C' }))
+    assert.same({ AWS_SECRET_ACCESS_KEY = '[REDACTED]', LANG = 'C' },
+      redact.env({ AWS_SECRET_ACCESS_KEY = 'abc', LANG = 'C' }))
     local t = { params = { cmd = 'run --token abc', token = 'zzz', count = 3 }, list = { 'PASSWORD=1' } }
-    assert.same({ params = { cmd = 'run --token [REDACTED]', token = '[REDACTED]', count = 3 }, list = { 'PASSWORD=[REDACTED]' } }, redact.deep(t))
+    assert.same({ params = { cmd = 'run --token [REDACTED]', token = '[REDACTED]', count = 3 },
+      list = { 'PASSWORD=[REDACTED]' } }, redact.deep(t))
     assert.equal('run --token abc', t.params.cmd)   -- the original is left alone
   end)
 

@@ -20,7 +20,8 @@ describe('perf_manual.report.template', function()
 
   it('repeats lists with the item, its index and the outer scope', function()
     local t = '{{#each rows}}{{@index}}:{{name}}/{{unit}} {{/each}}|{{#each plain}}[{{.}}]{{/each}}'
-    assert.equal('1:a/ms 2:b/s |[x][y]', render(t, { unit = 'ms', rows = { { name = 'a' }, { name = 'b', unit = 's' } }, plain = { 'x', 'y' } }))
+    assert.equal('1:a/ms 2:b/s |[x][y]', render(t, { unit = 'ms', rows = { { name = 'a' }, { name = 'b', unit = 's' } },
+      plain = { 'x', 'y' } }))
   end)
 
   it('chooses branches; missing, false, empty string and empty list are false', function()
@@ -41,9 +42,12 @@ describe('perf_manual.report.template', function()
     assert.equal("[perf_manual.report.template] t.md:3: unknown field 'nmae'", err_of(function()
       render(t, { rows = { { name = 'a' } } })
     end))
-    assert.equal("[perf_manual.report.template] t.md:1: unknown field 'a.b'", err_of(function() render('{{a.b}}', { a = {} }) end))
-    assert.equal("[perf_manual.report.template] t.md:1: field 'a' is a table, not text", err_of(function() render('{{a}}', { a = {} }) end))
-    assert.equal("[perf_manual.report.template] t.md:1: unknown field 'rows'", err_of(function() render('{{#each rows}}{{/each}}', {}) end))
+    assert.equal("[perf_manual.report.template] t.md:1: unknown field 'a.b'",
+      err_of(function() render('{{a.b}}', { a = {} }) end))
+    assert.equal("[perf_manual.report.template] t.md:1: field 'a' is a table, not text",
+      err_of(function() render('{{a}}', { a = {} }) end))
+    assert.equal("[perf_manual.report.template] t.md:1: unknown field 'rows'", err_of(function() render('{{#each ' ..
+      'rows}}{{/each}}', {}) end))
   end)
 
   it('rejects broken templates with the line', function()
@@ -66,7 +70,8 @@ describe('perf_manual.report.template', function()
     for _, dir in ipairs({ root .. '/tests/fixtures/report/before', root .. '/tests/fixtures/report/after',
                            root .. '/tests/fixtures/report/collect', empty }) do
       local ds = assert(report.load(dir))
-      for _, f in ipairs({ { 'technical', 'md' }, { 'executive', 'md' }, { 'technical', 'html' }, { 'executive', 'html' }, { 'slides', 'html' } }) do
+      for _, f in ipairs({ { 'technical', 'md' }, { 'executive', 'md' }, { 'technical', 'html' },
+        { 'executive', 'html' }, { 'slides', 'html' } }) do
         local text = report.render(ds, { format = f[1], output = f[2], assets = 'a' })
         assert.is_true(#text > 200, f[1] .. '.' .. f[2] .. ' on ' .. dir)
       end

@@ -134,7 +134,8 @@ describe('perf_manual.tracers.lock', function()
   end)
 
   it('names a lock by symbol, or by its mapping', function()
-    assert.equal('g_lock (app .bss)', lock.lock_name { uaddr = 1, symbol = 'g_lock', mapping = '/usr/bin/app', section = '.bss' })
+    assert.equal('g_lock (app .bss)', lock.lock_name { uaddr = 1, symbol = 'g_lock', mapping = '/usr/bin/app',
+      section = '.bss' })
     assert.equal('tbl+0x8 (app .data)',
       lock.lock_name { uaddr = 1, symbol = 'tbl', symbol_offset = 8, mapping = '/usr/bin/app', section = '.data' })
     assert.equal('heap object 0x55d0 in [heap]', lock.lock_name { uaddr = 0x55d0, mapping = '[heap]' })

@@ -79,7 +79,8 @@ describe('tracers.red (recorded maps)', function()
     -- nothing answered: said so, not a latency of 0
     local empty = result()
     empty.latency, empty.requests = nil, 0
-    assert.matches('\nlatency  not measured %(no request answered%)\n', require('perf_manual.report.tracers').render('red', empty))
+    assert.matches('\nlatency  not measured %(no request answered%)\n',
+      require('perf_manual.report.tracers').render('red', empty))
   end)
 
   it('leaves the raw slots out of the JSON (the histogram carries them)', function()
