@@ -6,7 +6,8 @@ return playbook {
   summary = "Collect a suite of metrics, traces and profiles into a data dir (with a manifest)",
   examples = '  perf_manual collect --suite basic --output /tmp/data --duration 10\n'
     .. '  perf_manual collect --suite io --output /tmp/io --pid 1234\n'
-    .. '  perf_manual collect --suite basic --output /tmp/build --duration 60 -- make -j2   # launched; ends when it exits',
+    .. '  perf_manual collect --suite basic --output /tmp/build --duration 60 -- make -j2'
+    .. '   # launched; ends when it exits',
   params  = {
     suite    = param.string   { "basic | cpu | io | full | memory, or a team's suite", default = "basic" },
     output   = param.path     { "directory to write (created; must be empty or new)", required = true },

@@ -59,12 +59,14 @@ end
 return playbook {
   name = 'diff',
   summary = 'Before/after comparison with significance tests, percentiles and hotspot shift',
+  -- luacheck: push no max line length
   examples = [[
   perf_manual diff --before runs/before --after runs/after
   perf_manual diff --before 2026-01-20_slow-api --after 2026-01-21_after-fix --expect "p99 -20%"
   perf_manual diff --before runs/before --after runs/after --expect "p99 -20%, errors < 1%" --expect "throughput +10%"   (CI gate: exit 1 when one is not met)
   perf_manual diff --before old.folded --after new.folded --output shift.md
   perf_manual diff --before a --after b --output inv/analysis/fix-validation.json   (the report's Fix Validation table)]],
+  -- luacheck: pop
   params = {
     before = param.string { 'data dir, investigation, bundle file, or folded profile before the change' },
     after = param.string { 'data dir, investigation, bundle file, or folded profile after the change' },

@@ -110,7 +110,8 @@ return playbook {
         inv:note("drill-down for " .. inv.next)
         drill[inv.next]()
       else
-        inv:note "no saturated resource and no dominant wait: no drill-down (check the symptom's measurement and the baseline)"
+        inv:note("no saturated resource and no dominant wait: no drill-down "
+          .. "(check the symptom's measurement and the baseline)")
       end
     end,
   },

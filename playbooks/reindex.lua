@@ -7,7 +7,7 @@ return playbook {
   },
 
   run = function(inv, p)
-    local kb, store, util = require('perf_manual.kb'), require('perf_manual.store'), require('perf_manual.util')
+    local store, util = require('perf_manual.store'), require('perf_manual.util')
     local root = store.root(p.store)
     if not store.is_dir(root) then util.user_error('no investigation store at ' .. root) end
     local sys = require('perf_manual.sys')

@@ -114,7 +114,8 @@ M.builtin = {
     says = {
       'the workload is CPU-bound: {hot_function} holds {hot_share} of on-CPU samples (hot path {hot_path}), {split} ' ..
         '(kernel path {kernel_path}); hottest threads {threads} of one CPU',
-      'the workload is CPU-bound: {hot_function} holds {hot_share} of on-CPU samples (hot path {hot_path}), {split}; hottest threads {threads} of one CPU',
+      'the workload is CPU-bound: {hot_function} holds {hot_share} of on-CPU samples (hot path {hot_path}), ' ..
+        '{split}; hottest threads {threads} of one CPU',
       'the workload is CPU-bound: {hot_function} holds {hot_share} of on-CPU samples (hot path {hot_path}); ' ..
         '{process} uses {cpu_use}',
       'the workload is CPU-bound: {process} uses {cpu_use}, busiest threads {threads}',
@@ -265,9 +266,12 @@ M.builtin = {
         cpus = ev.cpus and tostring(ev.cpus), busiest = ev.busy_threads, hot_function = ev.profile and ev.profile.hot }
     end,
     says = {
-      'run-queue contention: {threads} threads of {process} compete for {cpus} CPUs and wait for one {runq} of their time; on a CPU: {busiest} of one CPU, in {hot_function}',
-      'run-queue contention: {threads} threads of {process} compete for {cpus} CPUs and wait for one {runq} of their time; on a CPU: {busiest} of one CPU',
-      'run-queue contention: {threads} threads of {process} compete for {cpus} CPUs and wait for one {runq} of their time',
+      'run-queue contention: {threads} threads of {process} compete for {cpus} CPUs and wait for one {runq} of ' ..
+        'their time; on a CPU: {busiest} of one CPU, in {hot_function}',
+      'run-queue contention: {threads} threads of {process} compete for {cpus} CPUs and wait for one {runq} of ' ..
+        'their time; on a CPU: {busiest} of one CPU',
+      'run-queue contention: {threads} threads of {process} compete for {cpus} CPUs and wait for one {runq} of ' ..
+        'their time',
       'run-queue contention: the threads of {process} wait for a CPU {runq} of their time',
     },
     fixes = {
@@ -603,7 +607,8 @@ M.builtin = {
         if d then
           return 'refutes', string.format('the target waits on %s (%.0f%%), not on a peer', d.label, d.share), 2
         end
-        return 'refutes', 'the target\'s waits are idle ones (poll/epoll, sleep, condition variables): nothing holds it up', 2
+        return 'refutes', 'the target\'s waits are idle ones (poll/epoll, sleep, condition variables): nothing ' ..
+          'holds it up', 2
       end },
     },
     fills = { 'peer', 'wait_pct', 'also', 'remote', 'queues' },

@@ -340,7 +340,8 @@ function M.main(argv)
     local file = table.remove(args, 1)
     if not file or file == '--help' or file == '-h' then
       if file then
-        io.stdout:write('Usage: perf_manual run FILE.lua [options]\n\nRuns the playbook in FILE.lua; FILE.lua --help shows its options.\n')
+        io.stdout:write('Usage: perf_manual run FILE.lua [options]\n\n'
+          .. 'Runs the playbook in FILE.lua; FILE.lua --help shows its options.\n')
         return 0
       end
       usage_error('run: missing FILE.lua', 'usage: perf_manual run FILE.lua [options]')

@@ -27,10 +27,10 @@ local function strace_count(argv, name)
   local text = f:read('*a')
   f:close()
   for line in text:gmatch('[^\n]+') do
-    local f = {}
-    for x in line:gmatch('%S+') do f[#f + 1] = x end
+    local cols = {}
+    for x in line:gmatch('%S+') do cols[#cols + 1] = x end
     -- % time, seconds, usecs/call, calls, [errors,] syscall
-    if f[#f] == name and #f >= 5 then return tonumber(f[4]) end
+    if cols[#cols] == name and #cols >= 5 then return tonumber(cols[4]) end
   end
 end
 

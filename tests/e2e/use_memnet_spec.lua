@@ -72,7 +72,7 @@ describe('use-check memory and network culprits end to end', function()
         assert.equal('ESTABLISHED', x.state)
         local send_q
         for line in ss:gmatch('[^\n]+') do
-          local rq, sq, l = line:match('^ESTAB%s+(%d+)%s+(%d+)%s+(%S+)')
+          local _, sq, l = line:match('^ESTAB%s+(%d+)%s+(%d+)%s+(%S+)')
           if l == string.format('127.0.0.1:%d', x.local_port) then send_q = tonumber(sq) end
         end
         assert.is_number(send_q, ss)

@@ -6,6 +6,20 @@ error('perf_manual._c.http: this file only describes the C API')
 
 local http = {}
 
+---@class perf_manual.http.Opts
+---@field host string
+---@field port string
+---@field request string
+---@field rate number?
+---@field connections integer?
+---@field duration number?
+---@field timeout number?
+---@field head boolean?
+---@field tls boolean?
+---@field cacert string?
+---@field insecure boolean?
+---@field ip_host boolean?
+
 --- Sends `request` (the whole bytes) for `duration` seconds over keep-alive
 --- connections. rate > 0: open loop, request i due at start + i/rate, latency
 --- counted from that due time; rate = 0: closed loop (each connection sends
@@ -14,7 +28,7 @@ local http = {}
 --- certificate verified against cacert (PEM file) or the system store unless
 --- insecure, and naming host (a DNS name, also the SNI) or, with ip_host, the
 --- address host; new connections resume the newest session.
----@param opts {host: string, port: string, request: string, rate: number?, connections: integer?, duration: number?, timeout: number?, head: boolean?, tls: boolean?, cacert: string?, insecure: boolean?, ip_host: boolean?}
+---@param opts perf_manual.http.Opts
 ---@return table? result  -- elapsed, issue_time, asked_rate, connections, sent, responses, due,
 ---                       -- backlog, unfinished, connects, connects_ok, last_error?,
 ---                       -- status = {['1xx'..'5xx']}, errors = {connect, timeout, read, parse, closed, tls?},

@@ -318,8 +318,10 @@ function M.hot_threads(t, n)
     local c = type(th.shares) == 'table' and tonumber(th.shares.cpu) or 0
     list[#list + 1] = { tid = th.tid, comm = th.comm, cpu = c }
   end
-  table.sort(list, function(a, b) if a.cpu ~= b.cpu then return a.cpu > b.cpu end return (a.tid or 0) < (b.tid
-    or 0) end)
+  table.sort(list, function(a, b)
+    if a.cpu ~= b.cpu then return a.cpu > b.cpu end
+    return (a.tid or 0) < (b.tid or 0)
+  end)
   while #list > (n or 3) do list[#list] = nil end
   return list
 end

@@ -795,8 +795,9 @@ end
 
 local function fmt_in(kind, unit)
   if kind == 'latency' or unit == 's' then return function(v) return fmt_val(v, 's') end end
-  if kind == 'errors' or kind == 'profile' then return function(v) return v and string.format('%.2f%%', v * 100)
-    or 'n/a' end end
+  if kind == 'errors' or kind == 'profile' then
+    return function(v) return v and string.format('%.2f%%', v * 100) or 'n/a' end
+  end
   if kind == 'throughput' then return function(v) return v and string.format('%.1f/s', v) or 'n/a' end end
   return function(v) return fmt_val(v) end
 end

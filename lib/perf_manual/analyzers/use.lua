@@ -898,8 +898,8 @@ function M.analyze(m, opts)
     end
     out[#out + 1] = o
   end
-  return { rows = out, verdict = verdict, idle = idle, cpu_reason = verdict.resource == 'cpu' and verdict.reason
-    or nil }
+  return { rows = out, verdict = verdict, idle = idle,
+    cpu_reason = verdict.resource == 'cpu' and verdict.reason or nil }
 end
 
 

@@ -181,8 +181,8 @@ function M.open_file_bytes(pids, proc)
     for _, e in ipairs(ok and list or {}) do
       local st = e:match('^%d+$') and pstat.stat(d .. '/' .. e)
       if st and pstat.S_ISREG(st.st_mode) ~= 0 then
-        local key = st.st_dev .. ':' .. st.st_ino
-        if not seen[key] then seen[key] = true; total = total + st.st_size; count = count + 1 end
+        local id = st.st_dev .. ':' .. st.st_ino
+        if not seen[id] then seen[id] = true; total = total + st.st_size; count = count + 1 end
       end
     end
   end

@@ -74,7 +74,10 @@ function M.session(opts)
     sources = {},
     ended_by = nil,
   }, Session)
-  if not (s.duration > 0) then util.user_error(s.what .. ': the duration must be more than 0') end
+  -- written so that NaN is refused too
+  if not (s.duration > 0) then -- luacheck: ignore 581
+    util.user_error(s.what .. ': the duration must be more than 0')
+  end
   local ok, t = pcall(M.resolve, opts.target or 'system')
   if not ok then
     -- name the command in a bad-target error when the caller gave one

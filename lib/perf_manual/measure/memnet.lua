@@ -4,7 +4,9 @@
 --- they hold open, and the target's TCP sockets (queues, retransmits, the
 --- interface their peers are reached by). Gathers numbers; judges nothing.
 ---
----   local mn = memnet.new(target, cg_dirs, netpaths) -- cg_dirs: cgroup.resolve() result or nil; netpaths: network.netns_paths()
+---   local mn = memnet.new(target, cg_dirs, netpaths)
+---                                              -- cg_dirs: cgroup.resolve() result or nil;
+---                                              -- netpaths: network.netns_paths()
 ---   mn:sample()                                -- on every interval (and once at the start)
 ---   mn:finish(m)                               -- sets m.cgroup_memory_detail, m.faults, m.sockets
 ---

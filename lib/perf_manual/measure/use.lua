@@ -231,8 +231,8 @@ function M.bpf_start(s, opts)
   s:start_tracer('lock', lock, { pid = filter.pid, cgroup = filter.cgroup })
   -- where a process's time goes: its thread states over the same window
   if t.kind ~= 'system' and opts.tsa ~= false then
-    local st, why = tsa.start_on(s, {})
-    if st then src.tsa = st else src.tsa_why = why end
+    local st, tsa_why = tsa.start_on(s, {})
+    if st then src.tsa = st else src.tsa_why = tsa_why end
   end
   return src
 end

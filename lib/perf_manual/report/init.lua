@@ -646,7 +646,7 @@ end
 --- Builds the view of a dataset: every field a template may name.
 function M.view(ds)
   local meta = redact.deep(ds.meta or {})
-  local findings = redact.deep(ds.findings or {})
+  local finds = redact.deep(ds.findings or {})
   local v = {
     title = 'Performance Investigation Report' .. (meta.name and (': ' .. tostring(meta.name))
       or (ds.id and (': ' .. ds.id) or '')),
@@ -779,7 +779,7 @@ function M.view(ds)
       evidence = table.concat(ev, '; ') }
   end
   v.findings = {}
-  for _, f in ipairs(findings) do
+  for _, f in ipairs(finds) do
     v.findings[#v.findings + 1] = { severity = tostring(f.severity or ''):upper(),
       resource = tostring(f.resource or ''),
       summary = tostring(null_to_nil(f.summary) or (f.metric and names.label(f.metric)) or '') }
@@ -839,7 +839,7 @@ function M.view(ds)
   if #v.recommendations == 0 then
     for i, f in ipairs(v.findings) do
       if f.severity == 'HIGH' then
-        local src = findings[i] or {}
+        local src = finds[i] or {}
         add_rec('OPEN', 'Address: ' .. f.summary, { null_to_nil(src.evidence) or null_to_nil(src.artifact) })
       end
     end
@@ -902,17 +902,17 @@ function M.analysis_view(data, found)
       started = tostring(m.started), ended = tostring(m.ended), stopped = m.stopped and ', stopped early' or '',
       items = items }
   end
-  local use = data.use
-  if use and use.available ~= false then
-    v.bottleneck = (use.verdict or 'no saturated resource')
-      .. (use.verdict_detail and use.verdict_detail.text and (' — ' .. use.verdict_detail.text) or '')
+  local use_res = data.use
+  if use_res and use_res.available ~= false then
+    v.bottleneck = (use_res.verdict or 'no saturated resource')
+      .. (use_res.verdict_detail and use_res.verdict_detail.text and (' — ' .. use_res.verdict_detail.text) or '')
   else
     v.bottleneck = 'not measured (no USE check in the data)'
   end
   for _, r in ipairs(RESOURCES) do
     local key = r[1]
     local sec = { title = r[2], rows = {}, io = false, lock = false, hot = false, findings = {} }
-    for _, row in ipairs(use and use.rows or {}) do
+    for _, row in ipairs(use_res and use_res.rows or {}) do
       if row.resource == key then
         sec.rows[#sec.rows + 1] = { name = tostring(row.name), status = tostring(row.status),
           utilization = use_cell(row.utilization), saturation = use_cell(row.saturation),
@@ -921,7 +921,7 @@ function M.analysis_view(data, found)
     end
     if key == 'service' then sec.empty = data.red and ('From the RED result ('
       .. tostring(data.red.artifact or 'red-check.json') .. ').') or 'Not measured (no red-check.json).'
-    elseif not use then sec.empty = 'Not measured (no USE check).'
+    elseif not use_res then sec.empty = 'Not measured (no USE check).'
     elseif key == 'disk' then sec.empty = 'No disk was busy enough for a USE row.'
     elseif key == 'network' then sec.empty = 'No interface carried traffic.'
     else sec.empty = 'Not measured.' end

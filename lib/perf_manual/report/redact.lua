@@ -31,7 +31,9 @@ M.rules = {
   { why = 'URL credentials', pattern = '(%a[%w+.-]*://)[^/%s:@]+:[^/%s@]+@', replace = '%1' .. M.MARK .. '@' },
   { why = 'Authorization header', pattern = '([Aa]uthorization:%s*%a+%s+)[^%s"\']+', replace = '%1' .. M.MARK },
   { why = 'bearer token', pattern = '([Bb]earer%s+)[%w%-._~+/]+=*', replace = '%1' .. M.MARK },
-  { why = 'AWS access key id', pattern = 'AKIA[0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z]', replace = M.MARK },
+  { why = 'AWS access key id',
+    pattern = 'AKIA[0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z]'
+      .. '[0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z]', replace = M.MARK },
   { why = 'GitHub token', pattern = 'gh[pousr]_[%w]+', replace = M.MARK },
   { why = 'Slack token', pattern = 'xox[abprs]%-[%w%-]+', replace = M.MARK },
   { why = 'JSON web token', pattern = 'eyJ[%w_-]+%.[%w_-]+%.[%w_-]+', replace = M.MARK },

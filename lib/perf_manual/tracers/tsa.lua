@@ -135,18 +135,18 @@ function M.account(raw, t0, t1, e0, e1)
     local r = { tid = th.tid, pid = th.pid, comm = th.comm, cpu_ns = th.cpu_ns, runq_ns = th.runq_ns,
       blocked = {} }
     local first = math.max(t0, math.min(th.first_ts, t1))
-    local start, base = t0, counters_of(e0, th.tid)
+    local start, c0 = t0, counters_of(e0, th.tid)
     if th.start_time and th.start_time > t0 then
       -- born in the window: its counters started at zero
       start = math.min(th.start_time, first)
       r.born_ns = start - t0
-      base = { run_ns = 0, wait_ns = 0 }
+      c0 = { run_ns = 0, wait_ns = 0 }
     end
     local hd = first - start
     if hd > 0 then
-      if base then
-        local ran = clamp(th.first_exec - base.run_ns, hd)
-        local q = clamp(th.first_rdelay - base.wait_ns, hd - ran)
+      if c0 then
+        local ran = clamp(th.first_exec - c0.run_ns, hd)
+        local q = clamp(th.first_rdelay - c0.wait_ns, hd - ran)
         r.cpu_ns, r.runq_ns = r.cpu_ns + ran, r.runq_ns + q
         r.head = { ns = hd, blocked_ns = hd - ran - q }
       else

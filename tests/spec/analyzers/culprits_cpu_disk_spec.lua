@@ -166,12 +166,11 @@ end)
 
 describe('disk culprit from a live io trace', function()
   it('says the sync share of the writes and the time queued before issue', function()
-    local util = require('perf_manual.util')
     local io_t = require('perf_manual.tracers.io')
     local findings = require('perf_manual.analyzers.findings')
     local hist = require('perf_manual.hist')
     local rec = assert(util.json_decode(test_helpers.fixture('bpfmaps/io.json')))
-    local function unhex(h) return (h:gsub('..', function(x) return string.char(tonumber(x, 16)) end)) end
+    local function unhex(hx) return (hx:gsub('..', function(x) return string.char(tonumber(x, 16)) end)) end
     local hs = {}
     for _, e in ipairs(rec.maps.hists) do hs[#hs + 1] = io_t.decode_hist(unhex(e.key), unhex(e.value)) end
     local rows, devices = io_t.aggregate(hs, 0.5)

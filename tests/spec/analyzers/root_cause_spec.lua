@@ -196,7 +196,6 @@ return {
 end)
 
 describe('perf_manual.analyzers.root_cause wait hypotheses', function()
-  local rc = require('perf_manual.analyzers.root_cause')
   it('maps "it waits on X" onto the entry its wait reason stands for', function()
     local function id(text) local m = rc.match(text) return m and m.entry.id end
     assert.equal('lock-convoy', id('the workload is blocked: it waits on lock g_lock (0x1, a .bss) '

@@ -75,7 +75,8 @@ describe('perf_manual.analyzers.stats gates', function()
     r = stats.judge(exps, ds(200, 1000), ds(50, 1000))
     assert.same({ 'met', 'met', 'met', 'met' }, { r[1].status, r[2].status, r[3].status, r[4].status })
     assert.equal('two-proportion z-test on the request counts, log risk-ratio CI', r[1].method)
-    assert.matches('^MET: error ratio %-40%%: error ratio 20%.00%% → 5%.00%% %(200 of 1000 → 50 of 1000%), %-75%.0%% %(95%% CI ', r[1].line)
+    assert.matches('^MET: error ratio %-40%%: error ratio 20%.00%% → 5%.00%% '
+      .. '%(200 of 1000 → 50 of 1000%), %-75%.0%% %(95%% CI ', r[1].line)
     -- no data for it: not judged, and says why
     r = stats.judge(assert(stats.parse_expects('throughput +10%, p99 -20%, profile spin -30%')), { samples = {} },
       { samples = {} })

@@ -137,7 +137,6 @@ end)
 
 describe('report --output away from the investigation', function()
   it('links the artifacts by their path in the investigation folder, and each exists', function()
-    local h = test_helpers
     local inv = h.root .. '/tests/fixtures/report/investigations/lock'
     local dir = h.tmpdir()
     local _, err, st = h.pm(string.format("report '%s' --output '%s/r.md'", inv, dir))
