@@ -208,7 +208,7 @@ build/tests/%: tests/c/%.c $(filter-out build/runtime/main.o,$(RUNTIME_OBJ)) bui
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)rm -f build/test-results
-	$(Q)$(MAKE) --no-print-directory -k test-c test-lua test-fuzz; rc=$$?; \
+	$(Q)$(MAKE) --no-print-directory -k test-c test-lua test-fuzz lint; rc=$$?; \
 	  tests/summary.sh build/test-results; s=$$?; [ $$rc = 0 ] && exit $$s || exit $$rc
 
 test-c: $(CTESTS)
