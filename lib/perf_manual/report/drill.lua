@@ -14,7 +14,9 @@ local fmt = string.format
 local NOISE = { '^__schedule', '^schedule', '^finish_task_switch', '^__traceiter', '^bpf_',
   '^futex_', '^__futex', '^do_futex', '^__x64_sys', '^do_syscall', '^entry_SYSCALL', '^syscall$',
   '^__GI___lll_lock_wait', '^__lll_lock_wait', '^___pthread_mutex_lock', '^__pthread_mutex_lock',
-  '^pthread_mutex_lock', '^futex_wait', '^__futex_abstimed_wait' }
+  '^pthread_mutex_lock', '^futex_wait', '^__futex_abstimed_wait',
+  '^__GI___lll_lock_wake', '^__lll_lock_wake', '^___pthread_mutex_unlock', '^__pthread_mutex_unlock',
+  '^pthread_mutex_unlock' }
 
 local function noise(f)
   for _, p in ipairs(NOISE) do if f:match(p) then return true end end
@@ -145,7 +147,10 @@ function M.lock(trace)
   local function sites(list_)
     local names, seen = {}, {}
     for _, s in ipairs(list_ or {}) do
-      local c = s.caller_frame or caller(s.frames)
+      -- a caller scan that stopped inside the C library names no call site
+      local c = s.caller_frame
+      if c and noise(c) then c = nil end
+      c = c or caller(s.frames)
       if c and not seen[c] then seen[c] = true; names[#names + 1] = c end
       if #names >= 3 then break end
     end

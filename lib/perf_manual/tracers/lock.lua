@@ -464,6 +464,11 @@ local function spliced(r, pid, s)
   local caller = ci and names[ci] or nil
   -- the walk may have had the caller too
   if caller and names[ci + 1] == caller then table.remove(names, ci + 1) end
+  -- a scan that found a return address inside the C library's own lock code
+  -- names no call site
+  if caller and (caller:match('^__GI_') or caller:match('^_*lll_') or caller:match('^_*pthread_mutex_')) then
+    caller = nil
+  end
   return names, caller
 end
 
