@@ -1096,6 +1096,25 @@ static int push_entry(lua_State *L, struct pm_bpf_map *pm, const void *key, cons
 /* Arrays in a few batch syscalls instead of one per entry (a 1024-entry
  * per-CPU array is read every interval). Returns 1 with the list pushed, or
  * 0 with nothing pushed when batches are not supported (caller walks keys). */
+/* The batch's value buffer, kept from one read to the next: a per-CPU map's
+ * batch is hundreds of KiB, which malloc maps fresh each time, so every read
+ * faulted its pages in again (most of a scrape's map read). Only the host's
+ * one Lua thread reads maps. */
+static char *batch_vals;
+static size_t batch_cap;
+
+static char *batch_buffer(size_t need)
+{
+  if (need > batch_cap) {
+    char *p = realloc(batch_vals, need);
+    if (!p)
+      return NULL;
+    batch_vals = p;
+    batch_cap = need;
+  }
+  return batch_vals;
+}
+
 static int read_array_batch(lua_State *L, struct pm_bpf_map *pm, enum percpu_mode mode, int clear, int nonzero,
                             char *tmp)
 {
@@ -1104,7 +1123,7 @@ static int read_array_batch(lua_State *L, struct pm_bpf_map *pm, enum percpu_mod
   size_t vbuf = value_buf_size(pm);
   __u32 chunk = max < 256 ? max : 256;
   __u32 *keys = malloc(chunk * sizeof *keys);
-  char *vals = malloc(chunk * vbuf), *zero = clear ? calloc(chunk, vbuf) : NULL;
+  char *vals = batch_buffer(chunk * vbuf), *zero = clear ? calloc(chunk, vbuf) : NULL;
   int rc = 0;
   if (!keys || !vals || (clear && !zero))
     goto cleanup;
@@ -1138,7 +1157,6 @@ static int read_array_batch(lua_State *L, struct pm_bpf_map *pm, enum percpu_mod
   rc = 1;
 cleanup:
   free(keys);
-  free(vals);
   free(zero);
   return rc;
 }
