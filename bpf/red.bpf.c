@@ -131,16 +131,48 @@ int BPF_PROG(red_enter, struct pt_regs *regs, long id)
   return 0;
 }
 
+#if defined(__TARGET_ARCH_x86)
+#define RED_REG_NR(r) ((__s64)BPF_CORE_READ(r, orig_ax))
+#elif defined(__TARGET_ARCH_arm64)
+#define RED_REG_NR(r) ((__s64)(__s32)BPF_CORE_READ(r, syscallno))
+#endif
+
+/* An accept entered before the programs were attached (a server waiting
+ * for its next client when tracing starts) has no stored call: it is known
+ * by its syscall number, read only for successful returns of traced tasks. */
+static __always_inline bool red_untracked_accept(struct pt_regs *regs, long ret)
+{
+#ifdef RED_REG_NR
+  if (ret < 0)
+    return false;
+  __s64 nr = RED_REG_NR(regs);
+  if (nr < 0 || nr >= RED_SYSCALL_MAX)
+    return false;
+  if (red_kind[nr & (RED_SYSCALL_MAX - 1)] != RED_K_ACCEPT)
+    return false;
+  return !red_skip_current();
+#else
+  return false;
+#endif
+}
+
 SEC("raw_tp/sys_exit")
 int BPF_PROG(red_exit, struct pt_regs *regs, long ret)
 {
   struct red_call *c = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0, 0);
-  if (!c || !c->kind)
+  __u32 kind;
+  __s64 fd = -1;
+  __u64 t_enter = 0;
+  if (c && c->kind) {
+    kind = (__u32)c->kind;
+    fd = c->fd;
+    t_enter = c->ts;
+    c->kind = RED_K_NONE;
+  } else if (!c && red_untracked_accept(regs, ret)) {
+    kind = RED_K_ACCEPT;
+  } else {
     return 0;
-  __u32 kind = (__u32)c->kind;
-  __s64 fd = c->fd;
-  __u64 t_enter = c->ts;
-  c->kind = RED_K_NONE;
+  }
   struct red_stats *st = red_stats_get();
   if (!st)
     return 0;
