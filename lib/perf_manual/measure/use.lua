@@ -94,7 +94,9 @@ local function system_measures(m, a, b, gauges)
     end
     local tcp, ext = r.tcp or {}, r.tcpext or {}
     m.tcp = { retrans_per_s = tcp.retrans_segs_per_s, retrans_pct = tcp.retrans_pct,
-      listen_overflows = ext.listen_overflows, listen_drops = ext.listen_drops }
+      listen_overflows = ext.listen_overflows, listen_drops = ext.listen_drops,
+      -- CLOCK_MONOTONIC bounds of the rates, so another counter can be read over the same window
+      window = { a.network.time, b.network.time } }
   end
 end
 
