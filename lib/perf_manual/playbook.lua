@@ -180,6 +180,7 @@ function M.playbook(def)
   local pb = setmetatable({
     name = def.name,
     summary = def.summary or '',
+    topic = def.topic,
     description = def.description,
     examples = def.examples,
     needs = def.needs or {},

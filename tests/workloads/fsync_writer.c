@@ -1,7 +1,9 @@
-/* fsync_writer [seconds] [dir] [threads]: each thread (4 by default) writes
- * 4 KiB and fsyncs, in a loop, to its own file in dir (default /var/tmp, on
- * the real disk; never tmpfs), so the disk always has flushes queued and the
- * writers spend their time waiting for it. Removes its files at the end. */
+/* fsync_writer [seconds] [dir] [threads] [shared]: each thread (4 by default)
+ * writes 4 KiB and fsyncs, in a loop, to its own file in dir (default
+ * /var/tmp, on the real disk; never tmpfs), so the disk always has flushes
+ * queued and the writers spend their time waiting for it. With "shared" all
+ * threads write their own 4 KiB slots of one file (a log without group
+ * commit). Removes its files at the end. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -20,6 +22,7 @@ static void on_term(int sig) { (void)sig; stop = 1; }
 
 static double deadline;
 static const char *dir;
+static int shared;
 
 static double now(void)
 {
@@ -32,8 +35,8 @@ static void *writer(void *arg)
 {
   long id = (long)arg;
   char path[4096];
-  snprintf(path, sizeof path, "%s/fsync_writer.%d.%ld", dir, (int)getpid(), id);
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  snprintf(path, sizeof path, "%s/fsync_writer.%d.%ld", dir, (int)getpid(), shared ? 0L : id);
+  int fd = open(path, O_WRONLY | O_CREAT, 0644);
   if (fd < 0) {
     perror("fsync_writer: open");
     return (void *)1;
@@ -44,7 +47,8 @@ static void *writer(void *arg)
   void *rc = NULL;
   while (!stop && now() < deadline) {
     /* wrap at 64 MiB so a long run does not fill the disk */
-    if (pwrite(fd, buf, sizeof buf, (off_t)(n % 16384) * (off_t)sizeof buf) != (ssize_t)sizeof buf ||
+    off_t slot = shared ? (off_t)(n % 4096) * MAX_THREADS + id : (off_t)(n % 16384);
+    if (pwrite(fd, buf, sizeof buf, slot * (off_t)sizeof buf) != (ssize_t)sizeof buf ||
         fsync(fd) != 0) {
       perror("fsync_writer: write");
       rc = (void *)1;
@@ -53,7 +57,7 @@ static void *writer(void *arg)
     n++;
   }
   close(fd);
-  unlink(path);
+  unlink(path); /* shared: the first to finish removes it; the others hold it open */
   return rc;
 }
 
@@ -62,8 +66,9 @@ int main(int argc, char **argv)
   double seconds = argc > 1 ? atof(argv[1]) : 10;
   dir = argc > 2 ? argv[2] : "/var/tmp";
   int nthreads = argc > 3 ? atoi(argv[3]) : 4;
+  shared = argc > 4 && strcmp(argv[4], "shared") == 0;
   if (seconds <= 0 || nthreads < 1 || nthreads > MAX_THREADS) {
-    fprintf(stderr, "usage: fsync_writer [seconds] [dir] [threads 1..%d]\n", MAX_THREADS);
+    fprintf(stderr, "usage: fsync_writer [seconds] [dir] [threads 1..%d] [shared]\n", MAX_THREADS);
     return 2;
   }
   signal(SIGTERM, on_term);

@@ -83,6 +83,9 @@ local BUILTIN = {
   collect = function() return require('perf_manual.verbs.collect') end,
   quantify = function() return require('perf_manual.verbs.quantify') end,
   tsa = function() return require('perf_manual.verbs.tsa') end,
+  -- the catalogue runbooks
+  fsync_audit = function() return require('perf_manual.verbs.runbooks') end,
+  save_recording = function() return require('perf_manual.verbs.runbooks') end,
 }
 
 -- the team's verbs, read once per search path (they may replace a built-in one)

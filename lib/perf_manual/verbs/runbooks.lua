@@ -1,0 +1,47 @@
+--- The catalogue runbooks' measurements (fsync-audit, pagefaults,
+--- tcp-check): each verb measures live, or with `replay = DIR` reads the
+--- recording a `--save DIR` run left (DIR/<name>.json), so a runbook's
+--- judgement is tested on recorded real data without root.
+local util = require('perf_manual.util')
+local common = require('perf_manual.verbs.common')
+
+local M = {}
+
+--- The recording `name` from opts.replay, or `live()` run now; a result
+--- that could not be had is { available = false, why = }.
+function M.recorded_or_live(inv, name, opts, live)
+  if opts.replay then
+    local path = opts.replay .. '/' .. name .. '.json'
+    local text = util.readfile(path)
+    if not text then util.user_error(inv.playbook.name .. ': not in the recorded data: ' .. path) end
+    local rec, err = util.json_decode(text)
+    if type(rec) ~= 'table' or rec.kind ~= name then
+      util.user_error(inv.playbook.name .. ': ' .. path .. ': not a ' .. name .. ' recording'
+        .. (err and (' (' .. tostring(err) .. ')') or ''))
+    end
+    rec.replayed = true
+    return rec
+  end
+  local rec, why = live()
+  inv:progress_done()
+  if not rec then return { available = false, why = why or 'no result' } end
+  return rec
+end
+
+--- inv:fsync_audit { target =, duration =, max_overhead =, replay = }
+function M.fsync_audit(inv, opts)
+  return M.recorded_or_live(inv, 'fsync-audit', opts, function()
+    return require('perf_manual.runbooks.fsync_audit').run { target = common.target(inv, opts),
+      duration = opts.duration, max_overhead = opts.max_overhead, progress = common.progress(inv),
+      note = opts.note }
+  end)
+end
+
+--- inv:save_recording(dir, rec): DIR/<rec.kind>.json, for --replay.
+function M.save_recording(inv, dir, rec)
+  inv:save_file(inv:mkdir(dir) .. '/' .. rec.kind .. '.json', rec)
+end
+
+M.verbs = { fsync_audit = M.fsync_audit, save_recording = M.save_recording }
+
+return M
