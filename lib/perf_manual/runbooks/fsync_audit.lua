@@ -85,15 +85,21 @@ function M.run(opts)
     local io0 = io_of(pids)
     local disk0 = M.parse_diskstats(util.readfile(M.proc .. '/diskstats'))
     s:begin()
-    local t0 = s.t0
-    local ended = s:run { interval = 1, on_interval = note_fds }
-    local window = (s.t_end or t0) - t0
-    local io1 = io_of(pids)
+    -- a process that exits takes its /proc/PID/io along: keep the last read
+    local io1 = {}
+    local function note_io()
+      for pid, v in pairs(io_of(pids)) do io1[pid] = v end
+    end
+    local ended = s:run { interval = 1, on_interval = note_fds,
+      tick = s.target.kind ~= 'system' and note_io or nil }
+    note_io()
     local disk1 = M.parse_diskstats(util.readfile(M.proc .. '/diskstats'))
     note_fds()
     tr:detach('window ended')
     -- read while a launched command still runs: its threads' names and files
     local res = tr:read()
+    -- the calls were counted from attach to detach: rates divide by that
+    local window = res.seconds
     local rows, devs = {}, {}
     for _, r in ipairs(res.rows) do
       local path = links[r.tgid .. ':' .. r.fd]
