@@ -85,6 +85,7 @@ local BUILTIN = {
   tsa = function() return require('perf_manual.verbs.tsa') end,
   -- the catalogue runbooks
   fsync_audit = function() return require('perf_manual.verbs.runbooks') end,
+  pagefaults = function() return require('perf_manual.verbs.runbooks') end,
   save_recording = function() return require('perf_manual.verbs.runbooks') end,
 }
 

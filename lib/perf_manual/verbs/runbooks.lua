@@ -37,11 +37,19 @@ function M.fsync_audit(inv, opts)
   end)
 end
 
+--- inv:pagefaults { target =, duration =, every =, replay = }
+function M.pagefaults(inv, opts)
+  return M.recorded_or_live(inv, 'pagefaults', opts, function()
+    return require('perf_manual.runbooks.pagefaults').run { target = common.target(inv, opts),
+      duration = opts.duration, every = opts.every, progress = common.progress(inv), note = opts.note }
+  end)
+end
+
 --- inv:save_recording(dir, rec): DIR/<rec.kind>.json, for --replay.
 function M.save_recording(inv, dir, rec)
   inv:save_file(inv:mkdir(dir) .. '/' .. rec.kind .. '.json', rec)
 end
 
-M.verbs = { fsync_audit = M.fsync_audit, save_recording = M.save_recording }
+M.verbs = { fsync_audit = M.fsync_audit, pagefaults = M.pagefaults, save_recording = M.save_recording }
 
 return M
