@@ -12,6 +12,10 @@ return playbook {
   name = 'fsync-audit',
   topic = 'disk',
   summary = 'fsync/fdatasync rate and latency per file and thread, write amplification, group commit or not',
+  description = 'Flush calls from bpf/fsync.bpf.c (syscall tracepoints of fsync, fdatasync and sync_file_range\n'
+    .. 'only), files named from /proc/PID/fd, bytes from /proc/PID/io and /proc/diskstats. Group commit:\n'
+    .. '"yes" when several threads flush one file with small writes and wait on it, "maybe" when each\n'
+    .. 'flushes its own file that way, "no" otherwise. Needs BPF; --replay needs nothing.',
   examples = '  perf_manual fsync-audit --target 1234 --duration 10\n'
     .. "  perf_manual fsync-audit --target './build/workloads/fsync_writer 5 /var/tmp 4 shared' --duration 3\n"
     .. '  perf_manual fsync-audit --target postgres --json --save /tmp/rec\n'

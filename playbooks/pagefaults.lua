@@ -11,6 +11,9 @@ return playbook {
   name = 'pagefaults',
   topic = 'memory',
   summary = 'page fault rates, minor vs major, per process and thread, by stack and by mapped file',
+  description = 'Counts come from /proc/PID/task/TID/stat (minflt, majflt); the stacks and faulting addresses\n'
+    .. 'from `perf record -e exceptions:page_fault_user -g` (no BPF object reads that tracepoint), the\n'
+    .. 'addresses mapped to files through /proc/PID/maps. Needs root and perf; --replay needs neither.',
   examples = '  perf_manual pagefaults --target 1234 --duration 5\n'
     .. "  perf_manual pagefaults --target './build/workloads/fault_touch 5' --duration 3\n"
     .. '  perf_manual pagefaults --target postgres --every 10 --json --save /tmp/rec   # one fault in 10 recorded\n'
@@ -18,7 +21,7 @@ return playbook {
   needs = { 'root' },
   params = {
     target = param.target { 'what to examine: a PID, a process name, a service, a cgroup path or a command',
-      aliases = param.target_aliases, unless = { 'replay' } },
+      aliases = param.target_aliases, optional = true },
     duration = param.duration { 'how long to measure', default = '5s', above = 0 },
     every = param.integer { 'record the stack of one fault in N (the counts are always whole)', default = 1,
       min = 1, max = 1000000 },
@@ -30,6 +33,13 @@ return playbook {
     replay = param.path { 'judge the recording in DIR/pagefaults.json again (nothing is measured)', optional = true,
       conflicts = { 'save', 'target' } },
   },
+
+  check = function(p)
+    if p.target == nil and p.replay == nil then
+      require('perf_manual.util').user_error('pagefaults: --target is needed (a PID, a process name, a service, '
+        .. 'a cgroup or a command), or --replay DIR')
+    end
+  end,
 
   step 'count the faults and record where they happen' {
     function(inv, p)

@@ -20,7 +20,8 @@ function M.parser(pb, prog)
   local p = argparse(prog, pb.summary, pb.description)
   p:add_help(false)
   p:flag('-h --help', 'Show this help and exit.')
-  if pb.examples then p:epilog('Examples:\n' .. pb.examples) end
+  -- the examples go after the description, not in its place
+  if pb.examples then p:epilog((pb.description and (pb.description .. '\n\n') or '') .. 'Examples:\n' .. pb.examples) end
   for _, spec in ipairs(pb.params) do
     local flagname = '--' .. spec.name:gsub('_', '-')
     local desc = spec.desc or ''
