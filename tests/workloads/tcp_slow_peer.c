@@ -1,11 +1,13 @@
-/* tcp_slow_peer [seconds] [read_bytes_per_s] [mss]: a TCP sender to a slow local
+/* tcp_slow_peer [seconds] [read_bytes_per_s] [mss] [sndbuf]: a TCP sender to a slow local
  * receiver. The process forks a receiver that accepts one connection on
  * 127.0.0.1 and reads read_bytes_per_s (default 32 KiB/s) in small bites;
  * the parent (the target) writes as fast as it can, so its send queue and
  * the receiver's receive queue stay full and the sender blocks in write().
  * Both exit after `seconds` or on SIGTERM (the parent kills the child).
  * mss > 0 caps the sender's segments (loopback's are 64 KiB: a test that
- * drops some wants many segments, as on a real link). */
+ * drops some wants many segments, as on a real link). sndbuf > 0 sets the
+ * sender's SO_SNDBUF (with a fast receiver: a sender held back by its own
+ * send buffer). */
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
 #include <netinet/in.h>
@@ -53,8 +55,9 @@ int main(int argc, char **argv)
   double seconds = argc > 1 ? atof(argv[1]) : 10;
   long rate = argc > 2 ? atol(argv[2]) : 32768;
   int mss = argc > 3 ? atoi(argv[3]) : 0;
-  if (seconds <= 0 || rate < 1 || mss < 0) {
-    fprintf(stderr, "usage: tcp_slow_peer [seconds] [read_bytes_per_s] [mss]\n");
+  int sndbuf = argc > 4 ? atoi(argv[4]) : 0;
+  if (seconds <= 0 || rate < 1 || mss < 0 || sndbuf < 0) {
+    fprintf(stderr, "usage: tcp_slow_peer [seconds] [read_bytes_per_s] [mss] [sndbuf]\n");
     return 2;
   }
   /* no SA_RESTART: a TERM ends a write() blocked on the full queue */
@@ -91,6 +94,8 @@ int main(int argc, char **argv)
   int s = socket(AF_INET, SOCK_STREAM, 0);
   if (s >= 0 && mss > 0)
     setsockopt(s, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof mss);
+  if (s >= 0 && sndbuf > 0)
+    setsockopt(s, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
     perror("tcp_slow_peer: connect");
     kill(kid, SIGKILL);

@@ -86,6 +86,7 @@ local BUILTIN = {
   -- the catalogue runbooks
   fsync_audit = function() return require('perf_manual.verbs.runbooks') end,
   pagefaults = function() return require('perf_manual.verbs.runbooks') end,
+  tcp_check = function() return require('perf_manual.verbs.runbooks') end,
   save_recording = function() return require('perf_manual.verbs.runbooks') end,
 }
 

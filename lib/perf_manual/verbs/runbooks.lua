@@ -45,11 +45,20 @@ function M.pagefaults(inv, opts)
   end)
 end
 
+--- inv:tcp_check { target =, duration =, replay = }
+function M.tcp_check(inv, opts)
+  return M.recorded_or_live(inv, 'tcp-check', opts, function()
+    return require('perf_manual.runbooks.tcp_check').run { target = common.target(inv, opts),
+      duration = opts.duration, progress = common.progress(inv), note = opts.note }
+  end)
+end
+
 --- inv:save_recording(dir, rec): DIR/<rec.kind>.json, for --replay.
 function M.save_recording(inv, dir, rec)
   inv:save_file(inv:mkdir(dir) .. '/' .. rec.kind .. '.json', rec)
 end
 
-M.verbs = { fsync_audit = M.fsync_audit, pagefaults = M.pagefaults, save_recording = M.save_recording }
+M.verbs = { fsync_audit = M.fsync_audit, pagefaults = M.pagefaults, tcp_check = M.tcp_check,
+  save_recording = M.save_recording }
 
 return M

@@ -1,0 +1,110 @@
+-- tcp-check end to end. A sender losing 2% of its segments in a network
+-- namespace the test makes (nftables drops them; this kernel has no netem):
+-- its retransmits, read by tcp-check through nsenter, against the
+-- namespace's RetransSegs (/proc/PID/net/snmp, what nstat reads) around the
+-- run. A sender to a slow reader: the window limit and the reader, against
+-- the reader's receive queue in the namespace's /proc/net/tcp. The
+-- namespace, its rule and the workload are removed whatever happens.
+local h = test_helpers
+local W = require('e2e.workload')
+local util = require('perf_manual.util')
+local sys = require('perf_manual._c.sys')
+
+local function sh(cmd) return os.execute('{ ' .. cmd .. '; } >/dev/null 2>&1') == 0 end
+
+local function snmp_tcp(pid, field)
+  local s = util.readfile('/proc/' .. pid .. '/net/snmp') or ''
+  local names, values = s:match('\nTcp: (%a[^\n]*)\nTcp: ([^\n]*)')
+  local i, want = 0, nil
+  for n in names:gmatch('%S+') do i = i + 1; if n == field then want = i end end
+  i = 0
+  for v in values:gmatch('%S+') do i = i + 1; if i == want then return tonumber(v) end end
+end
+
+-- runs fn(ns, inns) inside a fresh namespace with loopback up (one segment per packet)
+local function with_netns(fn)
+  local ns = 'pm_tcpc_' .. sys.getpid()
+  local function inns(cmd) return 'ip netns exec ' .. ns .. ' ' .. cmd end
+  local ok, err = xpcall(function()
+    assert(sh(string.format('ip netns add %s && ip -n %s link set lo up && ip -n %s link set lo gso_max_segs 1',
+      ns, ns, ns)), 'cannot make the network namespace ' .. ns)
+    fn(ns, inns)
+  end, debug.traceback)
+  sh('ip netns delete ' .. ns)
+  assert(ok, err)
+end
+
+local function sender_port(inns, pid)
+  local ss = io.popen(inns('ss -tnpH state established')):read('*a')
+  local line = ss:match('[^\n]*pid=' .. pid .. ',[^\n]*')
+  return assert(line and tonumber(line:match('127%.0%.0%.1:%d+%s+127%.0%.0%.1:(%d+)')), 'no connection: ' .. ss)
+end
+
+describe('tcp-check (e2e)', function()
+  it('counts a lossy sender\'s retransmits in its own namespace as the namespace does', function()
+    if not h.need_root('network namespaces and nftables') then return end
+    if not sh('command -v nft') then error('nft is not installed (apt-get install nftables)') end
+    h.with_machine_lock(function()
+      with_netns(function(ns, inns)
+        W.with('tcp_slow_peer', { 30, 50000000, 1400 }, { prefix = { '/usr/sbin/ip', 'netns', 'exec', ns } },
+          function(w)
+          sys.sleep(0.5)
+          local port = sender_port(inns, w.pid)
+          assert(sh(inns('nft add table inet pm_tcpc') .. ' && ' .. inns("nft add chain inet pm_tcpc out "
+            .. "'{ type filter hook output priority 0; }'") .. ' && ' .. inns(string.format(
+            "nft add rule inet pm_tcpc out oifname lo tcp dport %d numgen random mod 100 '<' 2 drop", port))),
+            'cannot add the nftables rule')
+          sys.sleep(0.5)
+          local r0 = snmp_tcp(w.pid, 'RetransSegs')
+          local out, err, st = h.pm(string.format('tcp-check --target %d --duration 3 --json', w.pid))
+          local r1 = snmp_tcp(w.pid, 'RetransSegs')
+          assert.equal(0, st, err)
+          local doc = assert(util.json_decode(out), out)
+          assert.equal(1, #doc.connections)
+          local c = doc.connections[1]
+          assert.equal('127.0.0.1:' .. port, c.dst)
+          local outer = r1 - r0
+          assert.is_true(outer >= 5, 'the namespace counted only ' .. outer .. ' retransmits')
+          -- tcp-check's window lies inside the test's: at most the outer count, and most of it
+          assert.is_true(c.retrans <= outer and c.retrans >= outer * 0.7 - 3,
+            string.format('tcp-check %d, namespace %d', c.retrans, outer))
+          local f = doc.findings[1]
+          assert.equal('retransmits', f.kind)
+          assert.equal(c.src .. ' -> ' .. c.dst, f.conn)
+          io.stderr:write(string.format('\n[tcp-check] retransmits %d; namespace RetransSegs %d around the run\n',
+            c.retrans, outer))
+        end)
+      end)
+    end)
+  end)
+
+  it('names the slow reader of a window-limited sender', function()
+    if not h.need_root('network namespaces') then return end
+    h.with_machine_lock(function()
+      with_netns(function(ns, inns)
+        W.with('tcp_slow_peer', { 30 }, { prefix = { '/usr/sbin/ip', 'netns', 'exec', ns } }, function(w)
+          sys.sleep(1)
+          local out, err, st = h.pm(string.format('tcp-check --target %d --duration 2 --json', w.pid))
+          assert.equal(0, st, err)
+          local doc = assert(util.json_decode(out), out)
+          local win
+          for _, f in ipairs(doc.findings) do if f.kind == 'window' then win = f end end
+          assert.is_table(win, out)
+          local c = doc.connections[1]
+          assert.is_true(c.rwnd_share > 0.9)
+          -- the reader's receive queue, from the namespace's /proc/net/tcp (rx_queue, hex)
+          local tcp = io.popen(inns('cat /proc/net/tcp')):read('*a')
+          local lport = tonumber(c.dst:match(':(%d+)$'))
+          local rx
+          for line in tcp:gmatch('[^\n]+') do
+            local lp, st_, rxq = line:match('^%s*%d+: %x+:(%x+) %x+:%x+ (%x+) %x+:(%x+)')
+            if lp and tonumber(lp, 16) == lport and st_ == '01' then rx = tonumber(rxq, 16) end
+          end
+          assert.is_number(rx, tcp)
+          assert.is_true(rx >= c.peer.rb / 4, string.format('reader queue %d, buffer %d', rx, c.peer.rb))
+          assert.equal(c.peer.pid, tonumber(win.text:match('%(pid (%d+)%)')))
+        end)
+      end)
+    end)
+  end)
+end)
