@@ -53,7 +53,7 @@ return playbook {
       local sum = inv.sum
       local a = sum.amplification
       local small = a.bytes_per_sync and a.bytes_per_sync < p.small_write
-      local verdict, why = 'no', nil
+      local verdict, why = 'no'
       local shared, own = nil, 0
       for _, f in ipairs(sum.files) do
         if f.nthreads >= 2 and (not shared or f.count > shared.count) then shared = f end
@@ -73,7 +73,8 @@ return playbook {
           .. ' in it: one shared log with group commit (or more data per flush) would merge their flushes', own,
           a.bytes_per_sync / KiB)
       elseif not small then
-        why = string.format('each flush carries %.1f KiB: the writes are already batched', (a.bytes_per_sync or 0) / KiB)
+        why = string.format('each flush carries %.1f KiB: the writes are already batched',
+          (a.bytes_per_sync or 0) / KiB)
       elseif #sum.threads <= 1 then
         why = 'one thread flushes: batch more writes per flush in it (group commit needs several writers)'
       else

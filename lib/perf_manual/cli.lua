@@ -21,7 +21,9 @@ function M.parser(pb, prog)
   p:add_help(false)
   p:flag('-h --help', 'Show this help and exit.')
   -- the examples go after the description, not in its place
-  if pb.examples then p:epilog((pb.description and (pb.description .. '\n\n') or '') .. 'Examples:\n' .. pb.examples) end
+  if pb.examples then
+    p:epilog((pb.description and (pb.description .. '\n\n') or '') .. 'Examples:\n' .. pb.examples)
+  end
   for _, spec in ipairs(pb.params) do
     local flagname = '--' .. spec.name:gsub('_', '-')
     local desc = spec.desc or ''

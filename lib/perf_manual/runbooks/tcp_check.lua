@@ -105,7 +105,9 @@ local function capture(argv)
   local how, code = sys.wait(pid)
   local text = util.readfile(tmp)
   os.remove(tmp)
-  if how ~= 'exited' or code ~= 0 then return nil, argv[1] .. ' failed (' .. tostring(how) .. ' ' .. tostring(code) .. ')' end
+  if how ~= 'exited' or code ~= 0 then
+    return nil, argv[1] .. ' failed (' .. tostring(how) .. ' ' .. tostring(code) .. ')'
+  end
   return text
 end
 
@@ -115,7 +117,9 @@ function M.netns_prefix(pid)
   local ts = require('perf_manual.measure.tsa')
   local theirs = pid and ts.readlink(M.proc .. '/' .. pid .. '/ns/net')
   local ours = ts.readlink(M.proc .. '/self/ns/net')
-  if theirs and ours and theirs ~= ours then return { 'nsenter', '--net=' .. M.proc .. '/' .. pid .. '/ns/net' }, theirs end
+  if theirs and ours and theirs ~= ours then
+    return { 'nsenter', '--net=' .. M.proc .. '/' .. pid .. '/ns/net' }, theirs
+  end
   return {}, theirs
 end
 
@@ -136,7 +140,9 @@ function M.run(opts)
     what = 'tcp check', progress = opts.progress, note = opts.note, command = 'tcp-check', soft = true },
   function(s)
     s:start()
-    if not capture({ M.ss, '-V' }) then return nil, "'ss' (Debian package iproute2) is not installed or does not run" end
+    if not capture({ M.ss, '-V' }) then
+      return nil, "'ss' (Debian package iproute2) is not installed or does not run"
+    end
     local pids = s.target.kind == 'system' and {} or targets.pids(s.target)
     if s.target.kind ~= 'system' and #pids == 0 then return nil, 'the target has no process' end
     local prefix, ns = M.netns_prefix(pids[1])

@@ -37,7 +37,8 @@ describe('tcp-check (replay)', function()
 
   it('reports the losses of the namespace run with their 4-tuple', function()
     local out = replay('retrans')
-    local conn, n, pct = out:match('\nhigh: (127%.0%.0%.1:%d+ %-> 127%.0%.0%.1:%d+): (%d+) segments retransmitted in the '
+    local conn, n, pct = out:match('\nhigh: (127%.0%.0%.1:%d+ %-> 127%.0%.0%.1:%d+): (%d+) segments retransmitted in '
+      .. 'the '
       .. 'window %(([%d.]+)%% of')
     assert.is_string(conn, out)
     assert.is_true(tonumber(n) > 100)
