@@ -83,21 +83,6 @@ function M.parse_ss(text, ccs)
   return out
 end
 
---- The sysctls (M.SYSCTLS) under proc/sys: name with dots → text or number(s).
-function M.read_sysctls(proc)
-  local out = {}
-  for _, k in ipairs(M.SYSCTLS) do
-    local v = util.readfile((proc or M.proc) .. '/sys/' .. k)
-    if v then
-      v = util.trim(v)
-      local nums = {}
-      for n in v:gmatch('%S+') do nums[#nums + 1] = tonumber(n) end
-      out[k:gsub('/', '.')] = (#nums == 1 and nums[1]) or (#nums > 1 and nums[1] and nums) or v
-    end
-  end
-  return out
-end
-
 local function capture(argv)
   local tmp = os.tmpname()
   local pid, err = sys.spawn(argv, { stdout = tmp, stderr = 'null' })
@@ -121,6 +106,28 @@ function M.netns_prefix(pid)
     return { 'nsenter', '--net=' .. M.proc .. '/' .. pid .. '/ns/net' }, theirs
   end
   return {}, theirs
+end
+
+--- The sysctls `keys` ("net/core/somaxconn") as the namespace of the
+--- prefix (M.netns_prefix) sees them: name with dots → number, numbers or text.
+--- /proc/PID/sys is not per namespace, so another namespace's are read through nsenter.
+function M.sysctls_in(prefix, keys)
+  local out = {}
+  for _, k in ipairs(keys) do
+    local v
+    if #prefix > 0 then
+      v = capture({ prefix[1], prefix[2], 'cat', M.proc .. '/sys/' .. k })
+    else
+      v = util.readfile(M.proc .. '/sys/' .. k)
+    end
+    if v then
+      v = util.trim(v)
+      local nums = {}
+      for n in v:gmatch('%S+') do nums[#nums + 1] = tonumber(n) end
+      out[k:gsub('/', '.')] = (#nums == 1 and nums[1]) or (#nums > 1 and nums[1] and nums) or v
+    end
+  end
+  return out
 end
 
 -- the connections of the namespace now, the sysctls as seen inside it
@@ -155,23 +162,7 @@ function M.run(opts)
     after, err = sample(prefix)
     if not after then return nil, err end
     local window = sys.now() - t0
-    -- the namespace's sysctls: /proc/PID/sys is not per namespace, so read them through nsenter
-    local sysctls
-    if #prefix > 0 then
-      local argv = { prefix[1], prefix[2], 'cat' }
-      sysctls = {}
-      for _, k in ipairs(M.SYSCTLS) do
-        argv[4] = M.proc .. '/sys/' .. k
-        local v = capture(argv)
-        if v then
-          local nums = {}
-          for n in v:gmatch('%S+') do nums[#nums + 1] = tonumber(n) end
-          sysctls[k:gsub('/', '.')] = (#nums == 1 and nums[1]) or (#nums > 1 and nums[1] and nums) or util.trim(v)
-        end
-      end
-    else
-      sysctls = M.read_sysctls()
-    end
+    local sysctls = M.sysctls_in(prefix, M.SYSCTLS)
     local info = s:finish()
     local avail = {}
     for n in tostring(sysctls['net.ipv4.tcp_available_congestion_control'] or ''):gmatch('%S+') do avail[n] = true end

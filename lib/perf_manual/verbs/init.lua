@@ -87,6 +87,7 @@ local BUILTIN = {
   fsync_audit = function() return require('perf_manual.verbs.runbooks') end,
   pagefaults = function() return require('perf_manual.verbs.runbooks') end,
   tcp_check = function() return require('perf_manual.verbs.runbooks') end,
+  conn_storm = function() return require('perf_manual.verbs.runbooks') end,
   save_recording = function() return require('perf_manual.verbs.runbooks') end,
 }
 

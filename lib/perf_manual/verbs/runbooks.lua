@@ -53,12 +53,21 @@ function M.tcp_check(inv, opts)
   end)
 end
 
+--- inv:conn_storm { target =, duration =, load =, max_overhead =, replay = }
+function M.conn_storm(inv, opts)
+  return M.recorded_or_live(inv, 'conn-storm', opts, function()
+    return require('perf_manual.runbooks.conn_storm').run { target = common.target(inv, opts),
+      duration = opts.duration, load = opts.load, max_overhead = opts.max_overhead, progress = common.progress(inv),
+      note = opts.note }
+  end)
+end
+
 --- inv:save_recording(dir, rec): DIR/<rec.kind>.json, for --replay.
 function M.save_recording(inv, dir, rec)
   inv:save_file(inv:mkdir(dir) .. '/' .. rec.kind .. '.json', rec)
 end
 
-M.verbs = { fsync_audit = M.fsync_audit, pagefaults = M.pagefaults, tcp_check = M.tcp_check,
+M.verbs = { fsync_audit = M.fsync_audit, pagefaults = M.pagefaults, tcp_check = M.tcp_check, conn_storm = M.conn_storm,
   save_recording = M.save_recording }
 
 return M
