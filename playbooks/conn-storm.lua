@@ -49,7 +49,9 @@ return playbook {
       if p.load then
         load = { program = require('perf_manual._host').root .. '/build/workloads/conn_storm', port = p.port,
           n = p.load, parallel = p.parallel, timeout_ms = math.floor(p.connect_timeout * 1000) }
-        if not io.open(load.program) then inv:fail('conn-storm: --load needs ' .. load.program .. ' (make workloads)') end
+        local f = io.open(load.program)
+        if not f then inv:fail('conn-storm: --load needs ' .. load.program .. ' (make workloads)') end
+        f:close()
       end
       local rec = inv:conn_storm { target = not p.replay and inv:target(p.target) or nil, duration = p.duration,
         load = load, max_overhead = p.max_overhead, replay = p.replay }
@@ -95,7 +97,8 @@ return playbook {
         say(synq > 0 and 'high' or 'medium', 'syn-backlog', string.format('the SYN queue filled: %d SYNs dropped or '
           .. 'answered with cookies, %d cookies sent, at most %d half-open connections%s (tcp_max_syn_backlog %s, '
           .. 'tcp_syncookies %s). A flood of SYNs, or a listener too slow to complete handshakes: raise '
-          .. 'tcp_max_syn_backlog and keep syncookies on', synq, c.SyncookiesSent or 0, most_syn and most_syn.count or 0,
+          .. 'tcp_max_syn_backlog and keep syncookies on', synq, c.SyncookiesSent or 0,
+          most_syn and most_syn.count or 0,
           most_syn and (' on port ' .. most_syn.port) or '', tostring(synmax), tostring(sc['net.ipv4.tcp_syncookies'])))
       end
       -- TIME_WAIT
