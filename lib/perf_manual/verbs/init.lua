@@ -88,6 +88,8 @@ local BUILTIN = {
   pagefaults = function() return require('perf_manual.verbs.runbooks') end,
   tcp_check = function() return require('perf_manual.verbs.runbooks') end,
   conn_storm = function() return require('perf_manual.verbs.runbooks') end,
+  exec_monitor = function() return require('perf_manual.verbs.runbooks') end,
+  json_line = function() return require('perf_manual.verbs.runbooks') end,
   save_recording = function() return require('perf_manual.verbs.runbooks') end,
 }
 

@@ -62,12 +62,28 @@ function M.conn_storm(inv, opts)
   end)
 end
 
+--- inv:exec_monitor { target =, duration =, prefixes =, all_opens =, on_events =, replay = }
+function M.exec_monitor(inv, opts)
+  return M.recorded_or_live(inv, 'exec-monitor', opts, function()
+    return require('perf_manual.runbooks.exec_monitor').run { target = common.target(inv, opts),
+      duration = opts.duration, prefixes = opts.prefixes, all_opens = opts.all_opens, on_events = opts.on_events,
+      max_overhead = opts.max_overhead, progress = common.progress(inv), note = opts.note }
+  end)
+end
+
+--- inv:json_line(value): one compact JSON document on one line, flushed
+--- (alerts stream as JSON lines).
+function M.json_line(inv, value)
+  inv:print(util.json_encode(value))
+  inv:flush()
+end
+
 --- inv:save_recording(dir, rec): DIR/<rec.kind>.json, for --replay.
 function M.save_recording(inv, dir, rec)
   inv:save_file(inv:mkdir(dir) .. '/' .. rec.kind .. '.json', rec)
 end
 
 M.verbs = { fsync_audit = M.fsync_audit, pagefaults = M.pagefaults, tcp_check = M.tcp_check, conn_storm = M.conn_storm,
-  save_recording = M.save_recording }
+  exec_monitor = M.exec_monitor, json_line = M.json_line, save_recording = M.save_recording }
 
 return M
