@@ -1,4 +1,4 @@
-/* Shared between bpf/execmon.bpf.c and user space (lib/perf_manual/tracers/execmon.lua). */
+/* Shared between bpf/execmon.bpf.c and user space (lib/perf_manual/runbooks/execmon_tracer.lua). */
 #ifndef PM_EXECMON_H
 #define PM_EXECMON_H
 

@@ -1,4 +1,4 @@
-/* Shared between bpf/fsync.bpf.c and user space (lib/perf_manual/tracers/fsync.lua). */
+/* Shared between bpf/fsync.bpf.c and user space (lib/perf_manual/runbooks/fsync_tracer.lua). */
 #ifndef PM_FSYNC_H
 #define PM_FSYNC_H
 

@@ -174,13 +174,15 @@ function M.run(opts)
     if not filter then return nil, ferr end
     local topts = { prefixes = opts.prefixes, all_opens = opts.all_opens }
     for k, v in pairs(filter) do topts[k] = v end
-    local tr, err = s:start_tracer('execmon', require('perf_manual.tracers.execmon'), topts)
+    local tr, err = s:start_tracer('execmon', require('perf_manual.runbooks.execmon_tracer'), topts)
     if not tr then return nil, 'execmon tracer: ' .. tostring(err) end
     local events, kept_out = {}, 0
     local t0_ns = math.floor(sys.now() * 1e9)
     -- event stamps are the monotonic clock (bpf_ktime_get_ns): the wall clock is an offset away
     local wall = sys.realtime() - sys.now()
-    local iso = require('perf_manual.playbook').iso
+    local function iso(t)
+      return os.date('!%Y-%m-%dT%H:%M:%S', math.floor(t)) .. string.format('.%03dZ', math.floor(t % 1 * 1000))
+    end
     local function drain()
       local batch = tr:drain()
       if #batch == 0 then return end

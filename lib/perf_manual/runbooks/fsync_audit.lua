@@ -12,7 +12,7 @@ local util = require('perf_manual.util')
 local measure = require('perf_manual.measure')
 local targets = require('perf_manual.measure.target')
 local mtsa = require('perf_manual.measure.tsa')
-local fsync = require('perf_manual.tracers.fsync')
+local fsync = require('perf_manual.runbooks.fsync_tracer')
 local hist = require('perf_manual.hist')
 local pstat = require('posix.sys.stat')
 

@@ -113,7 +113,7 @@ describe('perf_manual.runbooks.exec_monitor', function()
 
   it('mirrors the event struct of the BPF object', function()
     local bpf = require('perf_manual.bpf')
-    local t = require('perf_manual.tracers.execmon')
+    local t = require('perf_manual.runbooks.execmon_tracer')
     assert.equal(assert(bpf.btf_type('execmon', 'struct execmon_event')).size, t.sizeof().event)
     assert.equal(132, #t.prefix_key('/etc/shadow'))
   end)
