@@ -14,6 +14,7 @@ local sys = require('perf_manual.sys')
 local measure = require('perf_manual.measure')
 local targets = require('perf_manual.measure.target')
 local process = require('perf_manual.collectors.process')
+local command = require('perf_manual.runbooks.command')
 
 local M = {}
 
@@ -169,13 +170,6 @@ function M.perf_attached(pid)
   return false
 end
 
-local function run_perf(argv, out, err)
-  local pid, why = sys.spawn(argv, { stdout = out or 'null', stderr = err or 'null' })
-  if not pid then return nil, why end
-  local how, code = sys.wait(pid)
-  return how == 'exited' and code == 0, how, code
-end
-
 --- Measures. opts: target (processes), duration, every (record one fault
 --- in N), progress, note.
 ---@return table? recording, string? why
@@ -188,7 +182,7 @@ function M.run(opts)
       return nil, 'pagefaults needs a target (a PID, a process name, a service or a command): the stacks of '
         .. 'every process are too many to record'
     end
-    if not run_perf({ M.perf, '--version' }) then
+    if not command.run({ M.perf, '--version' }) then
       return nil, "'perf' (Debian package linux-perf) is not installed or does not run"
     end
     local pids = targets.pids(s.target)
@@ -231,7 +225,7 @@ function M.run(opts)
     sys.wait(ppid)
     local info = s:finish()
     local script = dir .. '/script.txt'
-    local ok = run_perf({ M.perf, 'script', '-i', data, '-F', 'comm,pid,tid,time,event,trace,ip,sym,dso' }, script,
+    local ok = command.run({ M.perf, 'script', '-i', data, '-F', 'comm,pid,tid,time,event,trace,ip,sym,dso' }, script,
       dir .. '/script.err')
     local text = ok and util.readfile(script)
     local rerr = util.readfile(dir .. '/record.err') or ''

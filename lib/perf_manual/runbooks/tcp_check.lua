@@ -83,18 +83,7 @@ function M.parse_ss(text, ccs)
   return out
 end
 
-local function capture(argv)
-  local tmp = os.tmpname()
-  local pid, err = sys.spawn(argv, { stdout = tmp, stderr = 'null' })
-  if not pid then os.remove(tmp) return nil, err end
-  local how, code = sys.wait(pid)
-  local text = util.readfile(tmp)
-  os.remove(tmp)
-  if how ~= 'exited' or code ~= 0 then
-    return nil, argv[1] .. ' failed (' .. tostring(how) .. ' ' .. tostring(code) .. ')'
-  end
-  return text
-end
+local capture = require('perf_manual.runbooks.command').capture
 
 --- The argv prefix that runs a command in pid's network namespace (none
 --- when it shares ours).

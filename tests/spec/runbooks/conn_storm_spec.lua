@@ -8,17 +8,10 @@ local util = require('perf_manual.util')
 local cs = require('perf_manual.runbooks.conn_storm')
 local DIR = h.root .. '/tests/fixtures/runbooks/conn-storm/'
 
-local function replay(name, extra)
-  local out, err, st = h.pm('conn-storm --replay ' .. DIR .. name .. ' ' .. (extra or ''))
-  assert.equal(0, st, err)
-  return out
-end
+local R = require('spec.runbooks.replay')
+local function replay(name, extra) return R.run('conn-storm', name, extra) end
 
-local function by_kind(doc)
-  local k = {}
-  for _, f in ipairs(doc.findings) do k[f.kind] = f end
-  return k
-end
+local by_kind = R.by_kind
 
 describe('conn-storm (replay)', function()
   it('names the listener whose accept queue overflows', function()

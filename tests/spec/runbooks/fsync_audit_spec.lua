@@ -4,13 +4,9 @@
 local h = test_helpers
 local util = require('perf_manual.util')
 local fa = require('perf_manual.runbooks.fsync_audit')
-local DIR = h.root .. '/tests/fixtures/runbooks/fsync-audit/'
 
-local function replay(name, extra)
-  local out, err, st = h.pm('fsync-audit --replay ' .. DIR .. name .. ' ' .. (extra or ''))
-  assert.equal(0, st, err)
-  return out
-end
+local R = require('spec.runbooks.replay')
+local function replay(name, extra) return R.run('fsync-audit', name, extra) end
 
 local function recording(name)
   return assert(util.json_decode(h.fixture('runbooks/fsync-audit/' .. name .. '/fsync-audit.json')))

@@ -7,11 +7,8 @@ local util = require('perf_manual.util')
 local pf = require('perf_manual.runbooks.pagefaults')
 local DIR = h.root .. '/tests/fixtures/runbooks/pagefaults/'
 
-local function replay(name, extra)
-  local out, err, st = h.pm('pagefaults --replay ' .. DIR .. name .. ' ' .. (extra or ''))
-  assert.equal(0, st, err)
-  return out
-end
+local R = require('spec.runbooks.replay')
+local function replay(name, extra) return R.run('pagefaults', name, extra) end
 
 local function kinds(doc)
   local k = {}

@@ -8,17 +8,10 @@ local util = require('perf_manual.util')
 local tc = require('perf_manual.runbooks.tcp_check')
 local DIR = h.root .. '/tests/fixtures/runbooks/tcp-check/'
 
-local function replay(name, extra)
-  local out, err, st = h.pm('tcp-check --replay ' .. DIR .. name .. ' ' .. (extra or ''))
-  assert.equal(0, st, err)
-  return out
-end
+local R = require('spec.runbooks.replay')
+local function replay(name, extra) return R.run('tcp-check', name, extra) end
 
-local function by_kind(doc)
-  local k = {}
-  for _, f in ipairs(doc.findings) do k[f.kind] = f end
-  return k
-end
+local by_kind = R.by_kind
 
 describe('tcp-check (replay)', function()
   it('names the slow reader behind a window-limited sender', function()
