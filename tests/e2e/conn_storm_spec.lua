@@ -6,6 +6,18 @@
 -- sockets `ss` counts in the namespace afterwards (they live 60 s).
 local h = test_helpers
 local util = require('perf_manual.util')
+
+-- the tools these runs need: skipped (with the reason) when one is missing, a failure in CI
+local function have_tools()
+  for _, t in ipairs({ { 'nstat', 'iproute2' }, { 'ss', 'iproute2' }, { 'nsenter', 'util-linux' } }) do
+    local _, _, st = h.sh('command -v ' .. t[1])
+    if st ~= 0 then
+      h.skip_unless_required('PM_REQUIRE_BPF', t[1] .. ' is not installed (' .. t[2] .. ')')
+      return false
+    end
+  end
+  return true
+end
 local sys = require('perf_manual._c.sys')
 
 local function sh(cmd) return os.execute('{ ' .. cmd .. '; } >/dev/null 2>&1') == 0 end
@@ -36,6 +48,7 @@ end
 describe('conn-storm (e2e)', function()
   it('counts a never-accepting listener\'s overflows as nstat does, and names it', function()
     if not h.need_root('network namespaces') then return end
+    if not have_tools() then return end
     h.with_machine_lock(function()
       with_netns(function(ns, start_server)
         local pid = start_server('47140 100 8 noaccept')
@@ -60,6 +73,7 @@ describe('conn-storm (e2e)', function()
 
   it('sees the TIME_WAIT sockets and the ports they hold as ss does', function()
     if not h.need_root('network namespaces') then return end
+    if not have_tools() then return end
     h.with_machine_lock(function()
       with_netns(function(ns, start_server)
         local pid = start_server('47141 0 1024')

@@ -4,6 +4,18 @@
 -- calls the monitor must see; the monitor watches the launched command.
 local h = test_helpers
 local util = require('perf_manual.util')
+
+-- the tools these runs need: skipped (with the reason) when one is missing, a failure in CI
+local function have_tools()
+  for _, t in ipairs({ { 'strace', 'strace' } }) do
+    local _, _, st = h.sh('command -v ' .. t[1])
+    if st ~= 0 then
+      h.skip_unless_required('PM_REQUIRE_BPF', t[1] .. ' is not installed (' .. t[2] .. ')')
+      return false
+    end
+  end
+  return true
+end
 local DIR = h.root .. '/tests/fixtures/runbooks/exec-monitor/'
 
 -- strace -f output → successful execs (paths), opened paths, connect ports
@@ -23,6 +35,7 @@ end
 describe('exec-monitor (e2e)', function()
   it('sees every exec strace sees, the watched opens and the connect, and alerts on them', function()
     if not h.need_root() then return end
+    if not have_tools() then return end
     h.with_machine_lock(function()
       local log = os.tmpname()
       local out, err, st = h.pm(string.format("exec-monitor --target 'cmd:strace -f -qq -e trace=execve,openat,connect "

@@ -5,6 +5,18 @@ local h = test_helpers
 local W = require('e2e.workload')
 local util = require('perf_manual.util')
 
+-- the tools these runs need: skipped (with the reason) when one is missing, a failure in CI
+local function have_tools()
+  for _, t in ipairs({ { 'strace', 'strace' } }) do
+    local _, _, st = h.sh('command -v ' .. t[1])
+    if st ~= 0 then
+      h.skip_unless_required('PM_REQUIRE_BPF', t[1] .. ' is not installed (' .. t[2] .. ')')
+      return false
+    end
+  end
+  return true
+end
+
 -- strace -c's table → syscall name → calls
 local function strace_calls(text)
   local out = {}
@@ -45,6 +57,7 @@ end
 describe('fsync-audit (e2e)', function()
   it('counts every fsync strace counts, per file and thread, and says group commit would help', function()
     if not h.need_root() then return end
+    if not have_tools() then return end
     h.with_machine_lock(function()
       local doc, truth, pid = audit('3 shared')
       assert.is_true((truth.fsync or 0) > 50, 'strace saw too few fsyncs: ' .. tostring(truth.fsync))
@@ -63,6 +76,7 @@ describe('fsync-audit (e2e)', function()
 
   it('names a file per thread when each writes its own', function()
     if not h.need_root() then return end
+    if not have_tools() then return end
     h.with_machine_lock(function()
       local doc, truth, pid = audit('2')
       assert.equal(truth.fsync, doc.count)

@@ -6,6 +6,18 @@ local h = test_helpers
 local W = require('e2e.workload')
 local util = require('perf_manual.util')
 
+-- the tools these runs need: skipped (with the reason) when one is missing, a failure in CI
+local function have_tools()
+  for _, t in ipairs({ { 'perf', 'linux-perf' } }) do
+    local _, _, st = h.sh('command -v ' .. t[1])
+    if st ~= 0 then
+      h.skip_unless_required('PM_REQUIRE_BPF', t[1] .. ' is not installed (' .. t[2] .. ')')
+      return false
+    end
+  end
+  return true
+end
+
 local SECONDS = 3
 
 -- perf stat -x, output → event → count
@@ -21,6 +33,7 @@ end
 describe('pagefaults (e2e)', function()
   it('agrees with perf stat on the rates, and names the file and the stacks', function()
     if not h.need_root() then return end
+    if not have_tools() then return end
     h.with_machine_lock(function()
       W.with('fault_touch', { '30', W.scratch() }, {}, function(w)
         local stat = os.tmpname()

@@ -8,6 +8,18 @@
 local h = test_helpers
 local W = require('e2e.workload')
 local util = require('perf_manual.util')
+
+-- the tools these runs need: skipped (with the reason) when one is missing, a failure in CI
+local function have_tools()
+  for _, t in ipairs({ { 'ss', 'iproute2' }, { 'nsenter', 'util-linux' } }) do
+    local _, _, st = h.sh('command -v ' .. t[1])
+    if st ~= 0 then
+      h.skip_unless_required('PM_REQUIRE_BPF', t[1] .. ' is not installed (' .. t[2] .. ')')
+      return false
+    end
+  end
+  return true
+end
 local sys = require('perf_manual._c.sys')
 
 local function sh(cmd) return os.execute('{ ' .. cmd .. '; } >/dev/null 2>&1') == 0 end
@@ -43,6 +55,7 @@ end
 describe('tcp-check (e2e)', function()
   it('counts a lossy sender\'s retransmits in its own namespace as the namespace does', function()
     if not h.need_root('network namespaces and nftables') then return end
+    if not have_tools() then return end
     if not sh('command -v nft') then error('nft is not installed (apt-get install nftables)') end
     h.with_machine_lock(function()
       with_netns(function(ns, inns)
@@ -80,6 +93,7 @@ describe('tcp-check (e2e)', function()
 
   it('names the slow reader of a window-limited sender', function()
     if not h.need_root('network namespaces') then return end
+    if not have_tools() then return end
     h.with_machine_lock(function()
       with_netns(function(ns, inns)
         W.with('tcp_slow_peer', { 30 }, { prefix = { '/usr/sbin/ip', 'netns', 'exec', ns } }, function(w)
