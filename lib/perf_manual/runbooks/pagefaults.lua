@@ -179,7 +179,7 @@ function M.run(opts)
   function(s)
     s:start()
     if s.target.kind == 'system' then
-      return nil, 'pagefaults needs a target (a PID, a process name, a service or a command): the stacks of '
+      return nil, 'needs a target (a PID, a process name, a service or a command): the stacks of '
         .. 'every process are too many to record'
     end
     if not command.run({ M.perf, '--version' }) then
