@@ -833,8 +833,10 @@ void pm_cfi_free(struct pm_cfi_table *t)
 
 const struct pm_cfi_row *pm_cfi_lookup(const struct pm_cfi_table *t, uint64_t pc)
 {
-  if (t->n == 0 || pc < t->base || pc - t->base > UINT32_MAX)
+  if (t->n == 0 || pc < t->base)
     return NULL;
+  if (pc - t->base > UINT32_MAX)
+    return &t->rows[t->n - 1]; /* past the last FDE: the closing NONE row */
   uint32_t off = (uint32_t)(pc - t->base);
   size_t lo = 0, hi = t->n;
   while (lo < hi) {

@@ -62,7 +62,8 @@ struct pm_cfi_table {
 /// EFBIG a text span beyond 4 GiB, ELIBBAD libelf version mismatch.
 int pm_cfi_compile(const char *path, struct pm_cfi_table **out);
 void pm_cfi_free(struct pm_cfi_table *t);
-/// The row covering pc (a link-time address); NULL before the first row.
+/// The row covering pc (a link-time address); NULL before the first row,
+/// the closing PM_CFI_NONE row past the last FDE.
 const struct pm_cfi_row *pm_cfi_lookup(const struct pm_cfi_table *t, uint64_t pc);
 /// The build-id of the ELF object at path into buf (65 bytes): 0, or an
 /// errno (ENOENT no build-id note, ENOEXEC not ELF).
