@@ -5,7 +5,10 @@
  * Debian's libc.so.6, each checked row by row against
  * `readelf --debug-dump=frames-interp` (and `--debug-dump=frames` for the
  * text of the CFA expressions); then saving and loading tables. */
+#include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -658,6 +661,234 @@ static void save_and_load(void)
   pm_cfi_free(t);
 }
 
+/* ---- a live stack walked with the tables --------------------------------- */
+
+/* The walk the BPF unwinder is to do, in C over this process's own stack
+ * (this test is built -O2: no frame pointers), through glibc's qsort and a
+ * signal frame: each object's table compiled from its file, found by
+ * dl_iterate_phdr; frames named with dladdr (the test is linked -Wl,-E). */
+
+struct live_obj {
+  uint64_t bias, lo, hi; /* executable range, run-time addresses */
+  char path[256];
+  struct pm_cfi_table *t;
+};
+
+static struct live_obj live[64];
+static int nlive;
+
+static int add_live(struct dl_phdr_info *info, size_t size, void *arg)
+{
+  (void)size;
+  (void)arg;
+  if (nlive == (int)(sizeof live / sizeof *live))
+    return 1;
+  const char *name = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : "/proc/self/exe";
+  if (strstr(name, "linux-vdso"))
+    return 0; /* no file to read */
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+      continue;
+    struct live_obj *o = &live[nlive++];
+    o->bias = info->dlpi_addr;
+    o->lo = info->dlpi_addr + ph->p_vaddr;
+    o->hi = o->lo + ph->p_memsz;
+    snprintf(o->path, sizeof o->path, "%s", name);
+    o->t = NULL;
+    if (pm_cfi_compile(o->path, &o->t) != 0)
+      o->t = NULL;
+    break;
+  }
+  return 0;
+}
+
+static const struct live_obj *live_find(uint64_t ip)
+{
+  for (int i = 0; i < nlive; i++)
+    if (ip >= live[i].lo && ip < live[i].hi)
+      return &live[i];
+  return NULL;
+}
+
+struct walk {
+  uint64_t ips[64];
+  int n;
+  int reached_end, signal_frames, libc_frames;
+  const char *stop; /* why it stopped short, NULL when it reached the end */
+};
+
+static uint64_t peek(uint64_t addr)
+{
+  uint64_t v;
+  memcpy(&v, (const void *)(uintptr_t)addr, sizeof v);
+  return v;
+}
+
+static void walk_stack(uint64_t ip, uint64_t sp, uint64_t bp, struct walk *w)
+{
+  memset(w, 0, sizeof *w);
+  uint64_t stack_lo = sp, stack_hi = sp + (8u << 20);
+  int exact = 1; /* ip is where execution is, not a return address */
+  while (w->n < 64) {
+    w->ips[w->n++] = ip;
+    const struct live_obj *o = live_find(ip);
+    if (!o || !o->t) {
+      w->stop = "no table for the pc";
+      return;
+    }
+    if (strstr(o->path, "libc.so"))
+      w->libc_frames++;
+    /* a return address may be just past the function's last instruction
+     * (a call to a noreturn function): look up the call itself */
+    const struct pm_cfi_row *r = pm_cfi_lookup(o->t, ip - o->bias - (exact ? 0 : 1));
+    uint64_t cfa;
+    if (!r) {
+      w->stop = "before the table";
+      return;
+    }
+    switch (r->cfa) {
+    case PM_CFI_RSP: cfa = sp + (uint64_t)(int64_t)r->cfa_off; break;
+    case PM_CFI_RBP: cfa = bp + (uint64_t)(int64_t)r->cfa_off; break;
+    case PM_CFI_PLT: cfa = sp + (uint64_t)(int64_t)r->cfa_off + ((ip & 15) >= (uint64_t)r->rbp_off ? 8 : 0); break;
+    case PM_CFI_SIGNAL: /* the ucontext at rsp: gregs of the interrupted code */
+      w->signal_frames++;
+      ip = peek(sp + 168);
+      bp = peek(sp + 120);
+      sp = peek(sp + 160);
+      exact = 1;
+      continue;
+    case PM_CFI_END: w->reached_end = 1; return;
+    case PM_CFI_NONE: w->stop = "no FDE covers the pc"; return;
+    default: w->stop = "an unsupported rule"; return;
+    }
+    if (cfa < stack_lo || cfa > stack_hi) {
+      w->stop = "the CFA left the stack";
+      return;
+    }
+    if (r->rbp == PM_CFI_RBP_CFA)
+      bp = peek(cfa + (uint64_t)(int64_t)r->rbp_off);
+    ip = peek(cfa - 8);
+    sp = cfa;
+    exact = 0;
+  }
+  w->stop = "64 frames";
+}
+
+#define CAPTURE(ip, sp, bp) \
+  __asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(bp))
+
+static struct walk walked;
+
+/* index of the first frame in the function called name (dladdr: its
+ * exported symbols), -1 if none */
+static int frame_in(const struct walk *w, const char *name)
+{
+  for (int i = 0; i < w->n; i++) {
+    Dl_info di;
+    if (dladdr((void *)(uintptr_t)(w->ips[i] - (i ? 1 : 0)), &di) && di.dli_sname && strcmp(di.dli_sname, name) == 0)
+      return i;
+  }
+  return -1;
+}
+
+static void print_walk(const struct walk *w)
+{
+  for (int i = 0; i < w->n; i++) {
+    Dl_info di;
+    int ok = dladdr((void *)(uintptr_t)(w->ips[i] - (i ? 1 : 0)), &di);
+    printf("       #%-2d %#llx %s (%s)\n", i, (unsigned long long)w->ips[i], ok && di.dli_sname ? di.dli_sname : "?",
+           ok && di.dli_fname ? di.dli_fname : "?");
+  }
+  printf("       %s\n", w->reached_end ? "reached the outermost frame" : w->stop);
+}
+
+int pm_cfi_test_compare(const void *a, const void *b);
+int pm_cfi_test_compare(const void *a, const void *b)
+{
+  static int done;
+  if (!done) {
+    done = 1;
+    uint64_t ip, sp, bp;
+    CAPTURE(ip, sp, bp);
+    walk_stack(ip, sp, bp, &walked);
+  }
+  return *(const int *)a - *(const int *)b;
+}
+
+__attribute__((noinline)) int pm_cfi_test_sort(int n);
+__attribute__((noinline)) int pm_cfi_test_sort(int n)
+{
+  int v[64];
+  for (int i = 0; i < 64; i++)
+    v[i] = (i * 37 + n) % 64;
+  qsort(v, 64, sizeof v[0], pm_cfi_test_compare);
+  __asm__ volatile("" : : "r"(v) : "memory");
+  return v[0] + v[63];
+}
+
+static void live_objects(void)
+{
+  if (nlive == 0)
+    dl_iterate_phdr(add_live, NULL);
+}
+
+/* qsort's callback -> glibc's msort (no frame pointers) -> qsort -> this
+ * test -> main -> __libc_start_call_main -> ... -> _start */
+static void walk_through_qsort(void)
+{
+  live_objects();
+  volatile int r = pm_cfi_test_sort(3);
+  (void)r;
+  struct walk *w = &walked;
+  /* glibc's qsort tail-calls qsort_r: that is the frame the stack holds */
+  int cmp = frame_in(w, "pm_cfi_test_compare"), sort = frame_in(w, "pm_cfi_test_sort"), qs = frame_in(w, "qsort_r"),
+      top = frame_in(w, "main");
+  if (!CHECK(w->reached_end && frame_in(w, "_start") == w->n - 1 && cmp == 0 && qs > cmp && sort > qs && top > sort && w->libc_frames >= 3))
+    print_walk(w);
+  else
+    printf("       %d frames, %d in libc, to _start\n", w->n, w->libc_frames);
+}
+
+__attribute__((noinline)) void pm_cfi_test_on_signal(int sig);
+__attribute__((noinline)) void pm_cfi_test_on_signal(int sig)
+{
+  (void)sig;
+  uint64_t ip, sp, bp;
+  CAPTURE(ip, sp, bp);
+  walk_stack(ip, sp, bp, &walked);
+}
+
+__attribute__((noinline)) int pm_cfi_test_raise(int sig);
+__attribute__((noinline)) int pm_cfi_test_raise(int sig)
+{
+  int rc = raise(sig);
+  __asm__ volatile("" : : : "memory");
+  return rc + 1;
+}
+
+/* handler -> __restore_rt (the signal frame) -> raise's insides -> raise ->
+ * this test -> main -> ... -> _start */
+static void walk_through_signal(void)
+{
+  live_objects();
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = pm_cfi_test_on_signal;
+  sigaction(SIGUSR2, &sa, &old);
+  volatile int r = pm_cfi_test_raise(SIGUSR2);
+  (void)r;
+  sigaction(SIGUSR2, &old, NULL);
+  struct walk *w = &walked;
+  /* raise and gsignal are one function: dladdr may give either name */
+  int h = frame_in(w, "pm_cfi_test_on_signal"), rs = frame_in(w, "raise") >= 0 ? frame_in(w, "raise") : frame_in(w, "gsignal"), caller = frame_in(w, "pm_cfi_test_raise"),
+      top = frame_in(w, "main");
+  if (!CHECK(w->reached_end && frame_in(w, "_start") == w->n - 1 && w->signal_frames == 1 && h == 0 && rs > h && caller > rs && top > caller))
+    print_walk(w);
+  else
+    printf("       %d frames through 1 signal frame, to _start\n", w->n);
+}
+
 int main(void)
 {
   have_readelf = system("readelf --version >/dev/null 2>&1") == 0;
@@ -672,6 +903,10 @@ int main(void)
   RUN(glibc);
   RUN(errors);
   RUN(save_and_load);
+  RUN(walk_through_qsort);
+  RUN(walk_through_signal);
+  for (int i = 0; i < nlive; i++)
+    pm_cfi_free(live[i].t);
   if (strchr(dir, 'X') == NULL)
     sh("rm -rf %s", dir);
   return check_summary("test_cfi");
