@@ -76,12 +76,19 @@ static int64_t rd_sleb(struct rd *r)
     shift += 7;
     if (!(b & 0x80)) {
       if (shift < 64 && (b & 0x40))
-        v |= -(int64_t)((uint64_t)1 << shift);
+        v |= (int64_t)(~(uint64_t)0 << shift);
       return v;
     }
   }
   r->bad = 1;
   return v;
+}
+
+/* A factored offset: n times the CIE's alignment factor, wrapping (not
+ * undefined) on absurd input; such a value fails the row's range checks. */
+static int64_t scaled(uint64_t n, int64_t factor)
+{
+  return (int64_t)(n * (uint64_t)factor);
 }
 
 /* Bases a pointer encoding can be relative to. */
@@ -129,7 +136,7 @@ enum cfa_form { CFA_REG = 0, CFA_PLT, CFA_EXPR };
 
 struct state {
   uint8_t cfa_form; /* enum cfa_form */
-  uint8_t cfa_reg;
+  uint64_t cfa_reg;
   int64_t cfa_off;
   int plt_threshold;
   uint8_t rbp, ra;  /* enum rule */
@@ -231,7 +238,7 @@ static struct pm_cfi_row to_row(const struct state *s, const struct cie *c)
   }
   if (s->ra != R_OFFSET || s->ra_off != -8) {
     row.cfa = PM_CFI_UNSUPPORTED;
-  } else if (s->cfa_form == CFA_PLT) {
+  } else if (s->cfa_form == CFA_PLT && s->cfa_off >= 0 && s->cfa_off <= INT32_MAX) {
     row.cfa = PM_CFI_PLT;
     row.cfa_off = (int32_t)s->cfa_off;
     row.rbp = PM_CFI_RBP_SAME;
@@ -290,7 +297,7 @@ static int run_program(struct builder *b, const struct cie *c, struct fde_rows *
       advance = 1;
       break;
     case 0x80:
-      set_rule(s, op & 0x3f, R_OFFSET, (int64_t)rd_uleb(&r) * c->data_align);
+      set_rule(s, op & 0x3f, R_OFFSET, scaled(rd_uleb(&r), c->data_align));
       break;
     case 0xc0:
       restore_rule(s, &c->init, op & 0x3f);
@@ -304,7 +311,7 @@ static int run_program(struct builder *b, const struct cie *c, struct fde_rows *
       case 0x04: next = loc + rd_u(&r, 4) * c->code_align; advance = 1; break;
       case 0x05: /* offset_extended */
         reg = rd_uleb(&r);
-        set_rule(s, reg, R_OFFSET, (int64_t)rd_uleb(&r) * c->data_align);
+        set_rule(s, reg, R_OFFSET, scaled(rd_uleb(&r), c->data_align));
         break;
       case 0x06: restore_rule(s, &c->init, rd_uleb(&r)); break;
       case 0x07: set_rule(s, rd_uleb(&r), R_UNDEF, 0); break;
@@ -328,11 +335,11 @@ static int run_program(struct builder *b, const struct cie *c, struct fde_rows *
         }
         break;
       case 0x0c: /* def_cfa */
-        s->cfa_reg = (uint8_t)rd_uleb(&r);
+        s->cfa_reg = rd_uleb(&r);
         s->cfa_off = (int64_t)rd_uleb(&r);
         s->cfa_form = CFA_REG;
         break;
-      case 0x0d: s->cfa_reg = (uint8_t)rd_uleb(&r); s->cfa_form = CFA_REG; break;
+      case 0x0d: s->cfa_reg = rd_uleb(&r); s->cfa_form = CFA_REG; break;
       case 0x0e: s->cfa_off = (int64_t)rd_uleb(&r); break;
       case 0x0f: { /* def_cfa_expression */
         uint64_t len = rd_uleb(&r);
@@ -362,14 +369,14 @@ static int run_program(struct builder *b, const struct cie *c, struct fde_rows *
       }
       case 0x11: /* offset_extended_sf */
         reg = rd_uleb(&r);
-        set_rule(s, reg, R_OFFSET, rd_sleb(&r) * c->data_align);
+        set_rule(s, reg, R_OFFSET, scaled((uint64_t)rd_sleb(&r), c->data_align));
         break;
       case 0x12: /* def_cfa_sf */
-        s->cfa_reg = (uint8_t)rd_uleb(&r);
-        s->cfa_off = rd_sleb(&r) * c->data_align;
+        s->cfa_reg = rd_uleb(&r);
+        s->cfa_off = scaled((uint64_t)rd_sleb(&r), c->data_align);
         s->cfa_form = CFA_REG;
         break;
-      case 0x13: s->cfa_off = rd_sleb(&r) * c->data_align; break;
+      case 0x13: s->cfa_off = scaled((uint64_t)rd_sleb(&r), c->data_align); break;
       case 0x14: /* val_offset: the value is CFA+N, not saved at it */
         reg = rd_uleb(&r);
         rd_uleb(&r);
@@ -383,7 +390,7 @@ static int run_program(struct builder *b, const struct cie *c, struct fde_rows *
       case 0x2e: rd_uleb(&r); break; /* GNU_args_size: nothing for the CFA */
       case 0x2f: /* GNU_negative_offset_extended */
         reg = rd_uleb(&r);
-        set_rule(s, reg, R_OFFSET, -(int64_t)rd_uleb(&r) * c->data_align);
+        set_rule(s, reg, R_OFFSET, scaled(0 - rd_uleb(&r), c->data_align));
         break;
       default:
         unsupported = 1;
@@ -451,7 +458,7 @@ static int parse_cie(struct cie *c, struct rd *r, const struct bases *bases)
       c->fde_enc = (uint8_t)rd_u(r, 1);
     } else if (ch == 'P') {
       uint8_t enc = (uint8_t)rd_u(r, 1);
-      rd_ptr(r, enc & 0x7f, bases);
+      rd_ptr(r, enc, bases); /* indirect (0x80): the pointer's size is the same */
     } else if (ch == 'L') {
       rd_u(r, 1);
     } else if (ch == 'S') {
@@ -575,6 +582,11 @@ static int read_section(struct builder *b, const uint8_t *sec, size_t size, uint
         range = rd_u(&r, 8);
       }
       if (r.bad) {
+        b->stats.bad++;
+        off = next;
+        continue;
+      }
+      if (start + range < start) {
         b->stats.bad++;
         off = next;
         continue;
@@ -733,72 +745,29 @@ int pm_cfi_build_id(const char *path, char *buf)
         if (d)
           read_build_id(d, buf);
       }
-    err = buf[0] ? 0 : ENOENT;
+    err = buf[0] ? 0 : ENOMSG;
   }
   close_elf(fd, elf);
   return err;
 }
 
-int pm_cfi_compile(const char *path, struct pm_cfi_table **out)
+int pm_cfi_compile_frames(const struct pm_cfi_input *in, struct pm_cfi_table **out)
 {
-  int fd = -1, err;
-  Elf *elf = NULL;
   struct builder b = { 0 };
-  struct pm_cfi_table *t = NULL;
-  *out = NULL;
-  if ((err = open_elf(path, &fd, &elf)) != 0)
-    goto cleanup;
-  GElf_Ehdr eh;
-  if (!gelf_getehdr(elf, &eh) || eh.e_machine != EM_X86_64 || eh.e_ident[EI_CLASS] != ELFCLASS64) {
-    err = ENOEXEC;
-    goto cleanup;
-  }
-  t = calloc(1, sizeof *t);
-  if (!t) {
-    err = ENOMEM;
-    goto cleanup;
-  }
-  size_t shstrndx;
-  if (elf_getshdrstrndx(elf, &shstrndx) != 0)
-    shstrndx = 0;
   struct bases bases = { 0 };
-  Elf_Scn *scn = NULL, *eh_scn = NULL, *dbg_scn = NULL;
-  GElf_Shdr sh;
-  while ((scn = elf_nextscn(elf, scn)) != NULL) {
-    if (!gelf_getshdr(scn, &sh))
-      continue;
-    const char *name = shstrndx ? elf_strptr(elf, shstrndx, sh.sh_name) : NULL;
-    if (sh.sh_type == SHT_NOTE && !t->build_id[0]) {
-      Elf_Data *d = elf_getdata(scn, NULL);
-      if (d)
-        read_build_id(d, t->build_id);
-    }
-    if (!name)
-      continue;
-    if (strcmp(name, ".eh_frame") == 0 && sh.sh_type == SHT_PROGBITS)
-      eh_scn = scn;
-    else if (strcmp(name, ".debug_frame") == 0 && sh.sh_type == SHT_PROGBITS)
-      dbg_scn = scn;
-    else if (strcmp(name, ".text") == 0)
-      bases.text = sh.sh_addr;
-    else if (strcmp(name, ".got") == 0)
-      bases.data = sh.sh_addr;
-  }
+  int err = 0;
+  *out = NULL;
+  struct pm_cfi_table *t = calloc(1, sizeof *t);
+  if (!t)
+    return ENOMEM;
+  bases.text = in->text_addr;
+  bases.data = in->got_addr;
   /* .eh_frame first: where both describe a pc, it is the one the program
    * itself unwinds with */
-  Elf_Scn *order[2] = { eh_scn, dbg_scn };
-  for (int i = 0; i < 2; i++) {
-    if (!order[i] || !gelf_getshdr(order[i], &sh))
-      continue;
-    if ((sh.sh_flags & SHF_COMPRESSED) && elf_compress(order[i], 0, 0) < 0)
-      continue;
-    Elf_Data *d = elf_getdata(order[i], NULL);
-    if (!d || !d->d_buf || d->d_size == 0)
-      continue;
-    if (read_section(&b, d->d_buf, d->d_size, sh.sh_addr, i == 0, &bases) != 0) {
-      err = ENOMEM;
-      goto cleanup;
-    }
+  if ((in->eh_size && read_section(&b, in->eh_frame, in->eh_size, in->eh_addr, 1, &bases) != 0) ||
+      (in->debug_size && read_section(&b, in->debug_frame, in->debug_size, 0, 0, &bases) != 0)) {
+    err = ENOMEM;
+    goto cleanup;
   }
   if (b.nfdes == 0) {
     err = ENODATA;
@@ -810,9 +779,7 @@ int pm_cfi_compile(const char *path, struct pm_cfi_table **out)
     goto cleanup;
   }
   t->stats = b.stats;
-
 cleanup:
-  close_elf(fd, elf);
   free(b.raw);
   free(b.fdes);
   if (err) {
@@ -821,6 +788,65 @@ cleanup:
   }
   *out = t;
   return 0;
+}
+
+int pm_cfi_compile(const char *path, struct pm_cfi_table **out)
+{
+  int fd = -1, err;
+  Elf *elf = NULL;
+  struct pm_cfi_input in = { 0 };
+  char build_id[65] = "";
+  *out = NULL;
+  if ((err = open_elf(path, &fd, &elf)) != 0)
+    goto cleanup;
+  GElf_Ehdr eh;
+  if (!gelf_getehdr(elf, &eh) || eh.e_machine != EM_X86_64 || eh.e_ident[EI_CLASS] != ELFCLASS64) {
+    err = ENOEXEC;
+    goto cleanup;
+  }
+  size_t shstrndx;
+  if (elf_getshdrstrndx(elf, &shstrndx) != 0)
+    shstrndx = 0;
+  Elf_Scn *scn = NULL;
+  GElf_Shdr sh;
+  while ((scn = elf_nextscn(elf, scn)) != NULL) {
+    if (!gelf_getshdr(scn, &sh))
+      continue;
+    const char *name = shstrndx ? elf_strptr(elf, shstrndx, sh.sh_name) : NULL;
+    if (sh.sh_type == SHT_NOTE && !build_id[0]) {
+      Elf_Data *d = elf_getdata(scn, NULL);
+      if (d)
+        read_build_id(d, build_id);
+    }
+    if (!name)
+      continue;
+    int is_eh = strcmp(name, ".eh_frame") == 0, is_dbg = strcmp(name, ".debug_frame") == 0;
+    if ((is_eh || is_dbg) && sh.sh_type == SHT_PROGBITS) {
+      if ((sh.sh_flags & SHF_COMPRESSED) && elf_compress(scn, 0, 0) < 0)
+        continue;
+      Elf_Data *d = elf_getdata(scn, NULL);
+      if (!d || !d->d_buf)
+        continue;
+      if (is_eh) {
+        in.eh_frame = d->d_buf;
+        in.eh_size = d->d_size;
+        in.eh_addr = sh.sh_addr;
+      } else {
+        in.debug_frame = d->d_buf;
+        in.debug_size = d->d_size;
+      }
+    } else if (strcmp(name, ".text") == 0) {
+      in.text_addr = sh.sh_addr;
+    } else if (strcmp(name, ".got") == 0) {
+      in.got_addr = sh.sh_addr;
+    }
+  }
+  err = pm_cfi_compile_frames(&in, out);
+  if (!err)
+    memcpy((*out)->build_id, build_id, sizeof build_id);
+cleanup:
+  close_elf(fd, elf);
+  return err;
 }
 
 void pm_cfi_free(struct pm_cfi_table *t)
@@ -981,6 +1007,7 @@ static int push_error(lua_State *L, const char *what, const char *path, int err)
                     : err == ELIBBAD ? "libelf version mismatch"
                     : err == ESTALE ? "saved for another build-id"
                     : err == EBADMSG ? "not a CFI table of this version"
+                    : err == ENOMSG ? "no GNU build-id note"
                     : strerror(err);
   lua_pushfstring(L, "cfi: %s %s: %s", what, path, why);
   lua_pushinteger(L, err);
@@ -1020,7 +1047,7 @@ static int pm_cfi_l_build_id(lua_State *L)
   char bid[65];
   int err = pm_cfi_build_id(path, bid);
   if (err)
-    return push_error(L, "build-id of", path, err == ENOENT ? ENODATA : err);
+    return push_error(L, "build-id of", path, err);
   lua_pushstring(L, bid);
   return 1;
 }

@@ -62,11 +62,25 @@ struct pm_cfi_table {
 /// EFBIG a text span beyond 4 GiB, ELIBBAD libelf version mismatch.
 int pm_cfi_compile(const char *path, struct pm_cfi_table **out);
 void pm_cfi_free(struct pm_cfi_table *t);
+
+/* The sections pm_cfi_compile reads out of an ELF file. */
+struct pm_cfi_input {
+  const uint8_t *eh_frame;
+  size_t eh_size;
+  uint64_t eh_addr;            /* link-time address of .eh_frame (pcrel pointers) */
+  const uint8_t *debug_frame;  /* absolute addresses: no base needed */
+  size_t debug_size;
+  uint64_t text_addr, got_addr; /* bases of textrel and datarel pointers */
+};
+
+/// pm_cfi_compile on sections already in memory (any bytes: the fuzz
+/// target feeds it). 0 and *out (no build-id), ENODATA, EFBIG or ENOMEM.
+int pm_cfi_compile_frames(const struct pm_cfi_input *in, struct pm_cfi_table **out);
 /// The row covering pc (a link-time address); NULL before the first row,
 /// the closing PM_CFI_NONE row past the last FDE.
 const struct pm_cfi_row *pm_cfi_lookup(const struct pm_cfi_table *t, uint64_t pc);
 /// The build-id of the ELF object at path into buf (65 bytes): 0, or an
-/// errno (ENOENT no build-id note, ENOEXEC not ELF).
+/// errno (ENOMSG no build-id note, ENOEXEC not ELF, ENOENT no file).
 int pm_cfi_build_id(const char *path, char *buf);
 /// Writes the table to path atomically (a temp file renamed): 0 or errno.
 int pm_cfi_save(const struct pm_cfi_table *t, const char *path);
