@@ -24,20 +24,6 @@ static char dir[] = "/tmp/pm-test-cfi-XXXXXX";
 static int have_readelf, built;
 static const char LIBC[] = "/lib/x86_64-linux-gnu/libc.so.6";
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-  char cmd[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
-  va_end(ap);
-  int rc = system(cmd);
-  if (rc != 0)
-    printf("  command failed (%d): %s\n", rc, cmd);
-  return rc;
-}
-
 /* Functions of the shapes compilers give different CFI: a leaf, a deep
  * recursion, a large frame, many callee-saved registers, alloca (CFA on
  * rbp even without frame pointers), an over-aligned local next to alloca

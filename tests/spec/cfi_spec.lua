@@ -1,30 +1,15 @@
 local cfi = require('perf_manual.cfi')
 local sym = require('perf_manual.sym')
+local util = require('perf_manual.util')
 
 local C = cfi._c
 local calltree = test_helpers.workload('calltree')
 local LIBC = '/lib/x86_64-linux-gnu/libc.so.6'
 
-local function sh_out(cmd)
-  local p = assert(io.popen(cmd))
-  local s = p:read('*a')
-  p:close()
-  return s
-end
+local sh_out = test_helpers.sh
+local tmpdir = test_helpers.tmpdir
 
-local function readfile(path)
-  local f = assert(io.open(path, 'rb'))
-  local s = f:read('*a')
-  f:close()
-  return s
-end
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute('mkdir -p ' .. d) == 0)
-  return d
-end
+local function readfile(path) return assert(util.readfile(path)) end
 
 -- the address nm gives a symbol of the workload
 local function nm_addr(path, name)
@@ -126,7 +111,7 @@ describe('perf_manual.cfi', function()
       assert.equal(dir .. '/' .. bid .. '.tbl', how.cache_path)
       local saved = readfile(how.cache_path)
       assert.equal(t:info().bytes, #saved)
-      assert.equal('', sh_out('ls ' .. dir .. " | grep '\\.tmp\\.' || true"))
+      assert.equal('', (sh_out('ls ' .. dir .. " | grep '\\.tmp\\.' || true")))
 
       local u, how2 = assert(cfi.table(calltree, { cache_dir = dir }))
       assert.equal('cache', how2.source)
