@@ -427,7 +427,6 @@ struct cie_cache {
 
 static int parse_cie(struct cie *c, struct rd *r, const struct bases *bases)
 {
-  memset(c, 0, sizeof *c);
   uint8_t version = (uint8_t)rd_u(r, 1);
   if (version != 1 && version != 3 && version != 4)
     return -1;
@@ -508,11 +507,9 @@ static struct cie *get_cie(struct builder *b, struct cie_cache *cc, const uint8_
   uint64_t id = eh ? rd_u(&r, 4) : rd_u(&r, dw64 ? 8 : 4);
   uint64_t want = eh ? 0 : dw64 ? UINT64_MAX : 0xffffffffu;
   if (id != want || parse_cie(c, &r, bases) != 0) {
-    c->off = off;
     b->stats.bad++;
     return NULL;
   }
-  c->off = off;
   /* the initial state: CFA undefined until the program says */
   memset(&c->init, 0, sizeof c->init);
   c->init.cfa_form = CFA_EXPR;
