@@ -72,6 +72,15 @@ static const char LIB[] =
   "int pm_lib_entry(int n) { int s = 0; for (int i = 0; i < n; i++) s += pm_lib_leaf(i); printf(\"%d\\n\", s);"
   " return s; }\n";
 
+/* exceptions: CIEs "zPLR" (a personality routine and LSDA pointers) */
+static const char CXX[] =
+  "#include <stdexcept>\n"
+  "#include <cstdio>\n"
+  "__attribute__((noinline)) int pm_throw(int n) { if (n > 2) throw std::runtime_error(\"n\"); return n * 3; }\n"
+  "__attribute__((noinline)) int pm_catch(int n) { try { return pm_throw(n); } catch (const std::exception &e) {"
+  " return -1; } }\n"
+  "int main(int argc, char **) { std::printf(\"%d\\n\", pm_catch(argc)); return 0; }\n";
+
 static int build_programs(void)
 {
   if (!mkdtemp(dir))
@@ -89,10 +98,17 @@ static int build_programs(void)
     return -1;
   fputs(LIB, f);
   fclose(f);
+  snprintf(path, sizeof path, "%s/cxx.cc", dir);
+  f = fopen(path, "w");
+  if (!f)
+    return -1;
+  fputs(CXX, f);
+  fclose(f);
   if (sh("cd %s && cc -O2 -fomit-frame-pointer -fasynchronous-unwind-tables -o prog-nofp prog.c", dir) ||
       sh("cd %s && cc -O2 -fno-omit-frame-pointer -fasynchronous-unwind-tables -o prog-fp prog.c", dir) ||
       sh("cd %s && cc -O0 -g -fno-asynchronous-unwind-tables -fno-unwind-tables -o prog-debug prog.c", dir) ||
       sh("cd %s && cc -O2 -fomit-frame-pointer -shared -fPIC -o lib.so lib.c", dir) ||
+      sh("cd %s && c++ -O2 -fomit-frame-pointer -o cxx cxx.cc", dir) ||
       sh("cd %s && objcopy --remove-section .eh_frame --remove-section .eh_frame_hdr prog-nofp prog-nocfi", dir) ||
       sh("cd %s && printf 'not an elf file\\n' > text", dir))
     return -1;
@@ -121,7 +137,7 @@ struct xfde {
 
 struct xcie {
   uint64_t off;
-  int debug, signal;
+  int debug, signal, personality; /* augmentation S, P */
   struct xrow row; /* its initial rules */
 };
 
@@ -185,8 +201,10 @@ static int read_frames(const char *path, struct xframes *x)
       memset(cur_cie, 0, sizeof *cur_cie);
       cur_cie->off = off;
       cur_cie->debug = debug;
-      cur_cie->signal = strstr(line, "\"") && strchr(strchr(line, '"') + 1, '"') &&
-                        memchr(strchr(line, '"'), 'S', (size_t)(strchr(strchr(line, '"') + 1, '"') - strchr(line, '"')));
+      if (sscanf(line, "%*x %*x %*x CIE \"%63[^\"]\"", aug) == 1) {
+        cur_cie->signal = strchr(aug, 'S') != NULL;
+        cur_cie->personality = strchr(aug, 'P') != NULL;
+      }
       cur = NULL;
     } else if (strstr(line, " LOC ") || strncmp(line, "   LOC", 6) == 0) {
       /* the column header: which columns are rbp and ra */
@@ -315,7 +333,7 @@ static int row_eq(const struct pm_cfi_row *a, const struct pm_cfi_row *b)
 struct tally {
   int fdes, rows, checked, wrong, skipped_overlap;
   int kinds[PM_CFI_KINDS];
-  int exp_fdes, plt_fdes, signal_fdes;
+  int exp_fdes, plt_fdes, signal_fdes, personality_fdes;
 };
 
 static int xfde_cmp(const void *a, const void *b)
@@ -386,6 +404,7 @@ static void compare_with_readelf(const char *path, const struct pm_cfi_table *t,
     ty->exp_fdes += has_exp;
     ty->plt_fdes += f->plt;
     ty->signal_fdes += c && c->signal;
+    ty->personality_fdes += c && c->personality;
   }
   /* outside every FDE: nothing */
   if (x.n > 0) {
@@ -549,6 +568,49 @@ static void shared_library(void)
   struct tally ty;
   check_program("lib.so", &ty);
   CHECK(ty.plt_fdes >= 1);
+}
+
+static void cxx_exceptions(void)
+{
+  if (!need_readelf())
+    return;
+  struct tally ty;
+  check_program("cxx", &ty);
+  CHECK(ty.personality_fdes >= 2); /* pm_catch and main at least */
+}
+
+/* Other objects every process here maps, as Debian builds them: the dynamic
+ * loader, libm, zlib, and libstdc++ (with "zPLR" CIEs). */
+static void system_libraries(void)
+{
+  if (!need_readelf())
+    return;
+  static const char *libs[] = { "/lib64/ld-linux-x86-64.so.2", "/usr/lib/x86_64-linux-gnu/libm.so.6",
+                                "/usr/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6" };
+  int checked = 0;
+  for (size_t i = 0; i < sizeof libs / sizeof *libs; i++) {
+    if (access(libs[i], R_OK) != 0) {
+      printf("       (%s is not installed)\n", libs[i]);
+      continue;
+    }
+    struct pm_cfi_table *t = NULL;
+    CHECK_INT(pm_cfi_compile(libs[i], &t), 0);
+    if (!t)
+      continue;
+    struct tally ty;
+    compare_with_readelf(libs[i], t, &ty);
+    CHECK(ty.fdes > 10);
+    CHECK_INT(ty.wrong, 0);
+    CHECK_INT(ty.skipped_overlap, (int)t->stats.overlapping);
+    CHECK_INT(t->stats.bad, 0);
+    table_is_sorted_and_merged(t);
+    print_tally(strrchr(libs[i], '/') + 1, t, &ty);
+    if (strstr(libs[i], "libstdc++"))
+      CHECK(ty.personality_fdes > 100);
+    pm_cfi_free(t);
+    checked++;
+  }
+  CHECK(checked >= 2);
 }
 
 static void glibc(void)
@@ -886,7 +948,9 @@ int main(void)
   RUN(frame_pointer_program);
   RUN(debug_frame_program);
   RUN(shared_library);
+  RUN(cxx_exceptions);
   RUN(glibc);
+  RUN(system_libraries);
   RUN(errors);
   RUN(save_and_load);
   RUN(walk_through_qsort);
