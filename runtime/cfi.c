@@ -946,7 +946,8 @@ int pm_cfi_load(const char *path, const char *build_id, struct pm_cfi_table **ou
   struct pm_cfi_table *t = NULL;
   if (fstat(fd, &st) != 0 || read(fd, &h, sizeof h) != (ssize_t)sizeof h || memcmp(h.magic, CFI_MAGIC, 8) != 0 ||
       h.version != CFI_VERSION || h.row_size != sizeof(struct pm_cfi_row) || h.build_id[sizeof h.build_id - 1] ||
-      (uint64_t)st.st_size != sizeof h + h.n * sizeof(struct pm_cfi_row)) {
+      (uint64_t)st.st_size < sizeof h || (st.st_size - sizeof h) % sizeof(struct pm_cfi_row) != 0 ||
+      h.n != (st.st_size - sizeof h) / sizeof(struct pm_cfi_row)) {
     err = EBADMSG;
     goto cleanup;
   }
@@ -963,6 +964,15 @@ int pm_cfi_load(const char *path, const char *build_id, struct pm_cfi_table **ou
   if (want && read(fd, t->rows, want) != (ssize_t)want) {
     err = EBADMSG;
     goto cleanup;
+  }
+  /* rows the walker can trust, or none: a damaged file is compiled again */
+  for (uint64_t i = 0; i < h.n; i++) {
+    const struct pm_cfi_row *r = &t->rows[i];
+    if (r->cfa >= PM_CFI_KINDS || r->rbp > PM_CFI_RBP_LOST || (i && r->pc <= t->rows[i - 1].pc) ||
+        (i == h.n - 1 && r->cfa != PM_CFI_NONE)) {
+      err = EBADMSG;
+      goto cleanup;
+    }
   }
   t->n = h.n;
   t->base = h.base;

@@ -86,7 +86,8 @@ int pm_cfi_build_id(const char *path, char *buf);
 int pm_cfi_save(const struct pm_cfi_table *t, const char *path);
 /// Reads a table saved by pm_cfi_save; build_id (or NULL: any) must match
 /// the header's. 0 and *out, or an errno: ENOENT, ESTALE (other build-id),
-/// EBADMSG (not a table, another version, truncated).
+/// EBADMSG (not a table, another version, truncated, rows out of order or
+/// of an unknown kind).
 int pm_cfi_load(const char *path, const char *build_id, struct pm_cfi_table **out);
 /// Bytes the table takes (header and rows) as saved.
 size_t pm_cfi_size(const struct pm_cfi_table *t);

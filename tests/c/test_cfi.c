@@ -701,6 +701,22 @@ static void save_and_load(void)
   CHECK_INT(pm_cfi_load(bad, bid, &u), EBADMSG);
   snprintf(bad, sizeof bad, "%s/prog.c", dir);
   CHECK_INT(pm_cfi_load(bad, bid, &u), EBADMSG);
+  /* the right size and header, a damaged row: an unknown kind, then two
+   * rows out of order */
+  struct pm_cfi_row keep = t->rows[1];
+  t->rows[1].cfa = 200;
+  snprintf(bad, sizeof bad, "%s/damaged.tbl", dir);
+  CHECK_INT(pm_cfi_save(t, bad), 0);
+  CHECK_INT(pm_cfi_load(bad, bid, &u), EBADMSG);
+  t->rows[1] = keep;
+  t->rows[1].pc = t->rows[2].pc;
+  CHECK_INT(pm_cfi_save(t, bad), 0);
+  CHECK_INT(pm_cfi_load(bad, bid, &u), EBADMSG);
+  t->rows[1] = keep;
+  CHECK_INT(pm_cfi_save(t, bad), 0);
+  CHECK_INT(pm_cfi_load(bad, bid, &u), 0);
+  pm_cfi_free(u);
+  u = NULL;
   snprintf(bad, sizeof bad, "%s/nothing.tbl", dir);
   CHECK_INT(pm_cfi_load(bad, bid, &u), ENOENT);
   /* a directory that does not exist: the save fails, naming why */
