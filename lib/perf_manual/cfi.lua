@@ -13,12 +13,19 @@ local errno_mod = require('posix.errno')
 local M = {}
 M._c = C
 
---- The directory tables are cached in: $XDG_CACHE_HOME/perf_manual/cfi, or
+--- The directory tables are cached in: $PERF_MANUAL_CACHE/cfi when that is
+--- set (the variable perf_manual.sym's kernel-symbol cache obeys too; empty:
+--- no cache), else $XDG_CACHE_HOME/perf_manual/cfi, else
 --- ~/.cache/perf_manual/cfi. `getenv` (default os.getenv) is for tests.
 ---@param getenv (fun(name: string): string?)?
 ---@return string? dir, string? err
 function M.cache_dir(getenv)
   getenv = getenv or os.getenv
+  local pm = getenv('PERF_MANUAL_CACHE')
+  if pm then
+    if pm == '' then return nil, 'no cache: PERF_MANUAL_CACHE is empty' end
+    return pm .. '/cfi'
+  end
   local xdg = getenv('XDG_CACHE_HOME')
   -- the XDG spec ignores a relative path
   if xdg and xdg:sub(1, 1) == '/' then return xdg .. '/perf_manual/cfi' end
