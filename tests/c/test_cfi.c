@@ -81,29 +81,22 @@ static const char CXX[] =
   " return -1; } }\n"
   "int main(int argc, char **) { std::printf(\"%d\\n\", pm_catch(argc)); return 0; }\n";
 
-static int build_programs(void)
+/* writes text to file in the test directory; 0 or -1 */
+static int write_source(const char *file, const char *text)
 {
-  if (!mkdtemp(dir))
-    return -1;
   char path[256];
-  snprintf(path, sizeof path, "%s/prog.c", dir);
+  snprintf(path, sizeof path, "%s/%s", dir, file);
   FILE *f = fopen(path, "w");
   if (!f)
     return -1;
-  fputs(PROG, f);
-  fclose(f);
-  snprintf(path, sizeof path, "%s/lib.c", dir);
-  f = fopen(path, "w");
-  if (!f)
+  int ok = fputs(text, f) >= 0;
+  return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static int build_programs(void)
+{
+  if (!mkdtemp(dir) || write_source("prog.c", PROG) || write_source("lib.c", LIB) || write_source("cxx.cc", CXX))
     return -1;
-  fputs(LIB, f);
-  fclose(f);
-  snprintf(path, sizeof path, "%s/cxx.cc", dir);
-  f = fopen(path, "w");
-  if (!f)
-    return -1;
-  fputs(CXX, f);
-  fclose(f);
   if (sh("cd %s && cc -O2 -fomit-frame-pointer -fasynchronous-unwind-tables -o prog-nofp prog.c", dir) ||
       sh("cd %s && cc -O2 -fno-omit-frame-pointer -fasynchronous-unwind-tables -o prog-fp prog.c", dir) ||
       sh("cd %s && cc -O0 -g -fno-asynchronous-unwind-tables -fno-unwind-tables -o prog-debug prog.c", dir) ||
