@@ -311,7 +311,8 @@ int main(void)
   RUN(elf_frame_pointers);
   RUN(elf_debuglink_and_stripped);
   RUN(elf_errors);
-  if (strchr(dir, 'X') == NULL)
+  /* made: mkdtemp replaced the template's XXXXXX (the name may hold an X) */
+  if (strcmp(dir + strlen(dir) - 6, "XXXXXX") != 0)
     sh("rm -rf %s", dir);
   return check_summary("test_sym");
 }
