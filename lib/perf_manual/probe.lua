@@ -414,10 +414,14 @@ end
 
 local function tracepoint_fields(p)
   local root = require('perf_manual.bpf').tracefs()
-  if not root then return fail('probe: tracefs is not mounted: cannot read tracepoint ' .. p.category .. ':' .. p.name) end
+  if not root then
+    return nil, 'probe: tracefs is not mounted: cannot read tracepoint ' .. p.category .. ':' .. p.name, 'env'
+  end
   local text = util.readfile(root .. '/events/' .. p.category .. '/' .. p.name .. '/format')
-  if not text then return fail(string.format("probe: unknown tracepoint '%s:%s' (no %s/events/%s/%s)",
-    p.category, p.name, root, p.category, p.name)) end
+  if not text then
+    return nil, string.format("probe: unknown tracepoint '%s:%s' (no %s/events/%s/%s)", p.category, p.name, root,
+      p.category, p.name), 'user'
+  end
   return M.parse_format(text)
 end
 
@@ -601,43 +605,44 @@ Probe.__index = Probe
 local function attach_error(p, err)
   -- libbpf names the cause; say it in the spec's words
   if p.func and err:find('failed to find symbol', 1, true) then
-    return string.format("probe: unknown symbol '%s' in %s", p.func, p.path)
+    return string.format("probe: unknown symbol '%s' in %s", p.func, p.path), 'user'
   end
   if p.kind == 'usdt' and (err:find('No such file', 1, true) or err:find('No such process', 1, true)) then
-    return string.format("probe: no USDT probe %s:%s in %s", p.provider, p.name, p.path)
+    return string.format("probe: no USDT probe %s:%s in %s", p.provider, p.name, p.path), 'user'
   end
   if p.kind == 'raw_tp' and err:find('No such file', 1, true) then
-    return string.format("probe: unknown raw tracepoint '%s'", p.name)
+    return string.format("probe: unknown raw tracepoint '%s'", p.name), 'user'
   end
-  return 'probe: ' .. err
+  return 'probe: ' .. err, 'env'
 end
 
 --- Places the probe (a spec table, or one parsed by M.parse). opts: pid, tid,
 --- cgroup, comm (merged with the spec's; the spec's win), stats = false.
---- Returns the tracer or nil, err (a user's mistake: unknown symbol,
---- tracepoint or field) and errno-like detail.
+--- Returns the tracer, or nil, err, kind: 'user' for the spec's mistakes
+--- (unknown symbol, tracepoint, field, binary), 'env' for the machine's.
 function M.start(spec, opts)
   opts = opts or {}
   local p, err
   if type(spec) == 'table' and spec.kind then p = spec else p, err = M.parse(spec) end
-  if not p then return nil, err end
+  if not p then return nil, err, 'user' end
   local bpf = require('perf_manual.bpf')
   local ok, why = bpf.available()
-  if not ok then return nil, why end
+  if not ok then return nil, why, 'env' end
   local pid, tid = p.pid or opts.pid, p.tid or opts.tid
   local fields
   if p.kind == 'tracepoint' then
-    fields, err = tracepoint_fields(p)
-    if not fields then return nil, err end
+    local kind
+    fields, err, kind = tracepoint_fields(p)
+    if not fields then return nil, err, kind end
   elseif p.kind ~= 'raw_tp' then
     p.path, err = M.resolve_binary(p.binary, pid)
-    if not p.path then return nil, err end
+    if not p.path then return nil, err, 'user' end
   end
   local cfg
   cfg, err = M.config(p, fields)
-  if not cfg then return nil, err end
+  if not cfg then return nil, err, 'user' end
   local filt, ferr = base.filter_config { pid = pid, tid = tid, cgroup = p.cgroup or opts.cgroup }
-  if not filt then return nil, 'probe: ' .. ferr end
+  if not filt then return nil, 'probe: ' .. ferr, 'user' end
   for k, v in pairs(filt) do cfg[k] = v end
   if not p.comm and opts.comm then cfg.targ_comm = opts.comm end
 
@@ -670,7 +675,11 @@ function M.start(spec, opts)
   if not lok then obj:close() return nil, lerr end
   for _, step in ipairs(plan) do
     local aok, aerr = obj:attach_probe(step[1], step[2])
-    if not aok then obj:close() return nil, attach_error(p, aerr) end
+    if not aok then
+      obj:close()
+      local msg, kind = attach_error(p, aerr)
+      return nil, msg, kind
+    end
   end
   local t = base.Tracer.new('probe', obj, { attach_path = p.kind, stats = opts.stats })
   t.probe = p
