@@ -283,8 +283,9 @@ function M.parse(spec)
   -- what happens at entry and what at return
   local function at_return(v) return v and (v.src == 'retval' or v.src == 'latency') end
   local function at_entry(v) return v and v.src == 'arg' end
-  local ret = p.kind == 'uretprobe' or at_return(p.hist) or at_return(p.by.value) or at_return(p.filter and p.filter.value)
-  local entry = at_entry(p.hist) or at_entry(p.by.value) or at_entry(p.filter and p.filter.value)
+  local fv = p.filter and p.filter.value
+  local ret = p.kind == 'uretprobe' or at_return(p.hist) or at_return(p.by.value) or at_return(fv)
+  local entry = at_entry(p.hist) or at_entry(p.by.value) or at_entry(fv)
   if p.kind == 'uretprobe' and p.hist and p.hist.src == 'arg' then
     return fail('probe: hist ' .. p.hist.text .. ': arguments are gone at return; use uprobe:, or hist=retval')
   end
@@ -505,15 +506,15 @@ end
 --- or of an unsigned one everything from 2^63 (open). linear: an underflow
 --- bucket {under = true, hi = min - 1}, then the steps, then an open one.
 function M.buckets(p, slots)
-  local out = {}
+  local out, neg = {}, nil
   if p.scale ~= 'linear' then
     local hist = require('perf_manual.hist')
     local low = {}
     for i = 1, M.SLOTS - 1 do low[i] = slots[i] or 0 end
     local top = slots[M.SLOTS] or 0
     local signed = p.hist and p.hist.signed
-    if top > 0 and signed then out[1] = { neg = true, hi = -1, count = top } end
-    for _, b in ipairs(hist.log2_buckets(low)) do out[#out + 1] = b end
+    if top > 0 and signed then neg = { neg = true, hi = -1, count = top } end
+    out = hist.log2_buckets(low)
     if top > 0 and not signed then
       for i = #out + 1, M.SLOTS - 1 do
         local lo, hi = hist.log2_bounds(i - 1)
@@ -536,14 +537,12 @@ function M.buckets(p, slots)
     end
   end
   -- from the first non-empty bucket on
-  local first = 1
-  while out[first] and out[first].count == 0 do first = first + 1 end
-  if first > 1 then
-    local trimmed = {}
-    for i = first, #out do trimmed[#trimmed + 1] = out[i] end
-    out = trimmed
+  local trimmed, started = { neg }, false
+  for _, b in ipairs(out) do
+    started = started or b.count > 0
+    if started then trimmed[#trimmed + 1] = b end
   end
-  return out
+  return trimmed
 end
 
 --- Entries (decoded) -> a result: rows sorted by count (then key), totals
@@ -732,7 +731,9 @@ function Probe:read(opts)
     res = self.final or M.aggregate(self.probe, {})
   else
     local entries = {}
-    for _, e in ipairs(assert(self.counts:read { clear = opts.clear })) do entries[#entries + 1] = M.decode(e.key, e.value) end
+    for _, e in ipairs(assert(self.counts:read { clear = opts.clear })) do
+      entries[#entries + 1] = M.decode(e.key, e.value)
+    end
     self:drain()
     res = M.aggregate(self.probe, entries, self:attached_seconds(now))
     self:_frames(res.rows)
