@@ -526,6 +526,25 @@ static int obj_set_config(lua_State *L)
   return 0;
 }
 
+/// resize(map, max_entries): before load, a map's size (a probe that takes
+/// no stacks needs no preallocated stack map: creating one costs milliseconds)
+static int obj_resize(lua_State *L)
+{
+  struct pm_bpf_obj *po = obj_check(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, n > 0 && n <= 0x7fffffff, 3, "expected max_entries > 0");
+  if (po->loaded)
+    return luaL_error(L, "bpf: resize %s: the object is already loaded", po->name);
+  struct bpf_map *map = bpf_object__find_map_by_name(po->obj, name);
+  if (!map)
+    return luaL_error(L, "bpf: %s has no map '%s'", po->name, name);
+  int err = bpf_map__set_max_entries(map, (__u32)n);
+  if (err)
+    return luaL_error(L, "bpf: resize %s: %s", name, strerror(-err));
+  return 0;
+}
+
 static struct bpf_program *find_prog(lua_State *L, struct pm_bpf_obj *po, int idx)
 {
   const char *pn = luaL_checkstring(L, idx);
@@ -1552,6 +1571,7 @@ static int obj_lost(lua_State *L)
 static const luaL_Reg obj_methods[] = {
   { "set_config", obj_set_config },
   { "autoload", obj_autoload },
+  { "resize", obj_resize },
   { "programs", obj_programs },
   { "load", obj_load },
   { "attach", obj_attach },

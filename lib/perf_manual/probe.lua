@@ -670,6 +670,11 @@ function M.start(spec, opts)
   for _, prog in ipairs(obj:programs()) do obj:autoload(prog.name, want[prog.name] == true) end
   local cok, cerr = pcall(obj.set_config, obj, cfg)
   if not cok then obj:close() return nil, tostring(cerr) end
+  -- maps this probe does not use, made small: creating the preallocated
+  -- stack map alone costs several milliseconds of the time to attach
+  if not (p.by.ustack or p.by.kstack) then obj:resize('stacks', 1) end
+  if not p.by.ustack then obj:resize('seen', 1); obj:resize('fresh', 1) end
+  if not p.paired then obj:resize('starts', 1) end
   local lok, lerr = obj:load { stats = false }
   if not lok then obj:close() return nil, lerr end
   for _, step in ipairs(plan) do

@@ -7,7 +7,8 @@
  *   calls N
  *   size 2^k N_k          (one line per slot)
  *   tag t N_t
- *   naps M */
+ *   naps M
+ *   ns_per_call X         (wall time of the calls loop / calls: the bench's figure) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -34,11 +35,14 @@ int main(int argc, char **argv)
   long naps = argc > 2 ? atol(argv[2]) : 0;
   long nap_us = argc > 3 ? atol(argv[3]) : 2000;
   long per_size[12] = { 0 }, per_tag[4] = { 0 };
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   for (long i = 0; i < calls; i++) {
     pm_probe_work(1L << (i % 12), (int)(i % 4));
     per_size[i % 12]++;
     per_tag[i % 4]++;
   }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
   for (long i = 0; i < naps; i++)
     pm_probe_nap(nap_us);
   printf("calls %ld\n", calls);
@@ -47,5 +51,7 @@ int main(int argc, char **argv)
   for (int t = 0; t < 4; t++)
     printf("tag %d %ld\n", t, per_tag[t]);
   printf("naps %ld\n", naps);
+  double ns = (t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec);
+  printf("ns_per_call %.1f\n", calls > 0 ? ns / calls : 0.0);
   return 0;
 }

@@ -1,0 +1,154 @@
+-- Benchmark of `perf_manual probe` against bpftrace, measured in the same run
+-- on the same program (tests/workloads/probe_calls.c, which times its own
+-- loop of calls to pm_probe_work):
+--   1. start -> attached: from starting the tool with `-- CMD` (bpftrace -c
+--      CMD) to the command's first line of output (both launch the command
+--      once their probes are in place), and the whole session start..exit;
+--   2. added cost per probed call: count, log2 histogram of an argument,
+--      user stacks, vs the same program untraced, each traced run paired
+--      with an untraced run just before it (the median of the differences).
+-- Run: tests/bench/run.sh probe   (takes the machine lock), or
+--      flock /tmp/perf_manual-machine.lock bin/perf_manual --lua tests/bench/probe.lua
+-- Env: PM_BENCH_ROUNDS (default 5), PM_BENCH_CALLS (default 1000000).
+local sys = require('perf_manual._c.sys')
+local util = require('perf_manual.util')
+local root = require('perf_manual._host').root
+
+if sys.geteuid() ~= 0 then
+  io.stderr:write('bench probe: needs root (BPF)\n')
+  os.exit(2)
+end
+
+package.path = root .. '/tests/?.lua;' .. package.path
+local median = require('bench.common').median
+
+local ROUNDS = tonumber(os.getenv('PM_BENCH_ROUNDS')) or 5
+local CALLS = tonumber(os.getenv('PM_BENCH_CALLS')) or 1000000
+local PM = root .. '/bin/perf_manual'
+local W = root .. '/build/workloads/probe_calls'
+local POINT = 'uprobe:' .. W .. ':pm_probe_work'
+local have_bpftrace = os.execute('command -v bpftrace >/dev/null 2>&1') == 0
+
+-- Runs argv, reading its output; ms from start to the first line matching
+-- `pattern`, ms to its end, and the whole output.
+local function timed(argv, pattern)
+  local out = os.tmpname()
+  local t0 = sys.now()
+  local pid = assert(sys.spawn(argv, { stdout = out, stderr = out }))
+  local t_match
+  while sys.wait(pid, true) == 'running' do
+    if not t_match and (util.readfile(out) or ''):match(pattern) then t_match = sys.now() end
+    sys.sleep(0.0005)
+  end
+  local t_end = sys.now()
+  local text = util.readfile(out) or ''
+  if not t_match and text:match(pattern) then t_match = t_end end
+  os.remove(out)
+  return t_match and (t_match - t0) * 1e3, (t_end - t0) * 1e3, text
+end
+
+local OURS = {
+  count = { '--count' },
+  hist = { '--hist', 'arg0' },
+  stacks = { '--stacks' },
+}
+local BT = {
+  count = 'uprobe:%s:pm_probe_work { @ = count(); }',
+  hist = 'uprobe:%s:pm_probe_work { @ = hist(arg0); }',
+  stacks = 'uprobe:%s:pm_probe_work { @[ustack, kstack] = count(); }',
+}
+
+local function ours(action, n)
+  local argv = { PM, 'probe', POINT }
+  for _, a in ipairs(OURS[action]) do argv[#argv + 1] = a end
+  for _, a in ipairs { '--max-overhead', '10000', '--', W, tostring(n) } do argv[#argv + 1] = a end
+  return argv
+end
+
+local function bpftrace(action, n)
+  return { 'bpftrace', '-e', string.format(BT[action], W), '-c', W .. ' ' .. n }
+end
+
+local function ns_per_call(text)
+  return tonumber(text:match('ns_per_call ([%d.]+)'))
+end
+
+-- 1. start -> attached -----------------------------------------------------------
+
+local function startup()
+  local r = { ours = {}, ours_s = {}, bt = {}, bt_s = {} }
+  for _ = 1, math.max(ROUNDS * 2, 9) do
+    local a, s, text = timed(ours('count', 1), 'calls 1\n')
+    assert(a, 'probe: no output from the workload\n' .. text)
+    assert(text:match('count: 1 events'), 'probe did not count the call\n' .. text)
+    r.ours[#r.ours + 1], r.ours_s[#r.ours_s + 1] = a, s
+    if have_bpftrace then
+      local ba, bs, btext = timed(bpftrace('count', 1), 'calls 1\n')
+      assert(ba, 'bpftrace: no output from the workload\n' .. btext)
+      r.bt[#r.bt + 1], r.bt_s[#r.bt_s + 1] = ba, bs
+    end
+  end
+  return median(r.ours), median(r.ours_s), median(r.bt), median(r.bt_s)
+end
+
+-- 2. cost per call -----------------------------------------------------------------
+
+local function run_ns(argv, want)
+  local _, _, text = timed(argv, 'ns_per_call')
+  local ns = ns_per_call(text)
+  assert(ns, 'no ns_per_call from ' .. table.concat(argv, ' ') .. '\n' .. text)
+  if want then assert(text:match(want), 'missed calls: ' .. table.concat(argv, ' ') .. '\n' .. text:sub(-2000)) end
+  return ns
+end
+
+io.write(string.format('probe benchmark: %d rounds, %d calls of pm_probe_work per run, %d CPUs, kernel %s\n',
+  ROUNDS, CALLS, sys.info().ncpu, (util.readfile('/proc/sys/kernel/osrelease') or '?'):gsub('\n', '')))
+if not have_bpftrace then io.write('bpftrace: not installed, peer figures not measured\n') end
+
+local a, s, ba, bs = startup()
+
+local diffs, base = {}, {}
+local function add(key, v, u) diffs[key] = diffs[key] or {}; table.insert(diffs[key], v - u) end
+for _ = 1, ROUNDS do
+  for _, action in ipairs { 'count', 'hist', 'stacks' } do
+    local u = run_ns({ W, tostring(CALLS) })
+    base[#base + 1] = u
+    -- every call counted, or the figure is not the cost of counting them
+    add(action, run_ns(ours(action, CALLS), action == 'stacks' and ('count ' .. CALLS) or (': ' .. CALLS .. ' events')),
+      u)
+    if have_bpftrace then
+      u = run_ns({ W, tostring(CALLS) })
+      base[#base + 1] = u
+      add('bt_' .. action, run_ns(bpftrace(action, CALLS)), u)
+    end
+  end
+end
+local function added(k) return diffs[k] and median(diffs[k]) end
+
+local function f(v, fmt) return v and string.format(fmt or '%.1f', v) or 'not measured' end
+local function ratio(x, y) return (x and y and y > 0) and string.format('%.1fx', x / y) or '' end
+local rows = {
+  { 'start -> attached, command running (ms, median)', f(a), f(ba), ratio(ba, a) .. ' faster' },
+  { 'whole session start..exit (ms, median)', f(s), f(bs), ratio(bs, s) .. ' faster' },
+  { 'pm_probe_work untraced (ns/call)', f(median(base)), '', '' },
+  { 'added, count (ns/call)', f(added('count')), f(added('bt_count')), ratio(added('count'), added('bt_count')) },
+  { 'added, log2 hist of arg0 (ns/call)', f(added('hist')), f(added('bt_hist')), ratio(added('hist'), added('bt_hist')) },
+  { 'added, user+kernel stacks (ns/call)', f(added('stacks')), f(added('bt_stacks')),
+    ratio(added('stacks'), added('bt_stacks')) },
+}
+local w = { 0, 12, 12 }
+for _, r in ipairs(rows) do for i = 1, 3 do w[i] = math.max(w[i], #r[i]) end end
+io.write(string.format('%-' .. w[1] .. 's  %' .. w[2] .. 's  %' .. w[3] .. 's  %s\n', 'measure', 'perf_manual',
+  'bpftrace', 'ours vs bpftrace'))
+for _, r in ipairs(rows) do
+  io.write(string.format('%-' .. w[1] .. 's  %' .. w[2] .. 's  %' .. w[3] .. 's  %s\n', r[1], r[2], r[3], r[4]))
+end
+io.write('(cost per call = the workload\'s own ns/call traced minus untraced, paired runs, median; a uprobe\'s\n'
+  .. ' trap into the kernel is most of it for both tools. Ours includes its run-time sampling windows.)\n')
+if a and ba then
+  io.write(string.format('goal: attach >= 10x faster: %s; cost per event <= bpftrace\'s: count %s, hist %s, stacks %s\n',
+    ba / a >= 10 and 'met' or 'MISSED',
+    added('count') and added('bt_count') and (added('count') <= added('bt_count') and 'met' or 'MISSED') or '?',
+    added('hist') and added('bt_hist') and (added('hist') <= added('bt_hist') and 'met' or 'MISSED') or '?',
+    added('stacks') and added('bt_stacks') and (added('stacks') <= added('bt_stacks') and 'met' or 'MISSED') or '?'))
+end
