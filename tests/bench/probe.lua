@@ -9,6 +9,9 @@
 --      with an untraced run just before it (the median of the differences).
 -- Run: tests/bench/run.sh probe   (takes the machine lock), or
 --      flock /tmp/perf_manual-machine.lock bin/perf_manual --lua tests/bench/probe.lua
+--   3. the same on a tracepoint (syscalls:sys_enter_getppid, counted by
+--      thread name, on tests/workloads/syscall_loop.c), where the trap is
+--      cheap and the programs' own cost shows.
 -- Env: PM_BENCH_ROUNDS (default 5), PM_BENCH_CALLS (default 1000000).
 local sys = require('perf_manual._c.sys')
 local util = require('perf_manual.util')
@@ -69,8 +72,19 @@ local function bpftrace(action, n)
   return { 'bpftrace', '-e', string.format(BT[action], W), '-c', W .. ' ' .. n }
 end
 
+-- the workloads' own figure: probe_calls "ns_per_call X", syscall_loop "X ns/call"
 local function ns_per_call(text)
-  return tonumber(text:match('ns_per_call ([%d.]+)'))
+  return tonumber(text:match('ns_per_call ([%d.]+)') or text:match('([%d.]+) ns/call'))
+end
+
+-- a tracepoint, where the probe itself is cheap and the program's cost shows
+local LOOP = root .. '/build/workloads/syscall_loop'
+local TP = 'tracepoint:syscalls:sys_enter_getppid'
+local function ours_tp(n)
+  return { PM, 'probe', TP, '--by', 'comm', '--max-overhead', '10000', '--', LOOP, tostring(n) }
+end
+local function bpftrace_tp(n)
+  return { 'bpftrace', '-e', TP .. ' { @[comm] = count(); }', '-c', LOOP .. ' ' .. n }
 end
 
 -- 1. start -> attached -----------------------------------------------------------
@@ -94,7 +108,7 @@ end
 -- 2. cost per call -----------------------------------------------------------------
 
 local function run_ns(argv, want)
-  local _, _, text = timed(argv, 'ns_per_call')
+  local _, _, text = timed(argv, 'ns.per.call')
   local ns = ns_per_call(text)
   assert(ns, 'no ns_per_call from ' .. table.concat(argv, ' ') .. '\n' .. text)
   if want then assert(text:match(want), 'missed calls: ' .. table.concat(argv, ' ') .. '\n' .. text:sub(-2000)) end
@@ -109,13 +123,22 @@ local a, s, ba, bs = startup()
 
 local diffs, base = {}, {}
 local function add(key, v, u) diffs[key] = diffs[key] or {}; table.insert(diffs[key], v - u) end
+local tp_base = {}
 for _ = 1, ROUNDS do
+  local lu = run_ns({ LOOP, tostring(CALLS) })
+  tp_base[#tp_base + 1] = lu
+  add('tp', run_ns(ours_tp(CALLS), 'syscall_loop%s+' .. CALLS), lu)
+  if have_bpftrace then
+    lu = run_ns({ LOOP, tostring(CALLS) })
+    tp_base[#tp_base + 1] = lu
+    add('bt_tp', run_ns(bpftrace_tp(CALLS)), lu)
+  end
   for _, action in ipairs { 'count', 'hist', 'stacks' } do
     local u = run_ns({ W, tostring(CALLS) })
     base[#base + 1] = u
     -- every call counted, or the figure is not the cost of counting them
-    add(action, run_ns(ours(action, CALLS), action == 'stacks' and ('count ' .. CALLS) or (': ' .. CALLS .. ' events')),
-      u)
+    local want = action == 'stacks' and ('count ' .. CALLS) or (': ' .. CALLS .. ' events')
+    add(action, run_ns(ours(action, CALLS), want), u)
     if have_bpftrace then
       u = run_ns({ W, tostring(CALLS) })
       base[#base + 1] = u
@@ -132,9 +155,13 @@ local rows = {
   { 'whole session start..exit (ms, median)', f(s), f(bs), ratio(bs, s) .. ' faster' },
   { 'pm_probe_work untraced (ns/call)', f(median(base)), '', '' },
   { 'added, count (ns/call)', f(added('count')), f(added('bt_count')), ratio(added('count'), added('bt_count')) },
-  { 'added, log2 hist of arg0 (ns/call)', f(added('hist')), f(added('bt_hist')), ratio(added('hist'), added('bt_hist')) },
+  { 'added, log2 hist of arg0 (ns/call)', f(added('hist')), f(added('bt_hist')),
+    ratio(added('hist'), added('bt_hist')) },
   { 'added, user+kernel stacks (ns/call)', f(added('stacks')), f(added('bt_stacks')),
     ratio(added('stacks'), added('bt_stacks')) },
+  { 'getppid() untraced (ns/call)', f(median(tp_base)), '', '' },
+  { 'added, tracepoint count by comm (ns/call)', f(added('tp')), f(added('bt_tp')),
+    ratio(added('tp'), added('bt_tp')) },
 }
 local w = { 0, 12, 12 }
 for _, r in ipairs(rows) do for i = 1, 3 do w[i] = math.max(w[i], #r[i]) end end
@@ -146,9 +173,11 @@ end
 io.write('(cost per call = the workload\'s own ns/call traced minus untraced, paired runs, median; a uprobe\'s\n'
   .. ' trap into the kernel is most of it for both tools. Ours includes its run-time sampling windows.)\n')
 if a and ba then
-  io.write(string.format('goal: attach >= 10x faster: %s; cost per event <= bpftrace\'s: count %s, hist %s, stacks %s\n',
+  io.write(string.format('goal: attach >= 10x faster: %s; cost per event <= bpftrace\'s: count %s, hist %s, '
+    .. 'stacks %s, tracepoint %s\n',
     ba / a >= 10 and 'met' or 'MISSED',
     added('count') and added('bt_count') and (added('count') <= added('bt_count') and 'met' or 'MISSED') or '?',
     added('hist') and added('bt_hist') and (added('hist') <= added('bt_hist') and 'met' or 'MISSED') or '?',
-    added('stacks') and added('bt_stacks') and (added('stacks') <= added('bt_stacks') and 'met' or 'MISSED') or '?'))
+    added('stacks') and added('bt_stacks') and (added('stacks') <= added('bt_stacks') and 'met' or 'MISSED') or '?',
+    added('tp') and added('bt_tp') and (added('tp') <= added('bt_tp') and 'met' or 'MISSED') or '?'))
 end
