@@ -83,7 +83,7 @@ function M.render(res, opts)
   if res.action ~= 'count' then
     if keyed then
       out[#out + 1] = fmt('all: %s\n', stats_text(res, { count = total.count, mean = total.mean }))
-      out[#out + 1] = M.histogram(res.buckets or {}, { unit = res.unit, title = res.hist })
+      out[#out + 1] = M.histogram(res.buckets or {}, { unit = res.unit, title = res.hist }):sub(1, -2)
     end
     for i, r in ipairs(rows) do
       if i > top then break end
@@ -91,8 +91,9 @@ function M.render(res, opts)
       if r.stack then out[#out + 1] = stack_text(r):sub(1, -2) end
       local k = key_text(res, r)
       out[#out + 1] = (k ~= '' and ('[' .. k .. '] ') or '') .. stats_text(res, r)
-      out[#out + 1] = M.histogram(r.buckets or {}, { unit = res.unit, title = res.hist })
+      out[#out + 1] = M.histogram(r.buckets or {}, { unit = res.unit, title = res.hist }):sub(1, -2)
     end
+    out[#out + 1] = ''
   elseif rows[1] and rows[1].stack then
     for i, r in ipairs(rows) do
       if i > top then break end
