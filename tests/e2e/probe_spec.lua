@@ -188,6 +188,23 @@ describe('probe e2e #priv', function()
     end
   end)
 
+  it('runs the example playbook: who calls fsync, and how long it takes', function()
+    if not h.need_root() then return end
+    local W = require('e2e.workload')
+    W.with('fsync_writer', { '30', W.scratch(), '2' }, {}, function(w)
+      local out, err, st = h.pm(string.format(
+        'run %s/playbooks/examples/who-calls-fsync.lua --pid %d --duration 1 --slow-ms 1e6', h.root, w.pid))
+      assert.equal(0, st, err)
+      local n = tonumber(out:match('\nfsync: (%d+) calls in'))
+      assert.is_true(n and n > 0, out)
+      -- fsync_writer's threads call fsync from writer(); they never call fdatasync
+      assert.matches('\n    writer\n    start_thread\n', out)
+      assert.matches('fsync: the slowest caller, writer, takes [%d.]+ ms on average %(' .. n .. ' calls%)', out)
+      assert.matches('\nfdatasync: 0 calls in', out)
+    end)
+    W.cleanup_scratch()
+  end)
+
   it('prints text with the quality line', function()
     if not h.need_root() then return end
     local out, err, st = h.pm(string.format('probe %s --by arg1 -- %s 400', q('uprobe:' .. CALLS .. ':pm_probe_work'),

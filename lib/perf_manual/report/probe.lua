@@ -32,7 +32,7 @@ end
 --- Histogram text: one line per bucket, `lo -> hi : count |***|`.
 function M.histogram(buckets, opts)
   opts = opts or {}
-  local labels, w, max = {}, 5, 0
+  local labels, w, max = {}, #(opts.title or 'value'), 0
   for i, b in ipairs(buckets) do
     labels[i] = label(b, opts.unit == 'ns')
     if #labels[i] > w then w = #labels[i] end
