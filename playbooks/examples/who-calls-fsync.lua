@@ -21,6 +21,8 @@ return playbook {
                               duration = p.duration }
         if r.available == false then return inv:fail(fn .. ": " .. tostring(r.why)) end
         inv:printf("%s: %d calls in %s\n", fn, r.total.count, inv:duration_text(r.duration_s))
+        -- the overhead budget may have detached the probe early: said, not hidden
+        for _, n in ipairs(r.notes or {}) do inv:printf("note: %s\n", n) end
         if r.total.count > 0 then
           inv:show(inv:render_probe(r, { top = 3 }))
           -- the slowest path: the one whose mean call takes longest

@@ -195,7 +195,7 @@ describe('probe e2e #priv', function()
       local out, err, st = h.pm(string.format(
         'run %s/playbooks/examples/who-calls-fsync.lua --pid %d --duration 1 --slow-ms 1e6', h.root, w.pid))
       assert.equal(0, st, err)
-      local n = tonumber(out:match('\nfsync: (%d+) calls in'))
+      local n = tonumber(out:match('^fsync: (%d+) calls in'))
       assert.is_true(n and n > 0, out)
       -- fsync_writer's threads call fsync from writer(); they never call fdatasync
       assert.matches('\n    writer\n    start_thread\n', out)
