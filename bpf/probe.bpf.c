@@ -23,6 +23,7 @@
 #include <bpf/usdt.bpf.h>
 #include "common.h"
 #include "probe.h"
+#include "common/fresh.bpf.h"
 
 const volatile __u32 hist_kind = PROBE_HIST_NONE;
 const volatile __u32 hist_src = PROBE_SRC_NONE;
@@ -71,23 +72,6 @@ struct {
   __type(key, __u32);
   __type(value, struct pm_probe_entry);
 } starts SEC(".maps");
-
-/* every process seen with a user stack, and those user space has not
- * looked at yet: it reads their maps while they live, so the frames of one
- * that exits before the read stay named (as bpf/profile.bpf.c does) */
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 16384);
-  __type(key, __u32);
-  __type(value, __u8);
-} seen SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 4096);
-  __type(key, __u32);
-  __type(value, __u64);
-} fresh SEC(".maps");
 
 /* a zeroed value to insert from (it does not fit on the BPF stack) */
 struct {
@@ -221,13 +205,7 @@ static __always_inline void record(void *ctx, __u64 hval, __u64 kval)
     bpf_get_current_comm(key.comm, sizeof key.comm);
   if (key_by & PROBE_BY_USTACK) {
     key.user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-    __u32 tgid = id >> 32;
-    if (!bpf_map_lookup_elem(&seen, &tgid)) {
-      __u8 yes = 1;
-      __u64 now = bpf_ktime_get_ns();
-      bpf_map_update_elem(&seen, &tgid, &yes, BPF_ANY);
-      bpf_map_update_elem(&fresh, &tgid, &now, BPF_NOEXIST);
-    }
+    pm_note_fresh(id >> 32); /* its maps are read while it lives */
   }
   if (key_by & PROBE_BY_KSTACK)
     key.kern_stack_id = bpf_get_stackid(ctx, &stacks, 0);

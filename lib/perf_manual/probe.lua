@@ -726,7 +726,7 @@ function Probe:_frames(rows)
 end
 
 --- The result since start (or the last clearing read). opts.clear: start
---- a new interval. opts.top: name the stacks of the first N rows only.
+--- a new interval.
 function Probe:read(opts)
   opts = opts or {}
   local sys = require('perf_manual.sys')
