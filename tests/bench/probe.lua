@@ -12,7 +12,10 @@
 --   3. the same on a tracepoint (syscalls:sys_enter_getppid, counted by
 --      thread name, on tests/workloads/syscall_loop.c), where the trap is
 --      cheap and the programs' own cost shows.
--- Env: PM_BENCH_ROUNDS (default 5), PM_BENCH_CALLS (default 1000000).
+--   The API's start -> attached too: `perf_manual --lua` running
+--   probe.start, against bpftrace's "Attaching" line (printed before it attaches).
+-- Env: PM_BENCH_ROUNDS (default 5), PM_BENCH_CALLS (default 1000000),
+-- PM_BENCH_STARTUP_ONLY=1 (part 1 only).
 local sys = require('perf_manual._c.sys')
 local util = require('perf_manual.util')
 local root = require('perf_manual._host').root
@@ -110,9 +113,27 @@ local function piped(argv, pattern)
   return t_match and (t_match - t0) * 1e3, (sys.now() - t0) * 1e3, table.concat(lines, '\n') .. '\n'
 end
 
+-- The API: a script that places the probe and says so (what a playbook's
+-- inv:probe does before its window), against bpftrace's "Attaching N
+-- probe" line, which it prints before it attaches.
+local script = os.tmpname() .. '.lua'
+do
+  local f = assert(io.open(script, 'w'))
+  f:write(string.format([[
+local t = assert(require('perf_manual.probe').start { %q })
+io.stdout:write('attached\n'); io.stdout:flush()
+t:close()
+]], POINT))
+  f:close()
+end
+
 local function startup()
-  local r = { ours = {}, ours_s = {}, bt = {}, bt_s = {} }
+  local r = { ours = {}, ours_s = {}, bt = {}, bt_s = {}, api = {}, bt_line = {} }
   for _ = 1, math.max(ROUNDS * 2, 9) do
+    r.api[#r.api + 1] = assert(piped({ PM, '--lua', script }, '^attached$'), 'the probe script did not attach')
+    if have_bpftrace then
+      r.bt_line[#r.bt_line + 1] = piped(bpftrace('count', 1), '^Attaching')
+    end
     local a, s, text = piped(ours('count', 1), '^calls 1$')
     assert(a, 'probe: no output from the workload\n' .. text)
     assert(text:match('count: 1 events'), 'probe did not count the call\n' .. text)
@@ -123,7 +144,8 @@ local function startup()
       r.bt[#r.bt + 1], r.bt_s[#r.bt_s + 1] = ba, bs
     end
   end
-  return median(r.ours), median(r.ours_s), median(r.bt), median(r.bt_s)
+  os.remove(script)
+  return median(r.ours), median(r.ours_s), median(r.bt), median(r.bt_s), median(r.api), median(r.bt_line)
 end
 
 -- 2. cost per call -----------------------------------------------------------------
@@ -140,7 +162,8 @@ io.write(string.format('probe benchmark: %d rounds, %d calls of pm_probe_work pe
   ROUNDS, CALLS, sys.info().ncpu, (util.readfile('/proc/sys/kernel/osrelease') or '?'):gsub('\n', '')))
 if not have_bpftrace then io.write('bpftrace: not installed, peer figures not measured\n') end
 
-local a, s, ba, bs = startup()
+local a, s, ba, bs, api, bline = startup()
+if os.getenv('PM_BENCH_STARTUP_ONLY') == '1' then CALLS, ROUNDS = 0, 0 end
 
 local diffs, base = {}, {}
 local function add(key, v, u) diffs[key] = diffs[key] or {}; table.insert(diffs[key], v - u) end
@@ -174,6 +197,7 @@ local function ratio(x, y) return (x and y and y > 0) and string.format('%.1fx',
 local rows = {
   { 'start -> attached, command running (ms, median)', f(a), f(ba), ratio(ba, a) .. ' faster' },
   { 'whole session start..exit (ms, median)', f(s), f(bs), ratio(bs, s) .. ' faster' },
+  { 'start -> attached, API script / bpftrace "Attaching" line', f(api), f(bline), ratio(bline, api) .. ' faster' },
   { 'pm_probe_work untraced (ns/call)', f(median(base)), '', '' },
   { 'added, count (ns/call)', f(added('count')), f(added('bt_count')), ratio(added('count'), added('bt_count')) },
   { 'added, log2 hist of arg0 (ns/call)', f(added('hist')), f(added('bt_hist')),
