@@ -18,7 +18,8 @@ describe('list', function()
   local team
   setup(function()
     team = h.tmpdir()
-    write(team .. '/billing-lag.lua', "return playbook { name = 'billing-lag', topic = 'billing', summary = 'ours',"
+    write(team .. '/billing-lag.lua', "return playbook { name = 'billing-lag', topic = 'billing', "
+      .. "summary = 'ours',"
       .. " run = function() end }")
     write(team .. '/untopical.lua', "return playbook { name = 'untopical', summary = 'no topic', run = function() end }")
     write(team .. '/disk-quick.lua', "return playbook { name = 'disk-quick', topic = 'disk', summary = 'team disk',"

@@ -1,0 +1,78 @@
+-- The catalogue's thin runbooks (runqlat, biosnoop, lock-contention,
+-- request-trace, syscall-dashboard) on workloads of their kind, each checked
+-- against a measurement that does not come from our BPF programs.
+local h = test_helpers
+local sys = require('perf_manual._c.sys')
+local W = require('e2e.workload')
+local util = require('perf_manual.util')
+
+-- the time the threads of pid spent runnable but waiting for a CPU
+-- (schedstat's run_delay, ns), summed over its threads
+local function run_delay_ns(pid)
+  local sum = 0
+  for _, tid in ipairs(util.split(h.sh('ls /proc/' .. pid .. '/task'), '\n')) do
+    if tid ~= '' then
+      local s = util.readfile('/proc/' .. pid .. '/task/' .. tid .. '/schedstat')
+      if s then sum = sum + tonumber(s:match('^%d+ (%d+)')) end
+    end
+  end
+  return sum
+end
+
+describe('catalogue runbooks e2e #priv', function()
+  it('runqlat: the wait it measures for cpu_burn agrees with schedstat run_delay', function()
+    if not h.need_root() then return end
+    h.with_machine_lock(function()
+      local n = sys.info().ncpu * 3
+      W.with('cpu_burn', { tostring(n), '8' }, {}, function(w)
+        W.wait_until(function() return #util.split(h.sh('ls /proc/' .. w.pid .. '/task'), '\n') > n end, 5)
+        local before = run_delay_ns(w.pid)
+        local out, err, st = h.pm('runqlat --pid ' .. w.pid .. ' --per process --duration 2 --json')
+        local after = run_delay_ns(w.pid)
+        assert.equal(0, st, err)
+        local r = assert(util.json_decode(out))
+        assert.equal('process', r.per)
+        assert.equal(w.pid, r.groups[1].pid)
+        assert.equal('cpu_burn', r.groups[1].comm)
+        -- the tracer's total wait (usecs) against schedstat's over a slightly
+        -- longer window (the command's start and attach around it)
+        local traced_ms = r.groups[1].total / 1000
+        local proc_ms = (after - before) / 1e6
+        assert.is_true(traced_ms > 0.7 * proc_ms and traced_ms < 1.1 * proc_ms,
+          string.format('runqlat %.0f ms waiting, schedstat %.0f ms', traced_ms, proc_ms))
+        assert.is_true(r.saturated)
+        assert.matches('^CPU saturation', r.verdict)
+      end)
+    end)
+  end)
+
+  it('biosnoop: every direct write of dd to a loop device, as /proc/diskstats counts them', function()
+    if not h.need_root() then return end
+    local img = os.tmpname()
+    h.sh('truncate -s 32M ' .. img)
+    local dev = h.sh('losetup -f --show ' .. img):match('(/dev/loop%d+)')
+    local ok, err = pcall(function()
+      assert(dev, 'losetup gave no device')
+      local name = dev:match('loop%d+')
+      local function writes()
+        return tonumber(util.readfile('/proc/diskstats'):match('%s' .. name .. ' %d+ %d+ %d+ %d+ (%d+)'))
+      end
+      local before = writes()
+      local out, perr, st = h.pm(string.format('biosnoop --device %s --json -- dd if=/dev/zero of=%s bs=4k count=300 '
+        .. 'oflag=direct', name, dev))
+      assert.equal(0, st, perr)
+      local r = assert(util.json_decode(out))
+      assert.equal(300, writes() - before)
+      assert.equal(300, #r.requests)
+      for i, e in ipairs(r.requests) do
+        assert.same({ name, 'dd', 4096, (i - 1) * 8 }, { e.device, e.comm, e.bytes, e.sector })
+        assert.matches('^W', e.rwbs)
+      end
+      assert.same({ 'dd', 300, 300 * 4096 }, { r.processes[1].comm, r.processes[1].count, r.processes[1].bytes })
+      assert.equal(300, r.devices[1].count)
+    end)
+    if dev then h.sh('losetup -d ' .. dev) end
+    os.remove(img)
+    assert(ok, err)
+  end)
+end)

@@ -1,0 +1,79 @@
+-- The catalogue's thin runbooks replayed on data recorded from real
+-- workloads (tests/fixtures/runbooks/<name>/): what each one decides.
+local util = require('perf_manual.util')
+local h = test_helpers
+
+local function fixture(name) return h.root .. '/tests/fixtures/runbooks/' .. name end
+
+describe('runqlat replay', function()
+  it('judges cpu_burn (3 threads per CPU) CPU-saturated, naming the process', function()
+    local out, err, st = h.pm('runqlat --replay ' .. fixture('runqlat_cpu_burn'))
+    assert.equal(0, st, err)
+    assert.matches('pid = %d+ cpu_burn', out)
+    assert.matches('longest total wait: pid %d+ cpu_burn, 596 wakeups, avg 16%.65 ms', out)
+    assert.matches('verdict: CPU saturation: 1 wakeup in 100 waits over 49%.15 ms', out)
+  end)
+
+  it('follows --slow-ms, and --json carries the histogram and the verdict', function()
+    local out, err, st = h.pm('runqlat --replay ' .. fixture('runqlat_cpu_burn') .. ' --slow-ms 100 --json')
+    assert.equal(0, st, err)
+    local r = assert(util.json_decode(out))
+    assert.is_false(r.saturated)
+    assert.matches('^no CPU saturation seen: p99 run%-queue latency 49%.15 ms', r.verdict)
+    local sum = 0
+    for _, b in ipairs(r.buckets) do sum = sum + b.count end
+    assert.equal(r.count, sum)
+    assert.equal('cpu_burn', r.groups[1].comm)
+  end)
+
+  it('says what is missing from a data dir, exit 2', function()
+    local _, err, st = h.pm('runqlat --replay ' .. fixture('biosnoop_fsync_writer'))
+    assert.equal(2, st)
+    assert.matches('^perf_manual: runqlat: not in the recorded data %(.*trace%-sched%.json%)', err)
+  end)
+end)
+
+describe('biosnoop replay', function()
+  local dir = fixture('biosnoop_fsync_writer')
+  local rec = util.json_decode(util.readfile(dir .. '/trace-io.json'))
+
+  it('prints one line per recorded request, then the disk and process tables', function()
+    local out, err, st = h.pm('biosnoop --replay ' .. dir)
+    assert.equal(0, st, err)
+    local lines = util.split(out, '\n')
+    assert.matches('^TIME%(s%) +COMM +PID +DISK +T +SECTOR +BYTES +LAT%(ms%)$', lines[1])
+    local n, flushes = 0, 0
+    for _, l in ipairs(lines) do
+      if l:match('^%d+%.%d+ +fsync_writer +499 +vda ') then n = n + 1 end
+      if l:match(' vda +FS ') then flushes = flushes + 1 end
+    end
+    assert.equal(#rec.requests, n)
+    assert.is_true(flushes > 100, 'flushes ' .. flushes)  -- fsync sends cache flushes
+    assert.matches('\nvda +1677 ', out)
+    assert.matches('note: 18 requests completed between the last read of the stream and the end', out)
+  end)
+
+  it('--summary --json: the per-process figures are those of the recorded requests', function()
+    local out, err, st = h.pm('biosnoop --replay ' .. dir .. ' --summary --json')
+    assert.equal(0, st, err)
+    local r = assert(util.json_decode(out))
+    local bytes, max = 0, 0
+    for _, e in ipairs(rec.requests) do
+      bytes = bytes + e.bytes
+      max = math.max(max, e.lat_ns / 1e6)
+    end
+    assert.equal(1, #r.processes)
+    local p = r.processes[1]
+    assert.same({ 499, 'fsync_writer', #rec.requests, bytes }, { p.pid, p.comm, p.count, p.bytes })
+    assert.near(max, p.max_ms, 1e-4)
+    assert.is_true(p.p50_ms <= p.p99_ms and p.p99_ms <= p.max_ms)
+  end)
+
+  it('--device keeps one disk', function()
+    local out, err, st = h.pm('biosnoop --replay ' .. dir .. ' --device sdz --json')
+    assert.equal(0, st, err)
+    local r = assert(util.json_decode(out))
+    assert.same({}, r.requests)
+    assert.same({}, r.devices)
+  end)
+end)
