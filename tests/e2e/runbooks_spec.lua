@@ -75,4 +75,37 @@ describe('catalogue runbooks e2e #priv', function()
     os.remove(img)
     assert(ok, err)
   end)
+
+  it('lock-contention: the waits on the mutex of mutex_contention are those bpftrace counts', function()
+    if not h.need_root() then return end
+    if not h.sh('command -v bpftrace'):match('bpftrace') then
+      pending('skipped: bpftrace is not installed')
+      return
+    end
+    local out = os.tmpname()
+    -- FUTEX_WAIT (private flag masked) per address, for the whole life of the
+    -- workload; ends when its main thread exits
+    local prog = 'tracepoint:syscalls:sys_enter_futex /comm == "mutex_contentio" && (args->op & 127) == 0/ '
+      .. '{ @waits[args->uaddr] = count(); } '
+      .. 'tracepoint:sched:sched_process_exit /comm == "mutex_contentio" && pid == tid/ { exit(); }'
+    local bt = tonumber((h.sh(string.format("bpftrace -e '%s' >%s 2>&1 & echo $!", prog, out))))
+    local ok, err = pcall(function()
+      assert(W.wait_until(function() return (util.readfile(out) or ''):find('Attaching') end, 60),
+        'bpftrace did not start: ' .. tostring(util.readfile(out)))
+      local res, perr, st = h.pm('lock-contention --json --max-overhead 100 -- ' .. h.workload('mutex_contention')
+        .. ' 8 1')
+      assert.equal(0, st, perr)
+      local r = assert(util.json_decode(res))
+      assert(W.wait_until(function() return (util.readfile(out) or ''):find('\n@waits%[') end, 30), 'no bpftrace map')
+      local top = r.futex[1]
+      local counted = tonumber(util.readfile(out):match(string.format('@waits%%[0x%x%%]: (%%d+)', top.uaddr)))
+      assert.equal(counted, top.count, util.readfile(out) .. string.format(" top 0x%x", top.uaddr))
+      assert.is_true(top.count > 100, 'waits ' .. top.count)
+      assert.is_true(r.contention)
+      assert.matches('^lock contention: the threads wait', r.verdict)
+    end)
+    if bt then os.execute('kill ' .. bt .. ' 2>/dev/null') end
+    os.remove(out)
+    assert(ok, err)
+  end)
 end)

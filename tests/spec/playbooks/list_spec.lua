@@ -21,7 +21,8 @@ describe('list', function()
     write(team .. '/billing-lag.lua', "return playbook { name = 'billing-lag', topic = 'billing', "
       .. "summary = 'ours',"
       .. " run = function() end }")
-    write(team .. '/untopical.lua', "return playbook { name = 'untopical', summary = 'no topic', run = function() end }")
+    write(team .. '/untopical.lua', "return playbook { name = 'untopical', summary = 'no topic', "
+      .. "run = function() end }")
     write(team .. '/disk-quick.lua', "return playbook { name = 'disk-quick', topic = 'disk', summary = 'team disk',"
       .. " run = function() end }")
   end)
