@@ -10,7 +10,7 @@ local function pct(v) return v and string.format('%.1f%%', v * 100) or '-' end
 return playbook {
   name = 'lock-contention',
   topic = 'locks',
-  summary = 'Lock contention: futex waits per lock and thread, who holds it and from where, kernel locks, USE Mutex row',
+  summary = 'Lock contention: futex waits per lock and thread, who holds it and from where, kernel locks, USE row',
   needs = { 'bpf' },
   examples = '  perf_manual lock-contention --pid 1234 --duration 10\n'
     .. '  perf_manual lock-contention --duration 5 -- ./build/workloads/mutex_contention 8 5\n'

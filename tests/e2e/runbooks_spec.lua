@@ -108,4 +108,39 @@ describe('catalogue runbooks e2e #priv', function()
     os.remove(out)
     assert(ok, err)
   end)
+
+  it('request-trace: counts the requests wrk had answered by fixval_http, and finds its 2 ms sleep', function()
+    if not h.need_root() then return end
+    if not h.sh('command -v wrk'):match('wrk') then
+      pending('skipped: wrk is not installed')
+      return
+    end
+    local conf, out = os.tmpname(), os.tmpname()
+    local f = assert(io.open(conf, 'w')); f:write('2000\n'); f:close()
+    local port = 20000 + sys.getpid() % 20000
+    -- the load: once the server answers (one probe request), wrk for 1 s on 4 connections
+    os.execute(string.format('(for i in $(seq 200); do curl -s -o /dev/null http://127.0.0.1:%d/ && break; '
+      .. 'sleep 0.05; done; wrk -t2 -c4 -d1s http://127.0.0.1:%d/ >%s 2>&1) >/dev/null 2>&1 &', port, port, out))
+    local res, err, st = h.pm(string.format('request-trace --json -- %s %d %s 3', h.workload('fixval_http'), port,
+      conf))
+    local wrk = util.readfile(out) or ''
+    os.remove(conf)
+    os.remove(out)
+    assert.equal(0, st, err)
+    local r = assert(util.json_decode(res))
+    local answered = tonumber(wrk:match('(%d+) requests in'))
+    assert(answered, 'wrk said: ' .. wrk)
+    -- the server also answered the probe, and up to one request per
+    -- connection that wrk sent but stopped waiting for at its end
+    local extra = r.requests - answered - 1
+    assert.is_true(extra >= 0 and extra <= 4, string.format('traced %d, wrk %d', r.requests, answered))
+    -- the server-side latency: at least the 2 ms sleep, at most what wrk saw
+    local wrk_avg, unit = wrk:match('Latency%s+([%d.]+)(%a+)')
+    wrk_avg = tonumber(wrk_avg) * (unit == 'us' and 1e-3 or unit == 's' and 1e3 or 1)
+    assert.is_true(r.latency.p50 * 1000 >= 2 and r.latency.mean * 1000 <= wrk_avg,
+      string.format('traced p50 %.3f ms mean %.3f ms, wrk avg %.3f ms', r.latency.p50 * 1000, r.latency.mean * 1000,
+        wrk_avg))
+    assert.equal('clock_nanosleep', r.per_request[1].name)
+    assert.matches('clock_nanosleep takes 2%.%d+ ms per request', r.verdict)
+  end)
 end)

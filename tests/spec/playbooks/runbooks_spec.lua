@@ -101,3 +101,38 @@ describe('lock-contention replay', function()
     assert.equal(674, r.futex[1].count)
   end)
 end)
+
+describe('request-trace replay', function()
+  local dir = fixture('request_fixval_http')
+
+  it('fixval_http (2 ms of sleep per request): the requests, and the sleep as the time inside them', function()
+    local out, err, st = h.pm('request-trace --replay ' .. dir)
+    assert.equal(0, st, err)
+    assert.matches('requests 1760 %(702%.1/s%)', out)
+    assert.matches('\nclock_nanosleep +1%.00 +2%.159 *\n', out)
+    assert.matches('\nread +2%.00 +0%.190 +between requests +~ %(2 longer than any request left out%)\n', out)
+    assert.matches('\nverdict: 1760 requests %(702%.1/s%), p50 2%.130 ms, p99 4%.391 ms: not slow; of the mean '
+      .. '2%.188 ms, clock_nanosleep takes 2%.159 ms per request %(99%%%)', out)
+  end)
+
+  it('--json; --slow-ms judges the same requests slow', function()
+    local out, err, st = h.pm('request-trace --replay ' .. dir .. ' --slow-ms 3 --json')
+    assert.equal(0, st, err)
+    local r = assert(util.json_decode(out))
+    assert.equal(1760, r.requests)
+    assert.is_true(r.slow)
+    assert.matches(': slow %(p99 over 3 ms%)', r.verdict)
+    assert.equal('clock_nanosleep', r.per_request[1].name)
+    -- the per-request figures are the recorded syscall totals over the requests
+    local rec = util.json_decode(util.readfile(dir .. '/trace.json'))
+    for _, s in ipairs(rec.results.syscalls.syscalls) do
+      if s.name == 'clock_nanosleep' then assert.near(s.total_ns / 1760 / 1e6, r.per_request[1].ms, 1e-4) end
+    end
+  end)
+
+  it('wants a server or a recording, exit 2', function()
+    local _, err, st = h.pm('request-trace')
+    assert.equal(2, st)
+    assert.equal('perf_manual: request-trace: give the server: --pid PID, --target T or -- COMMAND\n', err)
+  end)
+end)
