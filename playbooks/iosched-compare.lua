@@ -71,9 +71,13 @@ return playbook {
           inv:fail(string.format("iosched-compare: %s offers %s, not '%s'", disk, table.concat(offered, ', '), s))
         end
       end
-      inv:printf('disk %s (under %s): schedulers %s; running %s\n', disk, p.path, table.concat(offered, ', '), original)
+      -- with --json, stdout is the document: progress goes to stderr
+      inv.say = function(fmt, ...)
+        (p.json and inv.err or inv.out):write(string.format(fmt, ...))
+      end
+      inv.say('disk %s (under %s): schedulers %s; running %s\n', disk, p.path, table.concat(offered, ', '), original)
       if #offered == 1 then
-        inv:print(string.format('%s offers only %s: there is nothing to compare it with (a loop device or a '
+        inv.say('%s\n', string.format('%s offers only %s: there is nothing to compare it with (a loop device or a '
           .. 'device without blk-mq schedulers built in or loaded)', disk, offered[1]))
       end
       inv.disk, inv.original, inv.want = disk, original, want
@@ -115,7 +119,7 @@ return playbook {
           if r.available == false then inv:fail('iosched-compare: ' .. tostring(r.why)) end
           local seconds = r.quality and r.quality.elapsed_s or p.duration
           rec.runs[#rec.runs + 1] = { scheduler = s, seconds = seconds, roles = iosched.summarise(reqs, seconds) }
-          inv:printf('  %-12s %d requests in %.1f s\n', s, #reqs, seconds)
+          inv.say('  %-12s %d requests in %.1f s\n', s, #reqs, seconds)
           inv:flush()
           if r.ended_by == 'interrupted' then
             inv:warn('iosched-compare: stopped (Ctrl-C) during ' .. s .. ': comparing what ran')
@@ -127,7 +131,7 @@ return playbook {
       -- whatever happened, the disk gets its scheduler back
       local back, why = iosched.set(inv.disk, inv.original)
       if back then
-        inv:printf('%s: scheduler %s restored\n', inv.disk, inv.original)
+        inv.say('%s: scheduler %s restored\n', inv.disk, inv.original)
       else
         inv:warn('iosched-compare: could not restore ' .. inv.original .. ' on ' .. inv.disk .. ': ' .. why)
       end
