@@ -182,7 +182,7 @@ return playbook {
       end
       local base_sync = pooled(base)
       out.runs[1].sync_p99_ms = #base_sync > 0 and stats.quantile(base_sync, 0.99) or nil
-      local better = {}
+      local better, faster = {}, {}
       for i = 2, #out.runs do
         local row, cur = out.runs[i], pooled(rec.runs[i])
         if #cur > 0 then row.sync_p99_ms = stats.quantile(cur, 0.99) end
@@ -193,9 +193,15 @@ return playbook {
             row.sync_p99_change = { rel = ci.rel, lo = ci.rel_lo, hi = ci.rel_hi }
             if ci.rel_hi and ci.rel_hi < 0 then better[#better + 1] = row end
           end
+          local m = c.ci and c.ci.median
+          if m and m.rel then
+            row.sync_p50_change = { rel = m.rel, lo = m.rel_lo, hi = m.rel_hi }
+            if m.rel_hi and m.rel_hi < 0 then faster[#faster + 1] = row end
+          end
         end
       end
       table.sort(better, function(a, b) return a.sync_p99_ms < b.sync_p99_ms end)
+      table.sort(faster, function(a, b) return a.sync_p50_change.rel < b.sync_p50_change.rel end)
       out.better = inv:list()
       for _, row in ipairs(better) do out.better[#out.better + 1] = row.scheduler end
       if #out.runs < 2 then
@@ -208,6 +214,11 @@ return playbook {
       else
         out.verdict = string.format("no scheduler gives the sync writers a p99 lower than %s's (%s ms) beyond the "
           .. 'noise (95%% CI of the change includes 0 or is above it)', out.baseline, f3(out.runs[1].sync_p99_ms))
+      end
+      if faster[1] then
+        local c = faster[1].sync_p50_change
+        out.verdict = out.verdict .. string.format('; their median is lowest under %s: %+.0f%% (95%% CI %+.0f%% .. '
+          .. '%+.0f%%)', faster[1].scheduler, c.rel * 100, c.lo * 100, c.hi * 100)
       end
       if p.json then
         inv:json(out)
@@ -230,11 +241,12 @@ return playbook {
         inv:print('')
       end
       for i = 2, #out.runs do
-        local c = out.runs[i].sync_p99_change
-        if c then
-          inv:printf('%s: sync writers p99 %s ms against %s under %s: %+.0f%% (95%% CI %+.0f%% .. %+.0f%%)\n',
-            out.runs[i].scheduler, f3(out.runs[i].sync_p99_ms), f3(out.runs[1].sync_p99_ms), out.baseline,
-            c.rel * 100, c.lo * 100, c.hi * 100)
+        local c, m = out.runs[i].sync_p99_change, out.runs[i].sync_p50_change
+        if c and m then
+          inv:printf('%s: sync writers p99 %s ms against %s under %s: %+.0f%% (95%% CI %+.0f%% .. %+.0f%%); '
+            .. 'median %+.0f%% (%+.0f%% .. %+.0f%%)\n', out.runs[i].scheduler, f3(out.runs[i].sync_p99_ms),
+            f3(out.runs[1].sync_p99_ms), out.baseline, c.rel * 100, c.lo * 100, c.hi * 100, m.rel * 100,
+            m.lo * 100, m.hi * 100)
         end
       end
       inv:print('verdict: ' .. out.verdict)

@@ -103,6 +103,7 @@ describe('iosched-compare e2e #priv', function()
     local _, err, st = h.pm('iosched-compare --path ' .. h.root .. ' --duration 1')
     if err:match('is not on a block device') then pending('skipped: this tree is not on a block device') return end
     assert.equal(2, st, err)
-    assert.matches('the disk that holds /; the load and the scheduler switches slow everything on it: give %-%-yes', err)
+    assert.matches('the disk that holds /; the load and the scheduler switches slow everything on it: '
+      .. 'give %-%-yes', err)
   end)
 end)
