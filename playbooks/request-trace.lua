@@ -13,19 +13,22 @@ local BETWEEN = { read = true, readv = true, recvfrom = true, recvmsg = true, ac
   epoll_wait = true, epoll_pwait = true, poll = true, ppoll = true, select = true, pselect6 = true }
 
 -- a call longer than the longest request was not inside one (a thread
--- that sleeps for the life of the server, say): the time of the calls no
--- longer than that, estimated from the histogram (bucket middles), and how
--- many were left out
-local function within(buckets, max_ns)
-  local est, left_out = 0, 0
+-- that sleeps for the life of the server, say). The time of the calls no
+-- longer than that lies between two bounds from the histogram: at least
+-- their buckets' lower ends (and the total less the long calls' upper
+-- ends), at most their upper ends (and the total less the long calls'
+-- lower ends). Returns lower, upper (ns) and how many were left out.
+local function within(buckets, max_ns, total_ns)
+  local short_lo, short_hi, long_lo, long_hi, left_out = 0, 0, 0, 0, 0
   for _, b in ipairs(buckets or {}) do
     if max_ns and b.lo > max_ns then
       left_out = left_out + b.count
+      long_lo, long_hi = long_lo + b.count * b.lo, long_hi + b.count * (b.hi + 1)
     else
-      est = est + b.count * (b.lo + b.hi) / 2
+      short_lo, short_hi = short_lo + b.count * b.lo, short_hi + b.count * (b.hi + 1)
     end
   end
-  return est, left_out
+  return math.max(short_lo, total_ns - long_hi), math.min(short_hi, total_ns - long_lo), left_out
 end
 
 local function msf(s) return s and string.format('%.3f', s * 1000) or '-' end
@@ -84,9 +87,10 @@ return playbook {
       for _, s in ipairs(sc and sc.syscalls or {}) do
         if n > 0 and s.total_ns then
           local row = { name = s.name, calls = s.count / n, ms = s.total_ns / n / 1e6, between = BETWEEN[s.name] }
-          local short, left_out = within(s.buckets, req.max_ns)
+          local lower, upper, left_out = within(s.buckets, req.max_ns, s.total_ns)
           if left_out > 0 then
-            row.ms, row.estimated, row.left_out = short / n / 1e6, true, left_out
+            -- the verdict takes the lower bound: "at least"
+            row.ms, row.ms_upper, row.left_out = lower / n / 1e6, upper / n / 1e6, left_out
           end
           per[#per + 1] = row
           if not row.between then inside = inside + row.ms end
@@ -107,8 +111,9 @@ return playbook {
         verdict = string.format('%d requests (%.1f/s), p50 %s ms, p99 %s ms: %s', n, req.rate or 0, msf(lat.p50),
           msf(lat.p99), (lat.p99 or 0) * 1000 > p.slow_ms and ('slow (p99 over ' .. p.slow_ms .. ' ms)') or 'not slow')
         if top_inside and lat.mean and lat.mean > 0 then
-          verdict = verdict .. string.format('; of the mean %s ms, %s takes %.3f ms per request (%.0f%%)',
-            msf(lat.mean), top_inside.name, top_inside.ms, math.min(100, top_inside.ms / (lat.mean * 1000) * 100))
+          verdict = verdict .. string.format('; of the mean %s ms, %s takes %s%.3f ms per request (%.0f%%)',
+            msf(lat.mean), top_inside.name, top_inside.left_out and 'at least ' or '', top_inside.ms,
+            math.min(100, top_inside.ms / (lat.mean * 1000) * 100))
         end
       end
       if p.json then
@@ -129,7 +134,10 @@ return playbook {
           { key = 'ms', title = 'MS/REQ', fmt = function(v) return string.format('%.3f', v) end },
           { key = 'between', title = '', align = 'l', fmt = function(v) return v and 'between requests' or '' end },
           { key = 'left_out', title = '', align = 'l', fmt = function(v)
-            return v and string.format('~ (%d longer than any request left out)', v) or ''
+            return v and string.format('at least (%d longer than any request left out)', v) or ''
+          end },
+          { key = 'ms_upper', title = '', align = 'l', fmt = function(v)
+            return v and string.format('at most %.3f', v) or ''
           end },
         }))
       end
