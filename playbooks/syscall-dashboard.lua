@@ -50,8 +50,11 @@ return playbook {
       default = '127.0.0.1:9464' },
     serve = param.flag { 'then run perf_manual serve on --listen (until Ctrl-C or --duration)' },
     duration = param.duration { '--serve: stop after this long', optional = true, above = 0 },
-    top_k = param.integer { '--serve: syscalls kept by name (serve folds the others into "other" for good)',
-      default = 60, min = 1, max = 100000 },
+    -- every syscall by name: serve's guard picks names when first seen and
+    -- folds the later ones into "other" for good, and a busy machine calls
+    -- over a hundred different syscalls
+    top_k = param.integer { '--serve: syscalls kept by name; the rest are folded into "other" for good',
+      default = 512, min = 1, max = 100000 },
     from = param.string { 'show the figures of a running serve at HOST:PORT (two scrapes --interval apart)',
       optional = true, conflicts = { 'serve' } },
     interval = param.duration { '--from: seconds between the two scrapes', default = '5s', above = 0, max = 3600 },

@@ -218,4 +218,36 @@ describe('catalogue runbooks e2e #priv', function()
       end
     end)
   end)
+
+  it('false-sharing: c2c support as perf itself finds it, CPU time as perf stat counts it', function()
+    if not h.sh('command -v perf'):match('perf') then
+      pending('skipped: perf is not installed')
+      return
+    end
+    h.with_machine_lock(function()
+      local out, err, st = h.pm('false-sharing --rounds 2 --iterations 50000000 --json')
+      assert.equal(0, st, err)
+      local r = assert(util.json_decode(out))
+      -- perf c2c record works exactly where memory-access sampling exists
+      local data = os.tmpname()
+      local _, _, c2c_st = h.sh('perf c2c record -o ' .. data .. ' true')
+      os.remove(data)
+      assert.equal(c2c_st == 0, r.c2c.available, r.c2c.why)
+      -- the workload's own CPU time against perf's task-clock for one run
+      local csv = os.tmpname()
+      local line = h.sh(string.format('perf stat -x, -e task-clock -o %s %s padded 2 50000000', csv,
+        h.workload('false_sharing')))
+      local task_ms = tonumber(util.readfile(csv):match('\n?([%d.]+),msec,task%-clock'))
+      os.remove(csv)
+      local cpu_ms = tonumber(line:match('cpu_s ([%d.]+)')) * 1000
+      -- perf also counts the process's start and exit
+      assert.is_true(task_ms >= cpu_ms and task_ms <= cpu_ms + 30,
+        string.format('workload %.1f ms of CPU, perf task-clock %.1f ms', cpu_ms, task_ms))
+      if r.padded.parallel < 1.3 then
+        assert.matches('^not measurable here', r.verdict)
+      else
+        assert.is_not.matches('^not measurable', r.verdict)
+      end
+    end)
+  end)
 end)
