@@ -83,7 +83,7 @@ return playbook {
         if not require('posix.sys.stat').stat(bin) then
           inv:fail('false-sharing: ' .. bin .. ' is missing (make workloads builds it)')
         end
-        threads = threads or math.max(2, require('perf_manual._c.sys').info().ncpu)
+        threads = threads or math.max(2, require('perf_manual.sys').info().ncpu)
         for i = 1, p.rounds do
           for _, mode in ipairs(i % 2 == 1 and { 'packed', 'padded' } or { 'padded', 'packed' }) do
             local r, err = run_once(bin, mode, threads, p.iterations)
