@@ -3,6 +3,7 @@
 -- A thin runbook over the io tracer (`trace --events io --snoop`), named as
 -- users of BCC's biosnoop know it.
 local text = require('perf_manual.report.hist')
+local stats = require('perf_manual.analyzers.stats')
 
 local HEADER = string.format('%-11s %-14s %-7s %-8s %-4s %-12s %-7s %9s', 'TIME(s)', 'COMM', 'PID', 'DISK', 'T',
   'SECTOR', 'BYTES', 'LAT(ms)')
@@ -12,12 +13,6 @@ local function line(e)
   return string.format('%-11.6f %-14.14s %-7d %-8s %-4s %-12s %-7d %9.3f%s', e.t_s or 0, e.comm or '?', e.tgid or 0,
     e.device or '?', e.rwbs or '?', e.sector and string.format('%d', e.sector) or '-', e.bytes or 0,
     (e.lat_ns or 0) / 1e6, (e.error or 0) ~= 0 and ('  error ' .. e.error) or '')
-end
-
--- exact quantile of a sorted list
-local function q(sorted, p)
-  if #sorted == 0 then return nil end
-  return sorted[math.max(1, math.ceil(p * #sorted))]
 end
 
 -- per process: requests, bytes, average / p50 / p99 / max latency (ms)
@@ -38,7 +33,8 @@ local function by_process(events)
   end
   for _, r in ipairs(list) do
     table.sort(r.lats)
-    r.avg_ms, r.p50_ms, r.p99_ms, r.max_ms = r.total / r.count / 1e6, q(r.lats, 0.5), q(r.lats, 0.99), r.lats[#r.lats]
+    r.avg_ms, r.p50_ms, r.p99_ms, r.max_ms = r.total / r.count / 1e6, stats.quantile_sorted(r.lats, 0.5),
+      stats.quantile_sorted(r.lats, 0.99), r.lats[#r.lats]
     r.lats, r.total = nil, nil
   end
   table.sort(list, function(a, b)
