@@ -139,3 +139,22 @@ describe('request-trace replay', function()
     assert.equal('perf_manual: request-trace: give the server: --pid PID, --target T or -- COMMAND\n', err)
   end)
 end)
+
+describe('catalogue runbooks', function()
+  it('each has --help with examples, and a topic in list', function()
+    local groups = assert(util.json_decode((h.pm('list --json'))))
+    local topic_of = {}
+    for _, g in ipairs(groups) do
+      for _, c in ipairs(g.commands) do topic_of[c.name] = g.topic end
+    end
+    local want = { runqlat = 'cpu', biosnoop = 'disk', ['lock-contention'] = 'locks', ['request-trace'] = 'requests',
+      ['syscall-dashboard'] = 'monitoring', ['iosched-compare'] = 'disk', ['false-sharing'] = 'cpu', numa = 'memory' }
+    for name, topic in pairs(want) do
+      local out, err, st = h.pm(name .. ' --help')
+      assert.equal(0, st, err)
+      assert.matches('^Usage: perf_manual ' .. name:gsub('%-', '%%-'), out)
+      assert.matches('\nExamples:\n  [%a ]*perf_manual ' .. name:gsub('%-', '%%-'), out)
+      assert.equal(topic, topic_of[name], name)
+    end
+  end)
+end)
