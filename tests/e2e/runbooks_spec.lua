@@ -82,8 +82,7 @@ describe('catalogue runbooks e2e #priv', function()
   it('lock-contention: the waits on the mutex of mutex_contention are those bpftrace counts', function()
     if not h.need_root() then return end
     if not h.sh('command -v bpftrace'):match('bpftrace') then
-      pending('skipped: bpftrace is not installed')
-      return
+      return h.skip_unless_required('PM_REQUIRE_BPF', 'skipped: bpftrace is not installed')
     end
     local out = os.tmpname()
     -- FUTEX_WAIT (private flag masked) per address, for the whole life of the
@@ -115,8 +114,7 @@ describe('catalogue runbooks e2e #priv', function()
   it('request-trace: counts the requests wrk had answered by fixval_http, and finds its 2 ms sleep', function()
     if not h.need_root() then return end
     if not h.sh('command -v wrk'):match('wrk') then
-      pending('skipped: wrk is not installed')
-      return
+      return h.skip_unless_required('PM_REQUIRE_BPF', 'skipped: wrk is not installed')
     end
     local conf, out = os.tmpname(), os.tmpname()
     local f = assert(io.open(conf, 'w')); f:write('2000\n'); f:close()
@@ -221,8 +219,7 @@ describe('catalogue runbooks e2e #priv', function()
 
   it('false-sharing: c2c support as perf itself finds it, CPU time as perf stat counts it', function()
     if not h.sh('command -v perf'):match('perf') then
-      pending('skipped: perf is not installed')
-      return
+      return h.skip_unless_required('PM_REQUIRE_BPF', 'skipped: perf is not installed')
     end
     h.with_machine_lock(function()
       local out, err, st = h.pm('false-sharing --rounds 2 --iterations 50000000 --json')
