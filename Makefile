@@ -250,6 +250,7 @@ install: bin/perf_manual
 	$(Q)install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/perf_manual
 	$(Q)install -m 755 bin/perf_manual $(DESTDIR)$(PREFIX)/bin/perf_manual
 	$(Q)cp -R lib playbooks templates $(DESTDIR)$(PREFIX)/share/perf_manual/
+	$(Q)install -d $(DESTDIR)$(PREFIX)/share/perf_manual/docs && cp -R docs/prometheus $(DESTDIR)$(PREFIX)/share/perf_manual/docs/
 	$(Q)echo "installed $(DESTDIR)$(PREFIX)/bin/perf_manual"
 
 clean:
