@@ -12,6 +12,8 @@ CC       ?= cc
 CLANG    ?= clang
 BPFTOOL  ?= bpftool
 ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+# <asm/...> for BPF objects that include libbpf's usdt.bpf.h (probe)
+MULTIARCH := $(shell $(CC) -dumpmachine 2>/dev/null)
 
 PKGS       := luajit libbpf libelf zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -150,7 +152,7 @@ build/vmlinux.h: | build/bpf/.dir
 
 build/bpf/%.bpf.o: bpf/%.bpf.c build/vmlinux.h $(wildcard bpf/*.h bpf/common/*.h)
 	$(call msg,BPF,$@)
-	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Ibuild -Ibpf -c $< -o $@
+	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Ibuild -Ibpf -idirafter /usr/include/$(MULTIARCH) -c $< -o $@
 	$(Q)llvm-strip -g $@ 2>/dev/null || true
 
 # CO-RE needs the kernel's BTF, and libbpf parses all of it (megabytes, twice
@@ -248,6 +250,7 @@ install: bin/perf_manual
 	$(Q)install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/perf_manual
 	$(Q)install -m 755 bin/perf_manual $(DESTDIR)$(PREFIX)/bin/perf_manual
 	$(Q)cp -R lib playbooks templates $(DESTDIR)$(PREFIX)/share/perf_manual/
+	$(Q)install -d $(DESTDIR)$(PREFIX)/share/perf_manual/docs && cp -R docs/prometheus $(DESTDIR)$(PREFIX)/share/perf_manual/docs/
 	$(Q)echo "installed $(DESTDIR)$(PREFIX)/bin/perf_manual"
 
 clean:

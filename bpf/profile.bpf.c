@@ -11,6 +11,7 @@
 #include <bpf/bpf_core_read.h>
 #include "common.h"
 #include "profile.h"
+#include "common/fresh.bpf.h"
 
 const volatile bool profile_user_stacks = true;
 const volatile bool profile_kernel_stacks = true;
@@ -28,21 +29,6 @@ struct {
   __uint(key_size, sizeof(__u32));
   __uint(value_size, PROFILE_MAX_DEPTH * sizeof(__u64));
 } stacks SEC(".maps");
-
-/* every process seen so far, and the ones user space has not looked at */
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 65536);
-  __type(key, __u32);
-  __type(value, __u8);
-} seen SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 4096);
-  __type(key, __u32);
-  __type(value, __u64);
-} fresh SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -109,11 +95,6 @@ int do_sample(struct bpf_perf_event_data *ctx)
   pm_stat_add(PM_STAT_EVENTS, 1);
 
   /* a process's first sample always makes a new key: only then can it be new */
-  if (!bpf_map_lookup_elem(&seen, &tgid)) {
-    __u8 yes = 1;
-    __u64 now = bpf_ktime_get_ns();
-    bpf_map_update_elem(&seen, &tgid, &yes, BPF_ANY);
-    bpf_map_update_elem(&fresh, &tgid, &now, BPF_NOEXIST);
-  }
+  pm_note_fresh(tgid);
   return 0;
 }

@@ -5,6 +5,7 @@
 -- each scored against the same data.
 return playbook {
   name    = "analyze",
+  topic    = "methods",
   summary = "Run the analyzers over a collected data dir: findings, hypotheses and a report section per resource",
   examples = '  perf_manual analyze --data /tmp/data --output report.md',
   params  = {

@@ -5,6 +5,7 @@ local util = require('perf_manual.util')
 
 return playbook {
   name = 'bundle',
+  topic = 'reporting',
   summary = 'Pack a finished investigation (redacted, with checksums) into one file that other machines read',
   examples = [[
   perf_manual bundle 2026-01-20_slow-api -o slow-api.tar.gz

@@ -3,6 +3,7 @@
 -- lib/perf_manual/suites/*.lua, or suites/*.lua in a playbook directory.
 return playbook {
   name    = "collect",
+  topic    = "methods",
   summary = "Collect a suite of metrics, traces and profiles into a data dir (with a manifest)",
   examples = '  perf_manual collect --suite basic --output /tmp/data --duration 10\n'
     .. '  perf_manual collect --suite io --output /tmp/io --pid 1234\n'

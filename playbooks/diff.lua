@@ -58,6 +58,7 @@ end
 
 return playbook {
   name = 'diff',
+  topic = 'comparison',
   summary = 'Before/after comparison with significance tests, percentiles and hotspot shift',
   -- luacheck: push no max line length
   examples = [[

@@ -7,6 +7,7 @@
 -- analyzers/validate.lua; the statistics are the diff's).
 return playbook {
   name = 'fix',
+  topic = 'comparison',
   summary = 'Record the fix of an investigation and validate it (before/after, with significance tests)',
   examples = [[
   perf_manual fix 2026-11-22_slow-api "cache the session lookup"

@@ -4,6 +4,7 @@ local util = require('perf_manual.util')
 
 return playbook {
   name = 'flamegraph',
+  topic = 'cpu',
   summary = 'Draw folded stacks (or perf script text) as an interactive SVG flame graph',
   examples = [[
   perf_manual fold perf.txt | perf_manual flamegraph --title "app on-CPU" > app.svg

@@ -5,6 +5,7 @@ local util = require('perf_manual.util')
 
 return playbook {
   name = 'fold',
+  topic = 'cpu',
   summary = 'Fold perf script output (or folded stacks) into folded stacks, like stackcollapse-perf.pl',
   examples = [[
   perf record -g -- ./app && perf script | perf_manual fold > app.folded

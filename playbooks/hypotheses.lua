@@ -2,6 +2,7 @@
 -- their status and the evidence linked to them.
 return playbook {
   name    = "hypotheses",
+  topic    = "workflow",
   summary = "List an investigation's hypotheses with status and evidence",
   params  = {
     id    = param.investigation { "investigation id (or a unique part of it)", positional = true },

@@ -4,6 +4,7 @@
 -- folder (metadata.yaml, raw_data/, analysis/, report.md).
 return playbook {
   name    = "investigate",
+  topic   = "methods",
   summary = "Guided investigation: checklist, quantify, USE, where the time goes, drill-down, hypotheses, draft report",
   investigation = true,
   examples = '  perf_manual investigate --workload 1234 --symptom "p99 latency doubled since Monday"\n'

@@ -1,6 +1,7 @@
 -- perf_manual list-investigations: what the store holds, newest first.
 return playbook {
   name    = "list-investigations",
+  topic    = "workflow",
   summary = "List stored investigations, newest first",
   params  = {
     store = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]", optional = true },

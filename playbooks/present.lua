@@ -4,6 +4,7 @@ local util = require('perf_manual.util')
 
 return playbook {
   name = 'present',
+  topic = 'reporting',
   summary = 'Make a self-contained HTML slide deck of an investigation or data dir',
   examples = [[
   perf_manual present --slides --data 2026-01-20_slow-api --output review.html

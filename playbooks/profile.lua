@@ -4,6 +4,7 @@
 -- The session and the fallback ladder are lib/perf_manual/measure/profile.lua.
 return playbook {
   name = 'profile',
+  topic = 'cpu',
   summary = 'On-CPU or off-CPU profile with flame graphs (BPF, or perf record as a fallback)',
   examples = [[
   perf_manual profile --duration 10s --output prof/

@@ -5,6 +5,7 @@
 -- Measured by lib/perf_manual/measure/red.lua, judged by analyzers/red.lua.
 return playbook {
   name = 'red-check',
+  topic = 'requests',
   summary = 'Rate, errors and latency of an HTTP endpoint (open-loop load, or passive from syscalls)',
   examples = [[
   perf_manual red-check --endpoint http://127.0.0.1:8080/api --duration 10s --rate 200

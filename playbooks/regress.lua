@@ -47,6 +47,7 @@ local ACTIONS = { 'record', 'check', 'list', 'show' }
 
 return playbook {
   name = 'regress',
+  topic = 'comparison',
   summary = 'Record results per commit and find regressions in their history (change points, with the mechanism)',
   examples = [[
   perf_manual regress record --name startup --value 5.3 --unit ms --commit "$(git rev-parse HEAD)"

@@ -1,6 +1,7 @@
 -- perf_manual reindex: rebuild the search index from the metadata files.
 return playbook {
   name    = "reindex",
+  topic    = "workflow",
   summary = "Rebuild the search index of the investigation store",
   params  = {
     store = param.path { "investigation store [default: $PERF_MANUAL_STORE or ./investigations]", optional = true },

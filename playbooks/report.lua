@@ -5,6 +5,7 @@ local util = require('perf_manual.util')
 
 return playbook {
   name = 'report',
+  topic = 'reporting',
   summary = 'Write the technical or executive report of an investigation (Markdown or self-contained HTML)',
   examples = [[
   perf_manual report 2026-01-20_slow-api --format technical --output report.html

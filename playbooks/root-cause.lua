@@ -2,6 +2,7 @@
 -- investigation or a data dir, and record it there.
 return playbook {
   name    = "root-cause",
+  topic    = "workflow",
   summary = "Map a hypothesis onto the catalogue, score it against recorded evidence; print the match, verdict, " ..
     "evidence, root cause and fixes",
   examples = '  perf_manual root-cause --hypothesis "the disk is saturated" --evidence /tmp/data\n'

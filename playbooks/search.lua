@@ -2,6 +2,7 @@
 -- --import adds bundles (perf_manual bundle) from other machines to the store first.
 return playbook {
   name    = "search",
+  topic    = "workflow",
   summary = "Search past investigations (symptoms, findings, root causes, notes)",
   examples = '  perf_manual search "fsync latency"\n  perf_manual search --limit 3 --json "run queue"\n'
     .. '  perf_manual search --import web1.tar.gz --import web2.tar.gz "checkout slow"',

@@ -4,6 +4,7 @@
 -- lib/perf_manual/report/prometheus.lua.
 return playbook {
   name = 'serve',
+  topic = 'monitoring',
   summary = 'Prometheus exporter: USE gauges and BPF latency histograms (kernel log2 buckets) on /metrics',
   examples = '  perf_manual serve                                # 127.0.0.1:9464, until Ctrl-C\n'
     .. '  perf_manual serve --listen 0.0.0.0:9464 --top-k 20\n'

@@ -2,6 +2,7 @@
 -- and the sizes of the data files, never the raw data itself.
 return playbook {
   name    = "show",
+  topic    = "workflow",
   summary = "Show a stored investigation (metadata, findings, hypotheses, files)",
   params  = {
     id       = param.investigation { "investigation id (or a unique part of it), or a bundle file", positional = true },

@@ -5,6 +5,7 @@
 -- lib/perf_manual/tracers/; the session that runs them is measure/trace.lua.
 return playbook {
   name = 'trace',
+  topic = 'methods',
   summary = 'eBPF tracers (syscalls, sched, io, lock ...): histograms and top tables with their own cost',
   examples = '  perf_manual trace --events syscalls --pid 1234 --duration 10\n'
     .. "  perf_manual trace --events syscalls -- sh -c 'make -j2'   # launched; its children followed; ends when it " ..

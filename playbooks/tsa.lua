@@ -5,6 +5,7 @@
 -- Measured by lib/perf_manual/measure/tsa.lua, drawn by report/tsa.lua.
 return playbook {
   name = 'tsa',
+  topic = 'methods',
   summary = 'thread states: on-CPU, runnable and blocked time per thread, and what each waits on',
   examples = '  perf_manual tsa --target 1234 --duration 5\n'
     .. '  perf_manual tsa --target nginx --top 5 --json\n'

@@ -4,6 +4,7 @@
 -- thresholds of lib/perf_manual/analyzers/use.lua.
 return playbook {
   name = 'use-check',
+  topic = 'methods',
   summary = 'USE table (utilization, saturation, errors) of CPU, memory, disks, network and locks, with a verdict',
   examples = '  perf_manual use-check --duration 10\n'
     .. '  perf_manual use-check --target 1234 --duration 5 --json\n'

@@ -526,6 +526,25 @@ static int obj_set_config(lua_State *L)
   return 0;
 }
 
+/// resize(map, max_entries): before load, a map's size (a probe that takes
+/// no stacks needs no preallocated stack map: creating one costs milliseconds)
+static int obj_resize(lua_State *L)
+{
+  struct pm_bpf_obj *po = obj_check(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, n > 0 && n <= 0x7fffffff, 3, "expected max_entries > 0");
+  if (po->loaded)
+    return luaL_error(L, "bpf: resize %s: the object is already loaded", po->name);
+  struct bpf_map *map = bpf_object__find_map_by_name(po->obj, name);
+  if (!map)
+    return luaL_error(L, "bpf: %s has no map '%s'", po->name, name);
+  int err = bpf_map__set_max_entries(map, (__u32)n);
+  if (err)
+    return luaL_error(L, "bpf: resize %s: %s", name, strerror(-err));
+  return 0;
+}
+
 static struct bpf_program *find_prog(lua_State *L, struct pm_bpf_obj *po, int idx)
 {
   const char *pn = luaL_checkstring(L, idx);
@@ -754,6 +773,89 @@ static int obj_attach_perf_event(lua_State *L)
   }
   /* the link owns fd from here: bpf_link__destroy closes it */
   int err = add_link(po, link, prog, "perf_event");
+  if (err) {
+    bpf_link__destroy(link);
+    return push_fail(L, "attach", what, err, 0);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const char *opt_str(lua_State *L, int idx, const char *name)
+{
+  lua_getfield(L, idx, name);
+  const char *v = lua_tostring(L, -1);
+  lua_pop(L, 1);  // the string stays alive in the options table
+  return v;
+}
+
+static lua_Integer opt_int(lua_State *L, int idx, const char *name, lua_Integer dflt)
+{
+  lua_getfield(L, idx, name);
+  lua_Integer v = lua_isnil(L, -1) ? dflt : lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/// attach_probe(prog, {kind=, ...}) -> true | nil, "bpf: attach <what>: <why>", errno
+/// Attaches one program to a point named at run time; may be called again
+/// for more points (each attachment is kept until detach/close):
+///   kind="uprobe",     binary=, func= (ELF symbol, resolved by libbpf) and/or
+///                      offset= (file offset, or added to func), retprobe=, pid= (-1 all)
+///   kind="usdt",       binary=, provider=, name=, pid= (-1 all; semaphores set by libbpf)
+///   kind="tracepoint", category=, name=
+///   kind="raw_tp",     name=
+static int obj_attach_probe(lua_State *L)
+{
+  struct pm_bpf_obj *po = obj_check(L, 1);
+  struct bpf_program *prog = find_prog(L, po, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  if (!po->loaded)
+    return luaL_error(L, "bpf: attach_probe %s: load the object first", po->name);
+  const char *kind = opt_str(L, 3, "kind");
+  if (!kind)
+    return luaL_argerror(L, 3, "expected 'kind'");
+  int pid = (int)opt_int(L, 3, "pid", -1);
+  const char *name = opt_str(L, 3, "name");
+  const char *link_kind = kind;
+  char what[512];
+  struct bpf_link *link = NULL;
+  clear_msg();
+  if (strcmp(kind, "uprobe") == 0) {
+    const char *bin = opt_str(L, 3, "binary"), *func = opt_str(L, 3, "func");
+    if (!bin)
+      return luaL_argerror(L, 3, "uprobe: expected 'binary'");
+    lua_getfield(L, 3, "retprobe");
+    int ret = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = ret, .func_name = func);
+    size_t off = (size_t)opt_int(L, 3, "offset", 0);
+    snprintf(what, sizeof what, "%s %s:%s", ret ? "uretprobe" : "uprobe", bin, func ? func : "(offset)");
+    link = bpf_program__attach_uprobe_opts(prog, pid, bin, off, &uo);
+    link_kind = ret ? "uretprobe" : "uprobe";
+  } else if (strcmp(kind, "usdt") == 0) {
+    const char *bin = opt_str(L, 3, "binary"), *prov = opt_str(L, 3, "provider");
+    if (!bin || !prov || !name)
+      return luaL_argerror(L, 3, "usdt: expected 'binary', 'provider' and 'name'");
+    snprintf(what, sizeof what, "usdt %s:%s:%s", bin, prov, name);
+    link = bpf_program__attach_usdt(prog, pid, bin, prov, name, NULL);
+  } else if (strcmp(kind, "tracepoint") == 0) {
+    const char *cat = opt_str(L, 3, "category");
+    if (!cat || !name)
+      return luaL_argerror(L, 3, "tracepoint: expected 'category' and 'name'");
+    snprintf(what, sizeof what, "tracepoint %s:%s", cat, name);
+    link = bpf_program__attach_tracepoint(prog, cat, name);
+  } else if (strcmp(kind, "raw_tp") == 0) {
+    if (!name)
+      return luaL_argerror(L, 3, "raw_tp: expected 'name'");
+    snprintf(what, sizeof what, "raw_tp %s", name);
+    link = bpf_program__attach_raw_tracepoint(prog, name);
+  } else {
+    return luaL_argerror(L, 3, "expected kind 'uprobe', 'usdt', 'tracepoint' or 'raw_tp'");
+  }
+  if (!link)
+    return push_fail(L, "attach", what, errno, 1);
+  int err = add_link(po, link, prog, link_kind);
   if (err) {
     bpf_link__destroy(link);
     return push_fail(L, "attach", what, err, 0);
@@ -1469,10 +1571,12 @@ static int obj_lost(lua_State *L)
 static const luaL_Reg obj_methods[] = {
   { "set_config", obj_set_config },
   { "autoload", obj_autoload },
+  { "resize", obj_resize },
   { "programs", obj_programs },
   { "load", obj_load },
   { "attach", obj_attach },
   { "attach_perf_event", obj_attach_perf_event },
+  { "attach_probe", obj_attach_probe },
   { "detach", obj_detach },
   { "run_iter", obj_run_iter },
   { "info", obj_info },

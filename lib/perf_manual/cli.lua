@@ -253,19 +253,26 @@ end
 
 local function list(dirs, as_json)
   local playbook = require('perf_manual.playbook')
-  local entries = playbook.list(dirs)
+  local groups = require('perf_manual.topics').group(playbook.list(dirs))
   if as_json then
     local util = require('perf_manual.util')
     local out = util.array()
-    for _, e in ipairs(entries) do
-      out[#out + 1] = { name = e.name, path = e.path, summary = e.pb and e.pb.summary, error = e.err }
+    for _, g in ipairs(groups) do
+      local cmds = util.array()
+      for _, e in ipairs(g.entries) do
+        cmds[#cmds + 1] = { name = e.name, path = e.path, summary = e.pb and e.pb.summary, error = e.err }
+      end
+      out[#out + 1] = { topic = g.topic, heading = g.heading, commands = cmds }
     end
     io.stdout:write(util.json_encode(out, true), '\n')
     return 0
   end
-  for _, e in ipairs(entries) do
-    io.stdout:write(string.format('%-18s %-60s %s\n', e.name,
-      e.pb and e.pb.summary or ('BROKEN: ' .. e.err), e.path))
+  for i, g in ipairs(groups) do
+    io.stdout:write(i > 1 and '\n' or '', g.heading, '\n')
+    for _, e in ipairs(g.entries) do
+      io.stdout:write(string.format('  %-19s %-60s %s\n', e.name,
+        e.pb and e.pb.summary or ('BROKEN: ' .. e.err), e.path))
+    end
   end
   return 0
 end

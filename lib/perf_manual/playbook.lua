@@ -177,10 +177,13 @@ M.Playbook = Playbook
 function M.playbook(def)
   if type(def) ~= 'table' then error('playbook: expected a table', 2) end
   if type(def.name) ~= 'string' then error("playbook: missing 'name'", 2) end
+  if def.topic ~= nil and (type(def.topic) ~= 'string' or not def.topic:match('^[%w_-]+$')) then
+    error(string.format("playbook '%s': topic must be a word like 'disk'", def.name), 2)
+  end
   local pb = setmetatable({
     name = def.name,
     summary = def.summary or '',
-    topic = def.topic,
+    topic = def.topic,    -- the group `perf_manual list` shows it in (perf_manual.topics)
     description = def.description,
     examples = def.examples,
     needs = def.needs or {},

@@ -4,6 +4,7 @@
 --   perf_manual run playbooks/examples/cpu-saturation.lua --replay tests/fixtures/datadirs/cpu_burn --batch
 return playbook {
   name    = "cpu-saturation",
+  topic   = "cpu",
   summary = "Is the run queue the bottleneck, and which function burns the CPU?",
   investigation = true,
   params  = {

@@ -4,6 +4,7 @@
 --   perf_manual run playbooks/examples/disk-latency.lua --pid 1 --replay tests/fixtures/datadirs/fsync_writer
 return playbook {
   name    = "disk-latency",
+  topic   = "disk",
   summary = "Is this service waiting on the disk, and on which device?",
   needs   = { "bpf" },                       -- checked before step 1 (not in replay)
   investigation = true,                      -- keep everything in the store

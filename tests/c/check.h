@@ -7,7 +7,9 @@
 #define PM_TEST_CHECK_H
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int check_passed, check_failed, check_case_failures;
@@ -70,6 +72,22 @@ static void check_run(const char *name, void (*fn)(void))
 }
 
 #define RUN(fn) check_run(#fn, fn)
+
+/* Runs a shell command made like printf; its exit status, the command
+ * printed when it is not 0 (tests that build programs with cc, objcopy...). */
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2), unused));
+static int sh(const char *fmt, ...)
+{
+  char cmd[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  int rc = system(cmd);
+  if (rc != 0)
+    printf("  command failed (%d): %s\n", rc, cmd);
+  return rc;
+}
 
 static int check_summary(const char *program)
 {

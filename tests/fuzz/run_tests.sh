@@ -9,10 +9,11 @@ cd "$(dirname "$0")/../.."
 scale=${FUZZ_RUNS:-1}
 mkdir -p build/fuzz
 pass=0; fail=0; skip=0
-for t in ${*:-fold http}; do
+for t in ${*:-fold http cfi}; do
   case "$t" in
     fold) runs=$((3000 * scale)) ;;     # each input goes through every reader, writer and the SVG layout
     http) runs=$((20000 * scale)) ;;
+    cfi) runs=$((20000 * scale)) ;;
     *) runs=$((5000 * scale)) ;;
   esac
   if ! tests/fuzz/build.sh "$t" > "build/fuzz/$t-build.log" 2>&1; then

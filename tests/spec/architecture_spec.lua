@@ -14,6 +14,7 @@ local stat = require('posix.sys.stat')
 -- of the native modules.
 local NATIVE_WRAPPERS = {
   ['perf_manual.bpf'] = true,
+  ['perf_manual.cfi'] = true,
   ['perf_manual.fold'] = true,
   ['perf_manual.http'] = true,
   ['perf_manual.sym'] = true,

@@ -105,6 +105,20 @@ function Object:attach(progs) end
 ---@return true?, string? err, integer? errno
 function Object:attach_perf_event(prog, opts) end
 
+--- Before load: a map's max_entries (a map a run will not use is made small).
+---@param map string
+---@param max_entries integer
+function Object:resize(map, max_entries) end
+
+--- Attaches prog to a point named at run time (probe.bpf.c's programs); call
+--- again for more points. uprobe: binary, func (ELF symbol) and/or offset,
+--- retprobe, pid (-1: every process). usdt: binary, provider, name, pid.
+--- tracepoint: category, name. raw_tp: name.
+---@param prog string
+---@param opts {kind: "uprobe"|"usdt"|"tracepoint"|"raw_tp", binary: string?, func: string?, offset: integer?, retprobe: boolean?, pid: integer?, provider: string?, category: string?, name: string?}
+---@return true?, string? err, integer? errno
+function Object:attach_probe(prog, opts) end
+
 --- Removes every attachment; maps stay readable.
 function Object:detach() end
 

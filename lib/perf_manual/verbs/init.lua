@@ -83,6 +83,9 @@ local BUILTIN = {
   collect = function() return require('perf_manual.verbs.collect') end,
   quantify = function() return require('perf_manual.verbs.quantify') end,
   tsa = function() return require('perf_manual.verbs.tsa') end,
+  probe = function() return require('perf_manual.verbs.probe') end,
+  render_probe = function() return require('perf_manual.verbs.probe') end,
+  probe_json = function() return require('perf_manual.verbs.probe') end,
   -- the catalogue runbooks
   fsync_audit = function() return require('perf_manual.verbs.runbooks') end,
   pagefaults = function() return require('perf_manual.verbs.runbooks') end,
