@@ -1,0 +1,292 @@
+--- The measurement behind `perf_manual top`: every refresh, the USE
+--- measures of the system (the same /proc snapshots use-check compares),
+--- /proc/PID/stat of every process, and, when BPF can be used, per process
+--- run-queue wait (sched tracer, per = 'process'), blocked time (offcpu
+--- tracer, no stacks), block I/O latency (io tracer's completion stream) and
+--- syscalls entered (bpf/top.bpf.c). Judges nothing: perf_manual.report.top
+--- lays the frame out, perf_manual.analyzers.use judges the USE rows.
+---
+---   local s = top.start{ bpf = true }
+---   local f = s:tick()   -- after an interval: { use =, procs =, missing =, cost = }
+---   s:stop()
+local sys = require('perf_manual.sys')
+local use_measure = require('perf_manual.measure.use')
+local use = require('perf_manual.analyzers.use')
+local process = require('perf_manual.collectors.process')
+local base = require('perf_manual.tracers.base')
+local sched = require('perf_manual.tracers.sched')
+local offcpu = require('perf_manual.tracers.offcpu')
+local iot = require('perf_manual.tracers.io')
+local ffi = require('ffi')
+
+local M = {}
+
+-- BPF_ENABLE_STATS windows: switching patches kernel text on every CPU
+-- (milliseconds of CPU a switch), so a long-running top samples its
+-- programs' run time 0.1 s every 5 s rather than every second
+M.STATS_PERIOD = 5
+
+--- The columns a tracer feeds, and what a missing tracer leaves unmeasured.
+M.SOURCES = {
+  { key = 'sched', columns = { 'runq' } },
+  { key = 'offcpu', columns = { 'offcpu' } },
+  { key = 'io', columns = { 'iolat', 'iops' } },
+  { key = 'syscalls', columns = { 'sysc' } },
+}
+
+-- /proc/PID/stat of every process -------------------------------------------
+
+local function read_small(path)
+  local fd = sys.open(path)
+  if not fd then return nil end
+  local s = sys.pread(fd, 4096, 0)
+  sys.close(fd)
+  return s
+end
+
+--- { [pid] = { pid, comm, state, ticks (utime + stime), threads, rss_pages,
+--- starttime } } from proc (default /proc).
+function M.sample_procs(proc)
+  proc = proc or '/proc'
+  local out = {}
+  local ok, names = pcall(require('posix.dirent').dir, proc)
+  for _, n in ipairs(ok and names or {}) do
+    if n:match('^%d+$') then
+      local st = process.parse_stat(read_small(proc .. '/' .. n .. '/stat'))
+      if st then
+        out[st.pid] = { pid = st.pid, comm = st.comm, state = st.state, ticks = (st.utime or 0) + (st.stime or 0),
+          threads = st.num_threads, rss_pages = st.rss, starttime = st.starttime }
+      end
+    end
+  end
+  return out
+end
+
+--- Rows of the process table between two samples `elapsed` seconds apart:
+--- { pid, comm, state, threads, rss_bytes, cpu_pct (of one CPU) }. A process
+--- born in the interval counts all its ticks; a reused pid restarts.
+function M.proc_rows(prev, cur, elapsed, clk_tck, page_size)
+  local rows = {}
+  for pid, c in pairs(cur) do
+    local p = prev and prev[pid]
+    if p and p.starttime ~= c.starttime then p = nil end
+    local d = c.ticks - (p and p.ticks or 0)
+    if not prev then d = nil end
+    rows[#rows + 1] = { pid = pid, comm = c.comm, state = c.state, threads = c.threads,
+      rss_bytes = c.rss_pages and c.rss_pages * page_size,
+      cpu_pct = d and elapsed > 0 and math.max(0, d) / clk_tck / elapsed * 100 or nil }
+  end
+  return rows
+end
+
+-- Syscalls per process (bpf/top.bpf.c) -----------------------------------
+
+local Calls = setmetatable({}, { __index = base.Tracer })
+Calls.__index = Calls
+
+--- Starts counting syscalls per tgid (opts: pid | cgroup filter, stats).
+function M.start_calls(opts)
+  local cfg, err = base.start_config(opts or {}, { 'raw_syscalls/sys_enter' })
+  if not cfg then return nil, err end
+  local obj, v = base.load_variants('top', cfg, { { name = 'raw_tp', progs = { 'top_sys_enter' } } },
+    { stats = (opts or {}).stats })
+  if not obj then return nil, v end
+  local t = base.Tracer.new('syscalls', obj, { attach_path = v })
+  t.calls = obj:map('calls')
+  return setmetatable(t, Calls)
+end
+
+--- { [tgid] = calls } since start or the last clearing read.
+function Calls:read(opts)
+  opts = opts or {}
+  local now = sys.now()
+  local by = {}
+  if not self.closed then
+    for _, e in ipairs(assert(self.calls:read{ percpu = 'sum', clear = opts.clear })) do
+      by[tonumber(ffi.cast('const uint32_t *', e.key)[0])] = tonumber(ffi.cast('const uint64_t *', e.value)[0])
+    end
+  end
+  return self:finish_read({ by_tgid = by }, now, opts)
+end
+
+-- Per-process figures from the tracers ---------------------------------------
+
+--- Per-tgid figures of one interval from the tracers' reads (any may be
+--- nil): { runq_ms =, offcpu_ms =, io = { n, lat_ns } , calls = } by tgid,
+--- per second of `seconds`.
+function M.per_process(seconds, r)
+  local out = {}
+  local function at(pid)
+    out[pid] = out[pid] or {}
+    return out[pid]
+  end
+  if seconds <= 0 then return out end
+  if r.sched then
+    local scale = r.sched.unit == 'nsecs' and 1e-6 or 1e-3
+    for _, g in ipairs(r.sched.groups or {}) do
+      at(g.pid or g.key).runq_ms = g.total * scale / seconds
+    end
+  end
+  if r.offcpu then
+    for _, t in ipairs(r.offcpu.tasks or {}) do
+      local row = at(t.tgid)
+      row.offcpu_ms = (row.offcpu_ms or 0) + t.total_us / 1e3 / seconds
+    end
+  end
+  if r.io then
+    for _, e in ipairs(r.io) do
+      local row = at(e.tgid)
+      row.io_n = (row.io_n or 0) + 1
+      row.io_lat_ns = (row.io_lat_ns or 0) + e.lat_ns
+    end
+    for _, row in pairs(out) do
+      if row.io_n then
+        row.iolat_ms = row.io_lat_ns / row.io_n / 1e6
+        row.iops = row.io_n / seconds
+      end
+    end
+  end
+  if r.calls then
+    for pid, n in pairs(r.calls) do at(pid).sysc = n / seconds end
+  end
+  return out
+end
+
+--- Fills rows (from proc_rows) with per_process figures; a column whose
+--- tracer runs and saw nothing of a process is 0, one whose tracer is
+--- missing stays nil (not measured).
+function M.merge(rows, per, have)
+  for _, row in ipairs(rows) do
+    local p = per[row.pid] or {}
+    if have.sched then row.runq_ms = p.runq_ms or 0 end
+    if have.offcpu then row.offcpu_ms = p.offcpu_ms or 0 end
+    if have.io then row.iolat_ms, row.iops = p.iolat_ms, p.iops or 0 end
+    if have.syscalls then row.sysc = p.sysc or 0 end
+  end
+  return rows
+end
+
+-- The session ----------------------------------------------------------------
+
+local Session = {}
+Session.__index = Session
+
+local function bpf_why()
+  if sys.geteuid() ~= 0 then return 'needs root (CAP_BPF and CAP_PERFMON)' end
+end
+
+--- Starts a session. opts.bpf = false: /proc only. opts.note(text) hears
+--- what could not start.
+function M.start(opts)
+  opts = opts or {}
+  local info = sys.info()
+  local s = setmetatable({ info = info, tracers = {}, missing = {}, notes = {}, t0 = sys.now() }, Session)
+  local function miss(src, why)
+    for _, col in ipairs(src.columns) do s.missing[col] = why end
+    s.notes[#s.notes + 1] = src.key .. ': ' .. why
+    if opts.note then opts.note(src.key .. ': ' .. why) end
+  end
+  local no_bpf = opts.bpf == false and 'not asked (--no-bpf)' or bpf_why()
+  if not no_bpf then
+    base.stats_lazy = true
+    base.STATS_PERIOD = M.STATS_PERIOD
+  end
+  local starters = {
+    sched = function() return sched.start{ per = 'process', runqlen = false } end,
+    offcpu = function() return offcpu.start{ kernel_stacks = false, user_stacks = false } end,
+    io = function() return iot.start{ snoop = true } end,
+    syscalls = function() return M.start_calls{} end,
+  }
+  for _, src in ipairs(M.SOURCES) do
+    if no_bpf then
+      miss(src, no_bpf)
+    else
+      local ok, t, err = pcall(starters[src.key])
+      if ok and t then s.tracers[src.key] = t
+      else miss(src, tostring(ok and err or t)) end
+    end
+  end
+  s.io_events = {}
+  s.procs = M.sample_procs()
+  s.use_snap = use_measure.snapshot_system()
+  s.t = sys.now()
+  s.ru = sys.rusage()
+  return s
+end
+
+--- Work between refreshes: drains the I/O completion stream (so its ring
+--- buffer does not fill) and opens or closes the run-time window.
+function Session:poll()
+  local io = self.tracers.io
+  if io then
+    for _, e in ipairs(io:poll(0, 65536)) do self.io_events[#self.io_events + 1] = e end
+  end
+  if next(self.tracers) then return base.stats_tick() end
+end
+
+--- The cost of the tool over the last interval: its process's CPU and
+--- each tracer's BPF run time (estimated from the sampling windows).
+function Session:cost(elapsed)
+  local ru = sys.rusage()
+  local c = { self_cpu_pct = elapsed > 0 and ((ru.utime + ru.stime) - (self.ru.utime + self.ru.stime)) / elapsed * 100
+    or nil, bpf = {}, self_rss_kb = ru.maxrss_kb }
+  self.ru = ru
+  local total
+  for _, src in ipairs(M.SOURCES) do
+    local t = self.tracers[src.key]
+    if t then
+      local q = t:quality()
+      c.bpf[#c.bpf + 1] = { name = src.key, cpu_pct = q.bpf_cpu_pct, note = q.bpf_cost_note,
+        lost = q.events_lost }
+      if q.bpf_cpu_pct then total = (total or 0) + q.bpf_cpu_pct end
+    end
+  end
+  c.bpf_cpu_pct = total
+  return c
+end
+
+--- One refresh: everything measured since the last one.
+---@return table frame { time, elapsed, use = analyzer result, procs = rows, missing, notes, cost }
+function Session:tick()
+  self:poll()
+  local now = sys.now()
+  local elapsed = now - self.t
+  local procs = M.sample_procs()
+  local rows = M.proc_rows(self.procs, procs, elapsed, self.info.clk_tck, self.info.page_size)
+  local reads, have = {}, {}
+  for key, t in pairs(self.tracers) do
+    have[key] = true
+    if key == 'io' then
+      t:read{ clear = true } -- the histograms are not shown: keep them from growing
+      reads.io = self.io_events
+      self.io_events = {}
+    elseif key == 'syscalls' then
+      reads.calls = t:read{ clear = true }.by_tgid
+    else
+      reads[key] = t:read{ clear = true }
+    end
+  end
+  M.merge(rows, M.per_process(elapsed, reads), have)
+  local snap = use_measure.snapshot_system()
+  local m = { ncpu = self.info.ncpu, page_size = self.info.page_size, notes = {},
+    target = { kind = 'system', label = 'system' } }
+  local st = snap.cpu and snap.cpu.stat
+  local gauges = { running_sum = 0, running_n = 0 }
+  if st and st.procs_running then gauges.running_sum, gauges.running_n = math.max(0, st.procs_running - 1), 1 end
+  use_measure.system_measures(m, self.use_snap, snap, gauges)
+  m.bpf = { errors = {}, detached = {}, off = 'top judges the USE rows from /proc and PSI' }
+  m.lock = { missing = 'top does not trace locks' }
+  local frame = { time = sys.realtime(), elapsed = elapsed, use = use.analyze(m), procs = rows,
+    missing = self.missing, notes = self.notes, cost = self:cost(elapsed), ncpu = self.info.ncpu,
+    self_pid = sys.getpid() }
+  self.procs, self.use_snap, self.t = procs, snap, now
+  return frame
+end
+
+function Session:stop()
+  for _, t in pairs(self.tracers) do pcall(t.stop, t) end
+  self.tracers = {}
+  base.stats_tick()
+end
+
+return M
