@@ -204,7 +204,7 @@ function M.run(opts)
     restore = M.enter_terminal(out)
     -- a handler (doing nothing) so SIGWINCH interrupts the poll
     local psig = require('posix.signal')
-    psig.signal(psig.SIGWINCH, function() end)
+    psig.signal(psig.SIGWINCH or 28, function() end) -- 28: Linux's number
     local rows, cols = M.winsize(1)
     local f
     local function redraw()

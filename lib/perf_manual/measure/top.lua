@@ -12,7 +12,6 @@
 local sys = require('perf_manual.sys')
 local use_measure = require('perf_manual.measure.use')
 local use = require('perf_manual.analyzers.use')
-local process = require('perf_manual.collectors.process')
 local base = require('perf_manual.tracers.base')
 local sched = require('perf_manual.tracers.sched')
 local offcpu = require('perf_manual.tracers.offcpu')
@@ -36,30 +35,65 @@ M.SOURCES = {
 
 -- /proc/PID/stat of every process -------------------------------------------
 
-local function read_small(path)
-  local fd = sys.open(path)
-  if not fd then return nil end
-  local s = sys.pread(fd, 4096, 0)
-  sys.close(fd)
-  return s
+-- fields 14 (utime), 15 (stime), 20 (num_threads), 22 (starttime) and 24
+-- (rss) of proc(5), counted after the state (field 3)
+local STAT_TAIL = ('%S+ '):rep(10) .. '(%d+) (%d+) ' .. ('%S+ '):rep(4) .. '(%d+) %S+ (%d+) %S+ (%d+)'
+
+--- The fields top shows from a /proc/PID/stat text, or nil. One pattern
+--- instead of collectors.process.parse_stat's full grammar: this runs for
+--- every process at every refresh (the spec checks both agree).
+function M.parse_stat(text)
+  if not text then return nil end
+  -- comm runs to the last ')' (it may hold spaces and parens)
+  local pid, comm, state, rest = text:match('^(%d+) %((.*)%) (%a) (.*)$')
+  if not pid then return nil end
+  local ut, st, thr, start, rss = rest:match('^' .. STAT_TAIL)
+  if not ut then return nil end
+  return { pid = tonumber(pid), comm = comm, state = state, ticks = tonumber(ut) + tonumber(st),
+    threads = tonumber(thr), starttime = tonumber(start), rss_pages = tonumber(rss) }
 end
 
+-- /proc/PID/stat files kept open between refreshes (a pread each instead
+-- of open, read, close), up to this many
+M.MAX_OPEN = 512
+
 --- { [pid] = { pid, comm, state, ticks (utime + stime), threads, rss_pages,
---- starttime } } from proc (default /proc).
-function M.sample_procs(proc)
+--- starttime } } from proc (default /proc). fds: a table the caller keeps
+--- between calls ({ [name] = fd, n = count }): open files are reused; a
+--- process gone or its pid reused fails the read and its file is reopened.
+function M.sample_procs(proc, fds)
   proc = proc or '/proc'
-  local out = {}
+  local out, seen = {}, {}
   local ok, names = pcall(require('posix.dirent').dir, proc)
   for _, n in ipairs(ok and names or {}) do
     if n:match('^%d+$') then
-      local st = process.parse_stat(read_small(proc .. '/' .. n .. '/stat'))
-      if st then
-        out[st.pid] = { pid = st.pid, comm = st.comm, state = st.state, ticks = (st.utime or 0) + (st.stime or 0),
-          threads = st.num_threads, rss_pages = st.rss, starttime = st.starttime }
+      local text
+      local fd = fds and fds[n]
+      if fd then
+        text = sys.pread(fd, 4096, 0)
+        if not text then sys.close(fd); fds[n] = nil; fds.n = fds.n - 1 end
       end
+      if not text then
+        fd = sys.open(proc .. '/' .. n .. '/stat')
+        if fd then
+          text = sys.pread(fd, 4096, 0)
+          if fds and (fds.n or 0) < M.MAX_OPEN then fds[n] = fd; fds.n = (fds.n or 0) + 1 else sys.close(fd) end
+        end
+      end
+      seen[n] = true
+      local st = M.parse_stat(text)
+      if st then out[st.pid] = st end
     end
   end
+  for n, fd in pairs(fds or {}) do
+    if n ~= 'n' and not seen[n] then sys.close(fd); fds[n] = nil; fds.n = fds.n - 1 end
+  end
   return out
+end
+
+--- Closes the files sample_procs kept open.
+function M.close_procs(fds)
+  for n, fd in pairs(fds or {}) do if n ~= 'n' then sys.close(fd) end end
 end
 
 --- Rows of the process table between two samples `elapsed` seconds apart:
@@ -112,7 +146,7 @@ end
 -- Per-process figures from the tracers ---------------------------------------
 
 --- Per-tgid figures of one interval from the tracers' reads (any may be
---- nil): { runq_ms =, offcpu_ms =, io = { n, lat_ns } , calls = } by tgid,
+--- nil; sched, offcpu, io events, syscalls by tgid) -> { runq_ms =, offcpu_ms =, iolat_ms =, iops =, sysc = } by tgid,
 --- per second of `seconds`.
 function M.per_process(seconds, r)
   local out = {}
@@ -128,9 +162,17 @@ function M.per_process(seconds, r)
     end
   end
   if r.offcpu then
+    -- a block is counted when it ends: one that began before the interval
+    -- is held to the interval, per thread (a thread blocks one at a time)
+    local per_tid = {}
     for _, t in ipairs(r.offcpu.tasks or {}) do
+      local k = t.tgid * 4294967296 + t.pid
+      per_tid[k] = per_tid[k] or { tgid = t.tgid, us = 0 }
+      per_tid[k].us = per_tid[k].us + t.total_us
+    end
+    for _, t in pairs(per_tid) do
       local row = at(t.tgid)
-      row.offcpu_ms = (row.offcpu_ms or 0) + t.total_us / 1e3 / seconds
+      row.offcpu_ms = (row.offcpu_ms or 0) + math.min(t.us / 1e3, seconds * 1e3) / seconds
     end
   end
   if r.io then
@@ -146,8 +188,8 @@ function M.per_process(seconds, r)
       end
     end
   end
-  if r.calls then
-    for pid, n in pairs(r.calls) do at(pid).sysc = n / seconds end
+  if r.syscalls then
+    for pid, n in pairs(r.syscalls) do at(pid).sysc = n / seconds end
   end
   return out
 end
@@ -207,7 +249,8 @@ function M.start(opts)
     end
   end
   s.io_events = {}
-  s.procs = M.sample_procs()
+  s.fds = { n = 0 }
+  s.procs = M.sample_procs(nil, s.fds)
   s.use_snap = use_measure.snapshot_system()
   s.t = sys.now()
   s.ru = sys.rusage()
@@ -245,25 +288,47 @@ function Session:cost(elapsed)
   return c
 end
 
+--- A tracer's map read raw and cleared, decoded by the tracer's own
+--- decoder: what top shows needs no histogram summaries or stacks, and the
+--- tracers' read() spends most of its time on those.
+function M.read_raw(key, t)
+  if key == 'sched' then
+    local groups = {}
+    for _, e in ipairs(assert(t.hists:read{ clear = true })) do
+      local g = sched.decode_hist(e.key, e.value)
+      groups[#groups + 1] = { pid = g.key, total = g.total }
+    end
+    return { unit = t.unit, groups = groups }
+  elseif key == 'offcpu' then
+    local tasks = {}
+    for _, e in ipairs(assert(t.blocked:read{ clear = true })) do
+      local d = offcpu.decode(e.key, e.value)
+      tasks[#tasks + 1] = { tgid = d.tgid, pid = d.pid, total_us = d.total_us }
+    end
+    return { tasks = tasks }
+  elseif key == 'syscalls' then
+    return t:read{ clear = true }.by_tgid
+  end
+end
+
 --- One refresh: everything measured since the last one.
 ---@return table frame { time, elapsed, use = analyzer result, procs = rows, missing, notes, cost }
 function Session:tick()
   self:poll()
   local now = sys.now()
   local elapsed = now - self.t
-  local procs = M.sample_procs()
+  local procs = M.sample_procs(nil, self.fds)
   local rows = M.proc_rows(self.procs, procs, elapsed, self.info.clk_tck, self.info.page_size)
   local reads, have = {}, {}
   for key, t in pairs(self.tracers) do
     have[key] = true
     if key == 'io' then
-      t:read{ clear = true } -- the histograms are not shown: keep them from growing
+      -- only the completion stream: its per-disk histograms are not shown
+      -- (and hold one entry per disk and op, so they do not grow)
       reads.io = self.io_events
       self.io_events = {}
-    elseif key == 'syscalls' then
-      reads.calls = t:read{ clear = true }.by_tgid
     else
-      reads[key] = t:read{ clear = true }
+      reads[key] = M.read_raw(key, t)
     end
   end
   M.merge(rows, M.per_process(elapsed, reads), have)
@@ -284,6 +349,8 @@ function Session:tick()
 end
 
 function Session:stop()
+  M.close_procs(self.fds)
+  self.fds = { n = 0 }
   for _, t in pairs(self.tracers) do pcall(t.stop, t) end
   self.tracers = {}
   base.stats_tick()

@@ -34,11 +34,11 @@ M.COLUMNS = {
   { id = 'state', head = 'S', width = 1, left = true },
   { id = 'threads', head = 'THR', width = 4, fmt = num('%d') },
   { id = 'cpu_pct', head = 'CPU%', width = 6, fmt = num('%.1f'), sort = 'cpu', key = 'c' },
-  { id = 'runq_ms', head = 'RUNQms/s', width = 8, fmt = num('%.1f'), sort = 'runq', key = 'r' },
-  { id = 'offcpu_ms', head = 'OFFCPUms/s', width = 10, fmt = num('%.0f'), sort = 'offcpu', key = 'o' },
-  { id = 'iolat_ms', head = 'IOLATms', width = 7, fmt = num('%.2f'), sort = 'iolat', key = 'i' },
+  { id = 'runq_ms', head = 'RUNQms/s', width = 9, fmt = num('%.1f'), sort = 'runq', key = 'r' },
+  { id = 'offcpu_ms', head = 'OFFCPUms/s', width = 11, fmt = num('%.0f'), sort = 'offcpu', key = 'o' },
+  { id = 'iolat_ms', head = 'IOLATms', width = 8, fmt = num('%.2f'), sort = 'iolat', key = 'i' },
   { id = 'iops', head = 'IO/s', width = 5, fmt = rate },
-  { id = 'sysc', head = 'SYSC/s', width = 6, fmt = rate, sort = 'sysc', key = 's' },
+  { id = 'sysc', head = 'SYSC/s', width = 7, fmt = rate, sort = 'sysc', key = 's' },
   { id = 'rss_bytes', head = 'RSS', width = 6, fmt = bytes },
 }
 
