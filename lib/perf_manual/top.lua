@@ -27,12 +27,13 @@ function M.winsize(fd)
 end
 
 --- Why the live screen cannot run here (nil when it can): stdout and stdin
---- must be terminals that understand cursor movement.
-function M.no_tty_reason(env)
-  env = env or os.getenv
+--- must be terminals that understand cursor movement. env and isatty:
+--- os.getenv and sys.isatty unless given.
+function M.no_tty_reason(env, isatty)
+  env, isatty = env or os.getenv, isatty or sys.isatty
   local term = env('TERM')
-  if not sys.isatty(1) then return 'stdout is not a terminal' end
-  if not sys.isatty(0) then return 'stdin is not a terminal' end
+  if not isatty(1) then return 'stdout is not a terminal' end
+  if not isatty(0) then return 'stdin is not a terminal' end
   if not term or term == '' or term == 'dumb' then return 'TERM is ' .. (term and term ~= '' and term or 'unset') end
 end
 

@@ -271,7 +271,9 @@ function M.json(f, view)
       others = u.others }
   end
   local bpf = util.array()
-  for _, b in ipairs(f.cost and f.cost.bpf or {}) do bpf[#bpf + 1] = { name = b.name, cpu_pct = b.cpu_pct, note = b.note } end
+  for _, b in ipairs(f.cost and f.cost.bpf or {}) do
+    bpf[#bpf + 1] = { name = b.name, cpu_pct = b.cpu_pct, note = b.note }
+  end
   return { time = f.time, interval_s = f.elapsed, sort = view.sort, filter = view.filter, use = urows,
     cost = f.cost and { self_cpu_pct = f.cost.self_cpu_pct, bpf_cpu_pct = f.cost.bpf_cpu_pct, bpf = bpf,
       self_maxrss_kb = f.cost.self_rss_kb },
