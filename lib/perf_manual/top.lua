@@ -118,6 +118,10 @@ end
 
 -- The loops --------------------------------------------------------------------
 
+-- Longest sleep between looks at the I/O completion stream (its ring buffer
+-- holds about 10k requests). Keys, Ctrl-C and SIGWINCH cut a sleep short.
+M.SLICE = 1
+
 local function draw(out, lines)
   -- home, each line cleared to its end, then the rest of the screen
   local buf = { '\27[H' }
@@ -170,6 +174,11 @@ end
 --- only), out, err (files; default stdout, stderr), env (getenv for tests).
 ---@return table { frames = n, ended_by = 'quit'|'iterations'|'signal' }
 function M.run(opts)
+  -- interpreted: at one refresh a second, LuaJIT keeps compiling new traces
+  -- (~30 a second here), and each one's mprotect flushes the TLB of every
+  -- CPU; on this VM that was a third of top's CPU (0.85% -> 0.55% with the
+  -- /proc columns, tests/bench/top.lua)
+  if opts.jit ~= true then jit.off() end
   local out, err = opts.out or io.stdout, opts.err or io.stderr
   local view = { sort = opts.sort or 'cpu', filter = opts.filter, rows = opts.rows }
   local batch = opts.batch or opts.json
@@ -189,7 +198,7 @@ function M.run(opts)
     if batch then
       local width = opts.width or 200
       while true do
-        if not wait_until(s, sys.now() + opts.interval, nil, 0.25) then break end
+        if not wait_until(s, sys.now() + opts.interval, nil, M.SLICE) then break end
         local f = s:tick()
         frames = frames + 1
         if opts.json then
@@ -219,7 +228,7 @@ function M.run(opts)
         local q, again = M.keys(view, bytes)
         if q then quit = true return true end
         if again then redraw() end
-      end, 0.2, function()
+      end, M.SLICE, function()
         -- a resize (SIGWINCH cuts the poll short) redraws at the new size
         local r2, c2 = M.winsize(1)
         if r2 and (r2 ~= rows or c2 ~= cols) then

@@ -20,10 +20,11 @@ local ffi = require('ffi')
 
 local M = {}
 
--- BPF_ENABLE_STATS windows: switching patches kernel text on every CPU
--- (milliseconds of CPU a switch), so a long-running top samples its
--- programs' run time 0.1 s every 5 s rather than every second
-M.STATS_PERIOD = 5
+-- BPF_ENABLE_STATS windows: turning the statistics on and off patches
+-- kernel text on every CPU (a static key; milliseconds of CPU each way, a
+-- fifth of top's own CPU at a 5 s period), so a long-running top samples its
+-- programs' run time 0.1 s every 10 s rather than every second
+M.STATS_PERIOD = 10
 
 --- The columns a tracer feeds, and what a missing tracer leaves unmeasured.
 M.SOURCES = {
