@@ -116,6 +116,13 @@ end
 
 -- Syscalls per process (bpf/top.bpf.c) -----------------------------------
 
+-- the tracers' own FFI mirrors (declared when their modules load)
+local sched_hist_t = ffi.typeof('const struct pm_sched_hist *')
+local offcpu_key_t = ffi.typeof('const struct pm_offcpu_key *')
+local offcpu_val_t = ffi.typeof('const struct pm_offcpu_val *')
+local u32_t = ffi.typeof('const uint32_t *')
+local u64_t = ffi.typeof('const uint64_t *')
+
 local Calls = setmetatable({}, { __index = base.Tracer })
 Calls.__index = Calls
 
@@ -131,17 +138,18 @@ function M.start_calls(opts)
   return setmetatable(t, Calls)
 end
 
---- { [tgid] = calls } since start or the last clearing read.
+--- { [tgid] = calls } since start or the last clearing read, in
+--- `by_tgid` (the cost is read apart, with quality()).
 function Calls:read(opts)
   opts = opts or {}
-  local now = sys.now()
   local by = {}
   if not self.closed then
     for _, e in ipairs(assert(self.calls:read{ percpu = 'sum', clear = opts.clear })) do
-      by[tonumber(ffi.cast('const uint32_t *', e.key)[0])] = tonumber(ffi.cast('const uint64_t *', e.value)[0])
+      by[ffi.cast(u32_t, e.key)[0]] = tonumber(ffi.cast(u64_t, e.value)[0])
     end
   end
-  return self:finish_read({ by_tgid = by }, now, opts)
+  if opts.clear then self.since = sys.now() end
+  return { tracer = self.name, by_tgid = by }
 end
 
 -- Per-process figures from the tracers ---------------------------------------
@@ -289,22 +297,25 @@ function Session:cost(elapsed)
   return c
 end
 
---- A tracer's map read raw and cleared, decoded by the tracer's own
---- decoder: what top shows needs no histogram summaries or stacks, and the
---- tracers' read() spends most of its time on those.
+--- A tracer's map read raw and cleared, through the tracer's FFI mirror of
+--- its map: top needs one number an entry (a total), and the tracers'
+--- decoders copy every histogram slot and name, which is most of a read
+--- when LuaJIT's compiler is off (see top.lua).
 function M.read_raw(key, t)
   if key == 'sched' then
     local groups = {}
     for _, e in ipairs(assert(t.hists:read{ clear = true })) do
-      local g = sched.decode_hist(e.key, e.value)
-      groups[#groups + 1] = { pid = g.key, total = g.total }
+      assert(#e.value == ffi.sizeof('struct pm_sched_hist'), 'top: bad sched hist size ' .. #e.value)
+      groups[#groups + 1] = { pid = ffi.cast(u32_t, e.key)[0], total = tonumber(ffi.cast(sched_hist_t, e.value).total) }
     end
     return { unit = t.unit, groups = groups }
   elseif key == 'offcpu' then
     local tasks = {}
     for _, e in ipairs(assert(t.blocked:read{ clear = true })) do
-      local d = offcpu.decode(e.key, e.value)
-      tasks[#tasks + 1] = { tgid = d.tgid, pid = d.pid, total_us = d.total_us }
+      assert(#e.key == ffi.sizeof('struct pm_offcpu_key') and #e.value == ffi.sizeof('struct pm_offcpu_val'),
+        'top: bad offcpu entry size')
+      local k = ffi.cast(offcpu_key_t, e.key)
+      tasks[#tasks + 1] = { tgid = k.tgid, pid = k.pid, total_us = tonumber(ffi.cast(offcpu_val_t, e.value).total_us) }
     end
     return { tasks = tasks }
   elseif key == 'syscalls' then

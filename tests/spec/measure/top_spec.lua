@@ -115,4 +115,26 @@ describe('perf_manual.measure.top', function()
     assert.is_truthy(cpu.utilization.text)
     assert.is_number(f.cost.self_cpu_pct)
   end)
+
+  it('with BPF, counts its own syscalls and its own blocked time', function()
+    if not test_helpers.need_root('BPF tracers') then return end
+    local s = mt.start{}
+    s:tick() -- the first interval holds the tracers' start-up
+    local t0 = sys.now()
+    -- blocked in nanosleep for about 0.3 s
+    sys.sleep(0.3)
+    local f = s:tick()
+    local el = sys.now() - t0
+    s:stop()
+    assert.same({}, f.missing)
+    local me
+    for _, r in ipairs(f.procs) do if r.pid == sys.getpid() then me = r end end
+    assert.is_truthy(me)
+    -- the sleep, the /proc reads and the map reads are syscalls of this process
+    assert.is_true(me.sysc > 0, 'syscalls/s ' .. tostring(me.sysc))
+    assert.is_true(me.offcpu_ms * f.elapsed >= 250 and me.offcpu_ms * f.elapsed <= el * 1e3 + 50,
+      string.format('blocked %.0f ms of a %.0f ms interval', me.offcpu_ms * f.elapsed, el * 1e3))
+    assert.is_number(me.runq_ms)
+    for _, b in ipairs(f.cost.bpf) do assert.is_string(b.name) end
+  end)
 end)
