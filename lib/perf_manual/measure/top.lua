@@ -21,10 +21,11 @@ local ffi = require('ffi')
 local M = {}
 
 -- BPF_ENABLE_STATS windows: turning the statistics on and off patches
--- kernel text on every CPU (a static key; milliseconds of CPU each way, a
--- fifth of top's own CPU at a 5 s period), so a long-running top samples its
--- programs' run time 0.1 s every 10 s rather than every second
-M.STATS_PERIOD = 10
+-- kernel text on every CPU (a static key: about 7 ms of CPU for an on/off
+-- pair on this VM, a fifth of top's own CPU at a 5 s period), so a
+-- long-running top samples its programs' run time 0.1 s every 30 s rather
+-- than every second; the cost line is the average since start
+M.STATS_PERIOD = 30
 
 --- The columns a tracer feeds, and what a missing tracer leaves unmeasured.
 M.SOURCES = {
