@@ -240,6 +240,8 @@ function M.start(opts)
   end
   local no_bpf = opts.bpf == false and 'not asked (--no-bpf)' or bpf_why()
   if not no_bpf then
+    -- put back by stop(): the settings are the whole process's
+    s.stats_saved = { base.stats_lazy, base.STATS_PERIOD }
     base.stats_lazy = true
     base.STATS_PERIOD = M.STATS_PERIOD
   end
@@ -367,6 +369,10 @@ function Session:stop()
   for _, t in pairs(self.tracers) do pcall(t.stop, t) end
   self.tracers = {}
   base.stats_tick()
+  if self.stats_saved then
+    base.stats_lazy, base.STATS_PERIOD = self.stats_saved[1], self.stats_saved[2]
+    self.stats_saved = nil
+  end
 end
 
 return M
