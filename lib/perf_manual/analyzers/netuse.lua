@@ -116,4 +116,139 @@ function M.apply(row, n, m, T, base_sat, src_extra)
   return f
 end
 
+-- ---------------------------------------------------------------------------
+-- The network culprit: from the drill-down's net trace (tracers.net result,
+-- possibly back from JSON), else the USE check's BPF measures, and the
+-- target's thread states. One fault named with its 4-tuple.
+-- ---------------------------------------------------------------------------
+
+local function tuple_of(f)
+  if f.tuple then return f.tuple end
+  local function ep(a, p) return (tostring(a):find(':', 1, true) and ('[' .. a .. ']') or tostring(a)) .. ':' .. p end
+  return ep(f.laddr, f.lport) .. ' ' .. ep(f.raddr, f.rport)
+end
+M.tuple_of = tuple_of
+
+--- The TCP flow the target waits on most (thread states): { flow=, remote=, share=, text= } or nil.
+function M.tcp_wait(tsa)
+  if type(tsa) ~= 'table' then return nil end
+  for _, w in ipairs(tsa.waits or {}) do
+    if w.reason == 'net' and type(w.remote) == 'string' and (tonumber(w.share) or 0) >= 10 then
+      return { remote = w.remote, flow = w['local'] and (w['local'] .. ' ' .. w.remote) or nil,
+        share = tonumber(w.share), text = w.text, syscall = w.syscall }
+    end
+  end
+end
+
+--- Median answer time of closed connections to `remote` ("addr:port"):
+--- their life less the connect, in ms; { ms=, n= } or nil.
+local function answers(conns, remote)
+  local list = {}
+  for _, c in ipairs(conns or {}) do
+    if c.dir == 'connect' and tuple_of(c):match('%S+$') == remote and c.duration_ns then
+      list[#list + 1] = (c.duration_ns - (c.connect_ns or 0)) / 1e6
+    end
+  end
+  if #list == 0 then return nil end
+  table.sort(list)
+  return { ms = list[math.floor((#list + 1) / 2)], n = #list }
+end
+
+--- { kind = 'listener'|'loss'|'refused'|'slow_peer', flow=, pid=, comm=, ... , text= } or nil.
+--- tr: a net trace result; bn: the USE check's m.bpf.net; tsa: thread states.
+function M.culprit(tr, bn, tsa)
+  local src = type(tr) == 'table' and tr.total and tr or nil
+  local secs = src and tonumber(src.seconds) or bn and bn.seconds or 0
+  local flows = src and src.flows or bn and bn.flows or {}
+  local listeners = src and src.listeners or bn and bn.listeners or {}
+  local wait = M.tcp_wait(tsa)
+  local function per_s(n) return secs > 0 and n / secs or nil end
+  local best
+  for _, l in ipairs(listeners) do
+    local d = tonumber(l.listen_drops) or 0
+    if d > 0 and (not best or d > best.dropped) then
+      best = { kind = 'listener', port = l.port, pid = l.pid ~= 0 and l.pid or nil, comm = l.comm, dropped = d,
+        per_s = per_s(d), queue = l.peak_backlog or l.queue, backlog = l.max_backlog }
+    end
+  end
+  if best then
+    best.text = string.format('listener port %d%s stops accepting: %d connections dropped (%s), accept queue '
+      .. 'full (%s queued, backlog %s)', best.port, who(best), best.dropped, rate(best.dropped, secs),
+      tostring(best.queue), tostring(best.backlog))
+    best.wait = wait
+    return best
+  end
+  local loss
+  for _, f in ipairs(flows) do
+    local r = tonumber(f.retrans_segs) or 0
+    if r > 0 and (not loss or r > loss.segs) then
+      loss = { kind = 'loss', flow = tuple_of(f), pid = f.pid ~= 0 and f.pid or nil, comm = f.comm, segs = r,
+        per_s = per_s(r), drops = tonumber(f.drops) or 0 }
+    end
+  end
+  if loss then
+    local reasons = {}
+    for i, d in ipairs(src and src.drops or bn and bn.drop_reasons or {}) do
+      if i > 2 then break end
+      reasons[#reasons + 1] = string.format('%s %d', tostring(d.reason), tonumber(d.count) or 0)
+    end
+    loss.reasons = #reasons > 0 and table.concat(reasons, ', ') or nil
+    loss.text = string.format('loss: %d segments retransmitted (%s) on flow %s%s%s', loss.segs, rate(loss.segs, secs),
+      loss.flow, who(loss), loss.reasons and ('; packets dropped by the kernel: ' .. loss.reasons) or '')
+    loss.wait = wait
+    return loss
+  end
+  local refused = {}
+  for _, f in ipairs(flows) do
+    if (tonumber(f.resets_recv) or 0) > 0 and (tonumber(f.retrans_segs) or 0) == 0 then refused[#refused + 1] = f end
+  end
+  local fails = src and src.total and tonumber(src.total.connect_fails) or bn and bn.connect_fails or 0
+  if #refused > 0 and fails > 0 then
+    local f = refused[1]
+    return { kind = 'refused', flow = tuple_of(f), pid = f.pid ~= 0 and f.pid or nil, comm = f.comm,
+      count = math.min(#refused, fails), fails = fails, wait = wait,
+      text = string.format('refused connects: %d of %d failed connects were reset by the peer, e.g. flow %s%s',
+        math.min(#refused, fails), fails, tuple_of(f), who({ pid = f.pid ~= 0 and f.pid or nil, comm = f.comm })) }
+  end
+  if wait then
+    -- the target waits on a flow the network carries clean: the peer is slow to answer
+    local c = { kind = 'slow_peer', flow = wait.flow or wait.remote, remote = wait.remote, share = wait.share,
+      wait = wait }
+    local conn = src and src.connect or {}
+    c.connect_p99_us = tonumber(conn.p99_us)
+    c.answer = answers(src and src.conns, wait.remote)
+    c.text = string.format('peer slow to answer: the target waits on flow %s %.0f%% of its wall time with no '
+      .. 'retransmit or drop on it%s%s', c.flow, c.share or 0,
+      c.answer and string.format('; its connections to %s last %.1f ms past the connect (median of %d)',
+        wait.remote, c.answer.ms, c.answer.n) or '',
+      c.connect_p99_us and string.format('; connect latency p99 %.2f ms', c.connect_p99_us / 1e3) or '')
+    return c
+  end
+end
+
+--- Lines for the network drill-down (investigate).
+function M.drill_lines(tr, tsa)
+  local out = {}
+  local c = M.culprit(tr, nil, tsa)
+  if c then out[#out + 1] = c.text end
+  local t = type(tr) == 'table' and tr.total or nil
+  if t then
+    out[#out + 1] = string.format('TCP of the target over %.1f s: %d connects (%d failed), %d accepts, %d '
+      .. 'retransmitted segments, %d resets received, %d sent, %d drops', tonumber(tr.seconds) or 0, t.connects or 0,
+      t.connect_fails or 0, t.accepts or 0, t.retrans_segs or 0, t.resets_recv or 0, t.resets_sent or 0,
+      t.drops or 0)
+    local conn = tr.connect or {}
+    if (tonumber(conn.count) or 0) > 0 then
+      out[#out + 1] = string.format('connect latency: p50 %.3f ms, p99 %.3f ms (%d connects)',
+        (tonumber(conn.p50_us) or 0) / 1e3, (tonumber(conn.p99_us) or 0) / 1e3, conn.count)
+    end
+  end
+  if c and c.wait and c.kind ~= 'slow_peer' then
+    out[#out + 1] = string.format('the target waits on %s %.0f%% of its wall time', tostring(c.wait.flow
+      or c.wait.remote), c.wait.share or 0)
+  end
+  if #out == 0 then out[1] = 'no TCP activity of the target in the window' end
+  return out
+end
+
 return M

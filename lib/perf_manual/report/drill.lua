@@ -206,4 +206,11 @@ function M.disk(io, syscall, tsa)
   return out
 end
 
+--- Lines for a network drill-down: the fault of the target's TCP (a
+--- listener that stops accepting, loss, refused connects, a slow peer)
+--- with its 4-tuple, from the net trace and the thread states.
+function M.network(trace, tsa)
+  return require('perf_manual.analyzers.netuse').drill_lines(trace, tsa)
+end
+
 return M
