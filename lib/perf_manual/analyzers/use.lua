@@ -900,6 +900,12 @@ function M.analyze(m, opts)
     local busy = (d.shares.cpu or 0) + (d.shares.runq or 0)
     if not best or busy < 50 then
       verdict.waits_on = { reason = d.reason, share = d.share, object = d.object, text = time.wait_phrase(d) }
+      local w = type(d.wait) == 'table' and d.wait or {}
+      if d.reason == 'net' and w['local'] and w.remote then
+        -- the TCP flow by its 4-tuple (the wait names the peer's end only)
+        verdict.waits_on.flow = w['local'] .. ' ' .. w.remote
+        verdict.waits_on.text = verdict.waits_on.text .. ' on flow ' .. verdict.waits_on.flow
+      end
       verdict.text = verdict.text .. '; the target waits on ' .. verdict.waits_on.text
     end
   end
