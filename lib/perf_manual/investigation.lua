@@ -238,7 +238,7 @@ function methods.tell(inv, kind, result, more)
   elseif kind == 'wait' then lines = drill.wait(tsa, result)
   elseif kind == 'lock' then lines = drill.lock(result)
   elseif kind == 'disk' then lines = drill.disk(result, more, tsa)
-  elseif kind == 'network' then lines = drill.network(result, tsa)
+  elseif kind == 'network' then lines = drill.network(result, tsa, inv:recorded_result('use'))
   else
     lines = {}
     local text = type(result) == 'table' and (result.summary or result.text)

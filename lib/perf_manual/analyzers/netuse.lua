@@ -179,13 +179,19 @@ function M.culprit(tr, bn, tsa)
     return best
   end
   local loss
-  for _, f in ipairs(flows) do
-    local r = tonumber(f.retrans_segs) or 0
-    if r > 0 and (not loss or r > loss.segs) then
-      loss = { kind = 'loss', flow = tuple_of(f), pid = f.pid ~= 0 and f.pid or nil, comm = f.comm, segs = r,
-        per_s = per_s(r), drops = tonumber(f.drops) or 0 }
+  local function lossy(list, s)
+    for _, f in ipairs(list) do
+      local r = tonumber(f.retrans_segs) or 0
+      if r > 0 and (not loss or r > loss.segs) then
+        loss = { kind = 'loss', flow = tuple_of(f), pid = f.pid ~= 0 and f.pid or nil, comm = f.comm, segs = r,
+          per_s = s > 0 and r / s or nil, drops = tonumber(f.drops) or 0 }
+      end
     end
   end
+  lossy(flows, secs)
+  -- a lossy flow retransmits in bursts (a lost retransmit stalls it on the
+  -- timer for seconds): what the USE check saw on it still counts
+  if not loss and src and bn then lossy(bn.flows or {}, bn.seconds or 0) end
   if loss then
     local reasons = {}
     for i, d in ipairs(src and src.drops or bn and bn.drop_reasons or {}) do
@@ -193,7 +199,8 @@ function M.culprit(tr, bn, tsa)
       reasons[#reasons + 1] = string.format('%s %d', tostring(d.reason), tonumber(d.count) or 0)
     end
     loss.reasons = #reasons > 0 and table.concat(reasons, ', ') or nil
-    loss.text = string.format('loss: %d segments retransmitted (%s) on flow %s%s%s', loss.segs, rate(loss.segs, secs),
+    loss.text = string.format('loss: %d segments retransmitted (%s) on flow %s%s%s', loss.segs,
+      loss.per_s and rate(loss.per_s, 1) or '?',
       loss.flow, who(loss), loss.reasons and ('; packets dropped by the kernel: ' .. loss.reasons) or '')
     loss.wait = wait
     return loss
@@ -226,10 +233,10 @@ function M.culprit(tr, bn, tsa)
   end
 end
 
---- Lines for the network drill-down (investigate).
-function M.drill_lines(tr, tsa)
+--- Lines for the network drill-down (investigate). bn: the USE check's BPF measures, if any.
+function M.drill_lines(tr, tsa, bn)
   local out = {}
-  local c = M.culprit(tr, nil, tsa)
+  local c = M.culprit(tr, bn, tsa)
   if c then out[#out + 1] = c.text end
   local t = type(tr) == 'table' and tr.total or nil
   if t then
