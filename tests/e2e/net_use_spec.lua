@@ -198,7 +198,7 @@ describe('USE Network row and network drill-down from the net tracer', function(
             local text = investigate(w.pid, root, 'requests are slow')
             local d = drill(text)
             local flow = d:match('peer slow to answer: the target waits on flow (%S+ %S+)')
-            assert.matches('^127%.0%.0%.1:%d+ 127%.0%.0%.1:' .. port .. '$', tostring(flow), nil, false)
+            assert.matches('^127%.0%.0%.1:%d+ 127%.0%.0%.1:' .. port .. '$', tostring(flow), nil, false, text)
             local ms = tonumber(d:match('last ([%d.]+) ms past the connect'))
             -- the server sleeps 50 ms per answer; the network adds ss's rtt
             assert.is_true(ms and ms >= 50 and ms < 60, d)

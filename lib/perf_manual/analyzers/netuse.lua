@@ -133,8 +133,11 @@ M.tuple_of = tuple_of
 function M.tcp_wait(tsa)
   if type(tsa) ~= 'table' then return nil end
   for _, w in ipairs(tsa.waits or {}) do
-    if w.reason == 'net' and type(w.remote) == 'string' and (tonumber(w.share) or 0) >= 10 then
-      return { remote = w.remote, flow = w['local'] and (w['local'] .. ' ' .. w.remote) or nil,
+    -- a socket gone before the waits were named (a connection per request)
+    -- still has the peer in its text when an earlier one was named
+    local remote = type(w.remote) == 'string' and w.remote or type(w.text) == 'string' and w.text:match('^tcp6? (%S+)')
+    if w.reason == 'net' and remote and (tonumber(w.share) or 0) >= 10 then
+      return { remote = remote, flow = w['local'] and (w['local'] .. ' ' .. remote) or nil,
         share = tonumber(w.share), text = w.text, syscall = w.syscall }
     end
   end
@@ -162,6 +165,21 @@ function M.culprit(tr, bn, tsa)
   local flows = src and src.flows or bn and bn.flows or {}
   local listeners = src and src.listeners or bn and bn.listeners or {}
   local wait = M.tcp_wait(tsa)
+  local sh = type(tsa) == 'table' and type(tsa.total) == 'table' and type(tsa.total.shares) == 'table'
+    and tonumber(tsa.total.shares.net) or 0
+  if not wait and sh >= 25 and src then
+    -- blocked on sockets none of which could be named: the peer the target's
+    -- connections went to (the last one's tuple)
+    local n, last, best = {}, {}, nil
+    for _, c in ipairs(src.conns or {}) do
+      if c.dir == 'connect' then
+        local r = tuple_of(c):match('%S+$')
+        n[r], last[r] = (n[r] or 0) + 1, tuple_of(c)
+        if not best or n[r] > n[best] then best = r end
+      end
+    end
+    if best then wait = { remote = best, flow = last[best], share = sh } end
+  end
   local function per_s(n) return secs > 0 and n / secs or nil end
   local best
   for _, l in ipairs(listeners) do

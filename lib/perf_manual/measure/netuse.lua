@@ -44,7 +44,7 @@ function M.measures(res, elapsed, netpaths)
   local out = { seconds = secs, retrans_segs = tot.retrans_segs or 0, drops = tot.drops or 0,
     connects = tot.connects or 0, connect_fails = tot.connect_fails or 0, accepts = tot.accepts or 0,
     resets_sent = tot.resets_sent or 0, resets_recv = tot.resets_recv or 0, listen_drops = tot.listen_drops or 0,
-    flows = util.array(), drop_reasons = util.array(), listeners = util.array(), refused = 0,
+    flows = util.array(), drop_reasons = util.array(), listeners = util.array(),
     connect_p99_us = res.connect and res.connect.p99_us, connect_avg_us = res.connect and res.connect.avg_us,
     drops_traced = res.drops_traced, listen_drops_from = res.listen_drops_from,
     listen_drops_note = res.listen_drops_note,
@@ -54,10 +54,6 @@ function M.measures(res, elapsed, netpaths)
   end
   for _, f in ipairs(res.flows or {}) do
     if (f.events or 0) > 0 then
-      -- a reset received on a connect that never got established is a refusal
-      if f.resets_recv > 0 and f.retrans_segs == 0 and f.synack_retrans == 0 then
-        out.refused = out.refused + f.resets_recv
-      end
       if #out.flows < M.KEEP then out.flows[#out.flows + 1] = flow_row(f, routes) end
     end
   end
@@ -65,8 +61,9 @@ function M.measures(res, elapsed, netpaths)
     if i > M.KEEP then break end
     out.drop_reasons[i] = { reason = d.reason, count = d.count, at_traced_sockets = d.at_traced_sockets }
   end
-  -- a connect that failed (SYN sent -> closed) after a reset: refused
-  out.refused = math.min(out.refused, out.connect_fails)
+  -- connects that failed (SYN sent -> closed), as many as resets came: refused
+  -- (the flows map holds a bounded number of 4-tuples; the totals are whole)
+  out.refused = math.min(out.resets_recv, out.connect_fails)
   for _, l in ipairs(res.listeners or {}) do
     if (l.listen_drops or 0) > 0 or (l.overflows or 0) > 0 then
       if #out.listeners < M.KEEP then
