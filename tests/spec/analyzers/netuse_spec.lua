@@ -28,8 +28,8 @@ local function copy(t)
 end
 
 local function data(name)
-  local d = { use = load(name .. '.use-check'), tsa = load(name .. '.tsa'), traces = { net = load(name .. '.trace-net') },
-    profiles = {} }
+  local d = { use = load(name .. '.use-check'), tsa = load(name .. '.tsa'),
+    traces = { net = load(name .. '.trace-net') }, profiles = {} }
   return findings.prepare(d)
 end
 
