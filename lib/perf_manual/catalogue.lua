@@ -610,6 +610,14 @@ M.builtin = {
         return 'refutes', 'the target\'s waits are idle ones (poll/epoll, sleep, condition variables): nothing ' ..
           'holds it up', 2
       end },
+      -- the flow it waits on loses packets: the network holds it up, not the peer
+      { needs = 'tsa', weight = 1, test = function(ev)
+        local c = ev.netc
+        local w = c and c.wait
+        if c and c.kind == 'loss' and w and (w.flow == c.flow or c.flow:sub(-#w.remote - 1) == ' ' .. w.remote) then
+          return 'refutes', 'the flow it waits on loses packets: ' .. c.text
+        end
+      end },
     },
     fills = { 'peer', 'wait_pct', 'also', 'remote', 'queues', 'flow', 'answer' },
     culprit = function(ev)

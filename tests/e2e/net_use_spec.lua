@@ -135,7 +135,8 @@ describe('USE Network row and network drill-down from the net tracer', function(
           end
           assert.matches('loss: %d+ segments retransmitted', d)
           assert.matches(tuple, d, 1, true)
-          assert.matches('flow ' .. tuple, text, 1, true)
+          -- the root cause is the loss on that flow, not the peer it waits on
+          assert.matches('Root cause: network retransmits: flow ' .. tuple, text, 1, true)
         end)
       end)
     end)

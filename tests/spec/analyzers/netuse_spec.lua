@@ -99,6 +99,11 @@ describe('the network culprit', function()
     local res = root_cause.score('packet loss makes TCP retransmit', d)
     assert.equal('net-retransmits', res.entry)
     assert.matches('flow ' .. c.flow, res.cause, 1, true)
+    -- it waits on that flow: not the peer's doing
+    local pw = root_cause.score('waiting on a slow peer', d)
+    assert.equal('peer-wait', pw.entry)
+    assert.are_not.equal('supported', pw.verdict)
+    assert.equal('supported', res.verdict)
   end)
 
   it('loss seen only by the USE check still names the flow (a retransmit burst outside the drill-down)', function()
