@@ -666,7 +666,14 @@ M.builtin = {
         local line = string.format('TCP retransmits %.1f/s (%s)', r, ev.net.scope or 'system-wide')
         if r >= 10 then return 'supports', line, 2 end
         if r >= 1 then return 'supports', line, 1 end
+        -- a lossy flow stalls on the retransmit timer: a quiet window is no proof when the tracer saw loss
+        if ev.netc and ev.netc.kind == 'loss' then return nil, line .. ' in the USE window' end
         return 'refutes', line, 2
+      end },
+      -- the net tracer saw the retransmits, on a flow of the target's
+      { needs = 'net', weight = 2, test = function(ev)
+        local c = ev.netc
+        if c and c.kind == 'loss' then return 'supports', c.text, 2 end
       end },
       { needs = 'use', test = function(ev)
         local row = ev.use.rows.network

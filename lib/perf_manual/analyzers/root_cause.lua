@@ -183,7 +183,7 @@ M.EVIDENCE = {
   use = 'a USE check (use-check)', tsa = 'thread-state accounting (tsa)', lock = 'the lock tracer (trace lock)',
   io = 'block I/O latency (trace io)', syscall = 'syscall latency (trace syscall)',
   profile = 'an on-CPU profile (profile)', offcpu = 'an off-CPU profile (profile --off-cpu)',
-  red = 'a RED result (red-check --save DIR)',
+  red = 'a RED result (red-check --save DIR)', net = 'the net tracer (trace net)',
 }
 
 local function cell_text(c)
