@@ -35,8 +35,8 @@ end
 --- Faults of one interface's row: { flows =, listeners =, drops =, refused = }
 --- (listeners, drops and refused only on the home row).
 function M.faults(bn, iface, home)
-  local f = { flows = util.array(), listeners = util.array(), drops = util.array(), refused = 0, resets = 0 }
   local at_home = iface == home
+  local f = { flows = util.array(), listeners = util.array(), drops = util.array(), refused = 0, home = at_home }
   for _, x in ipairs(bn.flows or {}) do
     if x.iface == iface or (not x.iface and at_home) then f.flows[#f.flows + 1] = x end
   end
@@ -51,7 +51,7 @@ end
 
 --- Sets the row's saturation and errors from the tracer. T: thresholds.network.
 --- Returns the faults put on the row.
-function M.apply(row, n, m, T, base_sat, src_extra)
+function M.apply(row, n, m, T, base_sat, src_extra, pn)
   local bn = m.bpf.net
   local secs = bn.seconds
   local f = M.faults(bn, n.name, M.home(m))
@@ -78,8 +78,15 @@ function M.apply(row, n, m, T, base_sat, src_extra)
     dl[i] = string.format('%s %d', d.reason, d.count)
   end
   if #dl > 0 then s[#s + 1] = 'kernel drops by reason: ' .. table.concat(dl, ', ') end
+  -- after the target's own flows, everyone's (the namespace's counters), for scale
+  local tcp, extra = m.tcp or {}, ''
+  if m.target and m.target.kind ~= 'system' and f.home and tcp.retrans_per_s then
+    s[#s + 1] = string.format('all sockets: TCP retrans %s%s', rate(tcp.retrans_per_s, 1),
+      (tcp.listen_overflows or 0) > 0 and string.format(', %d listen overflows', tcp.listen_overflows) or '')
+    extra = ', ' .. pn .. '/snmp, ' .. pn .. '/netstat'
+  end
   row.saturation = { text = table.concat(s, ', '), value = retrans / math.max(secs or 0, 1e-9),
-    source = M.SOURCE .. ', ' .. tostring(bn.attach) .. ')' .. src_extra }
+    source = M.SOURCE .. ', ' .. tostring(bn.attach) .. ')' .. src_extra .. extra }
   local errs = (n.rx_errs_per_s or 0) + (n.tx_errs_per_s or 0)
   local e = { string.format('%.2f/s errors', errs) }
   local refused = {}

@@ -622,7 +622,7 @@ function M.rules.network(n, m, T)
   if m.bpf and m.bpf.net then
     -- BPF saw every retransmit, drop and listener overflow (with 4-tuples): it judges TCP; /proc/net/dev the link
     local f = netuse.apply(row, n, m, T, string.format('drops %s', fmt_rate(drops))
-      .. (sock_text and (', ' .. sock_text) or ''), src_extra)
+      .. (sock_text and (', ' .. sock_text) or ''), src_extra, pn)
     if #f.flows + #f.listeners > 0 or f.refused > 0 then
       row.culprit = row.culprit or {}
       row.culprit.flows, row.culprit.listeners, row.culprit.refused = f.flows, f.listeners, f.refused
