@@ -429,7 +429,7 @@ static void obj_destroy(struct pm_bpf_obj *po)
     ring_buffer__free(po->rbs[i].rb);
     po->rbs[i].rb = NULL;
   }
-  for (int i = 0; i < po->nlinks; i++)
+  for (int i = po->nlinks - 1; i >= 0; i--)
     bpf_link__destroy(po->links[i].link);
   free(po->links);
   po->links = NULL;
@@ -762,11 +762,54 @@ static int obj_attach_perf_event(lua_State *L)
   return 1;
 }
 
+/// attach_uprobe(prog, {binary=, func= | offset=, pid=-1, retprobe=false})
+///   -> true | nil, "bpf: attach <prog> <binary>:<func>: <why>", errno
+/// One program of the object as a uprobe (or uretprobe) on a function of an
+/// ELF file (func: a symbol libbpf finds in .symtab/.dynsym; offset: a file
+/// offset), for one process (pid) or every process mapping the file (-1).
+static int obj_attach_uprobe(lua_State *L)
+{
+  struct pm_bpf_obj *po = obj_check(L, 1);
+  struct bpf_program *prog = find_prog(L, po, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  if (!po->loaded)
+    return luaL_error(L, "bpf: attach_uprobe %s: load the object first", po->name);
+  lua_getfield(L, 3, "binary");
+  const char *binary = lua_tostring(L, -1);
+  if (!binary)
+    return luaL_argerror(L, 3, "expected 'binary' path");
+  lua_getfield(L, 3, "func");
+  const char *func = lua_tostring(L, -1);
+  lua_getfield(L, 3, "offset");
+  size_t offset = lua_isnil(L, -1) ? 0 : (size_t)lua_tointeger(L, -1);
+  lua_getfield(L, 3, "pid");
+  int pid = lua_isnil(L, -1) ? -1 : (int)lua_tointeger(L, -1);
+  lua_getfield(L, 3, "retprobe");
+  int ret = lua_toboolean(L, -1);
+  LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .func_name = func);
+  char what[256];
+  snprintf(what, sizeof what, "%s %s:%s", bpf_program__name(prog), binary, func ? func : "offset");
+  clear_msg();
+  struct bpf_link *link = bpf_program__attach_uprobe_opts(prog, pid, binary, offset, &opts);
+  if (!link)
+    return push_fail(L, "attach", what, errno, 1);
+  int err = add_link(po, link, prog, ret ? "uretprobe" : "uprobe");
+  if (err) {
+    bpf_link__destroy(link);
+    return push_fail(L, "attach", what, err, 0);
+  }
+  lua_settop(L, 0);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /// detach(): removes every attachment, keeps the object and its maps
 static int obj_detach(lua_State *L)
 {
   struct pm_bpf_obj *po = obj_check(L, 1);
-  for (int i = 0; i < po->nlinks; i++)
+  /* last attached first: a uretprobe attached before its entry probe
+   * outlives it, so no call is seen entering without its return */
+  for (int i = po->nlinks - 1; i >= 0; i--)
     bpf_link__destroy(po->links[i].link);
   po->nlinks = 0;
   return 0;
@@ -1473,6 +1516,7 @@ static const luaL_Reg obj_methods[] = {
   { "load", obj_load },
   { "attach", obj_attach },
   { "attach_perf_event", obj_attach_perf_event },
+  { "attach_uprobe", obj_attach_uprobe },
   { "detach", obj_detach },
   { "run_iter", obj_run_iter },
   { "info", obj_info },

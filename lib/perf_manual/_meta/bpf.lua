@@ -105,6 +105,13 @@ function Object:attach(progs) end
 ---@return true?, string? err, integer? errno
 function Object:attach_perf_event(prog, opts) end
 
+--- Attaches prog as a uprobe (or uretprobe) on a function of an ELF file,
+--- by symbol (func) or file offset, for one process or all (pid -1).
+---@param prog string
+---@param opts {binary: string, func: string?, offset: integer?, pid: integer?, retprobe: boolean?}
+---@return true?, string? err, integer? errno
+function Object:attach_uprobe(prog, opts) end
+
 --- Removes every attachment; maps stay readable.
 function Object:detach() end
 
