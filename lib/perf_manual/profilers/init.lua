@@ -3,7 +3,8 @@
 --- output files (folded, SVG flame graph, speedscope) and the text summary.
 ---
 --- A profile is a table
----   { kind = 'oncpu'|'offcpu', source = 'bpf'|'perf', unit = 'samples'|'us',
+---   { kind = 'oncpu'|'offcpu'|'memory'|'faults', source = 'bpf'|'perf',
+---     unit = 'samples'|'us'|'bytes'|'faults',
 ---     stacks = { {frames = {comm, root…leaf}, count, pid, truncated}, … },
 ---     total, duration, freq, lost_samples, lost_stacks, idle_samples,
 ---     binaries = { {path, name, symbols, frame_pointers}, … }, quality = {…} }
@@ -320,6 +321,9 @@ function M.to_json(p, opts)
     binaries = util.array(p.binaries or {}), files = p.files and util.array(p.files) or nil,
     bpf_run_time_ns = p.bpf_run_time_ns, cost = p.cost,
     stop_to_files_s = p.stop_to_files_s, stop_to_svg_s = p.stop_to_svg_s,
+    memory = p.memory,
+    faults = p.faults and { total = p.faults.total, unit = 'faults', quality = p.faults.quality,
+                            top = M.top(p.faults, (opts and opts.top) or 20) } or nil,
   }
 end
 

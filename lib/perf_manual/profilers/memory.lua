@@ -301,7 +301,8 @@ end
 --- included: uprobes on the system's C library for every process, filtered
 --- in the kernel); sample_every (record every Nth small allocation, default
 --- 1 = all), sample_min_size (always record allocations of at least this
---- many bytes), faults (default true), libc (path, overrides the lookup).
+--- many bytes), faults (default true), libc (path, overrides the lookup),
+--- verdict (the leak thresholds: see M.verdict).
 --- Returns the session or nil, err.
 function M.start(opts)
   opts = opts or {}
@@ -347,6 +348,7 @@ function M.start(opts)
     obj = obj, resolver = opts.resolver or sym.new(), pid = opts.pid, libc = libc, t0 = sys.now(),
     sample_every = opts.sample_every or 1, sample_min_size = opts.sample_min_size or 0,
     probes = attached, missing = missing, rss = {}, maps = {}, last_poll = -math.huge, faults = opts.faults ~= false,
+    verdict_opts = opts.verdict,
   }, Session)
   if opts.pid then
     s.resolver:snapshot(opts.pid)
@@ -440,10 +442,11 @@ local function counters_of(obj)
   return c
 end
 
---- Stops, reads the maps and returns the result:
---- { outstanding = profile (unit bytes), faults = profile (unit faults) | nil,
----   fault_mappings = { {mapping, faults, share} }, by_function, rss, verdict,
----   counters, sample_every, probes, duration, quality }.
+--- Stops, reads the maps and returns the profile of outstanding bytes
+--- (perf_manual.profilers shape, kind 'memory', unit 'bytes') with
+---   .faults   the page-fault profile (kind 'faults', unit 'faults') | nil
+---   .memory   { verdict, rss, by_function, fault_mappings = { {mapping,
+---             faults, share} }, counters, quality, sample_every, probes, libc }
 function Session:stop(vopts)
   self.last_poll = -math.huge
   self:poll()
@@ -512,18 +515,20 @@ function Session:stop(vopts)
     end
   end
   if rss then rss.source = '/proc/PID/status VmRSS' end
-  local out = {
-    outstanding = outstanding, faults = faults, fault_mappings = regions,
-    by_function = M.by_function(outstanding),
-    rss = rss, duration = duration, counters = c, sample_every = self.sample_every,
+  local mem = {
+    fault_mappings = regions, by_function = M.by_function(outstanding),
+    rss = rss, counters = c, sample_every = self.sample_every,
     sample_min_size = self.sample_min_size, probes = util.array(self.probes), libc = self.libc,
-    bpf_run_time_ns = info.run_time_ns, bpf_run_cnt = info.run_cnt,
+    faults_total = faults and faults.total or nil,
   }
-  out.verdict = M.verdict(outstanding, rss, duration, vopts)
-  out.quality = M.quality(out)
+  mem.verdict = M.verdict(outstanding, rss, duration, vopts or self.verdict_opts)
+  mem.quality = M.quality(outstanding, mem)
+  outstanding.memory = mem
+  outstanding.faults = faults
+  outstanding.bpf_run_cnt = info.run_cnt
   obj:close()
   self.obj = nil
-  return out
+  return outstanding
 end
 
 -- faults per mapping, from the 1 MiB regions and the last mappings seen
@@ -546,7 +551,9 @@ function Session:fault_mappings(obj)
     total = total + n
   end
   local list = {}
-  for label, n in pairs(per) do list[#list + 1] = { mapping = label, faults = n, share = total > 0 and n / total or 0 } end
+  for label, n in pairs(per) do
+    list[#list + 1] = { mapping = label, faults = n, share = total > 0 and n / total or 0 }
+  end
   table.sort(list, function(a, b)
     if a.faults ~= b.faults then return a.faults > b.faults end
     return a.mapping < b.mapping
@@ -556,13 +563,13 @@ end
 
 --- Measurement quality of a result: sampling, stacks cut short (no frame
 --- pointers past the caller), frees matched, maps full.
-function M.quality(res)
+function M.quality(p, res)
   local c = res.counters or {}
-  local q = res.outstanding.quality
+  local q = p.quality
   return {
     calls = c.calls, sampled = c.sampled, frees = c.frees, frees_matched = c.frees_hit,
     sample_every = res.sample_every, sample_min_size = res.sample_min_size,
-    lost_stacks = c.stack_lost, allocs_map_full = c.allocs_full, lost = res.outstanding.lost_samples,
+    lost_stacks = c.stack_lost, allocs_map_full = c.allocs_full, lost = p.lost_samples,
     short_stack_share = q.short_user_share, truncated_share = q.truncated_share,
     unknown_share = q.unknown_share, without_frame_pointers = q.without_frame_pointers,
     faults = c.faults, brk_bytes = c.brk_bytes, mmap_bytes = c.mmap_bytes, nested = c.nested,
