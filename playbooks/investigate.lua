@@ -102,7 +102,13 @@ return playbook {
           inv:tell("lock", inv:trace { "lock", duration = p.duration, stacks = true })
           inv:tell("wait", inv:profile { off_cpu = true, duration = p.duration })
         end,
-        memory = function() inv:tell("memory", inv:collect { "memory", psi = true, duration = p.duration }) end,
+        memory = function()
+          inv:tell("memory", inv:collect { "memory", psi = true, duration = p.duration })
+          -- a program (not the whole system): what it allocates and never frees, and its RSS growth
+          if p.workload ~= "system" then
+            inv:tell("memory", inv:memory_profile { duration = p.duration })
+          end
+        end,
         wait   = function() inv:tell("wait", inv:profile { off_cpu = true, duration = p.duration }) end,
       }
       if drill[inv.next] then

@@ -263,7 +263,25 @@ function M.memory_profile(inv, opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   o.memory = true
-  return M.profile(inv, o)
+  local r = M.profile(inv, o)
+  local v = r.memory and r.memory.verdict
+  if r.available == false then
+    r.summary = 'memory profile not available: ' .. tostring(r.why)
+  elseif v then
+    -- what a drill-down prints (inv:tell): the verdict, then the top allocating functions
+    local lines = { v.text }
+    for i, f in ipairs(r.memory.by_function or {}) do
+      if i > 3 then break end
+      lines[#lines + 1] = string.format('%.0f%% of the outstanding %s from %s (%d allocations)', f.share * 100,
+        util.fmt_bytes(r.total or 0), f.name, f.allocs)
+    end
+    r.summary = table.concat(lines, '\n')
+    if v.leaking and inv.finding then
+      inv:finding { resource = 'memory', metric = 'memory.outstanding_per_min', value = v.outstanding_per_min,
+                    severity = 'warning', summary = v.text, evidence = r.artifact }
+    end
+  end
+  return r
 end
 
 M.verbs = { profile = M.profile, memory_profile = M.memory_profile, write_profile = M.write_profile,
