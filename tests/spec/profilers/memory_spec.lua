@@ -67,6 +67,18 @@ describe('perf_manual.profilers.memory', function()
     assert.same({ 'app', '[missing user stack]' }, memory.name_leaf({ 'app', '[missing user stack]' }, 'malloc'))
   end)
 
+  it('probes free past its NULL check only when a push (emulated, not single-stepped) follows', function()
+    -- glibc 2.36 free: test rdi,rdi; je +0xbf; push rbp; lea rsi,[rdi-0x10]
+    local free = '\72\133\255\15\132\191\0\0\0\85\72\141\119\240\83\72'
+    assert.equal(9, memory.entry_offset(free))
+    -- push r12 (41 54) after the check
+    assert.equal(9, memory.entry_offset(free:sub(1, 9) .. '\65\84' .. free:sub(12)))
+    -- something else after the check, or no check at all (malloc opens with push r12)
+    assert.equal(0, memory.entry_offset(free:sub(1, 9) .. '\72\141' .. free:sub(12)))
+    assert.equal(0, memory.entry_offset('\65\84\85\83\72\137\251\72\131\236\24\0'))
+    assert.equal(0, memory.entry_offset(''))
+  end)
+
   it('merges stacks that read the same', function()
     local m = memory.merge {
       { frames = { 'app', 'main', 'put' }, count = 10, allocs = 1 },
