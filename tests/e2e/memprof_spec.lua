@@ -163,6 +163,38 @@ describe('perf_manual profile --memory', function()
     end)
   end)
 
+  it('the memory-leak example playbook concludes on the leaking function, live and replayed', function()
+    if not h.need_root() then return end
+    h.with_machine_lock(function()
+      local dir = h.tmpdir()
+      local pid = assert(sys.spawn({ h.workload('leaky'), '60', '2048' }, { stdout = 'null' }))
+      local ok, e = pcall(function()
+        sys.sleep(0.3)
+        local store = require('perf_manual.store')
+        local function run(extra, root)
+          local out, err, st = h.pm(string.format('run %s/playbooks/examples/memory-leak.lua --batch --store %s %s',
+            h.root, root, extra))
+          assert.equal(0, st, out .. err)
+          local inv = store.open(root, store.list(root)[1])
+          return assert(inv:load_metadata()), out, inv
+        end
+        local meta, out, inv = run(string.format('--pid %d --duration 2', pid), dir .. '/live')
+        assert.matches('allocated from `cache_put` and never freed', out)
+        assert.equal('supported', meta.hypotheses[1].status)
+        assert.matches('^leak from cache_put: RSS %+[%d.]+ MB/min', meta.root_cause)
+        local f = meta.findings[1]
+        assert.same({ 'memory', 'warning' }, { f.resource, f.severity })
+        -- judged again from what was recorded: the same conclusion
+        local meta2 = run(string.format('--pid %d --replay %s', pid, inv.dir), dir .. '/replay')
+        assert.equal(meta.root_cause, meta2.root_cause)
+      end)
+      sys.kill(pid, 15)
+      sys.wait(pid)
+      h.rmrf(dir)
+      assert(ok, e)
+    end)
+  end)
+
   it('refuses a system-wide memory profile and --memory with --off-cpu', function()
     local _, err, status = h.pm('profile --memory --duration 1')
     assert.equal(2, status)
