@@ -94,7 +94,9 @@ function M.parse_all_maps(text)
   return out
 end
 
---- The label of the mapping holding addr (nil when none does).
+--- The label of the mapping holding addr (nil when none does). An address
+--- in the gap just above [heap] is heap too: brk grew it after the
+--- mappings were read (the last read can be up to a poll before the end).
 function M.mapping_of(maps, addr)
   local lo, hi = 1, #maps
   while lo <= hi do
@@ -104,6 +106,7 @@ function M.mapping_of(maps, addr)
     elseif addr >= m.stop then lo = mid + 1
     else return m.label end
   end
+  if maps[hi] and maps[hi].label == '[heap]' then return '[heap]' end
 end
 
 --- VmRSS and RssAnon (bytes) from /proc/PID/status text.

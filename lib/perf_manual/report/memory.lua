@@ -3,6 +3,7 @@
 --- function and by stack, page faults by stack and by mapping, measurement
 --- quality and the profiler's own cost.
 local util = require('perf_manual.util')
+local report_profile = require('perf_manual.report.profile')
 
 local M = {}
 
@@ -97,22 +98,8 @@ function M.render(p, opts)
       out[#out + 1] = '  by mapping: ' .. table.concat(parts, ', ')
     end
   end
-  if p.cost then
-    out[#out + 1] = ''
-    out[#out + 1] = string.format('profiler cost: %s of one CPU (user+sys %s, BPF programs %s); every traced '
-      .. 'allocator call also pays a uprobe trap in the target',
-      p.cost.cpu_share and string.format('%.2f%%', p.cost.cpu_share * 100) or 'not measured',
-      util.fmt_duration(p.cost.user_sys_s),
-      p.cost.bpf_s and util.fmt_duration(p.cost.bpf_s) or 'not measured (BPF stats off)')
-  end
-  if p.command_ended then
-    out[#out + 1] = ''
-    out[#out + 1] = p.command_ended
-  end
-  if p.files then
-    out[#out + 1] = ''
-    for _, file in ipairs(p.files) do out[#out + 1] = 'wrote ' .. file end
-  end
+  report_profile.tail_lines(p, out, 'profiler cost', 'BPF programs',
+    '; every traced allocator call also pays a uprobe trap in the target')
   return table.concat(out, '\n') .. '\n'
 end
 

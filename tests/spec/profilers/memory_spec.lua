@@ -34,6 +34,9 @@ describe('perf_manual.profilers.memory', function()
     assert.equal('[anon]', memory.mapping_of(maps, 0x7f3a1c010000))
     assert.equal('/usr/lib/x86_64-linux-gnu/libc.so.6', memory.mapping_of(maps, 0x7f3a1d04e000))
     assert.is_nil(memory.mapping_of(maps, 0x7f3a1c021000)) -- the first byte past a mapping
+    -- above the heap, below the next mapping: the heap grown since the maps were read
+    assert.equal('[heap]', memory.mapping_of(maps, 0x55d1c6290000 + 4096))
+    assert.is_nil(memory.mapping_of(maps, 0x1000))
   end)
 
   it('reads RSS from /proc/PID/status', function()
