@@ -105,13 +105,15 @@ end
 local function ratio(a, b)
   return a and b and a > 0 and string.format('%.2f', b / a) or 'n/a'
 end
-print(string.format('memprof_added_ns_per_pair %.1f', pm and base and pm - base or -1))
-print(string.format('memprof_sampled64_added_ns_per_pair %.1f', pm64 and base and pm64 - base or -1))
-if bt then
-  print(string.format('bpftrace_added_ns_per_pair %.1f', bt - base))
-  print('ratio bpftrace/perf_manual added cost: ' .. ratio(pm - base, bt - base))
+-- one line per figure, a number with its unit (what perf_manual regress records)
+local function added(label, ns)
+  if ns and base then print(string.format('%s added: %.1f ns per pair', label, ns - base)) end
 end
-if ht then
-  print(string.format('heaptrack_added_ns_per_pair %.1f', ht - base))
-  print('ratio heaptrack/perf_manual added cost: ' .. ratio(pm - base, ht - base))
+added('perf_manual --memory (every call)', pm)
+added('perf_manual --memory --sample-every 64', pm64)
+added('bpftrace memleak-like', bt)
+added('heaptrack', ht)
+if pm and base then
+  print('ratio bpftrace/perf_manual added cost: ' .. ratio(pm - base, bt and bt - base))
+  print('ratio heaptrack/perf_manual added cost: ' .. ratio(pm - base, ht and ht - base))
 end
