@@ -92,6 +92,11 @@ describe('perf_manual profile --memory', function()
       assert.matches('cache_put', util.readfile(dir .. '/prof/profile.svg'))
       assert.matches('leaky;__libc_start_call_main;main;cache_put;malloc ' .. leaked .. '\n',
         util.readfile(dir .. '/prof/profile.folded'), 1, true)
+      -- shown again from the files: the same verdict and counts
+      local again, err, st = h.pm(string.format('profile --replay %s/prof --output %s/again', dir, dir))
+      assert.equal(0, st, err)
+      assert.matches('verdict: ' .. v.text, again, 1, true)
+      assert.matches(string.format('%d allocs  __libc_start_call_main;main;cache_put;malloc', allocs), again)
     end)
   end)
 

@@ -76,8 +76,8 @@ function M.render(p, opts)
     out[#out + 1] = 'outstanding bytes by stack (innermost frames):'
     for i, s in ipairs(p.stacks) do
       if i > n then break end
-      out[#out + 1] = string.format('  %6.1f%%  %10s  %8d allocs  %s', s.count / p.total * 100,
-        util.fmt_bytes(s.count), s.allocs or 0, short_stack(s.frames, 5))
+      out[#out + 1] = string.format('  %6.1f%%  %10s  %8s allocs  %s', s.count / p.total * 100,
+        util.fmt_bytes(s.count), s.allocs and tostring(s.allocs) or '-', short_stack(s.frames, 5))
     end
   end
   local f = p.faults

@@ -31,6 +31,10 @@ function M.rebuild(rec, folded)
       stacks[#stacks + 1] = { frames = frames, count = tonumber(n), key = key }
     end
   end
+  -- a memory profile's allocation counts live in its JSON (the folded file holds bytes)
+  local allocs = {}
+  for _, t in ipairs(rec.kind == 'memory' and rec.stacks or {}) do allocs[t.stack] = t.allocs end
+  for _, st in ipairs(stacks) do st.allocs = allocs[st.key] end
   local q = rec.quality or {}
   local prof = profilers.new { kind = rec.kind, source = rec.source, unit = rec.unit, target = rec.target,
     target_kind = rec.target_kind,
