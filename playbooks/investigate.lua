@@ -104,7 +104,13 @@ return playbook {
           inv:tell("lock", inv:trace { "lock", duration = p.duration, stacks = true })
           inv:tell("wait", inv:profile { off_cpu = true, duration = p.duration })
         end,
-        memory = function() inv:tell("memory", inv:collect { "memory", psi = true, duration = p.duration }) end,
+        memory = function()
+          inv:tell("memory", inv:collect { "memory", psi = true, duration = p.duration })
+          -- a program (not the whole system): what it allocates and never frees, and its RSS growth
+          if p.workload ~= "system" then
+            inv:tell("memory", inv:memory_profile { duration = p.duration })
+          end
+        end,
         network = function()                        -- the target's TCP: loss, slow peer, listener not accepting
           inv:tell("network", inv:trace { "net", duration = p.duration })
         end,
