@@ -47,7 +47,8 @@ DEB_PKGS := build-essential pkg-config clang llvm libclang-rt-14-dev libluajit-5
             lua-busted lua-argparse lua-yaml lua-cjson lua-sql-sqlite3 lua-cosmo lua-posix \
             lua-check lua-expat util-linux procps strace libc6-dbg \
             nginx libnginx-mod-http-echo chromium wrk nftables \
-            prometheus prometheus-node-exporter golang-go libssl-dev openssl
+            prometheus prometheus-node-exporter golang-go libssl-dev openssl \
+            tmux htop
 # Daemons (nginx, prometheus, node-exporter) are not started on install: the
 # tests run their own copies, and a resident scraper would disturb the
 # machine-judging tests. policy-rc.d is Debian's switch for that.

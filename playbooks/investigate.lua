@@ -62,7 +62,7 @@ return playbook {
       local use = inv:use_check { duration = p.duration }
       inv:show(use)
       inv:finding_from(use)
-      inv.next = use.verdict                          -- "cpu" | "memory" | "disk" | "lock" | nil
+      inv.next = use.verdict                          -- "cpu" | "memory" | "disk" | "network" | "lock" | nil
       if p.endpoint then
         local red = inv:red_check { endpoint = p.endpoint, duration = p.duration }
         inv:show(red)
@@ -84,6 +84,7 @@ return playbook {
       if wait and busy and (not inv.next or busy < 50) and wait.share >= 25 then
         -- nothing saturated, or the target mostly waits: follow its time
         inv.next = ({ lock = "lock", io = "disk", memory = "memory" })[wait.reason] or "wait"
+        inv.wait_reason = wait.reason                 -- "net": the wait drill-down also looks at the TCP flow
         inv.waits_on = inv:wait_phrase(wait)          -- "pid 4242 (feeder) via pipe (..., 75% of wall time; sleep 25%)"
         inv:note(string.format("the target is on a CPU or runnable %.0f%% of its wall time and waits on %s: "
           .. "following the wait", busy, inv.waits_on))
@@ -103,9 +104,24 @@ return playbook {
           inv:tell("lock", inv:trace { "lock", duration = p.duration, stacks = true })
           inv:tell("wait", inv:profile { off_cpu = true, duration = p.duration })
         end,
-        memory = function() inv:tell("memory", inv:collect { "memory", psi = true, duration = p.duration }) end,
-        wait   = function() inv:tell("wait", inv:profile { off_cpu = true, duration = p.duration }) end,
+        memory = function()
+          inv:tell("memory", inv:collect { "memory", psi = true, duration = p.duration })
+          -- a program (not the whole system): what it allocates and never frees, and its RSS growth
+          if p.workload ~= "system" then
+            inv:tell("memory", inv:memory_profile { duration = p.duration })
+          end
+        end,
+        network = function()                        -- the target's TCP: loss, slow peer, listener not accepting
+          inv:tell("network", inv:trace { "net", duration = p.duration })
+        end,
       }
+      drill.wait = function()
+        inv:tell("wait", inv:profile { off_cpu = true, duration = p.duration })
+        if inv.wait_reason == "net" then            -- blocked on a TCP socket: what the flow does
+          inv:printf("drill-down for network:\n")
+          drill.network()
+        end
+      end
       if drill[inv.next] then
         inv:printf("drill-down for %s:\n", inv.next)
         inv:note("drill-down for " .. inv.next)

@@ -6,6 +6,7 @@
 -- (docs/playbooks.md, "Probes"); placed by lib/perf_manual/measure/probe.lua.
 return playbook {
   name = 'probe',
+  topic = 'methods',
   summary = 'place a uprobe, USDT probe or tracepoint and count, histogram or stack its events',
   examples = "  perf_manual probe 'uprobe:libc:malloc' --hist arg0 --stacks --pid 1234 --duration 5\n"
     .. "  perf_manual probe 'usdt:/usr/bin/python3:python:function__entry' --count --by arg1\n"

@@ -429,7 +429,7 @@ static void obj_destroy(struct pm_bpf_obj *po)
     ring_buffer__free(po->rbs[i].rb);
     po->rbs[i].rb = NULL;
   }
-  for (int i = 0; i < po->nlinks; i++)
+  for (int i = po->nlinks - 1; i >= 0; i--)
     bpf_link__destroy(po->links[i].link);
   free(po->links);
   po->links = NULL;
@@ -868,7 +868,9 @@ static int obj_attach_probe(lua_State *L)
 static int obj_detach(lua_State *L)
 {
   struct pm_bpf_obj *po = obj_check(L, 1);
-  for (int i = 0; i < po->nlinks; i++)
+  /* last attached first: a uretprobe attached before its entry probe
+   * outlives it, so no call is seen entering without its return */
+  for (int i = po->nlinks - 1; i >= 0; i--)
     bpf_link__destroy(po->links[i].link);
   po->nlinks = 0;
   return 0;

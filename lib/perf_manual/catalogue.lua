@@ -610,19 +610,33 @@ M.builtin = {
         return 'refutes', 'the target\'s waits are idle ones (poll/epoll, sleep, condition variables): nothing ' ..
           'holds it up', 2
       end },
+      -- the flow it waits on loses packets: the network holds it up, not the peer
+      { needs = 'tsa', weight = 1, test = function(ev)
+        local c = ev.netc
+        local w = c and c.wait
+        if c and c.kind == 'loss' and w and (w.flow == c.flow or c.flow:sub(-#w.remote - 1) == ' ' .. w.remote) then
+          return 'refutes', 'the flow it waits on loses packets: ' .. c.text
+        end
+      end },
     },
-    fills = { 'peer', 'wait_pct', 'also', 'remote', 'queues' },
+    fills = { 'peer', 'wait_pct', 'also', 'remote', 'queues', 'flow', 'answer' },
     culprit = function(ev)
       local d = ev.wait
       if not d or (d.reason ~= 'ipc' and d.reason ~= 'net' and d.reason ~= 'child') then return {} end
       -- waiting on a remote service: its socket's queues say which side is slow
       local n = d.reason == 'net' and ev.net or {}
+      local nc = ev.netc and ev.netc.kind == 'slow_peer' and ev.netc or nil
       return { peer = tostring(d.object or d.label), wait_pct = pct(d.share), wait_phrase = ev.wait_phrase,
+        flow = nc and nc.flow, answer = nc and nc.answer and string.format('%.1f ms', nc.answer.ms),
         also = d.also and string.format('%s %.0f%%', d.also.label, d.also.share), remote = n.remote,
         queues = n.send_q and string.format('send-q %s, recv-q %s via %s', util.fmt_bytes(n.send_q),
           util.fmt_bytes(n.recv_q or 0), tostring(n.socket_iface or '?')) }
     end,
     says = {
+      'the workload is blocked: it waits on {wait_phrase}; TCP flow {flow} carries it without loss, the peer '
+        .. 'takes {answer} to answer',
+      'the workload is blocked: it waits on {wait_phrase}; TCP flow {flow} carries it without loss: the peer is slow '
+        .. 'to answer',
       'the workload is blocked: it waits on {wait_phrase}; its socket to {remote} holds {queues}',
       'the workload is blocked: it waits on {wait_phrase}',
       'the workload is blocked: it waits on {peer} {wait_pct} of its wall time',
@@ -652,7 +666,14 @@ M.builtin = {
         local line = string.format('TCP retransmits %.1f/s (%s)', r, ev.net.scope or 'system-wide')
         if r >= 10 then return 'supports', line, 2 end
         if r >= 1 then return 'supports', line, 1 end
+        -- a lossy flow stalls on the retransmit timer: a quiet window is no proof when the tracer saw loss
+        if ev.netc and ev.netc.kind == 'loss' then return nil, line .. ' in the USE window' end
         return 'refutes', line, 2
+      end },
+      -- the net tracer saw the retransmits, on a flow of the target's
+      { needs = 'net', weight = 2, test = function(ev)
+        local c = ev.netc
+        if c and c.kind == 'loss' then return 'supports', c.text, 2 end
       end },
       { needs = 'use', test = function(ev)
         local row = ev.use.rows.network
@@ -667,24 +688,73 @@ M.builtin = {
         if s < 5 then return 'refutes', line end
       end },
     },
-    fills = { 'iface', 'retrans', 'remote', 'queues' },
+    fills = { 'iface', 'retrans', 'remote', 'queues', 'flow', 'flow_retrans', 'reasons' },
     culprit = function(ev)
       local o = ev.objects.net
       local n = ev.net or {}
+      local nc = ev.netc and ev.netc.kind == 'loss' and ev.netc or nil
       return { iface = n.iface, retrans = rate(n.retrans_per_s), remote = n.remote or (o and o.name),
+        flow = nc and (nc.flow .. (nc.pid and string.format(' (pid %d %s)', nc.pid, tostring(nc.comm)) or '')),
+        flow_retrans = nc and string.format('%d segments (%s)', nc.segs, rate(nc.per_s) or '?'),
+        reasons = nc and nc.reasons,
         queues = n.send_q and string.format('send-q %s, recv-q %s, %s unrecovered retransmits on the socket',
           util.fmt_bytes(n.send_q), util.fmt_bytes(n.recv_q or 0), tostring(n.socket_retrans or 0)) }
     end,
     says = {
+      'network retransmits: flow {flow} retransmits {flow_retrans}; the kernel drops packets: {reasons}',
+      'network retransmits: flow {flow} retransmits {flow_retrans}',
       'network retransmits: {retrans} TCP retransmits while the target sends to {remote} via {iface} ({queues})',
       'network retransmits: {retrans} TCP retransmits while the target waits on {remote}',
       'network retransmits: {retrans} TCP retransmits',
     },
     fixes = {
+      'find where the packets of flow {flow} are lost ({reasons}): {flow_retrans} retransmitted',
       'find where the packets to {remote} are lost or queued (interface {iface}, the link, the peer\'s receive ' ..
         'queue): {retrans} retransmits',
       'find where packets are lost or queued: {retrans} retransmits; check interface drops and the peer\'s receive ' ..
         'queue',
+    },
+  },
+  {
+    id = 'net-listen-overflow', resource = 'network', title = 'a listener that stops accepting',
+    mechanism = 'the server does not accept connections as fast as they come: its accept queue is full, the ' ..
+      'kernel drops the new ones and their clients resend the SYN a second or more later (or give up)',
+    phrases = { 'accept queue', 'listen queue', 'listen overflow', 'listen overflows', 'listener overflow',
+      'stops accepting', 'not accepting', 'connections dropped', 'connection timeouts', 'connect timeouts',
+      'syn backlog', 'backlog full' },
+    terms = { 'backlog', 'somaxconn', 'listendrops', 'listenoverflows' },
+    keywords = { 'listener', 'listen', 'accept', 'accepting', 'backlog', 'connections', 'connect', 'timeouts', 'queue',
+      'syn', 'server' },
+    needs = { 'use' },
+    predicates = {
+      { needs = 'use', weight = 2, test = function(ev)
+        local c = ev.netc
+        if c and c.kind == 'listener' then return 'supports', c.text, 2 end
+        if ev.net.bpf then
+          return 'refutes', 'no listener of the target dropped a connection (BPF listener drops)', 2
+        end
+        local o = ev.net.listen_overflows
+        if o and o > 0 then return 'supports', string.format('%d listen overflows (%s)', o, ev.net.scope), 1 end
+        if o then return 'refutes', 'no listen overflow (' .. ev.net.scope .. ')', 1 end
+      end },
+    },
+    fills = { 'listener', 'dropped', 'queue' },
+    culprit = function(ev)
+      local c = ev.netc
+      if not c or c.kind ~= 'listener' then return {} end
+      return { listener = string.format('port %d of pid %s (%s)', c.port, tostring(c.pid or '?'), tostring(c.comm)),
+        dropped = string.format('%d (%s)', c.dropped, rate(c.per_s) or '?'),
+        queue = string.format('%s queued, backlog %s', tostring(c.queue), tostring(c.backlog)) }
+    end,
+    says = {
+      'a listener that stops accepting: listener {listener} dropped {dropped} connections, its accept queue full '
+        .. '({queue})',
+      'a listener that stops accepting: its accept queue overflows',
+    },
+    fixes = {
+      'make the server behind listener {listener} accept as fast as connections come (an accept loop that does not '
+        .. 'block, more acceptors), then size its backlog (listen() argument, net.core.somaxconn); now {queue}',
+      'find the listener whose accept queue overflows (ss -ltn: Recv-Q at Send-Q) and make its server accept',
     },
   },
   {

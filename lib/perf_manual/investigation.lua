@@ -230,7 +230,7 @@ end
 function methods.wait_phrase(_, wait) return findings.wait_phrase(wait) end
 
 --- Prints what a drill-down found (a few lines, indented), puts them in
---- the timeline and in the report. kind: cpu | wait | lock | disk | memory.
+--- the timeline and in the report. kind: cpu | wait | lock | disk | network | memory.
 function methods.tell(inv, kind, result, more)
   local tsa = inv:recorded_result('tsa')
   local lines
@@ -238,6 +238,7 @@ function methods.tell(inv, kind, result, more)
   elseif kind == 'wait' then lines = drill.wait(tsa, result)
   elseif kind == 'lock' then lines = drill.lock(result)
   elseif kind == 'disk' then lines = drill.disk(result, more, tsa)
+  elseif kind == 'network' then lines = drill.network(result, tsa, inv:recorded_result('use'))
   else
     lines = {}
     local text = type(result) == 'table' and (result.summary or result.text)

@@ -172,8 +172,8 @@ describe('use-check end to end', function()
         assert.matches('schedstat', row(d, 'cpu').saturation.source)
         local out = h.pm('use-check --target ' .. w.pid .. ' --duration 1 --no-bpf')
         assert.matches('\nsource: CPU saturation from schedstat, PSI, /proc/stat; disk saturation from '
-          .. '/proc/diskstats, PSI; locks from thread states in /proc/PID/task %(BPF not used: turned off ' ..
-            '%(%-%-no%-bpf%)%)', out)
+          .. '/proc/diskstats, PSI; locks from thread states in /proc/PID/task; network saturation and errors from '
+          .. '/proc/net/snmp and netstat counters %(BPF not used: turned off %(%-%-no%-bpf%)%)', out)
       end)
     end)
   end)

@@ -1,10 +1,11 @@
 /* tcp_churn: TCP connection churn with known counts, for the net tracer.
  *
- *   tcp_churn server PORT [RESP_BYTES [BACKLOG [noaccept]]]
+ *   tcp_churn server PORT [RESP_BYTES [BACKLOG [noaccept|delay=MS]]]
  *       listens on PORT (all addresses); for each connection reads until
  *       EOF, then writes RESP_BYTES (default 1000) and closes. Prints
  *       "listening PORT" once ready; on SIGTERM "served K rx R tx T".
  *       noaccept: listen with BACKLOG and never accept (a stuck listener).
+ *       delay=MS: answer each request MS ms after reading it (a slow peer).
  *   tcp_churn client HOST PORT N [REQ_BYTES [MSS]]
  *       N times: connect, write REQ_BYTES (default 100), shut down the
  *       write side, read to EOF, close. Prints
@@ -68,7 +69,7 @@ static long long read_eof(int fd)
   }
 }
 
-static int server(int port, long long resp, int backlog, int noaccept)
+static int server(int port, long long resp, int backlog, int noaccept, long delay_ms)
 {
   int ls = socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
@@ -95,6 +96,8 @@ static int server(int port, long long resp, int backlog, int noaccept)
     long long r = read_eof(c);
     if (r >= 0) {
       rx += r;
+      if (delay_ms > 0)
+        usleep(delay_ms * 1000);
       long long w = write_all(c, resp);
       if (w > 0)
         tx += w;
@@ -165,12 +168,13 @@ int main(int argc, char **argv)
   signal(SIGPIPE, SIG_IGN);
   if (argc >= 3 && strcmp(argv[1], "server") == 0)
     return server(atoi(argv[2]), argc > 3 ? atoll(argv[3]) : 1000, argc > 4 ? atoi(argv[4]) : 128,
-                  argc > 5 && strcmp(argv[5], "noaccept") == 0);
+                  argc > 5 && strcmp(argv[5], "noaccept") == 0,
+                  argc > 5 && strncmp(argv[5], "delay=", 6) == 0 ? atol(argv[5] + 6) : 0);
   if (argc >= 5 && strcmp(argv[1], "client") == 0)
     return client(argv[2], atoi(argv[3]), atoi(argv[4]), argc > 5 ? atoll(argv[5]) : 100, argc > 6 ? atoi(argv[6]) : 0);
   if (argc >= 5 && strcmp(argv[1], "flood") == 0)
     return client(argv[2], atoi(argv[3]), 1, atoll(argv[4]), argc > 5 ? atoi(argv[5]) : 0);
-  fprintf(stderr, "usage: tcp_churn server PORT [RESP [BACKLOG [noaccept]]] | client HOST PORT N [REQ [MSS]] | "
+  fprintf(stderr, "usage: tcp_churn server PORT [RESP [BACKLOG [noaccept|delay=MS]]] | client HOST PORT N [REQ [MSS]] | "
                   "flood HOST PORT BYTES [MSS]\n");
   return 2;
 }

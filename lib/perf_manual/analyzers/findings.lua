@@ -170,6 +170,14 @@ function M.from_trace(kind, t)
         summary = string.format('threads spend %.0f%% of their time waiting on futexes', u * 100),
         evidence = t.artifact }
     end
+  elseif kind == 'net' then
+    -- the fault of the target's TCP, named with its 4-tuple (analyzers.netuse)
+    local c = require('perf_manual.analyzers.netuse').culprit(t)
+    if c then
+      out[#out + 1] = { resource = 'network', metric = 'tcp_' .. c.kind, value = c.per_s or c.count or 0,
+        severity = (c.kind == 'listener' or c.kind == 'loss') and 'high' or 'medium', summary = c.text,
+        evidence = t.artifact }
+    end
   elseif kind == 'syscall' then
     local share = t.share_of_time
     if share and share > 0.5 then

@@ -183,7 +183,7 @@ M.EVIDENCE = {
   use = 'a USE check (use-check)', tsa = 'thread-state accounting (tsa)', lock = 'the lock tracer (trace lock)',
   io = 'block I/O latency (trace io)', syscall = 'syscall latency (trace syscall)',
   profile = 'an on-CPU profile (profile)', offcpu = 'an off-CPU profile (profile --off-cpu)',
-  red = 'a RED result (red-check --save DIR)',
+  red = 'a RED result (red-check --save DIR)', net = 'the net tracer (trace net)',
 }
 
 local function cell_text(c)
@@ -328,6 +328,10 @@ function M.facts(data)
       ev.net.socket_retrans = num(so.max_retrnsmt or so.retrnsmt)
       ev.net.sockets = num(m.sockets.count)
     end
+    -- the net tracer's measures over the check (retransmits per flow, listener drops)
+    ev.net.bpf = type(m.bpf) == 'table' and type(m.bpf.net) == 'table' and m.bpf.net or nil
+    local tcpx = type(m.tcp) == 'table' and m.tcp or {}
+    ev.net.listen_overflows = num(tcpx.listen_overflows)
     local lk = type(m.lock) == 'table' and m.lock or nil
     if lk and type(lk.hot) == 'table' then ev.lock_hot = lk.hot end
   end
@@ -404,6 +408,12 @@ function M.facts(data)
       only = table.concat(type(sc.only) == 'table' and sc.only or { 'the traced calls' }, '/'),
       sync_share = total and total > 0 and #parts > 0 and sync / total or nil,
       sync_text = #parts > 0 and table.concat(parts, ', ') or nil }
+  end
+  -- the network fault with its 4-tuple: the drill-down's net trace, else the USE check's
+  local nt = type(tr.net) == 'table' and tr.net.available ~= false and tr.net or nil
+  if nt then ev.has.net, ev.artifacts.net = true, nt.artifact or 'trace-net' end
+  if nt or (ev.net and ev.net.bpf) then
+    ev.netc = require('perf_manual.analyzers.netuse').culprit(nt, ev.net and ev.net.bpf, ev.has.tsa and t or nil)
   end
   -- who waits on which file, the sync calls, the device (analyzers.findings.disk_culprit)
   if ev.has.tsa or ev.has.io or ev.has.syscall then

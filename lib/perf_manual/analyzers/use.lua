@@ -27,6 +27,7 @@
 --- recorded data.
 local util = require('perf_manual.util')
 local time = require('perf_manual.analyzers.time')
+local netuse = require('perf_manual.analyzers.netuse')
 
 local M = {}
 
@@ -77,6 +78,8 @@ M.thresholds = {
     drops_warn = 1, drops_high = 100, -- packets dropped per second
     errors_warn = 1,                  -- errors per second
     retrans_warn = 10,                -- TCP retransmits per second (system-wide)
+    retrans_high = 50,                -- BPF: the target's flows retransmit this many segments per second
+    listen_drops_high = 1,            -- BPF: connections a listener of the target drops per second (accept queue full)
   },
   lock = {
     wait_share_warn = 20,             -- share of the target's thread-time blocked in futex waits
@@ -602,22 +605,35 @@ function M.rules.network(n, m, T)
   if tcp.listen_overflows and tcp.listen_overflows > 0 then
     s[#s + 1] = string.format('%d listen overflows', tcp.listen_overflows)
   end
-  local src_extra = ''
+  local src_extra, sock_text = '', nil
   local so = m.sockets
   local mine = {}
   for _, x in ipairs(so and so.list or {}) do if x.iface == n.name then mine[#mine + 1] = x end end
   if #mine > 0 then
     local tx, rx, re = 0, 0, 0
     for _, x in ipairs(mine) do tx, rx, re = tx + x.tx_queue, rx + x.rx_queue, re + (x.max_retrnsmt or 0) end
-    s[#s + 1] = string.format('target sockets %d: send-q %s, recv-q %s, %d unrecovered retransmits', #mine,
+    sock_text = string.format('target sockets %d: send-q %s, recv-q %s, %d unrecovered retransmits', #mine,
       util.fmt_bytes(tx), util.fmt_bytes(rx), re)
+    s[#s + 1] = sock_text
     row.culprit = { sockets = mine }
     src_extra = ', ' .. pn .. '/tcp by socket inode of /proc/PID/fd'
   end
-  row.saturation = cell(table.concat(s, ', '), pn .. '/dev drop, ' .. pn .. '/snmp, ' .. pn .. '/netstat' .. src_extra,
-    drops)
   local errs = (n.rx_errs_per_s or 0) + (n.tx_errs_per_s or 0)
-  row.errors = cell(string.format('%s errors', fmt_rate(errs)), pn .. '/dev errs', errs)
+  if m.bpf and m.bpf.net then
+    -- BPF saw every retransmit, drop and listener overflow (with 4-tuples): it judges TCP; /proc/net/dev the link
+    local f = netuse.apply(row, n, m, T, string.format('drops %s', fmt_rate(drops))
+      .. (sock_text and (', ' .. sock_text) or ''), src_extra, pn)
+    if #f.flows + #f.listeners > 0 or f.refused > 0 then
+      row.culprit = row.culprit or {}
+      row.culprit.flows, row.culprit.listeners, row.culprit.refused = f.flows, f.listeners, f.refused
+      row.net_faults = true
+    end
+    tcp = {}
+  else
+    row.saturation = cell(table.concat(s, ', '), pn .. '/dev drop, ' .. pn .. '/snmp, ' .. pn .. '/netstat'
+      .. src_extra, drops)
+    row.errors = cell(string.format('%s errors', fmt_rate(errs)), pn .. '/dev errs', errs)
+  end
   if util_pct and util_pct >= T.util_high then
     row.raise('HIGH', util_pct / T.util_high, fmt_pct(util_pct) .. ' of the link')
   elseif util_pct and util_pct >= T.util_warn then row.raise('warn', nil, fmt_pct(util_pct) .. ' of the link') end
@@ -840,7 +856,8 @@ function M.analyze(m, opts)
   for _, n in ipairs(m.nets or {}) do
     local r = M.rules.network(n, m, T)
     local own = (n.rx_drop_per_s or 0) + (n.tx_drop_per_s or 0) + (n.rx_errs_per_s or 0) + (n.tx_errs_per_s or 0)
-    if (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0) < T.network.active_bytes_per_s and own == 0 then
+    if (n.rx_bytes_per_s or 0) + (n.tx_bytes_per_s or 0) < T.network.active_bytes_per_s and own == 0
+      and not r.net_faults then
       -- system-wide TCP figures are not this quiet interface's doing
       r.status, r.why, r.why_high = 'idle', {}, {}
       idle.nets[#idle.nets + 1] = n.name
@@ -883,6 +900,12 @@ function M.analyze(m, opts)
     local busy = (d.shares.cpu or 0) + (d.shares.runq or 0)
     if not best or busy < 50 then
       verdict.waits_on = { reason = d.reason, share = d.share, object = d.object, text = time.wait_phrase(d) }
+      local w = type(d.wait) == 'table' and d.wait or {}
+      if d.reason == 'net' and w['local'] and w.remote then
+        -- the TCP flow by its 4-tuple (the wait names the peer's end only)
+        verdict.waits_on.flow = w['local'] .. ' ' .. w.remote
+        verdict.waits_on.text = verdict.waits_on.text .. ' on flow ' .. verdict.waits_on.flow
+      end
       verdict.text = verdict.text .. '; the target waits on ' .. verdict.waits_on.text
     end
   end
@@ -923,15 +946,18 @@ function M.sources(m)
   one('cpu_saturation', 'sched', 'run-queue latency', pid and 'schedstat, PSI, /proc/stat' or 'PSI, /proc/stat')
   one('disk_saturation', 'io', 'block I/O latency', '/proc/diskstats, PSI')
   one('locks', 'lock', 'futex and kernel lock waits', pid and 'thread states in /proc/PID/task' or 'not measured')
+  one('network', 'net', 'TCP retransmits, drops by reason, listen overflows, refused connects',
+    '/proc/net/snmp and netstat counters')
   return out
 end
 
-local SOURCE_NAMES = { cpu_saturation = 'CPU saturation', disk_saturation = 'disk saturation', locks = 'locks' }
+local SOURCE_NAMES = { cpu_saturation = 'CPU saturation', disk_saturation = 'disk saturation', locks = 'locks',
+  network = 'network saturation and errors' }
 
 --- The sources as lines of text.
 function M.render_sources(src)
   local lines, fallback, whys = {}, {}, {}
-  for _, key in ipairs({ 'cpu_saturation', 'disk_saturation', 'locks' }) do
+  for _, key in ipairs({ 'cpu_saturation', 'disk_saturation', 'locks', 'network' }) do
     local x = src[key]
     if x and x.source == 'bpf' then
       lines[#lines + 1] = string.format('source: %s from BPF %s (%s tracer, %s%s)', SOURCE_NAMES[key], x.what,

@@ -12,6 +12,7 @@ local measure = require('perf_manual.measure')
 local targets = require('perf_manual.measure.target')
 local oncpu = require('perf_manual.profilers.oncpu')
 local offcpu = require('perf_manual.profilers.offcpu')
+local memory = require('perf_manual.profilers.memory')
 local perf_fallback = require('perf_manual.profilers.perf_fallback')
 local sym = require('perf_manual.sym')
 local pstat = require('posix.sys.stat')
@@ -56,9 +57,10 @@ local function choose(s, opts, fail)
         if want == 'bpf' then fail('BPF is not available: ' .. why) end
         return nil, 'BPF is not available: ' .. why
       end
-      return opts.off_cpu and offcpu or oncpu
+      return opts.memory and memory or opts.off_cpu and offcpu or oncpu
     end },
     { 'perf', function()
+      if opts.memory then return nil, 'memory profiles need BPF (uprobes on the allocator)' end
       if opts.off_cpu then return nil, 'off-CPU profiles need BPF (sched_switch tracing)' end
       local ok, perr = perf_fallback.available()
       if not ok then return nil, perr end
@@ -66,6 +68,9 @@ local function choose(s, opts, fail)
     end },
   })
   if not mod then
+    if opts.memory then
+      fail('--memory needs BPF (uprobes on the allocator): ' .. (skipped[1] or 'unavailable'):gsub('^bpf: ', ''))
+    end
     if opts.off_cpu then
       fail('--off-cpu needs BPF (sched_switch tracing): ' .. (skipped[1] or 'unavailable'):gsub('^bpf: ', ''))
     end
@@ -76,6 +81,8 @@ local function choose(s, opts, fail)
 end
 
 --- Runs a profile. opts: target, duration, freq, off_cpu, min_block (s),
+--- memory (outstanding allocations, faults and RSS instead: sample_every,
+--- sample_min_size, verdict thresholds; see perf_manual.profilers.memory),
 --- backend ('auto' | 'bpf' | 'perf'), progress, note, soft (return nil, why
 --- instead of raising a user error).
 function M.run(opts)
@@ -96,9 +103,14 @@ function M.run_on(s, opts)
     -- without a cgroup of its own a command is followed by pid: it must run first
     if t.kind == 'command' and not t.run_cgroup then s:launch() end
     local f = filter(t, fail)
+    if opts.memory and not f.pid and not f.cgroup_id then
+      -- every process's malloc would trap into the kernel
+      fail('--memory profiles one program: give --pid, a cgroup, a service or a command (-- CMD)')
+    end
     local mod, backend, fallback_why = choose(s, opts, fail)
     local popts = { freq = opts.freq or 99, min_us = (opts.min_block or 1e-6) * 1e6, pid = f.pid,
-      cgroup_id = f.cgroup_id }
+      cgroup_id = f.cgroup_id, sample_every = opts.sample_every, sample_min_size = opts.sample_min_size,
+      verdict = opts.verdict }
     if backend == 'perf' then
       if f.cgroup_id and not f.cgroup then fail('perf record filters a cgroup by path, not by id') end
       popts.cgroup, popts.cgroup_id = f.cgroup, nil
@@ -151,7 +163,7 @@ function M.run_on(s, opts)
                     wall_s = t_stop - t_start }
       prof.cost.cpu_share = prof.cost.bpf_s and (user_s + prof.cost.bpf_s) / (t_stop - t_start)
     end
-    if cpu0 and cpu1 and wall > 0 and t.kind ~= 'system' then
+    if cpu0 and cpu1 and wall > 0 and t.kind ~= 'system' and not opts.memory then
       prof.on_cpu = { cpu_s = math.max(0, cpu1 - cpu0), wall_s = wall, source = cpu_src }
       prof.on_cpu.share = prof.on_cpu.cpu_s / wall
     end

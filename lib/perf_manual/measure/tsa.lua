@@ -459,7 +459,10 @@ local function name_waits(threads, top)
   end
   for _, e in ipairs(top) do
     local x = named[table.concat({ e.tid, e.reason, tostring(e.syscall), tostring(e.fd), tostring(e.addr) }, '|')]
-    if x then e.object, e.peer, e.remote, e.path, e.text = x.object, x.peer, x.remote, x.path, x.text end
+    if x then
+      e.object, e.peer, e.remote, e.path, e.text = x.object, x.peer, x.remote, x.path, x.text
+      e['local'], e.proto = x['local'], x.proto
+    end
   end
 end
 

@@ -21,6 +21,7 @@ local iot = require('perf_manual.tracers.io')
 local lock = require('perf_manual.tracers.lock')
 local tsa = require('perf_manual.measure.tsa')
 local memnet = require('perf_manual.measure.memnet')
+local netuse = require('perf_manual.measure.netuse')
 local kmsg = require('perf_manual.collectors.kmsg')
 
 local M = {}
@@ -231,6 +232,8 @@ function M.bpf_start(s, opts)
   -- devices are shared: their latency is every requester's, whatever the target
   s:start_tracer('io', iot, { queued = true })
   s:start_tracer('lock', lock, { pid = filter.pid, cgroup = filter.cgroup })
+  -- TCP faults (retransmits, drops, listen overflows, refused connects) for the Network row
+  netuse.start(s, filter)
   -- where a process's time goes: its thread states over the same window
   if t.kind ~= 'system' and opts.tsa ~= false then
     local st, tsa_why = tsa.start_on(s, {})
@@ -249,7 +252,7 @@ function M.bpf_finish(s, src, m)
   elseif src.tsa_why then
     m.tsa = { available = false, why = src.tsa_why }
   end
-  local res = s:stop_tracers({ 'sched', 'io', 'lock' })
+  local res = s:stop_tracers({ 'sched', 'io', 'lock', 'net' })
   local b = { off = src.off, errors = s.errors, detached = s.detached }
   m.bpf = b
   local elapsed = m.elapsed or 0
@@ -276,6 +279,7 @@ function M.bpf_finish(s, src, m)
         p50_us = d.p50_us, p99_us = d.p99_us, inflight_mean = d.inflight_mean, errors = d.errors }
     end
   end
+  if res.net and not s.detached.net then b.net = netuse.measures(res.net, elapsed, src.netpaths) end
   local lk = res.lock
   if lk and not s.detached.lock then
     local secs = lk.seconds or elapsed
@@ -401,6 +405,7 @@ function M.collect_on(s, opts)
 
   -- tracers first, so they cover the whole interval
   local bsrc = M.bpf_start(s, opts)
+  bsrc.netpaths = netpaths
   s:begin()
   local t0 = s.t0
   local first_sys, first_task, first_cg, first_thr = snap_system(), snap_task(), snap_cgroup(), snap_threads()

@@ -3,7 +3,8 @@
 --- output files (folded, SVG flame graph, speedscope) and the text summary.
 ---
 --- A profile is a table
----   { kind = 'oncpu'|'offcpu', source = 'bpf'|'perf', unit = 'samples'|'us',
+---   { kind = 'oncpu'|'offcpu'|'memory'|'faults', source = 'bpf'|'perf',
+---     unit = 'samples'|'us'|'bytes'|'faults',
 ---     stacks = { {frames = {comm, root…leaf}, count, pid, truncated}, … },
 ---     total, duration, freq, lost_samples, lost_stacks, idle_samples,
 ---     binaries = { {path, name, symbols, frame_pointers}, … }, quality = {…} }
@@ -306,6 +307,16 @@ function M.to_fold(p)
   return fold.from_table(t)
 end
 
+--- The n biggest stacks: { {stack = folded frames, count, allocs, share} }.
+function M.top_stacks(p, n)
+  local out = {}
+  for i, s in ipairs(p.stacks) do
+    if i > n then break end
+    out[i] = { stack = s.key, count = s.count, allocs = s.allocs, share = p.total > 0 and s.count / p.total or 0 }
+  end
+  return util.array(out)
+end
+
 --- The profile as plain data for --json (stacks as folded lines).
 function M.to_json(p, opts)
   local top = M.top(p, (opts and opts.top) or 20)
@@ -320,6 +331,11 @@ function M.to_json(p, opts)
     binaries = util.array(p.binaries or {}), files = p.files and util.array(p.files) or nil,
     bpf_run_time_ns = p.bpf_run_time_ns, cost = p.cost,
     stop_to_files_s = p.stop_to_files_s, stop_to_svg_s = p.stop_to_svg_s,
+    memory = p.memory,
+    -- the leak view's stacks themselves (the top ones; all are in the folded file)
+    stacks = p.kind == 'memory' and M.top_stacks(p, (opts and opts.top) or 20) or nil,
+    faults = p.faults and { total = p.faults.total, unit = 'faults', quality = p.faults.quality,
+                            top = M.top(p.faults, (opts and opts.top) or 20) } or nil,
   }
 end
 

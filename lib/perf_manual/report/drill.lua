@@ -206,4 +206,12 @@ function M.disk(io, syscall, tsa)
   return out
 end
 
+--- Lines for a network drill-down: the fault of the target's TCP (a
+--- listener that stops accepting, loss, refused connects, a slow peer)
+--- with its 4-tuple, from the net trace and the thread states.
+function M.network(trace, tsa, use)
+  local m = type(use) == 'table' and type(use.measures) == 'table' and use.measures or {}
+  return require('perf_manual.analyzers.netuse').drill_lines(trace, tsa, type(m.bpf) == 'table' and m.bpf.net or nil)
+end
+
 return M

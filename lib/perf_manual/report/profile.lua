@@ -111,12 +111,20 @@ function M.render(p, opts)
       out[#out + 1] = string.format('  %6.1f%%  %10s  %s', t.share * 100, fmt_count(p, t.count), t.name)
     end
   end
+  M.tail_lines(p, out, 'profiler cost while sampling', 'BPF program', '')
+  return table.concat(out, '\n') .. '\n'
+end
+
+--- Appends what ends every profile's text to `out`: the profiler's cost
+--- ("<what>: X of one CPU (user+sys, <prog> run time)<more>"), how a
+--- launched command ended, the files written.
+function M.tail_lines(p, out, what, prog, more)
   if p.cost then
     out[#out + 1] = ''
-    out[#out + 1] = string.format('profiler cost while sampling: %s of one CPU (user+sys %s, BPF program %s)',
+    out[#out + 1] = string.format('%s: %s of one CPU (user+sys %s, %s %s)%s', what,
       p.cost.cpu_share and string.format('%.2f%%', p.cost.cpu_share * 100) or 'not measured',
-      util.fmt_duration(p.cost.user_sys_s),
-      p.cost.bpf_s and util.fmt_duration(p.cost.bpf_s) or 'not measured (BPF stats off)')
+      util.fmt_duration(p.cost.user_sys_s), prog,
+      p.cost.bpf_s and util.fmt_duration(p.cost.bpf_s) or 'not measured (BPF stats off)', more)
   end
   if p.command_ended then
     out[#out + 1] = ''
@@ -126,7 +134,7 @@ function M.render(p, opts)
     out[#out + 1] = ''
     for _, f in ipairs(p.files) do out[#out + 1] = 'wrote ' .. f end
   end
-  return table.concat(out, '\n') .. '\n'
+  return out
 end
 
 return M

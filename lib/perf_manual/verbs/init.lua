@@ -75,6 +75,7 @@ local BUILTIN = {
   render_tracer = function() return require('perf_manual.verbs.trace') end,
   tracer_json = function() return require('perf_manual.verbs.trace') end,
   profile = function() return require('perf_manual.verbs.profile') end,
+  memory_profile = function() return require('perf_manual.verbs.profile') end,
   write_profile = function() return require('perf_manual.verbs.profile') end,
   check_profile_formats = function() return require('perf_manual.verbs.profile') end,
   render_profile = function() return require('perf_manual.verbs.profile') end,

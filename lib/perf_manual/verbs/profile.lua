@@ -31,6 +31,10 @@ function M.rebuild(rec, folded)
       stacks[#stacks + 1] = { frames = frames, count = tonumber(n), key = key }
     end
   end
+  -- a memory profile's allocation counts live in its JSON (the folded file holds bytes)
+  local allocs = {}
+  for _, t in ipairs(rec.kind == 'memory' and rec.stacks or {}) do allocs[t.stack] = t.allocs end
+  for _, st in ipairs(stacks) do st.allocs = allocs[st.key] end
   local q = rec.quality or {}
   local prof = profilers.new { kind = rec.kind, source = rec.source, unit = rec.unit, target = rec.target,
     target_kind = rec.target_kind,
@@ -40,6 +44,7 @@ function M.rebuild(rec, folded)
   for k, v in pairs(q) do prof.quality[k] = v end
   prof.quality.without_frame_pointers = util.array(q.without_frame_pointers or {})
   if prof.source ~= 'bpf' and not q.lost_samples then prof.lost_why = 'not recorded' end
+  prof.memory = rec.memory
   prof.t_stop = sys.now()
   return prof
 end
@@ -67,7 +72,7 @@ end
 function M.profile(inv, opts)
   opts = opts or {}
   local params = inv.params or {}
-  local kind = opts.off_cpu and 'offcpu' or (opts.kind or 'cpu')
+  local kind = opts.off_cpu and 'offcpu' or opts.memory and 'memory' or (opts.kind or 'cpu')
   if inv.replay and not (inv.playbook and inv.playbook.investigation) then
     -- a command replaying a profile directory
     local r, why = replayed(inv, kind)
@@ -77,6 +82,8 @@ function M.profile(inv, opts)
     local prof, why = measure_profile.run {
       target = common.target(inv, opts), duration = opts.duration or params.duration or 5, freq = opts.freq,
       off_cpu = opts.off_cpu or kind == 'offcpu', min_block = opts.min_block, backend = opts.backend,
+      memory = kind == 'memory', sample_every = opts.sample_every, sample_min_size = opts.sample_min_size,
+      verdict = opts.verdict,
       progress = common.progress(inv), note = opts.note, soft = opts.soft ~= false, output = opts.output,
     }
     inv:progress_done()
@@ -97,7 +104,10 @@ function M.profile(inv, opts)
   if r.artifact and r.available ~= false and type(r.folded) == 'string' and not inv.replay then
     r.folded_path = inv:save_artifact(store.artifact_name(r.artifact):gsub('%.json$', '.folded'), r.folded, 'profile')
   end
-  local hot = findings.hot_function(r)
+  if kind == 'memory' and r.memory and r.memory.verdict then
+    inv:log('decision', 'memory: ' .. r.memory.verdict.text)
+  end
+  local hot = kind ~= 'memory' and findings.hot_function(r)
   if hot then
     inv:log('decision', string.format('hottest function %s (%.0f%% of samples)',
       tostring(hot.name), (hot.share or 0) * 100))
@@ -106,6 +116,7 @@ function M.profile(inv, opts)
 end
 
 M.FORMATS = { svg = true, folded = true, speedscope = true, pprof = true }
+local UNITS = { us = 'us', bytes = 'bytes', faults = 'faults' }
 
 --- True when an --output names one pprof file (…/x.pb.gz, …/x.pprof), not a directory.
 function M.is_pprof_file(path)
@@ -138,7 +149,9 @@ function M.write(p, dir, formats, opts)
   local ordered = {}
   for _, f in ipairs(formats) do if f == 'svg' then ordered[#ordered + 1] = f end end
   for _, f in ipairs(formats) do if f ~= 'svg' then ordered[#ordered + 1] = f end end
-  local what = p.kind == 'offcpu' and 'Off-CPU Time Flame Graph' or 'CPU Flame Graph'
+  local what = p.kind == 'offcpu' and 'Off-CPU Time Flame Graph'
+    or p.kind == 'memory' and 'Outstanding Memory Flame Graph (allocated in the window, not freed)'
+    or 'CPU Flame Graph'
   for _, f in ipairs(ordered) do
     local path
     if f == 'folded' then
@@ -149,8 +162,8 @@ function M.write(p, dir, formats, opts)
       ok, err = flamegraph.write_file(path, fp, {
         title = what,
         meta = { target = p.target or 'system', duration = p.duration, samples = p.total,
-                 lost = p.lost_samples, unit = p.unit == 'us' and 'us' or 'samples' },
-        colors = p.kind == 'offcpu' and 'offcpu' or 'kind',
+                 lost = p.lost_samples, unit = UNITS[p.unit] or 'samples' },
+        colors = p.kind == 'offcpu' and 'offcpu' or p.kind == 'memory' and 'mem' or 'kind',
         unit = p.unit,
       })
     elseif f == 'speedscope' then
@@ -169,6 +182,27 @@ function M.write(p, dir, formats, opts)
     if f == 'svg' and opts and opts.svg_written then opts.svg_written() end
   end
   fp:close()
+  if p.faults then
+    -- the page faults beside the bytes: where the memory was first touched
+    local ffp = profilers.to_fold(p.faults)
+    for _, f in ipairs(ordered) do
+      local path
+      if f == 'svg' then
+        path = dir .. '/faults.svg'
+        ok, err = flamegraph.write_file(path, ffp, { title = 'Page Fault Flame Graph',
+          meta = { target = p.target or 'system', duration = p.duration, samples = p.faults.total,
+                   lost = p.lost_samples, unit = 'faults' }, colors = 'mem', unit = 'faults' })
+      elseif f == 'folded' then
+        path = dir .. '/faults.folded'
+        ok, err = fold.write(path, ffp)
+      end
+      if path then
+        if not ok then ffp:close() return nil, err end
+        files[#files + 1] = path
+      end
+    end
+    ffp:close()
+  end
   local jpath = dir .. '/profile.json'
   ok, err = util.write_atomic(jpath, util.json_encode(profilers.to_json(p), true) .. '\n')
   if not ok then return nil, err end
@@ -209,6 +243,11 @@ end
 --- The profile's text; a window cut short (target exited, Ctrl-C) says so first.
 function M.render_profile(_, prof, opts)
   opts = opts or {}
+  if prof.kind == 'memory' then
+    local text = require('perf_manual.report.memory').render(prof, { top = opts.top })
+    if prof.partial then text = 'partial: ' .. prof.partial .. '\n' .. text end
+    return text
+  end
   local text = report_profile.render(prof, { top = profilers.top(prof, opts.top or 10),
     on_cpu_share = profilers.on_cpu_share(prof) })
   if prof.partial then text = 'partial: ' .. prof.partial .. '\n' .. text end
@@ -221,7 +260,36 @@ function M.profile_json(_, prof, opts)
   return doc
 end
 
-M.verbs = { profile = M.profile, write_profile = M.write_profile, check_profile_formats = M.check_profile_formats,
+--- inv:memory_profile { target =, duration =, sample_every =, sample_min_size =, verdict = }
+--- The memory profile (inv:profile { memory = true }): outstanding bytes by
+--- stack, page faults, RSS growth and the leak verdict (result.memory.verdict).
+function M.memory_profile(inv, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.memory = true
+  local r = M.profile(inv, o)
+  local v = r.memory and r.memory.verdict
+  if r.available == false then
+    r.summary = 'memory profile not available: ' .. tostring(r.why)
+  elseif v then
+    -- what a drill-down prints (inv:tell): the verdict, then the top allocating functions
+    local lines = { v.text }
+    for i, f in ipairs(r.memory.by_function or {}) do
+      if i > 3 then break end
+      lines[#lines + 1] = string.format('%.0f%% of the outstanding %s from %s (%d allocations)', f.share * 100,
+        util.fmt_bytes(r.total or 0), f.name, f.allocs)
+    end
+    r.summary = table.concat(lines, '\n')
+    if v.leaking and inv.finding then
+      inv:finding { resource = 'memory', metric = 'memory.outstanding_per_min', value = v.outstanding_per_min,
+                    severity = 'warning', summary = v.text, evidence = r.artifact }
+    end
+  end
+  return r
+end
+
+M.verbs = { profile = M.profile, memory_profile = M.memory_profile, write_profile = M.write_profile,
+  check_profile_formats = M.check_profile_formats,
   render_profile = M.render_profile, profile_json = M.profile_json }
 
 return M

@@ -250,7 +250,8 @@ describe('perf_manual.analyzers.use', function()
       m.bpf.off = 'BPF needs root'
       m.bpf.runq, m.bpf.io, m.bpf.lock = nil, nil, nil
       lines = use.render_sources(use.sources(m))
-      assert.matches('locks not measured %(BPF not used: BPF needs root%)$', lines[1])
+      assert.matches('locks not measured; network saturation and errors from /proc/net/snmp and netstat counters '
+        .. '%(BPF not used: BPF needs root%)$', lines[1])
     end)
 
     it('judges CPU saturation from run-queue latency alone when PSI and the run queue gauge are missing', function()
