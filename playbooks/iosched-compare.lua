@@ -171,11 +171,13 @@ return playbook {
       end
       -- the judgement: the sync writers' latency (what a database feels),
       -- all of them together, against the baseline's: p99 with its CI
+      -- in role order: the seeded bootstrap resamples by position, so the
+      -- pool's order must not follow the hash order of pairs()
       local function pooled(run)
         local all = {}
-        for role, x in pairs(run.roles) do
+        for _, role in ipairs(sorted_roles(run)) do
           if role:match('^sync%-') then
-            for _, v in ipairs(x.lat_ms) do all[#all + 1] = v end
+            for _, v in ipairs(run.roles[role].lat_ms) do all[#all + 1] = v end
           end
         end
         return all
