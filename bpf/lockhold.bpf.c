@@ -157,13 +157,14 @@ int BPF_KRETPROBE(lock_return, long ret)
     count(LOCKHOLD_C_FAILED);
     return 0;
   }
+  /* the lock is held from now: the stack walk below is held time too */
+  struct held h = { .kind = kind, .ts = bpf_ktime_get_ns() };
   /* here the registers are the caller's, right after its call: the
    * frame-pointer walk starts in the function that took the lock */
-  struct held h = { .kind = kind, .ip = PT_REGS_IP(ctx) };
+  h.ip = PT_REGS_IP(ctx);
   h.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
   if (h.stack_id < 0 && h.stack_id != -14)
     count(LOCKHOLD_C_STACK_LOST);
-  h.ts = bpf_ktime_get_ns();
   /* a recursive mutex taken again: the outer hold goes on */
   if (bpf_map_update_elem(&holds, &k, &h, BPF_NOEXIST) != 0 && !bpf_map_lookup_elem(&holds, &k))
     count(LOCKHOLD_C_HELD_FULL);
