@@ -8,8 +8,8 @@
  * histogram of hold times, count, total and max; per (lock, holder stack):
  * held time.
  *
- * Sampling: every sample_every-th lock call on a CPU is measured, weighted
- * by sample_every, so the totals stay unbiased estimates; the calls not
+ * Sampling: every Nth lock call on a CPU is measured (N in `rate`), weighted
+ * by N, so the totals stay unbiased estimates; the calls not
  * sampled cost the uprobe and a counter only. A lock taken before the
  * tracer started, or still held at the end, is not counted. */
 #include "vmlinux.h"
@@ -18,13 +18,20 @@
 #include "common.h"
 #include "lockhold.h"
 
-const volatile __u64 sample_every = 1;
+/* measure every Nth lock call per CPU: [0] = N, set by user space at start
+ * and raised while running when the cost passes the budget */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} rate SEC(".maps");
 
 /* thread -> lock call in progress (sampled ones only) */
 struct pending {
   __u64 addr;
   __u32 kind;
-  __u32 pad;
+  __u32 weight;
 };
 
 struct held_key {
@@ -38,6 +45,7 @@ struct held {
   __u64 ip;
   __s32 stack_id;
   __u32 kind;
+  __u64 weight; /* lock calls this sample stands for */
 };
 
 struct {
@@ -97,18 +105,21 @@ static __always_inline void count(__u32 which)
     *v += 1;
 }
 
-static __always_inline bool sampled(void)
+/* the weight of this call: 0 when not sampled */
+static __always_inline __u32 sampled(void)
 {
-  if (sample_every <= 1)
-    return true;
   __u32 zero = 0;
+  __u64 *n = bpf_map_lookup_elem(&rate, &zero);
+  __u64 every = n ? *n : 1;
+  if (every <= 1)
+    return 1;
   __u64 *t = bpf_map_lookup_elem(&tick, &zero);
   if (!t)
-    return false;
-  if (++*t < sample_every)
-    return false;
+    return 0;
+  if (++*t < every)
+    return 0;
   *t = 0;
-  return true;
+  return (__u32)every;
 }
 
 static __always_inline int lock_enter(__u64 addr, __u32 kind)
@@ -116,11 +127,12 @@ static __always_inline int lock_enter(__u64 addr, __u32 kind)
   if (pm_skip_current())
     return 0;
   count(LOCKHOLD_C_CALLS);
-  if (!sampled())
+  __u32 w = sampled();
+  if (!w)
     return 0;
   count(LOCKHOLD_C_SAMPLED);
   __u32 tid = (__u32)bpf_get_current_pid_tgid();
-  struct pending p = { .addr = addr, .kind = kind };
+  struct pending p = { .addr = addr, .kind = kind, .weight = w };
   bpf_map_update_elem(&inflight, &tid, &p, BPF_ANY);
   return 0;
 }
@@ -151,14 +163,14 @@ int BPF_KRETPROBE(lock_return, long ret)
   if (!p)
     return 0;
   struct held_key k = { .addr = p->addr, .tid = tid };
-  __u32 kind = p->kind;
+  __u32 kind = p->kind, weight = p->weight;
   bpf_map_delete_elem(&inflight, &tid);
   if (ret != 0) {
     count(LOCKHOLD_C_FAILED);
     return 0;
   }
   /* the lock is held from now: the stack walk below is held time too */
-  struct held h = { .kind = kind, .ts = bpf_ktime_get_ns() };
+  struct held h = { .kind = kind, .ts = bpf_ktime_get_ns(), .weight = weight };
   /* here the registers are the caller's, right after its call: the
    * frame-pointer walk starts in the function that took the lock */
   h.ip = PT_REGS_IP(ctx);
@@ -173,7 +185,7 @@ int BPF_KRETPROBE(lock_return, long ret)
 
 static __always_inline void add_hold(__u64 addr, __u32 tgid, struct held *h, __u64 dt)
 {
-  __u64 w = sample_every > 1 ? sample_every : 1;
+  __u64 w = h->weight;
   struct pm_lockhold_key lk = { .addr = addr, .tgid = tgid, .kind = h->kind };
   struct pm_lockhold_stat *s = bpf_map_lookup_elem(&locks, &lk);
   if (!s) {

@@ -271,9 +271,10 @@ function R.lockhold(res, opts)
   if #(res.missing or {}) > 0 then
     out[#out + 1] = fmt('not traced (not in this C library): %s\n', table.concat(res.missing, ', '))
   end
-  if (res.sample_every or 1) > 1 then
-    out[#out + 1] = fmt('sampled: every %d lock call measured (%d of %d), figures scaled\n', res.sample_every,
-      res.sampled or 0, res.calls or 0)
+  for _, n in ipairs(res.sampling_notes or {}) do out[#out + 1] = 'sampling: ' .. n .. '\n' end
+  if (res.sample_every or 1) > 1 or (res.sampled or 0) < (res.calls or 0) then
+    out[#out + 1] = fmt('sampled: %d of %d lock calls measured (now 1 in %d), figures scaled\n', res.sampled or 0,
+      res.calls or 0, res.sample_every or 1)
   end
   if #res.locks == 0 then
     out[#out + 1] = fmt('no pthread lock held and released (%d lock calls seen)\n', res.calls or 0)

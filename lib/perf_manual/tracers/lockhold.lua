@@ -205,7 +205,7 @@ end
 
 --- Starts tracing one process. opts: pid (required: the uprobes go on the
 --- C library it maps), sample_every (measure every Nth lock call per CPU,
---- default 1), libc (path, overrides the lookup), stats.
+--- default 1; raised under the budget, see over_budget), libc (path, overrides the lookup), stats.
 ---@return table? tracer, string? err
 function M.start(opts)
   opts = opts or {}
@@ -222,9 +222,10 @@ function M.start(opts)
   local every = math.max(1, math.floor(tonumber(opts.sample_every) or 1))
   local obj, err = bpf.open('lockhold')
   if not obj then return nil, err end
-  obj:set_config { targ_tgid = pid, sample_every = every }
+  obj:set_config { targ_tgid = pid }
   local ok, lerr = obj:load { stats = false }
   if not ok then obj:close() return nil, lerr end
+  obj:map('rate'):update(0, ffi.string(ffi.new('uint64_t[1]', every), 8))
   local attached, missing = {}, {}
   -- the return and unlock probes first: a hold whose start is seen must
   -- see its end
@@ -256,6 +257,34 @@ end
 local function u32(b) return ffi.cast('const uint32_t *', b)[0] end
 local function u64(b) return tonumber(ffi.cast('const uint64_t *', b)[0]) end
 
+--- Sampling under the budget: instead of detaching when its programs pass
+--- pct% of a CPU, the tracer measures 4x fewer lock calls (up to 1 in
+--- MAX_EVERY), judged on the cost since the last change; it detaches only
+--- when that is not enough.
+M.MAX_EVERY = 1024
+Hold.RAISE_MIN_S = 1.0
+
+function Hold:over_budget(pct)
+  local q = self:quality()
+  if q.elapsed_s < base.Tracer.BUDGET_MIN_S or not q.bpf_run_time_ns then return false end
+  local last = self.raised or { ns = 0, s = 0 }
+  local dt = q.elapsed_s - last.s
+  if dt < (self.raised and Hold.RAISE_MIN_S or base.Tracer.BUDGET_MIN_S) then return false end
+  local recent = (q.bpf_run_time_ns - last.ns) / (dt * 1e9) * 100
+  if recent <= pct then return false end
+  if self.sample_every >= M.MAX_EVERY then
+    return true, string.format('lockhold tracer detached: its BPF programs used %.1f%% of one CPU measuring 1 lock '
+      .. 'call in %d (budget %g%%)', recent, self.sample_every, pct)
+  end
+  self.sample_every = math.min(M.MAX_EVERY, self.sample_every * 4)
+  self.obj:map('rate'):update(0, ffi.string(ffi.new('uint64_t[1]', self.sample_every), 8))
+  self.raised = { ns = q.bpf_run_time_ns, s = q.elapsed_s }
+  self.sampling_notes = self.sampling_notes or {}
+  self.sampling_notes[#self.sampling_notes + 1] = string.format('after %.1f s: %.1f%% of a CPU, now measuring '
+    .. '1 lock call in %d', q.elapsed_s, recent, self.sample_every)
+  return false
+end
+
 --- Reads the tables: the result since start (or the last clearing read).
 function Hold:read(opts)
   opts = opts or {}
@@ -280,6 +309,7 @@ function Hold:read(opts)
     M.name_all(res, function(id) return obj:stack('stacks', id) end, self.resolver)
   end
   res.sample_every, res.probes, res.target = self.sample_every, self.probes, self.target
+  res.sampling_notes = self.sampling_notes
   res.missing = {}
   for fn in pairs(self.missing or {}) do res.missing[#res.missing + 1] = fn end
   table.sort(res.missing)
@@ -296,7 +326,7 @@ end
 
 --- JSON-ready copy.
 function M.to_json(res)
-  local copy = base.json_copy(res, { 'probes', 'missing' })
+  local copy = base.json_copy(res, { 'probes', 'missing', 'sampling_notes' })
   local list = {}
   for i, l in ipairs(res.locks or {}) do
     local c = base.json_copy(l, { 'slots', 'kinds' })
