@@ -272,6 +272,10 @@ function R.lockhold(res, opts)
     out[#out + 1] = fmt('not traced (not in this C library): %s\n', table.concat(res.missing, ', '))
   end
   for _, n in ipairs(res.sampling_notes or {}) do out[#out + 1] = 'sampling: ' .. n .. '\n' end
+  if res.calls_per_s then
+    out[#out + 1] = fmt('target: %.0f lock calls/s through the uprobes (each call traps into the kernel, '
+      .. 'sampled or not)\n', res.calls_per_s)
+  end
   if (res.sample_every or 1) > 1 or (res.sampled or 0) < (res.calls or 0) then
     out[#out + 1] = fmt('sampled: %d of %d lock calls measured (now 1 in %d), figures scaled\n', res.sampled or 0,
       res.calls or 0, res.sample_every or 1)

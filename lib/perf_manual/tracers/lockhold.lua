@@ -313,7 +313,11 @@ function Hold:read(opts)
   res.missing = {}
   for fn in pairs(self.missing or {}) do res.missing[#res.missing + 1] = fn end
   table.sort(res.missing)
-  return self:finish_read(res, now, opts)
+  self:finish_read(res, now, opts)
+  -- the target pays a kernel trap at every probe hit, sampled or not
+  -- (docs/tracers/lock.md, Cost and sampling)
+  res.calls_per_s = res.calls and res.seconds > 0 and res.calls / res.seconds or nil
+  return res
 end
 
 --- One sentence for the Mutex row: 'g_lock (app .bss) held 82% of the
