@@ -107,4 +107,29 @@ tracepoint:sched:sched_process_exit /tid == %d/ { exit(); }]==], libc, w.pid, li
       end)
     end)
   end)
+
+  it('use-check: the Mutex row says g_lock is held most of the time by critical_section', function()
+    if not h.need_root('the lock tracers load BPF') then return end
+    local U = require('e2e.use')
+    local dir = W.scratch()
+    local gate = dir .. '/lockhold_use.gate'
+    os.remove(gate)
+    h.with_machine_lock(function()
+      W.with('lock_convoy', { '8', '30', gate, '1' }, {}, function(w)
+        assert(io.open(gate, 'w')):close()
+        local d = U.check(w.pid, 3)
+        local row = assert(U.row(d, 'lock'), U.explain(d))
+        -- the convoy keeps g_lock held more than half of the window
+        local pct = tonumber(row.utilization.text:match('g_lock %(lock_convoy %.bss%) held (%d+)%% of the time by '
+          .. '`critical_section`'))
+        assert(pct, row.utilization.text)
+        assert.is_true(pct > 50 and pct <= 100, row.utilization.text)
+        local hold = assert(d.measures and d.measures.lock and d.measures.lock.hold, 'no hold in the measures')
+        assert.equal('critical_section', hold.holder)
+        assert.near(pct, hold.share_pct, 0.5)
+        assert.matches('lockhold tracer', row.utilization.source)
+      end)
+    end)
+    os.remove(gate)
+  end)
 end)
