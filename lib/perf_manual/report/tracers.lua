@@ -273,8 +273,9 @@ function R.lockhold(res, opts)
   end
   for _, n in ipairs(res.sampling_notes or {}) do out[#out + 1] = 'sampling: ' .. n .. '\n' end
   if res.calls_per_s then
-    out[#out + 1] = fmt('target: %.0f lock calls/s through the uprobes (each call traps into the kernel, '
-      .. 'sampled or not)\n', res.calls_per_s)
+    local rate = fmt(res.calls_per_s < 10 and '%.1f' or '%.0f', res.calls_per_s)
+    out[#out + 1] = fmt('target: %s lock calls/s through the uprobes (each call traps into the kernel, '
+      .. 'sampled or not)\n', rate)
   end
   if (res.sample_every or 1) > 1 or (res.sampled or 0) < (res.calls or 0) then
     out[#out + 1] = fmt('sampled: %d of %d lock calls measured (now 1 in %d), figures scaled\n', res.sampled or 0,
@@ -291,6 +292,7 @@ function R.lockhold(res, opts)
       { key = 'addr', title = 'LOCK', align = 'l', fmt = hex },
       { key = 'kind', title = 'KIND', align = 'l' },
       { key = 'count', title = 'HOLDS' },
+      { key = 'open', title = 'OPEN', fmt = function(v) return tostring(v or 0) end },
       { key = 'share', title = 'HELD', fmt = function(v) return v and fmt('%.1f%%', v * 100) or '-' end },
       { key = 'mean_ns', title = 'AVG (us)', fmt = us },
       { key = 'p99_us', title = 'P99 (us)', fmt = function(v) return v and fmt('%.0f', v) or '-' end },

@@ -29,6 +29,8 @@ struct pm_lockhold_key { uint64_t addr; uint32_t tgid, kind; };
 struct pm_lockhold_stat { uint64_t slots[32]; uint64_t count, total_ns, max_ns, sampled; };
 struct pm_lockhold_site_key { uint64_t addr; uint32_t tgid; int32_t stack_id; uint64_t ip; };
 struct pm_lockhold_site { uint64_t count, total_ns; };
+struct pm_lockhold_held_key { uint64_t addr; uint32_t tid, pad; };
+struct pm_lockhold_held { uint64_t ts, ip; int32_t stack_id; uint32_t kind; uint64_t weight; };
 ]]
 
 M.SLOTS = 32
@@ -56,7 +58,9 @@ end
 
 function M.sizeof()
   local t = {}
-  for _, n in ipairs({ 'key', 'stat', 'site_key', 'site' }) do t[n] = ffi.sizeof('struct pm_lockhold_' .. n) end
+  for _, n in ipairs({ 'key', 'stat', 'site_key', 'site', 'held_key', 'held' }) do
+    t[n] = ffi.sizeof('struct pm_lockhold_' .. n)
+  end
   return t
 end
 
@@ -77,6 +81,24 @@ function M.decode_site(kb, vb)
            count = tonumber(v.count), total_ns = tonumber(v.total_ns) }
 end
 
+--- A hold still in progress at time now_ns (the `holds` map): counted up
+--- to now from the later of its start and since_ns, as a lock entry and a
+--- site entry of no completed hold (open = the holds it stands for).
+function M.decode_open(kb, vb, tgid, now_ns, since_ns)
+  local k = cast('struct pm_lockhold_held_key', kb, 'held key')
+  local v = cast('struct pm_lockhold_held', vb, 'held value')
+  local ts = tonumber(v.ts)
+  local dt = math.max(0, now_ns - math.max(ts, since_ns or 0))
+  local w = tonumber(v.weight)
+  local slots = {}
+  for i = 1, M.SLOTS do slots[i] = 0 end
+  local l = { addr = tonumber(k.addr), tgid = tgid, kind = M.KINDS[v.kind + 1] or 'other', count = 0,
+              total_ns = dt * w, max_ns = dt, sampled = 0, slots = slots, open = w, open_ns = dt }
+  local site = { addr = l.addr, tgid = tgid, stack_id = v.stack_id, ip = tonumber(v.ip), count = 0,
+                 total_ns = dt * w }
+  return l, site
+end
+
 local function by_total(a, b)
   if a.total_ns ~= b.total_ns then return a.total_ns > b.total_ns end
   return (a.addr or 0) < (b.addr or 0)
@@ -94,21 +116,32 @@ function M.analyse(d, seconds)
     local l = by_addr[key]
     if not l then
       l = { addr = s.addr, tgid = s.tgid, kinds = {}, count = 0, total_ns = 0, max_ns = 0, sampled = 0,
-            slots = {}, sites = {} }
+            slots = {}, sites = {}, open = 0, seen_kind = {} }
       for i = 1, M.SLOTS do l.slots[i] = 0 end
       by_addr[key] = l
       r.locks[#r.locks + 1] = l
     end
-    l.kinds[#l.kinds + 1] = s.kind
+    if not l.seen_kind[s.kind] then l.seen_kind[s.kind] = true; l.kinds[#l.kinds + 1] = s.kind end
+    l.open = l.open + (s.open or 0)
     l.count, l.total_ns, l.sampled = l.count + s.count, l.total_ns + s.total_ns, l.sampled + s.sampled
     l.max_ns = math.max(l.max_ns, s.max_ns)
     for i = 1, M.SLOTS do l.slots[i] = l.slots[i] + (s.slots[i] or 0) end
   end
+  -- a stack holding twice (closed holds and one still open) is one site
+  local by_site = {}
   for _, s in ipairs(d.sites or {}) do
     local l = by_addr[s.tgid .. '/' .. s.addr]
-    if l then l.sites[#l.sites + 1] = s end
+    local sk = s.tgid .. '/' .. s.addr .. '/' .. s.stack_id .. '/' .. s.ip
+    local have = by_site[sk]
+    if have then
+      have.count, have.total_ns = have.count + s.count, have.total_ns + s.total_ns
+    elseif l then
+      by_site[sk] = s
+      l.sites[#l.sites + 1] = s
+    end
   end
   for _, l in ipairs(r.locks) do
+    l.seen_kind = nil
     table.sort(l.kinds)
     l.kind = table.concat(l.kinds, '+')
     l.mean_ns = l.count > 0 and l.total_ns / l.count or nil
@@ -299,6 +332,14 @@ function Hold:read(opts)
     end
     for _, e in ipairs(assert(self.obj:map('sites'):read{ clear = opts.clear })) do
       d.sites[#d.sites + 1] = M.decode_site(e.key, e.value)
+    end
+    -- holds still in progress: counted up to now (a lock held across the
+    -- whole window is the busiest one)
+    local now_ns = require('perf_manual._c.sys').monotonic_ns()
+    for _, e in ipairs(assert(self.obj:map('holds'):read())) do
+      local l, site = M.decode_open(e.key, e.value, self.target, now_ns, self.since * 1e9)
+      d.locks[#d.locks + 1] = l
+      d.sites[#d.sites + 1] = site
     end
     for _, e in ipairs(assert(self.obj:map('counters'):read())) do
       local name = M.COUNTERS[u32(e.key) + 1]
