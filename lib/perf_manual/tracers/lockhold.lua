@@ -243,13 +243,13 @@ end
 function M.start(opts)
   opts = opts or {}
   local pid = opts.pid or opts.tgid
-  if not pid then return nil, 'lockhold: needs a process (--pid): the uprobes go on the C library it maps' end
+  if not pid then return nil, 'needs a process (--pid): the uprobes go on the C library it maps' end
   local libc = opts.libc
   if not libc then
     local text = read_text('/proc/' .. pid .. '/maps')
-    if not text then return nil, 'lockhold: cannot read /proc/' .. pid .. '/maps' end
+    if not text then return nil, 'cannot read /proc/' .. pid .. '/maps' end
     libc = memory.libc_path(text)
-    if not libc then return nil, 'lockhold: process ' .. pid .. ' maps no C library (libc.so.6)' end
+    if not libc then return nil, 'process ' .. pid .. ' maps no C library (libc.so.6)' end
     libc = '/proc/' .. pid .. '/root' .. libc
   end
   local every = math.max(1, math.floor(tonumber(opts.sample_every) or 1))
@@ -278,7 +278,7 @@ function M.start(opts)
   end
   if missing.pthread_mutex_lock or missing.pthread_mutex_unlock then
     obj:close()
-    return nil, 'lockhold: ' .. tostring(missing.pthread_mutex_lock or missing.pthread_mutex_unlock)
+    return nil, tostring(missing.pthread_mutex_lock or missing.pthread_mutex_unlock)
   end
   local t = base.Tracer.new('lockhold', obj, { attach_path = 'uprobe', stats = opts.stats })
   t.target, t.libc, t.sample_every, t.probes, t.missing = pid, libc, every, attached, missing
