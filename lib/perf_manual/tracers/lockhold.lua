@@ -203,6 +203,7 @@ end
 
 local Hold = setmetatable({}, { __index = base.Tracer })
 Hold.__index = Hold
+M.Hold = Hold
 
 local function read_text(path)
   local f = io.open(path)
@@ -238,7 +239,8 @@ end
 
 --- Starts tracing one process. opts: pid (required: the uprobes go on the
 --- C library it maps), sample_every (measure every Nth lock call per CPU,
---- default 1; raised under the budget, see over_budget), libc (path, overrides the lookup), stats.
+--- default 1; raised under the budget, see over_budget), max_call_rate
+--- (detach above it, default M.MAX_CALL_RATE), libc (path, overrides the lookup), stats.
 ---@return table? tracer, string? err
 function M.start(opts)
   opts = opts or {}
@@ -282,6 +284,7 @@ function M.start(opts)
   end
   local t = base.Tracer.new('lockhold', obj, { attach_path = 'uprobe', stats = opts.stats })
   t.target, t.libc, t.sample_every, t.probes, t.missing = pid, libc, every, attached, missing
+  t.max_call_rate = opts.max_call_rate
   t.resolver = sym.new()
   pcall(t.resolver.snapshot, t.resolver, pid)
   return setmetatable(t, Hold)
@@ -297,9 +300,24 @@ local function u64(b) return tonumber(ffi.cast('const uint64_t *', b)[0]) end
 M.MAX_EVERY = 1024
 Hold.RAISE_MIN_S = 1.0
 
+--- Lock calls per second above which the tracer detaches whatever the
+--- sampling: every call traps into the kernel (about 14 us a probe hit on a
+--- 2-vCPU VM, 1-3 us on bare metal), a cost the target pays.
+M.MAX_CALL_RATE = 20000
+
 function Hold:over_budget(pct)
   local q = self:quality()
-  if q.elapsed_s < base.Tracer.BUDGET_MIN_S or not q.bpf_run_time_ns then return false end
+  if q.elapsed_s < base.Tracer.BUDGET_MIN_S then return false end
+  local calls = 0
+  for _, e in ipairs(self.obj:map('counters'):read() or {}) do
+    if ffi.cast('const uint32_t *', e.key)[0] == 0 then calls = tonumber(ffi.cast('const uint64_t *', e.value)[0]) end
+  end
+  local rate = calls / math.max(q.elapsed_s, 1e-9)
+  if rate > (self.max_call_rate or M.MAX_CALL_RATE) then
+    return true, string.format('lockhold tracer detached: the target makes %.0f lock calls/s, each trapping into the '
+      .. 'kernel at a uprobe (limit %d/s)', rate, self.max_call_rate or M.MAX_CALL_RATE)
+  end
+  if not q.bpf_run_time_ns then return false end
   local last = self.raised or { ns = 0, s = 0 }
   local dt = q.elapsed_s - last.s
   if dt < (self.raised and Hold.RAISE_MIN_S or base.Tracer.BUDGET_MIN_S) then return false end

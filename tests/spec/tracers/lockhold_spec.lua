@@ -160,6 +160,34 @@ describe('lockhold tracer', function()
     assert.matches('lockhold tracer', row.utilization.source)
   end)
 
+  it('samples 4x less when over budget, and detaches when the call rate alone is too high', function()
+    local calls, updates = 1000, {}
+    local function counters()
+      local k, v = ffi.new('uint32_t[1]', 0), ffi.new('uint64_t[1]', calls)
+      return { { key = ffi.string(k, 4), value = ffi.string(v, 8) } }
+    end
+    local obj = { map = function(_, name)
+      if name == 'counters' then return { read = counters } end
+      return { update = function(_, key, value)
+        updates[#updates + 1] = { key, ffi.cast('const uint64_t *', value)[0] }
+      end }
+    end }
+    local q = { elapsed_s = 2, bpf_run_time_ns = 0.2e9 } -- 10% of a CPU
+    local t = setmetatable({ obj = obj, sample_every = 1, quality = function() return q end }, lockhold.Hold)
+    assert.is_false(t:over_budget(5))
+    assert.equal(4, t.sample_every)
+    assert.equal(4, tonumber(updates[1][2]))
+    assert.matches('after 2%.0 s: 10%.0%% of a CPU, now measuring 1 lock call in 4', t.sampling_notes[1])
+    -- judged on the cost since the change: 0.01 s more over 2 s is 0.5%
+    q = { elapsed_s = 4, bpf_run_time_ns = 0.21e9 }
+    assert.is_false(t:over_budget(5))
+    assert.equal(4, t.sample_every)
+    calls = 4 * 30000
+    local over, why = t:over_budget(5)
+    assert.is_true(over)
+    assert.matches('makes 30000 lock calls/s', why)
+  end)
+
   it('decodes the maps with the layout the BPF object was built with', function()
     if not test_helpers.need_root() then return end
     local bpf = require('perf_manual.bpf')
