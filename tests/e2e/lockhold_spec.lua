@@ -83,6 +83,8 @@ tracepoint:sched:sched_process_exit /tid == %d/ { exit(); }]==], libc, w.pid, li
           local bt_sum = tonumber(text:match('@held%[' .. string.format('%d', top.addr) .. '%]: (%d+)'))
           local bt_count = tonumber(text:match('@holds%[' .. string.format('%d', top.addr) .. '%]: (%d+)'))
           assert(bt_sum and bt_count, 'bpftrace saw no hold of g_lock: ' .. text)
+          io.stderr:write(string.format('lockhold: %d holds (bpftrace %d), held %.3f s (bpftrace %.3f s), '
+            .. 'p50 %.0f us\n', top.count, bt_count, top.total_ns / 1e9, bt_sum / 1e9, top.p50_us))
           assert.equal(bt_count, top.count)
           assert.equal(top.count, top.sampled)
           local nslots = 0
