@@ -665,6 +665,12 @@ function M.rules.lock(m, T)
   row.utilization = cell(string.format('%s of thread-time in futex waits (%d threads)', fmt_pct(l.futex_share_pct),
     l.threads or 0),
     src, l.futex_share_pct)
+  if l.hold and l.hold.sentence then
+    -- the holder's side, from uprobes on the C library's lock calls
+    row.utilization.text = row.utilization.text .. '; ' .. l.hold.sentence
+    row.utilization.source = row.utilization.source .. ', pthread lock hold time (lockhold tracer)'
+    row.hold = l.hold
+  end
   local sat = string.format('%.1f threads waiting at once (max %d)', l.waiters_avg or 0, l.waiters_max or 0)
   if l.hot then
     sat = sat .. string.format('; hottest lock %s: %.1f waiters', l.hot.uaddr, l.hot.mean_waiters)

@@ -19,6 +19,7 @@ local sys = require('perf_manual.sys')
 local sched = require('perf_manual.tracers.sched')
 local iot = require('perf_manual.tracers.io')
 local lock = require('perf_manual.tracers.lock')
+local lockhold = require('perf_manual.tracers.lockhold')
 local tsa = require('perf_manual.measure.tsa')
 local memnet = require('perf_manual.measure.memnet')
 local netuse = require('perf_manual.measure.netuse')
@@ -232,6 +233,8 @@ function M.bpf_start(s, opts)
   -- devices are shared: their latency is every requester's, whatever the target
   s:start_tracer('io', iot, { queued = true })
   s:start_tracer('lock', lock, { pid = filter.pid, cgroup = filter.cgroup })
+  -- hold time: uprobes on one process's C library
+  if filter.pid then s:start_tracer('lockhold', lockhold, { pid = filter.pid }) end
   -- TCP faults (retransmits, drops, listen overflows, refused connects) for the Network row
   netuse.start(s, filter)
   -- where a process's time goes: its thread states over the same window
@@ -252,7 +255,7 @@ function M.bpf_finish(s, src, m)
   elseif src.tsa_why then
     m.tsa = { available = false, why = src.tsa_why }
   end
-  local res = s:stop_tracers({ 'sched', 'io', 'lock', 'net' })
+  local res = s:stop_tracers({ 'sched', 'io', 'lock', 'net', 'lockhold' })
   local b = { off = src.off, errors = s.errors, detached = s.detached }
   m.bpf = b
   local elapsed = m.elapsed or 0
@@ -319,6 +322,12 @@ function M.bpf_finish(s, src, m)
       kernel_hot = k and { addr = k.addr, kind = k.kind, waits = k.count,
         mean_waiters = secs > 0 and k.total_ns / (secs * 1e9) or 0, max_ns = k.max_ns } or nil,
       notes = lk.notes, attach = lk.quality and lk.quality.attach_path, quality = lk.quality }
+    local held = res.lockhold and not s.detached.lockhold and res.lockhold.locks[1]
+    if held then
+      b.lock.hold = { share_pct = held.share and 100 * math.min(1, held.share), holder = held.holder,
+        lock = held.name or lock.hex(held.addr), holds = held.count, p99_us = held.p99_us,
+        sentence = lockhold.sentence(held) }
+    end
     if hot then
       local comm = util.readfile('/proc/' .. hot.tgid .. '/comm')
       hot.comm = comm and comm:gsub('\n$', '') or nil
@@ -530,7 +539,7 @@ function M.collect_on(s, opts)
       futex_share_pct = bl.futex_share_pct, lock_share_pct = bl.lock_share_pct, cond_share_pct = bl.cond_share_pct,
       waiters_avg = bl.waiters_avg, waiters_max = bl.waiters_max, threads = bl.threads, hot = bl.hot,
       errors = bl.errors, kernel_hot = bl.kernel_hot, kernel_wait_ns = bl.kernel_wait_ns, seconds = bl.seconds,
-      kernel_traced = bl.kernel_traced }
+      kernel_traced = bl.kernel_traced, hold = bl.hold }
     if sampled and not sampled.missing then
       m.lock.disk_share_pct, m.lock.disk_waiting_avg = sampled.disk_share_pct, sampled.disk_waiting_avg
       m.lock_sampled = sampled

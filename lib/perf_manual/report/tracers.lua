@@ -261,6 +261,62 @@ function R.lock(res, opts)
   return table.concat(out)
 end
 
+--- lockhold: per pthread lock, the share of the window it was held, its
+--- hold-time figures and the function that held it; the hold-time
+--- histogram of the busiest. opts.top (default 10).
+function R.lockhold(res, opts)
+  local us = ns_as(1e3, 1)
+  local top = opts.top or 10
+  local out = {}
+  if #(res.missing or {}) > 0 then
+    out[#out + 1] = fmt('not traced (not in this C library): %s\n', table.concat(res.missing, ', '))
+  end
+  for _, n in ipairs(res.sampling_notes or {}) do out[#out + 1] = 'sampling: ' .. n .. '\n' end
+  if res.calls_per_s then
+    local rate = fmt(res.calls_per_s < 10 and '%.1f' or '%.0f', res.calls_per_s)
+    out[#out + 1] = fmt('target: %s lock calls/s through the uprobes (each call traps into the kernel, '
+      .. 'sampled or not)\n', rate)
+  end
+  if (res.sample_every or 1) > 1 or (res.sampled or 0) < (res.calls or 0) then
+    out[#out + 1] = fmt('sampled: %d of %d lock calls measured (now 1 in %d), figures scaled\n', res.sampled or 0,
+      res.calls or 0, res.sample_every or 1)
+  end
+  if #res.locks == 0 then
+    out[#out + 1] = fmt('no pthread lock held and released (%d lock calls seen)\n', res.calls or 0)
+  else
+    local list = {}
+    for i = 1, math.min(top, #res.locks) do list[i] = res.locks[i] end
+    out[#out + 1] = 'pthread lock hold time by lock:\n'
+    out[#out + 1] = text.table(list, {
+      { key = 'tgid', title = 'PID' },
+      { key = 'addr', title = 'LOCK', align = 'l', fmt = hex },
+      { key = 'kind', title = 'KIND', align = 'l' },
+      { key = 'count', title = 'HOLDS' },
+      { key = 'open', title = 'OPEN', fmt = function(v) return tostring(v or 0) end },
+      { key = 'share', title = 'HELD', fmt = function(v) return v and fmt('%.1f%%', v * 100) or '-' end },
+      { key = 'mean_ns', title = 'AVG (us)', fmt = us },
+      { key = 'p99_us', title = 'P99 (us)', fmt = function(v) return v and fmt('%.0f', v) or '-' end },
+      { key = 'max_ns', title = 'MAX (us)', fmt = us },
+      { key = 'holder', title = 'HOLDER', align = 'l', fmt = function(v) return v or '?' end },
+      { key = 'name', title = 'NAME', align = 'l', fmt = function(v) return v or '' end },
+    })
+    local l = res.locks[1]
+    out[#out + 1] = fmt('\nlock %s%s (pid %d): hold time%s\n', hex(l.addr), l.name and (' ' .. l.name) or '', l.tgid,
+      l.p50_us and fmt(', p50 %.0f us, p99 %.0f us', l.p50_us, l.p99_us or 0) or '')
+    out[#out + 1] = text.render_log2(hist.log2_buckets(l.slots), { unit = 'usecs' })
+    for i = 1, math.min(3, #l.sites) do
+      local s = l.sites[i]
+      out[#out + 1] = fmt('  holding stack #%d: %.1f%% of the held time, %d holds\n', i, 100 * (s.share or 0), s.count)
+      for j, a in ipairs(s.addrs or {}) do
+        if j > 8 then break end
+        out[#out + 1] = fmt('    0x%x  %s\n', a, s.frames and s.frames[j] or '?')
+      end
+    end
+  end
+  quality(out, res)
+  return table.concat(out)
+end
+
 --- offcpu: blocked time per task, then the top stacks as raw addresses (the
 --- profiler names them). opts.top (default 10), opts.stacks (default 3).
 function R.offcpu(res, opts)
