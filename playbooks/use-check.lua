@@ -20,6 +20,8 @@ return playbook {
     json = param.flag { 'print the result as one JSON document' },
     save = param.path { 'also write the JSON document to this file', optional = true },
     no_bpf = param.flag { 'judge from /proc, PSI and thread states only (no BPF tracers)' },
+    lock_hold = param.flag { "also measure how long a process holds its mutexes (uprobes on its C library: "
+      .. "each lock call pays a trap)" },
     max_overhead = param.number { 'detach a tracer whose BPF programs use more than PCT% of one CPU', default = 5,
       above = 0, max = 10000 },
     replay = param.path { "judge the measures recorded in DIR's use-check.json again (no live collection)",
@@ -30,7 +32,8 @@ return playbook {
     function(inv, p)
       inv:check_output(p.save, 'file', '--save')
       local r = inv:use_check { target = not p.replay and inv:target(p.target) or nil, duration = p.duration,
-        interval = p.interval, bpf = not p.no_bpf, max_overhead = p.max_overhead }
+        interval = p.interval, bpf = not p.no_bpf, max_overhead = p.max_overhead,
+        lock_hold = p.lock_hold }
       if r.available == false then inv:fail('use-check: ' .. tostring(r.why)) end
       for _, row in ipairs(r.rows) do
         if row.status == 'HIGH' then

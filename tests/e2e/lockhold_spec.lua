@@ -110,7 +110,7 @@ tracepoint:sched:sched_process_exit /tid == %d/ { exit(); }]==], libc, w.pid, li
     end)
   end)
 
-  it('use-check: the Mutex row says g_lock is held most of the time by critical_section', function()
+  it('use-check --lock-hold: the Mutex row says g_lock is held most of the time by critical_section', function()
     if not h.need_root('the lock tracers load BPF') then return end
     local U = require('e2e.use')
     local dir = W.scratch()
@@ -119,7 +119,7 @@ tracepoint:sched:sched_process_exit /tid == %d/ { exit(); }]==], libc, w.pid, li
     h.with_machine_lock(function()
       W.with('lock_convoy', { '8', '30', gate, '1' }, {}, function(w)
         assert(io.open(gate, 'w')):close()
-        local d = U.check(w.pid, 3)
+        local d = U.check(w.pid, 3, '--lock-hold')
         local row = assert(U.row(d, 'lock'), U.explain(d))
         -- the convoy keeps g_lock held more than half of the window
         local pct = tonumber(row.utilization.text:match('g_lock %(lock_convoy %.bss%) held (%d+)%% of the time by '

@@ -117,20 +117,33 @@ describe('network retransmits, end to end', function()
           assert.equal('supported', doc.verdict, text)
           -- counted where the target lives, not on the host
           assert.matches('network namespace of pid ' .. w.pid, text, 1, true)
-          -- the rate it names is the namespace's, in the window inside the test's wider one
-          local named = tonumber(tostring(doc.cause or ''):match('([%d.]+)/s TCP retransmits'))
+          -- two figures, each against the namespace's own counter: the namespace's rate
+          -- over the USE check's window (/proc, scope of the whole namespace), and the
+          -- flow's retransmits the net tracer counted over its window, which holds the
+          -- USE check's and lies inside the test's
+          local c = doc.culprit or {}
+          local named = tonumber(tostring(c.retrans or ''):match('^([%d.]+)/s'))
           assert.is_number(named, text)
-          -- the count over the window the USE check measured, as the namespace's counter gives it
+          local flow = tonumber(tostring(c.flow_retrans or ''):match('^(%d+) segments'))
+          assert.is_number(flow, text)
+          -- the flow comes from the network drill-down's trace: its own window, later than the USE check's
+          local tn = assert(util.json_decode(util.readfile(root .. '/' .. id .. '/raw_data/trace-net.json')))
+          local twin = assert(tn.window, 'the net trace recorded no window')
+          local flo = count_between(poller_samples(pfile), twin[1] + off, twin[2] + off)
+          -- its probes attach just before the window opens and detach just after it closes
+          local _, fhi = count_between(poller_samples(pfile), twin[1] + off - 0.5, twin[2] + off + 0.5)
+          assert.matches('pid ' .. w.pid, tostring(c.flow), 1, true)
           local use = assert(util.json_decode(util.readfile(root .. '/' .. id .. '/raw_data/use-check.json')))
           local win = assert(use.measures.tcp.window, 'the USE check recorded no window for its TCP rates')
           local span = win[2] - win[1]
           local lo, hi = count_between(poller_samples(pfile), win[1] + off, win[2] + off)
           local count = named * span
-          assert.is_true(count >= lo * 0.95 - 2 and count <= hi * 1.05 + 2,
-            string.format('named %.1f/s over %.2f s = %.0f; the namespace counted %d to %d in that window '
-              .. '(%d over the whole %.1f s run)', named, span, count, lo, hi, r1 - r0, t1 - t0))
-          io.stderr:write(string.format('\n[net retrans] named %.1f/s over %.2f s (%.0f); namespace counter %d..%d in '
-            .. 'the same window\n', named, span, count, lo, hi))
+          local diag = string.format('namespace rate %.1f/s over %.2f s = %.0f; the namespace counted %d to %d in '
+            .. 'that window; flow %d (BPF), the namespace %d to %d in the trace\'s window; %d over the whole %.1f s '
+            .. 'run', named, span, count, lo, hi, flow, flo, fhi, r1 - r0, t1 - t0)
+          io.stderr:write('\n[net retrans] ' .. diag .. '\n')
+          assert.is_true(count >= lo * 0.95 - 2 and count <= hi * 1.05 + 2, diag)
+          assert.is_true(flow >= flo * 0.95 - 2 and flow <= fhi * 1.05 + 2, diag)
         end)
       end, debug.traceback)
       if poller then os.execute('kill ' .. poller .. ' 2>/dev/null') end

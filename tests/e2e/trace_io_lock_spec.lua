@@ -149,9 +149,17 @@ describe('io, lock and offcpu tracers e2e #priv', function()
         -- 1 s of 20 ms blocks: most of the second off-CPU
         assert.is_true(main.total_us > 500000, 'blocked ' .. main.total_us .. ' us')
         assert.is_true(#main.kern_stack >= 3)
-        -- the kernel stack starts at the scheduler, not in the tracing machinery
-        local ksyms = assert(require('perf_manual.sym').kernel())
-        assert.equal('__schedule', (ksyms:lookup(main.kern_stack[1])))
+        -- the kernel stack starts at the scheduler, not in the tracing machinery. The
+        -- BPF side skips this program's own frames; when another program shares
+        -- sched_switch, the kernel calls both through __traceiter_sched_switch, a
+        -- frame the symbol layer drops by name as every stack is shown
+        local sym = require('perf_manual.sym')
+        local ksyms = assert(sym.kernel())
+        local frames = {}
+        for i, a in ipairs(main.kern_stack) do frames[i] = ksyms:lookup(a) or '?' end
+        local shown = sym.trim_tracing_frames({ unpack(frames) })
+        assert.is_true(#frames - #shown <= 1, table.concat(frames, ';'))
+        assert.equal('__schedule', shown[1], table.concat(frames, ';'))
         local names = resolver:user(w.pid, main.user_stack)
         assert.same({ 'blocker_read', 'blocker_wait', 'main' }, { names[1], names[2], names[3] })
         assert.equal(0, res.quality.events_lost)

@@ -147,7 +147,8 @@ function M.run_on(s, wanted, opts)
   if s.owns_target then targets.stop(s.target) end
   local out = { target = targets.describe(s.target), events = util.array(names), results = {},
     order = util.array(), unavailable = unavailable, notes = s.notes, ended_by = ended_by,
-    duration_s = t_end - t0, final_label = opts.interval and label(sys.now()) or nil }
+    duration_s = t_end - t0, window = { t0, t_end }, -- CLOCK_MONOTONIC: to read other counters over it
+    final_label = opts.interval and label(sys.now()) or nil }
   for _, t in ipairs(running) do
     out.results[t.event] = final[t.event]
     out.order[#out.order + 1] = t.event

@@ -233,8 +233,9 @@ function M.bpf_start(s, opts)
   -- devices are shared: their latency is every requester's, whatever the target
   s:start_tracer('io', iot, { queued = true })
   s:start_tracer('lock', lock, { pid = filter.pid, cgroup = filter.cgroup })
-  -- hold time: uprobes on one process's C library
-  if filter.pid then s:start_tracer('lockhold', lockhold, { pid = filter.pid }) end
+  -- hold time: uprobes on one process's C library. Asked for only: every lock
+  -- call of the target then pays a uprobe trap (about 40 us on this kind of VM)
+  if filter.pid and opts.lock_hold then s:start_tracer('lockhold', lockhold, { pid = filter.pid }) end
   -- TCP faults (retransmits, drops, listen overflows, refused connects) for the Network row
   netuse.start(s, filter)
   -- where a process's time goes: its thread states over the same window

@@ -58,7 +58,7 @@ function M.trace(inv, opts)
       return nil, err or 'no result'
     end
     data.tracer = single
-    data.session_notes, data.ended_by = r.notes, r.ended_by
+    data.session_notes, data.ended_by, data.window = r.notes, r.ended_by, r.window
     share_of(data, opts.only)
     return data
   end)

@@ -1,4 +1,4 @@
---- inv:use_check { target =, duration =, interval =, bpf =, max_overhead = }
+--- inv:use_check { target =, duration =, interval =, bpf =, max_overhead =, lock_hold = }
 --- The USE method on a target: measured by perf_manual.measure.use, judged
 --- by perf_manual.analyzers.use. The `use-check` command and investigations
 --- call this one function. In replay the recorded measures are judged again
@@ -42,6 +42,7 @@ function M.use_check(inv, opts)
     local duration = opts.duration or params.duration or 5
     local m = measure_use.collect { target = common.target(inv, opts), duration = duration,
       interval = opts.interval or math.min(1, duration / 2), bpf = opts.bpf, max_overhead = opts.max_overhead,
+      lock_hold = opts.lock_hold,
       progress = common.progress(inv), note = opts.note }
     inv:progress_done()
     return M.judge(m)
