@@ -353,7 +353,7 @@ function Hold:read(opts)
     end
     -- holds still in progress: counted up to now (a lock held across the
     -- whole window is the busiest one)
-    local now_ns = require('perf_manual._c.sys').monotonic_ns()
+    local now_ns = require('perf_manual.sys').monotonic_ns()
     for _, e in ipairs(assert(self.obj:map('holds'):read())) do
       local l, site = M.decode_open(e.key, e.value, self.target, now_ns, self.since * 1e9)
       d.locks[#d.locks + 1] = l
