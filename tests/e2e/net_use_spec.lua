@@ -186,7 +186,10 @@ describe('USE Network row and network drill-down from the net tracer', function(
             -- was named, if any was), the server's end does not
             local doc = use_check(w.pid)
             local wo = (doc.verdict or {}).waits_on or {}
-            assert.matches('tcp 127.0.0.1:' .. port, tostring(wo.text), 1, true)
+            -- (a connection closed before its socket was looked up is named by its inode)
+            local wt = tostring(wo.text)
+            assert.is_true(wt:find('tcp 127.0.0.1:' .. port, 1, true) ~= nil
+              or wt:match('^socket socket:%[%d+%] %(network socket') ~= nil, wt)
             -- each connection lives ~50 ms (half-closed at once): read until ss catches one; its minrtt is
             -- the path's (the smoothed rtt takes in the peer's delayed ACKs)
             local info, rtt

@@ -138,7 +138,8 @@ describe('catalogue runbooks e2e #priv', function()
     -- the server-side latency: at least the 2 ms sleep, at most what wrk saw
     local wrk_avg, unit = wrk:match('Latency%s+([%d.]+)(%a+)')
     wrk_avg = tonumber(wrk_avg) * (unit == 'us' and 1e-3 or unit == 's' and 1e3 or 1)
-    assert.is_true(r.latency.p50 * 1000 >= 2 and r.latency.mean * 1000 <= wrk_avg,
+    -- (wrk prints 0.00us when its latency sampler kept nothing: then only the floor is checked)
+    assert.is_true(r.latency.p50 * 1000 >= 2 and (wrk_avg == 0 or r.latency.mean * 1000 <= wrk_avg),
       string.format('traced p50 %.3f ms mean %.3f ms, wrk avg %.3f ms', r.latency.p50 * 1000, r.latency.mean * 1000,
         wrk_avg))
     assert.equal('clock_nanosleep', r.per_request[1].name)
