@@ -194,6 +194,12 @@ build/runtime/bpf_objects.o: build/runtime/bpf_objects.c $(BPF_OBJ) build/bpf/mi
 # ---- workloads and C tests ---------------------------------------------------
 workloads: $(WORKLOADS)
 
+# nofp_*: as distributions build, for the DWARF unwinder's tests
+build/workloads/nofp_%: tests/workloads/nofp_%.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) -std=gnu11 -O2 -g -fomit-frame-pointer -Wall -Wextra -o $@ $< -lpthread -lm
+
 build/workloads/%: tests/workloads/%.c
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)

@@ -2,7 +2,8 @@
 /* profile: on-CPU stack sampling. A perf_event program on every CPU (at
  * 99 Hz by default) takes the kernel and user stacks of whatever runs and
  * counts samples per (tgid, comm, user stack id, kernel stack id) in the
- * kernel; user space reads the maps once, at the end. The first sample of a
+ * kernel (user stacks by frame pointers, or walked from CFI:
+ * common/unwind.bpf.h); user space reads the maps once, at the end. The first sample of a
  * process also lands in `fresh`, so user space can capture its mappings
  * while it is alive (its frames stay named after it exits). */
 #include "vmlinux.h"
@@ -12,6 +13,7 @@
 #include "common.h"
 #include "profile.h"
 #include "common/fresh.bpf.h"
+#include "common/unwind.bpf.h"
 
 const volatile bool profile_user_stacks = true;
 const volatile bool profile_kernel_stacks = true;
@@ -70,9 +72,17 @@ int do_sample(struct bpf_perf_event_data *ctx)
   struct pm_profile_key key = {};
   key.tgid = tgid;
   bpf_get_current_comm(&key.comm, sizeof key.comm);
-  key.user_stack_id = profile_user_stacks ? bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK) : -14;
+  if (!profile_user_stacks) {
+    key.user_stack_id = -14;
+  } else if (unwind_mode) {
+    key.user_stack_id = -2; /* the stack is unwind_stacks[user_hash] */
+    key.user_hash = pm_unwind_user((struct pt_regs *)&ctx->regs, tgid, &key.user_stack_id);
+  } else {
+    key.user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+  }
   key.kern_stack_id = profile_kernel_stacks ? bpf_get_stackid(ctx, &stacks, 0) : -14;
-  check_stack(key.user_stack_id);
+  if (!key.user_hash)
+    check_stack(key.user_stack_id == -2 ? -12 : key.user_stack_id);
   check_stack(key.kern_stack_id);
 
   __u64 *n = bpf_map_lookup_elem(&counts, &key);

@@ -12,10 +12,12 @@
 /* samples per (process, thread name, user stack, kernel stack) */
 struct pm_profile_key {
   __u32 tgid;
-  __s32 user_stack_id; /* <0: none (kernel thread: -EFAULT) or lost (-EEXIST, -ENOMEM) */
+  __s32 user_stack_id; /* <0: none (kernel thread: -EFAULT), lost (-EEXIST, -ENOMEM),
+                          or -ENOENT: walked from CFI, see user_hash */
   __s32 kern_stack_id; /* <0: none (sample in user mode: -EFAULT) or lost */
   __u32 pad;
   char comm[PROFILE_COMM_LEN];
+  __u64 user_hash; /* the key of the stack in unwind_stacks, or 0 */
 };
 
 /* per-CPU counters beside common.h's pm_stats (events = samples kept,

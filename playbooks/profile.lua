@@ -37,6 +37,9 @@ return playbook {
       default = 'profile' },
     format = param.list { 'files to write: svg, folded, speedscope, pprof (profile.pb.gz)', default = 'svg,folded' },
     backend = param.choice { 'sampling backend', choices = { 'auto', 'bpf', 'perf' }, default = 'auto' },
+    unwind = param.choice { 'user stacks: auto (from DWARF call-frame information where an object has it, frame '
+      .. 'pointers elsewhere), fp (frame pointers only), dwarf (call-frame information only)',
+      choices = { 'auto', 'fp', 'dwarf' }, default = 'auto' },
     top = param.integer { 'functions listed in the summary', default = 10, min = 1, max = 10000 },
     json = param.flag { 'print the profile summary as JSON' },
     replay = param.path { 'show the profile a --output DIR holds again (summary, and the files to --output)',
@@ -56,6 +59,7 @@ return playbook {
       local r = inv:profile { target = not p.replay and inv:target(p.target) or nil, duration = p.duration,
         freq = p.freq,
         off_cpu = p.off_cpu, min_block = p.min_block, backend = p.backend, top = p.top, soft = false,
+        unwind = p.unwind,
         memory = p.memory, sample_every = p.sample_every, sample_min_size = p.sample_min_size,
         output = p.json and 'stderr-only' or 'inherit',
         note = function(text) inv:note(text) end }

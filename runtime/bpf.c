@@ -1390,6 +1390,41 @@ static int map_update(lua_State *L)
   return 1;
 }
 
+/// put_array(first, bytes) -> true | nil, err: consecutive values of an
+/// array map from index first, in batches (tables of thousands of rows)
+static int map_put_array(lua_State *L)
+{
+  struct pm_bpf_map *pm = map_check(L, 1);
+  lua_Integer first = luaL_checkinteger(L, 2);
+  size_t n;
+  const char *v = luaL_checklstring(L, 3, &n);
+  __u32 vs = bpf_map__value_size(pm->map);
+  if (bpf_map__type(pm->map) != BPF_MAP_TYPE_ARRAY)
+    return luaL_error(L, "bpf: map %s: put_array needs an array map", pm->name);
+  if (n % vs != 0)
+    return luaL_error(L, "bpf: map %s: %d bytes are not whole values of %d", pm->name, (int)n, (int)vs);
+  __u32 count = (__u32)(n / vs);
+  if (first < 0 || (unsigned long long)first + count > bpf_map__max_entries(pm->map))
+    return push_fail(L, "put_array", pm->name, E2BIG, 0);
+  __u32 *keys = malloc((count ? count : 1) * sizeof *keys);
+  if (!keys)
+    return push_fail(L, "put_array", pm->name, ENOMEM, 0);
+  for (__u32 i = 0; i < count; i++)
+    keys[i] = (__u32)first + i;
+  int fd = bpf_map__fd(pm->map), err = 0;
+  for (__u32 done = 0; done < count && !err;) {
+    __u32 c = count - done;
+    if (bpf_map_update_batch(fd, keys + done, v + (size_t)done * vs, &c, NULL) != 0 && errno != EINTR)
+      err = errno;
+    done += c;
+  }
+  free(keys);
+  if (err)
+    return push_fail(L, "put_array", pm->name, err, 0);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /// delete(key) -> true | false when absent | nil, err
 static int map_delete(lua_State *L)
 {
@@ -1598,6 +1633,7 @@ static const luaL_Reg map_methods[] = {
   { "read", map_read },
   { "lookup", map_lookup },
   { "update", map_update },
+  { "put_array", map_put_array },
   { "delete", map_delete },
   { "clear", map_clear },
   { "info", map_info },

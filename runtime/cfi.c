@@ -1059,6 +1059,41 @@ static int pm_cfi_l_build_id(lua_State *L)
   return 1;
 }
 
+/// loads(path) -> {{offset, vaddr, size, exec}, ...}: the object's PT_LOAD
+/// segments, what turns a mapping's file offset into the table's addresses
+static int pm_cfi_l_loads(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  int fd = -1, err;
+  Elf *elf;
+  size_t n = 0;
+  if ((err = open_elf(path, &fd, &elf)) == 0 && elf_getphdrnum(elf, &n) != 0)
+    err = ENOEXEC;
+  if (err) {
+    close_elf(fd, elf);
+    return push_error(L, "segments of", path, err);
+  }
+  lua_createtable(L, 4, 0);
+  int k = 0;
+  for (size_t i = 0; i < n; i++) {
+    GElf_Phdr ph;
+    if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD)
+      continue;
+    lua_createtable(L, 0, 4);
+    lua_pushnumber(L, (lua_Number)ph.p_offset);
+    lua_setfield(L, -2, "offset");
+    lua_pushnumber(L, (lua_Number)ph.p_vaddr);
+    lua_setfield(L, -2, "vaddr");
+    lua_pushnumber(L, (lua_Number)(ph.p_memsz > ph.p_filesz ? ph.p_memsz : ph.p_filesz));
+    lua_setfield(L, -2, "size");
+    lua_pushboolean(L, (ph.p_flags & PF_X) != 0);
+    lua_setfield(L, -2, "exec");
+    lua_rawseti(L, -2, ++k);
+  }
+  close_elf(fd, elf);
+  return 1;
+}
+
 /// t:save(path) -> true | nil, err, errno (written to a temp file, renamed)
 static int cfi_save(lua_State *L)
 {
@@ -1172,6 +1207,7 @@ static const luaL_Reg pm_cfi_funcs[] = {
   { "compile", pm_cfi_l_compile },
   { "load", pm_cfi_l_load },
   { "build_id", pm_cfi_l_build_id },
+  { "loads", pm_cfi_l_loads },
   { NULL, NULL },
 };
 

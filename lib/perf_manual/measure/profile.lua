@@ -83,7 +83,8 @@ end
 --- Runs a profile. opts: target, duration, freq, off_cpu, min_block (s),
 --- memory (outstanding allocations, faults and RSS instead: sample_every,
 --- sample_min_size, verdict thresholds; see perf_manual.profilers.memory),
---- backend ('auto' | 'bpf' | 'perf'), progress, note, soft (return nil, why
+--- backend ('auto' | 'bpf' | 'perf'), unwind ('auto' | 'fp' | 'dwarf': user
+--- stacks, perf_manual.unwind), progress, note, soft (return nil, why
 --- instead of raising a user error).
 function M.run(opts)
   -- a command starts once the sampler is attached to its cgroup
@@ -110,7 +111,7 @@ function M.run_on(s, opts)
     local mod, backend, fallback_why = choose(s, opts, fail)
     local popts = { freq = opts.freq or 99, min_us = (opts.min_block or 1e-6) * 1e6, pid = f.pid,
       cgroup_id = f.cgroup_id, sample_every = opts.sample_every, sample_min_size = opts.sample_min_size,
-      verdict = opts.verdict }
+      verdict = opts.verdict, unwind = opts.unwind }
     if backend == 'perf' then
       if f.cgroup_id and not f.cgroup then fail('perf record filters a cgroup by path, not by id') end
       popts.cgroup, popts.cgroup_id = f.cgroup, nil

@@ -36,6 +36,16 @@ local function is_kernel(name) return name:sub(-4) == '_[k]' end
 --- Measures stack quality: samples, lost samples and stacks, shares of
 --- samples with unnamed frames, truncated at the depth limit, or whose user
 --- stack stops before reaching a start function; binaries without frame pointers.
+--- How the user stacks were unwound (nil for a profile of the kernel's
+--- frame-pointer walk): perf_manual.unwind.summary with the mode, the
+--- tables built and the walker's counters.
+function M.unwind_quality(p)
+  if not p.unwind or p.unwind.mode == 'fp' then return p.unwind and { mode = 'fp' } or nil end
+  local q = require('perf_manual.unwind').summary(p.stacks)
+  q.mode, q.tables, q.counters = p.unwind.mode, p.unwind.tables, p.unwind.counters
+  return q
+end
+
 function M.quality(p)
   local total, unknown, truncated, user_total, short = 0, 0, 0, 0, 0
   for _, s in ipairs(p.stacks) do
@@ -68,12 +78,15 @@ function M.quality(p)
     truncated_share = share(truncated, total),
     short_user_share = share(short, user_total),
     without_frame_pointers = util.array(no_fp),
+    unwind = M.unwind_quality(p),
   }
 end
 
 --- Symbolised frames of stacks counted by a BPF object (its `stacks` map):
 --- entries carry tgid, comm, user_stack_id, kern_stack_id. Returns, per
 --- entry, { frames = {comm, root…leaf}, truncated } (at max_depth frames).
+--- An entry with user_hash has a user stack walked from CFI: the entry's
+--- `unwind` says how (perf_manual.unwind).
 --- User stacks resolve in one batch per process; each stack id is read once.
 function M.bpf_frames(obj, resolver, entries, max_depth)
   local EFAULT = -14 -- bpf_get_stackid had no frames to record (a kernel thread's user stack)
@@ -86,10 +99,21 @@ function M.bpf_frames(obj, resolver, entries, max_depth)
     end
     return raw[id] or nil
   end
+  -- a user stack walked from CFI: unwind_stacks[user_hash], with how it was walked
+  local walked = {}
+  local function ustack(e)
+    if not e.user_hash then return stack(e.user_stack_id) end
+    if walked[e.user_hash] == nil then
+      walked[e.user_hash] = require('perf_manual.unwind').read_stack(obj, e.user_hash) or false
+    end
+    local st = walked[e.user_hash]
+    return st and st.nr > 0 and st.ips or nil, st or nil
+  end
   local sym = require('perf_manual.sym')
-  local per_pid, user, kern, user_frames, user_addrs = {}, {}, {}, {}, {}
+  local per_pid, user, kern, user_frames, user_addrs, how = {}, {}, {}, {}, {}, {}
   for i, e in ipairs(entries) do
-    user[i], kern[i] = stack(e.user_stack_id), stack(e.kern_stack_id)
+    user[i], how[i] = ustack(e)
+    kern[i] = stack(e.kern_stack_id)
     if user[i] then
       local g = per_pid[e.tgid]
       if not g then g = { stacks = {}, idx = {} }; per_pid[e.tgid] = g end
@@ -126,7 +150,10 @@ function M.bpf_frames(obj, resolver, entries, max_depth)
     elseif e.kern_stack_id ~= EFAULT and e.kern_stack_id < 0 then
       frames[#frames + 1] = '[missing kernel stack]'
     end
-    out[i] = { frames = frames, truncated = truncated, addrs = addrs }
+    local u = how[i]
+    out[i] = { frames = frames, truncated = truncated, addrs = addrs, unwind = u and {
+      dwarf = u.dwarf, fp = u.fp, end_reason = u.end_reason, no_table = u.no_table, fp_no_cfi = u.fp_no_cfi,
+      fp_no_map = u.fp_no_map } or nil }
   end
   return out
 end

@@ -11,13 +11,15 @@ local bpf = require('perf_manual.bpf')
 local sym = require('perf_manual.sym')
 local sys = require('perf_manual.sys')
 local profilers = require('perf_manual.profilers')
+local unwind = require('perf_manual.unwind')
 
 local M = {}
 
 M.MAX_DEPTH = 127  -- bpf/profile.h PROFILE_MAX_DEPTH
 
 ffi.cdef [[
-struct pm_profile_key { uint32_t tgid; int32_t user_stack_id, kern_stack_id; uint32_t pad; char comm[16]; };
+struct pm_profile_key { uint32_t tgid; int32_t user_stack_id, kern_stack_id; uint32_t pad; char comm[16];
+                        uint64_t user_hash; };
 ]]
 local key_t = ffi.typeof('const struct pm_profile_key *')
 local KEY_SIZE = ffi.sizeof('struct pm_profile_key')
@@ -30,7 +32,7 @@ function M.decode_key(kb)
   assert(#kb == KEY_SIZE, 'oncpu: bad key size ' .. #kb)
   local k = ffi.cast(key_t, kb)
   return { tgid = k.tgid, user_stack_id = k.user_stack_id, kern_stack_id = k.kern_stack_id,
-           comm = ffi.string(k.comm) }
+           comm = ffi.string(k.comm), user_hash = k.user_hash ~= 0 and kb:sub(33, 40) or nil }
 end
 
 local function u32(b) return ffi.cast('const uint32_t *', b)[0] end
@@ -40,7 +42,8 @@ local Session = {}
 Session.__index = Session
 
 --- Starts sampling. opts: pid, cgroup_id, freq (default 99), user_stacks,
---- kernel_stacks (default true). Returns the session or nil, err.
+--- kernel_stacks (default true), unwind ("auto" (default), "fp", "dwarf":
+--- perf_manual.unwind). Returns the session or nil, err.
 function M.start(opts)
   opts = opts or {}
   local freq = opts.freq or 99
@@ -52,8 +55,15 @@ function M.start(opts)
     profile_user_stacks = opts.user_stacks ~= false,
     profile_kernel_stacks = opts.kernel_stacks ~= false,
   }
+  local mode, merr = unwind.check_mode(opts.unwind)
+  if not mode then obj:close() return nil, merr end
+  if opts.user_stacks == false then mode = 'fp' end
+  unwind.prepare(obj, mode)
   local ok, lerr = obj:load { stats = opts.stats }
   if not ok then obj:close() return nil, lerr end
+  local tables = mode ~= 'fp' and unwind.tables(obj, mode) or nil
+  -- the target's tables before the first sample: its stacks are whole from the start
+  if tables and opts.pid then tables:add(opts.pid) end
   local ncpu = sys.info().ncpu
   local attached = 0
   for cpu = 0, ncpu - 1 do
@@ -67,7 +77,7 @@ function M.start(opts)
   end
   local s = setmetatable({
     obj = obj, resolver = opts.resolver or sym.new(), freq = freq, ncpu = attached,
-    t0 = sys.now(), pid = opts.pid,
+    t0 = sys.now(), pid = opts.pid, tables = tables, unwind_mode = mode,
   }, Session)
   if opts.pid then s.resolver:snapshot(opts.pid) end
   return s
@@ -79,6 +89,11 @@ function Session:poll()
   local fresh = self.obj:map('fresh'):read { clear = true }
   for _, e in ipairs(fresh or {}) do
     self.resolver:snapshot(u32(e.key))
+    if self.tables then self.tables:add(u32(e.key)) end
+  end
+  if self.tables then
+    -- an exec or dlopen since the snapshot: the new code's names too
+    for _, pid in ipairs(self.tables:poll()) do self.resolver:snapshot(pid, true) end
   end
 end
 
@@ -106,7 +121,8 @@ function Session:stop()
   local stacks = {}
   for i, f in ipairs(profilers.bpf_frames(obj, r, samples, M.MAX_DEPTH)) do
     local k = samples[i]
-    stacks[i] = { frames = f.frames, count = k.count, pid = k.tgid, truncated = f.truncated, addrs = f.addrs }
+    stacks[i] = { frames = f.frames, count = k.count, pid = k.tgid, truncated = f.truncated, addrs = f.addrs,
+      unwind = f.unwind }
   end
 
   local prog = info and info.progs and info.progs.do_sample
@@ -120,6 +136,9 @@ function Session:stop()
     bpf_run_cnt = prog and prog.run_cnt,
     binaries = r:binaries(), mappings = r:mappings(),
     unsnapshotted = r.failed,
+    unwind = self.tables and {
+      mode = self.unwind_mode, tables = self.tables.stats, counters = unwind.counters(obj),
+    } or { mode = 'fp' },
   }
   obj:close()
   self.obj = nil

@@ -1,4 +1,4 @@
---- inv:profile { target =, duration =, off_cpu =, freq =, min_block =, backend = }
+--- inv:profile { target =, duration =, off_cpu =, freq =, min_block =, backend =, unwind = }
 --- On-CPU (or off-CPU) profile on perf_manual.measure.profile, like the
 --- `profile` command: BPF, or perf record when BPF cannot be used (said in
 --- the result). Returns the profile summary (top, total, quality, backend)
@@ -83,7 +83,7 @@ function M.profile(inv, opts)
       target = common.target(inv, opts), duration = opts.duration or params.duration or 5, freq = opts.freq,
       off_cpu = opts.off_cpu or kind == 'offcpu', min_block = opts.min_block, backend = opts.backend,
       memory = kind == 'memory', sample_every = opts.sample_every, sample_min_size = opts.sample_min_size,
-      verdict = opts.verdict,
+      verdict = opts.verdict, unwind = opts.unwind,
       progress = common.progress(inv), note = opts.note, soft = opts.soft ~= false, output = opts.output,
     }
     inv:progress_done()
