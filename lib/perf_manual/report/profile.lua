@@ -44,7 +44,9 @@ function M.quality_lines(p)
     table.sort(ends, function(a, b) if a[2] ~= b[2] then return a[2] > b[2] end return a[1] < b[1] end)
     local why = {}
     for _, e in ipairs(ends) do why[#why + 1] = string.format('%s %s', e[1], pct(e[2] / n)) end
-    if uw.fp_no_map > 0 then why[#why + 1] = 'frames outside known mappings (JIT, new code) ' .. pct(uw.fp_no_map / n) end
+    if uw.fp_no_map > 0 then
+      why[#why + 1] = 'frames outside known mappings (JIT, new code) ' .. pct(uw.fp_no_map / n)
+    end
     lines[#lines + 1] = string.format('user stacks unwound (--unwind %s): CFI %s, CFI and frame pointers %s, '
       .. 'frame pointers %s, before tables were ready %s; reach the root %s%s', uw.mode, pct(uw.dwarf / n),
       pct(uw.mixed / n), pct(uw.fp / n), pct(uw.no_table / n), pct((uw.ends.root or 0) / n),

@@ -1,0 +1,135 @@
+-- User stacks without frame pointers, end to end: nofp_tree is built -O2
+-- -fomit-frame-pointer and calls through glibc (qsort with a callback,
+-- rand, read), as distributions build programs. Ground truth: `perf record
+-- --call-graph dwarf` on the same process over the same seconds (it copies
+-- 8 KiB of stack per sample and unwinds them afterwards with libdw); our
+-- profile must reach the root as often and give every function the same
+-- inclusive share within sampling noise.
+local sys = require('perf_manual._c.sys')
+local util = require('perf_manual.util')
+local h = test_helpers
+
+local FUNCS = { 'main', 'work.constprop.0', 'hasher.constprop.0', 'mix', 'sorter.constprop.0', 'qsort_r',
+  'msort_with_tmp.part.0', 'by_value', 'reader.constprop.0', 'read' }
+-- glibc's aliases of one address: perf and we pick different names
+local ALIAS = { __GI___qsort_r = 'qsort_r', ___qsort_r = 'qsort_r', __qsort_r = 'qsort_r', __libc_read = 'read',
+  __read = 'read', __GI___libc_read = 'read' }
+
+-- perf script --no-inline: a header line per sample, then "\t addr name" frames
+local function perf_shares(text)
+  local total, rooted, hits = 0, 0, {}
+  for block in (text .. '\n\n'):gmatch('(.-)\n\n') do
+    local names = {}
+    for name in block:gmatch('\n%s+%x+ ([^\n]+)') do
+      name = name:gsub('@@?GLIBC[%w_.]*$', '')
+      names[ALIAS[name] or name] = true
+    end
+    if next(names) then
+      total = total + 1
+      if names._start then rooted = rooted + 1 end
+      for n in pairs(names) do hits[n] = (hits[n] or 0) + 1 end
+    end
+  end
+  return total, rooted, hits
+end
+
+local function folded_shares(text)
+  local total, rooted, hits = 0, 0, {}
+  for line in text:gmatch('[^\n]+') do
+    local stack, c = line:match('^(.*) (%d+)$')
+    c = tonumber(c)
+    local names = {}
+    for f in stack:gmatch('[^;]+') do names[ALIAS[f] or f] = true end
+    total = total + c
+    if names._start then rooted = rooted + c end
+    for n in pairs(names) do hits[n] = (hits[n] or 0) + c end
+  end
+  return total, rooted, hits
+end
+
+describe('user stacks without frame pointers', function()
+  it('profile --unwind auto reaches main as perf --call-graph dwarf does, with the same inclusive shares', function()
+    if not h.need_root('perf_event sampling') then return end
+    h.with_machine_lock(function()
+      local pid = assert(sys.spawn({ h.workload('nofp_tree'), '60' }, { stdout = 'null' }))
+      local dir, pdata = h.tmpdir(), os.tmpname()
+      local ok, err = pcall(function()
+        sys.sleep(0.3)
+        -- perf over the same seconds: started first, stopped after our profile
+        local perf = assert(sys.spawn({ 'perf', 'record', '-q', '--call-graph', 'dwarf', '-F', '499', '-p',
+          tostring(pid), '-o', pdata }, { stdout = 'null', stderr = 'null' }))
+        sys.sleep(0.3)
+        local out, e, st = h.pm(string.format('profile --pid %d --duration 6 --freq 499 --unwind auto '
+          .. '--format folded --output %s', pid, dir))
+        sys.kill(perf, 2)
+        sys.wait(perf)
+        assert.equal(0, st, out .. e)
+        local script = io.popen('perf script --no-inline -F comm,ip,sym -i ' .. pdata .. ' 2>/dev/null'):read('*a')
+        local pt, pr, ph = perf_shares(script)
+        local ot, orr, oh = folded_shares(assert(util.readfile(dir .. '/profile.folded')))
+        local diag = { string.format('samples: ours %d, perf %d; reach _start: ours %.1f%%, perf %.1f%%', ot, pt,
+          100 * orr / ot, 100 * pr / pt) }
+        for _, f in ipairs(FUNCS) do
+          diag[#diag + 1] = string.format('  %-24s ours %5.1f%%  perf %5.1f%%', f, 100 * (oh[f] or 0) / ot,
+            100 * (ph[f] or 0) / pt)
+        end
+        local text = table.concat(diag, '\n')
+        io.stderr:write('\n[unwind] ' .. text .. '\n')
+        assert.is_true(ot >= 1000 and pt >= 1000, text)
+        assert.is_true(orr / ot >= 0.95, text)
+        assert.is_true(orr / ot >= pr / pt - 0.02, text)
+        for _, f in ipairs(FUNCS) do
+          -- two samplings of ~2000 each: a share differs by ~1.5 points (one sigma)
+          assert.is_true(math.abs((oh[f] or 0) / ot - (ph[f] or 0) / pt) <= 0.05, f .. '\n' .. text)
+        end
+        -- the stack-quality line says how they were unwound
+        assert.matches('user stacks unwound %(%-%-unwind auto%): CFI [%d.]+%%', out)
+      end)
+      sys.kill(pid, 9)
+      sys.wait(pid)
+      h.rmrf(dir)
+      os.remove(pdata)
+      assert(ok, err)
+    end)
+  end)
+
+  it('--unwind fp stops at the first function without a frame pointer; dwarf and auto do not', function()
+    if not h.need_root('perf_event sampling') then return end
+    h.with_machine_lock(function()
+      local pid = assert(sys.spawn({ h.workload('nofp_tree'), '60' }, { stdout = 'null' }))
+      local dir = h.tmpdir()
+      local ok, err = pcall(function()
+        sys.sleep(0.3)
+        local reach = {}
+        for _, mode in ipairs { 'fp', 'dwarf', 'auto' } do
+          local out, e, st = h.pm(string.format('profile --pid %d --duration 1.5 --freq 299 --unwind %s '
+            .. '--format folded --output %s', pid, mode, dir))
+          assert.equal(0, st, out .. e)
+          local t, r = folded_shares(assert(util.readfile(dir .. '/profile.folded')))
+          reach[mode] = r / t
+          if mode == 'fp' then
+            -- the kernel's frame-pointer walk, as before: no line about the unwinder
+            assert.is_nil(out:find('user stacks unwound', 1, true))
+          else
+            assert.matches('user stacks unwound %(%-%-unwind ' .. mode .. '%)', out)
+          end
+        end
+        local text = string.format('reach _start: fp %.1f%%, dwarf %.1f%%, auto %.1f%%', 100 * reach.fp,
+          100 * reach.dwarf, 100 * reach.auto)
+        io.stderr:write('\n[unwind modes] ' .. text .. '\n')
+        assert.is_true(reach.fp < 0.2, text)
+        assert.is_true(reach.dwarf >= 0.95 and reach.auto >= 0.95, text)
+      end)
+      sys.kill(pid, 9)
+      sys.wait(pid)
+      h.rmrf(dir)
+      assert(ok, err)
+    end)
+  end)
+
+  it('rejects an unknown --unwind', function()
+    local out, err, st = h.pm('profile --unwind frames --duration 1')
+    assert.equal(2, st, out .. err)
+    assert.matches('unwind', err)
+  end)
+end)
