@@ -12,6 +12,7 @@
 #include <bpf/bpf_core_read.h>
 #include "common.h"
 #include "offcpu.h"
+#include "common/unwind.bpf.h"
 
 const volatile __u64 offcpu_min_us = 1;       /* ignore shorter blocks */
 const volatile __u64 offcpu_max_us = ~0ull;   /* and longer ones */
@@ -25,6 +26,7 @@ const volatile __u32 offcpu_kern_skip = 2;
 
 struct pm_ostart {
   __u64 ts;
+  __u64 user_hash; /* walked from CFI: its key in unwind_stacks */
   __s32 kern_stack_id;
   __s32 user_stack_id;
   __u32 tgid;
@@ -78,10 +80,17 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
     s.tgid = BPF_CORE_READ(prev, tgid);
     s.state = prev_state;
     s.kern_stack_id = offcpu_kernel_stacks ? bpf_get_stackid(ctx, &stacks, offcpu_kern_skip & BPF_F_SKIP_FIELD_MASK) : -1;
-    s.user_stack_id = offcpu_user_stacks ? bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK) : -1;
+    if (!offcpu_user_stacks) {
+      s.user_stack_id = -1;
+    } else if (unwind_mode) {
+      s.user_stack_id = -2;
+      s.user_hash = pm_unwind_user(NULL, s.tgid, &s.user_stack_id);
+    } else {
+      s.user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+    }
     /* kernel threads have no user stack: -EFAULT is expected there */
     if ((offcpu_kernel_stacks && s.kern_stack_id < 0 && s.kern_stack_id != -14) ||
-        (offcpu_user_stacks && s.user_stack_id < 0 && s.user_stack_id != -14))
+        (offcpu_user_stacks && !s.user_hash && s.user_stack_id < 0 && s.user_stack_id != -14))
       count(OFFCPU_C_STACK_ERR);
     if (bpf_map_update_elem(&starts, &prev_pid, &s, BPF_ANY))
       pm_stat_add(PM_STAT_LOST, 1);
@@ -97,6 +106,7 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
     .pid = next_pid,
     .kern_stack_id = s->kern_stack_id,
     .user_stack_id = s->user_stack_id,
+    .user_hash = s->user_hash,
   };
   __u32 state = s->state;
   bpf_map_delete_elem(&starts, &next_pid);

@@ -13,7 +13,8 @@ struct pm_offcpu_key {
   __u32 tgid;
   __u32 pid;
   __s32 kern_stack_id;  /* <0: not captured (-EFAULT, -EEXIST when the map is full) */
-  __s32 user_stack_id;
+  __s32 user_stack_id;  /* also -ENOENT: walked from CFI, see user_hash */
+  __u64 user_hash;      /* the stack's key in unwind_stacks (common/unwind.bpf.h), or 0 */
 };
 
 struct pm_offcpu_val {

@@ -20,21 +20,21 @@ const volatile __u32 unwind_mode = 0;
 
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, PM_UNWIND_ROWS);
+  __uint(max_entries, 1); /* user space sizes the three maps when it walks */
   __type(key, __u32);
   __type(value, struct pm_unwind_row);
 } unwind_rows SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, PM_UNWIND_MAX_PROCS);
+  __uint(max_entries, 1);
   __type(key, __u32);
   __type(value, struct pm_unwind_proc);
 } unwind_procs SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, PM_UNWIND_MAX_STACKS);
+  __uint(max_entries, 1);
   __type(key, __u64);
   __type(value, struct pm_ustack);
 } unwind_stacks SEC(".maps");

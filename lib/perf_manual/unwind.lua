@@ -54,16 +54,20 @@ function M.check_mode(mode)
   return mode
 end
 
+M.MAX_PROCS = 1024     -- PM_UNWIND_MAX_PROCS
+M.MAX_STACKS = 8192    -- PM_UNWIND_MAX_STACKS
+
 --- Configures a BPF object that includes common/unwind.bpf.h, before it is
---- loaded. fp: the walker's maps shrink to nothing (the kernel's
---- frame-pointer walk is used). opts.rows: room for rows of all objects.
+--- loaded. The walker's maps are built with one entry each (an object used
+--- with frame pointers costs nothing); auto and dwarf size them.
+--- opts.rows: room for the rows of all objects.
 function M.prepare(obj, mode, opts)
   mode = assert(M.check_mode(mode))
   obj:set_config { unwind_mode = M.MODES[mode] }
-  if mode == 'fp' then
-    for _, m in ipairs { 'unwind_rows', 'unwind_procs', 'unwind_stacks' } do obj:resize(m, 1) end
-  else
+  if mode ~= 'fp' then
     obj:resize('unwind_rows', (opts and opts.rows) or M.DEFAULT_ROWS)
+    obj:resize('unwind_procs', M.MAX_PROCS)
+    obj:resize('unwind_stacks', M.MAX_STACKS)
   end
 end
 

@@ -202,14 +202,51 @@ function M.wait_of(s)
   return { frames = kframes, syscall = syscall, state = st and (st:find('D') and 'D' or st:find('S') and 'S') or nil }
 end
 
--- the innermost user frames of a stack ("caller -> callee"): where the program asked to wait
-local function call_site(s)
-  local user = {}
+-- a shared library's path: its frames are how the program waits, not where
+local function is_library(path)
+  return path:match('%.so$') or path:match('%.so%.[%d.]+$') or path:match('/ld%-linux[^/]*$')
+end
+
+-- per pid, the sorted mappings of shared libraries (from the profile's mappings)
+local function library_ranges(p)
+  local out = {}
+  for pid, list in pairs(p.mappings or {}) do
+    local libs = {}
+    for _, m in ipairs(list) do
+      if m.path and is_library(m.path) then libs[#libs + 1] = m end
+    end
+    out[tonumber(pid)] = libs
+  end
+  return out
+end
+
+local function in_library(libs, addr)
+  if type(addr) ~= 'number' then return false end
+  for _, m in ipairs(libs) do
+    if addr >= m.start and addr < m.stop then return true end
+  end
+  return false
+end
+
+-- Where the program asked to wait: its innermost own frame and the library
+-- function it called ("deep_sleep -> __nanosleep"); without mappings, the
+-- two innermost user frames ("caller -> callee").
+local function call_site(s, libs)
+  local user, idx = {}, {}
   for i = 2, #s.frames do
     local f = s.frames[i]
-    if not is_kernel(f) and not f:match('^%[') then user[#user + 1] = f end
+    if not is_kernel(f) and not f:match('^%[') then user[#user + 1] = f; idx[#user] = i end
   end
   if #user == 0 then return '[no user stack]' end
+  local mine = libs and s.addrs and libs[s.pid]
+  if mine and #mine > 0 then
+    for j = #user, 1, -1 do
+      if not in_library(mine, s.addrs[idx[j]]) then
+        if j < #user then return user[j] .. ' -> ' .. user[j + 1] end
+        break
+      end
+    end
+  end
   if #user == 1 then return user[1] end
   return user[#user - 1] .. ' -> ' .. user[#user]
 end
@@ -221,6 +258,7 @@ end
 function M.by_reason(p, n)
   n = n or 3
   local per, order = {}, {}
+  local libs = library_ranges(p)
   for _, s in ipairs(p.stacks) do
     local reason = waits.classify(M.wait_of(s))
     local r = per[reason]
@@ -230,7 +268,7 @@ function M.by_reason(p, n)
       order[#order + 1] = r
     end
     r.count = r.count + s.count
-    local site = call_site(s)
+    local site = call_site(s, libs)
     r.sites[site] = (r.sites[site] or 0) + s.count
   end
   for _, r in ipairs(order) do

@@ -8,6 +8,7 @@ local sys = require('perf_manual.sys')
 local ffi = require('ffi')
 local tracer = require('perf_manual.tracers.offcpu')
 local profilers = require('perf_manual.profilers')
+local unwind = require('perf_manual.unwind')
 
 local M = {}
 
@@ -23,10 +24,13 @@ local function load(opts, prog)
     targ_cgroup_id = opts.cgroup_id or 0,
     offcpu_min_us = math.floor(opts.min_us or 1),
   }
+  unwind.prepare(obj, opts.unwind)
   -- one of the two sched_switch programs: tp_btf where the kernel has BTF
   -- for it, the raw tracepoint otherwise
   for _, p in ipairs(obj:programs()) do obj:autoload(p.name, p.name == prog) end
   local ok, lerr = obj:load { stats = opts.stats }
+  -- the target's unwind tables before the first switch-out is seen
+  if ok and opts.ready then opts.ready(obj) end
   if ok then ok, lerr = obj:attach() end
   if not ok then obj:close() return nil, lerr end
   return obj
@@ -36,9 +40,18 @@ local Session = {}
 Session.__index = Session
 
 --- Starts tracing blocked time. opts: pid, cgroup_id, min_us (blocks
---- shorter than this are counted, not kept; default 1).
+--- shorter than this are counted, not kept; default 1), unwind ("auto"
+--- (default), "fp", "dwarf": perf_manual.unwind).
 function M.start(opts)
   opts = opts or {}
+  local mode, merr = unwind.check_mode(opts.unwind)
+  if not mode then return nil, merr end
+  local tables
+  opts = setmetatable({ unwind = mode, ready = function(obj)
+    if mode == 'fp' then return end
+    tables = unwind.tables(obj, mode)
+    if opts.pid then tables:add(opts.pid) end
+  end }, { __index = opts })
   local obj, err = load(opts, 'offcpu_switch_btf')
   if not obj then
     local err2
@@ -46,7 +59,8 @@ function M.start(opts)
     if not obj then return nil, err .. '; ' .. err2 end
   end
   local s = setmetatable({ obj = obj, resolver = opts.resolver or sym.new(), t0 = sys.now(),
-                           last_poll = 0, min_us = opts.min_us or 1 }, Session)
+                           last_poll = 0, min_us = opts.min_us or 1, unwind_mode = mode,
+                           tables = tables }, Session)
   if opts.pid then s.resolver:snapshot(opts.pid) end
   return s
 end
@@ -54,6 +68,10 @@ end
 --- Captures the mappings of processes that blocked since the last look
 --- (at most once a second: the blocked map is read whole).
 function Session:poll()
+  -- tables for processes the walker met without them: every call, they are few
+  if self.tables then
+    for _, pid in ipairs(self.tables:poll()) do self.resolver:snapshot(pid, true) end
+  end
   local now = sys.now()
   if now - self.last_poll < 1 then return end
   self.last_poll = now
@@ -80,7 +98,7 @@ function Session:stop()
   for i, f in ipairs(profilers.bpf_frames(obj, r, entries, M.MAX_DEPTH)) do
     local e = entries[i]
     stacks[i] = { frames = f.frames, count = e.total_us, pid = e.tgid, blocks = e.count,
-                  truncated = f.truncated, state = e.state, addrs = f.addrs }
+                  truncated = f.truncated, state = e.state, addrs = f.addrs, unwind = f.unwind }
   end
   local counters = {}
   for _, e in ipairs(obj:map('counters'):read() or {}) do
@@ -93,6 +111,9 @@ function Session:stop()
     lost_samples = st.lost or 0, lost_stacks = counters[2] or 0,
     short_blocks = counters[1] or 0, min_us = self.min_us,
     binaries = r:binaries(), mappings = r:mappings(), unsnapshotted = r.failed, bpf_run_time_ns = info.run_time_ns,
+    unwind = self.tables and {
+      mode = self.unwind_mode, tables = self.tables.stats, counters = unwind.counters(obj),
+    } or { mode = 'fp' },
   }
   obj:close()
   self.obj = nil

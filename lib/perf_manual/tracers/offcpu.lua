@@ -19,7 +19,7 @@ M.summary = 'blocked time per task and kernel+user stack (off-CPU flame graph in
 M.tracepoints = { 'sched/sched_switch' }
 
 ffi.cdef [[
-struct pm_offcpu_key { uint32_t tgid, pid; int32_t kern_stack_id, user_stack_id; };
+struct pm_offcpu_key { uint32_t tgid, pid; int32_t kern_stack_id, user_stack_id; uint64_t user_hash; };
 struct pm_offcpu_val {
   uint64_t total_us, count, max_us;
   uint32_t state, pad;
@@ -49,12 +49,16 @@ function M.state_name(state)
   return s ~= '' and s or string.format('0x%x', state)
 end
 
+--- Decodes a blocked-map entry. A 16-byte key is the layout recorded before
+--- user stacks could be walked from CFI (no user_hash): still read.
 function M.decode(kb, vb)
+  if #kb == 16 then kb = kb .. string.rep('\0', 8) end
   assert(#kb == ffi.sizeof('struct pm_offcpu_key'), 'offcpu: bad key size ' .. #kb)
   assert(#vb == ffi.sizeof('struct pm_offcpu_val'), 'offcpu: bad value size ' .. #vb)
   local k, v = ffi.cast(key_t, kb), ffi.cast(val_t, vb)
   return {
     tgid = k.tgid, pid = k.pid, kern_stack_id = k.kern_stack_id, user_stack_id = k.user_stack_id,
+    user_hash = k.user_hash ~= 0 and kb:sub(17, 24) or nil,
     total_us = tonumber(v.total_us), count = tonumber(v.count), max_us = tonumber(v.max_us),
     state = M.state_name(v.state), comm = ffi.string(v.comm),
   }
