@@ -16,6 +16,7 @@
 #include <bpf/bpf_core_read.h>
 #include "common.h"
 #include "lock.h"
+#include "common/unwind.bpf.h"
 
 const volatile bool lock_user_stacks = false;  /* record the waiting user stack */
 const volatile bool lock_kernel = true;        /* kernel lock contention */
@@ -33,6 +34,7 @@ struct pm_futex_start {
   __u64 ts;
   __u64 uaddr;
   __u64 caller;
+  __u64 user_hash;
   __s32 stack_id;
   __u16 active;  /* a wait is in progress */
   __u16 kind;    /* enum lock_fkind */
@@ -206,6 +208,23 @@ static __always_inline __u64 user_caller(void)
   return 0;
 }
 
+/* The current task's user stack: walked from CFI (*hash, stack id -ENOENT)
+ * or by frame pointers into `stacks`. Counts a stack that was not kept. */
+static __always_inline __s32 user_stack(void *ctx, __u64 *hash)
+{
+  __s32 id;
+  *hash = 0;
+  if (unwind_mode) {
+    id = -2;
+    *hash = pm_unwind_user(NULL, bpf_get_current_pid_tgid() >> 32, &id);
+  } else {
+    id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+  }
+  if (!*hash && id < 0)
+    count(LOCK_C_STACK_ERR);
+  return id;
+}
+
 /* ---- futex waits ---------------------------------------------------------- */
 
 /* 0 when the op is not a wait, else its style (enum lock_fkind) */
@@ -232,9 +251,7 @@ static __always_inline int futex_wake(void *ctx, __u64 uaddr, __u32 cmd)
   __u64 id = bpf_get_current_pid_tgid();
   struct pm_lock_wkey k = { .uaddr = uaddr, .tgid = id >> 32, .pid = (__u32)id, .stack_id = -1, .op = cmd };
   if (lock_user_stacks) {
-    k.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-    if (k.stack_id < 0)
-      count(LOCK_C_STACK_ERR);
+    k.stack_id = user_stack(ctx, &k.user_hash);
     k.caller = user_caller();
   }
   struct pm_lock_wval *v = bpf_map_lookup_elem(&wakers, &k);
@@ -275,10 +292,9 @@ static __always_inline int futex_enter(void *ctx, __u64 uaddr, int op)
   s->uaddr = uaddr;
   s->stack_id = -1;
   s->caller = 0;
+  s->user_hash = 0;
   if (lock_user_stacks) {
-    s->stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-    if (s->stack_id < 0)
-      count(LOCK_C_STACK_ERR);
+    s->stack_id = user_stack(ctx, &s->user_hash);
     s->caller = user_caller();
   }
   s->active = 1;
@@ -343,8 +359,9 @@ static __always_inline int futex_exit(long ret)
       __sync_fetch_and_add(&tv->errors, 1);
   }
 
-  if (lock_user_stacks && (st.stack_id >= 0 || st.caller)) {
-    struct pm_lock_skey sk = { .uaddr = st.uaddr, .caller = st.caller, .tgid = id >> 32, .stack_id = st.stack_id };
+  if (lock_user_stacks && (st.stack_id >= 0 || st.caller || st.user_hash)) {
+    struct pm_lock_skey sk = { .uaddr = st.uaddr, .caller = st.caller, .tgid = id >> 32, .stack_id = st.stack_id,
+                               .user_hash = st.user_hash };
     struct pm_lock_sval *sv = bpf_map_lookup_elem(&fstacks, &sk);
     if (!sv) {
       struct pm_lock_sval zero = {};

@@ -78,7 +78,8 @@ struct pm_lock_skey {
   __u64 uaddr;
   __u64 caller;
   __u32 tgid;
-  __s32 stack_id;
+  __s32 stack_id;   /* -ENOENT: walked from CFI, see user_hash */
+  __u64 user_hash;  /* the stack's key in unwind_stacks (common/unwind.bpf.h), or 0 */
 };
 
 /* futex wake side per (futex, waking thread, call site): who releases the
@@ -91,6 +92,7 @@ struct pm_lock_wkey {
   __u32 pid;
   __s32 stack_id;
   __u32 op;      /* futex command of the wake (1, 5, 7, 10) */
+  __u64 user_hash;
 };
 
 struct pm_lock_wval {

@@ -20,6 +20,9 @@ return playbook {
       default = 'system', aliases = param.target_aliases },
     duration = param.duration { 'how long to trace', default = '5s', above = 0, until_exit = true },
     no_stacks = param.flag { 'no user stacks of waiters and wakers (cheaper; no call sites)' },
+    unwind = param.choice { 'user stacks: auto (from DWARF call-frame information where an object has it, frame '
+      .. 'pointers elsewhere), fp (frame pointers only), dwarf (call-frame information only)',
+      choices = { 'auto', 'fp', 'dwarf' }, default = 'auto' },
     busy_pct = param.number { 'threads waiting more than PCT% of their time is judged contention', default = 20,
       above = 0, max = 100 },
     top = param.integer { 'rows in the tables', default = 10, min = 1, max = 10000 },
@@ -34,7 +37,7 @@ return playbook {
     function(inv, p)
       inv:check_output(p.save, 'dir', '--save')
       local r = inv:trace { 'lock', target = not p.replay and inv:target(p.target) or nil, duration = p.duration,
-        stacks = not p.no_stacks, max_overhead = p.max_overhead }
+        stacks = not p.no_stacks, unwind = p.unwind, max_overhead = p.max_overhead }
       if r.available == false then inv:fail('lock-contention: ' .. tostring(r.why)) end
       if p.save then inv:save_file(inv:mkdir(p.save) .. '/trace-lock.json', r) end
       inv.result = r

@@ -54,6 +54,10 @@ struct pm_unwind_scratch {
   __u32 tgid;
   __u8 exact; /* ip is where the thread is, not a return address */
   __u8 pad[3];
+  /* a binary search's bounds, kept here so the verifier reads them back as
+   * unknown values: as locals each step's two outcomes would be separate
+   * states to explore, 2^steps in all */
+  __u32 lo, hi;
   struct pm_ustack st;
 };
 
@@ -80,22 +84,26 @@ static __always_inline void pm_unwind_count(__u32 which)
 
 /* The row covering pc in the process's tables; *no_map when pc lies in no
  * mapping user space knows. */
-static __always_inline struct pm_unwind_row *pm_unwind_row_of(struct pm_unwind_proc *p, __u64 pc, int *no_map)
+static __always_inline struct pm_unwind_row *pm_unwind_row_of(struct pm_unwind_scratch *s,
+                                                              struct pm_unwind_proc *p, __u64 pc, int *no_map)
 {
-  __u32 lo = 0, hi = p->n;
-  if (hi > PM_UNWIND_MAX_MAPS)
-    hi = PM_UNWIND_MAX_MAPS;
+  s->lo = 0;
+  s->hi = p->n;
   for (int k = 0; k < 9; k++) {
+    __u32 lo = s->lo, hi = s->hi;
+    if (hi > PM_UNWIND_MAX_MAPS)
+      hi = PM_UNWIND_MAX_MAPS;
     if (lo >= hi)
       break;
     __u32 mid = (lo + hi) / 2;
     if (p->maps[mid & (PM_UNWIND_MAX_MAPS - 1)].start <= pc)
-      lo = mid + 1;
+      s->lo = mid + 1;
     else
-      hi = mid;
+      s->hi = mid;
   }
-  struct pm_unwind_map *m = &p->maps[(lo - 1) & (PM_UNWIND_MAX_MAPS - 1)];
-  if (lo == 0 || pc >= m->end) {
+  __u32 found = s->lo;
+  struct pm_unwind_map *m = &p->maps[(found - 1) & (PM_UNWIND_MAX_MAPS - 1)];
+  if (found == 0 || pc >= m->end) {
     *no_map = 1;
     return NULL;
   }
@@ -104,22 +112,25 @@ static __always_inline struct pm_unwind_row *pm_unwind_row_of(struct pm_unwind_p
   __u64 rel = pc - m->adj;
   if (rel >= 0x100000000ULL)
     return NULL;
-  __u32 first = m->row_first, rlo = 0, rhi = m->row_count;
+  __u32 first = m->row_first;
+  s->lo = 0;
+  s->hi = m->row_count;
   for (int k = 0; k < PM_UNWIND_ROW_STEPS; k++) {
-    if (rlo >= rhi)
+    __u32 lo = s->lo, hi = s->hi;
+    if (lo >= hi)
       break;
-    __u32 mid = (rlo + rhi) / 2, idx = first + mid;
+    __u32 mid = lo + (hi - lo) / 2, idx = first + mid;
     struct pm_unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &idx);
     if (!r)
       return NULL;
     if (r->pc <= (__u32)rel)
-      rlo = mid + 1;
+      s->lo = mid + 1;
     else
-      rhi = mid;
+      s->hi = mid;
   }
-  if (rlo == 0)
+  if (s->lo == 0)
     return NULL;
-  __u32 idx = first + rlo - 1;
+  __u32 idx = first + s->lo - 1;
   return bpf_map_lookup_elem(&unwind_rows, &idx);
 }
 
@@ -147,7 +158,7 @@ static long pm_unwind_step(__u64 i, void *ctx)
   struct pm_unwind_row *row = NULL;
   int no_map = 0;
   if (p)
-    row = pm_unwind_row_of(p, pc, &no_map);
+    row = pm_unwind_row_of(s, p, pc, &no_map);
   else
     st->no_table = 1;
 

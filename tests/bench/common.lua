@@ -103,4 +103,64 @@ function M.wrk(url, seconds, opts)
   return r, text
 end
 
+--- CPU time of every thread of pid so far, in ns (/proc/PID/task/*/schedstat).
+function M.task_ns(pid)
+  local total = 0
+  local p = io.popen('cat /proc/' .. pid .. '/task/*/schedstat 2>/dev/null')
+  for line in p:lines() do total = total + (tonumber(line:match('^(%d+)')) or 0) end
+  p:close()
+  return total
+end
+
+--- Run time and run count so far of the loaded BPF programs of one type,
+--- or of a set of types ({tracing = true, ...}) (kernel.bpf_stats_enabled
+--- must be on), by id.
+function M.bpf_progs(ptype)
+  local want = type(ptype) == 'table' and ptype or { [ptype] = true }
+  local p = io.popen('bpftool prog show --json 2>/dev/null')
+  local text = p:read('*a'); p:close()
+  local list = require('perf_manual.util').json_decode(text) or {}
+  local out = {}
+  for _, prog in ipairs(list) do
+    if want[prog.type] then out[prog.id] = { ns = prog.run_time_ns or 0, cnt = prog.run_cnt or 0 } end
+  end
+  return out
+end
+
+--- What ran between two M.bpf_progs readings: ns, runs.
+function M.bpf_delta(a, b)
+  local ns, cnt = 0, 0
+  for id, v in pairs(b) do
+    local u = a[id] or { ns = 0, cnt = 0 }
+    ns = ns + v.ns - u.ns
+    cnt = cnt + v.cnt - u.cnt
+  end
+  return ns, cnt
+end
+
+--- A tool's cost while it runs: starts argv, lets it warm up, then over a
+--- steady window adds its threads' CPU time and the run time of BPF programs
+--- of type opts.bpf_type (default perf_event); waits for it to exit. Returns
+--- {name, share, proc_share, bpf_share (of one CPU), bpf_runs, ok, err}.
+--- opts: warmup, window (s), stdout (a file), errdir.
+function M.tool_cost(name, argv, opts)
+  local util = require('perf_manual.util')
+  local errf = (opts.errdir or '/tmp') .. '/' .. name:gsub('%W', '_') .. '.err'
+  local pid = assert(sys.spawn(argv, { stdout = opts.stdout or 'null', stderr = errf }))
+  sys.sleep(opts.warmup)
+  local ptype = opts.bpf_type or 'perf_event'
+  local b0, t0, w0 = M.bpf_progs(ptype), M.task_ns(pid), sys.now()
+  sys.sleep(opts.window)
+  local b1, t1, w1 = M.bpf_progs(ptype), M.task_ns(pid), sys.now()
+  local how, code = sys.wait(pid)
+  local wall = w1 - w0
+  local bpf_ns, bpf_cnt = M.bpf_delta(b0, b1)
+  local r = { name = name, proc_share = (t1 - t0) / 1e9 / wall, bpf_share = bpf_ns / 1e9 / wall,
+              bpf_runs = bpf_cnt, ok = how == 'exited' and code == 0 }
+  r.share = r.proc_share + r.bpf_share
+  if not r.ok then r.err = util.readfile(errf) end
+  os.remove(errf)
+  return r
+end
+
 return M

@@ -9,6 +9,8 @@
 local sys = require('perf_manual._c.sys')
 local util = require('perf_manual.util')
 local root = require('perf_manual._host').root
+package.path = root .. '/tests/?.lua;' .. package.path
+local common = require('bench.common')
 
 local WINDOW = tonumber(os.getenv('PM_BENCH_WINDOW') or '') or 10
 local WARMUP = 2
@@ -16,36 +18,6 @@ local WARMUP = 2
 if sys.geteuid() ~= 0 then
   io.stderr:write('profile bench: needs root (BPF, perf record of every CPU)\n')
   os.exit(2)
-end
-
-local function task_ns(pid)
-  local total = 0
-  local p = io.popen('cat /proc/' .. pid .. '/task/*/schedstat 2>/dev/null')
-  for line in p:lines() do total = total + (tonumber(line:match('^(%d+)')) or 0) end
-  p:close()
-  return total
-end
-
--- run time of BPF programs of type perf_event, by id
-local function bpf_progs()
-  local p = io.popen('bpftool prog show --json 2>/dev/null')
-  local text = p:read('*a'); p:close()
-  local list = util.json_decode(text) or {}
-  local out = {}
-  for _, prog in ipairs(list) do
-    if prog.type == 'perf_event' then out[prog.id] = { ns = prog.run_time_ns or 0, cnt = prog.run_cnt or 0 } end
-  end
-  return out
-end
-
-local function bpf_delta(a, b)
-  local ns, cnt = 0, 0
-  for id, v in pairs(b) do
-    local u = a[id] or { ns = 0, cnt = 0 }
-    ns = ns + v.ns - u.ns
-    cnt = cnt + v.cnt - u.cnt
-  end
-  return ns, cnt
 end
 
 local function write_stat(path, v)
@@ -65,19 +37,7 @@ local tmp = os.tmpname(); os.remove(tmp)
 os.execute('mkdir -p ' .. tmp)
 
 local function measure(name, argv, outfile)
-  local pid = assert(sys.spawn(argv, { stdout = outfile or 'null', stderr = tmp .. '/' .. name .. '.err' }))
-  sys.sleep(WARMUP)
-  local b0, t0, w0 = bpf_progs(), task_ns(pid), sys.now()
-  sys.sleep(WINDOW)
-  local b1, t1, w1 = bpf_progs(), task_ns(pid), sys.now()
-  local how, code = sys.wait(pid)
-  local wall = w1 - w0
-  local bpf_ns, bpf_cnt = bpf_delta(b0, b1)
-  local r = { name = name, proc_share = (t1 - t0) / 1e9 / wall, bpf_share = bpf_ns / 1e9 / wall,
-              bpf_runs = bpf_cnt, ok = how == 'exited' and code == 0 }
-  r.share = r.proc_share + r.bpf_share
-  if not r.ok then r.err = util.readfile(tmp .. '/' .. name .. '.err') end
-  return r
+  return common.tool_cost(name, argv, { warmup = WARMUP, window = WINDOW, stdout = outfile, errdir = tmp })
 end
 
 local capture = WARMUP + WINDOW + 1

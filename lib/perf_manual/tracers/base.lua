@@ -126,8 +126,11 @@ function M.load_variants(name, config, variants, opts)
       for _, p in ipairs(other.progs) do obj:autoload(p, other == v) end
     end
     for prog, on in pairs(opts.keep or {}) do obj:autoload(prog, on) end
+    if opts.prepare then opts.prepare(obj) end
     -- run time is sampled in windows (see stats_tick), not counted all along
     local ok, lerr = obj:load{ stats = false }
+    -- what the programs read must be in place before they run
+    if ok and opts.ready then opts.ready(obj) end
     if ok then
       ok, lerr = obj:attach(v.progs)
       if ok then
@@ -191,10 +194,20 @@ local function set_stats(on, now)
   return true
 end
 
---- Opens or closes the sampling window when due. Returns the time of the
---- next change (nil when no tracer wants run time).
+-- objects live tracers poll while they run (perf_manual.unwind tables:
+-- processes met without them get theirs)
+local polled = {}
+
+--- Has x:poll() called on every stats_tick until M.unpoll(x).
+function M.poll_while_live(x) polled[x] = true end
+function M.unpoll(x) polled[x] = nil end
+
+--- Opens or closes the sampling window when due, and polls what asked to
+--- be. Returns the time of the next change (nil when no tracer wants run
+--- time).
 function M.stats_tick(now)
   now = now or sys.now()
+  for x in pairs(polled) do x:poll() end
   if sampler.users <= 0 then
     set_stats(false, now)
     sampler.next_toggle = nil
@@ -247,6 +260,7 @@ function Tracer.new(name, obj, meta)
 end
 
 function Tracer:_release()
+  if self.tables then M.unpoll(self.tables) end
   if self.sampled then
     self.sampled = false
     sampler.tracers[self] = nil

@@ -15,6 +15,7 @@ local ffi = require('ffi')
 local bit = require('bit')
 local base = require('perf_manual.tracers.base')
 local util = require('perf_manual.util')
+local unwind = require('perf_manual.unwind')
 
 local M = {}
 
@@ -39,9 +40,10 @@ struct pm_lock_kkey { uint64_t addr; uint32_t flags, pad; };
 struct pm_lock_fkey { uint64_t uaddr; uint32_t tgid, kind; };
 struct pm_lock_tkey { uint32_t tgid, pid; };
 struct pm_lock_tval { uint64_t count, total_ns, max_ns, errors; char comm[16]; };
-struct pm_lock_skey { uint64_t uaddr, caller; uint32_t tgid; int32_t stack_id; };
+struct pm_lock_skey { uint64_t uaddr, caller; uint32_t tgid; int32_t stack_id; uint64_t user_hash; };
 struct pm_lock_sval { uint64_t count, total_ns; };
-struct pm_lock_wkey { uint64_t uaddr, caller; uint32_t tgid, pid; int32_t stack_id; uint32_t op; };
+struct pm_lock_wkey { uint64_t uaddr, caller; uint32_t tgid, pid; int32_t stack_id; uint32_t op;
+                      uint64_t user_hash; };
 struct pm_lock_wval { uint64_t count; char comm[16]; };
 ]]
 
@@ -118,19 +120,33 @@ function M.decode_thread(kb, vb)
            total_ns = u64(v.total_ns), max_ns = u64(v.max_ns), errors = u64(v.errors) }
 end
 
+-- keys recorded before user stacks could be walked from CFI lack user_hash
+local function widen(kb, ctype)
+  local want = ffi.sizeof(ctype)
+  if #kb == want - 8 then return kb .. string.rep('\0', 8) end
+  return kb
+end
+
+local function hash_of(k, kb, at)
+  return k.user_hash ~= 0 and kb:sub(at, at + 7) or nil
+end
+
 function M.decode_stack(kb, vb)
+  kb = widen(kb, 'struct pm_lock_skey')
   local k = cast('struct pm_lock_skey', kb, 'stack key')
   local v = cast('struct pm_lock_sval', vb, 'stack value')
   return { uaddr = u64(k.uaddr), tgid = k.tgid, stack_id = k.stack_id,
-           caller = k.caller ~= 0 and u64(k.caller) or nil,
+           caller = k.caller ~= 0 and u64(k.caller) or nil, user_hash = hash_of(k, kb, 25),
            count = u64(v.count), total_ns = u64(v.total_ns) }
 end
 
 function M.decode_waker(kb, vb)
+  kb = widen(kb, 'struct pm_lock_wkey')
   local k = cast('struct pm_lock_wkey', kb, 'waker key')
   local v = cast('struct pm_lock_wval', vb, 'waker value')
   return { uaddr = u64(k.uaddr), tgid = k.tgid, pid = k.pid, stack_id = k.stack_id,
            caller = k.caller ~= 0 and u64(k.caller) or nil, op = M.WAKE_OPS[k.op] or tostring(k.op),
+           user_hash = hash_of(k, kb, 33),
            comm = ffi.string(v.comm), count = u64(v.count) }
 end
 
@@ -310,14 +326,15 @@ end
 
 -- The variants share programs (the futex pair appears with both kernel-lock
 -- sets), so each is loaded on its own with every other program left out.
-local function load_one_of(cfg, variants, stats)
+local function load_one_of(cfg, variants, stats, hooks)
   local errs = {}
   for _, v in ipairs(variants) do
     local keep = {}
     for _, set in pairs(FUTEX_PROGS) do for _, p in ipairs(set) do keep[p] = false end end
     for _, set in pairs(KLOCK_PROGS) do for _, p in ipairs(set) do keep[p] = false end end
     for _, p in ipairs(v.progs) do keep[p] = true end
-    local obj, err = base.load_variants('lock', cfg, { { name = v.name, progs = {} } }, { keep = keep, stats = stats })
+    local obj, err = base.load_variants('lock', cfg, { { name = v.name, progs = {} } }, { keep = keep, stats = stats,
+      prepare = hooks.prepare, ready = hooks.ready })
     if obj then
       local ok, aerr = obj:attach(v.progs)
       if ok then return obj, v end
@@ -330,7 +347,8 @@ local function load_one_of(cfg, variants, stats)
 end
 
 --- Starts tracing. opts: pid | tid | cgroup (filter, on the waiting task),
---- stacks = true (record the waiting user stack per futex), futex = false /
+--- stacks = true (record the waiting user stack per futex; unwind = "auto"
+--- (default), "fp" or "dwarf": perf_manual.unwind), futex = false /
 --- kernel = false (leave a half out), stats = false.
 ---@return table? tracer, string? err
 function M.start(opts)
@@ -343,13 +361,30 @@ function M.start(opts)
   cfg.lock_user_stacks = opts.stacks and true or false
   cfg.lock_futex = want_futex
   cfg.lock_kernel = want_kernel
-  local obj, chosen = load_one_of(cfg, variants, opts.stats)
+  local mode = 'fp'
+  if opts.stacks then
+    local merr
+    mode, merr = unwind.check_mode(opts.unwind)
+    if not mode then return nil, merr end
+  end
+  local tables
+  local target = opts.pid or opts.tgid
+  local obj, chosen = load_one_of(cfg, variants, opts.stats, {
+    prepare = function(o) unwind.prepare(o, mode) end,
+    ready = function(o)
+      if mode == 'fp' then return end
+      tables = unwind.tables(o, mode)
+      if target then tables:add(target) end
+    end,
+  })
   if not obj then return nil, chosen end
   local t = base.Tracer.new('lock', obj, { attach_path = chosen.name })
   t.notes = notes
   t.stacks = opts.stacks and true or false
   t.futex_on, t.kernel_on = chosen.futex and true or false, chosen.kernel and true or false
-  t.target = opts.pid or opts.tgid
+  t.target = target
+  t.tables, t.unwind_mode = tables, mode
+  if tables then base.poll_while_live(tables) end
   t.maps = {}
   for _, n in ipairs({ 'futexes', 'klocks', 'threads', 'fstacks', 'wakers', 'counters' }) do t.maps[n] = obj:map(n) end
   return setmetatable(t, Lock)
@@ -394,13 +429,20 @@ function Lock:read(opts)
       local v = ffi_.new('uint64_t[1]', d.counters.cur_waiters)
       self.maps.counters:update(4, ffi_.string(v, 8))
     end
-    for _, s in ipairs(d.stacks) do
-      local addrs = self.obj:stack('stacks', s.stack_id)
-      s.addrs = addrs or {}
+    if self.tables then self.tables:poll() end
+    local walked = {}
+    local function stack_of(s)
+      if s.user_hash then
+        if walked[s.user_hash] == nil then walked[s.user_hash] = unwind.read_stack(self.obj, s.user_hash) or false end
+        local st = walked[s.user_hash]
+        s.walked = st and true or nil
+        s.user_hash = nil -- raw bytes: not for JSON
+        return st and sym.unpack(st.ips) or {}
+      end
+      return s.stack_id >= 0 and self.obj:stack('stacks', s.stack_id) or {}
     end
-    for _, w in ipairs(d.wakers) do
-      w.addrs = w.stack_id >= 0 and self.obj:stack('stacks', w.stack_id) or {}
-    end
+    for _, s in ipairs(d.stacks) do s.addrs = stack_of(s) end
+    for _, w in ipairs(d.wakers) do w.addrs = stack_of(w) end
     if self.target then
       local n = count_tasks(self.target)
       if n then self.nthreads = math.max(self.nthreads or 0, n) end
@@ -447,9 +489,23 @@ function M.lock_name(f)
 end
 
 -- a stack's frame names with the caller of the C library put back after the
--- innermost frame (the frame-pointer walk skips it: glibc has none)
+-- innermost frame (the frame-pointer walk skips it: glibc has none); a
+-- stack walked from CFI is whole already: the caller is only named
 local function spliced(r, pid, s)
   local addrs = s.addrs or {}
+  if s.walked then
+    local list = {}
+    for i, a in ipairs(addrs) do list[i] = a end
+    if s.caller then list[#list + 1] = s.caller end
+    if #list == 0 then return nil end
+    local okn, names = pcall(r.user, r, pid, list)
+    if not okn then return nil end
+    local caller = s.caller and table.remove(names) or nil
+    if caller and (caller:match('^__GI_') or caller:match('^_*lll_') or caller:match('^_*pthread_mutex_')) then
+      caller = nil
+    end
+    return names, caller
+  end
   local list, ci = {}, nil
   if addrs[1] then list[1] = addrs[1] end
   if s.caller then
