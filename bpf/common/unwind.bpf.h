@@ -52,8 +52,10 @@ struct pm_unwind_scratch {
   __u64 ip, sp, bp;
   __u64 hash;
   __u32 tgid;
-  __u8 exact; /* ip is where the thread is, not a return address */
-  __u8 pad[3];
+  __u8 exact;   /* ip is where the thread is, not a return address */
+  __u8 from_fp; /* ip came from a frame-pointer step: maybe not code at all */
+  __u8 stale;   /* a trusted pc outside every known mapping: reread them */
+  __u8 pad;
   /* a binary search's bounds, kept here so the verifier reads them back as
    * unknown values: as locals each step's two outcomes would be separate
    * states to explore, 2^steps in all */
@@ -152,7 +154,9 @@ static long pm_unwind_step(__u64 i, void *ctx)
   s->hash = (s->hash ^ ip) * 0x100000001b3ULL;
   /* a return address is one past the call: its row is the call's */
   __u64 pc = s->exact ? ip : ip - 1;
+  __u8 from_fp = s->from_fp;
   s->exact = 0;
+  s->from_fp = 0;
 
   struct pm_unwind_proc *p = bpf_map_lookup_elem(&unwind_procs, &s->tgid);
   struct pm_unwind_row *row = NULL;
@@ -231,9 +235,13 @@ static long pm_unwind_step(__u64 i, void *ctx)
       st->end = PM_UNWIND_END_NO_CFI;
       return 1;
     }
-    if (no_map)
+    if (no_map) {
       st->fp_no_map++;
-    else
+      /* new code (exec, dlopen), unless a frame pointer led here: there
+       * the "pc" may be any word and rereading the maps would not help */
+      if (!from_fp)
+        s->stale = 1;
+    } else
       st->fp_no_cfi++;
   }
   if (!s->bp) {
@@ -248,6 +256,7 @@ static long pm_unwind_step(__u64 i, void *ctx)
   s->sp = s->bp + 16;
   s->bp = frame[0];
   s->ip = frame[1];
+  s->from_fp = 1;
   st->fp++;
   if (!frame[1]) {
     st->end = PM_UNWIND_END_ROOT;
@@ -298,6 +307,8 @@ static __always_inline __u64 pm_unwind_user(struct pt_regs *ctx_regs, __u32 tgid
   s->hash = 0xcbf29ce484222325ULL;
   s->tgid = tgid;
   s->exact = 1;
+  s->from_fp = 0;
+  s->stale = 0;
   s->st.nr = 0;
   s->st.dwarf = 0;
   s->st.fp = 0;
@@ -307,7 +318,7 @@ static __always_inline __u64 pm_unwind_user(struct pt_regs *ctx_regs, __u32 tgid
   s->st.fp_no_map = 0;
   bpf_loop(PM_UNWIND_MAX_DEPTH, pm_unwind_step, NULL, 0);
   pm_unwind_count(PM_UNWIND_C_WALKS);
-  if (s->st.no_table || s->st.fp_no_map) {
+  if (s->st.no_table || s->stale) {
     __u8 yes = 1;
     bpf_map_update_elem(&unwind_stale, &tgid, &yes, BPF_NOEXIST);
   }

@@ -171,11 +171,17 @@ end
 --- snapshot too.
 function Tables:poll()
   local stale = self.obj:map('unwind_stale'):read { clear = true }
-  local changed = {}
+  local changed, now = {}, sys.now()
+  self.tried = self.tried or {}
   for _, e in ipairs(stale or {}) do
     local pid = ffi.cast('const uint32_t *', e.key)[0]
-    local ok, diff = self:add(pid)
-    if ok and diff then changed[#changed + 1] = pid end
+    -- once a second at most: a process that cannot get tables (gone, the
+    -- map full) would come back on every poll
+    if now - (self.tried[pid] or -1) >= 1 then
+      self.tried[pid] = now
+      local ok, diff = self:add(pid)
+      if ok and diff then changed[#changed + 1] = pid end
+    end
   end
   return changed
 end

@@ -140,7 +140,7 @@ print(string.format('target: --unwind auto <= 0.5%% of one CPU: %s', auto and au
 print('nofp_tree samples whose stack reaches _start:')
 for _, k in ipairs({ { 'fp', 'profile --unwind fp' }, { 'auto', 'profile --unwind auto' },
   { 'perf', 'perf --call-graph dwarf' } }) do
-  local t, h = table.unpack(reach[k[1]] or { 0, 0 })
+  local t, h = unpack(reach[k[1]] or { 0, 0 })
   print(string.format('  %-26s %s', k[2], t > 0 and string.format('%.1f%% of %d', 100 * h / t, t) or 'no samples'))
 end
 local j = util.json_decode(util.readfile(tmp .. '/pm_auto.json') or '') or {}
