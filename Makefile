@@ -198,7 +198,7 @@ workloads: $(WORKLOADS)
 build/workloads/nofp_%: tests/workloads/nofp_%.c
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) -std=gnu11 -O2 -g -fomit-frame-pointer -Wall -Wextra -o $@ $< -lpthread -lm
+	$(Q)$(CC) -std=gnu11 -O2 -g -fomit-frame-pointer -Wall -Wextra -o $@ $< -lpthread -lm -ldl
 
 build/workloads/%: tests/workloads/%.c
 	$(call msg,CC,$@)

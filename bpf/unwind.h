@@ -8,7 +8,7 @@
 #define PM_UNWIND_MAX_MAPS 256    /* executable mappings per process (a power of two) */
 #define PM_UNWIND_MAX_PROCS 1024  /* processes with tables at once */
 #define PM_UNWIND_MAX_STACKS 8192 /* distinct user stacks kept */
-#define PM_UNWIND_ROWS 262144     /* rows of all objects; user space resizes the map */
+#define PM_UNWIND_ROWS 1048576    /* rows of all objects (unwind.lua DEFAULT_ROWS) */
 #define PM_UNWIND_ROW_STEPS 24    /* binary-search steps: 2^24 rows at most */
 
 /* One row of an object's table: runtime/cfi.h struct pm_cfi_row, as is. */

@@ -31,7 +31,7 @@ struct pm_ustack { uint32_t nr; uint16_t dwarf, fp; uint8_t end, no_table, fp_no
 
 M.MAX_MAPS = 256       -- bpf/unwind.h PM_UNWIND_MAX_MAPS
 M.MAX_DEPTH = 127
-M.DEFAULT_ROWS = 262144
+M.DEFAULT_ROWS = 1048576 -- 12 MiB of rows: libpython alone has 63,583
 M.MODES = { fp = 0, auto = 1, dwarf = 2 }
 --- Why a walk ended (enum pm_unwind_end), as the stack-quality line says it.
 M.END_REASONS = { [0] = 'root', 'depth limit', 'no frame pointer', 'unreadable stack memory', 'no CFI',

@@ -127,6 +127,44 @@ describe('user stacks without frame pointers', function()
     end)
   end)
 
+  it('code dlopen()ed during the capture gets its tables and its names: zlib under main', function()
+    if not h.need_root('perf_event sampling') then return end
+    h.with_machine_lock(function()
+      -- nofp_dlopen: warm_up for 2 s, then dlopen("libz.so.1") and compress in a loop
+      local pid = assert(sys.spawn({ h.workload('nofp_dlopen'), '8' }, { stdout = 'null' }))
+      local dir = h.tmpdir()
+      local ok, err = pcall(function()
+        sys.sleep(0.2)
+        local maps = util.readfile('/proc/' .. pid .. '/maps') or ''
+        assert.is_nil(maps:find('libz.so', 1, true), 'zlib was mapped before the capture')
+        local out, e, st = h.pm(string.format('profile --pid %d --duration 5 --freq 199 --format folded --output %s',
+          pid, dir))
+        assert.equal(0, st, out .. e)
+        local folded = assert(util.readfile(dir .. '/profile.folded'))
+        local total, zlib, rooted = 0, 0, 0
+        for line in folded:gmatch('[^\n]+') do
+          local stack, c = line:match('^(.*) (%d+)$')
+          c = tonumber(c)
+          total = total + c
+          if stack:find(';deflate', 1, true) then
+            zlib = zlib + c
+            if stack:find(';_start;', 1, true) and stack:find(';main;squeeze', 1, true) then rooted = rooted + c end
+          end
+        end
+        local text = string.format('samples %d, in deflate %d, of them through main to _start %d\n%s', total, zlib,
+          rooted, out)
+        -- about 3 of the 5 seconds are in zlib, named through a symbol snapshot taken after the dlopen
+        assert.is_true(zlib >= total * 0.4, text)
+        assert.is_true(rooted >= zlib * 0.95, text)
+        assert.matches(';compress2;deflate', folded, 1, true)
+      end)
+      sys.kill(pid, 9)
+      sys.wait(pid)
+      h.rmrf(dir)
+      assert(ok, err)
+    end)
+  end)
+
   it('lock-contention: a waiter on a glibc mutex, all of it without frame pointers, has its whole stack', function()
     if not h.need_root('BPF') then return end
     h.with_machine_lock(function()

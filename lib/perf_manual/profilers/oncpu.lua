@@ -88,8 +88,12 @@ end
 function Session:poll()
   local fresh = self.obj:map('fresh'):read { clear = true }
   for _, e in ipairs(fresh or {}) do
-    self.resolver:snapshot(u32(e.key))
-    if self.tables then self.tables:add(u32(e.key)) end
+    local pid = u32(e.key)
+    -- mappings that changed since the tables were made (an exec or dlopen
+    -- before the first sample) need a new symbol snapshot too
+    local _, changed = false, false
+    if self.tables then _, changed = self.tables:add(pid) end
+    self.resolver:snapshot(pid, changed)
   end
   if self.tables then
     -- an exec or dlopen since the snapshot: the new code's names too
