@@ -91,6 +91,17 @@ local function read_file(path)
   return s
 end
 
+--- '/proc/PID/root' when process pid lives in another mount namespace
+--- than this one (its paths mean something else here), else nil.
+function M.foreign_root(pid, root)
+  root = root or '/proc'
+  local posix_unistd = require('posix.unistd')
+  local theirs = posix_unistd.readlink(string.format('%s/%d/ns/mnt', root, pid))
+  local ours = posix_unistd.readlink('/proc/self/ns/mnt')
+  if theirs and ours and theirs ~= ours then return string.format('%s/%d/root', root, pid) end
+  return nil
+end
+
 --- Captures what is needed to name a process's frames later, even after it
 --- exits: its executable mappings, its comm and its JIT map if any.
 --- Returns the snapshot, or nil, err, errno (no such process, no permission).
@@ -109,6 +120,9 @@ function M.snapshot(pid, root)
     pid = pid,
     comm = comm and comm:gsub('\n$', '') or nil,
     maps_text = text,
+    -- a process in another mount namespace (a container): its files are
+    -- opened through its root, its JIT map is its own /tmp's, under its own pid
+    fs_root = M.foreign_root(pid, root),
   }
   -- parsed when first needed: sampling stays cheap, resolution pays once
   setmetatable(snap, { __index = function(t, k)
@@ -119,7 +133,14 @@ function M.snapshot(pid, root)
       return m
     end
   end })
-  local jit = read_file(string.format('/tmp/perf-%d.map', pid))
+  local jit
+  if snap.fs_root then
+    local status = read_file(string.format('%s/%d/status', root, pid)) or ''
+    local nspid = status:match('\nNSpid:[^\n]-(%d+)\n') or tostring(pid)
+    jit = read_file(string.format('%s/tmp/perf-%s.map', snap.fs_root, nspid))
+  else
+    jit = read_file(string.format('/tmp/perf-%d.map', pid))
+  end
   if jit then snap.jit = M.parse_perf_map(jit) end
   return snap
 end
@@ -165,15 +186,16 @@ function M.find_debug_file(path, info)
 end
 
 --- Loads (or returns from the cache) the binary at `path`. `key` is the
---- mapping's "dev:inode" when known. Returns the binary table
+--- mapping's "dev:inode" when known; `open_path` the file to open when
+--- `path` is another mount namespace's (/proc/PID/root/...). Returns the binary table
 --- {path, name, elf, symelf, info, debug_file, frame_pointers} or nil, err.
 ---   frame_pointers: true / false from the function prologues, nil when too
 ---   few functions could be checked to say.
-function M.binary(path, key)
+function M.binary(path, key, open_path)
   key = key or path
   local b = by_key[key]
   if b then return b end
-  local e, err = C.open_elf(path)
+  local e, err = C.open_elf(open_path or path)
   if not e then
     by_key[key] = { path = path, name = basename(path), err = err }
     return nil, err
@@ -296,13 +318,15 @@ function Resolver:add_snapshot(s) self.snaps[s.pid] = s end
 
 -- What a mapping holds, worked out once per mapping: its label when no
 -- symbol names an address, and its binary when it maps an ELF file.
-local function classify(m)
+local function classify(m, fs_root)
   local path = m.path
   if path and path:sub(1, 1) == '/' then
     local deleted = path:find(' %(deleted%)$')
     local clean = deleted and path:sub(1, deleted - 1) or path
     m.label = '[' .. basename(clean) .. ']'
-    if not deleted then m.binary = M.binary(path, m.dev .. ':' .. m.inode) or false end
+    if not deleted then
+      m.binary = M.binary(path, m.dev .. ':' .. m.inode, fs_root and (fs_root .. path)) or false
+    end
   elseif path and path:sub(1, 1) == '[' then
     m.label = path
   else
@@ -322,7 +346,7 @@ function Resolver:_resolve(pid, looks)
     local m = bsearch(maps, look)
     local name
     if m and look < m.stop then
-      if m.label == nil then classify(m) end
+      if m.label == nil then classify(m, snap.fs_root) end
       local b = m.binary
       if b then
         self.used[b] = true

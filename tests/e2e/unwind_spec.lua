@@ -165,6 +165,50 @@ describe('user stacks without frame pointers', function()
     end)
   end)
 
+  it('a process in another mount namespace (a container): its binary, not visible here, is read through its root',
+    function()
+    if not h.need_root('mount namespaces, perf_event sampling') then return end
+    h.with_machine_lock(function()
+      local dir = h.tmpdir()
+      -- calltree copied into a tmpfs mounted only inside the new namespace
+      local pid = assert(sys.spawn({ 'unshare', '-m', '--propagation', 'private', 'sh', '-c',
+        string.format('mount -t tmpfs none %s && cp %s %s/ && exec %s/calltree burn 20', dir,
+          h.workload('calltree'), dir, dir) }, { stdout = 'null' }))
+      local out_dir = h.tmpdir()
+      local ok, err = pcall(function()
+        local comm
+        for _ = 1, 100 do
+          comm = util.readfile('/proc/' .. pid .. '/comm')
+          if comm and comm:match('^calltree') then break end
+          sys.sleep(0.02)
+        end
+        assert.matches('^calltree', tostring(comm))
+        assert.is_nil(util.readfile(dir .. '/calltree'), 'the binary is visible outside its namespace')
+        local out, e, st = h.pm(string.format('profile --pid %d --duration 2 --freq 199 --format folded --output %s',
+          pid, out_dir))
+        assert.equal(0, st, out .. e)
+        local total, beta, rooted = 0, 0, 0
+        for line in assert(util.readfile(out_dir .. '/profile.folded')):gmatch('[^\n]+') do
+          local stack, c = line:match('^(.*) (%d+)$')
+          c = tonumber(c)
+          total = total + c
+          if stack:find(';alpha;beta', 1, true) then beta = beta + c end
+          if stack:find(';_start;', 1, true) then rooted = rooted + c end
+        end
+        local text = string.format('samples %d, main;alpha;beta %d, reaching _start %d\n%s', total, beta, rooted, out)
+        -- calltree's known tree: alpha -> beta 60% of its work
+        assert.is_true(total >= 200, text)
+        assert.near(0.6, beta / total, 0.1, text)
+        assert.is_true(rooted >= total * 0.95, text)
+      end)
+      sys.kill(pid, 9)
+      sys.wait(pid)
+      h.rmrf(out_dir)
+      os.execute("rmdir '" .. dir .. "' 2>/dev/null")
+      assert(ok, err)
+    end)
+  end)
+
   it('lock-contention: a waiter on a glibc mutex, all of it without frame pointers, has its whole stack', function()
     if not h.need_root('BPF') then return end
     h.with_machine_lock(function()
