@@ -47,194 +47,172 @@ local function folded_shares(text)
   return total, rooted, hits
 end
 
+-- Under the machine lock: a scratch directory, then the workload argv(dir)
+-- gives; fn(pid, dir) runs; the workload and the directory are gone after.
+local function with_workload(argv, fn)
+  h.with_machine_lock(function()
+    local dir = h.tmpdir()
+    local pid = assert(sys.spawn(argv(dir), { stdout = 'null' }))
+    local ok, err = pcall(fn, pid, dir)
+    sys.kill(pid, 9)
+    sys.wait(pid)
+    h.rmrf(dir)
+    assert(ok, err)
+  end)
+end
+
+local function folded_of(dir) return assert(util.readfile(dir .. '/profile.folded')) end
+
 describe('user stacks without frame pointers', function()
   it('profile --unwind auto reaches main as perf --call-graph dwarf does, with the same inclusive shares', function()
     if not h.need_root('perf_event sampling') then return end
-    h.with_machine_lock(function()
-      local pid = assert(sys.spawn({ h.workload('nofp_tree'), '60' }, { stdout = 'null' }))
-      local dir, pdata = h.tmpdir(), os.tmpname()
-      local ok, err = pcall(function()
-        sys.sleep(0.3)
-        -- perf over the same seconds: started first, stopped after our profile
-        local perf = assert(sys.spawn({ 'perf', 'record', '-q', '--call-graph', 'dwarf', '-F', '499', '-p',
-          tostring(pid), '-o', pdata }, { stdout = 'null', stderr = 'null' }))
-        sys.sleep(0.3)
-        local out, e, st = h.pm(string.format('profile --pid %d --duration 6 --freq 499 --unwind auto '
-          .. '--format folded --output %s', pid, dir))
-        sys.kill(perf, 2)
-        sys.wait(perf)
-        assert.equal(0, st, out .. e)
-        local script = io.popen('perf script --no-inline -F comm,ip,sym -i ' .. pdata .. ' 2>/dev/null'):read('*a')
-        local pt, pr, ph = perf_shares(script)
-        local ot, orr, oh = folded_shares(assert(util.readfile(dir .. '/profile.folded')))
-        local diag = { string.format('samples: ours %d, perf %d; reach _start: ours %.1f%%, perf %.1f%%', ot, pt,
-          100 * orr / ot, 100 * pr / pt) }
-        for _, f in ipairs(FUNCS) do
-          diag[#diag + 1] = string.format('  %-24s ours %5.1f%%  perf %5.1f%%', f, 100 * (oh[f] or 0) / ot,
-            100 * (ph[f] or 0) / pt)
-        end
-        local text = table.concat(diag, '\n')
-        io.stderr:write('\n[unwind] ' .. text .. '\n')
-        assert.is_true(ot >= 1000 and pt >= 1000, text)
-        assert.is_true(orr / ot >= 0.95, text)
-        assert.is_true(orr / ot >= pr / pt - 0.02, text)
-        for _, f in ipairs(FUNCS) do
-          -- two samplings of ~2000 each: a share differs by ~1.5 points (one sigma)
-          assert.is_true(math.abs((oh[f] or 0) / ot - (ph[f] or 0) / pt) <= 0.05, f .. '\n' .. text)
-        end
-        -- the stack-quality line says how they were unwound
-        assert.matches('user stacks unwound %(%-%-unwind auto%): CFI [%d.]+%%', out)
-      end)
-      sys.kill(pid, 9)
-      sys.wait(pid)
-      h.rmrf(dir)
-      os.remove(pdata)
-      assert(ok, err)
+    with_workload(function() return { h.workload('nofp_tree'), '60' } end, function(pid, dir)
+      local pdata = dir .. '/perf.data'
+      sys.sleep(0.3)
+      -- perf over the same seconds: started first, stopped after our profile
+      local perf = assert(sys.spawn({ 'perf', 'record', '-q', '--call-graph', 'dwarf', '-F', '499', '-p',
+        tostring(pid), '-o', pdata }, { stdout = 'null', stderr = 'null' }))
+      sys.sleep(0.3)
+      local out, e, st = h.pm(string.format('profile --pid %d --duration 6 --freq 499 --unwind auto '
+        .. '--format folded --output %s/p', pid, dir))
+      sys.kill(perf, 2)
+      sys.wait(perf)
+      assert.equal(0, st, out .. e)
+      local script = io.popen('perf script --no-inline -F comm,ip,sym -i ' .. pdata .. ' 2>/dev/null'):read('*a')
+      local pt, pr, ph = perf_shares(script)
+      local ot, orr, oh = folded_shares(folded_of(dir .. '/p'))
+      local diag = { string.format('samples: ours %d, perf %d; reach _start: ours %.1f%%, perf %.1f%%', ot, pt,
+        100 * orr / ot, 100 * pr / pt) }
+      for _, f in ipairs(FUNCS) do
+        diag[#diag + 1] = string.format('  %-24s ours %5.1f%%  perf %5.1f%%', f, 100 * (oh[f] or 0) / ot,
+          100 * (ph[f] or 0) / pt)
+      end
+      local text = table.concat(diag, '\n')
+      io.stderr:write('\n[unwind] ' .. text .. '\n')
+      assert.is_true(ot >= 1000 and pt >= 1000, text)
+      assert.is_true(orr / ot >= 0.95, text)
+      assert.is_true(orr / ot >= pr / pt - 0.02, text)
+      for _, f in ipairs(FUNCS) do
+        -- two samplings of ~2000 each: a share differs by ~1.5 points (one sigma)
+        assert.is_true(math.abs((oh[f] or 0) / ot - (ph[f] or 0) / pt) <= 0.05, f .. '\n' .. text)
+      end
+      -- the stack-quality line says how they were unwound
+      assert.matches('user stacks unwound %(%-%-unwind auto%): CFI [%d.]+%%', out)
     end)
   end)
 
   it('--unwind fp stops at the first function without a frame pointer; dwarf and auto do not', function()
     if not h.need_root('perf_event sampling') then return end
-    h.with_machine_lock(function()
-      local pid = assert(sys.spawn({ h.workload('nofp_tree'), '60' }, { stdout = 'null' }))
-      local dir = h.tmpdir()
-      local ok, err = pcall(function()
-        sys.sleep(0.3)
-        local reach = {}
-        for _, mode in ipairs { 'fp', 'dwarf', 'auto' } do
-          local out, e, st = h.pm(string.format('profile --pid %d --duration 1.5 --freq 299 --unwind %s '
-            .. '--format folded --output %s', pid, mode, dir))
-          assert.equal(0, st, out .. e)
-          local t, r = folded_shares(assert(util.readfile(dir .. '/profile.folded')))
-          reach[mode] = r / t
-          if mode == 'fp' then
-            -- the kernel's frame-pointer walk, as before: no line about the unwinder
-            assert.is_nil(out:find('user stacks unwound', 1, true))
-          else
-            assert.matches('user stacks unwound %(%-%-unwind ' .. mode .. '%)', out)
-          end
+    with_workload(function() return { h.workload('nofp_tree'), '60' } end, function(pid, dir)
+      sys.sleep(0.3)
+      local reach = {}
+      for _, mode in ipairs { 'fp', 'dwarf', 'auto' } do
+        local out, e, st = h.pm(string.format('profile --pid %d --duration 1.5 --freq 299 --unwind %s '
+          .. '--format folded --output %s', pid, mode, dir))
+        assert.equal(0, st, out .. e)
+        local t, r = folded_shares(folded_of(dir))
+        reach[mode] = r / t
+        if mode == 'fp' then
+          -- the kernel's frame-pointer walk, as before: no line about the unwinder
+          assert.is_nil(out:find('user stacks unwound', 1, true))
+        else
+          assert.matches('user stacks unwound %(%-%-unwind ' .. mode .. '%)', out)
         end
-        local text = string.format('reach _start: fp %.1f%%, dwarf %.1f%%, auto %.1f%%', 100 * reach.fp,
-          100 * reach.dwarf, 100 * reach.auto)
-        io.stderr:write('\n[unwind modes] ' .. text .. '\n')
-        assert.is_true(reach.fp < 0.2, text)
-        assert.is_true(reach.dwarf >= 0.95 and reach.auto >= 0.95, text)
-      end)
-      sys.kill(pid, 9)
-      sys.wait(pid)
-      h.rmrf(dir)
-      assert(ok, err)
+      end
+      local text = string.format('reach _start: fp %.1f%%, dwarf %.1f%%, auto %.1f%%', 100 * reach.fp,
+        100 * reach.dwarf, 100 * reach.auto)
+      io.stderr:write('\n[unwind modes] ' .. text .. '\n')
+      assert.is_true(reach.fp < 0.2, text)
+      assert.is_true(reach.dwarf >= 0.95 and reach.auto >= 0.95, text)
     end)
   end)
 
   it('code dlopen()ed during the capture gets its tables and its names: zlib under main', function()
     if not h.need_root('perf_event sampling') then return end
-    h.with_machine_lock(function()
-      -- nofp_dlopen: warm_up for 2 s, then dlopen("libz.so.1") and compress in a loop
-      local pid = assert(sys.spawn({ h.workload('nofp_dlopen'), '8' }, { stdout = 'null' }))
-      local dir = h.tmpdir()
-      local ok, err = pcall(function()
-        sys.sleep(0.2)
-        local maps = util.readfile('/proc/' .. pid .. '/maps') or ''
-        assert.is_nil(maps:find('libz.so', 1, true), 'zlib was mapped before the capture')
-        local out, e, st = h.pm(string.format('profile --pid %d --duration 5 --freq 199 --format folded --output %s',
-          pid, dir))
-        assert.equal(0, st, out .. e)
-        local folded = assert(util.readfile(dir .. '/profile.folded'))
-        local total, zlib, rooted = 0, 0, 0
-        for line in folded:gmatch('[^\n]+') do
-          local stack, c = line:match('^(.*) (%d+)$')
-          c = tonumber(c)
-          total = total + c
-          if stack:find(';deflate', 1, true) then
-            zlib = zlib + c
-            if stack:find(';_start;', 1, true) and stack:find(';main;squeeze', 1, true) then rooted = rooted + c end
-          end
+    -- nofp_dlopen: warm_up for 2 s, then dlopen("libz.so.1") and compress in a loop
+    with_workload(function() return { h.workload('nofp_dlopen'), '8' } end, function(pid, dir)
+      sys.sleep(0.2)
+      local maps = util.readfile('/proc/' .. pid .. '/maps') or ''
+      assert.is_nil(maps:find('libz.so', 1, true), 'zlib was mapped before the capture')
+      local out, e, st = h.pm(string.format('profile --pid %d --duration 5 --freq 199 --format folded --output %s',
+        pid, dir))
+      assert.equal(0, st, out .. e)
+      local folded = folded_of(dir)
+      local total, zlib, rooted = 0, 0, 0
+      for line in folded:gmatch('[^\n]+') do
+        local stack, c = line:match('^(.*) (%d+)$')
+        c = tonumber(c)
+        total = total + c
+        if stack:find(';deflate', 1, true) then
+          zlib = zlib + c
+          if stack:find(';_start;', 1, true) and stack:find(';main;squeeze', 1, true) then rooted = rooted + c end
         end
-        local text = string.format('samples %d, in deflate %d, of them through main to _start %d\n%s', total, zlib,
-          rooted, out)
-        -- about 3 of the 5 seconds are in zlib, named through a symbol snapshot taken after the dlopen
-        assert.is_true(zlib >= total * 0.4, text)
-        assert.is_true(rooted >= zlib * 0.95, text)
-        assert.matches(';compress2;deflate', folded, 1, true)
-      end)
-      sys.kill(pid, 9)
-      sys.wait(pid)
-      h.rmrf(dir)
-      assert(ok, err)
+      end
+      local text = string.format('samples %d, in deflate %d, of them through main to _start %d\n%s', total, zlib,
+        rooted, out)
+      -- about 3 of the 5 seconds are in zlib, named through a symbol snapshot taken after the dlopen
+      assert.is_true(zlib >= total * 0.4, text)
+      assert.is_true(rooted >= zlib * 0.95, text)
+      assert.matches(';compress2;deflate', folded, 1, true)
     end)
   end)
 
   it('a process in another mount namespace (a container): its binary, not visible here, is read through its root',
     function()
     if not h.need_root('mount namespaces, perf_event sampling') then return end
-    h.with_machine_lock(function()
-      local dir = h.tmpdir()
-      -- calltree copied into a tmpfs mounted only inside the new namespace
-      local pid = assert(sys.spawn({ 'unshare', '-m', '--propagation', 'private', 'sh', '-c',
-        string.format('mount -t tmpfs none %s && cp %s %s/ && exec %s/calltree burn 20', dir,
-          h.workload('calltree'), dir, dir) }, { stdout = 'null' }))
-      local out_dir = h.tmpdir()
-      local ok, err = pcall(function()
-        local comm
-        for _ = 1, 100 do
-          comm = util.readfile('/proc/' .. pid .. '/comm')
-          if comm and comm:match('^calltree') then break end
-          sys.sleep(0.02)
-        end
-        assert.matches('^calltree', tostring(comm))
-        assert.is_nil(util.readfile(dir .. '/calltree'), 'the binary is visible outside its namespace')
-        local out, e, st = h.pm(string.format('profile --pid %d --duration 2 --freq 199 --format folded --output %s',
-          pid, out_dir))
-        assert.equal(0, st, out .. e)
-        local total, beta, rooted = 0, 0, 0
-        for line in assert(util.readfile(out_dir .. '/profile.folded')):gmatch('[^\n]+') do
-          local stack, c = line:match('^(.*) (%d+)$')
-          c = tonumber(c)
-          total = total + c
-          if stack:find(';alpha;beta', 1, true) then beta = beta + c end
-          if stack:find(';_start;', 1, true) then rooted = rooted + c end
-        end
-        local text = string.format('samples %d, main;alpha;beta %d, reaching _start %d\n%s', total, beta, rooted, out)
-        -- calltree's known tree: alpha -> beta 60% of its work
-        assert.is_true(total >= 200, text)
-        assert.near(0.6, beta / total, 0.1, text)
-        assert.is_true(rooted >= total * 0.95, text)
-      end)
-      sys.kill(pid, 9)
-      sys.wait(pid)
-      h.rmrf(out_dir)
-      os.execute("rmdir '" .. dir .. "' 2>/dev/null")
-      assert(ok, err)
+    -- calltree copied into a tmpfs mounted on DIR/ns only inside the new namespace
+    with_workload(function(dir)
+      assert(os.execute('mkdir ' .. dir .. '/ns') == 0)
+      return { 'unshare', '-m', '--propagation', 'private', 'sh', '-c',
+        string.format('mount -t tmpfs none %s/ns && cp %s %s/ns/ && exec %s/ns/calltree burn 20', dir,
+          h.workload('calltree'), dir, dir) }
+    end, function(pid, dir)
+      local comm
+      for _ = 1, 100 do
+        comm = util.readfile('/proc/' .. pid .. '/comm')
+        if comm and comm:match('^calltree') then break end
+        sys.sleep(0.02)
+      end
+      assert.matches('^calltree', tostring(comm))
+      assert.is_nil(util.readfile(dir .. '/ns/calltree'), 'the binary is visible outside its namespace')
+      local out, e, st = h.pm(string.format('profile --pid %d --duration 2 --freq 199 --format folded --output %s/p',
+        pid, dir))
+      assert.equal(0, st, out .. e)
+      local total, beta, rooted = 0, 0, 0
+      for line in folded_of(dir .. '/p'):gmatch('[^\n]+') do
+        local stack, c = line:match('^(.*) (%d+)$')
+        c = tonumber(c)
+        total = total + c
+        if stack:find(';alpha;beta', 1, true) then beta = beta + c end
+        if stack:find(';_start;', 1, true) then rooted = rooted + c end
+      end
+      local text = string.format('samples %d, main;alpha;beta %d, reaching _start %d\n%s', total, beta, rooted, out)
+      -- calltree's known tree: alpha -> beta 60% of its work
+      assert.is_true(total >= 200, text)
+      assert.near(0.6, beta / total, 0.1, text)
+      assert.is_true(rooted >= total * 0.95, text)
     end)
   end)
 
   it('lock-contention: a waiter on a glibc mutex, all of it without frame pointers, has its whole stack', function()
     if not h.need_root('BPF') then return end
-    h.with_machine_lock(function()
-      local dir = h.tmpdir()
-      local gate = dir .. '/gate'
-      assert(os.execute('touch ' .. gate) == 0)
-      -- nofp_convoy: worker -> critical_section (inlined at -O2) -> pthread_mutex_lock on g_lock
-      local pid = assert(sys.spawn({ h.workload('nofp_convoy'), '4', '8', gate, '3' }, { stdout = 'null' }))
-      local ok, err = pcall(function()
-        sys.sleep(0.3)
-        local out, e, st = h.pm(string.format('lock-contention --pid %d --duration 2 --json --max-overhead 1000', pid))
-        assert.equal(0, st, out .. e)
-        local doc = assert(util.json_decode(out), out)
-        local top = assert(doc.futex and doc.futex[1], out)
-        assert.matches('g_lock', tostring(top.name))
-        local frames = assert(top.stacks and top.stacks[1] and top.stacks[1].frames, out)
-        local text = table.concat(frames, ';')
-        -- innermost first: glibc's wait, the mutex, the program, the thread's root
-        assert.matches('lll_lock_wait', frames[1], 1, true)
-        assert.matches('pthread_mutex_lock;worker;start_thread;[_]*clone3$', text)
-        assert.is_true(top.stacks[1].walked, text)
-      end)
-      sys.kill(pid, 9)
-      sys.wait(pid)
-      h.rmrf(dir)
-      assert(ok, err)
+    -- nofp_convoy: worker -> critical_section (inlined at -O2) -> pthread_mutex_lock on g_lock
+    with_workload(function(dir)
+      assert(os.execute('touch ' .. dir .. '/gate') == 0)
+      return { h.workload('nofp_convoy'), '4', '8', dir .. '/gate', '3' }
+    end, function(pid)
+      sys.sleep(0.3)
+      local out, e, st = h.pm(string.format('lock-contention --pid %d --duration 2 --json --max-overhead 1000', pid))
+      assert.equal(0, st, out .. e)
+      local doc = assert(util.json_decode(out), out)
+      local top = assert(doc.futex and doc.futex[1], out)
+      assert.matches('g_lock', tostring(top.name))
+      local frames = assert(top.stacks and top.stacks[1] and top.stacks[1].frames, out)
+      local text = table.concat(frames, ';')
+      -- innermost first: glibc's wait, the mutex, the program, the thread's root
+      assert.matches('lll_lock_wait', frames[1], 1, true)
+      assert.matches('pthread_mutex_lock;worker;start_thread;[_]*clone3$', text)
+      assert.is_true(top.stacks[1].walked, text)
     end)
   end)
 
