@@ -115,6 +115,40 @@ local ok, err = pcall(function()
       '--unwind', mode, '--max-overhead', '1000' }, 3) }
     sys.kill(cv, 9) sys.wait(cv)
   end
+
+  -- peak RSS while profiling a process with many mapped objects: python3
+  -- loading 60 of the system's libraries through ctypes
+  if common.sh('command -v python3 >/dev/null && test -x /usr/bin/time') then
+    local py = assert(sys.spawn({ 'python3', '-c', [[
+import ctypes, glob, time
+n = 0
+for l in sorted(glob.glob('/usr/lib/x86_64-linux-gnu/*.so.*')):
+    try:
+        ctypes.CDLL(l); n += 1
+    except OSError:
+        pass
+    if n >= 60:
+        break
+t = time.time()
+while time.time() - t < 30:
+    pass
+]] }, { stdout = 'null', stderr = 'null' }))
+    sys.sleep(4)
+    local maps = util.readfile('/proc/' .. py .. '/maps') or ''
+    local objs = {}
+    for path in maps:gmatch(' r%-xp [^\n]- (/[^\n]+)') do objs[path] = true end
+    local n = 0
+    for _ in pairs(objs) do n = n + 1 end
+    local p = io.popen(string.format('/usr/bin/time -f %%M %s profile --pid %d --duration 4 --json --output %s/rss '
+      .. '2>&1 >%s/rss.json', pm, py, tmp, tmp))
+    local rss = tonumber((p:read('*a') or ''):match('(%d+)%s*$'))
+    p:close()
+    sys.kill(py, 9) sys.wait(py)
+    local j = util.json_decode(util.readfile(tmp .. '/rss.json') or '') or {}
+    local q = j.quality and j.quality.unwind or {}
+    extra.rss = { kb = rss, objects = n, rows = q.tables and q.tables.rows, root = q.ends and q.samples and
+      q.samples > 0 and (q.ends.root or 0) / q.samples }
+  end
 end)
 write_stat(old_stats)
 if not ok then common.sh('rm -rf ' .. tmp) error(err, 0) end
@@ -163,5 +197,12 @@ for _, k in ipairs({ { 'offcpu', 'off-CPU profile (sched_switch, pingpong)' },
   else
     print('  ' .. k[2] .. ': not measured')
   end
+end
+if extra.rss and extra.rss.kb then
+  print(string.format('peak RSS profiling a process with %d mapped objects: %.1f MB (target < 64 MB: %s); %s rows, '
+    .. 'stacks reaching the root %.1f%%', extra.rss.objects, extra.rss.kb / 1024, extra.rss.kb < 65536 and 'met' or
+    'NOT met', tostring(extra.rss.rows), (extra.rss.root or 0) * 100))
+else
+  print('peak RSS with many mapped objects: not measured (needs python3 and /usr/bin/time)')
 end
 common.sh('rm -rf ' .. tmp)
