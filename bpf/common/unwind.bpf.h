@@ -60,6 +60,7 @@ struct pm_unwind_scratch {
    * unknown values: as locals each step's two outcomes would be separate
    * states to explore, 2^steps in all */
   __u32 lo, hi;
+  __u32 rs_first, rs_rel; /* the row search: the object's first row, the pc in its table */
   struct pm_ustack st;
 };
 
@@ -82,6 +83,31 @@ static __always_inline void pm_unwind_count(__u32 which)
   __u64 *v = bpf_map_lookup_elem(&unwind_counters, &which);
   if (v)
     *v += 1;
+}
+
+/* One step of the binary search for the last row at or before rs_rel: its
+ * own bpf_loop, so the verifier checks one step, not every path through 24 */
+static long pm_unwind_row_step(__u64 i, void *ctx)
+{
+  __u32 zero = 0;
+  struct pm_unwind_scratch *s = bpf_map_lookup_elem(&unwind_scratch, &zero);
+  if (!s)
+    return 1;
+  __u32 lo = s->lo, hi = s->hi;
+  if (lo >= hi)
+    return 1;
+  __u32 mid = lo + (hi - lo) / 2, idx = s->rs_first + mid;
+  struct pm_unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &idx);
+  if (!r) {
+    s->lo = 0; /* no row: nothing found */
+    s->hi = 0;
+    return 1;
+  }
+  if (r->pc <= s->rs_rel)
+    s->lo = mid + 1;
+  else
+    s->hi = mid;
+  return 0;
 }
 
 /* The row covering pc in the process's tables; *no_map when pc lies in no
@@ -115,21 +141,11 @@ static __always_inline struct pm_unwind_row *pm_unwind_row_of(struct pm_unwind_s
   if (rel >= 0x100000000ULL)
     return NULL;
   __u32 first = m->row_first;
+  s->rs_first = first;
+  s->rs_rel = (__u32)rel;
   s->lo = 0;
   s->hi = m->row_count;
-  for (int k = 0; k < PM_UNWIND_ROW_STEPS; k++) {
-    __u32 lo = s->lo, hi = s->hi;
-    if (lo >= hi)
-      break;
-    __u32 mid = lo + (hi - lo) / 2, idx = first + mid;
-    struct pm_unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &idx);
-    if (!r)
-      return NULL;
-    if (r->pc <= (__u32)rel)
-      s->lo = mid + 1;
-    else
-      s->hi = mid;
-  }
+  bpf_loop(PM_UNWIND_ROW_STEPS, pm_unwind_row_step, NULL, 0);
   if (s->lo == 0)
     return NULL;
   __u32 idx = first + s->lo - 1;
