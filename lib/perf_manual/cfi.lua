@@ -5,7 +5,7 @@
 --- frame from each pc). Compiling glibc takes tens of milliseconds, so a
 --- table is saved under the cache directory as <build-id>.tbl and loaded from
 --- there while the object's build-id is the same. These tables are what the
---- DWARF stack walker will read; the walker itself is not written yet.
+--- DWARF stack walker reads (perf_manual.unwind puts them in its maps).
 local C = require('perf_manual._c.cfi')
 local util = require('perf_manual.util')
 local errno_mod = require('posix.errno')

@@ -168,6 +168,13 @@ function Map:lookup(key, opts) end
 ---@return true?, string? err
 function Map:update(key, value) end
 
+--- Writes consecutive values of an array map from index `first` in batches
+--- (`bytes` holds whole values): an unwind table's rows in one call.
+---@param first integer
+---@param bytes string
+---@return true?, string? err
+function Map:put_array(first, bytes) end
+
 ---@return boolean? deleted, string? err
 function Map:delete(key) end
 

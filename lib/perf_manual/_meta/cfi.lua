@@ -30,6 +30,12 @@ function cfi.load(path, build_id) end
 ---@return string?, string? err, integer? errno
 function cfi.build_id(path) end
 
+--- The PT_LOAD segments of an ELF object: what turns a mapping's file offset
+--- into the table's link-time addresses.
+---@param path string
+---@return {offset: number, vaddr: number, size: number, exec: boolean}[]?, string? err, integer? errno
+function cfi.loads(path) end
+
 ---@return {rows: integer, bytes: integer, base: number, build_id: string, fdes: integer, fdes_debug: integer, overlapping: integer, bad: integer, rbp_lost: integer, kinds: {rsp: integer, rbp: integer, plt: integer, signal: integer, ['end']: integer, unsupported: integer, none: integer}}
 function tbl:info() end
 
