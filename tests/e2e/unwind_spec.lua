@@ -216,6 +216,40 @@ describe('user stacks without frame pointers', function()
     end)
   end)
 
+  it('off-CPU: blocked in glibc read() and nanosleep(), the callers are there; fp loses them', function()
+    if not h.need_root('BPF off-CPU profile') then return end
+    -- nofp_pipe: main -> wait_for_peer -> read() on a pipe 75% of the time,
+    -- main -> back_off -> nanosleep() 25%, by the workload's own clock
+    with_workload(function() return { h.workload('nofp_pipe'), '60' } end, function(pid, dir)
+      sys.sleep(0.3)
+      local got = {}
+      for _, mode in ipairs { 'fp', 'auto' } do
+        local out, e, st = h.pm(string.format('profile --off-cpu --pid %d --duration 2 --min-block 1ms --unwind %s '
+          .. '--format folded --output %s', pid, mode, dir))
+        assert.equal(0, st, out .. e)
+        local total, peer, sleep, rooted = 0, 0, 0, 0
+        for line in folded_of(dir):gmatch('[^\n]+') do
+          local stack, c = line:match('^(.*) (%d+)$')
+          c = tonumber(c)
+          total = total + c
+          if stack:find(';_start;', 1, true) then rooted = rooted + c end
+          if stack:match(';main;wait_for_peer[%w._]*;[_%w]*read;') then peer = peer + c end
+          if stack:match(';main;back_off[%w._]*;[_%w]*nanosleep;') then sleep = sleep + c end
+        end
+        got[mode] = { peer = peer / total, sleep = sleep / total, root = rooted / total, out = out }
+      end
+      local text = string.format('fp: peer %.2f sleep %.2f root %.2f; auto: peer %.2f sleep %.2f root %.2f\n%s',
+        got.fp.peer, got.fp.sleep, got.fp.root, got.auto.peer, got.auto.sleep, got.auto.root, got.auto.out)
+      io.stderr:write('\n[unwind off-cpu] ' .. text:match('^[^\n]*') .. '\n')
+      assert.is_true(got.fp.root < 0.2, text)
+      assert.is_true(got.auto.root >= 0.95, text)
+      assert.near(0.75, got.auto.peer, 0.08, text)
+      assert.near(0.25, got.auto.sleep, 0.08, text)
+      -- the call site names the program's frame, not only glibc's
+      assert.matches('wait_for_peer[%w._]* %-> [_%w]*read', got.auto.out)
+    end)
+  end)
+
   it('rejects an unknown --unwind', function()
     local out, err, st = h.pm('profile --unwind frames --duration 1')
     assert.equal(2, st, out .. err)
