@@ -200,6 +200,9 @@ build/workloads/nofp_%: tests/workloads/nofp_%.c
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) -std=gnu11 -O2 -g -fomit-frame-pointer -Wall -Wextra -o $@ $< -lpthread -lm -ldl
 
+# nofp_leak is leaky.c built as distributions build
+build/workloads/nofp_leak: tests/workloads/leaky.c
+
 build/workloads/%: tests/workloads/%.c
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)

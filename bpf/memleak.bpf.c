@@ -8,6 +8,8 @@
  * outside the allocator count the same way through the syscall tracepoints;
  * brk(2) growth is counted. User page faults (exceptions:page_fault_user)
  * are counted per user stack and per 1 MiB region of the faulting address.
+ * User stacks are walked from DWARF CFI (common/unwind.bpf.h) unless
+ * unwind_mode is 0: then frame pointers, with bpf_get_stackid.
  *
  * Sampling: calls of at least sample_min_size bytes are always recorded;
  * smaller ones every sample_every-th call on a CPU, weighted by
@@ -18,6 +20,7 @@
 #include <bpf/bpf_core_read.h>
 #include "common.h"
 #include "memleak.h"
+#include "common/unwind.bpf.h"
 
 const volatile __u64 sample_every = 1;
 const volatile __u64 sample_min_size = 0; /* 0: size does not force a sample */
@@ -129,11 +132,21 @@ static __always_inline __u64 weight_of(__u64 size)
   return sample_every;
 }
 
-static __always_inline void take_stack(void *ctx, struct pm_memleak_site *site, __u64 sp)
+/* The user stack: walked from CFI when unwind_mode is set (uregs: the
+ * uprobe's user registers; NULL: those saved at kernel entry), else by frame
+ * pointers. The caller word is kept either way: a walk that found no table
+ * takes frame-pointer steps from the allocator's entry, which skip it. */
+static __always_inline void take_stack(void *ctx, struct pt_regs *uregs, struct pm_memleak_site *site, __u64 sp)
 {
   site->tgid = bpf_get_current_pid_tgid() >> 32;
-  site->stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-  if (site->stack_id < 0 && site->stack_id != -14)
+  site->user_hash = 0;
+  if (unwind_mode) {
+    site->stack_id = -2;
+    site->user_hash = pm_unwind_user(uregs, site->tgid, &site->stack_id);
+  } else {
+    site->stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+  }
+  if (!site->user_hash && site->stack_id < 0 && site->stack_id != -14)
     count(MEMLEAK_C_STACK_LOST, 1);
   site->caller = 0;
   if (sp)
@@ -159,7 +172,7 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u64 size, __u32 ki
   n.weight = weight_of(size);
   if (n.weight) {
     count(MEMLEAK_C_SAMPLED, 1);
-    take_stack(ctx, &n.site, PT_REGS_SP(ctx));
+    take_stack(ctx, ctx, &n.site, PT_REGS_SP(ctx));
   }
   bpf_map_update_elem(&inflight, &tid, &n, BPF_ANY);
   return 0;
@@ -305,7 +318,7 @@ int memleak_mmap_enter(struct trace_event_raw_sys_enter *ctx)
   n.weight = 1;
   n.site.kind = MEMLEAK_MMAP;
   struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-  take_stack(ctx, &n.site, regs ? BPF_CORE_READ(regs, sp) : 0);
+  take_stack(ctx, NULL, &n.site, regs ? BPF_CORE_READ(regs, sp) : 0);
   bpf_map_update_elem(&mmap_inflight, &tid, &n, BPF_ANY);
   return 0;
 }
@@ -387,8 +400,13 @@ int memleak_fault(struct fault_record *ctx)
   count(MEMLEAK_C_FAULTS, 1);
   struct pm_memleak_fault_key k = {};
   k.tgid = bpf_get_current_pid_tgid() >> 32;
-  k.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-  if (k.stack_id < 0 && k.stack_id != -14)
+  if (unwind_mode) {
+    k.stack_id = -2;
+    k.user_hash = pm_unwind_user(NULL, k.tgid, &k.stack_id);
+  } else {
+    k.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+  }
+  if (!k.user_hash && k.stack_id < 0 && k.stack_id != -14)
     count(MEMLEAK_C_STACK_LOST, 1);
   add_one(&faults, &k);
   struct pm_memleak_fault_key r = { .tgid = k.tgid, .stack_id = (__s32)(ctx->address >> 20) };

@@ -24,10 +24,11 @@ enum memleak_kind {
  * the immediate caller: it has not pushed a frame for the callee yet) */
 struct pm_memleak_site {
   __u64 caller;
-  __s32 stack_id; /* <0: none or lost */
+  __s32 stack_id; /* <0: none, lost, or walked from CFI (-ENOENT, user_hash set) */
   __u32 tgid;
   __u32 kind; /* enum memleak_kind */
   __u32 pad;
+  __u64 user_hash; /* walked from CFI: its key in unwind_stacks; 0: not walked */
 };
 
 /* a live allocation, by address */
@@ -50,6 +51,7 @@ struct pm_memleak_total {
 struct pm_memleak_fault_key {
   __u32 tgid;
   __s32 stack_id;
+  __u64 user_hash; /* as in pm_memleak_site; 0 in fault_regions */
 };
 
 /* per-CPU counters beside common.h's pm_stats */

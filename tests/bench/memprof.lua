@@ -75,7 +75,10 @@ end
 local base = measure('%s', PAIRS)
 row('alone', base, base)
 local pm = measure(PM .. ' profile --memory --output ' .. dir .. '/prof --format folded -- %s', PAIRS)
-row('perf_manual profile --memory', pm, base, 'every call recorded (default)')
+row('perf_manual profile --memory', pm, base, 'every call recorded, stacks from CFI (defaults)')
+-- the stack walk's share: the same with frame pointers (bpf_get_stackid)
+local pmfp = measure(PM .. ' profile --memory --unwind fp --output ' .. dir .. '/prof --format folded -- %s', PAIRS)
+row('perf_manual profile --memory --unwind fp', pmfp, base, 'every call recorded, frame-pointer stacks')
 local pm64 = measure(PM .. ' profile --memory --sample-every 64 --output ' .. dir .. '/prof --format folded -- %s',
   PAIRS)
 row('perf_manual profile --memory --sample-every 64', pm64, base, 'every 64th, weighted')
@@ -110,6 +113,7 @@ local function added(label, ns)
   if ns and base then print(string.format('%s added: %.1f ns per pair', label, ns - base)) end
 end
 added('perf_manual --memory (every call)', pm)
+added('perf_manual --memory --unwind fp (every call)', pmfp)
 added('perf_manual --memory --sample-every 64', pm64)
 added('bpftrace memleak-like', bt)
 added('heaptrack', ht)

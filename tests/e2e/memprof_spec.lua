@@ -26,6 +26,19 @@ local function stack_of(doc, frame)
   end
 end
 
+-- bytes and allocations of every stack through frame (a launched command's
+-- first allocations, before its unwind tables are read, are walked by frame
+-- pointers: a stack of their own)
+local function site_total(doc, frame)
+  local bytes, allocs = 0, 0
+  for _, s in ipairs(doc.stacks) do
+    if (';' .. s.stack .. ';'):find(';' .. frame .. ';', 1, true) then
+      bytes, allocs = bytes + s.count, allocs + s.allocs
+    end
+  end
+  return bytes, allocs
+end
+
 -- Runs fn(dir, start) under the machine lock in a fresh directory;
 -- start(argv) spawns a program (stdout discarded) that is stopped and reaped
 -- afterwards, whatever happens, and the directory removed.
@@ -60,11 +73,13 @@ describe('perf_manual profile --memory', function()
       assert.is_true(leaked > 0)
       -- the window is the command's whole life: every leaked entry is outstanding, nothing else from cache_put
       local top = doc.stacks[1]
-      assert.matches(';cache_put;malloc$', top.stack)
-      assert.matches('^leaky;', top.stack)
-      assert.equal(leaked, top.count)
-      assert.equal(allocs, top.allocs)
-      assert.equal(leaked / ENTRY, top.allocs)
+      -- walked from CFI (the default): the whole stack, the caller once
+      assert.matches('^leaky;_start;[^;]+;__libc_start_call_main;main;cache_put;malloc$', top.stack)
+      assert.equal(leaked, (site_total(doc, 'cache_put')))
+      assert.equal(allocs, select(2, site_total(doc, 'cache_put')))
+      assert.equal(leaked / ENTRY, allocs)
+      assert.is_true(top.count >= 0.9 * leaked, top.count .. ' of ' .. leaked .. ' in the walked stack')
+      assert.equal('auto', doc.quality.unwind.mode)
       -- the churn (malloc/free, calloc/realloc/free) is all freed: not outstanding
       assert.is_nil(stack_of(doc, 'churn'))
       assert.is_nil(stack_of(doc, 'grow_buffer'))
@@ -92,13 +107,17 @@ describe('perf_manual profile --memory', function()
         assert.is_not_nil(util.readfile(dir .. '/prof/' .. name), name)
       end
       assert.matches('cache_put', util.readfile(dir .. '/prof/profile.svg'))
-      assert.matches('leaky;__libc_start_call_main;main;cache_put;malloc ' .. leaked .. '\n',
-        util.readfile(dir .. '/prof/profile.folded'), 1, true)
+      local folded = util.readfile(dir .. '/prof/profile.folded')
+      assert.matches(top.stack .. ' ' .. top.count .. '\n', folded, 1, true)
+      local in_folded = 0
+      for n in folded:gmatch(';cache_put;malloc (%d+)\n') do in_folded = in_folded + tonumber(n) end
+      assert.equal(leaked, in_folded)
       -- shown again from the files: the same verdict and counts
       local again, err, st = h.pm(string.format('profile --replay %s/prof --output %s/again', dir, dir))
       assert.equal(0, st, err)
       assert.matches('verdict: ' .. v.text, again, 1, true)
-      assert.matches(string.format('%d allocs  __libc_start_call_main;main;cache_put;malloc', allocs), again)
+      assert.matches(string.format('%d allocs  [^\n]*;__libc_start_call_main;main;cache_put;malloc\n', top.allocs),
+        again)
     end)
   end)
 
@@ -133,8 +152,7 @@ describe('perf_manual profile --memory', function()
       local doc = profile(string.format('--sample-every 8 --output %s/prof --format folded -- %s 3 2048 %s',
         dir, h.workload('leaky'), cnt))
       local leaked = counter(cnt)
-      local s = assert(stack_of(doc, 'cache_put'))
-      assert.near(leaked, s.count, leaked * 0.35)
+      assert.near(leaked, (site_total(doc, 'cache_put')), leaked * 0.35)
       local q = doc.memory.quality
       assert.equal(8, q.sample_every)
       assert.near(q.calls / 8, q.sampled, q.calls * 0.01 + 8)
@@ -162,7 +180,7 @@ describe('perf_manual profile --memory', function()
       local doc = profile(string.format('--output %s/prof --format folded -- %s 1 2048 %s/pm.cnt', dir,
         h.workload('leaky'), dir))
       assert.equal('cache_put', doc.memory.verdict['function'])
-      assert.equal(counter(dir .. '/pm.cnt'), doc.stacks[1].count)
+      assert.equal(counter(dir .. '/pm.cnt'), (site_total(doc, 'cache_put')))
     end)
   end)
 
@@ -188,6 +206,47 @@ describe('perf_manual profile --memory', function()
       -- judged again from what was recorded: the same conclusion
       local meta2 = run(string.format('--pid %d --replay %s', pid, inv.dir), dir .. '/replay')
       assert.equal(meta.root_cause, meta2.root_cause)
+    end)
+  end)
+
+  it('walks the stacks of a program built without frame pointers from CFI; frame pointers stop at the caller',
+    function()
+    if not h.need_root() then return end
+    scene(function(dir)
+      local function run(mode)
+        local cnt = dir .. '/leaked.' .. mode
+        local doc = profile(string.format('--unwind %s --output %s/%s --format folded -- %s 2 2048 %s', mode, dir,
+          mode, h.workload('nofp_leak'), cnt))
+        return doc, counter(cnt)
+      end
+      local doc, leaked, allocs = run('auto')
+      local top = doc.stacks[1]
+      assert.matches('^nofp_leak;_start;[^;]+;__libc_start_call_main;main;cache_put;malloc$', top.stack)
+      assert.is_true(top.count >= 0.9 * leaked, top.count .. ' of ' .. leaked .. ' in the walked stack')
+      assert.same({ leaked, allocs }, { site_total(doc, 'cache_put') })
+      assert.equal('cache_put', doc.memory.verdict['function'])
+      local uw = doc.quality.unwind
+      assert.equal('auto', uw.mode)
+      assert.is_true(uw.dwarf >= 0.9 * uw.samples, uw.dwarf .. ' of ' .. uw.samples .. ' bytes walked by CFI alone')
+      assert.same(uw, doc.memory.quality.unwind)
+      -- the page faults too (walked from the registers saved at the fault): through cache_put to main,
+      -- but for those before the tables were ready
+      local incl = {}
+      for _, f in ipairs(doc.faults.top.inclusive) do incl[f.name] = f.count end
+      assert.is_true((incl.cache_put or 0) > 0)
+      assert.is_true((incl.main or 0) >= 0.9 * incl.cache_put, tostring(incl.main) .. ' vs ' .. incl.cache_put)
+
+      doc, leaked = run('fp')
+      assert.equal('fp', doc.quality.unwind.mode)
+      local seen = 0
+      for _, s in ipairs(doc.stacks) do
+        if s.stack:find(';cache_put;malloc$') then
+          seen = seen + s.count
+          assert.is_nil(s.stack:find(';main;', 1, true), s.stack)
+        end
+      end
+      -- (a frame-pointer walk through code without them can also fail outright: [missing user stack])
+      assert.is_true(seen >= 0.9 * leaked and seen <= leaked, seen .. ' vs ' .. leaked)
     end)
   end)
 

@@ -6,7 +6,9 @@
 --- Kernel side: bpf/memleak.bpf.c, uprobes on the allocator of the library
 --- that /proc/PID/maps shows (glibc's malloc, calloc, realloc,
 --- posix_memalign, aligned_alloc, memalign, free), mmap/munmap/brk through
---- the syscall tracepoints, exceptions:page_fault_user.
+--- the syscall tracepoints, exceptions:page_fault_user. User stacks are
+--- walked from DWARF call-frame information (perf_manual.unwind) unless
+--- unwind = 'fp'.
 ---
 ---   local s = assert(memory.start{ pid = 1234, sample_every = 1 })
 ---   while collecting do s:poll() sys.sleep(0.25) end   -- RSS samples, mappings
@@ -17,6 +19,7 @@ local sym = require('perf_manual.sym')
 local sys = require('perf_manual.sys')
 local util = require('perf_manual.util')
 local profilers = require('perf_manual.profilers')
+local unwind = require('perf_manual.unwind')
 
 local M = {}
 
@@ -24,9 +27,9 @@ M.MAX_DEPTH = 127 -- bpf/memleak.h MEMLEAK_MAX_DEPTH
 M.POLL_PERIOD = 0.25
 
 ffi.cdef [[
-struct pm_memleak_site { uint64_t caller; int32_t stack_id; uint32_t tgid, kind, pad; };
+struct pm_memleak_site { uint64_t caller; int32_t stack_id; uint32_t tgid, kind, pad; uint64_t user_hash; };
 struct pm_memleak_total { uint64_t bytes, allocs, sampled, sampled_bytes; };
-struct pm_memleak_fault_key { uint32_t tgid; int32_t stack_id; };
+struct pm_memleak_fault_key { uint32_t tgid; int32_t stack_id; uint64_t user_hash; };
 ]]
 local site_t = ffi.typeof('const struct pm_memleak_site *')
 local total_t = ffi.typeof('const struct pm_memleak_total *')
@@ -226,13 +229,14 @@ local function u64(b) return tonumber(ffi.cast('const uint64_t *', b)[0]) end
 function M.decode_site(kb, vb)
   local k, v = ffi.cast(site_t, kb), ffi.cast(total_t, vb)
   return { caller = tonumber(k.caller), stack_id = k.stack_id, tgid = k.tgid, kind = M.KINDS[k.kind] or 'alloc',
+           user_hash = k.user_hash ~= 0 and kb:sub(25, 32) or nil,
            bytes = tonumber(ffi.cast('int64_t', v.bytes)), allocs = tonumber(ffi.cast('int64_t', v.allocs)),
            sampled = tonumber(v.sampled), sampled_bytes = tonumber(v.sampled_bytes) }
 end
 
 function M.decode_fault_key(kb)
   local k = ffi.cast(fkey_t, kb)
-  return { tgid = k.tgid, stack_id = k.stack_id }
+  return { tgid = k.tgid, stack_id = k.stack_id, user_hash = k.user_hash ~= 0 and kb:sub(9, 16) or nil }
 end
 
 --- Inserts the caller's return address after the allocator's entry ip: the
@@ -325,6 +329,7 @@ local function load_object(opts)
     trace_faults = opts.faults ~= false,
   }
   if opts.faults == false then obj:autoload(M.FAULT_PROG, false) end
+  unwind.prepare(obj, opts.unwind)
   local ok, lerr = obj:load { stats = opts.stats }
   if not ok then obj:close() return nil, lerr end
   return obj
@@ -336,10 +341,14 @@ end
 --- in the kernel); sample_every (record every Nth small allocation, default
 --- 1 = all), sample_min_size (always record allocations of at least this
 --- many bytes), faults (default true), libc (path, overrides the lookup),
---- verdict (the leak thresholds: see M.verdict).
+--- verdict (the leak thresholds: see M.verdict), unwind ("auto" (default),
+--- "fp", "dwarf": perf_manual.unwind).
 --- Returns the session or nil, err.
 function M.start(opts)
   opts = opts or {}
+  local mode, merr = unwind.check_mode(opts.unwind)
+  if not mode then return nil, merr end
+  opts = setmetatable({ unwind = mode }, { __index = opts })
   local maps_pid = opts.pid or 'self'
   local libc = opts.libc
   if not libc then
@@ -354,6 +363,13 @@ function M.start(opts)
   end
   local obj, err = load_object(opts)
   if not obj then return nil, err end
+  -- the target's tables before the first probe fires; a launched command's
+  -- processes get theirs on poll() (until then: frame pointers)
+  local tables
+  if mode ~= 'fp' then
+    tables = unwind.tables(obj, mode)
+    if opts.pid then tables:add(opts.pid) end
+  end
   local ok, aerr = obj:attach(M.TRACEPOINTS)
   if ok and opts.faults ~= false then ok, aerr = obj:attach({ M.FAULT_PROG }) end
   if not ok then obj:close() return nil, aerr end
@@ -385,7 +401,7 @@ function M.start(opts)
     obj = obj, resolver = opts.resolver or sym.new(), pid = opts.pid, libc = libc, t0 = sys.now(),
     sample_every = opts.sample_every or 1, sample_min_size = opts.sample_min_size or 0,
     probes = attached, missing = missing, rss = {}, maps = {}, last_poll = -math.huge, faults = opts.faults ~= false,
-    verdict_opts = opts.verdict,
+    verdict_opts = opts.verdict, tables = tables, unwind_mode = mode,
   }, Session)
   if opts.pid then
     s.resolver:snapshot(opts.pid)
@@ -409,6 +425,10 @@ end
 
 --- Samples RSS and finds new processes (at most every POLL_PERIOD).
 function Session:poll()
+  -- tables for processes the walker met without them: every call, they are few
+  if self.tables then
+    for _, pid in ipairs(self.tables:poll()) do self.resolver:snapshot(pid, true) end
+  end
   local now = sys.now()
   if now - self.last_poll < M.POLL_PERIOD then return end
   self.last_poll = now
@@ -426,10 +446,25 @@ function Session:poll()
   end
 end
 
--- stacks (address lists, innermost first) of a BPF stack id, read once each
+-- stacks (address lists, innermost first) of an entry {stack_id,
+-- user_hash}, each read once: a frame-pointer stack by its id, a walked one
+-- by its hash (also returned: how it was walked, perf_manual.unwind)
 local function stack_reader(obj)
-  local cache = {}
-  return function(id)
+  local cache, walked = {}, {}
+  return function(e)
+    if e.user_hash then
+      local w = walked[e.user_hash]
+      if w == nil then
+        local st = unwind.read_stack(obj, e.user_hash)
+        w = st and st.nr > 0 and { addrs = sym.unpack(st.ips), how = {
+          dwarf = st.dwarf, fp = st.fp, end_reason = st.end_reason, no_table = st.no_table,
+          fp_no_cfi = st.fp_no_cfi, fp_no_map = st.fp_no_map } } or false
+        walked[e.user_hash] = w
+      end
+      if w then return w.addrs, w.how end
+      return nil
+    end
+    local id = e.stack_id
     if id < 0 then return nil end
     if cache[id] == nil then
       local _, raw = obj:stack('stacks', id)
@@ -437,6 +472,14 @@ local function stack_reader(obj)
     end
     return cache[id] or nil
   end
+end
+
+--- Whether an allocation stack needs the caller read at the allocator's
+--- entry: a frame-pointer stack does (its walk skips the caller), a stack
+--- walked from CFI is whole unless no step of it used CFI (no tables yet:
+--- frame-pointer steps from the entry, which skip it as well).
+function M.needs_caller(how)
+  return not how or how.dwarf == 0
 end
 
 -- Symbolises entries {tgid, addrs} into frames {comm, root…leaf}, one batch per process.
@@ -488,6 +531,10 @@ function Session:stop(vopts)
   self.last_poll = -math.huge
   self:poll()
   self.obj:detach()
+  -- a process the walker met since the last poll: its mappings for the names
+  if self.tables then
+    for _, pid in ipairs(self.tables:poll()) do self.resolver:snapshot(pid, true) end
+  end
   local obj = self.obj
   local duration = sys.now() - self.t0
   local stack = stack_reader(obj)
@@ -497,9 +544,10 @@ function Session:stop(vopts)
   for _, e in ipairs(obj:map('sites'):read() or {}) do
     local s = M.decode_site(e.key, e.value)
     if s.bytes > 0 then
-      local raw = stack(s.stack_id)
-      s.addrs = raw and M.with_caller(raw, s.caller)
+      local raw, how = stack(s)
+      s.addrs = raw and (M.needs_caller(how) and M.with_caller(raw, s.caller) or raw)
       s.with_caller = raw and #s.addrs > #raw
+      s.unwind = how
       sites[#sites + 1] = s
     end
   end
@@ -512,14 +560,16 @@ function Session:stop(vopts)
     local s = sites[i]
     M.name_leaf(f.frames, s.kind, s.with_caller)
     stacks[#stacks + 1] = { frames = f.frames, count = s.bytes, allocs = s.allocs, pid = s.tgid,
-                            truncated = f.truncated, sampled = s.sampled }
+                            truncated = f.truncated, sampled = s.sampled, unwind = s.unwind }
   end
   local st = obj:stats() or {}
   local info = obj:info() or {}
+  local uw = self.tables and { mode = self.unwind_mode, tables = self.tables.stats, counters = unwind.counters(obj) }
+    or { mode = 'fp' }
   local outstanding = profilers.new {
     kind = 'memory', source = 'bpf', unit = 'bytes', duration = duration, stacks = M.merge(stacks),
     lost_samples = st.lost or 0, lost_stacks = c.stack_lost or 0,
-    binaries = r:binaries(), bpf_run_time_ns = info.run_time_ns,
+    binaries = r:binaries(), bpf_run_time_ns = info.run_time_ns, unwind = uw,
   }
   -- page faults
   local faults, regions
@@ -528,15 +578,17 @@ function Session:stop(vopts)
     for _, e in ipairs(obj:map('faults'):read() or {}) do
       local k = M.decode_fault_key(e.key)
       k.count = u64(e.value)
-      k.addrs = stack(k.stack_id)
+      k.addrs, k.unwind = stack(k)
       fentries[#fentries + 1] = k
     end
     local fstacks = {}
     for i, f in ipairs(symbolise(r, fentries)) do
-      fstacks[i] = { frames = f.frames, count = fentries[i].count, pid = fentries[i].tgid, truncated = f.truncated }
+      fstacks[i] = { frames = f.frames, count = fentries[i].count, pid = fentries[i].tgid, truncated = f.truncated,
+                     unwind = fentries[i].unwind }
     end
     faults = profilers.new { kind = 'faults', source = 'bpf', unit = 'faults', duration = duration,
-                             stacks = M.merge(fstacks), binaries = r:binaries(), lost_stacks = c.stack_lost or 0 }
+                             stacks = M.merge(fstacks), binaries = r:binaries(), lost_stacks = c.stack_lost or 0,
+                             unwind = uw }
     regions = self:fault_mappings(obj)
   end
   -- RSS: summed over the processes seen, each from its own samples
@@ -598,8 +650,9 @@ function Session:fault_mappings(obj)
   return util.array(list)
 end
 
---- Measurement quality of a result: sampling, stacks cut short (no frame
---- pointers past the caller), frees matched, maps full.
+--- Measurement quality of a result: sampling, stacks cut short, how user
+--- stacks were unwound (unwind: perf_manual.profilers.unwind_quality,
+--- weighted by outstanding bytes), frees matched, maps full.
 function M.quality(p, res)
   local c = res.counters or {}
   local q = p.quality
@@ -610,6 +663,7 @@ function M.quality(p, res)
     short_stack_share = q.short_user_share, truncated_share = q.truncated_share,
     unknown_share = q.unknown_share, without_frame_pointers = q.without_frame_pointers,
     faults = c.faults, brk_bytes = c.brk_bytes, mmap_bytes = c.mmap_bytes, nested = c.nested,
+    unwind = q.unwind,
   }
 end
 

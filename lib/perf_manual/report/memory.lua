@@ -29,10 +29,15 @@ function M.quality_lines(p)
     every > 1 and string.format('every %dth, weighted x%d', every, every) or 'every call',
     (q.sample_min_size or 0) > 0 and (', all of ' .. util.fmt_bytes(q.sample_min_size) .. ' or more') or '',
     tostring(q.frees or 'not measured'), tostring(q.frees_matched or 0))
-  out[#out + 1] = string.format('stacks cut short (no frame pointers past the caller) %s, unnamed frames %s, '
-    .. 'stacks lost %s, live-allocation map full %s', pct(q.short_stack_share), pct(q.unknown_share),
-    tostring(q.lost_stacks or 'not measured'), tostring(q.allocs_map_full or 'not measured'))
-  if q.without_frame_pointers and #q.without_frame_pointers > 0 then
+  local walked = q.unwind and q.unwind.mode ~= 'fp'
+  out[#out + 1] = string.format('stacks cut short (%s) %s, unnamed frames %s, '
+    .. 'stacks lost %s, live-allocation map full %s',
+    walked and 'not reaching a start function' or 'no frame pointers past the caller', pct(q.short_stack_share),
+    pct(q.unknown_share), tostring(q.lost_stacks or 'not measured'), tostring(q.allocs_map_full or 'not measured'))
+  -- by outstanding bytes, as the profile counts
+  local ul = report_profile.unwind_line(q.unwind)
+  if ul then out[#out + 1] = ul end
+  if not walked and q.without_frame_pointers and #q.without_frame_pointers > 0 then
     out[#out + 1] = 'built without frame pointers (stacks through them stop at the caller): '
       .. table.concat(q.without_frame_pointers, ', ')
   end

@@ -15,6 +15,28 @@ local function fmt_count(p, c)
   return tostring(c)
 end
 
+--- The "user stacks unwound (--unwind auto): …" line of a quality's
+--- unwind summary (perf_manual.profilers.unwind_quality), or nil (frame
+--- pointers, or nothing walked).
+function M.unwind_line(uw)
+  if not (uw and uw.mode ~= 'fp' and (uw.samples or 0) > 0) then return nil end
+  local n = uw.samples
+  local ends = {}
+  for reason, c in pairs(uw.ends) do
+    if reason ~= 'root' then ends[#ends + 1] = { reason, c } end
+  end
+  table.sort(ends, function(a, b) if a[2] ~= b[2] then return a[2] > b[2] end return a[1] < b[1] end)
+  local why = {}
+  for _, e in ipairs(ends) do why[#why + 1] = string.format('%s %s', e[1], pct(e[2] / n)) end
+  if uw.fp_no_map > 0 then
+    why[#why + 1] = 'frames outside known mappings (JIT, new code) ' .. pct(uw.fp_no_map / n)
+  end
+  return string.format('user stacks unwound (--unwind %s): CFI %s, CFI and frame pointers %s, '
+    .. 'frame pointers %s, before tables were ready %s; reach the root %s%s', uw.mode, pct(uw.dwarf / n),
+    pct(uw.mixed / n), pct(uw.fp / n), pct(uw.no_table / n), pct((uw.ends.root or 0) / n),
+    #why > 0 and '; cut by ' .. table.concat(why, ', ') or '')
+end
+
 --- The quality lines (also used in reports).
 function M.quality_lines(p)
   local q = p.quality
@@ -35,23 +57,8 @@ function M.quality_lines(p)
     'stacks with unnamed frames %s, truncated at %d frames %s, user stacks cut short %s',
     pct(q.unknown_share), p.max_depth or 127, pct(q.truncated_share), pct(q.short_user_share))
   local uw = q.unwind
-  if uw and uw.mode ~= 'fp' and (uw.samples or 0) > 0 then
-    local n = uw.samples
-    local ends = {}
-    for reason, c in pairs(uw.ends) do
-      if reason ~= 'root' then ends[#ends + 1] = { reason, c } end
-    end
-    table.sort(ends, function(a, b) if a[2] ~= b[2] then return a[2] > b[2] end return a[1] < b[1] end)
-    local why = {}
-    for _, e in ipairs(ends) do why[#why + 1] = string.format('%s %s', e[1], pct(e[2] / n)) end
-    if uw.fp_no_map > 0 then
-      why[#why + 1] = 'frames outside known mappings (JIT, new code) ' .. pct(uw.fp_no_map / n)
-    end
-    lines[#lines + 1] = string.format('user stacks unwound (--unwind %s): CFI %s, CFI and frame pointers %s, '
-      .. 'frame pointers %s, before tables were ready %s; reach the root %s%s', uw.mode, pct(uw.dwarf / n),
-      pct(uw.mixed / n), pct(uw.fp / n), pct(uw.no_table / n), pct((uw.ends.root or 0) / n),
-      #why > 0 and '; cut by ' .. table.concat(why, ', ') or '')
-  end
+  local ul = M.unwind_line(uw)
+  if ul then lines[#lines + 1] = ul end
   if #q.without_frame_pointers > 0 and not (uw and uw.mode ~= 'fp') then
     lines[#lines + 1] = 'built without frame pointers (their callers are missing from stacks through them): '
       .. table.concat(q.without_frame_pointers, ', ')

@@ -61,6 +61,33 @@ describe('perf_manual.profilers.memory', function()
     assert.same({ 100, 300 }, memory.with_caller({ 100, 300 }, 0))
   end)
 
+  it('puts the caller back only into stacks whose walk took no CFI step', function()
+    assert.is_true(memory.needs_caller(nil)) -- bpf_get_stackid: a frame-pointer walk
+    assert.is_true(memory.needs_caller({ dwarf = 0, fp = 3, no_table = true }))
+    assert.is_false(memory.needs_caller({ dwarf = 6, fp = 0 }))
+    assert.is_false(memory.needs_caller({ dwarf = 2, fp = 4 }))
+  end)
+
+  it('decodes a walked site and fault key: the hash as its bytes, none when zero', function()
+    local ffi = require('ffi')
+    local k = ffi.new('struct pm_memleak_site', { caller = 0x401234, stack_id = -2, tgid = 77, kind = 1,
+                                                  user_hash = 0x1122334455667788ULL })
+    local v = ffi.new('struct pm_memleak_total', { bytes = 64, allocs = 1, sampled = 1, sampled_bytes = 64 })
+    local kb = ffi.string(k, ffi.sizeof(k))
+    local s = memory.decode_site(kb, ffi.string(v, ffi.sizeof(v)))
+    assert.equal(77, s.tgid)
+    assert.equal('calloc', s.kind)
+    assert.equal(kb:sub(25, 32), s.user_hash)
+    assert.equal(0x55667788, ffi.cast('const uint32_t *', s.user_hash)[0])
+    k.user_hash = 0
+    assert.is_nil(memory.decode_site(ffi.string(k, ffi.sizeof(k)), ffi.string(v, ffi.sizeof(v))).user_hash)
+    local f = ffi.new('struct pm_memleak_fault_key', { tgid = 5, stack_id = -2, user_hash = 9 })
+    local fk = memory.decode_fault_key(ffi.string(f, ffi.sizeof(f)))
+    assert.equal(9, ffi.cast('const uint64_t *', fk.user_hash)[0])
+    f.user_hash = 0
+    assert.is_nil(memory.decode_fault_key(ffi.string(f, ffi.sizeof(f))).user_hash)
+  end)
+
   it('names the leaf after the call and drops a caller word that names nothing', function()
     assert.same({ 'app', 'main', 'cache_put', 'malloc' },
       memory.name_leaf({ 'app', 'main', 'cache_put', '__libc_malloc' }, 'malloc', true))
@@ -149,6 +176,11 @@ describe('perf_manual.profilers.memory', function()
     assert.equal(bpf.btf_type('memleak', 'struct pm_memleak_fault_key').size, sz.fault_key)
     local members = bpf.btf_type('memleak', 'struct pm_memleak_site').members
     assert.equal(12, members.tgid) -- poll() reads it at this offset
+    -- decode_site and decode_fault_key take the walked stack's key as bytes at these offsets
+    assert.equal(24, members.user_hash)
+    assert.equal(32, sz.site) -- no hole: the key is hashed whole
+    assert.equal(8, bpf.btf_type('memleak', 'struct pm_memleak_fault_key').members.user_hash)
+    assert.equal(16, sz.fault_key)
   end)
 
   it('renders the verdict, the tables and the quality line', function()
@@ -171,5 +203,16 @@ describe('perf_manual.profilers.memory', function()
     assert.matches('page faults: 671', text)
     assert.matches('by mapping: %[heap%] 100%%', text)
     assert.matches('stacks cut short %(no frame pointers past the caller%) 1%.8%%', text)
+    assert.not_matches('user stacks unwound', text)
+    -- walked from CFI: the unwinding line, weighted by outstanding bytes, and no frame-pointer wording
+    p.stacks[1].unwind = { dwarf = 6, fp = 0, end_reason = 'root', no_table = false, fp_no_cfi = 0, fp_no_map = 0 }
+    p.unwind = { mode = 'auto' }
+    p.memory.quality.unwind = profilers.unwind_quality(p)
+    p.memory.quality.without_frame_pointers = { 'leaky' }
+    text = report.render(p)
+    assert.matches('stacks cut short %(not reaching a start function%) 1%.8%%', text)
+    assert.matches('user stacks unwound %(%-%-unwind auto%): CFI 100%.0%%, CFI and frame pointers 0%.0%%, '
+      .. 'frame pointers 0%.0%%, before tables were ready 0%.0%%; reach the root 100%.0%%\n', text)
+    assert.not_matches('built without frame pointers', text)
   end)
 end)
