@@ -31,11 +31,13 @@ end
 local CASES = {
   -- one thread spinning on the otherwise idle 2-CPU machine: CPU-bound all the same
   { workload = 'cpu_burn', args = '1 30', verdict = 'cpu', drill = { 'raw_data/profile-cpu.json', 'raw_data/tsa.json' },
-    supported = 'CPU%-bound', title = 'a single hot thread' },
+    supported = 'CPU%-bound', title = 'a single hot thread',
+    culprit = 'burn holds %d+%% of on%-CPU samples %(hot path [^)]*main > burn%)' },
   -- blocked 75% on a pipe from its feeder child, asleep 25%: nothing saturated
   { workload = 'wait_peer', args = 'pipe 30 PIDFILE', verdict = 'wait',
     drill = { 'raw_data/tsa.json', 'raw_data/profile-offcpu.json' }, supported = 'blocked: it waits on',
-    bottleneck = 'waits on .*pid PEER', title = 'a process waiting on its peer over a pipe' },
+    bottleneck = 'waits on .*pid PEER', title = 'a process waiting on its peer over a pipe',
+    culprit = 'waits on pid PEER %([^)]*%) via pipe' },
   { workload = 'wait_peer', args = 'tcp 30 PIDFILE', verdict = 'wait',
     drill = { 'raw_data/tsa.json', 'raw_data/profile-offcpu.json' }, supported = 'blocked: it waits on',
     bottleneck = 'waits on .*127%.0%.0%.1:%d+.*pid PEER', title = 'a process waiting on its peer over loopback TCP' },
@@ -44,10 +46,15 @@ local CASES = {
     supported = 'CPU%-bound' },
   { workload = 'fsync_writer', args = '30 SCRATCH', verdict = 'disk', drill = { 'raw_data/trace-io.json',
     'raw_data/trace-syscall.json' },
-    supported = 'disk I/O' },
+    supported = 'disk I/O',
+    -- the files it syncs, by path, and the device
+    culprit = 'wait in fsync of SCRATCH/fsync_writer%.%d+%.%d .* on [%w-]+ %d+%% of their time' },
   { workload = 'mutex_contention', args = '8 30', verdict = 'lock', drill = { 'raw_data/trace-lock.json',
     'raw_data/profile-offcpu.json' },
-    supported = 'lock contention' },
+    supported = 'lock contention',
+    -- the lock by its symbol, the waiters, and where it is held from
+    culprit = '8 threads queue on lock %(mutex_contention %.bss%), %d+%% of their time waiting, [%d.]+ waiters '
+      .. 'on average, held from worker' },
 }
 
 describe('investigate end to end', function()
@@ -65,9 +72,17 @@ describe('investigate end to end', function()
           assert.equal(c.verdict, meta.verdict, explain(meta) .. '\n' .. out)
           -- the drill-down says what it found on the console
           assert.matches('drill%-down for ' .. c.verdict .. ':\n  %S', out)
+          local peer = tonumber(util.readfile(pidfile) or '')
           if c.bottleneck then
-            local peer = assert(tonumber(util.readfile(pidfile)), 'no feeder pid')
+            assert(peer, 'no feeder pid')
             assert.matches('Bottleneck: ' .. c.bottleneck:gsub('PEER', tostring(peer)), out)
+          end
+          if c.culprit then
+            -- the root cause names the culprit, not only the resource
+            local scratch = W.scratch():gsub('%p', '%%%0')
+            local want = c.culprit:gsub('PEER', tostring(peer)):gsub('SCRATCH', function() return scratch end)
+            assert.matches('\nRoot cause: [^\n]*' .. want, out)
+            assert.matches(want, meta.root_cause)
           end
           for _, p in ipairs(c.drill) do assert.truthy(has_artifact(meta, p), p .. ' missing\n' .. out .. stderr) end
           local best
@@ -117,6 +132,10 @@ describe('investigate end to end', function()
           local meta, _, out = investigate(tostring(w.pid), root)
           assert.equal('cpu', meta.verdict, explain(meta) .. '\n' .. out)
           assert.matches("quota of 0%.25 CPU throttled it", out)
+          io.stderr:write('\n[investigate quota] ' .. tostring(meta.root_cause) .. '\n')
+          -- the root cause names the cgroup and its quota
+          assert.matches(cg.dir:gsub('%p', '%%%0'), meta.root_cause)
+          assert.matches('0%.25 CPU', meta.root_cause)
           local best
           for _, x in ipairs(meta.hypotheses) do if x.text:match('CPU%-bound') then best = x end end
           assert.equal('supported', best.status)
@@ -125,6 +144,33 @@ describe('investigate end to end', function()
       end, debug.traceback)
       os.execute('rm -rf ' .. root)
       assert(Q.remove(cg), 'cannot remove cgroup ' .. cg.dir)
+      assert(ok, err)
+    end)
+  end)
+
+  it('names the memory cgroup, its limit and what the workload needs when it thrashes the page cache', function()
+    if not h.need_root('memory cgroups') then return end
+    if not W.memory_hierarchy() then return pending('no memory cgroup hierarchy') end
+    h.with_machine_lock(function()
+      local root = os.tmpname(); os.remove(root)
+      local ok, err = xpcall(function()
+        -- 40 MiB of anonymous memory and a 96 MiB file read again and again, in 64 MiB
+        W.with('mem_pressure', { 60, W.scratch(), 96, 40 }, { memory_limit = 64 * 2 ^ 20 }, function(w)
+          assert(W.wait_until(function() return (W.io(w.pid, 'rchar') or 0) > 128 * 2 ^ 20 end, 20),
+            'mem_pressure did not start re-reading its file')
+          local meta, _, out = investigate(tostring(w.pid), root)
+          assert.equal('memory', meta.verdict, explain(meta) .. '\n' .. out)
+          io.stderr:write('\n[investigate memory] ' .. tostring(meta.root_cause) .. '\n')
+          local cg = w.cgroup.dir:gsub('%p', '%%%0')
+          assert.matches('\nRoot cause: [^\n]*' .. cg, out)
+          assert.matches(cg, meta.root_cause)
+          assert.matches('at its 64 MiB limit', meta.root_cause)
+          -- it holds 40 MiB of anon and re-reads a 96 MiB file: about 136 MiB
+          local need = tonumber(meta.root_cause:match('needs about (%d+) MiB'))
+          assert.is_true(need and need > 120 and need < 200, meta.root_cause)
+        end)
+      end, debug.traceback)
+      os.execute('rm -rf ' .. root)
       assert(ok, err)
     end)
   end)
