@@ -66,6 +66,12 @@ describe('use-check: CPU saturation as the workload feels it', function()
           string.format('tool %.0f%% vs schedstat %.0f%%', cpu.hot_thread.pct, t.pct))
         assert.matches('single%-thread bound: thread ' .. tid .. ' %(hot0%) at %d+%% of one CPU', d.verdict.text)
         assert.equal(2, cpu.capacity.cpus)
+        -- where its CPU time goes: the spinning function, under the thread's start
+        local c = d.culprits and d.culprits.cpu
+        assert.is_table(c, explain(d))
+        assert.equal('spin', c.hot, explain(d))
+        assert.is_true(c.hot_share > 0.9, tostring(c.hot_share))
+        assert.matches('start_thread > spin$', c.path)
         -- the text says it too
         local out = h.pm('use-check --target ' .. w.pid .. ' --duration 1')
         assert.matches('\nverdict: CPU is the most saturated resource: single%-thread bound: thread ' .. tid, out)
@@ -169,6 +175,8 @@ describe('use-check: CPU saturation as the workload feels it', function()
         assert.are_not.equal('HIGH', cpu.status, explain(d))
         assert.is_nil(cpu.reason)
         assert.is_true(cpu.hot_thread == nil or cpu.hot_thread.pct < 5, explain(d))
+        -- a target that is hardly ever on a CPU has no hot path
+        assert.is_nil(d.culprits and d.culprits.cpu, explain(d))
         -- a complete checklist: every interface of /proc/net/dev has a row
         local names = {}
         for _, r in ipairs(d.rows) do names[r.name] = r end

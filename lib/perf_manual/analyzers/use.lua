@@ -1072,10 +1072,14 @@ local function lock_name(tsa, uaddr)
   end
 end
 
+-- fewer on-CPU samples than this name no hot path: the target was mostly off a CPU
+M.HOT_PATH_SAMPLES = 20
+
 --- The culprits measured for the target, one block: the hottest thread,
---- the object it waits on most (tsa), the hottest lock (lock tracer, when
---- the lock row was measured) and the memory and network culprit lines.
---- Returns { lines = { ... }, hot_thread =, waits_on =, lock = }.
+--- its hot path (the light on-CPU profile), the object it waits on most
+--- (tsa), the hottest lock (lock tracer, when the lock row was measured)
+--- and the memory and network culprit lines.
+--- Returns { lines = { ... }, hot_thread =, cpu =, waits_on =, lock = }.
 function M.culprits(r)
   local m = r.measures or {}
   local c = { lines = {} }
@@ -1084,6 +1088,12 @@ function M.culprits(r)
     local x = th.top[1]
     c.hot_thread = { tid = x.tid, comm = x.comm, pct = x.pct }
     c.lines[#c.lines + 1] = string.format('hottest thread: %s %s of one CPU', thread_name(x, th.scope), fmt_pct(x.pct))
+  end
+  -- the hot path, when the target spent enough time on a CPU to have one
+  local cp = m.cpu_profile
+  if cp and cp.culprit and cp.culprit.text and cp.culprit.text ~= '' and (cp.samples or 0) >= M.HOT_PATH_SAMPLES then
+    c.cpu = cp.culprit
+    c.lines[#c.lines + 1] = string.format('on CPU (%d samples): %s', cp.samples, cp.culprit.text)
   end
   local d = time.dominant_wait(m.tsa)
   if d then

@@ -24,6 +24,10 @@ local tsa = require('perf_manual.measure.tsa')
 local memnet = require('perf_manual.measure.memnet')
 local netuse = require('perf_manual.measure.netuse')
 local kmsg = require('perf_manual.collectors.kmsg')
+local oncpu = require('perf_manual.profilers.oncpu')
+local profilers = require('perf_manual.profilers')
+local findings = require('perf_manual.analyzers.findings')
+local pstat = require('posix.sys.stat')
 
 local M = {}
 
@@ -243,7 +247,55 @@ function M.bpf_start(s, opts)
     local st, tsa_why = tsa.start_on(s, {})
     if st then src.tsa = st else src.tsa_why = tsa_why end
   end
+  -- where its CPU time goes: the hot path, from a light on-CPU profile
+  -- (M.PROFILE_HZ on every CPU: about 0.1% of one CPU here)
+  if t.kind ~= 'system' and opts.profile ~= false then
+    local f = { pid = filter.pid }
+    if not f.pid then
+      local cg = filter.cgroup
+      if type(cg) == 'string' then
+        local st = pstat.stat(cg)
+        cg = st and st.st_ino
+      end
+      f.cgroup_id = cg
+    end
+    if f.pid or f.cgroup_id then
+      -- stats off: run-time accounting is global, and the tracers' sampling
+      -- windows must stay the only time it is on
+      local p, perr = oncpu.start { pid = f.pid, cgroup_id = f.cgroup_id, freq = M.PROFILE_HZ, stats = false }
+      if p then src.prof, src.prof_t = p, sys.now() else src.prof_why = tostring(perr) end
+    end
+  end
   return src
+end
+
+M.PROFILE_HZ = 49
+
+--- Polls the light profile (new processes' mappings) at most every 0.1 s.
+function M.bpf_tick(src, now)
+  if src.prof and now - src.prof_t >= 0.1 then
+    src.prof_t = now
+    src.prof:poll()
+  end
+end
+
+-- The hot path of the target's CPU time: the culprit sentence of the
+-- profile and its heaviest stacks (folded, at most 50 lines).
+local function cpu_profile(p)
+  local lines = {}
+  for line in profilers.folded(p):gmatch('[^\n]+') do lines[#lines + 1] = line end
+  local function n(l) return tonumber(l:match(' (%d+)$')) or 0 end
+  table.sort(lines, function(a, b) return n(a) > n(b) end)
+  for i = #lines, 51, -1 do lines[i] = nil end
+  local doc = { samples = p.total, freq = p.freq, duration_s = p.duration, bpf_run_time_ns = p.bpf_run_time_ns,
+    top = profilers.top(p, 10), folded = table.concat(lines, '\n') .. (#lines > 0 and '\n' or '') }
+  -- the culprit from every stack, not only the ones kept
+  local c = findings.cpu_culprit({ folded = profilers.folded(p), top = doc.top }, nil)
+  if c then
+    doc.culprit = { text = c.text, hot = c.hot, hot_share = c.hot_share, path = c.path, user_pct = c.user_pct,
+      kernel_pct = c.kernel_pct, kernel_path = c.kernel_path }
+  end
+  return doc
 end
 
 --- Stops the tracers and turns their results into measures (m.bpf).
@@ -259,6 +311,17 @@ function M.bpf_finish(s, src, m)
   local res = s:stop_tracers({ 'sched', 'io', 'lock', 'net', 'lockhold' })
   local b = { off = src.off, errors = s.errors, detached = s.detached }
   m.bpf = b
+  if src.prof then
+    local ok, p = pcall(src.prof.stop, src.prof)
+    if ok and p then
+      m.cpu_profile = p.total > 0 and cpu_profile(p) or { samples = 0 }
+    else
+      src.prof:close()
+      m.cpu_profile = { missing = tostring(p) }
+    end
+  elseif src.prof_why then
+    m.cpu_profile = { missing = src.prof_why }
+  end
   local elapsed = m.elapsed or 0
   local sres = res.sched
   if sres and not s.detached.sched then
@@ -451,6 +514,7 @@ function M.collect_on(s, opts)
     poll = sampler and math.min(interval, 1 / hz) or interval,
     tick = function(now)
       if sampler then sampler:tick() end
+      M.bpf_tick(bsrc, now)
       if opts.on_tick then opts.on_tick(now) end
     end,
     on_interval = function(now)
