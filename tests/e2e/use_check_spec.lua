@@ -116,6 +116,15 @@ describe('use-check end to end', function()
           local dev = d.measures.bpf.io.devices[d.verdict.name]
           assert.is_table(dev, 'no BPF figures for ' .. d.verdict.name)
           assert.is_true(dev.count > 100, 'requests ' .. dev.count)
+          -- the culprit: the files its threads sync, as its own fd table names them, on that device
+          local c = d.culprits.disk
+          assert.is_table(c, explain(d))
+          local open = {}
+          for link in h.sh('readlink /proc/' .. w.pid .. '/fd/*'):gmatch('[^\n]+') do open[link] = true end
+          assert.is_true(open[c.file], c.file .. ' is not open in pid ' .. w.pid)
+          assert.equal(4, c.files, c.text)
+          assert.equal(d.verdict.name, c.device)
+          assert.equal('fsync', c.syscall)
         end
       end)
     end)

@@ -1076,10 +1076,11 @@ end
 M.HOT_PATH_SAMPLES = 20
 
 --- The culprits measured for the target, one block: the hottest thread,
---- its hot path (the light on-CPU profile), the object it waits on most
+--- its hot path (the light on-CPU profile), the files its threads sync
+--- and their device (tsa and the io tracer), the object it waits on most
 --- (tsa), the hottest lock (lock tracer, when the lock row was measured)
 --- and the memory and network culprit lines.
---- Returns { lines = { ... }, hot_thread =, cpu =, waits_on =, lock = }.
+--- Returns { lines = { ... }, hot_thread =, cpu =, disk =, waits_on =, lock = }.
 function M.culprits(r)
   local m = r.measures or {}
   local c = { lines = {} }
@@ -1094,6 +1095,10 @@ function M.culprits(r)
   if cp and cp.culprit and cp.culprit.text and cp.culprit.text ~= '' and (cp.samples or 0) >= M.HOT_PATH_SAMPLES then
     c.cpu = cp.culprit
     c.lines[#c.lines + 1] = string.format('on CPU (%d samples): %s', cp.samples, cp.culprit.text)
+  end
+  if m.disk_culprit and m.disk_culprit.text then
+    c.disk = m.disk_culprit
+    c.lines[#c.lines + 1] = 'disk: ' .. m.disk_culprit.text
   end
   local d = time.dominant_wait(m.tsa)
   if d then

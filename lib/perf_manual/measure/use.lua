@@ -347,6 +347,16 @@ function M.bpf_finish(s, src, m)
     end
   end
   if res.net and not s.detached.net then b.net = netuse.measures(res.net, elapsed, src.netpaths) end
+  -- the files the target's threads wait on in block I/O, and the device they go to
+  if type(m.tsa) == 'table' and m.tsa.threads then
+    local dc = findings.disk_culprit(m.tsa, io and not s.detached.io and io or nil, nil)
+    if dc and dc.file then
+      m.disk_culprit = { text = dc.text, file = dc.file, files = #dc.files, threads = dc.threads,
+        syscall = dc.syscall, device = dc.device, io_pct = dc.io_pct, p50_ms = dc.p50_ms, p99_ms = dc.p99_ms,
+        queue_ms = dc.queue_ms, write_size = dc.write_size, writes_per_s = dc.writes_per_s, sync_pct = dc.sync_pct,
+        flushes_per_s = dc.flushes_per_s }
+    end
+  end
   local lk = res.lock
   if lk and not s.detached.lock then
     local secs = lk.seconds or elapsed
