@@ -216,8 +216,8 @@ describe('serve e2e #priv', function()
           .. '/sys/block/%s/stat %d..%d writes, %d..%d flushes\n', disk, writes, flushes, disk, wlo, whi, flo, fhi))
         assert.is_true(wlo > 1000, 'the writer made only ' .. wlo .. ' writes')
         -- cache flushes: the flush requests the disk completed, one for one but
-        -- for a few whose issue the tracer's LRU map of in-flight requests
-        -- dropped under load (seen: 0 to 35 of 22000-26000)
+        -- for a few the tracer loses at this rate (seen: 0 to 35 of 22000-26000;
+        -- most likely its LRU map of in-flight requests dropping entries)
         assert.is_true(flushes >= flo - 2 - 0.005 * flo and flushes <= fhi + 2,
           string.format('serve counted %d flushes, the disk completed %d..%d', flushes, flo, fhi))
         -- the kernel counts an fsync's empty preflush as a write (0 sectors)
