@@ -123,7 +123,8 @@ tracepoint:sched:sched_process_exit /tid == %d/ { exit(); }]==], libc, w.pid, li
       -- threads started by pthread_create (start_thread, clone3)
       W.with('nofp_convoy', { '4', '30', gate, '1' }, {}, function(w)
         assert(W.wait_until(function()
-          return (util.readfile('/proc/' .. w.pid .. '/maps') or ''):find('nofp_convoy') end, 10),
+          local maps = util.readfile('/proc/' .. w.pid .. '/maps') or ''
+          return maps:find('nofp_convoy') and maps:find('libc%.so') end, 10),
           'workload did not start')
         local got = {}
         for _, mode in ipairs { 'fp', 'auto' } do

@@ -157,8 +157,9 @@ describe('probe e2e #priv', function()
     local W = require('e2e.workload')
     W.with('nofp_tree', { '30' }, {}, function(w)
       -- after its exec: the uprobe goes on the C library it maps
-      assert(W.wait_until(function() return (util.readfile('/proc/' .. w.pid .. '/maps') or ''):find('nofp_tree') end,
-        10), 'workload did not start')
+      assert(W.wait_until(function()
+        local maps = util.readfile('/proc/' .. w.pid .. '/maps') or ''
+        return maps:find('nofp_tree') and maps:find('libc%.so') end, 10), 'workload did not start')
       local got = {}
       for _, spec in ipairs { { 'uprobe:libc:read', 'auto' }, { 'uprobe:libc:read', 'fp' },
                               { 'tracepoint:syscalls:sys_enter_read', 'auto' } } do
