@@ -52,8 +52,8 @@ return playbook {
     local r = inv:trace {
       events = p.events, target = not p.replay and inv:target(p.target) or nil, duration = p.duration,
       interval = p.interval, output = p.json and 'stderr-only' or 'inherit',
-      snoop = p.snoop, mode = p.count_only and 'count' or nil, per = p.per, unwind = p.unwind, max_overhead = p.max_overhead,
-      json_snoop = p.json,
+      snoop = p.snoop, mode = p.count_only and 'count' or nil, per = p.per, max_overhead = p.max_overhead,
+      json_snoop = p.json, unwind = p.unwind,
       note = function(text)
         inv:note(text)
         if not p.json then inv.err:write('trace: ', text, '\n') end
