@@ -11,12 +11,17 @@
  * Sampling: every Nth lock call on a CPU is measured (N in `rate`), weighted
  * by N, so the totals stay unbiased estimates; the calls not
  * sampled cost the uprobe and a counter only. A lock taken before the
- * tracer started, or still held at the end, is not counted. */
+ * tracer started, or still held at the end, is not counted.
+ *
+ * The holder stack is walked from DWARF CFI (common/unwind.bpf.h) unless
+ * unwind_mode is 0: then frame pointers, with bpf_get_stackid. Only
+ * lock_return takes it, so only that program carries the walker. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "common.h"
 #include "lockhold.h"
+#include "common/unwind.bpf.h"
 
 /* measure every Nth lock call per CPU: [0] = N, set by user space at start
  * and raised while running when the cost passes the budget */
@@ -45,7 +50,8 @@ struct held {
   __u64 ip;
   __s32 stack_id;
   __u32 kind;
-  __u64 weight; /* lock calls this sample stands for */
+  __u64 weight;    /* lock calls this sample stands for */
+  __u64 user_hash; /* the walked holder stack's key in unwind_stacks (0: none) */
 };
 
 struct {
@@ -158,7 +164,8 @@ int BPF_KPROBE(wrlock_enter, __u64 addr)
 SEC("uretprobe")
 int BPF_KRETPROBE(lock_return, long ret)
 {
-  __u32 tid = (__u32)bpf_get_current_pid_tgid();
+  __u64 tid_tgid = bpf_get_current_pid_tgid();
+  __u32 tid = (__u32)tid_tgid;
   struct pending *p = bpf_map_lookup_elem(&inflight, &tid);
   if (!p)
     return 0;
@@ -172,10 +179,15 @@ int BPF_KRETPROBE(lock_return, long ret)
   /* the lock is held from now: the stack walk below is held time too */
   struct held h = { .kind = kind, .ts = bpf_ktime_get_ns(), .weight = weight };
   /* here the registers are the caller's, right after its call: the
-   * frame-pointer walk starts in the function that took the lock */
+   * walk starts in the function that took the lock */
   h.ip = PT_REGS_IP(ctx);
-  h.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-  if (h.stack_id < 0 && h.stack_id != -14)
+  if (unwind_mode) {
+    h.stack_id = -2;
+    h.user_hash = pm_unwind_user(ctx, tid_tgid >> 32, &h.stack_id);
+  } else {
+    h.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+  }
+  if (!h.user_hash && h.stack_id < 0 && h.stack_id != -14)
     count(LOCKHOLD_C_STACK_LOST);
   /* a recursive mutex taken again: the outer hold goes on */
   if (bpf_map_update_elem(&holds, &k, &h, BPF_NOEXIST) != 0 && !bpf_map_lookup_elem(&holds, &k))
@@ -205,7 +217,8 @@ static __always_inline void add_hold(__u64 addr, __u32 tgid, struct held *h, __u
   __sync_fetch_and_add(&s->sampled, 1);
   if (dt > s->max_ns)
     s->max_ns = dt;
-  struct pm_lockhold_site_key sk = { .addr = addr, .tgid = tgid, .stack_id = h->stack_id, .ip = h->ip };
+  struct pm_lockhold_site_key sk = { .addr = addr, .tgid = tgid, .stack_id = h->stack_id, .ip = h->ip,
+                                     .user_hash = h->user_hash };
   struct pm_lockhold_site *v = bpf_map_lookup_elem(&sites, &sk);
   if (!v) {
     struct pm_lockhold_site z = {};

@@ -39,6 +39,7 @@ struct pm_lockhold_site_key {
   __u32 tgid;
   __s32 stack_id;
   __u64 ip; /* return address into the caller of the lock call */
+  __u64 user_hash; /* a stack walked from CFI: its key in unwind_stacks (0: none) */
 };
 
 struct pm_lockhold_site {

@@ -15,7 +15,9 @@
  *            keyed by an argument
  *
  * Counts and histograms are aggregated in a per-CPU hash, stacks in a stack
- * map, as bpf/profile.bpf.c does; user space reads them once per interval. */
+ * map, as bpf/profile.bpf.c does; user space reads them once per interval.
+ * User stacks are walked from DWARF CFI (common/unwind.bpf.h) unless
+ * unwind_mode is 0: then frame pointers, with bpf_get_stackid. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -24,6 +26,7 @@
 #include "common.h"
 #include "probe.h"
 #include "common/fresh.bpf.h"
+#include "common/unwind.bpf.h"
 
 const volatile __u32 hist_kind = PROBE_HIST_NONE;
 const volatile __u32 hist_src = PROBE_SRC_NONE;
@@ -193,7 +196,10 @@ static __always_inline __u32 slot_of(__u64 v)
   return (__u32)pm_log2l(v);
 }
 
-static __always_inline void record(void *ctx, __u64 hval, __u64 kval)
+/* uregs: the probe's own user registers (uprobes, USDT); NULL for
+ * tracepoints, whose ctx is no pt_regs: the walker takes those saved at
+ * kernel entry */
+static __always_inline void record(void *ctx, struct pt_regs *uregs, __u64 hval, __u64 kval)
 {
   struct pm_probe_key key = {};
   __u64 id = bpf_get_current_pid_tgid();
@@ -204,7 +210,12 @@ static __always_inline void record(void *ctx, __u64 hval, __u64 kval)
   if (key_by & PROBE_BY_COMM)
     bpf_get_current_comm(key.comm, sizeof key.comm);
   if (key_by & PROBE_BY_USTACK) {
-    key.user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+    if (unwind_mode) {
+      key.user_stack_id = -2;
+      key.user_hash = pm_unwind_user(uregs, id >> 32, &key.user_stack_id);
+    } else {
+      key.user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+    }
     pm_note_fresh(id >> 32); /* its maps are read while it lives */
   }
   if (key_by & PROBE_BY_KSTACK)
@@ -240,7 +251,7 @@ static __always_inline bool target_ok(void)
 }
 
 /* An event at a probe point: records it, or (paired) remembers its start. */
-static __always_inline int on_entry(void *ctx, int kind)
+static __always_inline int on_entry(void *ctx, struct pt_regs *uregs, int kind)
 {
   if (!target_ok())
     return 0;
@@ -261,32 +272,32 @@ static __always_inline int on_entry(void *ctx, int kind)
   __u64 hval = 0;
   if (hist_kind != PROBE_HIST_NONE)
     hval = get_arg(ctx, kind, hist_arg, hist_size, hist_signed);
-  record(ctx, hval, kval);
+  record(ctx, uregs, hval, kval);
   return 0;
 }
 
 SEC("uprobe")
 int probe_uprobe(struct pt_regs *ctx)
 {
-  return on_entry(ctx, K_UPROBE);
+  return on_entry(ctx, ctx, K_UPROBE);
 }
 
 SEC("usdt")
 int probe_usdt(struct pt_regs *ctx)
 {
-  return on_entry(ctx, K_USDT);
+  return on_entry(ctx, ctx, K_USDT);
 }
 
 SEC("tp")
 int probe_tp(void *ctx)
 {
-  return on_entry(ctx, K_TP);
+  return on_entry(ctx, NULL, K_TP);
 }
 
 SEC("raw_tp")
 int probe_raw_tp(struct bpf_raw_tracepoint_args *ctx)
 {
-  return on_entry(ctx, K_RAWTP);
+  return on_entry(ctx, NULL, K_RAWTP);
 }
 
 /* A function's return: latency from the paired entry, or its return value. */
@@ -316,6 +327,6 @@ int probe_uretprobe(struct pt_regs *ctx)
     return 0;
   if (key_src == PROBE_SRC_RETVAL)
     kval = narrow(ret, key_size, key_signed);
-  record(ctx, hist_src == PROBE_SRC_LATENCY ? lat : r, kval);
+  record(ctx, ctx, hist_src == PROBE_SRC_LATENCY ? lat : r, kval);
   return 0;
 }

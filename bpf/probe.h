@@ -42,6 +42,7 @@ struct pm_probe_key {
   __s32 kern_stack_id;
   __u64 value;
   char comm[PROBE_COMM_LEN];
+  __u64 user_hash; /* a user stack walked from CFI: its key in unwind_stacks (0: none) */
 };
 
 struct pm_probe_val {

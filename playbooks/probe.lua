@@ -26,6 +26,9 @@ return playbook {
     by = param.string { 'key: pid, tid, comm, stack, ustack, kstack or a value (argN, retval, args.FIELD); '
       .. 'comma-separated', optional = true },
     stacks = param.flag { 'key by user + kernel stack (same as --by stack)' },
+    unwind = param.choice { 'user stacks: auto (from DWARF call-frame information where an object has it, frame '
+      .. 'pointers elsewhere), fp (frame pointers only), dwarf (call-frame information only)',
+      choices = { 'auto', 'fp', 'dwarf' }, default = 'auto' },
     filter = param.string { "count only events where 'VALUE OP NUMBER' (OP: == != < <= > >=)", optional = true },
     comm = param.string { 'count only threads of this name', optional = true },
     tid = param.integer { 'count only this thread', optional = true, min = 1 },
@@ -44,7 +47,7 @@ return playbook {
     local intervals, started = {}, false
     local r = inv:probe {
       p.spec, hist = p.hist, latency = p.latency or nil, linear = p.linear, by = p.by, stacks = p.stacks or nil,
-      filter = p.filter, comm = p.comm, tid = p.tid, count = p.count or nil,
+      filter = p.filter, comm = p.comm, unwind = p.unwind, tid = p.tid, count = p.count or nil,
       target = inv:target(p.target), duration = p.duration, interval = p.interval, max_overhead = p.max_overhead,
       output = p.json and 'stderr-only' or 'inherit',
       -- a probe that cannot be placed is the error message itself, not a note

@@ -24,6 +24,9 @@ return playbook {
     snoop = param.flag { 'stream events of the tracers that support it (io: requests, net: closed connections)' },
     count_only = param.flag { 'syscalls: count calls only (cheapest; no errors or latency)' },
     per = param.choice { 'sched: group run-queue latency by', choices = { 'all', 'cpu', 'process' }, default = 'all' },
+    unwind = param.choice { 'user stacks (lockhold holders): auto (from DWARF call-frame information where an '
+      .. 'object has it, frame pointers elsewhere), fp (frame pointers only), dwarf (call-frame information only)',
+      choices = { 'auto', 'fp', 'dwarf' }, default = 'auto' },
     top = param.integer { 'rows in top tables', default = 10, min = 1, max = 10000 },
     max_overhead = param.number { 'detach a tracer whose BPF programs use more than PCT% of one CPU', default = 5,
       above = 0, max = 10000 },
@@ -50,7 +53,7 @@ return playbook {
       events = p.events, target = not p.replay and inv:target(p.target) or nil, duration = p.duration,
       interval = p.interval, output = p.json and 'stderr-only' or 'inherit',
       snoop = p.snoop, mode = p.count_only and 'count' or nil, per = p.per, max_overhead = p.max_overhead,
-      json_snoop = p.json,
+      json_snoop = p.json, unwind = p.unwind,
       note = function(text)
         inv:note(text)
         if not p.json then inv.err:write('trace: ', text, '\n') end

@@ -22,8 +22,12 @@
 ---            one value (argN, retval, args.FIELD); a list or comma-separated
 ---   filter   'VALUE OP NUMBER' (OP: == != < <= > >=), e.g. 'arg0 >= 4096'
 ---   pid, tid, cgroup, comm   whose events count
+---   unwind   user stacks: 'auto' (default: walked from DWARF call-frame
+---            information, frame pointers where an object has none), 'fp',
+---            'dwarf' (perf_manual.unwind)
 local ffi = require('ffi')
 local util = require('perf_manual.util')
+local unwind = require('perf_manual.unwind')
 
 local M = {}
 
@@ -37,7 +41,8 @@ local HIST = { none = 0, log2 = 1, linear = 2 }
 M.OPS = OPS
 
 ffi.cdef [[
-struct pm_probe_key { uint32_t pid, tid; int32_t user_stack_id, kern_stack_id; uint64_t value; char comm[16]; };
+struct pm_probe_key { uint32_t pid, tid; int32_t user_stack_id, kern_stack_id; uint64_t value; char comm[16];
+                      uint64_t user_hash; };
 struct pm_probe_val { uint64_t count, sum; uint64_t slots[64]; };
 ]]
 local key_t = ffi.typeof('const struct pm_probe_key *')
@@ -204,7 +209,7 @@ local function parse_linear(v)
 end
 
 local SPEC_KEYS = { [1] = true, count = true, hist = true, latency = true, scale = true, linear = true, by = true,
-  stacks = true, filter = true, pid = true, tid = true, cgroup = true, comm = true }
+  stacks = true, filter = true, pid = true, tid = true, cgroup = true, comm = true, unwind = true }
 
 --- Parses a spec (a table as in the module comment, or just the probe point
 --- string) into a probe description, or nil, err (one line naming what is wrong).
@@ -214,7 +219,7 @@ function M.parse(spec)
   for k in pairs(spec) do
     if not SPEC_KEYS[k] then
       return fail(string.format("probe: unknown option '%s' (count, hist, latency, scale, linear, by, stacks, "
-        .. 'filter, pid, tid, cgroup, comm)', tostring(k)))
+        .. 'filter, pid, tid, cgroup, comm, unwind)', tostring(k)))
     end
   end
   local p, err = M.parse_point(spec[1])
@@ -280,6 +285,10 @@ function M.parse(spec)
     if not v then return nil, verr end
     p.filter = { value = v, op = op, number = n, text = spec.filter }
   end
+  -- how user stacks are taken (the mode matters only with one)
+  local mode, merr = unwind.check_mode(spec.unwind)
+  if not mode then return fail('probe: ' .. merr) end
+  p.unwind = mode
   -- what happens at entry and what at return
   local function at_return(v) return v and (v.src == 'retval' or v.src == 'latency') end
   local function at_entry(v) return v and v.src == 'arg' end
@@ -477,6 +486,8 @@ function M.config(p, fields)
   cfg.filt_op = f and OPS[f.op] or 0
   cfg.filt_val = f and f.number or 0
   cfg.paired = p.paired and true or false
+  -- frame pointers (bpf_get_stackid) unless user stacks are walked
+  cfg.unwind_mode = p.by.ustack and unwind.MODES[p.unwind or 'auto'] or 0
   if p.comm then cfg.targ_comm = p.comm end
   return cfg
 end
@@ -491,6 +502,7 @@ function M.decode(kb, vb)
   return {
     pid = k.pid, tid = k.tid, user_stack_id = k.user_stack_id, kern_stack_id = k.kern_stack_id,
     value = k.value, comm = ffi.string(k.comm), count = tonumber(v.count), sum = tonumber(v.sum), slots = slots,
+    user_hash = k.user_hash ~= 0 and kb:sub(41, 48) or nil,
   }
 end
 
@@ -559,7 +571,7 @@ function M.aggregate(p, entries, seconds)
       if p.by.value then row.key = key_number(p, e.value) end
       if p.by.ustack or p.by.kstack then
         row._stack = { tgid = e.pid, comm = e.comm, user_stack_id = p.by.ustack and e.user_stack_id or -14,
-          kern_stack_id = p.by.kstack and e.kern_stack_id or -14 }
+          kern_stack_id = p.by.kstack and e.kern_stack_id or -14, user_hash = p.by.ustack and e.user_hash or nil }
       end
       if p.hist then
         row.sum = e.sum
@@ -672,11 +684,21 @@ function M.start(spec, opts)
   if not cok then obj:close() return nil, tostring(cerr) end
   -- maps this probe does not use, made small: creating the preallocated
   -- stack map alone costs several milliseconds of the time to attach
-  if not (p.by.ustack or p.by.kstack) then obj:resize('stacks', 1) end
+  local walk = p.by.ustack and cfg.unwind_mode ~= 0
+  if not ((p.by.ustack and not walk) or p.by.kstack) then obj:resize('stacks', 1) end
   if not p.by.ustack then obj:resize('seen', 1); obj:resize('fresh', 1) end
   if not p.paired then obj:resize('starts', 1) end
+  -- the walker's maps stay one entry each unless stacks are walked
+  unwind.prepare(obj, walk and p.unwind or 'fp')
   local lok, lerr = obj:load { stats = false }
   if not lok then obj:close() return nil, lerr end
+  -- the target's tables before the first event; other processes get
+  -- theirs on poll() (until then: frame pointers)
+  local tables
+  if walk then
+    tables = unwind.tables(obj, p.unwind)
+    if pid then tables:add(pid) end
+  end
   for _, step in ipairs(plan) do
     local aok, aerr = obj:attach_probe(step[1], step[2])
     if not aok then
@@ -693,6 +715,12 @@ function M.start(spec, opts)
     if pid then t.resolver:snapshot(pid) end
     t.fresh = obj:map('fresh')
   end
+  if tables then
+    t.tables = tables
+    -- its own poller: `poll` on a tracer means events to the trace loop
+    t.poller = { poll = function() t:poll_tables() end }
+    base.poll_while_live(t.poller)
+  end
   return setmetatable(t, Probe)
 end
 
@@ -703,6 +731,19 @@ function Probe:drain()
   for _, e in ipairs(self.fresh:read { clear = true } or {}) do
     self.resolver:snapshot(ffi.cast('const uint32_t *', e.key)[0])
   end
+end
+
+--- The walker's tables for processes it met without them (base.stats_tick
+--- calls it while the probe lives); a process whose mappings changed (exec,
+--- dlopen) gets a new symbol snapshot too.
+function Probe:poll_tables()
+  if not self.tables or self.closed then return end
+  for _, pid in ipairs(self.tables:poll()) do self.resolver:snapshot(pid, true) end
+end
+
+function Probe:_release()
+  if self.poller then base.unpoll(self.poller) end
+  return base.Tracer._release(self)
 end
 
 --- Names the stacks of rows (frames root first, leaf last).
@@ -722,7 +763,22 @@ function Probe:_frames(rows)
     for k = 2, #f do frames[#frames + 1] = f[k] end
     rows[i].stack = frames
     rows[i]._stack = nil
+    rows[i]._unwind = named[j].unwind
   end
+end
+
+-- how the rows' user stacks were walked, weighted by events
+-- (perf_manual.unwind.summary); nil with frame pointers
+function Probe:_unwind_quality(rows)
+  if not self.tables then return nil end
+  local list = {}
+  for _, r in ipairs(rows) do
+    list[#list + 1] = { count = r.count, unwind = r._unwind }
+    r._unwind = nil
+  end
+  local q = unwind.summary(list)
+  q.mode, q.tables, q.counters = self.probe.unwind, self.tables.stats, unwind.counters(self.obj)
+  return q
 end
 
 --- The result since start (or the last clearing read). opts.clear: start
@@ -740,10 +796,13 @@ function Probe:read(opts)
       entries[#entries + 1] = M.decode(e.key, e.value)
     end
     self:drain()
+    self:poll_tables()
     res = M.aggregate(self.probe, entries, self:attached_seconds(now))
     self:_frames(res.rows)
+    self.unwind_q = self:_unwind_quality(res.rows)
   end
   self:finish_read(res, now, opts)
+  res.quality.unwind = self.unwind_q
   -- the programs count nothing on their hot path: the events are the counts
   local seen = (self.seen or 0) + res.total.count
   res.quality.events_seen = seen

@@ -110,6 +110,50 @@ tracepoint:sched:sched_process_exit /tid == %d/ { exit(); }]==], libc, w.pid, li
     end)
   end)
 
+  it('holder stacks without frame pointers reach the thread root with --unwind auto, not with fp', function()
+    if not h.need_root() then return end
+    local lockhold = require('perf_manual.tracers.lockhold')
+    local sys = require('perf_manual._c.sys')
+    local dir = W.scratch()
+    local gate = dir .. '/lockhold_nofp.gate'
+    assert(io.open(gate, 'w')):close()
+    h.with_machine_lock(function()
+      -- nofp_convoy: lock_convoy built -O2 -fomit-frame-pointer; worker ->
+      -- critical_section (inlined) -> pthread_mutex_lock on g_lock, in
+      -- threads started by pthread_create (start_thread, clone3)
+      W.with('nofp_convoy', { '4', '30', gate, '1' }, {}, function(w)
+        assert(W.wait_until(function()
+          local maps = util.readfile('/proc/' .. w.pid .. '/maps') or ''
+          return maps:find('nofp_convoy') and maps:find('libc%.so') end, 10),
+          'workload did not start')
+        local got = {}
+        for _, mode in ipairs { 'fp', 'auto' } do
+          local t = assert(lockhold.start { pid = w.pid, unwind = mode, stats = false })
+          sys.sleep(1)
+          local res = t:stop()
+          local top = assert(res.locks[1], 'no lock measured (' .. mode .. ')')
+          assert.equal('g_lock (nofp_convoy .bss)', top.name)
+          -- the return address is in worker either way: the holder is named
+          assert.equal('worker', top.holder)
+          local whole, lines = 0, {}
+          for _, site in ipairs(top.sites) do
+            local text = table.concat(site.frames or {}, ';')
+            lines[#lines + 1] = string.format('%.3f %s', site.share or 0, text)
+            if text:match('^worker;start_thread;[_]*clone3$') then whole = whole + (site.share or 0) end
+          end
+          got[mode] = { whole = whole, text = table.concat(lines, '\n'), unwind = res.quality.unwind }
+        end
+        local why = 'fp:\n' .. got.fp.text .. '\nauto:\n' .. got.auto.text
+        assert.is_true(got.auto.whole >= 0.99, why)
+        assert.equal(0, got.fp.whole, why)
+        assert.equal('auto', got.auto.unwind.mode)
+        assert.is_true(got.auto.unwind.ends.root >= 0.99 * got.auto.unwind.samples, why)
+        assert.is_nil(got.fp.unwind)
+      end)
+    end)
+    os.remove(gate)
+  end)
+
   it('use-check --lock-hold: the Mutex row says g_lock is held most of the time by critical_section', function()
     if not h.need_root('the lock tracers load BPF') then return end
     local U = require('e2e.use')

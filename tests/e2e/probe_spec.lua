@@ -148,6 +148,53 @@ describe('probe e2e #priv', function()
     assert.equal('pm_probe_work', top.stack[#top.stack])
   end)
 
+  it('walks user stacks of a program without frame pointers to main and _start; fp stops in glibc', function()
+    if not h.need_root() then return end
+    -- nofp_tree (-O2 -fomit-frame-pointer) calls read() in one place only:
+    -- main -> work -> reader -> read, work's call of reader a tail call at
+    -- -O2 (so work may be gone from the stack); Debian's glibc keeps no
+    -- frame pointers either
+    local W = require('e2e.workload')
+    W.with('nofp_tree', { '30' }, {}, function(w)
+      -- after its exec: the uprobe goes on the C library it maps
+      assert(W.wait_until(function()
+        local maps = util.readfile('/proc/' .. w.pid .. '/maps') or ''
+        return maps:find('nofp_tree') and maps:find('libc%.so') end, 10), 'workload did not start')
+      local got = {}
+      for _, spec in ipairs { { 'uprobe:libc:read', 'auto' }, { 'uprobe:libc:read', 'fp' },
+                              { 'tracepoint:syscalls:sys_enter_read', 'auto' } } do
+        local out, err, st = h.pm(string.format('probe %s --count --by ustack --pid %d --duration 1 --unwind %s --json',
+          q(spec[1]), w.pid, spec[2]))
+        assert.equal(0, st, out .. err)
+        local doc = assert(util.json_decode(out), out)
+        local total, rooted, tree, lines = 0, 0, 0, {}
+        for _, r in ipairs(doc.rows) do
+          local text = table.concat(r.stack or {}, ';')
+          lines[#lines + 1] = r.count .. ' ' .. text
+          total = total + r.count
+          if text:match('^_start;') and text:find(';main;', 1, true) then rooted = rooted + r.count end
+          -- the program's own chain, leaf last (the tracepoint's stack ends in glibc's read)
+          if text:match(';main;[%w._;]-reader[%w._]*;[_%w]*read$') then tree = tree + r.count end
+        end
+        assert.is_true(total > 100, table.concat(lines, '\n'))
+        got[#got + 1] = { spec = spec, total = total, rooted = rooted / total, tree = tree / total,
+          text = table.concat(lines, '\n'), quality = doc.quality.unwind }
+      end
+      local auto, fp, tp = got[1], got[2], got[3]
+      local why = string.format('auto: %.2f rooted, %.2f main..read\n%s\nfp: %.2f rooted\n%s\ntracepoint: %.2f\n%s',
+        auto.rooted, auto.tree, auto.text, fp.rooted, fp.text, tp.tree, tp.text)
+      assert.is_true(auto.rooted >= 0.99, why)
+      assert.is_true(auto.tree >= 0.99, why)
+      assert.equal('auto', auto.quality.mode)
+      assert.is_true(auto.quality.ends.root >= 0.99 * auto.quality.samples, why)
+      -- the registers saved at the syscall: the same chain from glibc's read
+      assert.is_true(tp.tree >= 0.99, why)
+      assert.equal(0, fp.rooted, why)
+      assert.equal(0, fp.tree, why)
+      assert.is_nil(fp.quality)
+    end)
+  end)
+
   it('counts exec tracepoints by thread name, as bpftrace does', function()
     if not h.need_root() or not have_bpftrace() then return end
     -- a script file: bpftrace -c splits its command at spaces, quotes and all
@@ -179,6 +226,8 @@ describe('probe e2e #priv', function()
       { "'uprobe:libc:malloc' --hist bogus", "perf_manual: probe: unknown hist 'bogus'" },
       { "'tracepoint:sched:sched_process_exec' --hist args.filename",
         "perf_manual: probe: field 'filename' (__data_loc char[] filename) is not a number" },
+      { "'uprobe:libc:malloc' --by ustack --unwind frames",
+        "perf_manual: probe: bad value for --unwind 'frames': expected one of: auto, fp, dwarf" },
     }
     for _, c in ipairs(cases) do
       local out, err, st = h.pm('probe ' .. c[1] .. ' --duration 0.2')

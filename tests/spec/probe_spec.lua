@@ -132,7 +132,9 @@ describe('perf_manual.probe', function()
       { { 'uprobe:libc:malloc', pid = -3 }, 'probe: pid: expected a process id' },
       { { 'uprobe:libc:malloc', stack = true },
         "probe: unknown option 'stack' (count, hist, latency, scale, linear, by, stacks, filter, pid, tid, "
-          .. 'cgroup, comm)' },
+          .. 'cgroup, comm, unwind)' },
+      { { 'uprobe:libc:malloc', by = 'ustack', unwind = 'frames' },
+        'probe: --unwind: expected auto, fp or dwarf, got "frames"' },
     }
     for _, c in ipairs(bad) do
       it('refuses: ' .. c[2]:gsub('^probe: ', ''), function()
@@ -180,6 +182,27 @@ describe('perf_manual.probe', function()
       assert.equal(8 + 1, cfg.key_by)
       cfg = assert(probe.config(assert(probe.parse { 'uprobe:libc:malloc', by = 'kstack' })))
       assert.equal(16, cfg.key_by)
+    end)
+
+    it('walks user stacks from CFI unless told fp; without a user stack nothing is walked', function()
+      local function mode(spec) return assert(probe.config(assert(probe.parse(spec)))).unwind_mode end
+      assert.equal(1, mode { 'uprobe:libc:malloc', by = 'ustack' })
+      assert.equal(2, mode { 'uprobe:libc:malloc', by = 'stack', unwind = 'dwarf' })
+      assert.equal(0, mode { 'uprobe:libc:malloc', by = 'ustack', unwind = 'fp' })
+      assert.equal(0, mode { 'uprobe:libc:malloc', by = 'kstack', unwind = 'dwarf' })
+    end)
+
+    it('decodes the key of a walked user stack: its hash bytes, none when zero', function()
+      local ffi = require('ffi')
+      local k = ffi.new('struct pm_probe_key')
+      k.pid, k.user_stack_id, k.user_hash = 7, -2, 0x1122334455667788ULL
+      local v = ffi.new('struct pm_probe_val')
+      v.count = 3
+      local e = probe.decode(ffi.string(k, ffi.sizeof(k)), ffi.string(v, ffi.sizeof(v)))
+      assert.equal(ffi.string(ffi.new('uint64_t[1]', 0x1122334455667788ULL), 8), e.user_hash)
+      assert.equal(3, e.count)
+      k.user_hash = 0
+      assert.is_nil(probe.decode(ffi.string(k, ffi.sizeof(k)), ffi.string(v, ffi.sizeof(v))).user_hash)
     end)
 
     it('reads USDT arguments as signed (their spec carries the sign), registers as unsigned', function()

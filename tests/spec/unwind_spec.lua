@@ -7,8 +7,11 @@ describe('perf_manual.unwind', function()
     if not test_helpers.need_root() then return end
     local bpf = require('perf_manual.bpf')
     local sizes = unwind.sizes()
-    assert.equal(bpf.btf_type('profile', 'struct pm_unwind_proc').size, sizes.proc)
-    assert.equal(bpf.btf_type('profile', 'struct pm_ustack').size, sizes.ustack)
+    -- every object that includes the walker, as each is built on its own
+    for _, name in ipairs { 'profile', 'memleak', 'probe', 'lockhold' } do
+      assert.equal(bpf.btf_type(name, 'struct pm_unwind_proc').size, sizes.proc, name)
+      assert.equal(bpf.btf_type(name, 'struct pm_ustack').size, sizes.ustack, name)
+    end
   end)
 
   it('checks --unwind', function()

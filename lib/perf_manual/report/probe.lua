@@ -121,6 +121,8 @@ function M.render(res, opts)
       q = q .. ' (unpaired: ' .. res.quality.unpaired_note .. ')'
     end
     out[#out + 1] = 'quality: ' .. q
+    local ul = require('perf_manual.report.profile').unwind_line(res.quality.unwind)
+    if ul then out[#out + 1] = ul end
   end
   return table.concat(out, '\n') .. '\n'
 end

@@ -314,6 +314,8 @@ function R.lockhold(res, opts)
     end
   end
   quality(out, res)
+  local ul = res.quality and require('perf_manual.report.profile').unwind_line(res.quality.unwind)
+  if ul then out[#out + 1] = ul .. '\n' end
   return table.concat(out)
 end
 

@@ -6,6 +6,8 @@
 --- lock was held.
 --- Kernel side: bpf/lockhold.bpf.c, uprobes on the target's C library
 --- (pthread_mutex_lock/trylock/unlock, pthread_rwlock_rdlock/wrlock/unlock).
+--- Holder stacks are walked from DWARF call-frame information
+--- (perf_manual.unwind) unless unwind = 'fp'.
 ---
 ---   local t = assert(lockhold.start{ pid = 1234, sample_every = 1 })
 ---   local r = t:read()     -- r.locks[i] = { name=, share=, count=, holder=, p50_us=, ... }
@@ -17,6 +19,7 @@ local base = require('perf_manual.tracers.base')
 local lock = require('perf_manual.tracers.lock')
 local memory = require('perf_manual.profilers.memory')
 local util = require('perf_manual.util')
+local unwind = require('perf_manual.unwind')
 
 local M = {}
 
@@ -27,10 +30,10 @@ M.summary = 'pthread mutex/rwlock hold time per lock and holder function (uprobe
 ffi.cdef [[
 struct pm_lockhold_key { uint64_t addr; uint32_t tgid, kind; };
 struct pm_lockhold_stat { uint64_t slots[32]; uint64_t count, total_ns, max_ns, sampled; };
-struct pm_lockhold_site_key { uint64_t addr; uint32_t tgid; int32_t stack_id; uint64_t ip; };
+struct pm_lockhold_site_key { uint64_t addr; uint32_t tgid; int32_t stack_id; uint64_t ip; uint64_t user_hash; };
 struct pm_lockhold_site { uint64_t count, total_ns; };
 struct pm_lockhold_held_key { uint64_t addr; uint32_t tid, pad; };
-struct pm_lockhold_held { uint64_t ts, ip; int32_t stack_id; uint32_t kind; uint64_t weight; };
+struct pm_lockhold_held { uint64_t ts, ip; int32_t stack_id; uint32_t kind; uint64_t weight, user_hash; };
 ]]
 
 M.SLOTS = 32
@@ -78,6 +81,7 @@ function M.decode_site(kb, vb)
   local k = cast('struct pm_lockhold_site_key', kb, 'site key')
   local v = cast('struct pm_lockhold_site', vb, 'site value')
   return { addr = tonumber(k.addr), tgid = k.tgid, stack_id = k.stack_id, ip = tonumber(k.ip),
+           user_hash = k.user_hash ~= 0 and kb:sub(25, 32) or nil,
            count = tonumber(v.count), total_ns = tonumber(v.total_ns) }
 end
 
@@ -95,7 +99,7 @@ function M.decode_open(kb, vb, tgid, now_ns, since_ns)
   local l = { addr = tonumber(k.addr), tgid = tgid, kind = M.KINDS[v.kind + 1] or 'other', count = 0,
               total_ns = dt * w, max_ns = dt, sampled = 0, slots = slots, open = w, open_ns = dt }
   local site = { addr = l.addr, tgid = tgid, stack_id = v.stack_id, ip = tonumber(v.ip), count = 0,
-                 total_ns = dt * w }
+                 total_ns = dt * w, user_hash = v.user_hash ~= 0 and vb:sub(33, 40) or nil }
   return l, site
 end
 
@@ -131,7 +135,7 @@ function M.analyse(d, seconds)
   local by_site = {}
   for _, s in ipairs(d.sites or {}) do
     local l = by_addr[s.tgid .. '/' .. s.addr]
-    local sk = s.tgid .. '/' .. s.addr .. '/' .. s.stack_id .. '/' .. s.ip
+    local sk = s.tgid .. '/' .. s.addr .. '/' .. s.stack_id .. '/' .. s.ip .. '/' .. (s.user_hash or '')
     local have = by_site[sk]
     if have then
       have.count, have.total_ns = have.count + s.count, have.total_ns + s.total_ns
@@ -176,7 +180,7 @@ function M.name_all(res, get_stack, resolver, top)
   for i, l in ipairs(res.locks) do
     if i > (top or 10) then break end
     for _, s in ipairs(l.sites) do
-      local addrs = s.stack_id >= 0 and get_stack(s.stack_id) or {}
+      local addrs = (s.user_hash or s.stack_id >= 0) and get_stack(s.stack_id, s) or {}
       if #addrs == 0 and s.ip ~= 0 then addrs = { s.ip } end
       s.addrs = addrs
       local ok, names = pcall(r.user, r, l.tgid, addrs)
@@ -240,10 +244,13 @@ end
 --- Starts tracing one process. opts: pid (required: the uprobes go on the
 --- C library it maps), sample_every (measure every Nth lock call per CPU,
 --- default 1; raised under the budget, see over_budget), max_call_rate
---- (detach above it, default M.MAX_CALL_RATE), libc (path, overrides the lookup), stats.
+--- (detach above it, default M.MAX_CALL_RATE), libc (path, overrides the lookup), stats,
+--- unwind (holder stacks: "auto" (default), "fp", "dwarf": perf_manual.unwind).
 ---@return table? tracer, string? err
 function M.start(opts)
   opts = opts or {}
+  local mode, merr = unwind.check_mode(opts.unwind)
+  if not mode then return nil, merr end
   local pid = opts.pid or opts.tgid
   if not pid then return nil, 'needs a process (--pid): the uprobes go on the C library it maps' end
   local libc = opts.libc
@@ -258,8 +265,18 @@ function M.start(opts)
   local obj, err = bpf.open('lockhold')
   if not obj then return nil, err end
   obj:set_config { targ_tgid = pid }
+  -- a walked stack needs no stack map
+  if mode ~= 'fp' then obj:resize('stacks', 1) end
+  unwind.prepare(obj, mode)
   local ok, lerr = obj:load { stats = false }
   if not ok then obj:close() return nil, lerr end
+  -- the target's tables before the first hold; a thread of new code (exec,
+  -- dlopen) gets them on poll (until then: frame pointers)
+  local tables
+  if mode ~= 'fp' then
+    tables = unwind.tables(obj, mode)
+    tables:add(pid)
+  end
   obj:map('rate'):update(0, ffi.string(ffi.new('uint64_t[1]', every), 8))
   local attached, missing = {}, {}
   -- the return and unlock probes first: a hold whose start is seen must
@@ -287,6 +304,8 @@ function M.start(opts)
   t.max_call_rate = opts.max_call_rate
   t.resolver = sym.new()
   pcall(t.resolver.snapshot, t.resolver, pid)
+  t.tables, t.unwind_mode = tables, mode
+  if tables then base.poll_while_live(tables) end
   return setmetatable(t, Hold)
 end
 
@@ -365,7 +384,19 @@ function Hold:read(opts)
     end
     res = M.analyse(d, self:attached_seconds(now))
     local obj = self.obj
-    M.name_all(res, function(id) return obj:stack('stacks', id) end, self.resolver)
+    if self.tables then self.tables:poll() end
+    local walked = {}
+    M.name_all(res, function(id, s)
+      if not s.user_hash then return obj:stack('stacks', id) end
+      if walked[s.user_hash] == nil then walked[s.user_hash] = unwind.read_stack(obj, s.user_hash) or false end
+      local st = walked[s.user_hash]
+      s.unwind = st and { dwarf = st.dwarf, fp = st.fp, end_reason = st.end_reason, no_table = st.no_table,
+                          fp_no_cfi = st.fp_no_cfi, fp_no_map = st.fp_no_map } or nil
+      return st and sym.unpack(st.ips) or {}
+    end, self.resolver)
+    self.unwind_q = self:_unwind_quality(res)
+    -- raw key bytes: not for JSON
+    for _, l in ipairs(res.locks) do for _, s in ipairs(l.sites) do s.user_hash = nil end end
   end
   res.sample_every, res.probes, res.target = self.sample_every, self.probes, self.target
   res.sampling_notes = self.sampling_notes
@@ -373,10 +404,26 @@ function Hold:read(opts)
   for fn in pairs(self.missing or {}) do res.missing[#res.missing + 1] = fn end
   table.sort(res.missing)
   self:finish_read(res, now, opts)
+  res.quality.unwind = self.unwind_q
   -- the target pays a kernel trap at every probe hit, sampled or not
   -- (docs/tracers/lock.md, Cost and sampling)
   res.calls_per_s = res.calls and res.seconds > 0 and res.calls / res.seconds or nil
   return res
+end
+
+-- how the named holder stacks were walked, weighted by holds
+-- (perf_manual.unwind.summary); nil with frame pointers
+function Hold:_unwind_quality(res)
+  if not self.tables then return nil end
+  local list = {}
+  for _, l in ipairs(res.locks) do
+    for _, s in ipairs(l.sites) do
+      if s.unwind then list[#list + 1] = { count = math.max(s.count, 1), unwind = s.unwind } end
+    end
+  end
+  local q = unwind.summary(list)
+  q.mode, q.tables, q.counters = self.unwind_mode, self.tables.stats, unwind.counters(self.obj)
+  return q
 end
 
 --- One sentence for the Mutex row: 'g_lock (app .bss) held 82% of the

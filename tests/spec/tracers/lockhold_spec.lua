@@ -188,6 +188,37 @@ describe('lockhold tracer', function()
     assert.matches('makes 30000 lock calls/s', why)
   end)
 
+  it('names a holder stack walked from CFI by its hash, and keeps stacks of different hashes apart', function()
+    local a = 0x55d1c4a040c0
+    local function walked(hash, ip, total_ns)
+      local k = ffi.new('struct pm_lockhold_site_key', { addr = a, tgid = 7, stack_id = -2, ip = ip, user_hash = hash })
+      local v = ffi.new('struct pm_lockhold_site', { count = 1, total_ns = total_ns })
+      return lockhold.decode_site(ffi.string(k, ffi.sizeof(k)), ffi.string(v, ffi.sizeof(v)))
+    end
+    local r = lockhold.analyse({
+      locks = { lockhold.decode_lock(lock_entry(a, 7, 0, 2, { [6] = 2 }, 70000)) },
+      sites = { walked(0x1111, 21, 400), walked(0x2222, 21, 300) },
+    }, 1)
+    local l = r.locks[1]
+    assert.equal(2, #l.sites)
+    local by_hash = { [ffi.string(ffi.new('uint64_t[1]', 0x1111), 8)] = { 21, 300 },
+                      [ffi.string(ffi.new('uint64_t[1]', 0x2222), 8)] = { 21, 400 } }
+    local names = { [21] = 'pthread_mutex_lock', [300] = 'worker', [400] = 'flusher' }
+    local resolver = { user = function(_, _, addrs)
+      local out = {}
+      for i, x in ipairs(addrs) do out[i] = names[x] end
+      return out
+    end }
+    lockhold.name_all(r, function(id, site)
+      assert.equal(-2, id)
+      return by_hash[site.user_hash]
+    end, resolver)
+    assert.same({ 'pthread_mutex_lock', 'worker' }, l.sites[1].frames)
+    assert.equal('worker', l.sites[1].holder)
+    assert.equal('flusher', l.sites[2].holder)
+    assert.equal('worker', l.holder)
+  end)
+
   it('decodes the maps with the layout the BPF object was built with', function()
     if not test_helpers.need_root() then return end
     local bpf = require('perf_manual.bpf')
