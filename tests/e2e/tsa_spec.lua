@@ -269,4 +269,79 @@ describe('tsa end to end #priv', function()
     assert.equal(2, st)
     assert.matches('999999999', err)
   end)
+
+  -- pipe_waiter is built 75% read() on a slow pipe, 25% nanosleep: the
+  -- shares it is built with are the independent measure
+  local function waiter_shares(doc)
+    local w
+    for _, th in ipairs(doc.threads) do
+      if th.comm == 'pipe_waiter' and th.shares.ipc > 20 then w = th end
+    end
+    assert.is_not_nil(w, 'no waiting thread:\n' .. explain(doc))
+    assert.is_true(math.abs(w.shares.ipc - 75) <= 5, explain(doc))
+    assert.is_true(math.abs(w.shares.sleep - 25) <= 5, explain(doc))
+    for _, th in ipairs(doc.threads) do
+      local sum = 0
+      for _, k in ipairs(STATES) do sum = sum + th.shares[k] end
+      assert.is_true(math.abs(sum - 100) <= 2, string.format('tid %d: states sum to %.2f%%', th.tid, sum))
+    end
+    return w
+  end
+
+  it('a command launched after -- is accounted over its life', function()
+    if not h.need_root('BPF thread-state accounting') then return end
+    h.with_machine_lock(function()
+      local out, err, st = h.pm(string.format("tsa --json -- '%s' 3", h.workload('pipe_waiter')))
+      assert.equal(0, st, 'tsa failed: ' .. err)
+      local doc = assert(util.json_decode(out), out)
+      -- the window is the command's life (3 s as built)
+      assert.is_true(doc.window_s > 2.7 and doc.window_s < 3.5, 'window ' .. doc.window_s)
+      local w = waiter_shares(doc)
+      assert.is_true(w.life_s > 2.7, explain(doc))
+      -- the forked feeder sleeps between writes
+      local feeder
+      for _, th in ipairs(doc.threads) do if th.pid ~= w.pid then feeder = th end end
+      assert.is_not_nil(feeder, explain(doc))
+      assert.is_true(feeder.shares.sleep > 90, explain(doc))
+    end)
+  end)
+
+  it('a cgroup v2 target accounts the tasks inside it, and on-CPU agrees with schedstat', function()
+    if not h.need_root('BPF thread-state accounting') then return end
+    local root = require('perf_manual.tracers.base').cgroup2_root()
+    if not root then return pending('no cgroup v2 hierarchy mounted') end
+    h.with_machine_lock(function()
+      -- the BPF filter is a v2 id: a plain v2 directory, no controller needed
+      local dir = string.format('%s/perf_manual_e2e_tsa_%d', root, sys.getpid())
+      assert(require('posix.sys.stat').mkdir(dir, 493), 'cannot create cgroup ' .. dir)
+      local cg = { dir = dir, procs = dir .. '/cgroup.procs' }
+      local ok, e = xpcall(function()
+        W.with('pipe_waiter', { 30 }, { join = cg }, function(w)
+          sys.sleep(0.3)
+          local s0, t0 = schedstat(w.pid), sys.now()
+          local out, err, st = h.pm(string.format("tsa --target 'cgroup:%s' --duration %d --json", cg.dir, DURATION))
+          local s1, t1 = schedstat(w.pid), sys.now()
+          assert.equal(0, st, 'tsa failed: ' .. err)
+          local doc = assert(util.json_decode(out), out)
+          local th = waiter_shares(doc)
+          assert.equal(w.pid, th.pid)
+          -- only the cgroup's tasks: the waiter and its feeder
+          for _, x in ipairs(doc.threads) do
+            assert.equal('pipe_waiter', x.comm, explain(doc))
+          end
+          -- on-CPU seconds inside what schedstat saw around the command
+          local a, b = s0[w.pid], s1[w.pid]
+          local outer = (b.run - a.run) / 1e9
+          local slack = 0.05 * doc.window_s
+          assert.is_true(th.states.cpu <= outer + slack and th.states.cpu >= outer - (t1 - t0 - doc.window_s) - slack,
+            string.format('cpu: tsa %.4f s, schedstat %.4f s', th.states.cpu, outer))
+        end)
+      end, debug.traceback)
+      -- the workload is gone when W.with returns; rmdir may race its exit
+      local rmdir = require('posix.unistd').rmdir
+      for _ = 1, 50 do if rmdir(dir) then break end sys.sleep(0.1) end
+      assert.is_nil(require('posix.sys.stat').stat(dir), 'cannot remove cgroup ' .. dir)
+      assert(ok, e)
+    end)
+  end)
 end)

@@ -55,7 +55,9 @@ end
 --- command (named in a bad-target error), output (where a launched
 --- command's stdout/stderr go: measure.target.launch), defer_launch (a
 --- command starts at begin(), after the probes are attached to its cgroup,
---- so the window starts with it).
+--- so the window starts with it), stats_period_max (s: the run-time
+--- sampling period grows to this while the session runs, see
+--- tracers.base.STATS_PERIOD_MAX).
 function M.session(opts)
   util.validate('opts', opts, 'table')
   local s = setmetatable({
@@ -68,6 +70,7 @@ function M.session(opts)
     log = opts.log,
     output = opts.output,
     defer_launch = opts.defer_launch,
+    stats_period_max = opts.stats_period_max,
     tracers = {}, order = {},
     detached = {}, errors = {},
     notes = util.array(),
@@ -103,6 +106,11 @@ function Session:start()
   end
   -- this session's loop opens and closes the run-time sampling windows
   base.stats_lazy = true
+  if self.stats_period_max then
+    -- the process's setting: finish() puts it back
+    self.stats_saved = { base.STATS_PERIOD_MAX }
+    base.STATS_PERIOD_MAX = self.stats_period_max
+  end
   return self
 end
 
@@ -291,6 +299,7 @@ function Session:finish()
       if self.target.kind == 'command' then targets.remove_run_cgroup(self.target.run_cgroup) end
     end
     base.stats_tick()
+    if self.stats_saved then base.STATS_PERIOD_MAX = self.stats_saved[1] end
   end
   return { elapsed = self.t_end - (self.t0 or self.t_end), ended_by = self.ended_by, notes = self.notes,
     detached = self.detached, errors = self.errors, sources = self.sources,

@@ -33,6 +33,12 @@ M.proc = '/proc'
 
 M.SOURCE = 'bpf: tsa (tp_btf sched_switch)'
 
+--- The BPF run-time sampling period grows to this (s) during a run: each
+--- on/off pair of the kernel's statistics costs ~6 ms of CPU here (kernel
+--- text patched on every CPU), three quarters of the tool's steady CPU at
+--- the default 1 s period.
+M.STATS_PERIOD_MAX = 8
+
 local function read(p) return util.readfile(p) end
 
 ffi.cdef [[ long readlink(const char *path, char *buf, size_t size); ]]
@@ -428,6 +434,8 @@ function M.start_on(s, opts)
   end
   local st = { tr = tr, snap0 = snap0, cpu0 = cpu0, fds = {} }
   M.refresh(s, st)
+  -- the window's own cost (leaving it on) is counted from here
+  st.cpu_w0, st.t_w0 = sys.rusage(), sys.now()
   return st
 end
 
@@ -473,6 +481,7 @@ end
 function M.finish_on(s, st, ended, opts)
   opts = opts or {}
   local tr = st.tr
+  local cpu_w1, t_w1 = sys.rusage(), sys.now()
   tr:detach('window ended')
   local snap1 = M.snapshot(M.target_pids(s.target), false)
   local books = tr:read()
@@ -483,7 +492,9 @@ function M.finish_on(s, st, ended, opts)
   if opts.name_waits ~= false then name_waits(threads, top) end
   tr:stop()
   local cpu1 = sys.rusage()
-  local user_cpu = (cpu1.utime + cpu1.stime) - (st.cpu0.utime + st.cpu0.stime)
+  local function cpu(ru) return ru.utime + ru.stime end
+  local user_cpu = cpu(cpu1) - cpu(st.cpu0)
+  local on_s = t_w1 - st.t_w0
   local from_proc, head_s = 0, 0
   for _, th in ipairs(threads) do
     if th.source == '/proc' then from_proc = from_proc + 1 end
@@ -499,7 +510,12 @@ function M.finish_on(s, st, ended, opts)
       threads_from_proc = from_proc, head_attributed_s = head_s, detached = s.detached and s.detached.tsa },
     cost = { bpf_cpu_pct = q.bpf_cpu_pct, bpf_ns_per_run = q.bpf_ns_per_run, bpf_runs_sampled = q.bpf_runs_sampled,
       bpf_stats_coverage = q.bpf_stats_coverage, bpf_cost_note = q.bpf_cost_note,
-      user_cpu_s = user_cpu, user_cpu_pct = window_s > 0 and user_cpu / window_s * 100 or nil },
+      user_cpu_s = user_cpu, user_cpu_pct = window_s > 0 and user_cpu / window_s * 100 or nil,
+      -- split: loading and the first snapshot, the window (the cost of
+      -- leaving it on), reading and building the result
+      load_cpu_s = cpu(st.cpu_w0) - cpu(st.cpu0), window_cpu_s = cpu(cpu_w1) - cpu(st.cpu_w0),
+      window_cpu_pct = on_s > 0 and (cpu(cpu_w1) - cpu(st.cpu_w0)) / on_s * 100 or nil,
+      end_cpu_s = cpu(cpu1) - cpu(cpu_w1) },
     threads = threads, total = total, waits = top,
   }
 end
@@ -513,7 +529,7 @@ function M.run(opts)
   opts = opts or {}
   return measure.with_session({ target = opts.target or 'system', duration = opts.duration or 5,
     what = 'thread states', max_overhead = opts.max_overhead, progress = opts.progress, note = opts.note,
-    command = 'tsa', soft = opts.soft }, function(s)
+    command = 'tsa', soft = opts.soft, stats_period_max = M.STATS_PERIOD_MAX }, function(s)
     s:start()
     local st, why = M.start_on(s, opts)
     if not st then return nil, why end

@@ -132,7 +132,13 @@ function M.render(r, opts)
   local q, c = r.quality or {}, r.cost or {}
   local cost = {}
   if c.bpf_cpu_pct then cost[#cost + 1] = string.format('bpf %.2f%% of one CPU', c.bpf_cpu_pct) end
-  if c.user_cpu_pct then cost[#cost + 1] = string.format('tool %.2f%%', c.user_cpu_pct) end
+  if c.window_cpu_pct then
+    -- the cost of leaving it on, and the one-off parts apart
+    cost[#cost + 1] = string.format('tool %.2f%% while on (+%.2f s CPU to load, %.2f s to read)', c.window_cpu_pct,
+      c.load_cpu_s or 0, c.end_cpu_s or 0)
+  elseif c.user_cpu_pct then
+    cost[#cost + 1] = string.format('tool %.2f%%', c.user_cpu_pct)
+  end
   add('')
   add('  events %s, lost %s, %d thread(s) from /proc only%s', tostring(q.events_seen or '?'),
     tostring(q.events_lost or '?'), q.threads_from_proc or 0,

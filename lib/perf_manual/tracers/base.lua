@@ -158,6 +158,10 @@ end
 -- the switching) rather than 20 ms every 0.2 s (3.4%).
 M.STATS_WINDOW = 0.1
 M.STATS_PERIOD = 1.0
+-- When set, the period doubles after each window up to this (seconds): a
+-- short trace still gets windows every second or two, one left on for long
+-- pays the switching every STATS_PERIOD_MAX only. nil: a fixed period.
+M.STATS_PERIOD_MAX = nil
 -- Set by commands whose loop calls stats_tick: the first window opens
 -- STATS_FIRST seconds after a tracer starts instead of inside start(). API
 -- users with no loop keep the default: a window opened at start, never
@@ -210,13 +214,15 @@ function M.stats_tick(now)
   for x in pairs(polled) do x:poll() end
   if sampler.users <= 0 then
     set_stats(false, now)
-    sampler.next_toggle = nil
+    sampler.next_toggle, sampler.period = nil, nil
     return nil
   end
   if not sampler.next_toggle or now >= sampler.next_toggle then
     if sampler.on then
       set_stats(false, now)
-      sampler.next_toggle = now + (M.STATS_PERIOD - M.STATS_WINDOW)
+      local period = sampler.period or M.STATS_PERIOD
+      sampler.next_toggle = now + (period - M.STATS_WINDOW)
+      if M.STATS_PERIOD_MAX then sampler.period = math.min(period * 2, math.max(M.STATS_PERIOD_MAX, period)) end
     elseif set_stats(true, now) then
       sampler.next_toggle = now + M.STATS_WINDOW
     else

@@ -36,4 +36,40 @@ describe('perf_manual.tracers.base', function()
     assert.equal('raw_tp', base.attach_path({ a = 'raw_tp', b = 'raw_tp' }))
     assert.equal('perf_event+tp_btf', base.attach_path({ a = 'tp_btf', b = 'perf_event' }))
   end)
+
+  -- an on/off pair of BPF_ENABLE_STATS patches kernel text on every CPU:
+  -- a tracer left on must not pay it every second
+  it('samples run time in windows whose period doubles up to STATS_PERIOD_MAX', function()
+    local bpf = require('perf_manual.bpf')
+    local sys = require('perf_manual.sys')
+    local saved = { bpf.stats_enable, base.stats_lazy, base.STATS_PERIOD_MAX }
+    local function windows(max)
+      local ons = {}
+      bpf.stats_enable = function(on)
+        if on then ons[#ons + 1] = true end
+        return true
+      end
+      base.stats_lazy, base.STATS_PERIOD_MAX = true, max
+      local obj = { info = function() return { run_cnt = 0, run_time_ns = 0 } end }
+      local t = base.Tracer.new('x', obj, {})
+      local t0 = sys.now()
+      local at = {}
+      for i = 1, 600 do
+        local n = #ons
+        base.stats_tick(t0 + i * 0.05)
+        if #ons > n then at[#at + 1] = math.floor((i * 0.05) * 10 + 0.5) / 10 end
+      end
+      t:_release()
+      return at
+    end
+    local ok, err = pcall(function()
+      -- 30 s: the first window 0.1 s after start, then 1, 2, 4, 8, 8 s apart
+      assert.same({ 0.1, 1.1, 3.1, 7.1, 15.1, 23.1 }, windows(8))
+      local fixed = windows(nil)
+      assert.equal(30, #fixed)
+      assert.equal(29.1, fixed[#fixed])
+    end)
+    bpf.stats_enable, base.stats_lazy, base.STATS_PERIOD_MAX = saved[1], saved[2], saved[3]
+    assert(ok, err)
+  end)
 end)
