@@ -26,7 +26,8 @@ describe('docs/seed-002.md', function()
     for row in text:gmatch('\n| %d%d | [^\n]+') do
       local cmdcell = row:match('^\n| %d%d | [^|]+ | [%a ]+ | ([^|]*) |')
       for cmd in (cmdcell or ''):gmatch('`([%w-]+)[ `]') do
-        assert.is_not_nil(util.readfile(h.root .. '/playbooks/' .. cmd .. '.lua'), cmd .. ' is named but is not a playbook')
+        assert.is_not_nil(util.readfile(h.root .. '/playbooks/' .. cmd .. '.lua'),
+          cmd .. ' is named but is not a playbook')
         named[cmd] = true
       end
     end
