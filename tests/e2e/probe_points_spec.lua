@@ -114,8 +114,8 @@ describe('probe points and target filters e2e #priv', function()
   it('uprobe at FUNC+OFF and at a file offset counts every call, as the program counts them', function()
     if not h.need_root() then return end
     -- the second instruction of pm_probe_work, from objdump: an instruction boundary every call passes
-    local dis = run(string.format("objdump -d --no-show-raw-insn %s | awk '/<pm_probe_work>:/{f=1;next} f&&NF==0{exit} f'",
-      CALLS))
+    local dis = run(string.format("objdump -d --no-show-raw-insn %s | "
+      .. "awk '/<pm_probe_work>:/{f=1;next} f&&NF==0{exit} f'", CALLS))
     local addrs = {}
     for a in dis:gmatch('%s*(%x+):') do addrs[#addrs + 1] = tonumber(a, 16) end
     assert.is_true(#addrs >= 2, dis)
@@ -191,10 +191,15 @@ describe('probe points and target filters e2e #priv', function()
       local t = own(printed)
       local got
       for _, r in ipairs(doc.rows) do if r.key == SYS_getppid then got = r.count end end
-      assert.equal(t.getppid.a + t.getppid.b, got)
+      -- its own calls, plus at most the one getppid() our launcher makes in
+      -- the child before exec (checking that its parent lives), counted when
+      -- the child is in the cgroup by then
+      local want = t.getppid.a + t.getppid.b
+      assert.is_true(got == want or got == want + 1, string.format('counted %s, the program made %d', got, want))
       local f = probe(string.format("'rawtracepoint:sys_enter' --filter 'arg1 == %d'", SYS_getppid),
         THREADS .. ' 300 500')
-      assert.equal(800, f.total.count)
+      -- 800 again, the launcher's one call as above
+      assert.is_true(f.total.count >= 800 and f.total.count <= 801, tostring(f.total.count))
     end)
   end)
 
