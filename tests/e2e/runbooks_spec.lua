@@ -120,7 +120,8 @@ describe('catalogue runbooks e2e #priv', function()
     local f = assert(io.open(conf, 'w')); f:write('2000\n'); f:close()
     local port = 20000 + sys.getpid() % 20000
     -- the load: once the server answers (one probe request), wrk for 1 s on 4 connections
-    os.execute(string.format('(for i in $(seq 200); do curl -s -o /dev/null http://127.0.0.1:%d/ && break; '
+    -- (up to 30 s for the server to answer: the tracers load first, slowly on a busy machine)
+    os.execute(string.format('(for i in $(seq 600); do curl -s -o /dev/null http://127.0.0.1:%d/ && break; '
       .. 'sleep 0.05; done; wrk -t2 -c4 -d1s http://127.0.0.1:%d/ >%s 2>&1) >/dev/null 2>&1 &', port, port, out))
     -- the server lives 4 s, time for the load to start once the tracers are
     -- attached; its main thread sleeps all along, and a longer sleep falls in
