@@ -149,6 +149,10 @@ static int pm_sys_rusage(lua_State *L)
   return 1;
 }
 
+#ifndef PM_CLOSE_RANGE_CLOEXEC
+#define PM_CLOSE_RANGE_CLOEXEC (1U << 2)  /* linux/close_range.h, not in every libc's headers */
+#endif
+
 /// spawn(argv[, opts]) -> pid[, logger_pid] | nil, err, errno
 /// opts.join = path of a cgroup.procs / tasks file the child writes its own
 /// pid into before exec (so the workload never runs outside it);
@@ -164,7 +168,7 @@ static int pm_sys_rusage(lua_State *L)
 /// rest (the workload never blocks, the disk never fills; a file-size
 /// rlimit would cap the workload's own files too). The logger exits when
 /// the last writer closes the pipe, or when this process dies; its pid is
-/// the second result (reap it with wait).
+/// the second result (reap it with wait). The child keeps only fds 0-2.
 static int pm_sys_spawn(lua_State *L)
 {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -333,6 +337,11 @@ static int pm_sys_spawn(lua_State *L)
       if (fd < 0 || dup2(fd, 2) < 0)
         e = errno;
     }
+    /* none of this process's files (a Lua file not yet collected, a
+       socket) reach the command: a program with a fixed-size table of its
+       own descriptors fails when inherited ones push its numbers past it */
+    if (!e && syscall(SYS_close_range, 3, ~0U, PM_CLOSE_RANGE_CLOEXEC) < 0 && errno != ENOSYS)
+      e = errno;
     if (!e) {
       execvp(av[0], (char *const *)av);
       e = errno;

@@ -120,14 +120,19 @@ describe('catalogue runbooks e2e #priv', function()
     local f = assert(io.open(conf, 'w')); f:write('2000\n'); f:close()
     local port = 20000 + sys.getpid() % 20000
     -- the load: once the server answers (one probe request), wrk for 1 s on 4 connections
-    -- (up to 30 s for the server to answer: the tracers load first, slowly on a busy machine)
-    os.execute(string.format('(for i in $(seq 600); do curl -s -o /dev/null http://127.0.0.1:%d/ && break; '
-      .. 'sleep 0.05; done; wrk -t2 -c4 -d1s http://127.0.0.1:%d/ >%s 2>&1) >/dev/null 2>&1 &', port, port, out))
+    -- (up to 30 s for the server to answer: the tracers load first, slowly on a busy machine).
+    -- Started with spawn, so it inherits none of this process's files (wrk's event
+    -- loop has room for 22 descriptors with 4 connections: with inherited files
+    -- taking the low numbers, all 4 connects failed)
+    local load = assert(sys.spawn({ 'sh', '-c', string.format('for i in $(seq 600); do '
+      .. 'curl -s -o /dev/null http://127.0.0.1:%d/ && break; sleep 0.05; done; exec wrk -t2 -c4 -d1s '
+      .. 'http://127.0.0.1:%d/', port, port) }, { stdout = out, stderr = out }))
     -- the server lives 4 s, time for the load to start once the tracers are
     -- attached; its main thread sleeps all along, and a longer sleep falls in
     -- a wider log2 bucket, loosening the per-request bounds below
     local res, err, st = h.pm(string.format('request-trace --json -- %s %d %s 4', h.workload('fixval_http'), port,
       conf))
+    sys.wait(load)
     local wrk = util.readfile(out) or ''
     os.remove(conf)
     os.remove(out)

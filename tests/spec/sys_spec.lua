@@ -78,6 +78,28 @@ describe('perf_manual._c.sys spawn options', function()
     assert.equal('\n[perf_manual: output cut at 1000 bytes; the rest was dropped]\n', text:sub(1001))
   end)
 
+  it('the command inherits none of this process\'s files, only 0-2', function()
+    local util = require('perf_manual.util')
+    -- Lua files are not close-on-exec: without the child closing them, these would reach the command
+    local held = {}
+    for i = 1, 20 do held[i] = assert(io.open('/dev/null')) end
+    local out = os.tmpname()
+    local pid = assert(sys.spawn({ 'sh', '-c', 'ls /proc/$$/fd' }, { stdout = out }))
+    assert.same({ 'exited', 0 }, { sys.wait(pid) })
+    for _, f in ipairs(held) do f:close() end
+    local fds = util.split(util.trim(util.readfile(out)), '\n')
+    os.remove(out)
+    table.sort(fds)
+    assert.same({ '0', '1', '2' }, fds)
+    -- and os.execute, which does not close them, shows what the test holds
+    local leaky = io.open('/dev/null')
+    local ls = io.popen('ls /proc/$$/fd | wc -l')
+    local n = tonumber(ls:read('*a'))
+    ls:close()
+    leaky:close()
+    assert.is_true(n > 3, 'the shell had ' .. n .. ' files')
+  end)
+
   it('a bad pdeathsig is an argument error; a log it cannot open is an error result', function()
     assert.has_error(function() sys.spawn({ 'true' }, { pdeathsig = 999 }) end)
     local pid, err = sys.spawn({ 'true' }, { log = '/nonexistent/dir/log' })
