@@ -152,7 +152,12 @@ describe('perf_manual profile', function()
         local beta, n = share(folded, 'calltree', 'beta')
         assert.is_true(n >= 30, 'calltree samples: ' .. n)
         assert.near(0.60, beta, 0.15)
-        assert.is_nil(folded:find('calltree;[unknown]', 1, true))
+        -- names from maps read while it lived: with them lost, every frame
+        -- would be [unknown]. A sample or two around its exec may not
+        -- resolve (one did in a full run of the suite)
+        local unknown = share(folded, 'calltree', '[unknown]')
+        assert.is_true(unknown <= 0.05, string.format('%.0f%% of the samples have an [unknown] frame:\n%s',
+          unknown * 100, folded))
       end)
       reap(runner)
       os.execute("rm -rf '" .. dir .. "'")
@@ -162,27 +167,23 @@ describe('perf_manual profile', function()
 
   it('profiles only the processes of a cgroup v2 with --cgroup, on both backends', function()
     if not h.need_root() then return end
-    local v2 = require('perf_manual.collectors.cgroup').mounts().v2
-    assert.is_not_nil(v2, 'no cgroup2 mount')
-    local cg = v2.dir .. '/pm_profile_test_' .. sys.getpid()
-    assert(os.execute('mkdir ' .. cg) == 0)
-    local inside = assert(sys.spawn({ h.workload('calltree'), 'burn', '20' },
-      { join = cg .. '/cgroup.procs', stdout = 'null', stderr = 'null' }))
-    local outside = assert(sys.spawn({ h.workload('cpu_burn'), '1', '20' }, { stdout = 'null', stderr = 'null' }))
-    local dir = tmpdir()
-    local ok, e = pcall(function()
-      for _, backend in ipairs({ 'bpf', 'perf' }) do
-        local _, _, folded = profile(string.format('--cgroup %s --duration 1.5 --backend %s', cg, backend), dir)
-        local roots = {}
-        for line in folded:gmatch('[^\n]+') do roots[line:match('^[^;]*')] = true end
-        assert.same({ calltree = true }, roots, backend)
-      end
+    h.with_cgroup('pm_profile_test', function(cg)
+      local inside = assert(sys.spawn({ h.workload('calltree'), 'burn', '20' },
+        { join = cg .. '/cgroup.procs', stdout = 'null', stderr = 'null' }))
+      local outside = assert(sys.spawn({ h.workload('cpu_burn'), '1', '20' }, { stdout = 'null', stderr = 'null' }))
+      local dir = tmpdir()
+      local ok, e = pcall(function()
+        for _, backend in ipairs({ 'bpf', 'perf' }) do
+          local _, _, folded = profile(string.format('--cgroup %s --duration 1.5 --backend %s', cg, backend), dir)
+          local roots = {}
+          for line in folded:gmatch('[^\n]+') do roots[line:match('^[^;]*')] = true end
+          assert.same({ calltree = true }, roots, backend)
+        end
+      end)
+      reap(inside) reap(outside)
+      os.execute("rm -rf '" .. dir .. "'")
+      assert(ok, e)
     end)
-    reap(inside) reap(outside)
-    sys.sleep(0.1)
-    os.execute('rmdir ' .. cg)
-    os.execute("rm -rf '" .. dir .. "'")
-    assert(ok, e)
   end)
 
   it('profiles blocked time with --off-cpu in the function that sleeps', function()
