@@ -169,4 +169,28 @@ function M.with_machine_lock(fn)
   return err
 end
 
+--- True when bpftrace (a peer several e2e tests measure against) is
+--- installed; otherwise the test is marked pending, or fails in CI.
+function M.have_bpftrace()
+  if os.execute('command -v bpftrace >/dev/null 2>&1') == 0 then return true end
+  M.skip_unless_required('PM_REQUIRE_BPF', 'bpftrace is not installed')
+  return false
+end
+
+--- Runs fn(dir) with a fresh cgroup v2 directory named after name and this
+--- process, removed afterwards (once what fn left in it has been reaped).
+function M.with_cgroup(name, fn)
+  local sys = require('perf_manual._c.sys')
+  local v2 = require('perf_manual.collectors.cgroup').mounts().v2
+  assert(v2, 'no cgroup2 mount')
+  local cg = string.format('%s/%s_%d', v2.dir, name, sys.getpid())
+  assert(os.execute('mkdir ' .. cg) == 0, 'cannot make ' .. cg)
+  local ok, e = xpcall(fn, debug.traceback, cg)
+  for _ = 1, 50 do
+    if os.execute('rmdir ' .. cg .. ' 2>/dev/null') == 0 then break end
+    sys.sleep(0.05)
+  end
+  if not ok then error(e, 0) end
+end
+
 return M

@@ -97,12 +97,6 @@ local function events(text)
   return tonumber(text:match(': (%d+) events\n'))
 end
 
-local function have_bpftrace()
-  if os.execute('command -v bpftrace >/dev/null 2>&1') == 0 then return true end
-  h.skip_unless_required('PM_REQUIRE_BPF', 'bpftrace is not installed')
-  return false
-end
-
 -- runs a command, returns stdout (asserting it worked)
 local function run(cmd)
   local out, err, st = h.sh(cmd)
@@ -205,36 +199,29 @@ describe('probe points and target filters e2e #priv', function()
 
   it('--cgroup counts only the processes of that cgroup', function()
     if not h.need_root() then return end
-    local v2 = require('perf_manual.collectors.cgroup').mounts().v2
-    assert.is_not_nil(v2, 'no cgroup2 mount')
-    local cg = v2.dir .. '/pm_probe_points_' .. sys.getpid()
-    assert(os.execute('mkdir ' .. cg) == 0)
-    local ok, e = pcall(scene, function(dir, start)
-      local inside = threads(start, dir, 'in', 120, 80, { join = cg .. '/cgroup.procs' })
-      local outside = threads(start, dir, 'out', 1000, 1000)
-      local p, out = probe_bg(start, dir, string.format('%s --cgroup %s --duration 60 --by pid',
-        q('uprobe:' .. THREADS .. ':pm_thread_hit'), cg))
-      sys.kill(inside, 10)
-      sys.kill(outside, 10)
-      assert.is_true(reap(inside, 20))
-      assert.is_true(reap(outside, 20))
-      assert.same({ a = 1000, b = 1000 }, own(util.readfile(dir .. '/out')).hits)
-      sys.kill(p, 2) -- Ctrl-C: the window ends with a result
-      assert.is_true(reap(p, 20), 'probe did not end on SIGINT')
-      local text = util.readfile(out)
-      assert.equal(200, events(text), text)
-      assert.matches('\n%s*' .. inside .. '%s+200%s', text)
-      assert.is_nil(text:find('\n%s*' .. outside .. '%s'), text)
+    h.with_cgroup('pm_probe_points', function(cg)
+      scene(function(dir, start)
+        local inside = threads(start, dir, 'in', 120, 80, { join = cg .. '/cgroup.procs' })
+        local outside = threads(start, dir, 'out', 1000, 1000)
+        local p, out = probe_bg(start, dir, string.format('%s --cgroup %s --duration 60 --by pid',
+          q('uprobe:' .. THREADS .. ':pm_thread_hit'), cg))
+        sys.kill(inside, 10)
+        sys.kill(outside, 10)
+        assert.is_true(reap(inside, 20))
+        assert.is_true(reap(outside, 20))
+        assert.same({ a = 1000, b = 1000 }, own(util.readfile(dir .. '/out')).hits)
+        sys.kill(p, 2) -- Ctrl-C: the window ends with a result
+        assert.is_true(reap(p, 20), 'probe did not end on SIGINT')
+        local text = util.readfile(out)
+        assert.equal(200, events(text), text)
+        assert.matches('\n%s*' .. inside .. '%s+200%s', text)
+        assert.is_nil(text:find('\n%s*' .. outside .. '%s'), text)
+      end)
     end)
-    for _ = 1, 50 do
-      if os.execute('rmdir ' .. cg .. ' 2>/dev/null') == 0 then break end
-      sys.sleep(0.05)
-    end
-    assert(ok, e)
   end)
 
   it('--by kstack on a tracepoint and a raw tracepoint names the kernel path, as bpftrace does', function()
-    if not h.need_root() or not have_bpftrace() then return end
+    if not h.need_root() or not h.have_bpftrace() then return end
     scene(function()
       -- 20 naps of 2 ms: each switches out from nanosleep
       local frames = {}

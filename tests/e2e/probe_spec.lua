@@ -45,12 +45,6 @@ local function bpftrace(prog, cmd)
   return maps, out
 end
 
-local function have_bpftrace()
-  if os.execute('command -v bpftrace >/dev/null 2>&1') == 0 then return true end
-  h.skip_unless_required('PM_REQUIRE_BPF', 'bpftrace is not installed')
-  return false
-end
-
 local function by_key(rows)
   local t = {}
   for _, r in ipairs(rows) do t[r.key] = r.count end
@@ -60,7 +54,7 @@ end
 describe('probe e2e #priv', function()
   it('counts every call of a function and histograms its size argument, as the program and bpftrace count',
     function()
-      if not h.need_root() or not have_bpftrace() then return end
+      if not h.need_root() or not h.have_bpftrace() then return end
       local point = 'uprobe:' .. CALLS .. ':pm_probe_work'
       local doc, printed = probe(q(point) .. ' --hist arg0', CALLS .. ' 12000')
       local truth = own(printed)
@@ -83,7 +77,7 @@ describe('probe e2e #priv', function()
     end)
 
   it('keys by an argument and filters on another, with the counts bpftrace gives', function()
-    if not h.need_root() or not have_bpftrace() then return end
+    if not h.need_root() or not h.have_bpftrace() then return end
     local point = 'uprobe:' .. CALLS .. ':pm_probe_work'
     local doc, printed = probe(q(point) .. ' --by arg1:s32', CALLS .. ' 12000')
     local truth = own(printed)
@@ -99,7 +93,7 @@ describe('probe e2e #priv', function()
   end)
 
   it('reads USDT probes from the note, arguments included, and sets their semaphores', function()
-    if not h.need_root() or not have_bpftrace() then return end
+    if not h.need_root() or not h.have_bpftrace() then return end
     local doc, printed = probe(q('usdt:' .. USDT .. ':pmtest:tick') .. ' --by arg1', USDT .. ' 5000')
     local truth = own(printed)
     assert.equal(5000, truth.ticks)
@@ -196,7 +190,7 @@ describe('probe e2e #priv', function()
   end)
 
   it('counts exec tracepoints by thread name, as bpftrace does', function()
-    if not h.need_root() or not have_bpftrace() then return end
+    if not h.need_root() or not h.have_bpftrace() then return end
     -- a script file: bpftrace -c splits its command at spaces, quotes and all
     local script = os.tmpname()
     assert(util.write_atomic(script, 'for i in 1 2 3 4 5 6 7; do /bin/true; done\n'))
