@@ -250,6 +250,33 @@ describe('perf_manual profile --memory', function()
     end)
   end)
 
+  it('counts what is kept from mmap(2) and from mallocs glibc serves with mmap, once each, to the byte', function()
+    if not h.need_root() then return end
+    scene(function(dir)
+      local cnt = dir .. '/kept'
+      local doc = profile(string.format('--output %s/prof --format folded -- %s 2 %s', dir, h.workload('map_leak'),
+        cnt))
+      local t = util.readfile(cnt)
+      local map_bytes, maps, big_bytes, bigs = t:match('^(%d+) (%d+) (%d+) (%d+)')
+      map_bytes, maps, big_bytes, bigs = tonumber(map_bytes), tonumber(maps), tonumber(big_bytes), tonumber(bigs)
+      assert.is_true(maps > 10 and bigs > 10, t)
+      -- the window is the command's life: every kept map and block is outstanding, once (a malloc
+      -- that glibc serves with its own mmap is the malloc's, not counted again as a map)
+      assert.same({ map_bytes, maps }, { site_total(doc, 'map_keep') })
+      assert.same({ big_bytes, bigs }, { site_total(doc, 'big_keep') })
+      for _, s in ipairs(doc.stacks) do
+        if s.stack:find(';map_keep;', 1, true) or s.stack:find(';map_keep$') then
+          assert.is_nil(s.stack:find('malloc', 1, true), s.stack)
+        end
+        if s.stack:find(';big_keep;', 1, true) then assert.matches(';big_keep;malloc$', s.stack) end
+      end
+      -- what was unmapped or freed is not outstanding
+      assert.is_nil(stack_of(doc, 'map_churn'))
+      assert.is_nil(stack_of(doc, 'big_churn'))
+      assert.equal('big_keep', doc.memory.verdict['function'])
+    end)
+  end)
+
   it('refuses a system-wide memory profile and --memory with --off-cpu', function()
     local _, err, status = h.pm('profile --memory --duration 1')
     assert.equal(2, status)
