@@ -1011,6 +1011,12 @@ function M.memnet_lines(r)
   local out = {}
   local mem = row_of(r, 'memory')
   local c = mem and mem.culprit
+  -- a cgroup is named when memory is flagged or bounded: an unlimited
+  -- cgroup with memory ok is nobody's culprit (its figures stay in --json)
+  if c and c.cgroup and (RANK[mem.status or 'ok'] or 0) == 0 and not (c.limit_bytes or c.high_bytes)
+    and (c.oom_kills or 0) == 0 then
+    c = nil
+  end
   if c and c.cgroup then
     local parts = { string.format('limit %s', c.limit_bytes and util.fmt_bytes(c.limit_bytes) or 'none') }
     if c.high_bytes then parts[#parts + 1] = 'high ' .. util.fmt_bytes(c.high_bytes) end

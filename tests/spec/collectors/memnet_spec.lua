@@ -113,6 +113,22 @@ describe('memory and network culprits', function()
     assert.equal(0.5, top[2].minflt_per_s)
   end)
 
+  it('names a cgroup in the culprits when memory is flagged or bounded, not an unlimited one with memory ok',
+    function()
+    local function lines(status, culprit)
+      return table.concat(use.memnet_lines({ rows = { { resource = 'memory', status = status, culprit = culprit } } }),
+        '\n')
+    end
+    local free = { cgroup = '/sys/fs/cgroup/memory/session', working_set_bytes = 2 ^ 27, reclaim_bytes_per_s = 6e5,
+      top_faulters = { { pid = 7, comm = 'job', majflt_per_s = 0, minflt_per_s = 3 } } }
+    assert.equal('', lines('ok', free))
+    assert.matches('^memory culprit: cgroup /sys/fs/cgroup/memory/session: limit none', lines('warn', free))
+    free.limit_bytes = 2 ^ 28
+    assert.matches('^memory culprit: cgroup /sys/fs/cgroup/memory/session: limit 256', lines('ok', free))
+    free.limit_bytes, free.oom_kills = nil, 1
+    assert.matches('1 OOM kills', lines('ok', free))
+  end)
+
   it('turns the culprits into findings naming the cgroup, its limit and the socket', function()
     local res = { rows = {
       { resource = 'memory', name = 'Memory', status = 'HIGH', culprit = { cgroup = '/sys/fs/cgroup/memory/x',
