@@ -60,7 +60,10 @@ function M.quality(p)
     if s.truncated then truncated = truncated + s.count end
     if outer_user and outer_user ~= '[missing user stack]' then
       user_total = user_total + s.count
-      if not M.ROOT_FRAMES[outer_user] and not s.truncated then short = short + s.count end
+      -- a walk from CFI that ended at the outermost frame is whole, named or not
+      -- (a stripped program's _start is [prog])
+      local whole = s.unwind and s.unwind.end_reason == 'root'
+      if not M.ROOT_FRAMES[outer_user] and not s.truncated and not whole then short = short + s.count end
     end
   end
   local no_fp = {}

@@ -65,6 +65,19 @@ describe('perf_manual.profilers', function()
     assert.matches('without frame pointers.*bash, libc.so.6', text)
   end)
 
+  it('counts a stack walked from CFI to the outermost frame as whole, even with an unnamed root', function()
+    local function short(end_reason)
+      return profilers.quality { stacks = {
+        { frames = { 'xz', '[xz]', '__libc_start_main', 'lzma_code' }, count = 3,
+          unwind = end_reason and { end_reason = end_reason } or nil },
+        { frames = { 'xz', '_start', 'main' }, count = 1 } } }.short_user_share
+    end
+    -- a stripped program's _start has no name: only the walker knows the stack ended there
+    assert.equal(0, short('root'))
+    assert.equal(0.75, short('no CFI'))
+    assert.equal(0.75, short(nil))
+  end)
+
   it('tells unnamed frames from named ones', function()
     for name, want in pairs({ ['[unknown]'] = true, ['[libc.so.6]'] = true, ['[missing user stack]'] = true,
                               ['[vdso]'] = false, spin = false, ['schedule_[k]'] = false, ['fn_[j]'] = false }) do
