@@ -24,7 +24,7 @@ return playbook {
     snoop = param.flag { 'stream events of the tracers that support it (io: requests, net: closed connections)' },
     count_only = param.flag { 'syscalls: count calls only (cheapest; no errors or latency)' },
     per = param.choice { 'sched: group run-queue latency by', choices = { 'all', 'cpu', 'process' }, default = 'all' },
-    unwind = param.choice { 'user stacks (lockhold holders): auto (from DWARF call-frame information where an '
+    unwind = param.choice { 'user stacks (offcpu, lockhold holders): auto (from DWARF call-frame information where an '
       .. 'object has it, frame pointers elsewhere), fp (frame pointers only), dwarf (call-frame information only)',
       choices = { 'auto', 'fp', 'dwarf' }, default = 'auto' },
     top = param.integer { 'rows in top tables', default = 10, min = 1, max = 10000 },

@@ -250,6 +250,35 @@ describe('user stacks without frame pointers', function()
     end)
   end)
 
+  it('trace --events offcpu: the blocked thread\'s user stack reaches _start through glibc\'s read(); fp stops in it',
+    function()
+    if not h.need_root('BPF off-CPU tracer') then return end
+    with_workload(function() return { h.workload('nofp_pipe'), '60' } end, function(pid)
+      sys.sleep(0.3)
+      local names = {}
+      for _, mode in ipairs { 'fp', 'auto' } do
+        local out, e, st = h.pm(string.format('trace --events offcpu --pid %d --duration 1.5 --unwind %s --json', pid,
+          mode))
+        assert.equal(0, st, out .. e)
+        local doc = assert(util.json_decode(out), out)
+        local res = doc.intervals[#doc.intervals].results.offcpu
+        assert.equal(mode, res.unwind)
+        -- the main thread's heaviest stack: the pipe read (75% of its time)
+        local top
+        for _, en in ipairs(res.entries) do if en.pid == pid and not top then top = en end end
+        assert(top and top.user_stack, out)
+        -- named from the process's own maps, innermost first
+        local r = require('perf_manual.sym').new()
+        r:snapshot(pid)
+        names[mode] = table.concat(r:user_stacks(pid, { top.user_stack })[1], ';')
+      end
+      local text = 'fp: ' .. names.fp .. '\nauto: ' .. names.auto
+      assert.matches('^[_%w]*read;wait_for_peer[%w._]*;main;', names.auto, nil, text)
+      assert.matches(';_start$', names.auto, nil, text)
+      assert.is_nil(names.fp:find('main', 1, true), text)
+    end)
+  end)
+
   it('rejects an unknown --unwind', function()
     local out, err, st = h.pm('profile --unwind frames --duration 1')
     assert.equal(2, st, out .. err)

@@ -10,6 +10,7 @@ local ffi = require('ffi')
 local bit = require('bit')
 local base = require('perf_manual.tracers.base')
 local util = require('perf_manual.util')
+local unwind = require('perf_manual.unwind')
 
 local M = {}
 
@@ -132,7 +133,8 @@ Offcpu.__index = Offcpu
 --- Starts tracing. opts: pid | tid | cgroup (filter, on the blocked task),
 --- min_us (default 1) / max_us: keep blocks in this range, preempted = true
 --- (also count time runnable but preempted, not only blocked), kernel_stacks
---- = false / user_stacks = false, stats = false.
+--- = false / user_stacks = false, unwind = 'auto' | 'fp' | 'dwarf' (user
+--- stacks, perf_manual.unwind; default auto), stats = false.
 ---@return table? tracer, string? err
 function M.start(opts)
   opts = opts or {}
@@ -143,15 +145,31 @@ function M.start(opts)
   cfg.offcpu_blocked_only = not opts.preempted
   cfg.offcpu_kernel_stacks = opts.kernel_stacks ~= false
   cfg.offcpu_user_stacks = opts.user_stacks ~= false
+  local mode = 'fp'
+  if cfg.offcpu_user_stacks then
+    local merr
+    mode, merr = unwind.check_mode(opts.unwind)
+    if not mode then return nil, merr end
+  end
+  local tables
   local obj, v = base.load_variants('offcpu', cfg, {
     { name = 'tp_btf', progs = { 'offcpu_switch_btf' } },
     { name = 'raw_tp', progs = { 'offcpu_switch_raw' } },
-  }, { stats = opts.stats })
+  }, { stats = opts.stats,
+    prepare = function(o) unwind.prepare(o, mode) end,
+    -- the target's tables before its first switch-out
+    ready = function(o)
+      if mode == 'fp' then return end
+      tables = unwind.tables(o, mode)
+      if opts.pid then tables:add(opts.pid) end
+    end })
   if not obj then return nil, v end
   local t = base.Tracer.new('offcpu', obj, { attach_path = v })
   t.blocked = obj:map('blocked')
   t.counters = obj:map('counters')
   t.min_us = cfg.offcpu_min_us
+  t.tables, t.unwind_mode = tables, mode
+  if tables then base.poll_while_live(tables) end
   return setmetatable(t, Offcpu)
 end
 
@@ -174,6 +192,18 @@ function Offcpu:read(opts)
       if type(raw) ~= 'string' or #raw % 8 ~= 0 or #raw == 0 then return nil end
       return M.unpack(raw)
     end)
+    -- user stacks walked from CFI are kept by hash, not by stack id
+    if self.tables then self.tables:poll() end
+    local walked = {}
+    for _, e in ipairs(entries) do
+      if e.user_hash then
+        if walked[e.user_hash] == nil then walked[e.user_hash] = unwind.read_stack(obj, e.user_hash) or false end
+        local st = walked[e.user_hash]
+        e.user_stack = st and st.nr > 0 and M.unpack(st.ips) or nil
+        e.unwind_end = st and st.end_reason or nil
+        e.user_hash = nil -- raw bytes: not for JSON
+      end
+    end
     res = { entries = entries, tasks = M.by_task(entries), total_us = total }
     res.counters = {}
     for _, e in ipairs(assert(self.counters:read{ clear = opts.clear })) do
@@ -183,6 +213,7 @@ function Offcpu:read(opts)
     end
   end
   res.min_us = self.min_us
+  res.unwind = self.unwind_mode
   return self:finish_read(res, now, opts)
 end
 
