@@ -71,6 +71,22 @@ function M.prepare(obj, mode, opts)
   end
 end
 
+--- Load hooks for an object opened through tracers.base.load_variants:
+--- prepare (before load) sets the walker's mode; ready (after load, before
+--- attach) makes the tables, with target's (a pid, optional) already in, so
+--- its first events are walked from CFI. h.tables is set once ready ran (nil
+--- with fp).
+function M.load_hooks(mode, target)
+  local h = {}
+  h.prepare = function(obj) M.prepare(obj, mode) end
+  h.ready = function(obj)
+    if mode == 'fp' then return end
+    h.tables = M.tables(obj, mode)
+    if target then h.tables:add(target) end
+  end
+  return h
+end
+
 local Tables = {}
 Tables.__index = Tables
 

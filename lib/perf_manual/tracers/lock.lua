@@ -367,17 +367,11 @@ function M.start(opts)
     mode, merr = unwind.check_mode(opts.unwind)
     if not mode then return nil, merr end
   end
-  local tables
   local target = opts.pid or opts.tgid
-  local obj, chosen = load_one_of(cfg, variants, opts.stats, {
-    prepare = function(o) unwind.prepare(o, mode) end,
-    ready = function(o)
-      if mode == 'fp' then return end
-      tables = unwind.tables(o, mode)
-      if target then tables:add(target) end
-    end,
-  })
+  local hooks = unwind.load_hooks(mode, target)
+  local obj, chosen = load_one_of(cfg, variants, opts.stats, hooks)
   if not obj then return nil, chosen end
+  local tables = hooks.tables
   local t = base.Tracer.new('lock', obj, { attach_path = chosen.name })
   t.notes = notes
   t.stacks = opts.stacks and true or false

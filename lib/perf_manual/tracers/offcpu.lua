@@ -151,19 +151,13 @@ function M.start(opts)
     mode, merr = unwind.check_mode(opts.unwind)
     if not mode then return nil, merr end
   end
-  local tables
+  local hooks = unwind.load_hooks(mode, opts.pid)
   local obj, v = base.load_variants('offcpu', cfg, {
     { name = 'tp_btf', progs = { 'offcpu_switch_btf' } },
     { name = 'raw_tp', progs = { 'offcpu_switch_raw' } },
-  }, { stats = opts.stats,
-    prepare = function(o) unwind.prepare(o, mode) end,
-    -- the target's tables before its first switch-out
-    ready = function(o)
-      if mode == 'fp' then return end
-      tables = unwind.tables(o, mode)
-      if opts.pid then tables:add(opts.pid) end
-    end })
+  }, { stats = opts.stats, prepare = hooks.prepare, ready = hooks.ready })
   if not obj then return nil, v end
+  local tables = hooks.tables
   local t = base.Tracer.new('offcpu', obj, { attach_path = v })
   t.blocked = obj:map('blocked')
   t.counters = obj:map('counters')
