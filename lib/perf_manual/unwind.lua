@@ -216,6 +216,16 @@ function M.read_stack(obj, hash_bytes)
   }
 end
 
+--- M.read_stack for one read of obj's maps, each hash read once (many keys
+--- share a stack): returns fn(hash) -> the stack or nil.
+function M.stack_reader(obj)
+  local seen = {}
+  return function(hash)
+    if seen[hash] == nil then seen[hash] = M.read_stack(obj, hash) or false end
+    return seen[hash] or nil
+  end
+end
+
 --- The per-CPU counters: walks, stacks lost (the map was full).
 function M.counters(obj)
   local c = { walks = 0, stacks_lost = 0 }

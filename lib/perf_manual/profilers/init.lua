@@ -103,13 +103,10 @@ function M.bpf_frames(obj, resolver, entries, max_depth)
     return raw[id] or nil
   end
   -- a user stack walked from CFI: unwind_stacks[user_hash], with how it was walked
-  local walked = {}
+  local walked = require('perf_manual.unwind').stack_reader(obj)
   local function ustack(e)
     if not e.user_hash then return stack(e.user_stack_id) end
-    if walked[e.user_hash] == nil then
-      walked[e.user_hash] = require('perf_manual.unwind').read_stack(obj, e.user_hash) or false
-    end
-    local st = walked[e.user_hash]
+    local st = walked(e.user_hash)
     return st and st.nr > 0 and st.ips or nil, st or nil
   end
   local sym = require('perf_manual.sym')

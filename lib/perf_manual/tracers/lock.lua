@@ -424,11 +424,10 @@ function Lock:read(opts)
       self.maps.counters:update(4, ffi_.string(v, 8))
     end
     if self.tables then self.tables:poll() end
-    local walked = {}
+    local walked = unwind.stack_reader(self.obj)
     local function stack_of(s)
       if s.user_hash then
-        if walked[s.user_hash] == nil then walked[s.user_hash] = unwind.read_stack(self.obj, s.user_hash) or false end
-        local st = walked[s.user_hash]
+        local st = walked(s.user_hash)
         s.walked = st and true or nil
         s.user_hash = nil -- raw bytes: not for JSON
         return st and sym.unpack(st.ips) or {}

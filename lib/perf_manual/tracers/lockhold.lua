@@ -385,11 +385,10 @@ function Hold:read(opts)
     res = M.analyse(d, self:attached_seconds(now))
     local obj = self.obj
     if self.tables then self.tables:poll() end
-    local walked = {}
+    local walked = unwind.stack_reader(obj)
     M.name_all(res, function(id, s)
       if not s.user_hash then return obj:stack('stacks', id) end
-      if walked[s.user_hash] == nil then walked[s.user_hash] = unwind.read_stack(obj, s.user_hash) or false end
-      local st = walked[s.user_hash]
+      local st = walked(s.user_hash)
       s.unwind = st and { dwarf = st.dwarf, fp = st.fp, end_reason = st.end_reason, no_table = st.no_table,
                           fp_no_cfi = st.fp_no_cfi, fp_no_map = st.fp_no_map } or nil
       return st and sym.unpack(st.ips) or {}

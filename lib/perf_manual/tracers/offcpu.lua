@@ -188,11 +188,10 @@ function Offcpu:read(opts)
     end)
     -- user stacks walked from CFI are kept by hash, not by stack id
     if self.tables then self.tables:poll() end
-    local walked = {}
+    local walked = unwind.stack_reader(obj)
     for _, e in ipairs(entries) do
       if e.user_hash then
-        if walked[e.user_hash] == nil then walked[e.user_hash] = unwind.read_stack(obj, e.user_hash) or false end
-        local st = walked[e.user_hash]
+        local st = walked(e.user_hash)
         e.user_stack = st and st.nr > 0 and M.unpack(st.ips) or nil
         e.unwind_end = st and st.end_reason or nil
         e.user_hash = nil -- raw bytes: not for JSON
