@@ -26,31 +26,32 @@ end
 
 local function sh(cmd) return os.execute('{ ' .. cmd .. '; } >/dev/null 2>&1') == 0 end
 
--- Reads the namespace's RetransSegs every 20 ms into a file, with
--- /proc/uptime beside each value: retransmits come in bursts (a lost segment
--- stalls the flow on the retransmit timer), so the truth must cover the very
--- window the investigation measured, not the test's wider one.
+-- Reads the namespace's RetransSegs every 20 ms into a file, with the
+-- /proc/uptime read just before and just after it: retransmits come in bursts
+-- (a lost segment stalls the flow on the retransmit timer), so the truth must
+-- cover the very window the investigation measured, not the test's wider one,
+-- and a busy machine can delay a read by tens of milliseconds past its stamp.
 local function start_poller(pid, file)
   local script = string.format([[
 while [ -e /proc/%d ]; do
-  read up _ < /proc/uptime
-  awk -v up="$up" '/^Tcp: [A-Z]/ { for (i = 2; i <= NF; i++) if ($i == "RetransSegs") c = i; next }
-    /^Tcp: / { print up, $c; exit }' /proc/%d/net/snmp
+  awk 'BEGIN { getline a < "/proc/uptime"; close("/proc/uptime"); split(a, u0, " ") }
+    /^Tcp: [A-Z]/ { for (i = 2; i <= NF; i++) if ($i == "RetransSegs") c = i; next }
+    /^Tcp: / { v = $c; getline b < "/proc/uptime"; split(b, u1, " "); print u0[1], u1[1], v; exit }' /proc/%d/net/snmp
   sleep 0.02
 done >%s 2>/dev/null & echo $!]], pid, pid, file)
   return tonumber(io.popen(script):read('*l'))
 end
 
--- The poller's samples as { uptime, value } pairs, and the offset that turns
--- CLOCK_MONOTONIC (sys.now) into /proc/uptime seconds.
+-- The poller's samples as { read no earlier than, read no later than, value },
+-- in /proc/uptime seconds.
 local function poller_samples(file)
   local out = {}
   local f = io.open(file)
   if not f then return out end
   f:close()
   for line in io.lines(file) do
-    local t, v = line:match('^([%d.]+) (%d+)$')
-    if t then out[#out + 1] = { tonumber(t), tonumber(v) } end
+    local t0, t1, v = line:match('^([%d.]+) ([%d.]+) (%d+)$')
+    if t0 then out[#out + 1] = { tonumber(t0), tonumber(t1), tonumber(v) } end
   end
   return out
 end
@@ -66,27 +67,29 @@ local function samples_past(file, t)
   return poller_samples(file)
 end
 
+-- The offset that turns CLOCK_MONOTONIC (sys.now) into /proc/uptime seconds.
 local function uptime_offset()
   local a = sys.now()
   local up = tonumber(util.readfile('/proc/uptime'):match('^[%d.]+'))
   return up - (a + sys.now()) / 2
 end
 
--- Retransmits counted in [t0, t1] (uptime seconds): the least (samples inside
--- the window) and the most (samples just outside it) the counter allows.
+-- Retransmits counted in [t0, t1] (uptime seconds): the least (samples read
+-- surely inside the window) and the most (samples read surely outside it) the
+-- counter allows.
 local function count_between(samples, t0, t1)
   local before, first, last, after
   for _, s in ipairs(samples) do
-    if s[1] <= t0 then before = s end
+    if s[2] <= t0 then before = s end
     if s[1] >= t0 and not first then first = s end
-    if s[1] <= t1 then last = s end
+    if s[2] <= t1 then last = s end
     if s[1] >= t1 and not after then after = s end
   end
   assert(before and first, string.format('the poller began after the window opened (%.2f; first sample %s)', t0,
     samples[1] and samples[1][1] or 'none'))
   assert(after and last, string.format('the poller ended before the window closed (%.2f; last sample %s)', t1,
-    samples[#samples] and samples[#samples][1] or 'none'))
-  return last[2] - first[2], after[2] - before[2]
+    samples[#samples] and samples[#samples][2] or 'none'))
+  return math.max(0, last[3] - first[3]), after[3] - before[3]
 end
 
 describe('network retransmits, end to end', function()
@@ -161,7 +164,9 @@ describe('network retransmits, end to end', function()
           local use = assert(util.json_decode(util.readfile(root .. '/' .. id .. '/raw_data/use-check.json')))
           local win = assert(use.measures.tcp.window, 'the USE check recorded no window for its TCP rates')
           local span = win[2] - win[1]
-          local lo, hi = count_between(samples, win[1] + off, win[2] + off)
+          -- the check stamps each snapshot just before it reads the counters: allow it 0.1 s to read them
+          local lo = count_between(samples, win[1] + off + 0.1, win[2] + off)
+          local _, hi = count_between(samples, win[1] + off, win[2] + off + 0.1)
           local count = named * span
           local diag = string.format('namespace rate %.1f/s over %.2f s = %.0f; the namespace counted %d to %d in '
             .. 'that window; flow %d (BPF), the namespace %d to %d in the trace\'s window; %d over the whole %.1f s '
