@@ -99,7 +99,7 @@ return playbook {
       local rec, sum = inv.rec, inv.sum
       local sc = rec.sysctls or {}
       if p.json then
-        return inv:json { target = rec.target, window_s = rec.window_s, source = rec.source,
+        return inv:json { target = rec.target, window_s = rec.window_s, edges = rec.edges, source = rec.source,
           replayed = rec.replayed or false, connections = inv:list(sum.conns), findings = inv:list(inv.said),
           sysctls = sc, notes = inv:list(rec.notes or {}) }
       end

@@ -14,83 +14,9 @@ local W = require('e2e.workload')
 local util = require('perf_manual.util')
 local sys = require('perf_manual._c.sys')
 local store = require('perf_manual.store')
-
-local function retrans_segs(pid)
-  local s = util.readfile('/proc/' .. pid .. '/net/snmp') or ''
-  local names, values = s:match('\nTcp: (%a[^\n]*)\nTcp: ([^\n]*)')
-  local i, want = 0, nil
-  for n in names:gmatch('%S+') do i = i + 1; if n == 'RetransSegs' then want = i end end
-  i = 0
-  for v in values:gmatch('%S+') do i = i + 1; if i == want then return tonumber(v), sys.now() end end
-end
+local snmp = require('e2e.snmp')
 
 local function sh(cmd) return os.execute('{ ' .. cmd .. '; } >/dev/null 2>&1') == 0 end
-
--- Reads the namespace's RetransSegs every 20 ms into a file, with the
--- /proc/uptime read just before and just after it: retransmits come in bursts
--- (a lost segment stalls the flow on the retransmit timer), so the truth must
--- cover the very window the investigation measured, not the test's wider one,
--- and a busy machine can delay a read by tens of milliseconds past its stamp.
-local function start_poller(pid, file)
-  local script = string.format([[
-while [ -e /proc/%d ]; do
-  awk 'BEGIN { getline a < "/proc/uptime"; close("/proc/uptime"); split(a, u0, " ") }
-    /^Tcp: [A-Z]/ { for (i = 2; i <= NF; i++) if ($i == "RetransSegs") c = i; next }
-    /^Tcp: / { v = $c; getline b < "/proc/uptime"; split(b, u1, " "); print u0[1], u1[1], v; exit }' /proc/%d/net/snmp
-  sleep 0.02
-done >%s 2>/dev/null & echo $!]], pid, pid, file)
-  return tonumber(io.popen(script):read('*l'))
-end
-
--- The poller's samples as { read no earlier than, read no later than, value },
--- in /proc/uptime seconds.
-local function poller_samples(file)
-  local out = {}
-  local f = io.open(file)
-  if not f then return out end
-  f:close()
-  for line in io.lines(file) do
-    local t0, t1, v = line:match('^([%d.]+) ([%d.]+) (%d+)$')
-    if t0 then out[#out + 1] = { tonumber(t0), tonumber(t1), tonumber(v) } end
-  end
-  return out
-end
-
--- The samples once the poller has passed uptime t: the windows checked can
--- close only moments before the test reads them.
-local function samples_past(file, t)
-  for _ = 1, 300 do
-    local s = poller_samples(file)
-    if #s > 0 and s[#s][1] > t then return s end
-    sys.sleep(0.02)
-  end
-  return poller_samples(file)
-end
-
--- The offset that turns CLOCK_MONOTONIC (sys.now) into /proc/uptime seconds.
-local function uptime_offset()
-  local a = sys.now()
-  local up = tonumber(util.readfile('/proc/uptime'):match('^[%d.]+'))
-  return up - (a + sys.now()) / 2
-end
-
--- Retransmits counted in [t0, t1] (uptime seconds): the least (samples read
--- surely inside the window) and the most (samples read surely outside it) the
--- counter allows.
-local function count_between(samples, t0, t1)
-  local before, first, last, after
-  for _, s in ipairs(samples) do
-    if s[2] <= t0 then before = s end
-    if s[1] >= t0 and not first then first = s end
-    if s[2] <= t1 then last = s end
-    if s[1] >= t1 and not after then after = s end
-  end
-  assert(before and first, string.format('the poller began after the window opened (%.2f; first sample %s)', t0,
-    samples[1] and samples[1][1] or 'none'))
-  assert(after and last, string.format('the poller ended before the window closed (%.2f; last sample %s)', t1,
-    samples[#samples] and samples[#samples][2] or 'none'))
-  return math.max(0, last[3] - first[3]), after[3] - before[3]
-end
 
 describe('network retransmits, end to end', function()
   it('a sender in its own network namespace losing 2% of its segments: the retransmits hypothesis is supported, at ' ..
@@ -118,19 +44,11 @@ describe('network retransmits, end to end', function()
               "pm_e2e out "
             .. "oifname lo tcp dport %d numgen random mod 100 '<' 2 drop", port)))), 'cannot add the nftables rule')
           sys.sleep(0.5)
-          local pfile = root .. '.snmp'
-          poller = start_poller(w.pid, pfile)
-          -- its first sample must predate the window: a loaded machine can be slow to start awk
-          for _ = 1, 500 do
-            if #poller_samples(pfile) > 0 then break end
-            sys.sleep(0.01)
-          end
-          assert(#poller_samples(pfile) > 0, 'the RetransSegs poller wrote nothing')
-          local off = uptime_offset()
-          local r0, t0 = retrans_segs(w.pid)
+          poller = snmp.start(w.pid, root .. '.snmp')
+          local r0, t0 = snmp.retrans_segs(w.pid)
           local out, e, st = h.pm(string.format('investigate --target %d --symptom "it is slow" --batch --duration 3 '
             .. '--store %s', w.pid, root))
-          local r1, t1 = retrans_segs(w.pid)
+          local r1, t1 = snmp.retrans_segs(w.pid)
           sys.sleep(0.1)
           assert.equal(0, st, out .. e)
           local truth = (r1 - r0) / (t1 - t0)
@@ -157,16 +75,15 @@ describe('network retransmits, end to end', function()
           local tn = assert(util.json_decode(util.readfile(root .. '/' .. id .. '/raw_data/trace-net.json')))
           local twin = assert(tn.window, 'the net trace recorded no window')
           -- its probes attach just before the window opens and detach just after it closes
-          local samples = samples_past(pfile, twin[2] + off + 0.5)
-          local flo = count_between(samples, twin[1] + off, twin[2] + off)
-          local _, fhi = count_between(samples, twin[1] + off - 0.5, twin[2] + off + 0.5)
+          local flo = snmp.count(poller, twin[1], twin[2])
+          local _, fhi = snmp.count(poller, twin[1] - 0.5, twin[2] + 0.5)
           assert.matches('pid ' .. w.pid, tostring(c.flow), 1, true)
           local use = assert(util.json_decode(util.readfile(root .. '/' .. id .. '/raw_data/use-check.json')))
           local win = assert(use.measures.tcp.window, 'the USE check recorded no window for its TCP rates')
           local span = win[2] - win[1]
           -- the check stamps each snapshot just before it reads the counters: allow it 0.1 s to read them
-          local lo = count_between(samples, win[1] + off + 0.1, win[2] + off)
-          local _, hi = count_between(samples, win[1] + off, win[2] + off + 0.1)
+          local lo = snmp.count(poller, win[1] + 0.1, win[2])
+          local _, hi = snmp.count(poller, win[1], win[2] + 0.1)
           local count = named * span
           local diag = string.format('namespace rate %.1f/s over %.2f s = %.0f; the namespace counted %d to %d in '
             .. 'that window; flow %d (BPF), the namespace %d to %d in the trace\'s window; %d over the whole %.1f s '
@@ -176,9 +93,9 @@ describe('network retransmits, end to end', function()
           assert.is_true(flow >= flo * 0.95 - 2 and flow <= fhi * 1.05 + 2, diag)
         end)
       end, debug.traceback)
-      if poller then os.execute('kill ' .. poller .. ' 2>/dev/null') end
+      snmp.stop(poller)
       sh('ip netns delete ' .. ns)
-      os.execute('rm -rf ' .. root .. ' ' .. root .. '.snmp')
+      os.execute('rm -rf ' .. root)
       assert(ok, err)
     end)
   end)

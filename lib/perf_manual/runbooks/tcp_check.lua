@@ -145,12 +145,15 @@ function M.run(opts)
     local t0 = sys.now()
     local before, err = sample(prefix)
     if not before then return nil, err end
+    local t0b = sys.now()
     s:begin()
     local ended = s:run {}
+    local t1a = sys.now()
     local after
     after, err = sample(prefix)
     if not after then return nil, err end
-    local window = sys.now() - t0
+    local t1b = sys.now()
+    local window = t1b - t0
     local sysctls = M.sysctls_in(prefix, M.SYSCTLS)
     local info = s:finish()
     local avail = {}
@@ -158,6 +161,8 @@ function M.run(opts)
     if not next(avail) then avail = nil end
     return {
       kind = 'tcp-check', target = s.target.label, pids = util.array(pids), window_s = window, ended_by = ended,
+      -- CLOCK_MONOTONIC bounds of each ss read (it runs as its own process), to read other counters over them
+      edges = { { t0, t0b }, { t1a, t1b } },
       netns = ns, before = util.array(M.parse_ss(before, avail)), after = util.array(M.parse_ss(after, avail)),
       sysctls = sysctls, notes = info.notes,
       source = 'ss -tinmep (tcp_info, skmem) at both edges' .. (#prefix > 0 and ', in the target\'s network namespace'
