@@ -178,4 +178,66 @@ tracepoint:sched:sched_process_exit /tid == %d/ { exit(); }]==], libc, w.pid, li
     end)
     os.remove(gate)
   end)
+
+  it('trace --events lockhold -- COMMAND: every hold of the launched convoy from its first one, as bpftrace counts '
+    .. 'them, named after the command has exited', function()
+    if not h.need_root() then return end
+    if not h.have_bpftrace() then return end
+    local memory = require('perf_manual.profilers.memory')
+    local bin = h.root .. '/build/workloads/lock_convoy'
+    local dir = W.scratch()
+    local gate, out = dir .. '/lockhold_cmd.gate', dir .. '/lockhold_cmd.bpftrace'
+    assert(io.open(gate, 'w')):close()
+    -- the C library every process here maps: the command's too
+    local libc = assert(memory.libc_path(util.readfile('/proc/self/maps')))
+    -- luacheck: push no max line length
+    local prog = string.format([==[
+uprobe:%s:pthread_mutex_lock /comm == "lock_convoy"/ { @a[tid] = arg0; }
+uretprobe:%s:pthread_mutex_lock /comm == "lock_convoy"/ { if (retval == 0) { @t[tid, @a[tid]] = nsecs; } delete(@a[tid]); }
+uprobe:%s:pthread_mutex_unlock /comm == "lock_convoy" && @t[tid, arg0]/ { @held[arg0] = sum(nsecs - @t[tid, arg0]); @holds[arg0] = count(); delete(@t[tid, arg0]); }]==],
+      libc, libc, libc)
+    -- luacheck: pop
+    h.with_machine_lock(function()
+      local bt = tonumber(shell(string.format("bpftrace -e '%s' >%s 2>&1 & echo $!", prog, out)))
+      local ok, err = pcall(function()
+        assert(W.wait_until(function() return (util.readfile(out) or ''):find('Attaching') end, 60),
+          'bpftrace did not start: ' .. tostring(util.readfile(out)))
+        -- 4 threads for 1.5 s, then it exits at once (linger 0): names must be taken while it runs
+        local text, e, st = h.pm(string.format('trace --events lockhold --json -- %s 4 1.5 %s 0', bin, gate))
+        assert.equal(0, st, text .. e)
+        os.execute('kill -INT ' .. bt)
+        assert(W.wait_until(function() return (util.readfile(out) or ''):find('@holds') end, 30),
+          'no bpftrace maps: ' .. tostring(util.readfile(out)))
+        local doc = assert(util.json_decode(text), text)
+        assert.equal('target exited', doc.ended_by)
+        local res = doc.intervals[1].results.lockhold
+        assert.is_table(res, text)
+        local top = assert((res.locks or {})[1], 'no lock measured: ' .. text)
+        local addr = string.format('%d', assert(tonumber(top.addr:match('^0x(%x+)$'), 16)))
+        local bt_text = util.readfile(out)
+        local bt_sum = tonumber(bt_text:match('@held%[' .. addr .. '%]: (%d+)'))
+        local bt_count = tonumber(bt_text:match('@holds%[' .. addr .. '%]: (%d+)'))
+        assert(bt_sum and bt_count, 'bpftrace saw no hold at ' .. top.addr .. ': ' .. bt_text)
+        io.stderr:write(string.format('\nlockhold -- COMMAND: %d holds (bpftrace %d), held %.3f s (bpftrace %.3f s)\n',
+          top.count, bt_count, top.total_ns / 1e9, bt_sum / 1e9))
+        -- the uprobes were on before the command's first instruction: not one hold missed
+        assert.equal(bt_count, top.count)
+        assert.is_true(math.abs(top.total_ns - bt_sum) <= 0.03 * bt_sum,
+          string.format('held %.3f s, bpftrace %.3f s', top.total_ns / 1e9, bt_sum / 1e9))
+        assert.equal('g_lock (lock_convoy .bss)', top.name)
+        assert.equal('critical_section', top.holder)
+      end)
+      if bt then os.execute('kill ' .. bt .. ' 2>/dev/null') end
+      os.remove(out)
+      if not ok then error(err, 0) end
+    end)
+    os.remove(gate)
+  end)
+
+  it('refuses the whole host as target with status 2, naming what to give instead', function()
+    if not h.need_root() then return end
+    local _, err, st = h.pm('trace --events sched,lockhold --duration 1')
+    assert.equal(2, st)
+    assert.matches('lockhold needs a target %(%-%-pid, %-%-cgroup, %-%-target or %-%- COMMAND%)', err)
+  end)
 end)

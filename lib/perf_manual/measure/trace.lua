@@ -55,6 +55,13 @@ function M.run_on(s, wanted, opts)
   s:start()
   local filter, ferr = targets.bpf_filter(s.target)
   if not filter then util.user_error('trace: ' .. ferr) end
+  for _, t in ipairs(wanted) do
+    if t.mod.needs_target and not (filter.pid or filter.cgroup) then
+      local why = t.event .. ' needs a target (--pid, --cgroup, --target or -- COMMAND): ' .. t.mod.needs_target
+      if opts.soft then return nil, why end
+      util.user_error('trace: ' .. why)
+    end
+  end
   local unavailable, running, names = {}, {}, {}
   for _, t in ipairs(wanted) do
     local o = { pid = filter.pid, cgroup = filter.cgroup, mode = opts.mode, per = opts.per, snoop = opts.snoop }

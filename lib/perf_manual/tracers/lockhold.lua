@@ -25,7 +25,10 @@ local M = {}
 
 M.name = 'lockhold'
 M.event = 'lockhold'
-M.summary = 'pthread mutex/rwlock hold time per lock and holder function (uprobes on the C library, needs --pid)'
+-- uprobes on every process's lock calls system-wide would slow the whole host
+M.needs_target = 'its uprobes trap every lock call of the processes they cover'
+M.summary = 'pthread mutex/rwlock hold time per lock and holder function (uprobes on the C library; a process, '
+  .. 'a cgroup or a command)'
 
 ffi.cdef [[
 struct pm_lockhold_key { uint64_t addr; uint32_t tgid, kind; };
@@ -175,7 +178,7 @@ end
 --- of the address, as the futex tracer names a futex), while the process
 --- is alive. Adds site.frames, site.holder, lock.holder (the heaviest
 --- site's), lock.name.
-function M.name_all(res, get_stack, resolver, top)
+function M.name_all(res, get_stack, resolver, top, early_names)
   local r = resolver or sym.new()
   for i, l in ipairs(res.locks) do
     if i > (top or 10) then break end
@@ -199,6 +202,9 @@ function M.name_all(res, get_stack, resolver, top)
     l.holder_share = best and l.total_ns > 0 and per[best] / l.total_ns or nil
     local f = { uaddr = l.addr, tgid = l.tgid }
     lock.name_locks({ futex = { f } })
+    -- a process gone by now (a launched command): the name taken while it ran
+    local early = early_names and early_names[l.tgid .. ':' .. l.addr]
+    if not f.mapping and early then f = early end
     l.symbol, l.section, l.mapping, l.name = f.symbol, f.section, f.mapping, f.name
   end
 end
@@ -241,8 +247,11 @@ function M.own_offset(fn, libc)
   end
 end
 
---- Starts tracing one process. opts: pid (required: the uprobes go on the
---- C library it maps), sample_every (measure every Nth lock call per CPU,
+--- Starts tracing one process (pid: the uprobes go on the C library it
+--- maps, for it alone) or a cgroup (cgroup: its processes, now and to come,
+--- a launched command's among them; the uprobes go on this host's C library
+--- for every process, and BPF keeps the cgroup's calls: the others pay the
+--- trap and nothing more), sample_every (measure every Nth lock call per CPU,
 --- default 1; raised under the budget, see over_budget), max_call_rate
 --- (detach above it, default M.MAX_CALL_RATE), libc (path, overrides the lookup), stats,
 --- unwind (holder stacks: "auto" (default), "fp", "dwarf": perf_manual.unwind).
@@ -252,19 +261,24 @@ function M.start(opts)
   local mode, merr = unwind.check_mode(opts.unwind)
   if not mode then return nil, merr end
   local pid = opts.pid or opts.tgid
-  if not pid then return nil, 'needs a process (--pid): the uprobes go on the C library it maps' end
+  if not pid and not opts.cgroup then
+    return nil, 'needs a process or a cgroup (--pid, --target, -- COMMAND): the uprobes go on its C library'
+  end
+  local cfg, cerr = base.filter_config { pid = pid, cgroup = not pid and opts.cgroup or nil }
+  if not cfg then return nil, cerr end
   local libc = opts.libc
   if not libc then
-    local text = read_text('/proc/' .. pid .. '/maps')
-    if not text then return nil, 'cannot read /proc/' .. pid .. '/maps' end
+    local owner = pid or 'self'
+    local text = read_text('/proc/' .. owner .. '/maps')
+    if not text then return nil, 'cannot read /proc/' .. owner .. '/maps' end
     libc = memory.libc_path(text)
-    if not libc then return nil, 'process ' .. pid .. ' maps no C library (libc.so.6)' end
-    libc = '/proc/' .. pid .. '/root' .. libc
+    if not libc then return nil, 'process ' .. owner .. ' maps no C library (libc.so.6)' end
+    if pid then libc = '/proc/' .. pid .. '/root' .. libc end
   end
   local every = math.max(1, math.floor(tonumber(opts.sample_every) or 1))
   local obj, err = bpf.open('lockhold')
   if not obj then return nil, err end
-  obj:set_config { targ_tgid = pid }
+  obj:set_config(cfg)
   -- a walked stack needs no stack map
   if mode ~= 'fp' then obj:resize('stacks', 1) end
   unwind.prepare(obj, mode)
@@ -275,14 +289,14 @@ function M.start(opts)
   local tables
   if mode ~= 'fp' then
     tables = unwind.tables(obj, mode)
-    tables:add(pid)
+    if pid then tables:add(pid) end
   end
   obj:map('rate'):update(0, ffi.string(ffi.new('uint64_t[1]', every), 8))
   local attached, missing = {}, {}
   -- the return and unlock probes first: a hold whose start is seen must
   -- see its end
   local function attach(prog, fn, ret)
-    local at = { kind = 'uprobe', binary = libc, func = fn, pid = pid, retprobe = ret }
+    local at = { kind = 'uprobe', binary = libc, func = fn, pid = pid or -1, retprobe = ret }
     local off = M.own_offset(fn, libc)
     if off then at.func, at.offset = nil, off end
     local aok, aerr = obj:attach_probe(prog, at)
@@ -301,12 +315,55 @@ function M.start(opts)
   end
   local t = base.Tracer.new('lockhold', obj, { attach_path = 'uprobe', stats = opts.stats })
   t.target, t.libc, t.sample_every, t.probes, t.missing = pid, libc, every, attached, missing
+  t.cgroup = not pid and opts.cgroup or nil
   t.max_call_rate = opts.max_call_rate
   t.resolver = sym.new()
-  pcall(t.resolver.snapshot, t.resolver, pid)
+  if pid then pcall(t.resolver.snapshot, t.resolver, pid) end
   t.tables, t.unwind_mode = tables, mode
-  if tables then base.poll_while_live(tables) end
-  return setmetatable(t, Hold)
+  t.last_scan, t.names = 0, {}
+  setmetatable(t, Hold)
+  base.poll_while_live(t)
+  return t
+end
+
+function Hold:close()
+  base.unpoll(self)
+  return base.Tracer.close(self)
+end
+
+-- the process a thread belongs to (a cgroup's holds are keyed by thread)
+local function tgid_of(tid)
+  local st = read_text('/proc/' .. tid .. '/status')
+  return st and tonumber(st:match('\nTgid:%s*(%d+)')) or tid
+end
+
+--- Between reads: the unwinder's tables for processes new to the walker,
+--- and, for a cgroup, a symbol snapshot of each process that took a lock
+--- (once a second), so a launched command that exits before the end still
+--- has names.
+function Hold:poll()
+  if self.closed then return end
+  if self.tables then
+    for _, p in ipairs(self.tables:poll()) do pcall(self.resolver.snapshot, self.resolver, p, true) end
+  end
+  if not self.cgroup then return end
+  local now = require('perf_manual.sys').now()
+  if now - self.last_scan < 1 then return end
+  self.last_scan = now
+  local r = self.resolver
+  local named = 0
+  for _, e in ipairs(self.obj:map('locks'):read() or {}) do
+    local k = cast('struct pm_lockhold_key', e.key, 'lock key')
+    local tg, addr = tonumber(k.tgid), tonumber(k.addr)
+    if not r.snaps[tg] and not r.failed[tg] then pcall(r.snapshot, r, tg) end
+    local key = tg .. ':' .. addr
+    if self.names[key] == nil and named < 64 then
+      named = named + 1
+      local f = { uaddr = addr, tgid = tg }
+      lock.name_locks({ futex = { f } })
+      self.names[key] = f.mapping and f or false
+    end
+  end
 end
 
 local function u32(b) return ffi.cast('const uint32_t *', b)[0] end
@@ -363,6 +420,9 @@ function Hold:read(opts)
   if self.closed then
     res = self.final or M.analyse({}, 0)
   else
+    -- names and tables first: a clearing read empties the maps the scan reads
+    self.last_scan = 0
+    self:poll()
     local d = { locks = {}, sites = {}, counters = {} }
     for _, e in ipairs(assert(self.obj:map('locks'):read{ clear = opts.clear })) do
       d.locks[#d.locks + 1] = M.decode_lock(e.key, e.value)
@@ -374,7 +434,8 @@ function Hold:read(opts)
     -- whole window is the busiest one)
     local now_ns = require('perf_manual.sys').monotonic_ns()
     for _, e in ipairs(assert(self.obj:map('holds'):read())) do
-      local l, site = M.decode_open(e.key, e.value, self.target, now_ns, self.since * 1e9)
+      local tid = tonumber(cast('struct pm_lockhold_held_key', e.key, 'held key').tid)
+      local l, site = M.decode_open(e.key, e.value, self.target or tgid_of(tid), now_ns, self.since * 1e9)
       d.locks[#d.locks + 1] = l
       d.sites[#d.sites + 1] = site
     end
@@ -384,7 +445,6 @@ function Hold:read(opts)
     end
     res = M.analyse(d, self:attached_seconds(now))
     local obj = self.obj
-    if self.tables then self.tables:poll() end
     local walked = unwind.stack_reader(obj)
     M.name_all(res, function(id, s)
       if not s.user_hash then return obj:stack('stacks', id) end
@@ -392,7 +452,7 @@ function Hold:read(opts)
       s.unwind = st and { dwarf = st.dwarf, fp = st.fp, end_reason = st.end_reason, no_table = st.no_table,
                           fp_no_cfi = st.fp_no_cfi, fp_no_map = st.fp_no_map } or nil
       return st and sym.unpack(st.ips) or {}
-    end, self.resolver)
+    end, self.resolver, nil, self.names)
     self.unwind_q = self:_unwind_quality(res)
     -- raw key bytes: not for JSON
     for _, l in ipairs(res.locks) do for _, s in ipairs(l.sites) do s.user_hash = nil end end
