@@ -100,6 +100,28 @@ describe('perf_manual._c.sys spawn options', function()
     assert.is_true(n > 3, 'the shell had ' .. n .. ' files')
   end)
 
+  it('the command starts with default signal handling and an open mask, whatever this process catches', function()
+    local util = require('perf_manual.util')
+    -- the host catches SIGINT and SIGTERM and ignores SIGPIPE; the child shares
+    -- this process's memory until it execs, so it must reset them itself
+    local out = os.tmpname()
+    local pid = assert(sys.spawn({ 'sh', '-c', 'grep -E "^Sig(Blk|Ign|Cgt)" /proc/$$/status; exec sleep 5' },
+      { stdout = out }))
+    sys.sleep(0.2)
+    assert(sys.kill(pid, 2))
+    assert.same({ 'signaled', 2 }, { sys.wait(pid) })
+    local status = util.readfile(out)
+    os.remove(out)
+    assert.matches('SigBlk:%s+0+\n', status)
+    -- SIGPIPE (bit 13) back to the default: a command writing to a closed pipe dies as usual
+    local ign = tonumber(status:match('SigIgn:%s+(%x+)'), 16)
+    assert.equal(0, math.floor(ign / 2 ^ 12) % 2)
+    -- a join file it cannot open is the launch's error, reported before any pid
+    local p2, err = sys.spawn({ 'true' }, { join = '/nonexistent/dir/cgroup.procs' })
+    assert.is_nil(p2)
+    assert.equal('cannot start true: No such file or directory', err)
+  end)
+
   it('a bad pdeathsig is an argument error; a log it cannot open is an error result', function()
     assert.has_error(function() sys.spawn({ 'true' }, { pdeathsig = 999 }) end)
     local pid, err = sys.spawn({ 'true' }, { log = '/nonexistent/dir/log' })
