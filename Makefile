@@ -70,7 +70,7 @@ WORKLOADS    := $(patsubst tests/workloads/%.c,build/workloads/%,$(WORKLOAD_SRC)
 CTEST_SRC    := $(sort $(wildcard tests/c/test_*.c))
 CTESTS       := $(patsubst tests/c/%.c,build/tests/%,$(CTEST_SRC))
 
-all: bin/perf_manual workloads
+all: bin/perf_manual workloads build/lj/.stamp
 
 # ---- dependencies -------------------------------------------------------
 deps: $(DEB_STAMP) $(NPM_STAMP)
@@ -191,6 +191,15 @@ build/runtime/bpf_objects.o: build/runtime/bpf_objects.c $(BPF_OBJ) build/bpf/mi
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
+# ---- Lua bytecode cache (runtime/main.c loads it in place of a source it
+# is not older than): every module and playbook, and argparse
+LUA_SRC := $(sort $(shell find lib playbooks -name '*.lua' 2>/dev/null))
+SYS_LUA := $(wildcard /usr/share/lua/5.1/argparse.lua)
+build/lj/.stamp: bin/perf_manual $(LUA_SRC) $(SYS_LUA)
+	$(call msg,LUAC,build/lj)
+	$(Q)bin/perf_manual --lua lib/perf_manual/bytecode.lua -- $(LUA_SRC) $(SYS_LUA)
+	$(Q)touch $@
+
 # ---- workloads and C tests ---------------------------------------------------
 workloads: $(WORKLOADS)
 
@@ -233,10 +242,10 @@ test-fuzz:
 
 BUSTED_ARGS ?=
 TEST_FILE ?= tests/spec tests/e2e
-test-lua: bin/perf_manual workloads
+test-lua: bin/perf_manual workloads build/lj/.stamp
 	$(Q)bin/perf_manual --lua tests/busted_runner.lua -- $(BUSTED_ARGS) $(TEST_FILE)
 
-bench: bin/perf_manual workloads
+bench: bin/perf_manual workloads build/lj/.stamp
 	$(Q)tests/bench/run.sh
 
 # the benches, then their results recorded with this commit in the store's

@@ -335,7 +335,8 @@ end
 --- Loads a playbook file. Syntax and declaration errors are user errors that
 --- name the file and line.
 function M.load(path)
-  local chunk, err = loadfile(path)
+  -- the host's loadfile reads the build's bytecode of a built-in playbook
+  local chunk, err = (host.loadfile or loadfile)(path)
   if not chunk then
     util.user_error('playbook ' .. err)
   end

@@ -69,6 +69,44 @@ return playbook { name = 'stubborn', summary = 'x', step 's' { function()
     assert.matches('/usr/share/perf_manual/playbooks/', s)
   end)
 
+  it('loads a module or playbook from the build\'s bytecode while it is not older than its source', function()
+    local d = tmpdir()
+    os.execute('mkdir -p ' .. d .. '/lib/perf_manual ' .. d .. '/build/lj/lib ' .. d .. '/playbooks')
+    write(d .. '/lib/perf_manual/cli.lua', 'return {}')
+    write(d .. '/lib/pm_bc_probe.lua', "return 'source'")
+    write(d .. '/playbooks/pb.lua', "return 'source playbook'")
+    -- the cache as `make` writes it, with other contents to tell them apart
+    local cached = d .. '/build/lj/lib/pm_bc_probe.lua'
+    write(d .. '/cached.lua', "return 'cached'")
+    write(d .. '/cached_pb.lua', "return 'cached playbook'")
+    local compile = "local f = io.open(%q, 'wb'); f:write(string.dump(assert(loadfile(%q)))); f:close()"
+    write(d .. '/compile.lua', string.format(compile, cached, d .. '/cached.lua') .. '\n'
+      .. "os.execute('mkdir -p " .. d .. "/build/lj/playbooks')\n"
+      .. string.format(compile, d .. '/build/lj/playbooks/pb.lua', d .. '/cached_pb.lua'))
+    write(d .. '/show.lua', "print(require('pm_bc_probe'), require('perf_manual._host').loadfile(arg[1])())")
+    local function show()
+      local out, err, st = h.pm('--lua ' .. d .. '/show.lua -- ' .. d .. '/playbooks/pb.lua',
+        'PERF_MANUAL_ROOT=' .. d)
+      assert.equal(0, st, err)
+      return out
+    end
+    -- sources written first, the cache after them: the cache is fresh
+    os.execute('sleep 0.05')
+    local _, cerr, cst = h.pm('--lua ' .. d .. '/compile.lua', 'PERF_MANUAL_ROOT=' .. d)
+    assert.equal(0, cst, cerr)
+    local fresh = show()
+    -- an edited source is newer than its copy: the source is loaded
+    os.execute('sleep 0.05; touch ' .. d .. '/lib/pm_bc_probe.lua ' .. d .. '/playbooks/pb.lua')
+    local edited = show()
+    -- a cache file that is not bytecode is passed over, not an error
+    write(cached, 'not bytecode'); os.execute('touch -d "2000-01-01" ' .. d .. '/lib/pm_bc_probe.lua')
+    local broken = show()
+    os.execute('rm -rf ' .. d)
+    assert.equal('cached\tcached playbook\n', fresh)
+    assert.equal('source\tsource playbook\n', edited)
+    assert.equal('source\tsource playbook\n', broken)
+  end)
+
   it('runs a Lua file inside the host with --lua, native modules present', function()
     local p = os.tmpname()
     write(p, "local sys = require('perf_manual._c.sys'); print(arg[1], type(sys.now()), sys.info().ncpu > 0)")
