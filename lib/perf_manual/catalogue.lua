@@ -848,6 +848,11 @@ function M.check(e)
 end
 
 local team, team_dirs, loaded = {}, {}, true
+-- a search path set before this module was loaded (perf_manual.verbs.set_path)
+do
+  local verbs = package.loaded['perf_manual.verbs']
+  if verbs and verbs.team_dirs then team_dirs, loaded = verbs.team_dirs(), false end
+end
 
 --- The playbook directories whose `hypothesis_catalogue.lua` (a list of entries)
 --- adds to the built-in catalogue; read on first use.

@@ -688,6 +688,11 @@ function M.start(spec, opts)
   if not ((p.by.ustack and not walk) or p.by.kstack) then obj:resize('stacks', 1) end
   if not p.by.ustack then obj:resize('seen', 1); obj:resize('fresh', 1) end
   if not p.paired then obj:resize('starts', 1) end
+  -- no key: every event lands on one entry (creating the 10,240-entry
+  -- per-CPU table took about 1 ms of the time to attach)
+  if cfg.key_by == 0 then obj:resize('counts', 1) end
+  -- libbpf's USDT tables (a preallocated 1,024-entry hash among them)
+  if p.kind ~= 'usdt' then obj:resize('__bpf_usdt_specs', 1); obj:resize('__bpf_usdt_ip_to_spec_id', 1) end
   -- the walker's maps stay one entry each unless stacks are walked
   unwind.prepare(obj, walk and p.unwind or 'fp')
   local lok, lerr = obj:load { stats = false }

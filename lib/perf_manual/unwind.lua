@@ -64,6 +64,8 @@ M.MAX_STACKS = 8192    -- PM_UNWIND_MAX_STACKS
 function M.prepare(obj, mode, opts)
   mode = assert(M.check_mode(mode))
   obj:set_config { unwind_mode = M.MODES[mode] }
+  -- nothing goes stale without the walker: not a preallocated hash for nothing
+  if mode == 'fp' then obj:resize('unwind_stale', 1) end
   if mode ~= 'fp' then
     obj:resize('unwind_rows', (opts and opts.rows) or M.DEFAULT_ROWS)
     obj:resize('unwind_procs', M.MAX_PROCS)

@@ -106,6 +106,11 @@ local builtin = {
 
 local team = {}
 local team_dirs, loaded = {}, true
+-- a search path set before this module was loaded (perf_manual.verbs.set_path)
+do
+  local verbs = package.loaded['perf_manual.verbs']
+  if verbs and verbs.team_dirs then team_dirs, loaded = verbs.team_dirs(), false end
+end
 
 --- Puts a team's rules in front of the built-in ones (same form as above).
 function M.extend(rules)

@@ -32,9 +32,15 @@
 ---   pressure = { cpu = PsiRate?, memory = PsiRate?, io = PsiRate? }, missing= }
 local lpeg = require('lpeg')
 local common = require('perf_manual.collectors.common')
-local psi = require('perf_manual.collectors.psi')
-local process = require('perf_manual.collectors.process')
-local cpu_collector = require('perf_manual.collectors.cpu')
+-- loaded on first use: a launch that only makes a run cgroup needs none of them
+local lazy = function(name) return setmetatable({}, { __index = function(t, k)
+  local m = require(name)
+  setmetatable(t, { __index = m })
+  return m[k]
+end }) end
+local psi = lazy('perf_manual.collectors.psi')
+local process = lazy('perf_manual.collectors.process')
+local cpu_collector = lazy('perf_manual.collectors.cpu')
 local P, C, Ct, S = lpeg.P, lpeg.C, lpeg.Ct, lpeg.S
 
 local M = {}

@@ -124,7 +124,8 @@ function M.run_on(s, wanted, opts)
   local label = function(now) return string.format('%s  +%.1fs', os.date('%H:%M:%S'), now - t0) end
   local ended_by = s:run {
     interval = opts.interval,
-    poll = ticking and 0.1 or nil,
+    -- a launched command's end is still seen within the session's short poll
+    poll = ticking and (s.target.launched and math.min(0.1, measure.POLL_LAUNCHED) or 0.1) or nil,
     tick = ticking and tick or nil,
     on_interval = function(now)
       local results = {}

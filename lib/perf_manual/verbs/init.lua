@@ -29,11 +29,16 @@ local loaded = false
 function M.set_path(dirs)
   team_dirs = dirs or {}
   loaded = false
-  -- a team's wait rules live beside its verbs
-  require('perf_manual.waits').set_path(team_dirs)
-  -- and its hypothesis catalogue entries (hypothesis_catalogue.lua)
-  require('perf_manual.catalogue').set_path(team_dirs)
+  -- a team's wait rules live beside its verbs, and its hypothesis catalogue
+  -- entries (hypothesis_catalogue.lua): told now if loaded, else they ask
+  -- M.team_dirs() when first loaded (a probe's start needs neither)
+  for _, name in ipairs { 'perf_manual.waits', 'perf_manual.catalogue' } do
+    if package.loaded[name] then package.loaded[name].set_path(team_dirs) end
+  end
 end
+
+--- The directories of the last set_path.
+function M.team_dirs() return team_dirs end
 
 -- loads a team's verbs/*.lua: a function(inv, opts), or a table of them
 local function load_team(dirs)
