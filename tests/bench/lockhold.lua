@@ -79,6 +79,7 @@ end
 local function bpftrace(pid)
   local libc = memory.libc_path(util.readfile('/proc/' .. pid .. '/maps') or '')
   local prog = string.format([==[
+BEGIN { printf("bpftrace ready\n"); }
 uprobe:%s:pthread_mutex_lock /pid == %d/ { @a[tid] = arg0; }
 uretprobe:%s:pthread_mutex_lock /pid == %d/ { if (retval == 0) { @t[tid, @a[tid]] = nsecs; } delete(@a[tid]); }
 uprobe:%s:pthread_mutex_unlock /pid == %d && @t[tid, arg0]/ {
@@ -88,11 +89,9 @@ uprobe:%s:pthread_mutex_unlock /pid == %d && @t[tid, arg0]/ {
   local log = dir .. '/bt.log'
   local bt = assert(sys.spawn({ 'bpftrace', '-e', prog }, { stdout = log, stderr = log }))
   for _ = 1, 600 do
-    if (util.readfile(log) or ''):find('Attaching') then break end
+    if (util.readfile(log) or ''):find('bpftrace ready') then break end
     sys.sleep(0.02)
   end
-  -- it prints "Attaching" before the probes are in: a moment for them
-  sys.sleep(0.5)
   return function()
     sys.kill(bt, 2)
     sys.wait(bt)

@@ -44,13 +44,14 @@ describe('lock tracer: the culprit of a convoy #priv', function()
         -- per address, wakes per thread; ends when the process does
         -- luacheck: push no max line length
         local prog = string.format([[
+BEGIN { printf("bpftrace ready\n"); }
 tracepoint:syscalls:sys_enter_futex /pid == %d && (args->op & 127) == 0/ { @waits[args->uaddr] = count(); }
 tracepoint:syscalls:sys_enter_futex /pid == %d && (args->op & 127) == 1/ { @wakes[args->uaddr] = count(); @wakers[tid] = count(); }
 tracepoint:sched:sched_process_exit /tid == %d/ { exit(); }]], w.pid, w.pid, w.pid)
         -- luacheck: pop
         local bt = tonumber(shell(string.format("bpftrace -e '%s' >%s 2>&1 & echo $!", prog, out)))
         local ok, err = pcall(function()
-          assert(W.wait_until(function() return (util.readfile(out) or ''):find('Attaching') end, 60),
+          assert(W.wait_until(function() return (util.readfile(out) or ''):find('bpftrace ready') end, 60),
             'bpftrace did not start: ' .. tostring(util.readfile(out)))
           t:read { clear = true }   -- the window starts with the convoy
           assert(io.open(gate, 'w')):close()

@@ -36,9 +36,11 @@ describe('lockhold tracer: hold time of a convoy #priv', function()
         local t = assert(lockhold.start { pid = w.pid })
         local libc = assert(memory.libc_path(util.readfile('/proc/' .. w.pid .. '/maps')))
         -- the same holds, independently: lock return (0) -> unlock, per
-        -- (thread, lock); ends when the process does
+        -- (thread, lock); ends when the process does. bpftrace prints
+        -- "Attaching" before it attaches; its BEGIN fires once all are in
         -- luacheck: push no max line length
         local prog = string.format([==[
+BEGIN { printf("bpftrace ready\n"); }
 uprobe:%s:pthread_mutex_lock /pid == %d/ { @a[tid] = arg0; }
 uretprobe:%s:pthread_mutex_lock /pid == %d/ { if (retval == 0) { @t[tid, @a[tid]] = nsecs; } delete(@a[tid]); }
 uprobe:%s:pthread_mutex_unlock /pid == %d && @t[tid, arg0]/ { @held[arg0] = sum(nsecs - @t[tid, arg0]); @holds[arg0] = count(); delete(@t[tid, arg0]); }
@@ -46,7 +48,7 @@ tracepoint:sched:sched_process_exit /tid == %d/ { exit(); }]==], libc, w.pid, li
         -- luacheck: pop
         local bt = tonumber(shell(string.format("bpftrace -e '%s' >%s 2>&1 & echo $!", prog, out)))
         local ok, err = pcall(function()
-          assert(W.wait_until(function() return (util.readfile(out) or ''):find('Attaching') end, 60),
+          assert(W.wait_until(function() return (util.readfile(out) or ''):find('bpftrace ready') end, 60),
             'bpftrace did not start: ' .. tostring(util.readfile(out)))
           t:read { clear = true }
           assert(io.open(gate, 'w')):close()
@@ -192,6 +194,7 @@ tracepoint:sched:sched_process_exit /tid == %d/ { exit(); }]==], libc, w.pid, li
     local libc = assert(memory.libc_path(util.readfile('/proc/self/maps')))
     -- luacheck: push no max line length
     local prog = string.format([==[
+BEGIN { printf("bpftrace ready\n"); }
 uprobe:%s:pthread_mutex_lock /comm == "lock_convoy"/ { @a[tid] = arg0; }
 uretprobe:%s:pthread_mutex_lock /comm == "lock_convoy"/ { if (retval == 0) { @t[tid, @a[tid]] = nsecs; } delete(@a[tid]); }
 uprobe:%s:pthread_mutex_unlock /comm == "lock_convoy" && @t[tid, arg0]/ { @held[arg0] = sum(nsecs - @t[tid, arg0]); @holds[arg0] = count(); delete(@t[tid, arg0]); }]==],
@@ -200,7 +203,7 @@ uprobe:%s:pthread_mutex_unlock /comm == "lock_convoy" && @t[tid, arg0]/ { @held[
     h.with_machine_lock(function()
       local bt = tonumber(shell(string.format("bpftrace -e '%s' >%s 2>&1 & echo $!", prog, out)))
       local ok, err = pcall(function()
-        assert(W.wait_until(function() return (util.readfile(out) or ''):find('Attaching') end, 60),
+        assert(W.wait_until(function() return (util.readfile(out) or ''):find('bpftrace ready') end, 60),
           'bpftrace did not start: ' .. tostring(util.readfile(out)))
         -- 4 threads for 1.5 s, then it exits at once (linger 0): names must be taken while it runs
         local text, e, st = h.pm(string.format('trace --events lockhold --json -- %s 4 1.5 %s 0', bin, gate))

@@ -87,12 +87,13 @@ describe('catalogue runbooks e2e #priv', function()
     local out = os.tmpname()
     -- FUTEX_WAIT (private flag masked) per address, for the whole life of the
     -- workload; ends when its main thread exits
-    local prog = 'tracepoint:syscalls:sys_enter_futex /comm == "mutex_contentio" && (args->op & 127) == 0/ '
+    local prog = 'BEGIN { printf("bpftrace ready\\n"); } '
+      .. 'tracepoint:syscalls:sys_enter_futex /comm == "mutex_contentio" && (args->op & 127) == 0/ '
       .. '{ @waits[args->uaddr] = count(); } '
       .. 'tracepoint:sched:sched_process_exit /comm == "mutex_contentio" && pid == tid/ { exit(); }'
     local bt = tonumber((h.sh(string.format("bpftrace -e '%s' >%s 2>&1 & echo $!", prog, out))))
     local ok, err = pcall(function()
-      assert(W.wait_until(function() return (util.readfile(out) or ''):find('Attaching') end, 60),
+      assert(W.wait_until(function() return (util.readfile(out) or ''):find('bpftrace ready') end, 60),
         'bpftrace did not start: ' .. tostring(util.readfile(out)))
       local res, perr, st = h.pm('lock-contention --json --max-overhead 100 -- ' .. h.workload('mutex_contention')
         .. ' 8 1')
