@@ -156,7 +156,7 @@ tracepoint:sched:sched_process_exit /tid == %d/ { exit(); }]==], libc, w.pid, li
     os.remove(gate)
   end)
 
-  it('use-check --lock-hold: the Mutex row says g_lock is held most of the time by critical_section', function()
+  it('use-check --lock-hold: the Mutex row says g_lock is held most of the time by critical_section, for a pid and a command', function()
     if not h.need_root('the lock tracers load BPF') then return end
     local U = require('e2e.use')
     local dir = W.scratch()
@@ -177,6 +177,16 @@ tracepoint:sched:sched_process_exit /tid == %d/ { exit(); }]==], libc, w.pid, li
         assert.near(pct, hold.share_pct, 0.5)
         assert.matches('lockhold tracer', row.utilization.source)
       end)
+      -- the same for a command use-check launches: its cgroup's processes are traced
+      local out, err, st = h.pm(string.format('use-check --lock-hold --duration 3 --interval 1 --json -- %s 8 30 %s 1',
+        h.root .. '/build/workloads/lock_convoy', gate))
+      assert.equal(0, st, err)
+      local d = assert(util.json_decode(out), out)
+      local row = assert(U.row(d, 'lock'), U.explain(d))
+      local pct = tonumber(row.utilization.text:match('g_lock %(lock_convoy %.bss%) held (%d+)%% of the time by '
+        .. '`critical_section`'))
+      assert(pct, row.utilization.text)
+      assert.is_true(pct > 50 and pct <= 100, row.utilization.text)
     end)
     os.remove(gate)
   end)
@@ -242,5 +252,8 @@ uprobe:%s:pthread_mutex_unlock /comm == "lock_convoy" && @t[tid, arg0]/ { @held[
     local _, err, st = h.pm('trace --events sched,lockhold --duration 1')
     assert.equal(2, st)
     assert.matches('lockhold needs a target %(%-%-pid, %-%-cgroup, %-%-target or %-%- COMMAND%)', err)
+    local _, uerr, ust = h.pm('use-check --lock-hold --duration 1')
+    assert.equal(2, ust)
+    assert.matches('^perf_manual: use%-check: %-%-lock%-hold needs a target', uerr)
   end)
 end)

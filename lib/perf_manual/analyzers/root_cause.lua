@@ -458,14 +458,16 @@ end
 
 -- Judging ----------------------------------------------------------------------
 
+-- `template` with the fields of `c`; when some are missing: nil, their
+-- names, and the text with the known ones filled and the others as <name>
 local function fill(template, c)
   local missing = {}
   local text = template:gsub('{([%w_]+)}', function(k)
     local v = c[k]
-    if v == nil or v == '' then missing[#missing + 1] = k return '' end
+    if v == nil or v == '' then missing[#missing + 1] = k return '<' .. k .. '>' end
     return tostring(v)
   end)
-  if #missing > 0 then return nil, missing end
+  if #missing > 0 then return nil, missing, text end
   return text
 end
 
@@ -524,12 +526,12 @@ function M.judge(e, ev, negated)
 end
 
 --- The fixes of entry `e` filled with its culprit fields: { texts = { ... },
---- unfilled = { { fix = template, missing = { fields } } } }.
+--- unfilled = { { fix = text with the missing fields as <name>, missing = { fields } } } }.
 function M.fixes(e, c)
   local out, unfilled = {}, {}
   for _, t in ipairs(e.fixes or {}) do
-    local s, miss = fill(t, c)
-    if s then out[#out + 1] = s else unfilled[#unfilled + 1] = { fix = t, missing = miss } end
+    local s, miss, partial = fill(t, c)
+    if s then out[#out + 1] = s else unfilled[#unfilled + 1] = { fix = partial, missing = miss } end
   end
   return { texts = out, unfilled = unfilled }
 end

@@ -233,13 +233,20 @@ function M.bpf_start(s, opts)
   local t = s.target
   local filter, why = targets.bpf_filter(t)
   if not filter then src.off = why; return src end
+  if opts.lock_hold and not (filter.pid or filter.cgroup) then
+    util.user_error('use-check: --lock-hold needs a target (--target PID, a cgroup, a service or -- COMMAND): '
+      .. lockhold.needs_target)
+  end
   s:start_tracer('sched', sched, { pid = filter.pid, cgroup = filter.cgroup, ns = true, runqlen = t.kind == 'system' })
   -- devices are shared: their latency is every requester's, whatever the target
   s:start_tracer('io', iot, { queued = true })
   s:start_tracer('lock', lock, { pid = filter.pid, cgroup = filter.cgroup })
-  -- hold time: uprobes on one process's C library. Asked for only: every lock
-  -- call of the target then pays a uprobe trap (about 40 us on this kind of VM)
-  if filter.pid and opts.lock_hold then s:start_tracer('lockhold', lockhold, { pid = filter.pid }) end
+  -- hold time: uprobes on the C library of a process, or of a cgroup's (a
+  -- launched command's) processes. Asked for only: every lock call of the
+  -- target then pays a uprobe trap (about 40 us on this kind of VM)
+  if opts.lock_hold then
+    s:start_tracer('lockhold', lockhold, { pid = filter.pid, cgroup = not filter.pid and filter.cgroup or nil })
+  end
   -- TCP faults (retransmits, drops, listen overflows, refused connects) for the Network row
   netuse.start(s, filter)
   -- where a process's time goes: its thread states over the same window

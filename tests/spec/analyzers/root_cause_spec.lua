@@ -94,6 +94,7 @@ describe('root_cause: judging on real evidence', function()
     assert.matches('shorten the critical section guarded by lock %(mutex_contention %.bss%)', r.fixes[1])
     -- the holder (futex wake side) is not measured: that fix is left out, and said so
     assert.same({ 'holder' }, r.unfilled[1].missing)
+    assert.equal('shorten what <holder> does while it holds lock (mutex_contention .bss)', r.unfilled[1].fix)
     local seen = {}
     for _, e in ipairs(r.evidence) do seen[e.artifact] = e.stance end
     assert.equal('supports', seen['raw_data/tsa.json'])
