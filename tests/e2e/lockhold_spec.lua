@@ -156,7 +156,8 @@ tracepoint:sched:sched_process_exit /tid == %d/ { exit(); }]==], libc, w.pid, li
     os.remove(gate)
   end)
 
-  it('use-check --lock-hold: the Mutex row says g_lock is held most of the time by critical_section, for a pid and a command', function()
+  it('use-check --lock-hold: the Mutex row says g_lock is held most of the time by critical_section, for a pid '
+    .. 'and a command', function()
     if not h.need_root('the lock tracers load BPF') then return end
     local U = require('e2e.use')
     local dir = W.scratch()

@@ -6,8 +6,8 @@
 --- * Bootstrap confidence intervals (percentile method, seeded, so the same
 ---   data always gives the same interval) for the change of the median, p99
 ---   or mean.
---- * `compare` puts both together into one verdict per metric, and
----   `check_expectation` tells whether a stated effect ("p99 -20%") was met.
+--- * `compare` puts both together into one verdict per metric; `judge`
+---   tells whether stated effects ("p99 -20%, errors < 1%") were met.
 local M = {}
 
 -- Basics --------------------------------------------------------------------
@@ -333,53 +333,6 @@ function M.compare(a, b, opts)
   }
 end
 
---- Parses an expectation: "p99 -20%", "median +5%", "latency p99 -20%",
---- "mean -10%". Returns {metric=?, stat=, change=} or nil, err.
-function M.parse_expectation(text)
-  if type(text) ~= 'string' then return nil, 'empty expectation' end
-  local words = {}
-  for w in text:gmatch('%S+') do words[#words + 1] = w end
-  if #words < 2 or #words > 3 then return nil, "expected '<statistic> <+/-N%>' like 'p99 -20%'" end
-  local pct = words[#words]:match('^([+-]%d+%.?%d*)%%$')
-  if not pct then return nil, "the change must be signed with a %, like -20% or +5%" end
-  local stat = words[#words - 1]
-  if stat == 'p50' then stat = 'median' end
-  if not (stat == 'median' or stat == 'mean' or stat:match('^p%d+%.?%d*$')) then
-    return nil, "unknown statistic '" .. stat .. "' (median, mean, p90, p99, p99.9 ...)"
-  end
-  -- a percentile lies in (0, 100]: p101 or p0 is a typo, not a statistic
-  local q = tonumber(stat:match('^p(.*)$'))
-  if q and (q <= 0 or q > 100) then
-    return nil, "'" .. stat .. "' is not a percentile (above p0, at most p100)"
-  end
-  -- a measure that cannot go below 0 cannot fall by more than 100%
-  if tonumber(pct) < -100 then return nil, 'a change below -100% cannot happen' end
-  return { metric = #words == 3 and words[1] or nil, stat = stat, change = tonumber(pct) / 100, text = text }
-end
-
---- Whether a measured change meets the expectation. `ci` is a
---- bootstrap_change result for the expectation's statistic.
---- met: the whole interval is at least the expected effect;
---- likely: the estimate is, but the interval reaches past it;
---- not met: the estimate falls short.
-function M.check_expectation(exp, ci)
-  if not ci or not ci.rel or not ci.rel_lo then
-    return { status = 'not measured', text = 'no relative change of ' .. exp.stat .. ' (no data, or it was 0 before)' }
-  end
-  local want = exp.change
-  local better = want < 0 and function(x) return x <= want end or function(x) return x >= want end
-  local far = want < 0 and ci.rel_hi or ci.rel_lo   -- the interval end farthest from the goal
-  local status
-  if better(far) then status = 'met'
-  elseif better(ci.rel) then status = 'likely met (the interval reaches past the goal)'
-  else status = 'not met' end
-  return {
-    status = status, expected = want, measured = ci.rel, lo = ci.rel_lo, hi = ci.rel_hi,
-    text = string.format('expected %s %+.0f%%, measured %+.1f%% (%d%% CI %+.1f%% .. %+.1f%%): %s',
-      exp.stat, want * 100, ci.rel * 100, math.floor(ci.level * 100 + 0.5), ci.rel_lo * 100, ci.rel_hi * 100, status),
-  }
-end
-
 -- Dataset diff ---------------------------------------------------------------
 
 local function fmt_val(v, unit)
@@ -403,11 +356,10 @@ end
 --- Compares two datasets ({samples = {name = {values=, unit=}}, scalars =
 --- {name = number}, histograms = {...}}, as perf_manual.report.load reads
 --- them). Metrics present on both sides are compared; the rest are listed
---- as missing on one side. opts: expect (parsed expectation), seed,
---- iterations, alpha. Returns
+--- as missing on one side. opts: seed, iterations, alpha. Returns
 --- { metrics = { {metric, kind, n_before, n_after, before, after, change, ci, p, verdict, ...} },
----   latency = { {metric, p50 = {before, after}, ...} }, only_before = {}, only_after = {},
----   expectation = {...} }
+---   latency = { {metric, p50 = {before, after}, ...} }, only_before = {}, only_after = {} }
+--- (stated expectations: `judge`)
 function M.diff(before, after, opts)
   opts = opts or {}
   local res = { metrics = {}, latency = {}, only_before = {}, only_after = {} }
@@ -428,9 +380,6 @@ function M.diff(before, after, opts)
       local unit = sa.unit or sb.unit
       local want = { 'median' }
       if is_latency(name, unit) then want[#want + 1] = 'p99' end
-      if opts.expect and opts.expect.stat ~= 'median' and opts.expect.stat ~= 'p99' then
-        want[#want + 1] = opts.expect.stat
-      end
       local copts = { seed = opts.seed, iterations = opts.iterations, alpha = opts.alpha, stats = want,
         stop = opts.stop }
       local c = M.compare(sa.values, sb.values, copts)
@@ -449,7 +398,6 @@ function M.diff(before, after, opts)
         row.before_text, row.after_text = 'median ' .. fmt_val(m.before, unit), 'median ' .. fmt_val(m.after, unit)
         row.change_text = m.rel and string.format('%+.1f%%', m.rel * 100) or 'n/a'
         row.ci_text = m.rel_lo and string.format('%+.1f%% .. %+.1f%%', m.rel_lo * 100, m.rel_hi * 100) or ''
-        row._ci = c.ci
       else
         row.before_text, row.after_text, row.change_text = fmt_val(M.median(sa.values), unit),
         fmt_val(M.median(sb.values), unit), 'n/a'
@@ -484,29 +432,6 @@ function M.diff(before, after, opts)
       res.only_before[#res.only_before + 1] = name .. ' (samples on one side, a single value on the other)'
     end
   end
-  if opts.expect then
-    local e = opts.expect
-    local target
-    for _, row in ipairs(res.metrics) do
-      if row._ci and (not e.metric and is_latency(row.metric, row.unit)
-        or (e.metric and row.metric:find(e.metric, 1, true))) then
-        target = row
-        break
-      end
-    end
-    if not target then
-      res.expectation = { status = 'not measured', text = 'expected ' .. e.text
-        .. ': no matching metric with samples on both sides' }
-    else
-      local ci = target._ci[e.stat] or M.bootstrap_change(before.samples[target.metric].values,
-        after.samples[target.metric].values,
-        { stat = e.stat, seed = opts.seed, iterations = opts.iterations, stop = opts.stop })
-      res.expectation = M.check_expectation(e, ci)
-      res.expectation.metric = target.metric
-      res.expectation.text = target.metric .. ': ' .. res.expectation.text
-    end
-  end
-  for _, row in ipairs(res.metrics) do row._ci = nil end
   return res
 end
 

@@ -138,24 +138,4 @@ describe('perf_manual.analyzers.stats verdicts', function()
     assert.matches('^lower: median %-%d+%.%d%% %(95%% CI %-%d+%.%d%% %.%. %-%d+%.%d%%%)$', r.verdict)
   end)
 
-  it('parses expectations and rejects bad ones', function()
-    assert.same({ stat = 'p99', change = -0.2, text = 'p99 -20%' }, stats.parse_expectation('p99 -20%'))
-    assert.same({ metric = 'latency', stat = 'median', change = 0.05, text = 'latency p50 +5%' },
-      stats.parse_expectation('latency p50 +5%'))
-    assert.same({ nil, "the change must be signed with a %, like -20% or +5%" }, { stats.parse_expectation('p99 20%') })
-    assert.same({ nil, "unknown statistic 'fast' (median, mean, p90, p99, p99.9 ...)" },
-      { stats.parse_expectation('fast -20%') })
-  end)
-
-  it('judges an expectation against the interval', function()
-    local e = stats.parse_expectation('p99 -20%')
-    local ci = { rel = -0.35, rel_lo = -0.45, rel_hi = -0.25, level = 0.95 }
-    assert.equal('met', stats.check_expectation(e, ci).status)
-    ci = { rel = -0.25, rel_lo = -0.4, rel_hi = -0.1, level = 0.95 }
-    assert.equal('likely met (the interval reaches past the goal)', stats.check_expectation(e, ci).status)
-    ci = { rel = -0.1, rel_lo = -0.2, rel_hi = 0.0, level = 0.95 }
-    local r = stats.check_expectation(e, ci)
-    assert.equal('not met', r.status)
-    assert.equal('expected p99 -20%, measured -10.0% (95% CI -20.0% .. +0.0%): not met', r.text)
-  end)
 end)
