@@ -81,6 +81,7 @@ end
 --- waits on, from the accounting and (when it has one) the off-CPU profile.
 function M.wait(tsa, offcpu)
   local out = {}
+  local idle = 0
   if type(tsa) == 'table' and type(tsa.total) == 'table' then
     local d = findings.dominant_wait(tsa)
     local sh, parts = d and d.shares or tsa.total.shares or {}, {}
@@ -88,7 +89,7 @@ function M.wait(tsa, offcpu)
       local x = tonumber(sh[st]) or 0
       if x >= 1 then parts[#parts + 1] = fmt('%s %.0f%%', waits.LABELS[st], x) end
     end
-    local idle = d and (tonumber(tsa.total.threads) or #(tsa.threads or {})) - d.threads or 0
+    idle = d and (tonumber(tsa.total.threads) or #(tsa.threads or {})) - d.threads or 0
     out[#out + 1] = (idle > 0 and fmt('wall time (%d thread(s) idle all along left out): ', idle) or 'wall time: ')
       .. table.concat(parts, ', ')
     local n = 0
@@ -108,7 +109,10 @@ function M.wait(tsa, offcpu)
     for i, r in ipairs(br.reasons) do
       if i > 3 then break end
       local site = type(r.sites) == 'table' and r.sites[1]
-      out[#out + 1] = fmt('off-CPU profile: %s %.0f%% of blocked time%s',
+      -- the profile covers every thread of the target: said when the line
+      -- above left idle ones out, or its shares read as a contradiction
+      out[#out + 1] = fmt('off-CPU profile%s: %s %.0f%% of blocked time%s',
+        idle > 0 and ' (idle threads included)' or '',
         waits.LABELS[r.reason] or tostring(r.label or r.reason),
         (tonumber(r.share) or 0) * 100, site and (', mostly from ' .. tostring(site.site or site.name)) or '')
     end

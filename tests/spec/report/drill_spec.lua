@@ -75,6 +75,22 @@ describe('report.drill.wait', function()
     assert.same({ 'off-CPU profile: network socket 75% of blocked time, mostly from main -> read',
       'off-CPU profile: sleep 25% of blocked time, mostly from main -> clock_nanosleep' }, lines)
   end)
+
+  it('says the profile includes the idle threads the wall-time line leaves out', function()
+    -- the waiter reads a pipe 75% and sleeps 25%; its feeder sleeps all along
+    local tsa = { total = { threads = 2, shares = {} }, threads = {
+      { tid = 1, life_s = 4, states = { ipc = 3, sleep = 1 },
+        waits = { { reason = 'ipc', seconds = 3, syscall = 'read', text = 'pid 2 (feeder) via pipe' },
+          { reason = 'sleep', seconds = 1, syscall = 'clock_nanosleep' } } },
+      { tid = 2, life_s = 4, states = { sleep = 4 },
+        waits = { { reason = 'sleep', seconds = 4, syscall = 'clock_nanosleep' } } } } }
+    local lines = drill.wait(tsa, { by_reason = { total = 8, reasons = {
+      { reason = 'sleep', share = 0.625, sites = { { site = 'feed -> clock_nanosleep' } } },
+      { reason = 'ipc', share = 0.375, sites = { { site = 'main -> read' } } } } } })
+    assert.equal('wall time (1 thread(s) idle all along left out): pipe / unix socket 75%, sleep 25%', lines[1])
+    assert.equal('off-CPU profile (idle threads included): sleep 63% of blocked time, mostly from '
+      .. 'feed -> clock_nanosleep', lines[#lines - 1])
+  end)
 end)
 
 describe('the report on thread states', function()
