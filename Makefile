@@ -212,6 +212,12 @@ build/workloads/nofp_%: tests/workloads/nofp_%.c
 # nofp_leak is leaky.c built as distributions build
 build/workloads/nofp_leak: tests/workloads/leaky.c
 
+# fp_tree is nofp_tree.c built with frame pointers (glibc below it has none)
+build/workloads/fp_tree: tests/workloads/fp_tree.c tests/workloads/nofp_tree.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) -std=gnu11 -O2 -g -fno-omit-frame-pointer -Wall -Wextra -o $@ $< -lpthread -lm -ldl
+
 build/workloads/%: tests/workloads/%.c
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
