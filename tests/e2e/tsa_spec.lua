@@ -344,4 +344,90 @@ describe('tsa end to end #priv', function()
       assert(ok, e)
     end)
   end)
+
+  -- A second witness for the blocked states: bpftrace summing, per thread,
+  -- the time from a sleeping switch-out to the next switch-in, by the
+  -- syscall the thread was in, over its own window around tsa's (the
+  -- workloads are steady, so shares compare). Its window ends at the last
+  -- switch-in it could attribute: on SIGINT it detaches sys_enter first, and
+  -- the syscalls entered after that have no number
+  it('blocked shares agree with the off-CPU time bpftrace sees in the syscalls they block in #bpftrace', function()
+    if not h.need_root('BPF thread-state accounting') then return end
+    if not h.have_bpftrace() then return end
+    -- syscall numbers (x86-64) of each state's syscalls
+    local cases = {
+      { args = { 'pipe' }, states = { ipc = { 0 }, sleep = { 230, 35 } } },
+      { args = { 'convoy', 4 }, states = { lock = { 202 } }, workers = true },
+      { args = { 'fsync', W.scratch() }, states = { io = { 74, 75 } } },
+    }
+    local report, details = {}, {}
+    h.with_machine_lock(function()
+      for _, c in ipairs(cases) do
+        W.with('tsa_states', c.args, {}, function(w)
+          sys.sleep(0.3)
+          local out = W.scratch() .. '/tsa.bpftrace'
+          -- luacheck: push no max line length
+          local prog = string.format([==[
+BEGIN { @t0 = nsecs; printf("bpftrace ready\n"); }
+tracepoint:raw_syscalls:sys_enter /pid == %d/ { @nr[tid] = args->id + 1; }
+tracepoint:raw_syscalls:sys_exit /pid == %d/ { delete(@nr[tid]); }
+tracepoint:sched:sched_switch /pid == %d && args->prev_state != 0/ { @off[args->prev_pid] = nsecs; @in[args->prev_pid] = @nr[args->prev_pid]; }
+tracepoint:sched:sched_switch /@off[args->next_pid]/ { @ns[args->next_pid, @in[args->next_pid]] = sum(nsecs - @off[args->next_pid]); if (@in[args->next_pid]) { @tl = nsecs; } delete(@off[args->next_pid]); delete(@in[args->next_pid]); }
+END { printf("window %%d us\n", (@tl - @t0) / 1000); clear(@off); clear(@in); clear(@nr); clear(@t0); clear(@tl); }]==], w.pid, w.pid, w.pid)
+          -- luacheck: pop
+          local bt = tonumber((h.sh(string.format("bpftrace -e '%s' >%s 2>&1 & echo $!", prog, out))))
+          local ok, err = pcall(function()
+            assert(W.wait_until(function() return (util.readfile(out) or ''):find('bpftrace ready') end, 60),
+              'bpftrace did not start: ' .. tostring(util.readfile(out)))
+            local doc = tsa(w.pid)
+            os.execute('kill -INT ' .. bt)
+            -- its maps are printed after END: wait for it to be gone
+            assert(W.wait_until(function() return not sys.kill(bt, 0) end, 30),
+              'bpftrace did not end: ' .. tostring(util.readfile(out)))
+            bt = nil
+            local text = util.readfile(out)
+            local window = tonumber(text:match('window (%d+) us')) / 1e6
+            local ns = {}
+            for tid, nr, v in text:gmatch('@ns%[(%d+), (%d+)%]: (%d+)') do
+              tid, nr = tonumber(tid), tonumber(nr)
+              ns[tid] = ns[tid] or {}
+              -- the key is the syscall number + 1; 0: outside any syscall
+              ns[tid][nr - 1] = (ns[tid][nr - 1] or 0) + tonumber(v)
+            end
+            -- a convoy's workers are judged together: glibc's mutex is not fair,
+            -- so which worker runs moves between tsa's window and bpftrace's
+            local groups = {}
+            for _, th in ipairs(doc.threads) do
+              if not c.workers then groups[#groups + 1] = { label = 'tid ' .. th.tid, threads = { th } }
+              elseif th.tid ~= w.pid then
+                groups[1] = groups[1] or { label = 'workers', threads = {} }
+                table.insert(groups[1].threads, th)
+              end
+            end
+            for _, g in ipairs(groups) do
+              for state, nrs in pairs(c.states) do
+                local got, life, inside = 0, 0, 0
+                for _, th in ipairs(g.threads) do
+                  got, life = got + th.states[state], life + th.life_s
+                  for _, nr in ipairs(nrs) do inside = inside + ((ns[th.tid] or {})[nr] or 0) end
+                end
+                local mine, witness = got / life * 100, inside / 1e9 / (window * #g.threads) * 100
+                local line = string.format('%-6s %-8s %-5s tsa %5.1f%%  bpftrace %5.1f%%', c.args[1], g.label, state,
+                  mine, witness)
+                report[#report + 1] = line .. (math.abs(mine - witness) <= 5 and '' or '  <- differs by more than 5')
+                details[#details + 1] = explain(doc)
+              end
+            end
+          end)
+          if bt then os.execute('kill ' .. bt .. ' 2>/dev/null') end
+          os.remove(out)
+          if not ok then error(err, 0) end
+        end)
+      end
+    end)
+    local text = table.concat(report, '\n')
+    io.stderr:write('\n[tsa vs bpftrace]\n' .. text .. '\n')
+    assert.is_true(#report >= 4, text)
+    assert.is_nil(text:find('differs by more', 1, true), text .. '\n' .. table.concat(details, '\n'))
+  end)
 end)
