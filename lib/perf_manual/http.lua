@@ -105,6 +105,7 @@ end
 --- not load or more connections than open files allowed: a user error.
 function M.load(opts)
   util.validate('opts', opts, 'table')
+  util.long_running()
   local u, err = M.parse_url(opts.url)
   if not u then return nil, err end
   if opts.method then

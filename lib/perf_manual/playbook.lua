@@ -753,6 +753,11 @@ function Context.duration_text(_, s)
   return util.fmt_duration(s)
 end
 
+--- Bytes as people write them: 1536 -> 1.5K.
+function Context.bytes_text(_, b)
+  return util.fmt_bytes(b)
+end
+
 --- How a command the run launched ended, as one line ("command exited
 --- with status 3"); nil for other targets. d: a target's description.
 function Context.exit_text(_, d)

@@ -84,6 +84,14 @@ function M.fmt_duration(s)
   return string.format('%.0fns', s * 1e9)
 end
 
+--- For code that runs the same path for minutes or hours (a server, a live
+--- view, a load generator): LuaJIT's default compile threshold. The host
+--- raises it for the start-up of short commands (runtime/main.c), where a
+--- path that runs a few hundred times is not worth compiling.
+function M.long_running()
+  require('jit.opt').start('hotloop=56')
+end
+
 --- Human bytes: 1536 -> "1.5K".
 function M.fmt_bytes(b)
   if b == nil then return '-' end

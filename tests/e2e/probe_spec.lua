@@ -248,6 +248,33 @@ describe('probe e2e #priv', function()
     W.cleanup_scratch()
   end)
 
+  it('runs the example playbook: who allocates, ranked by bytes, against the counts leaky keeps', function()
+    if not h.need_root() then return end
+    local W = require('e2e.workload')
+    local counter = W.scratch() .. '/leaky.count'
+    W.with('leaky', { '30', '32768', counter }, {}, function(w)
+      assert(W.wait_until(function() return util.readfile(counter) end, 10), 'leaky wrote no count')
+      local _, a0 = util.readfile(counter):match('(%d+) (%d+)')
+      local out, err, st = h.pm(string.format('run %s/playbooks/examples/who-allocates.lua --pid %d --duration 2 '
+        .. '--top 2', h.root, w.pid))
+      local _, a1 = util.readfile(counter):match('(%d+) (%d+)')
+      assert.equal(0, st, err)
+      -- leaky leaks 16 KiB entries from cache_put (32 MiB/s asked: 2048 a second)
+      -- and churns 20,000 mallocs a second of 16..2063 bytes: cache_put's bytes lead
+      local pct, n, mean = out:match('\n%s*([%d.]+)%% of the bytes  cache_put%s+(%d+) calls  mean (%d+) bytes')
+      assert(pct, out)
+      assert.matches('^malloc: %d+ calls in [%d.]+s\n%s*[%d.]+%% of the bytes  cache_put ', out)
+      assert.equal(16384, tonumber(mean))
+      -- the calls it counted in its window, within the leak's own count around it
+      local outer = tonumber(a1) - tonumber(a0)
+      assert.is_true(tonumber(n) <= outer and tonumber(n) >= outer * 0.5, n .. ' of ' .. outer .. '\n' .. out)
+      local cm = tonumber(out:match('%% of the bytes  churn%s+%d+ calls  mean (%d+) bytes'))
+      assert.is_true(cm and cm >= 16 and cm <= 2063, out)
+      assert.matches('\ncache_put allocates the most: [%d.]+M/s in ' .. n .. ' calls of 16384 bytes on average', out)
+    end)
+    W.cleanup_scratch()
+  end)
+
   it('prints text with the quality line', function()
     if not h.need_root() then return end
     local out, err, st = h.pm(string.format('probe %s --by arg1 -- %s 400', q('uprobe:' .. CALLS .. ':pm_probe_work'),

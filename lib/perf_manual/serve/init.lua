@@ -229,6 +229,7 @@ end
 M.WARM_SCRAPES = 300
 
 function Serve:warm(n)
+  util.long_running()
   local min = M.USE_MIN_WINDOW
   M.USE_MIN_WINDOW = 0
   local ok, err = pcall(function()
