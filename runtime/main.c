@@ -274,7 +274,8 @@ int main(int argc, char **argv)
    * short loops (argument parsing, module set-up, /proc parsing) spent about
    * 2 ms of a probe's start compiling traces for loops that ran a few hundred
    * times. A loop that matters runs millions of times and is compiled a
-   * moment later. */
+   * moment later; a measurement window, a server or a load generator sets
+   * the default back for itself (perf_manual.util.long_running). */
   if (luaL_dostring(L, "require('jit.opt').start('hotloop=1000')") != 0)
     lua_pop(L, 1);
   set_paths(L);

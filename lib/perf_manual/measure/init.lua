@@ -230,6 +230,9 @@ end
 function Session:run(hooks)
   hooks = hooks or {}
   self:begin()
+  -- what runs from here runs again every tick, possibly for hours: compile
+  -- it as LuaJIT does by default (the host raised the threshold for start-up)
+  util.long_running()
   local t0, deadline = self.t0, self.deadline
   local interval = hooks.interval
   local next_interval = interval and t0 + interval
