@@ -369,7 +369,10 @@ function M.launch(t, opts)
   if opts.log then t.logger = err end
   t.kind, t.pid, t.launched = 'pid', pid, true
   t.started_at = sys.now()
-  t.comm = M.comm(pid) or (t.argv[1]:match('[^/]+$'))
+  -- what exec names it (the file's base name, 15 bytes): spawn returns when
+  -- the kernel lets a vfork parent go, a moment before exec renames the child,
+  -- so /proc/PID/comm may still say perf_manual here
+  t.comm = ((t.argv[1]:match('[^/]+$')) or t.argv[1]):sub(1, 15)
   t.label = string.format('%s (pid %d, launched)', t.command, pid)
   if not t.exact then
     -- a program that fails at once (bad arguments) is not a target
